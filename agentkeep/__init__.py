@@ -1,0 +1,70 @@
+"""agentkeep: the persistence layer for AI agents and assistants.
+
+import agentkeep
+store = agentkeep.connect()            # sqlite:///./data/agentkeep.db
+session = store.sessions.create()
+store.messages.append(session.id, "user", "Hello")
+"""
+
+from agentkeep.aio import AsyncStore, aconnect
+from agentkeep.errors import (
+    AgentkeepError,
+    Conflict,
+    InvalidInput,
+    InvalidTransition,
+    LockTimeout,
+    MigrationRequired,
+    NotFound,
+    SchemaError,
+    StoreUnavailable,
+)
+from agentkeep.models import (
+    Agent,
+    Event,
+    Health,
+    LLMUsage,
+    Message,
+    NewMessage,
+    Page,
+    Run,
+    RunStep,
+    Session,
+    Snapshot,
+    StateDoc,
+    Stats,
+    ToolCall,
+)
+from agentkeep.store import Store, connect
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "AgentkeepError",
+    "AsyncStore",
+    "Conflict",
+    "Event",
+    "Health",
+    "InvalidInput",
+    "InvalidTransition",
+    "LLMUsage",
+    "LockTimeout",
+    "Message",
+    "MigrationRequired",
+    "NewMessage",
+    "NotFound",
+    "Page",
+    "Run",
+    "RunStep",
+    "SchemaError",
+    "Session",
+    "Snapshot",
+    "StateDoc",
+    "Stats",
+    "Store",
+    "StoreUnavailable",
+    "ToolCall",
+    "__version__",
+    "aconnect",
+    "connect",
+]

@@ -1,0 +1,50 @@
+"""Settings from ``AGENTKEEP_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/agentkeep.db"
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything agentkeep reads from the environment, with its default."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    durability: str = "normal"
+    auto_migrate: bool | None = None
+    api_keys: str = ""
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 8 * 1024 * 1024
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        auto = e.get("AGENTKEEP_AUTO_MIGRATE")
+        return cls(
+            database_url=e.get("AGENTKEEP_DATABASE_URL")
+            or e.get("DATABASE_URL")
+            or DEFAULT_DATABASE_URL,
+            durability=(e.get("AGENTKEEP_DURABILITY") or "normal").lower(),
+            auto_migrate=None if auto in (None, "") else _bool(auto, False),
+            api_keys=e.get("AGENTKEEP_API_KEYS", ""),
+            llm_base_url=e.get("AGENTKEEP_LLM_BASE_URL") or None,
+            llm_api_key=e.get("AGENTKEEP_LLM_API_KEY") or None,
+            host=e.get("AGENTKEEP_HOST", "127.0.0.1"),
+            port=int(e.get("AGENTKEEP_PORT", "8080")),
+            max_body_bytes=int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
+        )

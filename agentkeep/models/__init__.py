@@ -1,0 +1,67 @@
+"""The vocabulary of agentkeep: every stored object, as a pydantic model."""
+
+from agentkeep.models.agents import Agent
+from agentkeep.models.common import JSONValue, Order, Page
+from agentkeep.models.events import CHANNELS, EVENT_TYPES, Channel, Event
+from agentkeep.models.messages import BLOCK_TYPES, ROLES, Message, NewMessage, Role
+from agentkeep.models.runs import (
+    ACTIVE_RUN_STATUSES,
+    RUN_TRANSITIONS,
+    TERMINAL_RUN_STATUSES,
+    Run,
+    RunStatus,
+    RunStep,
+    StepStatus,
+    StepType,
+)
+from agentkeep.models.sessions import Session
+from agentkeep.models.snapshots import Snapshot, StateDoc
+from agentkeep.models.stats import ConsistencyIssue, ConsistencyReport, Health, Stats, ToolStats
+from agentkeep.models.tool_calls import (
+    TOOL_CALL_TERMINAL,
+    TOOL_CALL_TRANSITIONS,
+    Approval,
+    ToolCall,
+    ToolCallState,
+)
+from agentkeep.models.usage import CostSource, LLMUsage, UsageRollup
+
+__all__ = [
+    "ACTIVE_RUN_STATUSES",
+    "BLOCK_TYPES",
+    "CHANNELS",
+    "EVENT_TYPES",
+    "ROLES",
+    "RUN_TRANSITIONS",
+    "TERMINAL_RUN_STATUSES",
+    "TOOL_CALL_TERMINAL",
+    "TOOL_CALL_TRANSITIONS",
+    "Agent",
+    "Approval",
+    "Channel",
+    "ConsistencyIssue",
+    "ConsistencyReport",
+    "CostSource",
+    "Event",
+    "Health",
+    "JSONValue",
+    "LLMUsage",
+    "Message",
+    "NewMessage",
+    "Order",
+    "Page",
+    "Role",
+    "Run",
+    "RunStatus",
+    "RunStep",
+    "Session",
+    "Snapshot",
+    "StateDoc",
+    "Stats",
+    "StepStatus",
+    "StepType",
+    "ToolCall",
+    "ToolCallState",
+    "ToolStats",
+    "UsageRollup",
+]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from agentkeep.models.common import Model
+
+__all__ = ["ConsistencyIssue", "ConsistencyReport", "Health", "Stats", "ToolStats"]
+
+
+class ToolStats(Model):
+    name: str
+    calls: int
+    errors: int
+    avg_duration_ms: float | None
+
+
+class Stats(Model):
+    """Aggregates for one agent, or for the whole tenant (``agent_id`` None)."""
+
+    agent_id: str | None
+    total_runs: int
+    completed_runs: int
+    failed_runs: int
+    cancelled_runs: int
+    avg_iterations: float
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal | None
+    unpriced_calls: int
+    latency_ms: dict[str, float | None]  # p50, p90, p95, p99
+    tools: list[ToolStats]
+    tool_calls_by_state: dict[str, int]
+    total_tool_calls: int
+    messages: int
+    snapshots: int
+    sessions: int
+
+
+class Health(Model):
+    healthy: bool
+    backend: str
+    database: dict[str, Any]  # connected, latency_ms, revision, error?
+    checked_at: datetime
+
+
+class ConsistencyIssue(Model):
+    kind: str
+    object_id: str
+    detail: str
+
+
+class ConsistencyReport(Model):
+    ok: bool
+    issues: list[ConsistencyIssue]
+    checked_at: datetime

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from agentkeep.models.common import Model
+
+__all__ = ["TOOL_CALL_TERMINAL", "TOOL_CALL_TRANSITIONS", "Approval", "ToolCall", "ToolCallState"]
+
+ToolCallState = Literal[
+    "pending",
+    "approval_required",
+    "approved",
+    "denied",
+    "executing",
+    "completed",
+    "failed",
+    "cancelled",
+]
+TOOL_CALL_TERMINAL: frozenset[str] = frozenset(("denied", "completed", "failed", "cancelled"))
+TOOL_CALL_TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset(("approval_required", "executing", "completed", "failed", "cancelled")),
+    "approval_required": frozenset(("approved", "denied", "cancelled")),
+    "approved": frozenset(("executing", "completed", "failed", "cancelled")),
+    "executing": frozenset(("completed", "failed", "cancelled")),
+    "denied": frozenset(),
+    "completed": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+class Approval(Model):
+    decision: Literal["approved", "denied"]
+    by: str | None = None
+    note: str | None = None
+    at: datetime
+
+
+class ToolCall(Model):
+    """A call of a tool, with its input, output, approval and audit trail."""
+
+    id: str
+    tenant_id: str
+    run_id: str | None
+    session_id: str | None
+    step_id: str | None
+    agent_id: str | None
+    name: str
+    input: Any
+    output: Any
+    state: ToolCallState
+    is_error: bool
+    approval: Approval | None
+    audit: list[dict[str, Any]]
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None

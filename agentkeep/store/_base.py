@@ -1,0 +1,128 @@
+"""Shared SQL helpers for the entity stores: rows to models, pages, filters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.errors import InvalidInput, NotFound
+from agentkeep.models.common import Order, Page, check_limit, from_micros, to_micros
+
+if TYPE_CHECKING:
+    from agentkeep.store._core import Core
+
+__all__ = ["Resource", "paginate", "row_times", "time_range"]
+
+T = TypeVar("T")
+
+
+def row_times(row: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    """A row as a dict, with the named microsecond columns as datetimes."""
+    data = dict(row)
+    for name in names:
+        data[name] = from_micros(data[name])
+    return data
+
+
+def time_range(
+    column: sa.ColumnElement[Any], after: datetime | None, before: datetime | None
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions for ``after <= column < before`` on a microsecond column."""
+    out: list[sa.ColumnElement[bool]] = []
+    if after is not None:
+        out.append(column >= to_micros(after))
+    if before is not None:
+        out.append(column < to_micros(before))
+    return out
+
+
+def paginate(
+    conn: Connection,
+    table: sa.Table,
+    where: Sequence[sa.ColumnElement[bool]],
+    to_model: Callable[[Mapping[str, Any]], T],
+    *,
+    tenant_id: str,
+    limit: int,
+    after: str | None,
+    before: str | None,
+    order: Order,
+    sort: sa.Column[Any] | None = None,
+    columns: Sequence[sa.ColumnElement[Any]] | None = None,
+) -> Page[T]:
+    """One page of ``table`` in ``sort`` order (default: id) with id cursors.
+
+    ``after`` continues past an id in the listing's order; ``before`` returns
+    the page that comes just before an id.
+    """
+    check_limit(limit)
+    if order not in ("asc", "desc"):
+        raise InvalidInput("must be 'asc' or 'desc'", field="order")
+    key = sort if sort is not None else table.c.id
+    conds = [table.c.tenant_id == tenant_id, *where]
+
+    def cursor(ident: str, field: str) -> sa.ColumnElement[Any]:
+        if key is table.c.id:
+            return sa.literal(ident)
+        sub = (
+            sa.select(key)
+            .where(table.c.tenant_id == tenant_id, table.c.id == ident)
+            .scalar_subquery()
+        )
+        if conn.execute(sa.select(sub)).scalar() is None:
+            raise InvalidInput(f"no object with id {ident!r} in this listing", field=field)
+        return sub
+
+    forward = order == "asc"
+    if after is not None:
+        conds.append(key > cursor(after, "after") if forward else key < cursor(after, "after"))
+    reverse = False
+    if before is not None:
+        conds.append(key < cursor(before, "before") if forward else key > cursor(before, "before"))
+        if after is None:
+            reverse = True  # take the items closest to `before`, then restore the order
+    ascending = forward != reverse
+    stmt = (
+        sa.select(*(columns if columns is not None else [table]))
+        .where(*conds)
+        .order_by(key.asc() if ascending else key.desc())
+        .limit(limit + 1)
+    )
+    rows = list(conn.execute(stmt).mappings())
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if reverse:
+        rows.reverse()
+    items = [to_model(r) for r in rows]
+    ids = [r["id"] for r in rows]
+    return Page(
+        items=items,
+        has_more=has_more,
+        first_id=ids[0] if ids else None,
+        last_id=ids[-1] if ids else None,
+    )
+
+
+class Resource:
+    """Base of the entity stores: the core and the tenant they act for."""
+
+    kind = "object"
+
+    def __init__(self, core: Core, tenant_id: str) -> None:
+        self._core = core
+        self.tenant_id = tenant_id
+
+    def _get_row(
+        self, conn: Connection, table: sa.Table, ident: str, *, for_update: bool = False
+    ) -> Mapping[str, Any]:
+        stmt = sa.select(table).where(table.c.tenant_id == self.tenant_id, table.c.id == ident)
+        if for_update and self._core.dialect.skip_locked:
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).mappings().first()
+        if row is None:
+            raise NotFound(self.kind, ident)
+        return row

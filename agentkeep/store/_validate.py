@@ -1,0 +1,63 @@
+"""Input checks shared by the entity stores; each error names its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentkeep.errors import InvalidInput
+
+__all__ = ["UNSET", "check_object", "check_tools", "opt_text", "require_str"]
+
+UNSET: Any = object()
+"""Default of update parameters: the field is left as it is."""
+
+
+def require_str(value: Any, field: str, *, max_len: int = 256) -> str:
+    if value is None:
+        raise InvalidInput("is required", field=field)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("must be a non-empty string", field=field)
+    if len(value) > max_len:
+        raise InvalidInput(f"must be at most {max_len} characters", field=field)
+    return value
+
+
+def opt_text(value: Any, field: str, max_len: int = 256) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput("must be a string", field=field)
+    if len(value) > max_len:
+        raise InvalidInput(f"must be at most {max_len} characters", field=field)
+    return value
+
+
+def check_object(value: Any, field: str) -> dict[str, Any]:
+    """A JSON object (None becomes empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("must be an object", field=field)
+    return dict(value)
+
+
+def check_tools(tools: Any, field: str = "tools") -> list[dict[str, Any]]:
+    """Tools as a list of objects, each with a string ``type``."""
+    if tools is None:
+        return []
+    if not isinstance(tools, (list, tuple)):
+        raise InvalidInput("must be a list of tool objects", field=field)
+    if len(tools) > 128:
+        raise InvalidInput("at most 128 tools are allowed", field=field)
+    out = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            raise InvalidInput("must be an object with a string 'type'", field=f"{field}[{i}]")
+        if tool["type"] == "function":
+            fn = tool.get("function")
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+                raise InvalidInput(
+                    "a function tool needs function.name", field=f"{field}[{i}].function.name"
+                )
+        out.append(dict(tool))
+    return out

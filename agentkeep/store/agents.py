@@ -1,0 +1,137 @@
+"""Agents (OpenAI assistants): create, read, update with a version, delete, list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from agentkeep.errors import Conflict, NotFound
+from agentkeep.ids import new_id
+from agentkeep.models import Agent, Page
+from agentkeep.models.common import Order, check_metadata, utcnow_micros
+from agentkeep.store._base import Resource, paginate, row_times
+from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
+from agentkeep.store.schema import agents as t
+
+__all__ = ["Agents"]
+
+
+def _to_agent(row: Mapping[str, Any]) -> Agent:
+    return Agent.model_construct(**row_times(row, "created_at", "updated_at"))
+
+
+class Agents(Resource):
+    """``store.agents``: the agents (assistants) of this tenant."""
+
+    kind = "agent"
+
+    def create(
+        self,
+        *,
+        model: str,
+        name: str | None = None,
+        description: str | None = None,
+        instructions: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        metadata: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> Agent:
+        """Create an agent; ``extra`` keeps any other settings (temperature, ...)."""
+        values = {
+            "tenant_id": self.tenant_id,
+            "id": (require_str(id, "id", max_len=64) if id is not None else new_id("asst")),
+            "model": require_str(model, "model"),
+            "name": opt_text(name, "name", 256),
+            "description": opt_text(description, "description", 512),
+            "instructions": opt_text(instructions, "instructions", 256_000),
+            "tools": check_tools(tools),
+            "metadata": check_metadata(metadata),
+            "extra": check_object(extra, "extra"),
+            "version": 1,
+        }
+        now = utcnow_micros()
+        values["created_at"] = values["updated_at"] = now
+        with self._core.write("creating an agent") as conn:
+            conn.execute(sa.insert(t).values(values))
+        return _to_agent(values)
+
+    def get(self, agent_id: str) -> Agent:
+        with self._core.read() as conn:
+            return _to_agent(self._get_row(conn, t, agent_id))
+
+    def update(
+        self,
+        agent_id: str,
+        *,
+        expected_version: int | None = None,
+        model: str = UNSET,
+        name: str | None = UNSET,
+        description: str | None = UNSET,
+        instructions: str | None = UNSET,
+        tools: list[dict[str, Any]] = UNSET,
+        metadata: dict[str, str] = UNSET,
+        extra: dict[str, Any] = UNSET,
+    ) -> Agent:
+        """Change the given fields; with ``expected_version``, only if nobody changed it since."""
+        changes: dict[str, Any] = {}
+        if model is not UNSET:
+            changes["model"] = require_str(model, "model")
+        if name is not UNSET:
+            changes["name"] = opt_text(name, "name", 256)
+        if description is not UNSET:
+            changes["description"] = opt_text(description, "description", 512)
+        if instructions is not UNSET:
+            changes["instructions"] = opt_text(instructions, "instructions", 256_000)
+        if tools is not UNSET:
+            changes["tools"] = check_tools(tools)
+        if metadata is not UNSET:
+            changes["metadata"] = check_metadata(metadata)
+        if extra is not UNSET:
+            changes["extra"] = check_object(extra, "extra")
+        with self._core.write("updating an agent") as conn:
+            row = self._get_row(conn, t, agent_id, for_update=True)
+            if expected_version is not None and row["version"] != expected_version:
+                raise Conflict(
+                    f"agent {agent_id!r} is at version {row['version']}, not {expected_version}; reload and retry"
+                )
+            changes["version"] = row["version"] + 1
+            changes["updated_at"] = utcnow_micros()
+            conn.execute(
+                sa.update(t)
+                .where(t.c.tenant_id == self.tenant_id, t.c.id == agent_id)
+                .values(changes)
+            )
+            return _to_agent({**row, **changes})
+
+    def delete(self, agent_id: str) -> None:
+        """Delete an agent; its runs and usage keep their ``agent_id``."""
+        with self._core.write("deleting an agent") as conn:
+            result = conn.execute(
+                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == agent_id)
+            )
+            if result.rowcount == 0:
+                raise NotFound("agent", agent_id)
+
+    def list(
+        self,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[Agent]:
+        with self._core.read() as conn:
+            return paginate(
+                conn,
+                t,
+                [],
+                _to_agent,
+                tenant_id=self.tenant_id,
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )

@@ -1,0 +1,333 @@
+"""The schema, declared once for SQLite and PostgreSQL.
+
+Every table carries ``tenant_id`` and every primary and unique key starts with
+it. Times are integer microseconds since the Unix epoch (UTC); costs are integer
+nano-dollars (exact sums on both backends; NULL means unknown). JSON columns
+are JSONB on PostgreSQL. Alembic revisions (``migrations/``) are the only way
+this schema reaches a database; a test checks that head matches this file.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = ["metadata"]
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+def _tenant() -> sa.Column[str]:
+    return sa.Column("tenant_id", sa.String(64), nullable=False)
+
+
+def _id() -> sa.Column[str]:
+    return sa.Column("id", sa.String(64), nullable=False)
+
+
+def _micros(name: str, nullable: bool = False) -> sa.Column[int]:
+    return sa.Column(name, sa.BigInteger(), nullable=nullable)
+
+
+def _json(name: str, nullable: bool = False) -> sa.Column[object]:
+    return sa.Column(name, JSON, nullable=nullable)
+
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("name", sa.String(256)),
+    sa.Column("description", sa.Text()),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("instructions", sa.Text()),
+    _json("tools"),
+    _json("metadata"),
+    _json("extra"),
+    sa.Column("version", sa.Integer(), nullable=False),
+    _micros("created_at"),
+    _micros("updated_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.Index(None, "tenant_id", "created_at"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("agent_id", sa.String(64)),
+    sa.Column("user_id", sa.String(256)),
+    sa.Column("title", sa.Text()),
+    _json("metadata"),
+    _json("traits"),
+    _json("state"),
+    _json("extra"),
+    sa.Column("parent_id", sa.String(64)),
+    sa.Column("fork_seq", sa.BigInteger()),
+    sa.Column("message_count", sa.BigInteger(), nullable=False),
+    sa.Column("last_seq", sa.BigInteger(), nullable=False),
+    _micros("last_activity_at"),
+    sa.Column("version", sa.Integer(), nullable=False),
+    _micros("created_at"),
+    _micros("updated_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.Index(None, "tenant_id", "kind", "id"),
+    sa.Index(None, "tenant_id", "agent_id", "id"),
+    sa.Index(None, "tenant_id", "user_id", "id"),
+    sa.Index(None, "tenant_id", "last_activity_at"),
+)
+
+_session_fk = sa.ForeignKeyConstraint(
+    ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    _json("content"),
+    sa.Column("content_types", sa.String(256), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("agent_id", sa.String(64)),
+    sa.Column("idempotency_key", sa.String(256)),
+    _json("metadata"),
+    _json("extra"),
+    _micros("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.UniqueConstraint("tenant_id", "session_id", "seq"),
+    sa.UniqueConstraint("tenant_id", "session_id", "idempotency_key"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    sa.Index(None, "tenant_id", "run_id"),
+    sa.Index(None, "tenant_id", "created_at"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("agent_id", sa.String(256), nullable=False),
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("objective", sa.Text()),
+    sa.Column("instructions", sa.Text()),
+    sa.Column("model", sa.String(256)),
+    _json("tools"),
+    sa.Column("iterations", sa.Integer(), nullable=False),
+    sa.Column("output", sa.Text()),
+    _json("last_error", nullable=True),
+    _json("required_action", nullable=True),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("reasoning_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cost_nano_usd", sa.BigInteger()),  # cost in 1e-9 USD; NULL = unknown
+    _json("metadata"),
+    _json("extra"),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("worker_id", sa.String(128)),
+    _micros("created_at"),
+    _micros("updated_at"),
+    _micros("started_at", nullable=True),
+    _micros("finished_at", nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    sa.Index(None, "tenant_id", "agent_id", "id"),
+    sa.Index(None, "tenant_id", "session_id", "id"),
+    sa.Index(None, "status", "created_at"),
+)
+
+run_steps = sa.Table(
+    "run_steps",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("agent_id", sa.String(256)),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    _json("details"),
+    _json("last_error", nullable=True),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+    _json("metadata"),
+    _micros("created_at"),
+    _micros("updated_at"),
+    _micros("finished_at", nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "run_id"], ["runs.tenant_id", "runs.id"], ondelete="CASCADE"
+    ),
+    sa.Index(None, "tenant_id", "run_id", "id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    _tenant(),
+    sa.Column("bookmark", sa.BigInteger(), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("agent_id", sa.String(256)),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    _json("data"),
+    _micros("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "bookmark"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "run_id"], ["runs.tenant_id", "runs.id"], ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    sa.Index(None, "tenant_id", "run_id", "bookmark"),
+    sa.Index(None, "tenant_id", "session_id", "bookmark"),
+)
+
+tool_calls = sa.Table(
+    "tool_calls",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("step_id", sa.String(64)),
+    sa.Column("agent_id", sa.String(256)),
+    sa.Column("name", sa.String(256), nullable=False),
+    _json("input", nullable=True),
+    _json("output", nullable=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("is_error", sa.Boolean(), nullable=False),
+    _json("approval", nullable=True),
+    _json("audit"),
+    _json("metadata"),
+    _micros("created_at"),
+    _micros("updated_at"),
+    _micros("started_at", nullable=True),
+    _micros("finished_at", nullable=True),
+    sa.Column("duration_ms", sa.BigInteger()),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "run_id"], ["runs.tenant_id", "runs.id"], ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    sa.Index(None, "tenant_id", "run_id"),
+    sa.Index(None, "tenant_id", "session_id"),
+    sa.Index(None, "tenant_id", "name"),
+    sa.Index(None, "tenant_id", "agent_id"),
+)
+
+llm_usage = sa.Table(
+    "llm_usage",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("agent_id", sa.String(256)),
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("user_id", sa.String(256)),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("prompt", sa.Text()),
+    sa.Column("response", sa.Text()),
+    sa.Column("prompt_length", sa.BigInteger()),
+    sa.Column("response_length", sa.BigInteger()),
+    _json("input_params"),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("reasoning_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("latency_ms", sa.BigInteger()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error_message", sa.Text()),
+    sa.Column("cost_nano_usd", sa.BigInteger()),  # cost in 1e-9 USD; NULL = unknown
+    sa.Column("cost_source", sa.String(32)),
+    sa.Column("price_version", sa.String(64)),
+    _json("metadata"),
+    _micros("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.Index(None, "tenant_id", "agent_id", "created_at"),
+    sa.Index(None, "tenant_id", "session_id"),
+    sa.Index(None, "tenant_id", "run_id"),
+    sa.Index(None, "tenant_id", "created_at"),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("label", sa.String(256)),
+    _json("state"),
+    _json("metadata"),
+    _micros("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    sa.Index(None, "tenant_id", "session_id", "id"),
+)
+
+state_docs = sa.Table(
+    "state_docs",
+    metadata,
+    _tenant(),
+    sa.Column("namespace", sa.String(256), nullable=False),
+    sa.Column("key", sa.String(512), nullable=False),
+    _json("value", nullable=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    _micros("created_at"),
+    _micros("updated_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "namespace", "key"),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    _tenant(),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("holder", sa.String(128), nullable=False),
+    _micros("acquired_at"),
+    _micros("expires_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "name"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("name", sa.String(256)),
+    sa.Column("key_hash", sa.String(128), nullable=False),
+    sa.Column("prefix", sa.String(32), nullable=False),
+    _micros("created_at"),
+    _micros("revoked_at", nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.Index(None, "key_hash"),
+)

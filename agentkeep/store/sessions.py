@@ -1,0 +1,260 @@
+"""Sessions (threads, conversations): create, list without payloads, update, delete, fork."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from agentkeep.errors import Conflict, InvalidInput, NotFound
+from agentkeep.ids import new_id
+from agentkeep.models import Page, Session
+from agentkeep.models.common import Order, check_metadata, utcnow_micros
+from agentkeep.store._base import Resource, paginate, row_times, time_range
+from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
+from agentkeep.store.schema import messages as mt
+from agentkeep.store.schema import sessions as t
+from agentkeep.store.schema import snapshots as st
+
+__all__ = ["Sessions"]
+
+_KIND_PREFIX = {"session": "sess", "thread": "thread", "conversation": "conv"}
+
+
+def to_session(row: Mapping[str, Any]) -> Session:
+    return Session.model_construct(**row_times(row, "created_at", "updated_at", "last_activity_at"))
+
+
+class Sessions(Resource):
+    """``store.sessions``: threads, conversations and chats of this tenant."""
+
+    kind = "session"
+
+    def create(
+        self,
+        *,
+        kind: str = "session",
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        title: str | None = None,
+        metadata: dict[str, str] | None = None,
+        traits: dict[str, Any] | None = None,
+        state: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> Session:
+        """Create a session; ``kind`` is ``session``, ``thread`` or ``conversation``."""
+        if kind not in _KIND_PREFIX:
+            raise InvalidInput(f"must be one of {', '.join(_KIND_PREFIX)}", field="kind")
+        now = utcnow_micros()
+        values: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "id": require_str(id, "id", max_len=64)
+            if id is not None
+            else new_id(_KIND_PREFIX[kind]),
+            "kind": kind,
+            "agent_id": opt_text(agent_id, "agent_id", 64),
+            "user_id": opt_text(user_id, "user_id", 256),
+            "title": opt_text(title, "title", 1024),
+            "metadata": check_metadata(metadata),
+            "traits": check_object(traits, "traits"),
+            "state": check_object(state, "state"),
+            "extra": check_object(extra, "extra"),
+            "parent_id": None,
+            "fork_seq": None,
+            "message_count": 0,
+            "last_seq": 0,
+            "last_activity_at": now,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self._core.write("creating a session") as conn:
+            conn.execute(sa.insert(t).values(values))
+        return to_session(values)
+
+    def get(self, session_id: str) -> Session:
+        with self._core.read() as conn:
+            return to_session(self._get_row(conn, t, session_id))
+
+    def update(
+        self,
+        session_id: str,
+        *,
+        expected_version: int | None = None,
+        title: str | None = UNSET,
+        metadata: dict[str, str] = UNSET,
+        traits: dict[str, Any] = UNSET,
+        state: dict[str, Any] = UNSET,
+        extra: dict[str, Any] = UNSET,
+        agent_id: str | None = UNSET,
+        user_id: str | None = UNSET,
+    ) -> Session:
+        """Change the given fields; with ``expected_version``, only if nobody changed it since."""
+        changes: dict[str, Any] = {}
+        if title is not UNSET:
+            changes["title"] = opt_text(title, "title", 1024)
+        if metadata is not UNSET:
+            changes["metadata"] = check_metadata(metadata)
+        if traits is not UNSET:
+            changes["traits"] = check_object(traits, "traits")
+        if state is not UNSET:
+            changes["state"] = check_object(state, "state")
+        if extra is not UNSET:
+            changes["extra"] = check_object(extra, "extra")
+        if agent_id is not UNSET:
+            changes["agent_id"] = opt_text(agent_id, "agent_id", 64)
+        if user_id is not UNSET:
+            changes["user_id"] = opt_text(user_id, "user_id", 256)
+        with self._core.write("updating a session") as conn:
+            row = self._get_row(conn, t, session_id, for_update=True)
+            if expected_version is not None and row["version"] != expected_version:
+                raise Conflict(
+                    f"session {session_id!r} is at version {row['version']}, not {expected_version}; reload and retry"
+                )
+            changes["version"] = row["version"] + 1
+            changes["updated_at"] = utcnow_micros()
+            conn.execute(
+                sa.update(t)
+                .where(t.c.tenant_id == self.tenant_id, t.c.id == session_id)
+                .values(changes)
+            )
+            return to_session({**row, **changes})
+
+    def delete(self, session_id: str) -> None:
+        """Delete a session with its messages, runs, steps, events, tool calls and snapshots.
+
+        One transaction; LLM usage rows stay, keeping the session id.
+        """
+        with self._core.write("deleting a session") as conn:
+            result = conn.execute(
+                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == session_id)
+            )
+            if result.rowcount == 0:
+                raise NotFound("session", session_id)
+
+    def list(
+        self,
+        *,
+        kind: str | None = None,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        parent_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        active_after: datetime | None = None,
+        active_before: datetime | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[Session]:
+        """Sessions, newest first by default; never reads message payloads."""
+        where: list[sa.ColumnElement[bool]] = []
+        if kind is not None:
+            where.append(t.c.kind == kind)
+        if agent_id is not None:
+            where.append(t.c.agent_id == agent_id)
+        if user_id is not None:
+            where.append(t.c.user_id == user_id)
+        if parent_id is not None:
+            where.append(t.c.parent_id == parent_id)
+        for key, value in check_metadata(metadata, "metadata").items():
+            where.append(t.c.metadata[key].as_string() == value)
+        where += time_range(t.c.created_at, created_after, created_before)
+        where += time_range(t.c.last_activity_at, active_after, active_before)
+        with self._core.read() as conn:
+            return paginate(
+                conn,
+                t,
+                where,
+                to_session,
+                tenant_id=self.tenant_id,
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )
+
+    def fork(
+        self,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        snapshot_id: str | None = None,
+        title: str | None = UNSET,
+        metadata: dict[str, str] | None = None,
+    ) -> Session:
+        """A new session holding the history up to ``at_seq`` (or a snapshot's seq).
+
+        With neither, the whole history. The parent is not changed and later
+        appends to either do not reach the other; ``parent_id`` and
+        ``fork_seq`` record the lineage. A snapshot's state becomes the
+        fork's state.
+        """
+        if at_seq is not None and snapshot_id is not None:
+            raise InvalidInput("give at_seq or snapshot_id, not both", field="at_seq")
+        if at_seq is not None and (
+            isinstance(at_seq, bool) or not isinstance(at_seq, int) or at_seq < 0
+        ):
+            raise InvalidInput("must be a non-negative integer", field="at_seq")
+        with self._core.write("forking a session") as conn:
+            parent = self._get_row(conn, t, session_id, for_update=True)
+            state = dict(parent["state"])
+            if snapshot_id is not None:
+                snap = conn.execute(
+                    sa.select(st.c.seq, st.c.state, st.c.session_id).where(
+                        st.c.tenant_id == self.tenant_id, st.c.id == snapshot_id
+                    )
+                ).first()
+                if snap is None or snap.session_id != session_id:
+                    raise NotFound("snapshot", snapshot_id)
+                at_seq, state = snap.seq, dict(snap.state)
+            if at_seq is None:
+                at_seq = parent["last_seq"]
+            if at_seq > parent["last_seq"]:
+                raise InvalidInput(
+                    f"session {session_id!r} has no message at seq {at_seq} (last is {parent['last_seq']})",
+                    field="at_seq",
+                )
+            now = utcnow_micros()
+            kind = parent["kind"]
+            child: dict[str, Any] = {
+                **parent,
+                "id": new_id(_KIND_PREFIX[kind]),
+                "title": parent["title"] if title is UNSET else opt_text(title, "title", 1024),
+                "metadata": check_metadata(metadata)
+                if metadata is not None
+                else parent["metadata"],
+                "state": state,
+                "parent_id": session_id,
+                "fork_seq": at_seq,
+                "last_seq": at_seq,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+                "last_activity_at": now,
+            }
+            rows = [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(mt)
+                    .where(
+                        mt.c.tenant_id == self.tenant_id,
+                        mt.c.session_id == session_id,
+                        mt.c.seq <= at_seq,
+                    )
+                    .order_by(mt.c.seq)
+                ).mappings()
+            ]
+            child["message_count"] = len(rows)
+            conn.execute(sa.insert(t).values(child))
+            for r in rows:
+                r["id"] = new_id("msg")
+                r["session_id"] = child["id"]
+            if rows:
+                conn.execute(sa.insert(mt), rows)
+        return to_session(child)

@@ -1,0 +1,11 @@
+"""Snapshots: to be implemented."""
+
+from __future__ import annotations
+
+from agentkeep.store._base import Resource
+
+__all__ = ["Snapshots"]
+
+
+class Snapshots(Resource):
+    kind = "snapshot"

@@ -1,0 +1,11 @@
+"""Stats: to be implemented."""
+
+from __future__ import annotations
+
+from agentkeep.store._base import Resource
+
+__all__ = ["Stats"]
+
+
+class Stats(Resource):
+    kind = "stats"

@@ -1,0 +1,153 @@
+"""The Store: one database, one tenant, every entity as a resource."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from agentkeep.config import Settings
+from agentkeep.errors import InvalidInput
+from agentkeep.models import Health
+from agentkeep.store import migrate
+from agentkeep.store._core import Core
+from agentkeep.store._dialects import dialect_for_url
+from agentkeep.store.agents import Agents
+from agentkeep.store.events import Events
+from agentkeep.store.messages import Messages
+from agentkeep.store.run_steps import RunSteps
+from agentkeep.store.runs import Runs
+from agentkeep.store.sessions import Sessions
+from agentkeep.store.snapshots import Snapshots
+from agentkeep.store.state import StateDocs
+from agentkeep.store.stats import Stats
+from agentkeep.store.tool_calls import ToolCalls
+from agentkeep.store.usage import Usage
+
+__all__ = ["DEFAULT_TENANT", "Store", "connect"]
+
+DEFAULT_TENANT = "default"
+_DURABILITY = ("normal", "full", "off")
+
+
+class Store:
+    """Everything an agent system remembers, for one tenant of one database.
+
+    Get one with :func:`agentkeep.connect`; ``store.tenant("acme")`` gives a
+    view of the same database scoped to another tenant.
+    """
+
+    def __init__(self, core: Core, tenant_id: str = DEFAULT_TENANT) -> None:
+        if not isinstance(tenant_id, str) or not tenant_id or len(tenant_id) > 64:
+            raise InvalidInput(
+                "must be a non-empty string of at most 64 characters", field="tenant"
+            )
+        self._core = core
+        self.tenant_id = tenant_id
+        self.agents = Agents(core, tenant_id)
+        self.sessions = Sessions(core, tenant_id)
+        self.messages = Messages(core, tenant_id)
+        self.runs = Runs(core, tenant_id)
+        self.run_steps = RunSteps(core, tenant_id)
+        self.events = Events(core, tenant_id)
+        self.tool_calls = ToolCalls(core, tenant_id)
+        self.usage = Usage(core, tenant_id)
+        self.snapshots = Snapshots(core, tenant_id)
+        self.state = StateDocs(core, tenant_id)
+        self.stats = Stats(core, tenant_id)
+
+    @property
+    def backend(self) -> str:
+        """``memory``, ``sqlite`` or ``postgresql``."""
+        return self._core.dialect.describe()
+
+    @property
+    def url(self) -> str:
+        return self._core.url
+
+    def tenant(self, tenant_id: str) -> Store:
+        """The same database, scoped to ``tenant_id``."""
+        return Store(self._core, tenant_id)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Make every store call in the block (in this thread) one atomic write."""
+        with self._core.write("transaction"):
+            yield self
+
+    def health(self) -> Health:
+        """Whether the database answers, how fast, and at which schema revision."""
+        started = time.perf_counter()
+        database: dict[str, Any] = {"connected": False, "latency_ms": None, "revision": None}
+        try:
+            with self._core.read("health check") as conn:
+                conn.execute(sa.text("SELECT 1"))
+            database["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            database["connected"] = True
+            database["revision"] = migrate.current_revision(self._core.dialect)
+        except Exception as exc:  # health reports the failure instead of raising it
+            database["error"] = str(exc)
+        healthy = bool(database["connected"]) and database["revision"] == migrate.head_revision()
+        return Health(
+            healthy=healthy, backend=self.backend, database=database, checked_at=datetime.now(UTC)
+        )
+
+    def close(self) -> None:
+        """Close the database connections (of every tenant view)."""
+        self._core.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.backend} tenant={self.tenant_id!r}>"
+
+
+def connect(
+    url: str | None = None,
+    *,
+    tenant: str = DEFAULT_TENANT,
+    auto_migrate: bool | None = None,
+    durability: str | None = None,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+) -> Store:
+    """Open a store.
+
+    ``url`` defaults to ``AGENTKEEP_DATABASE_URL`` (then ``DATABASE_URL``), else
+    ``sqlite:///./data/agentkeep.db``; ``memory://`` is SQLite in memory.
+    SQLite databases are brought to the current schema by themselves;
+    PostgreSQL only with ``auto_migrate=True`` (or ``agentkeep db upgrade``).
+
+    ``durability``: ``normal`` (default; SQLite WAL with synchronous=NORMAL, which
+    survives a process crash but may lose the last commits on power loss) or
+    ``full`` (synchronous=FULL: survives power loss).
+    """
+    settings = Settings.from_env()
+    url = url or settings.database_url
+    durability = (durability or settings.durability).lower()
+    if durability not in _DURABILITY:
+        raise InvalidInput(f"must be one of {', '.join(_DURABILITY)}", field="durability")
+    dialect = dialect_for_url(
+        url, pool_size=pool_size, max_overflow=max_overflow, durability=durability
+    )
+    if auto_migrate is None:
+        auto_migrate = (
+            settings.auto_migrate if settings.auto_migrate is not None else dialect.embedded
+        )
+    try:
+        if auto_migrate:
+            migrate.upgrade(dialect)
+        else:
+            migrate.check_revision(dialect)
+    except BaseException:
+        dialect.dispose()
+        raise
+    return Store(Core(dialect, url), tenant)

@@ -1,0 +1,11 @@
+"""Usage: to be implemented."""
+
+from __future__ import annotations
+
+from agentkeep.store._base import Resource
+
+__all__ = ["Usage"]
+
+
+class Usage(Resource):
+    kind = "usage"

@@ -1,0 +1,109 @@
+"""Messages: gapless seq, idempotency, content blocks, filters, recent."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentkeep import AsyncStore, InvalidInput, NewMessage, NotFound, Store
+
+
+def test_append_assigns_gapless_seq(store: Store) -> None:
+    s = store.sessions.create()
+    seqs = [
+        store.messages.append(s.id, "user" if i % 2 else "assistant", f"m{i}").seq
+        for i in range(10)
+    ]
+    assert seqs == list(range(1, 11))
+    sess = store.sessions.get(s.id)
+    assert (sess.message_count, sess.last_seq) == (10, 10)
+
+
+def test_idempotency_key_returns_stored_message(store: Store) -> None:
+    s = store.sessions.create()
+    first = store.messages.append(s.id, "user", "once", idempotency_key="abc")
+    again = store.messages.append(s.id, "user", "twice?", idempotency_key="abc")
+    assert again == first
+    assert store.sessions.get(s.id).message_count == 1
+
+
+def test_content_blocks_are_checked_before_writing(store: Store) -> None:
+    s = store.sessions.create()
+    with pytest.raises(InvalidInput) as err:
+        store.messages.append(s.id, "user", [{"type": "text", "text": "ok"}, {"type": "nope"}])
+    assert err.value.field == "content[1].type"
+    with pytest.raises(InvalidInput) as err:
+        store.messages.append(s.id, "wizard", "hi")
+    assert err.value.field == "role"
+    with pytest.raises(InvalidInput) as err:
+        store.messages.append_many(
+            s.id, [NewMessage(role="user", content="a"), {"role": "user", "content": 5}]
+        )
+    assert err.value.field == "messages[1].content"
+    assert store.sessions.get(s.id).message_count == 0
+
+
+def test_append_to_missing_session_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.messages.append("sess_missing", "user", "hi")
+
+
+def test_filters_by_role_content_type_and_run(store: Store) -> None:
+    s = store.sessions.create()
+    store.messages.append(s.id, "user", "question")
+    call = store.messages.append(
+        s.id,
+        "assistant",
+        [{"type": "tool_use", "id": "c1", "name": "search", "input": {}}],
+        run_id="run_1",
+    )
+    store.messages.append(
+        s.id, "tool", [{"type": "tool_result", "tool_use_id": "c1", "content": "r"}]
+    )
+    assert [m.id for m in store.messages.list(s.id, role="assistant")] == [call.id]
+    assert [m.id for m in store.messages.list(s.id, content_type="tool_use")] == [call.id]
+    assert [m.id for m in store.messages.list(s.id, run_id="run_1")] == [call.id]
+    assert [m.id for m in store.messages.list(role="assistant")] == [call.id]
+
+
+def test_recent_returns_last_n_in_order(store: Store) -> None:
+    s = store.sessions.create()
+    store.messages.append_many(s.id, [NewMessage(role="user", content=f"m{i}") for i in range(30)])
+    recent = store.messages.recent(s.id, 5)
+    assert [m.seq for m in recent] == [26, 27, 28, 29, 30]
+    assert store.messages.recent(store.sessions.create().id, 5) == []
+    with pytest.raises(NotFound):
+        store.messages.recent("sess_missing", 5)
+
+
+def test_pagination_in_seq_order(store: Store) -> None:
+    s = store.sessions.create()
+    made = store.messages.append_many(s.id, [{"role": "user", "content": str(i)} for i in range(9)])
+    page = store.messages.list(s.id, limit=4)
+    got = [m.id for m in page]
+    while page.has_more:
+        page = store.messages.list(s.id, limit=4, after=page.last_id)
+        got += [m.id for m in page]
+    assert got == [m.id for m in made]
+    desc = store.messages.list(s.id, limit=3, order="desc")
+    assert [m.seq for m in desc] == [9, 8, 7]
+
+
+def test_delete_and_update(store: Store) -> None:
+    s = store.sessions.create()
+    a = store.messages.append(s.id, "user", "a")
+    b = store.messages.append(s.id, "user", "b")
+    store.messages.update(a.id, metadata={"x": "1"})
+    assert store.messages.get(a.id).metadata == {"x": "1"}
+    store.messages.delete(a.id)
+    assert [m.id for m in store.messages.list(s.id)] == [b.id]
+    c = store.messages.append(s.id, "user", "c")
+    assert c.seq == 3
+    assert store.sessions.get(s.id).message_count == 2
+
+
+async def test_async_api_appends_and_reads(astore: AsyncStore) -> None:
+    s = await astore.sessions.create()
+    m = await astore.messages.append(s.id, "user", "hello")
+    assert (await astore.messages.recent(s.id, 1))[0].id == m.id
+    with pytest.raises(NotFound):
+        await astore.messages.get("msg_missing")

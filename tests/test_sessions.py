@@ -1,0 +1,111 @@
+"""Sessions: create, read, update with versions, list with filters, delete, fork."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agentkeep import Conflict, InvalidInput, NotFound, Store
+
+
+def test_create_and_get_round_trip(store: Store) -> None:
+    s = store.sessions.create(
+        user_id="u1", title="Trip", metadata={"k": "v"}, traits={"tier": 2}, state={"a": [1]}
+    )
+    got = store.sessions.get(s.id)
+    assert got == s
+    assert got.id.startswith("sess_")
+    assert (got.message_count, got.last_seq, got.version) == (0, 0, 1)
+
+
+def test_kinds_have_their_prefixes(store: Store) -> None:
+    assert store.sessions.create(kind="thread").id.startswith("thread_")
+    assert store.sessions.create(kind="conversation").id.startswith("conv_")
+    with pytest.raises(InvalidInput) as err:
+        store.sessions.create(kind="bogus")
+    assert err.value.field == "kind"
+
+
+def test_update_with_stale_version_conflicts(store: Store) -> None:
+    s = store.sessions.create()
+    updated = store.sessions.update(s.id, title="new", expected_version=1)
+    assert updated.version == 2 and updated.title == "new"
+    with pytest.raises(Conflict):
+        store.sessions.update(s.id, title="lost", expected_version=1)
+    assert store.sessions.get(s.id).title == "new"
+
+
+def test_metadata_limits_name_the_field(store: Store) -> None:
+    with pytest.raises(InvalidInput) as err:
+        store.sessions.create(metadata={f"k{i}": "v" for i in range(17)})
+    assert err.value.field == "metadata"
+    with pytest.raises(InvalidInput) as err:
+        store.sessions.create(metadata={"k": "x" * 513})
+    assert err.value.field == "metadata.k"
+    assert store.sessions.list().items == []
+
+
+def test_list_filters_and_cursor_pagination(store: Store) -> None:
+    made = [
+        store.sessions.create(user_id="a" if i % 2 else "b", metadata={"n": str(i)})
+        for i in range(7)
+    ]
+    page = store.sessions.list(limit=3)
+    assert [s.id for s in page] == [s.id for s in reversed(made)][:3]
+    assert page.has_more
+    seen = [s.id for s in page]
+    while page.has_more:
+        page = store.sessions.list(limit=3, after=page.last_id)
+        seen += [s.id for s in page]
+    assert seen == [s.id for s in reversed(made)]
+    assert {s.id for s in store.sessions.list(user_id="a")} == {
+        s.id for s in made if s.user_id == "a"
+    }
+    assert [s.id for s in store.sessions.list(metadata={"n": "3"})] == [made[3].id]
+    back = store.sessions.list(limit=2, before=made[2].id, order="asc")
+    assert [s.id for s in back] == [made[0].id, made[1].id]
+
+
+def test_list_by_time_range(store: Store) -> None:
+    s = store.sessions.create()
+    now = datetime.now(UTC)
+    assert [x.id for x in store.sessions.list(created_after=now - timedelta(minutes=1))] == [s.id]
+    assert store.sessions.list(created_before=now - timedelta(minutes=1)).items == []
+
+
+def test_delete_cascades_and_missing_is_not_found(store: Store) -> None:
+    s = store.sessions.create()
+    m = store.messages.append(s.id, "user", "hi")
+    store.sessions.delete(s.id)
+    with pytest.raises(NotFound):
+        store.sessions.get(s.id)
+    with pytest.raises(NotFound):
+        store.messages.get(m.id)
+    with pytest.raises(NotFound):
+        store.sessions.delete(s.id)
+
+
+def test_fork_copies_history_and_isolates(store: Store) -> None:
+    s = store.sessions.create(title="root")
+    for i in range(5):
+        store.messages.append(s.id, "user", f"m{i}")
+    child = store.sessions.fork(s.id, at_seq=3)
+    assert (child.parent_id, child.fork_seq, child.message_count) == (s.id, 3, 3)
+    assert [m.text for m in store.messages.recent(child.id, 10)] == ["m0", "m1", "m2"]
+    store.messages.append(child.id, "assistant", "child only")
+    store.messages.append(s.id, "assistant", "parent only")
+    assert [m.text for m in store.messages.recent(child.id, 10)][-1] == "child only"
+    assert store.messages.recent(child.id, 10)[-1].seq == 4
+    assert [m.text for m in store.messages.recent(s.id, 10)][-1] == "parent only"
+    with pytest.raises(InvalidInput) as err:
+        store.sessions.fork(s.id, at_seq=99)
+    assert err.value.field == "at_seq"
+
+
+def test_tenants_do_not_see_each_other(store: Store) -> None:
+    s = store.sessions.create()
+    other = store.tenant(store.tenant_id + "_other")
+    with pytest.raises(NotFound):
+        other.sessions.get(s.id)
+    assert other.sessions.list().items == []
