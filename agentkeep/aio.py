@@ -12,10 +12,10 @@ import asyncio
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-from agentkeep.models import Health
+from agentkeep.models import ConsistencyReport, Health
 from agentkeep.store import Store, connect
 
 __all__ = ["AsyncResource", "AsyncStore", "aconnect"]
@@ -126,9 +126,14 @@ class AsyncStore:
     async def health(self) -> Health:
         return await asyncio.to_thread(self.sync.health)
 
-    def lock(self, name: str, **kwargs: Any) -> Any:
+    async def check_consistency(self) -> ConsistencyReport:
+        return await asyncio.to_thread(self.sync.check_consistency)
+
+    def lock(
+        self, name: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> AbstractAsyncContextManager[None]:
         """``async with astore.lock("name", ttl=..., wait=...):``"""
-        return _acm(functools.partial(self.sync.lock, name, **kwargs))  # type: ignore[attr-defined]
+        return _acm(functools.partial(self.sync.lock, name, ttl=ttl, wait=wait))
 
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)

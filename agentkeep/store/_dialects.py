@@ -12,9 +12,9 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -56,18 +56,18 @@ class Dialect:
     def create_engine(self) -> Engine:
         raise NotImplementedError
 
-    def write_guard(self) -> ContextManager[object]:
+    def write_guard(self) -> AbstractContextManager[object]:
         """Held around every write transaction in this process."""
         return nullcontext()
 
-    def read_guard(self) -> ContextManager[object]:
+    def read_guard(self) -> AbstractContextManager[object]:
         """Held around every read in this process."""
         return nullcontext()
 
     def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
         """Make the rest of the transaction the only writer of ``scope``."""
 
-    def migration_lock(self, conn: Connection) -> ContextManager[object]:
+    def migration_lock(self, conn: Connection) -> AbstractContextManager[object]:
         """Held while a process creates or upgrades the schema."""
         return nullcontext()
 
@@ -135,10 +135,10 @@ class SQLiteDialect(Dialect):
 
         return engine
 
-    def write_guard(self) -> ContextManager[object]:
+    def write_guard(self) -> AbstractContextManager[object]:
         return self._write_lock
 
-    def read_guard(self) -> ContextManager[object]:
+    def read_guard(self) -> AbstractContextManager[object]:
         # One shared connection in memory: reads must not interleave with a write.
         return self._write_lock if self.memory else nullcontext()
 

@@ -83,21 +83,24 @@ def check_revision(dialect: Dialect, *, upgrade_command: str = "agentkeep db upg
 
 def upgrade(dialect: Dialect, revision: str = "head") -> str:
     """Bring the database to ``revision``; safe to call from many processes at once."""
-    with translating("upgrading the schema"), dialect.engine.connect() as conn:
-        with dialect.migration_lock(conn):
-            current = _current(conn)
+    with (
+        translating("upgrading the schema"),
+        dialect.engine.connect() as conn,
+        dialect.migration_lock(conn),
+    ):
+        current = _current(conn)
+        if conn.in_transaction():
+            conn.rollback()
+        if current is not None and not _known(current):
+            raise SchemaError(
+                f"the database is at revision {current!r}, unknown to this agentkeep: "
+                "it was written by a newer agentkeep and is left untouched"
+            )
+        if current != head_revision() or revision != "head":
+            command.upgrade(_config(conn), revision)
             if conn.in_transaction():
-                conn.rollback()
-            if current is not None and not _known(current):
-                raise SchemaError(
-                    f"the database is at revision {current!r}, unknown to this agentkeep: "
-                    "it was written by a newer agentkeep and is left untouched"
-                )
-            if current != head_revision() or revision != "head":
-                command.upgrade(_config(conn), revision)
-                if conn.in_transaction():
-                    conn.commit()
-            result = _current(conn)
-            if conn.in_transaction():
-                conn.rollback()
+                conn.commit()
+        result = _current(conn)
+        if conn.in_transaction():
+            conn.rollback()
     return result or ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,12 +12,14 @@ import sqlalchemy as sa
 
 from agentkeep.config import Settings
 from agentkeep.errors import InvalidInput
-from agentkeep.models import Health
+from agentkeep.models import ConsistencyReport, Health
 from agentkeep.store import migrate
 from agentkeep.store._core import Core
 from agentkeep.store._dialects import dialect_for_url
 from agentkeep.store.agents import Agents
+from agentkeep.store.consistency import check_consistency
 from agentkeep.store.events import Events
+from agentkeep.store.locks import hold_lock
 from agentkeep.store.messages import Messages
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
@@ -95,6 +97,23 @@ class Store:
         return Health(
             healthy=healthy, backend=self.backend, database=database, checked_at=datetime.now(UTC)
         )
+
+    def lock(
+        self, name: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> AbstractContextManager[None]:
+        """``with store.lock("name", ttl=30, wait=10):`` a named lock across processes.
+
+        PostgreSQL advisory locks (64-bit key), a lease row on SQLite; a
+        holder that dies frees it (its connection closes, or its lease
+        expires after ``ttl`` seconds). Raises ``LockTimeout`` after ``wait``.
+        """
+        return hold_lock(self._core, self.tenant_id, name, ttl=ttl, wait=wait)
+
+    lock._agentkeep_context = True  # type: ignore[attr-defined]
+
+    def check_consistency(self) -> ConsistencyReport:
+        """Find tool calls left without results and counts that disagree with the rows."""
+        return check_consistency(self._core, self.tenant_id)
 
     def close(self) -> None:
         """Close the database connections (of every tenant view)."""

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 01:30:11.139872
+Create Date: 2026-11-22
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "agents",
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
@@ -523,7 +522,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("tool_calls", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tool_calls_tenant_id_session_id"))
         batch_op.drop_index(batch_op.f("ix_tool_calls_tenant_id_run_id"))
