@@ -15,12 +15,15 @@ from agentkeep.models.common import Order, Page, check_limit, from_micros, to_mi
 if TYPE_CHECKING:
     from agentkeep.store._core import Core
 
-__all__ = ["Resource", "paginate", "row_times", "time_range"]
+__all__ = ["Resource", "Row", "paginate", "row_times", "time_range"]
+
+Row = Mapping[Any, Any]
+"""A result row as a mapping (``conn.execute(...).mappings()``)."""
 
 T = TypeVar("T")
 
 
-def row_times(row: Mapping[str, Any], *names: str) -> dict[str, Any]:
+def row_times(row: Row, *names: str) -> dict[str, Any]:
     """A row as a dict, with the named microsecond columns as datetimes."""
     data = dict(row)
     for name in names:
@@ -44,7 +47,7 @@ def paginate(
     conn: Connection,
     table: sa.Table,
     where: Sequence[sa.ColumnElement[bool]],
-    to_model: Callable[[Mapping[str, Any]], T],
+    to_model: Callable[[Row], T],
     *,
     tenant_id: str,
     limit: int,
@@ -118,7 +121,7 @@ class Resource:
 
     def _get_row(
         self, conn: Connection, table: sa.Table, ident: str, *, for_update: bool = False
-    ) -> Mapping[str, Any]:
+    ) -> Row:
         stmt = sa.select(table).where(table.c.tenant_id == self.tenant_id, table.c.id == ident)
         if for_update and self._core.dialect.skip_locked:
             stmt = stmt.with_for_update()

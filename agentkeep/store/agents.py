@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,14 +10,14 @@ from agentkeep.errors import Conflict, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, paginate, row_times
+from agentkeep.store._base import Resource, Row, paginate, row_times
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
 from agentkeep.store.schema import agents as t
 
 __all__ = ["Agents"]
 
 
-def _to_agent(row: Mapping[str, Any]) -> Agent:
+def _to_agent(row: Row) -> Agent:
     return Agent.model_construct(**row_times(row, "created_at", "updated_at"))
 
 

@@ -8,6 +8,7 @@ ones, so appending stays O(1) in the length of the history.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from agentkeep.errors import Conflict, InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Message, NewMessage, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, from_micros, utcnow_micros
-from agentkeep.store._base import Resource, paginate, time_range
+from agentkeep.store._base import Resource, Row, paginate, time_range
 from agentkeep.store._content import check_role, content_types, normalize_content
 from agentkeep.store._validate import UNSET, check_object, opt_text
 from agentkeep.store.schema import messages as t
@@ -29,7 +30,7 @@ __all__ = ["Messages"]
 _COLUMNS = [c for c in t.c if c.name != "content_types"]
 
 
-def to_message(row: Mapping[str, Any]) -> Message:
+def to_message(row: Row) -> Message:
     data = {c.name: row[c.name] for c in _COLUMNS}
     data["created_at"] = from_micros(data["created_at"])
     return Message.model_construct(**data)
@@ -264,7 +265,7 @@ class Messages(Resource):
                 self._require_session(conn, session_id)
             return page
 
-    def recent(self, session_id: str, n: int = 20) -> list[Message]:
+    def recent(self, session_id: str, n: int = 20) -> builtins.list[Message]:
         """The last ``n`` messages of a session, oldest first."""
         check_limit(n, "n")
         with self._core.read() as conn:

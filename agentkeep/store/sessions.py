@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +11,7 @@ from agentkeep.errors import Conflict, InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, paginate, row_times, time_range
+from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
@@ -23,7 +22,7 @@ __all__ = ["Sessions"]
 _KIND_PREFIX = {"session": "sess", "thread": "thread", "conversation": "conv"}
 
 
-def to_session(row: Mapping[str, Any]) -> Session:
+def to_session(row: Row) -> Session:
     return Session.model_construct(**row_times(row, "created_at", "updated_at", "last_activity_at"))
 
 
