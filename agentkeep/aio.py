@@ -1,126 +1,63 @@
 """The async store: the sync store's operations, awaited.
 
-Each operation is implemented once, in the sync store; ``AsyncStore`` derives
-its methods from it and runs them in a worker thread, so the event loop never
-blocks on the database. Generators (``events.follow``) become async iterators
-and context managers (``lock``) async context managers.
+Each operation is implemented once, in the sync store. Its awaitable twin is
+generated from the sync signature (``agentkeep/_aio_resources.py``, by
+``scripts/gen_aio.py``) and runs the sync method in a worker thread, so the
+event loop never blocks on the database. Generators (``events.follow``)
+become async iterators and ``lock`` an async context manager.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
-from typing import Any, Generic, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
+from agentkeep._aio_resources import (
+    AsyncAgents,
+    AsyncEvents,
+    AsyncMessages,
+    AsyncRuns,
+    AsyncRunSteps,
+    AsyncSessions,
+    AsyncSnapshots,
+    AsyncStateDocs,
+    AsyncStats,
+    AsyncToolCalls,
+    AsyncUsage,
+)
+from agentkeep._aio_util import acm_thread
 from agentkeep.models import ConsistencyReport, Health
 from agentkeep.store import Store, connect
 
-__all__ = ["AsyncResource", "AsyncStore", "aconnect"]
-
-R = TypeVar("R")
-_DONE = object()
-
-
-def _next(it: Iterator[Any]) -> Any:
-    return next(it, _DONE)
-
-
-async def _aiter(make: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:
-    it = await asyncio.to_thread(make)
-    try:
-        while True:
-            item = await asyncio.to_thread(_next, it)
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)
-
-
-@asynccontextmanager
-async def _acm(make: Callable[[], AbstractContextManager[Any]]) -> AsyncIterator[Any]:
-    cm = await asyncio.to_thread(make)
-    value = await asyncio.to_thread(cm.__enter__)
-    try:
-        yield value
-    except BaseException as exc:
-        if not await asyncio.to_thread(cm.__exit__, type(exc), exc, exc.__traceback__):
-            raise
-    else:
-        await asyncio.to_thread(cm.__exit__, None, None, None)
-
-
-def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def gen(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            return _aiter(functools.partial(fn, *args, **kwargs))
-
-        return gen
-    if getattr(fn, "_agentkeep_context", False):
-
-        @functools.wraps(fn)
-        def cm(*args: Any, **kwargs: Any) -> Any:
-            return _acm(functools.partial(fn, *args, **kwargs))
-
-        return cm
-
-    @functools.wraps(fn)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    return call
-
-
-class AsyncResource(Generic[R]):
-    """The awaitable twin of one entity store (``astore.messages``, ...)."""
-
-    def __init__(self, sync: R) -> None:
-        self._sync = sync
-
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        attr = getattr(self._sync, name)
-        if not callable(attr):
-            return attr  # type: ignore[no-any-return]
-        wrapped = _wrap(attr)
-        setattr(self, name, wrapped)
-        return wrapped
-
-    def __dir__(self) -> list[str]:
-        return [n for n in dir(self._sync) if not n.startswith("_")]
+__all__ = ["AsyncStore", "aconnect"]
 
 
 class AsyncStore:
-    """The async store: ``await astore.messages.append(...)``; same methods as :class:`Store`."""
+    """``await astore.messages.append(...)``: the methods of :class:`Store`, awaited."""
 
     def __init__(self, store: Store) -> None:
         self.sync = store
         self.tenant_id = store.tenant_id
-        self.agents = AsyncResource(store.agents)
-        self.sessions = AsyncResource(store.sessions)
-        self.messages = AsyncResource(store.messages)
-        self.runs = AsyncResource(store.runs)
-        self.run_steps = AsyncResource(store.run_steps)
-        self.events = AsyncResource(store.events)
-        self.tool_calls = AsyncResource(store.tool_calls)
-        self.usage = AsyncResource(store.usage)
-        self.snapshots = AsyncResource(store.snapshots)
-        self.state = AsyncResource(store.state)
-        self.stats = AsyncResource(store.stats)
+        self.agents = AsyncAgents(store.agents)
+        self.sessions = AsyncSessions(store.sessions)
+        self.messages = AsyncMessages(store.messages)
+        self.runs = AsyncRuns(store.runs)
+        self.run_steps = AsyncRunSteps(store.run_steps)
+        self.events = AsyncEvents(store.events)
+        self.tool_calls = AsyncToolCalls(store.tool_calls)
+        self.usage = AsyncUsage(store.usage)
+        self.snapshots = AsyncSnapshots(store.snapshots)
+        self.state = AsyncStateDocs(store.state)
+        self.stats = AsyncStats(store.stats)
 
     @property
     def backend(self) -> str:
         return self.sync.backend
 
     def tenant(self, tenant_id: str) -> AsyncStore:
+        """The same database, scoped to ``tenant_id``."""
         return AsyncStore(self.sync.tenant(tenant_id))
 
     async def health(self) -> Health:
@@ -133,7 +70,7 @@ class AsyncStore:
         self, name: str, *, ttl: float = 30.0, wait: float = 10.0
     ) -> AbstractAsyncContextManager[None]:
         """``async with astore.lock("name", ttl=..., wait=...):``"""
-        return _acm(functools.partial(self.sync.lock, name, ttl=ttl, wait=wait))
+        return acm_thread(functools.partial(self.sync.lock, name, ttl=ttl, wait=wait))
 
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)
@@ -143,6 +80,9 @@ class AsyncStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncStore {self.backend} tenant={self.tenant_id!r}>"
 
 
 async def aconnect(url: str | None = None, **kwargs: Any) -> AsyncStore:

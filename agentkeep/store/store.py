@@ -109,8 +109,6 @@ class Store:
         """
         return hold_lock(self._core, self.tenant_id, name, ttl=ttl, wait=wait)
 
-    lock._agentkeep_context = True  # type: ignore[attr-defined]
-
     def check_consistency(self) -> ConsistencyReport:
         """Find tool calls left without results and counts that disagree with the rows."""
         return check_consistency(self._core, self.tenant_id)
