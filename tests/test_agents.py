@@ -1,0 +1,90 @@
+"""Agents (assistants): create, read, versioned update, delete, list."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
+
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+
+
+def test_create_get_round_trip(store: Store) -> None:
+    a = store.agents.create(
+        model="gpt-4o-mini",
+        name="Helper",
+        instructions="Be brief.",
+        tools=[TOOL],
+        metadata={"team": "x"},
+        extra={"temperature": 0.2},
+    )
+    assert a.id.startswith("asst_")
+    assert store.agents.get(a.id) == a
+    assert (a.version, a.tools, a.extra) == (1, [TOOL], {"temperature": 0.2})
+
+
+def test_invalid_input_names_the_field_and_writes_nothing(store: Store) -> None:
+    with pytest.raises(InvalidInput) as err:
+        store.agents.create(model="")
+    assert err.value.field == "model"
+    with pytest.raises(InvalidInput) as err:
+        store.agents.create(model="m", tools=[{"type": "function", "function": {}}])
+    assert err.value.field == "tools[0].function.name"
+    with pytest.raises(InvalidInput) as err:
+        store.agents.create(model="m", metadata={"k": 1})  # type: ignore[dict-item]
+    assert err.value.field == "metadata.k"
+    assert store.agents.list().items == []
+
+
+def test_update_is_versioned(store: Store) -> None:
+    a = store.agents.create(model="m1")
+    b = store.agents.update(a.id, model="m2", expected_version=1)
+    assert (b.model, b.version) == ("m2", 2)
+    assert b.updated_at >= a.updated_at
+    with pytest.raises(Conflict):
+        store.agents.update(a.id, name="stale", expected_version=1)
+    assert store.agents.get(a.id).name is None
+    c = store.agents.update(a.id, name=None, instructions="new")
+    assert (c.instructions, c.version) == ("new", 3)
+
+
+def test_delete_then_not_found(store: Store) -> None:
+    a = store.agents.create(model="m")
+    store.agents.delete(a.id)
+    with pytest.raises(NotFound):
+        store.agents.get(a.id)
+    with pytest.raises(NotFound):
+        store.agents.delete(a.id)
+    with pytest.raises(NotFound):
+        store.agents.update(a.id, name="x")
+
+
+def test_list_pages_newest_first(store: Store) -> None:
+    made = [store.agents.create(model="m", name=f"a{i}") for i in range(5)]
+    first = store.agents.list(limit=2)
+    assert [a.id for a in first] == [made[4].id, made[3].id] and first.has_more
+    rest = store.agents.list(limit=10, after=first.last_id)
+    assert [a.id for a in rest] == [made[2].id, made[1].id, made[0].id] and not rest.has_more
+    asc = store.agents.list(order="asc", limit=1)
+    assert asc.first_id == made[0].id
+    with pytest.raises(InvalidInput) as err:
+        store.agents.list(limit=0)
+    assert err.value.field == "limit"
+
+
+def test_explicit_id_must_be_unique(store: Store) -> None:
+    store.agents.create(model="m", id="asst_fixed")
+    with pytest.raises(Conflict):
+        store.agents.create(model="m", id="asst_fixed")
+    # another tenant may use the same id
+    assert (
+        store.tenant(store.tenant_id + "_b").agents.create(model="m", id="asst_fixed").id
+        == "asst_fixed"
+    )
+
+
+async def test_async_agents(astore: AsyncStore) -> None:
+    a = await astore.agents.create(model="m")
+    assert (await astore.agents.get(a.id)).id == a.id
+    page = await astore.agents.list()
+    assert [x.id for x in page] == [a.id]
