@@ -1,0 +1,104 @@
+"""The app factory: routes, error mapping, body limit, and the store and run worker it runs on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+
+import agentkeep
+from agentkeep.config import Settings
+from agentkeep.server.deps import ServiceState
+from agentkeep.server.errors import install_error_handlers
+from agentkeep.server.keys import parse_bootstrap_keys
+from agentkeep.server.middleware import GuardMiddleware
+from agentkeep.server.routes import assistants, conversations, health, items, messages, threads
+from agentkeep.store import Store
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("agentkeep.server")
+
+# Connections for the request threads (AnyIO's pool has 40) and the run worker.
+POOL_SIZE = 10
+MAX_OVERFLOW = 30
+
+
+def _runs_router() -> Any:
+    try:
+        from agentkeep.server.routes.runs import router  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the run engine is not there yet
+        return None
+    return router
+
+
+def _run_worker(store: Store, settings: Settings) -> Any:
+    try:
+        from agentkeep.runner import RunWorker  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    return RunWorker(store, settings)
+
+
+def open_store(settings: Settings) -> Store:
+    """The service's store on ``settings.database_url``, upgraded to the current schema."""
+    return agentkeep.connect(
+        settings.database_url,
+        auto_migrate=True,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+    )
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """The agentkeep service as an ASGI app.
+
+    ``settings`` default to the environment (``AGENTKEEP_*``). Without a
+    ``store`` the app opens one on ``settings.database_url`` when it starts
+    (upgrading the schema) and closes it when it stops; a given store is
+    used as it is and left open.
+    """
+    settings = settings or Settings.from_env()
+    bootstrap = parse_bootstrap_keys(settings.api_keys)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        root = store if store is not None else await anyio.to_thread.run_sync(open_store, settings)
+        state = ServiceState(settings=settings, store=root, bootstrap_keys=bootstrap)
+        app.state.agentkeep = state
+        worker = _run_worker(root, settings)
+        try:
+            if worker is not None:
+                await worker.start()
+                state.worker = worker
+            log.info("agentkeep service ready on %s", root.backend)
+            yield
+        finally:
+            if state.worker is not None:
+                await state.worker.stop()
+            if store is None:
+                root.close()
+
+    app = FastAPI(
+        title="agentkeep",
+        version=agentkeep.__version__,
+        summary="OpenAI-compatible Assistants and Conversations APIs over the agentkeep store.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(assistants.router)
+    runs = _runs_router()
+    if runs is not None:
+        # Before the threads router: POST /v1/threads/runs must not match /v1/threads/{thread_id}.
+        app.include_router(runs)
+    app.include_router(threads.router)
+    app.include_router(messages.router)
+    app.include_router(conversations.router)
+    app.include_router(items.router)
+    return app

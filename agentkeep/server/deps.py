@@ -1,0 +1,67 @@
+"""Request dependencies: the service state and the caller's tenant-scoped store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from agentkeep.config import Settings
+from agentkeep.server.errors import ApiError
+from agentkeep.server.keys import hash_key, resolve_key
+from agentkeep.store import Store
+
+__all__ = ["ServiceState", "TenantStore", "service_state", "tenant_store"]
+
+
+@dataclass
+class ServiceState:
+    """What the running app holds: settings, the root store, bootstrap keys, the run worker."""
+
+    settings: Settings
+    store: Store
+    bootstrap_keys: dict[str, str] = field(default_factory=dict)  # key hash -> tenant
+    worker: Any = None  # agentkeep.runner.RunWorker once started
+    _tenants: dict[str, Store] = field(default_factory=dict)
+
+    def tenant(self, tenant_id: str) -> Store:
+        scoped = self._tenants.get(tenant_id)
+        if scoped is None:
+            scoped = self._tenants[tenant_id] = self.store.tenant(tenant_id)
+        return scoped
+
+
+def service_state(request: Request) -> ServiceState:
+    state = getattr(request.app.state, "agentkeep", None)
+    if not isinstance(state, ServiceState):
+        raise ApiError(503, "The service is starting.", type="server_error", code="starting")
+    return state
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, code="invalid_api_key")
+
+
+def tenant_store(request: Request) -> Store:
+    """The store scoped to the tenant of the request's ``Authorization: Bearer`` key."""
+    state = service_state(request)
+    header = request.headers.get("authorization")
+    if not header:
+        raise _unauthorized(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+        )
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise _unauthorized("The Authorization header must be 'Bearer YOUR_KEY'.")
+    tenant = state.bootstrap_keys.get(hash_key(key))
+    if tenant is None:
+        tenant = resolve_key(state.store, key)
+    if tenant is None:
+        raise _unauthorized(f"Incorrect API key provided: {key[:6]}****.")
+    request.state.tenant_id = tenant
+    return state.tenant(tenant)
+
+
+TenantStore = Annotated[Store, Depends(tenant_store)]

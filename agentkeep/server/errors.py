@@ -1,0 +1,210 @@
+"""HTTP errors in OpenAI's envelope: ``{"error": {"message", "type", "param", "code"}}``.
+
+Routes raise :class:`ApiError` or let store errors (``agentkeep.errors``)
+through; the handlers installed by :func:`install_error_handlers` map them
+once::
+
+    InvalidInput, RequestValidationError   400  invalid_request_error (param = field)
+    missing or unknown API key             401  invalid_request_error, invalid_api_key
+    NotFound, unknown route                404  invalid_request_error
+    Conflict (InvalidTransition, ...)      409  invalid_request_error, conflict
+    LockTimeout                            409  invalid_request_error, lock_timeout
+    body over AGENTKEEP_MAX_BODY_BYTES     413  invalid_request_error, request_too_large
+    StoreUnavailable, SchemaError          503  server_error, database_unavailable
+    anything else                          500  server_error (and a log line)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentkeep.errors import (
+    AgentkeepError,
+    Conflict,
+    InvalidInput,
+    LockTimeout,
+    NotFound,
+    SchemaError,
+    StoreUnavailable,
+)
+
+__all__ = [
+    "ApiError",
+    "BodyTooLarge",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "translate_error",
+]
+
+log = logging.getLogger("agentkeep.server")
+
+# Store kinds as the OpenAI API names them.
+_KIND_NAMES = {"agent": "assistant", "session": "thread", "message": "message"}
+
+
+class ApiError(Exception):
+    """An error answered with ``status`` and OpenAI's error envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while reading a body past the limit (an HTTPException, so FastAPI passes it on)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than the limit of {limit} bytes.")
+        self.error = ApiError(
+            413,
+            f"The request body is larger than the limit of {limit} bytes "
+            "(AGENTKEEP_MAX_BODY_BYTES).",
+            code="request_too_large",
+        )
+
+
+def error_body(
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """The envelope ``{"error": {...}}`` (also the ``data`` of a stream's ``error`` event)."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        error_body(error.message, type=error.type, param=error.param, code=error.code),
+        status_code=error.status,
+        headers=headers,
+    )
+
+
+def translate_error(exc: BaseException) -> ApiError:
+    """The :class:`ApiError` for any exception (500 for the unexpected)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, InvalidInput):
+        message = str(exc)
+        if exc.field and message.startswith(f"{exc.field}: "):
+            message = f"Invalid '{exc.field}': {message[len(exc.field) + 2 :]}"
+        return ApiError(400, message, param=exc.field)
+    if isinstance(exc, NotFound):
+        kind = _KIND_NAMES.get(exc.kind, exc.kind)
+        return ApiError(404, f"No {kind} found with id '{exc.ident}'.")
+    if isinstance(exc, LockTimeout):
+        return ApiError(409, str(exc), code="lock_timeout")
+    if isinstance(exc, Conflict):
+        return ApiError(409, str(exc), code="conflict")
+    if isinstance(exc, (StoreUnavailable, SchemaError)):
+        return ApiError(
+            503,
+            f"The database is unavailable; retry later. ({exc})",
+            type="server_error",
+            code="database_unavailable",
+        )
+    if isinstance(exc, AgentkeepError):
+        log.error("store error: %s", exc, exc_info=exc)
+    else:
+        log.error("unexpected error: %r", exc, exc_info=exc)
+    return ApiError(
+        500,
+        "The server had an error while processing your request; it has been logged.",
+        type="server_error",
+    )
+
+
+def _param(loc: Sequence[Any]) -> str | None:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not isinstance(part, str) or part.startswith(("function-after", "function-")):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or None
+
+
+def validation_error(exc: RequestValidationError) -> ApiError:
+    """The first problem of a request that failed validation, as a 400 naming its field."""
+    errors = list(exc.errors())
+    if not errors:
+        return ApiError(400, "Invalid request.")
+    first = errors[0]
+    kind = str(first.get("type", ""))
+    loc = tuple(first.get("loc", ()))
+    if kind == "json_invalid":
+        return ApiError(
+            400,
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+        )
+    param = _param(loc)
+    if kind == "extra_forbidden":
+        return ApiError(400, f"Unknown parameter: '{param}'.", param=param)
+    if kind == "missing":
+        if loc == ("body",):
+            return ApiError(400, "The request needs a JSON body.")
+        return ApiError(400, f"Missing required parameter: '{param}'.", param=param)
+    msg = str(first.get("msg", "is invalid"))
+    if param is None:
+        return ApiError(400, f"Invalid request: {msg}.")
+    return ApiError(400, f"Invalid '{param}': {msg}.", param=param)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(translate_error(exc))
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(validation_error(exc))
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, BodyTooLarge):
+        error = exc.error
+    elif exc.status_code == 404:
+        error = ApiError(404, f"Invalid URL ({request.method} {request.url.path}).")
+    elif exc.status_code == 405:
+        error = ApiError(
+            405, f"Method {request.method} is not allowed on {request.url.path}.", code=None
+        )
+    else:
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        error = ApiError(exc.status_code, detail)
+    return error_response(error, headers=dict(exc.headers) if exc.headers else None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error a route can raise to the envelope and status (see the module doc)."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(AgentkeepError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)

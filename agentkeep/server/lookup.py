@@ -1,0 +1,45 @@
+"""Lookups shared by the routes: a session of the right kind, the active-run rule."""
+
+from __future__ import annotations
+
+from agentkeep.errors import NotFound
+from agentkeep.models import ACTIVE_RUN_STATUSES, Session
+from agentkeep.server.errors import ApiError
+from agentkeep.store import Store
+
+__all__ = ["active_run_id", "get_conversation", "get_thread", "require_no_active_run"]
+
+
+def _get_session(store: Store, session_id: str, kind: str) -> Session:
+    try:
+        session = store.sessions.get(session_id)
+    except NotFound:
+        raise NotFound(kind, session_id) from None
+    if session.kind != kind:
+        raise NotFound(kind, session_id)
+    return session
+
+
+def get_thread(store: Store, thread_id: str) -> Session:
+    """The thread, or 404 (also for a session of another kind)."""
+    return _get_session(store, thread_id, "thread")
+
+
+def get_conversation(store: Store, conversation_id: str) -> Session:
+    """The conversation, or 404 (also for a session of another kind)."""
+    return _get_session(store, conversation_id, "conversation")
+
+
+def active_run_id(store: Store, thread_id: str) -> str | None:
+    """The id of a run of the thread that is queued, in progress, requires action or cancelling."""
+    page = store.runs.list(session_id=thread_id, status=sorted(ACTIVE_RUN_STATUSES), limit=1)
+    return page.items[0].id if page.items else None
+
+
+def require_no_active_run(store: Store, thread_id: str, what: str = "messages") -> None:
+    """400 while the thread has an active run, as OpenAI answers."""
+    run_id = active_run_id(store, thread_id)
+    if run_id is not None:
+        raise ApiError(
+            400, f"Can't add {what} to {thread_id} while a run {run_id} is active.", param=None
+        )

@@ -1,0 +1,87 @@
+"""``/v1/assistants``: create, list, retrieve, modify, delete (agents in the store)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
+from agentkeep.server.deps import TenantStore
+from agentkeep.server.pagination import Pagination
+from agentkeep.server.wire import (
+    ASSISTANT_EXTRA_FIELDS,
+    assistant_object,
+    deleted_object,
+    list_object,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/assistants", tags=["Assistants"])
+
+
+def _extra(body: CreateAssistant | ModifyAssistant) -> dict[str, Any]:
+    return {
+        name: getattr(body, name)
+        for name in ASSISTANT_EXTRA_FIELDS
+        if name in body.model_fields_set and getattr(body, name) is not None
+    }
+
+
+@router.post("", summary="Create an assistant")
+def create_assistant(body: CreateAssistant, store: TenantStore) -> dict[str, Any]:
+    agent = store.agents.create(
+        model=body.model,
+        name=body.name,
+        description=body.description,
+        instructions=body.instructions,
+        tools=body.tools,
+        metadata=body.metadata,
+        extra=_extra(body),
+    )
+    return assistant_object(agent)
+
+
+@router.get("", summary="List assistants")
+def list_assistants(store: TenantStore, params: Pagination) -> dict[str, Any]:
+    page = store.agents.list(
+        limit=params.limit, order=params.order, after=params.after, before=params.before
+    )
+    return list_object(page, assistant_object)
+
+
+@router.get("/{assistant_id}", summary="Retrieve an assistant")
+def retrieve_assistant(assistant_id: str, store: TenantStore) -> dict[str, Any]:
+    return assistant_object(store.agents.get(assistant_id))
+
+
+@router.post("/{assistant_id}", summary="Modify an assistant")
+def modify_assistant(
+    assistant_id: str, body: ModifyAssistant, store: TenantStore
+) -> dict[str, Any]:
+    given = body.model_fields_set
+    changes: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in ("model", "name", "description", "instructions", "metadata")
+        if name in given
+    }
+    if "tools" in given:
+        changes["tools"] = body.tools or []
+    cleared = [n for n in ASSISTANT_EXTRA_FIELDS if n in given and getattr(body, n) is None]
+    with store.transaction():
+        current = store.agents.get(assistant_id)
+        if "model" in changes and changes["model"] is None:
+            del changes["model"]  # null keeps the model, as OpenAI does
+        extra_changes = _extra(body)
+        if extra_changes or cleared:
+            extra = {k: v for k, v in current.extra.items() if k not in cleared}
+            changes["extra"] = {**extra, **extra_changes}
+        agent = store.agents.update(assistant_id, expected_version=current.version, **changes)
+    return assistant_object(agent)
+
+
+@router.delete("/{assistant_id}", summary="Delete an assistant")
+def delete_assistant(assistant_id: str, store: TenantStore) -> dict[str, Any]:
+    store.agents.delete(assistant_id)
+    return deleted_object(assistant_id, "assistant.deleted")

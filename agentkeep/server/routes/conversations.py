@@ -1,0 +1,77 @@
+"""``/v1/conversations``: create (with initial items), retrieve, update, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import APIRouter
+
+from agentkeep.errors import InvalidInput
+from agentkeep.server.bodies import CreateConversation, UpdateConversation
+from agentkeep.server.deps import TenantStore
+from agentkeep.server.lookup import get_conversation
+from agentkeep.server.wire import conversation_object, deleted_object, item_input
+
+__all__ = ["item_rows", "items_field", "router"]
+
+router = APIRouter(prefix="/v1/conversations", tags=["Conversations"])
+
+
+def item_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input items as rows for ``store.messages.append_many``."""
+    return [item_input(item, f"items[{i}]") for i, item in enumerate(items)]
+
+
+@contextmanager
+def items_field() -> Iterator[None]:
+    """Name store validation errors after ``items[i]``, the request's field."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if exc.field and exc.field.startswith("messages["):
+            field = "items" + exc.field[len("messages") :]
+            message = str(exc)
+            if message.startswith(f"{exc.field}: "):
+                message = message[len(exc.field) + 2 :]
+            raise InvalidInput(message, field=field) from exc
+        raise
+
+
+@router.post("", summary="Create a conversation")
+def create_conversation(
+    store: TenantStore, body: CreateConversation | None = None
+) -> dict[str, Any]:
+    body = body or CreateConversation()
+    rows = item_rows(body.items or [])
+    with items_field(), store.transaction():
+        conversation = store.sessions.create(kind="conversation", metadata=body.metadata)
+        if rows:
+            store.messages.append_many(conversation.id, rows)
+    return conversation_object(conversation)
+
+
+@router.get("/{conversation_id}", summary="Retrieve a conversation")
+def retrieve_conversation(conversation_id: str, store: TenantStore) -> dict[str, Any]:
+    return conversation_object(get_conversation(store, conversation_id))
+
+
+@router.post("/{conversation_id}", summary="Update a conversation")
+def update_conversation(
+    conversation_id: str, body: UpdateConversation, store: TenantStore
+) -> dict[str, Any]:
+    with store.transaction():
+        current = get_conversation(store, conversation_id)
+        conversation = store.sessions.update(
+            conversation_id, expected_version=current.version, metadata=body.metadata or {}
+        )
+    return conversation_object(conversation)
+
+
+@router.delete("/{conversation_id}", summary="Delete a conversation")
+def delete_conversation(conversation_id: str, store: TenantStore) -> dict[str, Any]:
+    with store.transaction():
+        get_conversation(store, conversation_id)
+        store.sessions.delete(conversation_id)
+    return deleted_object(conversation_id, "conversation.deleted")

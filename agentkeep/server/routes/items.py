@@ -1,0 +1,82 @@
+"""``/v1/conversations/{conversation_id}/items``: create, list (newest first), retrieve, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from agentkeep.errors import NotFound
+from agentkeep.models import Message
+from agentkeep.server.bodies import CreateItems
+from agentkeep.server.deps import TenantStore
+from agentkeep.server.lookup import get_conversation
+from agentkeep.server.pagination import Pagination
+from agentkeep.server.routes.conversations import item_rows, items_field
+from agentkeep.server.wire import conversation_object, item_object, list_object
+from agentkeep.store import Store
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/conversations/{conversation_id}/items", tags=["Conversations"])
+
+Include = Annotated[
+    list[str] | None, Query(description="Accepted for compatibility; extra fields are not stored.")
+]
+
+
+def _get(store: Store, conversation_id: str, item_id: str) -> Message:
+    get_conversation(store, conversation_id)
+    try:
+        return store.messages.get(item_id, session_id=conversation_id)
+    except NotFound:
+        raise NotFound("item", item_id) from None
+
+
+@router.post("", summary="Create items")
+def create_items(
+    conversation_id: str, body: CreateItems, store: TenantStore, include: Include = None
+) -> dict[str, Any]:
+    rows = item_rows(body.items)
+    with items_field(), store.transaction():
+        get_conversation(store, conversation_id)
+        messages = store.messages.append_many(conversation_id, rows)
+    data = [item_object(m) for m in messages]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": False,
+    }
+
+
+@router.get("", summary="List items (newest first by default)")
+def list_items(
+    conversation_id: str, store: TenantStore, params: Pagination, include: Include = None
+) -> dict[str, Any]:
+    get_conversation(store, conversation_id)
+    page = store.messages.list(
+        conversation_id,
+        limit=params.limit,
+        order=params.order,
+        after=params.after,
+        before=params.before,
+    )
+    return list_object(page, item_object)
+
+
+@router.get("/{item_id}", summary="Retrieve an item")
+def retrieve_item(
+    conversation_id: str, item_id: str, store: TenantStore, include: Include = None
+) -> dict[str, Any]:
+    return item_object(_get(store, conversation_id, item_id))
+
+
+@router.delete("/{item_id}", summary="Delete an item")
+def delete_item(conversation_id: str, item_id: str, store: TenantStore) -> dict[str, Any]:
+    with store.transaction():
+        _get(store, conversation_id, item_id)
+        store.messages.delete(item_id)
+        conversation = get_conversation(store, conversation_id)
+    return conversation_object(conversation)

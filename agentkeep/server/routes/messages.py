@@ -1,0 +1,82 @@
+"""``/v1/threads/{thread_id}/messages``: create, list, retrieve, modify, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from agentkeep.errors import NotFound
+from agentkeep.models import Message
+from agentkeep.server.bodies import CreateMessage, ModifyMessage
+from agentkeep.server.deps import TenantStore
+from agentkeep.server.lookup import get_thread, require_no_active_run
+from agentkeep.server.pagination import Pagination
+from agentkeep.server.routes.threads import new_message
+from agentkeep.server.wire import deleted_object, list_object, message_object
+from agentkeep.store import Store
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/threads/{thread_id}/messages", tags=["Assistants"])
+
+
+def _get(store: Store, thread_id: str, message_id: str) -> Message:
+    get_thread(store, thread_id)
+    try:
+        return store.messages.get(message_id, session_id=thread_id)
+    except NotFound:
+        raise NotFound("message", message_id) from None
+
+
+@router.post("", summary="Create a message")
+def create_message(thread_id: str, body: CreateMessage, store: TenantStore) -> dict[str, Any]:
+    row = new_message(body)
+    with store.transaction():
+        get_thread(store, thread_id)
+        require_no_active_run(store, thread_id)
+        message = store.messages.append_many(thread_id, [row])[0]
+    return message_object(message)
+
+
+@router.get("", summary="List messages")
+def list_messages(
+    thread_id: str,
+    store: TenantStore,
+    params: Pagination,
+    run_id: Annotated[str | None, Query(description="Only the messages of this run.")] = None,
+) -> dict[str, Any]:
+    get_thread(store, thread_id)
+    page = store.messages.list(
+        thread_id,
+        run_id=run_id or None,
+        limit=params.limit,
+        order=params.order,
+        after=params.after,
+        before=params.before,
+    )
+    return list_object(page, message_object)
+
+
+@router.get("/{message_id}", summary="Retrieve a message")
+def retrieve_message(thread_id: str, message_id: str, store: TenantStore) -> dict[str, Any]:
+    return message_object(_get(store, thread_id, message_id))
+
+
+@router.post("/{message_id}", summary="Modify a message")
+def modify_message(
+    thread_id: str, message_id: str, body: ModifyMessage, store: TenantStore
+) -> dict[str, Any]:
+    with store.transaction():
+        message = _get(store, thread_id, message_id)
+        if "metadata" in body.model_fields_set:
+            message = store.messages.update(message_id, metadata=body.metadata or {})
+    return message_object(message)
+
+
+@router.delete("/{message_id}", summary="Delete a message")
+def delete_message(thread_id: str, message_id: str, store: TenantStore) -> dict[str, Any]:
+    with store.transaction():
+        _get(store, thread_id, message_id)
+        store.messages.delete(message_id)
+    return deleted_object(message_id, "thread.message.deleted")

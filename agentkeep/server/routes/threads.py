@@ -1,0 +1,68 @@
+"""``/v1/threads``: create (with initial messages), retrieve, modify, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
+from agentkeep.server.deps import TenantStore
+from agentkeep.server.lookup import get_thread
+from agentkeep.server.wire import deleted_object, thread_message_content, thread_object
+
+__all__ = ["new_message", "router"]
+
+router = APIRouter(prefix="/v1/threads", tags=["Assistants"])
+
+
+def new_message(body: CreateMessage, field: str = "") -> dict[str, Any]:
+    """A create-message body as a row for ``store.messages.append_many``."""
+    extra: dict[str, Any] = {}
+    if body.attachments:
+        extra["attachments"] = body.attachments
+    return {
+        "role": body.role,
+        "content": thread_message_content(body.content, f"{field}content"),
+        "metadata": body.metadata,
+        "extra": extra,
+    }
+
+
+@router.post("", summary="Create a thread")
+def create_thread(store: TenantStore, body: CreateThread | None = None) -> dict[str, Any]:
+    body = body or CreateThread()
+    rows = [new_message(m, f"messages[{i}].") for i, m in enumerate(body.messages or [])]
+    extra = {"tool_resources": body.tool_resources} if body.tool_resources else None
+    with store.transaction():
+        thread = store.sessions.create(kind="thread", metadata=body.metadata, extra=extra)
+        if rows:
+            store.messages.append_many(thread.id, rows)
+    return thread_object(thread)
+
+
+@router.get("/{thread_id}", summary="Retrieve a thread")
+def retrieve_thread(thread_id: str, store: TenantStore) -> dict[str, Any]:
+    return thread_object(get_thread(store, thread_id))
+
+
+@router.post("/{thread_id}", summary="Modify a thread")
+def modify_thread(thread_id: str, body: ModifyThread, store: TenantStore) -> dict[str, Any]:
+    given = body.model_fields_set
+    with store.transaction():
+        current = get_thread(store, thread_id)
+        changes: dict[str, Any] = {}
+        if "metadata" in given:
+            changes["metadata"] = body.metadata or {}
+        if "tool_resources" in given:
+            changes["extra"] = {**current.extra, "tool_resources": body.tool_resources or {}}
+        thread = store.sessions.update(thread_id, expected_version=current.version, **changes)
+    return thread_object(thread)
+
+
+@router.delete("/{thread_id}", summary="Delete a thread")
+def delete_thread(thread_id: str, store: TenantStore) -> dict[str, Any]:
+    with store.transaction():
+        get_thread(store, thread_id)
+        store.sessions.delete(thread_id)
+    return deleted_object(thread_id, "thread.deleted")
