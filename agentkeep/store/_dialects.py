@@ -1,7 +1,8 @@
 """What differs between SQLite and PostgreSQL, one class per dialect.
 
 Business code asks for capabilities (``skip_locked``, ``write_guard``,
-``serialize_appends``, ``migration_lock``), never for a dialect's name.
+``serialize_appends``, ``migration_lock``, ``notify``/``listen``,
+``session_locks``), never for a dialect's name.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+from psycopg import sql
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from agentkeep.errors import InvalidInput, StoreUnavailable
 
-__all__ = ["Dialect", "PostgresDialect", "SQLiteDialect", "dialect_for_url"]
+__all__ = ["Dialect", "Listener", "PostgresDialect", "SQLiteDialect", "dialect_for_url"]
 
 DEFAULT_URL = "sqlite:///./data/agentkeep.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -36,6 +40,24 @@ def lock_key(*parts: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+class Listener:
+    """Wakes a follower when something was written; this one only sleeps (polling).
+
+    ``wait(timeout)`` returns True when a notification arrived before the
+    timeout (the caller polls afterwards in any case).
+    """
+
+    notifying = False
+
+    def wait(self, timeout: float) -> bool:
+        if timeout > 0:
+            time.sleep(timeout)
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 class Dialect:
     """Capabilities of one backend; subclasses fill them in."""
 
@@ -43,6 +65,7 @@ class Dialect:
     skip_locked: bool = False
     embedded: bool = False
     supports_listen: bool = False
+    session_locks: bool = False
 
     def __init__(
         self, url: str, *, pool_size: int = 5, max_overflow: int = 10, durability: str = "normal"
@@ -70,6 +93,21 @@ class Dialect:
     def migration_lock(self, conn: Connection) -> AbstractContextManager[object]:
         """Held while a process creates or upgrades the schema."""
         return nullcontext()
+
+    def notify(self, conn: Connection, channel: str, payload: str) -> None:
+        """Wake the listeners of ``channel`` when ``conn``'s transaction commits."""
+
+    def listen(self, channel: str) -> Listener:
+        """A listener for ``channel`` (with ``supports_listen``; else one that polls)."""
+        return Listener()
+
+    def acquire_session_lock(self, conn: Connection, key: int, wait: float) -> bool:
+        """Take the lock ``key`` for ``conn``'s lifetime (``session_locks``); False after ``wait`` s."""
+        raise NotImplementedError
+
+    def release_session_lock(self, conn: Connection, key: int) -> bool:
+        """Release a lock taken with ``acquire_session_lock``; False if it was not held."""
+        raise NotImplementedError
 
     def describe(self) -> str:
         return self.name
@@ -176,12 +214,82 @@ def _retry_locked(fn: Any) -> Any:
             delay = min(delay * 2, 0.05)
 
 
+class _PostgresListener(Listener):
+    """LISTEN on a dedicated autocommit connection (outside the pool).
+
+    If the connection cannot be made or is lost, it sleeps instead (the
+    follower polls) and tries to listen again a few seconds later.
+    """
+
+    RETRY_S = 5.0
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self._conninfo = conninfo
+        self._channel = channel
+        self._conn: psycopg.Connection[Any] | None = None
+        self._retry_at = 0.0
+        self._closed = False
+        self._connect()
+
+    @property
+    def notifying(self) -> bool:  # type: ignore[override]
+        return self._conn is not None
+
+    def _connect(self) -> None:
+        self._retry_at = time.monotonic() + self.RETRY_S
+        try:
+            conn = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=10,
+                application_name="agentkeep-listen",
+            )
+        except psycopg.Error:
+            return
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except psycopg.Error:
+            conn.close()
+            return
+        self._conn = conn
+
+    def wait(self, timeout: float) -> bool:
+        if self._closed:
+            return False
+        if self._conn is None:
+            if time.monotonic() >= self._retry_at:
+                self._connect()
+            if self._conn is None:
+                return super().wait(timeout)
+        try:
+            woken = False
+            for _ in self._conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
+                woken = True
+            if woken:  # drain what else is queued: one poll answers them all
+                for _ in self._conn.notifies(timeout=0.0):
+                    pass
+            return woken
+        except psycopg.Error:
+            self._drop()
+            return True  # notifications may have been lost: poll now
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop()
+
+
 class PostgresDialect(Dialect):
-    """PostgreSQL through psycopg 3, pooled; advisory locks; SKIP LOCKED."""
+    """PostgreSQL through psycopg 3, pooled; advisory locks; SKIP LOCKED; LISTEN/NOTIFY."""
 
     name = "postgresql"
     skip_locked = True
     supports_listen = True
+    session_locks = True
 
     def create_engine(self) -> Engine:
         url = sa.engine.make_url(self.url)
@@ -209,6 +317,39 @@ class PostgresDialect(Dialect):
 
     def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(tenant_id, scope)})
+
+    def notify(self, conn: Connection, channel: str, payload: str) -> None:
+        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+
+    def listen(self, channel: str) -> Listener:
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        return _PostgresListener(conninfo, channel)
+
+    def acquire_session_lock(self, conn: Connection, key: int, wait: float) -> bool:
+        if wait <= 0:
+            got = bool(
+                conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            )
+            conn.commit()
+            return got
+        # Block in the server (handed over at once on release) up to lock_timeout.
+        conn.execute(sa.text(f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}"))
+        try:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        except sa_exc.OperationalError as exc:
+            conn.rollback()
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                return False
+            raise
+        conn.commit()  # a session lock outlives the transaction
+        return True
+
+    def release_session_lock(self, conn: Connection, key: int) -> bool:
+        released = bool(conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key}).scalar())
+        conn.commit()
+        return released
 
     @contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[object]:

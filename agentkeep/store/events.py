@@ -1,11 +1,331 @@
-"""Events: to be implemented."""
+"""Events: the append-only timeline, read back from a bookmark and followed live.
+
+Each event gets the tenant's next ``bookmark`` in the writing transaction,
+after ``dialect.serialize_appends`` made that transaction the tenant's only
+event writer (an advisory transaction lock on PostgreSQL, the one SQLite
+writer otherwise). So bookmarks are committed in increasing order and a
+reader that resumes after the last bookmark it saw never skips an event.
+On PostgreSQL the appending transaction also sends a NOTIFY, which wakes
+followers in every process at once; followers poll as well, as a fallback.
+"""
 
 from __future__ import annotations
 
-from agentkeep.store._base import Resource
+import hashlib
+import json
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any
 
-__all__ = ["Events"]
+import sqlalchemy as sa
+
+from agentkeep.errors import InvalidInput, NotFound
+from agentkeep.models import CHANNELS, EVENT_TYPES, Event
+from agentkeep.models.common import check_limit, from_micros, utcnow_micros
+from agentkeep.store._base import Resource
+from agentkeep.store._validate import check_object, opt_text
+from agentkeep.store.schema import events as t
+from agentkeep.store.schema import runs as rt
+from agentkeep.store.schema import sessions as st
+
+__all__ = ["Events", "events_channel"]
+
+_FIELDS = ("type", "run_id", "session_id", "agent_id", "channel", "data")
+FOLLOW_BATCH = 500
+LISTEN_FALLBACK_POLL_S = 1.0
+"""With LISTEN working, followers still poll this often (a lost notification costs at most this)."""
+
+
+def events_channel(tenant_id: str) -> str:
+    """The NOTIFY channel of a tenant's events (a short, safe identifier)."""
+    return "agentkeep_events_" + hashlib.blake2b(tenant_id.encode(), digest_size=8).hexdigest()
+
+
+def to_event(row: Mapping[Any, Any]) -> Event:
+    data = dict(row)
+    data["created_at"] = from_micros(data["created_at"])
+    return Event.model_construct(**data)
+
+
+def check_type(value: Any, field: str = "type") -> str:
+    """An event type of the vocabulary, ``custom``, or a dotted name."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("must be a non-empty string", field=field)
+    if len(value) > 128:
+        raise InvalidInput("must be at most 128 characters", field=field)
+    if value not in EVENT_TYPES and "." not in value:
+        raise InvalidInput(
+            f"unknown event type {value!r}; use one of the documented types, "
+            "'custom', or a dotted name such as 'thread.run.created'",
+            field=field,
+        )
+    return value
+
+
+def _check_channel(value: Any, field: str = "channel") -> str:
+    if value not in CHANNELS:
+        raise InvalidInput(f"must be one of {', '.join(sorted(CHANNELS))}", field=field)
+    return str(value)
+
+
+def _check_bookmark(value: Any, field: str = "after_bookmark") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput("must be a non-negative integer", field=field)
+    return value
+
+
+def _check_types(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple, set, frozenset)) or not items:
+        raise InvalidInput("must be an event type or a non-empty list of them", field="types")
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise InvalidInput("must contain non-empty strings", field="types")
+    return list(items)
 
 
 class Events(Resource):
+    """``store.events``: this tenant's event timeline."""
+
     kind = "event"
+
+    def _prepare(self, item: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        unknown = set(item) - set(_FIELDS)
+        if unknown:
+            raise InvalidInput(
+                f"unknown field(s) {', '.join(sorted(unknown))}", field=f"{prefix}{min(unknown)}"
+            )
+        data = check_object(item.get("data"), f"{prefix}data")
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"must be JSON-serializable ({exc})", field=f"{prefix}data") from exc
+        return {
+            "tenant_id": self.tenant_id,
+            "type": check_type(item.get("type"), f"{prefix}type"),
+            "run_id": opt_text(item.get("run_id"), f"{prefix}run_id", 64),
+            "session_id": opt_text(item.get("session_id"), f"{prefix}session_id", 64),
+            "agent_id": opt_text(item.get("agent_id"), f"{prefix}agent_id", 256),
+            "channel": _check_channel(item.get("channel", "progress"), f"{prefix}channel"),
+            "data": data,
+        }
+
+    def append(
+        self,
+        type: str,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        channel: str = "progress",
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Append one event; returns it with its bookmark.
+
+        A run's session and agent are copied onto the event when not given.
+        A ``run_id`` or ``session_id`` that does not exist raises ``NotFound``.
+        """
+        row = self._prepare(
+            {
+                "type": type,
+                "run_id": run_id,
+                "session_id": session_id,
+                "agent_id": agent_id,
+                "channel": channel,
+                "data": data,
+            },
+            "",
+        )
+        return self._write([row])[0]
+
+    def append_many(self, events: Sequence[Mapping[str, Any]]) -> list[Event]:
+        """Append several events (dicts of ``append``'s arguments) in one transaction, in order."""
+        if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
+            raise InvalidInput("must be a list of event objects", field="events")
+        rows = []
+        for i, item in enumerate(events):
+            if not isinstance(item, Mapping):
+                raise InvalidInput("must be an object", field=f"events[{i}]")
+            rows.append(self._prepare(item, f"events[{i}]."))
+        if not rows:
+            return []
+        return self._write(rows)
+
+    def _write(self, rows: list[dict[str, Any]]) -> list[Event]:
+        dialect = self._core.dialect
+        with self._core.write("appending an event") as conn:
+            self._resolve_references(conn, rows)
+            dialect.serialize_appends(conn, self.tenant_id, "events")
+            last = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(t.c.bookmark), 0)).where(
+                    t.c.tenant_id == self.tenant_id
+                )
+            ).scalar_one()
+            now = utcnow_micros()
+            for i, r in enumerate(rows, start=1):
+                r["bookmark"] = last + i
+                r["created_at"] = now
+            conn.execute(sa.insert(t), rows)
+            dialect.notify(conn, events_channel(self.tenant_id), str(last + len(rows)))
+        return [to_event(r) for r in rows]
+
+    def _resolve_references(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Check that the runs and sessions exist; copy a run's session and agent."""
+        run_ids = {r["run_id"] for r in rows if r["run_id"] is not None}
+        runs: dict[str, Any] = {}
+        if run_ids:
+            found = conn.execute(
+                sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
+                    rt.c.tenant_id == self.tenant_id, rt.c.id.in_(run_ids)
+                )
+            )
+            runs = {r.id: r for r in found}
+            missing = sorted(run_ids - set(runs))
+            if missing:
+                raise NotFound("run", missing[0])
+        for r in rows:
+            run = runs.get(r["run_id"])
+            if run is not None:
+                if r["session_id"] is None:
+                    r["session_id"] = run.session_id
+                if r["agent_id"] is None:
+                    r["agent_id"] = run.agent_id
+        session_ids = {r["session_id"] for r in rows if r["session_id"] is not None}
+        if session_ids:
+            found_ids = set(
+                conn.execute(
+                    sa.select(st.c.id).where(
+                        st.c.tenant_id == self.tenant_id, st.c.id.in_(session_ids)
+                    )
+                ).scalars()
+            )
+            missing = sorted(session_ids - found_ids)
+            if missing:
+                raise NotFound("session", missing[0])
+
+    def _where(
+        self,
+        run_id: str | None,
+        session_id: str | None,
+        agent_id: str | None,
+        types: str | Sequence[str] | None,
+        channel: str | None,
+    ) -> list[sa.ColumnElement[bool]]:
+        where: list[sa.ColumnElement[bool]] = [t.c.tenant_id == self.tenant_id]
+        if run_id is not None:
+            where.append(t.c.run_id == run_id)
+        if session_id is not None:
+            where.append(t.c.session_id == session_id)
+        if agent_id is not None:
+            where.append(t.c.agent_id == agent_id)
+        wanted = _check_types(types)
+        if wanted is not None:
+            where.append(t.c.type.in_(wanted))
+        if channel is not None:
+            where.append(t.c.channel == _check_channel(channel))
+        return where
+
+    def _fetch(
+        self, where: list[sa.ColumnElement[bool]], after_bookmark: int, limit: int
+    ) -> list[Event]:
+        with self._core.read() as conn:
+            rows = conn.execute(
+                sa.select(t)
+                .where(*where, t.c.bookmark > after_bookmark)
+                .order_by(t.c.bookmark)
+                .limit(limit)
+            ).mappings()
+            return [to_event(r) for r in rows]
+
+    def list(
+        self,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        types: str | Sequence[str] | None = None,
+        channel: str | None = None,
+        after_bookmark: int = 0,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Events after ``after_bookmark``, oldest first; pass the last bookmark to read on."""
+        check_limit(limit)
+        after = _check_bookmark(after_bookmark)
+        where = self._where(run_id, session_id, agent_id, types, channel)
+        return self._fetch(where, after, limit)
+
+    def latest_bookmark(self) -> int:
+        """The highest bookmark of this tenant (0 when there are no events)."""
+        with self._core.read() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(t.c.bookmark), 0)).where(
+                        t.c.tenant_id == self.tenant_id
+                    )
+                ).scalar_one()
+            )
+
+    def follow(
+        self,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        types: str | Sequence[str] | None = None,
+        channel: str | None = None,
+        after_bookmark: int = 0,
+        poll_interval: float = 0.1,
+        timeout: float | None = None,
+        stop: Callable[[Event], bool] | None = None,
+    ) -> Generator[Event, None, None]:
+        """Yield the events after ``after_bookmark``, then new ones as they are committed.
+
+        Sees events written by any process: on PostgreSQL a LISTEN connection
+        wakes it as soon as an appending transaction commits (with a poll
+        every second as fallback); elsewhere it polls every ``poll_interval``
+        seconds. Ends when ``timeout`` seconds pass without a matching event,
+        or after the event for which ``stop(event)`` is true. Closing the
+        generator (or leaving its ``for`` loop) frees its connection.
+        """
+        after = _check_bookmark(after_bookmark)
+        where = self._where(run_id, session_id, agent_id, types, channel)
+        if (
+            isinstance(poll_interval, bool)
+            or not isinstance(poll_interval, (int, float))
+            or poll_interval <= 0
+        ):
+            raise InvalidInput("must be a positive number of seconds", field="poll_interval")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise InvalidInput("must be a non-negative number of seconds", field="timeout")
+        # Listen before the first read, so nothing committed after it goes unnoticed.
+        listener = self._core.dialect.listen(events_channel(self.tenant_id))
+        try:
+            idle_since = time.monotonic()
+            while True:
+                batch = self._fetch(where, after, FOLLOW_BATCH)
+                for event in batch:
+                    after = event.bookmark
+                    yield event
+                    if stop is not None and stop(event):
+                        return
+                if batch:
+                    idle_since = time.monotonic()
+                    if len(batch) == FOLLOW_BATCH:
+                        continue
+                interval = (
+                    max(poll_interval, LISTEN_FALLBACK_POLL_S)
+                    if listener.notifying
+                    else poll_interval
+                )
+                if timeout is not None:
+                    remaining = idle_since + timeout - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    interval = min(interval, remaining)
+                listener.wait(interval)
+        finally:
+            listener.close()

@@ -1,0 +1,328 @@
+"""Events: monotonic bookmarks, filtered reads, and following live, across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from agentkeep import AsyncStore, InvalidInput, NotFound, Store
+from agentkeep.models import Event
+from agentkeep.store._dialects import Listener
+
+APPENDER = """
+import sys, time, agentkeep
+url, tenant, n, tag, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+store = agentkeep.connect(url).tenant(tenant)
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(n):
+    store.events.append("custom", data={"tag": tag, "i": i})
+    if pause:
+        time.sleep(pause)
+store.close()
+"""
+
+
+def spawn_appender(store: Store, n: int, tag: str, pause: float = 0.0) -> subprocess.Popen[str]:
+    """A separate process that appends ``n`` events once it gets a line on stdin."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", APPENDER, store.url, store.tenant_id, str(n), tag, str(pause)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def start(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+
+
+def finish(proc: subprocess.Popen[str]) -> int:
+    """Wait for the process and close its pipes; its exit code."""
+    proc.communicate(timeout=60)
+    return proc.returncode
+
+
+def test_append_and_read_back(store: Store) -> None:
+    first = store.events.append("run_started", data={"n": 1})
+    second = store.events.append("custom", channel="monitor")
+    assert (first.bookmark, second.bookmark) == (1, 2)
+    assert first.tenant_id == store.tenant_id and first.channel == "progress"
+    assert first.data == {"n": 1} and second.data == {}
+    assert store.events.list() == [first, second]
+    assert store.events.list(after_bookmark=1) == [second]
+    assert store.events.latest_bookmark() == 2
+    # Bookmarks are per tenant.
+    other = store.tenant(store.tenant_id + "_x")
+    assert other.events.latest_bookmark() == 0
+    assert other.events.append("custom").bookmark == 1
+    assert other.events.list() != store.events.list()
+
+
+def test_type_vocabulary(store: Store) -> None:
+    for good in ("critique_result", "custom", "thread.run.created", "acme.deploy.finished"):
+        assert store.events.append(good).type == good
+    for bad in ("bogus", "", "x" * 129):
+        with pytest.raises(InvalidInput) as err:
+            store.events.append(bad)
+        assert err.value.field == "type"
+    with pytest.raises(InvalidInput) as err:
+        store.events.append("custom", channel="debug")
+    assert err.value.field == "channel"
+    with pytest.raises(InvalidInput) as err:
+        store.events.append("custom", data={"x": object()})
+    assert err.value.field == "data"
+    assert store.events.latest_bookmark() == 4
+
+
+def test_filters(store: Store) -> None:
+    s1 = store.sessions.create()
+    s2 = store.sessions.create()
+    run = store.runs.create("agent_a", session_id=s1.id)
+    e1 = store.events.append("run_started", run_id=run.id)
+    e2 = store.events.append("planning_started", session_id=s2.id, agent_id="agent_b")
+    e3 = store.events.append("approval_required", run_id=run.id, channel="control")
+    e4 = store.events.append("custom", channel="monitor")
+    # A run's session and agent are copied onto its events.
+    assert (e1.session_id, e1.agent_id) == (s1.id, "agent_a")
+
+    def ids(**kw: Any) -> list[int]:
+        return [e.bookmark for e in store.events.list(**kw)]
+
+    assert ids(run_id=run.id) == [e1.bookmark, e3.bookmark]
+    assert ids(session_id=s1.id) == [e1.bookmark, e3.bookmark]
+    assert ids(session_id=s2.id) == [e2.bookmark]
+    assert ids(agent_id="agent_b") == [e2.bookmark]
+    assert ids(types="custom") == [e4.bookmark]
+    assert ids(types=["run_started", "planning_started"]) == [e1.bookmark, e2.bookmark]
+    assert ids(channel="control") == [e3.bookmark]
+    assert ids(run_id=run.id, channel="progress") == [e1.bookmark]
+    assert ids(after_bookmark=e2.bookmark, limit=1) == [e3.bookmark]
+    for bad, field in (
+        ({"after_bookmark": -1}, "after_bookmark"),
+        ({"limit": 0}, "limit"),
+        ({"channel": "x"}, "channel"),
+        ({"types": []}, "types"),
+    ):
+        with pytest.raises(InvalidInput) as err:
+            store.events.list(**bad)
+        assert err.value.field == field
+
+
+def test_missing_run_or_session_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound) as err:
+        store.events.append("custom", run_id="run_missing")
+    assert err.value.kind == "run"
+    with pytest.raises(NotFound) as err:
+        store.events.append("custom", session_id="sess_missing")
+    assert err.value.kind == "session"
+    # Another tenant's session does not count.
+    s = store.tenant(store.tenant_id + "_x").sessions.create()
+    with pytest.raises(NotFound):
+        store.events.append("custom", session_id=s.id)
+    assert store.events.latest_bookmark() == 0
+
+
+def test_append_many_is_ordered_and_atomic(store: Store) -> None:
+    s = store.sessions.create()
+    made = store.events.append_many(
+        [
+            {"type": "iteration_started", "session_id": s.id},
+            {"type": "custom", "data": {"k": 1}, "channel": "monitor"},
+        ]
+    )
+    assert [e.bookmark for e in made] == [1, 2]
+    assert store.events.list() == made
+    with pytest.raises(InvalidInput) as err:
+        store.events.append_many([{"type": "custom"}, {"type": "nope"}])
+    assert err.value.field == "events[1].type"
+    with pytest.raises(InvalidInput) as err:
+        store.events.append_many([{"type": "custom", "colour": "red"}])
+    assert err.value.field == "events[0].colour"
+    with pytest.raises(NotFound):
+        store.events.append_many([{"type": "custom"}, {"type": "custom", "run_id": "run_x"}])
+    assert store.events.latest_bookmark() == 2
+    assert store.events.append_many([]) == []
+
+
+def test_concurrent_appends_get_unique_gapless_bookmarks(store: Store) -> None:
+    errors: list[Exception] = []
+
+    def worker(tag: int) -> None:
+        try:
+            for i in range(15):
+                store.events.append("custom", data={"t": tag, "i": i})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    events = store.events.list(limit=1000)
+    assert [e.bookmark for e in events] == list(range(1, 61))
+    for tag in range(4):  # each writer's events in its own order
+        assert [e.data["i"] for e in events if e.data["t"] == tag] == list(range(15))
+
+
+def test_deleting_a_session_deletes_its_events(store: Store) -> None:
+    s = store.sessions.create()
+    store.events.append("message_added", session_id=s.id)
+    kept = store.events.append("custom")
+    store.sessions.delete(s.id)
+    assert store.events.list() == [kept]
+
+
+def test_follow_yields_backlog_then_live_events(store: Store) -> None:
+    store.events.append("custom", data={"i": 0})
+
+    def writer() -> None:
+        for i in range(1, 4):
+            time.sleep(0.05)
+            store.events.append("custom", data={"i": i})
+        store.events.append("run_completed")
+
+    th = threading.Thread(target=writer)
+    th.start()
+    seen = [
+        e.data.get("i", "end")
+        for e in store.events.follow(
+            poll_interval=0.02, timeout=10, stop=lambda e: e.type == "run_completed"
+        )
+    ]
+    th.join()
+    assert seen == [0, 1, 2, 3, "end"]
+
+
+def test_follow_filters_and_resumes_from_a_bookmark(store: Store) -> None:
+    s = store.sessions.create()
+    for i in range(3):
+        store.events.append("custom", session_id=s.id, data={"i": i})
+        store.events.append("custom", data={"other": i})
+    got = list(store.events.follow(session_id=s.id, after_bookmark=2, timeout=0.2))
+    assert [e.data["i"] for e in got] == [1, 2]
+    assert list(store.events.follow(channel="control", timeout=0.1)) == []
+
+
+def test_follow_ends_after_idle_timeout(store: Store) -> None:
+    started = time.monotonic()
+    assert list(store.events.follow(timeout=0.3, poll_interval=0.05)) == []
+    assert 0.25 <= time.monotonic() - started < 5
+    with pytest.raises(InvalidInput) as err:
+        next(store.events.follow(poll_interval=0))
+    assert err.value.field == "poll_interval"
+
+
+def test_closing_follow_frees_its_listener(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    dialect = store._core.dialect
+    made: list[Listener] = []
+    closed: list[Listener] = []
+    original = dialect.listen
+
+    def listen(channel: str) -> Listener:
+        listener = original(channel)
+        made.append(listener)
+        real_close = listener.close
+
+        def close() -> None:
+            closed.append(listener)
+            real_close()
+
+        listener.close = close  # type: ignore[method-assign]
+        return listener
+
+    monkeypatch.setattr(dialect, "listen", listen)
+    store.events.append("custom")
+    follower = store.events.follow(poll_interval=0.02)
+    assert next(follower).bookmark == 1
+    assert len(made) == 1 and closed == []
+    backend_pid = None
+    if dialect.supports_listen:
+        conn = made[0]._conn  # type: ignore[attr-defined]
+        assert conn is not None, "the PostgreSQL follower must LISTEN"
+        backend_pid = conn.info.backend_pid
+    follower.close()
+    assert closed == made
+    if backend_pid is not None:
+        with store._core.read() as conn:
+            alive = conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": backend_pid}
+            ).scalar()
+        assert alive == 0
+
+
+def test_follow_in_a_for_loop_that_breaks(store: Store) -> None:
+    store.events.append_many([{"type": "custom"} for _ in range(3)])
+    for event in store.events.follow(timeout=5):
+        if event.bookmark == 2:
+            break
+    assert store.events.append("custom").bookmark == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_follow_sees_events_of_other_processes(store: Store) -> None:
+    """Two processes append concurrently; the follower gets every event, in bookmark order."""
+    procs = [spawn_appender(store, 40, tag) for tag in ("a", "b")]
+    got: list[Event] = []
+    for proc in procs:
+        start(proc)
+    for event in store.events.follow(timeout=30, poll_interval=0.02):
+        got.append(event)
+        if len(got) == 80:
+            break
+    for proc in procs:
+        assert finish(proc) == 0
+    assert [e.bookmark for e in got] == list(range(1, 81))
+    for tag in ("a", "b"):
+        assert [e.data["i"] for e in got if e.data["tag"] == tag] == list(range(40))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_postgres_followers_are_woken_by_notify(store: Store) -> None:
+    """With a 30 s poll interval, only NOTIFY can deliver the other process's events quickly."""
+    proc = spawn_appender(store, 3, "n", pause=0.2)
+    follower = store.events.follow(poll_interval=30, timeout=60)
+    got: list[float] = []
+    start(proc)
+    sent = time.monotonic()
+    for _event in follower:
+        got.append(time.monotonic() - sent)
+        if len(got) == 3:
+            break
+    follower.close()
+    assert finish(proc) == 0
+    assert got[-1] < 10, got
+
+
+async def test_async_append_list_and_follow(astore: AsyncStore) -> None:
+    e = await astore.events.append("custom", data={"a": 1})
+    assert await astore.events.list() == [e]
+    assert await astore.events.latest_bookmark() == 1
+
+    async def later() -> None:
+        await astore.events.append("run_completed")
+
+    task = asyncio.create_task(later())
+    seen = [
+        ev.type
+        async for ev in astore.events.follow(
+            poll_interval=0.02, timeout=10, stop=lambda ev: ev.type == "run_completed"
+        )
+    ]
+    await task
+    assert seen == ["custom", "run_completed"]
