@@ -1,11 +1,195 @@
-"""Stats: to be implemented."""
+"""Aggregate statistics for one agent or a whole tenant, computed in SQL.
+
+For an agent: its runs, LLM calls and tool calls (by ``agent_id``), its
+sessions (``sessions.agent_id``), the messages it wrote or that are in its
+sessions, and the snapshots of its sessions. Without an agent: everything of
+the tenant. Latency percentiles interpolate linearly between the two nearest
+ranks (like PostgreSQL's ``percentile_cont``) over the calls that report a
+latency; the database sorts the column once and returns at most eight values.
+Cost sums the priced calls exactly; ``unpriced_calls`` counts the others, and
+``cost_usd`` is ``None`` only when there are calls and none of them is priced.
+"""
 
 from __future__ import annotations
 
-from agentkeep.store._base import Resource
+import math
+from decimal import Decimal
+from typing import Any
 
-__all__ = ["Stats"]
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.models import Stats as StatsModel
+from agentkeep.models import ToolStats
+from agentkeep.store._base import Resource
+from agentkeep.store._prices import from_nano
+from agentkeep.store._validate import opt_text
+from agentkeep.store.schema import llm_usage, messages, runs, sessions, snapshots, tool_calls
+
+__all__ = ["PERCENTILES", "Stats", "StatsModel", "percentiles"]
+
+PERCENTILES: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+
+
+def percentiles(
+    conn: Connection,
+    column: sa.ColumnElement[Any],
+    where: list[sa.ColumnElement[bool]],
+    wanted: dict[str, float] = PERCENTILES,
+) -> dict[str, float | None]:
+    """Interpolated percentiles of a numeric column, without loading the rows.
+
+    One count, then one windowed query that returns only the values at the
+    ranks the percentiles fall between.
+    """
+    conds = [*where, column.is_not(None)]
+    n = int(conn.execute(sa.select(sa.func.count()).where(*conds)).scalar() or 0)
+    if n == 0:
+        return dict.fromkeys(wanted)
+    ranks: dict[str, tuple[int, int, float]] = {}
+    for name, p in wanted.items():
+        pos = p * (n - 1)
+        lo = math.floor(pos)
+        ranks[name] = (lo + 1, min(lo + 2, n), pos - lo)  # 1-based row numbers
+    needed = sorted({r for lo, hi, _ in ranks.values() for r in (lo, hi)})
+    ordered = (
+        sa.select(column.label("value"), sa.func.row_number().over(order_by=column).label("rn"))
+        .where(*conds)
+        .subquery()
+    )
+    found = {
+        int(rn): float(value)
+        for value, rn in conn.execute(
+            sa.select(ordered.c.value, ordered.c.rn).where(ordered.c.rn.in_(needed))
+        )
+    }
+    out: dict[str, float | None] = {}
+    for name, (lo, hi, frac) in ranks.items():
+        out[name] = found[lo] + (found[hi] - found[lo]) * frac
+    return out
 
 
 class Stats(Resource):
+    """``store.stats``: totals for one agent or for the whole tenant."""
+
     kind = "stats"
+
+    def get(self, agent_id: str | None = None) -> StatsModel:
+        """Runs, LLM calls, tokens, cost, latency, tools, messages, snapshots, sessions."""
+        agent_id = opt_text(agent_id, "agent_id", 256)
+        tenant = self.tenant_id
+
+        def scope(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+            conds: list[sa.ColumnElement[bool]] = [table.c.tenant_id == tenant]
+            if agent_id is not None:
+                conds.append(table.c.agent_id == agent_id)
+            return conds
+
+        r, u, tc = runs, llm_usage, tool_calls
+        with self._core.read("computing stats") as conn:
+            run_row = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.sum(sa.case((r.c.status == "completed", 1), else_=0)),
+                    sa.func.sum(sa.case((r.c.status == "failed", 1), else_=0)),
+                    sa.func.sum(sa.case((r.c.status == "cancelled", 1), else_=0)),
+                    sa.func.avg(r.c.iterations),
+                ).where(*scope(r))
+            ).one()
+            usage_row = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.sum(u.c.input_tokens),
+                    sa.func.sum(u.c.output_tokens),
+                    sa.func.sum(u.c.cost_nano_usd),
+                    sa.func.sum(sa.case((u.c.cost_nano_usd.is_(None), 1), else_=0)),
+                ).where(*scope(u))
+            ).one()
+            latency = percentiles(conn, u.c.latency_ms, scope(u))
+            failed = sa.or_(tc.c.is_error.is_(True), tc.c.state == "failed")
+            tools = [
+                ToolStats(
+                    name=name,
+                    calls=int(calls),
+                    errors=int(errors or 0),
+                    avg_duration_ms=float(avg) if avg is not None else None,
+                )
+                for name, calls, errors, avg in conn.execute(
+                    sa.select(
+                        tc.c.name,
+                        sa.func.count(),
+                        sa.func.sum(sa.case((failed, 1), else_=0)),
+                        sa.func.avg(tc.c.duration_ms),
+                    )
+                    .where(*scope(tc))
+                    .group_by(tc.c.name)
+                    .order_by(tc.c.name)
+                )
+            ]
+            by_state = {
+                str(state): int(n)
+                for state, n in conn.execute(
+                    sa.select(tc.c.state, sa.func.count())
+                    .where(*scope(tc))
+                    .group_by(tc.c.state)
+                    .order_by(tc.c.state)
+                )
+            }
+            sess_where = scope(sessions)
+            n_sessions = self._count(conn, sessions, sess_where)
+            if agent_id is None:
+                n_messages = self._count(conn, messages, [messages.c.tenant_id == tenant])
+                n_snapshots = self._count(conn, snapshots, [snapshots.c.tenant_id == tenant])
+            else:
+                agent_sessions = sa.select(sessions.c.id).where(*sess_where)
+                n_messages = self._count(
+                    conn,
+                    messages,
+                    [
+                        messages.c.tenant_id == tenant,
+                        sa.or_(
+                            messages.c.agent_id == agent_id,
+                            messages.c.session_id.in_(agent_sessions),
+                        ),
+                    ],
+                )
+                n_snapshots = self._count(
+                    conn,
+                    snapshots,
+                    [snapshots.c.tenant_id == tenant, snapshots.c.session_id.in_(agent_sessions)],
+                )
+        total_runs, completed, failed_runs, cancelled, avg_iter = run_row
+        calls, input_tokens, output_tokens, cost_nano, unpriced = usage_row
+        calls = int(calls)
+        unpriced = int(unpriced or 0)
+        cost: Decimal | None
+        if cost_nano is not None:
+            cost = from_nano(int(cost_nano))
+        else:
+            cost = None if calls else Decimal(0).scaleb(-9)
+        return StatsModel(
+            agent_id=agent_id,
+            total_runs=int(total_runs),
+            completed_runs=int(completed or 0),
+            failed_runs=int(failed_runs or 0),
+            cancelled_runs=int(cancelled or 0),
+            avg_iterations=float(avg_iter) if avg_iter is not None else 0.0,
+            llm_calls=calls,
+            input_tokens=int(input_tokens or 0),
+            output_tokens=int(output_tokens or 0),
+            cost_usd=cost,
+            unpriced_calls=unpriced,
+            latency_ms=latency,
+            tools=tools,
+            tool_calls_by_state=by_state,
+            total_tool_calls=sum(by_state.values()),
+            messages=n_messages,
+            snapshots=n_snapshots,
+            sessions=n_sessions,
+        )
+
+    @staticmethod
+    def _count(conn: Connection, table: sa.Table, where: list[sa.ColumnElement[bool]]) -> int:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar() or 0
+        )

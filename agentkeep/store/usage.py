@@ -1,11 +1,327 @@
-"""Usage: to be implemented."""
+"""LLM usage: one row per LLM call, its cost, listings and rollups.
+
+Usage rows refer to agents, sessions and runs softly (no foreign keys): they
+outlive what they refer to, for cost accounting. Costs are integer
+nano-dollars in the database and ``Decimal | None`` in models (``None`` =
+unknown, never zero); see :mod:`agentkeep.store._prices`.
+
+Rollup semantics: each group sums its calls exactly. ``cost_usd`` is the sum
+over the group's priced calls and ``unpriced_calls`` counts the calls whose
+cost is unknown; ``cost_usd`` is ``None`` only when every call of the group is
+unpriced (a partly priced group's cost is a lower bound, flagged by
+``unpriced_calls > 0``).
+"""
 
 from __future__ import annotations
 
-from agentkeep.store._base import Resource
+import builtins
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
 
-__all__ = ["Usage"]
+import sqlalchemy as sa
+
+from agentkeep.errors import InvalidInput
+from agentkeep.ids import new_id
+from agentkeep.models import LLMUsage, Page, UsageRollup
+from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
+from agentkeep.store._base import Resource, paginate, row_times, time_range
+from agentkeep.store._prices import check_cost, from_nano, price_from_table, to_nano
+from agentkeep.store._validate import check_object, opt_text, require_str
+from agentkeep.store.schema import llm_usage as t
+
+__all__ = ["ROLLUP_KEYS", "Usage"]
+
+RollupKey = Literal["day", "model", "agent", "user", "provider"]
+ROLLUP_KEYS: tuple[str, ...] = ("day", "model", "agent", "user", "provider")
+_STATUSES = ("success", "error")
+_DAY_MICROS = 86_400_000_000
+_MAX_COUNT = 2**62
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_usage(row: Mapping[str, Any]) -> LLMUsage:
+    data = row_times(row, "created_at")
+    data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
+    return LLMUsage.model_construct(**data)
+
+
+def _count(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > _MAX_COUNT:
+        raise InvalidInput("must be a non-negative integer", field=field)
+    return value
+
+
+def _opt_count(value: Any, field: str) -> int | None:
+    return None if value is None else _count(value, field)
 
 
 class Usage(Resource):
+    """``store.usage``: the LLM calls of this tenant, with tokens, latency and cost."""
+
     kind = "usage"
+
+    def record(
+        self,
+        *,
+        provider: str,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        latency_ms: int | None = None,
+        status: str = "success",
+        error_message: str | None = None,
+        prompt: str | None = None,
+        response: str | None = None,
+        input_params: dict[str, Any] | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        cost_usd: Decimal | None = None,
+        metadata: dict[str, str] | None = None,
+        id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> LLMUsage:
+        """Record one LLM call.
+
+        Token counts follow OpenAI: ``input_tokens`` includes ``cached_tokens``
+        and ``output_tokens`` includes ``reasoning_tokens``. A given
+        ``cost_usd`` is stored as is (``cost_source="caller"``); otherwise the
+        cost comes from the price table for ``provider`` and ``model``
+        (``"price_table"``, with ``price_version``), or stays ``None`` when the
+        table does not know them.
+        """
+        values: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "id": require_str(id, "id", max_len=64) if id is not None else new_id("usage"),
+            "agent_id": opt_text(agent_id, "agent_id", 256),
+            "session_id": opt_text(session_id, "session_id", 64),
+            "run_id": opt_text(run_id, "run_id", 64),
+            "user_id": opt_text(user_id, "user_id", 256),
+            "provider": require_str(provider, "provider", max_len=128),
+            "model": require_str(model, "model", max_len=256),
+            "prompt": opt_text(prompt, "prompt", 10_000_000),
+            "response": opt_text(response, "response", 10_000_000),
+            "input_params": check_object(input_params, "input_params"),
+            "input_tokens": _count(input_tokens, "input_tokens"),
+            "output_tokens": _count(output_tokens, "output_tokens"),
+            "cached_tokens": _count(cached_tokens, "cached_tokens"),
+            "reasoning_tokens": _count(reasoning_tokens, "reasoning_tokens"),
+            "latency_ms": _opt_count(latency_ms, "latency_ms"),
+            "error_message": opt_text(error_message, "error_message", 100_000),
+            "metadata": check_metadata(metadata),
+        }
+        if status not in _STATUSES:
+            raise InvalidInput("must be 'success' or 'error'", field="status")
+        values["status"] = status
+        if values["cached_tokens"] > values["input_tokens"]:
+            raise InvalidInput(
+                "cannot exceed input_tokens (input_tokens counts cached tokens too)",
+                field="cached_tokens",
+            )
+        if values["reasoning_tokens"] > values["output_tokens"]:
+            raise InvalidInput(
+                "cannot exceed output_tokens (output_tokens counts reasoning tokens too)",
+                field="reasoning_tokens",
+            )
+        values["prompt_length"] = len(prompt) if prompt is not None else None
+        values["response_length"] = len(response) if response is not None else None
+        if created_at is not None and not isinstance(created_at, datetime):
+            raise InvalidInput("must be a datetime", field="created_at")
+        given_at = to_micros(created_at)
+        when = given_at if given_at is not None else utcnow_micros()
+        values["created_at"] = when
+        given = check_cost(cost_usd)
+        cost_nano: int | None = None
+        source: str | None = None
+        version: str | None = None
+        if given is not None:
+            cost_nano, source = to_nano(given), "caller"
+        else:
+            priced = price_from_table(
+                values["provider"],
+                values["model"],
+                input_tokens=values["input_tokens"],
+                cached_tokens=values["cached_tokens"],
+                output_tokens=values["output_tokens"],
+                at=_EPOCH + timedelta(microseconds=when),
+            )
+            if priced is not None:
+                cost_nano, source, version = to_nano(priced[0]), "price_table", priced[1]
+        values["cost_nano_usd"] = cost_nano
+        values["cost_source"] = source
+        values["price_version"] = version
+        with self._core.write("recording LLM usage") as conn:
+            conn.execute(sa.insert(t).values(values))
+        return to_usage(values)
+
+    def get(self, usage_id: str) -> LLMUsage:
+        with self._core.read() as conn:
+            return to_usage(self._get_row(conn, t, usage_id))
+
+    def _where(
+        self,
+        *,
+        agent_id: str | None,
+        session_id: str | None,
+        run_id: str | None,
+        user_id: str | None,
+        provider: str | None,
+        model: str | None,
+        status: str | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+    ) -> list[sa.ColumnElement[bool]]:
+        where: list[sa.ColumnElement[bool]] = []
+        for column, value in (
+            (t.c.agent_id, agent_id),
+            (t.c.session_id, session_id),
+            (t.c.run_id, run_id),
+            (t.c.user_id, user_id),
+            (t.c.provider, provider),
+            (t.c.model, model),
+        ):
+            if value is not None:
+                where.append(column == value)
+        if status is not None:
+            if status not in _STATUSES:
+                raise InvalidInput("must be 'success' or 'error'", field="status")
+            where.append(t.c.status == status)
+        where += time_range(t.c.created_at, created_after, created_before)
+        return where
+
+    def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[LLMUsage]:
+        """Usage rows, newest first by default (in id order, which is recording order)."""
+        where = self._where(
+            agent_id=agent_id,
+            session_id=session_id,
+            run_id=run_id,
+            user_id=user_id,
+            provider=provider,
+            model=model,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        with self._core.read() as conn:
+            return paginate(
+                conn,
+                t,
+                where,
+                to_usage,
+                tenant_id=self.tenant_id,
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )
+
+    def rollup(
+        self,
+        by: RollupKey,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> builtins.list[UsageRollup]:
+        """Usage summed per day (UTC, ``YYYY-MM-DD``), model, agent, user or provider.
+
+        Groups come in ascending key order, the group of rows without a key
+        (``key=None``) last. See the module docstring for how costs sum.
+        """
+        if by not in ROLLUP_KEYS:
+            raise InvalidInput(f"must be one of {', '.join(ROLLUP_KEYS)}", field="by")
+        where = self._where(
+            agent_id=agent_id,
+            session_id=session_id,
+            run_id=run_id,
+            user_id=user_id,
+            provider=provider,
+            model=model,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        key: sa.ColumnElement[Any]
+        if by == "day":
+            # Integer division of non-negative micros: the same on SQLite and PostgreSQL.
+            key = t.c.created_at // sa.literal(_DAY_MICROS, sa.BigInteger())
+        else:
+            key = {
+                "model": t.c.model,
+                "agent": t.c.agent_id,
+                "user": t.c.user_id,
+                "provider": t.c.provider,
+            }[by]
+        key = key.label("key")
+        stmt = (
+            sa.select(
+                key,
+                sa.func.count().label("calls"),
+                sa.func.sum(sa.case((t.c.status == "error", 1), else_=0)).label("error_calls"),
+                sa.func.sum(t.c.input_tokens).label("input_tokens"),
+                sa.func.sum(t.c.output_tokens).label("output_tokens"),
+                sa.func.sum(t.c.cached_tokens).label("cached_tokens"),
+                sa.func.sum(t.c.reasoning_tokens).label("reasoning_tokens"),
+                sa.func.sum(t.c.cost_nano_usd).label("cost_nano_usd"),
+                sa.func.sum(sa.case((t.c.cost_nano_usd.is_(None), 1), else_=0)).label(
+                    "unpriced_calls"
+                ),
+            )
+            .where(t.c.tenant_id == self.tenant_id, *where)
+            .group_by(key)
+        )
+        with self._core.read() as conn:
+            rows = list(conn.execute(stmt).mappings())
+        out = []
+        for row in rows:
+            raw = row["key"]
+            if raw is None:
+                label = None
+            elif by == "day":
+                label = (_EPOCH + timedelta(days=int(raw))).strftime("%Y-%m-%d")
+            else:
+                label = str(raw)
+            out.append(
+                UsageRollup(
+                    key=label,
+                    calls=int(row["calls"]),
+                    error_calls=int(row["error_calls"] or 0),
+                    input_tokens=int(row["input_tokens"] or 0),
+                    output_tokens=int(row["output_tokens"] or 0),
+                    cached_tokens=int(row["cached_tokens"] or 0),
+                    reasoning_tokens=int(row["reasoning_tokens"] or 0),
+                    cost_usd=from_nano(
+                        int(row["cost_nano_usd"]) if row["cost_nano_usd"] is not None else None
+                    ),
+                    unpriced_calls=int(row["unpriced_calls"] or 0),
+                )
+            )
+        out.sort(key=lambda r: (r.key is None, r.key or ""))
+        return out
