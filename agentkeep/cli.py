@@ -1,0 +1,294 @@
+"""The ``agentkeep`` command line: a thin layer over the library.
+
+Commands::
+
+    agentkeep --version
+    agentkeep db upgrade | current | check   [--database-url URL]
+    agentkeep stats [--tenant T] [--agent ID] [--json]
+    agentkeep health [--json]
+    agentkeep serve [--host H] [--port P] [--workers N]
+    agentkeep keys create --tenant T [--name N] | list | revoke KEY_ID
+
+The database URL comes from ``--database-url``, else ``AGENTKEEP_DATABASE_URL``,
+else ``DATABASE_URL``, else the embedded SQLite default
+(``sqlite:///./data/agentkeep.db``).
+
+Exit codes: 0 success; 1 the database needs ``agentkeep db upgrade`` (or the
+health check failed); 2 bad usage or URL; 3 the database is at a revision
+this agentkeep does not know (written by a newer one: left untouched);
+4 the database cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+import agentkeep
+from agentkeep.config import Settings
+from agentkeep.errors import (
+    AgentkeepError,
+    InvalidInput,
+    MigrationRequired,
+    SchemaError,
+    StoreUnavailable,
+)
+from agentkeep.server.cli import keys_app, serve_command
+from agentkeep.store import migrate
+from agentkeep.store._dialects import Dialect, dialect_for_url
+
+__all__ = ["EXIT_NEEDS_UPGRADE", "EXIT_UNAVAILABLE", "EXIT_UNKNOWN_REVISION", "EXIT_USAGE", "app"]
+
+EXIT_NEEDS_UPGRADE = 1
+EXIT_USAGE = 2
+EXIT_UNKNOWN_REVISION = 3
+EXIT_UNAVAILABLE = 4
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="agentkeep",
+    help="agentkeep: the persistence layer for AI agents and assistants.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(
+    help="Schema migrations (Alembic): upgrade, current, check.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
+
+app.add_typer(keys_app, name="keys", help="API keys of the service: create, list, revoke.")
+app.command("serve", help="Run the OpenAI-compatible HTTP service (uvicorn).")(serve_command)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        "-d",
+        help="Database URL (default: AGENTKEEP_DATABASE_URL, DATABASE_URL, "
+        "then sqlite:///./data/agentkeep.db).",
+        show_default=False,
+    ),
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"agentkeep {agentkeep.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print the version and exit.",
+            callback=_version_callback,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """agentkeep: the persistence layer for AI agents and assistants."""
+
+
+def resolve_url(database_url: str | None) -> str:
+    """The URL a command works on: the option, else the environment, else the default."""
+    return database_url or Settings.from_env().database_url
+
+
+def display_url(url: str) -> str:
+    """``url`` with any password hidden."""
+    if url.startswith("memory://"):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn agentkeep errors into a message on stderr and the documented exit code."""
+    try:
+        yield
+    except MigrationRequired as exc:
+        _fail(str(exc), EXIT_NEEDS_UPGRADE)
+    except SchemaError as exc:
+        _fail(str(exc), EXIT_UNKNOWN_REVISION)
+    except StoreUnavailable as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE)
+    except InvalidInput as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except AgentkeepError as exc:
+        _fail(str(exc), 1)
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite URL whose file does not exist yet (read-only commands don't create it)."""
+    if url.startswith("sqlite:") and "///" in url:
+        path = url.split("///", 1)[1]
+        if path and path != ":memory:" and not os.path.exists(path):
+            return path
+    return None
+
+
+@contextmanager
+def _dialect(url: str) -> Iterator[Dialect]:
+    dialect = dialect_for_url(url)
+    try:
+        yield dialect
+    finally:
+        dialect.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Bring the database schema to the current revision (creates it when empty)."""
+    url = resolve_url(database_url)
+    with _errors(), _dialect(url) as dialect:
+        before = migrate.current_revision(dialect)
+        after = migrate.upgrade(dialect)
+    where = display_url(url)
+    if before == after:
+        out.print(f"{where}: already at revision {after} (head)")
+    else:
+        out.print(f"{where}: upgraded from {before or '(empty)'} to {after} (head)")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseUrl = None) -> None:
+    """Print the database's schema revision and whether it is at head."""
+    url = resolve_url(database_url)
+    head = migrate.head_revision()
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        out.print(f"{display_url(url)}: (empty: no file at {missing}); head is {head}")
+        return
+    with _errors(), _dialect(url) as dialect:
+        current = migrate.current_revision(dialect)
+    if current is None:
+        state = f"(empty); head is {head}: run `agentkeep db upgrade`"
+    elif current == head:
+        state = f"{current} (head)"
+    else:
+        state = f"{current}; head is {head}"
+    out.print(f"{display_url(url)}: {state}")
+
+
+@db_app.command("check")
+def db_check(database_url: DatabaseUrl = None) -> None:
+    """Exit 0 if the schema is at head, 1 if it needs `agentkeep db upgrade`, 3 if unknown."""
+    url = resolve_url(database_url)
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        _fail(
+            f"{display_url(url)} has no agentkeep schema (no file at {missing}); "
+            "run `agentkeep db upgrade`",
+            EXIT_NEEDS_UPGRADE,
+        )
+    with _errors(), _dialect(url) as dialect:
+        revision = migrate.check_revision(dialect)
+    out.print(f"{display_url(url)}: at revision {revision} (head)")
+
+
+def _money(value: Decimal | None) -> str:
+    return "unknown" if value is None else f"${value:.6f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+@app.command("stats")
+def stats(
+    database_url: DatabaseUrl = None,
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant to report on.")] = (
+        "default"
+    ),
+    agent: Annotated[
+        str | None, typer.Option("--agent", "-a", help="Only this agent's figures.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Runs, LLM calls, tokens, cost, latency and tool calls, for a tenant or one agent."""
+    url = resolve_url(database_url)
+    with _errors(), agentkeep.connect(url, tenant=tenant) as store:
+        figures = store.stats.get(agent_id=agent)
+    if as_json:
+        out.print_json(figures.model_dump_json())
+        return
+    scope = f"agent {agent}" if agent else f"tenant {tenant}"
+    table = Table(title=f"agentkeep stats: {scope}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("sessions", str(figures.sessions)),
+        ("messages", str(figures.messages)),
+        ("snapshots", str(figures.snapshots)),
+        ("runs", str(figures.total_runs)),
+        ("  completed", str(figures.completed_runs)),
+        ("  failed", str(figures.failed_runs)),
+        ("  cancelled", str(figures.cancelled_runs)),
+        ("  avg iterations", f"{figures.avg_iterations:.2f}"),
+        ("LLM calls", str(figures.llm_calls)),
+        ("  input tokens", str(figures.input_tokens)),
+        ("  output tokens", str(figures.output_tokens)),
+        ("  cost", _money(figures.cost_usd)),
+        ("  unpriced calls", str(figures.unpriced_calls)),
+    ]
+    rows += [(f"  latency {p}", _ms(v)) for p, v in figures.latency_ms.items()]
+    rows.append(("tool calls", str(figures.total_tool_calls)))
+    rows += [(f"  {state}", str(n)) for state, n in sorted(figures.tool_calls_by_state.items())]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+    if figures.tools:
+        tools = Table(title="tools", show_header=True)
+        tools.add_column("tool")
+        tools.add_column("calls", justify="right")
+        tools.add_column("errors", justify="right")
+        tools.add_column("avg duration", justify="right")
+        for tool in figures.tools:
+            tools.add_row(tool.name, str(tool.calls), str(tool.errors), _ms(tool.avg_duration_ms))
+        out.print(tools)
+
+
+@app.command("health")
+def health(
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check that the database answers and is at the current revision (exit 1 if not)."""
+    url = resolve_url(database_url)
+    with _errors(), agentkeep.connect(url, auto_migrate=False) as store:
+        report = store.health()
+    if as_json:
+        out.print_json(report.model_dump_json())
+    else:
+        db = report.database
+        state = "healthy" if report.healthy else "UNHEALTHY"
+        out.print(
+            f"{state}: {report.backend} {display_url(url)}, revision {db.get('revision')}, "
+            f"latency {_ms(db.get('latency_ms'))}"
+        )
+    if not report.healthy:
+        raise typer.Exit(EXIT_NEEDS_UPGRADE)
