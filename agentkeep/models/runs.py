@@ -1,6 +1,9 @@
+"""Runs and run steps: the run state machine and its vocabulary."""
+
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from agentkeep.models.common import Model
@@ -8,7 +11,10 @@ from agentkeep.models.common import Model
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "RUN_TRANSITIONS",
+    "STEP_STATUSES",
+    "STEP_TYPES",
     "TERMINAL_RUN_STATUSES",
+    "TERMINAL_STEP_STATUSES",
     "Run",
     "RunStatus",
     "RunStep",
@@ -33,6 +39,7 @@ TERMINAL_RUN_STATUSES: frozenset[str] = frozenset(
 ACTIVE_RUN_STATUSES: frozenset[str] = frozenset(
     ("queued", "in_progress", "requires_action", "cancelling")
 )
+# Where a run may go from each status; staying in the same status is always a no-op.
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset(("in_progress", "cancelling", "cancelled", "failed", "expired")),
     "in_progress": frozenset(
@@ -56,7 +63,12 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 StepType = Literal["message_creation", "tool_calls"]
+STEP_TYPES: frozenset[str] = frozenset(("message_creation", "tool_calls"))
 StepStatus = Literal["in_progress", "cancelled", "failed", "completed", "expired"]
+STEP_STATUSES: frozenset[str] = frozenset(
+    ("in_progress", "cancelled", "failed", "completed", "expired")
+)
+TERMINAL_STEP_STATUSES: frozenset[str] = STEP_STATUSES - {"in_progress"}
 
 
 class Run(Model):
@@ -79,7 +91,7 @@ class Run(Model):
     output_tokens: int
     cached_tokens: int
     reasoning_tokens: int
-    cost_usd: Any  # Decimal | None
+    cost_usd: Decimal | None  # None = unknown, never 0
     metadata: dict[str, str]
     extra: dict[str, Any]
     version: int
@@ -88,6 +100,10 @@ class Run(Model):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
 
 class RunStep(Model):

@@ -1,3 +1,5 @@
+"""Tool calls: their state machine, approval record and audit trail."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -5,7 +7,14 @@ from typing import Any, Literal
 
 from agentkeep.models.common import Model
 
-__all__ = ["TOOL_CALL_TERMINAL", "TOOL_CALL_TRANSITIONS", "Approval", "ToolCall", "ToolCallState"]
+__all__ = [
+    "TOOL_CALL_STATES",
+    "TOOL_CALL_TERMINAL",
+    "TOOL_CALL_TRANSITIONS",
+    "Approval",
+    "ToolCall",
+    "ToolCallState",
+]
 
 ToolCallState = Literal[
     "pending",
@@ -17,6 +26,18 @@ ToolCallState = Literal[
     "failed",
     "cancelled",
 ]
+TOOL_CALL_STATES: frozenset[str] = frozenset(
+    (
+        "pending",
+        "approval_required",
+        "approved",
+        "denied",
+        "executing",
+        "completed",
+        "failed",
+        "cancelled",
+    )
+)
 TOOL_CALL_TERMINAL: frozenset[str] = frozenset(("denied", "completed", "failed", "cancelled"))
 TOOL_CALL_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset(("approval_required", "executing", "completed", "failed", "cancelled")),
@@ -31,6 +52,8 @@ TOOL_CALL_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 class Approval(Model):
+    """Who decided on a call that needed approval, how, and when."""
+
     decision: Literal["approved", "denied"]
     by: str | None = None
     note: str | None = None
@@ -38,7 +61,15 @@ class Approval(Model):
 
 
 class ToolCall(Model):
-    """A call of a tool, with its input, output, approval and audit trail."""
+    """A call of a tool, with its input, output, approval and audit trail.
+
+    ``audit`` holds one entry per state change, oldest first:
+    ``{"from": state | None, "to": state, "at": ISO-8601 time, "by": str | None,
+    "note": str | None}`` (``from`` is None for the creation). ``duration_ms``
+    is the time from the start of execution (or, for a call that never
+    entered ``executing``, from its approval or creation) to its end; None
+    for calls that were denied or cancelled before they ran.
+    """
 
     id: str
     tenant_id: str

@@ -1,11 +1,513 @@
-"""Runs: to be implemented."""
+"""Runs: the run state machine, usage counters and the work queue.
+
+Status changes follow ``RUN_TRANSITIONS``; usage is added with atomic
+``SET x = x + :d`` updates, so concurrent writers never lose a count. The
+queue is the ``runs`` table itself: ``claim_next`` takes the oldest queued
+run in one write transaction, with ``FOR UPDATE SKIP LOCKED`` where the
+dialect has it, so each run is claimed by exactly one worker.
+"""
 
 from __future__ import annotations
 
-from agentkeep.store._base import Resource
+import builtins
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from agentkeep.ids import new_id
+from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Page, Run
+from agentkeep.models.common import Order, check_metadata, utcnow_micros
+from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
+from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
+from agentkeep.store.schema import runs as t
+from agentkeep.store.schema import sessions as st
 
 __all__ = ["Runs"]
 
+NANO = 10**9
+_MAX_BIGINT = 2**63 - 1
+_MAX_COUNT = 2**53  # a sane bound for one increment; keeps sums far from overflow
+_CLAIMABLE = frozenset(s for s, targets in RUN_TRANSITIONS.items() if "in_progress" in targets)
+_INTERRUPTED = ("in_progress", "cancelling")
+INTERRUPTED_MESSAGE = "the run was interrupted: its worker stopped before it finished"
+
+
+# -- input checks shared with run_steps and tool_calls -------------------------------
+
+
+def check_text(value: Any, field: str, max_len: int = 256) -> str | None:
+    """Optional text that PostgreSQL can store (no NUL characters)."""
+    out = opt_text(value, field, max_len)
+    if out is not None and "\x00" in out:
+        raise InvalidInput("must not contain NUL characters", field=field)
+    return out
+
+
+def check_json(value: Any, field: str) -> Any:
+    """A JSON value (None allowed) that both backends store as given."""
+    if value is None:
+        return None
+    try:
+        encoded = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"must be JSON-serializable ({exc})", field=field) from None
+    except RecursionError:
+        raise InvalidInput("is nested too deeply", field=field) from None
+    if "\\u0000" in encoded:
+        raise InvalidInput("must not contain NUL characters", field=field)
+    return json.loads(encoded)
+
+
+def check_count(value: Any, field: str) -> int:
+    """A non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > _MAX_COUNT:
+        raise InvalidInput("must be a non-negative integer", field=field)
+    return value
+
+
+def check_error(value: Any, field: str = "last_error") -> dict[str, Any] | None:
+    """An error record ``{"code", "message", ...}``; a plain string becomes the message."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"code": "server_error", "message": value}
+    if not isinstance(value, dict):
+        raise InvalidInput("must be an object with 'code' and 'message'", field=field)
+    for key in ("code", "message"):
+        if key in value and value[key] is not None and not isinstance(value[key], str):
+            raise InvalidInput("must be a string", field=f"{field}.{key}")
+    return dict(check_json(value, field))
+
+
+def check_choice(value: Any, allowed: Iterable[str], field: str) -> str:
+    allowed = sorted(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInput(f"must be one of {', '.join(allowed)}", field=field)
+    return value
+
+
+def check_choices(value: Any, allowed: Iterable[str], field: str) -> list[str]:
+    """One choice or a non-empty list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple, set, frozenset)) or not items:
+        raise InvalidInput("must be a string or a non-empty list of strings", field=field)
+    allowed = frozenset(allowed)
+    return [check_choice(v, allowed, field) for v in items]
+
+
+def json_or_null(value: Any) -> Any:
+    """SQL NULL for None, so ``IS NULL`` filters work on nullable JSON columns."""
+    return sa.null() if value is None else value
+
+
+def cost_to_nano(value: Any, field: str = "cost_usd") -> int | None:
+    """US dollars (Decimal, int, float or numeric string) as integer nano-dollars."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        raise InvalidInput("must be a Decimal amount of US dollars, or None", field=field)
+    try:
+        amount = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise InvalidInput("must be a number of US dollars", field=field) from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidInput("must be a finite, non-negative amount", field=field)
+    nano = int((amount * NANO).to_integral_value(rounding=ROUND_HALF_EVEN))
+    if nano > _MAX_BIGINT // 1024:
+        raise InvalidInput("is too large", field=field)
+    return nano
+
+
+def nano_to_cost(nano: int | None) -> Decimal | None:
+    return None if nano is None else Decimal(nano) / Decimal(NANO)
+
+
+def to_run(row: Row) -> Run:
+    data = row_times(row, "created_at", "updated_at", "started_at", "finished_at")
+    data["cost_usd"] = nano_to_cost(data.pop("cost_nano_usd"))
+    return Run.model_construct(**data)
+
 
 class Runs(Resource):
+    """``store.runs``: executions of agents, their status, usage and queue."""
+
     kind = "run"
+
+    def create(
+        self,
+        agent_id: str,
+        *,
+        session_id: str | None = None,
+        status: str = "queued",
+        objective: str | None = None,
+        instructions: str | None = None,
+        model: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        metadata: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> Run:
+        """Create a run (queued by default); ``agent_id`` is not checked, ``session_id`` is.
+
+        A run created past ``queued`` gets ``started_at``; a terminal one also
+        ``finished_at``.
+        """
+        status = check_choice(status, RUN_TRANSITIONS, "status")
+        now = utcnow_micros()
+        values: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "id": require_str(id, "id", max_len=64) if id is not None else new_id("run"),
+            "agent_id": require_str(agent_id, "agent_id"),
+            "session_id": check_text(session_id, "session_id", 64),
+            "status": status,
+            "objective": check_text(objective, "objective", 256_000),
+            "instructions": check_text(instructions, "instructions", 256_000),
+            "model": check_text(model, "model", 256),
+            "tools": check_json(check_tools(tools), "tools"),
+            "iterations": 0,
+            "output": None,
+            "last_error": None,
+            "required_action": None,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cached_tokens": 0,
+            "reasoning_tokens": 0,
+            "cost_nano_usd": None,
+            "metadata": check_metadata(metadata),
+            "extra": check_json(check_object(extra, "extra"), "extra"),
+            "version": 1,
+            "worker_id": None,
+            "created_at": now,
+            "updated_at": now,
+            "started_at": None if status == "queued" else now,
+            "finished_at": now if status in TERMINAL_RUN_STATUSES else None,
+        }
+        with self._core.write("creating a run") as conn:
+            if values["session_id"] is not None:
+                self._require_session(conn, values["session_id"])
+            conn.execute(
+                sa.insert(t).values(
+                    {**values, "last_error": sa.null(), "required_action": sa.null()}
+                )
+            )
+        return to_run(values)
+
+    def get(self, run_id: str) -> Run:
+        with self._core.read() as conn:
+            return to_run(self._get_row(conn, t, run_id))
+
+    def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[Run]:
+        """Runs, newest first by default; ``status`` is one status or a list of them."""
+        where: list[sa.ColumnElement[bool]] = []
+        if agent_id is not None:
+            where.append(t.c.agent_id == agent_id)
+        if session_id is not None:
+            where.append(t.c.session_id == session_id)
+        if status is not None:
+            where.append(t.c.status.in_(check_choices(status, RUN_TRANSITIONS, "status")))
+        where += time_range(t.c.created_at, created_after, created_before)
+        with self._core.read() as conn:
+            return paginate(
+                conn,
+                t,
+                where,
+                to_run,
+                tenant_id=self.tenant_id,
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )
+
+    def update(
+        self,
+        run_id: str,
+        *,
+        expected_version: int | None = None,
+        objective: str | None = UNSET,
+        instructions: str | None = UNSET,
+        model: str | None = UNSET,
+        tools: builtins.list[dict[str, Any]] = UNSET,
+        metadata: dict[str, str] = UNSET,
+        extra: dict[str, Any] = UNSET,
+        iterations: int = UNSET,
+        output: str | None = UNSET,
+    ) -> Run:
+        """Change the given fields (never the status: see :meth:`transition`)."""
+        changes: dict[str, Any] = {}
+        if objective is not UNSET:
+            changes["objective"] = check_text(objective, "objective", 256_000)
+        if instructions is not UNSET:
+            changes["instructions"] = check_text(instructions, "instructions", 256_000)
+        if model is not UNSET:
+            changes["model"] = check_text(model, "model", 256)
+        if tools is not UNSET:
+            changes["tools"] = check_json(check_tools(tools), "tools")
+        if metadata is not UNSET:
+            changes["metadata"] = check_metadata(metadata)
+        if extra is not UNSET:
+            changes["extra"] = check_json(check_object(extra, "extra"), "extra")
+        if iterations is not UNSET:
+            changes["iterations"] = check_count(iterations, "iterations")
+        if output is not UNSET:
+            changes["output"] = check_text(output, "output", 4_000_000)
+        _check_version(expected_version)
+        with self._core.write("updating a run") as conn:
+            row = self._locked(conn, run_id, expected_version)
+            changes["version"] = row["version"] + 1
+            changes["updated_at"] = utcnow_micros()
+            self._set(conn, run_id, changes)
+            return to_run({**row, **changes})
+
+    def transition(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        expected_version: int | None = None,
+        last_error: dict[str, Any] | str | None = UNSET,
+        output: str | None = UNSET,
+        required_action: dict[str, Any] | None = UNSET,
+    ) -> Run:
+        """Move a run to ``status`` if ``RUN_TRANSITIONS`` allows it.
+
+        Sets ``started_at`` on the first move to ``in_progress`` and
+        ``finished_at`` on a terminal status; leaving ``requires_action``
+        clears ``required_action``. Moving to the status the run already has
+        changes nothing and returns the run.
+        """
+        status = check_choice(status, RUN_TRANSITIONS, "status")
+        changes: dict[str, Any] = {}
+        if last_error is not UNSET:
+            changes["last_error"] = check_error(last_error)
+        if output is not UNSET:
+            changes["output"] = check_text(output, "output", 4_000_000)
+        if required_action is not UNSET:
+            if required_action is not None and status != "requires_action":
+                raise InvalidInput(
+                    "can only be set with status 'requires_action'", field="required_action"
+                )
+            changes["required_action"] = check_json(
+                check_object(required_action, "required_action") or None, "required_action"
+            )
+        _check_version(expected_version)
+        with self._core.write("changing a run's status") as conn:
+            row = self._locked(conn, run_id, expected_version)
+            current = row["status"]
+            if status == current:
+                return to_run(row)
+            if status not in RUN_TRANSITIONS[current]:
+                raise InvalidTransition("run", run_id, current, status)
+            now = utcnow_micros()
+            if status != "requires_action":
+                changes["required_action"] = None
+            if status == "in_progress" and row["started_at"] is None:
+                changes["started_at"] = now
+            if status in TERMINAL_RUN_STATUSES:
+                changes["finished_at"] = now
+            changes.update(status=status, version=row["version"] + 1, updated_at=now)
+            self._set(conn, run_id, changes)
+            return to_run({**row, **changes})
+
+    def add_usage(
+        self,
+        run_id: str,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cost_usd: Decimal | None = None,
+        iterations: int = 0,
+    ) -> Run:
+        """Add to a run's token counters, cost and iterations, atomically.
+
+        ``cost_usd=None`` leaves the cost as it is (None stays unknown); a
+        known cost added to an unknown one becomes that cost. Counters do not
+        change ``version``, so they never make an optimistic update conflict.
+        """
+        deltas = {
+            "input_tokens": check_count(input_tokens, "input_tokens"),
+            "output_tokens": check_count(output_tokens, "output_tokens"),
+            "cached_tokens": check_count(cached_tokens, "cached_tokens"),
+            "reasoning_tokens": check_count(reasoning_tokens, "reasoning_tokens"),
+            "iterations": check_count(iterations, "iterations"),
+        }
+        nano = cost_to_nano(cost_usd)
+        values: dict[str, Any] = {
+            name: t.c[name] + delta for name, delta in deltas.items() if delta
+        }
+        if nano is not None:
+            values["cost_nano_usd"] = sa.func.coalesce(t.c.cost_nano_usd, 0) + nano
+        values["updated_at"] = utcnow_micros()
+        with self._core.write("adding usage to a run") as conn:
+            row = (
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.tenant_id == self.tenant_id, t.c.id == run_id)
+                    .values(values)
+                    .returning(*t.c)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFound("run", run_id)
+            return to_run(row)
+
+    def delete(self, run_id: str) -> None:
+        """Delete a run with its steps, events and tool calls (one transaction)."""
+        with self._core.write("deleting a run") as conn:
+            result = conn.execute(
+                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == run_id)
+            )
+            if result.rowcount == 0:
+                raise NotFound("run", run_id)
+
+    def claim_next(self, worker_id: str, *, statuses: Sequence[str] = ("queued",)) -> Run | None:
+        """Take the oldest run of this tenant in ``statuses`` and move it to ``in_progress``.
+
+        Atomic: concurrent workers (threads or processes) never claim the same
+        run. Returns None when there is nothing to claim.
+        """
+        return self._claim(worker_id, statuses, self.tenant_id)
+
+    def claim_next_any_tenant(
+        self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
+    ) -> Run | None:
+        """:meth:`claim_next` across every tenant of the database (for the service's worker)."""
+        return self._claim(worker_id, statuses, None)
+
+    def fail_interrupted(
+        self,
+        *,
+        worker_id: str | None = None,
+        message: str = INTERRUPTED_MESSAGE,
+        all_tenants: bool = False,
+    ) -> builtins.list[Run]:
+        """Mark runs left ``in_progress`` or ``cancelling`` as ``failed`` (start-up recovery).
+
+        Only ``worker_id``'s runs when given (so one restarting worker leaves
+        its live peers alone), else every such run. ``last_error`` gets code
+        ``server_error`` and ``message``. With ``all_tenants``, every tenant's
+        runs, not only this tenant's.
+        """
+        worker = check_text(worker_id, "worker_id", 128)
+        text = require_str(message, "message", max_len=4096)
+        if not isinstance(all_tenants, bool):
+            raise InvalidInput("must be a boolean", field="all_tenants")
+        now = utcnow_micros()
+        where: builtins.list[sa.ColumnElement[bool]] = [t.c.status.in_(_INTERRUPTED)]
+        if not all_tenants:
+            where.append(t.c.tenant_id == self.tenant_id)
+        if worker is not None:
+            where.append(t.c.worker_id == worker)
+        with self._core.write("failing interrupted runs") as conn:
+            rows = (
+                conn.execute(
+                    sa.update(t)
+                    .where(*where)
+                    .values(
+                        status="failed",
+                        last_error={"code": "server_error", "message": text},
+                        required_action=sa.null(),
+                        finished_at=now,
+                        updated_at=now,
+                        version=t.c.version + 1,
+                    )
+                    .returning(*t.c)
+                )
+                .mappings()
+                .all()
+            )
+        runs = [to_run(r) for r in rows]
+        runs.sort(key=lambda r: (r.created_at, r.id))
+        return runs
+
+    # -- internals ------------------------------------------------------------------
+
+    def _claim(self, worker_id: str, statuses: Sequence[str], tenant_id: str | None) -> Run | None:
+        worker = require_str(worker_id, "worker_id", max_len=128)
+        wanted = check_choices(statuses, _CLAIMABLE, "statuses")
+        with self._core.write("claiming a run") as conn:
+            pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status.in_(wanted))
+            if tenant_id is not None:
+                pick = pick.where(t.c.tenant_id == tenant_id)
+            pick = pick.order_by(t.c.created_at, t.c.id).limit(1)
+            if self._core.dialect.skip_locked:
+                pick = pick.with_for_update(skip_locked=True)
+            found = conn.execute(pick).first()
+            if found is None:
+                return None
+            now = utcnow_micros()
+            row = (
+                conn.execute(
+                    sa.update(t)
+                    .where(
+                        t.c.tenant_id == found.tenant_id,
+                        t.c.id == found.id,
+                        t.c.status.in_(wanted),
+                    )
+                    .values(
+                        status="in_progress",
+                        worker_id=worker,
+                        required_action=sa.null(),
+                        started_at=sa.func.coalesce(t.c.started_at, now),
+                        updated_at=now,
+                        version=t.c.version + 1,
+                    )
+                    .returning(*t.c)
+                )
+                .mappings()
+                .first()
+            )
+            return None if row is None else to_run(row)
+
+    def _locked(self, conn: Connection, run_id: str, expected_version: int | None) -> Row:
+        row = self._get_row(conn, t, run_id, for_update=True)
+        if expected_version is not None and row["version"] != expected_version:
+            raise Conflict(
+                f"run {run_id!r} is at version {row['version']}, not {expected_version}; reload and retry"
+            )
+        return row
+
+    def _set(self, conn: Connection, run_id: str, changes: dict[str, Any]) -> None:
+        values = {
+            k: json_or_null(v) if k in ("last_error", "required_action") else v
+            for k, v in changes.items()
+        }
+        conn.execute(
+            sa.update(t).where(t.c.tenant_id == self.tenant_id, t.c.id == run_id).values(values)
+        )
+
+    def _require_session(self, conn: Connection, session_id: str) -> None:
+        stmt = sa.select(st.c.id).where(st.c.tenant_id == self.tenant_id, st.c.id == session_id)
+        if self._core.dialect.skip_locked:
+            stmt = stmt.with_for_update(read=True, key_share=True)  # a delete waits for us
+        if conn.execute(stmt).first() is None:
+            raise NotFound("session", session_id)
+
+
+def _check_version(expected_version: Any) -> None:
+    if expected_version is not None and (
+        isinstance(expected_version, bool) or not isinstance(expected_version, int)
+    ):
+        raise InvalidInput("must be an integer", field="expected_version")
