@@ -1,11 +1,155 @@
-"""RunSteps: to be implemented."""
+"""Run steps: the messages a run created and the tool calls it made, in order."""
 
 from __future__ import annotations
 
-from agentkeep.store._base import Resource
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
+from agentkeep.ids import new_id
+from agentkeep.models import Page, RunStep
+from agentkeep.models.common import Order, check_metadata, utcnow_micros
+from agentkeep.models.runs import STEP_STATUSES, STEP_TYPES, TERMINAL_STEP_STATUSES
+from agentkeep.store._base import Resource, Row, paginate, row_times
+from agentkeep.store._validate import UNSET, check_object, require_str
+from agentkeep.store.runs import check_choice, check_count, check_error, check_json
+from agentkeep.store.schema import run_steps as t
+from agentkeep.store.schema import runs as rt
 
 __all__ = ["RunSteps"]
 
 
+def to_step(row: Row) -> RunStep:
+    return RunStep.model_construct(**row_times(row, "created_at", "updated_at", "finished_at"))
+
+
 class RunSteps(Resource):
+    """``store.run_steps``: the steps of this tenant's runs."""
+
     kind = "run_step"
+
+    def create(
+        self,
+        run_id: str,
+        type: str,
+        *,
+        status: str = "in_progress",
+        details: dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> RunStep:
+        """Add a step to a run; ``session_id`` and ``agent_id`` are copied from the run."""
+        step_type = check_choice(type, STEP_TYPES, "type")
+        status = check_choice(status, STEP_STATUSES, "status")
+        now = utcnow_micros()
+        values: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "id": require_str(id, "id", max_len=64) if id is not None else new_id("step"),
+            "run_id": require_str(run_id, "run_id", max_len=64),
+            "type": step_type,
+            "status": status,
+            "details": check_json(check_object(details, "details"), "details"),
+            "last_error": None,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "metadata": check_metadata(metadata),
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": now if status in TERMINAL_STEP_STATUSES else None,
+        }
+        with self._core.write("creating a run step") as conn:
+            run = self._run(conn, run_id)
+            values["session_id"] = run.session_id
+            values["agent_id"] = run.agent_id
+            conn.execute(sa.insert(t).values({**values, "last_error": sa.null()}))
+        return to_step(values)
+
+    def get(self, step_id: str) -> RunStep:
+        with self._core.read() as conn:
+            return to_step(self._get_row(conn, t, step_id))
+
+    def update(
+        self,
+        step_id: str,
+        *,
+        status: str = UNSET,
+        details: dict[str, Any] = UNSET,
+        last_error: dict[str, Any] | str | None = UNSET,
+        input_tokens: int = UNSET,
+        output_tokens: int = UNSET,
+    ) -> RunStep:
+        """Change the given fields; a terminal status sets ``finished_at``.
+
+        A finished step keeps its status (setting the same one again is fine).
+        """
+        changes: dict[str, Any] = {}
+        if status is not UNSET:
+            changes["status"] = check_choice(status, STEP_STATUSES, "status")
+        if details is not UNSET:
+            changes["details"] = check_json(check_object(details, "details"), "details")
+        if last_error is not UNSET:
+            changes["last_error"] = check_error(last_error)
+        if input_tokens is not UNSET:
+            changes["input_tokens"] = check_count(input_tokens, "input_tokens")
+        if output_tokens is not UNSET:
+            changes["output_tokens"] = check_count(output_tokens, "output_tokens")
+        with self._core.write("updating a run step") as conn:
+            row = self._get_row(conn, t, step_id, for_update=True)
+            now = utcnow_micros()
+            new_status = str(changes.get("status", row["status"]))
+            if new_status != row["status"]:
+                if row["status"] in TERMINAL_STEP_STATUSES:
+                    raise InvalidTransition("run_step", step_id, row["status"], new_status)
+                if new_status in TERMINAL_STEP_STATUSES:
+                    changes["finished_at"] = now
+            changes["updated_at"] = now
+            values = dict(changes)
+            if "last_error" in values and values["last_error"] is None:
+                values["last_error"] = sa.null()
+            conn.execute(
+                sa.update(t)
+                .where(t.c.tenant_id == self.tenant_id, t.c.id == step_id)
+                .values(values)
+            )
+            return to_step({**row, **changes})
+
+    def list(
+        self,
+        run_id: str,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[RunStep]:
+        """The steps of a run, newest first by default; NotFound for an unknown run."""
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidInput("must be a non-empty string", field="run_id")
+        with self._core.read() as conn:
+            page = paginate(
+                conn,
+                t,
+                [t.c.run_id == run_id],
+                to_step,
+                tenant_id=self.tenant_id,
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )
+            if not page.items and after is None and before is None:
+                self._run(conn, run_id, lock=False)
+            return page
+
+    def _run(self, conn: Connection, run_id: str, *, lock: bool = True) -> Any:
+        stmt = sa.select(rt.c.session_id, rt.c.agent_id).where(
+            rt.c.tenant_id == self.tenant_id, rt.c.id == run_id
+        )
+        if lock and self._core.dialect.skip_locked:
+            stmt = stmt.with_for_update(read=True, key_share=True)  # a delete waits for us
+        run = conn.execute(stmt).first()
+        if run is None:
+            raise NotFound("run", run_id)
+        return run

@@ -1,11 +1,328 @@
-"""ToolCalls: to be implemented."""
+"""Tool calls: a state machine with approvals and an audit trail of every change.
+
+Each change reads the call's row (locked), checks ``TOOL_CALL_TRANSITIONS``
+and writes the new state with one more audit entry in the same transaction.
+"""
 
 from __future__ import annotations
 
-from agentkeep.store._base import Resource
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
+from agentkeep.ids import new_id
+from agentkeep.models import TOOL_CALL_TERMINAL, TOOL_CALL_TRANSITIONS, Approval, Page, ToolCall
+from agentkeep.models.common import Order, check_metadata, utcnow_micros
+from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
+from agentkeep.store._validate import UNSET, require_str
+from agentkeep.store.runs import check_choice, check_choices, check_json, check_text, json_or_null
+from agentkeep.store.schema import run_steps as stt
+from agentkeep.store.schema import runs as rt
+from agentkeep.store.schema import sessions as st
+from agentkeep.store.schema import tool_calls as t
 
 __all__ = ["ToolCalls"]
 
+_DECISIONS = ("approved", "denied")
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1_000_000, UTC).isoformat()
+
+
+def to_call(row: Row) -> ToolCall:
+    data = row_times(row, "created_at", "updated_at", "started_at", "finished_at")
+    approval = data["approval"]
+    if approval is not None:
+        data["approval"] = Approval.model_construct(
+            decision=approval["decision"],
+            by=approval.get("by"),
+            note=approval.get("note"),
+            at=datetime.fromisoformat(approval["at"]),
+        )
+    return ToolCall.model_construct(**data)
+
+
+def _entry(
+    before: str | None, after: str, at: int, by: str | None, note: str | None
+) -> dict[str, Any]:
+    return {"from": before, "to": after, "at": _iso(at), "by": by, "note": note}
+
+
+def _duration_ms(state: str, row: Row | dict[str, Any], approval: Any, now: int) -> int | None:
+    """Run time of a call that ended: from executing (else approval, else creation) to now."""
+    start = row["started_at"]
+    if start is None and state in ("completed", "failed"):
+        if approval is not None:
+            at = datetime.fromisoformat(approval["at"])
+            start = int(at.timestamp() * 1_000_000)
+        else:
+            start = row["created_at"]
+    return None if start is None else max(0, (now - start) // 1000)
+
 
 class ToolCalls(Resource):
+    """``store.tool_calls``: this tenant's tool calls, their approvals and outcomes."""
+
     kind = "tool_call"
+
+    def create(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        step_id: str | None = None,
+        agent_id: str | None = None,
+        state: str = "pending",
+        metadata: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> ToolCall:
+        """Record a call of tool ``name`` with its ``input`` (any JSON value).
+
+        With a ``run_id`` (or a ``step_id``, whose run it takes), the run must
+        exist and lends its ``session_id`` and ``agent_id`` when not given; a
+        ``session_id`` must exist. A call created in ``executing`` or a
+        terminal state gets ``started_at`` or ``finished_at`` accordingly.
+        """
+        state = check_choice(state, TOOL_CALL_TRANSITIONS, "state")
+        now = utcnow_micros()
+        values: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "id": require_str(id, "id", max_len=64) if id is not None else new_id("call"),
+            "run_id": check_text(run_id, "run_id", 64),
+            "session_id": check_text(session_id, "session_id", 64),
+            "step_id": check_text(step_id, "step_id", 64),
+            "agent_id": check_text(agent_id, "agent_id", 256),
+            "name": require_str(name, "name", max_len=256),
+            "input": check_json(input, "input"),
+            "output": None,
+            "state": state,
+            "is_error": state == "failed",
+            "approval": None,
+            "audit": [_entry(None, state, now, None, None)],
+            "metadata": check_metadata(metadata),
+            "created_at": now,
+            "updated_at": now,
+            "started_at": now if state == "executing" else None,
+            "finished_at": now if state in TOOL_CALL_TERMINAL else None,
+            "duration_ms": 0 if state in ("completed", "failed") else None,
+        }
+        if "\x00" in values["name"]:
+            raise InvalidInput("must not contain NUL characters", field="name")
+        with self._core.write("recording a tool call") as conn:
+            self._check_links(conn, values)
+            conn.execute(
+                sa.insert(t).values(
+                    {
+                        k: json_or_null(v) if k in ("input", "output", "approval") else v
+                        for k, v in values.items()
+                    }
+                )
+            )
+        return to_call(values)
+
+    def get(self, call_id: str) -> ToolCall:
+        with self._core.read() as conn:
+            return to_call(self._get_row(conn, t, call_id))
+
+    def list(
+        self,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        name: str | None = None,
+        state: str | Sequence[str] | None = None,
+        is_error: bool | None = None,
+        has_approval: bool | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[ToolCall]:
+        """Tool calls, newest first by default.
+
+        ``has_approval`` selects calls with (True) or without (False) an
+        approval decision on record.
+        """
+        where: list[sa.ColumnElement[bool]] = []
+        if run_id is not None:
+            where.append(t.c.run_id == run_id)
+        if session_id is not None:
+            where.append(t.c.session_id == session_id)
+        if agent_id is not None:
+            where.append(t.c.agent_id == agent_id)
+        if name is not None:
+            where.append(t.c.name == name)
+        if state is not None:
+            where.append(t.c.state.in_(check_choices(state, TOOL_CALL_TRANSITIONS, "state")))
+        if is_error is not None:
+            if not isinstance(is_error, bool):
+                raise InvalidInput("must be a boolean", field="is_error")
+            where.append(t.c.is_error == is_error)
+        if has_approval is not None:
+            if not isinstance(has_approval, bool):
+                raise InvalidInput("must be a boolean", field="has_approval")
+            where.append(t.c.approval.is_not(None) if has_approval else t.c.approval.is_(None))
+        where += time_range(t.c.created_at, created_after, created_before)
+        with self._core.read() as conn:
+            return paginate(
+                conn,
+                t,
+                where,
+                to_call,
+                tenant_id=self.tenant_id,
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )
+
+    def transition(
+        self,
+        call_id: str,
+        state: str,
+        *,
+        output: Any = UNSET,
+        is_error: bool = UNSET,
+        by: str | None = None,
+        note: str | None = None,
+    ) -> ToolCall:
+        """Move a call to ``state`` if ``TOOL_CALL_TRANSITIONS`` allows it, with an audit entry.
+
+        ``executing`` sets ``started_at``; a terminal state sets
+        ``finished_at`` and ``duration_ms``; ``approved`` and ``denied``
+        record the approval (decision, by, note, at). ``failed`` implies
+        ``is_error`` unless it is given. Moving to the current state changes
+        nothing and returns the call.
+        """
+        state = check_choice(state, TOOL_CALL_TRANSITIONS, "state")
+        changes: dict[str, Any] = {}
+        if output is not UNSET:
+            changes["output"] = check_json(output, "output")
+        if is_error is not UNSET:
+            if not isinstance(is_error, bool):
+                raise InvalidInput("must be a boolean", field="is_error")
+            changes["is_error"] = is_error
+        elif state == "failed":
+            changes["is_error"] = True
+        actor = check_text(by, "by", 256)
+        remark = check_text(note, "note", 4096)
+        with self._core.write("changing a tool call's state") as conn:
+            row = self._get_row(conn, t, call_id, for_update=True)
+            current = row["state"]
+            if state == current:
+                return to_call(row)
+            if state not in TOOL_CALL_TRANSITIONS[current]:
+                raise InvalidTransition("tool_call", call_id, current, state)
+            now = utcnow_micros()
+            approval = row["approval"]
+            if state in _DECISIONS:
+                approval = {"decision": state, "by": actor, "note": remark, "at": _iso(now)}
+                changes["approval"] = approval
+            if state == "executing" and row["started_at"] is None:
+                changes["started_at"] = now
+            if state in TOOL_CALL_TERMINAL:
+                changes["finished_at"] = now
+                changes["duration_ms"] = _duration_ms(state, row, approval, now)
+            changes.update(
+                state=state,
+                audit=[*row["audit"], _entry(current, state, now, actor, remark)],
+                updated_at=now,
+            )
+            conn.execute(
+                sa.update(t)
+                .where(t.c.tenant_id == self.tenant_id, t.c.id == call_id)
+                .values(
+                    {
+                        k: json_or_null(v) if k in ("output", "approval") else v
+                        for k, v in changes.items()
+                    }
+                )
+            )
+            return to_call({**row, **changes})
+
+    def require_approval(
+        self, call_id: str, *, by: str | None = None, note: str | None = None
+    ) -> ToolCall:
+        """Hold a pending call until someone approves or denies it."""
+        return self.transition(call_id, "approval_required", by=by, note=note)
+
+    def decide(
+        self, call_id: str, decision: str, *, by: str | None = None, note: str | None = None
+    ) -> ToolCall:
+        """Approve or deny a call that requires approval; records who, why and when."""
+        decision = check_choice(decision, _DECISIONS, "decision")
+        return self.transition(call_id, decision, by=by, note=note)
+
+    def complete(self, call_id: str, output: Any, *, is_error: bool = False) -> ToolCall:
+        """Store a call's output: ``completed``, or ``failed`` when ``is_error``."""
+        if not isinstance(is_error, bool):
+            raise InvalidInput("must be a boolean", field="is_error")
+        state = "failed" if is_error else "completed"
+        return self.transition(call_id, state, output=output, is_error=is_error)
+
+    def delete(self, call_id: str) -> None:
+        with self._core.write("deleting a tool call") as conn:
+            result = conn.execute(
+                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == call_id)
+            )
+            if result.rowcount == 0:
+                raise NotFound("tool_call", call_id)
+
+    def _check_links(self, conn: Connection, values: dict[str, Any]) -> None:
+        """Check that the step, run and session exist; fill in what the run knows."""
+        key_share = self._core.dialect.skip_locked
+
+        def first(stmt: sa.Select[Any]) -> Any:
+            if key_share:
+                stmt = stmt.with_for_update(read=True, key_share=True)
+            return conn.execute(stmt).first()
+
+        if values["step_id"] is not None:
+            step = first(
+                sa.select(stt.c.run_id).where(
+                    stt.c.tenant_id == self.tenant_id, stt.c.id == values["step_id"]
+                )
+            )
+            if step is None:
+                raise NotFound("run_step", values["step_id"])
+            if values["run_id"] is None:
+                values["run_id"] = step.run_id
+            elif values["run_id"] != step.run_id:
+                raise InvalidInput(
+                    f"step {values['step_id']!r} belongs to run {step.run_id!r}", field="step_id"
+                )
+        if values["run_id"] is not None:
+            run = first(
+                sa.select(rt.c.session_id, rt.c.agent_id).where(
+                    rt.c.tenant_id == self.tenant_id, rt.c.id == values["run_id"]
+                )
+            )
+            if run is None:
+                raise NotFound("run", values["run_id"])
+            if values["session_id"] is None:
+                values["session_id"] = run.session_id
+            elif run.session_id is not None and values["session_id"] != run.session_id:
+                raise InvalidInput(
+                    f"run {values['run_id']!r} belongs to session {run.session_id!r}",
+                    field="session_id",
+                )
+            if values["agent_id"] is None:
+                values["agent_id"] = run.agent_id
+        if values["session_id"] is not None:
+            found = first(
+                sa.select(st.c.id).where(
+                    st.c.tenant_id == self.tenant_id, st.c.id == values["session_id"]
+                )
+            )
+            if found is None:
+                raise NotFound("session", values["session_id"])
