@@ -1,0 +1,146 @@
+"""Run steps: created on a run, updated to a terminal status, listed in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentkeep import AsyncStore, InvalidInput, InvalidTransition, NotFound, Store
+
+
+def test_create_copies_session_and_agent_from_the_run(store: Store) -> None:
+    s = store.sessions.create()
+    run = store.runs.create("asst_1", session_id=s.id)
+    step = store.run_steps.create(
+        run.id,
+        "message_creation",
+        details={"message_creation": {"message_id": "msg_1"}},
+        metadata={"k": "v"},
+    )
+    assert step.id.startswith("step_")
+    assert (step.run_id, step.session_id, step.agent_id) == (run.id, s.id, "asst_1")
+    assert (step.status, step.input_tokens, step.last_error, step.finished_at) == (
+        "in_progress",
+        0,
+        None,
+        None,
+    )
+    assert store.run_steps.get(step.id) == step
+
+
+def test_a_step_created_finished_has_finished_at(store: Store) -> None:
+    run = store.runs.create("a")
+    step = store.run_steps.create(run.id, "tool_calls", status="completed")
+    assert step.finished_at is not None
+
+
+def test_step_on_a_missing_run_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound) as err:
+        store.run_steps.create("run_missing", "tool_calls")
+    assert (err.value.kind, err.value.ident) == ("run", "run_missing")
+    other = store.tenant(store.tenant_id + "_b").runs.create("a")
+    with pytest.raises(NotFound):
+        store.run_steps.create(other.id, "tool_calls")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"type": "thinking"}, "type"),
+        ({"status": "queued"}, "status"),
+        ({"details": ["x"]}, "details"),
+        ({"details": {"x": object()}}, "details"),
+        ({"metadata": {"k": 2}}, "metadata.k"),
+        ({"id": ""}, "id"),
+    ],
+)
+def test_bad_input_names_the_field(store: Store, kwargs: dict[str, Any], field: str) -> None:
+    run = store.runs.create("a")
+    args = {"type": "tool_calls", **kwargs}
+    with pytest.raises(InvalidInput) as err:
+        store.run_steps.create(run.id, args.pop("type"), **args)
+    assert err.value.field == field
+    assert store.run_steps.list(run.id).items == []
+
+
+def test_update_finishes_a_step(store: Store) -> None:
+    run = store.runs.create("a")
+    step = store.run_steps.create(run.id, "tool_calls")
+    details = {"tool_calls": [{"id": "call_1", "type": "function"}]}
+    working = store.run_steps.update(step.id, details=details, input_tokens=7)
+    assert working.details == details and working.input_tokens == 7
+    assert working.finished_at is None
+    done = store.run_steps.update(step.id, status="completed", output_tokens=3)
+    assert done.status == "completed" and done.finished_at is not None
+    assert (done.input_tokens, done.output_tokens) == (7, 3)
+    assert store.run_steps.get(step.id) == done
+    again = store.run_steps.update(step.id, status="completed")
+    assert again.finished_at == done.finished_at
+    with pytest.raises(InvalidTransition) as err:
+        store.run_steps.update(step.id, status="in_progress")
+    assert (err.value.current, err.value.target) == ("completed", "in_progress")
+
+
+def test_a_failed_step_keeps_its_error(store: Store) -> None:
+    run = store.runs.create("a")
+    step = store.run_steps.create(run.id, "message_creation")
+    failed = store.run_steps.update(
+        step.id, status="failed", last_error={"code": "server_error", "message": "x"}
+    )
+    assert failed.last_error == {"code": "server_error", "message": "x"}
+    assert store.run_steps.get(step.id).last_error == failed.last_error
+    cleared = store.run_steps.update(step.id, last_error=None)
+    assert cleared.last_error is None and store.run_steps.get(step.id).last_error is None
+
+
+def test_update_checks_input_before_writing(store: Store) -> None:
+    run = store.runs.create("a")
+    step = store.run_steps.create(run.id, "tool_calls")
+    for kwargs, field in (
+        ({"status": "done"}, "status"),
+        ({"input_tokens": -5}, "input_tokens"),
+        ({"details": "x"}, "details"),
+        ({"last_error": 3}, "last_error"),
+    ):
+        with pytest.raises(InvalidInput) as err:
+            store.run_steps.update(step.id, **kwargs)
+        assert err.value.field == field
+    assert store.run_steps.get(step.id) == step
+    with pytest.raises(NotFound):
+        store.run_steps.update("step_missing", status="completed")
+
+
+def test_list_pages_through_a_runs_steps(store: Store) -> None:
+    run = store.runs.create("a")
+    other = store.runs.create("a")
+    made = [store.run_steps.create(run.id, "tool_calls") for _ in range(5)]
+    store.run_steps.create(other.id, "tool_calls")
+    page = store.run_steps.list(run.id, limit=3)
+    assert [s.id for s in page] == [s.id for s in reversed(made)][:3] and page.has_more
+    rest = store.run_steps.list(run.id, limit=3, after=page.last_id)
+    assert [s.id for s in rest] == [made[1].id, made[0].id] and not rest.has_more
+    assert [s.id for s in store.run_steps.list(run.id, order="asc")] == [s.id for s in made]
+    with pytest.raises(NotFound):
+        store.run_steps.list("run_missing")
+    assert store.run_steps.list(store.runs.create("a").id).items == []
+
+
+def test_tenants_do_not_see_each_others_steps(store: Store) -> None:
+    run = store.runs.create("a")
+    step = store.run_steps.create(run.id, "tool_calls")
+    other = store.tenant(store.tenant_id + "_b")
+    with pytest.raises(NotFound):
+        other.run_steps.get(step.id)
+    with pytest.raises(NotFound):
+        other.run_steps.update(step.id, status="completed")
+    with pytest.raises(NotFound):
+        other.run_steps.list(run.id)
+
+
+async def test_async_run_steps(astore: AsyncStore) -> None:
+    run = await astore.runs.create("a")
+    step = await astore.run_steps.create(run.id, "message_creation")
+    done = await astore.run_steps.update(step.id, status="completed")
+    assert done.finished_at is not None
+    assert [s.id for s in await astore.run_steps.list(run.id)] == [step.id]

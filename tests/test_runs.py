@@ -1,0 +1,525 @@
+"""Runs: create, transitions, optimistic updates, usage counters, the claim queue, recovery."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import agentkeep
+from agentkeep import AsyncStore, Conflict, InvalidInput, InvalidTransition, NotFound, Store
+from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES
+from agentkeep.store import schema
+
+
+@pytest.fixture
+def own_db(backend: str, store: Store, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A store whose database no other test uses (for operations across tenants)."""
+    if backend != "postgres":
+        yield store
+        return
+    url = request.getfixturevalue("postgres_server").new_database()
+    opened = agentkeep.connect(url, auto_migrate=True)
+    yield opened.tenant("t_own")
+    opened.close()
+
+
+def test_create_and_get_round_trip(store: Store) -> None:
+    s = store.sessions.create()
+    run = store.runs.create(
+        "asst_x",
+        session_id=s.id,
+        objective="find it",
+        instructions="be brief",
+        model="gpt-x",
+        tools=[{"type": "function", "function": {"name": "search"}}],
+        metadata={"k": "v"},
+        extra={"temperature": 0.2},
+    )
+    assert run.id.startswith("run_")
+    assert (run.status, run.version, run.iterations) == ("queued", 1, 0)
+    assert run.cost_usd is None and run.input_tokens == 0
+    assert run.started_at is None and run.finished_at is None and run.worker_id is None
+    assert store.runs.get(run.id) == run
+
+
+def test_created_past_queued_gets_its_times(store: Store) -> None:
+    running = store.runs.create("a", status="in_progress")
+    assert running.started_at is not None and running.finished_at is None
+    done = store.runs.create("a", status="completed")
+    assert done.started_at is not None and done.finished_at is not None
+
+
+def test_run_on_a_missing_session_is_not_found_and_writes_nothing(store: Store) -> None:
+    with pytest.raises(NotFound) as err:
+        store.runs.create("a", session_id="thread_missing")
+    assert (err.value.kind, err.value.ident) == ("session", "thread_missing")
+    other = store.tenant(store.tenant_id + "_other").sessions.create()
+    with pytest.raises(NotFound):
+        store.runs.create("a", session_id=other.id)  # another tenant's session
+    assert store.runs.list().items == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"agent_id": None}, "agent_id"),
+        ({"agent_id": ""}, "agent_id"),
+        ({"status": "running"}, "status"),
+        ({"tools": "search"}, "tools"),
+        ({"tools": [{"name": "x"}]}, "tools[0]"),
+        ({"metadata": {"k": 1}}, "metadata.k"),
+        ({"extra": [1]}, "extra"),
+        ({"extra": {"x": float("nan")}}, "extra"),
+        ({"objective": 5}, "objective"),
+        ({"objective": "a\x00b"}, "objective"),
+        ({"model": "m" * 300}, "model"),
+        ({"id": ""}, "id"),
+    ],
+)
+def test_bad_input_names_the_field(store: Store, kwargs: dict[str, Any], field: str) -> None:
+    args = {"agent_id": "a", **kwargs}
+    with pytest.raises(InvalidInput) as err:
+        store.runs.create(args.pop("agent_id"), **args)
+    assert err.value.field == field
+    assert store.runs.list().items == []
+
+
+def test_duplicate_id_conflicts(store: Store) -> None:
+    store.runs.create("a", id="run_fixed")
+    with pytest.raises(Conflict):
+        store.runs.create("a", id="run_fixed")
+
+
+def test_update_changes_fields_and_checks_versions(store: Store) -> None:
+    run = store.runs.create("a")
+    updated = store.runs.update(
+        run.id, expected_version=1, objective="new", iterations=3, output="so far", metadata={}
+    )
+    assert (updated.version, updated.objective, updated.iterations, updated.output) == (
+        2,
+        "new",
+        3,
+        "so far",
+    )
+    assert updated.status == "queued"
+    with pytest.raises(Conflict):
+        store.runs.update(run.id, expected_version=1, objective="lost")
+    assert store.runs.get(run.id) == updated
+    with pytest.raises(InvalidInput) as err:
+        store.runs.update(run.id, iterations=-1)
+    assert err.value.field == "iterations"
+    with pytest.raises(TypeError):
+        store.runs.update(run.id, status="completed")  # type: ignore[call-arg]
+    with pytest.raises(NotFound):
+        store.runs.update("run_missing", objective="x")
+
+
+def test_transitions_follow_the_state_machine(store: Store) -> None:
+    for current, allowed in RUN_TRANSITIONS.items():
+        for target in RUN_TRANSITIONS:
+            run = store.runs.create("a", status=current)
+            if target == current:
+                assert store.runs.transition(run.id, target) == run  # a no-op
+            elif target in allowed:
+                moved = store.runs.transition(run.id, target)
+                assert (moved.status, moved.version) == (target, 2)
+                assert store.runs.get(run.id) == moved
+            else:
+                with pytest.raises(InvalidTransition) as err:
+                    store.runs.transition(run.id, target)
+                assert (err.value.current, err.value.target) == (current, target)
+                assert current in str(err.value) and target in str(err.value)
+                assert store.runs.get(run.id) == run
+
+
+def test_lifecycle_sets_times_and_required_action(store: Store) -> None:
+    run = store.runs.create("a")
+    started = store.runs.transition(run.id, "in_progress")
+    assert started.started_at is not None and started.finished_at is None
+    action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": []}}
+    waiting = store.runs.transition(run.id, "requires_action", required_action=action)
+    assert waiting.required_action == action
+    assert store.runs.get(run.id).required_action == action
+    resumed = store.runs.transition(run.id, "in_progress", expected_version=waiting.version)
+    assert resumed.required_action is None and store.runs.get(run.id).required_action is None
+    assert resumed.started_at == started.started_at
+    with pytest.raises(Conflict):
+        store.runs.transition(run.id, "completed", expected_version=waiting.version)
+    done = store.runs.transition(run.id, "completed", output="answer")
+    assert done.finished_at is not None and done.output == "answer"
+    assert store.runs.get(run.id) == done
+
+
+def test_failure_records_last_error(store: Store) -> None:
+    run = store.runs.create("a", status="in_progress")
+    failed = store.runs.transition(
+        run.id, "failed", last_error={"code": "rate_limit_exceeded", "message": "slow down"}
+    )
+    assert failed.last_error == {"code": "rate_limit_exceeded", "message": "slow down"}
+    assert store.runs.get(run.id).last_error == failed.last_error
+    other = store.runs.create("a", status="in_progress")
+    assert store.runs.transition(other.id, "failed", last_error="boom").last_error == {
+        "code": "server_error",
+        "message": "boom",
+    }
+
+
+def test_transition_input_is_checked_first(store: Store) -> None:
+    run = store.runs.create("a", status="in_progress")
+    with pytest.raises(InvalidInput) as err:
+        store.runs.transition(run.id, "done")
+    assert err.value.field == "status"
+    with pytest.raises(InvalidInput) as err:
+        store.runs.transition(run.id, "completed", required_action={"type": "x"})
+    assert err.value.field == "required_action"
+    with pytest.raises(InvalidInput) as err:
+        store.runs.transition(run.id, "failed", last_error={"code": 5})
+    assert err.value.field == "last_error.code"
+    assert store.runs.get(run.id) == run
+    with pytest.raises(NotFound):
+        store.runs.transition("run_missing", "completed")
+
+
+def test_add_usage_increments_and_keeps_unknown_cost(store: Store) -> None:
+    run = store.runs.create("a")
+    after = store.runs.add_usage(
+        run.id, input_tokens=10, output_tokens=5, cached_tokens=2, reasoning_tokens=1, iterations=1
+    )
+    assert (after.input_tokens, after.output_tokens, after.cached_tokens) == (10, 5, 2)
+    assert (after.reasoning_tokens, after.iterations, after.total_tokens) == (1, 1, 15)
+    assert after.cost_usd is None  # unknown, not zero
+    assert after.version == run.version  # counters do not make optimistic updates conflict
+    priced = store.runs.add_usage(run.id, input_tokens=1, cost_usd=Decimal("0.0015"))
+    assert priced.cost_usd == Decimal("0.0015") and priced.input_tokens == 11
+    assert store.runs.add_usage(run.id, output_tokens=1).cost_usd == Decimal("0.0015")
+    assert store.runs.add_usage(run.id, cost_usd=Decimal("0.000000001")).cost_usd == Decimal(
+        "0.001500001"
+    )
+    assert store.runs.get(run.id).cost_usd == Decimal("0.001500001")
+    with pytest.raises(NotFound):
+        store.runs.add_usage("run_missing", input_tokens=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"input_tokens": -1}, "input_tokens"),
+        ({"output_tokens": 1.5}, "output_tokens"),
+        ({"cached_tokens": True}, "cached_tokens"),
+        ({"iterations": "1"}, "iterations"),
+        ({"cost_usd": Decimal("-1")}, "cost_usd"),
+        ({"cost_usd": "lots"}, "cost_usd"),
+        ({"cost_usd": float("inf")}, "cost_usd"),
+    ],
+)
+def test_add_usage_rejects_bad_amounts(store: Store, kwargs: dict[str, Any], field: str) -> None:
+    run = store.runs.create("a")
+    with pytest.raises(InvalidInput) as err:
+        store.runs.add_usage(run.id, **kwargs)
+    assert err.value.field == field
+    assert store.runs.get(run.id) == run
+
+
+def test_concurrent_add_usage_loses_nothing(store: Store) -> None:
+    run = store.runs.create("a")
+
+    def add() -> None:
+        for _ in range(20):
+            store.runs.add_usage(run.id, input_tokens=1, output_tokens=2, cost_usd=Decimal("0.01"))
+
+    threads = [threading.Thread(target=add) for _ in range(5)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    got = store.runs.get(run.id)
+    assert (got.input_tokens, got.output_tokens) == (100, 200)
+    assert got.cost_usd == Decimal("1")
+
+
+def test_list_filters_and_pagination(store: Store) -> None:
+    s = store.sessions.create()
+    made = [
+        store.runs.create("a" if i % 2 else "b", session_id=s.id if i < 3 else None)
+        for i in range(6)
+    ]
+    store.runs.transition(made[0].id, "in_progress")
+    store.runs.transition(made[1].id, "cancelled")
+    assert [r.id for r in store.runs.list()] == [r.id for r in reversed(made)]
+    assert {r.id for r in store.runs.list(agent_id="a")} == {made[1].id, made[3].id, made[5].id}
+    assert [r.id for r in store.runs.list(session_id=s.id, order="asc")] == [r.id for r in made[:3]]
+    assert [r.id for r in store.runs.list(status="in_progress")] == [made[0].id]
+    assert {r.id for r in store.runs.list(status=["in_progress", "cancelled"])} == {
+        made[0].id,
+        made[1].id,
+    }
+    page = store.runs.list(limit=4)
+    assert page.has_more and len(page) == 4
+    rest = store.runs.list(limit=4, after=page.last_id)
+    assert [r.id for r in rest] == [made[1].id, made[0].id] and not rest.has_more
+    now = datetime.now(UTC)
+    assert len(store.runs.list(created_after=now - timedelta(minutes=1))) == 6
+    assert store.runs.list(created_before=now - timedelta(minutes=1)).items == []
+    with pytest.raises(InvalidInput) as err:
+        store.runs.list(status=["queued", "nope"])
+    assert err.value.field == "status"
+    with pytest.raises(InvalidInput) as err:
+        store.runs.list(limit=0)
+    assert err.value.field == "limit"
+
+
+def test_tenants_do_not_see_each_others_runs(store: Store) -> None:
+    run = store.runs.create("a")
+    other = store.tenant(store.tenant_id + "_b")
+    with pytest.raises(NotFound):
+        other.runs.get(run.id)
+    with pytest.raises(NotFound):
+        other.runs.transition(run.id, "in_progress")
+    with pytest.raises(NotFound):
+        other.runs.delete(run.id)
+    assert other.runs.list().items == []
+    assert other.runs.claim_next("w") is None
+    assert store.runs.get(run.id).status == "queued"
+
+
+def _count_events(store: Store, run_id: str) -> int:
+    t = schema.events
+    with store._core.read() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t)
+                .where(t.c.tenant_id == store.tenant_id, t.c.run_id == run_id)
+            ).scalar_one()
+        )
+
+
+def _add_event(store: Store, run_id: str, bookmark: int) -> None:
+    # Written directly, so this test does not depend on store.events.
+    with store._core.write() as conn:
+        conn.execute(
+            sa.insert(schema.events).values(
+                tenant_id=store.tenant_id,
+                bookmark=bookmark,
+                run_id=run_id,
+                type="run_started",
+                channel="progress",
+                data={},
+                created_at=1,
+            )
+        )
+
+
+def test_delete_cascades_steps_events_and_tool_calls(store: Store) -> None:
+    s = store.sessions.create()
+    run = store.runs.create("a", session_id=s.id)
+    keep = store.runs.create("a", session_id=s.id)
+    step = store.run_steps.create(run.id, "tool_calls")
+    call = store.tool_calls.create("search", {"q": "x"}, run_id=run.id, step_id=step.id)
+    kept_call = store.tool_calls.create("search", run_id=keep.id)
+    _add_event(store, run.id, 1)
+    _add_event(store, keep.id, 2)
+    store.runs.delete(run.id)
+    for fn, ident in (
+        (store.runs.get, run.id),
+        (store.run_steps.get, step.id),
+        (store.tool_calls.get, call.id),
+    ):
+        with pytest.raises(NotFound):
+            fn(ident)
+    assert _count_events(store, run.id) == 0
+    assert _count_events(store, keep.id) == 1
+    assert store.tool_calls.get(kept_call.id).run_id == keep.id
+    assert store.sessions.get(s.id).id == s.id  # the session stays
+    with pytest.raises(NotFound):
+        store.runs.delete(run.id)
+
+
+def test_deleting_a_session_deletes_its_runs(store: Store) -> None:
+    s = store.sessions.create()
+    run = store.runs.create("a", session_id=s.id)
+    store.run_steps.create(run.id, "message_creation")
+    store.sessions.delete(s.id)
+    with pytest.raises(NotFound):
+        store.runs.get(run.id)
+    with pytest.raises(NotFound):
+        store.run_steps.list(run.id)
+
+
+def test_claim_next_takes_the_oldest_queued_run(store: Store) -> None:
+    assert store.runs.claim_next("w1") is None
+    first = store.runs.create("a")
+    second = store.runs.create("a")
+    store.runs.create("a", status="in_progress")
+    claimed = store.runs.claim_next("w1")
+    assert claimed is not None and claimed.id == first.id
+    assert (claimed.status, claimed.worker_id, claimed.version) == ("in_progress", "w1", 2)
+    assert claimed.started_at is not None
+    assert store.runs.get(first.id) == claimed
+    again = store.runs.claim_next("w2")
+    assert again is not None and again.id == second.id and again.worker_id == "w2"
+    assert store.runs.claim_next("w1") is None
+
+
+def test_claim_next_can_resume_runs_waiting_for_action(store: Store) -> None:
+    run = store.runs.create("a", status="in_progress")
+    waiting = store.runs.transition(run.id, "requires_action", required_action={"type": "x"})
+    assert store.runs.claim_next("w") is None
+    resumed = store.runs.claim_next("w", statuses=("requires_action",))
+    assert resumed is not None and resumed.id == run.id
+    assert resumed.status == "in_progress" and resumed.required_action is None
+    assert resumed.started_at == waiting.started_at
+    with pytest.raises(InvalidInput) as err:
+        store.runs.claim_next("w", statuses=("completed",))
+    assert err.value.field == "statuses"
+    with pytest.raises(InvalidInput) as err:
+        store.runs.claim_next("")
+    assert err.value.field == "worker_id"
+
+
+def test_threads_claim_each_run_exactly_once(store: Store) -> None:
+    made = {store.runs.create("a").id for _ in range(40)}
+    claimed: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6)
+
+    def work(n: int) -> None:
+        start.wait()
+        while (run := store.runs.claim_next(f"w{n}")) is not None:
+            with lock:
+                claimed.append(run.id)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert Counter(claimed).most_common(1)[0][1] == 1
+    assert set(claimed) == made
+    assert {r.status for r in store.runs.list(limit=100)} == {"in_progress"}
+
+
+def _claim_in_process(url: str, tenant: str, worker: str, ready: Any, results: Any) -> None:
+    """A worker process: connect, wait for the others, claim until the queue is empty."""
+    store = agentkeep.connect(url).tenant(tenant)
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def loop() -> None:
+        while (run := store.runs.claim_next(worker)) is not None:
+            with lock:
+                got.append(run.id)
+
+    try:
+        ready.wait(timeout=60)
+        threads = [threading.Thread(target=loop) for _ in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        results.put(got)
+        store.close()
+
+
+@pytest.mark.slow
+def test_processes_claim_each_run_exactly_once(backend: str, db_url: str, store: Store) -> None:
+    if backend == "memory":
+        pytest.skip("an in-memory database is private to its process")
+    made = {store.runs.create("a").id for _ in range(60)}
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Barrier(2)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_claim_in_process, args=(db_url, store.tenant_id, f"p{i}", ready, results)
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        p.start()
+    claimed = [run_id for _ in procs for run_id in results.get(timeout=120)]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert len(claimed) == len(set(claimed))
+    assert set(claimed) == made
+    workers = Counter(r.worker_id for r in store.runs.list(limit=100))
+    assert sum(workers.values()) == 60 and set(workers) <= {"p0", "p1"}
+
+
+def test_claim_next_any_tenant_takes_the_oldest_of_all(own_db: Store) -> None:
+    a = own_db.tenant("tenant_a")
+    b = own_db.tenant("tenant_b")
+    first = b.runs.create("x")
+    time.sleep(0.002)
+    second = a.runs.create("x")
+    claimed = a.runs.claim_next_any_tenant("svc")
+    assert claimed is not None and (claimed.id, claimed.tenant_id) == (first.id, "tenant_b")
+    assert b.runs.get(first.id).worker_id == "svc"
+    claimed = b.runs.claim_next_any_tenant("svc")
+    assert claimed is not None and claimed.id == second.id and claimed.tenant_id == "tenant_a"
+    assert a.runs.claim_next_any_tenant("svc") is None
+
+
+def test_fail_interrupted_fails_runs_left_in_flight(store: Store) -> None:
+    mine = store.runs.create("a")
+    assert store.runs.claim_next("w1") is not None
+    theirs = store.runs.create("a")
+    assert store.runs.claim_next("w2") is not None
+    queued = store.runs.create("a")
+    stopping = store.runs.create("a", status="in_progress")
+    store.runs.transition(stopping.id, "cancelling")
+    waiting = store.runs.create("a", status="in_progress")
+    store.runs.transition(waiting.id, "requires_action")
+
+    failed = store.runs.fail_interrupted(worker_id="w1")
+    assert [r.id for r in failed] == [mine.id]
+    assert failed[0].status == "failed" and failed[0].finished_at is not None
+    assert failed[0].last_error is not None and failed[0].last_error["code"] == "server_error"
+    assert store.runs.get(mine.id) == failed[0]
+    assert store.runs.get(theirs.id).status == "in_progress"
+
+    failed = store.runs.fail_interrupted(message="restarted")
+    assert [r.id for r in failed] == [theirs.id, stopping.id]
+    assert all(r.last_error == {"code": "server_error", "message": "restarted"} for r in failed)
+    assert store.runs.get(queued.id).status == "queued"
+    assert store.runs.get(waiting.id).status == "requires_action"
+    assert store.runs.fail_interrupted() == []
+
+
+def test_fail_interrupted_stays_in_its_tenant_unless_asked(own_db: Store) -> None:
+    a = own_db.tenant("tenant_a")
+    b = own_db.tenant("tenant_b")
+    ra = a.runs.create("x", status="in_progress")
+    rb = b.runs.create("x", status="in_progress")
+    assert [r.id for r in a.runs.fail_interrupted()] == [ra.id]
+    assert b.runs.get(rb.id).status == "in_progress"
+    assert [r.id for r in a.runs.fail_interrupted(all_tenants=True)] == [rb.id]
+    assert b.runs.get(rb.id).status == "failed"
+
+
+async def test_async_runs(astore: AsyncStore) -> None:
+    run = await astore.runs.create("a")
+    claimed = await astore.runs.claim_next("w")
+    assert claimed is not None and claimed.id == run.id
+    run = await astore.runs.add_usage(run.id, input_tokens=3, cost_usd=Decimal("0.5"))
+    assert run.cost_usd == Decimal("0.5")
+    done = await astore.runs.transition(run.id, "completed")
+    assert done.status == "completed"
+    assert [r.id for r in await astore.runs.list(status="completed")] == [run.id]
+    with pytest.raises(InvalidTransition):
+        await astore.runs.transition(run.id, "in_progress")
+    assert done.status in TERMINAL_RUN_STATUSES
+    await astore.runs.delete(run.id)
+    with pytest.raises(NotFound):
+        await astore.runs.get(run.id)
