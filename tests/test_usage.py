@@ -292,3 +292,17 @@ async def test_async_record_list_rollup(astore: AsyncStore) -> None:
     assert [x.id for x in page] == [u.id]
     [row] = await astore.usage.rollup("provider")
     assert (row.key, row.calls, row.cost_usd) == ("openai", 1, u.cost_usd)
+
+
+def test_a_pricing_failure_leaves_the_cost_unknown(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import genai_prices
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bad price data")
+
+    monkeypatch.setattr(genai_prices, "calc_price", broken)
+    u = store.usage.record(**GPT4O, input_tokens=10)
+    assert (u.cost_usd, u.cost_source) == (None, None)
+    assert store.usage.get(u.id).cost_usd is None

@@ -17,7 +17,15 @@ class ToolStats(Model):
 
 
 class Stats(Model):
-    """Aggregates for one agent, or for the whole tenant (``agent_id`` None)."""
+    """Aggregates for one agent, or for the whole tenant (``agent_id`` None).
+
+    ``cost_usd`` sums the priced LLM calls exactly (``0`` when there are no
+    calls, ``None`` when there are calls but none is priced); ``unpriced_calls``
+    counts the calls of unknown cost. ``latency_ms`` holds p50/p90/p95/p99
+    (linear interpolation, as ``percentile_cont``) over calls that reported a
+    latency, ``None`` without any. ``avg_iterations`` is over all runs (0.0
+    without runs).
+    """
 
     agent_id: str | None
     total_runs: int

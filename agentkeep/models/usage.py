@@ -12,7 +12,16 @@ CostSource = Literal["caller", "price_table"]
 
 
 class LLMUsage(Model):
-    """One LLM call: tokens, latency, status and cost (None = unknown, never 0)."""
+    """One LLM call: tokens, latency, status and cost (None = unknown, never 0).
+
+    Token counts follow OpenAI: ``input_tokens`` includes ``cached_tokens`` and
+    ``output_tokens`` includes ``reasoning_tokens``. ``cost_source`` is
+    ``"caller"`` (given by the caller), ``"price_table"`` (computed from the
+    bundled genai-prices table named by ``price_version``) or ``None`` (unknown
+    provider or model: ``cost_usd`` is ``None``). Costs are exact to 1e-9 USD.
+    ``agent_id``, ``session_id`` and ``run_id`` are soft references: the row
+    outlives what they name.
+    """
 
     id: str
     tenant_id: str
@@ -46,7 +55,12 @@ class LLMUsage(Model):
 
 
 class UsageRollup(Model):
-    """Usage summed over one group (a day, a model, an agent or a user)."""
+    """Usage summed over one group (a UTC day, a model, an agent, a user or a provider).
+
+    ``cost_usd`` is the exact sum over the group's priced calls; ``unpriced_calls``
+    counts calls of unknown cost. ``cost_usd`` is ``None`` only when every call of
+    the group is unpriced; with ``unpriced_calls > 0`` it is a lower bound.
+    """
 
     key: str | None
     calls: int

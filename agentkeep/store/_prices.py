@@ -16,6 +16,7 @@ does, its fetched prices are used and ``price_version`` says so).
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -35,6 +36,7 @@ __all__ = [
     "to_nano",
 ]
 
+logger = logging.getLogger("agentkeep.prices")
 NANO = Decimal("1e-9")
 _BILLION = Decimal(1_000_000_000)
 # Largest cost a BIGINT of nano-dollars holds (about 9.2 billion USD).
@@ -107,7 +109,10 @@ def price_from_table(
         calc = genai_prices.calc_price(
             usage, model, provider_id=provider, genai_request_timestamp=at
         )
-    except (LookupError, ValueError):
+    except LookupError:
+        return None  # provider or model not in the table
+    except Exception:  # a price-table quirk must not lose the usage row: the cost is unknown
+        logger.warning("could not price %s/%s; cost left unknown", provider, model, exc_info=True)
         return None
     total = Decimal(calc.total_price)
     if not total.is_finite() or total < 0:

@@ -87,7 +87,10 @@ def _result_id(block: dict[str, Any]) -> str | None:
 def _unanswered_tool_uses(conn: Connection, tenant_id: str) -> Iterator[ConsistencyIssue]:
     m, r = messages, runs
     has_tool_block = sa.or_(
-        *(m.c.content_types.contains(f",{kind},") for kind in (*_CALL_TYPES, *_RESULT_TYPES))
+        *(
+            m.c.content_types.contains(f",{kind},", autoescape=True)
+            for kind in (*_CALL_TYPES, *_RESULT_TYPES)
+        )
     )
     active_runs = {
         row.id
