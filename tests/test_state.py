@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -147,7 +148,7 @@ def test_tenants_do_not_share_documents(store: Store) -> None:
 
 
 def test_invalid_input_names_the_field(store: Store) -> None:
-    cases = [
+    cases: list[tuple[Callable[[], object], str]] = [
         (lambda: store.state.put("", "k", 1), "namespace"),
         (lambda: store.state.put("ns", "", 1), "key"),
         (lambda: store.state.put("ns", "k" * 513, 1), "key"),
