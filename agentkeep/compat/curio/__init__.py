@@ -1,0 +1,47 @@
+"""The ``curio_agent_sdk.persistence`` API over the agentkeep store.
+
+Switch by changing the import::
+
+    # from curio_agent_sdk.persistence import SQLitePersistence
+    from agentkeep.compat.curio import SQLitePersistence
+
+    persistence = SQLitePersistence("./agent.db")
+    persistence.create_agent_run(AgentRun(agent_id="agent-1", run_id="run-123"))
+
+How it maps (everything else a curio record holds is kept under ``_curio``
+in the agentkeep row's ``extra``, event ``data`` or usage ``input_params``):
+
+* ``AgentRun`` -> ``store.runs`` with ``id = run_id``; status pending ->
+  queued, running -> in_progress, completed -> completed, error -> failed,
+  cancelled -> cancelled (timeout -> expired); status changes follow the run
+  state machine, stepping through in_progress where curio jumps.
+* ``AgentRunEvent`` -> ``store.events`` on the run's timeline; ``run_error``
+  is ``run_failed``, types agentkeep has no name for are ``custom`` (the
+  curio type reads back as written); ``event.id`` is the event's bookmark.
+* ``AgentLLMUsage`` -> ``store.usage``; the cost comes from
+  ``usage_metrics["cost_usd"]`` or agentkeep's price table, else stays
+  unknown (``get_cost_usd()`` is None).
+* ``get_agent_run_stats`` -> ``store.stats``.
+"""
+
+from __future__ import annotations
+
+from ._store import StorePersistence
+from .backends import InMemoryPersistence, PostgresPersistence, SQLitePersistence
+from .base import BasePersistence
+from .config import DatabaseConfig
+from .models import AgentLLMUsage, AgentRun, AgentRunEvent, AgentRunStatus, EventType
+
+__all__ = [
+    "AgentLLMUsage",
+    "AgentRun",
+    "AgentRunEvent",
+    "AgentRunStatus",
+    "BasePersistence",
+    "DatabaseConfig",
+    "EventType",
+    "InMemoryPersistence",
+    "PostgresPersistence",
+    "SQLitePersistence",
+    "StorePersistence",
+]
