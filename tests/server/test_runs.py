@@ -1,0 +1,408 @@
+"""Runs over HTTP with the official client: polling, steps, tools, cancel, usage, errors."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import openai
+import pytest
+from conftest import LiveService, Tenant
+from upstream_llm import Reply, ToolCall, UpstreamLLM
+
+pytestmark = pytest.mark.slow
+
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def new_model() -> str:
+    """A model name of this test's own, so its scripted replies are its own."""
+    return f"script-{uuid.uuid4().hex[:10]}"
+
+
+def wait_status(
+    client: openai.OpenAI, thread_id: str, run_id: str, statuses: set[str], timeout: float = 20
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+        if run.status in statuses:
+            return run
+        assert time.monotonic() < deadline, f"run stayed {run.status}"
+        time.sleep(0.05)
+
+
+def test_run_completes(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(
+        model, Reply(text="Paris is the capital of France.", prompt_tokens=42, completion_tokens=7)
+    )
+    assistant = client.beta.assistants.create(
+        model=model, instructions="You answer geography questions."
+    )
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": "What is the capital of France?"}]
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "completed", run.last_error
+    assert run.object == "thread.run"
+    assert run.thread_id == thread.id and run.assistant_id == assistant.id
+    assert run.model == model
+    assert run.instructions == "You answer geography questions."
+    assert run.usage is not None
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (42, 7)
+    assert run.usage.total_tokens == 49
+    assert run.completed_at is not None and run.started_at is not None
+    assert run.last_error is None and run.required_action is None
+
+    # the upstream got the instructions and the thread
+    sent = upstream_llm.requests_for(model)
+    assert len(sent) == 1
+    assert sent[0]["stream"] is True
+    assert sent[0]["stream_options"] == {"include_usage": True}
+    assert sent[0]["messages"] == [
+        {"role": "system", "content": "You answer geography questions."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+
+    messages = client.beta.threads.messages.list(thread.id, order="asc")
+    assert [m.role for m in messages.data] == ["user", "assistant"]
+    answer = messages.data[1]
+    assert answer.content[0].text.value == "Paris is the capital of France."  # type: ignore[union-attr]
+    assert answer.run_id == run.id and answer.assistant_id == assistant.id
+    assert answer.status == "completed"
+
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
+    assert len(steps.data) == 1
+    step = steps.data[0]
+    assert step.type == "message_creation" and step.status == "completed"
+    assert step.step_details.message_creation.message_id == answer.id  # type: ignore[union-attr]
+    assert step.usage is not None and step.usage.total_tokens == 49
+    again = client.beta.threads.runs.steps.retrieve(step.id, thread_id=thread.id, run_id=run.id)
+    assert again.id == step.id and again.run_id == run.id and again.thread_id == thread.id
+
+    listed = client.beta.threads.runs.list(thread.id)
+    assert [r.id for r in listed.data] == [run.id]
+
+
+def test_usage_rows_recorded(
+    service: LiveService, tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(
+        model,
+        Reply(text="slow answer", prompt_tokens=11, completion_tokens=3, delay=0.2),
+    )
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "completed"
+    store = service.store.tenant(tenant.id)
+    rows = store.usage.list(run_id=run.id).items
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.input_tokens, row.output_tokens) == (11, 3)
+    assert row.model == model and row.status == "success"
+    assert row.latency_ms is not None and row.latency_ms >= 200
+    assert row.session_id == thread.id and row.agent_id == assistant.id
+    assert row.provider == "openai-compatible"
+    assert row.response == "slow answer"
+    stored = store.runs.get(run.id)
+    assert (stored.input_tokens, stored.output_tokens, stored.iterations) == (11, 3, 1)
+    # the events of the run were persisted in the streaming vocabulary
+    types = [e.type for e in store.events.list(run_id=run.id)]
+    assert types[0] == "thread.run.created" and types[-1] == "thread.run.completed"
+
+
+def test_run_overrides_and_additional_messages(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    client = tenant.client()
+    model, other = new_model(), new_model()
+    assistant = client.beta.assistants.create(model=model, instructions="Base.")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "first"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        model=other,
+        additional_instructions="Be brief.",
+        additional_messages=[{"role": "user", "content": "second"}],
+        temperature=0.3,
+        metadata={"k": "v"},
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed"
+    assert run.model == other
+    assert run.instructions == "Base.\n\nBe brief."
+    assert run.temperature == 0.3
+    assert run.metadata == {"k": "v"}
+    sent = upstream_llm.requests_for(other)[0]
+    assert sent["temperature"] == 0.3
+    assert [m["content"] for m in sent["messages"]] == ["Base.\n\nBe brief.", "first", "second"]
+    modified = client.beta.threads.runs.update(run.id, thread_id=thread.id, metadata={"k": "w"})
+    assert modified.metadata == {"k": "w"}
+
+
+def test_function_tool_run(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(
+        model,
+        Reply(tool_calls=[ToolCall("get_weather", '{"city": "Oslo"}', id="call_up_1")]),
+        Reply(text="It is sunny in Oslo."),
+    )
+    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Oslo?"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "requires_action", run.last_error
+    assert run.required_action is not None
+    assert run.required_action.type == "submit_tool_outputs"
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert len(calls) == 1
+    assert calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments) == {"city": "Oslo"}
+    assert calls[0].type == "function"
+
+    # no new message or run while the run waits
+    with pytest.raises(openai.BadRequestError):
+        client.beta.threads.messages.create(thread.id, role="user", content="hello?")
+    with pytest.raises(openai.BadRequestError):
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    # outputs must answer the calls
+    with pytest.raises(openai.BadRequestError):
+        client.beta.threads.runs.submit_tool_outputs(
+            run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": "call_nope", "output": "x"}]
+        )
+
+    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id,
+        thread_id=thread.id,
+        tool_outputs=[{"tool_call_id": calls[0].id, "output": "sunny, 21C"}],
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed", run.last_error
+    assert run.required_action is None
+
+    # the second upstream call saw the call and its output
+    second = upstream_llm.requests_for(model)[1]["messages"]
+    assert second[-2]["role"] == "assistant"
+    assert second[-2]["tool_calls"][0]["function"] == {
+        "name": "get_weather",
+        "arguments": '{"city": "Oslo"}',
+    }
+    assert second[-1] == {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny, 21C"}
+
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+    assert [s.type for s in steps] == ["tool_calls", "message_creation"]
+    assert all(s.status == "completed" for s in steps)
+    tool_step = steps[0].step_details
+    assert tool_step.type == "tool_calls"
+    assert tool_step.tool_calls[0].function.output == "sunny, 21C"  # type: ignore[union-attr]
+    messages = client.beta.threads.messages.list(thread.id, order="asc").data
+    assert messages[-1].content[0].text.value == "It is sunny in Oslo."  # type: ignore[union-attr]
+
+
+def test_tool_calls_recorded(
+    service: LiveService, tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(
+        model,
+        Reply(
+            tool_calls=[
+                ToolCall("get_weather", '{"city": "Rome"}'),
+                ToolCall("get_weather", '{"city": "Lima"}'),
+            ]
+        ),
+        Reply(text="done"),
+    )
+    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "two cities"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "requires_action"
+    assert run.required_action is not None
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    store = service.store.tenant(tenant.id)
+    records = store.tool_calls.list(run_id=run.id, order="asc").items
+    assert [r.id for r in records] == [c.id for c in calls]
+    assert all(r.state == "pending" for r in records)
+    # both outputs at once are required
+    with pytest.raises(openai.BadRequestError):
+        client.beta.threads.runs.submit_tool_outputs(
+            run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": calls[0].id, "output": "a"}]
+        )
+    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id,
+        thread_id=thread.id,
+        tool_outputs=[
+            {"tool_call_id": calls[0].id, "output": "warm"},
+            {"tool_call_id": calls[1].id, "output": "cold"},
+        ],
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed"
+    records = store.tool_calls.list(run_id=run.id, order="asc").items
+    assert [(r.state, r.output) for r in records] == [("completed", "warm"), ("completed", "cold")]
+    assert len(store.usage.list(run_id=run.id).items) == 2
+
+
+def test_cancel_queued_waiting_and_running(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(
+        model,
+        Reply(text=" ".join(["word"] * 200), chunk_delay=0.05),
+        Reply(tool_calls=[ToolCall("get_weather", "{}")]),
+    )
+    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+
+    # cancel while the upstream streams
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "talk"}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    deadline = time.monotonic() + 10
+    while not client.beta.threads.messages.list(thread.id, run_id=run.id).data:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cancelled = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    assert cancelled.status in ("cancelling", "cancelled")
+    run = wait_status(client, thread.id, run.id, {"cancelled", "failed", "completed"})
+    assert run.status == "cancelled"
+    assert run.cancelled_at is not None
+    message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
+    assert message.status == "incomplete"
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert [s.status for s in steps] == ["cancelled"]
+    # a stopped run cannot be cancelled again
+    with pytest.raises(openai.BadRequestError):
+        client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+
+    # cancel while it waits for tool outputs
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "weather"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "requires_action"
+    run = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    assert run.status == "cancelled"
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert [s.status for s in steps] == ["cancelled"]
+    # the thread takes messages and runs again
+    client.beta.threads.messages.create(thread.id, role="user", content="never mind")
+
+
+def test_cancel_queued_run(service: LiveService, tenant: Tenant) -> None:
+    """A run nobody has claimed yet is cancelled at once."""
+    client = tenant.client()
+    store = service.store.tenant(tenant.id)
+    assistant = client.beta.assistants.create(model=new_model())
+    thread = client.beta.threads.create()
+    # a queued run made directly in the store is what a busy worker would leave waiting
+    run_id = store.runs.create(assistant.id, session_id=thread.id, status="requires_action").id
+    run = client.beta.threads.runs.cancel(run_id, thread_id=thread.id)
+    assert run.status == "cancelled"
+
+
+def test_upstream_error_fails_the_run(
+    service: LiveService, tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(
+        model,
+        Reply(status=500, error_message="the model is overloaded"),
+        Reply(status=429, error_message="slow down"),
+        Reply(text="partial answer that never ends", drop_after=3),
+    )
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    store = service.store.tenant(tenant.id)
+    for code, text in [
+        ("server_error", "the model is overloaded"),
+        ("rate_limit_exceeded", "slow down"),
+        ("server_error", "closed the stream"),
+    ]:
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+        )
+        assert run.status == "failed"
+        assert run.last_error is not None
+        assert run.last_error.code == code
+        assert text in run.last_error.message
+        assert run.failed_at is not None
+        usage = store.usage.list(run_id=run.id).items
+        assert len(usage) == 1 and usage[0].status == "error"
+    # the dropped stream left an incomplete message with what had arrived
+    message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
+    assert message.status == "incomplete"
+    assert message.content[0].text.value == "partial answer"  # type: ignore[union-attr]
+
+
+def test_create_thread_and_run(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(model, Reply(text="Hello there"))
+    assistant = client.beta.assistants.create(model=model)
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "Hi!"}], "metadata": {"a": "b"}},
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed"
+    thread = client.beta.threads.retrieve(run.thread_id)
+    assert thread.metadata == {"a": "b"}
+    texts = [
+        m.content[0].text.value
+        for m in client.beta.threads.messages.list(thread.id, order="asc").data
+    ]  # type: ignore[union-attr]
+    assert texts == ["Hi!", "Hello there"]
+
+
+def test_run_errors(tenant: Tenant, service: LiveService) -> None:
+    client = tenant.client()
+    assistant = client.beta.assistants.create(model=new_model())
+    thread = client.beta.threads.create()
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.runs.create(thread_id="thread_nope", assistant_id=assistant.id)
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id="asst_nope")
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.runs.retrieve("run_nope", thread_id=thread.id)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.beta.threads.runs.create(
+            thread_id=thread.id, assistant_id=assistant.id, temperature=5
+        )
+    assert info.value.body["param"] == "temperature"  # type: ignore[index]
+    http = tenant.http()
+    answer = http.post(
+        f"/v1/threads/{thread.id}/runs", json={"assistant_id": assistant.id, "bogus": 1}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "bogus"
+    # another tenant sees nothing
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    other = service.new_tenant().client()
+    with pytest.raises(openai.NotFoundError):
+        other.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+    wait_status(client, thread.id, run.id, {"completed", "failed"})
