@@ -1,0 +1,396 @@
+"""Run transitions, each persisted with its stream events in one transaction.
+
+Every function here is synchronous (call it from a thread) and writes the new
+state of the run, its steps, messages and tool calls *and* the events that
+announce them in a single transaction, so an event is never visible before the
+state it announces, and a state is never left without its event. Event types
+are the Assistants streaming event names (``thread.run.created``, ...); each
+event's ``data`` is the wire object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from agentkeep.errors import InvalidTransition
+from agentkeep.ids import new_id
+from agentkeep.models import TERMINAL_RUN_STATUSES, Event, Message, Run, RunStep, ToolCall
+from agentkeep.runner.wire import message_delta, run_object, step_delta, step_object
+from agentkeep.server.wire import message_object
+from agentkeep.store import Store
+
+__all__ = [
+    "STOP_EVENTS",
+    "cancel_run",
+    "emit",
+    "finish_message",
+    "finish_run",
+    "now_seconds",
+    "record_deltas",
+    "require_action",
+    "settle_interrupted",
+    "start_message",
+    "submit_tool_outputs",
+]
+
+# A stream of a run ends after one of these (then ``done``).
+STOP_EVENTS = frozenset(
+    (
+        "thread.run.completed",
+        "thread.run.failed",
+        "thread.run.cancelled",
+        "thread.run.expired",
+        "thread.run.incomplete",
+        "thread.run.requires_action",
+    )
+)
+
+
+def now_seconds() -> int:
+    return int(datetime.now(UTC).timestamp())
+
+
+def emit(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> list[Event]:
+    """Append ``(type, data)`` events of ``run`` (in the caller's transaction)."""
+    return store.events.append_many(
+        [
+            {"type": kind, "run_id": run.id, "session_id": run.session_id, "data": data}
+            for kind, data in events
+        ]
+    )
+
+
+def run_event(run: Run) -> tuple[str, dict[str, Any]]:
+    return (f"thread.run.{run.status}", run_object(run))
+
+
+def _step_event(step: RunStep, what: str | None = None) -> tuple[str, dict[str, Any]]:
+    return (f"thread.run.step.{what or step.status}", step_object(step))
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+def start_message(store: Store, run: Run) -> tuple[RunStep, Message]:
+    """A message_creation step and its (empty, in_progress) assistant message."""
+    assert run.session_id is not None
+    message_id = new_id("msg")
+    with store.transaction():
+        message = store.messages.append(
+            run.session_id,
+            "assistant",
+            [],
+            run_id=run.id,
+            agent_id=run.agent_id,
+            extra={"status": "in_progress"},
+            id=message_id,
+        )
+        step = store.run_steps.create(
+            run.id,
+            "message_creation",
+            details={"type": "message_creation", "message_creation": {"message_id": message.id}},
+        )
+        wire = message_object(message)
+        emit(
+            store,
+            run,
+            _step_event(step, "created"),
+            _step_event(step, "in_progress"),
+            ("thread.message.created", wire),
+            ("thread.message.in_progress", wire),
+        )
+    return step, message
+
+
+def record_deltas(store: Store, run: Run, message_id: str, texts: Sequence[str]) -> None:
+    """One ``thread.message.delta`` event per upstream content delta."""
+    emit(store, run, *[("thread.message.delta", message_delta(message_id, t)) for t in texts])
+
+
+def finish_message(
+    store: Store,
+    run: Run,
+    step: RunStep,
+    message: Message,
+    text: str,
+    *,
+    status: str = "completed",
+    step_status: str = "completed",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    last_error: dict[str, Any] | None = None,
+    incomplete_reason: str | None = None,
+) -> tuple[RunStep, Message]:
+    """Store the message's text and close it and its step (completed, incomplete, ...)."""
+    extra = {**message.extra, "status": status}
+    now = now_seconds()
+    if status == "completed":
+        extra["completed_at"] = now
+    else:
+        extra["incomplete_at"] = now
+        extra["incomplete_details"] = {"reason": incomplete_reason or "run_failed"}
+    content = [{"type": "text", "text": text}] if text else []
+    changes: dict[str, Any] = {"status": step_status}
+    if last_error is not None:
+        changes["last_error"] = last_error
+    with store.transaction():
+        message = store.messages.update(message.id, content=content, extra=extra)
+        step = store.run_steps.update(
+            step.id, input_tokens=input_tokens, output_tokens=output_tokens, **changes
+        )
+        emit(
+            store,
+            run,
+            (f"thread.message.{status}", message_object(message)),
+            _step_event(step),
+        )
+    return step, message
+
+
+# -- tool calls ---------------------------------------------------------------------------
+
+
+def _wire_calls(calls: Sequence[ToolCall], *, with_output: bool) -> list[dict[str, Any]]:
+    out = []
+    for call in calls:
+        function: dict[str, Any] = {"name": call.name, "arguments": call.input or ""}
+        if with_output:
+            function["output"] = call.output
+        out.append({"id": call.id, "type": "function", "function": function})
+    return out
+
+
+def require_action(
+    store: Store,
+    run: Run,
+    calls: Sequence[tuple[str, str, str]],
+    *,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+) -> Run:
+    """A tool_calls step with ``calls`` (upstream id, name, arguments); the run waits for outputs.
+
+    If the run was asked to cancel meanwhile, it is cancelled instead.
+    """
+    with store.transaction():
+        step = store.run_steps.create(
+            run.id, "tool_calls", details={"type": "tool_calls", "tool_calls": []}
+        )
+        records = [
+            store.tool_calls.create(
+                name,
+                arguments,
+                run_id=run.id,
+                session_id=run.session_id,
+                step_id=step.id,
+                agent_id=run.agent_id,
+                metadata={"upstream_id": upstream_id[:512]},
+            )
+            for upstream_id, name, arguments in calls
+        ]
+        wire = _wire_calls(records, with_output=True)
+        created = step_object(step)
+        step = store.run_steps.update(
+            step.id,
+            details={"type": "tool_calls", "tool_calls": wire},
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+        action = {
+            "type": "submit_tool_outputs",
+            "submit_tool_outputs": {"tool_calls": _wire_calls(records, with_output=False)},
+        }
+        emit(
+            store,
+            run,
+            ("thread.run.step.created", created),
+            ("thread.run.step.in_progress", created),
+            ("thread.run.step.delta", step_delta(step.id, wire)),
+        )
+        return finish_run(store, run.id, "requires_action", required_action=action)
+
+
+def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> tuple[Run, int]:
+    """Record the outputs, complete the tool_calls step and put the run back in progress.
+
+    The caller has checked that ``outputs`` answers exactly the required calls.
+    Returns the run and the bookmark just before the events announcing this.
+    """
+    with store.transaction():
+        run = store.runs.get(run.id)
+        if run.status != "requires_action":
+            raise InvalidTransition("run", run.id, run.status, "in_progress")
+        steps: dict[str, RunStep] = {}
+        done: list[ToolCall] = []
+        for call_id, output in outputs.items():
+            call = store.tool_calls.complete(call_id, output)
+            done.append(call)
+            if call.step_id and call.step_id not in steps:
+                steps[call.step_id] = store.run_steps.get(call.step_id)
+        by_id = {c.id: c for c in done}
+        events: list[tuple[str, dict[str, Any]]] = []
+        for step in steps.values():
+            calls = []
+            for item in step.details.get("tool_calls", []):
+                found = by_id.get(item.get("id"))
+                if found is not None:
+                    item = {**item, "function": {**item["function"], "output": found.output}}
+                calls.append(item)
+            step = store.run_steps.update(
+                step.id, status="completed", details={"type": "tool_calls", "tool_calls": calls}
+            )
+            events.append(_step_event(step))
+        run = store.runs.transition(run.id, "in_progress")
+        events.append(run_event(run))
+        written = emit(store, run, *events)
+    return run, written[0].bookmark - 1
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def finish_run(
+    store: Store,
+    run_id: str,
+    status: str,
+    *,
+    last_error: dict[str, Any] | None = None,
+    required_action: dict[str, Any] | None = None,
+    incomplete_details: dict[str, Any] | None = None,
+) -> Run:
+    """Move the run to ``status`` and announce it; a cancelling run becomes cancelled instead."""
+    with store.transaction():
+        current = store.runs.get(run_id)
+        if current.status in TERMINAL_RUN_STATUSES:
+            return current
+        kwargs: dict[str, Any] = {}
+        if current.status == "cancelling" and status in (
+            "completed",
+            "requires_action",
+            "incomplete",
+        ):
+            status = "cancelled"
+        elif status == "requires_action":
+            kwargs["required_action"] = required_action
+        if status == "failed" and last_error is not None:
+            kwargs["last_error"] = last_error
+        if status == "incomplete" and incomplete_details is not None:
+            store.runs.update(
+                run_id, extra={**current.extra, "incomplete_details": incomplete_details}
+            )
+        run = store.runs.transition(run_id, status, **kwargs)
+        emit(store, run, run_event(run))
+    return run
+
+
+def _close_open_work(
+    store: Store, run: Run, step_status: str, reason: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """Close a stopped run's open steps, messages and pending tool calls; their events."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    texts: dict[str, str] = {}
+    for event in store.events.list(run_id=run.id, types="thread.message.delta", limit=1000):
+        for part in event.data.get("delta", {}).get("content", []):
+            key = str(event.data.get("id"))
+            texts[key] = texts.get(key, "") + str(part.get("text", {}).get("value", ""))
+    after: str | None = None
+    while True:
+        page = store.run_steps.list(run.id, limit=100, after=after, order="asc")
+        for step in page.items:
+            if step.status != "in_progress":
+                continue
+            if step.type == "message_creation":
+                message_id = step.details.get("message_creation", {}).get("message_id")
+                try:
+                    message = store.messages.get(message_id) if message_id else None
+                except Exception:  # the message was deleted with its thread
+                    message = None
+                if message is not None and message.extra.get("status") == "in_progress":
+                    text = texts.get(message.id, "")
+                    extra = {
+                        **message.extra,
+                        "status": "incomplete",
+                        "incomplete_at": now_seconds(),
+                        "incomplete_details": {"reason": reason},
+                    }
+                    message = store.messages.update(
+                        message.id,
+                        content=[{"type": "text", "text": text}] if text else [],
+                        extra=extra,
+                    )
+                    events.append(("thread.message.incomplete", message_object(message)))
+            step = store.run_steps.update(
+                step.id,
+                status=step_status,
+                last_error=run.last_error if step_status == "failed" else None,
+            )
+            events.append(_step_event(step))
+        if not page.has_more:
+            break
+        after = page.last_id
+    for call in store.tool_calls.list(
+        run_id=run.id, state=["pending", "approval_required", "approved", "executing"], limit=1000
+    ).items:
+        store.tool_calls.transition(call.id, "cancelled", note=reason)
+    return events
+
+
+def cancel_run(store: Store, run_id: str) -> Run:
+    """Ask a run to stop: queued or waiting runs are cancelled at once, running ones marked cancelling.
+
+    Raises ``InvalidTransition`` for a run that already stopped.
+    """
+    with store.transaction():
+        run = store.runs.get(run_id)
+        if run.status in TERMINAL_RUN_STATUSES:
+            raise InvalidTransition("run", run_id, run.status, "cancelling")
+        if run.status == "cancelling":
+            return run
+        events: list[tuple[str, dict[str, Any]]] = []
+        if run.status == "in_progress":
+            run = store.runs.transition(run_id, "cancelling")
+            events.append(run_event(run))
+        else:  # queued or requires_action: nobody is working on it
+            run = store.runs.transition(run_id, "cancelling")
+            events.append(run_event(run))
+            run = store.runs.transition(run_id, "cancelled")
+            events += _close_open_work(store, run, "cancelled", "run_cancelled")
+            events.append(run_event(run))
+        emit(store, run, *events)
+    return run
+
+
+def settle_interrupted(store: Store, run: Run) -> None:
+    """After a run was failed (or cancelled) without its worker: close its work, announce it."""
+    with store.transaction():
+        current = store.runs.get(run.id)
+        step_status = "cancelled" if current.status == "cancelled" else "failed"
+        reason = "run_cancelled" if current.status == "cancelled" else "run_failed"
+        events = _close_open_work(store, current, step_status, reason)
+        events.append(run_event(current))
+        emit(store, current, *events)
+
+
+def fail_run(store: Store, run_id: str, code: str, message: str) -> Run:
+    """Fail a run (closing its open steps and messages) and announce it."""
+    with store.transaction():
+        current = store.runs.get(run_id)
+        if current.status in TERMINAL_RUN_STATUSES:
+            return current
+        target = "cancelled" if current.status == "cancelling" else "failed"
+        error = {"code": code, "message": message[:4000]}
+        if target == "failed":
+            run = store.runs.transition(run_id, target, last_error=error)
+        else:
+            run = store.runs.transition(run_id, target)
+        events = _close_open_work(
+            store,
+            run,
+            "cancelled" if target == "cancelled" else "failed",
+            "run_cancelled" if target == "cancelled" else "run_failed",
+        )
+        events.append(run_event(run))
+        emit(store, run, *events)
+    return run

@@ -1,0 +1,138 @@
+"""The chat-completions request for a run: instructions, the thread, the run so far.
+
+Messages: the run's instructions as a ``system`` message, then the thread's
+messages in order (those of other runs included), then what this run did,
+step by step: the text it wrote, and for each tool_calls step an assistant
+message with the calls followed by one ``tool`` message per submitted output.
+Only ``function`` tools are sent upstream (``code_interpreter`` and
+``file_search`` have no chat-completions equivalent and are left out).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentkeep.models import Message, Run
+from agentkeep.store import Store
+
+__all__ = ["build_request"]
+
+_TEXT = ("text", "input_text", "output_text")
+_PAGE = 1000
+
+
+def _content(message: Message) -> str | list[dict[str, Any]] | None:
+    parts: list[dict[str, Any]] = []
+    for block in message.content:
+        kind = block.get("type")
+        if kind in _TEXT:
+            parts.append({"type": "text", "text": str(block.get("text", ""))})
+        elif kind == "refusal":
+            parts.append({"type": "text", "text": str(block.get("refusal", ""))})
+        elif kind in ("image_url", "input_image") and message.role == "user":
+            image = block.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if isinstance(url, str):
+                parts.append({"type": "image_url", "image_url": {"url": url}})
+    if not parts:
+        return None
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
+
+
+def _thread_messages(store: Store, thread_id: str) -> list[Message]:
+    out: list[Message] = []
+    after: str | None = None
+    while True:
+        page = store.messages.list(thread_id, limit=_PAGE, after=after, order="asc")
+        out.extend(page.items)
+        if not page.has_more:
+            return out
+        after = page.last_id
+
+
+def _chat_tools(run: Run) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": tool["function"]}
+        for tool in run.tools or []
+        if tool.get("type") == "function" and isinstance(tool.get("function"), dict)
+    ]
+
+
+def build_request(store: Store, run: Run) -> dict[str, Any]:
+    """The request body (without ``stream``) for the run's next upstream call."""
+    assert run.session_id is not None
+    messages: list[dict[str, Any]] = []
+    if run.instructions:
+        messages.append({"role": "system", "content": run.instructions})
+    own: dict[str, Message] = {}
+    for message in _thread_messages(store, run.session_id):
+        if message.run_id == run.id:
+            own[message.id] = message
+            continue
+        if message.role not in ("user", "assistant", "system", "developer"):
+            continue
+        content = _content(message)
+        if content is not None:
+            messages.append({"role": message.role, "content": content})
+    steps = store.run_steps.list(run.id, limit=_PAGE, order="asc").items
+    for step in steps:
+        if step.type == "message_creation":
+            message_id = step.details.get("message_creation", {}).get("message_id")
+            found = own.get(str(message_id))
+            content = _content(found) if found is not None else None
+            if content is not None:
+                messages.append({"role": "assistant", "content": content})
+            continue
+        calls = [c for c in step.details.get("tool_calls", []) if c.get("type") == "function"]
+        if not calls or any(c["function"].get("output") is None for c in calls):
+            continue
+        messages.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {
+                            "name": c["function"]["name"],
+                            "arguments": c["function"].get("arguments") or "",
+                        },
+                    }
+                    for c in calls
+                ],
+            }
+        )
+        for c in calls:
+            output = c["function"]["output"]
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": c["id"],
+                    "content": output if isinstance(output, str) else str(output),
+                }
+            )
+    body: dict[str, Any] = {"model": run.model, "messages": messages}
+    tools = _chat_tools(run)
+    extra = run.extra or {}
+    if tools:
+        body["tools"] = tools
+        choice = extra.get("tool_choice")
+        if choice in ("none", "auto", "required") or (
+            isinstance(choice, dict) and choice.get("type") == "function"
+        ):
+            body["tool_choice"] = choice
+        if extra.get("parallel_tool_calls") is False:
+            body["parallel_tool_calls"] = False
+    for key in ("temperature", "top_p", "max_completion_tokens", "reasoning_effort"):
+        if extra.get(key) is not None:
+            body[key] = extra[key]
+    response_format = extra.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") in (
+        "json_object",
+        "json_schema",
+    ):
+        body["response_format"] = response_format
+    return body
