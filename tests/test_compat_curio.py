@@ -787,3 +787,89 @@ def test_base_persistence_is_abstract() -> None:
     p = Custom()
     assert isinstance(p, BasePersistence)
     p.close()
+
+
+# ---- importing an existing curio database ---------------------------------------
+
+
+class _SdkRun:
+    """Stands for the SDK's own AgentRun (a later version: ``final_output``)."""
+
+    def __init__(self, run_id: str, created_at: datetime) -> None:
+        self.agent_id = "agent-1"
+        self.run_id = run_id
+        self.agent_name = "Old"
+        self.objective = f"objective {run_id}"
+        self.status = "completed"
+        self.total_iterations = 2
+        self.final_output = f"output {run_id}"
+        self.created_at = created_at
+        self.id = 7
+
+
+class _SdkSource:
+    """A curio persistence with two runs, one event and one usage record."""
+
+    def __init__(self) -> None:
+        t0 = datetime(2025, 1, 1)
+        self.runs = [_SdkRun("old-2", t0 + timedelta(days=1)), _SdkRun("old-1", t0)]
+
+    def get_agent_runs(
+        self, agent_id: str | None = None, limit: int = 10, offset: int = 0
+    ) -> list[_SdkRun]:
+        return self.runs[offset : offset + limit]
+
+    def get_agent_run_events(self, run_id: str) -> list[AgentRunEvent]:
+        if run_id != "old-1":
+            return []
+        return [AgentRunEvent("agent-1", "old-1", event_type="run_started", data='{"n": 1}', id=5)]
+
+    def get_llm_usage(
+        self, agent_id: str | None = None, run_id: str | None = None, limit: int = 100
+    ) -> list[AgentLLMUsage]:
+        usage = AgentLLMUsage(
+            agent_id="agent-1",
+            run_id="old-1",
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=10,
+            output_tokens=5,
+            usage_metrics='{"cost_usd": 0.001}',
+            id=42,
+            created_at=datetime(2025, 1, 1, 0, 0, 1),
+        )
+        return [usage]
+
+
+def test_import_from_another_curio_persistence(persistence: StorePersistence) -> None:
+    source = _SdkSource()
+    counts = persistence.import_from(source)
+    assert counts == {"runs": 2, "events": 1, "llm_usage": 1, "skipped_runs": 0}
+    assert [r.run_id for r in persistence.get_agent_runs("agent-1")] == ["old-2", "old-1"]
+    run = persistence.get_agent_run("old-1")
+    assert run is not None
+    assert (run.status, run.final_synthesis_output, run.total_iterations) == (
+        "completed",
+        "output old-1",
+        2,
+    )
+    (event,) = persistence.get_agent_run_events("old-1")
+    assert event.get_data_dict() == {"n": 1}
+    (usage,) = persistence.get_llm_usage(run_id="old-1")
+    assert usage.get_cost_usd() == pytest.approx(0.001)
+    assert usage.created_at is not None and usage.created_at.year == 2025
+
+    # importing again adds nothing
+    assert persistence.import_from(source) == {
+        "runs": 0,
+        "events": 0,
+        "llm_usage": 0,
+        "skipped_runs": 2,
+    }
+    assert len(persistence.get_llm_usage()) == 1
+
+    # from one of ours, too
+    other = InMemoryPersistence()
+    other.import_from(persistence)
+    assert other.get_all_data()["runs"].keys() == persistence.get_all_data()["runs"].keys()
+    other.close()

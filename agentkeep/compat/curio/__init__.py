@@ -21,7 +21,27 @@ in the agentkeep row's ``extra``, event ``data`` or usage ``input_params``):
 * ``AgentLLMUsage`` -> ``store.usage``; the cost comes from
   ``usage_metrics["cost_usd"]`` or agentkeep's price table, else stays
   unknown (``get_cost_usd()`` is None).
-* ``get_agent_run_stats`` -> ``store.stats``.
+* ``get_agent_run_stats`` -> ``store.stats`` (``error_runs`` counts failed
+  runs; ``cancelled_runs`` and ``total_cost_usd`` are added).
+
+Where it differs from the SDK's own backends:
+
+* ``AgentRun.id`` and ``AgentLLMUsage.id`` are None (agentkeep's ids are
+  strings; a run is keyed by ``run_id``); ``AgentRunEvent.id`` is the
+  event's bookmark. ``created_at``/``updated_at`` are timezone-aware UTC.
+* An event for a run that does not exist creates that run as a pending
+  placeholder (so the event is kept and read back); ``create_agent_run``
+  with that id then fills it in. Creating an existing run raises Conflict.
+* A finished run cannot be reopened (``InvalidTransition``); an unknown
+  status string raises ``InvalidInput``. ``run_id`` is at most 64 characters.
+* JSON-object strings (event ``data``, ``input_params``) are stored as JSON
+  and come back equal as JSON; on PostgreSQL (JSONB) their keys may come
+  back in another order. Other strings come back exactly.
+* ``log_llm_usage`` also adds the call's tokens and cost to its run.
+* ``DatabaseConfig`` with an unknown ``db_type`` raises instead of falling
+  back to memory.
+* ``import_from(source)`` copies an existing curio database (any object with
+  this API, such as the SDK's own ``SQLitePersistence``) into agentkeep.
 """
 
 from __future__ import annotations

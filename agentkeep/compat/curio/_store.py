@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
+from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from agentkeep.errors import Conflict, NotFound
 from agentkeep.models import Run
@@ -21,6 +22,8 @@ __all__ = ["StorePersistence"]
 logger = logging.getLogger("agentkeep.compat.curio")
 
 _PAGE = 1000  # agentkeep's largest page
+_ALL = 2**31 - 1
+T = TypeVar("T")
 
 
 class StorePersistence(BasePersistence):
@@ -207,11 +210,16 @@ class StorePersistence(BasePersistence):
         else agentkeep prices the call from its price table (unknown models
         stay without a cost: ``get_cost_usd()`` returns None).
         """
+        self._log_usage(usage)
+
+    def _log_usage(
+        self, usage: AgentLLMUsage, *, id: str | None = None, created_at: datetime | None = None
+    ) -> None:
         args = m.usage_record_args(usage)
         given = metrics_cost(usage.get_usage_metrics_dict())
         cost = Decimal(str(given)) if given is not None and given >= 0 else None
         with self.store.transaction() as store:
-            record = store.usage.record(**args, cost_usd=cost)
+            record = store.usage.record(**args, cost_usd=cost, id=id, created_at=created_at)
             if record.run_id is not None and _get_run(store, record.run_id) is not None:
                 store.runs.add_usage(
                     record.run_id,
@@ -287,6 +295,40 @@ class StorePersistence(BasePersistence):
             cursor = upage.last_id
         return {"runs": runs, "events": events, "llm_usage": usage}
 
+    def import_from(self, source: Any) -> dict[str, int]:
+        """Copy what another curio persistence holds into this store; returns the counts.
+
+        ``source`` is anything with the curio persistence API, such as the SDK's
+        own ``SQLitePersistence("agent_sdk.db")``: every run it lists (oldest
+        first, with its events) and every usage record. Runs already here are
+        skipped with their events, and a usage record with an ``id`` is
+        imported once, so importing again only adds what is new. Naive
+        usage times are taken as UTC.
+        """
+        counts = {"runs": 0, "events": 0, "llm_usage": 0, "skipped_runs": 0}
+        for src in reversed(source.get_agent_runs(None, limit=_ALL, offset=0)):
+            run = _adopt(AgentRun, src)
+            if _get_run(self.store, run.run_id) is not None:
+                counts["skipped_runs"] += 1
+                continue
+            self.create_agent_run(run)
+            counts["runs"] += 1
+            for event in source.get_agent_run_events(run.run_id):
+                self.log_agent_run_event(_adopt(AgentRunEvent, event))
+                counts["events"] += 1
+        for src in reversed(source.get_llm_usage(None, None, limit=_ALL)):
+            usage = _adopt(AgentLLMUsage, src)
+            ident = f"usage_curio_{usage.id}" if usage.id is not None else None
+            if ident is not None:
+                try:
+                    self.store.usage.get(ident)
+                    continue
+                except NotFound:
+                    pass
+            self._log_usage(usage, id=ident, created_at=usage.created_at)
+            counts["llm_usage"] += 1
+        return counts
+
     # ---- lifecycle ----
 
     def health_check(self) -> bool:
@@ -321,3 +363,17 @@ def _get_run(store: Store, run_id: str) -> Run | None:
 def _when(event: AgentRunEvent) -> datetime:
     assert event.timestamp is not None  # read events always have one
     return event.timestamp
+
+
+def _adopt(cls: type[T], obj: Any) -> T:
+    """A copy of a curio record (ours or the SDK's own classes) as ``cls``."""
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        name = _ALIASES.get(f.name, f.name) if not hasattr(obj, f.name) else f.name
+        if f.init and hasattr(obj, name):
+            kwargs[f.name] = getattr(obj, name)
+    return cls(**kwargs)
+
+
+# Fields that later SDK versions renamed.
+_ALIASES = {"final_synthesis_output": "final_output"}
