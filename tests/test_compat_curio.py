@@ -858,6 +858,9 @@ def test_import_from_another_curio_persistence(persistence: StorePersistence) ->
     (usage,) = persistence.get_llm_usage(run_id="old-1")
     assert usage.get_cost_usd() == pytest.approx(0.001)
     assert usage.created_at is not None and usage.created_at.year == 2025
+    # a call logged now lists before the imported one of 2025
+    persistence.log_llm_usage(AgentLLMUsage(agent_id="agent-1", provider="p", model="m"))
+    assert [u.model for u in persistence.get_llm_usage("agent-1")] == ["m", "gpt-4o-mini"]
 
     # importing again adds nothing
     assert persistence.import_from(source) == {
@@ -866,7 +869,7 @@ def test_import_from_another_curio_persistence(persistence: StorePersistence) ->
         "llm_usage": 0,
         "skipped_runs": 2,
     }
-    assert len(persistence.get_llm_usage()) == 1
+    assert len(persistence.get_llm_usage()) == 2
 
     # from one of ours, too
     other = InMemoryPersistence()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import suppress
 from dataclasses import fields
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 from agentkeep.errors import Conflict, NotFound
 from agentkeep.models import Run
+from agentkeep.models.common import to_micros
 from agentkeep.store import Store
 
 from . import _mapping as m
@@ -318,7 +320,7 @@ class StorePersistence(BasePersistence):
                 counts["events"] += 1
         for src in reversed(source.get_llm_usage(None, None, limit=_ALL)):
             usage = _adopt(AgentLLMUsage, src)
-            ident = f"usage_curio_{usage.id}" if usage.id is not None else None
+            ident = _import_id(usage.id, usage.created_at)
             if ident is not None:
                 try:
                     self.store.usage.get(ident)
@@ -373,6 +375,24 @@ def _adopt(cls: type[T], obj: Any) -> T:
         if f.init and hasattr(obj, name):
             kwargs[f.name] = getattr(obj, name)
     return cls(**kwargs)
+
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def _import_id(source_id: int | None, created_at: datetime | None) -> str | None:
+    """A usage id for an imported record: the same on every import, and sorting
+    among agentkeep's own ids by the record's time (like ``agentkeep.ids``)."""
+    if source_id is None or created_at is None:
+        return None
+    ms = max(to_micros(created_at) or 0, 0) // 1000
+    digest = int.from_bytes(hashlib.blake2b(str(source_id).encode(), digest_size=10).digest())
+    value = (ms << 80) | digest
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "usage_" + "".join(reversed(chars))
 
 
 # Fields that later SDK versions renamed.
