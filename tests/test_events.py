@@ -186,6 +186,20 @@ def test_deleting_a_session_deletes_its_events(store: Store) -> None:
     assert store.events.list() == [kept]
 
 
+def test_bookmarks_are_never_reused_after_deletes(store: Store) -> None:
+    s = store.sessions.create()
+    store.events.append("custom")
+    store.events.append_many([{"type": "message_added", "session_id": s.id} for _ in range(3)])
+    seen = store.events.latest_bookmark()
+    assert seen == 4
+    store.sessions.delete(s.id)  # deletes the newest events
+    assert store.events.latest_bookmark() == 4
+    new = store.events.append("custom")
+    assert new.bookmark == 5
+    # A follower that had seen bookmark 4 still gets the new event.
+    assert list(store.events.follow(after_bookmark=seen, timeout=0.1)) == [new]
+
+
 def test_follow_yields_backlog_then_live_events(store: Store) -> None:
     store.events.append("custom", data={"i": 0})
 
@@ -256,11 +270,17 @@ def test_closing_follow_frees_its_listener(store: Store, monkeypatch: pytest.Mon
         backend_pid = conn.info.backend_pid
     follower.close()
     assert closed == made
-    if backend_pid is not None:
-        with store._core.read() as conn:
-            alive = conn.execute(
-                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": backend_pid}
-            ).scalar()
+    if backend_pid is not None:  # the server ends the LISTEN backend soon after
+        deadline = time.monotonic() + 10
+        while True:
+            with store._core.read() as conn:
+                alive = conn.execute(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
+                    {"p": backend_pid},
+                ).scalar()
+            if alive == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert alive == 0
 
 

@@ -5,6 +5,9 @@ after ``dialect.serialize_appends`` made that transaction the tenant's only
 event writer (an advisory transaction lock on PostgreSQL, the one SQLite
 writer otherwise). So bookmarks are committed in increasing order and a
 reader that resumes after the last bookmark it saw never skips an event.
+The last bookmark given out is kept per tenant (``event_bookmarks``), so
+deleting a run or session (and with it the newest events) never makes a
+bookmark be given out twice.
 On PostgreSQL the appending transaction also sends a NOTIFY, which wakes
 followers in every process at once; followers poll as well, as a fallback.
 """
@@ -24,6 +27,7 @@ from agentkeep.models import CHANNELS, EVENT_TYPES, Event
 from agentkeep.models.common import check_limit, from_micros, utcnow_micros
 from agentkeep.store._base import Resource
 from agentkeep.store._validate import check_object, opt_text
+from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
 from agentkeep.store.schema import sessions as st
@@ -158,18 +162,36 @@ class Events(Resource):
         with self._core.write("appending an event") as conn:
             self._resolve_references(conn, rows)
             dialect.serialize_appends(conn, self.tenant_id, "events")
-            last = conn.execute(
+            last = self._take_bookmarks(conn, len(rows))
+            now = utcnow_micros()
+            for i, r in enumerate(rows, start=last - len(rows) + 1):
+                r["bookmark"] = i
+                r["created_at"] = now
+            conn.execute(sa.insert(t), rows)
+            dialect.notify(conn, events_channel(self.tenant_id), str(last))
+        return [to_event(r) for r in rows]
+
+    def _take_bookmarks(self, conn: sa.Connection, n: int) -> int:
+        """Reserve ``n`` bookmarks; the last one. Never reuses one, even of deleted events."""
+        last = conn.execute(
+            sa.update(bt)
+            .where(bt.c.tenant_id == self.tenant_id)
+            .values(last_bookmark=bt.c.last_bookmark + n)
+            .returning(bt.c.last_bookmark)
+        ).scalar()
+        if last is None:  # the tenant's first events
+            last = self._max_bookmark(conn) + n
+            conn.execute(sa.insert(bt).values(tenant_id=self.tenant_id, last_bookmark=last))
+        return int(last)
+
+    def _max_bookmark(self, conn: sa.Connection) -> int:
+        return int(
+            conn.execute(
                 sa.select(sa.func.coalesce(sa.func.max(t.c.bookmark), 0)).where(
                     t.c.tenant_id == self.tenant_id
                 )
             ).scalar_one()
-            now = utcnow_micros()
-            for i, r in enumerate(rows, start=1):
-                r["bookmark"] = last + i
-                r["created_at"] = now
-            conn.execute(sa.insert(t), rows)
-            dialect.notify(conn, events_channel(self.tenant_id), str(last + len(rows)))
-        return [to_event(r) for r in rows]
+        )
 
     def _resolve_references(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Check that the runs and sessions exist; copy a run's session and agent."""
@@ -257,15 +279,12 @@ class Events(Resource):
         return self._fetch(where, after, limit)
 
     def latest_bookmark(self) -> int:
-        """The highest bookmark of this tenant (0 when there are no events)."""
+        """The last bookmark given out in this tenant (0 before the first event)."""
         with self._core.read() as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.max(t.c.bookmark), 0)).where(
-                        t.c.tenant_id == self.tenant_id
-                    )
-                ).scalar_one()
-            )
+            last = conn.execute(
+                sa.select(bt.c.last_bookmark).where(bt.c.tenant_id == self.tenant_id)
+            ).scalar()
+            return int(last) if last is not None else self._max_bookmark(conn)
 
     def follow(
         self,

@@ -206,6 +206,16 @@ events = sa.Table(
     sa.Index(None, "tenant_id", "session_id", "bookmark"),
 )
 
+# The last bookmark given out per tenant: bookmarks never go back, even when
+# deleting a run or session deletes the newest events.
+event_bookmarks = sa.Table(
+    "event_bookmarks",
+    metadata,
+    _tenant(),
+    sa.Column("last_bookmark", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id"),
+)
+
 tool_calls = sa.Table(
     "tool_calls",
     metadata,

@@ -68,6 +68,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_api_keys_key_hash"), ["key_hash"], unique=False)
 
     op.create_table(
+        "event_bookmarks",
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("last_bookmark", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_event_bookmarks")),
+    )
+    op.create_table(
         "llm_usage",
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -569,6 +575,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_llm_usage_tenant_id_agent_id_created_at"))
 
     op.drop_table("llm_usage")
+    op.drop_table("event_bookmarks")
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_api_keys_key_hash"))
 
