@@ -109,6 +109,12 @@ def test_update_checks_input_before_writing(store: Store) -> None:
     assert store.run_steps.get(step.id) == step
     with pytest.raises(NotFound):
         store.run_steps.update("step_missing", status="completed")
+    with pytest.raises(InvalidInput) as err:
+        store.run_steps.get(None)  # type: ignore[arg-type]
+    assert err.value.field == "step_id"
+    with pytest.raises(InvalidInput) as err:
+        store.run_steps.list(5)  # type: ignore[arg-type]
+    assert err.value.field == "run_id"
 
 
 def test_list_pages_through_a_runs_steps(store: Store) -> None:

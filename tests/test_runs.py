@@ -6,7 +6,7 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -91,6 +91,26 @@ def test_bad_input_names_the_field(store: Store, kwargs: dict[str, Any], field: 
         store.runs.create(args.pop("agent_id"), **args)
     assert err.value.field == field
     assert store.runs.list().items == []
+
+
+def test_ids_of_the_wrong_type_never_reach_the_database(store: Store) -> None:
+    run = store.runs.create("a")
+    calls: list[tuple[Callable[[], object], str]] = [
+        (lambda: store.runs.get(5), "run_id"),  # type: ignore[arg-type]
+        (lambda: store.runs.get(""), "run_id"),
+        (lambda: store.runs.get("run\x00x"), "run_id"),
+        (lambda: store.runs.transition(None, "failed"), "run_id"),  # type: ignore[arg-type]
+        (lambda: store.runs.add_usage(["x"], input_tokens=1), "run_id"),  # type: ignore[arg-type]
+        (lambda: store.runs.update(1.5, objective="x"), "run_id"),  # type: ignore[arg-type]
+        (lambda: store.runs.delete(7), "run_id"),  # type: ignore[arg-type]
+        (lambda: store.runs.list(agent_id=3), "agent_id"),  # type: ignore[arg-type]
+        (lambda: store.runs.list(session_id=""), "session_id"),
+    ]
+    for call, field in calls:
+        with pytest.raises(InvalidInput) as err:
+            call()
+        assert err.value.field == field
+    assert store.runs.get(run.id) == run
 
 
 def test_duplicate_id_conflicts(store: Store) -> None:

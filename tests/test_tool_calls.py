@@ -252,6 +252,8 @@ def test_list_filters(store: Store) -> None:
         ({"is_error": "yes"}, "is_error"),
         ({"has_approval": 1}, "has_approval"),
         ({"order": "up"}, "order"),
+        ({"run_id": 5}, "run_id"),
+        ({"name": ""}, "name"),
     ):
         with pytest.raises(InvalidInput) as err:
             store.tool_calls.list(**kwargs)
@@ -287,6 +289,9 @@ def test_delete_and_tenants(store: Store) -> None:
     assert err.value.kind == "tool_call"
     with pytest.raises(NotFound):
         store.tool_calls.delete(call.id)
+    with pytest.raises(InvalidInput) as bad:
+        store.tool_calls.get(42)  # type: ignore[arg-type]
+    assert bad.value.field == "call_id"
 
 
 def test_deleting_a_session_deletes_its_tool_calls(store: Store) -> None:

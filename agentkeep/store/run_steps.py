@@ -7,14 +7,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
+from agentkeep.errors import InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, RunStep
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.models.runs import STEP_STATUSES, STEP_TYPES, TERMINAL_STEP_STATUSES
 from agentkeep.store._base import Resource, Row, paginate, row_times
 from agentkeep.store._validate import UNSET, check_object, require_str
-from agentkeep.store.runs import check_choice, check_count, check_error, check_json
+from agentkeep.store.runs import check_choice, check_count, check_error, check_json, check_ref
 from agentkeep.store.schema import run_steps as t
 from agentkeep.store.schema import runs as rt
 
@@ -67,6 +67,7 @@ class RunSteps(Resource):
         return to_step(values)
 
     def get(self, step_id: str) -> RunStep:
+        check_ref(step_id, "step_id")
         with self._core.read() as conn:
             return to_step(self._get_row(conn, t, step_id))
 
@@ -84,6 +85,7 @@ class RunSteps(Resource):
 
         A finished step keeps its status (setting the same one again is fine).
         """
+        check_ref(step_id, "step_id")
         changes: dict[str, Any] = {}
         if status is not UNSET:
             changes["status"] = check_choice(status, STEP_STATUSES, "status")
@@ -125,8 +127,7 @@ class RunSteps(Resource):
         order: Order = "desc",
     ) -> Page[RunStep]:
         """The steps of a run, newest first by default; NotFound for an unknown run."""
-        if not isinstance(run_id, str) or not run_id:
-            raise InvalidInput("must be a non-empty string", field="run_id")
+        check_ref(run_id, "run_id")
         with self._core.read() as conn:
             page = paginate(
                 conn,

@@ -49,6 +49,15 @@ def check_text(value: Any, field: str, max_len: int = 256) -> str | None:
     return out
 
 
+def check_ref(value: Any, field: str) -> str:
+    """The id of an object to look up: a non-empty string the database can compare."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("must be a non-empty string id", field=field)
+    if "\x00" in value:
+        raise InvalidInput("must not contain NUL characters", field=field)
+    return value
+
+
 def check_json(value: Any, field: str) -> Any:
     """A JSON value (None allowed) that both backends store as given."""
     if value is None:
@@ -199,6 +208,7 @@ class Runs(Resource):
         return to_run(values)
 
     def get(self, run_id: str) -> Run:
+        check_ref(run_id, "run_id")
         with self._core.read() as conn:
             return to_run(self._get_row(conn, t, run_id))
 
@@ -218,9 +228,9 @@ class Runs(Resource):
         """Runs, newest first by default; ``status`` is one status or a list of them."""
         where: list[sa.ColumnElement[bool]] = []
         if agent_id is not None:
-            where.append(t.c.agent_id == agent_id)
+            where.append(t.c.agent_id == check_ref(agent_id, "agent_id"))
         if session_id is not None:
-            where.append(t.c.session_id == session_id)
+            where.append(t.c.session_id == check_ref(session_id, "session_id"))
         if status is not None:
             where.append(t.c.status.in_(check_choices(status, RUN_TRANSITIONS, "status")))
         where += time_range(t.c.created_at, created_after, created_before)
@@ -252,6 +262,7 @@ class Runs(Resource):
         output: str | None = UNSET,
     ) -> Run:
         """Change the given fields (never the status: see :meth:`transition`)."""
+        check_ref(run_id, "run_id")
         changes: dict[str, Any] = {}
         if objective is not UNSET:
             changes["objective"] = check_text(objective, "objective", 256_000)
@@ -294,6 +305,7 @@ class Runs(Resource):
         clears ``required_action``. Moving to the status the run already has
         changes nothing and returns the run.
         """
+        check_ref(run_id, "run_id")
         status = check_choice(status, RUN_TRANSITIONS, "status")
         changes: dict[str, Any] = {}
         if last_error is not UNSET:
@@ -344,6 +356,7 @@ class Runs(Resource):
         known cost added to an unknown one becomes that cost. Counters do not
         change ``version``, so they never make an optimistic update conflict.
         """
+        check_ref(run_id, "run_id")
         deltas = {
             "input_tokens": check_count(input_tokens, "input_tokens"),
             "output_tokens": check_count(output_tokens, "output_tokens"),
@@ -375,6 +388,7 @@ class Runs(Resource):
 
     def delete(self, run_id: str) -> None:
         """Delete a run with its steps, events and tool calls (one transaction)."""
+        check_ref(run_id, "run_id")
         with self._core.write("deleting a run") as conn:
             result = conn.execute(
                 sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == run_id)
@@ -447,11 +461,14 @@ class Runs(Resource):
     def _claim(self, worker_id: str, statuses: Sequence[str], tenant_id: str | None) -> Run | None:
         worker = require_str(worker_id, "worker_id", max_len=128)
         wanted = check_choices(statuses, _CLAIMABLE, "statuses")
+        pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status.in_(wanted))
+        if tenant_id is not None:
+            pick = pick.where(t.c.tenant_id == tenant_id)
+        pick = pick.order_by(t.c.created_at, t.c.id).limit(1)
+        with self._core.read("looking for a run to claim") as conn:
+            if conn.execute(pick).first() is None:
+                return None  # idle polling never takes the write lock
         with self._core.write("claiming a run") as conn:
-            pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status.in_(wanted))
-            if tenant_id is not None:
-                pick = pick.where(t.c.tenant_id == tenant_id)
-            pick = pick.order_by(t.c.created_at, t.c.id).limit(1)
             if self._core.dialect.skip_locked:
                 pick = pick.with_for_update(skip_locked=True)
             found = conn.execute(pick).first()

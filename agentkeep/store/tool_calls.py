@@ -19,7 +19,14 @@ from agentkeep.models import TOOL_CALL_TERMINAL, TOOL_CALL_TRANSITIONS, Approval
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
 from agentkeep.store._validate import UNSET, require_str
-from agentkeep.store.runs import check_choice, check_choices, check_json, check_text, json_or_null
+from agentkeep.store.runs import (
+    check_choice,
+    check_choices,
+    check_json,
+    check_ref,
+    check_text,
+    json_or_null,
+)
 from agentkeep.store.schema import run_steps as stt
 from agentkeep.store.schema import runs as rt
 from agentkeep.store.schema import sessions as st
@@ -128,6 +135,7 @@ class ToolCalls(Resource):
         return to_call(values)
 
     def get(self, call_id: str) -> ToolCall:
+        check_ref(call_id, "call_id")
         with self._core.read() as conn:
             return to_call(self._get_row(conn, t, call_id))
 
@@ -155,13 +163,13 @@ class ToolCalls(Resource):
         """
         where: list[sa.ColumnElement[bool]] = []
         if run_id is not None:
-            where.append(t.c.run_id == run_id)
+            where.append(t.c.run_id == check_ref(run_id, "run_id"))
         if session_id is not None:
-            where.append(t.c.session_id == session_id)
+            where.append(t.c.session_id == check_ref(session_id, "session_id"))
         if agent_id is not None:
-            where.append(t.c.agent_id == agent_id)
+            where.append(t.c.agent_id == check_ref(agent_id, "agent_id"))
         if name is not None:
-            where.append(t.c.name == name)
+            where.append(t.c.name == check_ref(name, "name"))
         if state is not None:
             where.append(t.c.state.in_(check_choices(state, TOOL_CALL_TRANSITIONS, "state")))
         if is_error is not None:
@@ -204,6 +212,7 @@ class ToolCalls(Resource):
         ``is_error`` unless it is given. Moving to the current state changes
         nothing and returns the call.
         """
+        check_ref(call_id, "call_id")
         state = check_choice(state, TOOL_CALL_TRANSITIONS, "state")
         changes: dict[str, Any] = {}
         if output is not UNSET:
@@ -271,6 +280,8 @@ class ToolCalls(Resource):
         return self.transition(call_id, state, output=output, is_error=is_error)
 
     def delete(self, call_id: str) -> None:
+        """Delete one tool call."""
+        check_ref(call_id, "call_id")
         with self._core.write("deleting a tool call") as conn:
             result = conn.execute(
                 sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == call_id)
