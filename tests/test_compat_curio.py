@@ -508,6 +508,11 @@ def test_usage_keeps_what_agentkeep_has_no_column_for(persistence: StorePersiste
     assert got.get_cost_usd() == 0.5
     assert got.agent_id is None and got.run_id is None
 
+    # usage may name a run that was never created: it is kept, no run appears
+    persistence.log_llm_usage(AgentLLMUsage(run_id="ghost", provider="p", model="m"))
+    assert [u.run_id for u in persistence.get_llm_usage(run_id="ghost")] == ["ghost"]
+    assert persistence.get_agent_run("ghost") is None
+
 
 # ---- stats and health -------------------------------------------------------------
 

@@ -222,13 +222,14 @@ class StorePersistence(BasePersistence):
         cost = Decimal(str(given)) if given is not None and given >= 0 else None
         with self.store.transaction() as store:
             record = store.usage.record(**args, cost_usd=cost, id=id, created_at=created_at)
-            if record.run_id is not None and _get_run(store, record.run_id) is not None:
-                store.runs.add_usage(
-                    record.run_id,
-                    input_tokens=record.input_tokens,
-                    output_tokens=record.output_tokens,
-                    cost_usd=record.cost_usd,
-                )
+            if record.run_id is not None:
+                with suppress(NotFound):  # usage may name a run agentkeep does not have
+                    store.runs.add_usage(
+                        record.run_id,
+                        input_tokens=record.input_tokens,
+                        output_tokens=record.output_tokens,
+                        cost_usd=record.cost_usd,
+                    )
         usage.created_at = record.created_at
         usage._cost_usd = float(record.cost_usd) if record.cost_usd is not None else None
 
@@ -257,7 +258,8 @@ class StorePersistence(BasePersistence):
     def get_agent_run_stats(self, agent_id: str | None = None) -> dict[str, Any]:
         """``total_runs``, ``completed_runs``, ``error_runs``, ``avg_iterations``,
         ``total_llm_calls``, ``total_input_tokens``, ``total_output_tokens``, plus
-        ``cancelled_runs`` and ``total_cost_usd`` (None when no call has a known cost).
+        ``cancelled_runs`` and ``total_cost_usd`` (None when there are calls and none
+        has a known cost; 0 without calls).
         """
         stats = self.store.stats.get(agent_id or None)
         return {
