@@ -128,6 +128,7 @@ def test_invalid_input_names_the_field(store: Store) -> None:
         ({**GPT4O, "cost_usd": True}, "cost_usd"),
         ({**GPT4O, "metadata": {"k": 1}}, "metadata.k"),
         ({**GPT4O, "input_params": [1]}, "input_params"),
+        ({**GPT4O, "input_params": {"x": object()}}, "input_params"),
         ({**GPT4O, "created_at": "yesterday"}, "created_at"),
     ]
     for kwargs, field in cases:

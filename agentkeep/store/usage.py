@@ -15,6 +15,7 @@ unpriced (a partly priced group's cost is a lower bound, flagged by
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -55,6 +56,15 @@ def _count(value: Any, field: str) -> int:
 
 def _opt_count(value: Any, field: str) -> int | None:
     return None if value is None else _count(value, field)
+
+
+def _json_object(value: Any, field: str) -> dict[str, Any]:
+    out = check_object(value, field)
+    try:
+        json.dumps(out)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"must be JSON-serializable ({exc})", field=field) from None
+    return out
 
 
 class Usage(Resource):
@@ -106,7 +116,7 @@ class Usage(Resource):
             "model": require_str(model, "model", max_len=256),
             "prompt": opt_text(prompt, "prompt", 10_000_000),
             "response": opt_text(response, "response", 10_000_000),
-            "input_params": check_object(input_params, "input_params"),
+            "input_params": _json_object(input_params, "input_params"),
             "input_tokens": _count(input_tokens, "input_tokens"),
             "output_tokens": _count(output_tokens, "output_tokens"),
             "cached_tokens": _count(cached_tokens, "cached_tokens"),
