@@ -1,0 +1,52 @@
+# agentkeep's dev loop. `make help` lists the targets.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_VERSION = $(shell ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+# pytest-xdist workers (the fixtures give every worker its own databases); 0 = no xdist.
+WORKERS ?= 2
+PYTEST_ARGS ?=
+JUNIT ?= build/junit.xml
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test postgres lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install agentkeep with its pinned test dependencies
+
+run: $(STAMP) ## Run the service on the embedded SQLite default (http://127.0.0.1:8080)
+	$(BIN)/agentkeep serve
+
+postgres: ## Start the local PostgreSQL cluster if it is down, and wait for it
+	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
+	  echo "starting PostgreSQL $(PG_VERSION)"; \
+	  pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start; \
+	fi
+	@for i in $$(seq 1 60); do pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && exit 0; sleep 1; done; \
+	  echo "PostgreSQL is not accepting connections at $(PG_HOST):$(PG_PORT)"; exit 1
+
+test: $(STAMP) postgres ## Run the whole test suite (memory, SQLite and PostgreSQL)
+	@mkdir -p $(dir $(JUNIT))
+	$(BIN)/pytest $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)) --junitxml=$(JUNIT) $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (check and format) and mypy --strict
+	$(BIN)/ruff check agentkeep tests benchmarks scripts
+	$(BIN)/ruff format --check agentkeep tests benchmarks scripts
+	$(BIN)/mypy agentkeep
+
+bench: $(STAMP) ## Run the benchmarks (peers need: .venv/bin/pip install -e '.[bench]')
+	$(BIN)/python -m benchmarks
+
+clean: ## Remove build output and caches (keeps .venv)
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache
