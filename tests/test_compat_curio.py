@@ -881,3 +881,87 @@ def test_import_from_another_curio_persistence(persistence: StorePersistence) ->
     other.import_from(persistence)
     assert other.get_all_data()["runs"].keys() == persistence.get_all_data()["runs"].keys()
     other.close()
+
+
+# ---- an agent's whole run, as the SDK's BaseAgent.run() persists it ---------------
+
+
+def test_agent_run_lifecycle(persistence: StorePersistence) -> None:
+    run_id = str(uuid.uuid4())
+    log: list[tuple[str, dict[str, Any]]] = [
+        ("run_started", {"objective": "Curate", "max_iterations": 3, "run_id": run_id}),
+        ("iteration_started", {"iteration": 1, "run_id": run_id}),
+        ("planning_started", {"prompt_length": 1200}),
+        ("planning_completed", {"action_count": 1, "notes": ""}),
+        ("action_execution_started", {"action_name": "fetch", "action_args": {"n": 5}}),
+        ("action_execution_completed", {"action_name": "fetch", "observation": "a\x00b"}),
+        ("critique_started", {"prompt_length": 1300}),
+        ("critique_completed", {"status": "done", "summary": "ok"}),
+        ("critique_result", {"critique": {"status": "done"}, "iteration": 1}),
+        ("synthesis_started", {"prompt_length": 1400}),
+        ("synthesis_completed", {"summary_length": 7}),
+    ]
+    current = AgentRun(
+        agent_id="curator",
+        run_id=run_id,
+        agent_name="Curator",
+        objective="Curate",
+        additional_context=json.dumps({"topic": "AI"}),
+        started_at=datetime.now(),
+        status=AgentRunStatus.RUNNING.value,
+        execution_history=json.dumps([]),
+    )
+    persistence.create_agent_run(current)
+    for event_type, data in log:
+        persistence.log_agent_run_event(
+            AgentRunEvent(
+                agent_id="curator",
+                run_id=run_id,
+                agent_name="Curator",
+                timestamp=datetime.now(),
+                event_type=event_type,
+                data=json.dumps(data) if data else None,
+            )
+        )
+        if event_type.endswith("_started") and event_type != "run_started":
+            persistence.log_llm_usage(
+                AgentLLMUsage(
+                    agent_id="curator",
+                    run_id=run_id,
+                    provider="openai",
+                    model="gpt-4o-mini",
+                    prompt="p" * 10,
+                    prompt_length=10,
+                    input_params=json.dumps({"temperature": 0.7, "max_tokens": 4096}),
+                    input_tokens=100,
+                    output_tokens=20,
+                    response_content="r",
+                    response_length=1,
+                    latency_ms=300,
+                )
+            )
+    current.finished_at = datetime.now()
+    current.total_iterations = 1
+    current.final_synthesis_output = "Summary"
+    current.execution_history = json.dumps([{"step": "synthesis_result"}])
+    current.status = AgentRunStatus.COMPLETED.value
+    persistence.update_agent_run(run_id, current)
+    persistence.log_agent_run_event(
+        AgentRunEvent("curator", run_id, "Curator", datetime.now(), "run_completed", "{}")
+    )
+
+    (history,) = persistence.get_agent_runs(agent_id="curator", limit=10)
+    assert history.to_dict() | {"created_at": None, "updated_at": None} == current.to_dict() | {
+        "created_at": None,
+        "updated_at": None,
+    }
+    events = persistence.get_agent_run_events(run_id)
+    assert [e.event_type for e in events] == [t for t, _ in log] + ["run_completed"]
+    assert events[5].get_data_dict()["observation"] == "a\x00b"
+    assert events[-1].data == "{}"
+    usage = persistence.get_llm_usage(run_id=run_id)
+    assert len(usage) == 5 and all(u.get_cost_usd() for u in usage)
+    stats = persistence.get_agent_run_stats("curator")
+    assert (stats["total_runs"], stats["completed_runs"], stats["total_llm_calls"]) == (1, 1, 5)
+    assert (stats["total_input_tokens"], stats["total_output_tokens"]) == (500, 100)
+    assert stats["avg_iterations"] == 1.0

@@ -131,7 +131,9 @@ def split_json(raw: str | None) -> tuple[dict[str, Any], bool]:
         if not isinstance(parsed, dict) or not parsed or CURIO in parsed:
             return {}, True
         encoded = json.dumps(parsed, allow_nan=False)
-    except ValueError:
+    except (ValueError, RecursionError):
+        return {}, True
+    if "\\u0000" in encoded:  # NUL in a JSON value: PostgreSQL's JSONB refuses it
         return {}, True
     return parsed, encoded != raw
 
