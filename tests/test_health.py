@@ -103,10 +103,6 @@ def test_sqlite_file_health_after_reopen(tmp_path: object) -> None:
         assert store.health().healthy
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store.health() must report a closed store (Core.closed) as unhealthy; store.py is the lead's",
-)
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_closed_store_is_unhealthy(kind: str, tmp_path: object, postgres_server: Any) -> None:
     url = f"sqlite:///{tmp_path}/closed.db" if kind == "sqlite" else postgres_server.new_database()
