@@ -179,6 +179,52 @@ def test_lifecycle_sets_times_and_required_action(store: Store) -> None:
     assert store.runs.get(run.id) == done
 
 
+def _race(*actions: Callable[[], object]) -> list[BaseException | None]:
+    """Run the actions at once in threads; what each raised (None if nothing)."""
+    start = threading.Barrier(len(actions))
+    out: list[BaseException | None] = [None] * len(actions)
+
+    def go(i: int) -> None:
+        start.wait()
+        try:
+            actions[i]()
+        except Exception as exc:
+            out[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(actions))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return out
+
+
+def test_racing_transitions_only_one_wins(store: Store) -> None:
+    run = store.runs.create("a", status="in_progress")
+    errors = _race(
+        lambda: store.runs.transition(run.id, "completed"),
+        lambda: store.runs.transition(run.id, "failed"),
+    )
+    assert sum(isinstance(e, InvalidTransition) for e in errors) == 1
+    assert errors.count(None) == 1
+    final = store.runs.get(run.id)
+    assert final.status == ("completed" if errors[0] is None else "failed")
+    assert final.version == 2
+
+
+def test_racing_versioned_updates_only_one_wins(store: Store) -> None:
+    run = store.runs.create("a")
+    errors = _race(
+        *[
+            (lambda n=n: store.runs.update(run.id, expected_version=1, objective=f"w{n}"))
+            for n in range(4)
+        ]
+    )
+    assert errors.count(None) == 1
+    assert all(isinstance(e, Conflict) for e in errors if e is not None)
+    assert store.runs.get(run.id).version == 2
+
+
 def test_failure_records_last_error(store: Store) -> None:
     run = store.runs.create("a", status="in_progress")
     failed = store.runs.transition(
