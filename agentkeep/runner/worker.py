@@ -73,6 +73,7 @@ CRASHED_MESSAGE = (
     "the service process running this run stopped before it finished "
     "(crash or kill); the run was failed on recovery, start it again"
 )
+DEFAULT_CONCURRENCY = 16  # runs executed at once per process (AGENTKEEP_RUN_CONCURRENCY)
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
 
 
@@ -88,7 +89,7 @@ class RunWorker:
         store: Store,
         settings: Settings,
         *,
-        concurrency: int = 16,
+        concurrency: int | None = None,
         poll_interval: float = 1.0,
         heartbeat_interval: float = 5.0,
         stale_after: float = 30.0,
@@ -96,7 +97,9 @@ class RunWorker:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.concurrency = concurrency
+        if concurrency is None:
+            concurrency = int(os.environ.get("AGENTKEEP_RUN_CONCURRENCY") or DEFAULT_CONCURRENCY)
+        self.concurrency = max(1, concurrency)
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after

@@ -173,16 +173,17 @@ async def _follow(store: Store, run_id: str, after: int) -> AsyncIterator[bytes]
                     continue
             if stop_seen or not events:
                 run = await asyncio.to_thread(store.runs.get, run_id)
-                stopped = run.status in TERMINAL_RUN_STATUSES or run.status == "requires_action"
-                if stopped and stop_seen:
-                    more = await asyncio.to_thread(
-                        store.events.list, run_id=run_id, after_bookmark=bookmark, limit=1
-                    )
-                    if not more:
-                        break
-                    continue
-                if stopped and not events and not stop_seen:
-                    # replaying a stopped run whose last stop event is behind the bookmark
+                if run.status in TERMINAL_RUN_STATUSES or run.status == "requires_action":
+                    # The status commits with its event: what led here is all stored. Drain it.
+                    while True:
+                        rest: list[Event] = await asyncio.to_thread(
+                            store.events.list, run_id=run_id, after_bookmark=bookmark, limit=500
+                        )
+                        if not rest:
+                            break
+                        for event in rest:
+                            bookmark = event.bookmark
+                            yield _sse(event.type, event.data, event.bookmark)
                     break
             if time.monotonic() - last_sent > KEEPALIVE_S:
                 last_sent = time.monotonic()
