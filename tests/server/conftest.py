@@ -1,6 +1,6 @@
 """The live service: a real ``agentkeep`` server process on 127.0.0.1, per backend.
 
-``service`` (module scope, parametrized ``sqlite`` / ``postgres``) starts
+``service`` (session scope, parametrized ``sqlite`` / ``postgres``) starts
 ``python -m agentkeep.server`` (what ``agentkeep serve`` runs) on a free port,
 on a fresh database (a new SQLite file, or a new PostgreSQL database from the
 ``postgres_server`` fixture; PostgreSQL tests fail, never skip, when it is
@@ -22,8 +22,9 @@ and waits for ``GET /healthz``. It yields a :class:`LiveService`:
 - ``kill()`` (SIGKILL), ``restart()`` (kill -9, then start again on the same port and
   database), ``stop()``, ``log()`` (the server's output so far).
 
-``tenant`` gives each test a fresh tenant on the module's service; ``start_service``
-starts extra services (with extra environment) that are stopped at the module's end.
+``tenant`` gives each test a fresh tenant on the shared service; ``start_service``
+(module scope) starts services of a module's own (with extra environment) for tests
+that kill, restart or break them; they are stopped at the module's end.
 """
 
 from __future__ import annotations
@@ -280,37 +281,72 @@ def _database_url(backend: str, directory: Path, request: pytest.FixtureRequest)
     return str(server.new_database())
 
 
+class ServiceFactory:
+    """Starts live services on fresh databases and stops them all at the end."""
+
+    def __init__(
+        self,
+        request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory,
+        upstream: UpstreamLLM,
+    ) -> None:
+        self.request = request
+        self.tmp_path_factory = tmp_path_factory
+        self.upstream = upstream
+        self.started: list[LiveService] = []
+
+    def __call__(self, backend: str, **env: str) -> LiveService:
+        directory = self.tmp_path_factory.mktemp(f"service-{backend}")
+        service = LiveService(
+            backend=backend,
+            database_url=_database_url(backend, directory, self.request),
+            log_path=directory / "server.log",
+            upstream=self.upstream,
+            env=dict(env),
+        )
+        self.started.append(service)
+        service.start()
+        return service
+
+    def close(self) -> None:
+        for service in self.started:
+            service.close()
+
+
 @pytest.fixture(scope="module")
 def start_service(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     upstream_llm: UpstreamLLM,
 ) -> Iterator[StartService]:
-    """``start_service(backend, **env)``: a new live service on a fresh database."""
-    started: list[LiveService] = []
+    """``start_service(backend, **env)``: a service of the module's own on a fresh database.
 
-    def start(backend: str, **env: str) -> LiveService:
-        directory = tmp_path_factory.mktemp(f"service-{backend}")
-        service = LiveService(
-            backend=backend,
-            database_url=_database_url(backend, directory, request),
-            log_path=directory / "server.log",
-            upstream=upstream_llm,
-            env=dict(env),
-        )
-        started.append(service)
-        service.start()
-        return service
-
-    yield start
-    for service in started:
-        service.close()
+    For tests that kill, restart or break their service; stopped at the module's end.
+    """
+    factory = ServiceFactory(request, tmp_path_factory, upstream_llm)
+    yield factory
+    factory.close()
 
 
-@pytest.fixture(scope="module", params=SERVICE_BACKENDS)
-def service(request: pytest.FixtureRequest, start_service: StartService) -> LiveService:
-    """The module's live service on ``sqlite`` or ``postgres``."""
-    return start_service(str(request.param))
+@pytest.fixture(scope="session")
+def _shared_services(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream_llm: UpstreamLLM,
+) -> Iterator[ServiceFactory]:
+    factory = ServiceFactory(request, tmp_path_factory, upstream_llm)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="session", params=SERVICE_BACKENDS)
+def service(request: pytest.FixtureRequest, _shared_services: ServiceFactory) -> LiveService:
+    """The live service on ``sqlite`` or ``postgres``, shared by the session's tests.
+
+    Tests keep to tenants of their own (``tenant``) or to ids they created; a test
+    that kills, restarts or breaks a service starts its own with ``start_service``.
+    """
+    return _shared_services(str(request.param))
 
 
 @pytest.fixture
