@@ -35,7 +35,7 @@ def create_message(thread_id: str, body: CreateMessage, store: TenantStore) -> d
     with store.transaction():
         get_thread(store, thread_id)
         require_no_active_run(store, thread_id)
-        message = store.messages.append_many(thread_id, [row])[0]
+        message = store.messages.append(thread_id, **row)
     return message_object(message)
 
 
