@@ -5,18 +5,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 from fastapi import FastAPI
 
 import agentkeep
 from agentkeep.config import Settings
+from agentkeep.runner import RunWorker
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
 from agentkeep.server.keys import parse_bootstrap_keys
 from agentkeep.server.middleware import GuardMiddleware
-from agentkeep.server.routes import assistants, conversations, health, items, messages, threads
+from agentkeep.server.routes import (
+    assistants,
+    conversations,
+    health,
+    items,
+    messages,
+    runs,
+    threads,
+)
 from agentkeep.store import Store
 
 __all__ = ["create_app"]
@@ -26,22 +34,6 @@ log = logging.getLogger("agentkeep.server")
 # Connections for the request threads (AnyIO's pool has 40) and the run worker.
 POOL_SIZE = 10
 MAX_OVERFLOW = 30
-
-
-def _runs_router() -> Any:
-    try:
-        from agentkeep.server.routes.runs import router  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the run engine is not there yet
-        return None
-    return router
-
-
-def _run_worker(store: Store, settings: Settings) -> Any:
-    try:
-        from agentkeep.runner import RunWorker  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    return RunWorker(store, settings)
 
 
 def open_store(settings: Settings) -> Store:
@@ -70,11 +62,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         root = store if store is not None else await anyio.to_thread.run_sync(open_store, settings)
         state = ServiceState(settings=settings, store=root, bootstrap_keys=bootstrap)
         app.state.agentkeep = state
-        worker = _run_worker(root, settings)
+        worker = RunWorker(root, settings)
         try:
-            if worker is not None:
-                await worker.start()
-                state.worker = worker
+            await worker.start()
+            state.worker = worker
             log.info("agentkeep service ready on %s", root.backend)
             yield
         finally:
@@ -93,10 +84,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(assistants.router)
-    runs = _runs_router()
-    if runs is not None:
-        # Before the threads router: POST /v1/threads/runs must not match /v1/threads/{thread_id}.
-        app.include_router(runs)
+    # Before the threads router: POST /v1/threads/runs must not match /v1/threads/{thread_id}.
+    app.include_router(runs.router)
     app.include_router(threads.router)
     app.include_router(messages.router)
     app.include_router(conversations.router)
