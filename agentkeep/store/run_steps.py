@@ -13,8 +13,14 @@ from agentkeep.models import Page, RunStep
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.models.runs import STEP_STATUSES, STEP_TYPES, TERMINAL_STEP_STATUSES
 from agentkeep.store._base import Resource, Row, paginate, row_times
+from agentkeep.store._run_checks import (
+    check_choice,
+    check_count,
+    check_error,
+    check_json,
+    check_ref,
+)
 from agentkeep.store._validate import UNSET, check_object, require_str
-from agentkeep.store.runs import check_choice, check_count, check_error, check_json, check_ref
 from agentkeep.store.schema import run_steps as t
 from agentkeep.store.schema import runs as rt
 

@@ -18,8 +18,7 @@ from agentkeep.ids import new_id
 from agentkeep.models import TOOL_CALL_TERMINAL, TOOL_CALL_TRANSITIONS, Approval, Page, ToolCall
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
-from agentkeep.store._validate import UNSET, require_str
-from agentkeep.store.runs import (
+from agentkeep.store._run_checks import (
     check_choice,
     check_choices,
     check_json,
@@ -27,6 +26,7 @@ from agentkeep.store.runs import (
     check_text,
     json_or_null,
 )
+from agentkeep.store._validate import UNSET, require_str
 from agentkeep.store.schema import run_steps as stt
 from agentkeep.store.schema import runs as rt
 from agentkeep.store.schema import sessions as st

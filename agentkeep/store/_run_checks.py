@@ -1,0 +1,133 @@
+"""Input checks of the run, run step and tool call stores; each error names its field.
+
+Besides the shared checks in ``_validate``: values must also be storable by
+PostgreSQL as given (no NUL characters, JSON without NaN), and costs become
+integer nano-dollars.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+
+from agentkeep.errors import InvalidInput
+from agentkeep.store._validate import opt_text
+
+__all__ = [
+    "check_choice",
+    "check_choices",
+    "check_count",
+    "check_error",
+    "check_json",
+    "check_ref",
+    "check_text",
+    "cost_to_nano",
+    "json_or_null",
+    "nano_to_cost",
+]
+
+NANO = 10**9
+_MAX_BIGINT = 2**63 - 1
+_MAX_COUNT = 2**53  # a sane bound for one increment; keeps sums far from overflow
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def check_text(value: Any, field: str, max_len: int = 256) -> str | None:
+    """Optional text that PostgreSQL can store (no NUL characters)."""
+    out = opt_text(value, field, max_len)
+    if out is not None and "\x00" in out:
+        raise InvalidInput("must not contain NUL characters", field=field)
+    return out
+
+
+def check_ref(value: Any, field: str) -> str:
+    """The id of an object to look up: a non-empty string the database can compare."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("must be a non-empty string id", field=field)
+    if "\x00" in value:
+        raise InvalidInput("must not contain NUL characters", field=field)
+    return value
+
+
+def check_json(value: Any, field: str) -> Any:
+    """A JSON value (None allowed) that both backends store as given."""
+    if value is None:
+        return None
+    try:
+        encoded = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"must be JSON-serializable ({exc})", field=field) from None
+    except RecursionError:
+        raise InvalidInput("is nested too deeply", field=field) from None
+    if _JSON_NUL.search(encoded):
+        raise InvalidInput("must not contain NUL characters", field=field)
+    return json.loads(encoded)
+
+
+def check_count(value: Any, field: str) -> int:
+    """A non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > _MAX_COUNT:
+        raise InvalidInput("must be a non-negative integer", field=field)
+    return value
+
+
+def check_error(value: Any, field: str = "last_error") -> dict[str, Any] | None:
+    """An error record ``{"code", "message", ...}``; a plain string becomes the message."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"code": "server_error", "message": value}
+    if not isinstance(value, dict):
+        raise InvalidInput("must be an object with 'code' and 'message'", field=field)
+    for key in ("code", "message"):
+        if key in value and value[key] is not None and not isinstance(value[key], str):
+            raise InvalidInput("must be a string", field=f"{field}.{key}")
+    return dict(check_json(value, field))
+
+
+def check_choice(value: Any, allowed: Iterable[str], field: str) -> str:
+    allowed = sorted(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInput(f"must be one of {', '.join(allowed)}", field=field)
+    return value
+
+
+def check_choices(value: Any, allowed: Iterable[str], field: str) -> list[str]:
+    """One choice or a non-empty list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple, set, frozenset)) or not items:
+        raise InvalidInput("must be a string or a non-empty list of strings", field=field)
+    allowed = frozenset(allowed)
+    return [check_choice(v, allowed, field) for v in items]
+
+
+def json_or_null(value: Any) -> Any:
+    """SQL NULL for None, so ``IS NULL`` filters work on nullable JSON columns."""
+    return sa.null() if value is None else value
+
+
+def cost_to_nano(value: Any, field: str = "cost_usd") -> int | None:
+    """US dollars (Decimal, int, float or numeric string) as integer nano-dollars."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        raise InvalidInput("must be a Decimal amount of US dollars, or None", field=field)
+    try:
+        amount = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise InvalidInput("must be a number of US dollars", field=field) from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidInput("must be a finite, non-negative amount", field=field)
+    nano = int((amount * NANO).to_integral_value(rounding=ROUND_HALF_EVEN))
+    if nano > _MAX_BIGINT // 1024:
+        raise InvalidInput("is too large", field=field)
+    return nano
+
+
+def nano_to_cost(nano: int | None) -> Decimal | None:
+    return None if nano is None else Decimal(nano) / Decimal(NANO)
