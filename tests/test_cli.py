@@ -7,10 +7,10 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import PostgresServer
 from typer.testing import CliRunner, Result
 
 import agentkeep
@@ -147,7 +147,7 @@ def test_unreachable_database_exits_4() -> None:
     assert "error" in result.stderr
 
 
-def test_postgres_check_upgrade_current(postgres_server: PostgresServer) -> None:
+def test_postgres_check_upgrade_current(postgres_server: Any) -> None:
     url = postgres_server.new_database()
     check = run("db", "check", "-d", url)
     assert check.exit_code == EXIT_NEEDS_UPGRADE

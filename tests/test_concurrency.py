@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from _multiproc import run_together
-from conftest import PostgresServer
 
 import agentkeep
 from agentkeep import Message, Store
@@ -30,8 +29,8 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database that several processes share (durability in the URL's param)."""
     if request.param.startswith("sqlite"):
         return f"sqlite:///{tmp_path}/shared.db"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    url = server.new_database()
+    server: Any = request.getfixturevalue("postgres_server")
+    url = str(server.new_database())
     agentkeep.connect(url, auto_migrate=True).close()
     return url
 

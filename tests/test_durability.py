@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _multiproc import spawn_child
-from conftest import PostgresServer
 
 import agentkeep
 from agentkeep import Store
@@ -31,8 +30,8 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     param = str(request.param)
     if param.startswith("sqlite"):
         return f"sqlite:///{tmp_path}/durable.db", param.split("-")[1]
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    url = server.new_database()
+    server: Any = request.getfixturevalue("postgres_server")
+    url = str(server.new_database())
     agentkeep.connect(url, auto_migrate=True).close()
     return url, "normal"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +17,6 @@ from _multiproc import run_together
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import PostgresServer
 
 import agentkeep
 from agentkeep import MigrationRequired, SchemaError
@@ -34,8 +34,8 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database: a new SQLite file, or a new PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/fresh.db"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.new_database()
+    server: Any = request.getfixturevalue("postgres_server")
+    return str(server.new_database())
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_unknown_revision_is_refused_and_left_untouched(fresh_url: str) -> None:
 
 
 def test_postgres_without_auto_migrate_names_the_command(
-    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    postgres_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AGENTKEEP_AUTO_MIGRATE", raising=False)
     url = postgres_server.new_database()
@@ -148,7 +148,7 @@ def test_postgres_without_auto_migrate_names_the_command(
         assert store.health().database["revision"] == migrate.head_revision()
 
 
-def test_postgres_behind_head_needs_upgrade(postgres_server: PostgresServer) -> None:
+def test_postgres_behind_head_needs_upgrade(postgres_server: Any) -> None:
     url = postgres_server.new_database()
     agentkeep.connect(url, auto_migrate=True).close()
     d = dialect_for_url(url)
