@@ -16,6 +16,7 @@ from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
 from agentkeep.server.keys import parse_bootstrap_keys
 from agentkeep.server.middleware import GuardMiddleware
+from agentkeep.server.openapi import install_openapi
 from agentkeep.server.routes import (
     assistants,
     conversations,
@@ -90,4 +91,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(messages.router)
     app.include_router(conversations.router)
     app.include_router(items.router)
+    install_openapi(app)
     return app

@@ -99,9 +99,16 @@ def keys_revoke(
 
 
 def serve_command(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    host: Annotated[
+        str, typer.Option("--host", envvar="AGENTKEEP_HOST", help="Interface to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", envvar="AGENTKEEP_PORT", help="Port to listen on.")
+    ] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", envvar="AGENTKEEP_WORKERS", min=1, help="Worker processes."),
+    ] = 1,
 ) -> None:
     """Run the OpenAI-compatible service (upgrading the database schema first)."""
     from agentkeep.server.serving import serve

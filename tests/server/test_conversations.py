@@ -168,3 +168,21 @@ def test_invalid_items(tenant: Tenant) -> None:
     response = http.post("/v1/conversations", json={"items": [{"role": "x", "content": "y"}]})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "items[0].role"
+
+
+def test_idempotency_key_makes_a_retried_items_create_safe(client: openai.OpenAI) -> None:
+    conversation = client.conversations.create()
+    items = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    headers = {"Idempotency-Key": "batch-1"}
+    first = client.conversations.items.create(
+        conversation.id,
+        items=items,  # type: ignore[arg-type]
+        extra_headers=headers,
+    )
+    again = client.conversations.items.create(
+        conversation.id,
+        items=items,  # type: ignore[arg-type]
+        extra_headers=headers,
+    )
+    assert [i.id for i in again.data] == [i.id for i in first.data]  # type: ignore[union-attr]
+    assert len(client.conversations.items.list(conversation.id).data) == 2

@@ -177,3 +177,20 @@ def test_invalid_message_bodies(tenant: Tenant) -> None:
         else:
             assert error["param"].startswith("metadata."), error
     assert http.get(url).json()["data"] == []
+
+
+def test_idempotency_key_makes_a_retried_create_safe(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    headers = {"Idempotency-Key": "retry-1"}
+    first = client.beta.threads.messages.create(
+        thread.id, role="user", content="once", extra_headers=headers
+    )
+    again = client.beta.threads.messages.create(
+        thread.id, role="user", content="once", extra_headers=headers
+    )
+    assert again.id == first.id
+    other = client.beta.threads.messages.create(thread.id, role="user", content="twice")
+    assert [m.id for m in client.beta.threads.messages.list(thread.id, order="asc")] == [
+        first.id,
+        other.id,
+    ]

@@ -13,6 +13,7 @@ from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_conversation
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.conversations import item_rows, items_field
+from agentkeep.server.routes.messages import IdempotencyKey
 from agentkeep.server.wire import conversation_object, item_object, list_object
 from agentkeep.store import Store
 
@@ -35,9 +36,16 @@ def _get(store: Store, conversation_id: str, item_id: str) -> Message:
 
 @router.post("", summary="Create items")
 def create_items(
-    conversation_id: str, body: CreateItems, store: TenantStore, include: Include = None
+    conversation_id: str,
+    body: CreateItems,
+    store: TenantStore,
+    include: Include = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     rows = item_rows(body.items)
+    if idempotency_key:
+        for i, row in enumerate(rows):
+            row["idempotency_key"] = f"{idempotency_key}:{i}"
     with items_field(), store.transaction():
         get_conversation(store, conversation_id)
         messages = store.messages.append_many(conversation_id, rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 
 from agentkeep.errors import NotFound
 from agentkeep.models import Message
@@ -20,6 +20,15 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/threads/{thread_id}/messages", tags=["Assistants"])
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Repeating a create with the same key returns the first result, once stored.",
+    ),
+]
+
 
 def _get(store: Store, thread_id: str, message_id: str) -> Message:
     get_thread(store, thread_id)
@@ -30,8 +39,14 @@ def _get(store: Store, thread_id: str, message_id: str) -> Message:
 
 
 @router.post("", summary="Create a message")
-def create_message(thread_id: str, body: CreateMessage, store: TenantStore) -> dict[str, Any]:
+def create_message(
+    thread_id: str,
+    body: CreateMessage,
+    store: TenantStore,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     row = new_message(body)
+    row["idempotency_key"] = idempotency_key or None
     with store.transaction():
         get_thread(store, thread_id)
         require_no_active_run(store, thread_id)
