@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from agentkeep.models import Agent, Message, NewMessage, Order, Page, Session
+from agentkeep._aio_util import aiter_thread
+from agentkeep.models import (
+    Agent,
+    Event,
+    LLMUsage,
+    Message,
+    NewMessage,
+    Order,
+    Page,
+    Run,
+    RunStep,
+    Session,
+    Snapshot,
+    StateDoc,
+    ToolCall,
+    UsageRollup,
+)
 from agentkeep.store._validate import UNSET
 from agentkeep.store.agents import Agents
 from agentkeep.store.events import Events
@@ -18,9 +36,9 @@ from agentkeep.store.runs import Runs
 from agentkeep.store.sessions import Sessions
 from agentkeep.store.snapshots import Snapshots
 from agentkeep.store.state import StateDocs
-from agentkeep.store.stats import Stats
+from agentkeep.store.stats import Stats, StatsModel
 from agentkeep.store.tool_calls import ToolCalls
-from agentkeep.store.usage import Usage
+from agentkeep.store.usage import RollupKey, Usage
 
 __all__ = [
     "AsyncAgents",
@@ -348,6 +366,172 @@ class AsyncRuns:
         self.sync = sync
         self.tenant_id = sync.tenant_id
 
+    async def add_usage(
+        self,
+        run_id: str,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cost_usd: Decimal | None = None,
+        iterations: int = 0,
+    ) -> Run:
+        """Add to a run's token counters, cost and iterations, atomically."""
+        return await asyncio.to_thread(
+            self.sync.add_usage,
+            run_id,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
+            cost_usd=cost_usd,
+            iterations=iterations,
+        )
+
+    async def claim_next(
+        self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
+    ) -> Run | None:
+        """Take the oldest run of this tenant in ``statuses`` and move it to ``in_progress``."""
+        return await asyncio.to_thread(self.sync.claim_next, worker_id, statuses=statuses)
+
+    async def claim_next_any_tenant(
+        self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
+    ) -> Run | None:
+        """:meth:`claim_next` across every tenant of the database (for the service's worker)."""
+        return await asyncio.to_thread(
+            self.sync.claim_next_any_tenant, worker_id, statuses=statuses
+        )
+
+    async def create(
+        self,
+        agent_id: str,
+        *,
+        session_id: str | None = None,
+        status: str = "queued",
+        objective: str | None = None,
+        instructions: str | None = None,
+        model: str | None = None,
+        tools: builtins.list[dict[str, Any]] | None = None,
+        metadata: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> Run:
+        """Create a run (queued by default); ``agent_id`` is not checked, ``session_id`` is."""
+        return await asyncio.to_thread(
+            self.sync.create,
+            agent_id,
+            session_id=session_id,
+            status=status,
+            objective=objective,
+            instructions=instructions,
+            model=model,
+            tools=tools,
+            metadata=metadata,
+            extra=extra,
+            id=id,
+        )
+
+    async def delete(self, run_id: str) -> None:
+        """Delete a run with its steps, events and tool calls (one transaction)."""
+        return await asyncio.to_thread(self.sync.delete, run_id)
+
+    async def fail_interrupted(
+        self,
+        *,
+        worker_id: str | None = None,
+        message: str = "the run was interrupted: its worker stopped before it finished",
+        all_tenants: bool = False,
+    ) -> builtins.list[Run]:
+        """Mark runs left ``in_progress`` or ``cancelling`` as ``failed`` (start-up recovery)."""
+        return await asyncio.to_thread(
+            self.sync.fail_interrupted,
+            worker_id=worker_id,
+            message=message,
+            all_tenants=all_tenants,
+        )
+
+    async def get(self, run_id: str) -> Run:
+        """``store.runs.get``, awaited."""
+        return await asyncio.to_thread(self.sync.get, run_id)
+
+    async def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[Run]:
+        """Runs, newest first by default; ``status`` is one status or a list of them."""
+        return await asyncio.to_thread(
+            self.sync.list,
+            agent_id=agent_id,
+            session_id=session_id,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+        )
+
+    async def transition(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        expected_version: int | None = None,
+        last_error: dict[str, Any] | str | None = UNSET,
+        output: str | None = UNSET,
+        required_action: dict[str, Any] | None = UNSET,
+    ) -> Run:
+        """Move a run to ``status`` if ``RUN_TRANSITIONS`` allows it."""
+        return await asyncio.to_thread(
+            self.sync.transition,
+            run_id,
+            status,
+            expected_version=expected_version,
+            last_error=last_error,
+            output=output,
+            required_action=required_action,
+        )
+
+    async def update(
+        self,
+        run_id: str,
+        *,
+        expected_version: int | None = None,
+        objective: str | None = UNSET,
+        instructions: str | None = UNSET,
+        model: str | None = UNSET,
+        tools: builtins.list[dict[str, Any]] = UNSET,
+        metadata: dict[str, str] = UNSET,
+        extra: dict[str, Any] = UNSET,
+        iterations: int = UNSET,
+        output: str | None = UNSET,
+    ) -> Run:
+        """Change the given fields (never the status: see :meth:`transition`)."""
+        return await asyncio.to_thread(
+            self.sync.update,
+            run_id,
+            expected_version=expected_version,
+            objective=objective,
+            instructions=instructions,
+            model=model,
+            tools=tools,
+            metadata=metadata,
+            extra=extra,
+            iterations=iterations,
+            output=output,
+        )
+
 
 class AsyncRunSteps:
     """Awaitable twin of ``store.run_steps`` (:class:`agentkeep.store.run_steps.RunSteps`)."""
@@ -355,6 +539,60 @@ class AsyncRunSteps:
     def __init__(self, sync: RunSteps) -> None:
         self.sync = sync
         self.tenant_id = sync.tenant_id
+
+    async def create(
+        self,
+        run_id: str,
+        type: str,
+        *,
+        status: str = "in_progress",
+        details: dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> RunStep:
+        """Add a step to a run; ``session_id`` and ``agent_id`` are copied from the run."""
+        return await asyncio.to_thread(
+            self.sync.create, run_id, type, status=status, details=details, metadata=metadata, id=id
+        )
+
+    async def get(self, step_id: str) -> RunStep:
+        """``store.run_steps.get``, awaited."""
+        return await asyncio.to_thread(self.sync.get, step_id)
+
+    async def list(
+        self,
+        run_id: str,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[RunStep]:
+        """The steps of a run, newest first by default; NotFound for an unknown run."""
+        return await asyncio.to_thread(
+            self.sync.list, run_id, limit=limit, after=after, before=before, order=order
+        )
+
+    async def update(
+        self,
+        step_id: str,
+        *,
+        status: str = UNSET,
+        details: dict[str, Any] = UNSET,
+        last_error: dict[str, Any] | str | None = UNSET,
+        input_tokens: int = UNSET,
+        output_tokens: int = UNSET,
+    ) -> RunStep:
+        """Change the given fields; a terminal status sets ``finished_at``."""
+        return await asyncio.to_thread(
+            self.sync.update,
+            step_id,
+            status=status,
+            details=details,
+            last_error=last_error,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
 
 
 class AsyncEvents:
@@ -364,6 +602,89 @@ class AsyncEvents:
         self.sync = sync
         self.tenant_id = sync.tenant_id
 
+    async def append(
+        self,
+        type: str,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        channel: str = "progress",
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Append one event; returns it with its bookmark."""
+        return await asyncio.to_thread(
+            self.sync.append,
+            type,
+            run_id=run_id,
+            session_id=session_id,
+            agent_id=agent_id,
+            channel=channel,
+            data=data,
+        )
+
+    async def append_many(self, events: Sequence[Mapping[str, Any]]) -> builtins.list[Event]:
+        """Append several events (dicts of ``append``'s arguments) in one transaction, in order."""
+        return await asyncio.to_thread(self.sync.append_many, events)
+
+    def follow(
+        self,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        types: str | Sequence[str] | None = None,
+        channel: str | None = None,
+        after_bookmark: int = 0,
+        poll_interval: float = 0.1,
+        timeout: float | None = None,
+        stop: Callable[[Event], bool] | None = None,
+    ) -> AsyncIterator[Event]:
+        """Yield the events after ``after_bookmark``, then new ones as they are committed."""
+        return aiter_thread(
+            functools.partial(
+                self.sync.follow,
+                run_id=run_id,
+                session_id=session_id,
+                agent_id=agent_id,
+                types=types,
+                channel=channel,
+                after_bookmark=after_bookmark,
+                poll_interval=poll_interval,
+                timeout=timeout,
+                stop=stop,
+            )
+        )
+
+    async def latest_bookmark(self) -> int:
+        """The last bookmark given out in this tenant (0 before the first event)."""
+        return await asyncio.to_thread(
+            self.sync.latest_bookmark,
+        )
+
+    async def list(
+        self,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        types: str | Sequence[str] | None = None,
+        channel: str | None = None,
+        after_bookmark: int = 0,
+        limit: int = 100,
+    ) -> builtins.list[Event]:
+        """Events after ``after_bookmark``, oldest first; pass the last bookmark to read on."""
+        return await asyncio.to_thread(
+            self.sync.list,
+            run_id=run_id,
+            session_id=session_id,
+            agent_id=agent_id,
+            types=types,
+            channel=channel,
+            after_bookmark=after_bookmark,
+            limit=limit,
+        )
+
 
 class AsyncToolCalls:
     """Awaitable twin of ``store.tool_calls`` (:class:`agentkeep.store.tool_calls.ToolCalls`)."""
@@ -371,6 +692,107 @@ class AsyncToolCalls:
     def __init__(self, sync: ToolCalls) -> None:
         self.sync = sync
         self.tenant_id = sync.tenant_id
+
+    async def complete(self, call_id: str, output: Any, *, is_error: bool = False) -> ToolCall:
+        """Store a call's output: ``completed``, or ``failed`` when ``is_error``."""
+        return await asyncio.to_thread(self.sync.complete, call_id, output, is_error=is_error)
+
+    async def create(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        step_id: str | None = None,
+        agent_id: str | None = None,
+        state: str = "pending",
+        metadata: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> ToolCall:
+        """Record a call of tool ``name`` with its ``input`` (any JSON value)."""
+        return await asyncio.to_thread(
+            self.sync.create,
+            name,
+            input,
+            run_id=run_id,
+            session_id=session_id,
+            step_id=step_id,
+            agent_id=agent_id,
+            state=state,
+            metadata=metadata,
+            id=id,
+        )
+
+    async def decide(
+        self, call_id: str, decision: str, *, by: str | None = None, note: str | None = None
+    ) -> ToolCall:
+        """Approve or deny a call that requires approval; records who, why and when."""
+        return await asyncio.to_thread(self.sync.decide, call_id, decision, by=by, note=note)
+
+    async def delete(self, call_id: str) -> None:
+        """Delete one tool call."""
+        return await asyncio.to_thread(self.sync.delete, call_id)
+
+    async def get(self, call_id: str) -> ToolCall:
+        """``store.tool_calls.get``, awaited."""
+        return await asyncio.to_thread(self.sync.get, call_id)
+
+    async def list(
+        self,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        name: str | None = None,
+        state: str | Sequence[str] | None = None,
+        is_error: bool | None = None,
+        has_approval: bool | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[ToolCall]:
+        """Tool calls, newest first by default."""
+        return await asyncio.to_thread(
+            self.sync.list,
+            run_id=run_id,
+            session_id=session_id,
+            agent_id=agent_id,
+            name=name,
+            state=state,
+            is_error=is_error,
+            has_approval=has_approval,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+        )
+
+    async def require_approval(
+        self, call_id: str, *, by: str | None = None, note: str | None = None
+    ) -> ToolCall:
+        """Hold a pending call until someone approves or denies it."""
+        return await asyncio.to_thread(self.sync.require_approval, call_id, by=by, note=note)
+
+    async def transition(
+        self,
+        call_id: str,
+        state: str,
+        *,
+        output: Any = UNSET,
+        is_error: bool = UNSET,
+        by: str | None = None,
+        note: str | None = None,
+    ) -> ToolCall:
+        """Move a call to ``state`` if ``TOOL_CALL_TRANSITIONS`` allows it, with an audit entry."""
+        return await asyncio.to_thread(
+            self.sync.transition, call_id, state, output=output, is_error=is_error, by=by, note=note
+        )
 
 
 class AsyncUsage:
@@ -380,6 +802,123 @@ class AsyncUsage:
         self.sync = sync
         self.tenant_id = sync.tenant_id
 
+    async def get(self, usage_id: str) -> LLMUsage:
+        """``store.usage.get``, awaited."""
+        return await asyncio.to_thread(self.sync.get, usage_id)
+
+    async def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[LLMUsage]:
+        """Usage rows, newest first by default (in id order, which is recording order)."""
+        return await asyncio.to_thread(
+            self.sync.list,
+            agent_id=agent_id,
+            session_id=session_id,
+            run_id=run_id,
+            user_id=user_id,
+            provider=provider,
+            model=model,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+        )
+
+    async def record(
+        self,
+        *,
+        provider: str,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        latency_ms: int | None = None,
+        status: str = "success",
+        error_message: str | None = None,
+        prompt: str | None = None,
+        response: str | None = None,
+        input_params: dict[str, Any] | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        cost_usd: Decimal | None = None,
+        metadata: dict[str, str] | None = None,
+        id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> LLMUsage:
+        """Record one LLM call."""
+        return await asyncio.to_thread(
+            self.sync.record,
+            provider=provider,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
+            latency_ms=latency_ms,
+            status=status,
+            error_message=error_message,
+            prompt=prompt,
+            response=response,
+            input_params=input_params,
+            agent_id=agent_id,
+            session_id=session_id,
+            run_id=run_id,
+            user_id=user_id,
+            cost_usd=cost_usd,
+            metadata=metadata,
+            id=id,
+            created_at=created_at,
+        )
+
+    async def rollup(
+        self,
+        by: RollupKey,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> builtins.list[UsageRollup]:
+        """Usage summed per day (UTC, ``YYYY-MM-DD``), model, agent, user or provider."""
+        return await asyncio.to_thread(
+            self.sync.rollup,
+            by,
+            agent_id=agent_id,
+            session_id=session_id,
+            run_id=run_id,
+            user_id=user_id,
+            provider=provider,
+            model=model,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+        )
+
 
 class AsyncSnapshots:
     """Awaitable twin of ``store.snapshots`` (:class:`agentkeep.store.snapshots.Snapshots`)."""
@@ -387,6 +926,49 @@ class AsyncSnapshots:
     def __init__(self, sync: Snapshots) -> None:
         self.sync = sync
         self.tenant_id = sync.tenant_id
+
+    async def create(
+        self,
+        session_id: str,
+        *,
+        label: str | None = None,
+        state: dict[str, Any] | None = None,
+        seq: int | None = None,
+        metadata: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> Snapshot:
+        """Save a point of a session: ``seq`` (default: its last message) and a state."""
+        return await asyncio.to_thread(
+            self.sync.create,
+            session_id,
+            label=label,
+            state=state,
+            seq=seq,
+            metadata=metadata,
+            id=id,
+        )
+
+    async def delete(self, snapshot_id: str) -> None:
+        """Delete a snapshot; sessions forked from it stay."""
+        return await asyncio.to_thread(self.sync.delete, snapshot_id)
+
+    async def get(self, snapshot_id: str) -> Snapshot:
+        """``store.snapshots.get``, awaited."""
+        return await asyncio.to_thread(self.sync.get, snapshot_id)
+
+    async def list(
+        self,
+        session_id: str,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[Snapshot]:
+        """A session's snapshots, newest first by default."""
+        return await asyncio.to_thread(
+            self.sync.list, session_id, limit=limit, after=after, before=before, order=order
+        )
 
 
 class AsyncStateDocs:
@@ -396,6 +978,39 @@ class AsyncStateDocs:
         self.sync = sync
         self.tenant_id = sync.tenant_id
 
+    async def delete(
+        self, namespace: str, key: str, *, expected_version: int | None = None
+    ) -> None:
+        """Delete a document (only at ``expected_version`` if given); ``NotFound`` if there is none."""
+        return await asyncio.to_thread(
+            self.sync.delete, namespace, key, expected_version=expected_version
+        )
+
+    async def get(self, namespace: str, key: str) -> StateDoc:
+        """The document at ``(namespace, key)``; ``NotFound`` if there is none."""
+        return await asyncio.to_thread(self.sync.get, namespace, key)
+
+    async def list(
+        self,
+        namespace: str,
+        *,
+        prefix: str | None = None,
+        limit: int = 100,
+        after_key: str | None = None,
+    ) -> builtins.list[StateDoc]:
+        """Documents of a namespace in key order; pass the last key as ``after_key`` to read on."""
+        return await asyncio.to_thread(
+            self.sync.list, namespace, prefix=prefix, limit=limit, after_key=after_key
+        )
+
+    async def put(
+        self, namespace: str, key: str, value: Any, *, expected_version: int | None = None
+    ) -> StateDoc:
+        """Create or replace a document; its version goes up by one on every put."""
+        return await asyncio.to_thread(
+            self.sync.put, namespace, key, value, expected_version=expected_version
+        )
+
 
 class AsyncStats:
     """Awaitable twin of ``store.stats`` (:class:`agentkeep.store.stats.Stats`)."""
@@ -403,3 +1018,7 @@ class AsyncStats:
     def __init__(self, sync: Stats) -> None:
         self.sync = sync
         self.tenant_id = sync.tenant_id
+
+    async def get(self, agent_id: str | None = None) -> StatsModel:
+        """Runs, LLM calls, tokens, cost, latency, tools, messages, snapshots, sessions."""
+        return await asyncio.to_thread(self.sync.get, agent_id)
