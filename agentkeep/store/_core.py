@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.store._dialects import Dialect
 from agentkeep.store._errors import translating
+from agentkeep.store._fastpath import FastPath, make_fastpath
 
 __all__ = ["Core"]
 
@@ -30,9 +31,15 @@ class Core:
         self.engine = dialect.engine
         self._local = threading.local()
         self.closed = False
+        self.fast: FastPath | None = make_fastpath(dialect)
+        """Driver-level hot paths (messages); usable when ``in_transaction()`` is False."""
 
     def _current(self) -> Connection | None:
         return getattr(self._local, "conn", None)
+
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside a ``write()`` or ``read()`` block."""
+        return getattr(self._local, "conn", None) is not None
 
     @contextmanager
     def write(self, what: str = "write") -> Iterator[Connection]:
@@ -75,4 +82,6 @@ class Core:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.fast is not None:
+                self.fast.close()
             self.dialect.dispose()

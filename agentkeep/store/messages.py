@@ -4,13 +4,17 @@ Appending takes the session row (``UPDATE sessions ... RETURNING last_seq``) in
 the writing transaction, so concurrent appends from any number of processes
 get unique, gapless positions; it writes one row and never touches earlier
 ones, so appending stays O(1) in the length of the history.
+
+``append``, ``append_many`` and ``recent`` run on the driver-level hot path
+(``_fastpath``) unless the calling thread is inside ``store.transaction()``,
+where they join that transaction through SQLAlchemy as every other write does.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,19 +25,98 @@ from agentkeep.models import Message, NewMessage, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, from_micros, utcnow_micros
 from agentkeep.store._base import Resource, Row, paginate, time_range
 from agentkeep.store._content import check_role, content_types, normalize_content
+from agentkeep.store._fastpath import FastPath, dump_json
 from agentkeep.store._validate import UNSET, check_object, opt_text
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
 
 __all__ = ["Messages"]
 
-_COLUMNS = [c for c in t.c if c.name != "content_types"]
+_FIELDS = tuple(Message.model_fields)
+_FIELD_SET = frozenset(_FIELDS)
+# model_construct's work for a dict that already holds every field, done in
+# four attribute stores (it loops over aliases and defaults per field).
+_DIRECT = (
+    not Message.__pydantic_root_model__
+    and Message.__pydantic_post_init__ is None
+    and not Message.__private_attributes__
+    and Message.model_config.get("extra") != "allow"
+)
+_new = object.__new__
+_set = object.__setattr__
+_fromtimestamp = datetime.fromtimestamp
+
+
+def _construct(values: dict[str, Any]) -> Message:
+    """``Message.model_construct(**values)`` for a dict holding every field."""
+    if not _DIRECT:
+        return Message.model_construct(**values)
+    m: Message = _new(Message)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", set(_FIELD_SET))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
 
 
 def to_message(row: Row) -> Message:
-    data = {c.name: row[c.name] for c in _COLUMNS}
+    data = {name: row[name] for name in _FIELDS}
     data["created_at"] = from_micros(data["created_at"])
-    return Message.model_construct(**data)
+    return _construct(data)
+
+
+_last_time: tuple[int, datetime] = (0, datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def _time(micros: int) -> datetime:
+    """``from_micros``; messages appended together share a time, so the last one is kept."""
+    global _last_time
+    last = _last_time
+    if last[0] == micros:
+        return last[1]
+    value = _fromtimestamp(micros / 1_000_000, UTC)
+    _last_time = (micros, value)
+    return value
+
+
+def _from_tuple(row: Sequence[Any], load: Any) -> Message:
+    """A message from a fast-path row (``_fastpath.MESSAGE_COLUMNS`` order)."""
+    return _construct(
+        {
+            "id": row[0],
+            "tenant_id": row[1],
+            "session_id": row[2],
+            "seq": row[3],
+            "role": row[4],
+            "content": load(row[5]),
+            "run_id": row[6],
+            "agent_id": row[7],
+            "idempotency_key": row[8],
+            "metadata": load(row[9]),
+            "extra": load(row[10]),
+            "created_at": _time(row[11]),
+        }
+    )
+
+
+def _created(row: dict[str, Any], seq: int, now: int, at: datetime) -> Message:
+    """The stored message for a validated new row."""
+    return _construct(
+        {
+            "id": row["id"],
+            "tenant_id": row["tenant_id"],
+            "session_id": row["session_id"],
+            "seq": seq,
+            "role": row["role"],
+            "content": row["content"],
+            "run_id": row["run_id"],
+            "agent_id": row["agent_id"],
+            "idempotency_key": row["idempotency_key"],
+            "metadata": row["metadata"],
+            "extra": row["extra"],
+            "created_at": at,
+        }
+    )
 
 
 class Messages(Resource):
@@ -46,28 +129,53 @@ class Messages(Resource):
     ) -> dict[str, Any]:
         prefix = "" if index is None else f"messages[{index}]."
         get = item.get if isinstance(item, Mapping) else lambda k, d=None: getattr(item, k, d)
-        blocks = normalize_content(get("content"), f"{prefix}content")
-        key = opt_text(get("idempotency_key"), f"{prefix}idempotency_key", 256)
-        ident = get("id")
+        return self._row(
+            session_id,
+            get("role"),
+            get("content"),
+            get("run_id"),
+            get("agent_id"),
+            get("idempotency_key"),
+            get("metadata"),
+            get("extra"),
+            get("id"),
+            prefix,
+        )
+
+    def _row(
+        self,
+        session_id: str,
+        role: Any,
+        content: Any,
+        run_id: Any,
+        agent_id: Any,
+        idempotency_key: Any,
+        metadata: Any,
+        extra: Any,
+        ident: Any,
+        prefix: str,
+    ) -> dict[str, Any]:
+        """One validated message row (everything but ``seq`` and ``created_at``)."""
+        blocks = normalize_content(content, f"{prefix}content")
         return {
             "tenant_id": self.tenant_id,
             "id": opt_text(ident, f"{prefix}id", 64) or new_id("msg"),
             "session_id": session_id,
-            "role": check_role(get("role"), f"{prefix}role"),
+            "role": check_role(role, f"{prefix}role"),
             "content": blocks,
             "content_types": content_types(blocks),
-            "run_id": opt_text(get("run_id"), f"{prefix}run_id", 64),
-            "agent_id": opt_text(get("agent_id"), f"{prefix}agent_id", 256),
-            "idempotency_key": key,
-            "metadata": check_metadata(get("metadata"), f"{prefix}metadata"),
-            "extra": check_object(get("extra"), f"{prefix}extra"),
+            "run_id": opt_text(run_id, f"{prefix}run_id", 64),
+            "agent_id": opt_text(agent_id, f"{prefix}agent_id", 256),
+            "idempotency_key": opt_text(idempotency_key, f"{prefix}idempotency_key", 256),
+            "metadata": check_metadata(metadata, f"{prefix}metadata"),
+            "extra": check_object(extra, f"{prefix}extra"),
         }
 
     def append(
         self,
         session_id: str,
         role: str,
-        content: str | list[dict[str, Any]],
+        content: str | builtins.list[dict[str, Any]],
         *,
         run_id: str | None = None,
         agent_id: str | None = None,
@@ -81,25 +189,14 @@ class Messages(Resource):
         With an ``idempotency_key`` already used in this session, returns the
         stored message instead of writing a duplicate.
         """
-        row = self._prepare(
-            session_id,
-            {
-                "role": role,
-                "content": content,
-                "run_id": run_id,
-                "agent_id": agent_id,
-                "idempotency_key": idempotency_key,
-                "metadata": metadata,
-                "extra": extra,
-                "id": id,
-            },
-            None,
+        row = self._row(
+            session_id, role, content, run_id, agent_id, idempotency_key, metadata, extra, id, ""
         )
         return self._write([row])[0]
 
     def append_many(
         self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
-    ) -> list[Message]:
+    ) -> builtins.list[Message]:
         """Append several messages in one transaction, in the given order."""
         if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
             raise InvalidInput("must be a list of messages", field="messages")
@@ -108,22 +205,80 @@ class Messages(Resource):
             return []
         return self._write(rows)
 
-    def _write(self, rows: list[dict[str, Any]]) -> list[Message]:
+    def _write(self, rows: builtins.list[dict[str, Any]]) -> builtins.list[Message]:
         session_id = rows[0]["session_id"]
         keys = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
         if len(set(keys)) != len(keys):
             raise InvalidInput("repeats an idempotency_key", field="messages")
+        fast = self._core.fast
+        insert = (
+            self._insert
+            if fast is None or self._core.in_transaction()
+            else lambda s, r, k: self._insert_fast(fast, s, r, k)
+        )
         try:
-            return self._insert(session_id, rows, keys)
+            return insert(session_id, rows, keys)
         except Conflict:
             if not keys:
                 raise
             # A concurrent writer stored one of these keys first: answer with what it stored.
-            return self._insert(session_id, rows, keys)
+            return insert(session_id, rows, keys)
+
+    def _insert_fast(
+        self,
+        fast: FastPath,
+        session_id: str,
+        rows: builtins.list[dict[str, Any]],
+        keys: builtins.list[str],
+    ) -> builtins.list[Message]:
+        tenant = self.tenant_id
+        with fast.write("appending a message") as conn:
+            existing: dict[str, Message] = {}
+            if keys:
+                load = fast.load_json
+                existing = {
+                    r[8]: _from_tuple(r, load)
+                    for r in fast.find_keys(conn, tenant, session_id, keys)
+                }
+            new = [r for r in rows if r["idempotency_key"] not in existing] if existing else rows
+            out: dict[int, Message] = {}
+            if new:
+                now = utcnow_micros()
+                last = fast.insert(
+                    conn,
+                    tenant,
+                    session_id,
+                    [
+                        (
+                            r["id"],
+                            r["role"],
+                            dump_json(r["content"]),
+                            r["content_types"],
+                            r["run_id"],
+                            r["agent_id"],
+                            r["idempotency_key"],
+                            dump_json(r["metadata"]),
+                            dump_json(r["extra"]),
+                        )
+                        for r in new
+                    ],
+                    now,
+                )
+                if last is None:
+                    raise NotFound("session", session_id)
+                at = _fromtimestamp(now / 1_000_000, UTC)
+                first = last - len(new) + 1
+                out = {id(r): _created(r, first + i, now, at) for i, r in enumerate(new)}
+        if not existing:
+            return [out[id(r)] for r in rows]
+        return [
+            existing[r["idempotency_key"]] if r["idempotency_key"] in existing else out[id(r)]
+            for r in rows
+        ]
 
     def _insert(
-        self, session_id: str, rows: list[dict[str, Any]], keys: list[str]
-    ) -> list[Message]:
+        self, session_id: str, rows: builtins.list[dict[str, Any]], keys: builtins.list[str]
+    ) -> builtins.list[Message]:
         with self._core.write("appending a message") as conn:
             existing: dict[str, Message] = {}
             if keys:
@@ -268,8 +423,16 @@ class Messages(Resource):
     def recent(self, session_id: str, n: int = 20) -> builtins.list[Message]:
         """The last ``n`` messages of a session, oldest first."""
         check_limit(n, "n")
+        fast = self._core.fast
+        if fast is not None and not self._core.in_transaction():
+            with fast.read("reading messages") as conn:
+                found = fast.recent(conn, self.tenant_id, session_id, n)
+                if not found and not fast.session_exists(conn, self.tenant_id, session_id):
+                    raise NotFound("session", session_id)
+            load = fast.load_json
+            return [_from_tuple(r, load) for r in reversed(found)]
         with self._core.read() as conn:
-            rows = list(
+            rows = builtins.list(
                 conn.execute(
                     sa.select(t)
                     .where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
