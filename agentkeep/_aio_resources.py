@@ -8,7 +8,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from agentkeep._aio_util import aiter_thread
 from agentkeep.models import (
@@ -416,6 +416,7 @@ class AsyncRuns:
         metadata: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
         id: str | None = None,
+        created_at: datetime | None = None,
     ) -> Run:
         """Create a run (queued by default); ``agent_id`` is not checked, ``session_id`` is."""
         return await asyncio.to_thread(
@@ -430,6 +431,7 @@ class AsyncRuns:
             metadata=metadata,
             extra=extra,
             id=id,
+            created_at=created_at,
         )
 
     async def delete(self, run_id: str) -> None:
@@ -467,6 +469,7 @@ class AsyncRuns:
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
+        sort: Literal["id", "created_at"] = "id",
     ) -> Page[Run]:
         """Runs, newest first by default; ``status`` is one status or a list of them."""
         return await asyncio.to_thread(
@@ -480,6 +483,7 @@ class AsyncRuns:
             after=after,
             before=before,
             order=order,
+            sort=sort,
         )
 
     async def transition(

@@ -68,9 +68,12 @@ def paginate(
     key = sort if sort is not None else table.c.id
     conds = [table.c.tenant_id == tenant_id, *where]
 
-    def cursor(ident: str, field: str) -> sa.ColumnElement[Any]:
-        if key is table.c.id:
-            return sa.literal(ident)
+    tie = key is not table.c.id  # a sort key that may repeat: break ties by id
+
+    def position(ident: str, field: str) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+        """The listing's sort key and the cursor's place in it."""
+        if not tie:
+            return key, sa.literal(ident)
         sub = (
             sa.select(key)
             .where(table.c.tenant_id == tenant_id, table.c.id == ident)
@@ -78,21 +81,24 @@ def paginate(
         )
         if conn.execute(sa.select(sub)).scalar() is None:
             raise InvalidInput(f"no object with id {ident!r} in this listing", field=field)
-        return sub
+        return sa.tuple_(key, table.c.id), sa.tuple_(sub, sa.literal(ident))
 
     forward = order == "asc"
     if after is not None:
-        conds.append(key > cursor(after, "after") if forward else key < cursor(after, "after"))
+        lhs, rhs = position(after, "after")
+        conds.append(lhs > rhs if forward else lhs < rhs)
     reverse = False
     if before is not None:
-        conds.append(key < cursor(before, "before") if forward else key > cursor(before, "before"))
+        lhs, rhs = position(before, "before")
+        conds.append(lhs < rhs if forward else lhs > rhs)
         if after is None:
             reverse = True  # take the items closest to `before`, then restore the order
     ascending = forward != reverse
+    keys = [key, table.c.id] if tie else [key]
     stmt = (
         sa.select(*(columns if columns is not None else [table]))
         .where(*conds)
-        .order_by(key.asc() if ascending else key.desc())
+        .order_by(*(k.asc() if ascending else k.desc() for k in keys))
         .limit(limit + 1)
     )
     rows = list(conn.execute(stmt).mappings())

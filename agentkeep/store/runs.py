@@ -13,7 +13,7 @@ import builtins
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from agentkeep.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Page, Run
-from agentkeep.models.common import Order, check_metadata, utcnow_micros
+from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
 from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
 from agentkeep.store._run_checks import (
     check_choice,
@@ -70,14 +70,17 @@ class Runs(Resource):
         metadata: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
         id: str | None = None,
+        created_at: datetime | None = None,
     ) -> Run:
         """Create a run (queued by default); ``agent_id`` is not checked, ``session_id`` is.
 
         A run created past ``queued`` gets ``started_at``; a terminal one also
-        ``finished_at``.
+        ``finished_at``. ``created_at`` is for imports of runs made elsewhere.
         """
         status = check_choice(status, RUN_TRANSITIONS, "status")
-        now = utcnow_micros()
+        if created_at is not None and not isinstance(created_at, datetime):
+            raise InvalidInput("must be a datetime", field="created_at")
+        now = to_micros(created_at) if created_at is not None else utcnow_micros()
         values: dict[str, Any] = {
             "tenant_id": self.tenant_id,
             "id": require_str(id, "id", max_len=64) if id is not None else new_id("run"),
@@ -133,8 +136,15 @@ class Runs(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
+        sort: Literal["id", "created_at"] = "id",
     ) -> Page[Run]:
-        """Runs, newest first by default; ``status`` is one status or a list of them."""
+        """Runs, newest first by default; ``status`` is one status or a list of them.
+
+        ``sort="created_at"`` orders by creation time (ties by id), for runs
+        whose ids were given by the caller and so do not sort by time.
+        """
+        if sort not in ("id", "created_at"):
+            raise InvalidInput("must be 'id' or 'created_at'", field="sort")
         where: list[sa.ColumnElement[bool]] = []
         if agent_id is not None:
             where.append(t.c.agent_id == check_ref(agent_id, "agent_id"))
@@ -154,6 +164,7 @@ class Runs(Resource):
                 after=after,
                 before=before,
                 order=order,
+                sort=t.c.created_at if sort == "created_at" else None,
             )
 
     def update(

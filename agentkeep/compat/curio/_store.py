@@ -57,6 +57,7 @@ class StorePersistence(BasePersistence):
                     id=run.run_id,
                     objective=run.objective or None,
                     extra=m.run_extra(run),
+                    created_at=run.created_at,
                 )
             except Conflict:
                 existing = _get_run(store, run.run_id)
@@ -110,18 +111,24 @@ class StorePersistence(BasePersistence):
     def get_agent_runs(
         self, agent_id: str | None = None, limit: int = 10, offset: int = 0
     ) -> list[AgentRun]:
-        """Runs, newest first (by ``created_at``), optionally of one agent.
-
-        curio run ids are the caller's (often random UUIDs), so they do not
-        sort by time like agentkeep's own ids: the runs are read and ordered
-        here, which costs a scan of the agent's runs per call.
-        """
+        """Runs, newest first (by ``created_at``, ties by id), optionally of one agent."""
         if limit <= 0:
             return []
-        runs = self._all_runs(agent_id or None)
-        runs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-        start = max(offset, 0)
-        return [m.run_from_store(r) for r in runs[start : start + limit]]
+        wanted = max(offset, 0) + limit
+        runs: list[Run] = []
+        after: str | None = None
+        while len(runs) < wanted:
+            page = self.store.runs.list(
+                agent_id=agent_id or None,
+                limit=min(_PAGE, wanted - len(runs)),
+                after=after,
+                sort="created_at",
+            )
+            runs.extend(page.items)
+            if not page.has_more:
+                break
+            after = page.last_id
+        return [m.run_from_store(r) for r in runs[max(offset, 0) :]]
 
     def _all_runs(self, agent_id: str | None) -> list[Run]:
         out: list[Run] = []
