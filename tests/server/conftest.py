@@ -25,231 +25,37 @@ and waits for ``GET /healthz``. It yields a :class:`LiveService`:
 ``tenant`` gives each test a fresh tenant on the shared service; ``start_service``
 (module scope) starts services of a module's own (with extra environment) for tests
 that kill, restart or break them; they are stopped at the module's end.
+
+The classes live in ``tests/server/live.py``: import them with ``from live import
+LiveService, Tenant`` (they are re-exported here for older imports from ``conftest``,
+which is fragile when several ``conftest.py`` files are collected).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import openai
 import pytest
+from live import (
+    MAX_BODY_BYTES,
+    SERVICE_BACKENDS,
+    LiveService,
+    ServiceFactory,
+    StartService,
+    Tenant,
+)
 from upstream_llm import UpstreamLLM
 
-import agentkeep
-from agentkeep.server.keys import create_key
-from agentkeep.store import Store
-
-SERVICE_BACKENDS = ["sqlite", "postgres"]
-MAX_BODY_BYTES = 1024 * 1024
-START_TIMEOUT = 30.0
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Tenant:
-    """A tenant of a live service with its own key."""
-
-    id: str
-    key: str
-    service: LiveService
-
-    def client(self, **options: Any) -> openai.OpenAI:
-        return self.service.client(key=self.key, **options)
-
-    def async_client(self, **options: Any) -> openai.AsyncOpenAI:
-        return self.service.async_client(key=self.key, **options)
-
-    def http(self) -> httpx.Client:
-        return self.service.http(key=self.key)
-
-
-@dataclass
-class LiveService:
-    """One server process and the database it serves."""
-
-    backend: str
-    database_url: str
-    log_path: Path
-    upstream: UpstreamLLM | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    keys: dict[str, str] = field(
-        default_factory=lambda: {
-            "acme": "sk-acme-" + secrets.token_hex(8),
-            "globex": "sk-globex-" + secrets.token_hex(8),
-        }
-    )
-    process: subprocess.Popen[bytes] | None = None
-    _store: Store | None = None
-    _clients: list[Any] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def api_base(self) -> str:
-        return f"{self.base_url}/v1"
-
-    # -- process ----------------------------------------------------------------------
-
-    def _environment(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("AGENTKEEP_") and k != "DATABASE_URL"
-        }
-        env.update(
-            {
-                "AGENTKEEP_DATABASE_URL": self.database_url,
-                "AGENTKEEP_API_KEYS": ",".join(f"{t}:{k}" for t, k in self.keys.items()),
-                "AGENTKEEP_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        if self.upstream is not None:
-            env["AGENTKEEP_LLM_BASE_URL"] = self.upstream.base_url
-            env["AGENTKEEP_LLM_API_KEY"] = "sk-upstream-test"
-        env.update(self.env)
-        return env
-
-    def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "agentkeep.server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                env=self._environment(),
-                cwd=self.log_path.parent,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.wait_ready()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"the service exited with {self.process.returncode}:\n{self.log()}",
-                    pytrace=False,
-                )
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"the service did not answer /healthz in {START_TIMEOUT}s:\n{self.log()}")
-
-    def kill(self) -> None:
-        """SIGKILL the server: no shutdown, no flush, like a crash."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def restart(self, *, kill: bool = True) -> None:
-        """Kill -9 (or stop) the server, then start it again on the same port and database."""
-        if kill:
-            self.kill()
-        else:
-            self.stop()
-        self.start()
-
-    def close(self) -> None:
-        for client in self._clients:
-            if isinstance(client, (openai.OpenAI, httpx.Client)):
-                client.close()
-        self._clients.clear()
-        self.stop()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-20000:]
-        except OSError:
-            return ""
-
-    # -- clients ----------------------------------------------------------------------
-
-    def _key(self, tenant: str, key: str | None) -> str:
-        return key if key is not None else self.keys[tenant]
-
-    def client(
-        self, tenant: str = "acme", *, key: str | None = None, **options: Any
-    ) -> openai.OpenAI:
-        options.setdefault("max_retries", 0)
-        options.setdefault("timeout", 30.0)
-        client = openai.OpenAI(base_url=self.api_base, api_key=self._key(tenant, key), **options)
-        self._clients.append(client)
-        return client
-
-    def async_client(
-        self, tenant: str = "acme", *, key: str | None = None, **options: Any
-    ) -> openai.AsyncOpenAI:
-        options.setdefault("max_retries", 0)
-        options.setdefault("timeout", 30.0)
-        return openai.AsyncOpenAI(base_url=self.api_base, api_key=self._key(tenant, key), **options)
-
-    def http(self, tenant: str = "acme", *, key: str | None = None) -> httpx.Client:
-        """A raw client on ``base_url`` (paths start with ``/v1``); ``key=""`` sends none."""
-        value = self._key(tenant, key)
-        headers = {"Authorization": f"Bearer {value}"} if value else {}
-        client = httpx.Client(base_url=self.base_url, headers=headers, timeout=30.0)
-        self._clients.append(client)
-        return client
-
-    @property
-    def store(self) -> Store:
-        """The service's database, opened directly (default tenant; use ``.tenant(...)``)."""
-        if self._store is None:
-            self._store = agentkeep.connect(self.database_url)
-        return self._store
-
-    def new_tenant(self) -> Tenant:
-        tenant = f"t_{secrets.token_hex(6)}"
-        _, key = create_key(self.store, tenant=tenant, name="test")
-        return Tenant(id=tenant, key=key, service=self)
-
-
-StartService = Callable[..., LiveService]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "SERVICE_BACKENDS",
+    "LiveService",
+    "ServiceFactory",
+    "StartService",
+    "Tenant",
+]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -272,45 +78,6 @@ def upstream_llm() -> Iterator[UpstreamLLM]:
     upstream = UpstreamLLM()
     yield upstream
     upstream.close()
-
-
-def _database_url(backend: str, directory: Path, request: pytest.FixtureRequest) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{directory / 'agentkeep.db'}"
-    server = request.getfixturevalue("postgres_server")
-    return str(server.new_database())
-
-
-class ServiceFactory:
-    """Starts live services on fresh databases and stops them all at the end."""
-
-    def __init__(
-        self,
-        request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory,
-        upstream: UpstreamLLM,
-    ) -> None:
-        self.request = request
-        self.tmp_path_factory = tmp_path_factory
-        self.upstream = upstream
-        self.started: list[LiveService] = []
-
-    def __call__(self, backend: str, **env: str) -> LiveService:
-        directory = self.tmp_path_factory.mktemp(f"service-{backend}")
-        service = LiveService(
-            backend=backend,
-            database_url=_database_url(backend, directory, self.request),
-            log_path=directory / "server.log",
-            upstream=self.upstream,
-            env=dict(env),
-        )
-        self.started.append(service)
-        service.start()
-        return service
-
-    def close(self) -> None:
-        for service in self.started:
-            service.close()
 
 
 @pytest.fixture(scope="module")

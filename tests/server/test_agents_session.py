@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from agents.memory import OpenAIConversationsSession
-from conftest import Tenant
+from live import Tenant
 
 pytestmark = pytest.mark.slow
 

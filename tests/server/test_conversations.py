@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from conftest import Tenant
+from live import Tenant
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import MAX_BODY_BYTES, LiveService, Tenant
 from fastapi.testclient import TestClient
+from live import MAX_BODY_BYTES, LiveService, Tenant
 
 import agentkeep
 from agentkeep.config import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import psycopg
 import pytest
-from conftest import LiveService, StartService
+from live import LiveService, StartService
 from psycopg import sql
 
 from agentkeep.store import migrate

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import LiveService
+from live import LiveService
 from typer.testing import CliRunner
 
 import agentkeep

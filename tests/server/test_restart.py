@@ -7,7 +7,7 @@ import time
 
 import openai
 import pytest
-from conftest import SERVICE_BACKENDS, StartService
+from live import SERVICE_BACKENDS, StartService
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from conftest import LiveService
+from live import LiveService
 
 pytestmark = pytest.mark.slow
 

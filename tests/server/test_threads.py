@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from conftest import LiveService, Tenant
+from live import LiveService, Tenant
 
 pytestmark = pytest.mark.slow
 
