@@ -53,13 +53,21 @@ def now_seconds() -> int:
 
 
 def emit(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> list[Event]:
-    """Append ``(type, data)`` events of ``run`` (in the caller's transaction)."""
-    return store.events.append_many(
-        [
-            {"type": kind, "run_id": run.id, "session_id": run.session_id, "data": data}
-            for kind, data in events
-        ]
-    )
+    """Append ``(type, data)`` events of ``run`` (in the caller's transaction, if any).
+
+    The run's row is locked (touched) before the events are appended: a status
+    change locks the row and then appends, so every writer must take the row
+    first and the tenant's event-append lock second, or two of them deadlock
+    on PostgreSQL (the event's foreign key check waits on the row lock).
+    """
+    with store.transaction():
+        store.runs.add_usage(run.id)
+        return store.events.append_many(
+            [
+                {"type": kind, "run_id": run.id, "session_id": run.session_id, "data": data}
+                for kind, data in events
+            ]
+        )
 
 
 def run_event(run: Run) -> tuple[str, dict[str, Any]]:
@@ -281,7 +289,10 @@ def finish_run(
                 run_id, extra={**current.extra, "incomplete_details": incomplete_details}
             )
         run = store.runs.transition(run_id, status, **kwargs)
-        emit(store, run, run_event(run))
+        events = []
+        if status == "cancelled":
+            events = _close_open_work(store, run, "cancelled", "run_cancelled")
+        emit(store, run, *events, run_event(run))
     return run
 
 

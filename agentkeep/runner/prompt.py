@@ -1,7 +1,8 @@
 """The chat-completions request for a run: instructions, the thread, the run so far.
 
 Messages: the run's instructions as a ``system`` message, then the thread's
-messages in order (those of other runs included), then what this run did,
+messages in order (those of other runs included; only the last N with the
+run's ``truncation_strategy`` ``last_messages``), then what this run did,
 step by step: the text it wrote, and for each tool_calls step an assistant
 message with the calls followed by one ``tool`` message per submitted output.
 Only ``function`` tools are sent upstream (``code_interpreter`` and
@@ -67,6 +68,7 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
     if run.instructions:
         messages.append({"role": "system", "content": run.instructions})
     own: dict[str, Message] = {}
+    history: list[dict[str, Any]] = []
     for message in _thread_messages(store, run.session_id):
         if message.run_id == run.id:
             own[message.id] = message
@@ -75,7 +77,14 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
             continue
         content = _content(message)
         if content is not None:
-            messages.append({"role": message.role, "content": content})
+            history.append({"role": message.role, "content": content})
+    extra = run.extra or {}
+    truncation = extra.get("truncation_strategy")
+    if isinstance(truncation, dict) and truncation.get("type") == "last_messages":
+        keep = truncation.get("last_messages")
+        if isinstance(keep, int) and keep >= 0:
+            history = history[len(history) - keep :] if keep else []
+    messages.extend(history)
     steps = store.run_steps.list(run.id, limit=_PAGE, order="asc").items
     for step in steps:
         if step.type == "message_creation":
@@ -116,7 +125,6 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
             )
     body: dict[str, Any] = {"model": run.model, "messages": messages}
     tools = _chat_tools(run)
-    extra = run.extra or {}
     if tools:
         body["tools"] = tools
         choice = extra.get("tool_choice")

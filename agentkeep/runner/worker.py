@@ -250,6 +250,8 @@ class RunWorker:
             await self._call(store, run, body, self.client)
         except asyncio.CancelledError:
             raise  # stop(): the run is failed by the reaping of this worker
+        except NotFound as exc:  # the run or its thread was deleted meanwhile
+            log.info("run %s: %s; dropped", run.id, exc)
         except Exception as exc:
             log.exception("run %s failed in the worker", run.id)
             with contextlib.suppress(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -406,3 +407,107 @@ def test_run_errors(tenant: Tenant, service: LiveService) -> None:
     with pytest.raises(openai.NotFoundError):
         other.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
     wait_status(client, thread.id, run.id, {"completed", "failed"})
+
+
+def test_one_active_run_per_thread_under_concurrency(
+    tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(model, Reply(text="only one", delay=0.5))
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "race"}])
+    statuses: list[int] = []
+
+    def attempt() -> None:
+        with tenant.http() as http:
+            answer = http.post(f"/v1/threads/{thread.id}/runs", json={"assistant_id": assistant.id})
+            statuses.append(answer.status_code)
+
+    workers = [threading.Thread(target=attempt) for _ in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(statuses) == [200] + [400] * 7
+    assert len(client.beta.threads.runs.list(thread.id).data) == 1
+
+
+def test_truncation_and_non_function_tools(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    client = tenant.client()
+    model = new_model()
+    assistant = client.beta.assistants.create(
+        model=model,
+        tools=[{"type": "code_interpreter"}, WEATHER_TOOL],  # type: ignore[list-item]
+    )
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": f"m{i}"} for i in range(5)]
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        truncation_strategy={"type": "last_messages", "last_messages": 2},
+        tool_choice="required",
+        parallel_tool_calls=False,
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed"
+    assert [t.type for t in run.tools] == ["code_interpreter", "function"]
+    assert run.truncation_strategy is not None and run.truncation_strategy.last_messages == 2
+    sent = upstream_llm.requests_for(model)[0]
+    assert [m["content"] for m in sent["messages"]] == ["m3", "m4"]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
+    assert sent["tool_choice"] == "required" and sent["parallel_tool_calls"] is False
+
+
+def test_text_and_tool_calls_in_one_answer(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(
+        model,
+        Reply(text="Let me check.", tool_calls=[ToolCall("get_weather", '{"city": "Nice"}')]),
+        Reply(text="Sunny."),
+    )
+    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Nice?"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "requires_action"
+    assert run.required_action is not None
+    call = run.required_action.submit_tool_outputs.tool_calls[0]
+    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id,
+        thread_id=thread.id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "sun"}],
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed"
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+    assert [s.type for s in steps] == ["message_creation", "tool_calls", "message_creation"]
+    texts = [
+        m.content[0].text.value  # type: ignore[union-attr]
+        for m in client.beta.threads.messages.list(thread.id, order="asc").data
+    ]
+    assert texts == ["Nice?", "Let me check.", "Sunny."]
+    second = upstream_llm.requests_for(model)[1]["messages"]
+    assert [m["role"] for m in second] == ["user", "assistant", "assistant", "tool"]
+    assert second[1]["content"] == "Let me check."
+
+
+async def test_async_client_stream(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    client = tenant.async_client()
+    model = new_model()
+    upstream_llm.script(model, Reply(chunks=["as", "ync"]))
+    assistant = await client.beta.assistants.create(model=model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    deltas: list[str] = []
+    async with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id
+    ) as stream:
+        async for text in stream.text_deltas:
+            deltas.append(text)
+        run = await stream.get_final_run()
+    await client.close()
+    assert deltas == ["as", "ync"]
+    assert run.status == "completed"

@@ -115,9 +115,7 @@ def _wake(request: Request) -> None:
         worker.wake()
 
 
-def _run_fields(
-    store: Store, body: _RunOptions, agent: Agent, additional: str | None
-) -> dict[str, Any]:
+def _run_fields(body: _RunOptions, agent: Agent, additional: str | None) -> dict[str, Any]:
     instructions = body.instructions if body.instructions is not None else agent.instructions
     if additional:
         instructions = f"{instructions}\n\n{additional}" if instructions else additional
@@ -221,7 +219,7 @@ def create_thread_and_run(
         new_message(m, f"thread.messages[{i}].") for i, m in enumerate(thread_body.messages or [])
     ]
     resources = thread_body.tool_resources or body.tool_resources
-    fields = _run_fields(store, body, agent, None)
+    fields = _run_fields(body, agent, None)
     with store.transaction():
         thread = store.sessions.create(
             kind="thread",
@@ -259,8 +257,9 @@ def create_run(
         new_message(m, f"additional_messages[{i}].")
         for i, m in enumerate(body.additional_messages or [])
     ]
-    fields = _run_fields(store, body, agent, body.additional_instructions)
-    with store.transaction():
+    fields = _run_fields(body, agent, body.additional_instructions)
+    # The lock makes "no active run, then create one" atomic across processes.
+    with store.lock(f"runs:{thread_id[:200]}", ttl=30, wait=10), store.transaction():
         get_thread(store, thread_id)
         active = active_run_id(store, thread_id)
         if active is not None:
