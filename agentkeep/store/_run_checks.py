@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,13 +25,9 @@ __all__ = [
     "check_json",
     "check_ref",
     "check_text",
-    "cost_to_nano",
     "json_or_null",
-    "nano_to_cost",
 ]
 
-NANO = 10**9
-_MAX_BIGINT = 2**63 - 1
 _MAX_COUNT = 2**53  # a sane bound for one increment; keeps sums far from overflow
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -109,25 +104,3 @@ def check_choices(value: Any, allowed: Iterable[str], field: str) -> list[str]:
 def json_or_null(value: Any) -> Any:
     """SQL NULL for None, so ``IS NULL`` filters work on nullable JSON columns."""
     return sa.null() if value is None else value
-
-
-def cost_to_nano(value: Any, field: str = "cost_usd") -> int | None:
-    """US dollars (Decimal, int, float or numeric string) as integer nano-dollars."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
-        raise InvalidInput("must be a Decimal amount of US dollars, or None", field=field)
-    try:
-        amount = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    except InvalidOperation:
-        raise InvalidInput("must be a number of US dollars", field=field) from None
-    if not amount.is_finite() or amount < 0:
-        raise InvalidInput("must be a finite, non-negative amount", field=field)
-    nano = int((amount * NANO).to_integral_value(rounding=ROUND_HALF_EVEN))
-    if nano > _MAX_BIGINT // 1024:
-        raise InvalidInput("is too large", field=field)
-    return nano
-
-
-def nano_to_cost(nano: int | None) -> Decimal | None:
-    return None if nano is None else Decimal(nano) / Decimal(NANO)

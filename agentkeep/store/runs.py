@@ -23,6 +23,7 @@ from agentkeep.ids import new_id
 from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Page, Run
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
 from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
+from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import (
     check_choice,
     check_choices,
@@ -31,9 +32,7 @@ from agentkeep.store._run_checks import (
     check_json,
     check_ref,
     check_text,
-    cost_to_nano,
     json_or_null,
-    nano_to_cost,
 )
 from agentkeep.store._validate import UNSET, check_object, check_tools, require_str
 from agentkeep.store.schema import runs as t
@@ -48,7 +47,7 @@ INTERRUPTED_MESSAGE = "the run was interrupted: its worker stopped before it fin
 
 def to_run(row: Row) -> Run:
     data = row_times(row, "created_at", "updated_at", "started_at", "finished_at")
-    data["cost_usd"] = nano_to_cost(data.pop("cost_nano_usd"))
+    data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
     return Run.model_construct(**data)
 
 
@@ -284,7 +283,8 @@ class Runs(Resource):
             "reasoning_tokens": check_count(reasoning_tokens, "reasoning_tokens"),
             "iterations": check_count(iterations, "iterations"),
         }
-        nano = cost_to_nano(cost_usd)
+        cost = check_cost(cost_usd)
+        nano = None if cost is None else to_nano(cost)
         values: dict[str, Any] = {
             name: t.c[name] + delta for name, delta in deltas.items() if delta
         }
