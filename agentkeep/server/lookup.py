@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from agentkeep.errors import NotFound
+from collections.abc import Callable
+from typing import TypeVar
+
+from agentkeep.errors import Conflict, InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Session
 from agentkeep.server.errors import ApiError
 from agentkeep.store import Store
 
-__all__ = ["active_run_id", "get_conversation", "get_thread", "require_no_active_run"]
+__all__ = [
+    "active_run_id",
+    "get_conversation",
+    "get_thread",
+    "require_no_active_run",
+    "retry_on_conflict",
+]
+
+T = TypeVar("T")
 
 
 def _get_session(store: Store, session_id: str, kind: str) -> Session:
@@ -43,3 +54,20 @@ def require_no_active_run(store: Store, thread_id: str, what: str = "messages") 
         raise ApiError(
             400, f"Can't add {what} to {thread_id} while a run {run_id} is active.", param=None
         )
+
+
+def retry_on_conflict(update: Callable[[], T], attempts: int = 5) -> T:
+    """Run a read-modify-write (with ``expected_version``) again when a concurrent write won.
+
+    Last writer wins, as on OpenAI, without losing the fields the other writer
+    did not touch. A state conflict (``InvalidTransition``) is not retried.
+    """
+    for attempt in range(attempts):
+        try:
+            return update()
+        except InvalidTransition:
+            raise
+        except Conflict:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

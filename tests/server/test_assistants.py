@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import openai
 import pytest
+from live import Tenant
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +95,28 @@ def test_modify_unknown_assistant_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.beta.assistants.update("asst_missing", name="x")
     assert info.value.body["message"] == "No assistant found with id 'asst_missing'."  # type: ignore[index]
+
+
+def test_concurrent_modifies_all_succeed(tenant: Tenant) -> None:
+    assistant = tenant.client().beta.assistants.create(model="m", temperature=0.1)
+    failures: list[BaseException] = []
+
+    def modify(n: int) -> None:
+        client = tenant.client()
+        try:
+            for i in range(5):
+                client.beta.assistants.update(
+                    assistant.id, top_p=(n * 5 + i) / 100, metadata={"writer": str(n)}
+                )
+        except BaseException as exc:
+            failures.append(exc)
+
+    workers = [threading.Thread(target=modify, args=(n,)) for n in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures, failures
+    final = tenant.client().beta.assistants.retrieve(assistant.id)
+    assert final.temperature == 0.1  # no writer lost a field it did not touch
+    assert final.metadata is not None and final.metadata["writer"] in {str(n) for n in range(8)}

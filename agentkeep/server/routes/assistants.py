@@ -6,8 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from agentkeep.models import Agent
 from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
 from agentkeep.server.deps import TenantStore
+from agentkeep.server.lookup import retry_on_conflict
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.wire import (
     ASSISTANT_EXTRA_FIELDS,
@@ -68,16 +70,26 @@ def modify_assistant(
     }
     if "tools" in given:
         changes["tools"] = body.tools or []
+    if changes.get("model", "") is None:
+        del changes["model"]  # null keeps the model, as OpenAI does
     cleared = [n for n in ASSISTANT_EXTRA_FIELDS if n in given and getattr(body, n) is None]
-    with store.transaction():
-        current = store.agents.get(assistant_id)
-        if "model" in changes and changes["model"] is None:
-            del changes["model"]  # null keeps the model, as OpenAI does
-        extra_changes = _extra(body)
-        if extra_changes or cleared:
+    extra_changes = _extra(body)
+    if not (extra_changes or cleared):
+        return assistant_object(store.agents.update(assistant_id, **changes))
+
+    def merge() -> Agent:
+        with store.transaction():
+            # an update without changes reads the row under its lock until we commit
+            current = store.agents.update(assistant_id)
             extra = {k: v for k, v in current.extra.items() if k not in cleared}
-            changes["extra"] = {**extra, **extra_changes}
-        agent = store.agents.update(assistant_id, expected_version=current.version, **changes)
+            return store.agents.update(
+                assistant_id,
+                expected_version=current.version,
+                extra={**extra, **extra_changes},
+                **changes,
+            )
+
+    agent = retry_on_conflict(merge)
     return assistant_object(agent)
 
 

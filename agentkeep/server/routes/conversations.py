@@ -62,10 +62,8 @@ def update_conversation(
     conversation_id: str, body: UpdateConversation, store: TenantStore
 ) -> dict[str, Any]:
     with store.transaction():
-        current = get_conversation(store, conversation_id)
-        conversation = store.sessions.update(
-            conversation_id, expected_version=current.version, metadata=body.metadata or {}
-        )
+        get_conversation(store, conversation_id)
+        conversation = store.sessions.update(conversation_id, metadata=body.metadata or {})
     return conversation_object(conversation)
 
 

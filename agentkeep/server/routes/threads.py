@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from agentkeep.models import Session
 from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
-from agentkeep.server.lookup import get_thread
+from agentkeep.server.lookup import get_thread, retry_on_conflict
 from agentkeep.server.wire import deleted_object, thread_message_content, thread_object
 
 __all__ = ["new_message", "router"]
@@ -49,14 +50,23 @@ def retrieve_thread(thread_id: str, store: TenantStore) -> dict[str, Any]:
 @router.post("/{thread_id}", summary="Modify a thread")
 def modify_thread(thread_id: str, body: ModifyThread, store: TenantStore) -> dict[str, Any]:
     given = body.model_fields_set
-    with store.transaction():
-        current = get_thread(store, thread_id)
-        changes: dict[str, Any] = {}
-        if "metadata" in given:
-            changes["metadata"] = body.metadata or {}
-        if "tool_resources" in given:
-            changes["extra"] = {**current.extra, "tool_resources": body.tool_resources or {}}
-        thread = store.sessions.update(thread_id, expected_version=current.version, **changes)
+    changes: dict[str, Any] = {}
+    if "metadata" in given:
+        changes["metadata"] = body.metadata or {}
+
+    def update() -> Session:
+        with store.transaction():
+            get_thread(store, thread_id)
+            if "tool_resources" not in given:
+                return store.sessions.update(thread_id, **changes)
+            # an update without changes reads the row under its lock until we commit
+            current = store.sessions.update(thread_id)
+            extra = {**current.extra, "tool_resources": body.tool_resources or {}}
+            return store.sessions.update(
+                thread_id, expected_version=current.version, extra=extra, **changes
+            )
+
+    thread = retry_on_conflict(update)
     return thread_object(thread)
 
 
