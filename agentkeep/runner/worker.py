@@ -44,12 +44,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import Any, ParamSpec, TypeVar
 
 from agentkeep.config import Settings
@@ -73,12 +76,9 @@ CRASHED_MESSAGE = (
     "the service process running this run stopped before it finished "
     "(crash or kill); the run was failed on recovery, start it again"
 )
+STOP_WAIT_S = 10.0
 DEFAULT_CONCURRENCY = 16  # runs executed at once per process (AGENTKEEP_RUN_CONCURRENCY)
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
-
-
-async def _db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 class RunWorker:
@@ -113,6 +113,19 @@ class RunWorker:
         self._resume: set[tuple[str, str]] = set()
         self._stopping = False
         self._next_beat = 0.0
+        # The worker's own threads for store calls: they never wait behind request
+        # threads, and stop() can wait for the calls still running.
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.concurrency + 4, thread_name_prefix="agentkeep-run"
+        )
+        self._inflight: set[Future[Any]] = set()
+
+    async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a (blocking) store call on the worker's threads."""
+        future = self._executor.submit(functools.partial(fn, *args, **kwargs))
+        self._inflight.add(future)
+        future.add_done_callback(self._inflight.discard)
+        return await asyncio.wrap_future(future)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -122,7 +135,7 @@ class RunWorker:
         self._wake = asyncio.Event()
         if self.settings.llm_base_url:
             self.client = ChatClient(self.settings.llm_base_url, self.settings.llm_api_key)
-        await _db(liveness.beat, self.store, self.id)
+        await self._db(liveness.beat, self.store, self.id)
         await self._sweep()
         self._next_beat = time.monotonic() + self.heartbeat_interval
         self._task = asyncio.create_task(self._main(), name=f"run-worker {self.id}")
@@ -138,13 +151,18 @@ class RunWorker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Store calls of the cancelled runs may still be running: let them land first.
+        pending = list(self._inflight)
+        if pending:
+            await asyncio.to_thread(wait_futures, pending, timeout=STOP_WAIT_S)
         try:
-            await _db(liveness.reap, self.store, self.id, STOPPED_MESSAGE)
+            await self._db(liveness.reap, self.store, self.id, STOPPED_MESSAGE)
             notify.notify()
         except Exception as exc:
             log.error("run worker %s could not deregister: %r", self.id, exc)
         if self.client is not None:
             await self.client.aclose()
+        self._executor.shutdown(wait=False)
         log.info("run worker %s stopped", self.id)
 
     def wake(self) -> None:
@@ -175,7 +193,7 @@ class RunWorker:
                 await self._continue_parked()
                 if time.monotonic() >= self._next_beat:
                     self._next_beat = time.monotonic() + self.heartbeat_interval
-                    await _db(liveness.beat, self.store, self.id)
+                    await self._db(liveness.beat, self.store, self.id)
                     await self._sweep()
             except asyncio.CancelledError:
                 raise
@@ -186,17 +204,17 @@ class RunWorker:
 
     async def _claim(self) -> None:
         while not self._stopping and len(self._tasks) < self.concurrency:
-            run = await _db(self.store.runs.claim_next_any_tenant, self.id)
+            run = await self._db(self.store.runs.claim_next_any_tenant, self.id)
             if run is None:
                 return
             self._spawn(run, fresh=True)
 
     async def _sweep(self) -> None:
-        dead = await _db(
+        dead = await self._db(
             liveness.dead_workers, self.store, me=self.id, stale_after=self.stale_after
         )
         for worker_id in dead:
-            runs = await _db(liveness.reap, self.store, worker_id, CRASHED_MESSAGE)
+            runs = await self._db(liveness.reap, self.store, worker_id, CRASHED_MESSAGE)
             if runs:
                 notify.notify()
 
@@ -207,7 +225,7 @@ class RunWorker:
                 continue
             tenant_id, run_id = key
             try:
-                run = await _db(self.store.tenant(tenant_id).runs.get, run_id)
+                run = await self._db(self.store.tenant(tenant_id).runs.get, run_id)
             except NotFound:
                 self._parked.discard(key)
                 continue
@@ -215,7 +233,7 @@ class RunWorker:
                 self._parked.discard(key)
             elif run.status in ("in_progress", "cancelling") and (
                 run.worker_id == self.id
-                or not await _db(
+                or not await self._db(
                     liveness.worker_alive,
                     self.store,
                     run.worker_id,
@@ -238,15 +256,15 @@ class RunWorker:
         store = self.store.tenant(run.tenant_id)
         try:
             if run.status == "cancelling":
-                await _db(ops.fail_run, store, run.id, "server_error", "cancelled")
+                await self._db(ops.fail_run, store, run.id, "server_error", "cancelled")
                 return
             if fresh:
-                await _db(ops.emit, store, run, ("thread.run.in_progress", run_object(run)))
+                await self._db(ops.emit, store, run, ("thread.run.in_progress", run_object(run)))
                 notify.notify()
             if self.client is None:
-                await _db(ops.fail_run, store, run.id, "server_error", NO_UPSTREAM)
+                await self._db(ops.fail_run, store, run.id, "server_error", NO_UPSTREAM)
                 return
-            body = await _db(build_request, store, run)
+            body = await self._db(build_request, store, run)
             await self._call(store, run, body, self.client)
         except asyncio.CancelledError:
             raise  # stop(): the run is failed by the reaping of this worker
@@ -255,7 +273,9 @@ class RunWorker:
         except Exception as exc:
             log.exception("run %s failed in the worker", run.id)
             with contextlib.suppress(Exception):
-                await _db(ops.fail_run, store, run.id, "server_error", f"internal error: {exc!r}")
+                await self._db(
+                    ops.fail_run, store, run.id, "server_error", f"internal error: {exc!r}"
+                )
         finally:
             notify.notify()
 
@@ -278,9 +298,9 @@ class RunWorker:
             batch = pending[:]
             pending.clear()
             if message is None:
-                step, message = await _db(ops.start_message, store, run)
+                step, message = await self._db(ops.start_message, store, run)
             assert message is not None
-            await _db(ops.record_deltas, store, run, message.id, batch)
+            await self._db(ops.record_deltas, store, run, message.id, batch)
             text += "".join(batch)
             notify.notify()
 
@@ -298,7 +318,7 @@ class RunWorker:
                     break
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + 0.5
-                    current = await _db(store.runs.get, run.id)
+                    current = await self._db(store.runs.get, run.id)
                     if current.status != "in_progress":
                         stopped_status = current.status
                         break
@@ -316,7 +336,7 @@ class RunWorker:
             except UpstreamError as exc:
                 error = exc
             await flush()
-        await _db(
+        await self._db(
             _record_call,
             store,
             run,
@@ -330,18 +350,18 @@ class RunWorker:
         )
         if stopped_status is not None:
             # cancelled (or failed by someone else): close what is open and announce it
-            await _db(ops.fail_run, store, run.id, "server_error", "cancelled")
+            await self._db(ops.fail_run, store, run.id, "server_error", "cancelled")
             return
         if error is not None:
-            await _db(ops.fail_run, store, run.id, error.code, error.message)
+            await self._db(ops.fail_run, store, run.id, error.code, error.message)
             return
         assert completion is not None
         calls = completion.tool_calls
         if message is None and not calls:
-            step, message = await _db(ops.start_message, store, run)
+            step, message = await self._db(ops.start_message, store, run)
         if message is not None and step is not None:
             tokens = (0, 0) if calls else (completion.input_tokens, completion.output_tokens)
-            await _db(
+            await self._db(
                 ops.finish_message,
                 store,
                 run,
@@ -353,7 +373,7 @@ class RunWorker:
             )
             notify.notify()
         if calls:
-            done = await _db(
+            done = await self._db(
                 ops.require_action,
                 store,
                 run,
@@ -365,7 +385,7 @@ class RunWorker:
                 self._parked.add((run.tenant_id, run.id))
             return
         if completion.finish_reason == "length" and (run.extra or {}).get("max_completion_tokens"):
-            await _db(
+            await self._db(
                 ops.finish_run,
                 store,
                 run.id,
@@ -373,7 +393,7 @@ class RunWorker:
                 incomplete_details={"reason": "max_completion_tokens"},
             )
         else:
-            await _db(ops.finish_run, store, run.id, "completed")
+            await self._db(ops.finish_run, store, run.id, "completed")
 
 
 def _record_call(
