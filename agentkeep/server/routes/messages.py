@@ -49,8 +49,10 @@ def create_message(
     row["idempotency_key"] = idempotency_key or None
     with store.transaction():
         get_thread(store, thread_id)
-        require_no_active_run(store, thread_id)
+        # Append first: it locks the thread's row, so the check below sees every run
+        # committed before us (a run created meanwhile rolls this message back).
         message = store.messages.append(thread_id, **row)
+        require_no_active_run(store, thread_id)
     return message_object(message)
 
 
