@@ -11,6 +11,7 @@ from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import retry_on_conflict
 from agentkeep.server.pagination import Pagination
+from agentkeep.server.schemas import DOCS
 from agentkeep.server.wire import (
     ASSISTANT_EXTRA_FIELDS,
     assistant_object,
@@ -31,7 +32,7 @@ def _extra(body: CreateAssistant | ModifyAssistant) -> dict[str, Any]:
     }
 
 
-@router.post("", summary="Create an assistant")
+@router.post("", summary="Create an assistant", response_model=None, responses=DOCS["assistant"])
 def create_assistant(body: CreateAssistant, store: TenantStore) -> dict[str, Any]:
     agent = store.agents.create(
         model=body.model,
@@ -45,7 +46,7 @@ def create_assistant(body: CreateAssistant, store: TenantStore) -> dict[str, Any
     return assistant_object(agent)
 
 
-@router.get("", summary="List assistants")
+@router.get("", summary="List assistants", response_model=None, responses=DOCS["assistants"])
 def list_assistants(store: TenantStore, params: Pagination) -> dict[str, Any]:
     page = store.agents.list(
         limit=params.limit, order=params.order, after=params.after, before=params.before
@@ -53,12 +54,22 @@ def list_assistants(store: TenantStore, params: Pagination) -> dict[str, Any]:
     return list_object(page, assistant_object)
 
 
-@router.get("/{assistant_id}", summary="Retrieve an assistant")
+@router.get(
+    "/{assistant_id}",
+    summary="Retrieve an assistant",
+    response_model=None,
+    responses=DOCS["assistant"],
+)
 def retrieve_assistant(assistant_id: str, store: TenantStore) -> dict[str, Any]:
     return assistant_object(store.agents.get(assistant_id))
 
 
-@router.post("/{assistant_id}", summary="Modify an assistant")
+@router.post(
+    "/{assistant_id}",
+    summary="Modify an assistant",
+    response_model=None,
+    responses=DOCS["assistant"],
+)
 def modify_assistant(
     assistant_id: str, body: ModifyAssistant, store: TenantStore
 ) -> dict[str, Any]:
@@ -93,7 +104,9 @@ def modify_assistant(
     return assistant_object(agent)
 
 
-@router.delete("/{assistant_id}", summary="Delete an assistant")
+@router.delete(
+    "/{assistant_id}", summary="Delete an assistant", response_model=None, responses=DOCS["deleted"]
+)
 def delete_assistant(assistant_id: str, store: TenantStore) -> dict[str, Any]:
     store.agents.delete(assistant_id)
     return deleted_object(assistant_id, "assistant.deleted")

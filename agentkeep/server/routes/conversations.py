@@ -12,6 +12,7 @@ from agentkeep.errors import InvalidInput
 from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_conversation
+from agentkeep.server.schemas import DOCS
 from agentkeep.server.wire import conversation_object, deleted_object, item_input
 
 __all__ = ["item_rows", "items_field", "router"]
@@ -39,7 +40,9 @@ def items_field() -> Iterator[None]:
         raise
 
 
-@router.post("", summary="Create a conversation")
+@router.post(
+    "", summary="Create a conversation", response_model=None, responses=DOCS["conversation"]
+)
 def create_conversation(
     store: TenantStore, body: CreateConversation | None = None
 ) -> dict[str, Any]:
@@ -52,12 +55,22 @@ def create_conversation(
     return conversation_object(conversation)
 
 
-@router.get("/{conversation_id}", summary="Retrieve a conversation")
+@router.get(
+    "/{conversation_id}",
+    summary="Retrieve a conversation",
+    response_model=None,
+    responses=DOCS["conversation"],
+)
 def retrieve_conversation(conversation_id: str, store: TenantStore) -> dict[str, Any]:
     return conversation_object(get_conversation(store, conversation_id))
 
 
-@router.post("/{conversation_id}", summary="Update a conversation")
+@router.post(
+    "/{conversation_id}",
+    summary="Update a conversation",
+    response_model=None,
+    responses=DOCS["conversation"],
+)
 def update_conversation(
     conversation_id: str, body: UpdateConversation, store: TenantStore
 ) -> dict[str, Any]:
@@ -67,7 +80,12 @@ def update_conversation(
     return conversation_object(conversation)
 
 
-@router.delete("/{conversation_id}", summary="Delete a conversation")
+@router.delete(
+    "/{conversation_id}",
+    summary="Delete a conversation",
+    response_model=None,
+    responses=DOCS["deleted"],
+)
 def delete_conversation(conversation_id: str, store: TenantStore) -> dict[str, Any]:
     with store.transaction():
         get_conversation(store, conversation_id)

@@ -14,6 +14,7 @@ from agentkeep.server.lookup import get_conversation
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
+from agentkeep.server.schemas import DOCS
 from agentkeep.server.wire import conversation_object, item_object, list_object
 from agentkeep.store import Store
 
@@ -34,7 +35,7 @@ def _get(store: Store, conversation_id: str, item_id: str) -> Message:
         raise NotFound("item", item_id) from None
 
 
-@router.post("", summary="Create items")
+@router.post("", summary="Create items", response_model=None, responses=DOCS["items"])
 def create_items(
     conversation_id: str,
     body: CreateItems,
@@ -59,7 +60,9 @@ def create_items(
     }
 
 
-@router.get("", summary="List items (newest first by default)")
+@router.get(
+    "", summary="List items (newest first by default)", response_model=None, responses=DOCS["items"]
+)
 def list_items(
     conversation_id: str, store: TenantStore, params: Pagination, include: Include = None
 ) -> dict[str, Any]:
@@ -74,14 +77,16 @@ def list_items(
     return list_object(page, item_object)
 
 
-@router.get("/{item_id}", summary="Retrieve an item")
+@router.get("/{item_id}", summary="Retrieve an item", response_model=None, responses=DOCS["item"])
 def retrieve_item(
     conversation_id: str, item_id: str, store: TenantStore, include: Include = None
 ) -> dict[str, Any]:
     return item_object(_get(store, conversation_id, item_id))
 
 
-@router.delete("/{item_id}", summary="Delete an item")
+@router.delete(
+    "/{item_id}", summary="Delete an item", response_model=None, responses=DOCS["conversation"]
+)
 def delete_item(conversation_id: str, item_id: str, store: TenantStore) -> dict[str, Any]:
     with store.transaction():
         _get(store, conversation_id, item_id)

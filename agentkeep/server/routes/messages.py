@@ -13,6 +13,7 @@ from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_thread, require_no_active_run
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
+from agentkeep.server.schemas import DOCS
 from agentkeep.server.wire import deleted_object, list_object, message_object
 from agentkeep.store import Store
 
@@ -38,7 +39,7 @@ def _get(store: Store, thread_id: str, message_id: str) -> Message:
         raise NotFound("message", message_id) from None
 
 
-@router.post("", summary="Create a message")
+@router.post("", summary="Create a message", response_model=None, responses=DOCS["message"])
 def create_message(
     thread_id: str,
     body: CreateMessage,
@@ -56,7 +57,7 @@ def create_message(
     return message_object(message)
 
 
-@router.get("", summary="List messages")
+@router.get("", summary="List messages", response_model=None, responses=DOCS["messages"])
 def list_messages(
     thread_id: str,
     store: TenantStore,
@@ -75,12 +76,16 @@ def list_messages(
     return list_object(page, message_object)
 
 
-@router.get("/{message_id}", summary="Retrieve a message")
+@router.get(
+    "/{message_id}", summary="Retrieve a message", response_model=None, responses=DOCS["message"]
+)
 def retrieve_message(thread_id: str, message_id: str, store: TenantStore) -> dict[str, Any]:
     return message_object(_get(store, thread_id, message_id))
 
 
-@router.post("/{message_id}", summary="Modify a message")
+@router.post(
+    "/{message_id}", summary="Modify a message", response_model=None, responses=DOCS["message"]
+)
 def modify_message(
     thread_id: str, message_id: str, body: ModifyMessage, store: TenantStore
 ) -> dict[str, Any]:
@@ -91,7 +96,9 @@ def modify_message(
     return message_object(message)
 
 
-@router.delete("/{message_id}", summary="Delete a message")
+@router.delete(
+    "/{message_id}", summary="Delete a message", response_model=None, responses=DOCS["deleted"]
+)
 def delete_message(thread_id: str, message_id: str, store: TenantStore) -> dict[str, Any]:
     with store.transaction():
         _get(store, thread_id, message_id)

@@ -10,6 +10,7 @@ from agentkeep.models import Session
 from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_thread, retry_on_conflict
+from agentkeep.server.schemas import DOCS
 from agentkeep.server.wire import deleted_object, thread_message_content, thread_object
 
 __all__ = ["new_message", "router"]
@@ -30,7 +31,7 @@ def new_message(body: CreateMessage, field: str = "") -> dict[str, Any]:
     }
 
 
-@router.post("", summary="Create a thread")
+@router.post("", summary="Create a thread", response_model=None, responses=DOCS["thread"])
 def create_thread(store: TenantStore, body: CreateThread | None = None) -> dict[str, Any]:
     body = body or CreateThread()
     rows = [new_message(m, f"messages[{i}].") for i, m in enumerate(body.messages or [])]
@@ -42,12 +43,16 @@ def create_thread(store: TenantStore, body: CreateThread | None = None) -> dict[
     return thread_object(thread)
 
 
-@router.get("/{thread_id}", summary="Retrieve a thread")
+@router.get(
+    "/{thread_id}", summary="Retrieve a thread", response_model=None, responses=DOCS["thread"]
+)
 def retrieve_thread(thread_id: str, store: TenantStore) -> dict[str, Any]:
     return thread_object(get_thread(store, thread_id))
 
 
-@router.post("/{thread_id}", summary="Modify a thread")
+@router.post(
+    "/{thread_id}", summary="Modify a thread", response_model=None, responses=DOCS["thread"]
+)
 def modify_thread(thread_id: str, body: ModifyThread, store: TenantStore) -> dict[str, Any]:
     given = body.model_fields_set
     changes: dict[str, Any] = {}
@@ -70,7 +75,9 @@ def modify_thread(thread_id: str, body: ModifyThread, store: TenantStore) -> dic
     return thread_object(thread)
 
 
-@router.delete("/{thread_id}", summary="Delete a thread")
+@router.delete(
+    "/{thread_id}", summary="Delete a thread", response_model=None, responses=DOCS["deleted"]
+)
 def delete_thread(thread_id: str, store: TenantStore) -> dict[str, Any]:
     with store.transaction():
         get_thread(store, thread_id)
