@@ -53,6 +53,7 @@ class Reply:
     chunk_delay: float = 0.0  # seconds between streamed chunks
     drop_after: int | None = None  # close the connection after this many chunks
     finish_reason: str | None = None
+    ignore_stream: bool = False  # answer one JSON completion even when asked to stream
 
     def deltas(self) -> list[str]:
         if self.chunks is not None:
@@ -223,7 +224,7 @@ class UpstreamLLM:
         finish = reply.finish_reason or ("tool_calls" if calls else "stop")
         ident = f"chatcmpl-{self._calls}"
         created = int(time.time())
-        if not body.get("stream"):
+        if not body.get("stream") or reply.ignore_stream:
             message: dict[str, Any] = {"role": "assistant", "content": "".join(deltas) or None}
             if calls:
                 message["tool_calls"] = calls

@@ -511,3 +511,51 @@ async def test_async_client_stream(tenant: Tenant, upstream_llm: UpstreamLLM) ->
     await client.close()
     assert deltas == ["as", "ync"]
     assert run.status == "completed"
+
+
+def test_upstream_that_does_not_stream(
+    service: LiveService, tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    """An upstream that answers one JSON completion instead of a stream still works."""
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(
+        model, Reply(text="in one piece", ignore_stream=True, prompt_tokens=5, completion_tokens=3)
+    )
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "completed"
+    assert run.usage is not None and run.usage.total_tokens == 8
+    message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
+    assert message.content[0].text.value == "in one piece"  # type: ignore[union-attr]
+
+
+def test_list_runs_pagination(tenant: Tenant) -> None:
+    client = tenant.client()
+    assistant = client.beta.assistants.create(model=new_model())
+    thread = client.beta.threads.create()
+    ids = []
+    for i in range(3):
+        client.beta.threads.messages.create(thread.id, role="user", content=f"q{i}")
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+        )
+        assert run.status == "completed"
+        ids.append(run.id)
+    page = client.beta.threads.runs.list(thread.id, limit=2)
+    assert [r.id for r in page.data] == ids[::-1][:2]
+    assert page.has_more is True
+    rest = client.beta.threads.runs.list(thread.id, limit=2, after=page.data[-1].id)
+    assert [r.id for r in rest.data] == [ids[0]]
+    assert rest.has_more is False
+    asc = client.beta.threads.runs.list(thread.id, order="asc")
+    assert [r.id for r in asc.data] == ids
+    assert [r.id for r in client.beta.threads.runs.list(thread.id).data] == ids[::-1]
+    with pytest.raises(openai.BadRequestError):
+        client.beta.threads.runs.list(thread.id, limit=101)
+    # the second run saw the first one's answer
+    steps = client.beta.threads.runs.steps.list(ids[1], thread_id=thread.id, limit=1, order="asc")
+    assert len(steps.data) == 1 and steps.has_more is False
