@@ -302,10 +302,18 @@ def _close_open_work(
     """Close a stopped run's open steps, messages and pending tool calls; their events."""
     events: list[tuple[str, dict[str, Any]]] = []
     texts: dict[str, str] = {}
-    for event in store.events.list(run_id=run.id, types="thread.message.delta", limit=1000):
-        for part in event.data.get("delta", {}).get("content", []):
+    bookmark = 0
+    while True:  # the text that was streamed, rebuilt from the deltas
+        deltas = store.events.list(
+            run_id=run.id, types="thread.message.delta", after_bookmark=bookmark, limit=1000
+        )
+        for event in deltas:
+            bookmark = event.bookmark
             key = str(event.data.get("id"))
-            texts[key] = texts.get(key, "") + str(part.get("text", {}).get("value", ""))
+            for part in event.data.get("delta", {}).get("content", []):
+                texts[key] = texts.get(key, "") + str(part.get("text", {}).get("value", ""))
+        if len(deltas) < 1000:
+            break
     after: str | None = None
     while True:
         page = store.run_steps.list(run.id, limit=100, after=after, order="asc")
