@@ -1,7 +1,7 @@
 """The live service: a real ``agentkeep`` server process on 127.0.0.1, per backend.
 
 ``service`` (session scope, parametrized ``sqlite`` / ``postgres``) starts
-``python -m agentkeep.server`` (what ``agentkeep serve`` runs) on a free port,
+``python -m agentkeep serve`` (the ``agentkeep serve`` command) on a free port,
 on a fresh database (a new SQLite file, or a new PostgreSQL database from the
 ``postgres_server`` fixture; PostgreSQL tests fail, never skip, when it is
 down), with

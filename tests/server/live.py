@@ -113,7 +113,8 @@ class LiveService:
                 [
                     sys.executable,
                     "-m",
-                    "agentkeep.server",
+                    "agentkeep",
+                    "serve",
                     "--host",
                     "127.0.0.1",
                     "--port",
