@@ -284,6 +284,26 @@ def test_closing_follow_frees_its_listener(store: Store, monkeypatch: pytest.Mon
         assert alive == 0
 
 
+def test_cancel_ends_a_follower_waiting_in_another_thread(store: Store) -> None:
+    cancel = threading.Event()
+    seen: list[int] = []
+    ended = threading.Event()
+
+    def follower() -> None:
+        for event in store.events.follow(poll_interval=30, cancel=cancel):
+            seen.append(event.bookmark)
+        ended.set()
+
+    store.events.append("custom")
+    th = threading.Thread(target=follower)
+    th.start()
+    time.sleep(0.3)
+    cancel.set()
+    assert ended.wait(5)
+    th.join()
+    assert seen == [1]
+
+
 def test_follow_in_a_for_loop_that_breaks(store: Store) -> None:
     store.events.append_many([{"type": "custom"} for _ in range(3)])
     for event in store.events.follow(timeout=5):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
@@ -38,6 +39,7 @@ _FIELDS = ("type", "run_id", "session_id", "agent_id", "channel", "data")
 FOLLOW_BATCH = 500
 LISTEN_FALLBACK_POLL_S = 1.0
 """With LISTEN working, followers still poll this often (a lost notification costs at most this)."""
+CANCEL_CHECK_S = 0.1
 
 
 def events_channel(tenant_id: str) -> str:
@@ -298,6 +300,7 @@ class Events(Resource):
         poll_interval: float = 0.1,
         timeout: float | None = None,
         stop: Callable[[Event], bool] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Generator[Event, None, None]:
         """Yield the events after ``after_bookmark``, then new ones as they are committed.
 
@@ -305,8 +308,10 @@ class Events(Resource):
         wakes it as soon as an appending transaction commits (with a poll
         every second as fallback); elsewhere it polls every ``poll_interval``
         seconds. Ends when ``timeout`` seconds pass without a matching event,
-        or after the event for which ``stop(event)`` is true. Closing the
-        generator (or leaving its ``for`` loop) frees its connection.
+        or after the event for which ``stop(event)`` is true, or within a
+        fraction of a second of another thread setting ``cancel`` (a
+        generator cannot be closed while it waits in another thread). Closing
+        the generator (or leaving its ``for`` loop) frees its connection.
         """
         after = _check_bookmark(after_bookmark)
         where = self._where(run_id, session_id, agent_id, types, channel)
@@ -324,7 +329,7 @@ class Events(Resource):
         listener = self._core.dialect.listen(events_channel(self.tenant_id))
         try:
             idle_since = time.monotonic()
-            while True:
+            while cancel is None or not cancel.is_set():
                 batch = self._fetch(where, after, FOLLOW_BATCH)
                 for event in batch:
                     after = event.bookmark
@@ -345,6 +350,13 @@ class Events(Resource):
                     if remaining <= 0:
                         return
                     interval = min(interval, remaining)
-                listener.wait(interval)
+                if cancel is None:
+                    listener.wait(interval)
+                    continue
+                woken_by = time.monotonic() + interval
+                while not cancel.is_set():
+                    left = woken_by - time.monotonic()
+                    if left <= 0 or listener.wait(min(left, CANCEL_CHECK_S)):
+                        break
         finally:
             listener.close()
