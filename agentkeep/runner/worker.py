@@ -77,6 +77,7 @@ CRASHED_MESSAGE = (
     "(crash or kill); the run was failed on recovery, start it again"
 )
 STOP_WAIT_S = 10.0
+MAX_BACKOFF_S = 15.0  # longest pause between attempts while the database is unreachable
 DEFAULT_CONCURRENCY = 16  # runs executed at once per process (AGENTKEEP_RUN_CONCURRENCY)
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
 
@@ -186,6 +187,7 @@ class RunWorker:
 
     async def _main(self) -> None:
         assert self._wake is not None
+        failures = 0
         while not self._stopping:
             self._wake.clear()
             try:
@@ -195,12 +197,16 @@ class RunWorker:
                     self._next_beat = time.monotonic() + self.heartbeat_interval
                     await self._db(liveness.beat, self.store, self.id)
                     await self._sweep()
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be away for a while: keep trying
-                log.error("run worker %s: %r", self.id, exc)
+                failures += 1
+                if failures == 1 or failures % 30 == 0:
+                    log.error("run worker %s (failure %d): %r", self.id, failures, exc)
+            pause = min(self.poll_interval * 2 ** min(failures, 5), MAX_BACKOFF_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     async def _claim(self) -> None:
         while not self._stopping and len(self._tasks) < self.concurrency:
