@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import psycopg
 import pytest
 from live import LiveService, StartService
 from psycopg import sql
 
+import agentkeep
 from agentkeep.store import migrate
 
 pytestmark = pytest.mark.slow
@@ -72,3 +75,13 @@ def test_database_unreachable_is_503(start_service: StartService) -> None:
     assert response.status_code == 503
     assert httpx.get(f"{service.base_url}/readyz").status_code == 503
     assert httpx.get(f"{service.base_url}/healthz").status_code == 200
+
+
+def test_database_url_is_honoured_when_agentkeep_database_url_is_unset(
+    start_service: StartService, tmp_path: Path
+) -> None:
+    target = tmp_path / "from-database-url.db"
+    service = start_service("sqlite", AGENTKEEP_DATABASE_URL="", DATABASE_URL=f"sqlite:///{target}")
+    created = service.http("acme").post("/v1/assistants", json={"model": "m"}).json()
+    with agentkeep.connect(f"sqlite:///{target}") as store:
+        assert store.tenant("acme").agents.get(created["id"]).model == "m"
