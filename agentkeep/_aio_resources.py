@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -643,8 +644,10 @@ class AsyncEvents:
         poll_interval: float = 0.1,
         timeout: float | None = None,
         stop: Callable[[Event], bool] | None = None,
+        cancel: threading.Event | None = None,
     ) -> AsyncIterator[Event]:
         """Yield the events after ``after_bookmark``, then new ones as they are committed."""
+        cancel = cancel if cancel is not None else threading.Event()
         return aiter_thread(
             functools.partial(
                 self.sync.follow,
@@ -657,7 +660,9 @@ class AsyncEvents:
                 poll_interval=poll_interval,
                 timeout=timeout,
                 stop=stop,
-            )
+                cancel=cancel,
+            ),
+            cancel=cancel,
         )
 
     async def latest_bookmark(self) -> int:

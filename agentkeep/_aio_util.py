@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any, TypeVar
@@ -13,16 +14,31 @@ T = TypeVar("T")
 _DONE: Any = object()
 
 
-async def aiter_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-    """An async iterator over a sync iterator, each ``next`` in a worker thread."""
+async def aiter_thread(
+    make: Callable[[], Iterator[T]], *, cancel: threading.Event | None = None
+) -> AsyncIterator[T]:
+    """An async iterator over a sync iterator, each ``next`` in a worker thread.
+
+    When the consumer stops (break, ``aclose``, task cancellation) ``cancel`` is
+    set, so a blocking iterator that watches it (``events.follow``) returns; the
+    pending ``next`` is awaited before the iterator is closed, since a generator
+    cannot be closed while another thread runs it.
+    """
     it = await asyncio.to_thread(make)
+    pending: asyncio.Future[Any] | None = None
     try:
         while True:
-            item = await asyncio.to_thread(next, it, _DONE)
+            pending = asyncio.ensure_future(asyncio.to_thread(next, it, _DONE))
+            item = await asyncio.shield(pending)
+            pending = None
             if item is _DONE:
                 return
             yield item
     finally:
+        if cancel is not None:
+            cancel.set()
+        if pending is not None:
+            await asyncio.wait({pending})
         close = getattr(it, "close", None)
         if close is not None:
             await asyncio.to_thread(close)

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ def qualify(annotation: str) -> str:
 def find_origin(name: str, module: Any) -> str | None:
     if name in ("builtins", "None", "True", "False"):
         return "builtins"
+    if isinstance(module.__dict__.get(name), types.ModuleType):
+        return f"import:{name}"
     for source in SOURCES:
         m = importlib.import_module(source)
         if name in getattr(m, "__dict__", {}) and (source != "typing" or name[0].isupper()):
@@ -57,6 +60,15 @@ def find_origin(name: str, module: Any) -> str | None:
     if name in module.__dict__:
         return str(module.__name__)
     return None
+
+
+def add_import(imports: dict[str, set[str]], origin: str | None, name: str) -> None:
+    if origin is None or origin == "builtins":
+        return
+    if origin.startswith("import:"):
+        imports.setdefault(origin[len("import:") :], set())
+    else:
+        imports.setdefault(origin, set()).add(name)
 
 
 def render_default(value: Any) -> str:
@@ -91,8 +103,7 @@ def main() -> None:
                 text = f"{p.name}: {ann}" if p.annotation is not inspect.Parameter.empty else p.name
                 for ident in _IDENT.findall(str(ann)):
                     origin = find_origin(ident, module)
-                    if origin and origin != "builtins":
-                        imports.setdefault(origin, set()).add(ident)
+                    add_import(imports, origin, ident)
                 if p.default is not inspect.Parameter.empty:
                     text += f" = {render_default(p.default)}"
                     if p.default is UNSET:
@@ -117,8 +128,7 @@ def main() -> None:
             ret = qualify(str(sig.return_annotation))
             for ident in _IDENT.findall(ret):
                 origin = find_origin(ident, module)
-                if origin and origin != "builtins":
-                    imports.setdefault(origin, set()).add(ident)
+                add_import(imports, origin, ident)
             doc = (inspect.getdoc(fn) or "").splitlines()
             first = doc[0] if doc else f"``store.{attr}.{name}``, awaited."
             arglist = ", ".join(["self", *params])
@@ -130,11 +140,14 @@ def main() -> None:
                     r"^(Iterator|Generator)\[(.*?)(, None, None)?\]$", r"AsyncIterator[\2]", ret
                 )
                 imports.setdefault("collections.abc", set()).add("AsyncIterator")
-                lines += [
-                    f"    def {name}({arglist}) -> {ret}:",
-                    f'        """{first}"""',
-                    f"        return aiter_thread(functools.partial({fn_ref}, {args}))",
-                ]
+                body = f"        return aiter_thread(functools.partial({fn_ref}, {args}))"
+                if "cancel" in sig.parameters:  # let the iterator end when the consumer stops
+                    imports.setdefault("threading", set())
+                    body = (
+                        "        cancel = cancel if cancel is not None else threading.Event()\n"
+                        f"        return aiter_thread(functools.partial({fn_ref}, {args}), cancel=cancel)"
+                    )
+                lines += [f"    def {name}({arglist}) -> {ret}:", f'        """{first}"""', body]
             else:
                 lines += [
                     f"    async def {name}({arglist}) -> {ret}:",
@@ -156,6 +169,9 @@ def main() -> None:
     ]
     for mod in sorted(imports):
         if mod == "builtins":
+            continue
+        if not imports[mod]:
+            header.append(f"import {mod}")
             continue
         header.append(f"from {mod} import {', '.join(sorted(imports[mod]))}")
     all_names = sorted(f"Async{cls.__name__}" for _, cls in resources())

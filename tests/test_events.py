@@ -366,3 +366,28 @@ async def test_async_append_list_and_follow(astore: AsyncStore) -> None:
     ]
     await task
     assert seen == ["custom", "run_completed"]
+
+
+async def test_cancelling_an_async_follower_ends_it_promptly(astore: AsyncStore) -> None:
+    """A task consuming ``follow`` can be cancelled; its worker thread stops too."""
+    import asyncio
+
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for event in astore.events.follow(poll_interval=0.05):
+            seen.append(event.bookmark)
+
+    task = asyncio.create_task(consume())
+    first = await astore.events.append("custom", data={"n": 1})
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.02)
+    assert seen == [first.bookmark]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+    await astore.events.append("custom", data={"n": 2})
+    await asyncio.sleep(0.2)
+    assert seen == [first.bookmark]
