@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 
 from agentkeep.config import Settings
@@ -43,8 +44,11 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, code="invalid_api_key")
 
 
-def tenant_store(request: Request) -> Store:
-    """The store scoped to the tenant of the request's ``Authorization: Bearer`` key."""
+async def tenant_store(request: Request) -> Store:
+    """The store scoped to the tenant of the request's ``Authorization: Bearer`` key.
+
+    Bootstrap keys resolve in memory; others with one indexed read in a worker thread.
+    """
     state = service_state(request)
     header = request.headers.get("authorization")
     if not header:
@@ -57,7 +61,7 @@ def tenant_store(request: Request) -> Store:
         raise _unauthorized("The Authorization header must be 'Bearer YOUR_KEY'.")
     tenant = state.bootstrap_keys.get(hash_key(key))
     if tenant is None:
-        tenant = resolve_key(state.store, key)
+        tenant = await anyio.to_thread.run_sync(resolve_key, state.store, key)
     if tenant is None:
         raise _unauthorized(f"Incorrect API key provided: {key[:6]}****.")
     request.state.tenant_id = tenant
