@@ -25,7 +25,7 @@ from agentkeep.models import Message, NewMessage, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, from_micros, utcnow_micros
 from agentkeep.store._base import Resource, Row, paginate, time_range
 from agentkeep.store._content import check_role, content_types, normalize_content
-from agentkeep.store._fastpath import FastPath, dump_json
+from agentkeep.store._fastpath import FastPath, dump_content, dump_json
 from agentkeep.store._validate import UNSET, check_object, opt_text
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
@@ -79,24 +79,33 @@ def _time(micros: int) -> datetime:
     return value
 
 
-def _from_tuple(row: Sequence[Any], load: Any) -> Message:
-    """A message from a fast-path row (``_fastpath.MESSAGE_COLUMNS`` order)."""
-    return _construct(
-        {
-            "id": row[0],
-            "tenant_id": row[1],
-            "session_id": row[2],
-            "seq": row[3],
-            "role": row[4],
-            "content": load(row[5]),
-            "run_id": row[6],
-            "agent_id": row[7],
-            "idempotency_key": row[8],
-            "metadata": load(row[9]),
-            "extra": load(row[10]),
-            "created_at": _time(row[11]),
-        }
-    )
+def _from_tuple(tenant_id: str, session_id: str, row: Sequence[Any], load: Any) -> Message:
+    """A message from a fast-path row (``_fastpath.MESSAGE_COLUMNS`` order).
+
+    What ``_construct`` does, inlined: this runs once per message read.
+    """
+    values = {
+        "id": row[0],
+        "tenant_id": tenant_id,
+        "session_id": session_id,
+        "seq": row[1],
+        "role": row[2],
+        "content": load(row[3]),
+        "run_id": row[4],
+        "agent_id": row[5],
+        "idempotency_key": row[6],
+        "metadata": load(row[7]),
+        "extra": load(row[8]),
+        "created_at": _time(row[9]),
+    }
+    if not _DIRECT:
+        return Message.model_construct(**values)
+    m: Message = _new(Message)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", set(_FIELD_SET))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
 
 
 def _created(row: dict[str, Any], seq: int, now: int, at: datetime) -> Message:
@@ -237,7 +246,7 @@ class Messages(Resource):
             if keys:
                 load = fast.load_json
                 existing = {
-                    r[8]: _from_tuple(r, load)
+                    r[6]: _from_tuple(tenant, session_id, r, load)
                     for r in fast.find_keys(conn, tenant, session_id, keys)
                 }
             new = [r for r in rows if r["idempotency_key"] not in existing] if existing else rows
@@ -252,7 +261,7 @@ class Messages(Resource):
                         (
                             r["id"],
                             r["role"],
-                            dump_json(r["content"]),
+                            dump_content(r["content"]),
                             r["content_types"],
                             r["run_id"],
                             r["agent_id"],
@@ -430,7 +439,8 @@ class Messages(Resource):
                 if not found and not fast.session_exists(conn, self.tenant_id, session_id):
                     raise NotFound("session", session_id)
             load = fast.load_json
-            return [_from_tuple(r, load) for r in reversed(found)]
+            tenant = self.tenant_id
+            return [_from_tuple(tenant, session_id, r, load) for r in reversed(found)]
         with self._core.read() as conn:
             rows = builtins.list(
                 conn.execute(
