@@ -68,6 +68,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             await worker.start()
             state.worker = worker
             log.info("agentkeep service ready on %s", root.backend)
+            if not bootstrap:
+                log.warning(
+                    "AGENTKEEP_API_KEYS is not set: only keys made with "
+                    "`agentkeep keys create --tenant NAME` are accepted"
+                )
             yield
         finally:
             if state.worker is not None:
