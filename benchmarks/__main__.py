@@ -166,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="JSON file (default benchmarks/results/<time>.json)"
     )
+    parser.add_argument(
+        "--peer-reps",
+        type=int,
+        help="repetitions of the peers (default: --reps); raw and agentkeep run every one",
+    )
+    parser.add_argument(
+        "--report", type=Path, help="print the report of a JSON file written before"
+    )
     parser.add_argument("--list", action="store_true", help="list systems and workloads")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -175,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from benchmarks.report import print_report, summarize
+
+    if args.report:
+        doc = json.loads(args.report.read_text())
+        doc["summary"] = summarize(doc["runs"], doc["workloads"], list(doc["systems"]))
+        print_report(doc)
+        return 0
 
     if args.list:
         for name, info in SYSTEMS.items():
@@ -212,9 +226,29 @@ def main(argv: list[str] | None = None) -> int:
     pg = PostgresDatabases(args.pg_url)
     runs: list[dict[str, Any]] = []
     started = datetime.now(UTC)
+    out = args.out or RESULTS / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    peer_reps = reps if args.peer_reps is None else args.peer_reps
     plan = [(w, n) for w in workloads for n in names if _applies(SYSTEMS[n], w)]
+
+    def document() -> dict[str, Any]:
+        return {
+            "started": started.isoformat(),
+            "finished": datetime.now(UTC).isoformat(),
+            "quick": args.quick,
+            "reps": reps,
+            "peer_reps": peer_reps,
+            "params": dataclasses.asdict(params),
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "workloads": workloads,
+            "systems": {n: dataclasses.asdict(SYSTEMS[n]) for n in names},
+            "skipped": skipped,
+            "runs": runs,
+        }
+
     for rep in range(reps):
-        for i, (w, n) in enumerate(plan):
+        todo = [(w, n) for w, n in plan if rep < peer_reps or SYSTEMS[n].kind != "peer"]
+        for i, (w, n) in enumerate(todo):
             t0 = time.perf_counter()
             result = run_one(n, w, params, pg)
             runs.append({"rep": rep, "workload": w, "system": n, **result})
@@ -225,27 +259,15 @@ def main(argv: list[str] | None = None) -> int:
                 + (" (partial)" if result.get("partial") else "")
             )
             print(
-                f"[rep {rep + 1}/{reps} {i + 1}/{len(plan)}] {w} {n}: {shown}"
+                f"[rep {rep + 1}/{reps} {i + 1}/{len(todo)}] {w} {n}: {shown}"
                 f"  ({time.perf_counter() - t0:.1f}s)",
                 file=sys.stderr,
                 flush=True,
             )
+            out.write_text(json.dumps(document(), indent=2))  # a stopped run keeps what it did
 
-    summary = summarize(runs, workloads, names)
-    doc = {
-        "started": started.isoformat(),
-        "finished": datetime.now(UTC).isoformat(),
-        "quick": args.quick,
-        "reps": reps,
-        "params": dataclasses.asdict(params),
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "systems": {n: dataclasses.asdict(SYSTEMS[n]) for n in names},
-        "skipped": skipped,
-        "runs": runs,
-        "summary": summary,
-    }
-    out = args.out or RESULTS / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = document()
+    doc["summary"] = summarize(runs, workloads, names)
     out.write_text(json.dumps(doc, indent=2))
     print_report(doc)
     print(f"JSON: {out}")

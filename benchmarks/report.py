@@ -39,6 +39,8 @@ def summarize(
             ratios: list[float | None] = []
             if w in _RATIO_WORKLOADS:
                 for rep in reps:
+                    if (w, n, rep) not in by:
+                        continue  # a peer measured in fewer repetitions
                     r, ref = by.get((w, n, rep)), by.get((w, info.reference, rep))
                     if r and ref and "error" not in r and "error" not in ref and ref["value"]:
                         ratios.append(r["value"] / ref["value"])
