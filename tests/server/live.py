@@ -74,6 +74,7 @@ class LiveService:
     )
     process: subprocess.Popen[bytes] | None = None
     _store: Store | None = None
+    _started: bool = False
     _clients: list[Any] = field(default_factory=list)
 
     @property
@@ -107,38 +108,50 @@ class LiveService:
         return env
 
     def start(self) -> None:
+        """Start the server and wait for ``/healthz``; a first start retries a taken port."""
         assert self.process is None or self.process.poll() is not None, "already running"
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "agentkeep",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                env=self._environment(),
-                cwd=self.log_path.parent,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.wait_ready()
+        for attempt in range(3):
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            with self.log_path.open("ab") as log:
+                self.process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "agentkeep",
+                        "serve",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self.port),
+                    ],
+                    env=self._environment(),
+                    cwd=self.log_path.parent,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            if self.wait_ready():
+                self._started = True
+                return
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                taken = b"address already in use" in log.read().lower()
+            if self._started or not taken or attempt == 2:
+                break
+            self.port = free_port()  # another process took the port first: pick another
+        pytest.fail(
+            f"the service exited with {self.process.returncode}:\n{self.log()}", pytrace=False
+        )
 
-    def wait_ready(self) -> None:
+    def wait_ready(self) -> bool:
+        """True once ``/healthz`` answers; False if the process exits first."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                pytest.fail(
-                    f"the service exited with {self.process.returncode}:\n{self.log()}",
-                    pytrace=False,
-                )
+                return False
             try:
                 if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
