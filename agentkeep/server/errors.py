@@ -137,16 +137,45 @@ def translate_error(exc: BaseException) -> ApiError:
     )
 
 
+# Names pydantic gives the members of a union in an error's location (``content.str``).
+_TYPE_TAGS = frozenset(
+    (
+        "str",
+        "int",
+        "float",
+        "bool",
+        "list",
+        "dict",
+        "none",
+        "literal",
+        "function-after",
+        "function-before",
+        "function-wrap",
+        "function-plain",
+        "tagged-union",
+        "nullable",
+        "json-or-python",
+        "lax-or-strict",
+    )
+)
+
+
+def _is_type_tag(part: object) -> bool:
+    return isinstance(part, str) and part.split("[", 1)[0] in _TYPE_TAGS
+
+
 def _param(loc: Sequence[Any]) -> str | None:
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    """``("body", "messages", 0, "content", "str")`` as ``messages[0].content``."""
     out = ""
-    for part in parts:
+    for part in loc:
+        if part in ("body", "query", "path", "header") and not out:
+            continue
+        if _is_type_tag(part):
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not isinstance(part, str) or part.startswith(("function-after", "function-")):
-            continue
         else:
-            out += f".{part}" if out else part
+            out += f".{part}" if out else str(part)
     return out or None
 
 
@@ -156,6 +185,15 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     if not errors:
         return ApiError(400, "Invalid request.")
     first = errors[0]
+    loc0 = tuple(first.get("loc", ()))
+    if loc0 and _is_type_tag(loc0[-1]):
+        # A union: an error inside the member the value's type matched says more.
+        top = _param(loc0) or ""
+        deeper = [
+            e for e in errors if (_param(e.get("loc", ())) or "").startswith((f"{top}[", f"{top}."))
+        ]
+        if deeper:
+            first = deeper[0]
     kind = str(first.get("type", ""))
     loc = tuple(first.get("loc", ()))
     if kind == "json_invalid":
@@ -172,6 +210,14 @@ def validation_error(exc: RequestValidationError) -> ApiError:
             return ApiError(400, "The request needs a JSON body.")
         return ApiError(400, f"Missing required parameter: '{param}'.", param=param)
     msg = str(first.get("msg", "is invalid"))
+    tags = [
+        str(e["loc"][-1])
+        for e in errors
+        if e.get("loc") and _is_type_tag(e["loc"][-1]) and _param(e["loc"]) == param
+    ]
+    if len(tags) > 1 and param is not None:
+        expected = " or ".join(dict.fromkeys(t.split("[", 1)[0] for t in tags))
+        return ApiError(400, f"Invalid type for '{param}': expected {expected}.", param=param)
     if param is None:
         return ApiError(400, f"Invalid request: {msg}.")
     return ApiError(400, f"Invalid '{param}': {msg}.", param=param)

@@ -162,6 +162,8 @@ def test_invalid_message_bodies(tenant: Tenant) -> None:
         ({"role": "system", "content": "x"}, "role"),
         ({"role": "user"}, "content"),
         ({"role": "user", "content": []}, "content"),
+        ({"role": "user", "content": 5}, "content"),
+        ({"role": "user", "content": [5]}, "content[0]"),
         ({"role": "user", "content": [{"type": "video"}]}, "content[0].type"),
         ({"role": "user", "content": "x", "metadata": {"k": 1}}, "metadata.k"),
         ({"role": "user", "content": "x", "metadata": {"k" * 65: "v"}}, None),
