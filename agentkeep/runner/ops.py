@@ -53,15 +53,8 @@ def now_seconds() -> int:
 
 
 def emit(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> list[Event]:
-    """Append ``(type, data)`` events of ``run`` (in the caller's transaction, if any).
-
-    The run's row is locked (touched) before the events are appended: a status
-    change locks the row and then appends, so every writer must take the row
-    first and the tenant's event-append lock second, or two of them deadlock
-    on PostgreSQL (the event's foreign key check waits on the row lock).
-    """
+    """Append ``(type, data)`` events of ``run`` (in the caller's transaction, if any)."""
     with store.transaction():
-        store.runs.add_usage(run.id)
         return store.events.append_many(
             [
                 {"type": kind, "run_id": run.id, "session_id": run.session_id, "data": data}

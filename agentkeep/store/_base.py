@@ -130,7 +130,10 @@ class Resource:
     ) -> Row:
         stmt = sa.select(table).where(table.c.tenant_id == self.tenant_id, table.c.id == ident)
         if for_update and self._core.dialect.skip_locked:
-            stmt = stmt.with_for_update()
+            # FOR NO KEY UPDATE: foreign-key checks of rows that point here
+            # (FOR KEY SHARE) do not wait for us, so appending an event or a
+            # message never deadlocks with a status change of its parent.
+            stmt = stmt.with_for_update(key_share=True)
         row = conn.execute(stmt).mappings().first()
         if row is None:
             raise NotFound(self.kind, ident)
