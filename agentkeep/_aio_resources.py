@@ -194,9 +194,9 @@ class AsyncSessions:
             metadata=metadata,
         )
 
-    async def get(self, session_id: str) -> Session:
-        """``store.sessions.get``, awaited."""
-        return await asyncio.to_thread(self.sync.get, session_id)
+    async def get(self, session_id: str, *, lock: bool = False) -> Session:
+        """A session by id."""
+        return await asyncio.to_thread(self.sync.get, session_id, lock=lock)
 
     async def list(
         self,

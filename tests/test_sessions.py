@@ -109,3 +109,34 @@ def test_tenants_do_not_see_each_other(store: Store) -> None:
     with pytest.raises(NotFound):
         other.sessions.get(s.id)
     assert other.sessions.list().items == []
+
+
+def test_locked_session_holds_appends_until_commit(store: Store) -> None:
+    """``get(lock=True)`` in a transaction makes appends to the session wait for its commit."""
+    import threading
+    import time
+
+    s = store.sessions.create()
+    locked = threading.Event()
+    order: list[str] = []
+
+    def holder() -> None:
+        with store.transaction():
+            store.sessions.get(s.id, lock=True)
+            locked.set()
+            time.sleep(0.3)
+            order.append("holder commits")
+
+    def appender() -> None:
+        locked.wait(5)
+        store.messages.append(s.id, "user", "waits")
+        order.append("append done")
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=appender)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    assert order == ["holder commits", "append done"]
+    with pytest.raises(NotFound), store.transaction():
+        store.sessions.get("sess_missing", lock=True)

@@ -21,9 +21,9 @@ __all__ = [
 T = TypeVar("T")
 
 
-def _get_session(store: Store, session_id: str, kind: str) -> Session:
+def _get_session(store: Store, session_id: str, kind: str, *, lock: bool = False) -> Session:
     try:
-        session = store.sessions.get(session_id)
+        session = store.sessions.get(session_id, lock=lock)
     except NotFound:
         raise NotFound(kind, session_id) from None
     if session.kind != kind:
@@ -31,9 +31,9 @@ def _get_session(store: Store, session_id: str, kind: str) -> Session:
     return session
 
 
-def get_thread(store: Store, thread_id: str) -> Session:
-    """The thread, or 404 (also for a session of another kind)."""
-    return _get_session(store, thread_id, "thread")
+def get_thread(store: Store, thread_id: str, *, lock: bool = False) -> Session:
+    """The thread, or 404 (also for a session of another kind); ``lock`` as in ``sessions.get``."""
+    return _get_session(store, thread_id, "thread", lock=lock)
 
 
 def get_conversation(store: Store, conversation_id: str) -> Session:

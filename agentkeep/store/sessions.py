@@ -74,7 +74,16 @@ class Sessions(Resource):
             conn.execute(sa.insert(t).values(values))
         return to_session(values)
 
-    def get(self, session_id: str) -> Session:
+    def get(self, session_id: str, *, lock: bool = False) -> Session:
+        """A session by id.
+
+        ``lock=True`` inside ``store.transaction()`` holds the session until the
+        transaction ends: appends to it and other locking reads wait, so a
+        check made on the session's contents stays true until commit.
+        """
+        if lock:
+            with self._core.write("locking a session") as conn:
+                return to_session(self._get_row(conn, t, session_id, for_update=True))
         with self._core.read() as conn:
             return to_session(self._get_row(conn, t, session_id))
 

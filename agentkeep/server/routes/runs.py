@@ -258,9 +258,10 @@ def create_run(
         for i, m in enumerate(body.additional_messages or [])
     ]
     fields = _run_fields(body, agent, body.additional_instructions)
-    # The lock makes "no active run, then create one" atomic across processes.
-    with store.lock(f"runs:{thread_id[:200]}", ttl=30, wait=10), store.transaction():
-        get_thread(store, thread_id)
+    # Holding the thread's row makes "no active run, then create one" atomic across
+    # processes; a message appended meanwhile waits and then sees the new run.
+    with store.transaction():
+        get_thread(store, thread_id, lock=True)
         active = active_run_id(store, thread_id)
         if active is not None:
             raise ApiError(400, f"Thread {thread_id} already has an active run {active}.")
