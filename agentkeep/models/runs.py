@@ -53,7 +53,10 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
             "expired",
         )
     ),
-    "requires_action": frozenset(("in_progress", "cancelling", "cancelled", "failed", "expired")),
+    # queued: tool outputs were submitted and any worker may pick the run up again
+    "requires_action": frozenset(
+        ("queued", "in_progress", "cancelling", "cancelled", "failed", "expired")
+    ),
     "cancelling": frozenset(("cancelled", "failed", "completed", "incomplete", "expired")),
     "cancelled": frozenset(),
     "failed": frozenset(),

@@ -214,7 +214,11 @@ def require_action(
 
 
 def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> tuple[Run, int]:
-    """Record the outputs, complete the tool_calls step and put the run back in progress.
+    """Record the outputs, complete the tool_calls step and queue the run again.
+
+    As on OpenAI the run goes back to ``queued``: whichever worker claims it
+    next continues it (the prompt carries the tool outputs), so no process
+    has to remember that it parked the run.
 
     The caller has checked that ``outputs`` answers exactly the required calls.
     Returns the run and the bookmark just before the events announcing this.
@@ -222,7 +226,7 @@ def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> t
     with store.transaction():
         run = store.runs.get(run.id)
         if run.status != "requires_action":
-            raise InvalidTransition("run", run.id, run.status, "in_progress")
+            raise InvalidTransition("run", run.id, run.status, "queued")
         steps: dict[str, RunStep] = {}
         done: list[ToolCall] = []
         for call_id, output in outputs.items():
@@ -243,7 +247,7 @@ def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> t
                 step.id, status="completed", details={"type": "tool_calls", "tool_calls": calls}
             )
             events.append(_step_event(step))
-        run = store.runs.transition(run.id, "in_progress")
+        run = store.runs.transition(run.id, "queued")
         events.append(run_event(run))
         written = emit(store, run, *events)
     return run, written[0].bookmark - 1

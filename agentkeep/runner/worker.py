@@ -24,10 +24,9 @@ a time, and executes each in a task:
    length).
 
 Every state change is committed together with its event before anything
-reads it. A run in ``requires_action`` is parked; when its tool outputs are
-submitted (the run goes back ``in_progress``) the worker that owns it
-continues it — or, if that worker is gone, the worker of the process that
-received the outputs. Cancelling is noticed within half a second while the
+reads it. A run in ``requires_action`` waits in the database; when its tool
+outputs are submitted it goes back to ``queued`` and whichever worker claims
+it continues it, with the outputs in its prompt. Cancelling is noticed within half a second while the
 upstream streams: the call is dropped and the run, its step and its message
 are cancelled. Upstream errors fail the run with ``last_error``
 (``server_error`` or ``rate_limit_exceeded``).
@@ -57,7 +56,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from agentkeep.config import Settings
 from agentkeep.errors import NotFound
-from agentkeep.models import TERMINAL_RUN_STATUSES, Message, Run, RunStep
+from agentkeep.models import Message, Run, RunStep
 from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.prompt import build_request
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
@@ -110,8 +109,6 @@ class RunWorker:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._parked: set[tuple[str, str]] = set()
-        self._resume: set[tuple[str, str]] = set()
         self._stopping = False
         self._next_beat = 0.0
         # The worker's own threads for store calls: they never wait behind request
@@ -174,15 +171,6 @@ class RunWorker:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(event.set)
 
-    def resume(self, tenant_id: str, run_id: str) -> None:
-        """Tool outputs were submitted for ``run_id``: continue it if it is ours or orphaned."""
-        loop = self._loop
-        if loop is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._resume.add, (tenant_id, run_id))
-        self.wake()
-
     # -- the loop -------------------------------------------------------------------------
 
     async def _main(self) -> None:
@@ -192,7 +180,6 @@ class RunWorker:
             self._wake.clear()
             try:
                 await self._claim()
-                await self._continue_parked()
                 if time.monotonic() >= self._next_beat:
                     self._next_beat = time.monotonic() + self.heartbeat_interval
                     await self._db(liveness.beat, self.store, self.id)
@@ -213,7 +200,7 @@ class RunWorker:
             run = await self._db(self.store.runs.claim_next_any_tenant, self.id)
             if run is None:
                 return
-            self._spawn(run, fresh=True)
+            self._spawn(run)
 
     async def _sweep(self) -> None:
         dead = await self._db(
@@ -224,49 +211,22 @@ class RunWorker:
             if runs:
                 notify.notify()
 
-    async def _continue_parked(self) -> None:
-        requested, self._resume = self._resume, set()
-        for key in list(self._parked | requested):
-            if key in self._tasks:
-                continue
-            tenant_id, run_id = key
-            try:
-                run = await self._db(self.store.tenant(tenant_id).runs.get, run_id)
-            except NotFound:
-                self._parked.discard(key)
-                continue
-            if run.status in TERMINAL_RUN_STATUSES:
-                self._parked.discard(key)
-            elif run.status in ("in_progress", "cancelling") and (
-                run.worker_id == self.id
-                or not await self._db(
-                    liveness.worker_alive,
-                    self.store,
-                    run.worker_id,
-                    me=self.id,
-                    stale_after=self.stale_after,
-                )
-            ):
-                self._parked.discard(key)
-                self._spawn(run, fresh=False)
-
-    def _spawn(self, run: Run, *, fresh: bool) -> None:
+    def _spawn(self, run: Run) -> None:
         key = (run.tenant_id, run.id)
-        task = asyncio.create_task(self._execute(run, fresh=fresh), name=f"run {run.id}")
+        task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
         self._tasks[key] = task
         task.add_done_callback(lambda _t: self._tasks.pop(key, None))
 
     # -- one run --------------------------------------------------------------------------
 
-    async def _execute(self, run: Run, *, fresh: bool) -> None:
+    async def _execute(self, run: Run) -> None:
         store = self.store.tenant(run.tenant_id)
         try:
             if run.status == "cancelling":
                 await self._db(ops.fail_run, store, run.id, "server_error", "cancelled")
                 return
-            if fresh:
-                await self._db(ops.emit, store, run, ("thread.run.in_progress", run_object(run)))
-                notify.notify()
+            await self._db(ops.emit, store, run, ("thread.run.in_progress", run_object(run)))
+            notify.notify()
             if self.client is None:
                 await self._db(ops.fail_run, store, run.id, "server_error", NO_UPSTREAM)
                 return
@@ -379,7 +339,7 @@ class RunWorker:
             )
             notify.notify()
         if calls:
-            done = await self._db(
+            await self._db(
                 ops.require_action,
                 store,
                 run,
@@ -387,8 +347,6 @@ class RunWorker:
                 input_tokens=completion.input_tokens,
                 output_tokens=completion.output_tokens,
             )
-            if done.status == "requires_action":
-                self._parked.add((run.tenant_id, run.id))
             return
         if completion.finish_reason == "length" and (run.extra or {}).get("max_completion_tokens"):
             await self._db(

@@ -176,6 +176,7 @@ def test_stream_function_tool_and_submit_stream(tenant: Tenant, upstream_llm: Up
         final = stream.get_final_run()
     assert squeeze(after.events) == [
         "thread.run.step.completed",
+        "thread.run.queued",
         "thread.run.in_progress",
         "thread.run.step.created",
         "thread.run.step.in_progress",

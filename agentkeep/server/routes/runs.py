@@ -356,9 +356,7 @@ def submit_tool_outputs(
     except InvalidTransition as exc:
         raise ApiError(400, f"Runs in status {exc.current} do not accept tool outputs.") from None
     notify.notify()
-    worker = service_state(request).worker
-    if worker is not None:
-        worker.resume(store.tenant_id, run.id)
+    _wake(request)
     if body.stream:
         return _stream(store, run.id, after)
     return run_object(run)
