@@ -29,6 +29,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 8 * 1024 * 1024
+    run_concurrency: int = 16
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -47,4 +48,5 @@ class Settings:
             host=e.get("AGENTKEEP_HOST", "127.0.0.1"),
             port=int(e.get("AGENTKEEP_PORT", "8080")),
             max_body_bytes=int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
+            run_concurrency=int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
         )

@@ -77,7 +77,6 @@ CRASHED_MESSAGE = (
 )
 STOP_WAIT_S = 10.0
 MAX_BACKOFF_S = 15.0  # longest pause between attempts while the database is unreachable
-DEFAULT_CONCURRENCY = 16  # runs executed at once per process (AGENTKEEP_RUN_CONCURRENCY)
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
 
 
@@ -98,7 +97,7 @@ class RunWorker:
         self.store = store
         self.settings = settings
         if concurrency is None:
-            concurrency = int(os.environ.get("AGENTKEEP_RUN_CONCURRENCY") or DEFAULT_CONCURRENCY)
+            concurrency = settings.run_concurrency
         self.concurrency = max(1, concurrency)
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
