@@ -224,20 +224,8 @@ def downgrade() -> None:
 '''
 
 
-def test_upgrade_through_a_new_revision_keeps_data(
-    fresh_url: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_upgrade_through_a_new_revision_keeps_data(fresh_url: str, tmp_path: Path) -> None:
     """A later revision that rebuilds a parent table must not lose (or cascade-delete) rows."""
-    if fresh_url.startswith("sqlite"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="known bug: SQLite batch migrations run with PRAGMA foreign_keys=ON, so "
-                "rebuilding `sessions` cascade-deletes its messages; the fix is foreign_keys=OFF "
-                "around the upgrade (SQLiteDialect.migration_lock) and PRAGMA foreign_key_check "
-                "before commit (env.py). Remove this marker with the fix.",
-            )
-        )
     before = _fill(fresh_url)
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))

@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from agentkeep.errors import InvalidInput, StoreUnavailable
+from agentkeep.errors import InvalidInput, SchemaError, StoreUnavailable
 
 __all__ = ["Dialect", "Listener", "PostgresDialect", "SQLiteDialect", "dialect_for_url"]
 
@@ -93,6 +93,15 @@ class Dialect:
     def migration_lock(self, conn: Connection) -> AbstractContextManager[object]:
         """Held while a process creates or upgrades the schema."""
         return nullcontext()
+
+    @staticmethod
+    def schema_change(conn: Connection) -> AbstractContextManager[object]:
+        """Held around a migration's transaction on ``conn`` (see SQLite's)."""
+        return nullcontext()
+
+    @staticmethod
+    def verify_schema_change(conn: Connection) -> None:
+        """Checked inside a migration's transaction, before it commits."""
 
     def notify(self, conn: Connection, channel: str, payload: str) -> None:
         """Wake the listeners of ``channel`` when ``conn``'s transaction commits."""
@@ -191,6 +200,31 @@ class SQLiteDialect(Dialect):
                 yield None
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @staticmethod
+    @contextmanager
+    def schema_change(conn: Connection) -> Iterator[object]:
+        """Foreign keys off while a migration runs.
+
+        Alembic rebuilds a SQLite table to alter it (copy, drop, rename); with
+        foreign keys on, dropping a parent would cascade-delete its children.
+        The pragma only takes effect outside a transaction, so it is set on
+        the driver connection before the migration begins.
+        """
+        raw = conn.connection.driver_connection
+        assert raw is not None and not conn.in_transaction()
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield None
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
+
+    @staticmethod
+    def verify_schema_change(conn: Connection) -> None:
+        """Refuse to commit a migration that left a dangling foreign key."""
+        bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if bad:
+            raise SchemaError(f"the migration left rows with dangling foreign keys: {bad[:5]}")
 
     def describe(self) -> str:
         return "memory" if self.memory else "sqlite"
@@ -364,6 +398,10 @@ class PostgresDialect(Dialect):
 
     def describe(self) -> str:
         return "postgresql"
+
+
+DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect}
+"""Our dialect classes by SQLAlchemy dialect name."""
 
 
 def dialect_for_url(url: str, **kwargs: Any) -> Dialect:

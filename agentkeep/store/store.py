@@ -87,7 +87,9 @@ class Store:
         database: dict[str, Any] = {"connected": False, "latency_ms": None, "revision": None}
         if self._core.closed:
             database["error"] = "the store is closed"
-            return Health(healthy=False, backend=self.backend, database=database, checked_at=datetime.now(UTC))
+            return Health(
+                healthy=False, backend=self.backend, database=database, checked_at=datetime.now(UTC)
+            )
         try:
             with self._core.read("health check") as conn:
                 conn.execute(sa.text("SELECT 1"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from agentkeep.store._dialects import DIALECTS
 from agentkeep.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
@@ -18,5 +19,7 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )
-with context.begin_transaction():
+dialect = DIALECTS[connection.dialect.name]
+with dialect.schema_change(connection), context.begin_transaction():
     context.run_migrations()
+    dialect.verify_schema_change(connection)
