@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _multiproc import run_together
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -170,6 +169,24 @@ def test_sqlite_upgrades_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             assert health.database["revision"] == migrate.head_revision()
 
 
+def test_sqlite_foreign_keys_stay_on_after_migrating(tmp_path: Path) -> None:
+    """Migrations switch SQLite's foreign keys off; every connection must get them back."""
+    for url in (f"sqlite:///{tmp_path}/fk.db", "memory://"):
+        with agentkeep.connect(url) as store:
+            engine = store._core.engine
+            conns = [engine.connect() for _ in range(3 if "fk.db" in url else 1)]
+            try:
+                for conn in conns:
+                    assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1, url
+            finally:
+                for conn in conns:
+                    conn.close()
+            session = store.sessions.create()
+            store.messages.append(session.id, "user", "hi")
+            store.sessions.delete(session.id)
+            assert store.messages.list().items == []
+
+
 _OPEN_AT_ONCE = """
 import agentkeep
 
@@ -224,8 +241,14 @@ def downgrade() -> None:
 '''
 
 
-def test_upgrade_through_a_new_revision_keeps_data(fresh_url: str, tmp_path: Path) -> None:
-    """A later revision that rebuilds a parent table must not lose (or cascade-delete) rows."""
+def test_upgrade_through_a_new_revision_keeps_data(
+    fresh_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later revision that rebuilds a parent table must not lose (or cascade-delete) rows.
+
+    The later release is simulated by a copy of the migrations with one more
+    revision; the upgrade goes through ``migrate.upgrade`` as `agentkeep db upgrade` does.
+    """
     before = _fill(fresh_url)
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
@@ -234,17 +257,16 @@ def test_upgrade_through_a_new_revision_keeps_data(fresh_url: str, tmp_path: Pat
     )
     d = dialect_for_url(fresh_url)
     try:
-        with d.engine.connect() as conn:
-            cfg = migrate._config(conn)
-            cfg.set_main_option("script_location", str(scripts))
-            command.upgrade(cfg, "head")
-            if conn.in_transaction():
-                conn.commit()
+        with monkeypatch.context() as later_release:
+            later_release.setattr(migrate, "MIGRATIONS", scripts)
+            assert migrate.upgrade(d) == "9000_test_next"
         assert _version(d) == ["9000_test_next"]
         columns = {c["name"] for c in sa.inspect(d.engine).get_columns("sessions")}
         assert "test_extra_column" in columns
         with d.engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT id, seq FROM messages ORDER BY seq")).all()
+            if fresh_url.startswith("sqlite"):
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert [(r[0], r[1]) for r in rows] == [(m[0], m[1]) for m in before]
     finally:
         d.dispose()
