@@ -198,7 +198,8 @@ async def _phase(
                 if status.isdigit() and 200 <= int(status) < 300:
                     latencies.append(t1 - t0)
                 elif len(samples) < 5:
-                    samples.append(f"{status}: {text[:200]}")
+                    at = t0 - measure_from
+                    samples.append(f"{status} at {at:.2f}s after {t1 - t0:.2f}s: {text[:200]}")
 
     cpu0 = time.process_time()
     await asyncio.gather(*(one(i) for i in range(clients)))
@@ -215,6 +216,7 @@ async def _phase(
         "rps": ok / elapsed,
         "p50_ms": (_pct(latencies, 0.50) or 0) * 1000,
         "p99_ms": (_pct(latencies, 0.99) or 0) * 1000,
+        "max_ms": (latencies[-1] if latencies else 0) * 1000,
         "non_2xx": total - ok,
         "server_errors": sum(n for s, n in statuses.items() if s.startswith("5")),
         "statuses": dict(statuses),
@@ -326,12 +328,20 @@ def run_config(
             with running_service(url, workers, cfg.startup_timeout, tmp) as base:
                 over = overhead(base, url, cfg)
                 phases = asyncio.run(throughput(base, cfg))
+            # What the service logged beyond its access lines: tracebacks, warnings.
+            log = "".join(p.read_text(errors="replace") for p in Path(tmp).glob("serve-*.log"))
+            noteworthy = [
+                line
+                for line in log.splitlines()
+                if not line.startswith("INFO:") and ' HTTP/1.1" ' not in line
+            ]
             return {
                 "backend": backend,
                 "workers": workers,
                 "overhead": over,
                 "phases": phases,
                 "wall_s": time.perf_counter() - started,
+                "server_log": noteworthy[:40],
                 # Other work on the machine skews the figures: the 1-minute load, before and after.
                 "loadavg_1m": [load_before, os.getloadavg()[0]],
             }
@@ -413,6 +423,10 @@ def print_tables(doc: dict[str, Any], console: Console) -> None:
     console.print(table)
     console.print(over)
     for run in doc["runs"]:
+        if run.get("server_log"):
+            console.print(f"[yellow]{run['backend']} x{run['workers']}: the service logged[/]")
+            for line in run["server_log"][:10]:
+                console.print("  " + line, markup=False, highlight=False)
         for p in run.get("phases", []):
             if p["non_2xx"]:
                 loud = "[bold red]5xx![/] " if p["server_errors"] else ""
