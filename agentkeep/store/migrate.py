@@ -97,9 +97,10 @@ def upgrade(dialect: Dialect, revision: str = "head") -> str:
                 "it was written by a newer agentkeep and is left untouched"
             )
         if current != head_revision() or revision != "head":
-            command.upgrade(_config(conn), revision)
-            if conn.in_transaction():
-                conn.commit()
+            with dialect.schema_change(conn):  # SQLite: foreign keys off, back on after commit
+                command.upgrade(_config(conn), revision)
+                if conn.in_transaction():
+                    conn.commit()
         result = _current(conn)
         if conn.in_transaction():
             conn.rollback()

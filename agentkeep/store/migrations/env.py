@@ -20,6 +20,6 @@ context.configure(
     compare_type=True,
 )
 dialect = DIALECTS[connection.dialect.name]
-with dialect.schema_change(connection), context.begin_transaction():
+with context.begin_transaction():
     context.run_migrations()
     dialect.verify_schema_change(connection)
