@@ -286,9 +286,9 @@ class OpenAISQLAlchemy(OpenAISQLite):
         self.create = create
 
     async def new_session(self, i: int) -> Any:
-        return self.cls(
-            f"s{i}_{uuid.uuid4().hex[:8]}", engine=self.engine, create_tables=self.create
-        )
+        # create_tables is lazy and idempotent: every process asks for it (W5's
+        # children open the file after the parent, which may not have used it yet).
+        return self.cls(f"s{i}_{uuid.uuid4().hex[:8]}", engine=self.engine, create_tables=True)
 
     async def close(self) -> None:
         await self.engine.dispose()
