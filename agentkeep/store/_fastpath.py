@@ -477,6 +477,11 @@ class PostgresFastPath(FastPath):
         )
         if self._durability == "off":
             conn.execute("SET synchronous_commit = off")
+        # These connections run only the fixed statements below. Before the first
+        # ANALYZE of a fresh table the planner picks the smaller idempotency-key
+        # index for recent() and sorts the whole session; without sorts it must
+        # read the (tenant_id, session_id, seq) index backwards and stop after n rows.
+        conn.execute("SET enable_sort = off")
         return conn
 
     @contextmanager
