@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from agentkeep.errors import InvalidInput, NotFound
-from agentkeep.models.common import Order, Page, check_limit, from_micros, to_micros
+from agentkeep.errors import Conflict, InvalidInput, NotFound
+from agentkeep.models.common import Order, Page, check_limit, from_micros, to_micros, utcnow_micros
 
 if TYPE_CHECKING:
     from agentkeep.store._core import Core
@@ -138,3 +138,30 @@ class Resource:
         if row is None:
             raise NotFound(self.kind, ident)
         return row
+
+    def _check_version(self, row: Row, expected_version: int | None) -> None:
+        """``Conflict`` unless the row is at ``expected_version`` (None: any)."""
+        if expected_version is not None and row["version"] != expected_version:
+            raise Conflict(
+                f"{self.kind} {row['id']!r} is at version {row['version']}, not {expected_version}; "
+                "reload and retry"
+            )
+
+    def _update_versioned(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        ident: str,
+        expected_version: int | None,
+        changes: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Apply ``changes`` to a row with a version: checked, bumped, stamped; returns the new row."""
+        row = self._get_row(conn, table, ident, for_update=True)
+        self._check_version(row, expected_version)
+        changes = {**changes, "version": row["version"] + 1, "updated_at": utcnow_micros()}
+        conn.execute(
+            sa.update(table)
+            .where(table.c.tenant_id == self.tenant_id, table.c.id == ident)
+            .values(changes)
+        )
+        return {**row, **changes}

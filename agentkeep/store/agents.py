@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agentkeep.errors import Conflict, NotFound
+from agentkeep.errors import NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
@@ -91,19 +91,7 @@ class Agents(Resource):
         if extra is not UNSET:
             changes["extra"] = check_object(extra, "extra")
         with self._core.write("updating an agent") as conn:
-            row = self._get_row(conn, t, agent_id, for_update=True)
-            if expected_version is not None and row["version"] != expected_version:
-                raise Conflict(
-                    f"agent {agent_id!r} is at version {row['version']}, not {expected_version}; reload and retry"
-                )
-            changes["version"] = row["version"] + 1
-            changes["updated_at"] = utcnow_micros()
-            conn.execute(
-                sa.update(t)
-                .where(t.c.tenant_id == self.tenant_id, t.c.id == agent_id)
-                .values(changes)
-            )
-            return _to_agent({**row, **changes})
+            return _to_agent(self._update_versioned(conn, t, agent_id, expected_version, changes))
 
     def delete(self, agent_id: str) -> None:
         """Delete an agent; its runs and usage keep their ``agent_id``."""

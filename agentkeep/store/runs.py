@@ -18,7 +18,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from agentkeep.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Page, Run
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
@@ -420,10 +420,7 @@ class Runs(Resource):
 
     def _locked(self, conn: Connection, run_id: str, expected_version: int | None) -> Row:
         row = self._get_row(conn, t, run_id, for_update=True)
-        if expected_version is not None and row["version"] != expected_version:
-            raise Conflict(
-                f"run {run_id!r} is at version {row['version']}, not {expected_version}; reload and retry"
-            )
+        self._check_version(row, expected_version)
         return row
 
     def _set(self, conn: Connection, run_id: str, changes: dict[str, Any]) -> None:

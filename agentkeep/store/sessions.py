@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agentkeep.errors import Conflict, InvalidInput, NotFound
+from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
@@ -117,19 +117,9 @@ class Sessions(Resource):
         if user_id is not UNSET:
             changes["user_id"] = opt_text(user_id, "user_id", 256)
         with self._core.write("updating a session") as conn:
-            row = self._get_row(conn, t, session_id, for_update=True)
-            if expected_version is not None and row["version"] != expected_version:
-                raise Conflict(
-                    f"session {session_id!r} is at version {row['version']}, not {expected_version}; reload and retry"
-                )
-            changes["version"] = row["version"] + 1
-            changes["updated_at"] = utcnow_micros()
-            conn.execute(
-                sa.update(t)
-                .where(t.c.tenant_id == self.tenant_id, t.c.id == session_id)
-                .values(changes)
+            return to_session(
+                self._update_versioned(conn, t, session_id, expected_version, changes)
             )
-            return to_session({**row, **changes})
 
     def delete(self, session_id: str) -> None:
         """Delete a session with its messages, runs, steps, events, tool calls and snapshots.
