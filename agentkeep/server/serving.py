@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from agentkeep.config import Settings
 from agentkeep.errors import InvalidInput
@@ -37,13 +40,26 @@ def serve(
         settings = dataclasses.replace(settings, database_url=database_url)
     open_store(settings).close()
     if workers > 1:
-        uvicorn.run(
-            "agentkeep.server.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            timeout_graceful_shutdown=10,
+        config = uvicorn.Config(
+            "agentkeep.server.app:create_app", factory=True, workers=workers, **_options(host, port)
         )
+        Multiprocess(config, sockets=[_tcp_socket(config)]).run()
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=10)
+        uvicorn.run(create_app(settings), **_options(host, port))
+
+
+def _options(host: str, port: int) -> dict[str, Any]:
+    # Keep idle connections longer than clients do (httpx and the openai SDK drop
+    # theirs after 5 s): a server closing first races a client reusing the socket.
+    return {"host": host, "port": port, "timeout_keep_alive": 75, "timeout_graceful_shutdown": 10}
+
+
+def _tcp_socket(config: uvicorn.Config) -> socket.socket:
+    """The listening socket for worker processes, created with ``IPPROTO_TCP``.
+
+    uvicorn binds it with protocol 0, and asyncio then leaves Nagle's algorithm
+    on for accepted connections: every response waited ~40 ms for a delayed
+    ACK (uvicorn issue 3149). Re-wrapping the descriptor fixes the protocol.
+    """
+    sock = config.bind_socket()
+    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
