@@ -87,7 +87,8 @@ sessions = sa.Table(
     sa.Index(None, "tenant_id", "kind", "id"),
     sa.Index(None, "tenant_id", "agent_id", "id"),
     sa.Index(None, "tenant_id", "user_id", "id"),
-    sa.Index(None, "tenant_id", "last_activity_at"),
+    # No index on last_activity_at: every append rewrites it, and an index
+    # entry per append costs more than the activity filter it would serve.
 )
 
 _session_fk = sa.ForeignKeyConstraint(
@@ -112,12 +113,27 @@ messages = sa.Table(
     _micros("created_at"),
     sa.PrimaryKeyConstraint("tenant_id", "id"),
     sa.UniqueConstraint("tenant_id", "session_id", "seq"),
-    sa.UniqueConstraint("tenant_id", "session_id", "idempotency_key"),
+    # Partial indexes: most messages have neither an idempotency key nor a run,
+    # and an append should write as few index pages as it can.
+    sa.Index(
+        None,
+        "tenant_id",
+        "session_id",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
     sa.ForeignKeyConstraint(
         ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
     ),
-    sa.Index(None, "tenant_id", "run_id"),
-    sa.Index(None, "tenant_id", "created_at"),
+    sa.Index(
+        None,
+        "tenant_id",
+        "run_id",
+        sqlite_where=sa.text("run_id IS NOT NULL"),
+        postgresql_where=sa.text("run_id IS NOT NULL"),
+    ),
 )
 
 runs = sa.Table(

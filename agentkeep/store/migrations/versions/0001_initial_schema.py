@@ -187,11 +187,6 @@ def upgrade() -> None:
             batch_op.f("ix_sessions_tenant_id_kind_id"), ["tenant_id", "kind", "id"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_sessions_tenant_id_last_activity_at"),
-            ["tenant_id", "last_activity_at"],
-            unique=False,
-        )
-        batch_op.create_index(
             batch_op.f("ix_sessions_tenant_id_user_id_id"),
             ["tenant_id", "user_id", "id"],
             unique=False,
@@ -247,23 +242,23 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_messages")),
         sa.UniqueConstraint(
-            "tenant_id",
-            "session_id",
-            "idempotency_key",
-            name=op.f("uq_messages_tenant_id_session_id_idempotency_key"),
-        ),
-        sa.UniqueConstraint(
             "tenant_id", "session_id", "seq", name=op.f("uq_messages_tenant_id_session_id_seq")
         ),
     )
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_messages_tenant_id_created_at"),
-            ["tenant_id", "created_at"],
+            batch_op.f("ix_messages_tenant_id_run_id"),
+            ["tenant_id", "run_id"],
             unique=False,
+            sqlite_where=sa.text("run_id IS NOT NULL"),
+            postgresql_where=sa.text("run_id IS NOT NULL"),
         )
         batch_op.create_index(
-            batch_op.f("ix_messages_tenant_id_run_id"), ["tenant_id", "run_id"], unique=False
+            batch_op.f("ix_messages_tenant_id_session_id_idempotency_key"),
+            ["tenant_id", "session_id", "idempotency_key"],
+            unique=True,
+            sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+            postgresql_where=sa.text("idempotency_key IS NOT NULL"),
         )
 
     op.create_table(
@@ -555,14 +550,21 @@ def downgrade() -> None:
 
     op.drop_table("runs")
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_messages_tenant_id_run_id"))
-        batch_op.drop_index(batch_op.f("ix_messages_tenant_id_created_at"))
+        batch_op.drop_index(
+            batch_op.f("ix_messages_tenant_id_session_id_idempotency_key"),
+            sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+            postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            batch_op.f("ix_messages_tenant_id_run_id"),
+            sqlite_where=sa.text("run_id IS NOT NULL"),
+            postgresql_where=sa.text("run_id IS NOT NULL"),
+        )
 
     op.drop_table("messages")
     op.drop_table("state_docs")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sessions_tenant_id_user_id_id"))
-        batch_op.drop_index(batch_op.f("ix_sessions_tenant_id_last_activity_at"))
         batch_op.drop_index(batch_op.f("ix_sessions_tenant_id_kind_id"))
         batch_op.drop_index(batch_op.f("ix_sessions_tenant_id_agent_id_id"))
 
