@@ -1,8 +1,9 @@
-"""Prefixed, time-sortable identifiers (``msg_01J...``).
+"""Prefixed, time-sortable identifiers (``msg_019a4f...``).
 
-An id is a prefix and 26 Crockford base32 characters: 48 bits of milliseconds
-since the epoch and 80 bits that are random at the start of each millisecond
-and incremented within it, so ids made by one process sort in creation order.
+An id is a prefix and 32 hex digits: 48 bits of milliseconds since the epoch
+and 80 bits that are random at the start of each millisecond and incremented
+within it, so ids made by one process sort in creation order. (Hex, not
+base32: one format call, where a base32 encoder cost microseconds per id.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import threading
 import time
 
-__all__ = ["PREFIXES", "new_id"]
+__all__ = ["PREFIXES", "id_at", "new_id"]
 
 PREFIXES = {
     "agent": "asst",
@@ -29,22 +30,13 @@ PREFIXES = {
     "api_key": "key",
 }
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
 
 
-def _encode(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
-
-
 def new_id(prefix: str) -> str:
-    """A new id ``{prefix}_{26 chars}``, sortable by creation time."""
+    """A new id ``{prefix}_{32 hex digits}``, sortable by creation time."""
     global _last_ms, _last_rand
     with _lock:
         ms = time.time_ns() // 1_000_000
@@ -54,5 +46,15 @@ def new_id(prefix: str) -> str:
         else:
             _last_ms = ms
             _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
-        value = (ms << 80) | _last_rand
-    return f"{prefix}_{_encode(value, 26)}"
+        rand = _last_rand
+    return id_at(prefix, ms, rand)
+
+
+def id_at(prefix: str, millis: int, entropy: int) -> str:
+    """The id made at ``millis`` (ms since the epoch) with 80 bits of ``entropy``.
+
+    For ids of imported records: stable for the same inputs, and sorting by
+    their own time among the ids :func:`new_id` makes.
+    """
+    value = (max(millis, 0) << 80) | (entropy & ((1 << 80) - 1))
+    return f"{prefix}_{value:032x}"

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from agentkeep.errors import Conflict, NotFound
+from agentkeep.ids import id_at
 from agentkeep.models import Run
 from agentkeep.models.common import to_micros
 from agentkeep.store import Store
@@ -386,22 +387,14 @@ def _adopt(cls: type[T], obj: Any) -> T:
     return cls(**kwargs)
 
 
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-
-
 def _import_id(source_id: int | None, created_at: datetime | None) -> str | None:
     """A usage id for an imported record: the same on every import, and sorting
     among agentkeep's own ids by the record's time (like ``agentkeep.ids``)."""
     if source_id is None or created_at is None:
         return None
-    ms = max(to_micros(created_at) or 0, 0) // 1000
+    ms = (to_micros(created_at) or 0) // 1000
     digest = int.from_bytes(hashlib.blake2b(str(source_id).encode(), digest_size=10).digest())
-    value = (ms << 80) | digest
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "usage_" + "".join(reversed(chars))
+    return id_at("usage", ms, digest)
 
 
 # Fields that later SDK versions renamed.
