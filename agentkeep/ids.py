@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-__all__ = ["PREFIXES", "id_at", "new_id"]
+__all__ = ["PREFIXES", "id_at", "new_id", "new_ids"]
 
 PREFIXES = {
     "agent": "asst",
@@ -30,6 +30,7 @@ PREFIXES = {
     "api_key": "key",
 }
 
+_MASK = (1 << 80) - 1
 _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
@@ -48,6 +49,25 @@ def new_id(prefix: str) -> str:
             _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
         rand = _last_rand
     return id_at(prefix, ms, rand)
+
+
+def new_ids(prefix: str, n: int) -> list[str]:
+    """``[new_id(prefix) for _ in range(n)]``, taking the clock and the lock once."""
+    global _last_ms, _last_rand
+    if n <= 0:
+        return []
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            first = _last_rand + 1
+        else:
+            _last_ms = ms
+            first = int.from_bytes(os.urandom(10), "big") >> 1
+        _last_rand = (first + n - 1) & _MASK
+    base = ms << 80
+    head = prefix + "_"
+    return [f"{head}{base | ((first + i) & _MASK):032x}" for i in range(n)]
 
 
 def id_at(prefix: str, millis: int, entropy: int) -> str:

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import json.decoder
+import json.encoder
 import json.scanner
 import os
 import select
@@ -84,6 +86,8 @@ _INSERT_COLS = (
 )
 
 _dumps = json.dumps
+# What json.dumps does for a str with the default ensure_ascii=True, without its two wrappers.
+_dump_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 # The C scanner behind json.loads, without its wrapper (a third of the cost for short text).
 _scan: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
@@ -100,7 +104,7 @@ def dump_content(blocks: list[dict[str, Any]]) -> str:
         if len(block) == 2 and block.get("type") == "text":
             text = block.get("text")
             if type(text) is str and next(iter(block)) == "type":
-                return '[{"type": "text", "text": ' + _dumps(text) + "}]"
+                return '[{"type": "text", "text": ' + _dump_str(text) + "}]"
     return _dumps(blocks)
 
 
@@ -115,6 +119,34 @@ def _load_text(value: Any) -> Any:
     except StopIteration:
         return json.loads(value)  # raises the usual JSONDecodeError
     return obj if end == len(value) else json.loads(value)
+
+
+_scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
+# One text block as dump_content writes it (SQLite) and as PostgreSQL's jsonb prints it.
+_TEXT_HEAD = '[{"type": "text", "text": "'
+_TEXT_TAIL = '"}]'
+_PG_TEXT_HEAD = '[{"text": "'
+_PG_TEXT_TAIL = '", "type": "text"}]'
+
+
+def _load_content(value: Any) -> Any:
+    """``_load_text`` for a content column; one text block decodes only its string."""
+    if type(value) is str:
+        if value.startswith(_TEXT_HEAD) and value.endswith(_TEXT_TAIL):
+            try:
+                text, end = _scanstring(value, len(_TEXT_HEAD))
+            except ValueError:
+                return _load_text(value)
+            if end == len(value) - len(_TEXT_TAIL) + 1:
+                return [{"type": "text", "text": text}]
+        elif value.startswith(_PG_TEXT_HEAD) and value.endswith(_PG_TEXT_TAIL):
+            try:
+                text, end = _scanstring(value, len(_PG_TEXT_HEAD))
+            except ValueError:
+                return _load_text(value)
+            if end == len(value) - len(_PG_TEXT_TAIL) + 1:
+                return [{"text": text, "type": "text"}]
+    return _load_text(value)
 
 
 def _identity(value: Any) -> Any:
@@ -167,6 +199,8 @@ class FastPath:
 
     #: ``load(value)`` turns a JSON column as the driver returns it into Python.
     load_json: Callable[[Any], Any] = staticmethod(_identity)
+    #: ``load_json`` for the content column.
+    load_content: Callable[[Any], Any] = staticmethod(_identity)
     driver_error: type[Exception] = Exception
 
     def __init__(self, dialect: Dialect) -> None:
@@ -218,6 +252,7 @@ class SQLiteFastPath(FastPath):
     """One writer connection per store (behind the dialect's write lock), pooled readers."""
 
     load_json = staticmethod(_load_text)
+    load_content = staticmethod(_load_content)
     driver_error = sqlite3.Error
 
     _UPDATE = (
@@ -429,6 +464,7 @@ class PostgresFastPath(FastPath):
     """Autocommit psycopg connections; every write is one statement (one round trip)."""
 
     load_json = staticmethod(_load_text)
+    load_content = staticmethod(_load_content)
     driver_error = psycopg.Error
 
     _INSERT_ONE = (

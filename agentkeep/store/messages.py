@@ -13,16 +13,18 @@ where they join that transaction through SQLAlchemy as every other write does.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 
 from agentkeep.errors import Conflict, InvalidInput, NotFound
-from agentkeep.ids import new_id
+from agentkeep.ids import new_ids
 from agentkeep.models import Message, NewMessage, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, from_micros, utcnow_micros
+from agentkeep.models.messages import ROLES
 from agentkeep.store._base import Resource, Row, paginate, time_range
 from agentkeep.store._content import check_role, content_types, normalize_content
 from agentkeep.store._fastpath import FastPath, dump_content, dump_json
@@ -44,6 +46,10 @@ _DIRECT = (
 )
 _new = object.__new__
 _set = object.__setattr__
+# BaseModel's slots, set through their descriptors (one C call instead of object.__setattr__).
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _fromtimestamp = datetime.fromtimestamp
 
 
@@ -53,9 +59,9 @@ def _construct(values: dict[str, Any]) -> Message:
         return Message.model_construct(**values)
     m: Message = _new(Message)
     _set(m, "__dict__", values)
-    _set(m, "__pydantic_fields_set__", set(_FIELD_SET))
-    _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
+    _set_fields_set(m, set(_FIELD_SET))
+    _set_extra(m, None)
+    _set_private(m, None)
     return m
 
 
@@ -65,7 +71,8 @@ def to_message(row: Row) -> Message:
     return _construct(data)
 
 
-_last_time: tuple[int, datetime] = (0, datetime(1970, 1, 1, tzinfo=UTC))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_last_time: tuple[int, datetime] = (0, _EPOCH)
 
 
 def _time(micros: int) -> datetime:
@@ -79,18 +86,59 @@ def _time(micros: int) -> datetime:
     return value
 
 
-def _from_tuple(tenant_id: str, session_id: str, row: Sequence[Any], load: Any) -> Message:
-    """A message from a fast-path row (``_fastpath.MESSAGE_COLUMNS`` order).
+def _from_rows(
+    tenant_id: str, session_id: str, rows: Iterable[Sequence[Any]], load: Any, load_content: Any
+) -> builtins.list[Message]:
+    """Messages from fast-path rows (``_fastpath.MESSAGE_COLUMNS`` order).
 
-    What ``_construct`` does, inlined: this runs once per message read.
+    What ``_construct`` does, inlined in one loop: this runs once per message read.
     """
-    values = {
+    if not _DIRECT:
+        return [_construct(_row_values(tenant_id, session_id, r, load, load_content)) for r in rows]
+    out: builtins.list[Message] = []
+    append = out.append
+    new, set_dict, fields = _new, _set, _FIELD_SET
+    set_fields_set, set_extra, set_private = _set_fields_set, _set_extra, _set_private
+    last_micros, last_time = -1, _EPOCH
+    for ident, seq, role, content, run_id, agent_id, key, meta, extra, created in rows:
+        if created != last_micros:
+            last_micros, last_time = created, _fromtimestamp(created / 1_000_000, UTC)
+        m = new(Message)
+        set_dict(
+            m,
+            "__dict__",
+            {
+                "id": ident,
+                "tenant_id": tenant_id,
+                "session_id": session_id,
+                "seq": seq,
+                "role": role,
+                "content": load_content(content),
+                "run_id": run_id,
+                "agent_id": agent_id,
+                "idempotency_key": key,
+                "metadata": {} if meta == "{}" else load(meta),
+                "extra": {} if extra == "{}" else load(extra),
+                "created_at": last_time,
+            },
+        )
+        set_fields_set(m, set(fields))
+        set_extra(m, None)
+        set_private(m, None)
+        append(m)
+    return out
+
+
+def _row_values(
+    tenant_id: str, session_id: str, row: Sequence[Any], load: Any, load_content: Any
+) -> dict[str, Any]:
+    return {
         "id": row[0],
         "tenant_id": tenant_id,
         "session_id": session_id,
         "seq": row[1],
         "role": row[2],
-        "content": load(row[3]),
+        "content": load_content(row[3]),
         "run_id": row[4],
         "agent_id": row[5],
         "idempotency_key": row[6],
@@ -98,14 +146,6 @@ def _from_tuple(tenant_id: str, session_id: str, row: Sequence[Any], load: Any) 
         "extra": load(row[8]),
         "created_at": _time(row[9]),
     }
-    if not _DIRECT:
-        return Message.model_construct(**values)
-    m: Message = _new(Message)
-    _set(m, "__dict__", values)
-    _set(m, "__pydantic_fields_set__", set(_FIELD_SET))
-    _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
-    return m
 
 
 def _created(row: dict[str, Any], seq: int, now: int, at: datetime) -> Message:
@@ -164,20 +204,35 @@ class Messages(Resource):
         ident: Any,
         prefix: str,
     ) -> dict[str, Any]:
-        """One validated message row (everything but ``seq`` and ``created_at``)."""
-        blocks = normalize_content(content, f"{prefix}content")
+        """One validated message row (everything but ``seq`` and ``created_at``).
+
+        Every field is checked here, once; the common shape (plain text, no
+        optional fields) skips the checkers' calls, and field names for errors
+        are only built when a checker runs.
+        """
+        if type(content) is str:
+            blocks = [{"type": "text", "text": content}]
+            types = ",text,"
+        else:
+            blocks = normalize_content(content, prefix + "content")
+            types = content_types(blocks)
         return {
             "tenant_id": self.tenant_id,
-            "id": opt_text(ident, f"{prefix}id", 64) or new_id("msg"),
+            # None (or "") is given a new id by ``_write``, all of a batch's at once.
+            "id": None if ident is None else (opt_text(ident, prefix + "id", 64) or None),
             "session_id": session_id,
-            "role": check_role(role, f"{prefix}role"),
+            "role": role
+            if type(role) is str and role in ROLES
+            else check_role(role, prefix + "role"),
             "content": blocks,
-            "content_types": content_types(blocks),
-            "run_id": opt_text(run_id, f"{prefix}run_id", 64),
-            "agent_id": opt_text(agent_id, f"{prefix}agent_id", 256),
-            "idempotency_key": opt_text(idempotency_key, f"{prefix}idempotency_key", 256),
-            "metadata": check_metadata(metadata, f"{prefix}metadata"),
-            "extra": check_object(extra, f"{prefix}extra"),
+            "content_types": types,
+            "run_id": None if run_id is None else opt_text(run_id, prefix + "run_id", 64),
+            "agent_id": None if agent_id is None else opt_text(agent_id, prefix + "agent_id", 256),
+            "idempotency_key": None
+            if idempotency_key is None
+            else opt_text(idempotency_key, prefix + "idempotency_key", 256),
+            "metadata": {} if metadata is None else check_metadata(metadata, prefix + "metadata"),
+            "extra": {} if extra is None else check_object(extra, prefix + "extra"),
         }
 
     def append(
@@ -216,6 +271,10 @@ class Messages(Resource):
 
     def _write(self, rows: builtins.list[dict[str, Any]]) -> builtins.list[Message]:
         session_id = rows[0]["session_id"]
+        unnamed = [r for r in rows if r["id"] is None]
+        if unnamed:
+            for r, ident in zip(unnamed, new_ids("msg", len(unnamed)), strict=True):
+                r["id"] = ident
         keys = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
         if len(set(keys)) != len(keys):
             raise InvalidInput("repeats an idempotency_key", field="messages")
@@ -244,10 +303,17 @@ class Messages(Resource):
         with fast.write("appending a message") as conn:
             existing: dict[str, Message] = {}
             if keys:
-                load = fast.load_json
+                load, load_content = fast.load_json, fast.load_content
                 existing = {
-                    r[6]: _from_tuple(tenant, session_id, r, load)
-                    for r in fast.find_keys(conn, tenant, session_id, keys)
+                    m.idempotency_key: m
+                    for m in _from_rows(
+                        tenant,
+                        session_id,
+                        fast.find_keys(conn, tenant, session_id, keys),
+                        load,
+                        load_content,
+                    )
+                    if m.idempotency_key is not None
                 }
             new = [r for r in rows if r["idempotency_key"] not in existing] if existing else rows
             out: dict[int, Message] = {}
@@ -438,9 +504,10 @@ class Messages(Resource):
                 found = fast.recent(conn, self.tenant_id, session_id, n)
                 if not found and not fast.session_exists(conn, self.tenant_id, session_id):
                     raise NotFound("session", session_id)
-            load = fast.load_json
+            load, load_content = fast.load_json, fast.load_content
             tenant = self.tenant_id
-            return [_from_tuple(tenant, session_id, r, load) for r in reversed(found)]
+            found.reverse()
+            return _from_rows(tenant, session_id, found, load, load_content)
         with self._core.read() as conn:
             rows = builtins.list(
                 conn.execute(
