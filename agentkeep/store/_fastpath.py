@@ -131,21 +131,25 @@ _PG_TEXT_TAIL = '", "type": "text"}]'
 
 def _load_content(value: Any) -> Any:
     """``_load_text`` for a content column; one text block decodes only its string."""
-    if type(value) is str:
-        if value.startswith(_TEXT_HEAD) and value.endswith(_TEXT_TAIL):
-            try:
-                text, end = _scanstring(value, len(_TEXT_HEAD))
-            except ValueError:
-                return _load_text(value)
-            if end == len(value) - len(_TEXT_TAIL) + 1:
-                return [{"type": "text", "text": text}]
-        elif value.startswith(_PG_TEXT_HEAD) and value.endswith(_PG_TEXT_TAIL):
-            try:
-                text, end = _scanstring(value, len(_PG_TEXT_HEAD))
-            except ValueError:
-                return _load_text(value)
-            if end == len(value) - len(_PG_TEXT_TAIL) + 1:
-                return [{"text": text, "type": "text"}]
+    if type(value) is str and value.startswith(_TEXT_HEAD) and value.endswith(_TEXT_TAIL):
+        try:
+            text, end = _scanstring(value, len(_TEXT_HEAD))
+        except ValueError:
+            return _load_text(value)
+        if end == len(value) - len(_TEXT_TAIL) + 1:
+            return [{"type": "text", "text": text}]
+    return _load_text(value)
+
+
+def _load_pg_content(value: Any) -> Any:
+    """``_load_content`` for jsonb as PostgreSQL prints it (keys in its own order)."""
+    if type(value) is str and value.startswith(_PG_TEXT_HEAD) and value.endswith(_PG_TEXT_TAIL):
+        try:
+            text, end = _scanstring(value, len(_PG_TEXT_HEAD))
+        except ValueError:
+            return _load_text(value)
+        if end == len(value) - len(_PG_TEXT_TAIL) + 1:
+            return [{"text": text, "type": "text"}]
     return _load_text(value)
 
 
@@ -464,7 +468,7 @@ class PostgresFastPath(FastPath):
     """Autocommit psycopg connections; every write is one statement (one round trip)."""
 
     load_json = staticmethod(_load_text)
-    load_content = staticmethod(_load_content)
+    load_content = staticmethod(_load_pg_content)
     driver_error = psycopg.Error
 
     _INSERT_ONE = (

@@ -148,10 +148,15 @@ def _row_values(
     }
 
 
-def _created(row: dict[str, Any], seq: int, now: int, at: datetime) -> Message:
-    """The stored message for a validated new row."""
-    return _construct(
-        {
+def _created(
+    rows: builtins.list[dict[str, Any]], first: int, at: datetime
+) -> builtins.list[Message]:
+    """The stored messages for validated new rows given ``seq`` from ``first`` on."""
+    out: builtins.list[Message] = []
+    append = out.append
+    seq = first
+    for row in rows:
+        values = {
             "id": row["id"],
             "tenant_id": row["tenant_id"],
             "session_id": row["session_id"],
@@ -165,7 +170,17 @@ def _created(row: dict[str, Any], seq: int, now: int, at: datetime) -> Message:
             "extra": row["extra"],
             "created_at": at,
         }
-    )
+        seq += 1
+        if not _DIRECT:
+            append(Message.model_construct(**values))
+            continue
+        m: Message = _new(Message)
+        _set(m, "__dict__", values)
+        _set_fields_set(m, set(_FIELD_SET))
+        _set_extra(m, None)
+        _set_private(m, None)
+        append(m)
+    return out
 
 
 class Messages(Resource):
@@ -316,7 +331,7 @@ class Messages(Resource):
                     if m.idempotency_key is not None
                 }
             new = [r for r in rows if r["idempotency_key"] not in existing] if existing else rows
-            out: dict[int, Message] = {}
+            created: builtins.list[Message] = []
             if new:
                 now = utcnow_micros()
                 last = fast.insert(
@@ -343,9 +358,10 @@ class Messages(Resource):
                     raise NotFound("session", session_id)
                 at = _fromtimestamp(now / 1_000_000, UTC)
                 first = last - len(new) + 1
-                out = {id(r): _created(r, first + i, now, at) for i, r in enumerate(new)}
+                created = _created(new, first, at)
         if not existing:
-            return [out[id(r)] for r in rows]
+            return created  # ``new`` is ``rows``
+        out = {id(r): m for r, m in zip(new, created, strict=True)}
         return [
             existing[r["idempotency_key"]] if r["idempotency_key"] in existing else out[id(r)]
             for r in rows
