@@ -165,3 +165,30 @@ class Resource:
             .values(changes)
         )
         return {**row, **changes}
+
+    def _page(
+        self,
+        table: sa.Table,
+        where: Sequence[sa.ColumnElement[bool]],
+        to_model: Callable[[Row], T],
+        *,
+        limit: int,
+        after: str | None,
+        before: str | None,
+        order: Order,
+        sort: sa.Column[Any] | None = None,
+    ) -> Page[T]:
+        """One page of this tenant's rows of ``table``, in a read of its own (see :func:`paginate`)."""
+        with self._core.read() as conn:
+            return paginate(
+                conn,
+                table,
+                where,
+                to_model,
+                tenant_id=self.tenant_id,
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+                sort=sort,
+            )

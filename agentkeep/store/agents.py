@@ -10,7 +10,7 @@ from agentkeep.errors import NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, paginate, row_times
+from agentkeep.store._base import Resource, Row, row_times
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
 from agentkeep.store.schema import agents as t
 
@@ -110,15 +110,4 @@ class Agents(Resource):
         before: str | None = None,
         order: Order = "desc",
     ) -> Page[Agent]:
-        with self._core.read() as conn:
-            return paginate(
-                conn,
-                t,
-                [],
-                _to_agent,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-            )
+        return self._page(t, [], _to_agent, limit=limit, after=after, before=before, order=order)

@@ -22,7 +22,7 @@ from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Page, Run
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
-from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
+from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import (
     check_choice,
@@ -152,19 +152,16 @@ class Runs(Resource):
         if status is not None:
             where.append(t.c.status.in_(check_choices(status, RUN_TRANSITIONS, "status")))
         where += time_range(t.c.created_at, created_after, created_before)
-        with self._core.read() as conn:
-            return paginate(
-                conn,
-                t,
-                where,
-                to_run,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-                sort=t.c.created_at if sort == "created_at" else None,
-            )
+        return self._page(
+            t,
+            where,
+            to_run,
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+            sort=t.c.created_at if sort == "created_at" else None,
+        )
 
     def update(
         self,

@@ -11,7 +11,7 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
+from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
@@ -164,18 +164,9 @@ class Sessions(Resource):
             where.append(t.c.metadata[key].as_string() == value)
         where += time_range(t.c.created_at, created_after, created_before)
         where += time_range(t.c.last_activity_at, active_after, active_before)
-        with self._core.read() as conn:
-            return paginate(
-                conn,
-                t,
-                where,
-                to_session,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-            )
+        return self._page(
+            t, where, to_session, limit=limit, after=after, before=before, order=order
+        )
 
     def fork(
         self,

@@ -17,7 +17,7 @@ from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import TOOL_CALL_TERMINAL, TOOL_CALL_TRANSITIONS, Approval, Page, ToolCall
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, paginate, row_times, time_range
+from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._run_checks import (
     check_choice,
     check_choices,
@@ -181,18 +181,7 @@ class ToolCalls(Resource):
                 raise InvalidInput("must be a boolean", field="has_approval")
             where.append(t.c.approval.is_not(None) if has_approval else t.c.approval.is_(None))
         where += time_range(t.c.created_at, created_after, created_before)
-        with self._core.read() as conn:
-            return paginate(
-                conn,
-                t,
-                where,
-                to_call,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-            )
+        return self._page(t, where, to_call, limit=limit, after=after, before=before, order=order)
 
     def transition(
         self,

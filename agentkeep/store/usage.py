@@ -27,7 +27,7 @@ from agentkeep.errors import InvalidInput
 from agentkeep.ids import new_id
 from agentkeep.models import LLMUsage, Page, UsageRollup
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
-from agentkeep.store._base import Resource, paginate, row_times, time_range
+from agentkeep.store._base import Resource, row_times, time_range
 from agentkeep.store._prices import check_cost, from_nano, price_from_table, to_nano
 from agentkeep.store._validate import check_object, opt_text, require_str
 from agentkeep.store.schema import llm_usage as t
@@ -233,18 +233,7 @@ class Usage(Resource):
             created_after=created_after,
             created_before=created_before,
         )
-        with self._core.read() as conn:
-            return paginate(
-                conn,
-                t,
-                where,
-                to_usage,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-            )
+        return self._page(t, where, to_usage, limit=limit, after=after, before=before, order=order)
 
     def rollup(
         self,
