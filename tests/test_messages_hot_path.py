@@ -129,3 +129,129 @@ def test_postgres_hot_path_survives_lost_connections(postgres_url: str) -> None:
         assert [m.text for m in store.messages.recent(s.id)] == ["before", "after"]
     finally:
         store.close()
+
+
+# Texts that look like the JSON around them: the read path takes a text block's
+# string as it is only when it has nothing to unescape.
+TRICKY_TEXTS = [
+    "",
+    'say "hi"',
+    "back\\slash",
+    "tab\tnew\nline\x7fdel",
+    "ünïcödé ✓ 🚀",
+    '"}, {"type": "text", "text": "',
+    '", "type": "text"}, {"text": "',
+    "[{}]",
+]
+
+
+def test_texts_that_look_like_json_read_back_exactly(store: Store) -> None:
+    s = store.sessions.create()
+    one = [store.messages.append(s.id, "user", t) for t in TRICKY_TEXTS]
+    many = store.messages.append_many(s.id, [{"role": "user", "content": t} for t in TRICKY_TEXTS])
+    blocks = store.messages.append(
+        s.id, "assistant", [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    )
+    recent = store.messages.recent(s.id, 100)
+    assert [m.text for m in recent] == [*TRICKY_TEXTS, *TRICKY_TEXTS, "ab"]
+    assert recent == [*one, *many, blocks]
+    assert [store.messages.get(m.id) for m in recent] == recent
+
+
+def test_batches_of_any_size_keep_seq_gapless(store: Store) -> None:
+    s = store.sessions.create()
+    expected: list[str] = []
+    for size in (1, 2, 3, 127, 128, 129, 300):
+        batch = [f"{size}:{k}" for k in range(size)]
+        out = store.messages.append_many(s.id, [{"role": "user", "content": t} for t in batch])
+        assert [m.seq for m in out] == list(range(len(expected) + 1, len(expected) + size + 1))
+        expected += batch
+    # A batch where one message carries metadata is written row by row.
+    mixed = store.messages.append_many(
+        s.id,
+        [
+            {"role": "user", "content": "plain"},
+            {"role": "assistant", "content": "tagged", "metadata": {"k": "v"}},
+        ],
+    )
+    expected += ["plain", "tagged"]
+    assert [m.seq for m in mixed] == [len(expected) - 1, len(expected)]
+    stored = store.messages.list(s.id, limit=1000).items
+    assert [m.text for m in stored] == expected
+    assert [m.seq for m in stored] == list(range(1, len(expected) + 1))
+    assert store.messages.recent(s.id, 1000) == stored
+    assert store.sessions.get(s.id).message_count == len(expected)
+
+
+def test_optional_fields_read_back_on_the_hot_path(store: Store) -> None:
+    s = store.sessions.create()
+    made = [
+        store.messages.append(s.id, "user", "run", run_id="run_x"),
+        store.messages.append(s.id, "user", "agent", agent_id="asst_x"),
+        store.messages.append(s.id, "user", "key", idempotency_key="k"),
+        store.messages.append(s.id, "user", "meta", metadata={"a": "b"}),
+        store.messages.append(s.id, "user", "extra", extra={"n": 1.5, "l": [1, None]}),
+        store.messages.append(
+            s.id,
+            "user",
+            "all",
+            run_id="run_y",
+            agent_id="asst_y",
+            idempotency_key="k2",
+            metadata={"c": "d"},
+            extra={"deep": {"x": "y"}},
+        ),
+    ]
+    recent = store.messages.recent(s.id, 10)
+    assert recent == made
+    assert recent == [store.messages.get(m.id) for m in made]
+    assert recent[4].extra == {"n": 1.5, "l": [1, None]}
+    assert recent[0].metadata == {} and recent[3].run_id is None
+
+
+@pytest.mark.parametrize(("durability", "pages"), [("normal", 10_000), ("full", 1_000)])
+def test_sqlite_writer_checkpoints_by_durability(
+    tmp_path: object, durability: str, pages: int
+) -> None:
+    """At FULL every commit syncs the WAL: it is kept small (reused, not grown)."""
+    import agentkeep
+
+    store = agentkeep.connect(f"sqlite:///{tmp_path}/cp.db", durability=durability)
+    try:
+        s = store.sessions.create()
+        store.messages.append(s.id, "user", "hi")
+        fast = store._core.fast
+        assert fast is not None
+        writer = fast._writer_conn()  # type: ignore[attr-defined]
+        assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == pages
+        assert writer.execute("PRAGMA synchronous").fetchone()[0] == (
+            2 if durability == "full" else 1
+        )
+    finally:
+        store.close()
+
+
+def test_nul_in_text_is_refused_on_every_backend(store: Store) -> None:
+    s = store.sessions.create()
+    with pytest.raises(InvalidInput) as err:
+        store.messages.append(s.id, "user", "a\x00b")
+    assert err.value.field == "content"
+    with pytest.raises(InvalidInput) as err:
+        store.messages.append_many(
+            s.id,
+            [
+                {"role": "user", "content": "fine"},
+                {"role": "user", "content": [{"type": "text", "text": "\x00"}]},
+            ],
+        )
+    assert err.value.field == "messages[1].content[0].text"
+    assert store.messages.recent(s.id) == []
+    assert store.sessions.get(s.id).last_seq == 0
+
+
+def test_postgres_refuses_nul_anywhere_as_invalid_input(_postgres_store: Store) -> None:
+    store = _postgres_store.tenant("nul_in_extra")
+    s = store.sessions.create()
+    with pytest.raises(InvalidInput, match="NUL"):
+        store.messages.append(s.id, "user", "ok", extra={"x": "\x00"})
+    assert store.messages.recent(s.id) == []

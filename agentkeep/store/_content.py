@@ -7,7 +7,7 @@ from typing import Any
 from agentkeep.errors import InvalidInput
 from agentkeep.models.messages import BLOCK_TYPES, ROLES
 
-__all__ = ["check_role", "content_types", "normalize_content"]
+__all__ = ["check_role", "check_text", "content_types", "normalize_content"]
 
 _TEXT_TYPES = frozenset(("text", "input_text", "output_text", "refusal"))
 MAX_BLOCKS = 512
@@ -19,10 +19,20 @@ def check_role(role: Any, field: str = "role") -> str:
     return str(role)
 
 
+def check_text(text: str, field: str) -> str:
+    """A message text; NUL is refused on every backend (PostgreSQL cannot store it)."""
+    if "\x00" in text:
+        raise InvalidInput(
+            "must not contain the NUL character (\\u0000); PostgreSQL cannot store it",
+            field=field,
+        )
+    return text
+
+
 def normalize_content(content: Any, field: str = "content") -> list[dict[str, Any]]:
     """Content as a list of blocks; a plain string becomes one text block."""
     if isinstance(content, str):
-        return [{"type": "text", "text": content}]
+        return [{"type": "text", "text": check_text(content, field)}]
     if not isinstance(content, (list, tuple)):
         raise InvalidInput("must be a string or a list of content blocks", field=field)
     if len(content) > MAX_BLOCKS:
@@ -45,6 +55,7 @@ def normalize_content(content: Any, field: str = "content") -> list[dict[str, An
             text = block.get("text", block.get("refusal"))
             if not isinstance(text, str):
                 raise InvalidInput("must be a string", field=f"{field}[{i}].text")
+            check_text(text, f"{field}[{i}].text")
         blocks.append(dict(block))
     return blocks
 

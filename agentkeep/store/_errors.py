@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import sqlalchemy.exc as sa_exc
 
-from agentkeep.errors import AgentkeepError, Conflict, SchemaError, StoreUnavailable
+from agentkeep.errors import AgentkeepError, Conflict, InvalidInput, SchemaError, StoreUnavailable
 
 __all__ = ["translate", "translating"]
 
@@ -18,6 +18,8 @@ def translate(exc: Exception, what: str = "database") -> AgentkeepError:
         return exc
     text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else repr(exc)
     lowered = f"{type(getattr(exc, 'orig', exc)).__name__} {text}".lower()
+    if "untranslatablecharacter" in lowered or "unsupported unicode escape" in lowered:
+        return InvalidInput(f"{what}: PostgreSQL cannot store the NUL character (\\u0000) ({text})")
     if isinstance(exc, sa_exc.IntegrityError):
         return Conflict(f"{what}: the write conflicts with a stored row ({text})")
     if "no such table" in lowered or "undefinedtable" in lowered:

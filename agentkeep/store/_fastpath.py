@@ -37,9 +37,7 @@ import json.scanner
 import os
 import select
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -57,28 +55,27 @@ from agentkeep.store._dialects import (
 )
 from agentkeep.store._errors import translate
 
-__all__ = ["MESSAGE_COLUMNS", "FastPath", "make_fastpath"]
+__all__ = ["MESSAGE_COLUMNS", "FastPath", "dump_content", "dump_json", "dump_str", "make_fastpath"]
 
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
-# Column order of the message rows the fast path reads (tenant and session are
-# known from the query: not fetched).
-MESSAGE_COLUMNS = (
-    "id",
-    "seq",
-    "role",
-    "content",
-    "run_id",
-    "agent_id",
-    "idempotency_key",
-    "metadata",
-    "extra",
-    "created_at",
+# What the fast path reads of a message (tenant and session are known from the
+# query: not fetched). The five columns most messages leave empty (run, agent,
+# idempotency key, metadata, extra) come back as one value, NULL when all are
+# empty, else a JSON array of the five: every column fetched costs each row.
+MESSAGE_COLUMNS = ("id", "seq", "role", "content", "created_at", "rest")
+_REST_EMPTY = (
+    "run_id IS NULL AND agent_id IS NULL AND idempotency_key IS NULL "
+    "AND metadata = '{}' AND extra = '{}'"
 )
-_SELECT_COLS = ", ".join(MESSAGE_COLUMNS)
+_SELECT_COLS = (
+    f"id, seq, role, content, created_at, CASE WHEN {_REST_EMPTY} THEN NULL ELSE "
+    "json_array(run_id, agent_id, idempotency_key, json(metadata), json(extra)) END"
+)
 # PostgreSQL: JSONB as text, parsed here (psycopg's loader is json.loads per value).
-_PG_SELECT_COLS = ", ".join(
-    f"{c}::text" if c in ("content", "metadata", "extra") else c for c in MESSAGE_COLUMNS
+_PG_SELECT_COLS = (
+    f"id, seq, role, content::text, created_at, CASE WHEN {_REST_EMPTY} THEN NULL ELSE "
+    "jsonb_build_array(run_id, agent_id, idempotency_key, metadata, extra)::text END"
 )
 _INSERT_COLS = (
     "tenant_id, id, session_id, seq, role, content, content_types, run_id, agent_id, "
@@ -87,7 +84,7 @@ _INSERT_COLS = (
 
 _dumps = json.dumps
 # What json.dumps does for a str with the default ensure_ascii=True, without its two wrappers.
-_dump_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+dump_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 # The C scanner behind json.loads, without its wrapper (a third of the cost for short text).
 _scan: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
@@ -104,7 +101,7 @@ def dump_content(blocks: list[dict[str, Any]]) -> str:
         if len(block) == 2 and block.get("type") == "text":
             text = block.get("text")
             if type(text) is str and next(iter(block)) == "type":
-                return '[{"type": "text", "text": ' + _dump_str(text) + "}]"
+                return '[{"type": "text", "text": ' + dump_str(text) + "}]"
     return _dumps(blocks)
 
 
@@ -127,16 +124,23 @@ _TEXT_HEAD = '[{"type": "text", "text": "'
 _TEXT_TAIL = '"}]'
 _PG_TEXT_HEAD = '[{"text": "'
 _PG_TEXT_TAIL = '", "type": "text"}]'
+_HEAD_LEN, _TAIL_CUT = len(_TEXT_HEAD), -len(_TEXT_TAIL)
+_PG_HEAD_LEN, _PG_TAIL_CUT = len(_PG_TEXT_HEAD), -len(_PG_TEXT_TAIL)
 
 
 def _load_content(value: Any) -> Any:
     """``_load_text`` for a content column; one text block decodes only its string."""
     if type(value) is str and value.startswith(_TEXT_HEAD) and value.endswith(_TEXT_TAIL):
+        text = value[_HEAD_LEN:_TAIL_CUT]
+        # No escape and no quote: the JSON string is the text itself (a second block
+        # would bring quotes, an escaped character a backslash).
+        if "\\" not in text and '"' not in text:
+            return [{"type": "text", "text": text}]
         try:
-            text, end = _scanstring(value, len(_TEXT_HEAD))
+            text, end = _scanstring(value, _HEAD_LEN)
         except ValueError:
             return _load_text(value)
-        if end == len(value) - len(_TEXT_TAIL) + 1:
+        if end == len(value) + _TAIL_CUT + 1:
             return [{"type": "text", "text": text}]
     return _load_text(value)
 
@@ -144,11 +148,14 @@ def _load_content(value: Any) -> Any:
 def _load_pg_content(value: Any) -> Any:
     """``_load_content`` for jsonb as PostgreSQL prints it (keys in its own order)."""
     if type(value) is str and value.startswith(_PG_TEXT_HEAD) and value.endswith(_PG_TEXT_TAIL):
+        text = value[_PG_HEAD_LEN:_PG_TAIL_CUT]
+        if "\\" not in text and '"' not in text:
+            return [{"text": text, "type": "text"}]
         try:
-            text, end = _scanstring(value, len(_PG_TEXT_HEAD))
+            text, end = _scanstring(value, _PG_HEAD_LEN)
         except ValueError:
             return _load_text(value)
-        if end == len(value) - len(_PG_TEXT_TAIL) + 1:
+        if end == len(value) + _PG_TAIL_CUT + 1:
             return [{"text": text, "type": "text"}]
     return _load_text(value)
 
@@ -167,7 +174,8 @@ class _Idle:
         self._pid = os.getpid()
         self.closed = False
 
-    def get(self, usable: Callable[[Any], bool]) -> Any:
+    def get(self, usable: Callable[[Any], bool] | None) -> Any:
+        """An idle connection (``usable(conn)`` checked, if given) or a new one."""
         if self._pid != os.getpid():  # forked: the parent's connections are not ours
             self._conns = []
             self._pid = os.getpid()
@@ -176,7 +184,7 @@ class _Idle:
                 conn = self._conns.pop()
             except IndexError:
                 return self._connect()
-            if usable(conn):
+            if usable is None or usable(conn):
                 return conn
             with contextlib.suppress(Exception):
                 conn.close()
@@ -199,57 +207,96 @@ class _Idle:
 
 
 class FastPath:
-    """Fixed SQL on driver connections; one subclass per dialect."""
+    """Fixed SQL on driver connections; one subclass per dialect.
+
+    ``append`` and ``recent`` are the whole operation (connection, transaction,
+    statements, error translation) in one call: no context managers on the path
+    that runs once per message.
+    """
 
     #: ``load(value)`` turns a JSON column as the driver returns it into Python.
     load_json: Callable[[Any], Any] = staticmethod(_identity)
     #: ``load_json`` for the content column.
     load_content: Callable[[Any], Any] = staticmethod(_identity)
+    #: How the driver returns a content of one text block: ``head + text + tail``
+    #: when the text needs no escape; ``text_first`` if the block's keys come
+    #: in the order text, type (PostgreSQL's jsonb).
+    text_head, text_tail, text_first = _TEXT_HEAD, _TEXT_TAIL, False
     driver_error: type[Exception] = Exception
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
 
-    @contextmanager
-    def errors(self, what: str) -> Iterator[None]:
-        """Translate driver errors raised in the block as ``Core`` does."""
-        try:
-            yield
-        except AgentkeepError:
-            raise
-        except self.driver_error as exc:
-            wrapped = sa_exc.DBAPIError.instance(
-                None, None, exc, self.driver_error, hide_parameters=True
-            )
-            raise translate(wrapped, what) from exc
+    def translate(self, exc: Exception, what: str) -> Exception:
+        """A driver error as ``Core`` translates it."""
+        wrapped = sa_exc.DBAPIError.instance(
+            None, None, exc, self.driver_error, hide_parameters=True
+        )
+        return translate(wrapped, what)
 
-    def write(self, what: str) -> contextlib.AbstractContextManager[Any]:
+    def append(
+        self,
+        tenant_id: str,
+        session_id: str,
+        rows: Sequence[tuple[Any, ...]],
+        keys: Sequence[str],
+        clock: Callable[[], int],
+    ) -> tuple[list[tuple[Any, ...]], int | None, int]:
+        """Append ``rows`` after the session's last message, in one transaction.
+
+        A row is (id, role, content, content_types, run_id, agent_id,
+        idempotency_key, metadata, extra), JSON as text. Rows whose
+        idempotency key is stored already are not written. ``clock()`` gives
+        ``created_at``, read once the transaction holds the session. Returns the
+        stored rows of those keys (``MESSAGE_COLUMNS``), the session's new
+        ``last_seq`` (None if there is no session) and ``created_at``.
+        """
         raise NotImplementedError
 
-    def read(self, what: str) -> contextlib.AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def find_keys(
-        self, conn: Any, tenant_id: str, session_id: str, keys: Sequence[str]
-    ) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def insert(
-        self, conn: Any, tenant_id: str, session_id: str, rows: Sequence[tuple[Any, ...]], now: int
-    ) -> int | None:
-        """Insert ``rows`` (id, role, content, content_types, run_id, agent_id,
-        idempotency_key, metadata, extra; JSON as text) after the session's last
-        message; returns the session's new ``last_seq``, None if there is no session."""
-        raise NotImplementedError
-
-    def recent(self, conn: Any, tenant_id: str, session_id: str, n: int) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def session_exists(self, conn: Any, tenant_id: str, session_id: str) -> bool:
+    def recent(self, tenant_id: str, session_id: str, n: int) -> list[tuple[Any, ...]] | None:
+        """The last ``n`` rows of a session, newest first; None if there is no session."""
         raise NotImplementedError
 
     def close(self) -> None:
         pass
+
+
+def _unstored(
+    rows: Sequence[tuple[Any, ...]], found: list[tuple[Any, ...]], load: Callable[[Any], Any]
+) -> Sequence[tuple[Any, ...]]:
+    """``rows`` without those whose idempotency key is among the stored rows ``found``."""
+    if not found:
+        return rows
+    stored = set()
+    for row in found:
+        rest = row[5]
+        if rest is not None:
+            stored.add(load(rest)[2])
+    return [r for r in rows if r[6] not in stored]
+
+
+def _plain(rows: Sequence[tuple[Any, ...]]) -> bool:
+    """Whether no row has a run, an agent, a key, metadata or extra (the usual message)."""
+    for r in rows:
+        if r[4] is not None or r[5] is not None or r[6] is not None or r[7] != "{}" or r[8] != "{}":
+            return False
+    return True
+
+
+_MAX_CHUNK = 128
+
+
+def _chunks(n: int) -> Iterator[tuple[int, int]]:
+    """(start, size) pieces of ``n`` rows, each size a power of two up to ``_MAX_CHUNK``.
+
+    A multi-row INSERT is one compiled statement per size: powers of two keep
+    that to eight statements whatever the batch sizes callers use.
+    """
+    start = 0
+    while start < n:
+        size = min(_MAX_CHUNK, 1 << ((n - start).bit_length() - 1))
+        yield start, size
+        start += size
 
 
 class SQLiteFastPath(FastPath):
@@ -281,6 +328,7 @@ class SQLiteFastPath(FastPath):
         self._writer_pid = 0
         self._memory: sqlite3.Connection | None = None
         self._readers = _Idle(self._connect, keep=max(dialect.pool_size, 1))
+        self._plain_sql: dict[int, str] = {}
 
     def _connect(self) -> sqlite3.Connection:
         assert self._sqlite.path is not None
@@ -303,10 +351,14 @@ class SQLiteFastPath(FastPath):
         # found their session in the same BEGIN IMMEDIATE transaction, and never
         # deletes: the foreign key check would look up a row already proven there.
         conn.execute("PRAGMA foreign_keys=OFF")
-        # Checkpoint every ~40 MB of WAL instead of ~4 MB: an append dirties ~9 pages
-        # (table, indexes, session row), mostly the same hot ones, and each
-        # checkpoint copies every page once and syncs the file twice.
-        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        if self._synchronous != "FULL":
+            # Checkpoint every ~40 MB of WAL instead of ~4 MB: an append dirties a
+            # few pages, mostly the same hot ones, and each checkpoint copies every
+            # page once and syncs the file twice. Not at FULL: there every commit
+            # syncs the WAL, and a WAL that keeps growing (instead of being reused
+            # from its start after a checkpoint) makes each of those syncs a
+            # metadata sync too (measured: a third fewer appends per second).
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         return conn
 
     def _memory_conn(self) -> sqlite3.Connection:
@@ -326,50 +378,59 @@ class SQLiteFastPath(FastPath):
             self._writer_pid = os.getpid()
         return self._writer
 
-    @contextmanager
-    def write(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self.errors(what), self._lock:
-            conn = self._writer_conn()
-            _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+    def _plain_insert(self, size: int) -> str:
+        """A ``size``-row INSERT for rows with nothing but id, role and content set."""
+        sql = self._plain_sql.get(size)
+        if sql is None:
+            # ?1 tenant, ?2 session, ?3 created_at, ?4 first seq; then per row
+            # id, role, content, content types. Empty columns are literals, not
+            # parameters: binding costs per value.
+            values = ", ".join(
+                f"(?1, ?{5 + 4 * k}, ?2, ?4 + {k}, ?{6 + 4 * k}, ?{7 + 4 * k}, ?{8 + 4 * k}, "
+                "NULL, NULL, NULL, '{}', '{}', ?3)"
+                for k in range(size)
+            )
+            sql = f"INSERT INTO messages ({_INSERT_COLS}) VALUES {values}"
+            self._plain_sql[size] = sql
+        return sql
+
+    def append(
+        self,
+        tenant_id: str,
+        session_id: str,
+        rows: Sequence[tuple[Any, ...]],
+        keys: Sequence[str],
+        clock: Callable[[], int],
+    ) -> tuple[list[tuple[Any, ...]], int | None, int]:
+        what = "appending a message"
+        with self._lock:
             try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                conn = self._writer_conn()
+                _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+                try:
+                    found: list[tuple[Any, ...]] = []
+                    if keys:
+                        marks = ", ".join("?" * len(keys))
+                        found = conn.execute(
+                            f"SELECT {_SELECT_COLS} FROM messages WHERE tenant_id = ? "
+                            f"AND session_id = ? AND idempotency_key IN ({marks})",
+                            (tenant_id, session_id, *keys),
+                        ).fetchall()
+                        rows = _unstored(rows, found, self.load_json)
+                    now = clock()
+                    last = self._insert(conn, tenant_id, session_id, rows, now) if rows else 0
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except AgentkeepError:
                 raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            except sqlite3.Error as exc:
+                raise self.translate(exc, what) from exc
+        return found, last, now
 
-    @contextmanager
-    def read(self, what: str) -> Iterator[sqlite3.Connection]:
-        if self._sqlite.memory:
-            with self.errors(what), self._lock:
-                yield self._memory_conn()
-            return
-        with self.errors(what):
-            conn = self._readers.get(_sqlite_usable)
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._readers.put(conn)
-
-    def find_keys(
-        self, conn: sqlite3.Connection, tenant_id: str, session_id: str, keys: Sequence[str]
-    ) -> list[tuple[Any, ...]]:
-        marks = ", ".join("?" * len(keys))
-        return conn.execute(
-            f"SELECT {_SELECT_COLS} FROM messages WHERE tenant_id = ? AND session_id = ? "
-            f"AND idempotency_key IN ({marks})",
-            (tenant_id, session_id, *keys),
-        ).fetchall()
-
-    def insert(
+    def _insert(
         self,
         conn: sqlite3.Connection,
         tenant_id: str,
@@ -383,57 +444,45 @@ class SQLiteFastPath(FastPath):
             return None
         last: int = found[0]
         first = last - n + 1
-        if n == 1:
+        if _plain(rows):
+            for start, size in _chunks(n):
+                params: list[Any] = [tenant_id, session_id, now, first + start]
+                extend = params.extend
+                for r in rows[start : start + size] if size != n else rows:
+                    extend(r[:4])
+                conn.execute(self._plain_insert(size), params)
+        elif n == 1:
             r = rows[0]
-            conn.execute(
-                self._INSERT,
-                (
-                    tenant_id,
-                    r[0],
-                    session_id,
-                    first,
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    r[8],
-                    now,
-                ),
-            )
+            conn.execute(self._INSERT, (tenant_id, r[0], session_id, first, *r[1:], now))
         else:
             conn.executemany(
                 self._INSERT,
-                [
-                    (
-                        tenant_id,
-                        r[0],
-                        session_id,
-                        first + i,
-                        r[1],
-                        r[2],
-                        r[3],
-                        r[4],
-                        r[5],
-                        r[6],
-                        r[7],
-                        r[8],
-                        now,
-                    )
-                    for i, r in enumerate(rows)
-                ],
+                [(tenant_id, r[0], session_id, first + i, *r[1:], now) for i, r in enumerate(rows)],
             )
         return last
 
-    def recent(
-        self, conn: sqlite3.Connection, tenant_id: str, session_id: str, n: int
-    ) -> list[tuple[Any, ...]]:
-        return conn.execute(self._RECENT, (tenant_id, session_id, n)).fetchall()
+    def recent(self, tenant_id: str, session_id: str, n: int) -> list[tuple[Any, ...]] | None:
+        try:
+            if self._sqlite.memory:
+                with self._lock:
+                    return self._recent(self._memory_conn(), tenant_id, session_id, n)
+            conn = self._readers.get(None)
+            try:
+                return self._recent(conn, tenant_id, session_id, n)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._readers.put(conn)
+        except sqlite3.Error as exc:
+            raise self.translate(exc, "reading messages") from exc
 
-    def session_exists(self, conn: sqlite3.Connection, tenant_id: str, session_id: str) -> bool:
-        return conn.execute(self._EXISTS, (tenant_id, session_id)).fetchone() is not None
+    def _recent(
+        self, conn: sqlite3.Connection, tenant_id: str, session_id: str, n: int
+    ) -> list[tuple[Any, ...]] | None:
+        rows = conn.execute(self._RECENT, (tenant_id, session_id, n)).fetchall()
+        if not rows and conn.execute(self._EXISTS, (tenant_id, session_id)).fetchone() is None:
+            return None
+        return rows
 
     def close(self) -> None:
         self._readers.close()
@@ -442,10 +491,6 @@ class SQLiteFastPath(FastPath):
             with contextlib.suppress(Exception):
                 writer.close()
         self._memory = None  # owned by the engine
-
-
-def _sqlite_usable(conn: sqlite3.Connection) -> bool:
-    return True
 
 
 def _pg_usable(conn: psycopg.Connection[Any]) -> bool:
@@ -469,6 +514,7 @@ class PostgresFastPath(FastPath):
 
     load_json = staticmethod(_load_text)
     load_content = staticmethod(_load_pg_content)
+    text_head, text_tail, text_first = _PG_TEXT_HEAD, _PG_TEXT_TAIL, True
     driver_error = psycopg.Error
 
     _INSERT_ONE = (
@@ -495,6 +541,10 @@ class PostgresFastPath(FastPath):
         "AS u(id, role, content, ct, run, agent, key, meta, extra, ord) "
         "RETURNING seq"
     )
+    _FIND_KEYS = (
+        f"SELECT {_PG_SELECT_COLS} FROM messages WHERE tenant_id = %s AND session_id = %s "
+        "AND idempotency_key = ANY(%s::text[])"
+    )
     _RECENT = (
         f"SELECT {_PG_SELECT_COLS} FROM messages WHERE tenant_id = %s AND session_id = %s "
         "ORDER BY seq DESC LIMIT %s"
@@ -508,7 +558,6 @@ class PostgresFastPath(FastPath):
         self._durability = dialect.durability
         keep = max(dialect.pool_size, 1)
         self._idle = _Idle(self._connect, keep=keep)
-        self._lock = threading.Lock()
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(
@@ -526,12 +575,12 @@ class PostgresFastPath(FastPath):
         conn.execute("SET enable_sort = off")
         return conn
 
-    @contextmanager
-    def _conn(self, what: str) -> Iterator[psycopg.Connection[Any]]:
-        with self.errors(what):
+    def _run(self, what: str, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        """``work(conn)`` on an idle connection; a connection left unusable is closed."""
+        try:
             conn = self._idle.get(_pg_usable)
             try:
-                yield conn
+                result = work(conn)
             except BaseException:
                 if conn.closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
                     with contextlib.suppress(Exception):
@@ -540,23 +589,42 @@ class PostgresFastPath(FastPath):
                 self._idle.put(conn)
                 raise
             self._idle.put(conn)
+            return result
+        except AgentkeepError:
+            raise
+        except psycopg.Error as exc:
+            raise self.translate(exc, what) from exc
 
-    def write(self, what: str) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
-        return self._conn(what)
+    def append(
+        self,
+        tenant_id: str,
+        session_id: str,
+        rows: Sequence[tuple[Any, ...]],
+        keys: Sequence[str],
+        clock: Callable[[], int],
+    ) -> tuple[list[tuple[Any, ...]], int | None, int]:
+        def work(conn: psycopg.Connection[Any]) -> tuple[list[tuple[Any, ...]], int | None, int]:
+            found: list[tuple[Any, ...]] = []
+            todo = rows
+            if keys:
+                # Autocommit: a concurrent writer may store one of these keys between
+                # this read and the insert; the unique index then refuses the insert
+                # (Conflict) and the caller reads again.
+                found = conn.execute(
+                    self._FIND_KEYS, (tenant_id, session_id, list(keys))
+                ).fetchall()
+                todo = _unstored(rows, found, self.load_json)
+            now = clock()
+            if not todo:
+                return found, 0, now
+            return found, self._insert(conn, tenant_id, session_id, todo, now), now
 
-    def read(self, what: str) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
-        return self._conn(what)
+        result: tuple[list[tuple[Any, ...]], int | None, int] = self._run(
+            "appending a message", work
+        )
+        return result
 
-    def find_keys(
-        self, conn: psycopg.Connection[Any], tenant_id: str, session_id: str, keys: Sequence[str]
-    ) -> list[tuple[Any, ...]]:
-        return conn.execute(
-            f"SELECT {_PG_SELECT_COLS} FROM messages WHERE tenant_id = %s AND session_id = %s "
-            "AND idempotency_key = ANY(%s::text[])",
-            (tenant_id, session_id, list(keys)),
-        ).fetchall()
-
-    def insert(
+    def _insert(
         self,
         conn: psycopg.Connection[Any],
         tenant_id: str,
@@ -604,15 +672,15 @@ class PostgresFastPath(FastPath):
             return None
         return max(int(r[0]) for r in found)
 
-    def recent(
-        self, conn: psycopg.Connection[Any], tenant_id: str, session_id: str, n: int
-    ) -> list[tuple[Any, ...]]:
-        return conn.execute(self._RECENT, (tenant_id, session_id, n)).fetchall()
+    def recent(self, tenant_id: str, session_id: str, n: int) -> list[tuple[Any, ...]] | None:
+        def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]] | None:
+            rows = conn.execute(self._RECENT, (tenant_id, session_id, n)).fetchall()
+            if not rows and conn.execute(self._EXISTS, (tenant_id, session_id)).fetchone() is None:
+                return None
+            return rows
 
-    def session_exists(
-        self, conn: psycopg.Connection[Any], tenant_id: str, session_id: str
-    ) -> bool:
-        return conn.execute(self._EXISTS, (tenant_id, session_id)).fetchone() is not None
+        result: list[tuple[Any, ...]] | None = self._run("reading messages", work)
+        return result
 
     def close(self) -> None:
         self._idle.close()

@@ -13,7 +13,7 @@ where they join that transaction through SQLAlchemy as every other write does.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +26,8 @@ from agentkeep.models import Message, NewMessage, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, from_micros, utcnow_micros
 from agentkeep.models.messages import ROLES
 from agentkeep.store._base import Resource, Row, paginate, time_range
-from agentkeep.store._content import check_role, content_types, normalize_content
-from agentkeep.store._fastpath import FastPath, dump_content, dump_json
+from agentkeep.store._content import check_role, check_text, content_types, normalize_content
+from agentkeep.store._fastpath import FastPath, dump_content, dump_json, dump_str
 from agentkeep.store._validate import UNSET, check_object, opt_text
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
@@ -47,6 +47,7 @@ _DIRECT = (
 _new = object.__new__
 _set = object.__setattr__
 # BaseModel's slots, set through their descriptors (one C call instead of object.__setattr__).
+_set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -58,11 +59,14 @@ def _construct(values: dict[str, Any]) -> Message:
     if not _DIRECT:
         return Message.model_construct(**values)
     m: Message = _new(Message)
-    _set(m, "__dict__", values)
+    _set_dict(m, values)
     _set_fields_set(m, set(_FIELD_SET))
     _set_extra(m, None)
     _set_private(m, None)
     return m
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_message(row: Row) -> Message:
@@ -71,57 +75,62 @@ def to_message(row: Row) -> Message:
     return _construct(data)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_last_time: tuple[int, datetime] = (0, _EPOCH)
-
-
-def _time(micros: int) -> datetime:
-    """``from_micros``; messages appended together share a time, so the last one is kept."""
-    global _last_time
-    last = _last_time
-    if last[0] == micros:
-        return last[1]
-    value = _fromtimestamp(micros / 1_000_000, UTC)
-    _last_time = (micros, value)
-    return value
-
-
 def _from_rows(
-    tenant_id: str, session_id: str, rows: Iterable[Sequence[Any]], load: Any, load_content: Any
+    tenant_id: str, session_id: str, rows: Iterable[Sequence[Any]], fast: FastPath
 ) -> builtins.list[Message]:
-    """Messages from fast-path rows (``_fastpath.MESSAGE_COLUMNS`` order).
+    """Messages from fast-path rows (``_fastpath.MESSAGE_COLUMNS``).
 
     What ``_construct`` does, inlined in one loop: this runs once per message read.
     """
-    if not _DIRECT:
-        return [_construct(_row_values(tenant_id, session_id, r, load, load_content)) for r in rows]
+    load, load_content = fast.load_json, fast.load_content
+    head, tail, text_first = fast.text_head, fast.text_tail, fast.text_first
+    start, stop = len(head), -len(tail)
     out: builtins.list[Message] = []
     append = out.append
-    new, set_dict, fields = _new, _set, _FIELD_SET
+    new, set_dict, fields = _new, _set_dict, _FIELD_SET
     set_fields_set, set_extra, set_private = _set_fields_set, _set_extra, _set_private
     last_micros, last_time = -1, _EPOCH
-    for ident, seq, role, content, run_id, agent_id, key, meta, extra, created in rows:
+    for ident, seq, role, content, created, rest in rows:
         if created != last_micros:
             last_micros, last_time = created, _fromtimestamp(created / 1_000_000, UTC)
+        # One text block with nothing to unescape (``load_content``'s fast case, inlined).
+        if (
+            type(content) is str
+            and content.startswith(head)
+            and content.endswith(tail)
+            and '"' not in (text := content[start:stop])
+            and "\\" not in text
+        ):
+            blocks = (
+                [{"text": text, "type": "text"}] if text_first else [{"type": "text", "text": text}]
+            )
+        else:
+            blocks = load_content(content)
+        if rest is None:
+            run_id = agent_id = key = None
+            meta: dict[str, Any] = {}
+            extra: dict[str, Any] = {}
+        else:
+            run_id, agent_id, key, meta, extra = load(rest)
+        values = {
+            "id": ident,
+            "tenant_id": tenant_id,
+            "session_id": session_id,
+            "seq": seq,
+            "role": role,
+            "content": blocks,
+            "run_id": run_id,
+            "agent_id": agent_id,
+            "idempotency_key": key,
+            "metadata": meta,
+            "extra": extra,
+            "created_at": last_time,
+        }
+        if not _DIRECT:
+            append(Message.model_construct(**values))
+            continue
         m = new(Message)
-        set_dict(
-            m,
-            "__dict__",
-            {
-                "id": ident,
-                "tenant_id": tenant_id,
-                "session_id": session_id,
-                "seq": seq,
-                "role": role,
-                "content": load_content(content),
-                "run_id": run_id,
-                "agent_id": agent_id,
-                "idempotency_key": key,
-                "metadata": {} if meta == "{}" else load(meta),
-                "extra": {} if extra == "{}" else load(extra),
-                "created_at": last_time,
-            },
-        )
+        set_dict(m, values)
         set_fields_set(m, set(fields))
         set_extra(m, None)
         set_private(m, None)
@@ -129,58 +138,58 @@ def _from_rows(
     return out
 
 
-def _row_values(
-    tenant_id: str, session_id: str, row: Sequence[Any], load: Any, load_content: Any
-) -> dict[str, Any]:
-    return {
-        "id": row[0],
-        "tenant_id": tenant_id,
-        "session_id": session_id,
-        "seq": row[1],
-        "role": row[2],
-        "content": load_content(row[3]),
-        "run_id": row[4],
-        "agent_id": row[5],
-        "idempotency_key": row[6],
-        "metadata": load(row[7]),
-        "extra": load(row[8]),
-        "created_at": _time(row[9]),
-    }
+# A validated new message: (id or None, role, content blocks, content_types,
+# run_id, agent_id, idempotency_key, metadata, extra, text); ``text`` is the
+# content as given when it was a plain string (its JSON is then written directly).
+NewRow = tuple[Any, ...]
+_ID, _ROLE, _BLOCKS, _TYPES, _RUN, _AGENT, _KEY, _META, _EXTRA, _TEXT = range(10)
 
 
 def _created(
-    rows: builtins.list[dict[str, Any]], first: int, at: datetime
+    tenant_id: str,
+    session_id: str,
+    rows: Sequence[NewRow],
+    ids: Sequence[str],
+    first: int,
+    at: datetime,
 ) -> builtins.list[Message]:
     """The stored messages for validated new rows given ``seq`` from ``first`` on."""
     out: builtins.list[Message] = []
     append = out.append
+    new, set_dict, fields = _new, _set_dict, _FIELD_SET
+    set_fields_set, set_extra, set_private = _set_fields_set, _set_extra, _set_private
     seq = first
-    for row in rows:
+    for ident, row in zip(ids, rows, strict=True):
         values = {
-            "id": row["id"],
-            "tenant_id": row["tenant_id"],
-            "session_id": row["session_id"],
+            "id": ident,
+            "tenant_id": tenant_id,
+            "session_id": session_id,
             "seq": seq,
-            "role": row["role"],
-            "content": row["content"],
-            "run_id": row["run_id"],
-            "agent_id": row["agent_id"],
-            "idempotency_key": row["idempotency_key"],
-            "metadata": row["metadata"],
-            "extra": row["extra"],
+            "role": row[1],
+            "content": row[2],
+            "run_id": row[4],
+            "agent_id": row[5],
+            "idempotency_key": row[6],
+            "metadata": row[7],
+            "extra": row[8],
             "created_at": at,
         }
         seq += 1
         if not _DIRECT:
             append(Message.model_construct(**values))
             continue
-        m: Message = _new(Message)
-        _set(m, "__dict__", values)
-        _set_fields_set(m, set(_FIELD_SET))
-        _set_extra(m, None)
-        _set_private(m, None)
+        m = new(Message)
+        set_dict(m, values)
+        set_fields_set(m, set(fields))
+        set_extra(m, None)
+        set_private(m, None)
         append(m)
     return out
+
+
+def _text_json(text: str) -> str:
+    """``dump_content([{"type": "text", "text": text}])``."""
+    return f'[{{"type": "text", "text": {dump_str(text)}}}]'
 
 
 class Messages(Resource):
@@ -190,11 +199,10 @@ class Messages(Resource):
 
     def _prepare(
         self, session_id: str, item: NewMessage | Mapping[str, Any], index: int | None
-    ) -> dict[str, Any]:
+    ) -> NewRow:
         prefix = "" if index is None else f"messages[{index}]."
         get = item.get if isinstance(item, Mapping) else lambda k, d=None: getattr(item, k, d)
         return self._row(
-            session_id,
             get("role"),
             get("content"),
             get("run_id"),
@@ -208,7 +216,6 @@ class Messages(Resource):
 
     def _row(
         self,
-        session_id: str,
         role: Any,
         content: Any,
         run_id: Any,
@@ -218,7 +225,7 @@ class Messages(Resource):
         extra: Any,
         ident: Any,
         prefix: str,
-    ) -> dict[str, Any]:
+    ) -> NewRow:
         """One validated message row (everything but ``seq`` and ``created_at``).
 
         Every field is checked here, once; the common shape (plain text, no
@@ -226,29 +233,30 @@ class Messages(Resource):
         are only built when a checker runs.
         """
         if type(content) is str:
+            text: str | None = content if "\x00" not in content else None
+            if text is None:
+                check_text(content, prefix + "content")
             blocks = [{"type": "text", "text": content}]
             types = ",text,"
         else:
+            text = None
             blocks = normalize_content(content, prefix + "content")
             types = content_types(blocks)
-        return {
-            "tenant_id": self.tenant_id,
+        return (
             # None (or "") is given a new id by ``_write``, all of a batch's at once.
-            "id": None if ident is None else (opt_text(ident, prefix + "id", 64) or None),
-            "session_id": session_id,
-            "role": role
-            if type(role) is str and role in ROLES
-            else check_role(role, prefix + "role"),
-            "content": blocks,
-            "content_types": types,
-            "run_id": None if run_id is None else opt_text(run_id, prefix + "run_id", 64),
-            "agent_id": None if agent_id is None else opt_text(agent_id, prefix + "agent_id", 256),
-            "idempotency_key": None
+            None if ident is None else (opt_text(ident, prefix + "id", 64) or None),
+            role if type(role) is str and role in ROLES else check_role(role, prefix + "role"),
+            blocks,
+            types,
+            None if run_id is None else opt_text(run_id, prefix + "run_id", 64),
+            None if agent_id is None else opt_text(agent_id, prefix + "agent_id", 256),
+            None
             if idempotency_key is None
             else opt_text(idempotency_key, prefix + "idempotency_key", 256),
-            "metadata": {} if metadata is None else check_metadata(metadata, prefix + "metadata"),
-            "extra": {} if extra is None else check_object(extra, prefix + "extra"),
-        }
+            {} if metadata is None else check_metadata(metadata, prefix + "metadata"),
+            {} if extra is None else check_object(extra, prefix + "extra"),
+            text,
+        )
 
     def append(
         self,
@@ -268,10 +276,8 @@ class Messages(Resource):
         With an ``idempotency_key`` already used in this session, returns the
         stored message instead of writing a duplicate.
         """
-        row = self._row(
-            session_id, role, content, run_id, agent_id, idempotency_key, metadata, extra, id, ""
-        )
-        return self._write([row])[0]
+        row = self._row(role, content, run_id, agent_id, idempotency_key, metadata, extra, id, "")
+        return self._write(session_id, [row])[0]
 
     def append_many(
         self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
@@ -282,135 +288,151 @@ class Messages(Resource):
         rows = [self._prepare(session_id, m, i) for i, m in enumerate(messages)]
         if not rows:
             return []
-        return self._write(rows)
+        return self._write(session_id, rows)
 
-    def _write(self, rows: builtins.list[dict[str, Any]]) -> builtins.list[Message]:
-        session_id = rows[0]["session_id"]
-        unnamed = [r for r in rows if r["id"] is None]
-        if unnamed:
-            for r, ident in zip(unnamed, new_ids("msg", len(unnamed)), strict=True):
-                r["id"] = ident
-        keys = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
+    def _write(self, session_id: str, rows: builtins.list[NewRow]) -> builtins.list[Message]:
+        keys = [r[_KEY] for r in rows if r[_KEY] is not None]
         if len(set(keys)) != len(keys):
             raise InvalidInput("repeats an idempotency_key", field="messages")
+        given = [r[_ID] for r in rows]
+        unnamed = given.count(None)
+        if unnamed == len(given):
+            ids = new_ids("msg", unnamed)
+        elif unnamed:
+            fresh = iter(new_ids("msg", unnamed))
+            ids = [ident if ident is not None else next(fresh) for ident in given]
+        else:
+            ids = given
         fast = self._core.fast
-        insert = (
-            self._insert
-            if fast is None or self._core.in_transaction()
-            else lambda s, r, k: self._insert_fast(fast, s, r, k)
-        )
+        insert = self._insert if fast is None or self._core.in_transaction() else self._insert_fast
         try:
-            return insert(session_id, rows, keys)
+            return insert(session_id, rows, ids, keys)
         except Conflict:
             if not keys:
                 raise
             # A concurrent writer stored one of these keys first: answer with what it stored.
-            return insert(session_id, rows, keys)
+            return insert(session_id, rows, ids, keys)
 
     def _insert_fast(
         self,
-        fast: FastPath,
         session_id: str,
-        rows: builtins.list[dict[str, Any]],
+        rows: builtins.list[NewRow],
+        ids: Sequence[str],
+        keys: builtins.list[str],
+    ) -> builtins.list[Message]:
+        fast = self._core.fast
+        assert fast is not None
+        tenant = self.tenant_id
+        found, last, now = fast.append(
+            tenant,
+            session_id,
+            [
+                (
+                    ident,
+                    r[1],
+                    _text_json(r[9]) if r[9] is not None else dump_content(r[2]),
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    dump_json(r[7]) if r[7] else "{}",
+                    dump_json(r[8]) if r[8] else "{}",
+                )
+                for ident, r in zip(ids, rows, strict=True)
+            ],
+            keys,
+            utcnow_micros,
+        )
+        if last is None:
+            raise NotFound("session", session_id)
+        existing: dict[str, Message] = {}
+        if found:
+            existing = {
+                m.idempotency_key: m
+                for m in _from_rows(tenant, session_id, found, fast)
+                if m.idempotency_key is not None
+            }
+            pairs = [(i, r) for i, r in zip(ids, rows, strict=True) if r[6] not in existing]
+            new_ids_, new_rows = [i for i, _ in pairs], [r for _, r in pairs]
+        else:
+            new_ids_, new_rows = list(ids), rows
+        created: builtins.list[Message] = []
+        if new_rows:
+            at = _fromtimestamp(now / 1_000_000, UTC)
+            created = _created(tenant, session_id, new_rows, new_ids_, last - len(new_rows) + 1, at)
+        if not existing:
+            return created
+        made = iter(created)
+        return [existing[r[6]] if r[6] in existing else next(made) for r in rows]
+
+    def _insert(
+        self,
+        session_id: str,
+        rows: builtins.list[NewRow],
+        ids: Sequence[str],
         keys: builtins.list[str],
     ) -> builtins.list[Message]:
         tenant = self.tenant_id
-        with fast.write("appending a message") as conn:
-            existing: dict[str, Message] = {}
-            if keys:
-                load, load_content = fast.load_json, fast.load_content
-                existing = {
-                    m.idempotency_key: m
-                    for m in _from_rows(
-                        tenant,
-                        session_id,
-                        fast.find_keys(conn, tenant, session_id, keys),
-                        load,
-                        load_content,
-                    )
-                    if m.idempotency_key is not None
-                }
-            new = [r for r in rows if r["idempotency_key"] not in existing] if existing else rows
-            created: builtins.list[Message] = []
-            if new:
-                now = utcnow_micros()
-                last = fast.insert(
-                    conn,
-                    tenant,
-                    session_id,
-                    [
-                        (
-                            r["id"],
-                            r["role"],
-                            dump_content(r["content"]),
-                            r["content_types"],
-                            r["run_id"],
-                            r["agent_id"],
-                            r["idempotency_key"],
-                            dump_json(r["metadata"]),
-                            dump_json(r["extra"]),
-                        )
-                        for r in new
-                    ],
-                    now,
-                )
-                if last is None:
-                    raise NotFound("session", session_id)
-                at = _fromtimestamp(now / 1_000_000, UTC)
-                first = last - len(new) + 1
-                created = _created(new, first, at)
-        if not existing:
-            return created  # ``new`` is ``rows``
-        out = {id(r): m for r, m in zip(new, created, strict=True)}
-        return [
-            existing[r["idempotency_key"]] if r["idempotency_key"] in existing else out[id(r)]
-            for r in rows
-        ]
-
-    def _insert(
-        self, session_id: str, rows: builtins.list[dict[str, Any]], keys: builtins.list[str]
-    ) -> builtins.list[Message]:
         with self._core.write("appending a message") as conn:
             existing: dict[str, Message] = {}
             if keys:
                 found = conn.execute(
                     sa.select(t).where(
-                        t.c.tenant_id == self.tenant_id,
+                        t.c.tenant_id == tenant,
                         t.c.session_id == session_id,
                         t.c.idempotency_key.in_(keys),
                     )
                 ).mappings()
                 existing = {r["idempotency_key"]: to_message(r) for r in found}
-            new = [
-                r
-                for r in rows
-                if r["idempotency_key"] is None or r["idempotency_key"] not in existing
-            ]
-            if new:
+            pairs = [(i, r) for i, r in zip(ids, rows, strict=True) if r[6] not in existing]
+            made: Iterator[Message] = iter(())
+            if pairs:
                 now = utcnow_micros()
                 last = conn.execute(
                     sa.update(st)
-                    .where(st.c.tenant_id == self.tenant_id, st.c.id == session_id)
+                    .where(st.c.tenant_id == tenant, st.c.id == session_id)
                     .values(
-                        last_seq=st.c.last_seq + len(new),
-                        message_count=st.c.message_count + len(new),
+                        last_seq=st.c.last_seq + len(pairs),
+                        message_count=st.c.message_count + len(pairs),
                         last_activity_at=now,
                     )
                     .returning(st.c.last_seq)
                 ).scalar()
                 if last is None:
                     raise NotFound("session", session_id)
-                first = last - len(new) + 1
-                for i, r in enumerate(new):
-                    r["seq"] = first + i
-                    r["created_at"] = now
-                conn.execute(sa.insert(t), new)
-            return [
-                existing[r["idempotency_key"]]
-                if r["idempotency_key"] in existing
-                else to_message(r)
-                for r in rows
-            ]
+                first = last - len(pairs) + 1
+                conn.execute(
+                    sa.insert(t),
+                    [
+                        {
+                            "tenant_id": tenant,
+                            "id": ident,
+                            "session_id": session_id,
+                            "seq": first + k,
+                            "role": r[1],
+                            "content": r[2],
+                            "content_types": r[3],
+                            "run_id": r[4],
+                            "agent_id": r[5],
+                            "idempotency_key": r[6],
+                            "metadata": r[7],
+                            "extra": r[8],
+                            "created_at": now,
+                        }
+                        for k, (ident, r) in enumerate(pairs)
+                    ],
+                )
+                made = iter(
+                    _created(
+                        tenant,
+                        session_id,
+                        [r for _, r in pairs],
+                        [i for i, _ in pairs],
+                        first,
+                        _fromtimestamp(now / 1_000_000, UTC),
+                    )
+                )
+            return [existing[r[6]] if r[6] in existing else next(made) for r in rows]
 
     def get(self, message_id: str, *, session_id: str | None = None) -> Message:
         """A message by id (and, if given, only in that session)."""
@@ -516,14 +538,11 @@ class Messages(Resource):
         check_limit(n, "n")
         fast = self._core.fast
         if fast is not None and not self._core.in_transaction():
-            with fast.read("reading messages") as conn:
-                found = fast.recent(conn, self.tenant_id, session_id, n)
-                if not found and not fast.session_exists(conn, self.tenant_id, session_id):
-                    raise NotFound("session", session_id)
-            load, load_content = fast.load_json, fast.load_content
-            tenant = self.tenant_id
+            found = fast.recent(self.tenant_id, session_id, n)
+            if found is None:
+                raise NotFound("session", session_id)
             found.reverse()
-            return _from_rows(tenant, session_id, found, load, load_content)
+            return _from_rows(self.tenant_id, session_id, found, fast)
         with self._core.read() as conn:
             rows = builtins.list(
                 conn.execute(
