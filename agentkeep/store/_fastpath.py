@@ -164,6 +164,19 @@ def _identity(value: Any) -> Any:
     return value
 
 
+# How many times this process is a forked child: connections made before a fork
+# belong to the parent (counted instead of calling getpid on every use).
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class _Idle:
     """Idle driver connections of one process; ``list.pop``/``append`` are atomic."""
 
@@ -171,14 +184,14 @@ class _Idle:
         self._connect = connect
         self._keep = keep
         self._conns: list[Any] = []
-        self._pid = os.getpid()
+        self._forks = _forks
         self.closed = False
 
     def get(self, usable: Callable[[Any], bool] | None) -> Any:
         """An idle connection (``usable(conn)`` checked, if given) or a new one."""
-        if self._pid != os.getpid():  # forked: the parent's connections are not ours
+        if self._forks != _forks:  # forked: the parent's connections are not ours
             self._conns = []
-            self._pid = os.getpid()
+            self._forks = _forks
         while True:
             try:
                 conn = self._conns.pop()
@@ -190,7 +203,7 @@ class _Idle:
                 conn.close()
 
     def put(self, conn: Any) -> None:
-        if self.closed or len(self._conns) >= self._keep or self._pid != os.getpid():
+        if self.closed or len(self._conns) >= self._keep or self._forks != _forks:
             with contextlib.suppress(Exception):
                 conn.close()
             return
@@ -199,7 +212,7 @@ class _Idle:
     def close(self) -> None:
         self.closed = True
         conns, self._conns = self._conns, []
-        if self._pid != os.getpid():
+        if self._forks != _forks:
             return
         for conn in conns:
             with contextlib.suppress(Exception):
@@ -325,7 +338,7 @@ class SQLiteFastPath(FastPath):
         self._lock = dialect.write_guard()
         self._synchronous = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}[dialect.durability]
         self._writer: sqlite3.Connection | None = None
-        self._writer_pid = 0
+        self._writer_forks = -1
         self._memory: sqlite3.Connection | None = None
         self._readers = _Idle(self._connect, keep=max(dialect.pool_size, 1))
         self._plain_sql: dict[int, str] = {}
@@ -373,9 +386,9 @@ class SQLiteFastPath(FastPath):
     def _writer_conn(self) -> sqlite3.Connection:
         if self._sqlite.memory:
             return self._memory_conn()
-        if self._writer is None or self._writer_pid != os.getpid():
+        if self._writer is None or self._writer_forks != _forks:
             self._writer = self._connect_writer()
-            self._writer_pid = os.getpid()
+            self._writer_forks = _forks
         return self._writer
 
     def _plain_insert(self, size: int) -> str:
@@ -487,7 +500,7 @@ class SQLiteFastPath(FastPath):
     def close(self) -> None:
         self._readers.close()
         writer, self._writer = self._writer, None
-        if writer is not None and self._writer_pid == os.getpid():
+        if writer is not None and self._writer_forks == _forks:
             with contextlib.suppress(Exception):
                 writer.close()
         self._memory = None  # owned by the engine
