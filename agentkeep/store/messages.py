@@ -23,7 +23,14 @@ from pydantic import BaseModel
 from agentkeep.errors import Conflict, InvalidInput, NotFound
 from agentkeep.ids import new_ids
 from agentkeep.models import Message, NewMessage, Page
-from agentkeep.models.common import Order, check_limit, check_metadata, from_micros, utcnow_micros
+from agentkeep.models.common import (
+    MAX_LIMIT,
+    Order,
+    check_limit,
+    check_metadata,
+    from_micros,
+    utcnow_micros,
+)
 from agentkeep.models.messages import ROLES
 from agentkeep.store._base import Resource, Row, paginate, time_range
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
@@ -138,11 +145,11 @@ def _from_rows(
     return out
 
 
-# A validated new message: (id or None, role, content blocks, content_types,
-# run_id, agent_id, idempotency_key, metadata, extra, text); ``text`` is the
-# content as given when it was a plain string (its JSON is then written directly).
+# A validated new message, by position (plain indexes: these tuples are read once
+# per message appended): 0 id or None, 1 role, 2 content blocks, 3 content_types,
+# 4 run_id, 5 agent_id, 6 idempotency_key, 7 metadata, 8 extra, 9 the content as
+# given when it was a plain string (its JSON is then written directly), else None.
 NewRow = tuple[Any, ...]
-_ID, _ROLE, _BLOCKS, _TYPES, _RUN, _AGENT, _KEY, _META, _EXTRA, _TEXT = range(10)
 
 
 def _created(
@@ -197,10 +204,8 @@ class Messages(Resource):
 
     kind = "message"
 
-    def _prepare(
-        self, session_id: str, item: NewMessage | Mapping[str, Any], index: int | None
-    ) -> NewRow:
-        prefix = "" if index is None else f"messages[{index}]."
+    def _prepare(self, item: NewMessage | Mapping[str, Any], index: int) -> NewRow:
+        prefix = f"messages[{index}]."
         get = item.get if isinstance(item, Mapping) else lambda k, d=None: getattr(item, k, d)
         return self._row(
             get("role"),
@@ -233,9 +238,9 @@ class Messages(Resource):
         are only built when a checker runs.
         """
         if type(content) is str:
-            text: str | None = content if "\x00" not in content else None
-            if text is None:
-                check_text(content, prefix + "content")
+            text: str | None = content
+            if "\x00" in content:
+                check_text(content, prefix + "content")  # raises
             blocks = [{"type": "text", "text": content}]
             types = ",text,"
         else:
@@ -285,16 +290,16 @@ class Messages(Resource):
         """Append several messages in one transaction, in the given order."""
         if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
             raise InvalidInput("must be a list of messages", field="messages")
-        rows = [self._prepare(session_id, m, i) for i, m in enumerate(messages)]
+        rows = [self._prepare(m, i) for i, m in enumerate(messages)]
         if not rows:
             return []
         return self._write(session_id, rows)
 
     def _write(self, session_id: str, rows: builtins.list[NewRow]) -> builtins.list[Message]:
-        keys = [r[_KEY] for r in rows if r[_KEY] is not None]
+        keys = [r[6] for r in rows if r[6] is not None]
         if len(set(keys)) != len(keys):
             raise InvalidInput("repeats an idempotency_key", field="messages")
-        given = [r[_ID] for r in rows]
+        given = [r[0] for r in rows]
         unnamed = given.count(None)
         if unnamed == len(given):
             ids = new_ids("msg", unnamed)
@@ -535,13 +540,13 @@ class Messages(Resource):
 
     def recent(self, session_id: str, n: int = 20) -> builtins.list[Message]:
         """The last ``n`` messages of a session, oldest first."""
-        check_limit(n, "n")
+        if type(n) is not int or not 0 < n <= MAX_LIMIT:
+            check_limit(n, "n")
         fast = self._core.fast
         if fast is not None and not self._core.in_transaction():
             found = fast.recent(self.tenant_id, session_id, n)
             if found is None:
                 raise NotFound("session", session_id)
-            found.reverse()
             return _from_rows(self.tenant_id, session_id, found, fast)
         with self._core.read() as conn:
             rows = builtins.list(
