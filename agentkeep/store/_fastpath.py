@@ -29,12 +29,13 @@ The guarantees are the ones of the SQLAlchemy path:
 What makes it cheap, measured with ``python -m benchmarks``:
 
 - one call per operation (connection, transaction, statements, translation),
-  no context managers or per-call objects on the path;
+  no context managers on the path;
 - SQLite batches of plain messages (no run, agent, key, metadata or extra) go
   in as multi-row INSERTs with the empty columns as literals: binding and
   stepping per row was most of a bulk append's database time;
 - reads fetch the five usually-empty columns as one value (NULL when all are
-  empty) and slice a text block that has nothing to unescape;
+  empty), walk SQLite's table forwards, and slice a text block that has
+  nothing to unescape;
 - SQLite at ``synchronous=NORMAL`` checkpoints every ~40 MB of WAL; at FULL the
   default ~4 MB, so the WAL is reused instead of grown (a growing file turns
   every commit's fsync into a metadata sync as well).
