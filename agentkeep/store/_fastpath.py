@@ -73,6 +73,11 @@ __all__ = ["MESSAGE_COLUMNS", "FastPath", "dump_content", "dump_json", "dump_str
 
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
+DbRow = tuple[Any, ...]
+#: What ``FastPath.append`` returns: the stored rows of repeated idempotency keys,
+#: the session's new ``last_seq`` (None: no such session) and ``created_at``.
+Appended = tuple[list[DbRow], int | None, int]
+
 # What the fast path reads of a message (tenant and session are known from the
 # query: not fetched). The five columns most messages leave empty (run, agent,
 # idempotency key, metadata, extra) come back as one value, NULL when all are
@@ -265,10 +270,10 @@ class FastPath:
         self,
         tenant_id: str,
         session_id: str,
-        rows: Sequence[tuple[Any, ...]],
+        rows: Sequence[DbRow],
         keys: Sequence[str],
         clock: Callable[[], int],
-    ) -> tuple[list[tuple[Any, ...]], int | None, int]:
+    ) -> Appended:
         """Append ``rows`` after the session's last message, in one transaction.
 
         A row is (id, role, content, content_types, run_id, agent_id,
@@ -280,7 +285,7 @@ class FastPath:
         """
         raise NotImplementedError
 
-    def recent(self, tenant_id: str, session_id: str, n: int) -> list[tuple[Any, ...]] | None:
+    def recent(self, tenant_id: str, session_id: str, n: int) -> list[DbRow] | None:
         """The last ``n`` rows of a session, oldest first; None if there is no session."""
         raise NotImplementedError
 
@@ -289,8 +294,8 @@ class FastPath:
 
 
 def _unstored(
-    rows: Sequence[tuple[Any, ...]], found: list[tuple[Any, ...]], load: Callable[[Any], Any]
-) -> Sequence[tuple[Any, ...]]:
+    rows: Sequence[DbRow], found: list[DbRow], load: Callable[[Any], Any]
+) -> Sequence[DbRow]:
     """``rows`` without those whose idempotency key is among the stored rows ``found``."""
     if not found:
         return rows
@@ -302,7 +307,7 @@ def _unstored(
     return [r for r in rows if r[6] not in stored]
 
 
-def _plain(rows: Sequence[tuple[Any, ...]]) -> bool:
+def _plain(rows: Sequence[DbRow]) -> bool:
     """Whether no row has a run, an agent, a key, metadata or extra (the usual message)."""
     for r in rows:
         if r[4] is not None or r[5] is not None or r[6] is not None or r[7] != "{}" or r[8] != "{}":
@@ -430,17 +435,17 @@ class SQLiteFastPath(FastPath):
         self,
         tenant_id: str,
         session_id: str,
-        rows: Sequence[tuple[Any, ...]],
+        rows: Sequence[DbRow],
         keys: Sequence[str],
         clock: Callable[[], int],
-    ) -> tuple[list[tuple[Any, ...]], int | None, int]:
+    ) -> Appended:
         what = "appending a message"
         with self._lock:
             try:
                 conn = self._writer_conn()
                 _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
                 try:
-                    found: list[tuple[Any, ...]] = []
+                    found: list[DbRow] = []
                     if keys:
                         marks = ", ".join("?" * len(keys))
                         found = conn.execute(
@@ -467,7 +472,7 @@ class SQLiteFastPath(FastPath):
         conn: sqlite3.Connection,
         tenant_id: str,
         session_id: str,
-        rows: Sequence[tuple[Any, ...]],
+        rows: Sequence[DbRow],
         now: int,
     ) -> int | None:
         n = len(rows)
@@ -493,7 +498,7 @@ class SQLiteFastPath(FastPath):
             )
         return last
 
-    def recent(self, tenant_id: str, session_id: str, n: int) -> list[tuple[Any, ...]] | None:
+    def recent(self, tenant_id: str, session_id: str, n: int) -> list[DbRow] | None:
         try:
             if self._sqlite.memory:
                 with self._lock:
@@ -510,7 +515,7 @@ class SQLiteFastPath(FastPath):
 
     def _recent(
         self, conn: sqlite3.Connection, tenant_id: str, session_id: str, n: int
-    ) -> list[tuple[Any, ...]] | None:
+    ) -> list[DbRow] | None:
         rows = conn.execute(self._RECENT, (tenant_id, session_id, n)).fetchall()
         if not rows and conn.execute(self._EXISTS, (tenant_id, session_id)).fetchone() is None:
             return None
@@ -631,12 +636,12 @@ class PostgresFastPath(FastPath):
         self,
         tenant_id: str,
         session_id: str,
-        rows: Sequence[tuple[Any, ...]],
+        rows: Sequence[DbRow],
         keys: Sequence[str],
         clock: Callable[[], int],
-    ) -> tuple[list[tuple[Any, ...]], int | None, int]:
-        def work(conn: psycopg.Connection[Any]) -> tuple[list[tuple[Any, ...]], int | None, int]:
-            found: list[tuple[Any, ...]] = []
+    ) -> Appended:
+        def work(conn: psycopg.Connection[Any]) -> Appended:
+            found: list[DbRow] = []
             todo = rows
             if keys:
                 # Autocommit: a concurrent writer may store one of these keys between
@@ -651,9 +656,7 @@ class PostgresFastPath(FastPath):
                 return found, 0, now
             return found, self._insert(conn, tenant_id, session_id, todo, now), now
 
-        result: tuple[list[tuple[Any, ...]], int | None, int] = self._run(
-            "appending a message", work
-        )
+        result: Appended = self._run("appending a message", work)
         return result
 
     def _insert(
@@ -661,7 +664,7 @@ class PostgresFastPath(FastPath):
         conn: psycopg.Connection[Any],
         tenant_id: str,
         session_id: str,
-        rows: Sequence[tuple[Any, ...]],
+        rows: Sequence[DbRow],
         now: int,
     ) -> int | None:
         n = len(rows)
@@ -704,15 +707,15 @@ class PostgresFastPath(FastPath):
             return None
         return max(int(r[0]) for r in found)
 
-    def recent(self, tenant_id: str, session_id: str, n: int) -> list[tuple[Any, ...]] | None:
-        def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]] | None:
+    def recent(self, tenant_id: str, session_id: str, n: int) -> list[DbRow] | None:
+        def work(conn: psycopg.Connection[Any]) -> list[DbRow] | None:
             rows = conn.execute(self._RECENT, (tenant_id, session_id, n)).fetchall()
             if not rows and conn.execute(self._EXISTS, (tenant_id, session_id)).fetchone() is None:
                 return None
             rows.reverse()
             return rows
 
-        result: list[tuple[Any, ...]] | None = self._run("reading messages", work)
+        result: list[DbRow] | None = self._run("reading messages", work)
         return result
 
     def close(self) -> None:
