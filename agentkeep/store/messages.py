@@ -43,16 +43,17 @@ __all__ = ["Messages"]
 
 _FIELDS = tuple(Message.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
-# model_construct's work for a dict that already holds every field, done in
-# four attribute stores (it loops over aliases and defaults per field).
-_DIRECT = (
-    not Message.__pydantic_root_model__
-    and Message.__pydantic_post_init__ is None
-    and not Message.__private_attributes__
-    and Message.model_config.get("extra") != "allow"
-)
+# Messages are built as model_construct would build them from a dict holding
+# every field, in four attribute stores (it loops over aliases and defaults per
+# field). That is only the same thing while Message has no hook it would run.
+if (
+    Message.__pydantic_root_model__
+    or Message.__pydantic_post_init__ is not None
+    or Message.__private_attributes__
+    or Message.model_config.get("extra") == "allow"
+):
+    raise TypeError("Message gained a construction hook: build it with model_construct")
 _new = object.__new__
-_set = object.__setattr__
 # BaseModel's slots, set through their descriptors (one C call instead of object.__setattr__).
 _set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
@@ -63,8 +64,6 @@ _fromtimestamp = datetime.fromtimestamp
 
 def _construct(values: dict[str, Any]) -> Message:
     """``Message.model_construct(**values)`` for a dict holding every field."""
-    if not _DIRECT:
-        return Message.model_construct(**values)
     m: Message = _new(Message)
     _set_dict(m, values)
     _set_fields_set(m, set(_FIELD_SET))
@@ -133,9 +132,6 @@ def _from_rows(
             "extra": extra,
             "created_at": last_time,
         }
-        if not _DIRECT:
-            append(Message.model_construct(**values))
-            continue
         m = new(Message)
         set_dict(m, values)
         set_fields_set(m, set(fields))
@@ -182,9 +178,6 @@ def _created(
             "created_at": at,
         }
         seq += 1
-        if not _DIRECT:
-            append(Message.model_construct(**values))
-            continue
         m = new(Message)
         set_dict(m, values)
         set_fields_set(m, set(fields))
