@@ -13,7 +13,7 @@ where they join that transaction through SQLAlchemy as every other write does.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -187,6 +187,35 @@ def _created(
     return out
 
 
+def _answer(
+    tenant_id: str,
+    session_id: str,
+    rows: Sequence[NewRow],
+    ids: Sequence[str],
+    existing: dict[str, Message],
+    last: int,
+    now: int,
+) -> builtins.list[Message]:
+    """What an append returns, in the order of ``rows``.
+
+    A row whose idempotency key is in ``existing`` is answered with that stored
+    message; the others were written, in order, with ``seq`` up to ``last`` and
+    ``created_at`` ``now``.
+    """
+    new_rows, new_ids = rows, ids
+    if existing:
+        pairs = [(i, r) for i, r in zip(ids, rows, strict=True) if r[6] not in existing]
+        new_rows, new_ids = [r for _, r in pairs], [i for i, _ in pairs]
+    created: builtins.list[Message] = []
+    if new_rows:
+        at = _fromtimestamp(now / 1_000_000, UTC)
+        created = _created(tenant_id, session_id, new_rows, new_ids, last - len(new_rows) + 1, at)
+    if not existing:
+        return created
+    made = iter(created)
+    return [existing[r[6]] if r[6] in existing else next(made) for r in rows]
+
+
 def _text_json(text: str) -> str:
     """``dump_content([{"type": "text", "text": text}])``."""
     return f'[{{"type": "text", "text": {dump_str(text)}}}]'
@@ -343,25 +372,12 @@ class Messages(Resource):
         )
         if last is None:
             raise NotFound("session", session_id)
-        existing: dict[str, Message] = {}
-        if found:
-            existing = {
-                m.idempotency_key: m
-                for m in _from_rows(tenant, session_id, found, fast)
-                if m.idempotency_key is not None
-            }
-            pairs = [(i, r) for i, r in zip(ids, rows, strict=True) if r[6] not in existing]
-            new_ids_, new_rows = [i for i, _ in pairs], [r for _, r in pairs]
-        else:
-            new_ids_, new_rows = list(ids), rows
-        created: builtins.list[Message] = []
-        if new_rows:
-            at = _fromtimestamp(now / 1_000_000, UTC)
-            created = _created(tenant, session_id, new_rows, new_ids_, last - len(new_rows) + 1, at)
-        if not existing:
-            return created
-        made = iter(created)
-        return [existing[r[6]] if r[6] in existing else next(made) for r in rows]
+        existing = {
+            m.idempotency_key: m
+            for m in _from_rows(tenant, session_id, found, fast)
+            if m.idempotency_key is not None
+        }
+        return _answer(tenant, session_id, rows, ids, existing, last, now)
 
     def _insert(
         self,
@@ -383,10 +399,10 @@ class Messages(Resource):
                 ).mappings()
                 existing = {r["idempotency_key"]: to_message(r) for r in found}
             pairs = [(i, r) for i, r in zip(ids, rows, strict=True) if r[6] not in existing]
-            made: Iterator[Message] = iter(())
+            last = now = 0
             if pairs:
                 now = utcnow_micros()
-                last = conn.execute(
+                counter = conn.execute(
                     sa.update(st)
                     .where(st.c.tenant_id == tenant, st.c.id == session_id)
                     .values(
@@ -396,8 +412,9 @@ class Messages(Resource):
                     )
                     .returning(st.c.last_seq)
                 ).scalar()
-                if last is None:
+                if counter is None:
                     raise NotFound("session", session_id)
+                last = counter
                 first = last - len(pairs) + 1
                 conn.execute(
                     sa.insert(t),
@@ -420,17 +437,7 @@ class Messages(Resource):
                         for k, (ident, r) in enumerate(pairs)
                     ],
                 )
-                made = iter(
-                    _created(
-                        tenant,
-                        session_id,
-                        [r for _, r in pairs],
-                        [i for i, _ in pairs],
-                        first,
-                        _fromtimestamp(now / 1_000_000, UTC),
-                    )
-                )
-            return [existing[r[6]] if r[6] in existing else next(made) for r in rows]
+            return _answer(tenant, session_id, rows, ids, existing, last, now)
 
     def get(self, message_id: str, *, session_id: str | None = None) -> Message:
         """A message by id (and, if given, only in that session)."""
