@@ -11,6 +11,8 @@ from typing import Any
 import openai
 import pytest
 from conftest import LiveService, Tenant
+from openai.types.beta import Assistant, Thread
+from openai.types.beta.threads import Run
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
 pytestmark = pytest.mark.slow
@@ -32,6 +34,21 @@ WEATHER_TOOL: dict[str, Any] = {
 def new_model() -> str:
     """A model name of this test's own, so its scripted replies are its own."""
     return f"script-{uuid.uuid4().hex[:10]}"
+
+
+def run_to_tool_call(
+    client: openai.OpenAI, model: str, question: str
+) -> tuple[Assistant, Thread, Run]:
+    """An assistant with WEATHER_TOOL, a thread asking ``question``, and its run
+    polled until it waits for tool outputs."""
+    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": question}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "requires_action", run.last_error
+    assert run.required_action is not None
+    return assistant, thread, run
 
 
 def wait_status(
@@ -169,13 +186,7 @@ def test_function_tool_run(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
         Reply(tool_calls=[ToolCall("get_weather", '{"city": "Oslo"}', id="call_up_1")]),
         Reply(text="It is sunny in Oslo."),
     )
-    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Oslo?"}])
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-    )
-    assert run.status == "requires_action", run.last_error
-    assert run.required_action is not None
+    assistant, thread, run = run_to_tool_call(client, model, "Weather in Oslo?")
     assert run.required_action.type == "submit_tool_outputs"
     calls = run.required_action.submit_tool_outputs.tool_calls
     assert len(calls) == 1
@@ -237,13 +248,7 @@ def test_tool_calls_recorded(
         ),
         Reply(text="done"),
     )
-    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "two cities"}])
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-    )
-    assert run.status == "requires_action"
-    assert run.required_action is not None
+    _, thread, run = run_to_tool_call(client, model, "two cities")
     calls = run.required_action.submit_tool_outputs.tool_calls
     store = service.store.tenant(tenant.id)
     records = store.tool_calls.list(run_id=run.id, order="asc").items
@@ -468,13 +473,7 @@ def test_text_and_tool_calls_in_one_answer(tenant: Tenant, upstream_llm: Upstrea
         Reply(text="Let me check.", tool_calls=[ToolCall("get_weather", '{"city": "Nice"}')]),
         Reply(text="Sunny."),
     )
-    assistant = client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Nice?"}])
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-    )
-    assert run.status == "requires_action"
-    assert run.required_action is not None
+    _, thread, run = run_to_tool_call(client, model, "Nice?")
     call = run.required_action.submit_tool_outputs.tool_calls[0]
     run = client.beta.threads.runs.submit_tool_outputs_and_poll(
         run_id=run.id,
