@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from agentkeep.models.common import Model
 
 __all__ = ["CHANNELS", "EVENT_TYPES", "Channel", "Event"]
 
 Channel = Literal["progress", "control", "monitor"]
-CHANNELS: frozenset[str] = frozenset(("progress", "control", "monitor"))
+CHANNELS: frozenset[str] = frozenset(get_args(Channel))
 
 # The agent SDK vocabulary; any other type must be "custom" or contain a dot
 # (e.g. "thread.run.created" for the service's streaming events).

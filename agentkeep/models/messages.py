@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from agentkeep.models.common import Model
 
 __all__ = ["BLOCK_TYPES", "ROLES", "Message", "NewMessage", "Role"]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
-ROLES: frozenset[str] = frozenset(("system", "developer", "user", "assistant", "tool"))
+ROLES: frozenset[str] = frozenset(get_args(Role))
 
 # Content block types: ours, and the OpenAI / Anthropic names they stand for.
 BLOCK_TYPES: frozenset[str] = frozenset(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from agentkeep.models.common import Model
 
@@ -66,11 +66,9 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 StepType = Literal["message_creation", "tool_calls"]
-STEP_TYPES: frozenset[str] = frozenset(("message_creation", "tool_calls"))
+STEP_TYPES: frozenset[str] = frozenset(get_args(StepType))
 StepStatus = Literal["in_progress", "cancelled", "failed", "completed", "expired"]
-STEP_STATUSES: frozenset[str] = frozenset(
-    ("in_progress", "cancelled", "failed", "completed", "expired")
-)
+STEP_STATUSES: frozenset[str] = frozenset(get_args(StepStatus))
 TERMINAL_STEP_STATUSES: frozenset[str] = STEP_STATUSES - {"in_progress"}
 
 

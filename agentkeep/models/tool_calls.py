@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from agentkeep.models.common import Model
 
@@ -26,18 +26,7 @@ ToolCallState = Literal[
     "failed",
     "cancelled",
 ]
-TOOL_CALL_STATES: frozenset[str] = frozenset(
-    (
-        "pending",
-        "approval_required",
-        "approved",
-        "denied",
-        "executing",
-        "completed",
-        "failed",
-        "cancelled",
-    )
-)
+TOOL_CALL_STATES: frozenset[str] = frozenset(get_args(ToolCallState))
 TOOL_CALL_TERMINAL: frozenset[str] = frozenset(("denied", "completed", "failed", "cancelled"))
 TOOL_CALL_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset(("approval_required", "executing", "completed", "failed", "cancelled")),
