@@ -231,6 +231,26 @@ def test_sqlite_writer_checkpoints_by_durability(
         store.close()
 
 
+def test_postgres_connections_keep_working_after_a_failed_statement(postgres_url: str) -> None:
+    """One cursor per connection runs all its statements: an error leaves it usable."""
+    import agentkeep
+
+    store = agentkeep.connect(postgres_url).tenant("hot_path_cursor")
+    try:
+        s = store.sessions.create()
+        store.messages.append(s.id, "user", "one", idempotency_key="k")
+        for _ in range(3):
+            with pytest.raises(InvalidInput):
+                store.messages.append(s.id, "user", "bad", extra={"x": "nul\x00"})
+            with pytest.raises(NotFound):
+                store.messages.recent("no-such-session")
+        store.messages.append(s.id, "user", "two")
+        assert store.messages.append(s.id, "user", "again", idempotency_key="k").text == "one"
+        assert [m.text for m in store.messages.recent(s.id)] == ["one", "two"]
+    finally:
+        store.close()
+
+
 def test_nul_in_text_is_refused_on_every_backend(store: Store) -> None:
     s = store.sessions.create()
     with pytest.raises(InvalidInput) as err:
