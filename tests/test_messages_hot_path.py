@@ -46,6 +46,44 @@ def test_built_messages_are_ordinary_models(store: Store) -> None:
     assert got.model_dump() == m.model_dump()
 
 
+def test_read_messages_change_one_at_a_time(store: Store) -> None:
+    """Messages read together share nothing a caller can change through one of them."""
+    s = store.sessions.create()
+    store.messages.append_many(
+        s.id, [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    )
+    first, second = store.messages.recent(s.id)
+    assert first.model_fields_set == set(Message.model_fields)
+    first.metadata["k"] = "v"
+    first.extra["x"] = 1
+    first.content[0]["text"] = "changed"
+    first.role = "tool"
+    assert second.metadata == {} and second.extra == {} and second.text == "b"
+    assert second.role == "assistant"
+    copy = second.model_copy(update={"role": "user"})
+    assert copy.role == "user" and second.role == "assistant"
+    assert second.model_fields_set == set(Message.model_fields)
+    again = store.messages.recent(s.id)
+    assert [m.text for m in again] == ["a", "b"] and again[0].metadata == {}
+
+
+def test_created_at_is_exact_to_the_microsecond(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agentkeep.models.common import from_micros, micros_to_datetime, to_micros
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    # Values whose float seconds are not exact in a double (16 significant digits).
+    for micros in (1_795_332_977_124_657, 2_099_999_999_999_999, 1_700_000_000_000_001, 0):
+        expected = epoch + timedelta(microseconds=micros)
+        assert micros_to_datetime(micros) == expected == from_micros(micros)
+        assert to_micros(expected) == micros
+    s = store.sessions.create()
+    m = store.messages.append(s.id, "user", "hi")
+    assert store.messages.recent(s.id)[0].created_at == m.created_at
+    assert m.created_at.tzinfo is not None and m.created_at.utcoffset() == timedelta(0)
+
+
 def test_tenants_do_not_see_each_other_on_the_hot_path(store: Store) -> None:
     s = store.sessions.create()
     store.messages.append(s.id, "user", "mine")
