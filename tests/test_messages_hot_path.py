@@ -269,6 +269,29 @@ def test_sqlite_writer_checkpoints_by_durability(
         store.close()
 
 
+def test_sqlite_readers_map_the_file_and_the_writer_does_not(tmp_path: object) -> None:
+    """Readers read pages through mmap; the writer's pages would count in the RSS."""
+    import agentkeep
+    from agentkeep.store._fastpath import READER_MMAP_BYTES
+
+    store = agentkeep.connect(f"sqlite:///{tmp_path}/mm.db")
+    try:
+        s = store.sessions.create()
+        store.messages.append(s.id, "user", "hi")
+        fast = store._core.fast
+        assert fast is not None
+        reader = fast._readers.get(None)  # type: ignore[attr-defined]
+        try:
+            assert reader.execute("PRAGMA mmap_size").fetchone()[0] == READER_MMAP_BYTES
+        finally:
+            fast._readers.put(reader)  # type: ignore[attr-defined]
+        writer = fast._writer_conn()  # type: ignore[attr-defined]
+        assert writer.execute("PRAGMA mmap_size").fetchone()[0] == 0
+        assert [m.text for m in store.messages.recent(s.id)] == ["hi"]
+    finally:
+        store.close()
+
+
 def test_postgres_connections_keep_working_after_a_failed_statement(postgres_url: str) -> None:
     """One cursor per connection runs all its statements: an error leaves it usable."""
     import agentkeep
