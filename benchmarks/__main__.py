@@ -72,6 +72,26 @@ def _applies(info: SystemInfo, workload: str) -> bool:
     return not ("async" in info.name and workload not in ASYNC_WORKLOADS)
 
 
+def run_order(workload: str, names: list[str], rep: int) -> list[str]:
+    """The systems of one workload in one repetition, each next to its raw reference.
+
+    This machine's speed drifts over seconds (other tenants of the host): a ratio
+    is only as good as the closeness in time of its two measurements. So each raw
+    driver runs right before the agentkeep systems measured against it, and in
+    odd repetitions right after them (the order of each group reversed), so that
+    a drift favours neither side over the repetitions. Peers come last.
+    """
+    applicable = [n for n in names if _applies(SYSTEMS[n], workload)]
+    groups: list[list[str]] = []
+    for raw in [n for n in applicable if SYSTEMS[n].kind == "raw"]:
+        group = [raw] + [
+            n for n in applicable if SYSTEMS[n].kind == "agentkeep" and SYSTEMS[n].reference == raw
+        ]
+        groups.append(group[::-1] if rep % 2 else group)
+    peers = [n for n in applicable if SYSTEMS[n].kind == "peer"]
+    return [n for group in groups for n in group] + (peers[::-1] if rep % 2 else peers)
+
+
 # --- one run, in its own process -------------------------------------------------------------
 
 
@@ -229,7 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     peer_reps = reps if args.peer_reps is None else args.peer_reps
-    plan = [(w, n) for w in workloads for n in names if _applies(SYSTEMS[n], w)]
 
     def document() -> dict[str, Any]:
         return {
@@ -247,7 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     for rep in range(reps):
-        todo = [(w, n) for w, n in plan if rep < peer_reps or SYSTEMS[n].kind != "peer"]
+        todo = [
+            (w, n)
+            for w in workloads
+            for n in run_order(w, names, rep)
+            if rep < peer_reps or SYSTEMS[n].kind != "peer"
+        ]
         for i, (w, n) in enumerate(todo):
             t0 = time.perf_counter()
             result = run_one(n, w, params, pg)

@@ -86,17 +86,37 @@ def _row(rows: list[dict[str, Any]], w: str, n: str) -> dict[str, Any] | None:
     return next((r for r in rows if r["workload"] == w and r["system"] == n), None)
 
 
-def _best_peer(rows: list[dict[str, Any]], w: str, backend: str) -> float | None:
-    peers = [
-        r["median"]
-        for r in rows
-        if r["workload"] == w and r["kind"] == "peer" and r["backend"] == backend and r["median"]
-    ]
-    return max(peers) if peers else None
+def _peer_factors(runs: list[dict[str, Any]], w: str, n: str) -> dict[str, float]:
+    """For each peer on ``n``'s backend: the median over repetitions of ``n`` / the peer.
+
+    Each ratio is taken within one repetition, as the ratios to raw are: the two
+    measurements are minutes apart at most, not the whole run.
+    """
+    backend = SYSTEMS[n].backend
+    mine = {
+        r["rep"]: r["value"]
+        for r in runs
+        if r["workload"] == w and r["system"] == n and "error" not in r and r["value"]
+    }
+    per_peer: dict[str, list[float]] = {}
+    for r in runs:
+        info = SYSTEMS.get(r["system"])
+        if (
+            r["workload"] != w
+            or info is None
+            or info.kind != "peer"
+            or info.backend != backend
+            or "error" in r
+            or not r["value"]
+            or r["rep"] not in mine
+        ):
+            continue
+        per_peer.setdefault(r["system"], []).append(mine[r["rep"]] / r["value"])
+    return {peer: statistics.median(ratios) for peer, ratios in per_peer.items()}
 
 
 def _ratio_at_least(w: str, n: str, floor: float) -> Any:
-    def test(rows: list[dict[str, Any]]) -> tuple[bool | None, str]:
+    def test(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> tuple[bool | None, str]:
         r = _row(rows, w, n)
         if r is None or r["median_ratio"] is None:
             return None, "not measured"
@@ -106,20 +126,20 @@ def _ratio_at_least(w: str, n: str, floor: float) -> Any:
 
 
 def _times_best_peer(w: str, n: str, factor: float) -> Any:
-    def test(rows: list[dict[str, Any]]) -> tuple[bool | None, str]:
-        r = _row(rows, w, n)
-        best = _best_peer(rows, w, "sqlite" if "sqlite" in n else "postgresql")
-        if r is None or r["median"] is None or best is None:
+    def test(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> tuple[bool | None, str]:
+        factors = _peer_factors(runs, w, n)
+        if not factors:
             return None, "not measured"
-        return r[
-            "median"
-        ] >= factor * best, f"{r['median'] / best:.1f}x the best peer (floor {factor:g}x)"
+        best = min(factors, key=factors.__getitem__)
+        return factors[best] >= factor, (
+            f"{factors[best]:.1f}x the best peer, {best} (floor {factor:g}x)"
+        )
 
     return test
 
 
 def _growth(n: str) -> Any:
-    def test(rows: list[dict[str, Any]]) -> tuple[bool | None, str]:
+    def test(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> tuple[bool | None, str]:
         r = _row(rows, "W3", n)
         if r is None or r["median"] is None:
             return None, "not measured"
@@ -129,7 +149,7 @@ def _growth(n: str) -> Any:
 
 
 def _no_errors_and_ratio(n: str, floor: float) -> Any:
-    def test(rows: list[dict[str, Any]]) -> tuple[bool | None, str]:
+    def test(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> tuple[bool | None, str]:
         r = _row(rows, "W5", n)
         if r is None or r["median_ratio"] is None:
             return None, "not measured"
@@ -141,7 +161,7 @@ def _no_errors_and_ratio(n: str, floor: float) -> Any:
 
 
 def _flat(n: str) -> Any:
-    def test(rows: list[dict[str, Any]]) -> tuple[bool | None, str]:
+    def test(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> tuple[bool | None, str]:
         r = _row(rows, "W6", n)
         if r is None or "flat" not in r:
             return None, "not measured"
@@ -175,10 +195,10 @@ FLOORS: list[tuple[str, Any]] = [
 ]
 
 
-def check_floors(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def check_floors(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for what, test in FLOORS:
-        met, detail = test(rows)
+        met, detail = test(rows, runs)
         out.append({"floor": what, "met": met, "detail": detail})
     return out
 
@@ -250,7 +270,7 @@ def print_report(doc: dict[str, Any], console: Console | None = None) -> None:
     floors.add_column("floor")
     floors.add_column("met")
     floors.add_column("measured")
-    for f in check_floors(rows):
+    for f in check_floors(rows, doc["runs"]):
         mark = {True: "[green]yes[/]", False: "[red]NO[/]", None: "[yellow]n/a[/]"}[f["met"]]
         floors.add_row(f["floor"], mark, f["detail"])
     console.print(floors)
