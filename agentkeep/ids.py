@@ -9,6 +9,7 @@ base32: one format call, where a base32 encoder cost microseconds per id.)
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 
@@ -34,6 +35,13 @@ _MASK = (1 << 80) - 1
 _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
+# The random start of each millisecond: a generator of our own (an application's
+# random.seed() must not make two processes' ids collide), seeded from the OS and
+# seeded again in a forked child, which would otherwise repeat its parent's ids.
+# Ids are unique and ordered, not secret: no system call per millisecond.
+_random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)
+_getrandbits = _random.getrandbits
 
 
 def new_id(prefix: str) -> str:
@@ -46,7 +54,7 @@ def new_id(prefix: str) -> str:
             _last_rand = (_last_rand + 1) & ((1 << 80) - 1)
         else:
             _last_ms = ms
-            _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
+            _last_rand = _getrandbits(79)
         rand = _last_rand
     return id_at(prefix, ms, rand)
 
@@ -63,9 +71,11 @@ def new_ids(prefix: str, n: int) -> list[str]:
             first = _last_rand + 1
         else:
             _last_ms = ms
-            first = int.from_bytes(os.urandom(10), "big") >> 1
+            first = _getrandbits(79)
         _last_rand = (first + n - 1) & _MASK
     base = ms << 80
+    if n == 1:  # one message appended: no comprehension (a frame of its own)
+        return [f"{prefix}_{base | (first & _MASK):032x}"]
     head = prefix + "_"
     return [f"{head}{base | ((first + i) & _MASK):032x}" for i in range(n)]
 

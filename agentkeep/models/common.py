@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
@@ -54,7 +55,8 @@ class Page(BaseModel, Generic[T]):
 
 
 def utcnow_micros() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)
+    """Now, in microseconds since the epoch (UTC)."""
+    return time.time_ns() // 1000
 
 
 def to_micros(value: datetime | None) -> int | None:

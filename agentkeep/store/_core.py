@@ -22,6 +22,18 @@ from agentkeep.store._fastpath import FastPath, make_fastpath
 __all__ = ["Core"]
 
 
+class _Local(threading.local):
+    """This thread's open transaction, if any.
+
+    Class-level defaults: a thread that never opened one reads them without the
+    AttributeError that ``getattr(local, name, default)`` raises and catches
+    (measured: most of the cost of a check made on every append and read).
+    """
+
+    conn: Connection | None = None
+    writing: bool = False
+
+
 class Core:
     """The engine, dialect and transaction state behind a store."""
 
@@ -29,24 +41,24 @@ class Core:
         self.dialect = dialect
         self.url = url
         self.engine = dialect.engine
-        self._local = threading.local()
+        self._local = _Local()
         self.closed = False
         self.fast: FastPath | None = make_fastpath(dialect)
         """Driver-level hot paths (messages); usable when ``in_transaction()`` is False."""
 
     def _current(self) -> Connection | None:
-        return getattr(self._local, "conn", None)
+        return self._local.conn
 
     def in_transaction(self) -> bool:
         """Whether this thread is inside a ``write()`` or ``read()`` block."""
-        return getattr(self._local, "conn", None) is not None
+        return self._local.conn is not None
 
     @contextmanager
     def write(self, what: str = "write") -> Iterator[Connection]:
         """A write transaction; committed when the block ends without error."""
         current = self._current()
         if current is not None:
-            if not getattr(self._local, "writing", False):
+            if not self._local.writing:
                 raise RuntimeError("cannot write inside a read-only transaction")
             with translating(what), current.begin_nested():
                 yield current
