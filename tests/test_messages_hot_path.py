@@ -292,6 +292,28 @@ def test_sqlite_readers_map_the_file_and_the_writer_does_not(tmp_path: object) -
         store.close()
 
 
+def test_sqlite_stores_text_as_json_with_only_the_escapes_json_needs(tmp_path: object) -> None:
+    """Non-ASCII text is stored as UTF-8, so a read takes it as stored (no unescaping)."""
+    import sqlite3
+
+    import agentkeep
+
+    store = agentkeep.connect(f"sqlite:///{tmp_path}/text.db")
+    try:
+        s = store.sessions.create()
+        store.messages.append(s.id, "user", 'ünï 🚀 "q"\n')
+        store.messages.append_many(s.id, [{"role": "user", "content": "中文"}])
+        assert [m.text for m in store.messages.recent(s.id)] == ['ünï 🚀 "q"\n', "中文"]
+    finally:
+        store.close()
+    with sqlite3.connect(f"{tmp_path}/text.db") as conn:
+        stored = [r[0] for r in conn.execute("SELECT content FROM messages ORDER BY seq")]
+    assert stored == [
+        '[{"type": "text", "text": "ünï 🚀 \\"q\\"\\n"}]',
+        '[{"type": "text", "text": "中文"}]',
+    ]
+
+
 def test_postgres_connections_keep_working_after_a_failed_statement(postgres_url: str) -> None:
     """One cursor per connection runs all its statements: an error leaves it usable."""
     import agentkeep
@@ -328,6 +350,21 @@ def test_nul_in_text_is_refused_on_every_backend(store: Store) -> None:
     assert err.value.field == "messages[1].content[0].text"
     assert store.messages.recent(s.id) == []
     assert store.sessions.get(s.id).last_seq == 0
+
+
+def test_lone_surrogates_in_text_are_refused_on_every_backend(store: Store) -> None:
+    s = store.sessions.create()
+    with pytest.raises(InvalidInput, match="surrogate at position 2") as err:
+        store.messages.append(s.id, "user", "ok\ud800")
+    assert err.value.field == "content"
+    with pytest.raises(InvalidInput) as err:
+        store.messages.append_many(
+            s.id, [{"role": "user", "content": [{"type": "text", "text": "é\udfff"}]}]
+        )
+    assert err.value.field == "messages[0].content[0].text"
+    assert store.messages.recent(s.id) == []
+    # Text outside the BMP is pairs of surrogates in UTF-16, not in Python: stored as is.
+    assert store.messages.append(s.id, "user", "😀").text == "😀"
 
 
 def test_postgres_refuses_nul_anywhere_as_invalid_input(_postgres_store: Store) -> None:

@@ -20,12 +20,24 @@ def check_role(role: Any, field: str = "role") -> str:
 
 
 def check_text(text: str, field: str) -> str:
-    """A message text; NUL is refused on every backend (PostgreSQL cannot store it)."""
+    """A message text: Unicode text, refused on every backend where one cannot store it.
+
+    NUL (PostgreSQL cannot store it) and lone surrogates (not Unicode text: they
+    have no UTF-8, and PostgreSQL refuses them in JSON).
+    """
     if "\x00" in text:
         raise InvalidInput(
             "must not contain the NUL character (\\u0000); PostgreSQL cannot store it",
             field=field,
         )
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(
+                f"is not valid Unicode text: a lone surrogate at position {exc.start}",
+                field=field,
+            ) from None
     return text
 
 

@@ -82,6 +82,21 @@ def to_message(row: Row) -> Message:
     return _construct(data)
 
 
+_BLANK: dict[str, Any] = dict.fromkeys(_FIELDS)
+
+
+def _template(tenant_id: str, session_id: str) -> dict[str, Any]:
+    """A message's values with those common to a session's messages set, in field order.
+
+    The builders below copy it and set the rest: a copy of a dict of the same keys
+    is cheaper than a new twelve-key dict per message.
+    """
+    values = _BLANK.copy()
+    values["tenant_id"] = tenant_id
+    values["session_id"] = session_id
+    return values
+
+
 def _from_rows(
     tenant_id: str, session_id: str, rows: Iterable[Sequence[Any]], fast: FastPath
 ) -> builtins.list[Message]:
@@ -96,11 +111,16 @@ def _from_rows(
     append = out.append
     new, set_dict, fields = _new, _set_dict, _ALL_SET
     set_fields_set, set_extra, set_private = _set_fields_set, _set_extra, _set_private
+    copy = _template(tenant_id, session_id).copy
     epoch, micros = EPOCH, timedelta
     last_micros, last_time = -1, epoch
     for ident, seq, role, content, created, rest in rows:
         if created != last_micros:
             last_micros, last_time = created, epoch + micros(0, 0, created)
+        values = copy()
+        values["id"] = ident
+        values["seq"] = seq
+        values["role"] = role
         # One text block with nothing to unescape (``load_content``'s fast case, inlined).
         if (
             type(content) is str
@@ -109,31 +129,23 @@ def _from_rows(
             and '"' not in (text := content[start:stop])
             and "\\" not in text
         ):
-            blocks = (
+            values["content"] = (
                 [{"text": text, "type": "text"}] if text_first else [{"type": "text", "text": text}]
             )
         else:
-            blocks = load_content(content)
+            values["content"] = load_content(content)
         if rest is None:
-            run_id = agent_id = key = None
-            meta: dict[str, Any] = {}
-            extra: dict[str, Any] = {}
+            values["metadata"] = {}
+            values["extra"] = {}
         else:
-            run_id, agent_id, key, meta, extra = load(rest)
-        values = {
-            "id": ident,
-            "tenant_id": tenant_id,
-            "session_id": session_id,
-            "seq": seq,
-            "role": role,
-            "content": blocks,
-            "run_id": run_id,
-            "agent_id": agent_id,
-            "idempotency_key": key,
-            "metadata": meta,
-            "extra": extra,
-            "created_at": last_time,
-        }
+            (
+                values["run_id"],
+                values["agent_id"],
+                values["idempotency_key"],
+                values["metadata"],
+                values["extra"],
+            ) = load(rest)
+        values["created_at"] = last_time
         m = new(Message)
         set_dict(m, values)
         set_fields_set(m, fields)
@@ -163,22 +175,21 @@ def _created(
     append = out.append
     new, set_dict, fields = _new, _set_dict, _ALL_SET
     set_fields_set, set_extra, set_private = _set_fields_set, _set_extra, _set_private
+    template = _template(tenant_id, session_id)
+    template["created_at"] = at
+    copy = template.copy
     seq = first
     for ident, row in zip(ids, rows, strict=True):
-        values = {
-            "id": ident,
-            "tenant_id": tenant_id,
-            "session_id": session_id,
-            "seq": seq,
-            "role": row[1],
-            "content": row[2],
-            "run_id": row[4],
-            "agent_id": row[5],
-            "idempotency_key": row[6],
-            "metadata": row[7],
-            "extra": row[8],
-            "created_at": at,
-        }
+        values = copy()
+        values["id"] = ident
+        values["seq"] = seq
+        values["role"] = row[1]
+        values["content"] = row[2]
+        values["run_id"] = row[4]
+        values["agent_id"] = row[5]
+        values["idempotency_key"] = row[6]
+        values["metadata"] = row[7]
+        values["extra"] = row[8]
         seq += 1
         m = new(Message)
         set_dict(m, values)
@@ -263,8 +274,8 @@ class Messages(Resource):
         """
         if type(content) is str:
             text: str | None = content
-            if "\x00" in content:
-                check_text(content, prefix + "content")  # raises
+            if "\x00" in content or not content.isascii():
+                check_text(content, prefix + "content")
             blocks = [{"type": "text", "text": content}]
             types = ",text,"
         else:
@@ -374,11 +385,15 @@ class Messages(Resource):
         )
         if last is None:
             raise NotFound("session", session_id)
-        existing = {
-            m.idempotency_key: m
-            for m in _from_rows(tenant, session_id, found, fast)
-            if m.idempotency_key is not None
-        }
+        existing = (
+            {
+                m.idempotency_key: m
+                for m in _from_rows(tenant, session_id, found, fast)
+                if m.idempotency_key is not None
+            }
+            if found
+            else {}
+        )
         return _answer(tenant, session_id, rows, ids, existing, last, now)
 
     def _insert(
