@@ -309,6 +309,10 @@ class AsyncMessages:
         """A message by id (and, if given, only in that session)."""
         return await asyncio.to_thread(self.sync.get, message_id, session_id=session_id)
 
+    async def history(self, session_id: str, n: int = 20) -> builtins.list[dict[str, Any]]:
+        """The last ``n`` messages as chat messages, oldest first: what a model is sent."""
+        return await asyncio.to_thread(self.sync.history, session_id, n)
+
     async def list(
         self,
         session_id: str | None = None,

@@ -42,6 +42,8 @@ DEFAULT_PG = os.environ.get(
 SQLITE_ONLY = {"W5"}
 # The async API is a thread hop over the sync one: measured where latency shows it.
 ASYNC_WORKLOADS = {"W1", "W2", "W3", "W4"}
+# history() is another read: the other workloads would run agentkeep again.
+HISTORY_WORKLOADS = {"W2"}
 
 PEER_MODULES = {
     "oa-sqlite": "agents",
@@ -69,6 +71,8 @@ def _installed(name: str) -> bool:
 def _applies(info: SystemInfo, workload: str) -> bool:
     if workload in SQLITE_ONLY and info.backend != "sqlite":
         return False
+    if "history" in info.name and workload not in HISTORY_WORKLOADS:
+        return False
     return not ("async" in info.name and workload not in ASYNC_WORKLOADS)
 
 
@@ -84,9 +88,10 @@ def run_order(workload: str, names: list[str], rep: int) -> list[str]:
     applicable = [n for n in names if _applies(SYSTEMS[n], workload)]
     groups: list[list[str]] = []
     for raw in [n for n in applicable if SYSTEMS[n].kind == "raw"]:
-        group = [raw] + [
+        mine = [
             n for n in applicable if SYSTEMS[n].kind == "agentkeep" and SYSTEMS[n].reference == raw
         ]
+        group = [raw, *sorted(mine, key=lambda n: "async" in n)]  # the sync API nearest
         groups.append(group[::-1] if rep % 2 else group)
     peers = [n for n in applicable if SYSTEMS[n].kind == "peer"]
     return [n for group in groups for n in group] + (peers[::-1] if rep % 2 else peers)

@@ -181,8 +181,22 @@ FLOORS: list[tuple[str, Any]] = [
     ("W1 SQLite NORMAL >= 4x best peer", _times_best_peer("W1", "agentkeep-sqlite-normal", 4)),
     ("W1 SQLite FULL >= 60% of raw FULL", _ratio_at_least("W1", "agentkeep-sqlite-full", 0.60)),
     ("W1 PostgreSQL >= 70% of raw", _ratio_at_least("W1", "agentkeep-pg", 0.70)),
-    ("W2 SQLite >= 40% of raw", _ratio_at_least("W2", "agentkeep-sqlite-normal", 0.40)),
-    ("W2 PostgreSQL >= 70% of raw", _ratio_at_least("W2", "agentkeep-pg", 0.70)),
+    (
+        "W2 SQLite >= 40% of raw, history() (chat dicts)",
+        _ratio_at_least("W2", "agentkeep-history-sqlite-normal", 0.40),
+    ),
+    (
+        "W2 SQLite >= 40% of raw, recent() (Message objects)",
+        _ratio_at_least("W2", "agentkeep-sqlite-normal", 0.40),
+    ),
+    (
+        "W2 PostgreSQL >= 70% of raw, history() (chat dicts)",
+        _ratio_at_least("W2", "agentkeep-history-pg", 0.70),
+    ),
+    (
+        "W2 PostgreSQL >= 70% of raw, recent() (Message objects)",
+        _ratio_at_least("W2", "agentkeep-pg", 0.70),
+    ),
     ("W3 SQLite growth <= 1.15", _growth("agentkeep-sqlite-normal")),
     ("W3 PostgreSQL growth <= 1.15", _growth("agentkeep-pg")),
     ("W4 SQLite >= 40% of raw", _ratio_at_least("W4", "agentkeep-sqlite-normal", 0.40)),

@@ -46,6 +46,20 @@ SYSTEMS: dict[str, SystemInfo] = {
         _info("agentkeep-async-sqlite-normal", "sqlite", "normal", "agentkeep", "agentkeep async"),
         _info("agentkeep-pg", "postgresql", "full", "agentkeep", "agentkeep sync"),
         _info("agentkeep-async-pg", "postgresql", "full", "agentkeep", "agentkeep async"),
+        _info(
+            "agentkeep-history-sqlite-normal",
+            "sqlite",
+            "normal",
+            "agentkeep",
+            "agentkeep sync, W2 by history() (chat dicts)",
+        ),
+        _info(
+            "agentkeep-history-pg",
+            "postgresql",
+            "full",
+            "agentkeep",
+            "agentkeep sync, W2 by history() (chat dicts)",
+        ),
         _info("oa-sqlite", "sqlite", "full", "peer", "openai-agents SQLiteSession"),
         _info("oa-sqla-sqlite", "sqlite", "full", "peer", "openai-agents SQLAlchemySession"),
         _info("oa-sqla-pg", "postgresql", "full", "peer", "openai-agents SQLAlchemySession"),
@@ -218,6 +232,18 @@ class Agentkeep(System):
 
     async def close(self) -> None:
         self.store.close()
+
+
+class AgentkeepHistory(Agentkeep):
+    """W2 through ``messages.history()``: role and content as chat dicts, no Message objects.
+
+    The read an agent loop makes to build its next prompt, and what the raw
+    driver and openai-agents' ``get_items`` return; ``recent()`` (the
+    ``agentkeep-*`` systems) builds a full :class:`Message` per row.
+    """
+
+    async def recent(self, session: Any, n: int) -> list[Any]:
+        return self.store.messages.history(session, n)
 
 
 class AgentkeepAsync(Agentkeep):
@@ -454,6 +480,8 @@ def open_system(name: str) -> System:
         "agentkeep-async-sqlite-normal": lambda: AgentkeepAsync("normal"),
         "agentkeep-pg": lambda: Agentkeep("normal"),
         "agentkeep-async-pg": lambda: AgentkeepAsync("normal"),
+        "agentkeep-history-sqlite-normal": lambda: AgentkeepHistory("normal"),
+        "agentkeep-history-pg": lambda: AgentkeepHistory("normal"),
         "oa-sqlite": OpenAISQLite,
         "oa-sqla-sqlite": OpenAISQLAlchemy,
         "oa-sqla-pg": OpenAISQLAlchemy,

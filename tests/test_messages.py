@@ -75,6 +75,50 @@ def test_recent_returns_last_n_in_order(store: Store) -> None:
         store.messages.recent("sess_missing", 5)
 
 
+def test_history_gives_the_last_n_as_chat_messages(store: Store) -> None:
+    s = store.sessions.create()
+    texts = ["hi", 'say "hi"', "back\\slash", "ünï 🚀\nline", '"}, {"type": "text", "text": "']
+    store.messages.append_many(
+        s.id, [{"role": "user" if i % 2 else "assistant", "content": t} for i, t in enumerate(texts)]
+    )
+    two = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    annotated = [{"type": "text", "text": "c", "annotations": []}]
+    image = [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]
+    store.messages.append(s.id, "assistant", two)
+    store.messages.append(s.id, "assistant", annotated)
+    store.messages.append(s.id, "user", image)
+    store.messages.append(s.id, "tool", [{"type": "text", "text": "42"}])
+
+    expected = [
+        *({"role": "user" if i % 2 else "assistant", "content": t} for i, t in enumerate(texts)),
+        {"role": "assistant", "content": two},
+        {"role": "assistant", "content": annotated},
+        {"role": "user", "content": image},
+        {"role": "tool", "content": "42"},
+    ]
+    assert store.messages.history(s.id, 100) == expected
+    assert store.messages.history(s.id, 3) == expected[-3:]
+    assert store.messages.history(s.id) == expected  # n defaults to 20
+    # The same through the transaction path (SQLAlchemy), and as recent() sees it.
+    with store.transaction():
+        assert store.messages.history(s.id, 100) == expected
+    assert [m.role for m in store.messages.recent(s.id, 100)] == [m["role"] for m in expected]
+
+
+def test_history_of_empty_missing_and_other_tenants_sessions(store: Store) -> None:
+    s = store.sessions.create()
+    assert store.messages.history(s.id) == []
+    with pytest.raises(NotFound):
+        store.messages.history("sess_missing")
+    store.messages.append(s.id, "user", "mine")
+    with pytest.raises(NotFound):
+        store.tenant("someone_else").messages.history(s.id)
+    for bad in (0, -1, 1001, "5", True):
+        with pytest.raises(InvalidInput) as err:
+            store.messages.history(s.id, bad)  # type: ignore[arg-type]
+        assert err.value.field == "n"
+
+
 def test_pagination_in_seq_order(store: Store) -> None:
     s = store.sessions.create()
     made = store.messages.append_many(s.id, [{"role": "user", "content": str(i)} for i in range(9)])
@@ -105,5 +149,6 @@ async def test_async_api_appends_and_reads(astore: AsyncStore) -> None:
     s = await astore.sessions.create()
     m = await astore.messages.append(s.id, "user", "hello")
     assert (await astore.messages.recent(s.id, 1))[0].id == m.id
+    assert await astore.messages.history(s.id) == [{"role": "user", "content": "hello"}]
     with pytest.raises(NotFound):
         await astore.messages.get("msg_missing")

@@ -34,6 +34,41 @@ def test_hot_path_and_transaction_path_agree(store: Store) -> None:
     assert store.sessions.get(s.id).last_seq == 5
 
 
+CONTENT_SHAPES: list[str | list[dict[str, object]]] = [
+    "plain",
+    "",
+    [{"type": "text", "text": "one block"}],
+    [{"text": "keys the other way", "type": "text"}],
+    [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+    [{"type": "text", "text": "annotated", "annotations": [{"type": "url"}]}],
+    [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+    [{"type": "refusal", "refusal": "no"}],
+]
+
+
+def test_every_content_shape_reads_back_as_the_sqlalchemy_path_reads_it(store: Store) -> None:
+    """Field for field and key for key (the JSON of each message), plain or not."""
+    s = store.sessions.create()
+    for i, content in enumerate(CONTENT_SHAPES):
+        store.messages.append(s.id, "user", content)
+        store.messages.append(s.id, "assistant", content, metadata={"i": str(i)}, run_id=f"r{i}")
+    recent = store.messages.recent(s.id, 100)
+    assert [m.model_dump_json() for m in recent] == [
+        store.messages.get(m.id).model_dump_json() for m in recent
+    ]
+    history = store.messages.history(s.id, 100)
+    with store.transaction():
+        assert store.messages.recent(s.id, 100) == recent
+        assert store.messages.history(s.id, 100) == history
+    assert [h["content"] for h in history[::2]] == [
+        "plain",
+        "",
+        "one block",
+        "keys the other way",
+        *CONTENT_SHAPES[4:],
+    ]
+
+
 def test_built_messages_are_ordinary_models(store: Store) -> None:
     s = store.sessions.create()
     m = store.messages.append(s.id, "user", "hi")

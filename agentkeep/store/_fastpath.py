@@ -93,11 +93,20 @@ _SELECT_COLS = (
     "idempotency_key) IS NULL AND length(metadata) + length(extra) = 4 THEN NULL ELSE "
     "json_array(run_id, agent_id, idempotency_key, json(metadata), json(extra)) END"
 )
-# PostgreSQL: JSONB as text, parsed here (psycopg's loader is json.loads per value).
+# PostgreSQL: content of one plain text block (most messages: ``[{"type": "text",
+# "text": <string>}]`` and no other key) comes back as its text alone; jsonb's text
+# output of the whole content costs the server more than the rest of the row, and
+# the client then need not check the JSON. For other messages the text column is
+# not used: the rest (then never NULL) carries the content as a sixth element.
+_PG_PLAIN = (
+    "jsonb_array_length(content) = 1 AND (content->0) - 'text' = '{\"type\": \"text\"}' "
+    "AND jsonb_typeof(content->0->'text') = 'string'"
+)
 _PG_SELECT_COLS = (
-    "id, seq, role, content::text, created_at, CASE WHEN run_id IS NULL AND agent_id IS NULL "
-    "AND idempotency_key IS NULL AND metadata = '{}' AND extra = '{}' THEN NULL ELSE "
-    "jsonb_build_array(run_id, agent_id, idempotency_key, metadata, extra)::text END"
+    "id, seq, role, content->0->>'text', created_at, CASE WHEN run_id IS NULL "
+    "AND agent_id IS NULL AND idempotency_key IS NULL AND metadata = '{}' AND extra = '{}' "
+    f"AND {_PG_PLAIN} THEN NULL ELSE "
+    "jsonb_build_array(run_id, agent_id, idempotency_key, metadata, extra, content)::text END"
 )
 _INSERT_COLS = (
     "tenant_id, id, session_id, seq, role, content, content_types, run_id, agent_id, "
@@ -157,13 +166,10 @@ def _load_text(value: Any) -> Any:
 
 
 _scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
-# One text block as dump_content writes it (SQLite) and as PostgreSQL's jsonb prints it.
+# One text block as dump_content writes it.
 _TEXT_HEAD = '[{"type": "text", "text": "'
 _TEXT_TAIL = '"}]'
-_PG_TEXT_HEAD = '[{"text": "'
-_PG_TEXT_TAIL = '", "type": "text"}]'
 _HEAD_LEN, _TAIL_CUT = len(_TEXT_HEAD), -len(_TEXT_TAIL)
-_PG_HEAD_LEN, _PG_TAIL_CUT = len(_PG_TEXT_HEAD), -len(_PG_TEXT_TAIL)
 
 
 def _load_content(value: Any) -> Any:
@@ -180,21 +186,6 @@ def _load_content(value: Any) -> Any:
             return _load_text(value)
         if end == len(value) + _TAIL_CUT + 1:
             return [{"type": "text", "text": text}]
-    return _load_text(value)
-
-
-def _load_pg_content(value: Any) -> Any:
-    """``_load_content`` for jsonb as PostgreSQL prints it (keys in its own order)."""
-    if type(value) is str and value.startswith(_PG_TEXT_HEAD) and value.endswith(_PG_TEXT_TAIL):
-        text = value[_PG_HEAD_LEN:_PG_TAIL_CUT]
-        if "\\" not in text and '"' not in text:
-            return [{"text": text, "type": "text"}]
-        try:
-            text, end = _scanstring(value, _PG_HEAD_LEN)
-        except ValueError:
-            return _load_text(value)
-        if end == len(value) + _PG_TAIL_CUT + 1:
-            return [{"text": text, "type": "text"}]
     return _load_text(value)
 
 
@@ -274,9 +265,12 @@ class FastPath:
     #: ``load_json`` for the content column.
     load_content: Callable[[Any], Any] = staticmethod(_identity)
     #: How the driver returns a content of one text block: ``head + text + tail``
-    #: when the text needs no escape; ``text_first`` if the block's keys come
-    #: in the order text, type (PostgreSQL's jsonb).
-    text_head, text_tail, text_first = _TEXT_HEAD, _TEXT_TAIL, False
+    #: when the text needs no escape.
+    text_head, text_tail = _TEXT_HEAD, _TEXT_TAIL
+    #: Whether rows carry the text of a plain message instead of its content
+    #: (PostgreSQL: see ``_PG_SELECT_COLS``); ``recent(chat=True)`` rows are then
+    #: (role, text, content or NULL).
+    text_column = False
     driver_error: type[Exception] = Exception
 
     def __init__(self, dialect: Dialect) -> None:
@@ -308,8 +302,13 @@ class FastPath:
         """
         raise NotImplementedError
 
-    def recent(self, tenant_id: str, session_id: str, n: int) -> list[DbRow] | None:
-        """The last ``n`` rows of a session, oldest first; None if there is no session."""
+    def recent(
+        self, tenant_id: str, session_id: str, n: int, chat: bool = False
+    ) -> list[DbRow] | None:
+        """The last ``n`` rows of a session, oldest first; None if there is no session.
+
+        Rows of ``MESSAGE_COLUMNS``, or with ``chat`` only (role, content).
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -376,11 +375,13 @@ class SQLiteFastPath(FastPath):
     # ascending order: SQLite then finds each next row of the table from the
     # previous one instead of searching the table from its root for every row
     # (a backward scan), and the rows come oldest first, as returned.
-    _RECENT = (
-        f"SELECT {_SELECT_COLS} FROM messages WHERE tenant_id = ?1 AND session_id = ?2 "
+    _LAST_N = (
+        "FROM messages WHERE tenant_id = ?1 AND session_id = ?2 "
         "AND seq >= coalesce((SELECT seq FROM messages WHERE tenant_id = ?1 "
         "AND session_id = ?2 ORDER BY seq DESC LIMIT 1 OFFSET ?3 - 1), 0) ORDER BY seq"
     )
+    _RECENT = f"SELECT {_SELECT_COLS} {_LAST_N}"
+    _RECENT_CHAT = f"SELECT role, content {_LAST_N}"
     _EXISTS = "SELECT 1 FROM sessions WHERE tenant_id = ? AND id = ?"
 
     def __init__(self, dialect: SQLiteDialect) -> None:
@@ -549,14 +550,17 @@ class SQLiteFastPath(FastPath):
             )
         return last
 
-    def recent(self, tenant_id: str, session_id: str, n: int) -> list[DbRow] | None:
+    def recent(
+        self, tenant_id: str, session_id: str, n: int, chat: bool = False
+    ) -> list[DbRow] | None:
+        sql = self._RECENT_CHAT if chat else self._RECENT
         try:
             if self._sqlite.memory:
                 with self._lock:
-                    return self._recent(self._memory_conn(), tenant_id, session_id, n)
+                    return self._recent(self._memory_conn(), sql, tenant_id, session_id, n)
             conn = self._readers.get(None)
             try:
-                return self._recent(conn, tenant_id, session_id, n)
+                return self._recent(conn, sql, tenant_id, session_id, n)
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -565,9 +569,9 @@ class SQLiteFastPath(FastPath):
             raise self.translate(exc, "reading messages") from exc
 
     def _recent(
-        self, conn: sqlite3.Connection, tenant_id: str, session_id: str, n: int
+        self, conn: sqlite3.Connection, sql: str, tenant_id: str, session_id: str, n: int
     ) -> list[DbRow] | None:
-        rows = conn.execute(self._RECENT, (tenant_id, session_id, n)).fetchall()
+        rows = conn.execute(sql, (tenant_id, session_id, n)).fetchall()
         if not rows and conn.execute(self._EXISTS, (tenant_id, session_id)).fetchone() is None:
             return None
         return rows
@@ -619,8 +623,8 @@ class PostgresFastPath(FastPath):
     """Autocommit psycopg connections; every write is one statement (one round trip)."""
 
     load_json = staticmethod(_load_text)
-    load_content = staticmethod(_load_pg_content)
-    text_head, text_tail, text_first = _PG_TEXT_HEAD, _PG_TEXT_TAIL, True
+    load_content = staticmethod(_load_text)
+    text_column = True
     driver_error = psycopg.Error
 
     _INSERT_ONE = (
@@ -662,9 +666,11 @@ class PostgresFastPath(FastPath):
         f"SELECT {_PG_SELECT_COLS} FROM messages WHERE tenant_id = %s AND session_id = %s "
         "AND idempotency_key = ANY(%s::text[])"
     )
-    _RECENT = (
-        f"SELECT {_PG_SELECT_COLS} FROM messages WHERE tenant_id = %s AND session_id = %s "
-        "ORDER BY seq DESC LIMIT %s"
+    _LAST_N = "FROM messages WHERE tenant_id = %s AND session_id = %s ORDER BY seq DESC LIMIT %s"
+    _RECENT = f"SELECT {_PG_SELECT_COLS} {_LAST_N}"
+    _RECENT_CHAT = (
+        f"SELECT role, content->0->>'text', CASE WHEN {_PG_PLAIN} THEN NULL "
+        f"ELSE content::text END {_LAST_N}"
     )
     _EXISTS = "SELECT 1 FROM sessions WHERE tenant_id = %s AND id = %s"
 
@@ -801,9 +807,13 @@ class PostgresFastPath(FastPath):
             return None
         return max(int(r[0]) for r in found)
 
-    def recent(self, tenant_id: str, session_id: str, n: int) -> list[DbRow] | None:
+    def recent(
+        self, tenant_id: str, session_id: str, n: int, chat: bool = False
+    ) -> list[DbRow] | None:
+        sql = self._RECENT_CHAT if chat else self._RECENT
+
         def work(cur: Cursor) -> list[DbRow] | None:
-            rows = cur.execute(self._RECENT, (tenant_id, session_id, n)).fetchall()
+            rows = cur.execute(sql, (tenant_id, session_id, n)).fetchall()
             if not rows and cur.execute(self._EXISTS, (tenant_id, session_id)).fetchone() is None:
                 return None
             rows.reverse()

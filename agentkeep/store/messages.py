@@ -105,8 +105,8 @@ def _from_rows(
     What ``_construct`` does, inlined in one loop: this runs once per message read.
     """
     load, load_content = fast.load_json, fast.load_content
-    head, tail, text_first = fast.text_head, fast.text_tail, fast.text_first
-    start, stop = len(head), -len(tail)
+    head, tail, text_column = fast.text_head, fast.text_tail, fast.text_column
+    cut = len(head) + len(tail)
     out: builtins.list[Message] = []
     append = out.append
     new, set_dict, fields = _new, _set_dict, _ALL_SET
@@ -121,30 +121,33 @@ def _from_rows(
         values["id"] = ident
         values["seq"] = seq
         values["role"] = role
-        # One text block with nothing to unescape (``load_content``'s fast case, inlined).
-        if (
+        if text_column:  # the text of a plain message; other contents come in the rest
+            values["content"] = [{"text": content, "type": "text"}]
+        # One text block with nothing to unescape (``load_content``'s fast case, inlined;
+        # removeprefix/removesuffix take one argument, where startswith parses a tuple).
+        elif (
             type(content) is str
-            and content.startswith(head)
-            and content.endswith(tail)
-            and '"' not in (text := content[start:stop])
+            and len(text := content.removeprefix(head).removesuffix(tail)) == len(content) - cut
+            and '"' not in text
             and "\\" not in text
         ):
-            values["content"] = (
-                [{"text": text, "type": "text"}] if text_first else [{"type": "text", "text": text}]
-            )
+            values["content"] = [{"type": "text", "text": text}]
         else:
             values["content"] = load_content(content)
         if rest is None:
             values["metadata"] = {}
             values["extra"] = {}
         else:
+            stored = load(rest)
             (
                 values["run_id"],
                 values["agent_id"],
                 values["idempotency_key"],
                 values["metadata"],
                 values["extra"],
-            ) = load(rest)
+            ) = stored[:5]
+            if text_column:
+                values["content"] = stored[5]
         values["created_at"] = last_time
         m = new(Message)
         set_dict(m, values)
@@ -152,6 +155,43 @@ def _from_rows(
         set_extra(m, None)
         set_private(m, None)
         append(m)
+    return out
+
+
+def _chat_message(role: str, blocks: builtins.list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"role", "content"}``: the text for one plain text block, else the blocks."""
+    if len(blocks) == 1:
+        block = blocks[0]
+        if len(block) == 2 and block.get("type") == "text" and type(block.get("text")) is str:
+            return {"role": role, "content": block["text"]}
+    return {"role": role, "content": blocks}
+
+
+def _chat_from_rows(rows: Iterable[Sequence[Any]], fast: FastPath) -> builtins.list[dict[str, Any]]:
+    """Chat messages from ``fast.recent(chat=True)`` rows; one loop, as ``_from_rows``."""
+    out: builtins.list[dict[str, Any]] = []
+    append = out.append
+    if fast.text_column:  # (role, text, None) for a plain message, else (role, _, content)
+        load = fast.load_json
+        for role, text, content in rows:
+            if content is None:
+                append({"role": role, "content": text})
+            else:
+                append(_chat_message(role, load(content)))
+        return out
+    load_content = fast.load_content
+    head, tail = fast.text_head, fast.text_tail
+    cut = len(head) + len(tail)
+    for role, content in rows:
+        if (
+            type(content) is str
+            and len(text := content.removeprefix(head).removesuffix(tail)) == len(content) - cut
+            and '"' not in text
+            and "\\" not in text
+        ):
+            append({"role": role, "content": text})
+        else:
+            append(_chat_message(role, load_content(content)))
     return out
 
 
@@ -578,6 +618,36 @@ class Messages(Resource):
                 self._require_session(conn, session_id)
         rows.reverse()
         return [to_message(r) for r in rows]
+
+    def history(self, session_id: str, n: int = 20) -> builtins.list[dict[str, Any]]:
+        """The last ``n`` messages as chat messages, oldest first: what a model is sent.
+
+        Each is ``{"role": ..., "content": ...}``, the content a string for a
+        message of one plain text block, else its list of blocks, as chat APIs
+        take them. The read an agent makes every turn: only role and content are
+        read, and no :class:`Message` is built (``recent()`` gives those).
+        """
+        if type(n) is not int or not 0 < n <= MAX_LIMIT:
+            check_limit(n, "n")
+        fast = self._core.fast
+        if fast is not None and not self._core.in_transaction():
+            found = fast.recent(self.tenant_id, session_id, n, chat=True)
+            if found is None:
+                raise NotFound("session", session_id)
+            return _chat_from_rows(found, fast)
+        with self._core.read() as conn:
+            rows = builtins.list(
+                conn.execute(
+                    sa.select(t.c.role, t.c.content)
+                    .where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
+                    .order_by(t.c.seq.desc())
+                    .limit(n)
+                )
+            )
+            if not rows:
+                self._require_session(conn, session_id)
+        rows.reverse()
+        return [_chat_message(role, content) for role, content in rows]
 
     def _require_session(self, conn: sa.Connection, session_id: str) -> None:
         found = conn.execute(
