@@ -79,7 +79,8 @@ def test_history_gives_the_last_n_as_chat_messages(store: Store) -> None:
     s = store.sessions.create()
     texts = ["hi", 'say "hi"', "back\\slash", "ünï 🚀\nline", '"}, {"type": "text", "text": "']
     store.messages.append_many(
-        s.id, [{"role": "user" if i % 2 else "assistant", "content": t} for i, t in enumerate(texts)]
+        s.id,
+        [{"role": "user" if i % 2 else "assistant", "content": t} for i, t in enumerate(texts)],
     )
     two = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
     annotated = [{"type": "text", "text": "c", "annotations": []}]

@@ -26,17 +26,26 @@ The guarantees are the ones of the SQLAlchemy path:
   ``_errors.translate``, so callers see the same ``Conflict`` /
   ``StoreUnavailable`` / ``SchemaError`` as on the other path.
 
-What makes it cheap, measured with ``python -m benchmarks``:
+What makes it cheap, measured with ``python -m benchmarks`` and, where the
+machine was too noisy for seconds, as instructions counted by callgrind:
 
 - one call per operation (connection, transaction, statements, translation),
   no context managers on the path;
 - SQLite batches of plain messages (no run, agent, key, metadata or extra) go
   in as multi-row INSERTs with the empty columns as literals: binding and
-  stepping per row was most of a bulk append's database time;
+  stepping per row was most of a bulk append's database time; PostgreSQL's
+  one-message statement has them as literals too;
+- SQLite's writer runs every statement on one kept cursor, and reads the new
+  ``last_seq`` with a SELECT rather than RETURNING (which SQLite buffers in a
+  temporary table);
 - reads fetch the five usually-empty columns as one value (NULL when all are
   empty), walk SQLite's table forwards, and slice a text block that has
   nothing to unescape; SQLite readers map the file (``mmap_size``);
-- each PostgreSQL connection is kept with one cursor for all its statements;
+  PostgreSQL sends a plain message's text instead of its jsonb (whose text
+  output cost the server more than the rest of the row);
+- ``recent(chat=True)`` reads role and content only, for ``messages.history``;
+- each PostgreSQL connection is kept with one cursor for all its statements,
+  and checked before use with a kept poller instead of a round trip;
 - SQLite at ``synchronous=NORMAL`` checkpoints every ~40 MB of WAL; at FULL the
   default ~4 MB, so the WAL is reused instead of grown (a growing file turns
   every commit's fsync into a metadata sync as well).
