@@ -15,8 +15,9 @@ The guarantees are the ones of the SQLAlchemy path:
   last_seq = last_seq + n ...``) in the same transaction as the insert. On
   SQLite that transaction is ``BEGIN IMMEDIATE`` behind the dialect's
   in-process write lock (the one ``Core.write()`` takes), so it is the only
-  writer of the file and reads the new ``last_seq`` back before inserting. On PostgreSQL it is one statement (``WITH s AS (UPDATE ...) INSERT
-  ... SELECT ... FROM s``), its own transaction in autocommit mode: the row
+  writer of the file and reads the new ``last_seq`` back before inserting. On
+  PostgreSQL it is one statement (``WITH s AS (UPDATE ...) INSERT ... SELECT
+  ... FROM s``), its own transaction in autocommit mode: the row
   lock serializes appends to a session and a failed insert rolls the counter
   back with it.
 - **durability**: SQLite's connections use the dialect's ``synchronous``
@@ -763,21 +764,7 @@ class PostgresFastPath(FastPath):
         now: int,
     ) -> int | None:
         n = len(rows)
-        if n == 1 and _plain(rows):
-            r = rows[0]
-            found = cur.execute(
-                self._INSERT_PLAIN,
-                {
-                    "now": now,
-                    "t": tenant_id,
-                    "s": session_id,
-                    "id": r[0],
-                    "role": r[1],
-                    "content": r[2],
-                    "ct": r[3],
-                },
-            ).fetchall()
-        elif n == 1:
+        if n == 1:
             r = rows[0]
             params: dict[str, Any] = {
                 "now": now,
@@ -787,13 +774,13 @@ class PostgresFastPath(FastPath):
                 "role": r[1],
                 "content": r[2],
                 "ct": r[3],
-                "run": r[4],
-                "agent": r[5],
-                "key": r[6],
-                "meta": r[7],
-                "extra": r[8],
             }
-            found = cur.execute(self._INSERT_ONE, params).fetchall()
+            if _plain(rows):
+                sql = self._INSERT_PLAIN
+            else:
+                sql = self._INSERT_ONE
+                params.update(run=r[4], agent=r[5], key=r[6], meta=r[7], extra=r[8])
+            found = cur.execute(sql, params).fetchall()
         else:
             cols = list(zip(*rows, strict=True))
             params = {

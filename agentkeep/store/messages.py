@@ -605,19 +605,7 @@ class Messages(Resource):
             if found is None:
                 raise NotFound("session", session_id)
             return _from_rows(self.tenant_id, session_id, found, fast)
-        with self._core.read() as conn:
-            rows = builtins.list(
-                conn.execute(
-                    sa.select(t)
-                    .where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
-                    .order_by(t.c.seq.desc())
-                    .limit(n)
-                ).mappings()
-            )
-            if not rows:
-                self._require_session(conn, session_id)
-        rows.reverse()
-        return [to_message(r) for r in rows]
+        return [to_message(r) for r in self._last_rows(sa.select(t), session_id, n)]
 
     def history(self, session_id: str, n: int = 20) -> builtins.list[dict[str, Any]]:
         """The last ``n`` messages as chat messages, oldest first: what a model is sent.
@@ -635,19 +623,28 @@ class Messages(Resource):
             if found is None:
                 raise NotFound("session", session_id)
             return _chat_from_rows(found, fast)
+        rows = self._last_rows(sa.select(t.c.role, t.c.content), session_id, n)
+        return [_chat_message(r["role"], r["content"]) for r in rows]
+
+    def _last_rows(
+        self, columns: sa.Select[Any], session_id: str, n: int
+    ) -> builtins.list[sa.RowMapping]:
+        """``columns`` of a session's last ``n`` messages, oldest first (the SQLAlchemy path).
+
+        In this thread's transaction if one is open; NotFound if there is no session.
+        """
         with self._core.read() as conn:
             rows = builtins.list(
                 conn.execute(
-                    sa.select(t.c.role, t.c.content)
-                    .where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
+                    columns.where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
                     .order_by(t.c.seq.desc())
                     .limit(n)
-                )
+                ).mappings()
             )
             if not rows:
                 self._require_session(conn, session_id)
         rows.reverse()
-        return [_chat_message(role, content) for role, content in rows]
+        return rows
 
     def _require_session(self, conn: sa.Connection, session_id: str) -> None:
         found = conn.execute(
