@@ -17,9 +17,9 @@ from typing import Any
 from agentkeep.errors import InvalidTransition
 from agentkeep.ids import new_id
 from agentkeep.models import TERMINAL_RUN_STATUSES, Event, Message, Run, RunStep, ToolCall
-from agentkeep.runner.wire import message_delta, run_object, step_delta, step_object
-from agentkeep.server.wire import message_object
 from agentkeep.store import Store
+from agentkeep.wire.objects import message_object
+from agentkeep.wire.runs import message_delta, run_object, step_delta, step_object
 
 __all__ = [
     "STOP_EVENTS",

@@ -60,8 +60,8 @@ from agentkeep.models import Message, Run, RunStep
 from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.prompt import build_request
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
-from agentkeep.runner.wire import run_object
 from agentkeep.store import Store
+from agentkeep.wire.runs import run_object
 
 __all__ = ["RunWorker"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from agentkeep.errors import InvalidInput
 from agentkeep.models import Message
-from agentkeep.server.wire import item_input, item_object, message_object, thread_message_content
+from agentkeep.wire.objects import item_input, item_object, message_object, thread_message_content
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

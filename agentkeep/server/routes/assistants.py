@@ -12,7 +12,7 @@ from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import retry_on_conflict
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.schemas import DOCS
-from agentkeep.server.wire import (
+from agentkeep.wire.objects import (
     ASSISTANT_EXTRA_FIELDS,
     assistant_object,
     deleted_object,

@@ -13,7 +13,7 @@ from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_conversation
 from agentkeep.server.schemas import DOCS
-from agentkeep.server.wire import conversation_object, deleted_object, item_input
+from agentkeep.wire.objects import conversation_object, deleted_object, item_input
 
 __all__ = ["item_rows", "items_field", "router"]
 

@@ -15,8 +15,8 @@ from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
 from agentkeep.server.schemas import DOCS
-from agentkeep.server.wire import conversation_object, item_object, list_object
 from agentkeep.store import Store
+from agentkeep.wire.objects import conversation_object, item_object, list_object
 
 __all__ = ["router"]
 

@@ -14,8 +14,8 @@ from agentkeep.server.lookup import get_thread, require_no_active_run
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.schemas import DOCS
-from agentkeep.server.wire import deleted_object, list_object, message_object
 from agentkeep.store import Store
+from agentkeep.wire.objects import deleted_object, list_object, message_object
 
 __all__ = ["router"]
 

@@ -28,15 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentkeep.errors import InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, Agent, Event, Run
 from agentkeep.runner import notify, ops
-from agentkeep.runner.wire import RUN_OPTIONS, run_object, step_object
 from agentkeep.server.bodies import CreateMessage, CreateThread
 from agentkeep.server.deps import TenantStore, service_state
 from agentkeep.server.errors import ApiError, error_body, translate_error
 from agentkeep.server.lookup import active_run_id, get_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
-from agentkeep.server.wire import list_object, thread_object
 from agentkeep.store import Store
+from agentkeep.wire.objects import list_object, thread_object
+from agentkeep.wire.runs import RUN_OPTIONS, run_object, step_object
 
 __all__ = ["router"]
 

@@ -11,7 +11,7 @@ from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_thread, retry_on_conflict
 from agentkeep.server.schemas import DOCS
-from agentkeep.server.wire import deleted_object, thread_message_content, thread_object
+from agentkeep.wire.objects import deleted_object, thread_message_content, thread_object
 
 __all__ = ["new_message", "router"]
 

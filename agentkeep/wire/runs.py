@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from agentkeep.models import Message, Run, RunStep
+from agentkeep.wire.objects import message_object
 
 __all__ = [
     "RUN_OPTIONS",
@@ -138,8 +139,6 @@ def message_delta(message_id: str, text: str, index: int = 0) -> dict[str, Any]:
 
 def message_wire(message: Message) -> dict[str, Any]:
     """The ``thread.message`` object, with the run's status kept in ``extra["status"]``."""
-    from agentkeep.server.wire import message_object
-
     out = message_object(message)
     extra = message.extra or {}
     status = extra.get("status")

@@ -1,0 +1,45 @@
+"""Arrows point down: a layer never imports one above it (DESIGN.md, "Layers").
+
+Read from the source with ``ast``, so a lazy import inside a function counts
+too. ``wire`` is below both ``server`` and ``runner``; ``runner`` never
+imports ``server``; ``store`` and ``models`` import nothing above them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "agentkeep"
+
+# package -> the agentkeep packages it must never import
+FORBIDDEN = {
+    "models": ("store", "runner", "server", "wire", "lifecycle", "integrations", "ui", "cli"),
+    "store": ("runner", "server", "wire", "lifecycle", "integrations", "ui", "cli"),
+    "wire": ("runner", "server", "lifecycle", "integrations", "ui", "cli"),
+    "runner": ("server", "ui", "cli"),
+    "lifecycle": ("runner", "server", "ui", "cli"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports_point_down(layer: str) -> None:
+    offenders = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "agentkeep" and len(parts) > 1 and parts[1] in FORBIDDEN[layer]:
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []
