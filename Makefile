@@ -11,6 +11,8 @@ PG_PORT ?= 5432
 WORKERS ?= 2
 PYTEST_ARGS ?=
 JUNIT ?= build/junit.xml
+# What `make install` installs: the test tools and the integrations' frameworks the tests drive.
+EXTRAS ?= test,openai-agents,langgraph
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test postgres lint bench clean
@@ -20,10 +22,10 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install agentkeep with its pinned test dependencies
+install: $(STAMP) ## Create .venv and install agentkeep with its pinned test dependencies and integration extras
 
 run: $(STAMP) ## Run the service on the embedded SQLite default (http://127.0.0.1:8080)
 	$(BIN)/agentkeep serve

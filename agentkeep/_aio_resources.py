@@ -30,6 +30,13 @@ from agentkeep.models import (
 )
 from agentkeep.store._validate import UNSET
 from agentkeep.store.agents import Agents
+from agentkeep.store.checkpoints import (
+    Blob,
+    ChannelBlob,
+    Checkpoints,
+    PendingWrite,
+    StoredCheckpoint,
+)
 from agentkeep.store.events import Events
 from agentkeep.store.messages import Messages
 from agentkeep.store.run_steps import RunSteps
@@ -43,6 +50,7 @@ from agentkeep.store.usage import RollupKey, Usage
 
 __all__ = [
     "AsyncAgents",
+    "AsyncCheckpoints",
     "AsyncEvents",
     "AsyncMessages",
     "AsyncRunSteps",
@@ -1035,3 +1043,93 @@ class AsyncStats:
     async def get(self, agent_id: str | None = None) -> StatsModel:
         """Runs, LLM calls, tokens, cost, latency, tools, messages, snapshots, sessions."""
         return await asyncio.to_thread(self.sync.get, agent_id)
+
+
+class AsyncCheckpoints:
+    """Awaitable twin of ``store.checkpoints`` (:class:`agentkeep.store.checkpoints.Checkpoints`)."""
+
+    def __init__(self, sync: Checkpoints) -> None:
+        self.sync = sync
+        self.tenant_id = sync.tenant_id
+
+    async def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, value and write of a thread to another thread id."""
+        return await asyncio.to_thread(self.sync.copy_thread, source_thread_id, target_thread_id)
+
+    async def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints the given runs made, and their writes."""
+        return await asyncio.to_thread(self.sync.delete_for_runs, run_ids)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread's checkpoints, values and writes, in every namespace."""
+        return await asyncio.to_thread(self.sync.delete_thread, thread_id)
+
+    async def get(
+        self, thread_id: str, checkpoint_ns: str = "", checkpoint_id: str | None = None
+    ) -> StoredCheckpoint | None:
+        """A checkpoint (the newest of the namespace without ``checkpoint_id``), or None."""
+        return await asyncio.to_thread(self.sync.get, thread_id, checkpoint_ns, checkpoint_id)
+
+    async def list(
+        self,
+        thread_id: str | None = None,
+        checkpoint_ns: str | None = None,
+        *,
+        checkpoint_id: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[StoredCheckpoint]:
+        """Checkpoints newest first (by id), of one thread or all, one namespace or all."""
+        return await asyncio.to_thread(
+            self.sync.list,
+            thread_id,
+            checkpoint_ns,
+            checkpoint_id=checkpoint_id,
+            before=before,
+            limit=limit,
+        )
+
+    async def prune(self, thread_ids: Sequence[str], *, keep_latest: bool = True) -> None:
+        """Keep only the newest checkpoint of each namespace of the threads (with its"""
+        return await asyncio.to_thread(self.sync.prune, thread_ids, keep_latest=keep_latest)
+
+    async def put(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        *,
+        checkpoint: Blob,
+        metadata: Blob,
+        channel_versions: dict[str, str],
+        blobs: Sequence[ChannelBlob] = (),
+        parent_checkpoint_id: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Store a checkpoint (replacing one with its id) and its new channel values."""
+        return await asyncio.to_thread(
+            self.sync.put,
+            thread_id,
+            checkpoint_ns,
+            checkpoint_id,
+            checkpoint=checkpoint,
+            metadata=metadata,
+            channel_versions=channel_versions,
+            blobs=blobs,
+            parent_checkpoint_id=parent_checkpoint_id,
+            run_id=run_id,
+        )
+
+    async def put_writes(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        writes: Sequence[PendingWrite],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Store a task's writes after a checkpoint; an existing (task, idx) is kept"""
+        return await asyncio.to_thread(
+            self.sync.put_writes, thread_id, checkpoint_ns, checkpoint_id, writes, replace=replace
+        )

@@ -16,6 +16,7 @@ from typing import Any
 
 from agentkeep._aio_resources import (
     AsyncAgents,
+    AsyncCheckpoints,
     AsyncEvents,
     AsyncMessages,
     AsyncRuns,
@@ -51,6 +52,7 @@ class AsyncStore:
         self.snapshots = AsyncSnapshots(store.snapshots)
         self.state = AsyncStateDocs(store.state)
         self.stats = AsyncStats(store.stats)
+        self.checkpoints = AsyncCheckpoints(store.checkpoints)
 
     @property
     def backend(self) -> str:

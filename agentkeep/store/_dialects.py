@@ -22,6 +22,8 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from psycopg import sql
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -117,6 +119,10 @@ class Dialect:
     def release_session_lock(self, conn: Connection, key: int) -> bool:
         """Release a lock taken with ``acquire_session_lock``; False if it was not held."""
         raise NotImplementedError
+
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT of ``table`` that offers ``on_conflict_do_nothing`` / ``_do_update``."""
+        return sqlite_insert(table)
 
     def describe(self) -> str:
         return self.name
@@ -395,6 +401,9 @@ class PostgresDialect(Dialect):
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             conn.commit()
+
+    def insert(self, table: sa.Table) -> Any:
+        return pg_insert(table)
 
     def describe(self) -> str:
         return "postgresql"

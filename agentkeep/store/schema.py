@@ -357,3 +357,71 @@ api_keys = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "id"),
     sa.Index(None, "key_hash"),
 )
+
+# Graph checkpoints (LangGraph's model): a checkpoint row holds the small part
+# (versions, what each node saw) and names its channels' versions; each value
+# is stored once per (channel, version) in graph_checkpoint_blobs, so a step
+# writes only the channels it changed. A blob with ``base_version`` holds only
+# the items appended to the list stored at that version of the same channel.
+
+
+def _thread_key() -> tuple[sa.Column[str], sa.Column[str]]:
+    return (
+        sa.Column("thread_id", sa.String(256), nullable=False),
+        sa.Column("checkpoint_ns", sa.String(256), nullable=False),
+    )
+
+
+graph_checkpoints = sa.Table(
+    "graph_checkpoints",
+    metadata,
+    _tenant(),
+    *_thread_key(),
+    sa.Column("checkpoint_id", sa.String(64), nullable=False),
+    sa.Column("parent_checkpoint_id", sa.String(64)),
+    sa.Column("run_id", sa.String(128)),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("checkpoint", sa.LargeBinary(), nullable=False),
+    sa.Column("metadata_type", sa.String(32), nullable=False),
+    sa.Column("metadata", sa.LargeBinary(), nullable=False),
+    _json("channel_versions"),
+    _micros("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "thread_id", "checkpoint_ns", "checkpoint_id"),
+    sa.Index(
+        None,
+        "tenant_id",
+        "run_id",
+        sqlite_where=sa.text("run_id IS NOT NULL"),
+        postgresql_where=sa.text("run_id IS NOT NULL"),
+    ),
+)
+
+graph_checkpoint_blobs = sa.Table(
+    "graph_checkpoint_blobs",
+    metadata,
+    _tenant(),
+    *_thread_key(),
+    sa.Column("channel", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("blob", sa.LargeBinary()),
+    sa.Column("base_version", sa.String(64)),
+    sa.PrimaryKeyConstraint("tenant_id", "thread_id", "checkpoint_ns", "channel", "version"),
+)
+
+graph_checkpoint_writes = sa.Table(
+    "graph_checkpoint_writes",
+    metadata,
+    _tenant(),
+    *_thread_key(),
+    sa.Column("checkpoint_id", sa.String(64), nullable=False),
+    sa.Column("task_id", sa.String(256), nullable=False),
+    sa.Column("idx", sa.Integer(), nullable=False),
+    sa.Column("channel", sa.String(256), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("blob", sa.LargeBinary()),
+    sa.Column("task_path", sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint(
+        "tenant_id", "thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"
+    ),
+)

@@ -17,6 +17,7 @@ from agentkeep.store import migrate
 from agentkeep.store._core import Core
 from agentkeep.store._dialects import dialect_for_url
 from agentkeep.store.agents import Agents
+from agentkeep.store.checkpoints import Checkpoints
 from agentkeep.store.consistency import check_consistency
 from agentkeep.store.events import Events
 from agentkeep.store.locks import hold_lock
@@ -61,6 +62,7 @@ class Store:
         self.snapshots = Snapshots(core, tenant_id)
         self.state = StateDocs(core, tenant_id)
         self.stats = Stats(core, tenant_id)
+        self.checkpoints = Checkpoints(core, tenant_id)
 
     @property
     def backend(self) -> str:

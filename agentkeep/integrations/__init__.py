@@ -1,0 +1,10 @@
+"""Drop-in persistence for the agent frameworks, each an optional extra.
+
+Each module imports its framework lazily; importing one without its extra
+raises ``ImportError`` naming the extra to install:
+
+- ``agentkeep.integrations.langgraph``: ``AgentkeepSaver``, a LangGraph
+  checkpointer (``pip install 'agentkeep[langgraph]'``).
+- ``agentkeep.integrations.openai_agents``: ``AgentkeepSession``, an OpenAI
+  Agents SDK session (``pip install 'agentkeep[openai-agents]'``).
+"""

@@ -1,0 +1,488 @@
+"""Graph checkpoints: LangGraph's storage model over agentkeep's database.
+
+A checkpoint row holds what is small (which version each channel is at, what
+each node saw, metadata); each channel value is stored once per version, so a
+step writes only the channels it changed. A list channel that only grew since
+its last stored version is stored as the appended items, pointing at that base
+version: a turn writes what the turn added, not the whole conversation again.
+Reading walks those links back to the last full value (one recursive query).
+
+Values arrive serialized (``Blob``: the serializer's type tag and bytes); this
+module never decodes them. ``agentkeep.integrations.langgraph`` turns these
+rows into LangGraph's checkpoint tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.errors import InvalidInput, NotFound
+from agentkeep.models.common import check_limit, utcnow_micros
+from agentkeep.store._base import Resource
+from agentkeep.store._validate import require_str
+from agentkeep.store.schema import graph_checkpoint_blobs as tb
+from agentkeep.store.schema import graph_checkpoint_writes as tw
+from agentkeep.store.schema import graph_checkpoints as tc
+
+__all__ = ["Blob", "ChannelBlob", "Checkpoints", "PendingWrite", "StoredCheckpoint"]
+
+_MAX_CHAIN = 1_000_000  # bounds the walk of a damaged (cyclic) chain
+
+
+class Blob(NamedTuple):
+    """A serialized value: the serializer's type tag and its bytes."""
+
+    type: str
+    data: bytes
+
+
+class ChannelBlob(NamedTuple):
+    """A channel's value at a version; with ``base_version``, only the items
+    appended to the list stored at that version of the same channel."""
+
+    channel: str
+    version: str
+    value: Blob
+    base_version: str | None = None
+
+
+class PendingWrite(NamedTuple):
+    """A write a task made after a checkpoint, before the next one."""
+
+    task_id: str
+    idx: int
+    channel: str
+    value: Blob
+    task_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """One checkpoint with its channel values and pending writes.
+
+    ``channels`` maps each channel to its parts, oldest first: a full value,
+    then the items appended at each later version (usually just the first).
+    """
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    checkpoint: Blob
+    metadata: Blob
+    channel_versions: dict[str, str]
+    channels: dict[str, list[Blob]]
+    writes: list[PendingWrite]
+
+
+def _thread(value: Any, field: str = "thread_id") -> str:
+    return require_str(value, field, max_len=256)
+
+
+def _ns(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 256:
+        raise InvalidInput("must be a string of at most 256 characters", field="checkpoint_ns")
+    return value
+
+
+class Checkpoints(Resource):
+    """``store.checkpoints``: this tenant's graph checkpoints, by thread and namespace."""
+
+    kind = "checkpoint"
+
+    # --- writes -----------------------------------------------------------------------
+
+    def put(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        *,
+        checkpoint: Blob,
+        metadata: Blob,
+        channel_versions: dict[str, str],
+        blobs: Sequence[ChannelBlob] = (),
+        parent_checkpoint_id: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Store a checkpoint (replacing one with its id) and its new channel values.
+
+        A value already stored at its (channel, version) is kept. A blob whose
+        ``base_version`` is not stored raises ``NotFound`` and nothing is written:
+        store the full value instead.
+        """
+        thread_id, checkpoint_ns = _thread(thread_id), _ns(checkpoint_ns)
+        require_str(checkpoint_id, "checkpoint_id", max_len=64)
+        key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
+        row = {
+            **key,
+            "checkpoint_id": checkpoint_id,
+            "parent_checkpoint_id": parent_checkpoint_id,
+            "run_id": run_id,
+            "type": checkpoint.type,
+            "checkpoint": checkpoint.data,
+            "metadata_type": metadata.type,
+            "metadata": metadata.data,
+            "channel_versions": channel_versions,
+            "created_at": utcnow_micros(),
+        }
+        insert = self._core.dialect.insert
+        with self._core.write("storing a checkpoint") as conn:
+            self._check_bases(conn, key, blobs)
+            if blobs:
+                conn.execute(
+                    insert(tb).on_conflict_do_nothing(index_elements=list(tb.primary_key)),
+                    [
+                        {
+                            **key,
+                            "channel": b.channel,
+                            "version": b.version,
+                            "type": b.value.type,
+                            "blob": b.value.data,
+                            "base_version": b.base_version,
+                        }
+                        for b in blobs
+                    ],
+                )
+            stmt = insert(tc)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=list(tc.primary_key),
+                    set_={
+                        c: stmt.excluded[c] for c in row if c not in key and c != "checkpoint_id"
+                    },
+                ),
+                row,
+            )
+
+    def _check_bases(
+        self, conn: Connection, key: dict[str, str], blobs: Sequence[ChannelBlob]
+    ) -> None:
+        bases = {(b.channel, b.base_version) for b in blobs if b.base_version is not None}
+        if not bases:
+            return
+        found = set(
+            conn.execute(
+                sa.select(tb.c.channel, tb.c.version).where(
+                    *self._where(tb, key["thread_id"], key["checkpoint_ns"]),
+                    sa.tuple_(tb.c.channel, tb.c.version).in_(sorted(bases)),
+                )
+            )
+        )
+        missing = bases - found
+        if missing:
+            channel, version = sorted(missing)[0]
+            raise NotFound("checkpoint channel value", f"{channel}@{version}")
+
+    def put_writes(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        writes: Sequence[PendingWrite],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Store a task's writes after a checkpoint; an existing (task, idx) is kept
+        unless ``replace``."""
+        thread_id, checkpoint_ns = _thread(thread_id), _ns(checkpoint_ns)
+        if not writes:
+            return
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint_id,
+                "task_id": w.task_id,
+                "idx": w.idx,
+                "channel": w.channel,
+                "type": w.value.type,
+                "blob": w.value.data,
+                "task_path": w.task_path,
+            }
+            for w in writes
+        ]
+        stmt = self._core.dialect.insert(tw)
+        keys = list(tw.primary_key)
+        if replace:
+            changed = ("channel", "type", "blob", "task_path")
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: stmt.excluded[c] for c in changed}
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+        with self._core.write("storing checkpoint writes") as conn:
+            conn.execute(stmt, rows)
+
+    # --- reads ------------------------------------------------------------------------
+
+    def get(
+        self, thread_id: str, checkpoint_ns: str = "", checkpoint_id: str | None = None
+    ) -> StoredCheckpoint | None:
+        """A checkpoint (the newest of the namespace without ``checkpoint_id``), or None."""
+        thread_id, checkpoint_ns = _thread(thread_id), _ns(checkpoint_ns)
+        where = self._where(tc, thread_id, checkpoint_ns)
+        if checkpoint_id is not None:
+            where.append(tc.c.checkpoint_id == checkpoint_id)
+        stmt = sa.select(tc).where(*where).order_by(tc.c.checkpoint_id.desc()).limit(1)
+        with self._core.read() as conn:
+            rows = list(conn.execute(stmt).mappings())
+            found = self._complete(conn, rows)
+        return found[0] if found else None
+
+    def _where(self, table: sa.FromClause, thread_id: str, ns: str) -> list[sa.ColumnElement[bool]]:
+        return [
+            table.c.tenant_id == self.tenant_id,
+            table.c.thread_id == thread_id,
+            table.c.checkpoint_ns == ns,
+        ]
+
+    def _complete(self, conn: Connection, rows: Sequence[Any]) -> list[StoredCheckpoint]:
+        """Checkpoint rows with their channel values and writes (a few queries per page)."""
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for r in rows:
+            groups.setdefault((r["thread_id"], r["checkpoint_ns"]), []).append(r)
+        values: dict[tuple[str, str, str, str], list[Blob]] = {}
+        writes: dict[tuple[str, str, str], list[PendingWrite]] = {}
+        for (thread_id, ns), group in groups.items():
+            wanted = {(ch, str(v)) for r in group for ch, v in r["channel_versions"].items()}
+            for (ch, v), parts in self._chains(conn, thread_id, ns, wanted).items():
+                values[(thread_id, ns, ch, v)] = parts
+            ids = [r["checkpoint_id"] for r in group]
+            for w in conn.execute(
+                sa.select(tw)
+                .where(*self._where(tw, thread_id, ns), tw.c.checkpoint_id.in_(ids))
+                .order_by(tw.c.checkpoint_id, tw.c.task_path, tw.c.task_id, tw.c.idx)
+            ).mappings():
+                writes.setdefault((thread_id, ns, w["checkpoint_id"]), []).append(
+                    PendingWrite(
+                        w["task_id"],
+                        w["idx"],
+                        w["channel"],
+                        Blob(w["type"], w["blob"] or b""),
+                        w["task_path"],
+                    )
+                )
+        out = []
+        for r in rows:
+            t, ns, cid = r["thread_id"], r["checkpoint_ns"], r["checkpoint_id"]
+            versions = {ch: str(v) for ch, v in r["channel_versions"].items()}
+            out.append(
+                StoredCheckpoint(
+                    thread_id=t,
+                    checkpoint_ns=ns,
+                    checkpoint_id=cid,
+                    parent_checkpoint_id=r["parent_checkpoint_id"],
+                    checkpoint=Blob(r["type"], r["checkpoint"]),
+                    metadata=Blob(r["metadata_type"], r["metadata"]),
+                    channel_versions=versions,
+                    channels={
+                        ch: values[(t, ns, ch, v)]
+                        for ch, v in versions.items()
+                        if (t, ns, ch, v) in values
+                    },
+                    writes=writes.get((t, ns, cid), []),
+                )
+            )
+        return out
+
+    def _chains(
+        self, conn: Connection, thread_id: str, ns: str, wanted: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Blob]]:
+        """For each (channel, version): its value's parts, from the full value to that version."""
+        out: dict[tuple[str, str], list[Blob]] = {}
+        for r in self._chain_rows(conn, thread_id, ns, wanted):
+            parts = out.setdefault((r["channel"], r["tip"]), [])
+            if not parts and r["base_version"] is not None:
+                raise NotFound("checkpoint channel value", f"{r['channel']}@{r['base_version']}")
+            parts.append(Blob(r["type"], r["blob"] or b""))
+        return out
+
+    def _chain_rows(
+        self, conn: Connection, thread_id: str, ns: str, wanted: Iterable[tuple[str, str]]
+    ) -> list[Any]:
+        """The value rows behind each wanted (channel, version), base first, in one query."""
+        pairs = sorted(wanted)
+        if not pairs:
+            return []
+        anchor = (
+            sa.select(
+                tb.c.channel,
+                tb.c.version.label("tip"),
+                tb.c.version,
+                tb.c.base_version,
+                tb.c.type,
+                tb.c.blob,
+                sa.literal(0).label("depth"),
+            )
+            .where(
+                *self._where(tb, thread_id, ns), sa.tuple_(tb.c.channel, tb.c.version).in_(pairs)
+            )
+            .cte("chain", recursive=True)
+        )
+        base = tb.alias("base")
+        chain = anchor.union_all(
+            sa.select(
+                anchor.c.channel,
+                anchor.c.tip,
+                base.c.version,
+                base.c.base_version,
+                base.c.type,
+                base.c.blob,
+                anchor.c.depth + 1,
+            ).where(
+                *self._where(base, thread_id, ns),
+                base.c.channel == anchor.c.channel,
+                base.c.version == anchor.c.base_version,
+                anchor.c.depth < _MAX_CHAIN,
+            )
+        )
+        stmt = sa.select(chain).order_by(chain.c.channel, chain.c.tip, chain.c.depth.desc())
+        return list(conn.execute(stmt).mappings())
+
+    # --- whole threads ------------------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread's checkpoints, values and writes, in every namespace."""
+        thread_id = _thread(thread_id)
+        with self._core.write("deleting a checkpoint thread") as conn:
+            for table in (tw, tb, tc):
+                conn.execute(
+                    sa.delete(table).where(
+                        table.c.tenant_id == self.tenant_id, table.c.thread_id == thread_id
+                    )
+                )
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints the given runs made, and their writes.
+
+        Channel values stay: a later checkpoint's value may be stored as items
+        appended to one of them.
+        """
+        runs = [require_str(r, "run_ids", max_len=128) for r in run_ids]
+        if not runs:
+            return
+        with self._core.write("deleting the checkpoints of runs") as conn:
+            doomed = sa.select(tc.c.thread_id, tc.c.checkpoint_ns, tc.c.checkpoint_id).where(
+                tc.c.tenant_id == self.tenant_id, tc.c.run_id.in_(runs)
+            )
+            conn.execute(
+                sa.delete(tw).where(
+                    tw.c.tenant_id == self.tenant_id,
+                    sa.tuple_(tw.c.thread_id, tw.c.checkpoint_ns, tw.c.checkpoint_id).in_(doomed),
+                )
+            )
+            conn.execute(
+                sa.delete(tc).where(tc.c.tenant_id == self.tenant_id, tc.c.run_id.in_(runs))
+            )
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, value and write of a thread to another thread id."""
+        source = _thread(source_thread_id, "source_thread_id")
+        target = _thread(target_thread_id, "target_thread_id")
+        with self._core.write("copying a checkpoint thread") as conn:
+            for table in (tb, tc, tw):
+                cols = [c.name for c in table.columns]
+                picked = [
+                    sa.literal(target, sa.String()).label(c) if c == "thread_id" else table.c[c]
+                    for c in cols
+                ]
+                select = sa.select(*picked).where(
+                    table.c.tenant_id == self.tenant_id, table.c.thread_id == source
+                )
+                conn.execute(
+                    self._core.dialect.insert(table)
+                    .from_select(cols, select)
+                    .on_conflict_do_nothing(index_elements=list(table.primary_key))
+                )
+
+    def prune(self, thread_ids: Sequence[str], *, keep_latest: bool = True) -> None:
+        """Keep only the newest checkpoint of each namespace of the threads (with its
+        writes and the values it reads), or with ``keep_latest=False`` delete them all."""
+        threads = [_thread(t, "thread_ids") for t in thread_ids]
+        for thread_id in threads:
+            if not keep_latest:
+                self.delete_thread(thread_id)
+                continue
+            with self._core.write("pruning a checkpoint thread") as conn:
+                self._prune_thread(conn, thread_id)
+
+    def _prune_thread(self, conn: Connection, thread_id: str) -> None:
+        mine = [tc.c.tenant_id == self.tenant_id, tc.c.thread_id == thread_id]
+        latest = {
+            ns: cid
+            for ns, cid in conn.execute(
+                sa.select(tc.c.checkpoint_ns, sa.func.max(tc.c.checkpoint_id))
+                .where(*mine)
+                .group_by(tc.c.checkpoint_ns)
+            )
+        }
+        for ns, cid in latest.items():
+            row = conn.execute(
+                sa.select(tc.c.channel_versions).where(
+                    *mine, tc.c.checkpoint_ns == ns, tc.c.checkpoint_id == cid
+                )
+            ).scalar_one()
+            keep = self._chain_versions(
+                conn, thread_id, ns, {(ch, str(v)) for ch, v in row.items()}
+            )
+            conn.execute(
+                sa.delete(tc).where(*mine, tc.c.checkpoint_ns == ns, tc.c.checkpoint_id != cid)
+            )
+            conn.execute(
+                sa.delete(tw).where(*self._where(tw, thread_id, ns), tw.c.checkpoint_id != cid)
+            )
+            stale = [
+                (ch, v)
+                for ch, v in conn.execute(
+                    sa.select(tb.c.channel, tb.c.version).where(*self._where(tb, thread_id, ns))
+                )
+                if (ch, v) not in keep
+            ]
+            for start in range(0, len(stale), 500):
+                conn.execute(
+                    sa.delete(tb).where(
+                        *self._where(tb, thread_id, ns),
+                        sa.tuple_(tb.c.channel, tb.c.version).in_(stale[start : start + 500]),
+                    )
+                )
+
+    def _chain_versions(
+        self, conn: Connection, thread_id: str, ns: str, wanted: set[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """The (channel, version) rows the wanted values are built from."""
+        return {(r["channel"], r["version"]) for r in self._chain_rows(conn, thread_id, ns, wanted)}
+
+    def list(
+        self,
+        thread_id: str | None = None,
+        checkpoint_ns: str | None = None,
+        *,
+        checkpoint_id: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+    ) -> list[StoredCheckpoint]:
+        """Checkpoints newest first (by id), of one thread or all, one namespace or all.
+
+        ``before``: only ids below it (pass the last id of a page to read on).
+        """
+        check_limit(limit)
+        where: list[sa.ColumnElement[bool]] = [tc.c.tenant_id == self.tenant_id]
+        if thread_id is not None:
+            where.append(tc.c.thread_id == _thread(thread_id))
+        if checkpoint_ns is not None:
+            where.append(tc.c.checkpoint_ns == _ns(checkpoint_ns))
+        if checkpoint_id is not None:
+            where.append(tc.c.checkpoint_id == checkpoint_id)
+        if before is not None:
+            where.append(tc.c.checkpoint_id < before)
+        order = [tc.c.checkpoint_id.desc(), tc.c.thread_id, tc.c.checkpoint_ns]
+        stmt = sa.select(tc).where(*where).order_by(*order).limit(limit)
+        with self._core.read() as conn:
+            return self._complete(conn, list(conn.execute(stmt).mappings()))

@@ -1,0 +1,148 @@
+"""AgentkeepSaver under a real LangGraph StateGraph with a tool and a scripted model."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from langchain_core.language_models.fake_chat_models import (
+    FakeMessagesListChatModel,
+)
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+
+import agentkeep
+from agentkeep import Store
+from agentkeep.integrations.langgraph import AgentkeepSaver
+from agentkeep.store.schema import graph_checkpoint_blobs
+
+_ids = itertools.count()
+
+
+@tool
+def weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+def _script() -> list[AIMessage]:
+    """Each turn: the model asks for the weather tool, then answers with its result."""
+    out: list[AIMessage] = []
+    for n in range(20):
+        call = {"name": "weather", "args": {"city": f"city{n}"}, "id": f"call_{n}"}
+        out.append(AIMessage(content="", tool_calls=[call]))
+        out.append(AIMessage(content=f"answer {n}"))
+    return out
+
+
+def _graph(saver: AgentkeepSaver, model: FakeMessagesListChatModel) -> Any:
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", agent)
+    builder.add_node("tools", ToolNode([weather]))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    builder.add_edge("agent", END)
+    return builder.compile(checkpointer=saver)
+
+
+def _turn(graph: Any, thread: str, n: int) -> list[Any]:
+    config = {"configurable": {"thread_id": thread}}
+    out = graph.invoke({"messages": [HumanMessage(f"weather {n}?", id=f"h{n}")]}, config)
+    return list(out["messages"])
+
+
+def test_graph_with_a_tool_keeps_the_conversation(store: Store) -> None:
+    model = FakeMessagesListChatModel(responses=_script())
+    graph = _graph(AgentkeepSaver(store), model)
+    thread = f"t{next(_ids)}"
+    for n in range(3):
+        messages = _turn(graph, thread, n)
+    assert [type(m).__name__ for m in messages] == [
+        "HumanMessage",
+        "AIMessage",
+        "ToolMessage",
+        "AIMessage",
+    ] * 3
+    assert [m.content for m in messages if isinstance(m, ToolMessage)] == [
+        "sunny in city0",
+        "sunny in city1",
+        "sunny in city2",
+    ]
+    # A fresh saver (nothing cached) reads the same state, and history is listed newest first.
+    state = _graph(AgentkeepSaver(store), model).get_state({"configurable": {"thread_id": thread}})
+    assert state.values["messages"] == messages
+    history = list(graph.get_state_history({"configurable": {"thread_id": thread}}))
+    steps = [h.metadata["step"] for h in history]
+    assert steps == sorted(steps, reverse=True) and len(history) > 9
+
+
+def test_a_turn_stores_only_what_it_appended(store: Store) -> None:
+    saver = AgentkeepSaver(store)
+    graph = _graph(saver, FakeMessagesListChatModel(responses=_script()))
+    thread = f"t{next(_ids)}"
+    for n in range(4):
+        _turn(graph, thread, n)
+    with store._core.read() as conn:  # the rows themselves: deltas point at their base
+        rows = (
+            conn.execute(
+                graph_checkpoint_blobs.select().where(
+                    graph_checkpoint_blobs.c.tenant_id == store.tenant_id,
+                    graph_checkpoint_blobs.c.thread_id == thread,
+                    graph_checkpoint_blobs.c.channel == "messages",
+                )
+            )
+            .mappings()
+            .all()
+        )
+    full = [r for r in rows if r["base_version"] is None]
+    assert len(full) == 1 and len(rows) > 10
+    biggest = max(len(r["blob"]) for r in rows if r["base_version"] is not None)
+    assert biggest < len(full[0]["blob"]) * 3  # one step's messages, never the whole thread
+
+
+def test_a_deleted_base_falls_back_to_a_full_value(store: Store) -> None:
+    script = _script()
+    mine, other = AgentkeepSaver(store), AgentkeepSaver(store)
+    graph = _graph(mine, FakeMessagesListChatModel(responses=script))
+    thread = f"t{next(_ids)}"
+    _turn(graph, thread, 0)
+    other.delete_thread(thread)  # another process deletes the thread; `mine` still caches it
+    messages = _turn(graph, thread, 1)
+    assert [m.content for m in messages] == ["weather 1?", "", "sunny in city1", "answer 1"]
+    fresh = _graph(AgentkeepSaver(store), FakeMessagesListChatModel(responses=script))
+    assert fresh.get_state({"configurable": {"thread_id": thread}}).values["messages"] == messages
+
+
+async def test_async_graph_resumes_after_a_restart(backend: str, db_url: str) -> None:
+    tenant = f"lg{next(_ids)}_{backend}"
+    thread = "conversation"
+    script = _script()
+    astore = await agentkeep.aconnect(db_url, tenant=tenant)
+    graph = _graph(AgentkeepSaver(astore), FakeMessagesListChatModel(responses=script))
+    config = {"configurable": {"thread_id": thread}}
+    out = await graph.ainvoke({"messages": [HumanMessage("weather 0?", id="h0")]}, config)
+    assert out["messages"][-1].content == "answer 0"
+    await astore.close()
+    if backend == "memory":
+        return  # memory does not outlive its store
+    # A new store and saver, as after a process restart: the agent continues the thread.
+    astore = await agentkeep.aconnect(db_url, tenant=tenant)
+    graph = _graph(AgentkeepSaver(astore), FakeMessagesListChatModel(responses=script[2:]))
+    out = await graph.ainvoke({"messages": [HumanMessage("weather 1?", id="h1")]}, config)
+    assert [m.content for m in out["messages"]] == [
+        "weather 0?",
+        "",
+        "sunny in city0",
+        "answer 0",
+        "weather 1?",
+        "",
+        "sunny in city1",
+        "answer 1",
+    ]
+    await astore.close()
