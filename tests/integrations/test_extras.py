@@ -10,6 +10,7 @@ import pytest
 
 INTEGRATIONS = {
     "agentkeep.integrations.langgraph": ("langgraph.checkpoint.base", "langgraph"),
+    "agentkeep.integrations.openai_agents": ("agents", "openai-agents"),
 }
 
 

@@ -1,0 +1,259 @@
+"""An OpenAI Agents SDK session over an agentkeep store, with usage recorded.
+
+    from agentkeep.integrations.openai_agents import AgentkeepSession
+    session = AgentkeepSession("user-42", store)          # a Store or an AsyncStore
+    result = await Runner.run(agent, "hi", session=session, hooks=session.hooks())
+
+Items are agentkeep messages of the session with id ``session_id`` (created on
+the first write): what the SDK stored reads back equal, whatever its type
+(messages, function calls and outputs, reasoning, approvals, hosted tool
+calls). ``session.hooks()`` records each model call of a run as an LLM usage
+row of the session (tokens, latency, model, cost from the price table). Needs
+``pip install 'agentkeep[openai-agents]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from agentkeep.integrations._extra import require
+
+require("agents", "openai-agents")
+
+from agents import Agent, RunContextWrapper, RunHooks  # noqa: E402
+from agents.items import ModelResponse, TResponseInputItem  # noqa: E402
+from agents.memory import SessionSettings  # noqa: E402
+from agents.memory.session_settings import (  # noqa: E402
+    coerce_session_settings,
+    resolve_session_limit,
+)
+from agents.models import get_default_model  # noqa: E402
+
+from agentkeep.aio import AsyncStore  # noqa: E402
+from agentkeep.errors import Conflict, NotFound  # noqa: E402
+from agentkeep.models import BLOCK_TYPES, ROLES, Message  # noqa: E402
+from agentkeep.models.common import MAX_LIMIT  # noqa: E402
+from agentkeep.store import Store  # noqa: E402
+
+__all__ = ["AgentkeepSession", "UsageHooks", "item_from_message", "message_from_item"]
+
+_TEXT = ("text", "input_text", "output_text", "refusal")
+
+
+def message_from_item(item: TResponseInputItem) -> dict[str, Any]:
+    """An SDK item as a message to append (``role``, ``content``, ``extra``).
+
+    A message keeps its role and content blocks (searchable like any other
+    message); an item that is itself a known block (function calls and their
+    outputs, reasoning) is the message's one block; any other item is kept
+    whole in ``extra``. ``extra["openai_item"]`` says which, with the rest.
+    """
+    data: dict[str, Any] = dict(item)
+    kind = data.get("type", "message")
+    role, content = data.get("role"), data.get("content")
+    if kind == "message" and role in ROLES:
+        rest = {k: v for k, v in data.items() if k not in ("role", "content")}
+        if isinstance(content, str):
+            blocks = [{"type": "text", "text": content}]
+            return _message(role, blocks, "text", rest)
+        if isinstance(content, list) and all(_plain_block(b) for b in content):
+            return _message(role, content, "blocks", rest)
+    if kind in BLOCK_TYPES and kind not in _TEXT:
+        return _message(_role_of(kind), [data], "block", {})
+    keep_role = kind == "message" and role in ROLES
+    return _message(role if keep_role else _role_of(str(kind)), [], "item", data)
+
+
+def _plain_block(block: Any) -> bool:
+    if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
+        return False
+    if block["type"] in _TEXT:
+        return isinstance(block.get("text", block.get("refusal")), str)
+    return True
+
+
+def _role_of(kind: str) -> str:
+    return "tool" if kind.endswith("_output") else "assistant"
+
+
+def _message(role: Any, content: list[Any], form: str, rest: dict[str, Any]) -> dict[str, Any]:
+    return {"role": role, "content": content, "extra": {"openai_item": {"form": form, **rest}}}
+
+
+def item_from_message(message: Message) -> TResponseInputItem:
+    """The SDK item a message was stored from (see :func:`message_from_item`)."""
+    saved = dict(message.extra.get("openai_item") or {"form": "blocks"})
+    form = saved.pop("form")
+    item: dict[str, Any]
+    if form == "text":
+        item = {**saved, "role": message.role, "content": message.content[0]["text"]}
+    elif form == "blocks":
+        item = {**saved, "role": message.role, "content": message.content}
+    elif form == "block":
+        item = dict(message.content[0])
+    else:
+        item = saved
+    return item  # type: ignore[return-value]
+
+
+class AgentkeepSession:
+    """The SDK's ``Session`` protocol on an agentkeep session.
+
+    ``store``: a :class:`agentkeep.Store` (calls run in a worker thread) or an
+    :class:`agentkeep.AsyncStore`. ``session_settings.limit`` is the default
+    number of items ``get_items`` returns (None: all). ``agent_id`` and
+    ``user_id`` are set on the session when it is created.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        store: Store | AsyncStore,
+        *,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.store = store if isinstance(store, AsyncStore) else AsyncStore(store)
+        self.session_settings: SessionSettings | None = (
+            coerce_session_settings(session_settings) if session_settings is not None else None
+        )
+        self.agent_id = agent_id
+        self.user_id = user_id
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The session's items, oldest first; with ``limit``, only the last ``limit``."""
+        n = resolve_session_limit(limit, self.session_settings)
+        if n is not None and n <= 0:
+            return [] if n == 0 else await self.get_items(None)
+        try:
+            if n is not None and n <= MAX_LIMIT:
+                found = await self.store.messages.recent(self.session_id, n)
+            else:
+                found = await self._all(n)
+        except NotFound:
+            return []
+        return [item_from_message(m) for m in found]
+
+    async def _all(self, n: int | None) -> list[Message]:
+        """Every message (or the last ``n``), a page at a time, newest first then reversed."""
+        out: list[Message] = []
+        after: str | None = None
+        while n is None or len(out) < n:
+            page = await self.store.messages.list(
+                self.session_id, limit=MAX_LIMIT, after=after, order="desc"
+            )
+            out.extend(page.items)
+            if not page.has_more:
+                break
+            after = page.last_id
+        out = out[:n] if n is not None else out
+        out.reverse()
+        return out
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append items in order, in one transaction (creating the session if needed)."""
+        if not items:
+            return
+        rows = [{**message_from_item(i), "agent_id": self.agent_id} for i in items]
+        try:
+            await self.store.messages.append_many(self.session_id, rows)
+        except NotFound:
+            await self._create()
+            await self.store.messages.append_many(self.session_id, rows)
+
+    async def _create(self) -> None:
+        with contextlib.suppress(Conflict):  # created meanwhile by another writer
+            await self.store.sessions.create(
+                id=self.session_id, agent_id=self.agent_id, user_id=self.user_id
+            )
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item (None if there is none)."""
+        while True:
+            try:
+                last = await self.store.messages.recent(self.session_id, 1)
+            except NotFound:
+                return None
+            if not last:
+                return None
+            try:
+                await self.store.messages.delete(last[0].id)
+            except NotFound:
+                continue  # another writer popped it first: take the next one
+            return item_from_message(last[0])
+
+    async def clear_session(self) -> None:
+        """Delete the session and its items; its usage rows stay, for cost accounting."""
+        with contextlib.suppress(NotFound):
+            await self.store.sessions.delete(self.session_id)
+
+    def hooks(self) -> UsageHooks:
+        """Run hooks that record each model call of a run as a usage row of this session."""
+        return UsageHooks(self.store, session_id=self.session_id, user_id=self.user_id)
+
+
+class UsageHooks(RunHooks[Any]):
+    """``Runner.run(..., hooks=UsageHooks(store, session_id=...))``: one usage row per model call.
+
+    Tokens come from the SDK's usage of each response (cached and reasoning
+    tokens included); latency is the time from ``on_llm_start`` to
+    ``on_llm_end``; the cost comes from agentkeep's price table (None when the
+    model's price is unknown).
+    """
+
+    def __init__(
+        self,
+        store: Store | AsyncStore,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        provider: str = "openai",
+    ) -> None:
+        self.store = store if isinstance(store, AsyncStore) else AsyncStore(store)
+        self.session_id = session_id
+        self.user_id = user_id
+        self.provider = provider
+        self._started: dict[tuple[int, str], float] = {}
+
+    async def on_llm_start(
+        self,
+        context: RunContextWrapper[Any],
+        agent: Agent[Any],
+        system_prompt: str | None,
+        input_items: list[TResponseInputItem],
+    ) -> None:
+        self._started[(id(context), agent.name)] = time.perf_counter()
+
+    async def on_llm_end(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse
+    ) -> None:
+        started = self._started.pop((id(context), agent.name), None)
+        latency = None if started is None else round((time.perf_counter() - started) * 1000)
+        usage = response.usage
+        metadata = {"response_id": response.response_id} if response.response_id else None
+        await self.store.usage.record(
+            provider=self.provider,
+            model=_model_name(agent),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.input_tokens_details.cached_tokens or 0,
+            reasoning_tokens=usage.output_tokens_details.reasoning_tokens or 0,
+            latency_ms=latency,
+            agent_id=agent.name[:256],
+            session_id=self.session_id,
+            user_id=self.user_id,
+            metadata=metadata,
+        )
+
+
+def _model_name(agent: Agent[Any]) -> str:
+    model = agent.model
+    if model is None:
+        return get_default_model()
+    if isinstance(model, str):
+        return model
+    return str(getattr(model, "model", None) or type(model).__name__)
