@@ -8,16 +8,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from _multiproc import spawn_child
 
 import agentkeep
 from agentkeep import Store
+from agentkeep.errors import InvalidInput
 
 pytestmark = pytest.mark.slow
 
@@ -147,6 +151,17 @@ for i in range(1_000_000):
 """
 
 
+def _all_messages(store: Store, session_id: str) -> Iterator[Any]:
+    """Every stored message, page by page: the child may ack more than any one page holds."""
+    after: str | None = None
+    while True:
+        page = store.messages.list(session_id, limit=500, after=after)
+        yield from page.items
+        if not page.has_more:
+            return
+        after = page.last_id
+
+
 def test_sigkill_after_acknowledged_appends_loses_none(target: tuple[str, str]) -> None:
     url, durability = target
     with agentkeep.connect(url, tenant=TENANT) as store:
@@ -178,7 +193,7 @@ def test_sigkill_after_acknowledged_appends_loses_none(target: tuple[str, str]) 
             acknowledged.update({mid: seq for mid, seq in json.loads(line[4:])})
 
     with agentkeep.connect(url, tenant=TENANT, durability=durability) as store:
-        stored = {m.id: m.seq for m in store.messages.list(session.id, limit=1000).items}
+        stored = {m.id: m.seq for m in _all_messages(store, session.id)}
         current = store.sessions.get(session.id)
         # Every acknowledged append is there, at the seq it was acknowledged with ...
         assert {mid: stored.get(mid) for mid in acknowledged} == acknowledged
@@ -188,3 +203,103 @@ def test_sigkill_after_acknowledged_appends_loses_none(target: tuple[str, str]) 
         assert (current.message_count, current.last_seq) == (len(stored), len(stored))
         # The store keeps working after the crash.
         assert store.messages.append(session.id, "user", "after").seq == len(stored) + 1
+
+
+# -- the setting on every connection that writes ------------------------------------------------
+#
+# A SIGKILL cannot tell NORMAL from FULL (both keep what was committed when only the
+# process dies), so each mode is checked where it takes effect: on every connection
+# the store opened, through SQLAlchemy's pool and through the fast path alike.
+
+_SQLITE_SYNCHRONOUS = {"normal": 1, "full": 2, "off": 0}
+
+
+def _recording(monkeypatch: pytest.MonkeyPatch, module: Any, opened: list[Any]) -> None:
+    """Record every connection ``module.connect`` opens from now on."""
+    real: Callable[..., Any] = module.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        conn = real(*args, **kwargs)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(module, "connect", connect)
+
+
+@pytest.mark.parametrize("durability", ["normal", "full", "off"])
+def test_sqlite_durability_is_set_on_every_writing_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str
+) -> None:
+    opened: list[sqlite3.Connection] = []
+    # SQLAlchemy's pysqlite driver connects through sqlite3.dbapi2, the fast path through sqlite3.
+    _recording(monkeypatch, sqlite3, opened)
+    _recording(monkeypatch, sqlite3.dbapi2, opened)
+    with agentkeep.connect(f"sqlite:///{tmp_path}/d.db", durability=durability) as store:
+        ids = _write_everything(store)  # SQLAlchemy-path writes and fast-path appends
+        store.messages.append_many(ids["session"], [{"role": "user", "content": "many"}])
+        writers = [c for c in opened if c.total_changes > 0]
+        # At least the pool's connection and the fast path's writer wrote.
+        assert len(writers) >= 2, f"only {len(writers)} of {len(opened)} connections wrote"
+        settings = [c.execute("PRAGMA synchronous").fetchone()[0] for c in writers]
+    assert settings == [_SQLITE_SYNCHRONOUS[durability]] * len(writers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("durability", "server", "expected"),
+    [("normal", "off", "off"), ("full", "off", "on"), ("off", "on", "off")],
+)
+def test_postgres_durability_is_set_on_every_connection(
+    postgres_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    durability: str,
+    server: str,
+    expected: str,
+) -> None:
+    """``normal`` keeps the server's ``synchronous_commit``; ``full`` and ``off`` override it."""
+    url = str(postgres_server.new_database())
+    agentkeep.connect(url, auto_migrate=True).close()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = {server}')
+    opened: list[psycopg.Connection[Any]] = []
+    _recording(monkeypatch, psycopg, opened)
+    with agentkeep.connect(url, durability=durability) as store:
+        ids = _write_everything(store)
+        store.messages.append_many(ids["session"], [{"role": "user", "content": "many"}])
+        live = [c for c in opened if not c.closed]
+        # At least the pool's connection and the fast path's connection are open.
+        assert len(live) >= 2, f"only {len(live)} of {len(opened)} connections are open"
+        settings = []
+        for conn in live:
+            with conn.cursor() as cur:
+                cur.execute("SHOW synchronous_commit")
+                row = cur.fetchone()
+                assert row is not None
+                settings.append(row[0])
+            if not conn.autocommit:
+                conn.rollback()
+    assert settings == [expected] * len(live)
+
+
+@pytest.mark.parametrize("bad", ["fast", "", "FULLY", 1])
+def test_a_bad_durability_is_refused_naming_the_field(tmp_path: Path, bad: Any) -> None:
+    path = tmp_path / "bad.db"
+    with pytest.raises(InvalidInput) as err:
+        agentkeep.connect(f"sqlite:///{path}", durability=bad)
+    assert err.value.field == "durability"
+    assert not path.exists(), "nothing is created for a refused connect"
+
+
+def test_the_durability_setting_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTKEEP_DURABILITY", "off")
+    with agentkeep.connect(f"sqlite:///{tmp_path}/env.db") as store:
+        assert store.sessions.create().id
+        with store._core.write() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 0
+    monkeypatch.setenv("AGENTKEEP_DURABILITY", "sometimes")
+    with pytest.raises(InvalidInput) as err:
+        agentkeep.connect(f"sqlite:///{tmp_path}/env.db")
+    assert err.value.field == "durability"

@@ -331,6 +331,16 @@ class PostgresDialect(Dialect):
     supports_listen = True
     session_locks = True
 
+    @property
+    def synchronous_commit(self) -> str | None:
+        """What every connection sets ``synchronous_commit`` to; None keeps the server's.
+
+        ``normal`` keeps the server's own setting (``on`` by default: a returned
+        write survives a crash of the client and of the server); ``full`` insists
+        on ``on``; ``off`` may lose the last commits if the server crashes.
+        """
+        return {"normal": None, "full": "on", "off": "off"}[self.durability]
+
     def create_engine(self) -> Engine:
         url = sa.engine.make_url(self.url)
         url = url.set(drivername="postgresql+psycopg")
@@ -342,16 +352,15 @@ class PostgresDialect(Dialect):
             pool_timeout=30,
             connect_args={"connect_timeout": 10, "application_name": "agentkeep"},
         )
-        if self.durability == "normal":
-            # Committed on return unless the server itself crashes: we keep the
-            # server's own setting (synchronous_commit=on by default).
-            pass
-        elif self.durability == "off":
+        synchronous_commit = self.synchronous_commit
+        if synchronous_commit is not None:
 
             @event.listens_for(engine, "connect")
             def _on_connect(dbapi_conn: Any, _record: Any) -> None:
                 with dbapi_conn.cursor() as cur:
-                    cur.execute("SET synchronous_commit = off")
+                    cur.execute(f"SET synchronous_commit = {synchronous_commit}")
+                # Commit the SET: a pool's reset-on-return rollback would undo it.
+                dbapi_conn.commit()
 
         return engine
 

@@ -688,7 +688,7 @@ class PostgresFastPath(FastPath):
         super().__init__(dialect)
         url = sa.engine.make_url(dialect.url).set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
-        self._durability = dialect.durability
+        self._synchronous_commit = dialect.synchronous_commit
         keep = max(dialect.pool_size, 1)
         # Each connection is kept with one cursor that runs all its statements:
         # a cursor per statement (``conn.execute``) costs ~15 µs of a ~300 µs read.
@@ -701,8 +701,8 @@ class PostgresFastPath(FastPath):
             connect_timeout=10,
             application_name="agentkeep",
         )
-        if self._durability == "off":
-            conn.execute("SET synchronous_commit = off")
+        if self._synchronous_commit is not None:
+            conn.execute(f"SET synchronous_commit = {self._synchronous_commit}")
         # These connections run only the fixed statements below. Before the first
         # ANALYZE of a fresh table the planner picks the smaller idempotency-key
         # index for recent() and sorts the whole session; without sorts it must

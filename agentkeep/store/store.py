@@ -151,14 +151,21 @@ def connect(
     PostgreSQL only with ``auto_migrate=True`` (or ``agentkeep db upgrade``).
 
     ``durability``: ``normal`` (default; SQLite WAL with synchronous=NORMAL, which
-    survives a process crash but may lose the last commits on power loss) or
-    ``full`` (synchronous=FULL: survives power loss).
+    survives a process crash but may lose the last commits on power loss;
+    PostgreSQL keeps the server's ``synchronous_commit``), ``full`` (SQLite
+    synchronous=FULL, PostgreSQL synchronous_commit=on: survives power loss) or
+    ``off`` (SQLite synchronous=OFF, PostgreSQL synchronous_commit=off: a crash of
+    the machine or server may lose the last commits).
     """
     settings = Settings.from_env()
     url = url or settings.database_url
-    durability = (durability or settings.durability).lower()
-    if durability not in _DURABILITY:
-        raise InvalidInput(f"must be one of {', '.join(_DURABILITY)}", field="durability")
+    if durability is None:
+        durability = settings.durability
+    if not isinstance(durability, str) or durability.lower() not in _DURABILITY:
+        raise InvalidInput(
+            f"must be one of {', '.join(_DURABILITY)}, not {durability!r}", field="durability"
+        )
+    durability = durability.lower()
     dialect = dialect_for_url(
         url, pool_size=pool_size, max_overflow=max_overflow, durability=durability
     )
