@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -284,7 +285,39 @@ def test_closing_follow_frees_its_listener(store: Store, monkeypatch: pytest.Mon
         assert alive == 0
 
 
-def test_cancel_ends_a_follower_waiting_in_another_thread(store: Store) -> None:
+def _watch_waits(
+    store: Store, monkeypatch: pytest.MonkeyPatch, on_wait: Callable[[], None] | None = None
+) -> threading.Event:
+    """Set once a follower's listener starts waiting; ``wakes`` records what each wait returned."""
+    dialect = store._core.dialect
+    real_listen = dialect.listen
+    waiting = threading.Event()
+    wakes: list[bool] = []
+
+    def listen(channel: str) -> Any:
+        listener = real_listen(channel)
+        real_wait = listener.wait
+
+        def wait(timeout: float) -> bool:
+            if not waiting.is_set():
+                waiting.set()
+                if on_wait is not None:
+                    on_wait()
+            woken = real_wait(timeout)
+            wakes.append(woken)
+            return woken
+
+        listener.wait = wait  # type: ignore[method-assign]
+        return listener
+
+    monkeypatch.setattr(dialect, "listen", listen)
+    waiting.wakes = wakes  # type: ignore[attr-defined]
+    return waiting
+
+
+def test_cancel_ends_a_follower_waiting_in_another_thread(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cancel = threading.Event()
     seen: list[int] = []
     ended = threading.Event()
@@ -294,10 +327,12 @@ def test_cancel_ends_a_follower_waiting_in_another_thread(store: Store) -> None:
             seen.append(event.bookmark)
         ended.set()
 
+    waiting = _watch_waits(store, monkeypatch)
     store.events.append("custom")
     th = threading.Thread(target=follower)
     th.start()
-    time.sleep(0.3)
+    # Cancel once the follower waits (its next poll is 30 s away), not before.
+    assert waiting.wait(10), "the follower never waited"
     cancel.set()
     assert ended.wait(5)
     th.join()
@@ -333,20 +368,28 @@ def test_follow_sees_events_of_other_processes(store: Store) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-def test_postgres_followers_are_woken_by_notify(store: Store) -> None:
-    """With a 30 s poll interval, only NOTIFY can deliver the other process's events quickly."""
+def test_postgres_followers_are_woken_by_notify(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a 30 s poll interval, every wait of the follower ends by a NOTIFY.
+
+    The other process starts appending only once the follower has read (nothing)
+    and waits, so polling alone cannot deliver its events: each wait would end
+    by its timeout and return False.
+    """
     proc = spawn_appender(store, 3, "n", pause=0.2)
+    waiting = _watch_waits(store, monkeypatch, on_wait=lambda: start(proc))
     follower = store.events.follow(poll_interval=30, timeout=60)
-    got: list[float] = []
-    start(proc)
-    sent = time.monotonic()
-    for _event in follower:
-        got.append(time.monotonic() - sent)
+    got = []
+    for event in follower:
+        got.append(event.data["i"])
         if len(got) == 3:
             break
     follower.close()
     assert finish(proc) == 0
-    assert got[-1] < 10, got
+    assert got == [0, 1, 2]
+    wakes: list[bool] = waiting.wakes  # type: ignore[attr-defined]
+    assert wakes and all(wakes), f"a wait ended without a notification: {wakes}"
 
 
 async def test_async_append_list_and_follow(astore: AsyncStore) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import linecache
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -141,44 +143,106 @@ def test_timeout_raises_lock_timeout(store: Store) -> None:
         pass
 
 
+def _waits_for_a_lock(store: Store, thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked taking a lock: it tried, found it held, and waits."""
+    if store._core.dialect.session_locks:  # blocked in the server on pg_advisory_lock
+        with store._core.read() as conn:
+            waiting = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            ).scalar()
+        return bool(waiting)
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:  # sleeping between two attempts to take the lease
+        if frame.f_code.co_filename.endswith(os.path.join("store", "locks.py")):
+            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+            if "sleep(" in line:
+                return True
+        frame = frame.f_back
+    return False
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
 def test_a_waiter_gets_the_lock_when_it_is_released(store: Store) -> None:
     held = threading.Event()
+    release = threading.Event()
+    released = threading.Event()
+    got: list[bool] = []
 
     def holder() -> None:
         with store.lock("handover", ttl=10, wait=5):
             held.set()
-            time.sleep(0.3)
+            release.wait(30)
+            released.set()  # last thing before the lock is given back
 
-    th = threading.Thread(target=holder)
-    th.start()
+    def waiter() -> None:
+        with store.lock("handover", wait=60):
+            got.append(released.is_set())
+
+    first = threading.Thread(target=holder)
+    first.start()
     assert held.wait(10)
-    started = time.monotonic()
-    with store.lock("handover", wait=10):
-        waited = time.monotonic() - started
-    th.join()
-    assert 0.1 < waited < 5
+    second = threading.Thread(target=waiter)
+    second.start()
+    try:
+        _until(lambda: _waits_for_a_lock(store, second), "the waiter waits for the lock")
+        assert not got, "the waiter took a lock that is held"
+    finally:
+        release.set()
+        first.join()
+    second.join(60)
+    assert got == [True]
 
 
 def test_a_live_holder_keeps_its_lease_past_ttl(store: Store) -> None:
     """The lease is renewed while the block runs, so ttl only bounds a dead holder."""
     held = threading.Event()
     release = threading.Event()
+    ttl = 0.3
 
     def holder() -> None:
-        with store.lock("long", ttl=0.3, wait=5):
+        with store.lock("long", ttl=ttl, wait=5):
             held.set()
-            release.wait(10)
+            release.wait(30)
 
     th = threading.Thread(target=holder)
     th.start()
     try:
         assert held.wait(10)
-        time.sleep(0.8)
+        started = time.monotonic()
+        if not store._core.dialect.session_locks:
+            first = _lease_expiry(store, "long")
+            # Wait until the first lease has expired by the clock and was renewed since.
+            _until(
+                lambda: utcnow_micros() > first and (_lease_expiry(store, "long") or 0) > first,
+                "the lease is renewed past its first expiry",
+            )
+        else:  # a session lock has no lease: ttl does not apply at all
+            _until(lambda: time.monotonic() > started + ttl, "ttl has passed")
         with pytest.raises(LockTimeout), store.lock("long", wait=0.2):
             pass  # pragma: no cover
     finally:
         release.set()
         th.join()
+
+
+def _lease_expiry(store: Store, name: str) -> int | None:
+    with store._core.read() as conn:
+        value = conn.execute(
+            sa.select(locks.c.expires_at).where(
+                locks.c.tenant_id == store.tenant_id, locks.c.name == name
+            )
+        ).scalar()
+    return int(value) if value is not None else None
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])  # PostgreSQL locks have no lease

@@ -190,14 +190,23 @@ def test_postgres_hot_path_survives_lost_connections(postgres_url: str) -> None:
         s = store.sessions.create()
         store.messages.append(s.id, "user", "before")
         with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            terminated = admin.execute(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
                 "AND application_name = 'agentkeep'"
-            )
-        import time
-
-        time.sleep(0.2)
+            ).fetchall()
+            # The store's connections (the fast path's among them) really were ended ...
+            assert terminated and all(ok for _, ok in terminated), terminated
+            pids = [pid for pid, _ in terminated]
+            # ... and are gone before the store is used again.
+            for _ in range(200):
+                left = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+                ).fetchone()
+                if left == (0,):
+                    break
+                admin.execute("SELECT pg_sleep(0.02)")
+            assert left == (0,), f"backends {pids} still running"
         store.messages.append(s.id, "user", "after")
         assert [m.text for m in store.messages.recent(s.id)] == ["before", "after"]
     finally:

@@ -24,6 +24,7 @@ def test_acknowledged_writes_survive_kill_9(start_service: StartService, backend
 
     acked: list[list[tuple[str, str]]] = [[] for _ in range(WRITERS)]
     errors: list[BaseException] = []
+    killed = threading.Event()
 
     def write(n: int) -> None:
         writer = service.client()
@@ -32,8 +33,13 @@ def test_acknowledged_writes_survive_kill_9(start_service: StartService, backend
             text = f"w{n}-{i}"
             try:
                 message = writer.beta.threads.messages.create(thread.id, role="user", content=text)
-            except (openai.APIConnectionError, openai.APIStatusError):
-                return  # the service died under us: this one was not acknowledged
+            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+                # The service died under us: this one was not acknowledged. An error
+                # answered before the kill was sent is the service failing under
+                # concurrent writes, and counts.
+                if not killed.is_set():
+                    errors.append(exc)
+                return
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
                 return
@@ -44,8 +50,9 @@ def test_acknowledged_writes_survive_kill_9(start_service: StartService, backend
     for t in threads:
         t.start()
     deadline = time.monotonic() + 60
-    while sum(map(len, acked)) < 60 and time.monotonic() < deadline:
+    while sum(map(len, acked)) < 60 and time.monotonic() < deadline and not errors:
         time.sleep(0.01)
+    killed.set()
     service.kill()
     for t in threads:
         t.join(30)

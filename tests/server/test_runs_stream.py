@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from typing import Any
 
@@ -297,24 +295,31 @@ def test_reconnect_to_a_live_run(tenant: Tenant, upstream_llm: UpstreamLLM) -> N
 def test_error_during_stream_is_raised(
     service: LiveService, tenant: Tenant, upstream_llm: UpstreamLLM
 ) -> None:
-    """The thread is deleted while its run streams: the client gets an ``error`` event."""
+    """The thread is deleted while its run streams: the client gets an ``error`` event.
+
+    The thread is deleted only once text is streaming, so the error can only come
+    from the stream itself (not from creating the run).
+    """
     client = tenant.client()
     model = new_model()
     upstream_llm.script(model, Reply(text=" ".join(["x"] * 100), chunk_delay=0.05))
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
     deleter = tenant.client()
-
-    def delete_soon() -> None:
-        time.sleep(0.8)
-        deleter.beta.threads.delete(thread.id)
-
-    worker = threading.Thread(target=delete_soon)
-    worker.start()
+    seen: list[str] = []
+    run_ids: list[str] = []
     with (
         pytest.raises(openai.APIError) as info,
         client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream,
     ):
-        stream.until_done()
-    worker.join()
-    assert "No run found" in str(info.value) or "not found" in str(info.value).lower()
+        for event in stream:
+            seen.append(event.event)
+            if event.event == "thread.run.created":
+                run_ids.append(event.data.id)
+            if event.event == "thread.message.delta" and "deleted" not in seen:
+                deleter.beta.threads.delete(thread.id)
+                seen.append("deleted")
+    assert "deleted" in seen, f"the stream ended before any text: {seen}"
+    assert seen[0] == "thread.run.created"
+    assert not set(seen) & {"thread.run.completed", "done"}
+    assert info.value.message == f"No run found with id '{run_ids[0]}'.", info.value.message
