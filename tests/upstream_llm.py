@@ -52,6 +52,9 @@ class Reply:
     delay: float = 0.0  # seconds before the response starts
     chunk_delay: float = 0.0  # seconds between streamed chunks
     drop_after: int | None = None  # close the connection after this many chunks
+    # Hold the stream after ``hold_after`` chunks until ``hold`` is set (a run provably live).
+    hold: threading.Event | None = None
+    hold_after: int = 0
     finish_reason: str | None = None
     ignore_stream: bool = False  # answer one JSON completion even when asked to stream
 
@@ -302,6 +305,8 @@ class UpstreamLLM:
                     handler.wfile.flush()
                     handler.close_connection = True
                     return
+                if reply.hold is not None and n == reply.hold_after:
+                    reply.hold.wait(60)
                 handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 handler.wfile.flush()
                 if reply.chunk_delay:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -250,38 +251,63 @@ def test_replay_from_a_bookmark(tenant: Tenant, upstream_llm: UpstreamLLM) -> No
     assert http.get(f"/v1/threads/{thread.id}/runs/run_nope/events").status_code == 404
 
 
-def test_reconnect_to_a_live_run(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
-    """A client that drops the stream picks it up again from its last bookmark."""
+@pytest.mark.parametrize("how", ["after", "Last-Event-ID"])
+def test_reconnect_to_a_live_run(tenant: Tenant, upstream_llm: UpstreamLLM, how: str) -> None:
+    """A client that drops the stream picks it up again from its last bookmark, live.
+
+    The upstream holds its answer after the first words until the client has
+    reconnected: the run is provably still in progress, and the rest of its
+    events is written while the new stream follows it.
+    """
     client = tenant.client()
     model = new_model()
     words = [f"w{i}" for i in range(20)]
-    upstream_llm.script(model, Reply(text=" ".join(words), chunk_delay=0.05))
+    hold = threading.Event()
+    # The role chunk and three words, then nothing until ``hold`` is set.
+    upstream_llm.script(model, Reply(text=" ".join(words), hold=hold, hold_after=4))
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
     http = tenant.http()
     first: list[tuple[str, str, str | None]] = []
-    with http.stream(
-        "POST", f"/v1/threads/{thread.id}/runs", json={"assistant_id": assistant.id, "stream": True}
-    ) as response:
-        lines = response.iter_lines()
-        event: dict[str, str] = {}
-        for line in lines:
-            if not line:
-                first.append((event["event"], event["data"], event.get("id")))
-                event = {}
-                if len([e for e in first if e[0] == "thread.message.delta"]) == 3:
-                    break
-            else:
-                name, _, value = line.partition(":")
-                event[name] = value.strip()
-    run_id = json.loads(first[0][1])["id"]
-    with http.stream(
-        "GET",
-        f"/v1/threads/{thread.id}/runs/{run_id}/events",
-        params={"after": first[-1][2]},
-    ) as response:
-        rest = sse(response)
+    try:
+        with http.stream(
+            "POST",
+            f"/v1/threads/{thread.id}/runs",
+            json={"assistant_id": assistant.id, "stream": True},
+        ) as response:
+            event: dict[str, str] = {}
+            for line in response.iter_lines():
+                if not line:
+                    first.append((event["event"], event["data"], event.get("id")))
+                    event = {}
+                    if first[-1][0] == "thread.message.delta":
+                        break
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    event[name] = value.strip()
+        run_id = json.loads(first[0][1])["id"]
+        assert client.beta.threads.runs.retrieve(run_id, thread_id=thread.id).status == (
+            "in_progress"
+        )
+        bookmark = first[-1][2]
+        assert bookmark is not None
+        resume: dict[str, Any] = (
+            {"params": {"after": bookmark}}
+            if how == "after"
+            else {"headers": {"Last-Event-ID": bookmark}}
+        )
+        with http.stream(
+            "GET", f"/v1/threads/{thread.id}/runs/{run_id}/events", **resume
+        ) as response:
+            assert response.status_code == 200
+            hold.set()  # the rest of the answer comes only now
+            rest = sse(response)
+    finally:
+        hold.set()
     assert rest[-1][0] == "done"
+    assert [e[2] for e in rest[:-1]] == [
+        str(n) for n in range(int(bookmark) + 1, int(bookmark) + len(rest))
+    ], "every event after the bookmark, once, in order"
     types = [e[0] for e in first + rest[:-1]]
     assert squeeze(types) == TEXT_RUN_EVENTS
     texts = [
