@@ -6,7 +6,7 @@ import asyncio
 import builtins
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -20,11 +20,13 @@ from agentkeep.models import (
     NewMessage,
     Order,
     Page,
+    ResponseEvent,
     Run,
     RunStep,
     Session,
     Snapshot,
     StateDoc,
+    StoredResponse,
     ToolCall,
     UsageRollup,
 )
@@ -39,6 +41,7 @@ from agentkeep.store.checkpoints import (
 )
 from agentkeep.store.events import Events
 from agentkeep.store.messages import Messages
+from agentkeep.store.responses import Responses
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
 from agentkeep.store.sessions import Sessions
@@ -53,6 +56,7 @@ __all__ = [
     "AsyncCheckpoints",
     "AsyncEvents",
     "AsyncMessages",
+    "AsyncResponses",
     "AsyncRunSteps",
     "AsyncRuns",
     "AsyncSessions",
@@ -1031,6 +1035,145 @@ class AsyncStateDocs:
         return await asyncio.to_thread(
             self.sync.put, namespace, key, value, expected_version=expected_version
         )
+
+
+class AsyncResponses:
+    """Awaitable twin of ``store.responses`` (:class:`agentkeep.store.responses.Responses`)."""
+
+    def __init__(self, sync: Responses) -> None:
+        self.sync = sync
+        self.tenant_id = sync.tenant_id
+
+    async def append_events(self, response_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Store stream events; each is the event as sent, with ``type`` and ``sequence_number``."""
+        return await asyncio.to_thread(self.sync.append_events, response_id, events)
+
+    async def claim_next_any_tenant(self, worker_id: str) -> StoredResponse | None:
+        """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``)."""
+        return await asyncio.to_thread(self.sync.claim_next_any_tenant, worker_id)
+
+    async def context(self, response_id: str) -> builtins.list[dict[str, Any]]:
+        """Every item of the chain that ends with ``response_id``, oldest first."""
+        return await asyncio.to_thread(self.sync.context, response_id)
+
+    async def create(
+        self,
+        *,
+        model: str,
+        input_items: Sequence[Mapping[str, Any]],
+        status: str = "in_progress",
+        instructions: Any = None,
+        previous_response_id: str | None = None,
+        conversation_id: str | None = None,
+        background: bool = False,
+        params: Mapping[str, Any] | None = None,
+        output_items: Sequence[Mapping[str, Any]] = (),
+        usage: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        incomplete_details: Mapping[str, Any] | None = None,
+        cost_usd: Decimal | None = None,
+        ttl_seconds: float = 2592000.0,
+        id: str | None = None,
+    ) -> StoredResponse:
+        """Store a response with its input items (and, if it already ended, its output)."""
+        return await asyncio.to_thread(
+            self.sync.create,
+            model=model,
+            input_items=input_items,
+            status=status,
+            instructions=instructions,
+            previous_response_id=previous_response_id,
+            conversation_id=conversation_id,
+            background=background,
+            params=params,
+            output_items=output_items,
+            usage=usage,
+            error=error,
+            incomplete_details=incomplete_details,
+            cost_usd=cost_usd,
+            ttl_seconds=ttl_seconds,
+            id=id,
+        )
+
+    async def delete(self, response_id: str) -> None:
+        """Delete the response, its items and its events (a later one that points here keeps its own items)."""
+        return await asyncio.to_thread(self.sync.delete, response_id)
+
+    async def events(
+        self, response_id: str, *, after: int = -1, limit: int = 1000
+    ) -> builtins.list[ResponseEvent]:
+        """Stream events with ``sequence_number > after``, in order."""
+        return await asyncio.to_thread(self.sync.events, response_id, after=after, limit=limit)
+
+    async def fail_abandoned(self, worker_ids: Sequence[str], message: str) -> int:
+        """Fail every tenant's in-progress responses of workers that are gone; how many."""
+        return await asyncio.to_thread(self.sync.fail_abandoned, worker_ids, message)
+
+    async def find_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Stored items by id (those of live responses; unknown ids are left out)."""
+        return await asyncio.to_thread(self.sync.find_items, item_ids)
+
+    async def finish(
+        self,
+        response_id: str,
+        *,
+        status: str,
+        output_items: Sequence[Mapping[str, Any]] = (),
+        usage: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        incomplete_details: Mapping[str, Any] | None = None,
+        cost_usd: Decimal | None = None,
+    ) -> StoredResponse | None:
+        """End a queued or in-progress response with its output items."""
+        return await asyncio.to_thread(
+            self.sync.finish,
+            response_id,
+            status=status,
+            output_items=output_items,
+            usage=usage,
+            error=error,
+            incomplete_details=incomplete_details,
+            cost_usd=cost_usd,
+        )
+
+    async def get(self, response_id: str) -> StoredResponse:
+        """The response; ``NotFound`` if there is none or it has expired."""
+        return await asyncio.to_thread(self.sync.get, response_id)
+
+    async def items(
+        self, response_id: str, *, kind: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The response's items in order (``kind``: ``input``, ``output`` or both)."""
+        return await asyncio.to_thread(self.sync.items, response_id, kind=kind)
+
+    async def list_items(
+        self,
+        response_id: str,
+        *,
+        kind: str = "input",
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        """A page of the response's items of ``kind``, in item order (``desc``: last first)."""
+        return await asyncio.to_thread(
+            self.sync.list_items,
+            response_id,
+            kind=kind,
+            limit=limit,
+            order=order,
+            after=after,
+            before=before,
+        )
+
+    async def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
+        """Delete the responses past ``expires_at`` (this tenant's, or every tenant's); how many."""
+        return await asyncio.to_thread(self.sync.purge_expired, all_tenants=all_tenants, now=now)
+
+    async def set_status(self, response_id: str, status: str) -> StoredResponse:
+        """Move an open (queued or in-progress) response to ``status``; an ended one is returned unchanged."""
+        return await asyncio.to_thread(self.sync.set_status, response_id, status)
 
 
 class AsyncStats:

@@ -19,6 +19,7 @@ from agentkeep._aio_resources import (
     AsyncCheckpoints,
     AsyncEvents,
     AsyncMessages,
+    AsyncResponses,
     AsyncRuns,
     AsyncRunSteps,
     AsyncSessions,
@@ -51,6 +52,7 @@ class AsyncStore:
         self.usage = AsyncUsage(store.usage)
         self.snapshots = AsyncSnapshots(store.snapshots)
         self.state = AsyncStateDocs(store.state)
+        self.responses = AsyncResponses(store.responses)
         self.stats = AsyncStats(store.stats)
         self.checkpoints = AsyncCheckpoints(store.checkpoints)
 

@@ -30,6 +30,7 @@ class Settings:
     port: int = 8080
     max_body_bytes: int = 8 * 1024 * 1024
     run_concurrency: int = 16
+    response_ttl_days: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -49,4 +50,10 @@ class Settings:
             port=int(e.get("AGENTKEEP_PORT", "8080")),
             max_body_bytes=int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
             run_concurrency=int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
+            response_ttl_days=float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
         )
+
+    @property
+    def responses_ttl_seconds(self) -> float:
+        """How long a stored response stays readable (``AGENTKEEP_RESPONSE_TTL_DAYS``)."""
+        return self.response_ttl_days * 86400.0

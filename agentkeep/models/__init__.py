@@ -4,6 +4,13 @@ from agentkeep.models.agents import Agent
 from agentkeep.models.common import JSONValue, Order, Page
 from agentkeep.models.events import CHANNELS, EVENT_TYPES, Channel, Event
 from agentkeep.models.messages import BLOCK_TYPES, ROLES, Message, NewMessage, Role
+from agentkeep.models.responses import (
+    RESPONSE_STATUSES,
+    TERMINAL_RESPONSE_STATUSES,
+    ResponseEvent,
+    ResponseStatus,
+    StoredResponse,
+)
 from agentkeep.models.runs import (
     ACTIVE_RUN_STATUSES,
     RUN_TRANSITIONS,
@@ -31,8 +38,10 @@ __all__ = [
     "BLOCK_TYPES",
     "CHANNELS",
     "EVENT_TYPES",
+    "RESPONSE_STATUSES",
     "ROLES",
     "RUN_TRANSITIONS",
+    "TERMINAL_RESPONSE_STATUSES",
     "TERMINAL_RUN_STATUSES",
     "TOOL_CALL_TERMINAL",
     "TOOL_CALL_TRANSITIONS",
@@ -50,6 +59,8 @@ __all__ = [
     "NewMessage",
     "Order",
     "Page",
+    "ResponseEvent",
+    "ResponseStatus",
     "Role",
     "Run",
     "RunStatus",
@@ -60,6 +71,7 @@ __all__ = [
     "Stats",
     "StepStatus",
     "StepType",
+    "StoredResponse",
     "ToolCall",
     "ToolCallState",
     "ToolStats",

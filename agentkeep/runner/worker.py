@@ -49,7 +49,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, ParamSpec, TypeVar
@@ -59,6 +59,7 @@ from agentkeep.errors import NotFound
 from agentkeep.models import Message, Run, RunStep
 from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.prompt import build_request
+from agentkeep.runner.response_background import run_background
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
 from agentkeep.store import Store
 from agentkeep.wire.runs import run_object
@@ -154,6 +155,7 @@ class RunWorker:
             await asyncio.to_thread(wait_futures, pending, timeout=STOP_WAIT_S)
         try:
             await self._db(liveness.reap, self.store, self.id, STOPPED_MESSAGE)
+            await self._db(self.store.responses.fail_abandoned, [self.id], STOPPED_MESSAGE)
             notify.notify()
         except Exception as exc:
             log.error("run worker %s could not deregister: %r", self.id, exc)
@@ -198,8 +200,16 @@ class RunWorker:
         while not self._stopping and len(self._tasks) < self.concurrency:
             run = await self._db(self.store.runs.claim_next_any_tenant, self.id)
             if run is None:
-                return
+                break
             self._spawn(run)
+        while not self._stopping and len(self._tasks) < self.concurrency:
+            response = await self._db(self.store.responses.claim_next_any_tenant, self.id)
+            if response is None:
+                return
+            self._track(
+                (response.tenant_id, response.id),
+                run_background(self.store, self.client, self._db, response),
+            )
 
     async def _sweep(self) -> None:
         dead = await self._db(
@@ -209,10 +219,18 @@ class RunWorker:
             runs = await self._db(liveness.reap, self.store, worker_id, CRASHED_MESSAGE)
             if runs:
                 notify.notify()
+        responses = self.store.responses
+        if dead:
+            failed = await self._db(responses.fail_abandoned, dead, CRASHED_MESSAGE)
+            if failed:
+                notify.notify()
+        await self._db(responses.purge_expired, all_tenants=True)
 
     def _spawn(self, run: Run) -> None:
-        key = (run.tenant_id, run.id)
-        task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
+        self._track((run.tenant_id, run.id), self._execute(run))
+
+    def _track(self, key: tuple[str, str], work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"{key[1]}")
         self._tasks[key] = task
         task.add_done_callback(lambda _t: self._tasks.pop(key, None))
 

@@ -23,6 +23,7 @@ from agentkeep.server.routes import (
     health,
     items,
     messages,
+    responses,
     runs,
     threads,
 )
@@ -96,5 +97,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(messages.router)
     app.include_router(conversations.router)
     app.include_router(items.router)
+    app.include_router(responses.router)
     install_openapi(app)
     return app

@@ -425,3 +425,61 @@ graph_checkpoint_writes = sa.Table(
         "tenant_id", "thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"
     ),
 )
+
+# Responses API: a stored response, the items it took and made, and its stream.
+responses = sa.Table(
+    "responses",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    _json("instructions", nullable=True),
+    sa.Column("previous_response_id", sa.String(64)),
+    sa.Column("conversation_id", sa.String(64)),
+    sa.Column("background", sa.Boolean(), nullable=False),
+    _json("params"),
+    _json("error", nullable=True),
+    _json("incomplete_details", nullable=True),
+    _json("usage", nullable=True),
+    sa.Column("cost_nano_usd", sa.BigInteger()),  # cost in 1e-9 USD; NULL = unknown
+    sa.Column("worker_id", sa.String(128)),
+    _micros("created_at"),
+    _micros("updated_at"),
+    _micros("completed_at", nullable=True),
+    _micros("expires_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.Index(None, "status", "created_at"),
+    sa.Index(None, "expires_at"),
+)
+
+response_items = sa.Table(
+    "response_items",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("response_id", sa.String(64), nullable=False),
+    sa.Column("position", sa.Integer(), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # input | output
+    _json("item"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.UniqueConstraint("tenant_id", "response_id", "position"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "response_id"], ["responses.tenant_id", "responses.id"], ondelete="CASCADE"
+    ),
+)
+
+response_events = sa.Table(
+    "response_events",
+    metadata,
+    _tenant(),
+    sa.Column("response_id", sa.String(64), nullable=False),
+    sa.Column("sequence_number", sa.Integer(), nullable=False),
+    sa.Column("type", sa.String(128), nullable=False),
+    _json("data"),
+    _micros("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "response_id", "sequence_number"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "response_id"], ["responses.tenant_id", "responses.id"], ondelete="CASCADE"
+    ),
+)

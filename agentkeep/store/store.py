@@ -22,6 +22,7 @@ from agentkeep.store.consistency import check_consistency
 from agentkeep.store.events import Events
 from agentkeep.store.locks import hold_lock
 from agentkeep.store.messages import Messages
+from agentkeep.store.responses import Responses
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
 from agentkeep.store.sessions import Sessions
@@ -61,6 +62,7 @@ class Store:
         self.usage = Usage(core, tenant_id)
         self.snapshots = Snapshots(core, tenant_id)
         self.state = StateDocs(core, tenant_id)
+        self.responses = Responses(core, tenant_id)
         self.stats = Stats(core, tenant_id)
         self.checkpoints = Checkpoints(core, tenant_id)
 

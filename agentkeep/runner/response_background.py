@@ -1,0 +1,55 @@
+"""Background responses in the run worker: claimed from the queue, run, stored as they go.
+
+``POST /v1/responses`` with ``background: true`` stores the response
+``queued`` with its input items and its first two events
+(``response.created``, ``response.queued``) and wakes the worker. The run
+worker claims it (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any process
+may), rebuilds its upstream request from the stored rows and runs it as a
+:class:`ResponseRun` that stores every event: readers poll ``GET`` or
+follow ``GET ?stream=true``. A cancel (``status: cancelled``) is noticed
+within half a second and the upstream call dropped. Responses left
+``in_progress`` by a worker that died are failed by the worker's sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agentkeep.errors import NotFound
+from agentkeep.models.responses import StoredResponse
+from agentkeep.runner import notify
+from agentkeep.runner.response_run import Db, ResponseRun
+from agentkeep.runner.responses import prepare_stored
+from agentkeep.runner.upstream import ChatClient
+from agentkeep.store import Store
+
+__all__ = ["run_background"]
+
+log = logging.getLogger("agentkeep.runner")
+
+ANNOUNCED = 2  # response.created and response.queued, stored with the queued response
+
+
+async def run_background(
+    root: Store, client: ChatClient | None, db: Db, response: StoredResponse
+) -> None:
+    """Run one claimed background response to its end (failing it on an internal error)."""
+    store = root.tenant(response.tenant_id)
+    try:
+        if client is None:
+            missing = {"code": "server_error", "message": "no upstream LLM is configured"}
+            await db(store.responses.finish, response.id, status="failed", error=missing)
+            return
+        prepared = await db(prepare_stored, store, response)
+        run = ResponseRun(store, client, prepared, db, persist=True, announced=ANNOUNCED)
+        async for _event in run.events():
+            pass
+    except NotFound as exc:  # deleted meanwhile
+        log.info("response %s: %s; dropped", response.id, exc)
+    except Exception as exc:
+        log.exception("response %s failed in the worker", response.id)
+        error: dict[str, Any] = {"code": "server_error", "message": f"internal error: {exc!r}"}
+        await db(store.responses.finish, response.id, status="failed", error=error)
+    finally:
+        notify.notify()

@@ -1,0 +1,246 @@
+"""One response executed against the upstream, as a stream of ``response.*`` events.
+
+:class:`ResponseRun` calls the upstream once and yields the events in
+OpenAI's order: ``response.created`` and ``response.in_progress`` (unless a
+background response already announced itself), on the first text delta
+``response.output_item.added`` and ``response.content_part.added``, one
+``response.output_text.delta`` per upstream delta, then
+``response.output_text.done``, ``response.content_part.done``,
+``response.output_item.done``; for each function call
+``response.output_item.added``, ``response.function_call_arguments.delta``
+and ``.done``, ``response.output_item.done``; last ``response.completed``
+(``incomplete`` when the upstream stopped for length, ``failed`` on an
+upstream error). With ``persist`` every event is stored before it is
+yielded (deltas in batches: those that arrived while the previous write ran)
+and the last ones in the transaction that ends the response, so a reader
+that resumes never sees an event the store does not back. Without it (a
+plain request) the response is written once, when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from agentkeep.models.responses import StoredResponse
+from agentkeep.runner import notify
+from agentkeep.runner.responses import Outcome, Prepared, create_row, settle, usage_row
+from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
+from agentkeep.store import Store
+from agentkeep.wire.responses import (
+    EventNumbers,
+    function_call_item,
+    message_item,
+    response_object,
+    usage_object,
+)
+
+__all__ = ["ResponseRun"]
+
+Db = Callable[..., Awaitable[Any]]
+CANCEL_CHECK_S = 0.5
+DISCONNECTED = "the client disconnected before the response finished"
+
+
+class ResponseRun:
+    """Executes a prepared response; iterate :meth:`events`, then read ``response``."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: ChatClient,
+        prepared: Prepared,
+        db: Db,
+        *,
+        persist: bool,
+        announced: int = 0,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.prepared = prepared
+        self.db = db
+        self.persist = persist and prepared.stored
+        self.numbers = EventNumbers(announced)
+        self.announced = announced  # events a background response stored when it was queued
+        self.response: dict[str, Any] | None = None
+        self.error: UpstreamError | None = None
+        self.cancelled = False
+        self._row = announced > 0
+        self._message: dict[str, Any] | None = None
+        self._text: list[str] = []
+
+    def _wire(self, stored: StoredResponse, output: list[dict[str, Any]]) -> dict[str, Any]:
+        return response_object(stored, output)
+
+    async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.persist and events:
+            if not self._row:
+                await self.db(create_row, self.store, self.prepared, events)
+                self._row = True
+            else:
+                await self.db(self.store.responses.append_events, self.prepared.response.id, events)
+            notify.notify()
+        return events
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """The events, each yielded after it is stored (with ``persist``)."""
+        done = False
+        try:
+            start: list[dict[str, Any]] = []
+            running = self.prepared.response.model_copy(update={"status": "in_progress"})
+            if not self.announced:
+                wire = self._wire(self.prepared.response, [])
+                start.append(self.numbers.state("response.created", wire))
+            start.append(self.numbers.state("response.in_progress", self._wire(running, [])))
+            for event in await self._emit(start):
+                yield event
+            async for batch in self._call():
+                for event in batch:
+                    yield event
+            done = True
+        finally:
+            if not done and self.persist and self._row and self.response is None:
+                await asyncio.shield(self._abandon())
+
+    async def _abandon(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.db(
+                self.store.responses.finish,
+                self.prepared.response.id,
+                status="failed",
+                error={"code": "server_error", "message": DISCONNECTED},
+            )
+
+    def _deltas(self, texts: list[str]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        if self._message is None:
+            self._message = message_item("", status="in_progress")
+            events += self.numbers.text_started(self._message, 0)
+        item_id = self._message["id"]
+        for text in texts:
+            self._text.append(text)
+            events.append(self.numbers.text_delta(item_id, 0, text))
+        return events
+
+    async def _call(self) -> AsyncIterator[list[dict[str, Any]]]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+
+        async def on_delta(text: str) -> None:
+            queue.put_nowait(text)
+
+        started = time.perf_counter()
+        call = asyncio.create_task(self.client.complete(self.prepared.chat, on_delta))
+        next_check = time.monotonic() + CANCEL_CHECK_S
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                await asyncio.wait(
+                    {call, getter}, timeout=CANCEL_CHECK_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                texts = [getter.result()] if getter.done() else []
+                getter.cancel()
+                while not queue.empty():
+                    texts.append(queue.get_nowait())
+                if texts:
+                    yield await self._emit(self._deltas(texts))
+                if call.done() and queue.empty():
+                    break
+                if self.prepared.body.background and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + CANCEL_CHECK_S
+                    current = await self.db(self.store.responses.get, self.prepared.response.id)
+                    if current.status != "in_progress":
+                        self.cancelled = True
+                        return
+        finally:
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(BaseException):
+                    await call
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        completion: Completion | None = None
+        try:
+            completion = call.result()
+        except UpstreamError as exc:
+            self.error = exc
+        yield await self._finish(completion, latency_ms)
+
+    def _outcome(self, completion: Completion | None) -> Outcome:
+        if completion is None:
+            assert self.error is not None
+            error = {"code": self.error.code, "message": self.error.message[:4000]}
+            return Outcome("failed", [], usage_object(0, 0), error=error)
+        c = completion
+        usage = usage_object(c.input_tokens, c.output_tokens, c.cached_tokens, c.reasoning_tokens)
+        incomplete = c.finish_reason == "length"
+        output: list[dict[str, Any]] = []
+        text = "".join(self._text) or (c.text if self._message is None else "")
+        if text or not c.tool_calls:
+            status = "incomplete" if incomplete else "completed"
+            ident = self._message["id"] if self._message is not None else None
+            output.append(message_item(text, status=status, id=ident))
+        output += [function_call_item(t.id, t.name, t.arguments) for t in c.tool_calls]
+        if incomplete:
+            return Outcome(
+                "incomplete", output, usage, incomplete_details={"reason": "max_output_tokens"}
+            )
+        return Outcome("completed", output, usage)
+
+    def _final_events(self, outcome: Outcome, wire: dict[str, Any]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for index, item in enumerate(outcome.output):
+            if item["type"] == "message":
+                if self._message is None:
+                    events += self.numbers.text_started(item, index)
+                    text = item["content"][0]["text"]
+                    if text:
+                        events.append(self.numbers.text_delta(item["id"], index, text))
+                events += self.numbers.text_done(item, index)
+            else:
+                events += self.numbers.function_call(item, index)
+        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}
+        events.append(self.numbers.state(kind.get(outcome.status, "response.failed"), wire))
+        return events
+
+    async def _finish(self, completion: Completion | None, latency_ms: int) -> list[dict[str, Any]]:
+        outcome = self._outcome(completion)
+        c = completion or Completion()
+        response_text: str | None = "".join(self._text) or c.text or None
+        if c.tool_calls:
+            calls = [{"id": t.id, "name": t.name, "arguments": t.arguments} for t in c.tool_calls]
+            response_text = json.dumps({"content": response_text, "tool_calls": calls})
+        outcome.usage_row = usage_row(
+            self.prepared,
+            provider=self.client.provider,
+            model=c.model,
+            tokens=(c.input_tokens, c.output_tokens, c.cached_tokens, c.reasoning_tokens),
+            latency_ms=latency_ms,
+            error=self.error.message if self.error is not None else None,
+            response=response_text,
+            upstream_id=c.response_id,
+        )
+        # The final response object, as it will be stored (its times are set by settle).
+        preview = self.prepared.response.model_copy(
+            update={
+                "status": outcome.status,
+                "usage": outcome.usage,
+                "error": outcome.error,
+                "incomplete_details": outcome.incomplete_details,
+            }
+        )
+        outcome.final_events = self._final_events(outcome, self._wire(preview, outcome.output))
+        ended = await self.db(
+            settle, self.store, self.prepared, outcome, row_exists=self.persist and self._row
+        )
+        if ended is None:
+            self.cancelled = True
+            return []
+        self.response = self._wire(ended, outcome.output)
+        final = outcome.final_events
+        final[-1] = {**final[-1], "response": self.response}
+        if self.persist:
+            notify.notify()
+        return final

@@ -1,0 +1,186 @@
+"""``/v1/responses``: create (plain, streamed, background), retrieve (and resume), delete, cancel, input items."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from agentkeep.models.responses import TERMINAL_RESPONSE_STATUSES
+from agentkeep.runner import notify
+from agentkeep.runner.response_run import ResponseRun
+from agentkeep.runner.responses import PreviousResponseNotFound, create_row, prepare
+from agentkeep.runner.upstream import ChatClient, UpstreamError
+from agentkeep.server.deps import TenantStore, service_state
+from agentkeep.server.errors import ApiError, error_body, translate_error
+from agentkeep.server.pagination import Pagination
+from agentkeep.store import Store
+from agentkeep.wire.objects import list_object
+from agentkeep.wire.responses import CreateResponse, EventNumbers, response_object
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/responses", tags=["Responses"])
+
+R = TypeVar("R")
+POLL_S = 0.25
+KEEPALIVE_S = 15.0
+NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
+
+
+async def _db(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def _streaming(events: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _client(request: Request) -> ChatClient:
+    worker = service_state(request).worker
+    client = getattr(worker, "client", None)
+    if not isinstance(client, ChatClient):
+        raise ApiError(503, NO_UPSTREAM, type="server_error", code="no_upstream")
+    return client
+
+
+def _upstream_failure(error: UpstreamError) -> ApiError:
+    status = 429 if error.code == "rate_limit_exceeded" else 502
+    return ApiError(status, error.message, type="server_error", code=error.code)
+
+
+def _stored(store: Store, response_id: str) -> dict[str, Any]:
+    stored = store.responses.get(response_id)
+    return response_object(stored, store.responses.items(response_id, kind="output"))
+
+
+async def _follow(store: Store, response_id: str, after: int) -> AsyncIterator[bytes]:
+    """The stored events after ``after``, live, until the response has ended."""
+    last_sent = time.monotonic()
+    try:
+        while True:
+            since = notify.generation()
+            events = await _db(store.responses.events, response_id, after=after)
+            for event in events:
+                after = event.sequence_number
+                yield _sse(event.data)
+            if events:
+                last_sent = time.monotonic()
+                continue
+            status = (await _db(store.responses.get, response_id)).status
+            if status in TERMINAL_RESPONSE_STATUSES:
+                # The end commits with its last events: one more read drains them.
+                for event in await _db(store.responses.events, response_id, after=after):
+                    yield _sse(event.data)
+                return
+            if time.monotonic() - last_sent > KEEPALIVE_S:
+                last_sent = time.monotonic()
+                yield b": keep-alive\n\n"
+            await notify.wait(POLL_S, since)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        error = translate_error(exc)
+        yield _sse({"type": "error", **error_body(error.message, code=error.code)["error"]})
+
+
+async def _live(run: ResponseRun) -> AsyncIterator[bytes]:
+    async for event in run.events():
+        yield _sse(event)
+
+
+@router.post("", summary="Create a model response", response_model=None)
+async def create_response(
+    body: CreateResponse, request: Request, store: TenantStore
+) -> dict[str, Any] | StreamingResponse:
+    settings = service_state(request).settings
+    client = _client(request)
+    try:
+        prepared = await _db(prepare, store, body, ttl_seconds=settings.responses_ttl_seconds)
+    except PreviousResponseNotFound as exc:
+        message = str(exc).split(": ", 1)[-1]
+        raise ApiError(
+            400, message, param="previous_response_id", code="previous_response_not_found"
+        ) from exc
+    if body.background:
+        numbers = EventNumbers()
+        wire = response_object(prepared.response, [])
+        events = [
+            numbers.state("response.created", wire),
+            numbers.state("response.queued", wire),
+        ]
+        await _db(create_row, store, prepared, events)
+        service_state(request).worker.wake()
+        if body.stream:
+            return _streaming(_follow(store, prepared.response.id, -1))
+        return wire
+    run = ResponseRun(store, client, prepared, _db, persist=bool(body.stream))
+    if body.stream:
+        return _streaming(_live(run))
+    async for _event in run.events():
+        pass
+    if run.error is not None:
+        raise _upstream_failure(run.error)
+    assert run.response is not None
+    return run.response
+
+
+@router.get("/{response_id}", summary="Retrieve a model response", response_model=None)
+async def retrieve_response(
+    response_id: str,
+    store: TenantStore,
+    stream: bool = False,
+    starting_after: Annotated[
+        int | None, Query(description="Resume the stream after this sequence_number.")
+    ] = None,
+) -> dict[str, Any] | StreamingResponse:
+    if stream:
+        await _db(store.responses.get, response_id)  # 404 before the stream starts
+        after = -1 if starting_after is None else starting_after
+        return _streaming(_follow(store, response_id, after))
+    return await _db(_stored, store, response_id)
+
+
+@router.delete("/{response_id}", summary="Delete a model response", response_model=None)
+def delete_response(response_id: str, store: TenantStore) -> dict[str, Any]:
+    store.responses.delete(response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+@router.post("/{response_id}/cancel", summary="Cancel a background response", response_model=None)
+def cancel_response(response_id: str, store: TenantStore) -> dict[str, Any]:
+    with store.transaction():
+        current = store.responses.get(response_id)
+        if not current.background:
+            raise ApiError(400, "Cannot cancel a synchronous response.", param="response_id")
+        store.responses.set_status(response_id, "cancelled")
+    notify.notify()
+    return _stored(store, response_id)
+
+
+@router.get("/{response_id}/input_items", summary="List input items", response_model=None)
+def list_input_items(response_id: str, store: TenantStore, params: Pagination) -> dict[str, Any]:
+    page = store.responses.list_items(
+        response_id,
+        kind="input",
+        limit=params.limit,
+        order=params.order,
+        after=params.after,
+        before=params.before,
+    )
+    return list_object(page, lambda item: item)

@@ -1,0 +1,457 @@
+"""Stored responses (the Responses API): responses, their items, their stream events.
+
+A response row holds the request's echoed fields, its status, usage and
+cost; its input and output items are rows of ``response_items`` in order
+(``position``); a streamed or background response's events are rows of
+``response_events`` numbered by ``sequence_number``. A chain is the list of
+``previous_response_id`` links: :meth:`Responses.context` reads the items
+of a whole chain with one recursive query, so continuing a chain costs the
+same at every length and never copies history. A response is visible until
+``expires_at``; :meth:`Responses.purge_expired` deletes the expired ones.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.errors import InvalidInput, NotFound
+from agentkeep.ids import new_id
+from agentkeep.models.common import Order, Page, micros_to_datetime, utcnow_micros
+from agentkeep.models.responses import (
+    RESPONSE_STATUSES,
+    TERMINAL_RESPONSE_STATUSES,
+    ResponseEvent,
+    StoredResponse,
+)
+from agentkeep.store._base import Resource, Row, paginate, row_times
+from agentkeep.store._prices import check_cost, from_nano, to_nano
+from agentkeep.store._run_checks import check_choice, check_ref, check_text
+from agentkeep.store._validate import check_object, require_str
+from agentkeep.store.schema import response_events as et
+from agentkeep.store.schema import response_items as it
+from agentkeep.store.schema import responses as t
+
+__all__ = ["DEFAULT_TTL_SECONDS", "Responses"]
+
+DEFAULT_TTL_SECONDS = 30 * 24 * 3600.0
+_OPEN = ("queued", "in_progress")
+
+
+def to_response(row: Row) -> StoredResponse:
+    data = row_times(row, "created_at", "updated_at", "completed_at", "expires_at")
+    data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
+    return StoredResponse.model_construct(**data)
+
+
+def _items(value: Any, field: str) -> list[dict[str, Any]]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidInput("must be a list of items", field=field)
+    out = []
+    for i, item in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(item, Mapping):
+            raise InvalidInput("must be an object", field=where)
+        require_str(item.get("id"), f"{where}.id", max_len=64)
+        require_str(item.get("type"), f"{where}.type", max_len=64)
+        out.append(dict(item))
+    return out
+
+
+def _status(value: Any) -> str:
+    return check_choice(value, RESPONSE_STATUSES, "status")
+
+
+def _opt_object(value: Any, field: str) -> dict[str, Any] | None:
+    return None if value is None else check_object(value, field)
+
+
+class Responses(Resource):
+    """``store.responses``: this tenant's stored responses."""
+
+    kind = "response"
+
+    def create(
+        self,
+        *,
+        model: str,
+        input_items: Sequence[Mapping[str, Any]],
+        status: str = "in_progress",
+        instructions: Any = None,
+        previous_response_id: str | None = None,
+        conversation_id: str | None = None,
+        background: bool = False,
+        params: Mapping[str, Any] | None = None,
+        output_items: Sequence[Mapping[str, Any]] = (),
+        usage: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        incomplete_details: Mapping[str, Any] | None = None,
+        cost_usd: Decimal | None = None,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        id: str | None = None,
+    ) -> StoredResponse:
+        """Store a response with its input items (and, if it already ended, its output).
+
+        Items are wire items, each with its ``id`` and ``type``. The response
+        is readable for ``ttl_seconds``.
+        """
+        now = utcnow_micros()
+        status = _status(status)
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
+            raise InvalidInput("must be a number of seconds", field="ttl_seconds")
+        if ttl_seconds <= 0:
+            raise InvalidInput("must be positive", field="ttl_seconds")
+        if not isinstance(background, bool):
+            raise InvalidInput("must be a boolean", field="background")
+        cost = check_cost(cost_usd)
+        row: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "id": require_str(id, "id", max_len=64) if id is not None else new_id("resp"),
+            "status": status,
+            "model": require_str(model, "model"),
+            "instructions": instructions,
+            "previous_response_id": check_text(previous_response_id, "previous_response_id", 64),
+            "conversation_id": check_text(conversation_id, "conversation_id", 64),
+            "background": background,
+            "params": check_object(params or {}, "params"),
+            "error": _opt_object(error, "error"),
+            "incomplete_details": _opt_object(incomplete_details, "incomplete_details"),
+            "usage": _opt_object(usage, "usage"),
+            "cost_nano_usd": to_nano(cost) if cost is not None else None,
+            "worker_id": None,
+            "created_at": now,
+            "updated_at": now,
+            "completed_at": now if status == "completed" else None,
+            "expires_at": now + int(ttl_seconds * 1_000_000),
+        }
+        inputs = _items(input_items, "input_items")
+        outputs = _items(output_items, "output_items")
+        with self._core.write("storing a response") as conn:
+            conn.execute(sa.insert(t).values(row))
+            self._insert_items(conn, row["id"], 0, "input", inputs)
+            self._insert_items(conn, row["id"], len(inputs), "output", outputs)
+        return to_response(row)
+
+    def _insert_items(
+        self,
+        conn: Connection,
+        response_id: str,
+        start: int,
+        kind: str,
+        items: builtins.list[dict[str, Any]],
+    ) -> None:
+        if items:
+            conn.execute(
+                sa.insert(it),
+                [
+                    {
+                        "tenant_id": self.tenant_id,
+                        "id": item["id"],
+                        "response_id": response_id,
+                        "position": start + i,
+                        "kind": kind,
+                        "item": item,
+                    }
+                    for i, item in enumerate(items)
+                ],
+            )
+
+    def get(self, response_id: str) -> StoredResponse:
+        """The response; ``NotFound`` if there is none or it has expired."""
+        with self._core.read() as conn:
+            return to_response(self._live_row(conn, response_id))
+
+    def _live_row(self, conn: Connection, response_id: str, *, lock: bool = False) -> Row:
+        row = self._get_row(conn, t, check_ref(response_id, "response_id"), for_update=lock)
+        if row["expires_at"] <= utcnow_micros():
+            raise NotFound(self.kind, response_id)
+        return row
+
+    def finish(
+        self,
+        response_id: str,
+        *,
+        status: str,
+        output_items: Sequence[Mapping[str, Any]] = (),
+        usage: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        incomplete_details: Mapping[str, Any] | None = None,
+        cost_usd: Decimal | None = None,
+    ) -> StoredResponse | None:
+        """End a queued or in-progress response with its output items.
+
+        Returns ``None`` (and writes nothing) when the response already ended,
+        e.g. it was cancelled while the model answered.
+        """
+        status = _status(status)
+        outputs = _items(output_items, "output_items")
+        cost = check_cost(cost_usd)
+        now = utcnow_micros()
+        changes = {
+            "status": status,
+            "usage": _opt_object(usage, "usage"),
+            "error": _opt_object(error, "error"),
+            "incomplete_details": _opt_object(incomplete_details, "incomplete_details"),
+            "cost_nano_usd": to_nano(cost) if cost is not None else None,
+            "updated_at": now,
+            "completed_at": now if status == "completed" else None,
+        }
+        with self._core.write("finishing a response") as conn:
+            row = self._live_row(conn, response_id, lock=True)
+            if row["status"] not in _OPEN:
+                return None
+            conn.execute(
+                sa.update(t)
+                .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
+                .values(changes)
+            )
+            start = conn.execute(
+                sa.select(sa.func.count()).where(
+                    it.c.tenant_id == self.tenant_id, it.c.response_id == response_id
+                )
+            ).scalar_one()
+            self._insert_items(conn, response_id, start, "output", outputs)
+        return to_response({**row, **changes})
+
+    def set_status(self, response_id: str, status: str) -> StoredResponse:
+        """Move an open (queued or in-progress) response to ``status``; an ended one is returned unchanged."""
+        status = _status(status)
+        with self._core.write("changing a response's status") as conn:
+            row = self._live_row(conn, response_id, lock=True)
+            if row["status"] in TERMINAL_RESPONSE_STATUSES:
+                return to_response(row)
+            changes = {"status": status, "updated_at": utcnow_micros()}
+            conn.execute(
+                sa.update(t)
+                .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
+                .values(changes)
+            )
+        return to_response({**row, **changes})
+
+    def delete(self, response_id: str) -> None:
+        """Delete the response, its items and its events (a later one that points here keeps its own items)."""
+        with self._core.write("deleting a response") as conn:
+            self._live_row(conn, response_id, lock=True)
+            for table in (et, it):
+                conn.execute(
+                    sa.delete(table).where(
+                        table.c.tenant_id == self.tenant_id, table.c.response_id == response_id
+                    )
+                )
+            conn.execute(sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == response_id))
+
+    # -- items ---------------------------------------------------------------------------
+
+    def items(self, response_id: str, *, kind: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The response's items in order (``kind``: ``input``, ``output`` or both)."""
+        where = [it.c.tenant_id == self.tenant_id, it.c.response_id == response_id]
+        if kind is not None:
+            where.append(it.c.kind == check_choice(kind, ("input", "output"), "kind"))
+        with self._core.read() as conn:
+            self._live_row(conn, response_id)
+            rows = conn.execute(sa.select(it.c.item).where(*where).order_by(it.c.position))
+            return [dict(r.item) for r in rows]
+
+    def list_items(
+        self,
+        response_id: str,
+        *,
+        kind: str = "input",
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        """A page of the response's items of ``kind``, in item order (``desc``: last first)."""
+        kind = check_choice(kind, ("input", "output"), "kind")
+        with self._core.read() as conn:
+            self._live_row(conn, response_id)
+            return paginate(
+                conn,
+                it,
+                [it.c.response_id == response_id, it.c.kind == kind],
+                lambda row: dict(row["item"]),
+                tenant_id=self.tenant_id,
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+                sort=it.c.position,
+            )
+
+    def context(self, response_id: str) -> builtins.list[dict[str, Any]]:
+        """Every item of the chain that ends with ``response_id``, oldest first.
+
+        The chain follows ``previous_response_id`` back to its start (or to an
+        expired or deleted response); ``NotFound`` if ``response_id`` itself is gone.
+        """
+        with self._core.read() as conn:
+            self._live_row(conn, response_id)
+            chain = (
+                sa.select(t.c.id, t.c.previous_response_id, sa.literal(0).label("depth"))
+                .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
+                .cte("chain", recursive=True)
+            )
+            chain = chain.union_all(
+                sa.select(t.c.id, t.c.previous_response_id, chain.c.depth + 1).where(
+                    t.c.tenant_id == self.tenant_id,
+                    t.c.id == chain.c.previous_response_id,
+                    t.c.expires_at > utcnow_micros(),
+                )
+            )
+            rows = conn.execute(
+                sa.select(it.c.item)
+                .join(chain, it.c.response_id == chain.c.id)
+                .where(it.c.tenant_id == self.tenant_id)
+                .order_by(chain.c.depth.desc(), it.c.position)
+            )
+            return [dict(r.item) for r in rows]
+
+    def find_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Stored items by id (those of live responses; unknown ids are left out)."""
+        ids = sorted({check_ref(i, "item_id") for i in item_ids})
+        if not ids:
+            return {}
+        with self._core.read() as conn:
+            rows = conn.execute(
+                sa.select(it.c.id, it.c.item)
+                .join(t, sa.and_(t.c.tenant_id == it.c.tenant_id, t.c.id == it.c.response_id))
+                .where(
+                    it.c.tenant_id == self.tenant_id,
+                    it.c.id.in_(ids),
+                    t.c.expires_at > utcnow_micros(),
+                )
+            )
+            return {r.id: dict(r.item) for r in rows}
+
+    # -- events --------------------------------------------------------------------------
+
+    def append_events(self, response_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Store stream events; each is the event as sent, with ``type`` and ``sequence_number``."""
+        now = utcnow_micros()
+        rows = []
+        for i, event in enumerate(events):
+            if not isinstance(event, Mapping):
+                raise InvalidInput("must be an object", field=f"events[{i}]")
+            seq = event.get("sequence_number")
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                raise InvalidInput(
+                    "must be a non-negative integer", field=f"events[{i}].sequence_number"
+                )
+            rows.append(
+                {
+                    "tenant_id": self.tenant_id,
+                    "response_id": response_id,
+                    "sequence_number": seq,
+                    "type": require_str(event.get("type"), f"events[{i}].type", max_len=128),
+                    "data": dict(event),
+                    "created_at": now,
+                }
+            )
+        if rows:
+            with self._core.write("storing response events") as conn:
+                conn.execute(sa.insert(et), rows)
+
+    def events(
+        self, response_id: str, *, after: int = -1, limit: int = 1000
+    ) -> builtins.list[ResponseEvent]:
+        """Stream events with ``sequence_number > after``, in order."""
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise InvalidInput("must be an integer", field="starting_after")
+        with self._core.read() as conn:
+            self._live_row(conn, response_id)
+            rows = conn.execute(
+                sa.select(et)
+                .where(
+                    et.c.tenant_id == self.tenant_id,
+                    et.c.response_id == response_id,
+                    et.c.sequence_number > after,
+                )
+                .order_by(et.c.sequence_number)
+                .limit(limit)
+            ).mappings()
+            return [
+                ResponseEvent.model_construct(
+                    response_id=r["response_id"],
+                    sequence_number=r["sequence_number"],
+                    type=r["type"],
+                    data=dict(r["data"]),
+                    created_at=micros_to_datetime(r["created_at"]),
+                )
+                for r in rows
+            ]
+
+    # -- the background queue and expiry --------------------------------------------------
+
+    def claim_next_any_tenant(self, worker_id: str) -> StoredResponse | None:
+        """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``)."""
+        worker = require_str(worker_id, "worker_id", max_len=128)
+        pick = (
+            sa.select(t.c.tenant_id, t.c.id)
+            .where(t.c.status == "queued")
+            .order_by(t.c.created_at, t.c.id)
+            .limit(1)
+        )
+        with self._core.read("looking for a response to run") as conn:
+            if conn.execute(pick).first() is None:
+                return None
+        with self._core.write("claiming a response") as conn:
+            if self._core.dialect.skip_locked:
+                pick = pick.with_for_update(skip_locked=True)
+            found = conn.execute(pick).first()
+            if found is None:
+                return None
+            changes = {"status": "in_progress", "worker_id": worker, "updated_at": utcnow_micros()}
+            conn.execute(
+                sa.update(t)
+                .where(t.c.tenant_id == found.tenant_id, t.c.id == found.id)
+                .values(changes)
+            )
+            row = conn.execute(
+                sa.select(t).where(t.c.tenant_id == found.tenant_id, t.c.id == found.id)
+            ).mappings()
+            return to_response(row.one())
+
+    def fail_abandoned(self, worker_ids: Sequence[str], message: str) -> int:
+        """Fail every tenant's in-progress responses of workers that are gone; how many."""
+        if not worker_ids:
+            return 0
+        with self._core.write("failing abandoned responses") as conn:
+            result = conn.execute(
+                sa.update(t)
+                .where(t.c.status == "in_progress", t.c.worker_id.in_(list(worker_ids)))
+                .values(
+                    status="failed",
+                    error={"code": "server_error", "message": message},
+                    updated_at=utcnow_micros(),
+                )
+            )
+            return int(result.rowcount or 0)
+
+    def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
+        """Delete the responses past ``expires_at`` (this tenant's, or every tenant's); how many."""
+        cutoff = utcnow_micros() if now is None else int(now.timestamp() * 1_000_000)
+        where = [t.c.expires_at <= cutoff]
+        if not all_tenants:
+            where.append(t.c.tenant_id == self.tenant_id)
+        pick = sa.select(t.c.tenant_id, t.c.id).where(*where)
+        with self._core.read("looking for expired responses") as conn:
+            if conn.execute(pick.limit(1)).first() is None:
+                return 0  # the periodic sweep never takes the write lock for nothing
+        with self._core.write("purging expired responses") as conn:
+            gone = list(conn.execute(pick))
+            for table in (et, it):
+                for tenant_id, ident in gone:
+                    conn.execute(
+                        sa.delete(table).where(
+                            table.c.tenant_id == tenant_id, table.c.response_id == ident
+                        )
+                    )
+            conn.execute(sa.delete(t).where(*where))
+            return len(gone)

@@ -1,0 +1,361 @@
+"""The Responses API with the official client against a live service and the scripted upstream."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import openai
+import pytest
+from live import LiveService, Tenant
+from upstream_llm import Reply, ToolCall, UpstreamLLM
+
+pytestmark = pytest.mark.slow
+
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+    "strict": True,
+}
+
+
+def _model() -> str:
+    return f"m-{secrets.token_hex(4)}"
+
+
+def _texts(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(m["role"], m.get("content")) for m in body["messages"]]
+
+
+def test_create_retrieve_input_items_delete(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM, tenant: Tenant
+) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text="Hello there", prompt_tokens=11, completion_tokens=2))
+    response = client.responses.create(
+        model=model,
+        input="Hi",
+        instructions="Be brief.",
+        temperature=0.5,
+        max_output_tokens=50,
+        metadata={"k": "v"},
+    )
+    assert response.id.startswith("resp_")
+    assert (response.status, response.output_text, response.model) == (
+        "completed",
+        "Hello there",
+        model,
+    )
+    assert response.instructions == "Be brief."
+    assert (response.temperature, response.max_output_tokens, response.metadata) == (
+        0.5,
+        50,
+        {"k": "v"},
+    )
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (11, 2)
+    assert response.usage.total_tokens == 13
+    assert response.usage.input_tokens_details.cached_tokens == 0
+    assert response.usage.output_tokens_details.reasoning_tokens == 0
+    [sent] = upstream_llm.requests_for(model)
+    assert _texts(sent) == [("system", "Be brief."), ("user", "Hi")]
+    assert (sent["temperature"], sent["max_completion_tokens"]) == (0.5, 50)
+
+    fetched = client.responses.retrieve(response.id)
+    assert fetched.model_dump() == response.model_dump()
+    items = client.responses.input_items.list(response.id)
+    assert [(i.type, i.role) for i in items.data] == [("message", "user")]  # type: ignore[union-attr]
+    assert items.data[0].content[0].text == "Hi"  # type: ignore[union-attr]
+
+    [usage] = tenant.service.store.tenant(tenant.id).usage.list(limit=10).items
+    assert (usage.model, usage.input_tokens, usage.output_tokens) == (model, 11, 2)
+    assert usage.metadata["response_id"] == response.id
+    assert usage.latency_ms is not None
+
+    client.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list(response.id)
+
+
+def test_chains_fork_and_leave_instructions_behind(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM
+) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text="A1"), Reply(text="A2"), Reply(text="A3"))
+    first = client.responses.create(model=model, input="one", instructions="First rules.")
+    second = client.responses.create(model=model, input="two", previous_response_id=first.id)
+    fork = client.responses.create(
+        model=model,
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "three"}]}],
+        previous_response_id=first.id,
+    )
+    assert second.previous_response_id == first.id
+    assert second.instructions is None
+    sent = upstream_llm.requests_for(model)
+    assert _texts(sent[1]) == [("user", "one"), ("assistant", "A1"), ("user", "two")]
+    assert _texts(sent[2]) == [("user", "one"), ("assistant", "A1"), ("user", "three")]
+    upstream_llm.script(model, Reply(text="A4"))
+    client.responses.create(model=model, input="four", previous_response_id=second.id)
+    assert _texts(upstream_llm.requests_for(model)[3]) == [
+        ("user", "one"),
+        ("assistant", "A1"),
+        ("user", "two"),
+        ("assistant", "A2"),
+        ("user", "four"),
+    ]
+    assert fork.output_text == "A3"
+
+
+def test_function_call_then_output(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    upstream_llm.script(
+        model,
+        Reply(tool_calls=[ToolCall("get_weather", '{"city": "Oslo"}', id="call_oslo")]),
+        Reply(text="Sunny in Oslo"),
+    )
+    first = client.responses.create(
+        model=model,
+        input="Weather in Oslo?",
+        tools=[WEATHER_TOOL],
+        tool_choice="auto",  # type: ignore[list-item]
+    )
+    assert first.status == "completed"
+    [call] = first.output
+    assert call.type == "function_call"
+    assert (call.call_id, call.name, call.arguments) == (
+        "call_oslo",
+        "get_weather",
+        '{"city": "Oslo"}',
+    )
+    sent = upstream_llm.requests_for(model)[0]
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+    assert sent["tool_choice"] == "auto"
+
+    second = client.responses.create(
+        model=model,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": "call_oslo", "output": "sunny"}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    )
+    assert second.output_text == "Sunny in Oslo"
+    messages = upstream_llm.requests_for(model)[1]["messages"]
+    assert messages[1]["tool_calls"][0]["id"] == "call_oslo"
+    assert messages[2] == {"role": "tool", "tool_call_id": "call_oslo", "content": "sunny"}
+
+
+def test_conversation_collects_items(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text="Nice to meet you"), Reply(text="You are Ada"))
+    conversation = client.conversations.create(items=[{"role": "user", "content": "I am Ada"}])
+    first = client.responses.create(model=model, input="Hello", conversation=conversation.id)
+    assert first.conversation is not None and first.conversation.id == conversation.id
+    client.responses.create(model=model, input="Who am I?", conversation={"id": conversation.id})
+    sent = upstream_llm.requests_for(model)[1]
+    assert _texts(sent) == [
+        ("user", "I am Ada"),
+        ("user", "Hello"),
+        ("assistant", "Nice to meet you"),
+        ("user", "Who am I?"),
+    ]
+    items = client.conversations.items.list(conversation.id, order="asc")
+    assert [i.role for i in items.data] == ["user", "user", "assistant", "user", "assistant"]  # type: ignore[union-attr]
+    assert items.data[2].id == first.output[0].id
+
+
+def test_errors(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    with pytest.raises(openai.BadRequestError) as missing:
+        client.responses.create(model=model, input="x", previous_response_id="resp_nope")
+    assert missing.value.code == "previous_response_not_found"
+    assert missing.value.param == "previous_response_id"
+    conversation = client.conversations.create()
+    first = client.responses.create(model=model, input="x")
+    with pytest.raises(openai.BadRequestError) as both:
+        client.responses.create(
+            model=model, input="y", previous_response_id=first.id, conversation=conversation.id
+        )
+    assert both.value.param == "conversation"
+    with pytest.raises(openai.BadRequestError) as background:
+        client.responses.create(model=model, input="y", background=True, store=False)
+    assert background.value.param == "background"
+    with pytest.raises(openai.BadRequestError) as sync_cancel:
+        client.responses.cancel(first.id)
+    assert "synchronous" in sync_cancel.value.message
+    with pytest.raises(openai.BadRequestError) as bad_item:
+        client.responses.create(model=model, input=[{"type": "bogus"}])  # type: ignore[list-item]
+    assert bad_item.value.param == "input[0].type"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_nope")
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model=model, input="y", conversation="conv_nope")
+
+
+def test_upstream_failure_is_stored_as_failed(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM, tenant: Tenant
+) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(status=500, error_message="boom"))
+    with pytest.raises(openai.APIStatusError) as failure:
+        client.responses.create(model=model, input="x")
+    assert failure.value.status_code == 502
+    assert "boom" in failure.value.message
+    [usage] = tenant.service.store.tenant(tenant.id).usage.list(limit=10).items
+    assert usage.status == "error"
+    failed = tenant.service.store.tenant(tenant.id).responses.get(usage.metadata["response_id"])
+    assert failed.status == "failed"
+    assert failed.error is not None and "boom" in failed.error["message"]
+
+
+def test_store_false_keeps_only_the_usage_row(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM, tenant: Tenant
+) -> None:
+    model = _model()
+    response = client.responses.create(model=model, input="secret", store=False)
+    assert response.output_text == "You said: secret"
+    assert response.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model=model, input="x", previous_response_id=response.id)
+    assert len(tenant.service.store.tenant(tenant.id).usage.list(limit=10).items) == 1
+
+
+def test_json_schema_format_goes_upstream(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text='{"ok": true}'))
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    response = client.responses.create(
+        model=model,
+        input="json please",
+        text={
+            "format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}
+        },
+    )
+    assert response.text.format.type == "json_schema"  # type: ignore[union-attr]
+    sent = upstream_llm.requests_for(model)[0]
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema, "strict": True},
+    }
+
+
+def _event_order(events: list[Any]) -> list[str]:
+    return [e.type for e in events]
+
+
+TEXT_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def test_stream_then_resume(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text="Hello world"))
+    events = list(client.responses.create(model=model, input="Hi", stream=True))
+    assert _event_order(events) == TEXT_EVENTS
+    assert [e.sequence_number for e in events] == list(range(len(TEXT_EVENTS)))
+    assert [e.delta for e in events if e.type == "response.output_text.delta"] == [
+        "Hello",
+        " world",
+    ]
+    done = events[-1].response
+    assert (done.status, done.output_text) == ("completed", "Hello world")
+    assert done.usage is not None
+    assert client.responses.retrieve(done.id).model_dump() == done.model_dump()
+
+    resumed = list(client.responses.retrieve(done.id, stream=True, starting_after=4))
+    assert [e.model_dump() for e in resumed] == [e.model_dump() for e in events[5:]]
+
+
+def test_stream_function_call_events(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(tool_calls=[ToolCall("get_weather", '{"city": "Oslo"}')]))
+    events = list(
+        client.responses.create(
+            model=model,
+            input="Weather?",
+            tools=[WEATHER_TOOL],
+            stream=True,  # type: ignore[list-item]
+        )
+    )
+    assert _event_order(events) == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert events[4].arguments == '{"city": "Oslo"}'  # type: ignore[union-attr]
+    assert events[-1].response.output[0].type == "function_call"  # type: ignore[union-attr]
+
+
+def _wait_status(client: openai.OpenAI, response_id: str, statuses: set[str]) -> Any:
+    """Poll until the response reaches one of ``statuses`` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        current = client.responses.retrieve(response_id)
+        if current.status in statuses:
+            return current
+        time.sleep(0.05)
+    raise AssertionError(f"{response_id} never reached {statuses}")
+
+
+def test_background_poll_and_cancel(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text="done later"), Reply(text="slow", delay=30.0))
+    queued = client.responses.create(model=model, input="go", background=True)
+    assert queued.status in ("queued", "in_progress")
+    assert queued.background is True
+    finished = _wait_status(client, queued.id, {"completed"})
+    assert finished.output_text == "done later"
+    assert client.responses.cancel(queued.id).status == "completed"  # unchanged
+
+    slow = client.responses.create(model=model, input="wait", background=True)
+    _wait_status(client, slow.id, {"in_progress"})
+    cancelled = client.responses.cancel(slow.id)
+    assert cancelled.status == "cancelled"
+    assert client.responses.retrieve(slow.id).status == "cancelled"
+
+
+def test_background_stream(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text="in the back"))
+    events = list(client.responses.create(model=model, input="go", background=True, stream=True))
+    assert _event_order(events)[:3] == [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+    ]
+    assert events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+def test_tenants_do_not_see_each_other(
+    client: openai.OpenAI, service: LiveService, upstream_llm: UpstreamLLM
+) -> None:
+    response = client.responses.create(model=_model(), input="mine")
+    other = service.new_tenant().client()
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(response.id)
+    with pytest.raises(openai.BadRequestError):
+        other.responses.create(model=_model(), input="x", previous_response_id=response.id)

@@ -1,0 +1,150 @@
+"""Stored responses on every backend: items, chains and forks, events, status, expiry, queue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from agentkeep import AsyncStore, InvalidInput, NotFound, Store
+
+
+def _msg(ident: str, text: str, role: str = "user") -> dict[str, Any]:
+    return {
+        "id": ident,
+        "type": "message",
+        "role": role,
+        "content": [{"type": "input_text", "text": text}],
+    }
+
+
+def _turn(store: Store, n: int, previous: str | None = None, **kwargs: Any) -> str:
+    response = store.responses.create(
+        model="m",
+        input_items=[_msg(f"msg_in{n}", f"q{n}")],
+        output_items=[_msg(f"msg_out{n}", f"a{n}", "assistant")],
+        status="completed",
+        previous_response_id=previous,
+        **kwargs,
+    )
+    return response.id
+
+
+def _texts(items: list[dict[str, Any]]) -> list[str]:
+    return [i["content"][0]["text"] for i in items]
+
+
+def test_create_get_items_and_delete(store: Store) -> None:
+    created = store.responses.create(
+        model="m",
+        input_items=[_msg("msg_a", "hi")],
+        instructions="rules",
+        params={"metadata": {"k": "v"}},
+        usage={"input_tokens": 1},
+    )
+    assert created.status == "in_progress"
+    assert store.responses.get(created.id) == created
+    ended = store.responses.finish(
+        created.id, status="completed", output_items=[_msg("msg_b", "yo", "assistant")]
+    )
+    assert ended is not None and ended.status == "completed" and ended.completed_at is not None
+    assert store.responses.finish(created.id, status="failed") is None  # already ended
+    assert _texts(store.responses.items(created.id)) == ["hi", "yo"]
+    assert _texts(store.responses.items(created.id, kind="output")) == ["yo"]
+    store.responses.delete(created.id)
+    with pytest.raises(NotFound):
+        store.responses.get(created.id)
+    with pytest.raises(NotFound):
+        store.responses.items(created.id)
+
+
+def test_context_follows_the_chain_and_forks(store: Store) -> None:
+    first = _turn(store, 1)
+    second = _turn(store, 2, first)
+    third = _turn(store, 3, second)
+    fork = _turn(store, 4, first)
+    assert _texts(store.responses.context(third)) == ["q1", "a1", "q2", "a2", "q3", "a3"]
+    assert _texts(store.responses.context(fork)) == ["q1", "a1", "q4", "a4"]
+    store.responses.delete(first)  # an earlier link gone: the chain ends there
+    assert _texts(store.responses.context(third)) == ["q2", "a2", "q3", "a3"]
+    assert set(store.responses.find_items(["msg_in2", "msg_out3", "msg_in1"])) == {
+        "msg_in2",
+        "msg_out3",
+    }
+
+
+def test_input_items_page_in_order(store: Store) -> None:
+    items = [_msg(f"msg_{i:02d}", str(i)) for i in range(5)]
+    response = store.responses.create(model="m", input_items=items)
+    page = store.responses.list_items(response.id, limit=2, order="asc")
+    assert [i["id"] for i in page] == ["msg_00", "msg_01"] and page.has_more
+    page = store.responses.list_items(response.id, limit=2, order="asc", after=page.last_id)
+    assert [i["id"] for i in page] == ["msg_02", "msg_03"]
+    newest = store.responses.list_items(response.id, limit=10)
+    assert [i["id"] for i in newest] == [f"msg_{i:02d}" for i in range(4, -1, -1)]
+
+
+def test_events_resume_after_a_sequence_number(store: Store) -> None:
+    response = store.responses.create(model="m", input_items=[])
+    events = [{"type": f"response.e{i}", "sequence_number": i} for i in range(4)]
+    store.responses.append_events(response.id, events[:2])
+    store.responses.append_events(response.id, events[2:])
+    assert [e.data for e in store.responses.events(response.id)] == events
+    assert [e.sequence_number for e in store.responses.events(response.id, after=1)] == [2, 3]
+    with pytest.raises(InvalidInput) as bad:
+        store.responses.append_events(response.id, [{"type": "x"}])
+    assert bad.value.field == "events[0].sequence_number"
+
+
+def test_status_queue_and_abandoned(store: Store) -> None:
+    queued = store.responses.create(model="m", input_items=[], status="queued", background=True)
+    claimed = store.tenant("other").responses.claim_next_any_tenant("w1")
+    assert claimed is not None and claimed.id == queued.id and claimed.status == "in_progress"
+    assert store.responses.claim_next_any_tenant("w2") is None
+    assert store.responses.fail_abandoned(["w1"], "worker gone") == 1
+    failed = store.responses.get(queued.id)
+    assert failed.status == "failed" and failed.error == {
+        "code": "server_error",
+        "message": "worker gone",
+    }
+    assert store.responses.set_status(queued.id, "cancelled").status == "failed"  # ended: unchanged
+    other = store.responses.create(model="m", input_items=[], status="queued", background=True)
+    assert store.responses.set_status(other.id, "cancelled").status == "cancelled"
+
+
+def test_expired_responses_vanish_and_are_purged(store: Store) -> None:
+    gone = store.responses.create(model="m", input_items=[_msg("msg_x", "x")], ttl_seconds=1e-6)
+    kept = _turn(store, 1)
+    with pytest.raises(NotFound):
+        store.responses.get(gone.id)
+    assert store.responses.purge_expired() == 1
+    assert store.responses.get(kept).id == kept
+    later = datetime.now(UTC) + timedelta(days=31)
+    assert store.tenant("other").responses.purge_expired(all_tenants=True, now=later) >= 1
+    with pytest.raises(NotFound):
+        store.responses.get(kept)
+
+
+def test_bad_input_names_the_field(store: Store) -> None:
+    with pytest.raises(InvalidInput) as bad:
+        store.responses.create(model="m", input_items=[{"type": "message"}])
+    assert bad.value.field == "input_items[0].id"
+    with pytest.raises(InvalidInput) as status:
+        store.responses.create(model="m", input_items=[], status="done")
+    assert status.value.field == "status"
+    with pytest.raises(NotFound):
+        store.responses.context("resp_missing")
+
+
+def test_tenants_are_apart(store: Store) -> None:
+    mine = _turn(store, 1)
+    with pytest.raises(NotFound):
+        store.tenant("other").responses.get(mine)
+    assert store.tenant("other").responses.find_items(["msg_in1"]) == {}
+
+
+async def test_async_twin(astore: AsyncStore) -> None:
+    response = await astore.responses.create(model="m", input_items=[_msg("msg_a", "hi")])
+    assert (await astore.responses.get(response.id)).id == response.id
+    assert _texts(await astore.responses.context(response.id)) == ["hi"]
