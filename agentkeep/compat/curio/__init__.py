@@ -42,6 +42,23 @@ Where it differs from the SDK's own backends:
   back to memory.
 * ``import_from(source)`` copies an existing curio database (any object with
   this API, such as the SDK's own ``SQLitePersistence``) into agentkeep.
+
+curio-agent-sdk 0.6 (tested side by side with its own ``SQLitePersistence`` and
+``InMemoryPersistence`` in tests/test_compat_curio_sdk.py):
+
+* The SDK's own record classes are accepted as they are; ``AgentRun`` has its
+  ``final_output`` (the same as ``final_synthesis_output``) and run totals
+  (``total_llm_calls``, ``total_tool_calls``, ``total_input_tokens``,
+  ``total_output_tokens``, kept as given, which the SDK's SQLite drops);
+  ``AgentLLMUsage`` its ``metadata`` and ``total_tokens``.
+* The async methods (``acreate_agent_run``, ``aupdate_agent_run``,
+  ``aget_agent_run``, ``alog_agent_run_event``, ``alog_llm_usage``,
+  ``alog_audit_event``, ``startup``, ``shutdown``) run the sync ones in a thread.
+* ``log_audit_event`` / ``get_audit_events``: ``curio.audit`` events on the
+  monitor channel, hash-chained per run and agent as the SDK's SQLite backend
+  (same hashes), listed newest first.
+* ``get_agent_run_stats`` adds ``tool_metrics``, ``latency_percentiles``,
+  ``token_efficiency`` and the mean tokens per call, computed as the SDK does.
 """
 
 from __future__ import annotations

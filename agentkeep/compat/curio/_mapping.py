@@ -181,6 +181,12 @@ def run_extra(run: AgentRun, existing: dict[str, Any] | None = None) -> dict[str
         "error_message": run.error_message,
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
+        "totals": [
+            run.total_llm_calls,
+            run.total_tool_calls,
+            run.total_input_tokens,
+            run.total_output_tokens,
+        ],
     }
     return extra
 
@@ -196,9 +202,14 @@ def run_from_store(run: Run) -> AgentRun:
         error_message = meta["error_message"]
     else:
         error_message = (run.last_error or {}).get("message")
+    llm_calls, tool_calls, input_tokens, output_tokens = meta.get("totals") or (0, 0, 0, 0)
     return AgentRun(
         agent_id=run.agent_id,
         run_id=run.id,
+        total_llm_calls=llm_calls,
+        total_tool_calls=tool_calls,
+        total_input_tokens=input_tokens,
+        total_output_tokens=output_tokens,
         agent_name=meta.get("agent_name") or "",
         objective=run.objective or "",
         additional_context=meta.get("additional_context"),
@@ -263,6 +274,8 @@ def usage_record_args(usage: AgentLLMUsage) -> dict[str, Any]:
         meta["input_params"] = usage.input_params
     if usage.usage_metrics is not None:
         meta["usage_metrics"] = usage.usage_metrics
+    if getattr(usage, "metadata", None) is not None:
+        meta["metadata"] = usage.metadata
     if not usage.provider:
         meta["provider"] = usage.provider
     if not usage.model:
@@ -311,6 +324,7 @@ def usage_from_store(record: LLMUsage) -> AgentLLMUsage:
         response_content=record.response,
         response_length=meta.get("response_length", record.response_length),
         usage_metrics=meta.get("usage_metrics"),
+        metadata=meta.get("metadata"),
         status=record.status,
         error_message=record.error_message,
         latency_ms=record.latency_ms,

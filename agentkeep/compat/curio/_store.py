@@ -16,6 +16,7 @@ from agentkeep.models import Run
 from agentkeep.models.common import to_micros
 from agentkeep.store import Store
 
+from . import _analytics, _audit
 from . import _mapping as m
 from .base import BasePersistence
 from .models import AgentLLMUsage, AgentRun, AgentRunEvent, metrics_cost
@@ -50,6 +51,7 @@ class StorePersistence(BasePersistence):
         A run that was only known from events logged before it was created
         (see :meth:`log_agent_run_event`) takes the given fields instead.
         """
+        given, run = run, _own(AgentRun, run)
         target = m.status_to_store(run.status)
         with self.store.transaction() as store:
             try:
@@ -66,8 +68,8 @@ class StorePersistence(BasePersistence):
                     raise
                 stored = existing
             stored = self._apply(store, stored, run, target)
-        run.created_at = stored.created_at
-        run.updated_at = stored.updated_at
+        given.created_at = stored.created_at
+        given.updated_at = stored.updated_at
 
     def update_agent_run(self, run_id: str, run: AgentRun) -> None:
         """Store ``run``'s fields on run ``run_id`` (a no-op, logged, if there is none).
@@ -76,6 +78,7 @@ class StorePersistence(BasePersistence):
         completed passes through running); a move it forbids, such as out of
         a finished status, raises ``InvalidTransition``.
         """
+        given, run = run, _own(AgentRun, run)
         target = m.status_to_store(run.status)
         with self.store.transaction() as store:
             existing = _get_run(store, run_id)
@@ -83,14 +86,14 @@ class StorePersistence(BasePersistence):
                 logger.warning("agent run %r not found for update", run_id)
                 return
             stored = self._apply(store, existing, run, target)
-        run.updated_at = stored.updated_at
+        given.updated_at = stored.updated_at
 
     def _apply(self, store: Store, current: Run, run: AgentRun, target: str) -> Run:
         updated = store.runs.update(
             current.id,
             objective=run.objective or None,
             iterations=run.total_iterations,
-            output=run.final_synthesis_output,
+            output=run.output(),
             extra=m.run_extra(run, current.extra),
         )
         for status in m.status_path(updated.status, target):
@@ -159,6 +162,7 @@ class StorePersistence(BasePersistence):
         read back like any other; a later ``create_agent_run`` with that id
         fills the run in instead of failing.
         """
+        given, event = event, _own(AgentRunEvent, event)
         run_id = event.run_id or None
         data = m.event_payload(event)
         store_type = m.event_type_to_store(event.event_type)
@@ -185,8 +189,8 @@ class StorePersistence(BasePersistence):
                 stored = store.events.append(
                     store_type, run_id=run_id, agent_id=event.agent_id or None, data=data
                 )
-        event.id = stored.bookmark
-        event.created_at = stored.created_at
+        given.id = stored.bookmark
+        given.created_at = stored.created_at
 
     def get_agent_run_events(
         self, run_id: str, event_type: str | None = None
@@ -220,7 +224,11 @@ class StorePersistence(BasePersistence):
         else agentkeep prices the call from its price table (unknown models
         stay without a cost: ``get_cost_usd()`` returns None).
         """
-        self._log_usage(usage)
+        given, own = usage, _own(AgentLLMUsage, usage)
+        self._log_usage(own)
+        given.created_at = own.created_at
+        if given is not own:
+            given._cost_usd = own._cost_usd
 
     def _log_usage(
         self, usage: AgentLLMUsage, *, id: str | None = None, created_at: datetime | None = None
@@ -280,7 +288,26 @@ class StorePersistence(BasePersistence):
             "total_output_tokens": stats.output_tokens,
             "cancelled_runs": stats.cancelled_runs,
             "total_cost_usd": float(stats.cost_usd) if stats.cost_usd is not None else None,
+            **_analytics.extended(
+                self.store,
+                agent_id or None,
+                stats.llm_calls,
+                stats.input_tokens,
+                stats.output_tokens,
+            ),
         }
+
+    # ---- audit log (curio-agent-sdk 0.6) ----
+
+    def log_audit_event(self, event: Any) -> None:
+        """Append a structured audit event (a dict), hash-chained as the SDK's SQLite backend."""
+        _audit.log_audit_event(self.store, event)
+
+    def get_audit_events(
+        self, run_id: str | None = None, agent_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Audit events, newest first, each with its ``id``, ``prev_hash`` and ``hash``."""
+        return _audit.audit_events(self.store, run_id or None, agent_id or None, limit)
 
     # ---- export ----
 
@@ -375,6 +402,11 @@ def _get_run(store: Store, run_id: str) -> Run | None:
 def _when(event: AgentRunEvent) -> datetime:
     assert event.timestamp is not None  # read events always have one
     return event.timestamp
+
+
+def _own(cls: type[T], obj: Any) -> T:
+    """``obj`` itself if it is one of ours, else a copy (the SDK's own record classes)."""
+    return obj if isinstance(obj, cls) else _adopt(cls, obj)
 
 
 def _adopt(cls: type[T], obj: Any) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -78,3 +79,40 @@ class BasePersistence(ABC):
     def health_check(self) -> bool:
         """True if the database answers."""
         return True
+
+    # ---- audit log (curio-agent-sdk 0.6; optional) ----
+
+    def log_audit_event(self, event: Any) -> None:  # noqa: B027 - optional, a no-op by default
+        """Store a structured audit event (a dict: ``action``, ``actor_type``, ``run_id``, ...)."""
+
+    def get_audit_events(
+        self, run_id: str | None = None, agent_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Audit events, optionally of one run and/or agent."""
+        return []
+
+    # ---- async (curio-agent-sdk 0.6): the sync methods in a worker thread ----
+
+    async def startup(self) -> None:
+        await asyncio.to_thread(self.initialize_schema)
+
+    async def shutdown(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    async def acreate_agent_run(self, run: AgentRun) -> None:
+        await asyncio.to_thread(self.create_agent_run, run)
+
+    async def aupdate_agent_run(self, run_id: str, run: AgentRun) -> None:
+        await asyncio.to_thread(self.update_agent_run, run_id, run)
+
+    async def aget_agent_run(self, run_id: str) -> AgentRun | None:
+        return await asyncio.to_thread(self.get_agent_run, run_id)
+
+    async def alog_agent_run_event(self, event: AgentRunEvent) -> None:
+        await asyncio.to_thread(self.log_agent_run_event, event)
+
+    async def alog_llm_usage(self, usage: AgentLLMUsage) -> None:
+        await asyncio.to_thread(self.log_llm_usage, usage)
+
+    async def alog_audit_event(self, event: Any) -> None:
+        await asyncio.to_thread(self.log_audit_event, event)

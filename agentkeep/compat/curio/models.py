@@ -98,6 +98,23 @@ class AgentRun:
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Fields of curio-agent-sdk 0.6 (``final_output`` is its name for the output).
+    total_llm_calls: int = 0
+    total_tool_calls: int = 0
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    final_output: str | None = None
+
+    def __post_init__(self) -> None:
+        # One output under both names: the seed's and the SDK 0.6's.
+        if self.final_output is None:
+            self.final_output = self.final_synthesis_output
+        elif self.final_synthesis_output is None:
+            self.final_synthesis_output = self.final_output
+
+    def output(self) -> str | None:
+        """The run's final output, under whichever name it was set."""
+        return self.final_output if self.final_output is not None else self.final_synthesis_output
 
     def to_dict(self) -> dict[str, Any]:
         """The run as a dict of JSON values (datetimes as ISO strings)."""
@@ -112,6 +129,11 @@ class AgentRun:
             "finished_at": _iso(self.finished_at),
             "total_iterations": self.total_iterations,
             "final_synthesis_output": self.final_synthesis_output,
+            "final_output": self.output(),
+            "total_llm_calls": self.total_llm_calls,
+            "total_tool_calls": self.total_tool_calls,
+            "total_input_tokens": self.total_input_tokens,
+            "total_output_tokens": self.total_output_tokens,
             "execution_history": self.execution_history,
             "status": self.status,
             "error_message": self.error_message,
@@ -134,6 +156,11 @@ class AgentRun:
             finished_at=_from_iso(data.get("finished_at")),
             total_iterations=data.get("total_iterations", 0),
             final_synthesis_output=data.get("final_synthesis_output"),
+            final_output=data.get("final_output"),
+            total_llm_calls=data.get("total_llm_calls", 0),
+            total_tool_calls=data.get("total_tool_calls", 0),
+            total_input_tokens=data.get("total_input_tokens", 0),
+            total_output_tokens=data.get("total_output_tokens", 0),
             execution_history=data.get("execution_history"),
             status=data.get("status", AgentRunStatus.PENDING.value),
             error_message=data.get("error_message"),
@@ -209,6 +236,7 @@ class AgentLLMUsage:
     latency_ms: int | None = None
     id: int | None = None
     created_at: datetime | None = None
+    metadata: str | None = None  # curio-agent-sdk 0.6: a JSON string
     # The cost the store holds for this call (from the caller or its price table).
     _cost_usd: float | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -231,6 +259,7 @@ class AgentLLMUsage:
             "status": self.status,
             "error_message": self.error_message,
             "latency_ms": self.latency_ms,
+            "metadata": self.metadata,
             "created_at": _iso(self.created_at),
         }
 
@@ -254,12 +283,18 @@ class AgentLLMUsage:
             status=data.get("status", "success"),
             error_message=data.get("error_message"),
             latency_ms=data.get("latency_ms"),
+            metadata=data.get("metadata"),
             created_at=_from_iso(data.get("created_at")),
         )
 
     def get_total_tokens(self) -> int:
         """Input plus output tokens (unknown counts as 0)."""
         return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens (curio-agent-sdk 0.6's name)."""
+        return self.get_total_tokens()
 
     def get_input_params_dict(self) -> dict[str, Any]:
         """``input_params`` parsed (``{}`` when absent or not a JSON object)."""
