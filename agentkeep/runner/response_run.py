@@ -10,11 +10,14 @@ background response already announced itself), on the first text delta
 ``response.output_item.added``, ``response.function_call_arguments.delta``
 and ``.done``, ``response.output_item.done``; last ``response.completed``
 (``incomplete`` when the upstream stopped for length, ``failed`` on an
-upstream error). With ``persist`` every event is stored before it is
-yielded (deltas in batches: those that arrived while the previous write ran)
-and the last ones in the transaction that ends the response, so a reader
-that resumes never sees an event the store does not back. Without it (a
-plain request) the response is written once, when it ends.
+upstream error). With ``persist`` the response and its first events are
+stored first (while the upstream call already runs); text deltas go to the
+client at once and to the store behind it, in order, in batches (at most
+one write per response every 50 ms); all of them are stored before the
+transaction that ends the response stores the last events with the final
+status, so a reader that resumes from any ``sequence_number`` gets every
+later event, and one that sees the response ended has all of them. Without
+``persist`` (a plain request) the response is written once, when it ends.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = ["ResponseRun"]
 
 Db = Callable[..., Awaitable[Any]]
 CANCEL_CHECK_S = 0.5
+FLUSH_INTERVAL_S = 0.05  # a response's deltas are stored at most this often
 DISCONNECTED = "the client disconnected before the response finished"
 
 
@@ -57,6 +61,7 @@ class ResponseRun:
         db: Db,
         *,
         persist: bool,
+        live: bool = True,
         announced: int = 0,
     ) -> None:
         self.store = store
@@ -64,6 +69,7 @@ class ResponseRun:
         self.prepared = prepared
         self.db = db
         self.persist = persist and prepared.stored
+        self.live = live or self.persist  # events wanted: streamed, or stored as they come
         self.numbers = EventNumbers(announced)
         self.announced = announced  # events a background response stored when it was queued
         self.response: dict[str, Any] | None = None
@@ -71,10 +77,28 @@ class ResponseRun:
         self.cancelled = False
         self._row = announced > 0
         self._message: dict[str, Any] | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._text: list[str] = []
 
     def _wire(self, stored: StoredResponse, output: list[dict[str, Any]]) -> dict[str, Any]:
         return response_object(stored, output)
+
+    def _queue(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Deltas go to the client at once and to the store in batches, in order, behind it."""
+        if self.persist:
+            self._pending.extend(events)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush())
+        return events
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[:]
+            self._pending.clear()
+            await self.db(self.store.responses.append_events, self.prepared.response.id, batch)
+            notify.notify()
+            await asyncio.sleep(FLUSH_INTERVAL_S)  # let the next batch gather
 
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.persist and events:
@@ -90,14 +114,6 @@ class ResponseRun:
         """The events, each yielded after it is stored (with ``persist``)."""
         done = False
         try:
-            start: list[dict[str, Any]] = []
-            running = self.prepared.response.model_copy(update={"status": "in_progress"})
-            if not self.announced:
-                wire = self._wire(self.prepared.response, [])
-                start.append(self.numbers.state("response.created", wire))
-            start.append(self.numbers.state("response.in_progress", self._wire(running, [])))
-            for event in await self._emit(start):
-                yield event
             async for batch in self._call():
                 for event in batch:
                     yield event
@@ -105,6 +121,15 @@ class ResponseRun:
         finally:
             if not done and self.persist and self._row and self.response is None:
                 await asyncio.shield(self._abandon())
+
+    def _start_events(self) -> list[dict[str, Any]]:
+        start: list[dict[str, Any]] = []
+        running = self.prepared.response.model_copy(update={"status": "in_progress"})
+        if not self.announced:
+            wire = self._wire(self.prepared.response, [])
+            start.append(self.numbers.state("response.created", wire))
+        start.append(self.numbers.state("response.in_progress", self._wire(running, [])))
+        return start
 
     async def _abandon(self) -> None:
         with contextlib.suppress(Exception):
@@ -133,9 +158,13 @@ class ResponseRun:
             queue.put_nowait(text)
 
         started = time.perf_counter()
-        call = asyncio.create_task(self.client.complete(self.prepared.chat, on_delta))
+        call = asyncio.create_task(
+            self.client.complete(self.prepared.chat, on_delta, stream=self.live)
+        )
         next_check = time.monotonic() + CANCEL_CHECK_S
         try:
+            if self.live:  # stored while the upstream already works on the answer
+                yield await self._emit(self._start_events())
             while True:
                 getter = asyncio.create_task(queue.get())
                 await asyncio.wait(
@@ -145,8 +174,10 @@ class ResponseRun:
                 getter.cancel()
                 while not queue.empty():
                     texts.append(queue.get_nowait())
-                if texts:
-                    yield await self._emit(self._deltas(texts))
+                if texts and self.live:
+                    yield self._queue(self._deltas(texts))
+                elif texts:
+                    self._text.extend(texts)
                 if call.done() and queue.empty():
                     break
                 if self.prepared.body.background and time.monotonic() >= next_check:
@@ -166,6 +197,8 @@ class ResponseRun:
             completion = call.result()
         except UpstreamError as exc:
             self.error = exc
+        if self._flusher is not None:
+            await self._flusher  # every delta stored before the end is
         yield await self._finish(completion, latency_ms)
 
     def _outcome(self, completion: Completion | None) -> Outcome:
@@ -223,15 +256,16 @@ class ResponseRun:
             upstream_id=c.response_id,
         )
         # The final response object, as it will be stored (its times are set by settle).
-        preview = self.prepared.response.model_copy(
-            update={
-                "status": outcome.status,
-                "usage": outcome.usage,
-                "error": outcome.error,
-                "incomplete_details": outcome.incomplete_details,
-            }
-        )
-        outcome.final_events = self._final_events(outcome, self._wire(preview, outcome.output))
+        if self.live:
+            preview = self.prepared.response.model_copy(
+                update={
+                    "status": outcome.status,
+                    "usage": outcome.usage,
+                    "error": outcome.error,
+                    "incomplete_details": outcome.incomplete_details,
+                }
+            )
+            outcome.final_events = self._final_events(outcome, self._wire(preview, outcome.output))
         ended = await self.db(
             settle, self.store, self.prepared, outcome, row_exists=self.persist and self._row
         )
@@ -240,7 +274,8 @@ class ResponseRun:
             return []
         self.response = self._wire(ended, outcome.output)
         final = outcome.final_events
-        final[-1] = {**final[-1], "response": self.response}
+        if final:
+            final[-1] = {**final[-1], "response": self.response}
         if self.persist:
             notify.notify()
         return final

@@ -34,6 +34,7 @@ __all__ = [
     "create_row",
     "prepare",
     "prepare_stored",
+    "reads_store",
     "settle",
     "usage_row",
 ]
@@ -126,6 +127,14 @@ def _resolve(store: Store, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         prefix = target["id"].split("_", 1)[0]
         out.append({**target, "id": new_id(prefix)})
     return out
+
+
+def reads_store(body: CreateResponse) -> bool:
+    """Whether :func:`prepare` reads the store for ``body`` (else it is pure computation)."""
+    if body.previous_response_id or body.conversation is not None:
+        return True
+    items = body.input if isinstance(body.input, list) else []
+    return any(isinstance(i, dict) and i.get("type") == "item_reference" for i in items)
 
 
 def prepare(store: Store, body: CreateResponse, *, ttl_seconds: float) -> Prepared:

@@ -195,10 +195,22 @@ class ChatClient:
         await self._http.aclose()
 
     async def complete(
-        self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]]
+        self,
+        body: dict[str, Any],
+        on_delta: Callable[[str], Awaitable[None]],
+        *,
+        stream: bool = True,
     ) -> Completion:
-        """One streamed call; ``on_delta`` gets each content delta as it arrives."""
-        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        """One streamed call; ``on_delta`` gets each content delta as it arrives.
+
+        With ``stream=False`` the upstream is asked for one JSON completion
+        (less to parse when nobody watches the text arrive); ``on_delta`` then
+        gets the whole text once.
+        """
+        if stream:
+            body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        else:
+            body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         url = f"{self.base_url}/chat/completions"
         try:
             async with self._http.stream("POST", url, json=body) as response:

@@ -16,7 +16,12 @@ from fastapi.responses import StreamingResponse
 from agentkeep.models.responses import TERMINAL_RESPONSE_STATUSES
 from agentkeep.runner import notify
 from agentkeep.runner.response_run import ResponseRun
-from agentkeep.runner.responses import PreviousResponseNotFound, create_row, prepare
+from agentkeep.runner.responses import (
+    PreviousResponseNotFound,
+    create_row,
+    prepare,
+    reads_store,
+)
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.server.deps import TenantStore, service_state
 from agentkeep.server.errors import ApiError, error_body, translate_error
@@ -111,7 +116,11 @@ async def create_response(
     settings = service_state(request).settings
     client = _client(request)
     try:
-        prepared = await _db(prepare, store, body, ttl_seconds=settings.responses_ttl_seconds)
+        ttl = settings.responses_ttl_seconds
+        if reads_store(body):
+            prepared = await _db(prepare, store, body, ttl_seconds=ttl)
+        else:  # nothing to read: no thread hop
+            prepared = prepare(store, body, ttl_seconds=ttl)
     except PreviousResponseNotFound as exc:
         message = str(exc).split(": ", 1)[-1]
         raise ApiError(
@@ -129,7 +138,8 @@ async def create_response(
         if body.stream:
             return _streaming(_follow(store, prepared.response.id, -1))
         return wire
-    run = ResponseRun(store, client, prepared, _db, persist=bool(body.stream))
+    stream = bool(body.stream)
+    run = ResponseRun(store, client, prepared, _db, persist=stream, live=stream)
     if body.stream:
         return _streaming(_live(run))
     async for _event in run.events():
