@@ -13,7 +13,7 @@ and ``.done``, ``response.output_item.done``; last ``response.completed``
 upstream error). With ``persist`` the response and its first events are
 stored first (while the upstream call already runs); text deltas go to the
 client at once and to the store behind it, in order, in batches (at most
-one write per response every 50 ms); all of them are stored before the
+one write per response every 100 ms); all of them are stored before the
 transaction that ends the response stores the last events with the final
 status, so a reader that resumes from any ``sequence_number`` gets every
 later event, and one that sees the response ended has all of them. Without
@@ -46,7 +46,7 @@ __all__ = ["ResponseRun"]
 
 Db = Callable[..., Awaitable[Any]]
 CANCEL_CHECK_S = 0.5
-FLUSH_INTERVAL_S = 0.05  # a response's deltas are stored at most this often
+FLUSH_INTERVAL_S = 0.1  # a response's deltas are stored at most this often
 DISCONNECTED = "the client disconnected before the response finished"
 
 
@@ -79,6 +79,7 @@ class ResponseRun:
         self._message: dict[str, Any] | None = None
         self._pending: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._ending = asyncio.Event()
         self._text: list[str] = []
 
     def _wire(self, stored: StoredResponse, output: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,7 +99,9 @@ class ResponseRun:
             self._pending.clear()
             await self.db(self.store.responses.append_events, self.prepared.response.id, batch)
             notify.notify()
-            await asyncio.sleep(FLUSH_INTERVAL_S)  # let the next batch gather
+            if not self._ending.is_set():  # let the next batch gather, unless the end waits
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ending.wait(), FLUSH_INTERVAL_S)
 
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.persist and events:
@@ -197,6 +200,7 @@ class ResponseRun:
             completion = call.result()
         except UpstreamError as exc:
             self.error = exc
+        self._ending.set()
         if self._flusher is not None:
             await self._flusher  # every delta stored before the end is
         yield await self._finish(completion, latency_ms)
