@@ -48,6 +48,7 @@ Db = Callable[..., Awaitable[Any]]
 CANCEL_CHECK_S = 0.5
 FLUSH_INTERVAL_S = 0.1  # a response's deltas are stored at most this often
 DISCONNECTED = "the client disconnected before the response finished"
+CANCELLED = "the response was cancelled while the upstream answered"
 
 
 class ResponseRun:
@@ -80,6 +81,7 @@ class ResponseRun:
         self._pending: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._ending = asyncio.Event()
+        self._started: float | None = None
         self._text: list[str] = []
 
     def _wire(self, stored: StoredResponse, output: list[dict[str, Any]]) -> dict[str, Any]:
@@ -122,7 +124,7 @@ class ResponseRun:
                     yield event
             done = True
         finally:
-            if not done and self.persist and self._row and self.response is None:
+            if not done and self.response is None and self._started is not None:
                 await asyncio.shield(self._abandon())
 
     def _start_events(self) -> list[dict[str, Any]]:
@@ -135,13 +137,31 @@ class ResponseRun:
         return start
 
     async def _abandon(self) -> None:
+        """The reader went away mid-call: the call is recorded, a stored response failed."""
         with contextlib.suppress(Exception):
-            await self.db(
-                self.store.responses.finish,
-                self.prepared.response.id,
-                status="failed",
-                error={"code": "server_error", "message": DISCONNECTED},
-            )
+            await self._record_dropped(DISCONNECTED)
+            if self.persist and self._row:
+                await self.db(
+                    self.store.responses.finish,
+                    self.prepared.response.id,
+                    status="failed",
+                    error={"code": "server_error", "message": DISCONNECTED},
+                )
+
+    async def _record_dropped(self, message: str) -> None:
+        """The usage row of an upstream call dropped before it answered (tokens unknown: 0)."""
+        started = self._started if self._started is not None else time.perf_counter()
+        row = usage_row(
+            self.prepared,
+            provider=self.client.provider,
+            model=None,
+            tokens=(0, 0, 0, 0),
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            error=message,
+            response="".join(self._text) or None,
+            upstream_id=None,
+        )
+        await self.db(self.store.usage.record, **row)
 
     def _deltas(self, texts: list[str]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
@@ -160,7 +180,7 @@ class ResponseRun:
         async def on_delta(text: str) -> None:
             queue.put_nowait(text)
 
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         call = asyncio.create_task(
             self.client.complete(self.prepared.chat, on_delta, stream=self.live)
         )
@@ -188,6 +208,7 @@ class ResponseRun:
                     current = await self.db(self.store.responses.get, self.prepared.response.id)
                     if current.status != "in_progress":
                         self.cancelled = True
+                        await self._record_dropped(CANCELLED)
                         return
         finally:
             if not call.done():

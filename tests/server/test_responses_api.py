@@ -320,7 +320,9 @@ def _wait_status(client: openai.OpenAI, response_id: str, statuses: set[str]) ->
     raise AssertionError(f"{response_id} never reached {statuses}")
 
 
-def test_background_poll_and_cancel(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+def test_background_poll_and_cancel(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM, tenant: Tenant
+) -> None:
     model = _model()
     upstream_llm.script(model, Reply(text="done later"), Reply(text="slow", delay=30.0))
     queued = client.responses.create(model=model, input="go", background=True)
@@ -335,6 +337,16 @@ def test_background_poll_and_cancel(client: openai.OpenAI, upstream_llm: Upstrea
     cancelled = client.responses.cancel(slow.id)
     assert cancelled.status == "cancelled"
     assert client.responses.retrieve(slow.id).status == "cancelled"
+    usage = tenant.service.store.tenant(tenant.id).usage
+    deadline = time.monotonic() + 30  # the worker notices within half a second
+    while time.monotonic() < deadline:
+        dropped = [u for u in usage.list(limit=10).items if u.metadata["response_id"] == slow.id]
+        if dropped:
+            break
+        time.sleep(0.05)
+    assert [(u.status, u.error_message) for u in dropped] == [
+        ("error", "the response was cancelled while the upstream answered")
+    ]
 
 
 def test_background_stream(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
