@@ -10,7 +10,9 @@ see each other's replies: ``upstream.script("m-123", Reply(text="Hi"),
 Reply(tool_calls=[ToolCall("get_weather", '{"city": "Oslo"}')]))``. Each call
 for that model takes the next reply; when none is left, the default reply
 echoes the last user message. ``Reply`` can also be an HTTP error, a delay
-before answering, a delay between chunks, or a connection dropped mid-stream.
+before answering (or a gate to wait for), a delay between chunks, or a
+connection dropped mid-stream. ``active`` and ``most_active`` count the
+requests answered at once.
 Every request body is kept in ``upstream.requests``.
 """
 
@@ -57,6 +59,7 @@ class Reply:
     hold_after: int = 0
     finish_reason: str | None = None
     ignore_stream: bool = False  # answer one JSON completion even when asked to stream
+    gate: threading.Event | None = None  # answer only once this is set
 
     def deltas(self) -> list[str]:
         if self.chunks is not None:
@@ -87,6 +90,8 @@ class UpstreamLLM:
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._calls = 0
+        self.active = 0  # requests being answered now
+        self.most_active = 0  # the most at once
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -118,7 +123,14 @@ class UpstreamLLM:
                         400, {"error": {"message": "invalid JSON", "type": "invalid_request_error"}}
                     )
                     return
-                upstream._answer(self, body)
+                with upstream._lock:
+                    upstream.active += 1
+                    upstream.most_active = max(upstream.most_active, upstream.active)
+                try:
+                    upstream._answer(self, body)
+                finally:
+                    with upstream._lock:
+                        upstream.active -= 1
 
             def _json(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
@@ -178,6 +190,8 @@ class UpstreamLLM:
         reply = self._next_reply(body)
         with self._lock:
             self.headers.append(dict(handler.headers.items()))
+        if reply.gate is not None:
+            reply.gate.wait(60)
         if reply.delay:
             time.sleep(reply.delay)
         model = str(body.get("model"))

@@ -3,13 +3,15 @@
 Every function here is synchronous (call it from a thread) and writes the new
 state of the run, its steps, messages and tool calls *and* the events that
 announce them in a single transaction, so an event is never visible before the
-state it announces, and a state is never left without its event. Event types
+state it announces, and a state is never left without its event; the run's
+readers are woken by an after-commit hook of that transaction (:func:`emit`). Event types
 are the Assistants streaming event names (``thread.run.created``, ...); each
 event's ``data`` is the wire object.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from agentkeep.errors import InvalidTransition
 from agentkeep.ids import new_id
 from agentkeep.models import TERMINAL_RUN_STATUSES, Event, Message, Run, RunStep, ToolCall
+from agentkeep.runner import notify
 from agentkeep.store import Store
 from agentkeep.wire.objects import message_object
 from agentkeep.wire.runs import message_delta, run_object, step_delta, step_object
@@ -53,14 +56,19 @@ def now_seconds() -> int:
 
 
 def emit(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> list[Event]:
-    """Append ``(type, data)`` events of ``run`` (in the caller's transaction, if any)."""
+    """Append ``(type, data)`` events of ``run`` (in the caller's transaction, if any).
+
+    The run's readers in this process are woken once the transaction commits.
+    """
     with store.transaction():
-        return store.events.append_many(
+        written = store.events.append_many(
             [
                 {"type": kind, "run_id": run.id, "session_id": run.session_id, "data": data}
                 for kind, data in events
             ]
         )
+        store.after_commit(functools.partial(notify.notify, run.id))
+        return written
 
 
 def run_event(run: Run) -> tuple[str, dict[str, Any]]:
@@ -74,8 +82,8 @@ def _step_event(step: RunStep, what: str | None = None) -> tuple[str, dict[str, 
 # -- messages -----------------------------------------------------------------------------
 
 
-def start_message(store: Store, run: Run) -> tuple[RunStep, Message]:
-    """A message_creation step and its (empty, in_progress) assistant message."""
+def start_message(store: Store, run: Run, deltas: Sequence[str] = ()) -> tuple[RunStep, Message]:
+    """A message_creation step and its (empty, in_progress) assistant message, then ``deltas``."""
     assert run.session_id is not None
     message_id = new_id("msg")
     with store.transaction():
@@ -101,13 +109,18 @@ def start_message(store: Store, run: Run) -> tuple[RunStep, Message]:
             _step_event(step, "in_progress"),
             ("thread.message.created", wire),
             ("thread.message.in_progress", wire),
+            *_delta_events(message.id, deltas),
         )
     return step, message
 
 
+def _delta_events(message_id: str, texts: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    return [("thread.message.delta", message_delta(message_id, t)) for t in texts]
+
+
 def record_deltas(store: Store, run: Run, message_id: str, texts: Sequence[str]) -> None:
     """One ``thread.message.delta`` event per upstream content delta."""
-    emit(store, run, *[("thread.message.delta", message_delta(message_id, t)) for t in texts])
+    emit(store, run, *_delta_events(message_id, texts))
 
 
 def finish_message(

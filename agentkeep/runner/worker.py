@@ -9,27 +9,33 @@ a time, and executes each in a task:
 1. ``thread.run.in_progress`` (the claim is already committed);
 2. the request is built from the instructions, the thread and the run's own
    steps (:mod:`agentkeep.runner.prompt`) and streamed from the upstream;
-3. on the first content delta, a message_creation step and an empty
-   assistant message are created (``thread.run.step.created``,
+3. the deltas are committed in batches (:mod:`agentkeep.runner.answer`:
+   at most ``DELTA_BATCH_MAX`` deltas or ``DELTA_BATCH_S`` seconds, one
+   ``thread.message.delta`` event per delta); the first batch, at the first
+   content delta, also creates a message_creation step and an empty
+   assistant message (``thread.run.step.created``,
    ``thread.run.step.in_progress``, ``thread.message.created``,
-   ``thread.message.in_progress``); deltas are persisted as
-   ``thread.message.delta`` events, batched while a write is under way;
+   ``thread.message.in_progress``);
 4. the call is recorded as one LLM usage row (tokens, latency, cost from
    the price table) and added to the run's counters;
-5. the message and step are completed (``thread.message.completed``,
-   ``thread.run.step.completed``); then either the model called functions —
+5. in one transaction, the message and step are completed
+   (``thread.message.completed``, ``thread.run.step.completed``); then either
+   the model called functions —
    a tool_calls step (``thread.run.step.created``, ``.in_progress``,
    ``.delta``) and ``thread.run.requires_action`` — or the run is
    ``thread.run.completed`` (``incomplete`` when the upstream stopped for
    length).
 
 Every state change is committed together with its event before anything
-reads it. A run in ``requires_action`` waits in the database; when its tool
+reads it; the run's readers are woken by an after-commit hook of that
+transaction (:func:`agentkeep.runner.ops.emit`). Runs beyond ``concurrency``
+(``AGENTKEEP_RUN_CONCURRENCY``) stay queued in the database until a place
+frees up. A run in ``requires_action`` waits in the database; when its tool
 outputs are submitted it goes back to ``queued`` and whichever worker claims
-it continues it, with the outputs in its prompt. Cancelling is noticed within half a second while the
-upstream streams: the call is dropped and the run, its step and its message
-are cancelled. Upstream errors fail the run with ``last_error``
-(``server_error`` or ``rate_limit_exceeded``).
+it continues it, with the outputs in its prompt. Cancelling is noticed within
+half a second while the upstream streams: the call is dropped and the run,
+its step and its message are cancelled. Upstream errors fail the run with
+``last_error`` (``server_error`` or ``rate_limit_exceeded``).
 
 Recovery (see :mod:`agentkeep.runner.liveness`): at start-up and every few
 seconds the worker fails the runs left ``in_progress``/``cancelling`` by
@@ -44,7 +50,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
 import secrets
@@ -56,11 +61,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from agentkeep.config import Settings
 from agentkeep.errors import NotFound
-from agentkeep.models import Message, Run, RunStep
+from agentkeep.models import Run
 from agentkeep.runner import liveness, notify, ops
+from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
 from agentkeep.runner.prompt import build_request
 from agentkeep.runner.response_background import run_background
-from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
+from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.store import Store
 from agentkeep.wire.runs import run_object
 
@@ -79,6 +85,7 @@ CRASHED_MESSAGE = (
 STOP_WAIT_S = 10.0
 MAX_BACKOFF_S = 15.0  # longest pause between attempts while the database is unreachable
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
+CANCEL_CHECK_S = 0.5  # how often a streaming run looks whether it was cancelled
 
 
 class RunWorker:
@@ -156,7 +163,7 @@ class RunWorker:
         try:
             await self._db(liveness.reap, self.store, self.id, STOPPED_MESSAGE)
             await self._db(self.store.responses.fail_abandoned, [self.id], STOPPED_MESSAGE)
-            notify.notify()
+            notify.notify()  # background responses' readers
         except Exception as exc:
             log.error("run worker %s could not deregister: %r", self.id, exc)
         if self.client is not None:
@@ -216,14 +223,12 @@ class RunWorker:
             liveness.dead_workers, self.store, me=self.id, stale_after=self.stale_after
         )
         for worker_id in dead:
-            runs = await self._db(liveness.reap, self.store, worker_id, CRASHED_MESSAGE)
-            if runs:
-                notify.notify()
+            await self._db(liveness.reap, self.store, worker_id, CRASHED_MESSAGE)
         responses = self.store.responses
         if dead:
             failed = await self._db(responses.fail_abandoned, dead, CRASHED_MESSAGE)
             if failed:
-                notify.notify()
+                notify.notify()  # background responses' readers
         await self._db(responses.purge_expired, all_tenants=True)
 
     def _spawn(self, run: Run) -> None:
@@ -232,7 +237,13 @@ class RunWorker:
     def _track(self, key: tuple[str, str], work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work, name=f"{key[1]}")
         self._tasks[key] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(key, None))
+        task.add_done_callback(lambda _t: self._done(key))
+
+    def _done(self, key: tuple[str, str]) -> None:
+        """A run ended: its place goes to the next queued run at once."""
+        self._tasks.pop(key, None)
+        if not self._stopping:
+            self.wake()
 
     # -- one run --------------------------------------------------------------------------
 
@@ -243,7 +254,6 @@ class RunWorker:
                 await self._db(ops.fail_run, store, run.id, "server_error", "cancelled")
                 return
             await self._db(ops.emit, store, run, ("thread.run.in_progress", run_object(run)))
-            notify.notify()
             if self.client is None:
                 await self._db(ops.fail_run, store, run.id, "server_error", NO_UPSTREAM)
                 return
@@ -259,180 +269,101 @@ class RunWorker:
                 await self._db(
                     ops.fail_run, store, run.id, "server_error", f"internal error: {exc!r}"
                 )
-        finally:
-            notify.notify()
 
     async def _call(self, store: Store, run: Run, body: dict[str, Any], client: ChatClient) -> None:
-        pending: list[str] = []
-        arrived = asyncio.Event()
-        step: RunStep | None = None
-        message: Message | None = None
-        text = ""
+        """One upstream call: stream it into the run's message, record it, conclude the run."""
+        answer = await self._stream(store, run, body, client)
+        await self._db(record_call, store, run, body, client, answer)
+        if answer.stopped_status is not None:
+            # cancelled (or failed by someone else): close what is open and announce it
+            await self._db(ops.fail_run, store, run.id, "server_error", "cancelled")
+        elif answer.error is not None:
+            await self._db(ops.fail_run, store, run.id, answer.error.code, answer.error.message)
+        else:
+            await self._db(_conclude, store, run, answer)
 
-        async def on_delta(delta: str) -> None:
-            pending.append(delta)
-            arrived.set()
-
-        async def flush() -> None:
-            nonlocal step, message, text
-            arrived.clear()
-            if not pending:
-                return
-            batch = pending[:]
-            pending.clear()
-            if message is None:
-                step, message = await self._db(ops.start_message, store, run)
-            assert message is not None
-            await self._db(ops.record_deltas, store, run, message.id, batch)
-            text += "".join(batch)
-            notify.notify()
-
+    async def _stream(
+        self, store: Store, run: Run, body: dict[str, Any], client: ChatClient
+    ) -> Answer:
+        """Stream the upstream's answer, committing its deltas in batches as they come."""
+        answer = Answer()
+        buffer = DeltaBuffer()
         started = time.perf_counter()
-        call = asyncio.create_task(client.complete(body, on_delta))
-        stopped_status: str | None = None
-        next_check = time.monotonic() + 0.5
+        call = asyncio.create_task(client.complete(body, buffer.add))
+        next_check = time.monotonic() + CANCEL_CHECK_S
         try:
-            while True:
-                waiter = asyncio.create_task(arrived.wait())
-                await asyncio.wait({call, waiter}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                await flush()
-                if call.done():
-                    break
+            while not call.done():
+                await buffer.wait(call, max(0.0, next_check - time.monotonic()))
+                if buffer.due():
+                    await self._flush(store, run, buffer, answer)
                 if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + 0.5
+                    next_check = time.monotonic() + CANCEL_CHECK_S
                     current = await self._db(store.runs.get, run.id)
                     if current.status != "in_progress":
-                        stopped_status = current.status
+                        answer.stopped_status = current.status
                         break
         finally:
             if not call.done():
                 call.cancel()
                 with contextlib.suppress(BaseException):
                     await call
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        completion: Completion | None = None
-        error: UpstreamError | None = None
-        if stopped_status is None:
+        answer.latency_ms = int((time.perf_counter() - started) * 1000)
+        if answer.stopped_status is None:
             try:
-                completion = call.result()
+                answer.completion = call.result()
             except UpstreamError as exc:
-                error = exc
-            await flush()
-        await self._db(
-            _record_call,
-            store,
-            run,
-            body,
-            client,
-            completion,
-            error,
-            latency_ms,
-            text,
-            stopped_status,
-        )
-        if stopped_status is not None:
-            # cancelled (or failed by someone else): close what is open and announce it
-            await self._db(ops.fail_run, store, run.id, "server_error", "cancelled")
+                answer.error = exc
+            while buffer.pending:
+                await self._flush(store, run, buffer, answer)
+        return answer
+
+    async def _flush(self, store: Store, run: Run, buffer: DeltaBuffer, answer: Answer) -> None:
+        """Commit the pending deltas (the first batch opens the message and its step)."""
+        batch = buffer.take()
+        if not batch:
             return
-        if error is not None:
-            await self._db(ops.fail_run, store, run.id, error.code, error.message)
-            return
-        assert completion is not None
-        calls = completion.tool_calls
-        if message is None and not calls:
-            step, message = await self._db(ops.start_message, store, run)
-        if message is not None and step is not None:
+        if answer.message is None:
+            answer.step, answer.message = await self._db(ops.start_message, store, run, batch)
+        else:
+            await self._db(ops.record_deltas, store, run, answer.message.id, batch)
+        answer.text += "".join(batch)
+
+
+def _conclude(store: Store, run: Run, answer: Answer) -> None:
+    """After a successful call: complete the message, then require action or finish the run.
+
+    One transaction: the message, its step and the run's new status commit together.
+    """
+    completion = answer.completion
+    assert completion is not None
+    calls = completion.tool_calls
+    with store.transaction():
+        if answer.message is None and not calls:
+            answer.step, answer.message = ops.start_message(store, run)
+        if answer.message is not None and answer.step is not None:
             tokens = (0, 0) if calls else (completion.input_tokens, completion.output_tokens)
-            await self._db(
-                ops.finish_message,
+            ops.finish_message(
                 store,
                 run,
-                step,
-                message,
-                text,
+                answer.step,
+                answer.message,
+                answer.text,
                 input_tokens=tokens[0],
                 output_tokens=tokens[1],
             )
-            notify.notify()
         if calls:
-            await self._db(
-                ops.require_action,
+            ops.require_action(
                 store,
                 run,
                 [(c.id, c.name, c.arguments) for c in calls],
                 input_tokens=completion.input_tokens,
                 output_tokens=completion.output_tokens,
             )
-            return
-        if completion.finish_reason == "length" and (run.extra or {}).get("max_completion_tokens"):
-            await self._db(
-                ops.finish_run,
-                store,
-                run.id,
-                "incomplete",
-                incomplete_details={"reason": "max_completion_tokens"},
+        elif completion.finish_reason == "length" and (run.extra or {}).get(
+            "max_completion_tokens"
+        ):
+            ops.finish_run(
+                store, run.id, "incomplete", incomplete_details={"reason": "max_completion_tokens"}
             )
         else:
-            await self._db(ops.finish_run, store, run.id, "completed")
-
-
-def _record_call(
-    store: Store,
-    run: Run,
-    body: dict[str, Any],
-    client: ChatClient,
-    completion: Completion | None,
-    error: UpstreamError | None,
-    latency_ms: int,
-    text: str,
-    stopped_status: str | None,
-) -> None:
-    """One LLM usage row for the call, and its tokens and cost added to the run."""
-    out = completion or Completion()
-    response: str | None = text or out.text or None
-    if out.tool_calls:
-        response = json.dumps(
-            {
-                "content": text or out.text or None,
-                "tool_calls": [
-                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in out.tool_calls
-                ],
-            }
-        )
-    if error is not None:
-        message: str | None = error.message
-    elif stopped_status is not None:
-        message = f"the run was {stopped_status} while the upstream answered"
-    else:
-        message = None
-    params = {k: v for k, v in body.items() if k not in ("messages", "model")}
-    metadata = {"response_id": out.response_id[:512]} if out.response_id else None
-    with store.transaction():
-        usage = store.usage.record(
-            provider=client.provider,
-            model=str(out.model or body.get("model") or "unknown"),
-            input_tokens=out.input_tokens,
-            output_tokens=out.output_tokens,
-            cached_tokens=out.cached_tokens,
-            reasoning_tokens=out.reasoning_tokens,
-            latency_ms=latency_ms,
-            status="success" if message is None else "error",
-            error_message=message,
-            prompt=json.dumps(body.get("messages", [])),
-            response=response,
-            input_params=params,
-            agent_id=run.agent_id,
-            session_id=run.session_id,
-            run_id=run.id,
-            metadata=metadata,
-        )
-        store.runs.add_usage(
-            run.id,
-            input_tokens=out.input_tokens,
-            output_tokens=out.output_tokens,
-            cached_tokens=out.cached_tokens,
-            reasoning_tokens=out.reasoning_tokens,
-            cost_usd=usage.cost_usd,
-            iterations=1,
-        )
+            ops.finish_run(store, run.id, "completed")

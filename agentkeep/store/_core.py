@@ -4,13 +4,17 @@
 process's one-writer guard); ``read()`` a read. Both nest: inside an open
 transaction of this thread, a nested ``write()`` is a savepoint of it, so
 ``with store.transaction(): ...`` makes several operations one atomic write.
-Driver errors are translated on the way out.
+``after_commit(fn)`` registers a side effect (waking readers, ...) that runs
+once the outermost write commits, and is dropped when the write (or the
+savepoint it was registered in) rolls back, like SQLAlchemy's
+``after_commit`` event. Driver errors are translated on the way out.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection
@@ -20,6 +24,8 @@ from agentkeep.store._errors import translating
 from agentkeep.store._fastpath import FastPath, make_fastpath
 
 __all__ = ["Core"]
+
+log = logging.getLogger("agentkeep.store")
 
 
 class _Local(threading.local):
@@ -32,6 +38,8 @@ class _Local(threading.local):
 
     conn: Connection | None = None
     writing: bool = False
+    hooks: list[Callable[[], None]] | None = None
+    """What to run once the open write commits (None outside a write)."""
 
 
 class Core:
@@ -53,6 +61,20 @@ class Core:
         """Whether this thread is inside a ``write()`` or ``read()`` block."""
         return self._local.conn is not None
 
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once this thread's open write commits; at once outside a write.
+
+        Dropped if the write, or the savepoint it was registered in, rolls
+        back. Hooks run in the order they were registered, in the committing
+        thread; one that raises is logged and does not stop the others (the
+        data is committed by then).
+        """
+        hooks = self._local.hooks
+        if hooks is None or not self._local.writing:
+            fn()
+        else:
+            hooks.append(fn)
+
     @contextmanager
     def write(self, what: str = "write") -> Iterator[Connection]:
         """A write transaction; committed when the block ends without error."""
@@ -60,19 +82,30 @@ class Core:
         if current is not None:
             if not self._local.writing:
                 raise RuntimeError("cannot write inside a read-only transaction")
-            with translating(what), current.begin_nested():
-                yield current
+            hooks = self._local.hooks
+            mark = len(hooks) if hooks is not None else 0
+            try:
+                with translating(what), current.begin_nested():
+                    yield current
+            except BaseException:
+                if hooks is not None:
+                    del hooks[mark:]  # the savepoint's side effects go with it
+                raise
             return
+        hooks = []
         with translating(what), self.dialect.write_guard(), self.engine.connect() as conn:
             conn.execution_options(agentkeep_write=True)
             with conn.begin():
                 self._local.conn = conn
                 self._local.writing = True
+                self._local.hooks = hooks
                 try:
                     yield conn
                 finally:
                     self._local.conn = None
                     self._local.writing = False
+                    self._local.hooks = None
+        _run_hooks(hooks)
 
     @contextmanager
     def read(self, what: str = "read") -> Iterator[Connection]:
@@ -97,3 +130,11 @@ class Core:
             if self.fast is not None:
                 self.fast.close()
             self.dialect.dispose()
+
+
+def _run_hooks(hooks: list[Callable[[], None]]) -> None:
+    for fn in hooks:
+        try:
+            fn()
+        except Exception:  # committed already: report it, run the others
+            log.exception("an after-commit hook failed: %r", fn)

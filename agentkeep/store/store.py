@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +84,15 @@ class Store:
         """Make every store call in the block (in this thread) one atomic write."""
         with self._core.write("transaction"):
             yield self
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once this thread's ``transaction()`` commits (at once outside one).
+
+        For side effects that must not be seen before the data they announce
+        (waking readers, sending a message): dropped if the transaction, or
+        the nested block it was registered in, rolls back.
+        """
+        self._core.after_commit(callback)
 
     def health(self) -> Health:
         """Whether the database answers, how fast, and at which schema revision."""

@@ -5,9 +5,9 @@ cancel and submit_tool_outputs; create-thread-and-run; run steps (list,
 retrieve). The run itself is executed by the service's run worker
 (:mod:`agentkeep.runner`).
 
-Streams read the persisted events of the run (``store.events``) from a
-bookmark, so what a stream shows is exactly what was committed. Each event
-carries its bookmark as the SSE ``id``. agentkeep extension:
+Streams (:mod:`agentkeep.server.streaming`) read the persisted events of the
+run from a bookmark, so what a stream shows is exactly what was committed;
+the request bodies are in :mod:`agentkeep.server.bodies`. agentkeep extension:
 ``GET /v1/threads/{thread_id}/runs/{run_id}/events?after=<bookmark>`` replays
 a run's events after a bookmark (or ``Last-Event-ID``) and follows them live
 until the run stops — the way to reconnect to a stream.
@@ -15,25 +15,28 @@ until the run stops — the way to reconnect to a stream.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from agentkeep.errors import InvalidTransition, NotFound
-from agentkeep.models import ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, Agent, Event, Run
-from agentkeep.runner import notify, ops
-from agentkeep.server.bodies import CreateMessage, CreateThread
+from agentkeep.models import ACTIVE_RUN_STATUSES, Agent, Run
+from agentkeep.runner import ops
+from agentkeep.server.bodies import (
+    CreateRun,
+    CreateThread,
+    CreateThreadAndRun,
+    ModifyRun,
+    RunOptions,
+    SubmitToolOutputs,
+)
 from agentkeep.server.deps import TenantStore, service_state
-from agentkeep.server.errors import ApiError, error_body, translate_error
+from agentkeep.server.errors import ApiError
 from agentkeep.server.lookup import active_run_id, get_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
+from agentkeep.server.streaming import stream_run
 from agentkeep.store import Store
 from agentkeep.wire.objects import list_object, thread_object
 from agentkeep.wire.runs import RUN_OPTIONS, run_object, step_object
@@ -43,55 +46,6 @@ __all__ = ["router"]
 router = APIRouter(tags=["Assistants"])
 
 POLL_AFTER_MS = "200"  # tells the SDK's create_and_poll how often to look
-KEEPALIVE_S = 15.0
-POLL_S = 0.25
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _RunOptions(_Strict):
-    model: str | None = None
-    instructions: str | None = None
-    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
-    metadata: dict[str, str] | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    stream: bool | None = None
-    max_prompt_tokens: int | None = Field(default=None, ge=256)
-    max_completion_tokens: int | None = Field(default=None, ge=256)
-    truncation_strategy: dict[str, Any] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    response_format: str | dict[str, Any] | None = None
-    reasoning_effort: str | None = None
-
-
-class CreateRun(_RunOptions):
-    assistant_id: str = Field(min_length=1, max_length=256)
-    additional_instructions: str | None = None
-    additional_messages: list[CreateMessage] | None = None
-
-
-class CreateThreadAndRun(_RunOptions):
-    assistant_id: str = Field(min_length=1, max_length=256)
-    thread: CreateThread | None = None
-    tool_resources: dict[str, Any] | None = None
-
-
-class ModifyRun(_Strict):
-    metadata: dict[str, str] | None = None
-
-
-class ToolOutput(_Strict):
-    tool_call_id: str = Field(min_length=1)
-    output: str
-
-
-class SubmitToolOutputs(_Strict):
-    tool_outputs: list[ToolOutput]
-    stream: bool | None = None
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -115,7 +69,7 @@ def _wake(request: Request) -> None:
         worker.wake()
 
 
-def _run_fields(body: _RunOptions, agent: Agent, additional: str | None) -> dict[str, Any]:
+def _run_fields(body: RunOptions, agent: Agent, additional: str | None) -> dict[str, Any]:
     instructions = body.instructions if body.instructions is not None else agent.instructions
     if additional:
         instructions = f"{instructions}\n\n{additional}" if instructions else additional
@@ -141,69 +95,6 @@ def _queue(store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]) -
     wire = run_object(run)
     written = ops.emit(store, run, ("thread.run.created", wire), ("thread.run.queued", wire))
     return run, written[0].bookmark - 1
-
-
-def _sse(kind: str, data: Any, ident: int | None = None) -> bytes:
-    head = f"event: {kind}\n"
-    body = f"data: {data if isinstance(data, str) else json.dumps(data)}\n"
-    tail = f"id: {ident}\n" if ident is not None else ""
-    return (head + body + tail + "\n").encode()
-
-
-async def _follow(store: Store, run_id: str, after: int) -> AsyncIterator[bytes]:
-    """The run's events after ``after``, live, until the run stops; then ``done``."""
-    bookmark = after
-    stop_seen = False
-    last_sent = time.monotonic()
-    try:
-        while True:
-            since = notify.generation()
-            events: list[Event] = await asyncio.to_thread(
-                store.events.list, run_id=run_id, after_bookmark=bookmark, limit=500
-            )
-            for event in events:
-                bookmark = event.bookmark
-                stop_seen = event.type in ops.STOP_EVENTS
-                yield _sse(event.type, event.data, event.bookmark)
-            if events:
-                last_sent = time.monotonic()
-                if len(events) == 500:
-                    continue
-            if stop_seen or not events:
-                run = await asyncio.to_thread(store.runs.get, run_id)
-                if run.status in TERMINAL_RUN_STATUSES or run.status == "requires_action":
-                    # The status commits with its event: what led here is all stored. Drain it.
-                    while True:
-                        rest: list[Event] = await asyncio.to_thread(
-                            store.events.list, run_id=run_id, after_bookmark=bookmark, limit=500
-                        )
-                        if not rest:
-                            break
-                        for event in rest:
-                            bookmark = event.bookmark
-                            yield _sse(event.type, event.data, event.bookmark)
-                    break
-            if time.monotonic() - last_sent > KEEPALIVE_S:
-                last_sent = time.monotonic()
-                yield b": keep-alive\n\n"
-            await notify.wait(POLL_S, since)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        error = translate_error(exc)
-        yield _sse(
-            "error", error_body(error.message, type=error.type, param=error.param, code=error.code)
-        )
-        return
-    yield _sse("done", "[DONE]")
-
-
-def _stream(store: Store, run_id: str, after: int) -> StreamingResponse:
-    return StreamingResponse(
-        _follow(store, run_id, after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
 
 
 # -- runs ---------------------------------------------------------------------------------------
@@ -237,10 +128,9 @@ def create_thread_and_run(
             ("thread.run.created", wire),
             ("thread.run.queued", wire),
         )
-    notify.notify()
     _wake(request)
     if body.stream:
-        return _stream(store, run.id, written[0].bookmark - 1)
+        return stream_run(store, run.id, written[0].bookmark - 1)
     return run_object(run)
 
 
@@ -268,10 +158,9 @@ def create_run(
         if rows:
             store.messages.append_many(thread_id, rows)
         run, after = _queue(store, thread_id, agent, fields)
-    notify.notify()
     _wake(request)
     if body.stream:
-        return _stream(store, run.id, after)
+        return stream_run(store, run.id, after)
     return run_object(run)
 
 
@@ -316,7 +205,6 @@ def cancel_run(
         run = ops.cancel_run(store, run_id)
     except InvalidTransition as exc:
         raise ApiError(400, f"Cannot cancel run with status '{exc.current}'.", param=None) from None
-    notify.notify()
     _poll_header(response)
     return run_object(run)
 
@@ -355,10 +243,9 @@ def submit_tool_outputs(
         run, after = ops.submit_tool_outputs(store, run, outputs)
     except InvalidTransition as exc:
         raise ApiError(400, f"Runs in status {exc.current} do not accept tool outputs.") from None
-    notify.notify()
     _wake(request)
     if body.stream:
-        return _stream(store, run.id, after)
+        return stream_run(store, run.id, after)
     return run_object(run)
 
 
@@ -384,7 +271,7 @@ def run_events(
             raise ApiError(
                 400, "Last-Event-ID must be an event bookmark (an integer).", param="Last-Event-ID"
             ) from None
-    return _stream(store, run_id, start or 0)
+    return stream_run(store, run_id, start or 0)
 
 
 # -- run steps ----------------------------------------------------------------------------------

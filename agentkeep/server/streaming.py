@@ -1,0 +1,102 @@
+"""A run's stream: its stored events as server-sent events, from a bookmark, live.
+
+Streams read the persisted events of the run (``store.events``) from a
+bookmark, so what a stream shows is exactly what was committed, and each
+event carries its bookmark as the SSE ``id``. A stream subscribes to its run's
+in-process wake-ups (:mod:`agentkeep.runner.notify`, sent once the run
+engine's transaction commits) and reads again when woken, or every
+``POLL_S`` seconds for writes of other processes. It ends after the run
+stops (``done``) with every event that led there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+
+from agentkeep.models import TERMINAL_RUN_STATUSES, Event
+from agentkeep.runner import notify, ops
+from agentkeep.server.errors import error_body, translate_error
+from agentkeep.store import Store
+
+__all__ = ["KEEPALIVE_S", "POLL_S", "sse", "stream_run"]
+
+KEEPALIVE_S = 15.0
+POLL_S = 0.25
+READ_BATCH = 500
+
+
+def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
+    """One server-sent event: ``event``, ``data`` (JSON unless a string) and ``id``."""
+    head = f"event: {kind}\n"
+    body = f"data: {data if isinstance(data, str) else json.dumps(data)}\n"
+    tail = f"id: {ident}\n" if ident is not None else ""
+    return (head + body + tail + "\n").encode()
+
+
+async def _read(store: Store, run_id: str, after: int) -> list[Event]:
+    return await asyncio.to_thread(
+        store.events.list, run_id=run_id, after_bookmark=after, limit=READ_BATCH
+    )
+
+
+async def _stopped(store: Store, run_id: str) -> bool:
+    run = await asyncio.to_thread(store.runs.get, run_id)
+    return run.status in TERMINAL_RUN_STATUSES or run.status == "requires_action"
+
+
+async def _follow(store: Store, run_id: str, after: int) -> AsyncIterator[bytes]:
+    """The run's events after ``after``, live, until the run stops; then ``done``."""
+    bookmark = after
+    last_sent = time.monotonic()
+    with notify.subscribe(run_id) as woken:
+        while True:
+            woken.clear()
+            events = await _read(store, run_id, bookmark)
+            for event in events:
+                bookmark = event.bookmark
+                yield sse(event.type, event.data, event.bookmark)
+            if len(events) == READ_BATCH:
+                continue
+            stop_seen = bool(events) and events[-1].type in ops.STOP_EVENTS
+            if (stop_seen or not events) and await _stopped(store, run_id):
+                # The status commits with its event: what led here is all stored. Drain it.
+                while rest := await _read(store, run_id, bookmark):
+                    for event in rest:
+                        bookmark = event.bookmark
+                        yield sse(event.type, event.data, event.bookmark)
+                return
+            if events:
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent > KEEPALIVE_S:
+                last_sent = time.monotonic()
+                yield b": keep-alive\n\n"
+            await woken.wait(POLL_S)
+
+
+async def _events(store: Store, run_id: str, after: int) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in _follow(store, run_id, after):
+            yield chunk
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        error = translate_error(exc)
+        body = error_body(error.message, type=error.type, param=error.param, code=error.code)
+        yield sse("error", body)
+        return
+    yield sse("done", "[DONE]")
+
+
+def stream_run(store: Store, run_id: str, after: int) -> StreamingResponse:
+    """The run's events after bookmark ``after`` as ``text/event-stream``."""
+    return StreamingResponse(
+        _events(store, run_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
