@@ -31,6 +31,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     run_concurrency: int = 16
     response_ttl_days: float = 30.0
+    key_cache_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -51,6 +52,7 @@ class Settings:
             max_body_bytes=int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
             run_concurrency=int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
             response_ttl_days=float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
+            key_cache_seconds=max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
         )
 
     @property

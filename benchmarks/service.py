@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -101,28 +102,14 @@ def _serve_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def running_service(url: str, workers: int, timeout: float, log_dir: str) -> Iterator[str]:
-    """Start ``agentkeep serve`` on ``url`` and yield its base URL once ``/healthz`` answers."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AGENTKEEP_DATABASE_URL": url,
-        "AGENTKEEP_API_KEYS": f"{TENANT}:{API_KEY}",
-    }
-    env.pop("DATABASE_URL", None)
+def _running(
+    command: list[str], env: dict[str, str], timeout: float, log_dir: str, port: int, workers: int
+) -> Iterator[str]:
+    """Start ``command`` (an HTTP server on ``port``); yield its base URL once ``/healthz`` answers."""
     log_path = Path(log_dir) / f"serve-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                *_serve_command(),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
+            command,
             env=env,
             cwd=ROOT,
             stdout=log,
@@ -135,7 +122,7 @@ def running_service(url: str, workers: int, timeout: float, log_dir: str) -> Ite
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(
-                    f"the service exited with {proc.returncode}: "
+                    f"{command[-1]} exited with {proc.returncode}: "
                     + log_path.read_text(errors="replace")[-800:]
                 )
             try:
@@ -144,7 +131,7 @@ def running_service(url: str, workers: int, timeout: float, log_dir: str) -> Ite
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the service did not answer /healthz within {timeout:.0f}s")
+                raise RuntimeError(f"{base} did not answer /healthz within {timeout:.0f}s")
             time.sleep(0.1)
         if workers > 1:
             time.sleep(1.0)  # /healthz answered by one worker; give the others a moment
@@ -157,6 +144,34 @@ def running_service(url: str, workers: int, timeout: float, log_dir: str) -> Ite
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def running_service(
+    url: str, workers: int, timeout: float, log_dir: str, **env: str
+) -> contextlib.AbstractContextManager[str]:
+    """``agentkeep serve --workers N`` on ``url`` (``env``: more ``AGENTKEEP_*`` settings)."""
+    port = _free_port()
+    environ = {
+        **os.environ,
+        "AGENTKEEP_DATABASE_URL": url,
+        "AGENTKEEP_API_KEYS": f"{TENANT}:{API_KEY}",
+        **env,
+    }
+    environ.pop("DATABASE_URL", None)
+    command = [*_serve_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return _running([*command, "--workers", str(workers)], environ, timeout, log_dir, port, workers)
+
+
+def running_reference(
+    url: str, timeout: float, log_dir: str
+) -> contextlib.AbstractContextManager[str]:
+    """The bare FastAPI reference (``benchmarks/reference_app.py``) on the same uvicorn."""
+    port = _free_port()
+    environ = {**os.environ, "REFERENCE_DATABASE_URL": url, "REFERENCE_API_KEY": API_KEY}
+    # uvicorn's defaults as ``agentkeep serve`` uses them (access log on), one process.
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.reference_app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"]
+    return _running(command, environ, timeout, log_dir, port, 1)
 
 
 # --- measurements ------------------------------------------------------------------------------
@@ -232,31 +247,54 @@ async def _phase(
     }
 
 
-async def throughput(base: str, cfg: Config) -> list[dict[str, Any]]:
+async def throughput(bases: dict[str, str], cfg: Config) -> dict[str, list[dict[str, Any]]]:
+    """The phases against each service in ``bases``, alternating which goes first per phase."""
     limits = httpx.Limits(max_connections=cfg.clients, max_keepalive_connections=cfg.clients)
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    async with httpx.AsyncClient(
-        base_url=base, headers=headers, limits=limits, timeout=60
-    ) as client:
+    body = {"role": "user", "content": "a benchmark message of ordinary length, " * 3}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in bases}
+    clients: dict[str, httpx.AsyncClient] = {}
+    phases: dict[str, list[Phase]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for name, base in bases.items():
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60)
+            )
+            clients[name] = client
 
-        async def new_thread() -> str:
-            r = await client.post("/v1/threads", json={})
-            r.raise_for_status()
-            return str(r.json()["id"])
+            async def new_thread(client: httpx.AsyncClient = client) -> str:
+                r = await client.post("/v1/threads", json={})
+                r.raise_for_status()
+                return str(r.json()["id"])
 
-        own = [await new_thread() for _ in range(cfg.clients)]
-        shared = await new_thread()
-        body = {"role": "user", "content": "a benchmark message of ordinary length, " * 3}
-        phases = [
-            Phase("create, own thread", lambda i: f"/v1/threads/{own[i]}/messages", "POST", body),
-            Phase(
-                "create, shared thread", lambda i: f"/v1/threads/{shared}/messages", "POST", body
-            ),
-            Phase(
-                "list 20, own thread", lambda i: f"/v1/threads/{own[i]}/messages?limit=20", "GET"
-            ),
-        ]
-        return [await _phase(client, p, cfg.clients, cfg.seconds, cfg.warmup) for p in phases]
+            own = [await new_thread() for _ in range(cfg.clients)]
+            shared = await new_thread()
+            phases[name] = [
+                Phase("create, own thread", functools.partial(_messages, own), "POST", body),
+                Phase(
+                    "create, shared thread",
+                    lambda i, t=shared: f"/v1/threads/{t}/messages",
+                    "POST",
+                    body,
+                ),
+                Phase(
+                    "list 20, own thread",
+                    functools.partial(_messages, own, query="?limit=20"),
+                    "GET",
+                ),
+            ]
+        names = list(bases)
+        for k in range(len(phases[names[0]])):
+            for name in names if k % 2 == 0 else names[::-1]:
+                phase = phases[name][k]
+                results[name].append(
+                    await _phase(clients[name], phase, cfg.clients, cfg.seconds, cfg.warmup)
+                )
+    return results
+
+
+def _messages(threads: list[str], i: int, query: str = "") -> str:
+    return f"/v1/threads/{threads[i]}/messages{query}"
 
 
 def overhead(base: str, url: str, cfg: Config) -> dict[str, Any]:
@@ -324,17 +362,73 @@ def overhead(base: str, url: str, cfg: Config) -> dict[str, Any]:
 # --- one configuration, and the whole benchmark -----------------------------------------------
 
 
+def statements(url: str, ref_url: str) -> dict[str, dict[str, float]]:
+    """Statements per request (``benchmarks.statements``), agentkeep and the reference, in-process.
+
+    agentkeep is asked with a key made by ``agentkeep keys create`` (stored
+    hashed), not a bootstrap key, so a key lookup shows where it happens.
+    """
+    import importlib
+
+    from starlette.testclient import TestClient
+
+    import agentkeep
+    from agentkeep.config import Settings
+    from agentkeep.server.app import create_app
+    from agentkeep.server.keys import create_key
+    from benchmarks.statements import count_statements, per_request
+
+    text = "a benchmark message of ordinary length, " * 3
+    out: dict[str, dict[str, float]] = {}
+    with agentkeep.connect(url) as root:
+        _, key = create_key(root, tenant=TENANT, name="bench")
+    settings = Settings.from_env({**os.environ, "AGENTKEEP_DATABASE_URL": url})
+    os.environ.update(REFERENCE_DATABASE_URL=ref_url, REFERENCE_API_KEY=API_KEY)
+    import benchmarks.reference_app as reference
+
+    reference = importlib.reload(reference)
+    apps = {"agentkeep": (create_app(settings), key), "reference": (reference.app, API_KEY)}
+    with count_statements() as counter:
+        for name, (app, bearer) in apps.items():
+            with TestClient(app, headers={"Authorization": f"Bearer {bearer}"}) as http:
+                thread = http.post("/v1/threads", json={}).json()["id"]
+                path = f"/v1/threads/{thread}/messages"
+
+                def create(http: TestClient = http, path: str = path) -> None:
+                    http.post(path, json={"role": "user", "content": text}).raise_for_status()
+
+                def list20(http: TestClient = http, path: str = path) -> None:
+                    http.get(path, params={"limit": 20}).raise_for_status()
+
+                out[name] = {
+                    "create-message": per_request(counter, create),
+                    "list-messages (20)": per_request(counter, list20),
+                }
+    return out
+
+
 def run_config(
     backend: str, workers: int, cfg: Config, pg: PostgresDatabases, console: Console
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="akbench_service_") as tmp:
-        url = pg.create() if backend == "postgres" else f"sqlite:///{tmp}/service.db"
+        urls = [
+            pg.create() if backend == "postgres" else f"sqlite:///{tmp}/{n}.db"
+            for n in ("service", "reference")
+        ]
+        url, ref_url = urls
         started = time.perf_counter()
         load_before = os.getloadavg()[0]
         try:
-            with running_service(url, workers, cfg.startup_timeout, tmp) as base:
+            with contextlib.ExitStack() as stack:
+                base = stack.enter_context(running_service(url, workers, cfg.startup_timeout, tmp))
+                bases = {"agentkeep": base}
+                if workers == 1:  # the reference runs in one process, beside agentkeep's one
+                    bases["reference"] = stack.enter_context(
+                        running_reference(ref_url, cfg.startup_timeout, tmp)
+                    )
                 over = overhead(base, url, cfg)
-                phases = asyncio.run(throughput(base, cfg))
+                by_target = asyncio.run(throughput(bases, cfg))
+            counted = statements(url, ref_url) if workers == 1 else None
             # What the service logged beyond its access lines: tracebacks, warnings.
             log = "".join(p.read_text(errors="replace") for p in Path(tmp).glob("serve-*.log"))
             noteworthy = [
@@ -346,21 +440,44 @@ def run_config(
                 "backend": backend,
                 "workers": workers,
                 "overhead": over,
-                "phases": phases,
+                "phases": by_target["agentkeep"],
+                "reference": by_target.get("reference"),
+                "statements": counted,
                 "wall_s": time.perf_counter() - started,
                 "server_log": noteworthy[:40],
                 # Other work on the machine skews the figures: the 1-minute load, before and after.
                 "loadavg_1m": [load_before, os.getloadavg()[0]],
             }
         except Exception as exc:
-            console.print(f"[red]{backend} x{workers} failed:[/] {exc}")
+            console.print(f"[red]{backend} x{workers} failed:[/] {exc!r}")
             return {"backend": backend, "workers": workers, "error": str(exc)}
         finally:
             if backend == "postgres":
-                try:
-                    pg.drop(url)
-                except Exception as exc:
-                    print(f"could not drop {url}: {exc}", file=sys.stderr)
+                for made in urls:
+                    try:
+                        pg.drop(made)
+                    except Exception as exc:
+                        print(f"could not drop {made}: {exc}", file=sys.stderr)
+
+
+def _phase_row(run: dict[str, Any], p: dict[str, Any], server: str, ratio: str) -> list[str]:
+    errs = str(p["non_2xx"])
+    if p["server_errors"]:
+        errs = f"[bold red]{p['non_2xx']} ({p['server_errors']} 5xx)[/]"
+    elif p["non_2xx"]:
+        errs = f"[red]{p['non_2xx']}[/]"
+    return [
+        run["backend"],
+        str(run["workers"]),
+        p["phase"],
+        server,
+        _fmt(p["rps"]),
+        ratio,
+        f"{p['p50_ms']:.1f}",
+        f"{p['p99_ms']:.1f}",
+        errs,
+        f"{p['client_cpu']:.0%}",
+    ]
 
 
 def print_tables(doc: dict[str, Any], console: Console) -> None:
@@ -373,7 +490,9 @@ def print_tables(doc: dict[str, Any], console: Console) -> None:
         ("backend", "left"),
         ("workers", "right"),
         ("phase", "left"),
+        ("server", "left"),
         ("requests/s", "right"),
+        ("of reference", "right"),
         ("p50 ms", "right"),
         ("p99 ms", "right"),
         ("non-2xx/failed", "right"),
@@ -400,22 +519,13 @@ def print_tables(doc: dict[str, Any], console: Console) -> None:
                 run["backend"], str(run["workers"]), "[red]failed: " + run["error"][:80] + "[/]"
             )
             continue
-        for p in run["phases"]:
-            errs = str(p["non_2xx"])
-            if p["server_errors"]:
-                errs = f"[bold red]{p['non_2xx']} ({p['server_errors']} 5xx)[/]"
-            elif p["non_2xx"]:
-                errs = f"[red]{p['non_2xx']}[/]"
-            table.add_row(
-                run["backend"],
-                str(run["workers"]),
-                p["phase"],
-                _fmt(p["rps"]),
-                f"{p['p50_ms']:.1f}",
-                f"{p['p99_ms']:.1f}",
-                errs,
-                f"{p['client_cpu']:.0%}",
-            )
+        reference = run.get("reference") or []
+        for k, p in enumerate(run["phases"]):
+            ref = reference[k] if k < len(reference) else None
+            ratio = f"{p['rps'] / ref['rps']:.2f}" if ref and ref["rps"] else ""
+            table.add_row(*_phase_row(run, p, "agentkeep", ratio))
+            if ref is not None:
+                table.add_row(*_phase_row(run, ref, "reference", ""))
         o = run["overhead"]
         over.add_row(
             run["backend"],
@@ -429,6 +539,13 @@ def print_tables(doc: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     console.print(over)
+    counted = Table(title="statements per request (counted at the drivers, in-process)")
+    for col in ("backend", "server", "create-message", "list-messages (20)"):
+        counted.add_column(col, justify="left" if col in ("backend", "server") else "right")
+    for run in doc["runs"]:
+        for server, figures in (run.get("statements") or {}).items():
+            counted.add_row(run["backend"], server, *(f"{v:.1f}" for v in figures.values()))
+    console.print(counted)
     for run in doc["runs"]:
         if run.get("server_log"):
             console.print(f"[yellow]{run['backend']} x{run['workers']}: the service logged[/]")
@@ -504,7 +621,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     print_tables(doc, console)
     console.print(f"JSON: {out}")
-    failed = any("error" in r or any(p["non_2xx"] for p in r["phases"]) for r in doc["runs"])
+    failed = any(
+        "error" in r or any(p["non_2xx"] for p in r["phases"] + (r.get("reference") or []))
+        for r in doc["runs"]
+    )
     return 1 if failed else 0
 
 

@@ -589,3 +589,21 @@ async def test_async_runs(astore: AsyncStore) -> None:
     await astore.runs.delete(run.id)
     with pytest.raises(NotFound):
         await astore.runs.get(run.id)
+
+
+def test_active_in_session_answers_both_questions_in_one_read(store: Store) -> None:
+    thread = store.sessions.create(kind="thread")
+    assert store.runs.active_in_session(thread.id) is None
+    assert store.runs.active_in_session(thread.id, kind="thread") is None
+    done = store.runs.create("asst_x", session_id=thread.id)
+    store.runs.transition(done.id, "cancelled")
+    assert store.runs.active_in_session(thread.id) is None
+    queued = store.runs.create("asst_x", session_id=thread.id)
+    assert store.runs.active_in_session(thread.id, kind="thread") == queued.id
+    with pytest.raises(NotFound):
+        store.runs.active_in_session(thread.id, kind="conversation")
+    with pytest.raises(NotFound):
+        store.runs.active_in_session("sess_missing")
+    assert store.tenant("t-other-active").sessions.list().items == []
+    with pytest.raises(NotFound):  # another tenant's session
+        store.tenant("t-other-active").runs.active_in_session(thread.id)

@@ -50,3 +50,14 @@ def test_a_failing_hook_does_not_stop_the_others(
     assert seen == ["second"]
     assert "after-commit hook failed" in caplog.text
     assert store.sessions.list().items[0].title == "committed anyway"
+
+
+def test_reading_runs_several_reads_on_one_connection(store: Store) -> None:
+    session = store.sessions.create(title="read")
+    store.messages.append(session.id, "user", "hello")
+    with store.reading():
+        assert store.sessions.get(session.id).title == "read"
+        assert [m.text for m in store.messages.list(session.id).items] == ["hello"]
+        with pytest.raises(RuntimeError, match="read-only"):
+            store.sessions.create(title="not here")
+    assert len(store.sessions.list().items) == 1

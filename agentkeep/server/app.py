@@ -14,7 +14,7 @@ from agentkeep.config import Settings
 from agentkeep.runner import RunWorker
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
-from agentkeep.server.keys import parse_bootstrap_keys
+from agentkeep.server.keys import KeyCache, parse_bootstrap_keys
 from agentkeep.server.middleware import GuardMiddleware
 from agentkeep.server.openapi import install_openapi
 from agentkeep.server.routes import (
@@ -62,7 +62,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         root = store if store is not None else await anyio.to_thread.run_sync(open_store, settings)
-        state = ServiceState(settings=settings, store=root, bootstrap_keys=bootstrap)
+        state = ServiceState(
+            settings=settings,
+            store=root,
+            bootstrap_keys=bootstrap,
+            keys=KeyCache(settings.key_cache_seconds),
+        )
         app.state.agentkeep = state
         worker = RunWorker(root, settings)
         try:

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from agentkeep.config import Settings
 from agentkeep.server.errors import ApiError
-from agentkeep.server.keys import hash_key, resolve_key
+from agentkeep.server.keys import KeyCache, hash_key, resolve_hash
 from agentkeep.store import Store
 
 __all__ = ["ServiceState", "TenantStore", "service_state", "tenant_store"]
@@ -24,6 +24,7 @@ class ServiceState:
     store: Store
     bootstrap_keys: dict[str, str] = field(default_factory=dict)  # key hash -> tenant
     worker: Any = None  # agentkeep.runner.RunWorker once started
+    keys: KeyCache = field(default_factory=lambda: KeyCache(0.0))  # stored keys resolved lately
     _tenants: dict[str, Store] = field(default_factory=dict)
 
     def tenant(self, tenant_id: str) -> Store:
@@ -47,7 +48,8 @@ def _unauthorized(message: str) -> ApiError:
 async def tenant_store(request: Request) -> Store:
     """The store scoped to the tenant of the request's ``Authorization: Bearer`` key.
 
-    Bootstrap keys resolve in memory; others with one indexed read in a worker thread.
+    Bootstrap keys resolve in memory; stored keys with one indexed read in a
+    worker thread, then from ``state.keys`` for ``AGENTKEEP_KEY_CACHE_SECONDS``.
     """
     state = service_state(request)
     header = request.headers.get("authorization")
@@ -59,9 +61,12 @@ async def tenant_store(request: Request) -> Store:
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise _unauthorized("The Authorization header must be 'Bearer YOUR_KEY'.")
-    tenant = state.bootstrap_keys.get(hash_key(key))
+    digest = hash_key(key)
+    tenant = state.bootstrap_keys.get(digest) or state.keys.get(digest)
     if tenant is None:
-        tenant = await anyio.to_thread.run_sync(resolve_key, state.store, key)
+        tenant = await anyio.to_thread.run_sync(resolve_hash, state.store, digest)
+        if tenant is not None:
+            state.keys.put(digest, tenant)
     if tenant is None:
         raise _unauthorized(f"Incorrect API key provided: {key[:6]}****.")
     request.state.tenant_id = tenant

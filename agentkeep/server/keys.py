@@ -3,12 +3,21 @@
 ``create_key`` returns the plaintext once; the database keeps the hash and a
 short prefix for display. ``AGENTKEEP_API_KEYS`` (comma-separated ``key`` or
 ``tenant:key``) adds development keys that live in memory only.
+
+A service process remembers the tenant of a stored key it resolved for
+``AGENTKEEP_KEY_CACHE_SECONDS`` (:class:`KeyCache`, default 10 s), so most
+requests do not read ``api_keys``: a revoked key stops working in every
+process within that time. Unknown keys are never remembered (a key just
+created works at once).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,10 +34,12 @@ from agentkeep.store.store import DEFAULT_TENANT
 
 __all__ = [
     "ApiKeyInfo",
+    "KeyCache",
     "create_key",
     "hash_key",
     "list_keys",
     "parse_bootstrap_keys",
+    "resolve_hash",
     "resolve_key",
     "revoke_key",
 ]
@@ -122,13 +133,59 @@ def resolve_key(store: Store, plaintext: str) -> str | None:
     """The tenant of a live (not revoked) key, or None."""
     if not plaintext:
         return None
+    return resolve_hash(store, hash_key(plaintext))
+
+
+def resolve_hash(store: Store, key_hash: str) -> str | None:
+    """The tenant of the live (not revoked) key with this hash, or None."""
     with store._core.read("checking an API key") as conn:
         row = conn.execute(
             sa.select(t.c.tenant_id)
-            .where(t.c.key_hash == hash_key(plaintext), t.c.revoked_at.is_(None))
+            .where(t.c.key_hash == key_hash, t.c.revoked_at.is_(None))
             .limit(1)
         ).first()
     return None if row is None else str(row.tenant_id)
+
+
+class KeyCache:
+    """Tenants of live keys by key hash, each remembered for ``ttl`` seconds (0: never).
+
+    At most ``max_entries`` (the oldest go first); safe from any thread.
+    """
+
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> str | None:
+        """The tenant, if the key was resolved less than ``ttl`` seconds ago."""
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        if self._clock() >= entry[1]:
+            with self._lock:
+                if self._entries.get(key_hash) is entry:
+                    del self._entries[key_hash]
+            return None
+        return entry[0]
+
+    def put(self, key_hash: str, tenant: str) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._entries.pop(key_hash, None)
+            while len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key_hash] = (tenant, self._clock() + self.ttl)
 
 
 def parse_bootstrap_keys(spec: str) -> dict[str, str]:

@@ -48,8 +48,12 @@ def active_run_id(store: Store, thread_id: str) -> str | None:
 
 
 def require_no_active_run(store: Store, thread_id: str, what: str = "messages") -> None:
-    """400 while the thread has an active run, as OpenAI answers."""
-    run_id = active_run_id(store, thread_id)
+    """400 while the thread has an active run, as OpenAI answers; 404 unless it is a thread.
+
+    One read: call it after the write that locked the thread's row, so it sees
+    every run committed before that write.
+    """
+    run_id = store.runs.active_in_session(thread_id, kind="thread")
     if run_id is not None:
         raise ApiError(
             400, f"Can't add {what} to {thread_id} while a run {run_id} is active.", param=None

@@ -20,7 +20,13 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
-from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Page, Run
+from agentkeep.models import (
+    ACTIVE_RUN_STATUSES,
+    RUN_TRANSITIONS,
+    TERMINAL_RUN_STATUSES,
+    Page,
+    Run,
+)
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._prices import check_cost, from_nano, to_nano
@@ -162,6 +168,33 @@ class Runs(Resource):
             order=order,
             sort=t.c.created_at if sort == "created_at" else None,
         )
+
+    def active_in_session(self, session_id: str, *, kind: str | None = None) -> str | None:
+        """The id of a run of the session that is active (queued, in progress,
+        requires_action or cancelling), or None.
+
+        Raises ``NotFound`` if the session does not exist, or is not of
+        ``kind`` when given. One read, for both questions.
+        """
+        check_ref(session_id, "session_id")
+        active = (
+            sa.select(t.c.id)
+            .where(
+                t.c.tenant_id == st.c.tenant_id,
+                t.c.session_id == st.c.id,
+                t.c.status.in_(sorted(ACTIVE_RUN_STATUSES)),
+            )
+            .limit(1)
+            .scalar_subquery()
+        )
+        stmt = sa.select(st.c.kind, active).where(
+            st.c.tenant_id == self.tenant_id, st.c.id == session_id
+        )
+        with self._core.read() as conn:
+            row = conn.execute(stmt).first()
+        if row is None or (kind is not None and row[0] != kind):
+            raise NotFound(kind or "session", session_id)
+        return None if row[1] is None else str(row[1])
 
     def update(
         self,

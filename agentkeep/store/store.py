@@ -85,6 +85,18 @@ class Store:
         with self._core.write("transaction"):
             yield self
 
+    @contextmanager
+    def reading(self) -> Iterator[Store]:
+        """Make every read in the block (in this thread) one read on one connection.
+
+        The reads see one database state (on SQLite; on PostgreSQL each
+        statement sees what was committed before it started) and cost one
+        connection checkout instead of one each. Inside ``transaction()``,
+        the reads are the transaction's; writes in the block raise.
+        """
+        with self._core.read("reading"):
+            yield self
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once this thread's ``transaction()`` commits (at once outside one).
 

@@ -28,6 +28,7 @@ from agentkeep.server.keys import create_key
 from agentkeep.store import Store
 
 SERVICE_BACKENDS = ["sqlite", "postgres"]
+KEY_CACHE_SECONDS = 1.0  # how long a test service may still accept a revoked key
 MAX_BODY_BYTES = 1024 * 1024
 START_TIMEOUT = 30.0
 
@@ -98,6 +99,7 @@ class LiveService:
                 "AGENTKEEP_DATABASE_URL": self.database_url,
                 "AGENTKEEP_API_KEYS": ",".join(f"{t}:{k}" for t, k in self.keys.items()),
                 "AGENTKEEP_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+                "AGENTKEEP_KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS),
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from live import LiveService
+from live import KEY_CACHE_SECONDS, LiveService
 from typer.testing import CliRunner
 
 import agentkeep
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.server.cli import keys_app
 from agentkeep.server.keys import (
+    KeyCache,
     create_key,
     hash_key,
     list_keys,
@@ -61,6 +63,23 @@ def test_create_resolve_revoke(db: Store) -> None:
         create_key(db, tenant="t" * 65)
 
 
+def test_key_cache_remembers_a_tenant_for_its_ttl_only() -> None:
+    now = [100.0]
+    cache = KeyCache(10.0, max_entries=2, clock=lambda: now[0])
+    cache.put("h1", "acme")
+    assert cache.get("h1") == "acme" and cache.get("h2") is None
+    now[0] += 9.9
+    assert cache.get("h1") == "acme"
+    now[0] += 0.1  # ttl passed: the next request reads the database again
+    assert cache.get("h1") is None
+    for i in range(3):
+        cache.put(f"k{i}", "acme")
+    assert cache.get("k0") is None and cache.get("k2") == "acme"  # the oldest went first
+    off = KeyCache(0.0)
+    off.put("h1", "acme")
+    assert off.get("h1") is None
+
+
 def test_parse_bootstrap_keys() -> None:
     parsed = parse_bootstrap_keys(" k1 , acme:k2,globex: k3 ,,")
     assert parsed == {hash_key("k1"): "default", hash_key("k2"): "acme", hash_key("k3"): "globex"}
@@ -89,7 +108,11 @@ def test_cli_keys_against_the_live_service(service: LiveService) -> None:
 
     revoked = runner.invoke(keys_app, ["revoke", key_id, *url])
     assert revoked.exit_code == 0, revoked.output
-    assert http.get("/v1/assistants").status_code == 401
+    # The service remembers a resolved key for AGENTKEEP_KEY_CACHE_SECONDS, no longer.
+    deadline = time.monotonic() + KEY_CACHE_SECONDS + 30
+    while http.get("/v1/assistants").status_code != 401:
+        assert time.monotonic() < deadline, "the revoked key still works"
+        time.sleep(0.05)
 
     missing = runner.invoke(keys_app, ["revoke", "key_missing", *url])
     assert missing.exit_code == 1

@@ -49,10 +49,13 @@ def create_message(
     row = new_message(body)
     row["idempotency_key"] = idempotency_key or None
     with store.transaction():
-        get_thread(store, thread_id)
         # Append first: it locks the thread's row, so the check below sees every run
-        # committed before us (a run created meanwhile rolls this message back).
-        message = store.messages.append(thread_id, **row)
+        # committed before us (a run created meanwhile rolls this message back). The
+        # check also answers 404 for a session that is not a thread (rolled back too).
+        try:
+            message = store.messages.append(thread_id, **row)
+        except NotFound:
+            raise NotFound("thread", thread_id) from None
         require_no_active_run(store, thread_id)
     return message_object(message)
 
@@ -64,15 +67,16 @@ def list_messages(
     params: Pagination,
     run_id: Annotated[str | None, Query(description="Only the messages of this run.")] = None,
 ) -> dict[str, Any]:
-    get_thread(store, thread_id)
-    page = store.messages.list(
-        thread_id,
-        run_id=run_id or None,
-        limit=params.limit,
-        order=params.order,
-        after=params.after,
-        before=params.before,
-    )
+    with store.reading():  # the thread and its messages on one connection
+        get_thread(store, thread_id)
+        page = store.messages.list(
+            thread_id,
+            run_id=run_id or None,
+            limit=params.limit,
+            order=params.order,
+            after=params.after,
+            before=params.before,
+        )
     return list_object(page, message_object)
 
 
