@@ -28,10 +28,12 @@ __all__ = [
     "STOP_EVENTS",
     "cancel_run",
     "emit",
+    "emit_runs",
     "finish_message",
     "finish_run",
     "now_seconds",
     "record_deltas",
+    "record_deltas_of_runs",
     "require_action",
     "settle_interrupted",
     "start_message",
@@ -60,14 +62,21 @@ def emit(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> list[Ev
 
     The run's readers in this process are woken once the transaction commits.
     """
+    return emit_runs(store, [(run, events)])
+
+
+def emit_runs(
+    store: Store, batches: Sequence[tuple[Run, Sequence[tuple[str, dict[str, Any]]]]]
+) -> list[Event]:
+    """:func:`emit` for several runs of ``store``'s tenant: one append, in order."""
+    rows = [
+        {"type": kind, "run_id": run.id, "session_id": run.session_id, "data": data}
+        for run, events in batches
+        for kind, data in events
+    ]
     with store.transaction():
-        written = store.events.append_many(
-            [
-                {"type": kind, "run_id": run.id, "session_id": run.session_id, "data": data}
-                for kind, data in events
-            ]
-        )
-        store.after_commit(functools.partial(notify.notify, run.id))
+        written = store.events.append_many(rows)
+        store.after_commit(functools.partial(notify.notify, *{run.id for run, _ in batches}))
         return written
 
 
@@ -121,6 +130,16 @@ def _delta_events(message_id: str, texts: Sequence[str]) -> list[tuple[str, dict
 def record_deltas(store: Store, run: Run, message_id: str, texts: Sequence[str]) -> None:
     """One ``thread.message.delta`` event per upstream content delta."""
     emit(store, run, *_delta_events(message_id, texts))
+
+
+def record_deltas_of_runs(batches: Sequence[tuple[Store, Run, str, Sequence[str]]]) -> None:
+    """:func:`record_deltas` for several runs (of any tenants) in one transaction."""
+    tenants: dict[str, list[tuple[Store, Run, str, Sequence[str]]]] = {}
+    for batch in batches:
+        tenants.setdefault(batch[0].tenant_id, []).append(batch)
+    with batches[0][0].transaction():
+        for group in tenants.values():
+            emit_runs(group[0][0], [(run, _delta_events(m, texts)) for _, run, m, texts in group])
 
 
 def finish_message(

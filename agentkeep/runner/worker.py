@@ -11,14 +11,15 @@ a time, and executes each in a task:
    steps (:mod:`agentkeep.runner.prompt`) and streamed from the upstream;
 3. the deltas are committed in batches (:mod:`agentkeep.runner.answer`:
    at most ``DELTA_BATCH_MAX`` deltas or ``DELTA_BATCH_S`` seconds, one
-   ``thread.message.delta`` event per delta); the first batch, at the first
+   ``thread.message.delta`` event per delta; the batches of all runs in
+   flight are committed together); the first batch, at the first
    content delta, also creates a message_creation step and an empty
    assistant message (``thread.run.step.created``,
    ``thread.run.step.in_progress``, ``thread.message.created``,
    ``thread.message.in_progress``);
-4. the call is recorded as one LLM usage row (tokens, latency, cost from
-   the price table) and added to the run's counters;
-5. in one transaction, the message and step are completed
+4. in one transaction: the call is recorded as one LLM usage row (tokens,
+   latency, cost from the price table) and added to the run's counters;
+5. the message and step are completed
    (``thread.message.completed``, ``thread.run.step.completed``); then either
    the model called functions —
    a tool_calls step (``thread.run.step.created``, ``.in_progress``,
@@ -63,7 +64,7 @@ from agentkeep.config import Settings
 from agentkeep.errors import NotFound
 from agentkeep.models import Run
 from agentkeep.runner import liveness, notify, ops
-from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
+from agentkeep.runner.answer import Answer, DeltaBuffer, GroupCommit, record_call
 from agentkeep.runner.prompt import build_request
 from agentkeep.runner.response_background import run_background
 from agentkeep.runner.upstream import ChatClient, UpstreamError
@@ -124,6 +125,7 @@ class RunWorker:
             max_workers=self.concurrency + 4, thread_name_prefix="agentkeep-run"
         )
         self._inflight: set[Future[Any]] = set()
+        self._deltas = GroupCommit(self._db)
 
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a (blocking) store call on the worker's threads."""
@@ -273,14 +275,7 @@ class RunWorker:
     async def _call(self, store: Store, run: Run, body: dict[str, Any], client: ChatClient) -> None:
         """One upstream call: stream it into the run's message, record it, conclude the run."""
         answer = await self._stream(store, run, body, client)
-        await self._db(record_call, store, run, body, client, answer)
-        if answer.stopped_status is not None:
-            # cancelled (or failed by someone else): close what is open and announce it
-            await self._db(ops.fail_run, store, run.id, "server_error", "cancelled")
-        elif answer.error is not None:
-            await self._db(ops.fail_run, store, run.id, answer.error.code, answer.error.message)
-        else:
-            await self._db(_conclude, store, run, answer)
+        await self._db(_settle, store, run, body, client, answer)
 
     async def _stream(
         self, store: Store, run: Run, body: dict[str, Any], client: ChatClient
@@ -325,8 +320,23 @@ class RunWorker:
         if answer.message is None:
             answer.step, answer.message = await self._db(ops.start_message, store, run, batch)
         else:
-            await self._db(ops.record_deltas, store, run, answer.message.id, batch)
+            await self._deltas.write(store, run, answer.message.id, batch)
         answer.text += "".join(batch)
+
+
+def _settle(
+    store: Store, run: Run, body: dict[str, Any], client: ChatClient, answer: Answer
+) -> None:
+    """The call's usage row and the run's outcome, in one transaction."""
+    with store.transaction():
+        record_call(store, run, body, client, answer)
+        if answer.stopped_status is not None:
+            # cancelled (or failed by someone else): close what is open and announce it
+            ops.fail_run(store, run.id, "server_error", "cancelled")
+        elif answer.error is not None:
+            ops.fail_run(store, run.id, answer.error.code, answer.error.message)
+        else:
+            _conclude(store, run, answer)
 
 
 def _conclude(store: Store, run: Run, answer: Answer) -> None:

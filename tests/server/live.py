@@ -29,6 +29,20 @@ from agentkeep.store import Store
 
 SERVICE_BACKENDS = ["sqlite", "postgres"]
 KEY_CACHE_SECONDS = 1.0  # how long a test service may still accept a revoked key
+
+
+def until_refused(http: httpx.Client, path: str = "/v1/assistants") -> httpx.Response:
+    """GET ``path`` with a revoked key until the service refuses it (401), and that answer.
+
+    The service remembers a resolved key for ``AGENTKEEP_KEY_CACHE_SECONDS``, no longer.
+    """
+    deadline = time.monotonic() + KEY_CACHE_SECONDS + 30
+    while (response := http.get(path)).status_code != 401:
+        assert time.monotonic() < deadline, f"the revoked key still works: {response.text}"
+        time.sleep(0.05)
+    return response
+
+
 MAX_BODY_BYTES = 1024 * 1024
 START_TIMEOUT = 30.0
 

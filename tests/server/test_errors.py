@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from live import MAX_BODY_BYTES, LiveService, Tenant
+from live import MAX_BODY_BYTES, LiveService, Tenant, until_refused
 
 import agentkeep
 from agentkeep.config import Settings
@@ -40,7 +40,7 @@ def test_missing_malformed_unknown_and_revoked_keys(service: LiveService) -> Non
     assert service.http(key=key).get("/v1/assistants").status_code == 200
     info = next(k for k in _keys(service) if k.tenant_id == "revoked_t")
     revoke_key(service.store, info.id)
-    envelope(service.http(key=key).get("/v1/assistants"), 401)
+    envelope(until_refused(service.http(key=key)), 401)
 
     with pytest.raises(openai.AuthenticationError):
         service.client(key="sk-nobody").beta.assistants.list()
