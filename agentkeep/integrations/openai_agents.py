@@ -14,6 +14,7 @@ row of the session (tokens, latency, model, cost from the price table). Needs
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -33,13 +34,17 @@ from agents.models import get_default_model  # noqa: E402
 
 from agentkeep.aio import AsyncStore  # noqa: E402
 from agentkeep.errors import Conflict, NotFound  # noqa: E402
-from agentkeep.models import BLOCK_TYPES, ROLES, Message  # noqa: E402
-from agentkeep.models.common import MAX_LIMIT  # noqa: E402
+from agentkeep.integrations._content import (  # noqa: E402
+    TEXT_TYPES,
+    pack_content,
+    plain_block,
+    unpack_content,
+)
+from agentkeep.integrations._history import last_messages  # noqa: E402
+from agentkeep.models import ROLES, Message  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
 
 __all__ = ["AgentkeepSession", "UsageHooks", "item_from_message", "message_from_item"]
-
-_TEXT = ("text", "input_text", "output_text", "refusal")
 
 
 def message_from_item(item: TResponseInputItem) -> dict[str, Any]:
@@ -52,34 +57,24 @@ def message_from_item(item: TResponseInputItem) -> dict[str, Any]:
     """
     data: dict[str, Any] = dict(item)
     kind = data.get("type", "message")
-    role, content = data.get("role"), data.get("content")
+    role = data.get("role")
     if kind == "message" and role in ROLES:
-        rest = {k: v for k, v in data.items() if k not in ("role", "content")}
-        if isinstance(content, str):
-            blocks = [{"type": "text", "text": content}]
-            return _message(role, blocks, "text", rest)
-        if isinstance(content, list) and all(_plain_block(b) for b in content):
-            return _message(role, content, "blocks", rest)
-    if kind in BLOCK_TYPES and kind not in _TEXT:
-        return _message(_role_of(kind), [data], "block", {})
-    keep_role = kind == "message" and role in ROLES
-    return _message(role if keep_role else _role_of(str(kind)), [], "item", data)
-
-
-def _plain_block(block: Any) -> bool:
-    if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
-        return False
-    if block["type"] in _TEXT:
-        return isinstance(block.get("text", block.get("refusal")), str)
-    return True
+        blocks, form = pack_content(data.get("content"))
+        if form["form"] != "item":
+            rest = {k: v for k, v in data.items() if k not in ("role", "content")}
+            return _message(role, blocks, {**form, **rest})
+        return _message(role, [], {"form": "whole", **data})
+    if plain_block(data) and kind not in TEXT_TYPES:
+        return _message(_role_of(kind), [data], {"form": "block"})
+    return _message(_role_of(str(kind)), [], {"form": "whole", **data})
 
 
 def _role_of(kind: str) -> str:
     return "tool" if kind.endswith("_output") else "assistant"
 
 
-def _message(role: Any, content: list[Any], form: str, rest: dict[str, Any]) -> dict[str, Any]:
-    return {"role": role, "content": content, "extra": {"openai_item": {"form": form, **rest}}}
+def _message(role: Any, content: list[Any], saved: dict[str, Any]) -> dict[str, Any]:
+    return {"role": role, "content": content, "extra": {"openai_item": saved}}
 
 
 def item_from_message(message: Message) -> TResponseInputItem:
@@ -87,14 +82,12 @@ def item_from_message(message: Message) -> TResponseInputItem:
     saved = dict(message.extra.get("openai_item") or {"form": "blocks"})
     form = saved.pop("form")
     item: dict[str, Any]
-    if form == "text":
-        item = {**saved, "role": message.role, "content": message.content[0]["text"]}
-    elif form == "blocks":
-        item = {**saved, "role": message.role, "content": message.content}
-    elif form == "block":
+    if form == "block":
         item = dict(message.content[0])
-    else:
+    elif form == "whole":
         item = saved
+    else:
+        item = {**saved, "role": message.role, "content": unpack_content(message, {"form": form})}
     return item  # type: ignore[return-value]
 
 
@@ -130,29 +123,10 @@ class AgentkeepSession:
         if n is not None and n <= 0:
             return [] if n == 0 else await self.get_items(None)
         try:
-            if n is not None and n <= MAX_LIMIT:
-                found = await self.store.messages.recent(self.session_id, n)
-            else:
-                found = await self._all(n)
+            found = await asyncio.to_thread(last_messages, self.store.sync, self.session_id, n)
         except NotFound:
             return []
         return [item_from_message(m) for m in found]
-
-    async def _all(self, n: int | None) -> list[Message]:
-        """Every message (or the last ``n``), a page at a time, newest first then reversed."""
-        out: list[Message] = []
-        after: str | None = None
-        while n is None or len(out) < n:
-            page = await self.store.messages.list(
-                self.session_id, limit=MAX_LIMIT, after=after, order="desc"
-            )
-            out.extend(page.items)
-            if not page.has_more:
-                break
-            after = page.last_id
-        out = out[:n] if n is not None else out
-        out.reverse()
-        return out
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append items in order, in one transaction (creating the session if needed)."""
