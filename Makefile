@@ -12,7 +12,7 @@ WORKERS ?= 2
 PYTEST_ARGS ?=
 JUNIT ?= build/junit.xml
 # What `make install` installs: the test tools and the integrations' frameworks the tests drive.
-EXTRAS ?= test,openai-agents,langgraph,langchain
+EXTRAS ?= test,openai-agents,langgraph,langchain,adk
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test postgres lint bench clean

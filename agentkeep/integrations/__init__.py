@@ -5,6 +5,8 @@ raises ``ImportError`` naming the extra to install:
 
 - ``agentkeep.integrations.langgraph``: ``AgentkeepSaver``, a LangGraph
   checkpointer (``pip install 'agentkeep[langgraph]'``).
+- ``agentkeep.integrations.adk``: ``AgentkeepSessionService``, a Google ADK
+  session service (``pip install 'agentkeep[adk]'``).
 - ``agentkeep.integrations.langchain``: ``AgentkeepChatMessageHistory``, a
   LangChain chat message history (``pip install 'agentkeep[langchain]'``).
 - ``agentkeep.integrations.openai_agents``: ``AgentkeepSession``, an OpenAI

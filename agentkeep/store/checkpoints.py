@@ -14,6 +14,7 @@ rows into LangGraph's checkpoint tuples.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -32,6 +33,88 @@ from agentkeep.store.schema import graph_checkpoints as tc
 __all__ = ["Blob", "ChannelBlob", "Checkpoints", "PendingWrite", "StoredCheckpoint"]
 
 _MAX_CHAIN = 1_000_000  # bounds the walk of a damaged (cyclic) chain
+
+
+def _key(table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
+    return [
+        table.c.tenant_id == sa.bindparam("tenant_id"),
+        table.c.thread_id == sa.bindparam("thread_id"),
+        table.c.checkpoint_ns == sa.bindparam("checkpoint_ns"),
+    ]
+
+
+def _chain_statement() -> sa.Select[Any]:
+    """The value rows behind the wanted (channel, version) tips, base first: one recursive query."""
+    anchor = (
+        sa.select(
+            tb.c.channel,
+            tb.c.version.label("tip"),
+            tb.c.version,
+            tb.c.base_version,
+            tb.c.type,
+            tb.c.blob,
+            sa.literal(0).label("depth"),
+        )
+        .where(
+            *_key(tb),
+            tb.c.channel.in_(sa.bindparam("channels", expanding=True)),
+            tb.c.version.in_(sa.bindparam("versions", expanding=True)),
+        )
+        .cte("chain", recursive=True)
+    )
+    base = tb.alias("base")
+    chain = anchor.union_all(
+        sa.select(
+            anchor.c.channel,
+            anchor.c.tip,
+            base.c.version,
+            base.c.base_version,
+            base.c.type,
+            base.c.blob,
+            anchor.c.depth + 1,
+        ).where(
+            *_key(base),
+            base.c.channel == anchor.c.channel,
+            base.c.version == anchor.c.base_version,
+            anchor.c.depth < _MAX_CHAIN,
+        )
+    )
+    return sa.select(chain).order_by(chain.c.channel, chain.c.tip, chain.c.depth.desc())
+
+
+# Built once: the statements of the hot paths (SQLAlchemy then reuses their compiled form).
+_LATEST = sa.select(tc).where(*_key(tc)).order_by(tc.c.checkpoint_id.desc()).limit(1)
+_ONE = sa.select(tc).where(*_key(tc), tc.c.checkpoint_id == sa.bindparam("checkpoint_id"))
+_CHAIN = _chain_statement()
+_WRITES = (
+    sa.select(tw)
+    .where(*_key(tw), tw.c.checkpoint_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(tw.c.checkpoint_id, tw.c.task_path, tw.c.task_id, tw.c.idx)
+)
+_BASES = sa.select(tb.c.channel, tb.c.version).where(
+    *_key(tb),
+    tb.c.channel.in_(sa.bindparam("channels", expanding=True)),
+    tb.c.version.in_(sa.bindparam("versions", expanding=True)),
+)
+
+
+@functools.cache
+def _upserts(insert: Any) -> tuple[Any, Any, Any, Any]:
+    """The dialect's blob insert, checkpoint upsert and the two writes inserts."""
+    blobs = insert(tb).on_conflict_do_nothing(index_elements=list(tb.primary_key))
+    stmt = insert(tc)
+    keys = {"tenant_id", "thread_id", "checkpoint_ns", "checkpoint_id"}
+    checkpoint = stmt.on_conflict_do_update(
+        index_elements=list(tc.primary_key),
+        set_={c.name: stmt.excluded[c.name] for c in tc.columns if c.name not in keys},
+    )
+    writes = insert(tw)
+    keep = writes.on_conflict_do_nothing(index_elements=list(tw.primary_key))
+    changed = ("channel", "type", "blob", "task_path")
+    replace = writes.on_conflict_do_update(
+        index_elements=list(tw.primary_key), set_={c: writes.excluded[c] for c in changed}
+    )
+    return blobs, checkpoint, keep, replace
 
 
 class Blob(NamedTuple):
@@ -116,9 +199,8 @@ class Checkpoints(Resource):
         ``base_version`` is not stored raises ``NotFound`` and nothing is written:
         store the full value instead.
         """
-        thread_id, checkpoint_ns = _thread(thread_id), _ns(checkpoint_ns)
+        key = self._key(thread_id, checkpoint_ns)
         require_str(checkpoint_id, "checkpoint_id", max_len=64)
-        key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
         row = {
             **key,
             "checkpoint_id": checkpoint_id,
@@ -131,12 +213,12 @@ class Checkpoints(Resource):
             "channel_versions": channel_versions,
             "created_at": utcnow_micros(),
         }
-        insert = self._core.dialect.insert
+        insert_blobs, upsert, _, _ = _upserts(self._core.dialect.insert)
         with self._core.write("storing a checkpoint") as conn:
             self._check_bases(conn, key, blobs)
             if blobs:
                 conn.execute(
-                    insert(tb).on_conflict_do_nothing(index_elements=list(tb.primary_key)),
+                    insert_blobs,
                     [
                         {
                             **key,
@@ -149,32 +231,33 @@ class Checkpoints(Resource):
                         for b in blobs
                     ],
                 )
-            stmt = insert(tc)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=list(tc.primary_key),
-                    set_={
-                        c: stmt.excluded[c] for c in row if c not in key and c != "checkpoint_id"
-                    },
-                ),
-                row,
-            )
+            conn.execute(upsert, row)
 
-    def _check_bases(
-        self, conn: Connection, key: dict[str, str], blobs: Sequence[ChannelBlob]
-    ) -> None:
+    def _where(self, table: sa.FromClause, thread_id: str, ns: str) -> list[sa.ColumnElement[bool]]:
+        return [
+            table.c.tenant_id == self.tenant_id,
+            table.c.thread_id == thread_id,
+            table.c.checkpoint_ns == ns,
+        ]
+
+    def _key(self, thread_id: Any, checkpoint_ns: Any) -> dict[str, str]:
+        return {
+            "tenant_id": self.tenant_id,
+            "thread_id": _thread(thread_id),
+            "checkpoint_ns": _ns(checkpoint_ns),
+        }
+
+    @staticmethod
+    def _check_bases(conn: Connection, key: dict[str, str], blobs: Sequence[ChannelBlob]) -> None:
         bases = {(b.channel, b.base_version) for b in blobs if b.base_version is not None}
         if not bases:
             return
-        found = set(
-            conn.execute(
-                sa.select(tb.c.channel, tb.c.version).where(
-                    *self._where(tb, key["thread_id"], key["checkpoint_ns"]),
-                    sa.tuple_(tb.c.channel, tb.c.version).in_(sorted(bases)),
-                )
-            )
-        )
-        missing = bases - found
+        params = {
+            **key,
+            "channels": sorted({c for c, _ in bases}),
+            "versions": sorted({v for _, v in bases}),
+        }
+        missing = bases - {(r[0], r[1]) for r in conn.execute(_BASES, params)}
         if missing:
             channel, version = sorted(missing)[0]
             raise NotFound("checkpoint channel value", f"{channel}@{version}")
@@ -190,14 +273,12 @@ class Checkpoints(Resource):
     ) -> None:
         """Store a task's writes after a checkpoint; an existing (task, idx) is kept
         unless ``replace``."""
-        thread_id, checkpoint_ns = _thread(thread_id), _ns(checkpoint_ns)
+        key = self._key(thread_id, checkpoint_ns)
         if not writes:
             return
         rows = [
             {
-                "tenant_id": self.tenant_id,
-                "thread_id": thread_id,
-                "checkpoint_ns": checkpoint_ns,
+                **key,
                 "checkpoint_id": checkpoint_id,
                 "task_id": w.task_id,
                 "idx": w.idx,
@@ -208,17 +289,9 @@ class Checkpoints(Resource):
             }
             for w in writes
         ]
-        stmt = self._core.dialect.insert(tw)
-        keys = list(tw.primary_key)
-        if replace:
-            changed = ("channel", "type", "blob", "task_path")
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys, set_={c: stmt.excluded[c] for c in changed}
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+        _, _, keep, overwrite = _upserts(self._core.dialect.insert)
         with self._core.write("storing checkpoint writes") as conn:
-            conn.execute(stmt, rows)
+            conn.execute(overwrite if replace else keep, rows)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -226,48 +299,32 @@ class Checkpoints(Resource):
         self, thread_id: str, checkpoint_ns: str = "", checkpoint_id: str | None = None
     ) -> StoredCheckpoint | None:
         """A checkpoint (the newest of the namespace without ``checkpoint_id``), or None."""
-        thread_id, checkpoint_ns = _thread(thread_id), _ns(checkpoint_ns)
-        where = self._where(tc, thread_id, checkpoint_ns)
-        if checkpoint_id is not None:
-            where.append(tc.c.checkpoint_id == checkpoint_id)
-        stmt = sa.select(tc).where(*where).order_by(tc.c.checkpoint_id.desc()).limit(1)
+        key = self._key(thread_id, checkpoint_ns)
         with self._core.read() as conn:
-            rows = list(conn.execute(stmt).mappings())
+            if checkpoint_id is None:
+                rows = list(conn.execute(_LATEST, key).mappings())
+            else:
+                rows = list(conn.execute(_ONE, {**key, "checkpoint_id": checkpoint_id}).mappings())
             found = self._complete(conn, rows)
         return found[0] if found else None
 
-    def _where(self, table: sa.FromClause, thread_id: str, ns: str) -> list[sa.ColumnElement[bool]]:
-        return [
-            table.c.tenant_id == self.tenant_id,
-            table.c.thread_id == thread_id,
-            table.c.checkpoint_ns == ns,
-        ]
-
     def _complete(self, conn: Connection, rows: Sequence[Any]) -> list[StoredCheckpoint]:
-        """Checkpoint rows with their channel values and writes (a few queries per page)."""
+        """Checkpoint rows with their channel values and writes (two queries per thread)."""
         groups: dict[tuple[str, str], list[Any]] = {}
         for r in rows:
             groups.setdefault((r["thread_id"], r["checkpoint_ns"]), []).append(r)
         values: dict[tuple[str, str, str, str], list[Blob]] = {}
         writes: dict[tuple[str, str, str], list[PendingWrite]] = {}
         for (thread_id, ns), group in groups.items():
+            key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": ns}
             wanted = {(ch, str(v)) for r in group for ch, v in r["channel_versions"].items()}
-            for (ch, v), parts in self._chains(conn, thread_id, ns, wanted).items():
+            for (ch, v), parts in self._chains(conn, key, wanted).items():
                 values[(thread_id, ns, ch, v)] = parts
             ids = [r["checkpoint_id"] for r in group]
-            for w in conn.execute(
-                sa.select(tw)
-                .where(*self._where(tw, thread_id, ns), tw.c.checkpoint_id.in_(ids))
-                .order_by(tw.c.checkpoint_id, tw.c.task_path, tw.c.task_id, tw.c.idx)
-            ).mappings():
+            for w in conn.execute(_WRITES, {**key, "ids": ids}).mappings():
+                value = Blob(w["type"], w["blob"] or b"")
                 writes.setdefault((thread_id, ns, w["checkpoint_id"]), []).append(
-                    PendingWrite(
-                        w["task_id"],
-                        w["idx"],
-                        w["channel"],
-                        Blob(w["type"], w["blob"] or b""),
-                        w["task_path"],
-                    )
+                    PendingWrite(w["task_id"], w["idx"], w["channel"], value, w["task_path"])
                 )
         out = []
         for r in rows:
@@ -293,58 +350,32 @@ class Checkpoints(Resource):
         return out
 
     def _chains(
-        self, conn: Connection, thread_id: str, ns: str, wanted: Iterable[tuple[str, str]]
+        self, conn: Connection, key: dict[str, str], wanted: set[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Blob]]:
         """For each (channel, version): its value's parts, from the full value to that version."""
         out: dict[tuple[str, str], list[Blob]] = {}
-        for r in self._chain_rows(conn, thread_id, ns, wanted):
+        for r in self._chain_rows(conn, key, wanted):
             parts = out.setdefault((r["channel"], r["tip"]), [])
             if not parts and r["base_version"] is not None:
                 raise NotFound("checkpoint channel value", f"{r['channel']}@{r['base_version']}")
             parts.append(Blob(r["type"], r["blob"] or b""))
         return out
 
+    @staticmethod
     def _chain_rows(
-        self, conn: Connection, thread_id: str, ns: str, wanted: Iterable[tuple[str, str]]
+        conn: Connection, key: dict[str, str], wanted: Iterable[tuple[str, str]]
     ) -> list[Any]:
         """The value rows behind each wanted (channel, version), base first, in one query."""
-        pairs = sorted(wanted)
-        if not pairs:
+        wanted = set(wanted)
+        if not wanted:
             return []
-        anchor = (
-            sa.select(
-                tb.c.channel,
-                tb.c.version.label("tip"),
-                tb.c.version,
-                tb.c.base_version,
-                tb.c.type,
-                tb.c.blob,
-                sa.literal(0).label("depth"),
-            )
-            .where(
-                *self._where(tb, thread_id, ns), sa.tuple_(tb.c.channel, tb.c.version).in_(pairs)
-            )
-            .cte("chain", recursive=True)
-        )
-        base = tb.alias("base")
-        chain = anchor.union_all(
-            sa.select(
-                anchor.c.channel,
-                anchor.c.tip,
-                base.c.version,
-                base.c.base_version,
-                base.c.type,
-                base.c.blob,
-                anchor.c.depth + 1,
-            ).where(
-                *self._where(base, thread_id, ns),
-                base.c.channel == anchor.c.channel,
-                base.c.version == anchor.c.base_version,
-                anchor.c.depth < _MAX_CHAIN,
-            )
-        )
-        stmt = sa.select(chain).order_by(chain.c.channel, chain.c.tip, chain.c.depth.desc())
-        return list(conn.execute(stmt).mappings())
+        params = {
+            **key,
+            "channels": sorted({c for c, _ in wanted}),
+            "versions": sorted({v for _, v in wanted}),
+        }
+        rows = conn.execute(_CHAIN, params).mappings()
+        return [r for r in rows if (r["channel"], r["tip"]) in wanted]
 
     # --- whole threads ------------------------------------------------------------------
 
@@ -457,7 +488,8 @@ class Checkpoints(Resource):
         self, conn: Connection, thread_id: str, ns: str, wanted: set[tuple[str, str]]
     ) -> set[tuple[str, str]]:
         """The (channel, version) rows the wanted values are built from."""
-        return {(r["channel"], r["version"]) for r in self._chain_rows(conn, thread_id, ns, wanted)}
+        key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": ns}
+        return {(r["channel"], r["version"]) for r in self._chain_rows(conn, key, wanted)}
 
     def list(
         self,

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 INTEGRATIONS = {
+    "agentkeep.integrations.adk": ("google.adk.sessions", "adk"),
     "agentkeep.integrations.langchain": ("langchain_core.chat_history", "langchain"),
     "agentkeep.integrations.langgraph": ("langgraph.checkpoint.base", "langgraph"),
     "agentkeep.integrations.openai_agents": ("agents", "openai-agents"),

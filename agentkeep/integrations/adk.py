@@ -1,0 +1,302 @@
+"""A Google ADK session service over an agentkeep store.
+
+    from agentkeep.integrations.adk import AgentkeepSessionService
+    runner = Runner(agent=agent, app_name="shop", session_service=AgentkeepSessionService(store))
+
+An ADK session is an agentkeep session (its ``agent_id`` is the app name, its
+``user_id`` the user; ids are unique per tenant), each event one of its
+messages (text parts as text blocks, the rest of the event beside them), app
+and user state agentkeep state documents. ``append_event`` writes the event
+and the app, user and session state deltas in one transaction, and refuses a
+stale session object (``StaleSessionError``) as ADK's own services do.
+``get_session`` reads only the events asked for (``num_recent_events``,
+``after_timestamp``). Needs ``pip install 'agentkeep[adk]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from agentkeep.integrations._extra import require
+
+require("google.adk.sessions", "adk")
+
+from google.adk.errors._stale_session_error import StaleSessionError  # noqa: E402
+from google.adk.errors.already_exists_error import AlreadyExistsError  # noqa: E402
+from google.adk.errors.session_not_found_error import SessionNotFoundError  # noqa: E402
+from google.adk.events import Event  # noqa: E402
+from google.adk.sessions import BaseSessionService, Session  # noqa: E402
+from google.adk.sessions._session_util import extract_json_safe_state_delta  # noqa: E402
+from google.adk.sessions.base_session_service import (  # noqa: E402
+    GetSessionConfig,
+    ListSessionsResponse,
+)
+from google.adk.sessions.state import State  # noqa: E402
+
+from agentkeep.aio import AsyncStore  # noqa: E402
+from agentkeep.errors import Conflict, NotFound  # noqa: E402
+from agentkeep.models import Message  # noqa: E402
+from agentkeep.models import Session as StoredSession  # noqa: E402
+from agentkeep.models.common import MAX_LIMIT  # noqa: E402
+from agentkeep.store import Store  # noqa: E402
+
+__all__ = ["AgentkeepSessionService"]
+
+_APP = "adk:app"  # state documents: app state by app name, user state by app name / user
+_USER = "adk:user:"
+_RETRIES = 5  # concurrent appends to one app's or user's state: retry the losers
+
+
+def _text_blocks(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """Move the text of the event's text parts into blocks (the part keeps its place)."""
+    blocks: list[dict[str, Any]] = []
+    for part in (event.get("content") or {}).get("parts") or []:
+        if isinstance(part.get("text"), str):
+            part["text@"] = len(blocks)
+            blocks.append({"type": "text", "text": part.pop("text")})
+    return blocks
+
+
+def _event(message: Message) -> Event:
+    data = dict(message.extra["adk_event"])
+    for part in (data.get("content") or {}).get("parts") or []:
+        if "text@" in part:
+            part["text"] = message.content[part.pop("text@")]["text"]
+    return Event.model_validate(data)
+
+
+class AgentkeepSessionService(BaseSessionService):
+    """ADK's ``BaseSessionService`` on an agentkeep store (a ``Store`` or ``AsyncStore``)."""
+
+    def __init__(self, store: Store | AsyncStore) -> None:
+        self.store: Store = store.sync if isinstance(store, AsyncStore) else store
+
+    async def create_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        state: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> Session:
+        return await asyncio.to_thread(self._create, app_name, user_id, state, session_id)
+
+    def _create(
+        self, app_name: str, user_id: str, state: dict[str, Any] | None, session_id: str | None
+    ) -> Session:
+        ident = session_id.strip() if session_id and session_id.strip() else str(uuid.uuid4())
+        now = time.time()
+        deltas = extract_json_safe_state_delta(state or {})
+        for _ in range(_RETRIES):
+            try:
+                with self.store.transaction():
+                    app = self._merge(_APP, app_name, deltas["app"])
+                    user = self._merge(_USER + app_name, user_id, deltas["user"])
+                    stored = self.store.sessions.create(
+                        id=ident,
+                        agent_id=app_name,
+                        user_id=user_id,
+                        state=deltas["session"],
+                        extra={"adk": {"update_time": now}},
+                    )
+                break
+            except Conflict as exc:
+                if self._exists(ident):
+                    raise AlreadyExistsError(f"Session with id {ident} already exists.") from exc
+        else:
+            raise Conflict(f"app or user state of session {ident} kept changing; retry")
+        return self._session(stored, app, user, [])
+
+    def _exists(self, ident: str) -> bool:
+        try:
+            self.store.sessions.get(ident)
+        except NotFound:
+            return False
+        return True
+
+    def _merge(self, namespace: str, key: str, delta: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``delta`` to a state document (compare-and-set); the merged state."""
+        try:
+            doc = self.store.state.get(namespace, key)
+            current, version = dict(doc.value or {}), doc.version
+        except NotFound:
+            current, version = {}, 0
+        if delta:
+            current.update(delta)
+            self.store.state.put(namespace, key, current, expected_version=version)
+        return current
+
+    def _state(self, namespace: str, key: str) -> dict[str, Any]:
+        try:
+            return dict(self.store.state.get(namespace, key).value or {})
+        except NotFound:
+            return {}
+
+    def _session(
+        self,
+        stored: StoredSession,
+        app: dict[str, Any],
+        user: dict[str, Any],
+        events: list[Event],
+        update_time: float | None = None,
+    ) -> Session:
+        state = {
+            **{State.APP_PREFIX + k: v for k, v in app.items()},
+            **{State.USER_PREFIX + k: v for k, v in user.items()},
+            **stored.state,
+        }
+        when = update_time if update_time is not None else stored.extra["adk"]["update_time"]
+        return Session(
+            id=stored.id,
+            app_name=str(stored.agent_id),
+            user_id=str(stored.user_id),
+            state=state,
+            events=events,
+            last_update_time=when,
+        )
+
+    def _find(self, app_name: str, user_id: str, session_id: str) -> StoredSession | None:
+        try:
+            stored = self.store.sessions.get(session_id)
+        except NotFound:
+            return None
+        if stored.agent_id != app_name or stored.user_id != user_id or "adk" not in stored.extra:
+            return None
+        return stored
+
+    async def get_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        session_id: str,
+        config: GetSessionConfig | None = None,
+    ) -> Session | None:
+        return await asyncio.to_thread(self._get, app_name, user_id, session_id, config)
+
+    def _get(
+        self, app_name: str, user_id: str, session_id: str, config: GetSessionConfig | None
+    ) -> Session | None:
+        stored = self._find(app_name, user_id, session_id)
+        if stored is None:
+            return None
+        config = config or GetSessionConfig()
+        events = self._events(session_id, config.num_recent_events, config.after_timestamp)
+        app, user = self._state(_APP, app_name), self._state(_USER + app_name, user_id)
+        return self._session(stored, app, user, events)
+
+    def _events(self, session_id: str, n: int | None, after: float | None) -> list[Event]:
+        """The last ``n`` events at or after ``after``, oldest first: newest pages until done."""
+        if n == 0:
+            return []
+        out: list[Event] = []
+        cursor: str | None = None
+        while n is None or len(out) < n:
+            size = MAX_LIMIT if n is None else min(MAX_LIMIT, n - len(out))
+            page = self.store.messages.list(session_id, limit=size, after=cursor, order="desc")
+            for message in page.items:
+                event = _event(message)
+                if after is not None and event.timestamp < after:
+                    out.reverse()
+                    return out
+                out.append(event)
+            if not page.has_more:
+                break
+            cursor = page.last_id
+        out.reverse()
+        return out
+
+    async def list_sessions(
+        self, *, app_name: str, user_id: str | None = None
+    ) -> ListSessionsResponse:
+        return await asyncio.to_thread(self._list, app_name, user_id)
+
+    def _list(self, app_name: str, user_id: str | None) -> ListSessionsResponse:
+        app = self._state(_APP, app_name)
+        users: dict[str, dict[str, Any]] = {}
+        found: list[Session] = []
+        after: str | None = None
+        while True:
+            page = self.store.sessions.list(
+                agent_id=app_name, user_id=user_id, limit=MAX_LIMIT, after=after, order="asc"
+            )
+            for stored in page.items:
+                if "adk" not in stored.extra:
+                    continue
+                uid = str(stored.user_id)
+                if uid not in users:
+                    users[uid] = self._state(_USER + app_name, uid)
+                found.append(self._session(stored, app, users[uid], []))
+            if not page.has_more:
+                break
+            after = page.last_id
+        found.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
+        return ListSessionsResponse(sessions=found)
+
+    async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
+        await asyncio.to_thread(self._delete, app_name, user_id, session_id)
+
+    def _delete(self, app_name: str, user_id: str, session_id: str) -> None:
+        if self._find(app_name, user_id, session_id) is not None:
+            with contextlib.suppress(NotFound):
+                self.store.sessions.delete(session_id)
+
+    async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self._state, _USER + app_name, user_id)
+
+    async def append_event(self, session: Session, event: Event) -> Event:
+        if event.partial:
+            return event
+        self._apply_temp_state(session, event)
+        event = self._trim_temp_delta_state(event)
+        await asyncio.to_thread(self._append, session, event)
+        session.last_update_time = event.timestamp
+        return self._commit_event_to_session(session, event)
+
+    def _append(self, session: Session, event: Event) -> None:
+        """The event and its state deltas, in one transaction (retried if state raced)."""
+        data = event.model_dump(mode="json", exclude_none=True)
+        blocks = _text_blocks(data)
+        role = "user" if event.author == "user" else "assistant"
+        deltas = extract_json_safe_state_delta(event.actions.state_delta or {})
+        for attempt in range(_RETRIES):
+            try:
+                with self.store.transaction():
+                    self._append_once(session, event, deltas, role, blocks, data)
+                return
+            except Conflict:
+                if attempt == _RETRIES - 1:
+                    raise
+
+    def _append_once(
+        self,
+        session: Session,
+        event: Event,
+        deltas: dict[str, dict[str, Any]],
+        role: str,
+        blocks: list[dict[str, Any]],
+        data: dict[str, Any],
+    ) -> None:
+        try:
+            stored = self.store.sessions.get(session.id, lock=True)
+        except NotFound as exc:
+            raise SessionNotFoundError(f"Session {session.id} not found.") from exc
+        if stored.extra["adk"]["update_time"] > session.last_update_time:
+            raise StaleSessionError(
+                "The last_update_time provided in the session object is earlier than the "
+                "update_time in storage. Please check if it is a stale session."
+            )
+        self._merge(_APP, session.app_name, deltas["app"])
+        self._merge(_USER + session.app_name, session.user_id, deltas["user"])
+        self.store.messages.append(
+            session.id, role, blocks, idempotency_key=event.id, extra={"adk_event": data}
+        )
+        self.store.sessions.update(
+            session.id,
+            state={**stored.state, **deltas["session"]},
+            extra={**stored.extra, "adk": {"update_time": event.timestamp}},
+        )

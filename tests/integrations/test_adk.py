@@ -1,0 +1,210 @@
+"""AgentkeepSessionService under Google ADK's real Runner with a scripted LLM."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+from google.adk.agents import LlmAgent
+from google.adk.errors._stale_session_error import StaleSessionError
+from google.adk.events import Event, EventActions
+from google.adk.models import BaseLlm, LlmRequest, LlmResponse
+from google.adk.models._capabilities import LlmCapabilities
+from google.adk.runners import Runner
+from google.adk.sessions.base_session_service import GetSessionConfig
+from google.adk.tools import ToolContext
+from google.genai import types
+
+import agentkeep
+from agentkeep import AsyncStore, Store
+from agentkeep.integrations.adk import AgentkeepSessionService
+
+_ids = itertools.count()
+
+
+class ScriptedLlm(BaseLlm):
+    """Answers each model call with the next scripted response; keeps what it was sent."""
+
+    responses: list[LlmResponse] = []
+    requests: list[LlmRequest] = []
+
+    @property
+    def capabilities(self) -> LlmCapabilities:
+        return LlmCapabilities(output_schema_and_tools=True)
+
+    async def generate_content_async(
+        self, llm_request: LlmRequest, stream: bool = False
+    ) -> AsyncGenerator[LlmResponse, None]:
+        self.requests.append(llm_request)
+        yield self.responses.pop(0)
+
+
+def _call(name: str, args: dict[str, Any]) -> LlmResponse:
+    part = types.Part(function_call=types.FunctionCall(name=name, args=args, id=f"fc{next(_ids)}"))
+    return LlmResponse(content=types.Content(role="model", parts=[part]))
+
+
+def _text(text: str) -> LlmResponse:
+    return LlmResponse(content=types.Content(role="model", parts=[types.Part(text=text)]))
+
+
+def remember(city: str, tool_context: ToolContext) -> str:
+    """Remember a city, for the session, the user and the app."""
+    tool_context.state["city"] = city
+    tool_context.state["user:home"] = city
+    tool_context.state["app:visits"] = tool_context.state.get("app:visits", 0) + 1
+    tool_context.state["temp:scratch"] = "never stored"
+    return f"remembered {city}"
+
+
+def _user(text: str) -> types.Content:
+    return types.Content(role="user", parts=[types.Part(text=text)])
+
+
+async def _run(runner: Runner, session_id: str, text: str) -> list[Event]:
+    return [
+        e
+        async for e in runner.run_async(
+            user_id="u1", session_id=session_id, new_message=_user(text)
+        )
+    ]
+
+
+def _runner(store: Store | AsyncStore, responses: list[LlmResponse]) -> tuple[Runner, ScriptedLlm]:
+    llm = ScriptedLlm(model="scripted", responses=responses, requests=[])
+    agent = LlmAgent(name="helper", model=llm, tools=[remember])
+    service = AgentkeepSessionService(store)
+    return Runner(agent=agent, app_name="shop", session_service=service), llm
+
+
+def _dump(events: list[Event]) -> list[dict[str, Any]]:
+    return [e.model_dump(mode="json", exclude_none=True) for e in events]
+
+
+@pytest.mark.parametrize("backed", ["sync", "async"])
+async def test_runner_events_and_state(store: Store, backed: str) -> None:
+    target: Store | AsyncStore = store if backed == "sync" else AsyncStore(store)
+    runner, _ = _runner(target, [_call("remember", {"city": "Oslo"}), _text("Noted Oslo")])
+    service = runner.session_service
+    created = await service.create_session(
+        app_name="shop", user_id="u1", state={"app:plan": "pro", "user:name": "Ada", "mood": "ok"}
+    )
+    produced = await _run(runner, created.id, "remember Oslo")
+    got = await service.get_session(app_name="shop", user_id="u1", session_id=created.id)
+    assert got is not None
+    assert got.state == {
+        "app:plan": "pro",
+        "app:visits": 1,
+        "user:name": "Ada",
+        "user:home": "Oslo",
+        "mood": "ok",
+        "city": "Oslo",
+    }
+    assert _dump(got.events[1:]) == _dump(produced)  # the user's message, then what the run made
+    assert got.events[0].content.parts[0].text == "remember Oslo"  # type: ignore[union-attr,index]
+    assert await service.get_user_state(app_name="shop", user_id="u1") == {
+        "name": "Ada",
+        "home": "Oslo",
+    }
+    # Events are messages of the session: the text is searchable like any other message.
+    assert [m.text for m in store.messages.recent(created.id, 10)] == [
+        "remember Oslo",
+        "",
+        "",
+        "Noted Oslo",
+    ]
+
+    recent = await service.get_session(
+        app_name="shop",
+        user_id="u1",
+        session_id=created.id,
+        config=GetSessionConfig(num_recent_events=2),
+    )
+    assert recent is not None and _dump(recent.events) == _dump(got.events[-2:])
+    since = await service.get_session(
+        app_name="shop",
+        user_id="u1",
+        session_id=created.id,
+        config=GetSessionConfig(after_timestamp=got.events[2].timestamp),
+    )
+    assert since is not None and _dump(since.events) == _dump(got.events[2:])
+    none = await service.get_session(
+        app_name="shop",
+        user_id="u1",
+        session_id=created.id,
+        config=GetSessionConfig(num_recent_events=0),
+    )
+    assert none is not None and none.events == []
+    assert await service.get_session(app_name="other", user_id="u1", session_id=created.id) is None
+
+
+async def test_list_delete_and_duplicates(store: Store) -> None:
+    service = AgentkeepSessionService(store)
+    a = await service.create_session(app_name="shop", user_id="u1", session_id=f"a{next(_ids)}")
+    b = await service.create_session(app_name="shop", user_id="u2", state={"user:x": 1})
+    await service.create_session(app_name="blog", user_id="u1")
+    listed = await service.list_sessions(app_name="shop")
+    assert [s.id for s in listed.sessions] == [a.id, b.id]
+    assert listed.sessions[1].state == {"user:x": 1}
+    mine = await service.list_sessions(app_name="shop", user_id="u1")
+    assert [s.id for s in mine.sessions] == [a.id]
+    from google.adk.errors.already_exists_error import AlreadyExistsError
+
+    with pytest.raises(AlreadyExistsError):
+        await service.create_session(app_name="shop", user_id="u1", session_id=a.id)
+    await service.delete_session(app_name="shop", user_id="u1", session_id=a.id)
+    assert await service.get_session(app_name="shop", user_id="u1", session_id=a.id) is None
+
+
+async def test_append_is_atomic_and_refuses_stale_sessions(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = AgentkeepSessionService(store)
+    session = await service.create_session(app_name="shop", user_id="u1", state={"n": 0})
+    stale = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
+    assert stale is not None
+    delta = EventActions(state_delta={"n": 1, "user:n": 1, "app:n": 1})
+    await service.append_event(session, Event(author="user", actions=delta, content=_user("one")))
+    with pytest.raises(StaleSessionError):
+        await service.append_event(stale, Event(author="user", content=_user("late")))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store.messages, "append", broken)
+    delta = EventActions(state_delta={"n": 2, "user:n": 2, "app:n": 2})
+    with pytest.raises(RuntimeError, match="disk full"):
+        await service.append_event(
+            session, Event(author="user", actions=delta, content=_user("two"))
+        )
+    monkeypatch.undo()
+    fresh = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
+    assert fresh is not None
+    assert fresh.state == {"n": 1, "user:n": 1, "app:n": 1}  # nothing of the failed append
+    assert [e.content.parts[0].text for e in fresh.events] == ["one"]  # type: ignore[union-attr,index]
+
+
+async def test_the_agent_resumes_after_a_restart(backend: str, db_url: str) -> None:
+    tenant = f"adk{next(_ids)}"
+    store = agentkeep.connect(db_url, tenant=tenant)
+    runner, _ = _runner(store, [_call("remember", {"city": "Oslo"}), _text("Noted Oslo")])
+    session = await runner.session_service.create_session(app_name="shop", user_id="u1")
+    await _run(runner, session.id, "remember Oslo")
+    if backend != "memory":  # memory does not outlive its store
+        store.close()
+        store = agentkeep.connect(db_url, tenant=tenant)
+    runner, llm = _runner(store, [_text("You said Oslo")])
+    await _run(runner, session.id, "which city?")
+    sent = [
+        p.text or (p.function_call and p.function_call.name)
+        for c in llm.requests[0].contents
+        for p in c.parts or []
+    ]
+    assert sent[0] == "remember Oslo" and sent[-1] == "which city?" and "Noted Oslo" in sent
+    stored = await runner.session_service.get_session(
+        app_name="shop", user_id="u1", session_id=session.id
+    )
+    assert stored is not None and stored.state["city"] == "Oslo" and len(stored.events) == 6
+    store.close()
