@@ -216,21 +216,27 @@ def prepare_stored(store: Store, response: StoredResponse) -> Prepared:
 
 def create_row(store: Store, prepared: Prepared, events: list[dict[str, Any]]) -> None:
     """Store the response (queued or in progress) with its input items and first events."""
-    r = prepared.response
     with store.transaction():
-        store.responses.create(
-            id=r.id,
-            model=r.model,
-            input_items=prepared.input,
-            status=r.status,
-            instructions=r.instructions,
-            previous_response_id=r.previous_response_id,
-            conversation_id=r.conversation_id,
-            background=r.background,
-            params=r.params,
-            ttl_seconds=prepared.ttl_seconds,
-        )
-        store.responses.append_events(r.id, events)
+        _store_new(store, prepared, prepared.response.status)
+        store.responses.append_events(prepared.response.id, events)
+
+
+def _store_new(store: Store, prepared: Prepared, status: str, **fields: Any) -> StoredResponse:
+    """Store the prepared response with its input items (and ``fields``: output, usage, ...)."""
+    r = prepared.response
+    return store.responses.create(
+        id=r.id,
+        model=r.model,
+        input_items=prepared.input,
+        status=status,
+        instructions=r.instructions,
+        previous_response_id=r.previous_response_id,
+        conversation_id=r.conversation_id,
+        background=r.background,
+        params=r.params,
+        ttl_seconds=prepared.ttl_seconds,
+        **fields,
+    )
 
 
 def _conversation_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -271,22 +277,15 @@ def settle(
             final[-1] = {**final[-1], "response": response_object(ended, outcome.output)}
             store.responses.append_events(r.id, final)
         else:
-            ended = store.responses.create(
-                id=r.id,
-                model=r.model,
-                input_items=prepared.input,
-                status=outcome.status,
-                instructions=r.instructions,
-                previous_response_id=r.previous_response_id,
-                conversation_id=r.conversation_id,
-                background=r.background,
-                params=r.params,
+            ended = _store_new(
+                store,
+                prepared,
+                outcome.status,
                 output_items=outcome.output,
                 usage=outcome.usage,
                 error=outcome.error,
                 incomplete_details=outcome.incomplete_details,
                 cost_usd=cost,
-                ttl_seconds=prepared.ttl_seconds,
             )
         if r.conversation_id and outcome.status in ("completed", "incomplete"):
             rows = _conversation_rows(prepared.input + outcome.output)
