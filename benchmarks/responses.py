@@ -155,14 +155,14 @@ def run_backend(backend: str, upstream: str, cfg: argparse.Namespace) -> dict[st
         url = f"sqlite:///{tmp}/bench.db" if backend == "sqlite" else pg.create()
         os.environ["AGENTKEEP_LLM_BASE_URL"] = upstream
         try:
-            with running_service(url, 1, 60, tmp) as service:
+            with running_service(url, cfg.workers, 60, tmp) as service:
                 reps = [
                     asyncio.run(_repetition(service, upstream, cfg, r)) for r in range(cfg.reps)
                 ]
         finally:
             if backend == "postgres":
                 pg.drop(url)
-    return {"backend": backend, "reps": reps}
+    return {"backend": backend, "workers": cfg.workers, "reps": reps}
 
 
 def _print(doc: dict[str, Any]) -> None:
@@ -171,7 +171,7 @@ def _print(doc: dict[str, Any]) -> None:
             d, r = rep["direct"], rep["responses"]
             ds, rs = rep["direct_stream"], rep["responses_stream"]
             print(
-                f"{run['backend']:8} rep {rep['rep']}: "
+                f"{run['backend']:8} x{run['workers']} rep {rep['rep']}: "
                 f"direct {d['rps']:.1f}/s p50 {d['p50_ms']:.0f} ms | "
                 f"responses {r['rps']:.1f}/s p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms | "
                 f"ratio {rep['throughput_ratio']:.2f} || streams: direct "
@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="service processes (agentkeep serve --workers)"
+    )
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--chunk-delay", type=float, default=0.025)
     parser.add_argument("--pg-url", default=DEFAULT_PG)
