@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -371,3 +372,31 @@ def test_tenants_do_not_see_each_other(
         other.responses.retrieve(response.id)
     with pytest.raises(openai.BadRequestError):
         other.responses.create(model=_model(), input="x", previous_response_id=response.id)
+
+
+def test_a_second_process_continues_the_chain(
+    service: LiveService, tenant: Tenant, upstream_llm: UpstreamLLM, tmp_path: Path
+) -> None:
+    """Two service processes on one database: either continues a chain the other began."""
+    other = LiveService(
+        backend=service.backend,
+        database_url=service.database_url,
+        log_path=tmp_path / "second.log",
+        upstream=upstream_llm,
+    )
+    other.start()
+    try:
+        model = _model()
+        upstream_llm.script(model, Reply(text="A1"), Reply(text="A2"))
+        first = tenant.client().responses.create(model=model, input="one")
+        second = other.client(key=tenant.key).responses.create(
+            model=model, input="two", previous_response_id=first.id
+        )
+        assert _texts(upstream_llm.requests_for(model)[1]) == [
+            ("user", "one"),
+            ("assistant", "A1"),
+            ("user", "two"),
+        ]
+        assert tenant.client().responses.retrieve(second.id).output_text == "A2"
+    finally:
+        other.close()
