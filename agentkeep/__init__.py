@@ -18,6 +18,7 @@ from agentkeep.errors import (
     SchemaError,
     StoreUnavailable,
 )
+from agentkeep.integrations.openai_client import track
 from agentkeep.models import (
     Agent,
     Event,
@@ -67,4 +68,5 @@ __all__ = [
     "__version__",
     "aconnect",
     "connect",
+    "track",
 ]

@@ -1,6 +1,8 @@
 """Drop-in persistence for the agent frameworks, each an optional extra.
 
-Each module imports its framework lazily; importing one without its extra
+``agentkeep.track`` (``openai_client``) records the usage of any ``openai``
+client; it needs nothing beyond agentkeep. Each other module imports its
+framework lazily; importing one without its extra
 raises ``ImportError`` naming the extra to install:
 
 - ``agentkeep.integrations.langgraph``: ``AgentkeepSaver``, a LangGraph
