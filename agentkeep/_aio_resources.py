@@ -156,6 +156,35 @@ class AsyncSessions:
         self.sync = sync
         self.tenant_id = sync.tenant_id
 
+    async def count(
+        self,
+        *,
+        kind: str | None = None,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        parent_id: str | None = None,
+        title_contains: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        active_after: datetime | None = None,
+        active_before: datetime | None = None,
+    ) -> int:
+        """How many sessions ``list`` with the same filters would page through."""
+        return await asyncio.to_thread(
+            self.sync.count,
+            kind=kind,
+            agent_id=agent_id,
+            user_id=user_id,
+            metadata=metadata,
+            parent_id=parent_id,
+            title_contains=title_contains,
+            created_after=created_after,
+            created_before=created_before,
+            active_after=active_after,
+            active_before=active_before,
+        )
+
     async def create(
         self,
         *,
@@ -218,6 +247,7 @@ class AsyncSessions:
         user_id: str | None = None,
         metadata: dict[str, str] | None = None,
         parent_id: str | None = None,
+        title_contains: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         active_after: datetime | None = None,
@@ -235,6 +265,7 @@ class AsyncSessions:
             user_id=user_id,
             metadata=metadata,
             parent_id=parent_id,
+            title_contains=title_contains,
             created_after=created_after,
             created_before=created_before,
             active_after=active_after,
@@ -1039,6 +1070,10 @@ class AsyncStateDocs:
         return await asyncio.to_thread(
             self.sync.put, namespace, key, value, expected_version=expected_version
         )
+
+    async def with_key(self, key: str, *, limit: int = 100) -> builtins.list[StateDoc]:
+        """The documents stored under ``key`` in any namespace, in namespace order."""
+        return await asyncio.to_thread(self.sync.with_key, key, limit=limit)
 
 
 class AsyncResponses:

@@ -140,3 +140,23 @@ def test_locked_session_holds_appends_until_commit(store: Store) -> None:
     assert order == ["holder commits", "append done"]
     with pytest.raises(NotFound), store.transaction():
         store.sessions.get("sess_missing", lock=True)
+
+
+def test_title_search_and_count_share_the_filters(store: Store) -> None:
+    store.sessions.create(title="Refund for order A17", user_id="ann")
+    store.sessions.create(title="refund 100%_off", user_id="bob")
+    store.sessions.create(title="Shipping", user_id="ann")
+    store.sessions.create(user_id="ann")  # no title: never matches a search
+    titles = {s.title for s in store.sessions.list(title_contains="REFUND")}
+    assert titles == {"Refund for order A17", "refund 100%_off"}
+    assert store.sessions.count(title_contains="refund") == 2
+    # LIKE wildcards in the text are matched literally
+    assert [s.title for s in store.sessions.list(title_contains="%_")] == ["refund 100%_off"]
+    assert store.sessions.count(title_contains="%") == 1
+    assert store.sessions.count(user_id="ann") == 3
+    assert store.sessions.count(user_id="ann", title_contains="ship") == 1
+    assert store.sessions.count() == 4
+    assert store.tenant("other-tenant-x").sessions.count() == 0
+    with pytest.raises(InvalidInput) as err:
+        store.sessions.count(title_contains="")
+    assert err.value.field == "title_contains"

@@ -171,3 +171,17 @@ async def test_async_state(astore: AsyncStore) -> None:
     await astore.state.delete("a", "k")
     with pytest.raises(NotFound):
         await astore.state.get("a", "k")
+
+
+def test_documents_of_one_key_across_namespaces(store: Store) -> None:
+    store.state.put("todos", "sess_1", {"items": ["a"]})
+    store.state.put("windows", "sess_1", {"start": 3})
+    store.state.put("todos", "sess_2", {"items": []})
+    store.tenant("other-tenant-y").state.put("notes", "sess_1", "theirs")
+    docs = store.state.with_key("sess_1")
+    assert [(d.namespace, d.value) for d in docs] == [
+        ("todos", {"items": ["a"]}),
+        ("windows", {"start": 3}),
+    ]
+    assert store.state.with_key("sess_1", limit=1)[0].namespace == "todos"
+    assert store.state.with_key("nothing") == []

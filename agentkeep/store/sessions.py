@@ -133,24 +133,20 @@ class Sessions(Resource):
             if result.rowcount == 0:
                 raise NotFound("session", session_id)
 
-    def list(
+    def _where(
         self,
         *,
-        kind: str | None = None,
-        agent_id: str | None = None,
-        user_id: str | None = None,
-        metadata: dict[str, str] | None = None,
-        parent_id: str | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        active_after: datetime | None = None,
-        active_before: datetime | None = None,
-        limit: int = 20,
-        after: str | None = None,
-        before: str | None = None,
-        order: Order = "desc",
-    ) -> Page[Session]:
-        """Sessions, newest first by default; never reads message payloads."""
+        kind: str | None,
+        agent_id: str | None,
+        user_id: str | None,
+        metadata: dict[str, str] | None,
+        parent_id: str | None,
+        title_contains: str | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+        active_after: datetime | None,
+        active_before: datetime | None,
+    ) -> list[sa.ColumnElement[bool]]:
         where: list[sa.ColumnElement[bool]] = []
         if kind is not None:
             where.append(t.c.kind == kind)
@@ -160,13 +156,86 @@ class Sessions(Resource):
             where.append(t.c.user_id == user_id)
         if parent_id is not None:
             where.append(t.c.parent_id == parent_id)
+        if title_contains is not None:
+            text = require_str(title_contains, "title_contains", max_len=1024)
+            where.append(t.c.title.icontains(text, autoescape=True))
         for key, value in check_metadata(metadata, "metadata").items():
             where.append(t.c.metadata[key].as_string() == value)
         where += time_range(t.c.created_at, created_after, created_before)
         where += time_range(t.c.last_activity_at, active_after, active_before)
+        return where
+
+    def list(
+        self,
+        *,
+        kind: str | None = None,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        parent_id: str | None = None,
+        title_contains: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        active_after: datetime | None = None,
+        active_before: datetime | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "desc",
+    ) -> Page[Session]:
+        """Sessions, newest first by default; never reads message payloads.
+
+        ``title_contains`` keeps sessions whose title contains the text,
+        ignoring case (ASCII case on SQLite).
+        """
+        where = self._where(
+            kind=kind,
+            agent_id=agent_id,
+            user_id=user_id,
+            metadata=metadata,
+            parent_id=parent_id,
+            title_contains=title_contains,
+            created_after=created_after,
+            created_before=created_before,
+            active_after=active_after,
+            active_before=active_before,
+        )
         return self._page(
             t, where, to_session, limit=limit, after=after, before=before, order=order
         )
+
+    def count(
+        self,
+        *,
+        kind: str | None = None,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        parent_id: str | None = None,
+        title_contains: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        active_after: datetime | None = None,
+        active_before: datetime | None = None,
+    ) -> int:
+        """How many sessions ``list`` with the same filters would page through."""
+        where = self._where(
+            kind=kind,
+            agent_id=agent_id,
+            user_id=user_id,
+            metadata=metadata,
+            parent_id=parent_id,
+            title_contains=title_contains,
+            created_after=created_after,
+            created_before=created_before,
+            active_after=active_after,
+            active_before=active_before,
+        )
+        stmt = (
+            sa.select(sa.func.count()).select_from(t).where(t.c.tenant_id == self.tenant_id, *where)
+        )
+        with self._core.read() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     def fork(
         self,

@@ -158,3 +158,19 @@ class StateDocs(Resource):
                 sa.select(t).where(*where).order_by(t.c.key).limit(limit)
             ).mappings()
             return [to_doc(r) for r in rows]
+
+    def with_key(self, key: str, *, limit: int = 100) -> list[StateDoc]:
+        """The documents stored under ``key`` in any namespace, in namespace order.
+
+        For documents kept per session (``state.put("todos", session.id, ...)``).
+        """
+        key = require_str(key, "key", max_len=512)
+        check_limit(limit)
+        stmt = (
+            sa.select(t)
+            .where(t.c.tenant_id == self.tenant_id, t.c.key == key)
+            .order_by(t.c.namespace)
+            .limit(limit)
+        )
+        with self._core.read() as conn:
+            return [to_doc(r) for r in conn.execute(stmt).mappings()]
