@@ -256,6 +256,7 @@ class AsyncSessions:
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
+        sort: Literal["id", "created_at"] = "id",
     ) -> Page[Session]:
         """Sessions, newest first by default; never reads message payloads."""
         return await asyncio.to_thread(
@@ -274,6 +275,7 @@ class AsyncSessions:
             after=after,
             before=before,
             order=order,
+            sort=sort,
         )
 
     async def update(

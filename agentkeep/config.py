@@ -32,6 +32,7 @@ class Settings:
     run_concurrency: int = 16
     response_ttl_days: float = 30.0
     key_cache_seconds: float = 10.0
+    ui_secret: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -53,6 +54,7 @@ class Settings:
             run_concurrency=int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
             response_ttl_days=float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
             key_cache_seconds=max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
+            ui_secret=e.get("AGENTKEEP_UI_SECRET") or None,
         )
 
     @property

@@ -160,3 +160,17 @@ def test_title_search_and_count_share_the_filters(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         store.sessions.count(title_contains="")
     assert err.value.field == "title_contains"
+
+
+def test_list_by_creation_time_across_kinds(store: Store) -> None:
+    made = [store.sessions.create(kind=k) for k in ("thread", "session", "conversation", "session")]
+    newest_first = [s.id for s in reversed(made)]
+    page = store.sessions.list(sort="created_at", limit=3)
+    assert [s.id for s in page] == newest_first[:3] and page.has_more
+    rest = store.sessions.list(sort="created_at", after=page.last_id)
+    assert [s.id for s in rest] == newest_first[3:]
+    back = store.sessions.list(sort="created_at", before=rest.first_id)
+    assert [s.id for s in back] == newest_first[:3]
+    with pytest.raises(InvalidInput) as err:
+        store.sessions.list(sort="title")  # type: ignore[arg-type]
+    assert err.value.field == "sort"

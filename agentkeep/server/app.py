@@ -28,6 +28,7 @@ from agentkeep.server.routes import (
     threads,
 )
 from agentkeep.store import Store
+from agentkeep.ui import install_ui
 
 __all__ = ["create_app"]
 
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         version=agentkeep.__version__,
         summary="OpenAI-compatible Assistants and Conversations APIs over the agentkeep store.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_ui from the vendored Swagger UI
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
@@ -104,4 +107,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(items.router)
     app.include_router(responses.router)
     install_openapi(app)
+    install_ui(app, settings)
     return app

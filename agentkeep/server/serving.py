@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import socket
 from typing import Any
 
@@ -40,6 +41,8 @@ def serve(
         settings = dataclasses.replace(settings, database_url=database_url)
     open_store(settings).close()
     if workers > 1:
+        # One dashboard cookie key for every worker process (each would draw its own).
+        os.environ.setdefault("AGENTKEEP_UI_SECRET", secrets.token_urlsafe(32))
         config = uvicorn.Config(
             "agentkeep.server.app:create_app", factory=True, workers=workers, **_options(host, port)
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -182,12 +182,16 @@ class Sessions(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
+        sort: Literal["id", "created_at"] = "id",
     ) -> Page[Session]:
         """Sessions, newest first by default; never reads message payloads.
 
         ``title_contains`` keeps sessions whose title contains the text,
-        ignoring case (ASCII case on SQLite).
+        ignoring case (ASCII case on SQLite). ``sort="created_at"`` orders by
+        creation time (ties by id) across kinds, whose id prefixes differ.
         """
+        if sort not in ("id", "created_at"):
+            raise InvalidInput("must be 'id' or 'created_at'", field="sort")
         where = self._where(
             kind=kind,
             agent_id=agent_id,
@@ -201,7 +205,14 @@ class Sessions(Resource):
             active_before=active_before,
         )
         return self._page(
-            t, where, to_session, limit=limit, after=after, before=before, order=order
+            t,
+            where,
+            to_session,
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+            sort=t.c.created_at if sort == "created_at" else None,
         )
 
     def count(

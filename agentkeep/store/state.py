@@ -7,6 +7,7 @@ is a compare-and-set (``0``: the document must not exist yet).
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -159,7 +160,7 @@ class StateDocs(Resource):
             ).mappings()
             return [to_doc(r) for r in rows]
 
-    def with_key(self, key: str, *, limit: int = 100) -> list[StateDoc]:
+    def with_key(self, key: str, *, limit: int = 100) -> builtins.list[StateDoc]:
         """The documents stored under ``key`` in any namespace, in namespace order.
 
         For documents kept per session (``state.put("todos", session.id, ...)``).

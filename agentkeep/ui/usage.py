@@ -1,0 +1,124 @@
+"""Usage and cost: model calls summed by day, model, agent and user over a window.
+
+Every number comes from ``store.usage.rollup`` (and the latency percentiles
+from ``store.stats``). A group whose calls are all unpriced shows "unpriced",
+never $0; a group with some unpriced calls shows its priced sum and how many
+calls it leaves out. Each chart's table can be downloaded as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from agentkeep.errors import InvalidInput
+from agentkeep.models import UsageRollup
+from agentkeep.store import Store
+from agentkeep.ui.auth import SignedIn
+from agentkeep.ui.charts import BAR_W, KINDS, LABEL_W, ROW_H, chart_rows
+from agentkeep.ui.web import UiRoute, day_start, opt, render
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+GROUPS = {"day": "By day", "model": "By model", "agent": "By agent", "user": "By user"}
+DEFAULT_DAYS = 30
+CSV_COLUMNS = (
+    "key",
+    "calls",
+    "error_calls",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "unpriced_calls",
+)
+
+
+def _window(since: str | None, until: str | None) -> tuple[datetime, datetime, str, str]:
+    """The UTC days [since, until] (default: the last 30 days, today included)."""
+    today = datetime.now(UTC).date()
+    start = day_start(since, "since") or datetime.combine(
+        today - timedelta(days=DEFAULT_DAYS - 1), datetime.min.time(), tzinfo=UTC
+    )
+    end = day_start(until, "until", end=True) or datetime.combine(
+        today + timedelta(days=1), datetime.min.time(), tzinfo=UTC
+    )
+    if end <= start:
+        raise InvalidInput("must be on or after 'since'", field="until")
+    return start, end, start.date().isoformat(), (end - timedelta(days=1)).date().isoformat()
+
+
+def _rollup(store: Store, by: str, start: datetime, end: datetime) -> list[UsageRollup]:
+    if by not in GROUPS:
+        raise InvalidInput(f"must be one of {', '.join(GROUPS)}", field="by")
+    return store.usage.rollup(by, created_after=start, created_before=end)  # type: ignore[arg-type]
+
+
+def _totals(rollups: list[UsageRollup]) -> dict[str, Any]:
+    priced = [r.cost_usd for r in rollups if r.cost_usd is not None]
+    return {
+        "calls": sum(r.calls for r in rollups),
+        "error_calls": sum(r.error_calls for r in rollups),
+        "input_tokens": sum(r.input_tokens for r in rollups),
+        "cached_tokens": sum(r.cached_tokens for r in rollups),
+        "output_tokens": sum(r.output_tokens for r in rollups),
+        "reasoning_tokens": sum(r.reasoning_tokens for r in rollups),
+        "cost_usd": sum(priced) if priced else None,
+        "unpriced_calls": sum(r.unpriced_calls for r in rollups),
+    }
+
+
+@router.get("/usage")
+def usage_page(
+    request: Request, visitor: SignedIn, since: str | None = None, until: str | None = None
+) -> Response:
+    start, end, first, last = _window(since, until)
+    store = visitor.store
+    charts = []
+    by_day: list[UsageRollup] = []
+    for by, title in GROUPS.items():
+        rollups = _rollup(store, by, start, end)
+        if by == "day":
+            by_day = rollups
+        charts.append({"by": by, "title": title, "rows": chart_rows(rollups)})
+    return render(
+        request,
+        "usage.html",
+        charts=charts,
+        totals=_totals(by_day),
+        stats=store.stats.get(),
+        since=first,
+        until=last,
+        kinds=KINDS,
+        label_w=LABEL_W,
+        bar_w=BAR_W,
+        row_h=ROW_H,
+    )
+
+
+@router.get("/usage.csv")
+def usage_csv(
+    visitor: SignedIn, by: str = "day", since: str | None = None, until: str | None = None
+) -> Response:
+    """What one chart shows, as CSV (cost empty when unknown, never 0)."""
+    start, end, first, last = _window(opt(since), opt(until))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in _rollup(visitor.store, by, start, end):
+        row = r.model_dump()
+        writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
+    name = f"agentkeep-usage-{visitor.viewing}-by-{by}-{first}-{last}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
