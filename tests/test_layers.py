@@ -43,3 +43,17 @@ def test_layer_imports_point_down(layer: str) -> None:
             if parts[0] == "agentkeep" and len(parts) > 1 and parts[1] in FORBIDDEN[layer]:
                 offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert offenders == []
+
+
+def test_dashboard_reads_through_the_store_and_only_listens_to_the_runner() -> None:
+    """``ui`` builds its pages on the public Store API; of the runner it uses only the
+    in-process wake-ups of the live run view, and it never imports the CLI."""
+    offenders = []
+    for path in sorted((PACKAGE / "ui").rglob("*.py")):
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[:2] == ["agentkeep", "runner"] and name != "agentkeep.runner.notify":
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+            if parts[:2] == ["agentkeep", "cli"] or name.startswith("agentkeep.store._"):
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []

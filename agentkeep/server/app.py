@@ -28,7 +28,6 @@ from agentkeep.server.routes import (
     threads,
 )
 from agentkeep.store import Store
-from agentkeep.ui import install_ui
 
 __all__ = ["create_app"]
 
@@ -107,5 +106,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(items.router)
     app.include_router(responses.router)
     install_openapi(app)
+    from agentkeep.ui import install_ui  # here: the dashboard's modules import the server's
+
     install_ui(app, settings)
     return app

@@ -27,7 +27,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from agentkeep.errors import InvalidInput
 from agentkeep.server.deps import ServiceState, service_state
-from agentkeep.server.keys import hash_key, resolve_hash
+from agentkeep.server.keys import hash_key, list_keys, resolve_hash
 from agentkeep.store import Store
 from agentkeep.ui.web import SignInRequired, UiRoute, form_data, render
 
@@ -87,6 +87,7 @@ class Visitor:
     viewing: str  # the tenant whose data the pages show
     csrf: str
     store: Store  # scoped to ``viewing``
+    tenants: tuple[str, ...] = ()  # for an admin: the tenants that have keys
 
 
 def _signer(request: Request) -> Signer:
@@ -128,6 +129,10 @@ async def signed_in(request: Request) -> Visitor:
         raise SignInRequired
     tenant, admin = found
     viewing = str(payload.get("v") or tenant) if admin else tenant
+    tenants: tuple[str, ...] = ()
+    if admin:
+        keys = await anyio.to_thread.run_sync(list_keys, state.store)
+        tenants = tuple(sorted({k.tenant_id for k in keys} | set(state.bootstrap_keys.values())))
     visitor = Visitor(
         key_hash=key_hash,
         tenant=tenant,
@@ -135,6 +140,7 @@ async def signed_in(request: Request) -> Visitor:
         viewing=viewing,
         csrf=signer.token("csrf", str(payload.get("n", ""))),
         store=state.tenant(viewing),
+        tenants=tenants,
     )
     request.state.visitor = visitor
     return visitor

@@ -18,8 +18,8 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+import agentkeep.runner.notify as notify
 from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Event, Run
-from agentkeep.runner import notify
 from agentkeep.store import Store
 from agentkeep.ui.auth import SignedIn
 from agentkeep.ui.web import UiRoute, render, templates

@@ -1,0 +1,194 @@
+"""``python -m benchmarks.dashboard``: server time to render each dashboard page on a large database.
+
+    python -m benchmarks.dashboard                              # 1M messages, SQLite and PostgreSQL
+    python -m benchmarks.dashboard --messages 200000 --backends sqlite --repeat 10
+
+Seeds a new database (a SQLite file in a temporary directory, or a PostgreSQL
+database created at ``--pg-url`` and dropped afterwards) through the store:
+``--messages`` messages, a tenth of them in one long conversation and the rest
+in sessions of 200 (so 1M messages make ~4,500 sessions), one LLM usage row
+per 20 messages spread over 30 days and 8 models / 20 users / 5 agents, 200
+runs with steps, events, usage and tool calls. Then it asks the app for every
+page in process (the ASGI app through Starlette's test client: routing, the
+cookie check, the store reads and the template, no network) and prints the
+median and p90 of ``--repeat`` renders per page. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from fastapi.testclient import TestClient
+
+import agentkeep
+from agentkeep.config import Settings
+from agentkeep.server import create_app
+from agentkeep.store import Store
+
+TENANT = "bench"
+KEY = "bench-dashboard-key"
+SESSION_SIZE = 200
+MODELS = [f"gpt-bench-{i}" for i in range(7)] + ["gpt-4o-mini"]
+
+
+@contextmanager
+def database(backend: str, pg_url: str) -> Iterator[str]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            yield f"sqlite:///{Path(directory) / 'dashboard.db'}"
+        return
+    name = f"bench_dash_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def seed(store: Store, messages: int) -> dict[str, str]:
+    """Fill the tenant; returns ids of the objects whose pages are measured."""
+    rng = random.Random(7)
+    agents = [store.agents.create(model="gpt-4o-mini", name=f"agent {i}") for i in range(5)]
+    long_session = store.sessions.create(title="The long conversation", user_id="user-0")
+    long_count = messages // 10
+    batch = [
+        {"role": "user" if i % 2 else "assistant", "content": f"message {i} " * 8}
+        for i in range(SESSION_SIZE)
+    ]
+    for _ in range(long_count // SESSION_SIZE):
+        store.messages.append_many(long_session.id, batch)
+    left = messages - long_count
+    sessions = 0
+    while left > 0:
+        session = store.sessions.create(
+            title=f"Chat about order {sessions}",
+            user_id=f"user-{sessions % 20}",
+            agent_id=agents[sessions % 5].id,
+        )
+        store.messages.append_many(session.id, batch[: min(SESSION_SIZE, left)])
+        left -= SESSION_SIZE
+        sessions += 1
+    start = datetime.now(UTC) - timedelta(days=30)
+    calls = messages // 20
+    for first in range(0, calls, 1000):
+        with store.transaction():  # one commit per 1000 rows
+            for i in range(first, min(first + 1000, calls)):
+                store.usage.record(
+                    provider="openai",
+                    model=MODELS[i % len(MODELS)],
+                    input_tokens=rng.randint(100, 4000),
+                    output_tokens=rng.randint(10, 800),
+                    cached_tokens=rng.randint(0, 100),
+                    latency_ms=rng.randint(50, 3000),
+                    agent_id=agents[i % 5].id,
+                    user_id=f"user-{i % 20}",
+                    created_at=start + timedelta(seconds=i * 30 * 86400 / max(calls, 1)),
+                )
+    run = None
+    for i in range(200):
+        run = store.runs.create(agents[i % 5].id, session_id=long_session.id, status="in_progress")
+        step = store.run_steps.create(run.id, "tool_calls")
+        call = store.tool_calls.create(
+            name="lookup", input={"i": i}, run_id=run.id, step_id=step.id
+        )
+        store.tool_calls.complete(call.id, {"ok": True})
+        store.run_steps.update(step.id, status="completed")
+        store.usage.record(
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=900,
+            output_tokens=80,
+            run_id=run.id,
+            latency_ms=700,
+        )
+        store.events.append("thread.run.step.completed", run_id=run.id, data={"i": i})
+        store.runs.transition(run.id, "completed")
+    assert run is not None
+    return {
+        "long_session": long_session.id,
+        "run": run.id,
+        "user": "user-3",
+        "sessions": str(sessions + 1),
+    }
+
+
+def sign_in(client: TestClient) -> None:
+    page = client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    done = client.post(
+        "/ui/login", data={"csrf": csrf.group(1), "key": KEY}, follow_redirects=False
+    )
+    assert done.status_code == 303, done.text
+
+
+def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float]:
+    client.get(path)  # warm
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(path)
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (path, response.status_code, response.text[:300])
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.9) - 1]
+
+
+def run_backend(backend: str, messages: int, repeat: int, pg_url: str) -> None:
+    with database(backend, pg_url) as url:
+        store = agentkeep.connect(url, tenant=TENANT, auto_migrate=True)
+        began = time.perf_counter()
+        ids = seed(store, messages)
+        print(
+            f"\n{backend}: seeded {messages:,} messages in {ids['sessions']} sessions in {time.perf_counter() - began:.0f} s"
+        )
+        settings = Settings(database_url=url, api_keys=f"{TENANT}:{KEY}")
+        older = store.messages.list(ids["long_session"], order="desc", limit=50).last_id
+        deep = store.sessions.list(sort="created_at", limit=1000).last_id
+        pages = {
+            "sessions (first page)": "/ui/sessions",
+            "sessions (1000 in)": f"/ui/sessions?after={deep}",
+            "sessions (title search)": "/ui/sessions?q=order%2042",
+            "sessions (user filter)": f"/ui/sessions?user={ids['user']}",
+            "conversation (newest)": f"/ui/sessions/{ids['long_session']}",
+            "conversation (older page)": f"/ui/sessions/{ids['long_session']}?after={older}",
+            "run": f"/ui/runs/{ids['run']}",
+            "usage (30 days)": "/ui/usage",
+            "usage CSV (by model)": "/ui/usage.csv?by=model",
+            "operations": "/ui/operations",
+        }
+        with TestClient(create_app(settings, store=store)) as client:
+            sign_in(client)
+            print(f"{'page':<28}{'median ms':>10}{'p90 ms':>10}")
+            for name, path in pages.items():
+                median, p90 = measure(client, path, repeat)
+                print(f"{name:<28}{median:>10.1f}{p90:>10.1f}")
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    for backend in args.backends.split(","):
+        run_backend(backend, args.messages, args.repeat, args.pg_url)
+
+
+if __name__ == "__main__":
+    main()
