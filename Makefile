@@ -15,7 +15,7 @@ JUNIT ?= build/junit.xml
 EXTRAS ?= test,openai-agents,langgraph,langchain,adk
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test postgres lint bench clean
+.PHONY: help install run test coverage postgres lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,15 @@ postgres: ## Start the local PostgreSQL cluster if it is down, and wait for it
 test: $(STAMP) postgres ## Run the whole test suite (memory, SQLite and PostgreSQL)
 	@mkdir -p $(dir $(JUNIT))
 	$(BIN)/pytest $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)) --junitxml=$(JUNIT) $(PYTEST_ARGS)
+
+coverage: $(STAMP) postgres ## The suite with line coverage of every process, service and workers too (build/coverage)
+	rm -rf build/coverage && mkdir -p build/coverage
+	status=0; export COVERAGE_FILE=$(CURDIR)/build/coverage/.coverage; \
+	$(BIN)/pytest $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)) --cov --cov-report= $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/coverage combine --quiet --append $(CURDIR)/build/coverage >/dev/null 2>&1; \
+	$(BIN)/coverage report > build/coverage/report.txt; \
+	$(BIN)/coverage html --quiet -d build/coverage/html; \
+	grep -E '^(agentkeep/(runner|server/routes)/|TOTAL)' build/coverage/report.txt; exit $$status
 
 lint: $(STAMP) ## ruff (check and format) and mypy --strict
 	$(BIN)/ruff check agentkeep tests benchmarks scripts

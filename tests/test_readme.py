@@ -45,8 +45,9 @@ def test_setup_commands_are_make_run_and_make_test() -> None:
     shell = "\n".join(_blocks("sh"))
     assert "make run" in shell
     assert "make test" in shell
+    assert "make coverage" in shell
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("install", "run", "test", "lint", "bench"):
+    for target in ("install", "run", "test", "coverage", "lint", "bench"):
         assert re.search(rf"^{target}:.*## ", makefile, re.MULTILINE), target
 
 
