@@ -60,6 +60,9 @@ class Reply:
     finish_reason: str | None = None
     ignore_stream: bool = False  # answer one JSON completion even when asked to stream
     gate: threading.Event | None = None  # answer only once this is set
+    # Answer exactly these bytes (with ``status`` and this content type): malformed answers.
+    raw: bytes | None = None
+    raw_content_type: str = "text/event-stream"
 
     def deltas(self) -> list[str]:
         if self.chunks is not None:
@@ -195,6 +198,13 @@ class UpstreamLLM:
         if reply.delay:
             time.sleep(reply.delay)
         model = str(body.get("model"))
+        if reply.raw is not None:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", reply.raw_content_type)
+            handler.send_header("Content-Length", str(len(reply.raw)))
+            handler.end_headers()
+            handler.wfile.write(reply.raw)
+            return
         if reply.status >= 400:
             error = {
                 "error": {

@@ -1,0 +1,146 @@
+"""The run engine's chat-completions client against the scripted upstream: every answer it
+may get, well-formed or not, becomes a completion or an ``UpstreamError`` with a run
+``last_error`` code."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from upstream_llm import Reply, ToolCall, UpstreamLLM
+
+from agentkeep.runner.upstream import ChatClient, UpstreamError, provider_for
+
+BODY = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _call(
+    upstream_llm: UpstreamLLM, *replies: Reply, **client: float
+) -> tuple[list[str], object]:
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    upstream_llm.script(model, *replies)
+    chat = ChatClient(upstream_llm.base_url, "sk-test", **client)
+    deltas: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        deltas.append(text)
+
+    try:
+        return deltas, await chat.complete({**BODY, "model": model}, on_delta)
+    finally:
+        await chat.aclose()
+
+
+async def _error(upstream_llm: UpstreamLLM, reply: Reply, **client: float) -> UpstreamError:
+    with pytest.raises(UpstreamError) as err:
+        await _call(upstream_llm, reply, **client)
+    return err.value
+
+
+async def test_a_streamed_answer_with_tool_calls(upstream_llm: UpstreamLLM) -> None:
+    deltas, out = await _call(
+        upstream_llm,
+        Reply(text="one two", tool_calls=[ToolCall("f", '{"a": 1}', id="call_1")]),
+    )
+    assert deltas == ["one", " two"]
+    assert out.text == "one two" and out.finish_reason == "tool_calls"  # type: ignore[attr-defined]
+    assert [(c.id, c.name, c.arguments) for c in out.tool_calls] == [("call_1", "f", '{"a": 1}')]  # type: ignore[attr-defined]
+    assert out.usage_reported and out.output_tokens > 0  # type: ignore[attr-defined]
+
+
+async def test_a_json_answer_to_a_streamed_request(upstream_llm: UpstreamLLM) -> None:
+    deltas, out = await _call(
+        upstream_llm, Reply(text="all at once", tool_calls=[ToolCall("g")], ignore_stream=True)
+    )
+    assert deltas == ["all at once"]
+    assert out.text == "all at once"  # type: ignore[attr-defined]
+    assert [c.name for c in out.tool_calls] == ["g"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "status", "message"),
+    [
+        (Reply(status=429, error_message="slow down"), "rate_limit_exceeded", 429, "slow down"),
+        (
+            Reply(status=400, error_message="maximum context length exceeded"),
+            "invalid_prompt",
+            400,
+            "context length",
+        ),
+        (Reply(status=500, error_message="boom"), "server_error", 500, "boom"),
+        (
+            Reply(status=502, raw=b"<html>bad gateway</html>", raw_content_type="text/html"),
+            "server_error",
+            502,
+            "bad gateway",
+        ),
+        (
+            Reply(status=503, raw=b'{"error": "overloaded"}', raw_content_type="application/json"),
+            "server_error",
+            503,
+            "overloaded",
+        ),
+    ],
+)
+async def test_an_error_status_names_its_code(
+    upstream_llm: UpstreamLLM, reply: Reply, code: str, status: int, message: str
+) -> None:
+    error = await _error(upstream_llm, reply)
+    assert (error.code, error.status) == (code, status)
+    assert message in error.message and str(status) in error.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "message"),
+    [
+        (b"not json", "application/json", "invalid JSON"),
+        (b"[1, 2]", "application/json", "unexpected JSON"),
+        (b"data: {not json\n\n", "text/event-stream", "invalid stream chunk"),
+        (
+            b'data: {"error": {"message": "mid-stream failure"}}\n\n',
+            "text/event-stream",
+            "mid-stream failure",
+        ),
+        (
+            b'data: [1]\n\ndata: {"choices": [{"index": 1, "delta": {"content": "x"}}]}\n\n',
+            "text/event-stream",
+            "closed the stream before it finished",
+        ),
+    ],
+)
+async def test_a_malformed_answer_is_an_upstream_error(
+    upstream_llm: UpstreamLLM, raw: bytes, kind: str, message: str
+) -> None:
+    error = await _error(upstream_llm, Reply(raw=raw, raw_content_type=kind))
+    assert message in error.message
+    assert error.code == "server_error"
+
+
+async def test_a_stream_dropped_midway_is_an_upstream_error(upstream_llm: UpstreamLLM) -> None:
+    error = await _error(upstream_llm, Reply(text="a b c d", drop_after=2))
+    assert "closed the stream before it finished" in error.message
+
+
+async def test_a_slow_upstream_times_out(upstream_llm: UpstreamLLM) -> None:
+    error = await _error(upstream_llm, Reply(text="late", delay=2.0), timeout=0.2)
+    assert "timed out" in error.message
+
+
+async def test_an_unreachable_upstream() -> None:
+    chat = ChatClient("http://127.0.0.1:9/v1", connect_timeout=2.0)
+
+    async def on_delta(text: str) -> None:
+        raise AssertionError(text)
+
+    try:
+        with pytest.raises(UpstreamError) as err:
+            await chat.complete({**BODY, "model": "m"}, on_delta)
+    finally:
+        await chat.aclose()
+    assert "unreachable" in err.value.message
+
+
+def test_the_provider_is_named_by_host() -> None:
+    assert provider_for("https://api.openai.com/v1") == "openai"
+    assert provider_for("https://openrouter.ai/api/v1") == "openrouter"
+    assert provider_for("http://127.0.0.1:8000/v1") == "openai-compatible"
