@@ -443,6 +443,19 @@ class AsyncRuns:
             iterations=iterations,
         )
 
+    async def claim_many(
+        self,
+        worker_id: str,
+        limit: int,
+        *,
+        statuses: Sequence[str] = ("queued",),
+        all_tenants: bool = False,
+    ) -> builtins.list[Run]:
+        """Up to ``limit`` of the oldest claimable runs, oldest first, as :meth:`claim_next`"""
+        return await asyncio.to_thread(
+            self.sync.claim_many, worker_id, limit, statuses=statuses, all_tenants=all_tenants
+        )
+
     async def claim_next(
         self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
     ) -> Run | None:

@@ -607,3 +607,21 @@ def test_active_in_session_answers_both_questions_in_one_read(store: Store) -> N
     assert store.tenant("t-other-active").sessions.list().items == []
     with pytest.raises(NotFound):  # another tenant's session
         store.tenant("t-other-active").runs.active_in_session(thread.id)
+
+
+def test_claim_many_takes_the_oldest_runs_once(store: Store) -> None:
+    thread = store.sessions.create(kind="thread")
+    other = store.tenant("t-claim-many")
+    other_thread = other.sessions.create(kind="thread")
+    runs = [store.runs.create("asst_x", session_id=thread.id) for _ in range(3)]
+    foreign = other.runs.create("asst_x", session_id=other_thread.id)
+    first = store.runs.claim_many("w1", 2)
+    assert [r.id for r in first] == [r.id for r in runs[:2]]
+    assert {r.status for r in first} == {"in_progress"}
+    assert [r.id for r in store.runs.claim_many("w2", 5)] == [runs[2].id]  # this tenant only
+    assert store.runs.claim_many("w2", 5) == []
+    # Other tests' tenants may have queued runs in this database too.
+    assert foreign.id in [r.id for r in store.runs.claim_many("w3", 1000, all_tenants=True)]
+    assert store.runs.get(runs[2].id).worker_id == "w2"
+    with pytest.raises(InvalidInput):
+        store.runs.claim_many("w1", 0)

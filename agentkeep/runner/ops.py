@@ -27,6 +27,7 @@ from agentkeep.wire.runs import message_delta, run_object, step_delta, step_obje
 __all__ = [
     "STOP_EVENTS",
     "cancel_run",
+    "claim_runs",
     "emit",
     "emit_runs",
     "finish_message",
@@ -408,6 +409,21 @@ def cancel_run(store: Store, run_id: str) -> Run:
             events.append(run_event(run))
         emit(store, run, *events)
     return run
+
+
+def claim_runs(root: Store, worker_id: str, limit: int) -> list[Run]:
+    """Claim up to ``limit`` queued runs of any tenant and announce ``thread.run.in_progress``.
+
+    One transaction for the claims and their events, whatever their number.
+    """
+    with root.transaction():
+        runs = root.runs.claim_many(worker_id, limit, all_tenants=True)
+        tenants: dict[str, list[Run]] = {}
+        for run in runs:
+            tenants.setdefault(run.tenant_id, []).append(run)
+        for tenant_id, group in tenants.items():
+            emit_runs(root.tenant(tenant_id), [(run, [run_event(run)]) for run in group])
+    return runs
 
 
 def settle_interrupted(store: Store, run: Run) -> None:

@@ -1,12 +1,13 @@
 """The run worker: claims queued runs and executes them against the upstream LLM.
 
 One ``RunWorker`` runs in each service process (started and stopped by the
-app's lifespan). Its loop claims the oldest queued run of any tenant
-(``store.runs.claim_next_any_tenant``: ``FOR UPDATE SKIP LOCKED`` on
+app's lifespan). Its loop claims the oldest queued runs of any tenant
+(``store.runs.claim_many``: ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so several processes share the queue), up to ``concurrency`` at
 a time, and executes each in a task:
 
-1. ``thread.run.in_progress`` (the claim is already committed);
+1. ``thread.run.in_progress``, committed with the claim (runs are claimed
+   as many at once as there are free places, in one transaction);
 2. the request is built from the instructions, the thread and the run's own
    steps (:mod:`agentkeep.runner.prompt`) and streamed from the upstream;
 3. the deltas are committed in batches (:mod:`agentkeep.runner.answer`:
@@ -69,7 +70,6 @@ from agentkeep.runner.prompt import build_request
 from agentkeep.runner.response_background import run_background
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.store import Store
-from agentkeep.wire.runs import run_object
 
 __all__ = ["RunWorker"]
 
@@ -207,10 +207,12 @@ class RunWorker:
 
     async def _claim(self) -> None:
         while not self._stopping and len(self._tasks) < self.concurrency:
-            run = await self._db(self.store.runs.claim_next_any_tenant, self.id)
-            if run is None:
+            free = self.concurrency - len(self._tasks)
+            runs = await self._db(ops.claim_runs, self.store, self.id, free)
+            for run in runs:
+                self._spawn(run)
+            if len(runs) < free:
                 break
-            self._spawn(run)
         while not self._stopping and len(self._tasks) < self.concurrency:
             response = await self._db(self.store.responses.claim_next_any_tenant, self.id)
             if response is None:
@@ -252,10 +254,6 @@ class RunWorker:
     async def _execute(self, run: Run) -> None:
         store = self.store.tenant(run.tenant_id)
         try:
-            if run.status == "cancelling":
-                await self._db(ops.fail_run, store, run.id, "server_error", "cancelled")
-                return
-            await self._db(ops.emit, store, run, ("thread.run.in_progress", run_object(run)))
             if self.client is None:
                 await self._db(ops.fail_run, store, run.id, "server_error", NO_UPSTREAM)
                 return

@@ -12,11 +12,13 @@ stops (``done``) with every event that led there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi.responses import StreamingResponse
 
 from agentkeep.models import TERMINAL_RUN_STATUSES, Event
@@ -40,13 +42,15 @@ def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
 
 
 async def _read(store: Store, run_id: str, after: int) -> list[Event]:
-    return await asyncio.to_thread(
+    # anyio's worker threads, as the routes' (asyncio's default pool has cpu + 4 threads)
+    read = functools.partial(
         store.events.list, run_id=run_id, after_bookmark=after, limit=READ_BATCH
     )
+    return await anyio.to_thread.run_sync(read)
 
 
 async def _stopped(store: Store, run_id: str) -> bool:
-    run = await asyncio.to_thread(store.runs.get, run_id)
+    run = await anyio.to_thread.run_sync(store.runs.get, run_id)
     return run.status in TERMINAL_RUN_STATUSES or run.status == "requires_action"
 
 

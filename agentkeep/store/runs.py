@@ -352,13 +352,34 @@ class Runs(Resource):
         Atomic: concurrent workers (threads or processes) never claim the same
         run. Returns None when there is nothing to claim.
         """
-        return self._claim(worker_id, statuses, self.tenant_id)
+        runs = self._claim(worker_id, statuses, self.tenant_id, 1)
+        return runs[0] if runs else None
 
     def claim_next_any_tenant(
         self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
     ) -> Run | None:
         """:meth:`claim_next` across every tenant of the database (for the service's worker)."""
-        return self._claim(worker_id, statuses, None)
+        runs = self._claim(worker_id, statuses, None, 1)
+        return runs[0] if runs else None
+
+    def claim_many(
+        self,
+        worker_id: str,
+        limit: int,
+        *,
+        statuses: Sequence[str] = ("queued",),
+        all_tenants: bool = False,
+    ) -> builtins.list[Run]:
+        """Up to ``limit`` of the oldest claimable runs, oldest first, as :meth:`claim_next`
+        takes one: in one transaction, never a run another worker claims.
+
+        With ``all_tenants``, across every tenant of the database.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("must be an integer from 1 to 1000", field="limit")
+        if not isinstance(all_tenants, bool):
+            raise InvalidInput("must be a boolean", field="all_tenants")
+        return self._claim(worker_id, statuses, None if all_tenants else self.tenant_id, limit)
 
     def fail_interrupted(
         self,
@@ -408,45 +429,45 @@ class Runs(Resource):
 
     # -- internals ------------------------------------------------------------------
 
-    def _claim(self, worker_id: str, statuses: Sequence[str], tenant_id: str | None) -> Run | None:
+    def _claim(
+        self, worker_id: str, statuses: Sequence[str], tenant_id: str | None, limit: int
+    ) -> builtins.list[Run]:
         worker = require_str(worker_id, "worker_id", max_len=128)
         wanted = check_choices(statuses, _CLAIMABLE, "statuses")
         pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status.in_(wanted))
         if tenant_id is not None:
             pick = pick.where(t.c.tenant_id == tenant_id)
-        pick = pick.order_by(t.c.created_at, t.c.id).limit(1)
+        pick = pick.order_by(t.c.created_at, t.c.id).limit(limit)
         with self._core.read("looking for a run to claim") as conn:
-            if conn.execute(pick).first() is None:
-                return None  # idle polling never takes the write lock
+            if conn.execute(pick.limit(1)).first() is None:
+                return []  # idle polling never takes the write lock
         with self._core.write("claiming a run") as conn:
             if self._core.dialect.skip_locked:
                 pick = pick.with_for_update(skip_locked=True)
-            found = conn.execute(pick).first()
-            if found is None:
-                return None
+            found = conn.execute(pick).all()
             now = utcnow_micros()
-            row = (
-                conn.execute(
-                    sa.update(t)
-                    .where(
-                        t.c.tenant_id == found.tenant_id,
-                        t.c.id == found.id,
-                        t.c.status.in_(wanted),
+            claimed = []
+            for tenant, ident in found:
+                row = (
+                    conn.execute(
+                        sa.update(t)
+                        .where(t.c.tenant_id == tenant, t.c.id == ident, t.c.status.in_(wanted))
+                        .values(
+                            status="in_progress",
+                            worker_id=worker,
+                            required_action=sa.null(),
+                            started_at=sa.func.coalesce(t.c.started_at, now),
+                            updated_at=now,
+                            version=t.c.version + 1,
+                        )
+                        .returning(*t.c)
                     )
-                    .values(
-                        status="in_progress",
-                        worker_id=worker,
-                        required_action=sa.null(),
-                        started_at=sa.func.coalesce(t.c.started_at, now),
-                        updated_at=now,
-                        version=t.c.version + 1,
-                    )
-                    .returning(*t.c)
+                    .mappings()
+                    .first()
                 )
-                .mappings()
-                .first()
-            )
-            return None if row is None else to_run(row)
+                if row is not None:
+                    claimed.append(to_run(row))
+            return claimed
 
     def _locked(self, conn: Connection, run_id: str, expected_version: int | None) -> Row:
         row = self._get_row(conn, t, run_id, for_update=True)
