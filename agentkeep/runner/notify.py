@@ -8,9 +8,10 @@ transaction (``store.after_commit``): the wake-up happens once the events are
 committed, never before, and never for a transaction that rolled back.
 Readers in other processes fall back to their poll interval.
 
-Readers that are not tied to one run (the Responses API's streams) use the
-process-wide channel instead: :func:`generation` before a read, :func:`wait`
-after it, woken by :func:`notify` called without keys.
+Readers that are not tied to one run (the Responses API's streams, the
+dashboard's run timelines) use the process-wide channel instead:
+:func:`generation` before a read, :func:`wait` after it; every
+:func:`notify` wakes them.
 
 A reader subscribes to its run (:func:`subscribe`) before its first read and
 clears the subscription before each read, so a notification that lands
@@ -30,7 +31,7 @@ __all__ = ["Subscription", "generation", "notify", "subscribe", "wait"]
 
 _lock = threading.Lock()
 _subscriptions: dict[str, set[Subscription]] = {}
-# Readers not tied to one run (the Responses API's streams): woken by notify() without keys.
+# Readers not tied to one run (Responses streams, dashboard timelines): woken by every notify().
 _waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 _generation = 0
 
@@ -78,15 +79,12 @@ def subscribe(key: str) -> Iterator[Subscription]:
 
 
 def notify(*keys: str) -> None:
-    """Wake the readers of runs ``keys``; without keys, the process-wide waiters. Any thread."""
+    """Wake the readers of runs ``keys`` and the process-wide waiters; from any thread."""
     global _generation
     with _lock:
-        if keys:
-            subs = [s for key in keys for s in _subscriptions.get(key, ())]
-            waiters = []
-        else:
-            _generation += 1
-            subs, waiters = [], list(_waiters)
+        _generation += 1
+        subs = [s for key in keys for s in _subscriptions.get(key, ())]
+        waiters = list(_waiters)
     for sub in subs:
         sub._wake()
     for loop, event in waiters:
@@ -95,12 +93,12 @@ def notify(*keys: str) -> None:
 
 
 def generation() -> int:
-    """A counter that :func:`notify` without keys increments."""
+    """A counter that :func:`notify` increments."""
     return _generation
 
 
 async def wait(timeout: float, since: int | None = None) -> bool:
-    """Wait for :func:`notify` without keys (after generation ``since``) or ``timeout`` seconds."""
+    """Wait for :func:`notify` (after generation ``since``) or ``timeout`` seconds."""
     entry = (asyncio.get_running_loop(), asyncio.Event())
     with _lock:
         if since is not None and since != _generation:
