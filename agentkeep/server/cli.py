@@ -42,20 +42,27 @@ def _fail(exc: Exception) -> NoReturn:
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Option("--tenant", help="The tenant the key belongs to.")],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="The tenant the key belongs to.")
+    ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin key: every tenant in the dashboard.")
+    ] = False,
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Create a key for a tenant and print it (it is shown only this once)."""
+    """Create a key for a tenant (or an admin key) and print it (it is shown only this once)."""
+    if tenant is None and not admin:
+        Console(stderr=True).print("[red]error:[/red] give --tenant NAME or --admin")
+        raise typer.Exit(2)
     with _open(database_url) as store:
         try:
-            info, plaintext = create_key(store, tenant=tenant, name=name)
+            info, plaintext = create_key(store, tenant=tenant, name=name, admin=admin)
         except AgentkeepError as exc:
             _fail(exc)
     typer.echo(plaintext)
-    Console(stderr=True).print(
-        f"key {info.id} for tenant {info.tenant_id!r} created; store it now, it is not shown again"
-    )
+    owner = "admin key" if info.admin else f"key for tenant {info.tenant_id!r}"
+    Console(stderr=True).print(f"{owner} {info.id} created; store it now, it is not shown again")
 
 
 @keys_app.command("list")

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from agentkeep.config import Settings
 from agentkeep.server.errors import ApiError
-from agentkeep.server.keys import KeyCache, hash_key, resolve_hash
+from agentkeep.server.keys import ADMIN_TENANT, KeyCache, hash_key, resolve_hash
 from agentkeep.store import Store
 
 __all__ = ["ServiceState", "TenantStore", "service_state", "tenant_store"]
@@ -69,6 +69,11 @@ async def tenant_store(request: Request) -> Store:
             state.keys.put(digest, tenant)
     if tenant is None:
         raise _unauthorized(f"Incorrect API key provided: {key[:6]}****.")
+    if tenant == ADMIN_TENANT:
+        raise _unauthorized(
+            "This is an admin key: it opens the dashboard (/ui), not the tenant APIs; "
+            "use a tenant's key."
+        )
     request.state.tenant_id = tenant
     return state.tenant(tenant)
 

@@ -9,6 +9,11 @@ A service process remembers the tenant of a stored key it resolved for
 requests do not read ``api_keys``: a revoked key stops working in every
 process within that time. Unknown keys are never remembered (a key just
 created works at once).
+
+An admin key (``create_key(store, admin=True)``, ``agentkeep keys create
+--admin``, or ``*:key`` in ``AGENTKEEP_API_KEYS``) belongs to no tenant: it is
+stored under the reserved tenant name ``*``, opens the dashboard on every
+tenant, and is refused by the tenant APIs.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from agentkeep.store.schema import api_keys as t
 from agentkeep.store.store import DEFAULT_TENANT
 
 __all__ = [
+    "ADMIN_TENANT",
     "ApiKeyInfo",
     "KeyCache",
     "create_key",
@@ -45,6 +51,7 @@ __all__ = [
 ]
 
 KEY_PREFIX = "ak-"
+ADMIN_TENANT = "*"  # the tenant name admin keys are stored under; no tenant can have it
 _SHOWN = 10  # characters of a key kept for display
 
 
@@ -58,6 +65,10 @@ class ApiKeyInfo:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+
+    @property
+    def admin(self) -> bool:
+        return self.tenant_id == ADMIN_TENANT
 
 
 def hash_key(plaintext: str) -> str:
@@ -80,12 +91,20 @@ def _info(row: Row) -> ApiKeyInfo:
 def _check_tenant(tenant: Any) -> str:
     if not isinstance(tenant, str) or not tenant.strip() or len(tenant) > 64:
         raise InvalidInput("must be a non-empty string of at most 64 characters", field="tenant")
+    if tenant == ADMIN_TENANT:
+        raise InvalidInput(f"{ADMIN_TENANT!r} is reserved for admin keys", field="tenant")
     return tenant
 
 
-def create_key(store: Store, *, tenant: str, name: str | None = None) -> tuple[ApiKeyInfo, str]:
-    """A new key for ``tenant``: its record and the plaintext (shown once, never stored)."""
-    tenant = _check_tenant(tenant)
+def create_key(
+    store: Store, *, tenant: str | None = None, name: str | None = None, admin: bool = False
+) -> tuple[ApiKeyInfo, str]:
+    """A new key for ``tenant`` (or an admin key): its record and the plaintext (shown once)."""
+    if admin and tenant is not None:
+        raise InvalidInput(
+            "an admin key belongs to no tenant: give one or the other", field="tenant"
+        )
+    tenant = ADMIN_TENANT if admin else _check_tenant(tenant)
     if name is not None and (not isinstance(name, str) or len(name) > 256):
         raise InvalidInput("must be a string of at most 256 characters", field="name")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -201,5 +220,5 @@ def parse_bootstrap_keys(spec: str) -> dict[str, str]:
         tenant, key = tenant.strip(), key.strip()
         if not key:
             raise InvalidInput(f"entry {part!r} has an empty key", field="AGENTKEEP_API_KEYS")
-        out[hash_key(key)] = _check_tenant(tenant)
+        out[hash_key(key)] = tenant if tenant == ADMIN_TENANT else _check_tenant(tenant)
     return out

@@ -27,8 +27,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from agentkeep.errors import InvalidInput
 from agentkeep.server.deps import ServiceState, service_state
-from agentkeep.server.keys import hash_key, list_keys, resolve_hash
-from agentkeep.store import Store
+from agentkeep.server.keys import ADMIN_TENANT, hash_key, list_keys, resolve_hash
+from agentkeep.store import DEFAULT_TENANT, Store
 from agentkeep.ui.web import SignInRequired, UiRoute, form_data, render
 
 __all__ = ["Signer", "Visitor", "check_csrf", "router", "signed_in"]
@@ -101,7 +101,7 @@ def _principal(state: ServiceState, key_hash: str) -> tuple[str, bool] | None:
     tenant = state.bootstrap_keys.get(key_hash)
     if tenant is None:
         tenant = resolve_hash(state.store, key_hash)
-    return None if tenant is None else (tenant, False)
+    return None if tenant is None else (tenant, tenant == ADMIN_TENANT)
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str) -> None:
@@ -132,7 +132,8 @@ async def signed_in(request: Request) -> Visitor:
     tenants: tuple[str, ...] = ()
     if admin:
         keys = await anyio.to_thread.run_sync(list_keys, state.store)
-        tenants = tuple(sorted({k.tenant_id for k in keys} | set(state.bootstrap_keys.values())))
+        named = {k.tenant_id for k in keys} | set(state.bootstrap_keys.values())
+        tenants = tuple(sorted(named - {ADMIN_TENANT}))
     visitor = Visitor(
         key_hash=key_hash,
         tenant=tenant,
@@ -186,7 +187,8 @@ async def login(request: Request) -> Response:
     if found is None:
         return _login_again(request, target, "That key is unknown or revoked.", 401)
     response = RedirectResponse(target, status_code=303)
-    token = _signer(request).dumps({"k": key_hash, "n": secrets.token_urlsafe(16), "v": found[0]})
+    viewing = DEFAULT_TENANT if found[1] else found[0]
+    token = _signer(request).dumps({"k": key_hash, "n": secrets.token_urlsafe(16), "v": viewing})
     _set_cookie(request, response, COOKIE, token)
     response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response
@@ -217,6 +219,8 @@ async def switch_tenant(request: Request, visitor: SignedIn) -> Response:
     if not visitor.admin:
         raise InvalidInput("only an admin key can view another tenant", field="tenant")
     tenant = form.get("tenant", "").strip()
+    if tenant == ADMIN_TENANT:
+        raise InvalidInput("names no tenant; choose a tenant to view", field="tenant")
     state = service_state(request)
     state.tenant(tenant)  # checks the name
     payload = _signer(request).loads(request.cookies.get(COOKIE, "")) or {}

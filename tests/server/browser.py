@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 CHROMIUM = os.environ.get("AGENTKEEP_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -31,6 +31,8 @@ ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "ui"
 TIMEOUT_MS = 20_000
+# Assertions wait as long as actions: a loaded machine can take seconds to parse Swagger UI.
+expect.set_options(timeout=TIMEOUT_MS)
 _LOCAL = re.compile(r"^(https?|wss?)://127\.0\.0\.1(:\d+)?/")
 
 

@@ -14,6 +14,7 @@ import agentkeep
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.server.cli import keys_app
 from agentkeep.server.keys import (
+    ADMIN_TENANT,
     KeyCache,
     create_key,
     hash_key,
@@ -111,3 +112,37 @@ def test_cli_keys_against_the_live_service(service: LiveService) -> None:
 
     missing = runner.invoke(keys_app, ["revoke", "key_missing", *url])
     assert missing.exit_code == 1
+
+
+def test_admin_keys_belong_to_no_tenant(db: Store) -> None:
+    info, key = create_key(db, admin=True, name="ops")
+    assert info.admin and info.tenant_id == ADMIN_TENANT
+    assert resolve_key(db, key) == ADMIN_TENANT
+    tenant_key, _ = create_key(db, tenant="acme")
+    assert not tenant_key.admin
+    with pytest.raises(InvalidInput) as err:
+        create_key(db, tenant=ADMIN_TENANT)  # the reserved name is not a tenant
+    assert err.value.field == "tenant"
+    with pytest.raises(InvalidInput):
+        create_key(db, tenant="acme", admin=True)
+    with pytest.raises(InvalidInput):
+        create_key(db)
+    assert parse_bootstrap_keys("*:root,acme:k") == {
+        hash_key("root"): ADMIN_TENANT,
+        hash_key("k"): "acme",
+    }
+
+
+@pytest.mark.slow
+def test_cli_admin_key_is_refused_by_the_tenant_apis(service: LiveService) -> None:
+    runner = CliRunner()
+    url = ["--database-url", service.database_url]
+    neither = runner.invoke(keys_app, ["create", *url])
+    assert neither.exit_code == 2
+    created = runner.invoke(keys_app, ["create", "--admin", "--name", "ops", *url])
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[0]
+    assert "admin key" in created.stderr
+    refused = service.http(key=key).get("/v1/assistants")
+    assert refused.status_code == 401
+    assert "admin key" in refused.json()["error"]["message"]

@@ -23,6 +23,7 @@ from test_runs_api import new_model, run_to_tool_call
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
 from agentkeep import Store
+from agentkeep.server.keys import create_key, list_keys, resolve_key
 
 pytestmark = pytest.mark.slow
 
@@ -371,3 +372,31 @@ def test_a_tenant_never_sees_another_tenants_data(
     )
     assert decided.status_code == 404
     assert theirs.tool_calls.get(call.id).state == "approval_required"
+
+
+def test_admin_key_sees_every_tenant_and_manages_keys(
+    tab: Tab, service: LiveService, tenant: Tenant
+) -> None:
+    _, admin_key = create_key(service.store, admin=True, name="ops")
+    scoped(service, tenant).sessions.create(title="A session of the viewed tenant")
+    page = tab.sign_in(admin_key)
+    page.fill("#tenant-form input[name=tenant]", tenant.id)
+    page.click("#tenant-form button")
+    expect(page.locator("#session-count")).to_have_text("1 session")
+    expect(page.locator("#sessions")).to_contain_text("A session of the viewed tenant")
+
+    page.goto("/ui/operations")
+    page.fill("#create-key input[name=tenant]", tenant.id)
+    page.fill("#create-key input[name=name]", "from the dashboard")
+    page.click("#create-key button")
+    new_key = page.locator("#new-key").inner_text()
+    made = [k for k in list_keys(service.store, tenant=tenant.id) if k.name == "from the dashboard"]
+    assert len(made) == 1 and new_key.startswith(made[0].prefix)
+    assert resolve_key(service.store, new_key) == tenant.id
+    tab.shot("operations-admin")
+    page.locator(f'#key-list tr[data-id="{made[0].id}"] button').click()
+    expect(page.locator(f'#key-list tr[data-id="{made[0].id}"] button')).to_have_count(0)
+    assert resolve_key(service.store, new_key) is None
+
+    # the admin key is not a tenant key
+    assert service.http(key=admin_key).get("/v1/assistants").status_code == 401
