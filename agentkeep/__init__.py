@@ -9,6 +9,7 @@ store.messages.append(session.id, "user", "Hello")
 from agentkeep.aio import AsyncStore, aconnect
 from agentkeep.errors import (
     AgentkeepError,
+    BackupFailed,
     Conflict,
     InvalidInput,
     InvalidTransition,
@@ -21,6 +22,9 @@ from agentkeep.errors import (
 from agentkeep.integrations.openai_client import track
 from agentkeep.models import (
     Agent,
+    Backup,
+    BackupCheck,
+    ErasureReceipt,
     Event,
     Health,
     LLMUsage,
@@ -43,7 +47,11 @@ __all__ = [
     "Agent",
     "AgentkeepError",
     "AsyncStore",
+    "Backup",
+    "BackupCheck",
+    "BackupFailed",
     "Conflict",
+    "ErasureReceipt",
     "Event",
     "Health",
     "InvalidInput",

@@ -9,11 +9,14 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 from agentkeep._aio_util import aiter_thread
 from agentkeep.models import (
     Agent,
+    Backup,
+    BackupCheck,
     Event,
     LLMUsage,
     Message,
@@ -32,6 +35,7 @@ from agentkeep.models import (
 )
 from agentkeep.store._validate import UNSET
 from agentkeep.store.agents import Agents
+from agentkeep.store.backups import Backups
 from agentkeep.store.checkpoints import (
     Blob,
     ChannelBlob,
@@ -53,6 +57,7 @@ from agentkeep.store.usage import RollupKey, Usage
 
 __all__ = [
     "AsyncAgents",
+    "AsyncBackups",
     "AsyncCheckpoints",
     "AsyncEvents",
     "AsyncMessages",
@@ -1330,3 +1335,48 @@ class AsyncCheckpoints:
         return await asyncio.to_thread(
             self.sync.put_writes, thread_id, checkpoint_ns, checkpoint_id, writes, replace=replace
         )
+
+
+class AsyncBackups:
+    """Awaitable twin of ``store.backups`` (:class:`agentkeep.store.backups.Backups`)."""
+
+    def __init__(self, sync: Backups) -> None:
+        self.sync = sync
+        self.tenant_id = sync.tenant_id
+
+    async def catalog(self, directory: str | Path) -> builtins.list[Backup]:
+        """Add every backup in ``directory`` (found by its manifest) that the catalog lacks."""
+        return await asyncio.to_thread(self.sync.catalog, directory)
+
+    async def create(
+        self,
+        *,
+        to: str | Path | None = None,
+        trigger: str = "manual",
+        compress: bool = False,
+        kind: str | None = None,
+    ) -> Backup:
+        """Take a verified backup into ``to`` (default ``AGENTKEEP_BACKUP_DIR``) and catalogue it."""
+        return await asyncio.to_thread(
+            self.sync.create, to=to, trigger=trigger, compress=compress, kind=kind
+        )
+
+    async def get(self, backup_id: str) -> Backup:
+        """``store.backups.get``, awaited."""
+        return await asyncio.to_thread(self.sync.get, backup_id)
+
+    async def list(self, *, limit: int = 100) -> builtins.list[Backup]:
+        """Catalogued backups, newest first."""
+        return await asyncio.to_thread(self.sync.list, limit=limit)
+
+    async def prune(
+        self, *, keep_days: int | None = None, keep_last: int | None = None, dry_run: bool = False
+    ) -> builtins.list[Backup]:
+        """Delete catalogued backups (file, manifest, row) beyond both limits; returns them."""
+        return await asyncio.to_thread(
+            self.sync.prune, keep_days=keep_days, keep_last=keep_last, dry_run=dry_run
+        )
+
+    async def verify(self, backup: str | Path) -> BackupCheck:
+        """Check a backup by catalog id or by path; a catalogued one gets its status updated."""
+        return await asyncio.to_thread(self.sync.verify, backup)

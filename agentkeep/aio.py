@@ -16,6 +16,7 @@ from typing import Any
 
 from agentkeep._aio_resources import (
     AsyncAgents,
+    AsyncBackups,
     AsyncCheckpoints,
     AsyncEvents,
     AsyncMessages,
@@ -30,7 +31,7 @@ from agentkeep._aio_resources import (
     AsyncUsage,
 )
 from agentkeep._aio_util import acm_thread
-from agentkeep.models import ConsistencyReport, Health
+from agentkeep.models import ConsistencyReport, ErasureReceipt, Health
 from agentkeep.store import Store, connect
 
 __all__ = ["AsyncStore", "aconnect"]
@@ -55,6 +56,7 @@ class AsyncStore:
         self.responses = AsyncResponses(store.responses)
         self.stats = AsyncStats(store.stats)
         self.checkpoints = AsyncCheckpoints(store.checkpoints)
+        self.backups = AsyncBackups(store.backups)
 
     @property
     def backend(self) -> str:
@@ -69,6 +71,9 @@ class AsyncStore:
 
     async def check_consistency(self) -> ConsistencyReport:
         return await asyncio.to_thread(self.sync.check_consistency)
+
+    async def erase_user(self, user_id: str) -> ErasureReceipt:
+        return await asyncio.to_thread(self.sync.erase_user, user_id)
 
     def lock(
         self, name: str, *, ttl: float = 30.0, wait: float = 10.0

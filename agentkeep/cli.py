@@ -25,35 +25,30 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
 import agentkeep
-from agentkeep.config import Settings
-from agentkeep.errors import (
-    AgentkeepError,
-    InvalidInput,
-    MigrationRequired,
-    SchemaError,
-    StoreUnavailable,
+from agentkeep._cli_common import (
+    EXIT_NEEDS_UPGRADE,
+    EXIT_UNAVAILABLE,
+    EXIT_UNKNOWN_REVISION,
+    EXIT_USAGE,
+    DatabaseUrl,
+    display_url,
+    out,
 )
+from agentkeep._cli_common import errors as _errors
+from agentkeep._cli_common import fail as _fail
+from agentkeep._cli_common import resolve_url as resolve_url
+from agentkeep.cli_lifecycle import register as _register_lifecycle
 from agentkeep.server.cli import keys_app, serve_command
 from agentkeep.store import migrate
 from agentkeep.store._dialects import Dialect, dialect_for_url
 
 __all__ = ["EXIT_NEEDS_UPGRADE", "EXIT_UNAVAILABLE", "EXIT_UNKNOWN_REVISION", "EXIT_USAGE", "app"]
-
-EXIT_NEEDS_UPGRADE = 1
-EXIT_USAGE = 2
-EXIT_UNKNOWN_REVISION = 3
-EXIT_UNAVAILABLE = 4
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     name="agentkeep",
@@ -70,17 +65,7 @@ app.add_typer(db_app, name="db")
 
 app.add_typer(keys_app, name="keys", help="API keys of the service: create, list, revoke.")
 app.command("serve", help="Run the OpenAI-compatible HTTP service (uvicorn).")(serve_command)
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        "-d",
-        help="Database URL (default: AGENTKEEP_DATABASE_URL, DATABASE_URL, "
-        "then sqlite:///./data/agentkeep.db).",
-        show_default=False,
-    ),
-]
+_register_lifecycle(app)
 
 
 def _version_callback(value: bool) -> None:
@@ -103,43 +88,6 @@ def main(
     ] = False,
 ) -> None:
     """agentkeep: the persistence layer for AI agents and assistants."""
-
-
-def resolve_url(database_url: str | None) -> str:
-    """The URL a command works on: the option, else the environment, else the default."""
-    return database_url or Settings.from_env().database_url
-
-
-def display_url(url: str) -> str:
-    """``url`` with any password hidden."""
-    if url.startswith("memory://"):
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn agentkeep errors into a message on stderr and the documented exit code."""
-    try:
-        yield
-    except MigrationRequired as exc:
-        _fail(str(exc), EXIT_NEEDS_UPGRADE)
-    except SchemaError as exc:
-        _fail(str(exc), EXIT_UNKNOWN_REVISION)
-    except StoreUnavailable as exc:
-        _fail(str(exc), EXIT_UNAVAILABLE)
-    except InvalidInput as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except AgentkeepError as exc:
-        _fail(str(exc), 1)
 
 
 def _missing_sqlite_file(url: str) -> str | None:

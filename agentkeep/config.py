@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from agentkeep.errors import InvalidInput
+
 __all__ = ["DEFAULT_DATABASE_URL", "Settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/agentkeep.db"
@@ -14,6 +16,39 @@ def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _first(env: dict[str, str], *names: str) -> str | None:
+    """The first of ``names`` set (non-empty) in ``env``: agentkeep's name, then the seed's."""
+    for name in names:
+        if env.get(name):
+            return env[name]
+    return None
+
+
+def _backup_time(value: str | None) -> str:
+    """``HH:MM`` or ``HH:MM:SS`` (24-hour, the server's local time), default 02:00."""
+    if value is None:
+        return "02:00"
+    parts = value.strip().split(":")
+    limits = (23, 59, 59)
+    if not (
+        len(parts) in (2, 3)
+        and all(p.isdigit() and len(p) <= 2 for p in parts)
+        and all(int(p) <= limit for p, limit in zip(parts, limits, strict=False))
+    ):
+        raise InvalidInput(
+            "must be HH:MM or HH:MM:SS (24-hour clock)", field="AGENTKEEP_BACKUP_TIME"
+        )
+    return ":".join(f"{int(p):02d}" for p in parts)
+
+
+def _days(value: str | None, name: str, default: int | None) -> int | None:
+    if value is None:
+        return default
+    if not value.strip().isdigit():
+        raise InvalidInput("must be a whole number of days", field=name)
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -33,6 +68,12 @@ class Settings:
     response_ttl_days: float = 30.0
     key_cache_seconds: float = 10.0
     ui_secret: str | None = None
+    backup_dir: str = "./data/backups"
+    backup_enabled: bool = True
+    backup_time: str = "02:00"
+    backup_retention_days: int = 30
+    retention_inactive_days: int | None = None
+    retention_compact_events: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -55,6 +96,23 @@ class Settings:
             response_ttl_days=float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
             key_cache_seconds=max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
             ui_secret=e.get("AGENTKEEP_UI_SECRET") or None,
+            backup_dir=_first(e, "AGENTKEEP_BACKUP_DIR", "DATABASE_BACKUP_DIR") or "./data/backups",
+            backup_enabled=_bool(
+                _first(e, "AGENTKEEP_BACKUP_ENABLED", "AUTO_BACKUP_ENABLED"), True
+            ),
+            backup_time=_backup_time(_first(e, "AGENTKEEP_BACKUP_TIME", "AUTO_BACKUP_TIME")),
+            backup_retention_days=_days(
+                _first(e, "AGENTKEEP_BACKUP_RETENTION_DAYS", "BACKUP_RETENTION_DAYS"),
+                "AGENTKEEP_BACKUP_RETENTION_DAYS",
+                30,
+            )
+            or 0,
+            retention_inactive_days=_days(
+                e.get("AGENTKEEP_RETENTION_INACTIVE_DAYS") or None,
+                "AGENTKEEP_RETENTION_INACTIVE_DAYS",
+                None,
+            ),
+            retention_compact_events=_bool(e.get("AGENTKEEP_RETENTION_COMPACT_EVENTS"), False),
         )
 
     @property

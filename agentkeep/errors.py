@@ -9,6 +9,7 @@ Every error is an ``AgentkeepError``; the families say what the caller can do::
     ├── InvalidInput        bad input; ``field`` names what is wrong
     ├── StoreUnavailable    the database cannot be reached or is busy past waiting
     ├── LockTimeout         a named lock was not acquired in time
+    ├── BackupFailed        a backup could not be taken, verified or restored
     └── SchemaError         the database schema is missing, unknown or newer
         └── MigrationRequired   the database must be upgraded first
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentkeepError",
+    "BackupFailed",
     "Conflict",
     "InvalidInput",
     "InvalidTransition",
@@ -73,6 +75,10 @@ class StoreUnavailable(AgentkeepError):
 
 class LockTimeout(AgentkeepError):
     """A named lock could not be acquired within ``wait`` seconds."""
+
+
+class BackupFailed(AgentkeepError):
+    """A backup could not be taken, did not verify, or cannot be restored; nothing was catalogued."""
 
 
 class SchemaError(AgentkeepError):

@@ -29,6 +29,8 @@ PREFIXES = {
     "snapshot": "snap",
     "event": "evt",
     "api_key": "key",
+    "backup": "bak",
+    "erasure": "erasure",
 }
 
 _MASK = (1 << 80) - 1

@@ -26,6 +26,7 @@ SOURCES = [
     "builtins",
     "typing",
     "collections.abc",
+    "pathlib",
     "datetime",
     "decimal",
     "agentkeep.models",

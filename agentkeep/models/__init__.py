@@ -3,6 +3,7 @@
 from agentkeep.models.agents import Agent
 from agentkeep.models.common import JSONValue, Order, Page
 from agentkeep.models.events import CHANNELS, EVENT_TYPES, Channel, Event
+from agentkeep.models.lifecycle import Backup, BackupCheck, ErasureReceipt
 from agentkeep.models.messages import BLOCK_TYPES, ROLES, Message, NewMessage, Role
 from agentkeep.models.responses import (
     RESPONSE_STATUSES,
@@ -47,10 +48,13 @@ __all__ = [
     "TOOL_CALL_TRANSITIONS",
     "Agent",
     "Approval",
+    "Backup",
+    "BackupCheck",
     "Channel",
     "ConsistencyIssue",
     "ConsistencyReport",
     "CostSource",
+    "ErasureReceipt",
     "Event",
     "Health",
     "JSONValue",

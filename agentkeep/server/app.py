@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 import agentkeep
 from agentkeep.config import Settings
+from agentkeep.lifecycle.schedule import BackupScheduler
 from agentkeep.runner import RunWorker
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
@@ -18,6 +19,7 @@ from agentkeep.server.keys import KeyCache, parse_bootstrap_keys
 from agentkeep.server.middleware import GuardMiddleware
 from agentkeep.server.openapi import install_openapi
 from agentkeep.server.routes import (
+    admin,
     assistants,
     conversations,
     health,
@@ -73,6 +75,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         try:
             await worker.start()
             state.worker = worker
+            if settings.backup_enabled:
+                state.scheduler = BackupScheduler(root, settings)
+                state.scheduler.start()
             log.info("agentkeep service ready on %s", root.backend)
             if not bootstrap:
                 log.warning(
@@ -81,6 +86,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 )
             yield
         finally:
+            if state.scheduler is not None:
+                await anyio.to_thread.run_sync(state.scheduler.stop)
             if state.worker is not None:
                 await state.worker.stop()
             if store is None:
@@ -105,6 +112,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(conversations.router)
     app.include_router(items.router)
     app.include_router(responses.router)
+    app.include_router(admin.router)
     install_openapi(app)
     from agentkeep.ui import install_ui  # here: the dashboard's modules import the server's
 

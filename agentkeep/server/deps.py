@@ -13,7 +13,14 @@ from agentkeep.server.errors import ApiError
 from agentkeep.server.keys import ADMIN_TENANT, KeyCache, hash_key, resolve_hash
 from agentkeep.store import Store
 
-__all__ = ["ServiceState", "TenantStore", "service_state", "tenant_store"]
+__all__ = [
+    "AdminState",
+    "ServiceState",
+    "TenantStore",
+    "admin_state",
+    "service_state",
+    "tenant_store",
+]
 
 
 @dataclass
@@ -25,6 +32,7 @@ class ServiceState:
     bootstrap_keys: dict[str, str] = field(default_factory=dict)  # key hash -> tenant
     worker: Any = None  # agentkeep.runner.RunWorker once started
     keys: KeyCache = field(default_factory=lambda: KeyCache(0.0))  # stored keys resolved lately
+    scheduler: Any = None  # agentkeep.lifecycle.schedule.BackupScheduler when backups are on
     _tenants: dict[str, Store] = field(default_factory=dict)
 
     def tenant(self, tenant_id: str) -> Store:
@@ -71,11 +79,41 @@ async def tenant_store(request: Request) -> Store:
         raise _unauthorized(f"Incorrect API key provided: {key[:6]}****.")
     if tenant == ADMIN_TENANT:
         raise _unauthorized(
-            "This is an admin key: it opens the dashboard (/ui), not the tenant APIs; "
-            "use a tenant's key."
+            "This is an admin key: it opens the dashboard (/ui) and /v1/admin, not the "
+            "tenant APIs; use a tenant's key."
         )
     request.state.tenant_id = tenant
     return state.tenant(tenant)
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise _unauthorized("Send an admin key as 'Authorization: Bearer YOUR_ADMIN_KEY'.")
+    return key.strip()
+
+
+async def admin_state(request: Request) -> ServiceState:
+    """The service state, for a request with an admin key (``agentkeep keys create --admin``)."""
+    state = service_state(request)
+    key = _bearer(request)
+    digest = hash_key(key)
+    tenant = state.bootstrap_keys.get(digest)
+    if tenant is None:  # never from the cache: a revoked admin key stops at once
+        tenant = await anyio.to_thread.run_sync(resolve_hash, state.store, digest)
+    if tenant is None:
+        raise _unauthorized(f"Incorrect API key provided: {key[:6]}****.")
+    if tenant != ADMIN_TENANT:
+        raise ApiError(
+            403,
+            "This endpoint needs an admin key (`agentkeep keys create --admin`).",
+            type="permission_error",
+            code="admin_key_required",
+        )
+    return state
+
+
+AdminState = Annotated[ServiceState, Depends(admin_state)]
 
 
 TenantStore = Annotated[Store, Depends(tenant_store)]

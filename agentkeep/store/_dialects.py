@@ -124,6 +124,23 @@ class Dialect:
         """An INSERT of ``table`` that offers ``on_conflict_do_nothing`` / ``_do_update``."""
         return sqlite_insert(table)
 
+    def consistent_read(self, conn: Connection) -> None:
+        """Make ``conn``'s next transaction one snapshot of the database (before its first read).
+
+        SQLite: a deferred BEGIN already reads one WAL snapshot.
+        """
+
+    def secure_delete(self, conn: Connection) -> AbstractContextManager[object]:
+        """Held around deletes whose content must not stay in the database's files."""
+        return nullcontext()
+
+    def flush_deleted(self, tables: list[str]) -> None:
+        """After such deletes committed: make the files drop what they held (see each dialect)."""
+
+    def conninfo(self) -> str:
+        """The URL a driver or a command-line tool (``pg_dump``) connects with."""
+        return self.url
+
     def describe(self) -> str:
         return self.name
 
@@ -231,6 +248,34 @@ class SQLiteDialect(Dialect):
         bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
         if bad:
             raise SchemaError(f"the migration left rows with dangling foreign keys: {bad[:5]}")
+
+    @staticmethod
+    @contextmanager
+    def secure_delete(conn: Connection) -> Iterator[object]:
+        """``PRAGMA secure_delete``: deleted content is overwritten with zeros, not just freed."""
+        conn.exec_driver_sql("PRAGMA secure_delete=ON")
+        try:
+            yield None
+        finally:
+            conn.exec_driver_sql("PRAGMA secure_delete=OFF")
+
+    def flush_deleted(self, tables: list[str]) -> None:
+        """Checkpoint the WAL into the database and truncate it (old page images gone)."""
+        if self.memory:
+            return
+        deadline = time.monotonic() + SQLITE_BEGIN_DEADLINE_S
+        while True:
+            with self._write_lock, self.engine.connect() as conn:
+                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                conn.commit()
+            if busy is not None and busy[0] == 0:
+                return
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(
+                    "the erasure is committed, but readers kept the WAL from being checkpointed; "
+                    "run the erasure again when the database is quieter"
+                )
+            time.sleep(0.05)
 
     def describe(self) -> str:
         return "memory" if self.memory else "sqlite"
@@ -364,6 +409,18 @@ class PostgresDialect(Dialect):
 
         return engine
 
+    def consistent_read(self, conn: Connection) -> None:
+        conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+
+    def flush_deleted(self, tables: list[str]) -> None:
+        """VACUUM the touched tables, so their dead row versions are freed for reuse."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for name in tables:
+                conn.exec_driver_sql(f'VACUUM "{name}"')
+
+    def conninfo(self) -> str:
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(tenant_id, scope)})
 
@@ -371,10 +428,7 @@ class PostgresDialect(Dialect):
         conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
     def listen(self, channel: str) -> Listener:
-        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False
-        )
-        return _PostgresListener(conninfo, channel)
+        return _PostgresListener(self.conninfo(), channel)
 
     def acquire_session_lock(self, conn: Connection, key: int, wait: float) -> bool:
         if wait <= 0:

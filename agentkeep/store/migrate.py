@@ -8,16 +8,22 @@ open the same fresh database at the same moment all succeed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from agentkeep.config import Settings
 from agentkeep.errors import MigrationRequired, SchemaError
-from agentkeep.store._dialects import Dialect
+from agentkeep.store import dump
+from agentkeep.store._dialects import Dialect, SQLiteDialect
 from agentkeep.store._errors import translating
+from agentkeep.store.backup_files import take_backup
+from agentkeep.store.backups import record_manifest
 
 __all__ = ["check_revision", "current_revision", "head_revision", "upgrade"]
 
@@ -81,8 +87,37 @@ def check_revision(dialect: Dialect, *, upgrade_command: str = "agentkeep db upg
     )
 
 
-def upgrade(dialect: Dialect, revision: str = "head") -> str:
-    """Bring the database to ``revision``; safe to call from many processes at once."""
+def _has_rows(conn: Connection) -> bool:
+    for table in dump.tables_in(conn):
+        if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None:
+            return True
+    return False
+
+
+def _backup_first(
+    dialect: Dialect, conn: Connection, backup_dir: str | None
+) -> dict[str, Any] | None:
+    """A backup of a database that holds rows, taken before its schema changes."""
+    if isinstance(dialect, SQLiteDialect) and dialect.memory:
+        return None
+    has_rows = _has_rows(conn)
+    if conn.in_transaction():
+        conn.rollback()
+    if not has_rows:
+        return None
+    directory = backup_dir or Settings.from_env().backup_dir
+    return take_backup(dialect, directory, trigger="pre-upgrade")
+
+
+def upgrade(
+    dialect: Dialect, revision: str = "head", *, backup: bool = True, backup_dir: str | None = None
+) -> str:
+    """Bring the database to ``revision``; safe to call from many processes at once.
+
+    A database that holds rows is backed up first (into ``backup_dir``,
+    default ``AGENTKEEP_BACKUP_DIR``), unless ``backup=False``; the backup
+    is catalogued once the schema has the catalog.
+    """
     with (
         translating("upgrading the schema"),
         dialect.engine.connect() as conn,
@@ -97,10 +132,14 @@ def upgrade(dialect: Dialect, revision: str = "head") -> str:
                 "it was written by a newer agentkeep and is left untouched"
             )
         if current != head_revision() or revision != "head":
+            manifest = _backup_first(dialect, conn, backup_dir) if backup and current else None
             with dialect.schema_change(conn):  # SQLite: foreign keys off, back on after commit
                 command.upgrade(_config(conn), revision)
                 if conn.in_transaction():
                     conn.commit()
+            if manifest is not None and sa.inspect(conn).has_table("backups"):
+                record_manifest(conn, manifest)
+                conn.commit()
         result = _current(conn)
         if conn.in_transaction():
             conn.rollback()

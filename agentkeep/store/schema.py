@@ -230,6 +230,8 @@ event_bookmarks = sa.Table(
     _tenant(),
     sa.Column("last_bookmark", sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint("tenant_id"),
+    # An import that meets a stored bookmark keeps the larger one.
+    info={"merge": "max:last_bookmark"},
 )
 
 tool_calls = sa.Table(
@@ -342,6 +344,7 @@ locks = sa.Table(
     _micros("acquired_at"),
     _micros("expires_at"),
     sa.PrimaryKeyConstraint("tenant_id", "name"),
+    info={"export": False},  # leases of live processes: never exported, copied or restored
 )
 
 api_keys = sa.Table(
@@ -482,4 +485,42 @@ response_events = sa.Table(
     sa.ForeignKeyConstraint(
         ["tenant_id", "response_id"], ["responses.tenant_id", "responses.id"], ondelete="CASCADE"
     ),
+)
+
+# The backup catalog: one row per complete backup file (a manifest JSON beside
+# each file says the same, so a directory can be catalogued again). Backups
+# cover the whole database; their rows belong to the "_system" tenant.
+backups = sa.Table(
+    "backups",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("kind", sa.String(16), nullable=False),  # sqlite | pg_dump | jsonl
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    _json("counts"),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("trigger", sa.String(16), nullable=False),  # manual | scheduled | pre-upgrade
+    sa.Column("status", sa.String(16), nullable=False),  # complete | verified | corrupt | missing
+    sa.Column("compression", sa.String(16)),
+    _micros("started_at"),
+    _micros("finished_at"),
+    _micros("verified_at", nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.Index(None, "tenant_id", "finished_at"),
+    info={"export": False},  # describes files beside this database, not its data
+)
+
+# Erasure receipts: who asked for what to go, when, and how many rows went;
+# never the erased content (the user is kept as a SHA-256 of their id).
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("user_sha256", sa.String(64), nullable=False),
+    _json("counts"),
+    _micros("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
 )

@@ -12,13 +12,15 @@ import sqlalchemy as sa
 
 from agentkeep.config import Settings
 from agentkeep.errors import InvalidInput
-from agentkeep.models import ConsistencyReport, Health
+from agentkeep.models import ConsistencyReport, ErasureReceipt, Health
 from agentkeep.store import migrate
 from agentkeep.store._core import Core
 from agentkeep.store._dialects import dialect_for_url
 from agentkeep.store.agents import Agents
+from agentkeep.store.backups import Backups
 from agentkeep.store.checkpoints import Checkpoints
 from agentkeep.store.consistency import check_consistency
+from agentkeep.store.erasure import erase_user
 from agentkeep.store.events import Events
 from agentkeep.store.locks import hold_lock
 from agentkeep.store.messages import Messages
@@ -65,6 +67,7 @@ class Store:
         self.responses = Responses(core, tenant_id)
         self.stats = Stats(core, tenant_id)
         self.checkpoints = Checkpoints(core, tenant_id)
+        self.backups = Backups(core, tenant_id)
 
     @property
     def backend(self) -> str:
@@ -138,6 +141,14 @@ class Store:
         expires after ``ttl`` seconds). Raises ``LockTimeout`` after ``wait``.
         """
         return hold_lock(self._core, self.tenant_id, name, ttl=ttl, wait=wait)
+
+    def erase_user(self, user_id: str) -> ErasureReceipt:
+        """Delete everything of ``user_id`` in this tenant; usage rows keep tokens and cost only.
+
+        Returns the stored receipt (counts per table, no erased content).
+        See :mod:`agentkeep.store.erasure` for what goes and what stays.
+        """
+        return erase_user(self._core, self.tenant_id, user_id)
 
     def check_consistency(self) -> ConsistencyReport:
         """Find tool calls left without results and counts that disagree with the rows."""

@@ -1,0 +1,181 @@
+"""Export, import and copy on every backend: round trips, modes, refusals that write nothing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from _lifecycle import empty_url, entity_lines, populate
+
+import agentkeep
+from agentkeep import Conflict, InvalidInput, Store
+from agentkeep.lifecycle import ExportFilter, copy_database, export, import_file
+from agentkeep.store.schema import metadata
+
+
+def _rows(store: Store) -> int:
+    return len(entity_lines(store))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_export_import_into_empty_gives_the_same_lines(
+    store: Store, backend: str, tmp_path: Path, request: pytest.FixtureRequest, suffix: str
+) -> None:
+    populate(store)
+    before = entity_lines(store)
+    file = tmp_path / f"export{suffix}"
+    result = export(store, file, ExportFilter(tenant=store.tenant_id))
+    assert result.total == len(before) > 10
+    if suffix.endswith(".gz"):
+        assert file.read_bytes()[:2] == b"\x1f\x8b"  # really gzip
+    target_url = empty_url(backend, tmp_path, request)
+    with agentkeep.connect(target_url, tenant=store.tenant_id, auto_migrate=True) as target:
+        report = import_file(target, file)
+        assert sum(report.imported.values()) == len(before)
+        assert report.conflicting == {} and report.skipped == {}
+        assert entity_lines(target) == before
+        again = import_file(target, file, mode="merge")  # everything is already there
+        assert sum(again.imported.values()) == 0
+        assert sum(again.skipped.values()) == len(before)
+
+
+def test_import_modes_conflicts_and_dry_run(store: Store, tmp_path: Path) -> None:
+    info = populate(store)
+    file = tmp_path / "export.jsonl"
+    export(store, file, ExportFilter(tenant=store.tenant_id))
+    store.sessions.update(info["session"].id, title="renamed here")
+    merged = import_file(store, file, mode="merge")
+    assert merged.conflicting == {"sessions": 1}
+    assert merged.conflicts == [f"sessions {store.tenant_id}/{info['session'].id}"]
+    assert (
+        store.sessions.get(info["session"].id).title == "renamed here"
+    )  # merge keeps the stored row
+    assert import_file(store, file, mode="skip").skipped["sessions"] == 1
+    dry = import_file(store, file, mode="overwrite", dry_run=True)
+    assert dry.imported["sessions"] == 1 and dry.dry_run
+    assert store.sessions.get(info["session"].id).title == "renamed here"  # dry run wrote nothing
+    import_file(store, file, mode="overwrite")
+    assert store.sessions.get(info["session"].id).title == "alice's chat"
+
+
+def test_import_into_another_tenant(store: Store, tmp_path: Path) -> None:
+    populate(store)
+    file = tmp_path / "export.jsonl"
+    export(store, file, ExportFilter(tenant=store.tenant_id))
+    other = store.tenant(store.tenant_id + "_copy")
+    report = import_file(other, file, tenant=other.tenant_id)
+    assert report.imported["messages"] == 2
+    assert [m.content for m in other.messages.list(other.sessions.list().items[0].id).items] == [
+        m.content for m in store.messages.list(store.sessions.list().items[0].id).items
+    ]
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def test_bad_files_are_refused_with_line_and_field_and_nothing_written(
+    store: Store, tmp_path: Path
+) -> None:
+    populate(store)
+    good = tmp_path / "export.jsonl"
+    export(store, good, ExportFilter(tenant=store.tenant_id))
+    lines = good.read_text(encoding="utf-8").splitlines()
+    target = store.tenant(store.tenant_id + "_target")
+
+    truncated = tmp_path / "truncated.jsonl"
+    _write(truncated, lines[:-1])
+    with pytest.raises(InvalidInput, match="truncated"):
+        import_file(target, truncated, tenant=target.tenant_id)
+
+    number = next(i for i, line in enumerate(lines) if '"table":"messages"' in line)
+    item = json.loads(lines[number])
+    item["row"]["seq"] = "two"
+    wrong_type = tmp_path / "wrong_type.jsonl"
+    _write(wrong_type, [*lines[:number], json.dumps(item), *lines[number + 1 :]])
+    with pytest.raises(
+        InvalidInput, match=rf"line {number + 1}: messages\.seq: must be an integer"
+    ):
+        import_file(target, wrong_type, tenant=target.tenant_id)
+
+    garbled = tmp_path / "garbled.jsonl"
+    _write(garbled, [*lines[:-1], lines[-1][:-7]])
+    with pytest.raises(InvalidInput, match=rf"line {len(lines)}: .*not JSON"):
+        import_file(target, garbled, tenant=target.tenant_id)
+
+    corrupt_gz = tmp_path / "corrupt.jsonl.gz"
+    data = gzip.compress(good.read_bytes())
+    corrupt_gz.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidInput, match="cannot read"):
+        import_file(target, corrupt_gz, tenant=target.tenant_id)
+
+    assert _rows(target) == 0  # nothing of any attempt was written
+
+
+def test_a_write_error_rolls_the_whole_import_back(store: Store, tmp_path: Path) -> None:
+    info = populate(store)
+    file = tmp_path / "export.jsonl"
+    export(store, file, ExportFilter(tenant=store.tenant_id, session_id=info["session"].id))
+    lines = file.read_text(encoding="utf-8").splitlines()
+    # A message whose (session, seq) collides with a stored one: valid line, failing write.
+    at = next(i for i, line in enumerate(lines) if '"table":"messages"' in line)
+    dup = json.loads(lines[at])
+    dup["row"]["id"] = "msg_collides"
+    header = json.loads(lines[0])
+    header["counts"]["messages"] += 1
+    colliding = tmp_path / "colliding.jsonl"
+    _write(colliding, [json.dumps(header), *lines[1 : at + 1], json.dumps(dup), *lines[at + 1 :]])
+    target = store.tenant(store.tenant_id + "_t")
+    with pytest.raises(Conflict):
+        import_file(target, colliding, tenant=target.tenant_id)
+    assert _rows(target) == 0
+
+
+def test_export_filters_by_session_user_and_time(store: Store) -> None:
+    mine = populate(store, user="alice")
+    populate(store, user="bob", secret="bob's own")
+    by_user = "\n".join(entity_lines(store, ExportFilter(tenant=store.tenant_id, user_id="alice")))
+    assert "the secret plan" in by_user and "bob's own" not in by_user
+    by_session = entity_lines(
+        store, ExportFilter(tenant=store.tenant_id, session_id=mine["session"].id)
+    )
+    tables = {json.loads(line)["table"] for line in by_session}
+    assert {"sessions", "messages", "runs", "run_steps", "events", "tool_calls"} <= tables
+    assert "agents" not in tables and "bob's own" not in "\n".join(by_session)
+    later = mine["session"].created_at.replace(year=mine["session"].created_at.year + 1)
+    recent = entity_lines(store, ExportFilter(tenant=store.tenant_id, since=later))
+    timeless = {t.name for t in metadata.sorted_tables if "created_at" not in t.c}
+    assert {json.loads(line)["table"] for line in recent} <= timeless  # kept: nothing to filter by
+
+
+def test_copy_sqlite_to_postgres_and_back(tmp_path: Path, postgres_server: object) -> None:
+    source_url = f"sqlite:///{tmp_path}/source.db"
+    with agentkeep.connect(source_url, tenant="acme") as source:
+        populate(source)
+        expected = entity_lines(source)
+    pg_url = postgres_server.new_database()  # type: ignore[attr-defined]
+    report = copy_database(source_url, pg_url)
+    assert report.counts["messages"] == 2
+    back_url = f"sqlite:///{tmp_path}/back.db"
+    copy_database(pg_url, back_url)
+    for url in (pg_url, back_url):
+        with agentkeep.connect(url, tenant="acme") as copied:
+            assert entity_lines(copied) == expected
+
+
+def test_copy_refuses_a_non_empty_destination_and_leaves_it_untouched(tmp_path: Path) -> None:
+    source_url, target_url = f"sqlite:///{tmp_path}/s.db", f"sqlite:///{tmp_path}/t.db"
+    with agentkeep.connect(source_url) as source:
+        populate(source)
+    with agentkeep.connect(target_url) as target:
+        populate(target, user="carol", secret="carol's")
+        before = entity_lines(target)
+    with pytest.raises(Conflict, match="not empty"):
+        copy_database(source_url, target_url)
+    with agentkeep.connect(target_url) as target:
+        assert entity_lines(target) == before
+    copy_database(source_url, target_url, force=True)
+    with agentkeep.connect(target_url) as target, agentkeep.connect(source_url) as source:
+        assert entity_lines(target) == entity_lines(source)
