@@ -83,11 +83,10 @@ def _finished_run_with_deltas(store: agentkeep.Store) -> str:
 def test_serve_takes_the_scheduled_backup_and_sweeps(
     backend: str, start_service: StartService, tmp_path: Path
 ) -> None:
-    at = (datetime.now() + timedelta(seconds=15)).strftime("%H:%M:%S")
     folder = tmp_path / "scheduled"
     service = start_service(
         backend,
-        AGENTKEEP_BACKUP_TIME=at,
+        AGENTKEEP_BACKUP_ENABLED="false",  # set up first; the schedule is set below
         AGENTKEEP_BACKUP_DIR=str(folder),
         BACKUP_RETENTION_DAYS="30",  # the seed's name, read as a fallback
         AGENTKEEP_RETENTION_COMPACT_EVENTS="1",
@@ -103,10 +102,21 @@ def test_serve_takes_the_scheduled_backup_and_sweeps(
             .values(finished_at=long_ago)
         )
 
+    for _ in range(5):  # a restart slower than the lead time misses its slot: set it again
+        at = datetime.now() + timedelta(seconds=12)
+        service.env.update(AGENTKEEP_BACKUP_ENABLED="true", AGENTKEEP_BACKUP_TIME=f"{at:%H:%M:%S}")
+        service.restart(kill=False)
+        if datetime.now() < at - timedelta(seconds=1):
+            break
+
     def scheduled() -> list[agentkeep.Backup]:
         return [b for b in service.store.backups.list() if b.trigger == "scheduled"]
 
-    _wait_for(lambda: scheduled() and not Path(old.path).exists(), "the scheduled backup", 120)
+    _wait_for(
+        lambda: scheduled() and not Path(old.path).exists(),
+        f"the scheduled backup at {at:%H:%M:%S}; server log:\n{service.log()[-3000:]}",
+        120,
+    )
     (backup,) = scheduled()
     assert service.store.backups.verify(backup.id).ok
     assert [b.id for b in service.store.backups.list()] == [backup.id]  # the old one was swept
