@@ -8,6 +8,8 @@ the data retention rules (``AGENTKEEP_RETENTION_*``) to every tenant. With
 several processes on one database, each tries at the same moment: the one
 that takes the store's lock ``scheduled-backup`` does the work, and a process
 that gets the lock later finds that slot's backup in the catalog and stops.
+A process that starts within ``CATCH_UP`` (10 minutes) after a slot takes it
+if nobody did (a restart across the slot does not skip a day).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = ["BackupScheduler", "SlotResult", "next_slot"]
 
 log = logging.getLogger("agentkeep.lifecycle.schedule")
 LOCK = "scheduled-backup"
+CATCH_UP = timedelta(minutes=10)
+"""A process that starts this soon after a slot nobody backed up takes that slot's backup."""
 
 
 def next_slot(now: datetime, at: str) -> datetime:
@@ -72,10 +76,14 @@ class BackupScheduler:
             self._thread.join()
 
     def _loop(self) -> None:
+        now = datetime.now().astimezone()
+        missed = next_slot(now, self.settings.backup_time) - timedelta(days=1)
+        catch_up = now - missed <= CATCH_UP  # started just after a slot: take it now
         while True:
             now = datetime.now().astimezone()
-            slot = next_slot(now, self.settings.backup_time)
-            if self._stop.wait((slot - now).total_seconds()):
+            slot = missed if catch_up else next_slot(now, self.settings.backup_time)
+            catch_up = False
+            if self._stop.wait(max(0.0, (slot - now).total_seconds())):
                 return
             try:
                 self.results.append(self.run_slot(slot))
