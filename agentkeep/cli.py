@@ -46,7 +46,7 @@ from agentkeep._cli_common import resolve_url as resolve_url
 from agentkeep.cli_lifecycle import register as _register_lifecycle
 from agentkeep.server.cli import keys_app, serve_command
 from agentkeep.store import migrate
-from agentkeep.store._dialects import Dialect, dialect_for_url
+from agentkeep.store.dialects import Dialect, dialect_for_url
 
 __all__ = ["EXIT_NEEDS_UPGRADE", "EXIT_UNAVAILABLE", "EXIT_UNKNOWN_REVISION", "EXIT_USAGE", "app"]
 

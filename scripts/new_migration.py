@@ -22,7 +22,7 @@ from pathlib import Path
 from alembic import command
 
 from agentkeep.store import migrate
-from agentkeep.store._dialects import dialect_for_url
+from agentkeep.store.dialects import dialect_for_url
 
 
 def main(message: str) -> Path:

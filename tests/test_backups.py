@@ -22,7 +22,7 @@ import agentkeep
 from agentkeep import BackupFailed, Store
 from agentkeep.lifecycle import restore
 from agentkeep.store import migrate
-from agentkeep.store._dialects import dialect_for_url
+from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.schema import agents, sessions
 
 WRITER = """

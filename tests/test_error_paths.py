@@ -23,7 +23,8 @@ import pytest
 import agentkeep
 from agentkeep import Store
 from agentkeep.errors import AgentkeepError, LockTimeout, SchemaError, StoreUnavailable
-from agentkeep.store import _dialects, _fastpath
+from agentkeep.store.dialects import postgresql as pg_dialect
+from agentkeep.store.dialects import sqlite as sqlite_dialect
 
 pytestmark = pytest.mark.slow
 
@@ -47,9 +48,8 @@ def test_sqlite_locked_past_the_busy_timeout_is_store_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Shorter waits than the 30 s busy timeout and 120 s BEGIN deadline of production.
-    monkeypatch.setattr(_dialects, "SQLITE_BUSY_TIMEOUT_MS", 200)
-    monkeypatch.setattr(_fastpath, "SQLITE_BUSY_TIMEOUT_MS", 200)
-    monkeypatch.setattr(_dialects, "SQLITE_BEGIN_DEADLINE_S", 0.5)
+    monkeypatch.setattr(sqlite_dialect, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(sqlite_dialect, "SQLITE_BEGIN_DEADLINE_S", 0.5)
     path = tmp_path / "locked.db"
     with agentkeep.connect(f"sqlite:///{path}") as store:
         session = store.sessions.create()
@@ -60,7 +60,7 @@ def test_sqlite_locked_past_the_busy_timeout_is_store_unavailable(
             with pytest.raises(StoreUnavailable):
                 store.sessions.create()  # the SQLAlchemy path
             with pytest.raises(StoreUnavailable):
-                store.messages.append(session.id, "user", "during")  # the fast path
+                store.messages.append(session.id, "user", "during")  # the store's own writer
             with pytest.raises(StoreUnavailable), store.transaction():
                 store.messages.append(session.id, "user", "during")
         finally:
@@ -267,7 +267,7 @@ def test_a_lost_listen_connection_is_replaced(
     postgres_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = str(postgres_server.new_database())
-    monkeypatch.setattr(_dialects._PostgresListener, "RETRY_S", 0.0)
+    monkeypatch.setattr(pg_dialect._PostgresListener, "RETRY_S", 0.0)
     with agentkeep.connect(url, auto_migrate=True) as store:
         got: list[int] = []
         cancel = threading.Event()

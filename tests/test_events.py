@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.models import Event
-from agentkeep.store._dialects import Listener
+from agentkeep.store.dialects import Listener
 
 APPENDER = """
 import sys, time, agentkeep

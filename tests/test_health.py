@@ -13,7 +13,7 @@ import agentkeep
 from agentkeep import AsyncStore, MigrationRequired, Store, StoreUnavailable
 from agentkeep.store import migrate
 from agentkeep.store._core import Core
-from agentkeep.store._dialects import dialect_for_url
+from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.store import Store as StoreClass
 
 

@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 import agentkeep
 from agentkeep import MigrationRequired, SchemaError
 from agentkeep.store import migrate
-from agentkeep.store._dialects import Dialect, dialect_for_url
+from agentkeep.store.dialects import Dialect, dialect_for_url
 from agentkeep.store.schema import metadata
 
 pytestmark = pytest.mark.slow

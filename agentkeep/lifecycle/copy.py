@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection
 import agentkeep
 from agentkeep.errors import Conflict
 from agentkeep.store import Store, migrate
-from agentkeep.store._dialects import Dialect, dialect_for_url
 from agentkeep.store.backup_files import snapshot_connection
+from agentkeep.store.dialects import Dialect, dialect_for_url
 from agentkeep.store.dump import BATCH, Progress, count_rows, dump_tables, stream_rows
 
 __all__ = ["CopyReport", "copy_database", "copy_into", "copy_rows", "is_empty", "wipe"]

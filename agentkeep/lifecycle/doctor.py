@@ -21,7 +21,7 @@ import agentkeep
 from agentkeep.config import Settings
 from agentkeep.errors import AgentkeepError
 from agentkeep.store import Store, migrate
-from agentkeep.store._dialects import SQLiteDialect
+from agentkeep.store.dialects import SQLiteDialect
 from agentkeep.store.schema import sessions
 
 __all__ = ["Check", "DoctorReport", "run_doctor"]

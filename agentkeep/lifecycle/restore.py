@@ -19,9 +19,9 @@ from agentkeep.errors import BackupFailed, Conflict
 from agentkeep.lifecycle.copy import copy_into, is_empty, wipe
 from agentkeep.lifecycle.importer import import_file
 from agentkeep.store import migrate
-from agentkeep.store._dialects import PostgresDialect, dialect_for_url
 from agentkeep.store.backup_files import read_manifest, table_counts
 from agentkeep.store.backups import unpacked_sqlite, verify_file
+from agentkeep.store.dialects import PostgresDialect, dialect_for_url
 from agentkeep.store.dump import Progress
 
 __all__ = ["RestoreReport", "restore"]

@@ -8,6 +8,11 @@ transaction of this thread, a nested ``write()`` is a savepoint of it, so
 once the outermost write commits, and is dropped when the write (or the
 savepoint it was registered in) rolls back, like SQLAlchemy's
 ``after_commit`` event. Driver errors are translated on the way out.
+
+``run_write()`` / ``run_read()`` run the compiled message statements
+(``message_sql.py``) on a driver cursor: the current transaction's connection
+when this thread has one open (a write in a savepoint of it), else one of the
+dialect's own kept connections (``dialects/``) in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -16,16 +21,25 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from agentkeep.store._dialects import Dialect
 from agentkeep.store._errors import translating
-from agentkeep.store._fastpath import FastPath, make_fastpath
+from agentkeep.store.dialects import Dialect
+from agentkeep.store.message_sql import MessageSQL
 
 __all__ = ["Core"]
 
 log = logging.getLogger("agentkeep.store")
+T = TypeVar("T")
+
+
+def _cursor(conn: Connection) -> Any:
+    """A driver cursor on the connection of a SQLAlchemy transaction."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver.cursor()
 
 
 class _Local(threading.local):
@@ -51,8 +65,9 @@ class Core:
         self.engine = dialect.engine
         self._local = _Local()
         self.closed = False
-        self.fast: FastPath | None = make_fastpath(dialect)
-        """Driver-level hot paths (messages); usable when ``in_transaction()`` is False."""
+        self.message_sql: MessageSQL = dialect.message_sql
+        self.own = dialect.own_connections()
+        """The dialect's own driver connections, for the message statements outside a transaction."""
 
     def _current(self) -> Connection | None:
         return self._local.conn
@@ -124,11 +139,29 @@ class Core:
                 if conn.in_transaction():
                     conn.rollback()
 
+    def run_write(self, what: str, work: Callable[[Any], T]) -> T:
+        """``work(cursor)`` in a write, committed before this returns unless a transaction is open.
+
+        Inside this thread's transaction: on its connection, in a savepoint (a
+        failed write leaves the transaction as it was).
+        """
+        if self._local.conn is None:
+            return self.own.write(what, work)
+        with self.write(what) as conn:
+            return work(_cursor(conn))
+
+    def run_read(self, what: str, work: Callable[[Any], T]) -> T:
+        """``work(cursor)`` in a read (this thread's transaction, if one is open)."""
+        conn = self._local.conn
+        if conn is None:
+            return self.own.read(what, work)
+        with translating(what):
+            return work(_cursor(conn))
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self.fast is not None:
-                self.fast.close()
+            self.own.close()
             self.dialect.dispose()
 
 

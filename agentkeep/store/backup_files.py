@@ -40,7 +40,7 @@ from agentkeep.errors import BackupFailed, InvalidInput
 from agentkeep.ids import new_id
 from agentkeep.models.common import utcnow_micros
 from agentkeep.store import dump
-from agentkeep.store._dialects import Dialect, PostgresDialect, SQLiteDialect
+from agentkeep.store.dialects import Dialect, PostgresDialect, SQLiteDialect
 
 __all__ = [
     "backup_kind",

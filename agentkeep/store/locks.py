@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from agentkeep.errors import AgentkeepError, InvalidInput, LockTimeout
 from agentkeep.models.common import utcnow_micros
 from agentkeep.store._core import Core
-from agentkeep.store._dialects import lock_key
 from agentkeep.store._errors import translating
 from agentkeep.store._validate import require_str
+from agentkeep.store.dialects import lock_key
 from agentkeep.store.schema import locks as t
 
 __all__ = ["hold_lock"]

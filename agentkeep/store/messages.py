@@ -5,9 +5,10 @@ the writing transaction, so concurrent appends from any number of processes
 get unique, gapless positions; it writes one row and never touches earlier
 ones, so appending stays O(1) in the length of the history.
 
-``append``, ``append_many`` and ``recent`` run on the driver-level hot path
-(``_fastpath``) unless the calling thread is inside ``store.transaction()``,
-where they join that transaction through SQLAlchemy as every other write does.
+``append``, ``append_many``, ``recent`` and ``history`` each have one
+implementation: the compiled statements of ``message_sql.py``, run on the
+current transaction's connection inside ``store.transaction()`` and on the
+store's own kept connections outside one.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from agentkeep.models.common import (
 from agentkeep.models.messages import ROLES
 from agentkeep.store._base import Resource, Row, paginate, time_range
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
-from agentkeep.store._fastpath import FastPath, dump_content, dump_json, dump_str
 from agentkeep.store._validate import UNSET, check_object, opt_text
+from agentkeep.store.message_sql import Appended, Extras, MessageSQL, NewRow, StoredRow
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
 
@@ -98,14 +99,14 @@ def _template(tenant_id: str, session_id: str) -> dict[str, Any]:
 
 
 def _from_rows(
-    tenant_id: str, session_id: str, rows: Iterable[Sequence[Any]], fast: FastPath
+    tenant_id: str, session_id: str, rows: Iterable[StoredRow], sql: MessageSQL
 ) -> builtins.list[Message]:
-    """Messages from fast-path rows (``_fastpath.MESSAGE_COLUMNS``).
+    """Messages from stored rows (:class:`StoredRow`, as the driver returns them).
 
     What ``_construct`` does, inlined in one loop: this runs once per message read.
     """
-    load, load_content = fast.load_json, fast.load_content
-    head, tail, text_column = fast.text_head, fast.text_tail, fast.text_column
+    load, load_content = sql.load_json, sql.load_content
+    head, tail, text_column = sql.text_head, sql.text_tail, sql.text_column
     cut = len(head) + len(tail)
     out: builtins.list[Message] = []
     append = out.append
@@ -138,16 +139,14 @@ def _from_rows(
             values["metadata"] = {}
             values["extra"] = {}
         else:
-            stored = load(rest)
-            (
-                values["run_id"],
-                values["agent_id"],
-                values["idempotency_key"],
-                values["metadata"],
-                values["extra"],
-            ) = stored[:5]
+            found = Extras(*load(rest))
+            values["run_id"] = found.run_id
+            values["agent_id"] = found.agent_id
+            values["idempotency_key"] = found.idempotency_key
+            values["metadata"] = found.metadata
+            values["extra"] = found.extra
             if text_column:
-                values["content"] = stored[5]
+                values["content"] = found.content
         values["created_at"] = last_time
         m = new(Message)
         set_dict(m, values)
@@ -167,20 +166,22 @@ def _chat_message(role: str, blocks: builtins.list[dict[str, Any]]) -> dict[str,
     return {"role": role, "content": blocks}
 
 
-def _chat_from_rows(rows: Iterable[Sequence[Any]], fast: FastPath) -> builtins.list[dict[str, Any]]:
-    """Chat messages from ``fast.recent(chat=True)`` rows; one loop, as ``_from_rows``."""
+def _chat_from_rows(
+    rows: Iterable[Sequence[Any]], sql: MessageSQL
+) -> builtins.list[dict[str, Any]]:
+    """Chat messages from ``MessageSQL.recent(chat=True)`` rows; one loop, as ``_from_rows``."""
     out: builtins.list[dict[str, Any]] = []
     append = out.append
-    if fast.text_column:  # (role, text, None) for a plain message, else (role, _, content)
-        load = fast.load_json
+    if sql.text_column:  # (role, text, None) for a plain message, else (role, _, content)
+        load = sql.load_json
         for role, text, content in rows:
             if content is None:
                 append({"role": role, "content": text})
             else:
                 append(_chat_message(role, load(content)))
         return out
-    load_content = fast.load_content
-    head, tail = fast.text_head, fast.text_tail
+    load_content = sql.load_content
+    head, tail = sql.text_head, sql.text_tail
     cut = len(head) + len(tail)
     for role, content in rows:
         if (
@@ -193,13 +194,6 @@ def _chat_from_rows(rows: Iterable[Sequence[Any]], fast: FastPath) -> builtins.l
         else:
             append(_chat_message(role, load_content(content)))
     return out
-
-
-# A validated new message, by position (plain indexes: these tuples are read once
-# per message appended): 0 id or None, 1 role, 2 content blocks, 3 content_types,
-# 4 run_id, 5 agent_id, 6 idempotency_key, 7 metadata, 8 extra, 9 the content as
-# given when it was a plain string (its JSON is then written directly), else None.
-NewRow = tuple[Any, ...]
 
 
 def _created(
@@ -223,13 +217,13 @@ def _created(
         values = copy()
         values["id"] = ident
         values["seq"] = seq
-        values["role"] = row[1]
-        values["content"] = row[2]
-        values["run_id"] = row[4]
-        values["agent_id"] = row[5]
-        values["idempotency_key"] = row[6]
-        values["metadata"] = row[7]
-        values["extra"] = row[8]
+        values["role"] = row.role
+        values["content"] = row.content
+        values["run_id"] = row.run_id
+        values["agent_id"] = row.agent_id
+        values["idempotency_key"] = row.idempotency_key
+        values["metadata"] = row.metadata
+        values["extra"] = row.extra
         seq += 1
         m = new(Message)
         set_dict(m, values)
@@ -257,7 +251,9 @@ def _answer(
     """
     new_rows, new_ids = rows, ids
     if existing:
-        pairs = [(i, r) for i, r in zip(ids, rows, strict=True) if r[6] not in existing]
+        pairs = [
+            (i, r) for i, r in zip(ids, rows, strict=True) if r.idempotency_key not in existing
+        ]
         new_rows, new_ids = [r for _, r in pairs], [i for i, _ in pairs]
     created: builtins.list[Message] = []
     if new_rows:
@@ -266,12 +262,9 @@ def _answer(
     if not existing:
         return created
     made = iter(created)
-    return [existing[r[6]] if r[6] in existing else next(made) for r in rows]
-
-
-def _text_json(text: str) -> str:
-    """``dump_content([{"type": "text", "text": text}])``."""
-    return f'[{{"type": "text", "text": {dump_str(text)}}}]'
+    return [
+        existing[r.idempotency_key] if r.idempotency_key in existing else next(made) for r in rows
+    ]
 
 
 class Messages(Resource):
@@ -322,7 +315,7 @@ class Messages(Resource):
             text = None
             blocks = normalize_content(content, prefix + "content")
             types = content_types(blocks)
-        return (
+        return NewRow(
             # None (or "") is given a new id by ``_write``, all of a batch's at once.
             None if ident is None else (opt_text(ident, prefix + "id", 64) or None),
             role if type(role) is str and role in ROLES else check_role(role, prefix + "role"),
@@ -371,10 +364,10 @@ class Messages(Resource):
         return self._write(session_id, rows)
 
     def _write(self, session_id: str, rows: builtins.list[NewRow]) -> builtins.list[Message]:
-        keys = [r[6] for r in rows if r[6] is not None]
+        keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         if len(set(keys)) != len(keys):
             raise InvalidInput("repeats an idempotency_key", field="messages")
-        given = [r[0] for r in rows]
+        given = [r.id for r in rows]
         unnamed = given.count(None)
         if unnamed == len(given):
             ids = new_ids("msg", unnamed)
@@ -382,119 +375,27 @@ class Messages(Resource):
             fresh = iter(new_ids("msg", unnamed))
             ids = [ident if ident is not None else next(fresh) for ident in given]
         else:
-            ids = given
-        fast = self._core.fast
-        insert = self._insert if fast is None or self._core.in_transaction() else self._insert_fast
+            ids = [ident for ident in given if ident is not None]
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def work(cur: Any) -> Appended:
+            return sql.append(cur, tenant, session_id, rows, ids, utcnow_micros)
+
         try:
-            return insert(session_id, rows, ids, keys)
+            done = self._core.run_write("appending a message", work)
         except Conflict:
             if not keys:
                 raise
             # A concurrent writer stored one of these keys first: answer with what it stored.
-            return insert(session_id, rows, ids, keys)
-
-    def _insert_fast(
-        self,
-        session_id: str,
-        rows: builtins.list[NewRow],
-        ids: Sequence[str],
-        keys: builtins.list[str],
-    ) -> builtins.list[Message]:
-        fast = self._core.fast
-        assert fast is not None
-        tenant = self.tenant_id
-        found, last, now = fast.append(
-            tenant,
-            session_id,
-            [
-                (
-                    ident,
-                    r[1],
-                    _text_json(r[9]) if r[9] is not None else dump_content(r[2]),
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    dump_json(r[7]) if r[7] else "{}",
-                    dump_json(r[8]) if r[8] else "{}",
-                )
-                for ident, r in zip(ids, rows, strict=True)
-            ],
-            keys,
-            utcnow_micros,
-        )
-        if last is None:
+            done = self._core.run_write("appending a message", work)
+        if done.last is None:
             raise NotFound("session", session_id)
-        existing = (
-            {
-                m.idempotency_key: m
-                for m in _from_rows(tenant, session_id, found, fast)
-                if m.idempotency_key is not None
-            }
-            if found
-            else {}
-        )
-        return _answer(tenant, session_id, rows, ids, existing, last, now)
-
-    def _insert(
-        self,
-        session_id: str,
-        rows: builtins.list[NewRow],
-        ids: Sequence[str],
-        keys: builtins.list[str],
-    ) -> builtins.list[Message]:
-        tenant = self.tenant_id
-        with self._core.write("appending a message") as conn:
-            existing: dict[str, Message] = {}
-            if keys:
-                found = conn.execute(
-                    sa.select(t).where(
-                        t.c.tenant_id == tenant,
-                        t.c.session_id == session_id,
-                        t.c.idempotency_key.in_(keys),
-                    )
-                ).mappings()
-                existing = {r["idempotency_key"]: to_message(r) for r in found}
-            pairs = [(i, r) for i, r in zip(ids, rows, strict=True) if r[6] not in existing]
-            last = now = 0
-            if pairs:
-                now = utcnow_micros()
-                counter = conn.execute(
-                    sa.update(st)
-                    .where(st.c.tenant_id == tenant, st.c.id == session_id)
-                    .values(
-                        last_seq=st.c.last_seq + len(pairs),
-                        message_count=st.c.message_count + len(pairs),
-                        last_activity_at=now,
-                    )
-                    .returning(st.c.last_seq)
-                ).scalar()
-                if counter is None:
-                    raise NotFound("session", session_id)
-                last = counter
-                first = last - len(pairs) + 1
-                conn.execute(
-                    sa.insert(t),
-                    [
-                        {
-                            "tenant_id": tenant,
-                            "id": ident,
-                            "session_id": session_id,
-                            "seq": first + k,
-                            "role": r[1],
-                            "content": r[2],
-                            "content_types": r[3],
-                            "run_id": r[4],
-                            "agent_id": r[5],
-                            "idempotency_key": r[6],
-                            "metadata": r[7],
-                            "extra": r[8],
-                            "created_at": now,
-                        }
-                        for k, (ident, r) in enumerate(pairs)
-                    ],
-                )
-            return _answer(tenant, session_id, rows, ids, existing, last, now)
+        existing: dict[str, Message] = {}
+        if done.found:
+            for m in _from_rows(tenant, session_id, done.found, sql):
+                if m.idempotency_key is not None:
+                    existing[m.idempotency_key] = m
+        return _answer(tenant, session_id, rows, ids, existing, done.last, done.now)
 
     def get(self, message_id: str, *, session_id: str | None = None) -> Message:
         """A message by id (and, if given, only in that session)."""
@@ -592,20 +493,14 @@ class Messages(Resource):
                 sort=t.c.seq if session_id is not None else None,
             )
             if session_id is not None and not page.items and after is None and before is None:
-                self._require_session(conn, session_id)
+                self._require_session(session_id)
             return page
 
     def recent(self, session_id: str, n: int = 20) -> builtins.list[Message]:
         """The last ``n`` messages of a session, oldest first."""
-        if type(n) is not int or not 0 < n <= MAX_LIMIT:
-            check_limit(n, "n")
-        fast = self._core.fast
-        if fast is not None and not self._core.in_transaction():
-            found = fast.recent(self.tenant_id, session_id, n)
-            if found is None:
-                raise NotFound("session", session_id)
-            return _from_rows(self.tenant_id, session_id, found, fast)
-        return [to_message(r) for r in self._last_rows(sa.select(t), session_id, n)]
+        sql = self._core.message_sql
+        found = self._last(session_id, n, chat=False)
+        return _from_rows(self.tenant_id, session_id, found, sql)
 
     def history(self, session_id: str, n: int = 20) -> builtins.list[dict[str, Any]]:
         """The last ``n`` messages as chat messages, oldest first: what a model is sent.
@@ -615,40 +510,25 @@ class Messages(Resource):
         take them. The read an agent makes every turn: only role and content are
         read, and no :class:`Message` is built (``recent()`` gives those).
         """
+        return _chat_from_rows(self._last(session_id, n, chat=True), self._core.message_sql)
+
+    def _last(self, session_id: str, n: int, *, chat: bool) -> builtins.list[Any]:
+        """The rows of a session's last ``n`` messages, oldest first; NotFound without the session."""
         if type(n) is not int or not 0 < n <= MAX_LIMIT:
             check_limit(n, "n")
-        fast = self._core.fast
-        if fast is not None and not self._core.in_transaction():
-            found = fast.recent(self.tenant_id, session_id, n, chat=True)
-            if found is None:
-                raise NotFound("session", session_id)
-            return _chat_from_rows(found, fast)
-        rows = self._last_rows(sa.select(t.c.role, t.c.content), session_id, n)
-        return [_chat_message(r["role"], r["content"]) for r in rows]
+        tenant, sql = self.tenant_id, self._core.message_sql
 
-    def _last_rows(
-        self, columns: sa.Select[Any], session_id: str, n: int
-    ) -> builtins.list[sa.RowMapping]:
-        """``columns`` of a session's last ``n`` messages, oldest first (the SQLAlchemy path).
+        def work(cur: Any) -> builtins.list[Any] | None:
+            return sql.recent(cur, tenant, session_id, n, chat)
 
-        In this thread's transaction if one is open; NotFound if there is no session.
-        """
-        with self._core.read() as conn:
-            rows = builtins.list(
-                conn.execute(
-                    columns.where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
-                    .order_by(t.c.seq.desc())
-                    .limit(n)
-                ).mappings()
-            )
-            if not rows:
-                self._require_session(conn, session_id)
-        rows.reverse()
-        return rows
-
-    def _require_session(self, conn: sa.Connection, session_id: str) -> None:
-        found = conn.execute(
-            sa.select(st.c.id).where(st.c.tenant_id == self.tenant_id, st.c.id == session_id)
-        ).first()
+        found = self._core.run_read("reading messages", work)
         if found is None:
+            raise NotFound("session", session_id)
+        return found
+
+    def _require_session(self, session_id: str) -> None:
+        tenant, sql = self.tenant_id, self._core.message_sql
+        if not self._core.run_read(
+            "reading a session", lambda cur: sql.exists(cur, tenant, session_id)
+        ):
             raise NotFound("session", session_id)

@@ -20,10 +20,10 @@ from sqlalchemy.engine import Connection
 from agentkeep.config import Settings
 from agentkeep.errors import MigrationRequired, SchemaError
 from agentkeep.store import dump
-from agentkeep.store._dialects import Dialect, SQLiteDialect
 from agentkeep.store._errors import translating
 from agentkeep.store.backup_files import take_backup
 from agentkeep.store.backups import record_manifest
+from agentkeep.store.dialects import Dialect, SQLiteDialect
 
 __all__ = ["check_revision", "current_revision", "head_revision", "upgrade"]
 

@@ -15,11 +15,11 @@ from agentkeep.errors import InvalidInput
 from agentkeep.models import ConsistencyReport, ErasureReceipt, Health
 from agentkeep.store import migrate
 from agentkeep.store._core import Core
-from agentkeep.store._dialects import dialect_for_url
 from agentkeep.store.agents import Agents
 from agentkeep.store.backups import Backups
 from agentkeep.store.checkpoints import Checkpoints
 from agentkeep.store.consistency import check_consistency
+from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.erasure import erase_user
 from agentkeep.store.events import Events
 from agentkeep.store.locks import hold_lock

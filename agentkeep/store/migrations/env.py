@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from agentkeep.store._dialects import DIALECTS
+from agentkeep.store.dialects import DIALECTS
 from agentkeep.store.schema import metadata
 
 connection = context.config.attributes.get("connection")

@@ -1,4 +1,9 @@
-"""The driver-level hot path of messages keeps every guarantee of the SQLAlchemy path."""
+"""Messages read back exactly as written, inside and outside a transaction, on every backend.
+
+Appends and reads run the same statements (``store/message_sql.py``) on the
+store's own connections and on a transaction's connection: each test checks
+both where it matters.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from agentkeep.errors import Conflict, InvalidInput, NotFound
 from agentkeep.models import Message
 
 
-def test_hot_path_and_transaction_path_agree(store: Store) -> None:
+def test_appends_and_reads_inside_and_outside_a_transaction_agree(store: Store) -> None:
     s = store.sessions.create()
     a = store.messages.append(s.id, "user", "one", metadata={"k": "v"}, extra={"x": [1]})
     with store.transaction():
@@ -46,7 +51,7 @@ CONTENT_SHAPES: list[str | list[dict[str, object]]] = [
 ]
 
 
-def test_every_content_shape_reads_back_as_the_sqlalchemy_path_reads_it(store: Store) -> None:
+def test_every_content_shape_reads_back_as_get_reads_it(store: Store) -> None:
     """Field for field and key for key (the JSON of each message), plain or not."""
     s = store.sessions.create()
     for i, content in enumerate(CONTENT_SHAPES):
@@ -119,7 +124,7 @@ def test_created_at_is_exact_to_the_microsecond(store: Store) -> None:
     assert m.created_at.tzinfo is not None and m.created_at.utcoffset() == timedelta(0)
 
 
-def test_tenants_do_not_see_each_other_on_the_hot_path(store: Store) -> None:
+def test_tenants_do_not_see_each_other_s_messages(store: Store) -> None:
     s = store.sessions.create()
     store.messages.append(s.id, "user", "mine")
     other = store.tenant(store.tenant_id + "_other")
@@ -182,10 +187,10 @@ def test_recent_of_an_empty_or_missing_session(store: Store) -> None:
         store.messages.recent(s.id, 0)
 
 
-def test_postgres_hot_path_survives_lost_connections(postgres_url: str) -> None:
+def test_postgres_kept_connections_survive_being_lost(postgres_url: str) -> None:
     import agentkeep
 
-    store = agentkeep.connect(postgres_url).tenant("hot_path_reconnect")
+    store = agentkeep.connect(postgres_url).tenant("kept_reconnect")
     try:
         s = store.sessions.create()
         store.messages.append(s.id, "user", "before")
@@ -195,7 +200,7 @@ def test_postgres_hot_path_survives_lost_connections(postgres_url: str) -> None:
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
                 "AND application_name = 'agentkeep'"
             ).fetchall()
-            # The store's connections (the fast path's among them) really were ended ...
+            # The store's connections (its own kept ones among them) really were ended ...
             assert terminated and all(ok for _, ok in terminated), terminated
             pids = [pid for pid, _ in terminated]
             # ... and are gone before the store is used again.
@@ -265,7 +270,7 @@ def test_batches_of_any_size_keep_seq_gapless(store: Store) -> None:
     assert store.sessions.get(s.id).message_count == len(expected)
 
 
-def test_optional_fields_read_back_on_the_hot_path(store: Store) -> None:
+def test_optional_fields_read_back(store: Store) -> None:
     s = store.sessions.create()
     made = [
         store.messages.append(s.id, "user", "run", run_id="run_x"),
@@ -302,9 +307,9 @@ def test_sqlite_writer_checkpoints_by_durability(
     try:
         s = store.sessions.create()
         store.messages.append(s.id, "user", "hi")
-        fast = store._core.fast
+        fast = store._core.own
         assert fast is not None
-        writer = fast._writer_conn()  # type: ignore[attr-defined]
+        writer = fast.writer()  # type: ignore[attr-defined]
         assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == pages
         assert writer.execute("PRAGMA synchronous").fetchone()[0] == (
             2 if durability == "full" else 1
@@ -316,20 +321,20 @@ def test_sqlite_writer_checkpoints_by_durability(
 def test_sqlite_readers_map_the_file_and_the_writer_does_not(tmp_path: object) -> None:
     """Readers read pages through mmap; the writer's pages would count in the RSS."""
     import agentkeep
-    from agentkeep.store._fastpath import READER_MMAP_BYTES
+    from agentkeep.store.dialects.sqlite import READER_MMAP_BYTES
 
     store = agentkeep.connect(f"sqlite:///{tmp_path}/mm.db")
     try:
         s = store.sessions.create()
         store.messages.append(s.id, "user", "hi")
-        fast = store._core.fast
+        fast = store._core.own
         assert fast is not None
         reader = fast._readers.get(None)  # type: ignore[attr-defined]
         try:
             assert reader.execute("PRAGMA mmap_size").fetchone()[0] == READER_MMAP_BYTES
         finally:
             fast._readers.put(reader)  # type: ignore[attr-defined]
-        writer = fast._writer_conn()  # type: ignore[attr-defined]
+        writer = fast.writer()  # type: ignore[attr-defined]
         assert writer.execute("PRAGMA mmap_size").fetchone()[0] == 0
         assert [m.text for m in store.messages.recent(s.id)] == ["hi"]
     finally:
@@ -362,7 +367,7 @@ def test_postgres_connections_keep_working_after_a_failed_statement(postgres_url
     """One cursor per connection runs all its statements: an error leaves it usable."""
     import agentkeep
 
-    store = agentkeep.connect(postgres_url).tenant("hot_path_cursor")
+    store = agentkeep.connect(postgres_url).tenant("kept_cursor")
     try:
         s = store.sessions.create()
         store.messages.append(s.id, "user", "one", idempotency_key="k")
@@ -417,3 +422,24 @@ def test_postgres_refuses_nul_anywhere_as_invalid_input(_postgres_store: Store) 
     with pytest.raises(InvalidInput, match="NUL"):
         store.messages.append(s.id, "user", "ok", extra={"x": "\x00"})
     assert store.messages.recent(s.id) == []
+
+
+def test_a_failed_append_inside_a_transaction_leaves_it_usable_and_gapless(store: Store) -> None:
+    s = store.sessions.create()
+    with store.transaction():
+        first = store.messages.append(s.id, "user", "one", id="msg_in_tx_1", idempotency_key="k")
+        with pytest.raises(Conflict):
+            store.messages.append(s.id, "user", "dup", id="msg_in_tx_1")
+        with pytest.raises(NotFound):
+            store.messages.append("sess_missing", "user", "nowhere")
+        with pytest.raises(NotFound):
+            store.tenant(store.tenant_id + "_other").messages.recent(s.id)
+        again = store.messages.append(s.id, "user", "one again", idempotency_key="k")
+        second = store.messages.append(s.id, "user", "two")
+        assert again == first
+        assert store.messages.history(s.id) == [
+            {"role": "user", "content": "one"},
+            {"role": "user", "content": "two"},
+        ]
+    assert [m.seq for m in store.messages.recent(s.id)] == [first.seq, second.seq] == [1, 2]
+    assert store.sessions.get(s.id).message_count == 2

@@ -1,0 +1,157 @@
+"""What every dialect provides: capabilities, locks, listeners, its own connections."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from agentkeep.store.message_sql import MessageSQL
+
+__all__ = ["Dialect", "Listener", "OwnConnections", "lock_key"]
+
+T = TypeVar("T")
+
+
+def lock_key(*parts: str) -> int:
+    """A signed 64-bit key for a PostgreSQL advisory lock."""
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Listener:
+    """Wakes a follower when something was written; this one only sleeps (polling).
+
+    ``wait(timeout)`` returns True when a notification arrived before the
+    timeout (the caller polls afterwards in any case).
+    """
+
+    notifying = False
+
+    def wait(self, timeout: float) -> bool:
+        if timeout > 0:
+            time.sleep(timeout)
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class OwnConnections:
+    """Driver connections a store keeps for the message statements outside a transaction.
+
+    ``write(what, work)`` runs ``work(cursor)`` in a write transaction of its
+    own, committed before it returns; ``read`` in a read. Driver errors come
+    out translated (``_errors.translate``).
+    """
+
+    def write(self, what: str, work: Callable[[Any], T]) -> T:
+        raise NotImplementedError
+
+    def read(self, what: str, work: Callable[[Any], T]) -> T:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class Dialect:
+    """Capabilities of one backend; subclasses fill them in."""
+
+    name: str
+    skip_locked: bool = False
+    embedded: bool = False
+    supports_listen: bool = False
+    session_locks: bool = False
+
+    def __init__(
+        self, url: str, *, pool_size: int = 5, max_overflow: int = 10, durability: str = "normal"
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.durability = durability
+        self.engine = self.create_engine()
+        self.message_sql = self.create_message_sql()
+        """The compiled message statements (``message_sql.py``) of this dialect."""
+
+    def create_engine(self) -> Engine:
+        raise NotImplementedError
+
+    def create_message_sql(self) -> MessageSQL:
+        raise NotImplementedError
+
+    def own_connections(self) -> OwnConnections:
+        """The driver connections a store keeps for its message statements."""
+        raise NotImplementedError
+
+    def write_guard(self) -> AbstractContextManager[object]:
+        """Held around every write transaction in this process."""
+        return nullcontext()
+
+    def read_guard(self) -> AbstractContextManager[object]:
+        """Held around every read in this process."""
+        return nullcontext()
+
+    def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
+        """Make the rest of the transaction the only writer of ``scope``."""
+
+    def migration_lock(self, conn: Connection) -> AbstractContextManager[object]:
+        """Held while a process creates or upgrades the schema."""
+        return nullcontext()
+
+    @staticmethod
+    def schema_change(conn: Connection) -> AbstractContextManager[object]:
+        """Held around a migration's transaction on ``conn`` (see SQLite's)."""
+        return nullcontext()
+
+    @staticmethod
+    def verify_schema_change(conn: Connection) -> None:
+        """Checked inside a migration's transaction, before it commits."""
+
+    def notify(self, conn: Connection, channel: str, payload: str) -> None:
+        """Wake the listeners of ``channel`` when ``conn``'s transaction commits."""
+
+    def listen(self, channel: str) -> Listener:
+        """A listener for ``channel`` (with ``supports_listen``; else one that polls)."""
+        return Listener()
+
+    def acquire_session_lock(self, conn: Connection, key: int, wait: float) -> bool:
+        """Take the lock ``key`` for ``conn``'s lifetime (``session_locks``); False after ``wait`` s."""
+        raise NotImplementedError
+
+    def release_session_lock(self, conn: Connection, key: int) -> bool:
+        """Release a lock taken with ``acquire_session_lock``; False if it was not held."""
+        raise NotImplementedError
+
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT of ``table`` that offers ``on_conflict_do_nothing`` / ``_do_update``."""
+        raise NotImplementedError
+
+    def consistent_read(self, conn: Connection) -> None:
+        """Make ``conn``'s next transaction one snapshot of the database (before its first read).
+
+        SQLite: a deferred BEGIN already reads one WAL snapshot.
+        """
+
+    def secure_delete(self, conn: Connection) -> AbstractContextManager[object]:
+        """Held around deletes whose content must not stay in the database's files."""
+        return nullcontext()
+
+    def flush_deleted(self, tables: list[str]) -> None:
+        """After such deletes committed: make the files drop what they held (see each dialect)."""
+
+    def conninfo(self) -> str:
+        """The URL a driver or a command-line tool (``pg_dump``) connects with."""
+        return self.url
+
+    def describe(self) -> str:
+        return self.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
