@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
@@ -274,14 +275,7 @@ class Sessions(Resource):
             parent = self._get_row(conn, t, session_id, for_update=True)
             state = dict(parent["state"])
             if snapshot_id is not None:
-                snap = conn.execute(
-                    sa.select(st.c.seq, st.c.state, st.c.session_id).where(
-                        st.c.tenant_id == self.tenant_id, st.c.id == snapshot_id
-                    )
-                ).first()
-                if snap is None or snap.session_id != session_id:
-                    raise NotFound("snapshot", snapshot_id)
-                at_seq, state = snap.seq, dict(snap.state)
+                at_seq, state = self._snapshot_point(conn, session_id, snapshot_id)
             if at_seq is None:
                 at_seq = parent["last_seq"]
             if at_seq > parent["last_seq"]:
@@ -290,10 +284,9 @@ class Sessions(Resource):
                     field="at_seq",
                 )
             now = utcnow_micros()
-            kind = parent["kind"]
             child: dict[str, Any] = {
                 **parent,
-                "id": new_id(_KIND_PREFIX[kind]),
+                "id": new_id(_KIND_PREFIX[parent["kind"]]),
                 "title": parent["title"] if title is UNSET else opt_text(title, "title", 1024),
                 "metadata": check_metadata(metadata)
                 if metadata is not None
@@ -307,23 +300,42 @@ class Sessions(Resource):
                 "updated_at": now,
                 "last_activity_at": now,
             }
-            rows = [
-                dict(r)
-                for r in conn.execute(
-                    sa.select(mt)
-                    .where(
-                        mt.c.tenant_id == self.tenant_id,
-                        mt.c.session_id == session_id,
-                        mt.c.seq <= at_seq,
-                    )
-                    .order_by(mt.c.seq)
-                ).mappings()
-            ]
-            child["message_count"] = len(rows)
-            conn.execute(sa.insert(t).values(child))
-            for r in rows:
-                r["id"] = new_id("msg")
-                r["session_id"] = child["id"]
-            if rows:
-                conn.execute(sa.insert(mt), rows)
+            child["message_count"] = self._copy_messages(conn, session_id, at_seq, child)
         return to_session(child)
+
+    def _snapshot_point(
+        self, conn: Connection, session_id: str, snapshot_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        """The seq and state of a snapshot of ``session_id``."""
+        snap = conn.execute(
+            sa.select(st.c.seq, st.c.state, st.c.session_id).where(
+                st.c.tenant_id == self.tenant_id, st.c.id == snapshot_id
+            )
+        ).first()
+        if snap is None or snap.session_id != session_id:
+            raise NotFound("snapshot", snapshot_id)
+        return snap.seq, dict(snap.state)
+
+    def _copy_messages(
+        self, conn: Connection, session_id: str, at_seq: int, child: dict[str, Any]
+    ) -> int:
+        """Write ``child`` with copies of the parent's messages up to ``at_seq``; how many."""
+        rows = [
+            dict(r)
+            for r in conn.execute(
+                sa.select(mt)
+                .where(
+                    mt.c.tenant_id == self.tenant_id,
+                    mt.c.session_id == session_id,
+                    mt.c.seq <= at_seq,
+                )
+                .order_by(mt.c.seq)
+            ).mappings()
+        ]
+        conn.execute(sa.insert(t).values({**child, "message_count": len(rows)}))
+        for r in rows:
+            r["id"] = new_id("msg")
+            r["session_id"] = child["id"]
+        if rows:
+            conn.execute(sa.insert(mt), rows)
+        return len(rows)

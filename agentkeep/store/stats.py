@@ -69,6 +69,64 @@ def percentiles(
     return out
 
 
+def _run_totals() -> sa.Select[int, Any, Any, Any, Any]:
+    r = runs
+    return sa.select(
+        sa.func.count(),
+        sa.func.sum(sa.case((r.c.status == "completed", 1), else_=0)),
+        sa.func.sum(sa.case((r.c.status == "failed", 1), else_=0)),
+        sa.func.sum(sa.case((r.c.status == "cancelled", 1), else_=0)),
+        sa.func.avg(r.c.iterations),
+    )
+
+
+def _usage_totals() -> sa.Select[int, Any, Any, Any, Any]:
+    u = llm_usage
+    return sa.select(
+        sa.func.count(),
+        sa.func.sum(u.c.input_tokens),
+        sa.func.sum(u.c.output_tokens),
+        sa.func.sum(u.c.cost_nano_usd),
+        sa.func.sum(sa.case((u.c.cost_nano_usd.is_(None), 1), else_=0)),
+    )
+
+
+def _tool_stats(
+    conn: Connection, where: list[sa.ColumnElement[bool]]
+) -> tuple[list[ToolStats], dict[str, int]]:
+    """Calls, errors and mean duration per tool name; calls per state."""
+    tc = tool_calls
+    failed = sa.or_(tc.c.is_error.is_(True), tc.c.state == "failed")
+    per_name = (
+        sa.select(
+            tc.c.name,
+            sa.func.count(),
+            sa.func.sum(sa.case((failed, 1), else_=0)),
+            sa.func.avg(tc.c.duration_ms),
+        )
+        .where(*where)
+        .group_by(tc.c.name)
+        .order_by(tc.c.name)
+    )
+    tools = [
+        ToolStats(
+            name=name,
+            calls=int(calls),
+            errors=int(errors or 0),
+            avg_duration_ms=float(avg) if avg is not None else None,
+        )
+        for name, calls, errors, avg in conn.execute(per_name)
+    ]
+    per_state = (
+        sa.select(tc.c.state, sa.func.count())
+        .where(*where)
+        .group_by(tc.c.state)
+        .order_by(tc.c.state)
+    )
+    by_state = {str(state): int(n) for state, n in conn.execute(per_state)}
+    return tools, by_state
+
+
 class Stats(Resource):
     """``store.stats``: totals for one agent or for the whole tenant."""
 
@@ -85,79 +143,12 @@ class Stats(Resource):
                 conds.append(table.c.agent_id == agent_id)
             return conds
 
-        r, u, tc = runs, llm_usage, tool_calls
         with self._core.read("computing stats") as conn:
-            run_row = conn.execute(
-                sa.select(
-                    sa.func.count(),
-                    sa.func.sum(sa.case((r.c.status == "completed", 1), else_=0)),
-                    sa.func.sum(sa.case((r.c.status == "failed", 1), else_=0)),
-                    sa.func.sum(sa.case((r.c.status == "cancelled", 1), else_=0)),
-                    sa.func.avg(r.c.iterations),
-                ).where(*scope(r))
-            ).one()
-            usage_row = conn.execute(
-                sa.select(
-                    sa.func.count(),
-                    sa.func.sum(u.c.input_tokens),
-                    sa.func.sum(u.c.output_tokens),
-                    sa.func.sum(u.c.cost_nano_usd),
-                    sa.func.sum(sa.case((u.c.cost_nano_usd.is_(None), 1), else_=0)),
-                ).where(*scope(u))
-            ).one()
-            latency = percentiles(conn, u.c.latency_ms, scope(u))
-            failed = sa.or_(tc.c.is_error.is_(True), tc.c.state == "failed")
-            tools = [
-                ToolStats(
-                    name=name,
-                    calls=int(calls),
-                    errors=int(errors or 0),
-                    avg_duration_ms=float(avg) if avg is not None else None,
-                )
-                for name, calls, errors, avg in conn.execute(
-                    sa.select(
-                        tc.c.name,
-                        sa.func.count(),
-                        sa.func.sum(sa.case((failed, 1), else_=0)),
-                        sa.func.avg(tc.c.duration_ms),
-                    )
-                    .where(*scope(tc))
-                    .group_by(tc.c.name)
-                    .order_by(tc.c.name)
-                )
-            ]
-            by_state = {
-                str(state): int(n)
-                for state, n in conn.execute(
-                    sa.select(tc.c.state, sa.func.count())
-                    .where(*scope(tc))
-                    .group_by(tc.c.state)
-                    .order_by(tc.c.state)
-                )
-            }
-            sess_where = scope(sessions)
-            n_sessions = self._count(conn, sessions, sess_where)
-            if agent_id is None:
-                n_messages = self._count(conn, messages, [messages.c.tenant_id == tenant])
-                n_snapshots = self._count(conn, snapshots, [snapshots.c.tenant_id == tenant])
-            else:
-                agent_sessions = sa.select(sessions.c.id).where(*sess_where)
-                n_messages = self._count(
-                    conn,
-                    messages,
-                    [
-                        messages.c.tenant_id == tenant,
-                        sa.or_(
-                            messages.c.agent_id == agent_id,
-                            messages.c.session_id.in_(agent_sessions),
-                        ),
-                    ],
-                )
-                n_snapshots = self._count(
-                    conn,
-                    snapshots,
-                    [snapshots.c.tenant_id == tenant, snapshots.c.session_id.in_(agent_sessions)],
-                )
+            run_row = conn.execute(_run_totals().where(*scope(runs))).one()
+            usage_row = conn.execute(_usage_totals().where(*scope(llm_usage))).one()
+            latency = percentiles(conn, llm_usage.c.latency_ms, scope(llm_usage))
+            tools, by_state = _tool_stats(conn, scope(tool_calls))
+            n_sessions, n_messages, n_snapshots = self._contents(conn, scope(sessions), agent_id)
         total_runs, completed, failed_runs, cancelled, avg_iter = run_row
         calls, input_tokens, output_tokens, cost_nano, unpriced = usage_row
         calls = int(calls)
@@ -187,6 +178,28 @@ class Stats(Resource):
             snapshots=n_snapshots,
             sessions=n_sessions,
         )
+
+    def _contents(
+        self, conn: Connection, sess_where: list[sa.ColumnElement[bool]], agent_id: str | None
+    ) -> tuple[int, int, int]:
+        """How many sessions, messages and snapshots (of the agent's sessions, if given)."""
+        tenant = self.tenant_id
+        n_sessions = self._count(conn, sessions, sess_where)
+        if agent_id is None:
+            n_messages = self._count(conn, messages, [messages.c.tenant_id == tenant])
+            n_snapshots = self._count(conn, snapshots, [snapshots.c.tenant_id == tenant])
+            return n_sessions, n_messages, n_snapshots
+        agent_sessions = sa.select(sessions.c.id).where(*sess_where)
+        in_agent = sa.or_(
+            messages.c.agent_id == agent_id, messages.c.session_id.in_(agent_sessions)
+        )
+        n_messages = self._count(conn, messages, [messages.c.tenant_id == tenant, in_agent])
+        n_snapshots = self._count(
+            conn,
+            snapshots,
+            [snapshots.c.tenant_id == tenant, snapshots.c.session_id.in_(agent_sessions)],
+        )
+        return n_sessions, n_messages, n_snapshots
 
     @staticmethod
     def _count(conn: Connection, table: sa.Table, where: list[sa.ColumnElement[bool]]) -> int:

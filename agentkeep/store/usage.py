@@ -42,6 +42,96 @@ _MAX_COUNT = 2**62
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _rollup_key(by: str) -> sa.ColumnElement[Any]:
+    """The column a rollup groups by, labelled ``key``."""
+    key: sa.ColumnElement[Any]
+    if by == "day":
+        # Integer division of non-negative micros: the same on SQLite and PostgreSQL.
+        key = t.c.created_at // sa.literal(_DAY_MICROS, sa.BigInteger())
+    else:
+        key = {
+            "model": t.c.model,
+            "agent": t.c.agent_id,
+            "user": t.c.user_id,
+            "provider": t.c.provider,
+        }[by]
+    return key.label("key")
+
+
+def _rollup_select(key: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """The sums of one rollup group per ``key``."""
+    f = sa.func
+    return sa.select(
+        key,
+        f.count().label("calls"),
+        f.sum(sa.case((t.c.status == "error", 1), else_=0)).label("error_calls"),
+        f.sum(t.c.input_tokens).label("input_tokens"),
+        f.sum(t.c.output_tokens).label("output_tokens"),
+        f.sum(t.c.cached_tokens).label("cached_tokens"),
+        f.sum(t.c.reasoning_tokens).label("reasoning_tokens"),
+        f.sum(t.c.cost_nano_usd).label("cost_nano_usd"),
+        f.sum(sa.case((t.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced_calls"),
+    ).group_by(key)
+
+
+def _to_rollup(row: Mapping[Any, Any], by: str) -> UsageRollup:
+    raw = row["key"]
+    if raw is None:
+        label = None
+    elif by == "day":
+        label = (_EPOCH + timedelta(days=int(raw))).strftime("%Y-%m-%d")
+    else:
+        label = str(raw)
+    cost = row["cost_nano_usd"]
+    return UsageRollup(
+        key=label,
+        calls=int(row["calls"]),
+        error_calls=int(row["error_calls"] or 0),
+        input_tokens=int(row["input_tokens"] or 0),
+        output_tokens=int(row["output_tokens"] or 0),
+        cached_tokens=int(row["cached_tokens"] or 0),
+        reasoning_tokens=int(row["reasoning_tokens"] or 0),
+        cost_usd=from_nano(int(cost) if cost is not None else None),
+        unpriced_calls=int(row["unpriced_calls"] or 0),
+    )
+
+
+def _check_tokens(values: dict[str, Any]) -> None:
+    """Cached tokens are counted in the input, reasoning tokens in the output."""
+    if values["cached_tokens"] > values["input_tokens"]:
+        raise InvalidInput(
+            "cannot exceed input_tokens (input_tokens counts cached tokens too)",
+            field="cached_tokens",
+        )
+    if values["reasoning_tokens"] > values["output_tokens"]:
+        raise InvalidInput(
+            "cannot exceed output_tokens (output_tokens counts reasoning tokens too)",
+            field="reasoning_tokens",
+        )
+
+
+def _cost(values: dict[str, Any], cost_usd: Decimal | None) -> dict[str, Any]:
+    """The cost columns: the caller's cost, else the price table's, else unknown."""
+    given = check_cost(cost_usd)
+    if given is not None:
+        return {"cost_nano_usd": to_nano(given), "cost_source": "caller", "price_version": None}
+    priced = price_from_table(
+        values["provider"],
+        values["model"],
+        input_tokens=values["input_tokens"],
+        cached_tokens=values["cached_tokens"],
+        output_tokens=values["output_tokens"],
+        at=_EPOCH + timedelta(microseconds=values["created_at"]),
+    )
+    if priced is None:
+        return {"cost_nano_usd": None, "cost_source": None, "price_version": None}
+    return {
+        "cost_nano_usd": to_nano(priced[0]),
+        "cost_source": "price_table",
+        "price_version": priced[1],
+    }
+
+
 def to_usage(row: Mapping[str, Any]) -> LLMUsage:
     data = row_times(row, "created_at")
     data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
@@ -128,43 +218,14 @@ class Usage(Resource):
         if status not in _STATUSES:
             raise InvalidInput("must be 'success' or 'error'", field="status")
         values["status"] = status
-        if values["cached_tokens"] > values["input_tokens"]:
-            raise InvalidInput(
-                "cannot exceed input_tokens (input_tokens counts cached tokens too)",
-                field="cached_tokens",
-            )
-        if values["reasoning_tokens"] > values["output_tokens"]:
-            raise InvalidInput(
-                "cannot exceed output_tokens (output_tokens counts reasoning tokens too)",
-                field="reasoning_tokens",
-            )
+        _check_tokens(values)
         values["prompt_length"] = len(prompt) if prompt is not None else None
         values["response_length"] = len(response) if response is not None else None
         if created_at is not None and not isinstance(created_at, datetime):
             raise InvalidInput("must be a datetime", field="created_at")
         given_at = to_micros(created_at)
-        when = given_at if given_at is not None else utcnow_micros()
-        values["created_at"] = when
-        given = check_cost(cost_usd)
-        cost_nano: int | None = None
-        source: str | None = None
-        version: str | None = None
-        if given is not None:
-            cost_nano, source = to_nano(given), "caller"
-        else:
-            priced = price_from_table(
-                values["provider"],
-                values["model"],
-                input_tokens=values["input_tokens"],
-                cached_tokens=values["cached_tokens"],
-                output_tokens=values["output_tokens"],
-                at=_EPOCH + timedelta(microseconds=when),
-            )
-            if priced is not None:
-                cost_nano, source, version = to_nano(priced[0]), "price_table", priced[1]
-        values["cost_nano_usd"] = cost_nano
-        values["cost_source"] = source
-        values["price_version"] = version
+        values["created_at"] = given_at if given_at is not None else utcnow_micros()
+        values.update(_cost(values, cost_usd))
         with self._core.write("recording LLM usage") as conn:
             conn.execute(sa.insert(t).values(values))
         return to_usage(values)
@@ -267,60 +328,9 @@ class Usage(Resource):
             created_after=created_after,
             created_before=created_before,
         )
-        key: sa.ColumnElement[Any]
-        if by == "day":
-            # Integer division of non-negative micros: the same on SQLite and PostgreSQL.
-            key = t.c.created_at // sa.literal(_DAY_MICROS, sa.BigInteger())
-        else:
-            key = {
-                "model": t.c.model,
-                "agent": t.c.agent_id,
-                "user": t.c.user_id,
-                "provider": t.c.provider,
-            }[by]
-        key = key.label("key")
-        stmt = (
-            sa.select(
-                key,
-                sa.func.count().label("calls"),
-                sa.func.sum(sa.case((t.c.status == "error", 1), else_=0)).label("error_calls"),
-                sa.func.sum(t.c.input_tokens).label("input_tokens"),
-                sa.func.sum(t.c.output_tokens).label("output_tokens"),
-                sa.func.sum(t.c.cached_tokens).label("cached_tokens"),
-                sa.func.sum(t.c.reasoning_tokens).label("reasoning_tokens"),
-                sa.func.sum(t.c.cost_nano_usd).label("cost_nano_usd"),
-                sa.func.sum(sa.case((t.c.cost_nano_usd.is_(None), 1), else_=0)).label(
-                    "unpriced_calls"
-                ),
-            )
-            .where(t.c.tenant_id == self.tenant_id, *where)
-            .group_by(key)
-        )
+        stmt = _rollup_select(_rollup_key(by)).where(t.c.tenant_id == self.tenant_id, *where)
         with self._core.read() as conn:
             rows = list(conn.execute(stmt).mappings())
-        out = []
-        for row in rows:
-            raw = row["key"]
-            if raw is None:
-                label = None
-            elif by == "day":
-                label = (_EPOCH + timedelta(days=int(raw))).strftime("%Y-%m-%d")
-            else:
-                label = str(raw)
-            out.append(
-                UsageRollup(
-                    key=label,
-                    calls=int(row["calls"]),
-                    error_calls=int(row["error_calls"] or 0),
-                    input_tokens=int(row["input_tokens"] or 0),
-                    output_tokens=int(row["output_tokens"] or 0),
-                    cached_tokens=int(row["cached_tokens"] or 0),
-                    reasoning_tokens=int(row["reasoning_tokens"] or 0),
-                    cost_usd=from_nano(
-                        int(row["cost_nano_usd"]) if row["cost_nano_usd"] is not None else None
-                    ),
-                    unpriced_calls=int(row["unpriced_calls"] or 0),
-                )
-            )
+        out = [_to_rollup(row, by) for row in rows]
         out.sort(key=lambda r: (r.key is None, r.key or ""))
         return out
