@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from agentkeep._aio_util import aiter_thread
+from agentkeep._aio_util import aiter_thread, arun_op
 from agentkeep.models import (
     Agent,
     Backup,
@@ -332,7 +332,7 @@ class AsyncMessages:
         id: str | None = None,
     ) -> Message:
         """Append one message, durably; returns it with its ``seq``."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.append,
             session_id,
             role,
@@ -349,7 +349,7 @@ class AsyncMessages:
         self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
     ) -> builtins.list[Message]:
         """Append several messages in one transaction, in the given order."""
-        return await asyncio.to_thread(self.sync.append_many, session_id, messages)
+        return await arun_op(self.sync.append_many, session_id, messages)
 
     async def delete(self, message_id: str) -> None:
         """Delete one message; the others keep their ``seq``."""
@@ -361,7 +361,7 @@ class AsyncMessages:
 
     async def history(self, session_id: str, n: int = 20) -> builtins.list[dict[str, Any]]:
         """The last ``n`` messages as chat messages, oldest first: what a model is sent."""
-        return await asyncio.to_thread(self.sync.history, session_id, n)
+        return await arun_op(self.sync.history, session_id, n)
 
     async def list(
         self,
@@ -398,7 +398,7 @@ class AsyncMessages:
 
     async def recent(self, session_id: str, n: int = 20) -> builtins.list[Message]:
         """The last ``n`` messages of a session, oldest first."""
-        return await asyncio.to_thread(self.sync.recent, session_id, n)
+        return await arun_op(self.sync.recent, session_id, n)
 
     async def update(
         self,

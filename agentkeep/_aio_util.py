@@ -1,4 +1,4 @@
-"""Run sync iterators and context managers from async code, in worker threads."""
+"""The async API's runners: native operations, and sync iterators and context managers in threads."""
 
 from __future__ import annotations
 
@@ -6,12 +6,25 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["acm_thread", "aiter_thread"]
+__all__ = ["acm_thread", "aiter_thread", "arun_op"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _DONE: Any = object()
+
+
+async def arun_op(method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Await an operation of the sync store (a method made by ``store._steps.op``), natively.
+
+    The same generator the sync method runs, driven by the store's async
+    connections (``Core.arun_op``): no worker thread per call.
+    """
+    resource: Any = getattr(method, "__self__")  # noqa: B009 (a bound method's owner)
+    operation = getattr(method, "op")(resource, *args, **kwargs)  # noqa: B009
+    result: T = await resource._core.arun_op(operation)
+    return result
 
 
 async def aiter_thread(

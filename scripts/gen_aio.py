@@ -1,8 +1,10 @@
 """Generate agentkeep/_aio_resources.py: the typed async twins of the entity stores.
 
 Every operation is written once, in the sync store; this script derives the
-awaitable methods (run in a worker thread) with the same signatures, so
-editors and mypy see real types. tests/test_generated.py fails when the file
+awaitable methods with the same signatures, so editors and mypy see real
+types: an operation made with ``store._steps.op`` (the message operations)
+is awaited natively (``_aio_util.arun_op``: the same generator, driven by the
+store's async connections); any other method runs in a worker thread. tests/test_generated.py fails when the file
 is stale: run ``python scripts/gen_aio.py`` after changing a store method.
 """
 
@@ -149,6 +151,14 @@ def main() -> None:
                         f"        return aiter_thread(functools.partial({fn_ref}, {args}), cancel=cancel)"
                     )
                 lines += [f"    def {name}({arglist}) -> {ret}:", f'        """{first}"""', body]
+            elif hasattr(fn, "op"):  # an operation written once (store._steps): run natively
+                ret = re.sub(r"^Op\[(.*)\]$", r"\1", ret)
+                imports.setdefault("agentkeep._aio_util", set()).add("arun_op")
+                lines += [
+                    f"    async def {name}({arglist}) -> {ret}:",
+                    f'        """{first}"""',
+                    f"        return await arun_op({fn_ref}, {args})",
+                ]
             else:
                 lines += [
                     f"    async def {name}({arglist}) -> {ret}:",

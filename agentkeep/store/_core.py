@@ -9,14 +9,16 @@ once the outermost write commits, and is dropped when the write (or the
 savepoint it was registered in) rolls back, like SQLAlchemy's
 ``after_commit`` event. Driver errors are translated on the way out.
 
-``run_write()`` / ``run_read()`` run the compiled message statements
-(``message_sql.py``) on a driver cursor: the current transaction's connection
-when this thread has one open (a write in a savepoint of it), else one of the
-dialect's own kept connections (``dialects/``) in a transaction of its own.
+``run_op()`` runs an operation written once (``_steps``): its statements on a
+driver cursor, the current transaction's connection when this thread has one
+open (a write in a savepoint of it), else one of the dialect's own kept
+connections (``dialects/``) in a transaction of its own. ``arun_op()`` runs
+the same operation for the async API on the dialect's async connections.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -25,14 +27,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
+from agentkeep.errors import AgentkeepError
 from agentkeep.store._errors import translating
+from agentkeep.store._steps import Op, Read, Steps, run_steps
 from agentkeep.store.dialects import Dialect
+from agentkeep.store.dialects.base import AsyncConnections
 from agentkeep.store.message_sql import MessageSQL
 
 __all__ = ["Core"]
 
 log = logging.getLogger("agentkeep.store")
 T = TypeVar("T")
+
+
+def _run_new_steps(steps: Callable[[], Steps[T]], cur: Any) -> T:
+    return run_steps(cur, steps())
 
 
 def _cursor(conn: Connection) -> Any:
@@ -68,6 +77,7 @@ class Core:
         self.message_sql: MessageSQL = dialect.message_sql
         self.own = dialect.own_connections()
         """The dialect's own driver connections, for the message statements outside a transaction."""
+        self._aio: AsyncConnections | None = None
 
     def _current(self) -> Connection | None:
         return self._local.conn
@@ -158,9 +168,66 @@ class Core:
         with translating(what):
             return work(_cursor(conn))
 
+    def run_op(self, operation: Op[T]) -> T:
+        """Run an operation (``_steps``): each of its reads and writes, in order."""
+        value: Any = None
+        error: AgentkeepError | None = None
+        while True:
+            try:
+                request = operation.send(value) if error is None else operation.throw(error)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            value, error = None, None
+            work = functools.partial(_run_new_steps, request.steps)
+            try:
+                if type(request) is Read:
+                    value = self.run_read(request.what, work)
+                else:
+                    value = self.run_write(request.what, work)
+            except AgentkeepError as exc:
+                error = exc
+
+    @property
+    def aio(self) -> AsyncConnections:
+        """The dialect's async connections (made on first use)."""
+        if self._aio is None:
+            with self.dialect.write_guard():
+                if self._aio is None:
+                    self._aio = self.dialect.async_connections(self.own)
+        return self._aio
+
+    async def arun_op(self, operation: Op[T]) -> T:
+        """``run_op`` for the async API: on the async connections, no thread hop per call.
+
+        Inside a transaction this thread opened (the sync API's), the
+        operation joins it, as ``run_op`` would.
+        """
+        if self._local.conn is not None:
+            return self.run_op(operation)
+        aio = self.aio
+        value: Any = None
+        error: AgentkeepError | None = None
+        while True:
+            try:
+                request = operation.send(value) if error is None else operation.throw(error)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            value, error = None, None
+            try:
+                if type(request) is Read:
+                    value = await aio.read(request.what, request.steps)
+                else:
+                    value = await aio.write(request.what, request.steps)
+            except AgentkeepError as exc:
+                error = exc
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self._aio is not None:
+                self._aio.close()
             self.own.close()
             self.dialect.dispose()
 

@@ -4,10 +4,10 @@ Every statement that appends or reads messages is built here from the
 SQLAlchemy tables of ``schema.py`` and compiled once per dialect to the
 driver's SQL string (SQLAlchemy's compilation costs tens of microseconds per
 statement; an append that the database does in 25 µs must not pay it each
-time). ``MessageSQL`` runs them on a driver cursor: the store's own kept
+time). ``MessageSQL``'s units of work yield them to a driver cursor: the store's own kept
 connection outside a transaction, the transaction's connection inside one
-(``Core.run_write`` / ``Core.run_read`` decide), so each operation has one
-implementation, whatever the caller.
+(``Core.run_op`` / ``Core.arun_op`` decide), so each operation has one
+implementation, whatever the caller, sync or async.
 
 Rows passed between the statements and ``messages.py`` are named:
 :class:`NewRow` (a validated message about to be written), :class:`StoredRow`
@@ -54,6 +54,7 @@ import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
 
+from agentkeep.store._steps import Steps, Stmt
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
 
@@ -105,7 +106,7 @@ class StoredRow(NamedTuple):
     ``rest`` is NULL when run, agent, idempotency key, metadata and extra are
     all empty, else their JSON array (:class:`Extras`); on PostgreSQL
     (``MessageSQL.text_column``) ``content`` is a plain message's text and the
-    rest carries any other content as a sixth element.
+    rest, never NULL for another message, carries its content as a sixth element.
     """
 
     id: str
@@ -342,12 +343,13 @@ def unstored(
 
 
 class MessageSQL:
-    """The compiled message statements of one dialect, and the operations over them.
+    """The compiled message statements of one dialect, and the units of work over them.
 
-    ``append`` and ``recent`` take a driver cursor: the caller (``Core``)
-    gives the one of the current transaction, or of a kept connection inside
-    a transaction of its own. Subclasses (one per dialect, in
-    ``store/dialects/``) build the statements that differ.
+    ``append``, ``recent`` and ``exists`` do no I/O: they yield the statements
+    to run (:class:`Stmt`) and get back what each returned (``_steps``), so one
+    implementation serves a sync cursor (the current transaction's, or a kept
+    connection's in a transaction of its own) and an async one. Subclasses (one
+    per dialect, in ``store/dialects/``) build the statements that differ.
     """
 
     #: ``load_json(value)`` turns a JSON column as the driver returns it into Python.
@@ -375,17 +377,17 @@ class MessageSQL:
         return sa.select(t.c.id, t.c.seq, t.c.role, t.c.content, t.c.created_at, self.rest())
 
     def rest(self) -> sa.ColumnElement[Any]:
+        """NULL when the usually-empty columns are, else their JSON array (:class:`Extras`)."""
         raise NotImplementedError
 
     def append(
         self,
-        cur: Any,
         tenant_id: str,
         session_id: str,
         rows: Sequence[NewRow],
         ids: Sequence[str],
         clock: Callable[[], int],
-    ) -> Appended:
+    ) -> Steps[Appended]:
         """Append ``rows`` (with ``ids``) after the session's last message.
 
         Rows whose idempotency key is stored already are not written; their
@@ -395,42 +397,40 @@ class MessageSQL:
         keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         found: list[StoredRow] = []
         if keys:
-            found = self.find_keys(cur, tenant_id, session_id, keys)
+            found = yield from self.find_keys(tenant_id, session_id, keys)
             rows, ids = unstored(rows, ids, found)
         now = clock()
         if not rows:  # every key was stored: the session exists
             return Appended(found, 0, now)
-        return Appended(found, self.insert(cur, tenant_id, session_id, rows, ids, now), now)
+        last = yield from self.insert(tenant_id, session_id, rows, ids, now)
+        return Appended(found, last, now)
 
     def find_keys(
-        self, cur: Any, tenant_id: str, session_id: str, keys: Sequence[str]
-    ) -> list[StoredRow]:
+        self, tenant_id: str, session_id: str, keys: Sequence[str]
+    ) -> Steps[list[StoredRow]]:
         raise NotImplementedError
 
     def insert(
         self,
-        cur: Any,
         tenant_id: str,
         session_id: str,
         rows: Sequence[NewRow],
         ids: Sequence[str],
         now: int,
-    ) -> int | None:
+    ) -> Steps[int | None]:
         """Write ``rows`` after the session's last message; its new ``last_seq`` (None: no session)."""
         raise NotImplementedError
 
     def recent(
-        self, cur: Any, tenant_id: str, session_id: str, n: int, chat: bool = False
-    ) -> list[Any] | None:
+        self, tenant_id: str, session_id: str, n: int, chat: bool = False
+    ) -> Steps[list[Any] | None]:
         """The last ``n`` rows of a session, oldest first; None if there is no session.
 
         :class:`StoredRow` fields, or with ``chat`` only (role, content).
         """
         raise NotImplementedError
 
-    def exists(self, cur: Any, tenant_id: str, session_id: str) -> bool:
+    def exists(self, tenant_id: str, session_id: str) -> Steps[bool]:
         """Whether the session exists (in this tenant)."""
-        return (
-            cur.execute(self.session_exists, {"t": tenant_id, "s": session_id}).fetchone()
-            is not None
-        )
+        found = yield Stmt(self.session_exists, {"t": tenant_id, "s": session_id})
+        return bool(found)

@@ -37,6 +37,7 @@ from agentkeep.models.common import (
 from agentkeep.models.messages import ROLES
 from agentkeep.store._base import Resource, Row, paginate, time_range
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
+from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
 from agentkeep.store._validate import UNSET, check_object, opt_text
 from agentkeep.store.message_sql import Appended, Extras, MessageSQL, NewRow, StoredRow
 from agentkeep.store.schema import messages as t
@@ -104,6 +105,8 @@ def _from_rows(
     """Messages from stored rows (:class:`StoredRow`, as the driver returns them).
 
     What ``_construct`` does, inlined in one loop: this runs once per message read.
+    Each message's values are one dict display in field order (cheaper than a
+    copy of a template and a store per field).
     """
     load, load_content = sql.load_json, sql.load_content
     head, tail, text_column = sql.text_head, sql.text_tail, sql.text_column
@@ -112,18 +115,10 @@ def _from_rows(
     append = out.append
     new, set_dict, fields = _new, _set_dict, _ALL_SET
     set_fields_set, set_extra, set_private = _set_fields_set, _set_extra, _set_private
-    copy = _template(tenant_id, session_id).copy
     epoch, micros = EPOCH, timedelta
-    last_micros, last_time = -1, epoch
     for ident, seq, role, content, created, rest in rows:
-        if created != last_micros:
-            last_micros, last_time = created, epoch + micros(0, 0, created)
-        values = copy()
-        values["id"] = ident
-        values["seq"] = seq
-        values["role"] = role
         if text_column:  # the text of a plain message; other contents come in the rest
-            values["content"] = [{"text": content, "type": "text"}]
+            blocks: Any = [{"text": content, "type": "text"}]
         # One text block with nothing to unescape (``load_content``'s fast case, inlined;
         # removeprefix/removesuffix take one argument, where startswith parses a tuple).
         elif (
@@ -132,22 +127,28 @@ def _from_rows(
             and '"' not in text
             and "\\" not in text
         ):
-            values["content"] = [{"type": "text", "text": text}]
+            blocks = [{"type": "text", "text": text}]
         else:
-            values["content"] = load_content(content)
-        if rest is None:
-            values["metadata"] = {}
-            values["extra"] = {}
-        else:
+            blocks = load_content(content)
+        values = {
+            "id": ident,
+            "tenant_id": tenant_id,
+            "session_id": session_id,
+            "seq": seq,
+            "role": role,
+            "content": blocks,
+            "run_id": None,
+            "agent_id": None,
+            "idempotency_key": None,
+            "metadata": {},
+            "extra": {},
+            "created_at": epoch + micros(0, 0, created),
+        }
+        if rest is not None:  # the usual message has none of these
             found = Extras(*load(rest))
-            values["run_id"] = found.run_id
-            values["agent_id"] = found.agent_id
-            values["idempotency_key"] = found.idempotency_key
-            values["metadata"] = found.metadata
-            values["extra"] = found.extra
-            if text_column:
-                values["content"] = found.content
-        values["created_at"] = last_time
+            values.update(found._asdict())
+            if not text_column:
+                values["content"] = blocks
         m = new(Message)
         set_dict(m, values)
         set_fields_set(m, fields)
@@ -331,6 +332,7 @@ class Messages(Resource):
             text,
         )
 
+    @op
     def append(
         self,
         session_id: str,
@@ -343,27 +345,29 @@ class Messages(Resource):
         metadata: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
         id: str | None = None,
-    ) -> Message:
+    ) -> Op[Message]:
         """Append one message, durably; returns it with its ``seq``.
 
         With an ``idempotency_key`` already used in this session, returns the
         stored message instead of writing a duplicate.
         """
         row = self._row(role, content, run_id, agent_id, idempotency_key, metadata, extra, id, "")
-        return self._write(session_id, [row])[0]
+        written = yield from self._write(session_id, [row])
+        return written[0]
 
+    @op
     def append_many(
         self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
-    ) -> builtins.list[Message]:
+    ) -> Op[builtins.list[Message]]:
         """Append several messages in one transaction, in the given order."""
         if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
             raise InvalidInput("must be a list of messages", field="messages")
         rows = [self._prepare(m, i) for i, m in enumerate(messages)]
         if not rows:
             return []
-        return self._write(session_id, rows)
+        return (yield from self._write(session_id, rows))
 
-    def _write(self, session_id: str, rows: builtins.list[NewRow]) -> builtins.list[Message]:
+    def _write(self, session_id: str, rows: builtins.list[NewRow]) -> Op[builtins.list[Message]]:
         keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         if len(set(keys)) != len(keys):
             raise InvalidInput("repeats an idempotency_key", field="messages")
@@ -378,16 +382,17 @@ class Messages(Resource):
             ids = [ident for ident in given if ident is not None]
         tenant, sql = self.tenant_id, self._core.message_sql
 
-        def work(cur: Any) -> Appended:
-            return sql.append(cur, tenant, session_id, rows, ids, utcnow_micros)
+        def steps() -> Steps[Appended]:
+            return sql.append(tenant, session_id, rows, ids, utcnow_micros)
 
+        done: Appended
         try:
-            done = self._core.run_write("appending a message", work)
+            done = yield Write("appending a message", steps)
         except Conflict:
             if not keys:
                 raise
             # A concurrent writer stored one of these keys first: answer with what it stored.
-            done = self._core.run_write("appending a message", work)
+            done = yield Write("appending a message", steps)
         if done.last is None:
             raise NotFound("session", session_id)
         existing: dict[str, Message] = {}
@@ -496,13 +501,14 @@ class Messages(Resource):
                 self._require_session(session_id)
             return page
 
-    def recent(self, session_id: str, n: int = 20) -> builtins.list[Message]:
+    @op
+    def recent(self, session_id: str, n: int = 20) -> Op[builtins.list[Message]]:
         """The last ``n`` messages of a session, oldest first."""
-        sql = self._core.message_sql
-        found = self._last(session_id, n, chat=False)
-        return _from_rows(self.tenant_id, session_id, found, sql)
+        found = yield from self._last(session_id, n, chat=False)
+        return _from_rows(self.tenant_id, session_id, found, self._core.message_sql)
 
-    def history(self, session_id: str, n: int = 20) -> builtins.list[dict[str, Any]]:
+    @op
+    def history(self, session_id: str, n: int = 20) -> Op[builtins.list[dict[str, Any]]]:
         """The last ``n`` messages as chat messages, oldest first: what a model is sent.
 
         Each is ``{"role": ..., "content": ...}``, the content a string for a
@@ -510,18 +516,19 @@ class Messages(Resource):
         take them. The read an agent makes every turn: only role and content are
         read, and no :class:`Message` is built (``recent()`` gives those).
         """
-        return _chat_from_rows(self._last(session_id, n, chat=True), self._core.message_sql)
+        found = yield from self._last(session_id, n, chat=True)
+        return _chat_from_rows(found, self._core.message_sql)
 
-    def _last(self, session_id: str, n: int, *, chat: bool) -> builtins.list[Any]:
+    def _last(self, session_id: str, n: int, *, chat: bool) -> Op[builtins.list[Any]]:
         """The rows of a session's last ``n`` messages, oldest first; NotFound without the session."""
         if type(n) is not int or not 0 < n <= MAX_LIMIT:
             check_limit(n, "n")
         tenant, sql = self.tenant_id, self._core.message_sql
 
-        def work(cur: Any) -> builtins.list[Any] | None:
-            return sql.recent(cur, tenant, session_id, n, chat)
+        def steps() -> Steps[builtins.list[Any] | None]:
+            return sql.recent(tenant, session_id, n, chat)
 
-        found = self._core.run_read("reading messages", work)
+        found: builtins.list[Any] | None = yield Read("reading messages", steps)
         if found is None:
             raise NotFound("session", session_id)
         return found
@@ -529,6 +536,6 @@ class Messages(Resource):
     def _require_session(self, session_id: str) -> None:
         tenant, sql = self.tenant_id, self._core.message_sql
         if not self._core.run_read(
-            "reading a session", lambda cur: sql.exists(cur, tenant, session_id)
+            "reading a session", lambda cur: run_steps(cur, sql.exists(tenant, session_id))
         ):
             raise NotFound("session", session_id)

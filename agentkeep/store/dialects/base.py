@@ -6,14 +6,15 @@ import hashlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from agentkeep.store._steps import Steps
 from agentkeep.store.message_sql import MessageSQL
 
-__all__ = ["Dialect", "Listener", "OwnConnections", "lock_key"]
+__all__ = ["AsyncConnections", "Dialect", "Listener", "OwnConnections", "lock_key"]
 
 T = TypeVar("T")
 
@@ -60,6 +61,20 @@ class OwnConnections:
         pass
 
 
+class AsyncConnections(Protocol):
+    """Where the async API runs the message statements, without a thread hop per call.
+
+    ``await write(what, steps)`` runs ``steps()`` (``_steps.Steps``) in a
+    write committed before it returns; ``read`` in a read.
+    """
+
+    async def write(self, what: str, steps: Callable[[], Steps[Any]]) -> Any: ...
+
+    async def read(self, what: str, steps: Callable[[], Steps[Any]]) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 class Dialect:
     """Capabilities of one backend; subclasses fill them in."""
 
@@ -88,6 +103,10 @@ class Dialect:
 
     def own_connections(self) -> OwnConnections:
         """The driver connections a store keeps for its message statements."""
+        raise NotImplementedError
+
+    def async_connections(self, own: OwnConnections) -> AsyncConnections:
+        """The async API's connections for the message statements (``own``: the sync ones)."""
         raise NotImplementedError
 
     def write_guard(self) -> AbstractContextManager[object]:

@@ -28,7 +28,9 @@ from sqlalchemy.engine import Connection, Engine
 from agentkeep.errors import AgentkeepError
 from agentkeep.store._errors import translate
 from agentkeep.store._idle import Idle
+from agentkeep.store._steps import Steps, Stmt
 from agentkeep.store.dialects.base import Dialect, Listener, OwnConnections, lock_key
+from agentkeep.store.dialects.postgresql_async import PostgresAsyncConnections
 from agentkeep.store.message_sql import (
     INSERT_COLUMNS,
     MessageSQL,
@@ -177,23 +179,22 @@ class PostgresMessageSQL(MessageSQL):
         return sa.insert(t).from_select(INSERT_COLUMNS, select_).returning(t.c.seq)
 
     def find_keys(
-        self, cur: Any, tenant_id: str, session_id: str, keys: Sequence[str]
-    ) -> list[StoredRow]:
+        self, tenant_id: str, session_id: str, keys: Sequence[str]
+    ) -> Steps[list[StoredRow]]:
         # Outside a transaction a concurrent writer may store one of these keys
         # between this read and the insert; the unique index then refuses the
         # insert (Conflict) and the caller reads again.
-        params = {"t": tenant_id, "s": session_id, "keys": list(keys)}
-        return [StoredRow._make(r) for r in cur.execute(self.find, params).fetchall()]
+        found = yield Stmt(self.find, {"t": tenant_id, "s": session_id, "keys": list(keys)})
+        return [StoredRow._make(r) for r in found]
 
     def insert(
         self,
-        cur: Any,
         tenant_id: str,
         session_id: str,
         rows: Sequence[NewRow],
         ids: Sequence[str],
         now: int,
-    ) -> int | None:
+    ) -> Steps[int | None]:
         n = len(rows)
         if n == 1:
             row = rows[0]
@@ -207,27 +208,27 @@ class PostgresMessageSQL(MessageSQL):
                     "v_content": row.content_json(),
                     "v_content_types": row.content_types,
                 }
-                found = cur.execute(self.insert_plain, params).fetchall()
+                found = yield Stmt(self.insert_plain, params)
             else:
                 params = full_params(row, ids[0], 0)
                 params.update(now=now, t=tenant_id, s=session_id)
-                found = cur.execute(self.insert_one, params).fetchall()
+                found = yield Stmt(self.insert_one, params)
         else:
             written = [full_params(r, i, 0) for i, r in zip(ids, rows, strict=True)]
             params = {"n": n, "now": now, "t": tenant_id, "s": session_id}
             for name, column in zip(_BATCH, _FULL_NAMES, strict=True):
                 params[f"{name}s"] = [w[column] for w in written]
-            found = cur.execute(self.insert_many, params).fetchall()
+            found = yield Stmt(self.insert_many, params)
         if not found:
             return None
         return max(int(r[0]) for r in found)
 
     def recent(
-        self, cur: Any, tenant_id: str, session_id: str, n: int, chat: bool = False
-    ) -> list[Any] | None:
+        self, tenant_id: str, session_id: str, n: int, chat: bool = False
+    ) -> Steps[list[Any] | None]:
         sql_ = self.recent_chat if chat else self.recent_rows
-        rows: list[Any] = cur.execute(sql_, {"t": tenant_id, "s": session_id, "n": n}).fetchall()
-        if not rows and not self.exists(cur, tenant_id, session_id):
+        rows: list[Any] = yield Stmt(sql_, {"t": tenant_id, "s": session_id, "n": n})
+        if not rows and not (yield from self.exists(tenant_id, session_id)):
             return None
         rows.reverse()
         return rows
@@ -448,6 +449,12 @@ class PostgresDialect(Dialect):
 
     def own_connections(self) -> PostgresConnections:
         return PostgresConnections(self)
+
+    def async_connections(self, own: OwnConnections) -> PostgresAsyncConnections:
+        size = self.pool_size + self.max_overflow
+        return PostgresAsyncConnections(
+            self.conninfo(), synchronous_commit=self.synchronous_commit, size=size
+        )
 
     def conninfo(self) -> str:
         """The URL as libpq takes it (for connections outside the pool)."""

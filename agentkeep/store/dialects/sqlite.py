@@ -29,7 +29,9 @@ from sqlalchemy.pool import StaticPool
 from agentkeep.errors import AgentkeepError, InvalidInput, SchemaError, StoreUnavailable
 from agentkeep.store._errors import translate
 from agentkeep.store._idle import Idle, forks
+from agentkeep.store._steps import COUNT, MANY, Steps, Stmt
 from agentkeep.store.dialects.base import Dialect, OwnConnections
+from agentkeep.store.dialects.sqlite_async import SQLiteAsyncConnections
 from agentkeep.store.message_sql import (
     MessageSQL,
     NewRow,
@@ -106,9 +108,8 @@ class SQLiteMessageSQL(MessageSQL):
         )
         window = (*of_session, t.c.seq >= sa.func.coalesce(nth_last, const(0)))
         self.recent_rows = self.compile(self.select_stored().where(*window).order_by(t.c.seq))
-        self.recent_chat = self.compile(
-            sa.select(t.c.role, t.c.content).where(*window).order_by(t.c.seq)
-        )
+        chat = sa.select(t.c.role, t.c.content)
+        self.recent_chat = self.compile(chat.where(*window).order_by(t.c.seq))
         self._plain: dict[int, str] = {}
         self._keys: dict[int, str] = {}
 
@@ -140,8 +141,8 @@ class SQLiteMessageSQL(MessageSQL):
         return sql
 
     def find_keys(
-        self, cur: Any, tenant_id: str, session_id: str, keys: Sequence[str]
-    ) -> list[StoredRow]:
+        self, tenant_id: str, session_id: str, keys: Sequence[str]
+    ) -> Steps[list[StoredRow]]:
         sql = self._keys.get(len(keys))
         if sql is None:
             marks: list[sa.BindParameter[Any]] = [b(f"k{i}") for i in range(len(keys))]
@@ -151,22 +152,22 @@ class SQLiteMessageSQL(MessageSQL):
             sql = self._keys[len(keys)] = self.compile(stmt)
         params: dict[str, Any] = {f"k{i}": k for i, k in enumerate(keys)}
         params.update(t=tenant_id, s=session_id)
-        return [StoredRow._make(r) for r in cur.execute(sql, params)]
+        found = yield Stmt(sql, params)
+        return [StoredRow._make(r) for r in found]
 
     def insert(
         self,
-        cur: Any,
         tenant_id: str,
         session_id: str,
         rows: Sequence[NewRow],
         ids: Sequence[str],
         now: int,
-    ) -> int | None:
+    ) -> Steps[int | None]:
         n = len(rows)
         where = {"t": tenant_id, "s": session_id}
-        if not cur.execute(self.bump, {"n": n, "now": now, **where}).rowcount:
+        if not (yield Stmt(self.bump, {"n": n, "now": now, **where}, COUNT)):
             return None
-        last: int = cur.execute(self.last_seq, where).fetchone()[0]
+        last: int = (yield Stmt(self.last_seq, where))[0][0]
         first = last - n + 1
         if all(r.plain for r in rows):
             for start, size in chunks(n):
@@ -177,23 +178,21 @@ class SQLiteMessageSQL(MessageSQL):
                     params[f"role{k}"] = row.role
                     params[f"content{k}"] = row.content_json()
                     params[f"ct{k}"] = row.content_types
-                cur.execute(self.plain_insert(size), params)
+                yield Stmt(self.plain_insert(size), params, COUNT)
         else:
-            cur.executemany(
-                self.insert_full,
-                [
-                    {**full_params(r, i, first + k), "now": now, **where}
-                    for k, (i, r) in enumerate(zip(ids, rows, strict=True))
-                ],
-            )
+            many = [
+                {**full_params(r, i, first + k), "now": now, **where}
+                for k, (i, r) in enumerate(zip(ids, rows, strict=True))
+            ]
+            yield Stmt(self.insert_full, many, MANY)
         return last
 
     def recent(
-        self, cur: Any, tenant_id: str, session_id: str, n: int, chat: bool = False
-    ) -> list[Any] | None:
+        self, tenant_id: str, session_id: str, n: int, chat: bool = False
+    ) -> Steps[list[Any] | None]:
         sql = self.recent_chat if chat else self.recent_rows
-        rows: list[Any] = cur.execute(sql, {"t": tenant_id, "s": session_id, "n": n}).fetchall()
-        if not rows and not self.exists(cur, tenant_id, session_id):
+        rows: list[Any] = yield Stmt(sql, {"t": tenant_id, "s": session_id, "n": n})
+        if not rows and not (yield from self.exists(tenant_id, session_id)):
             return None
         return rows
 
@@ -348,6 +347,12 @@ class SQLiteDialect(Dialect):
 
     def own_connections(self) -> SQLiteConnections:
         return SQLiteConnections(self)
+
+    def async_connections(self, own: OwnConnections) -> SQLiteAsyncConnections:
+        # At full every commit is an fsync: writes always go to the writer thread,
+        # which commits all that were queued meanwhile together (group commit).
+        group = self.durability == "full" and not self.memory
+        return SQLiteAsyncConnections(own.write, own.read, self._write_lock, group_always=group)
 
     def create_engine(self) -> Engine:
         synchronous = _SYNCHRONOUS[self.durability]

@@ -1,0 +1,121 @@
+"""Operations written once, run by a sync or an async driver (no I/O in between).
+
+An operation that needs a native async twin is written as a generator that
+does no I/O itself (the httpcore idea: sync and async over one base):
+
+- it ``yield``s a :class:`Write` or :class:`Read` and gets back what the
+  statements returned (or has their ``AgentkeepError`` thrown in);
+- the statements themselves are another generator (``Steps``) that yields
+  :class:`Stmt` and gets back rows or a row count.
+
+``run_steps`` runs statements on a sync driver cursor, ``arun_steps`` on an
+async one; ``Core.run_op`` and ``Core.arun_op`` run the operations. The
+``@op`` decorator turns an operation into the sync method callers see and
+keeps the generator for the async API (``_aio_util.arun_op``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple, ParamSpec, TypeVar
+
+__all__ = [
+    "COUNT",
+    "MANY",
+    "ROWS",
+    "Op",
+    "Read",
+    "Steps",
+    "Stmt",
+    "Write",
+    "arun_steps",
+    "op",
+    "run_steps",
+]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: What a statement gives back: its rows, its row count, or nothing (executemany).
+ROWS, COUNT, MANY = 0, 1, 2
+
+
+class Stmt(NamedTuple):
+    """One statement to run: compiled SQL, its parameters, and what to give back."""
+
+    sql: str
+    params: Any
+    result: int = ROWS
+
+
+#: Statements of one unit of work; returns the unit's result.
+Steps = Generator[Stmt, Any, T]
+
+
+class Write(NamedTuple):
+    """Run ``steps()`` in a write, committed before the operation goes on."""
+
+    what: str
+    steps: Callable[[], Steps[Any]]
+
+
+class Read(NamedTuple):
+    """Run ``steps()`` in a read."""
+
+    what: str
+    steps: Callable[[], Steps[Any]]
+
+
+#: An operation: yields reads and writes, returns its result.
+Op = Generator[Write | Read, Any, T]
+
+
+def run_steps(cur: Any, steps: Steps[T]) -> T:
+    """Run ``steps`` on a sync driver cursor (sqlite3 or psycopg)."""
+    value: Any = None
+    try:
+        while True:
+            stmt = steps.send(value)
+            if stmt.result == MANY:
+                cur.executemany(stmt.sql, stmt.params)
+                value = None
+            else:
+                cur.execute(stmt.sql, stmt.params)
+                value = cur.fetchall() if stmt.result == ROWS else cur.rowcount
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def arun_steps(cur: Any, steps: Steps[T]) -> T:
+    """Run ``steps`` on an async driver cursor (psycopg's ``AsyncCursor``)."""
+    value: Any = None
+    try:
+        while True:
+            stmt = steps.send(value)
+            if stmt.result == MANY:
+                await cur.executemany(stmt.sql, stmt.params)
+                value = None
+            else:
+                await cur.execute(stmt.sql, stmt.params)
+                value = await cur.fetchall() if stmt.result == ROWS else cur.rowcount
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def op(fn: Callable[P, Op[T]]) -> Callable[P, T]:
+    """The sync method for an operation of a resource (``self._core`` runs it).
+
+    The generator function stays reachable as ``method.op`` for the async API.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        resource: Any = args[0]
+        result: T = resource._core.run_op(fn(*args, **kwargs))
+        return result
+
+    run.op = fn  # type: ignore[attr-defined]
+    return run

@@ -1,0 +1,183 @@
+"""The async API's connections on SQLite: inline when free, group commit when not.
+
+sqlite3 has no async interface, and a thread hop costs more than an append
+at ``durability="normal"`` (about 40 µs). So:
+
+- **reads** run inline on the event loop's thread, on the store's pooled
+  readers (WAL readers never wait for the writer);
+- **writes** run inline too when the process's write lock is free and the
+  durability is not ``full``: the same statements and transaction as the
+  sync API's;
+- otherwise (``full``, or the lock is held by another thread) they are
+  queued to **one writer thread per database**, which commits every write
+  queued meanwhile in one transaction: each in a savepoint of its own (a
+  failed one is rolled back alone), one COMMIT (one fsync at ``full``) for
+  all, and each task's result is handed back only after that commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agentkeep.errors import AgentkeepError
+from agentkeep.store._errors import DRIVER_ERRORS, translate
+from agentkeep.store._steps import Steps, run_steps
+
+__all__ = ["GroupCommit", "SQLiteAsyncConnections"]
+
+#: Writes committed together at most (a bound on one transaction's work).
+MAX_GROUP = 256
+
+
+class _Job:
+    __slots__ = ("error", "future", "loop", "result", "steps", "what")
+
+    def __init__(
+        self,
+        what: str,
+        steps: Callable[[], Steps[Any]],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.what = what
+        self.steps = steps
+        self.loop = loop
+        self.future = future
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def settle(self, error: BaseException | None = None) -> None:
+        """Hand the outcome to the waiting task, on its loop's thread."""
+        if error is not None:
+            self.error = error
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self.loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        if self.future.done():  # cancelled while queued or running
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)
+
+
+class GroupCommit:
+    """One writer thread that commits the queued writes together.
+
+    ``write(cur_work)`` is the sync store's own write (BEGIN IMMEDIATE ...
+    COMMIT behind the write lock); every queued job runs inside it in a
+    savepoint.
+    """
+
+    def __init__(self, write: Callable[[str, Callable[[Any], Any]], Any]) -> None:
+        self._write = write
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    async def submit(self, what: str, steps: Callable[[], Steps[Any]]) -> Any:
+        loop = asyncio.get_running_loop()
+        job = _Job(what, steps, loop, loop.create_future())
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._serve, name="agentkeep-sqlite-writer", daemon=True
+                    )
+                    self._thread.start()
+        self._jobs.put(job)
+        return await job.future
+
+    def _serve(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_GROUP:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Job]) -> None:
+        try:
+            self._write("committing queued writes", lambda cur: _run_jobs(cur, batch))
+        except BaseException as exc:  # the commit failed: no job's write is stored
+            for job in batch:
+                job.settle(exc if job.error is None else job.error)
+            return
+        for job in batch:
+            job.settle()
+
+    def close(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            self._jobs.put(None)
+            if thread is not threading.current_thread():
+                thread.join(timeout=30)
+            self._thread = None
+
+
+def _run_jobs(cur: Any, batch: list[_Job]) -> None:
+    """Each job in a savepoint of the one transaction; a failed job is rolled back alone."""
+    for job in batch:
+        if job.future.cancelled():
+            continue
+        cur.execute("SAVEPOINT agentkeep_job")
+        try:
+            job.result = run_steps(cur, job.steps())
+        except Exception as exc:
+            cur.execute("ROLLBACK TO agentkeep_job")
+            if isinstance(exc, DRIVER_ERRORS) and not isinstance(exc, AgentkeepError):
+                job.error = translate(exc, job.what)
+                job.error.__cause__ = exc
+            else:
+                job.error = exc
+        cur.execute("RELEASE agentkeep_job")
+
+
+class SQLiteAsyncConnections:
+    """The async API's reads and writes on one SQLite database (see the module)."""
+
+    def __init__(
+        self,
+        write: Callable[[str, Callable[[Any], Any]], Any],
+        read: Callable[[str, Callable[[Any], Any]], Any],
+        lock: Any,
+        *,
+        group_always: bool,
+    ) -> None:
+        self._write = write
+        self._read = read
+        self._lock = lock
+        self._group_always = group_always
+        self._group = GroupCommit(write)
+
+    async def write(self, what: str, steps: Callable[[], Steps[Any]]) -> Any:
+        if not self._group_always and self._lock.acquire(blocking=False):
+            try:
+                return self._write(what, lambda cur: run_steps(cur, steps()))
+            finally:
+                self._lock.release()
+        return await self._group.submit(what, steps)
+
+    async def read(self, what: str, steps: Callable[[], Steps[Any]]) -> Any:
+        return self._read(what, lambda cur: run_steps(cur, steps()))
+
+    def close(self) -> None:
+        self._group.close()

@@ -1,0 +1,101 @@
+"""The async API's message operations: native (no worker thread per call), same results.
+
+They run the sync API's operations (``store/_steps.py``) on the store's async
+connections: psycopg's async connections on PostgreSQL; on SQLite inline, or
+through one writer thread that commits queued appends together (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agentkeep
+from agentkeep import AsyncStore, Store
+from agentkeep.errors import Conflict, InvalidInput, NotFound
+
+
+async def test_async_operations_match_the_sync_ones(store: Store, astore: AsyncStore) -> None:
+    s = await astore.sessions.create()
+    one = await astore.messages.append(
+        s.id, "user", "one", idempotency_key="k", metadata={"a": "b"}
+    )
+    many = await astore.messages.append_many(
+        s.id,
+        [
+            {"role": "assistant", "content": [{"type": "text", "text": "two"}]},
+            {"role": "user", "content": "again", "idempotency_key": "k"},
+            {"role": "tool", "content": "three", "run_id": "run_x"},
+        ],
+    )
+    assert many[1] == one
+    assert [m.seq for m in (one, many[0], many[2])] == [1, 2, 3]
+    assert await astore.messages.append(s.id, "user", "dup", idempotency_key="k") == one
+    assert await astore.messages.recent(s.id, 10) == store.messages.recent(s.id, 10)
+    assert await astore.messages.history(s.id, 2) == store.messages.history(s.id, 2)
+    assert [m.seq for m in await astore.messages.recent(s.id, 10)] == [1, 2, 3]
+    with pytest.raises(Conflict):
+        await astore.messages.append(s.id, "user", "x", id=one.id)
+    with pytest.raises(NotFound):
+        await astore.messages.append("sess_missing", "user", "x")
+    with pytest.raises(NotFound):
+        await astore.tenant(astore.tenant_id + "_other").messages.recent(s.id)
+    with pytest.raises(InvalidInput):
+        await astore.messages.append(s.id, "nobody", "x")
+    assert await astore.messages.append_many(s.id, []) == []
+    assert store.sessions.get(s.id).last_seq == 3
+
+
+async def test_async_message_operations_take_no_worker_thread(
+    astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = await astore.sessions.create()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a message operation hopped to a worker thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", refuse)
+    await astore.messages.append(s.id, "user", "a")
+    await astore.messages.append_many(s.id, [{"role": "user", "content": "b"}])
+    assert [m.text for m in await astore.messages.recent(s.id)] == ["a", "b"]
+    assert len(await astore.messages.history(s.id)) == 2
+
+
+@pytest.mark.parametrize("durability", ["normal", "full"])
+async def test_concurrent_async_appends_are_gapless_and_committed(
+    tmp_path: Path, durability: str
+) -> None:
+    """32 tasks on 32 sessions and 8 on one: unique, gapless seqs; all durable on return."""
+    url = f"sqlite:///{tmp_path}/group.db"
+    astore = await agentkeep.aconnect(url, durability=durability)
+    try:
+        sessions = [await astore.sessions.create() for _ in range(32)]
+        shared = await astore.sessions.create()
+
+        async def writer(session_id: str, n: int) -> list[int]:
+            return [
+                (await astore.messages.append(session_id, "user", f"{i}")).seq for i in range(n)
+            ]
+
+        results = await asyncio.gather(
+            *(writer(s.id, 5) for s in sessions), *(writer(shared.id, 5) for _ in range(8))
+        )
+        assert all(r == [1, 2, 3, 4, 5] for r in results[:32])
+        assert sorted(seq for r in results[32:] for seq in r) == list(range(1, 41))
+        # A failing append among concurrent ones fails alone.
+        outcomes = await asyncio.gather(
+            astore.messages.append("sess_missing", "user", "x"),
+            *(astore.messages.append(s.id, "user", "six") for s in sessions),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], NotFound)
+        assert [m.seq for m in outcomes[1:]] == [6] * 32  # type: ignore[union-attr]
+    finally:
+        await astore.close()
+    with agentkeep.connect(url) as reopened:
+        assert reopened.sessions.get(shared.id).message_count == 40
+        assert [m.seq for m in reopened.messages.recent(shared.id, 100)] == list(range(1, 41))
+        assert reopened.messages.recent(sessions[0].id)[-1].text == "six"
