@@ -41,7 +41,7 @@ DEFAULT_PG = os.environ.get(
 # Which workloads each system runs: W5 is SQLite-only (one file, several processes).
 SQLITE_ONLY = {"W5"}
 # The async API is a thread hop over the sync one: measured where latency shows it.
-ASYNC_WORKLOADS = {"W1", "W2", "W3", "W4"}
+ASYNC_WORKLOADS = {"W1", "W2", "W3", "W4", "W7"}
 # history() is another read: the other workloads would run agentkeep again.
 HISTORY_WORKLOADS = {"W2"}
 
@@ -83,7 +83,8 @@ def run_order(workload: str, names: list[str], rep: int) -> list[str]:
     is only as good as the closeness in time of its two measurements. So each raw
     driver runs right before the agentkeep systems measured against it, and in
     odd repetitions right after them (the order of each group reversed), so that
-    a drift favours neither side over the repetitions. Peers come last.
+    a drift favours neither side over the repetitions. Peers are interleaved
+    between the groups (one after each), so no system always runs last.
     """
     applicable = [n for n in names if _applies(SYSTEMS[n], workload)]
     groups: list[list[str]] = []
@@ -94,7 +95,13 @@ def run_order(workload: str, names: list[str], rep: int) -> list[str]:
         group = [raw, *sorted(mine, key=lambda n: "async" in n)]  # the sync API nearest
         groups.append(group[::-1] if rep % 2 else group)
     peers = [n for n in applicable if SYSTEMS[n].kind == "peer"]
-    return [n for group in groups for n in group] + (peers[::-1] if rep % 2 else peers)
+    if rep % 2:
+        peers.reverse()
+    order: list[str] = []
+    for k, group in enumerate(groups):
+        order += group
+        order += peers[k : k + 1] if k < len(groups) - 1 else peers[k:]
+    return order + (peers if not groups else [])
 
 
 # --- one run, in its own process -------------------------------------------------------------

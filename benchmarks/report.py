@@ -8,12 +8,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.systems import SYSTEMS
+from benchmarks.systems import ASYNC_PEERS, SYSTEMS
 
 __all__ = ["FLOORS", "check_floors", "print_report", "summarize"]
 
 # For ratio workloads higher is better; W3 (growth) and W6 (RSS) are judged on their own.
-_RATIO_WORKLOADS = {"W1", "W2", "W4", "W5"}
+_RATIO_WORKLOADS = {"W1", "W2", "W4", "W5", "W7"}
 
 
 def _median(values: list[float]) -> float | None:
@@ -86,8 +86,13 @@ def _row(rows: list[dict[str, Any]], w: str, n: str) -> dict[str, Any] | None:
     return next((r for r in rows if r["workload"] == w and r["system"] == n), None)
 
 
-def _peer_factors(runs: list[dict[str, Any]], w: str, n: str) -> dict[str, float]:
+def _peer_factors(
+    runs: list[dict[str, Any]], w: str, n: str, *, same: bool = False
+) -> dict[str, float]:
     """For each peer on ``n``'s backend: the median over repetitions of ``n`` / the peer.
+
+    With ``same``: only peers at ``n``'s durability, and for agentkeep's async
+    API only async peers (like for like).
 
     Each ratio is taken within one repetition, as the ratios to raw are: the two
     measurements are minutes apart at most, not the whole run.
@@ -106,6 +111,8 @@ def _peer_factors(runs: list[dict[str, Any]], w: str, n: str) -> dict[str, float
             or info is None
             or info.kind != "peer"
             or info.backend != backend
+            or (same and info.durability != SYSTEMS[n].durability)
+            or (same and "async" in n and r["system"] not in ASYNC_PEERS)
             or "error" in r
             or not r["value"]
             or r["rep"] not in mine
@@ -125,15 +132,36 @@ def _ratio_at_least(w: str, n: str, floor: float) -> Any:
     return test
 
 
-def _times_best_peer(w: str, n: str, factor: float) -> Any:
+def _times_best_peer(w: str, n: str, factor: float, *, same: bool = False) -> Any:
     def test(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> tuple[bool | None, str]:
-        factors = _peer_factors(runs, w, n)
+        factors = _peer_factors(runs, w, n, same=same)
         if not factors:
             return None, "not measured"
         best = min(factors, key=factors.__getitem__)
         return factors[best] >= factor, (
             f"{factors[best]:.1f}x the best peer, {best} (floor {factor:g}x)"
         )
+
+    return test
+
+
+def _versus(w: str, n: str, other: str, floor: float) -> Any:
+    """``n`` / ``other`` on workload ``w``, taken per repetition, median over them."""
+
+    def test(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> tuple[bool | None, str]:
+        def values(name: str) -> dict[int, float]:
+            return {
+                r["rep"]: r["value"]
+                for r in runs
+                if r["workload"] == w and r["system"] == name and "error" not in r and r["value"]
+            }
+
+        mine, theirs = values(n), values(other)
+        ratios = [mine[k] / theirs[k] for k in mine if k in theirs]
+        if not ratios:
+            return None, "not measured"
+        got = statistics.median(ratios)
+        return got >= floor, f"{got:.2f}x {other} (floor {floor:g}x)"
 
     return test
 
@@ -186,8 +214,8 @@ FLOORS: list[tuple[str, Any]] = [
         _ratio_at_least("W2", "agentkeep-history-sqlite-normal", 0.40),
     ),
     (
-        "W2 SQLite >= 40% of raw, recent() (Message objects)",
-        _ratio_at_least("W2", "agentkeep-sqlite-normal", 0.40),
+        "W2 SQLite >= 50% of raw, recent() (Message objects)",
+        _ratio_at_least("W2", "agentkeep-sqlite-normal", 0.50),
     ),
     (
         "W2 PostgreSQL >= 70% of raw, history() (chat dicts)",
@@ -206,6 +234,35 @@ FLOORS: list[tuple[str, Any]] = [
     ("W5 FULL: 0 errors, >= 25% of raw", _no_errors_and_ratio("agentkeep-sqlite-full", 0.25)),
     ("W6 SQLite flat peak RSS", _flat("agentkeep-sqlite-normal")),
     ("W6 PostgreSQL flat peak RSS", _flat("agentkeep-pg")),
+    # Like for like: the same durability, async beside async.
+    (
+        "W1 SQLite FULL >= 2x best peer at FULL",
+        _times_best_peer("W1", "agentkeep-sqlite-full", 2, same=True),
+    ),
+    (
+        "W1 SQLite FULL async >= 2x best async peer at FULL",
+        _times_best_peer("W1", "agentkeep-async-sqlite-full", 2, same=True),
+    ),
+    (
+        "W7 SQLite FULL async, 32 tasks >= 4x best async peer at FULL",
+        _times_best_peer("W7", "agentkeep-async-sqlite-full", 4, same=True),
+    ),
+    (
+        "W7 SQLite FULL async, 32 tasks >= 3x the sync API (sequential)",
+        _versus("W7", "agentkeep-async-sqlite-full", "agentkeep-sqlite-full", 3),
+    ),
+    *[
+        (
+            f"{w} {label} async >= 0.8x the sync API",
+            _versus(w, f"agentkeep-async-{name}", f"agentkeep-{name}", 0.8),
+        )
+        for w in ("W1", "W2")
+        for name, label in (
+            ("sqlite-normal", "SQLite NORMAL"),
+            ("sqlite-full", "SQLite FULL"),
+            ("pg", "PostgreSQL"),
+        )
+    ],
 ]
 
 
@@ -280,7 +337,7 @@ def print_report(doc: dict[str, Any], console: Console | None = None) -> None:
             style=style,
         )
     console.print(table)
-    floors = Table(title="floors (issue 3)")
+    floors = Table(title="floors (issues 3 and 15)")
     floors.add_column("floor")
     floors.add_column("met")
     floors.add_column("measured")

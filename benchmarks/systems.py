@@ -14,7 +14,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SYSTEMS", "SystemInfo", "open_system"]
+__all__ = ["ASYNC_PEERS", "SYSTEMS", "SystemInfo", "open_system"]
+
+#: Peers whose API is async (compared with agentkeep's async API: async beside async).
+ASYNC_PEERS = {"oa-sqlite", "oa-sqla-sqlite", "oa-sqla-pg", "adk-sqlite", "adk-pg"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ SYSTEMS: dict[str, SystemInfo] = {
         _info("agentkeep-sqlite-normal", "sqlite", "normal", "agentkeep", "agentkeep sync"),
         _info("agentkeep-sqlite-full", "sqlite", "full", "agentkeep", "agentkeep sync"),
         _info("agentkeep-async-sqlite-normal", "sqlite", "normal", "agentkeep", "agentkeep async"),
+        _info("agentkeep-async-sqlite-full", "sqlite", "full", "agentkeep", "agentkeep async"),
         _info("agentkeep-pg", "postgresql", "full", "agentkeep", "agentkeep sync"),
         _info("agentkeep-async-pg", "postgresql", "full", "agentkeep", "agentkeep async"),
         _info(
@@ -478,6 +482,7 @@ def open_system(name: str) -> System:
         "agentkeep-sqlite-normal": lambda: Agentkeep("normal"),
         "agentkeep-sqlite-full": lambda: Agentkeep("full"),
         "agentkeep-async-sqlite-normal": lambda: AgentkeepAsync("normal"),
+        "agentkeep-async-sqlite-full": lambda: AgentkeepAsync("full"),
         "agentkeep-pg": lambda: Agentkeep("normal"),
         "agentkeep-async-pg": lambda: AgentkeepAsync("normal"),
         "agentkeep-history-sqlite-normal": lambda: AgentkeepHistory("normal"),

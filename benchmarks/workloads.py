@@ -57,6 +57,8 @@ class Params:
     w6_total: int = 1_000_000
     w6_sessions: int = 1000
     w6_batch: int = 100
+    w7_tasks: int = 32
+    w7_messages: int = 100
     cap: float = 120.0
 
     @classmethod
@@ -74,6 +76,7 @@ class Params:
             w5_seconds=2.0,
             w6_total=50_000,
             w6_sessions=100,
+            w7_messages=20,
             cap=20.0,
         )
 
@@ -299,6 +302,38 @@ async def w5_concurrency(sys_: System, p: Params, *, name: str, db: str) -> dict
     }
 
 
+async def w7_concurrent_appends(sys_: System, p: Params) -> dict[str, Any]:
+    """``w7_tasks`` tasks of one event loop, each appending to its own session.
+
+    A library whose calls do not await (a sync API) runs them one after the
+    other: its rate is its sequential rate. An async one overlaps them (group
+    commit for agentkeep's async API on SQLite).
+    """
+    sessions = [await sys_.new_session(i) for i in range(p.w7_tasks)]
+    deadline = time.perf_counter() + p.cap
+    done = 0
+
+    async def task(k: int, session: Any) -> None:
+        nonlocal done
+        for m in range(p.w7_messages):
+            if time.perf_counter() > deadline:
+                return
+            await sys_.append(session, role(m), text(k * p.w7_messages + m))
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(task(k, s) for k, s in enumerate(sessions)))
+    elapsed = time.perf_counter() - start
+    total = p.w7_tasks * p.w7_messages
+    return {
+        "value": done / elapsed,
+        "unit": "msg/s",
+        "done": done,
+        "elapsed": elapsed,
+        "partial": done < total,
+    }
+
+
 WORKLOADS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "W1": w1_append_one,
     "W2": w2_read_recent,
@@ -306,6 +341,7 @@ WORKLOADS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "W4": w4_bulk,
     "W5": w5_concurrency,
     "W6": w6_memory,
+    "W7": w7_concurrent_appends,
 }
 
 DESCRIPTIONS = {
@@ -315,6 +351,7 @@ DESCRIPTIONS = {
     "W4": "bulk: appends in batches of 100",
     "W5": "concurrency: 4 processes appending to one SQLite file",
     "W6": "memory: peak RSS while appending in batches of 100 across sessions",
+    "W7": "concurrent: 32 tasks of one event loop, each appending to its own session",
 }
 
 
