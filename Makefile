@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install agentkeep with its pinned test dependencies and integration extras
 
 run: $(STAMP) ## Run the service on the embedded SQLite default (http://127.0.0.1:8080)
+	@[ -n "$$AGENTKEEP_API_KEYS" ] || echo "hint: a request needs a key: $(BIN)/agentkeep keys create --tenant acme (or AGENTKEEP_API_KEYS=acme:dev-key make run)"
+	@[ -n "$$AGENTKEEP_LLM_BASE_URL" ] || echo "hint: runs need an upstream: AGENTKEEP_LLM_BASE_URL=http://127.0.0.1:11434/v1 make run (any OpenAI-compatible chat-completions server)"
 	$(BIN)/agentkeep serve
 
 postgres: ## Start the local PostgreSQL cluster if it is down, and wait for it

@@ -1,16 +1,16 @@
-"""What every command module of the CLI shares: consoles, exit codes, URL and error handling."""
+"""What every ``agentkeep`` command shares: options, exit codes, error output, which database."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from sqlalchemy.engine import make_url
 
-from agentkeep.config import Settings
+from agentkeep.config import display_url, normalize_url, url_from_env
 from agentkeep.errors import (
     AgentkeepError,
     InvalidInput,
@@ -20,17 +20,22 @@ from agentkeep.errors import (
 )
 
 __all__ = [
+    "CONTEXT",
     "EXIT_NEEDS_UPGRADE",
     "EXIT_UNAVAILABLE",
     "EXIT_UNKNOWN_REVISION",
     "EXIT_USAGE",
     "DatabaseUrl",
+    "announce",
     "display_url",
     "err",
     "errors",
     "fail",
+    "missing_sqlite_file",
     "out",
+    "refuse_missing",
     "resolve_url",
+    "typer_app",
 ]
 
 EXIT_NEEDS_UPGRADE = 1
@@ -38,16 +43,32 @@ EXIT_USAGE = 2
 EXIT_UNKNOWN_REVISION = 3
 EXIT_UNAVAILABLE = 4
 
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def typer_app(**kwargs: Any) -> typer.Typer:
+    """A Typer group with ``-h``, plain help (no ``<str>`` type noise) and no completion."""
+    return typer.Typer(
+        context_settings=CONTEXT,
+        rich_markup_mode=None,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        **kwargs,
+    )
+
 
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url",
         "-d",
-        help="Database URL (default: AGENTKEEP_DATABASE_URL, DATABASE_URL, "
-        "then sqlite:///./data/agentkeep.db).",
+        metavar="URL",
+        help="Database URL (default: AGENTKEEP_DATABASE_URL, DATABASE_URL, DATABASE_PATH, "
+        "KODE_STORE_TYPE..., then sqlite:///./data/agentkeep.db).",
         show_default=False,
     ),
 ]
@@ -55,22 +76,37 @@ DatabaseUrl = Annotated[
 
 def resolve_url(database_url: str | None) -> str:
     """The URL a command works on: the option, else the environment, else the default."""
-    return database_url or Settings.from_env().database_url
+    return normalize_url(database_url) if database_url else url_from_env()
 
 
-def display_url(url: str) -> str:
-    """``url`` with any password hidden."""
-    if url.startswith("memory://"):
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+def announce(url: str) -> None:
+    """Say on stderr which database the command uses (stdout stays the command's output)."""
+    err.print(f"database: {display_url(url)}")
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite URL whose file does not exist yet (read-only commands don't create it)."""
+    if url.startswith("sqlite:") and "///" in url:
+        path = url.split("///", 1)[1]
+        if path and path != ":memory:" and not os.path.exists(path):
+            return path
+    return None
 
 
 def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"error: {message}")
     raise typer.Exit(code)
+
+
+def refuse_missing(url: str) -> None:
+    """Exit 1 when ``url`` is a SQLite file that does not exist (and leave it uncreated)."""
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        fail(
+            f"{display_url(url)}: no database at {missing}; create it with `agentkeep db upgrade` "
+            "(or start `agentkeep serve`)",
+            EXIT_NEEDS_UPGRADE,
+        )
 
 
 @contextmanager

@@ -3,25 +3,27 @@
 Commands::
 
     agentkeep --version
-    agentkeep db upgrade | current | check   [--database-url URL]
-    agentkeep stats [--tenant T] [--agent ID] [--json]
-    agentkeep health [--json]
-    agentkeep serve [--host H] [--port P] [--workers N]
-    agentkeep keys create --tenant T [--name N] | list | revoke KEY_ID
+    agentkeep db upgrade | current | check   [-d URL]
+    agentkeep stats [-d URL] [--tenant T] [--agent ID] [--json]
+    agentkeep health [-d URL] [--json]
+    agentkeep serve [-d URL] [--host H] [--port P] [--workers N]
+    agentkeep keys create --tenant T [--name N] | list | revoke KEY_ID   [-d URL]
 
-The database URL comes from ``--database-url``, else ``AGENTKEEP_DATABASE_URL``,
-else ``DATABASE_URL``, else the embedded SQLite default
-(``sqlite:///./data/agentkeep.db``).
+The database URL comes from ``--database-url`` / ``-d``, else the environment
+(``AGENTKEEP_DATABASE_URL``, ``DATABASE_URL``, ``DATABASE_PATH``,
+``KODE_STORE_TYPE``...), else the embedded SQLite default
+(``sqlite:///./data/agentkeep.db``). Every command says which database it
+used (password hidden); read-only commands never create one.
 
-Exit codes: 0 success; 1 the database needs ``agentkeep db upgrade`` (or the
-health check failed); 2 bad usage or URL; 3 the database is at a revision
-this agentkeep does not know (written by a newer one: left untouched);
-4 the database cannot be reached.
+Exit codes (every command): 0 success; 1 the database needs ``agentkeep db
+upgrade`` (missing, behind, or the health check failed) or the operation
+failed; 2 bad usage or URL; 3 the database is at a revision this agentkeep
+does not know (written by a newer one: left untouched); 4 the database
+cannot be reached.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -37,30 +39,33 @@ from agentkeep._cli_common import (
     EXIT_UNKNOWN_REVISION,
     EXIT_USAGE,
     DatabaseUrl,
+    announce,
     display_url,
+    errors,
+    missing_sqlite_file,
     out,
+    refuse_missing,
+    resolve_url,
+    typer_app,
 )
-from agentkeep._cli_common import errors as _errors
-from agentkeep._cli_common import fail as _fail
-from agentkeep._cli_common import resolve_url as resolve_url
 from agentkeep.cli_lifecycle import register as _register_lifecycle
 from agentkeep.server.cli import keys_app, serve_command
 from agentkeep.store import migrate
 from agentkeep.store.dialects import Dialect, dialect_for_url
 
-__all__ = ["EXIT_NEEDS_UPGRADE", "EXIT_UNAVAILABLE", "EXIT_UNKNOWN_REVISION", "EXIT_USAGE", "app"]
+__all__ = [
+    "EXIT_NEEDS_UPGRADE",
+    "EXIT_UNAVAILABLE",
+    "EXIT_UNKNOWN_REVISION",
+    "EXIT_USAGE",
+    "app",
+    "display_url",
+]
 
-app = typer.Typer(
-    name="agentkeep",
-    help="agentkeep: the persistence layer for AI agents and assistants.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+app = typer_app(
+    name="agentkeep", help="agentkeep: the persistence layer for AI agents and assistants."
 )
-db_app = typer.Typer(
-    help="Schema migrations (Alembic): upgrade, current, check.",
-    no_args_is_help=True,
-)
+db_app = typer_app(help="Schema migrations (Alembic): upgrade, current, check.")
 app.add_typer(db_app, name="db")
 
 app.add_typer(keys_app, name="keys", help="API keys of the service: create, list, revoke.")
@@ -90,15 +95,6 @@ def main(
     """agentkeep: the persistence layer for AI agents and assistants."""
 
 
-def _missing_sqlite_file(url: str) -> str | None:
-    """The path of a SQLite URL whose file does not exist yet (read-only commands don't create it)."""
-    if url.startswith("sqlite:") and "///" in url:
-        path = url.split("///", 1)[1]
-        if path and path != ":memory:" and not os.path.exists(path):
-            return path
-    return None
-
-
 @contextmanager
 def _dialect(url: str) -> Iterator[Dialect]:
     dialect = dialect_for_url(url)
@@ -112,7 +108,7 @@ def _dialect(url: str) -> Iterator[Dialect]:
 def db_upgrade(database_url: DatabaseUrl = None) -> None:
     """Bring the database schema to the current revision (creates it when empty)."""
     url = resolve_url(database_url)
-    with _errors(), _dialect(url) as dialect:
+    with errors(), _dialect(url) as dialect:
         before = migrate.current_revision(dialect)
         after = migrate.upgrade(dialect)
     where = display_url(url)
@@ -127,11 +123,11 @@ def db_current(database_url: DatabaseUrl = None) -> None:
     """Print the database's schema revision and whether it is at head."""
     url = resolve_url(database_url)
     head = migrate.head_revision()
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
     if missing is not None:
         out.print(f"{display_url(url)}: (empty: no file at {missing}); head is {head}")
         return
-    with _errors(), _dialect(url) as dialect:
+    with errors(), _dialect(url) as dialect:
         current = migrate.current_revision(dialect)
     if current is None:
         state = f"(empty); head is {head}: run `agentkeep db upgrade`"
@@ -146,14 +142,8 @@ def db_current(database_url: DatabaseUrl = None) -> None:
 def db_check(database_url: DatabaseUrl = None) -> None:
     """Exit 0 if the schema is at head, 1 if it needs `agentkeep db upgrade`, 3 if unknown."""
     url = resolve_url(database_url)
-    missing = _missing_sqlite_file(url)
-    if missing is not None:
-        _fail(
-            f"{display_url(url)} has no agentkeep schema (no file at {missing}); "
-            "run `agentkeep db upgrade`",
-            EXIT_NEEDS_UPGRADE,
-        )
-    with _errors(), _dialect(url) as dialect:
+    refuse_missing(url)
+    with errors(), _dialect(url) as dialect:
         revision = migrate.check_revision(dialect)
     out.print(f"{display_url(url)}: at revision {revision} (head)")
 
@@ -169,17 +159,20 @@ def _ms(value: float | None) -> str:
 @app.command("stats")
 def stats(
     database_url: DatabaseUrl = None,
-    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant to report on.")] = (
-        "default"
-    ),
+    tenant: Annotated[
+        str, typer.Option("--tenant", "-t", metavar="TENANT", help="Tenant to report on.")
+    ] = ("default"),
     agent: Annotated[
-        str | None, typer.Option("--agent", "-a", help="Only this agent's figures.")
+        str | None,
+        typer.Option("--agent", "-a", metavar="AGENT_ID", help="Only this agent's figures."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Runs, LLM calls, tokens, cost, latency and tool calls, for a tenant or one agent."""
     url = resolve_url(database_url)
-    with _errors(), agentkeep.connect(url, tenant=tenant) as store:
+    announce(url)
+    refuse_missing(url)
+    with errors(), agentkeep.connect(url, tenant=tenant) as store:
         figures = store.stats.get(agent_id=agent)
     if as_json:
         out.print_json(figures.model_dump_json())
@@ -227,7 +220,10 @@ def health(
 ) -> None:
     """Check that the database answers and is at the current revision (exit 1 if not)."""
     url = resolve_url(database_url)
-    with _errors(), agentkeep.connect(url, auto_migrate=False) as store:
+    if not as_json:
+        announce(url)
+    refuse_missing(url)
+    with errors(), agentkeep.connect(url, auto_migrate=False) as store:
         report = store.health()
     if as_json:
         out.print_json(report.model_dump_json())

@@ -1,13 +1,27 @@
-"""Settings from ``AGENTKEEP_*`` environment variables."""
+"""Settings from ``AGENTKEEP_*`` environment variables (and the seeds' own names).
+
+The database URL is the first of: ``AGENTKEEP_DATABASE_URL``, ``DATABASE_URL``,
+``DATABASE_PATH`` (a SQLite file path, or ``:memory:``), KODE's
+``KODE_STORE_TYPE`` (``sqlite`` with ``KODE_SQLITE_PATH``; ``postgres`` with
+``POSTGRES_HOST/PORT/DB/USER/PASSWORD``), else the embedded SQLite default.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from agentkeep.errors import InvalidInput
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Pool",
+    "Settings",
+    "display_url",
+    "normalize_url",
+    "url_from_env",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/agentkeep.db"
 
@@ -19,10 +33,11 @@ def _bool(value: str | None, default: bool) -> bool:
 
 
 def _first(env: dict[str, str], *names: str) -> str | None:
-    """The first of ``names`` set (non-empty) in ``env``: agentkeep's name, then the seed's."""
+    """The value of the first of ``names`` set (non-empty) in ``env``."""
     for name in names:
-        if env.get(name):
-            return env[name]
+        value = env.get(name)
+        if value:
+            return value
     return None
 
 
@@ -51,6 +66,105 @@ def _days(value: str | None, name: str, default: int | None) -> int | None:
     return int(value)
 
 
+def _int(env: dict[str, str], default: int | None, *names: str) -> int | None:
+    value = _first(env, *names)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"must be an integer, not {value!r}", field=names[0]) from None
+
+
+def _float(env: dict[str, str], *names: str) -> float | None:
+    value = _first(env, *names)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInput(f"must be a number of seconds, not {value!r}", field=names[0]) from None
+
+
+def normalize_url(url: str) -> str:
+    """A database URL in the form agentkeep parses.
+
+    Accepts the seeds' SQLite forms besides SQLAlchemy's: ``:memory:`` and
+    ``sqlite::memory:`` (memory), ``sqlite:./x.db`` (relative) and
+    ``sqlite:/data/x.db`` (absolute).
+    """
+    url = url.strip()
+    if url in (":memory:", "sqlite::memory:", "sqlite:memory:"):
+        return "memory://"
+    if url.startswith("sqlite:") and not url.startswith("sqlite://"):
+        path = url[len("sqlite:") :]
+        return f"sqlite:///{path}" if path else url
+    return url
+
+
+def display_url(url: str) -> str:
+    """``url`` with any password hidden (for logs and command output)."""
+    if url.startswith("memory://"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _sqlite_path_url(path: str) -> str:
+    return "memory://" if path.strip() == ":memory:" else f"sqlite:///{path}"
+
+
+def _kode_url(env: dict[str, str]) -> str | None:
+    kind = (env.get("KODE_STORE_TYPE") or "").strip().lower()
+    if kind == "sqlite":
+        return _sqlite_path_url(env.get("KODE_SQLITE_PATH") or "./data/agents.db")
+    if kind in ("postgres", "postgresql"):
+        user = quote(env.get("POSTGRES_USER") or "kode", safe="")
+        password = env.get("POSTGRES_PASSWORD")
+        auth = f"{user}:{quote(password, safe='')}" if password else user
+        host = env.get("POSTGRES_HOST") or "localhost"
+        port = env.get("POSTGRES_PORT") or "5432"
+        return f"postgresql://{auth}@{host}:{port}/{env.get('POSTGRES_DB') or 'kode_agents'}"
+    return None
+
+
+def url_from_env(env: dict[str, str] | None = None) -> str:
+    """The database URL the environment names (see the module docstring for the order)."""
+    e = os.environ if env is None else env
+    url = _first(dict(e), "AGENTKEEP_DATABASE_URL", "DATABASE_URL")
+    if url:
+        return normalize_url(url)
+    path = e.get("DATABASE_PATH")
+    if path:
+        return _sqlite_path_url(path)
+    return _kode_url(dict(e)) or DEFAULT_DATABASE_URL
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Connection pool settings; None keeps the caller's (or SQLAlchemy's) default."""
+
+    size: int | None = None
+    max_overflow: int | None = None
+    timeout_s: float | None = None
+    max_idle_s: float | None = None
+    max_lifetime_s: float | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Pool:
+        return cls(
+            size=_int(env, None, "AGENTKEEP_POOL_SIZE"),
+            max_overflow=_int(env, None, "AGENTKEEP_POOL_MAX_OVERFLOW"),
+            timeout_s=_float(env, "AGENTKEEP_POOL_TIMEOUT"),
+            max_idle_s=_float(env, "AGENTKEEP_POOL_MAX_IDLE"),
+            max_lifetime_s=_float(env, "AGENTKEEP_POOL_MAX_LIFETIME"),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything agentkeep reads from the environment, with its default."""
@@ -58,9 +172,12 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     durability: str = "normal"
     auto_migrate: bool | None = None
+    db_schema: str | None = None
+    pool: Pool = field(default_factory=Pool)
     api_keys: str = ""
     llm_base_url: str | None = None
     llm_api_key: str | None = None
+    llm_models: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 8 * 1024 * 1024
@@ -80,15 +197,17 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         e = dict(os.environ if env is None else env)
         auto = e.get("AGENTKEEP_AUTO_MIGRATE")
+        models = e.get("AGENTKEEP_LLM_MODELS") or ""
         return cls(
-            database_url=e.get("AGENTKEEP_DATABASE_URL")
-            or e.get("DATABASE_URL")
-            or DEFAULT_DATABASE_URL,
+            database_url=url_from_env(e),
             durability=(e.get("AGENTKEEP_DURABILITY") or "normal").lower(),
             auto_migrate=None if auto in (None, "") else _bool(auto, False),
+            db_schema=e.get("AGENTKEEP_DB_SCHEMA") or None,
+            pool=Pool.from_env(e),
             api_keys=e.get("AGENTKEEP_API_KEYS", ""),
             llm_base_url=e.get("AGENTKEEP_LLM_BASE_URL") or None,
             llm_api_key=e.get("AGENTKEEP_LLM_API_KEY") or None,
+            llm_models=tuple(m.strip() for m in models.split(",") if m.strip()),
             host=e.get("AGENTKEEP_HOST", "127.0.0.1"),
             port=int(e.get("AGENTKEEP_PORT", "8080")),
             max_body_bytes=int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),

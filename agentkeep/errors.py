@@ -47,7 +47,21 @@ class NotFound(AgentkeepError):
 
 
 class Conflict(AgentkeepError):
-    """The write conflicts with what is stored (stale version, duplicate id, state)."""
+    """The write conflicts with what is stored (stale version, duplicate id, state).
+
+    A stale version carries ``current_version`` and ``requested_version``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        current_version: int | None = None,
+        requested_version: int | None = None,
+    ) -> None:
+        self.current_version = current_version
+        self.requested_version = requested_version
+        super().__init__(message)
 
 
 class InvalidTransition(Conflict):

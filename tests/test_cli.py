@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -22,6 +23,8 @@ from agentkeep.cli import (
     app,
     display_url,
 )
+from agentkeep.config import Settings
+from agentkeep.server.app import open_store
 from agentkeep.store import migrate
 
 HEAD = migrate.head_revision()
@@ -29,7 +32,14 @@ HEAD = migrate.head_revision()
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("AGENTKEEP_DATABASE_URL", "DATABASE_URL", "AGENTKEEP_AUTO_MIGRATE"):
+    for name in (
+        "AGENTKEEP_DATABASE_URL",
+        "DATABASE_URL",
+        "DATABASE_PATH",
+        "KODE_STORE_TYPE",
+        "AGENTKEEP_AUTO_MIGRATE",
+        "AGENTKEEP_DB_SCHEMA",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # the SQLite default (./data/agentkeep.db) lands here
 
@@ -213,3 +223,89 @@ def test_keys_commands_are_registered(sqlite_url: str) -> None:
     listed = run("keys", "list", "--database-url", sqlite_url)
     assert listed.exit_code == 0
     assert "acme" in listed.stdout
+
+
+COMMANDS = [
+    (),
+    ("db",),
+    ("db", "upgrade"),
+    ("db", "current"),
+    ("db", "check"),
+    ("stats",),
+    ("health",),
+    ("serve",),
+    ("keys",),
+    ("keys", "create"),
+    ("keys", "list"),
+    ("keys", "revoke"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "agentkeep")
+def test_dash_h_everywhere_without_type_noise(command: tuple[str, ...]) -> None:
+    result = run(*command, "-h")
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+    assert "<bool>" not in result.stdout and "<str>" not in result.stdout
+    if command and command[-1] in ("upgrade", "current", "check", "stats", "health", "serve"):
+        assert "-d, --database-url URL" in result.stdout
+
+
+def test_health_and_stats_do_not_create_a_database(sqlite_url: str, tmp_path: Path) -> None:
+    for command in ("health", "stats"):
+        result = run(command, "-d", sqlite_url)
+        assert result.exit_code == EXIT_NEEDS_UPGRADE, result.output
+        assert "no database at" in result.stderr and "agentkeep db upgrade" in result.stderr
+    assert run("keys", "list", "-d", sqlite_url).exit_code == EXIT_NEEDS_UPGRADE
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_seed_database_variables_reach_the_commands(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_PATH", str(tmp_path / "sessions.db"))
+    assert run("db", "upgrade").exit_code == 0
+    assert (tmp_path / "sessions.db").exists()
+    monkeypatch.delenv("DATABASE_PATH")
+    monkeypatch.setenv("KODE_STORE_TYPE", "sqlite")
+    monkeypatch.setenv("KODE_SQLITE_PATH", str(tmp_path / "agents.db"))
+    result = run("db", "upgrade")
+    assert result.exit_code == 0
+    assert "agents.db" in result.stdout
+    assert run("db", "upgrade", "-d", "sqlite:./kumos.db").exit_code == 0
+    assert (tmp_path / "kumos.db").exists()
+
+
+def test_every_command_names_its_database_without_the_password(postgres_url: str) -> None:
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret@", 1)
+    shown = display_url(with_password)
+    assert "s3cret" not in shown
+    for command in (
+        ("db", "current"),
+        ("db", "check"),
+        ("db", "upgrade"),
+        ("stats",),
+        ("health",),
+        ("keys", "list"),
+    ):
+        result = run(*command, "-d", with_password)
+        assert result.exit_code == 0, result.output
+        assert shown in result.output and "s3cret" not in result.output, command
+    created = run("keys", "create", "-t", "acme_cli", "-d", with_password)
+    assert created.exit_code == 0, created.output
+    assert f"created in {shown}" in created.stderr and "s3cret" not in created.output
+    listed = run("keys", "list", "-t", "acme_cli", "-d", postgres_url).stdout
+    key_id = re.findall(r"key_\w+", listed)[0]
+    revoked = run("keys", "revoke", key_id, "-d", with_password)
+    assert revoked.exit_code == 0 and shown in revoked.output
+
+
+def test_serve_follows_the_migration_rule_on_postgres(postgres_server: Any) -> None:
+    url = postgres_server.new_database()
+    refused = run("serve", "-d", url, "--port", "1")
+    assert refused.exit_code == EXIT_NEEDS_UPGRADE, refused.output
+    assert "agentkeep db upgrade" in refused.stderr
+    assert run("db", "check", "-d", url).exit_code == EXIT_NEEDS_UPGRADE  # left as it was
+    # With AGENTKEEP_AUTO_MIGRATE=1 the service upgrades it itself.
+    open_store(Settings(database_url=url, auto_migrate=True)).close()
+    assert run("db", "check", "-d", url).exit_code == 0

@@ -55,7 +55,7 @@ def _commands(*group: str) -> list[str]:
     result = CliRunner().invoke(app, [*group, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     section = result.stdout.split("Commands")[1]
-    return re.findall(r"│ (\w[\w-]*)\s", section)
+    return re.findall(r"^  (\w[\w-]*)\s", section, re.MULTILINE)
 
 
 def test_every_cli_command_is_documented() -> None:

@@ -89,6 +89,8 @@ class UpstreamLLM:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.models: list[str] = []
+        """What ``GET /v1/models`` lists (ids)."""
         self.headers: list[dict[str, str]] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -105,7 +107,11 @@ class UpstreamLLM:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._json(200, {"object": "list", "data": []})
+                    data = [
+                        {"id": m, "object": "model", "created": 1700000000, "owned_by": "upstream"}
+                        for m in upstream.models
+                    ]
+                    self._json(200, {"object": "list", "data": data})
                 else:
                     self._json(
                         404, {"error": {"message": "not found", "type": "invalid_request_error"}}

@@ -194,6 +194,23 @@ class ChatClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def models(self) -> list[dict[str, Any]]:
+        """The upstream's ``GET /models`` list (its ``data``); ``UpstreamError`` if it fails."""
+        try:
+            response = await self._http.get(f"{self.base_url}/models", timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"upstream LLM unreachable: {exc}") from exc
+        try:
+            payload: Any = response.json()
+        except ValueError:
+            payload = None
+        if response.status_code >= 400:
+            raise _error_from(response.status_code, payload, response.reason_phrase)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise UpstreamError("upstream LLM answered GET /models without a data list")
+        return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
     async def complete(
         self,
         body: dict[str, Any],

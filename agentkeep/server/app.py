@@ -10,7 +10,7 @@ import anyio
 from fastapi import FastAPI
 
 import agentkeep
-from agentkeep.config import Settings
+from agentkeep.config import Settings, display_url
 from agentkeep.lifecycle.schedule import BackupScheduler
 from agentkeep.runner import RunWorker
 from agentkeep.server.deps import ServiceState
@@ -25,6 +25,7 @@ from agentkeep.server.routes import (
     health,
     items,
     messages,
+    models,
     responses,
     runs,
     threads,
@@ -41,13 +42,37 @@ MAX_OVERFLOW = 30
 
 
 def open_store(settings: Settings) -> Store:
-    """The service's store on ``settings.database_url``, upgraded to the current schema."""
+    """The service's store on ``settings.database_url``.
+
+    The library's migration rule: an embedded SQLite database is created or
+    upgraded; PostgreSQL only with ``AGENTKEEP_AUTO_MIGRATE=1``, otherwise a
+    database behind head raises ``MigrationRequired`` naming ``agentkeep db upgrade``.
+    """
     return agentkeep.connect(
         settings.database_url,
-        auto_migrate=True,
-        pool_size=POOL_SIZE,
-        max_overflow=MAX_OVERFLOW,
+        auto_migrate=settings.auto_migrate,
+        pool_size=settings.pool.size or POOL_SIZE,
+        max_overflow=settings.pool.max_overflow
+        if settings.pool.max_overflow is not None
+        else MAX_OVERFLOW,
     )
+
+
+def log_start(settings: Settings, store: Store, bootstrap: dict[str, str]) -> None:
+    """Say which database and upstream the service uses, and what a first request needs."""
+    log.info("agentkeep service ready on %s (%s)", display_url(store.url), store.backend)
+    if settings.llm_base_url:
+        log.info("run upstream: %s", settings.llm_base_url)
+    else:
+        log.warning(
+            "no upstream configured: runs fail until AGENTKEEP_LLM_BASE_URL names an "
+            "OpenAI-compatible chat-completions server (e.g. http://127.0.0.1:11434/v1)"
+        )
+    if not bootstrap:
+        log.warning(
+            "AGENTKEEP_API_KEYS is not set: only keys made with "
+            "`agentkeep keys create --tenant NAME` are accepted"
+        )
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
@@ -78,12 +103,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             if settings.backup_enabled:
                 state.scheduler = BackupScheduler(root, settings)
                 state.scheduler.start()
-            log.info("agentkeep service ready on %s", root.backend)
-            if not bootstrap:
-                log.warning(
-                    "AGENTKEEP_API_KEYS is not set: only keys made with "
-                    "`agentkeep keys create --tenant NAME` are accepted"
-                )
+            log_start(settings, root, bootstrap)
             yield
         finally:
             if state.scheduler is not None:
@@ -113,6 +133,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(items.router)
     app.include_router(responses.router)
     app.include_router(admin.router)
+    app.include_router(models.router)
     install_openapi(app)
     from agentkeep.ui import install_ui  # here: the dashboard's modules import the server's
 

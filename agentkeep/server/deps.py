@@ -16,6 +16,7 @@ from agentkeep.store import Store
 __all__ = [
     "AdminState",
     "ServiceState",
+    "ServiceStateDep",
     "TenantStore",
     "admin_state",
     "service_state",
@@ -47,6 +48,9 @@ def service_state(request: Request) -> ServiceState:
     if not isinstance(state, ServiceState):
         raise ApiError(503, "The service is starting.", type="server_error", code="starting")
     return state
+
+
+ServiceStateDep = Annotated[ServiceState, Depends(service_state)]
 
 
 def _unauthorized(message: str) -> ApiError:

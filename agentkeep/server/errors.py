@@ -8,9 +8,11 @@ once::
     missing or unknown API key             401  invalid_request_error, invalid_api_key
     NotFound, unknown route                404  invalid_request_error
     Conflict (InvalidTransition, ...)      409  invalid_request_error, conflict
+    Conflict of versions                   409  VERSION_CONFLICT, current_version, requested_version
     LockTimeout                            409  invalid_request_error, lock_timeout
     body over AGENTKEEP_MAX_BODY_BYTES     413  invalid_request_error, request_too_large
-    StoreUnavailable, SchemaError          503  server_error, database_unavailable
+    StoreUnavailable, SchemaError          503  server_error, database_unavailable, Retry-After
+                                                (the driver's text is logged, not answered)
     anything else                          500  server_error (and a log line)
 """
 
@@ -47,6 +49,9 @@ __all__ = [
 
 log = logging.getLogger("agentkeep.server")
 
+RETRY_AFTER_S = 2
+"""``Retry-After`` of a 503 for an unavailable database."""
+
 # Store kinds as the OpenAI API names them.
 _KIND_NAMES = {"agent": "assistant", "session": "thread", "message": "message"}
 
@@ -62,6 +67,8 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -69,6 +76,9 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.type = type
+        self.headers = headers
+        self.extra = extra
+        """More members of the ``error`` object (a version conflict's versions)."""
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -96,10 +106,11 @@ def error_body(
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = error_body(error.message, type=error.type, param=error.param, code=error.code)
+    if error.extra:
+        body["error"].update(error.extra)
     return JSONResponse(
-        error_body(error.message, type=error.type, param=error.param, code=error.code),
-        status_code=error.status,
-        headers=headers,
+        body, status_code=error.status, headers={**(error.headers or {}), **(headers or {})}
     )
 
 
@@ -118,13 +129,27 @@ def translate_error(exc: BaseException) -> ApiError:
     if isinstance(exc, LockTimeout):
         return ApiError(409, str(exc), code="lock_timeout")
     if isinstance(exc, Conflict):
+        if exc.current_version is not None:
+            return ApiError(
+                409,
+                str(exc),
+                param="expected_version",
+                code="VERSION_CONFLICT",
+                extra={
+                    "current_version": exc.current_version,
+                    "requested_version": exc.requested_version,
+                },
+            )
         return ApiError(409, str(exc), code="conflict")
     if isinstance(exc, (StoreUnavailable, SchemaError)):
+        # The driver's text names the database host and port: for the log only.
+        log.error("database unavailable: %s", exc)
         return ApiError(
             503,
-            f"The database is unavailable; retry later. ({exc})",
+            "The database is unavailable; retry later.",
             type="server_error",
             code="database_unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     if isinstance(exc, AgentkeepError):
         log.error("store error: %s", exc, exc_info=exc)

@@ -92,6 +92,18 @@ class ConversationItemList(_List):
     data: list[ConversationItem]
 
 
+class Model(_Doc):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ListModelsResponse(_Doc):
+    object: Literal["list"]
+    data: list[Model]
+
+
 class DeletedObject(_Doc):
     id: str
     object: str
@@ -112,5 +124,7 @@ DOCS: dict[str, dict[int | str, dict[str, Any]]] = {
     "item": _ok(ConversationItem),
     "items": _ok(ConversationItemList),
     "deleted": _ok(DeletedObject),
+    "model": _ok(Model),
+    "models": _ok(ListModelsResponse),
 }
 """``responses=`` arguments for the route decorators, by what they return."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import secrets
@@ -9,6 +10,7 @@ import socket
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors import Multiprocess
 
 from agentkeep.config import Settings
@@ -28,8 +30,10 @@ def serve(
     """Serve on ``host:port`` until interrupted.
 
     The database is ``database_url``, else ``AGENTKEEP_DATABASE_URL``, else
-    ``DATABASE_URL``, else the embedded SQLite default; its schema is upgraded
-    before the first request. With ``workers > 1`` uvicorn starts that many
+    ``DATABASE_URL``, ``DATABASE_PATH``, ..., else the embedded SQLite default.
+    Its schema is checked before the first request: created or upgraded on
+    SQLite (and on PostgreSQL with ``AGENTKEEP_AUTO_MIGRATE=1``); otherwise a
+    database behind head raises ``MigrationRequired`` naming ``agentkeep db upgrade``. With ``workers > 1`` uvicorn starts that many
     processes, each building the app from the environment.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -54,7 +58,20 @@ def serve(
 def _options(host: str, port: int) -> dict[str, Any]:
     # Keep idle connections longer than clients do (httpx and the openai SDK drop
     # theirs after 5 s): a server closing first races a client reusing the socket.
-    return {"host": host, "port": port, "timeout_keep_alive": 75, "timeout_graceful_shutdown": 10}
+    return {
+        "host": host,
+        "port": port,
+        "timeout_keep_alive": 75,
+        "timeout_graceful_shutdown": 10,
+        "log_config": _log_config(),
+    }
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus agentkeep's own loggers at INFO on the same handler."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["agentkeep"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _tcp_socket(config: uvicorn.Config) -> socket.socket:

@@ -144,7 +144,9 @@ class Resource:
         if expected_version is not None and row["version"] != expected_version:
             raise Conflict(
                 f"{self.kind} {row['id']!r} is at version {row['version']}, not {expected_version}; "
-                "reload and retry"
+                "reload and retry",
+                current_version=row["version"],
+                requested_version=expected_version,
             )
 
     def _update_versioned(

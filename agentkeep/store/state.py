@@ -94,7 +94,9 @@ class StateDocs(Resource):
             if expected is not None and current != expected:
                 state = "does not exist" if row is None else f"is at version {current}"
                 raise Conflict(
-                    f"state document {namespace}/{key} {state}, not version {expected}; reload and retry"
+                    f"state document {namespace}/{key} {state}, not version {expected}; reload and retry",
+                    current_version=current,
+                    requested_version=expected,
                 )
             now = utcnow_micros()
             if row is None:
@@ -129,7 +131,9 @@ class StateDocs(Resource):
                 if exists is None:
                     raise NotFound("state document", f"{namespace}/{key}")
                 raise Conflict(
-                    f"state document {namespace}/{key} is at version {exists}, not {expected}; reload and retry"
+                    f"state document {namespace}/{key} is at version {exists}, not {expected}; reload and retry",
+                    current_version=exists,
+                    requested_version=expected,
                 )
 
     def list(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -10,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agentkeep.config import Settings
+from agentkeep.config import Settings, normalize_url
 from agentkeep.errors import InvalidInput
 from agentkeep.models import ConsistencyReport, ErasureReceipt, Health
 from agentkeep.store import migrate
@@ -174,15 +175,18 @@ def connect(
     tenant: str = DEFAULT_TENANT,
     auto_migrate: bool | None = None,
     durability: str | None = None,
-    pool_size: int = 5,
-    max_overflow: int = 10,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    schema: str | None = None,
 ) -> Store:
     """Open a store.
 
-    ``url`` defaults to ``AGENTKEEP_DATABASE_URL`` (then ``DATABASE_URL``), else
-    ``sqlite:///./data/agentkeep.db``; ``memory://`` is SQLite in memory.
-    SQLite databases are brought to the current schema by themselves;
-    PostgreSQL only with ``auto_migrate=True`` (or ``agentkeep db upgrade``).
+    ``url`` defaults to the environment (``AGENTKEEP_DATABASE_URL``, then
+    ``DATABASE_URL``, ``DATABASE_PATH``, KODE's ``KODE_STORE_TYPE``...), else
+    ``sqlite:///./data/agentkeep.db``; ``memory://`` (or ``:memory:``) is
+    SQLite in memory. SQLite databases are brought to the current schema by
+    themselves; PostgreSQL only with ``auto_migrate=True`` (or
+    ``AGENTKEEP_AUTO_MIGRATE=1``, or ``agentkeep db upgrade``).
 
     ``durability``: ``normal`` (default; SQLite WAL with synchronous=NORMAL, which
     survives a process crash but may lose the last commits on power loss;
@@ -190,6 +194,11 @@ def connect(
     synchronous=FULL, PostgreSQL synchronous_commit=on: survives power loss) or
     ``off`` (SQLite synchronous=OFF, PostgreSQL synchronous_commit=off: a crash of
     the machine or server may lose the last commits).
+
+    ``pool_size`` / ``max_overflow`` default to ``AGENTKEEP_POOL_SIZE`` /
+    ``AGENTKEEP_POOL_MAX_OVERFLOW``, else 5 and 10. ``schema`` (default
+    ``AGENTKEEP_DB_SCHEMA``) puts the tables in that PostgreSQL schema,
+    created on migration when missing; SQLite ignores it.
     """
     settings = Settings.from_env()
     url = url or settings.database_url
@@ -200,8 +209,13 @@ def connect(
             f"must be one of {', '.join(_DURABILITY)}, not {durability!r}", field="durability"
         )
     durability = durability.lower()
+    pool = dataclasses.replace(
+        settings.pool,
+        size=pool_size if pool_size is not None else settings.pool.size,
+        max_overflow=max_overflow if max_overflow is not None else settings.pool.max_overflow,
+    )
     dialect = dialect_for_url(
-        url, pool_size=pool_size, max_overflow=max_overflow, durability=durability
+        url, durability=durability, pool=pool, schema=schema or settings.db_schema
     )
     if auto_migrate is None:
         auto_migrate = (
@@ -209,10 +223,11 @@ def connect(
         )
     try:
         if auto_migrate:
+            dialect.create_schema()
             migrate.upgrade(dialect)
         else:
             migrate.check_revision(dialect)
     except BaseException:
         dialect.dispose()
         raise
-    return Store(Core(dialect, url), tenant)
+    return Store(Core(dialect, dialect.url if dialect.schema else normalize_url(url)), tenant)

@@ -263,7 +263,11 @@ def _database_url(backend: str, directory: Path, request: pytest.FixtureRequest)
     if backend == "sqlite":
         return f"sqlite:///{directory / 'agentkeep.db'}"
     server = request.getfixturevalue("postgres_server")
-    return str(server.new_database())
+    url = str(server.new_database())
+    # As deployed: `agentkeep db upgrade`, then serve (serve upgrades PostgreSQL
+    # only with AGENTKEEP_AUTO_MIGRATE=1).
+    agentkeep.connect(url, auto_migrate=True).close()
+    return url
 
 
 class ServiceFactory:

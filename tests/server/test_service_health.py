@@ -71,10 +71,15 @@ def test_database_unreachable_is_503(start_service: StartService) -> None:
         assert response.status_code == 503, response.text
         error = response.json()["error"]
         assert error["type"] == "server_error" and error["code"] == "database_unavailable"
+        # The driver's text (host, port, database) goes to the log, not to the client.
+        assert error["message"] == "The database is unavailable; retry later."
+        assert response.headers["retry-after"] == "2"
     response = client.post("/v1/threads", json={})
     assert response.status_code == 503
-    assert httpx.get(f"{service.base_url}/readyz").status_code == 503
+    ready = httpx.get(f"{service.base_url}/readyz")
+    assert ready.status_code == 503 and "127.0.0.1" not in ready.text
     assert httpx.get(f"{service.base_url}/healthz").status_code == 200
+    assert f'database "{name}" does not exist' in service.log()
 
 
 def test_database_url_is_honoured_when_agentkeep_database_url_is_unset(

@@ -5,6 +5,7 @@ Neither needs a key and neither writes anything.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -17,6 +18,7 @@ from agentkeep.store import migrate
 __all__ = ["router"]
 
 router = APIRouter(tags=["Service"])
+log = logging.getLogger("agentkeep.server")
 
 State = Annotated[ServiceState, Depends(service_state)]
 
@@ -41,7 +43,9 @@ def readyz(state: State) -> JSONResponse:
             }
         )
     if not database.get("connected"):
-        reason = f"the database cannot be reached: {database.get('error', 'unknown error')}"
+        # The driver's text names the host and port: logged, not answered.
+        log.error("readiness: the database cannot be reached: %s", database.get("error"))
+        reason = "the database cannot be reached"
     else:
         reason = f"the database is at revision {database.get('revision')!r}, expected {expected!r}"
     body = error_body(f"Not ready: {reason}.", type="server_error", code="not_ready")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentkeep.config import normalize_url
 from agentkeep.errors import InvalidInput
 from agentkeep.store.dialects.base import Dialect, Listener, OwnConnections, lock_key
 from agentkeep.store.dialects.postgresql import PostgresDialect
@@ -31,7 +32,11 @@ DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": Pos
 
 
 def dialect_for_url(url: str, **kwargs: Any) -> Dialect:
-    """The dialect for a database URL (``memory://``, ``sqlite:///...``, ``postgresql://...``)."""
+    """The dialect for a database URL (``memory://``, ``sqlite:///...``, ``postgresql://...``).
+
+    The seeds' forms are accepted too (:func:`agentkeep.config.normalize_url`).
+    """
+    url = normalize_url(url)
     if url.startswith(("memory://", "sqlite:")):
         return SQLiteDialect(url, **kwargs)
     if url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):

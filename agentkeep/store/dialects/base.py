@@ -9,8 +9,11 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from agentkeep.config import Pool
 from agentkeep.store._steps import Steps
 from agentkeep.store.message_sql import MessageSQL
 
@@ -85,18 +88,44 @@ class Dialect:
     session_locks: bool = False
 
     def __init__(
-        self, url: str, *, pool_size: int = 5, max_overflow: int = 10, durability: str = "normal"
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        durability: str = "normal",
+        pool: Pool | None = None,
+        schema: str | None = None,
     ) -> None:
         self.url = url
-        self.pool_size = pool_size
-        self.max_overflow = max_overflow
+        self.pool = pool or Pool()
+        self.pool_size = self.pool.size if self.pool.size is not None else pool_size
+        self.max_overflow = (
+            self.pool.max_overflow if self.pool.max_overflow is not None else max_overflow
+        )
         self.durability = durability
+        self.schema = schema
         self.engine = self.create_engine()
+        _limit_idle(self.engine, self.pool.max_idle_s)
         self.message_sql = self.create_message_sql()
         """The compiled message statements (``message_sql.py``) of this dialect."""
 
+    def pool_options(self) -> dict[str, Any]:
+        """create_engine() pool arguments: size, overflow, checkout timeout, lifetime."""
+        options: dict[str, Any] = {
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "pool_timeout": self.pool.timeout_s if self.pool.timeout_s is not None else 30,
+        }
+        if self.pool.max_lifetime_s is not None:
+            options["pool_recycle"] = self.pool.max_lifetime_s
+        return options
+
     def create_engine(self) -> Engine:
         raise NotImplementedError
+
+    def create_schema(self) -> None:
+        """Create the namespace the tables live in (a PostgreSQL schema), if any."""
 
     def create_message_sql(self) -> MessageSQL:
         raise NotImplementedError
@@ -174,3 +203,20 @@ class Dialect:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _limit_idle(engine: Engine, max_idle_s: float | None) -> None:
+    """Replace a pooled connection that sat idle longer than ``max_idle_s`` on checkout."""
+    if max_idle_s is None:
+        return
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["agentkeep_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("agentkeep_idle_since", None)
+        if since is not None and time.monotonic() - since > max_idle_s:
+            # The pool closes this connection and checks out a fresh one.
+            raise sa_exc.DisconnectionError("idle longer than AGENTKEEP_POOL_MAX_IDLE")

@@ -10,6 +10,7 @@ on their socket instead of a round trip.
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
-from agentkeep.errors import AgentkeepError
+from agentkeep.errors import AgentkeepError, InvalidInput
 from agentkeep.store._errors import translate
 from agentkeep.store._idle import Idle
 from agentkeep.store._steps import Steps, Stmt
@@ -424,13 +425,16 @@ class PostgresDialect(Dialect):
     def create_engine(self) -> Engine:
         url = sa.engine.make_url(self.url)
         url = url.set(drivername="postgresql+psycopg")
+        if self.schema is not None:
+            check_schema_name(self.schema)
+            # Every connection (the message statements' and the async ones too, through
+            # conninfo()) opens in the schema.
+            url = url.update_query_dict({"options": f"-csearch_path={self.schema}"})
         engine = sa.create_engine(
             url,
-            pool_size=self.pool_size,
-            max_overflow=self.max_overflow,
             pool_pre_ping=True,
-            pool_timeout=30,
             connect_args={"connect_timeout": 10, "application_name": "agentkeep"},
+            **self.pool_options(),
         )
         synchronous_commit = self.synchronous_commit
         if synchronous_commit is not None:
@@ -460,6 +464,14 @@ class PostgresDialect(Dialect):
         """The URL as libpq takes it (for connections outside the pool)."""
         url = self.engine.url.set(drivername="postgresql")
         return url.render_as_string(hide_password=False)
+
+    def create_schema(self) -> None:
+        """Create the PostgreSQL schema the tables live in, when one is set and missing."""
+        if self.schema is None:
+            return
+        with self.engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            conn.commit()
 
     def consistent_read(self, conn: Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
@@ -519,3 +531,15 @@ class PostgresDialect(Dialect):
 
     def describe(self) -> str:
         return "postgresql"
+
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(schema: str) -> None:
+    """``InvalidInput`` unless ``schema`` is a plain lower-case identifier."""
+    if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
+        raise InvalidInput(
+            "must be a plain lower-case identifier (letters, digits, underscores; at most 63)",
+            field="schema",
+        )

@@ -364,8 +364,7 @@ class SQLiteDialect(Dialect):
             engine = sa.create_engine(
                 f"sqlite:///{self.path}",
                 connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                pool_size=self.pool_size,
-                max_overflow=self.max_overflow,
+                **self.pool_options(),
             )
         memory = self.memory
 

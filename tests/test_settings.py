@@ -1,0 +1,135 @@
+"""Settings and URLs the seeds use: SQLite URL forms, DATABASE_PATH, KODE's variables, pools, schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import agentkeep
+from agentkeep import InvalidInput
+from agentkeep.config import Settings, normalize_url, url_from_env
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:./assistants.db", "sqlite:///./assistants.db"),
+        ("sqlite:/data/app.db", "sqlite:////data/app.db"),
+        (":memory:", "memory://"),
+        ("sqlite::memory:", "memory://"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+    ],
+)
+def test_seed_url_forms_are_normalized(given: str, expected: str) -> None:
+    assert normalize_url(given) == expected
+
+
+def test_kumos_sqlite_urls_open_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with agentkeep.connect("sqlite:./assistants.db") as store:
+        store.agents.create(model="m")
+    assert (tmp_path / "assistants.db").exists()
+    absolute = tmp_path / "data" / "app.db"
+    with agentkeep.connect(f"sqlite:{absolute}") as store:
+        assert store.backend == "sqlite"
+        store.agents.create(model="m")
+    assert absolute.exists()
+    with agentkeep.connect(":memory:") as store:
+        assert store.backend == "memory"
+
+
+def test_environment_fallbacks_in_order() -> None:
+    assert url_from_env({"AGENTKEEP_DATABASE_URL": "sqlite:./a.db", "DATABASE_URL": "x"}) == (
+        "sqlite:///./a.db"
+    )
+    assert url_from_env({"DATABASE_URL": "sqlite:/data/b.db"}) == "sqlite:////data/b.db"
+    assert url_from_env({"DATABASE_PATH": "./data/sessions.db"}) == "sqlite:///./data/sessions.db"
+    assert url_from_env({"DATABASE_PATH": ":memory:"}) == "memory://"
+    kode_sqlite = {"KODE_STORE_TYPE": "sqlite", "KODE_SQLITE_PATH": "./data/agents.db"}
+    assert url_from_env(kode_sqlite) == "sqlite:///./data/agents.db"
+    kode_pg = {
+        "KODE_STORE_TYPE": "postgres",
+        "POSTGRES_HOST": "db.internal",
+        "POSTGRES_PORT": "6543",
+        "POSTGRES_DB": "kode_agents",
+        "POSTGRES_USER": "kode",
+        "POSTGRES_PASSWORD": "p@ss word",
+    }
+    assert url_from_env(kode_pg) == "postgresql://kode:p%40ss%20word@db.internal:6543/kode_agents"
+    assert url_from_env({"DATABASE_PATH": "./x.db", **kode_pg}) == "sqlite:///./x.db"
+    assert url_from_env({}) == "sqlite:///./data/agentkeep.db"
+
+
+def test_pool_settings_from_env() -> None:
+    settings = Settings.from_env(
+        {
+            "AGENTKEEP_POOL_SIZE": "3",
+            "AGENTKEEP_POOL_MAX_OVERFLOW": "0",
+            "AGENTKEEP_POOL_TIMEOUT": "2.5",
+            "AGENTKEEP_POOL_MAX_IDLE": "60",
+            "AGENTKEEP_POOL_MAX_LIFETIME": "600",
+        }
+    )
+    pool = settings.pool
+    assert (pool.size, pool.max_overflow, pool.timeout_s) == (3, 0, 2.5)
+    assert (pool.max_idle_s, pool.max_lifetime_s) == (60.0, 600.0)
+    with pytest.raises(InvalidInput) as caught:
+        Settings.from_env({"AGENTKEEP_POOL_SIZE": "many"})
+    assert caught.value.field == "AGENTKEEP_POOL_SIZE"
+
+
+def test_pool_settings_reach_the_engine(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTKEEP_POOL_SIZE", "2")
+    monkeypatch.setenv("AGENTKEEP_POOL_MAX_OVERFLOW", "1")
+    monkeypatch.setenv("AGENTKEEP_POOL_TIMEOUT", "3")
+    monkeypatch.setenv("AGENTKEEP_POOL_MAX_LIFETIME", "120")
+    monkeypatch.setenv("AGENTKEEP_POOL_MAX_IDLE", "0")
+    with agentkeep.connect(postgres_url) as store:
+        pool: Any = store._core.engine.pool
+        assert (pool.size(), pool._max_overflow, pool._timeout, pool._recycle) == (2, 1, 3.0, 120)
+        store.agents.create(model="m")
+        # max idle 0: a connection returned to the pool is replaced on its next checkout
+        with store._core.engine.connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with store._core.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+    with agentkeep.connect(postgres_url, pool_size=4) as store:  # an argument beats the env
+        assert store._core.engine.pool.size() == 4
+
+
+def test_postgres_schema_option(postgres_server: Any) -> None:
+    url = postgres_server.new_database()
+    with agentkeep.connect(url, schema="agents_app", auto_migrate=True) as store:
+        agent = store.agents.create(model="m")
+        session = store.sessions.create(agent_id=agent.id)
+        store.messages.append(session.id, "user", "hi")  # the fast path too
+        assert [m.text for m in store.messages.recent(session.id)] == ["hi"]
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            tables = set(
+                conn.execute(
+                    sa.text(
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = 'agents_app'"
+                    )
+                ).scalars()
+            )
+            public = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                )
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert {"agents", "messages", "alembic_version"} <= tables
+    assert public == 0
+    with agentkeep.connect(url, schema="agents_app") as store:  # no migration needed again
+        assert store.agents.get(agent.id).model == "m"
+    with pytest.raises(InvalidInput) as caught:
+        agentkeep.connect(url, schema="Bad-Name;")
+    assert caught.value.field == "schema"
