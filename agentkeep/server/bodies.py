@@ -1,8 +1,12 @@
 """Request bodies of the OpenAI-compatible routes, as OpenAI's document defines them.
 
 Unknown fields are rejected (400 ``Unknown parameter``) where OpenAI's schema
-says ``additionalProperties: false``. Limits that the store checks (metadata,
-lengths, tools) are left to it, so each rule lives in one place.
+says ``additionalProperties: false``. Bodies are strict, as OpenAI's API is: no
+string becomes a boolean or a number (``"stream": "yes"`` is a 400 naming
+``stream``). Tools, tool resources, attachments, response formats, truncation
+and tool choice are checked against OpenAI's schemas (:mod:`agentkeep.server.shapes`);
+limits that the store checks (metadata, lengths) are left to it, so each rule
+lives in one place.
 """
 
 from __future__ import annotations
@@ -10,6 +14,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agentkeep.server.shapes import (
+    AttachmentsField,
+    ResponseFormatField,
+    ToolChoiceField,
+    ToolResourcesField,
+    ToolsField,
+    TruncationField,
+)
 
 __all__ = [
     "CreateAssistant",
@@ -23,32 +36,40 @@ __all__ = [
     "ModifyMessage",
     "ModifyRun",
     "ModifyThread",
+    "ReasoningEffort",
     "RunOptions",
+    "Strict",
     "SubmitToolOutputs",
     "ToolOutput",
     "UpdateConversation",
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(BaseModel):
+    """A body with OpenAI's ``additionalProperties: false`` and no type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
-class _AssistantFields(_Strict):
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
+class _AssistantFields(Strict):
     name: str | None = None
     description: str | None = None
     instructions: str | None = None
-    reasoning_effort: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_resources: dict[str, Any] | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    tools: ToolsField = None
+    tool_resources: ToolResourcesField = None
     metadata: dict[str, str] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    response_format: str | dict[str, Any] | None = None
+    response_format: ResponseFormatField = None
 
 
 class CreateAssistant(_AssistantFields):
@@ -59,25 +80,25 @@ class ModifyAssistant(_AssistantFields):
     model: str | None = None
 
 
-class CreateMessage(_Strict):
+class CreateMessage(Strict):
     role: Literal["user", "assistant"]
     content: str | list[dict[str, Any]]
-    attachments: list[dict[str, Any]] | None = None
+    attachments: AttachmentsField = None
     metadata: dict[str, str] | None = None
 
 
-class ModifyMessage(_Strict):
+class ModifyMessage(Strict):
     metadata: dict[str, str] | None = None
 
 
-class CreateThread(_Strict):
+class CreateThread(Strict):
     messages: list[CreateMessage] | None = None
-    tool_resources: dict[str, Any] | None = None
+    tool_resources: ToolResourcesField = None
     metadata: dict[str, str] | None = None
 
 
-class ModifyThread(_Strict):
-    tool_resources: dict[str, Any] | None = None
+class ModifyThread(Strict):
+    tool_resources: ToolResourcesField = None
     metadata: dict[str, str] | None = None
 
 
@@ -97,21 +118,21 @@ class CreateItems(_Open):
 # -- runs ---------------------------------------------------------------------------------
 
 
-class RunOptions(_Strict):
+class RunOptions(Strict):
     model: str | None = None
     instructions: str | None = None
-    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tools: ToolsField = None
     metadata: dict[str, str] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stream: bool | None = None
     max_prompt_tokens: int | None = Field(default=None, ge=256)
     max_completion_tokens: int | None = Field(default=None, ge=256)
-    truncation_strategy: dict[str, Any] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    truncation_strategy: TruncationField = None
+    tool_choice: ToolChoiceField = None
     parallel_tool_calls: bool | None = None
-    response_format: str | dict[str, Any] | None = None
-    reasoning_effort: str | None = None
+    response_format: ResponseFormatField = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class CreateRun(RunOptions):
@@ -123,18 +144,18 @@ class CreateRun(RunOptions):
 class CreateThreadAndRun(RunOptions):
     assistant_id: str = Field(min_length=1, max_length=256)
     thread: CreateThread | None = None
-    tool_resources: dict[str, Any] | None = None
+    tool_resources: ToolResourcesField = None
 
 
-class ModifyRun(_Strict):
+class ModifyRun(Strict):
     metadata: dict[str, str] | None = None
 
 
-class ToolOutput(_Strict):
+class ToolOutput(Strict):
     tool_call_id: str = Field(min_length=1)
     output: str
 
 
-class SubmitToolOutputs(_Strict):
+class SubmitToolOutputs(Strict):
     tool_outputs: list[ToolOutput]
     stream: bool | None = None
