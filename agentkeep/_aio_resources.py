@@ -752,6 +752,8 @@ class AsyncEvents:
         channel: str | None = None,
         after_bookmark: int = 0,
         limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> builtins.list[Event]:
         """Events after ``after_bookmark``, oldest first; pass the last bookmark to read on."""
         return await asyncio.to_thread(
@@ -763,6 +765,8 @@ class AsyncEvents:
             channel=channel,
             after_bookmark=after_bookmark,
             limit=limit,
+            created_after=created_after,
+            created_before=created_before,
         )
 
 

@@ -72,9 +72,18 @@ def test_append_and_read_back(store: Store) -> None:
 
 
 def test_type_vocabulary(store: Store) -> None:
+    seeds = (
+        # curio's types beyond the vocabulary, and KODE's
+        ("run_error", "object_stored", "critique_completed", "synthesis_completed"),
+        ("tool_registered", "object_not_found", "think_chunk", "tool:start"),
+        ("permission_required",),
+    )
     for good in ("critique_result", "custom", "thread.run.created", "acme.deploy.finished"):
         assert store.events.append(good).type == good
-    for bad in ("bogus", "", "x" * 129):
+    for good in (t for group in seeds for t in group):
+        assert store.events.append(good, data={"x": 1}).type == good  # stored as given
+    assert store.events.list(types=["tool:start"], after_bookmark=0)[0].data == {"x": 1}
+    for bad in ("", "x" * 129, "two words", "1st", "tab\there", "ünïcode"):
         with pytest.raises(InvalidInput) as err:
             store.events.append(bad)
         assert err.value.field == "type"
@@ -84,7 +93,7 @@ def test_type_vocabulary(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         store.events.append("custom", data={"x": object()})
     assert err.value.field == "data"
-    assert store.events.latest_bookmark() == 4
+    assert store.events.latest_bookmark() == 13
 
 
 def test_filters(store: Store) -> None:
@@ -434,3 +443,17 @@ async def test_cancelling_an_async_follower_ends_it_promptly(astore: AsyncStore)
     await astore.events.append("custom", data={"n": 2})
     await asyncio.sleep(0.2)
     assert seen == [first.bookmark]
+
+
+def test_list_by_time_range(store: Store) -> None:
+    events = [store.events.append("custom", data={"n": n}) for n in range(3)]
+    start, end = events[1].created_at, events[2].created_at
+    window = store.events.list(created_after=start, created_before=end)
+    # the database's filter is the Python comparison: at or after the one, before the other
+    assert [e.bookmark for e in window] == [
+        e.bookmark for e in events if start <= e.created_at < end
+    ]
+    assert events[0].created_at < end  # two appends apart: the window leaves one out
+    assert events[2].bookmark not in [e.bookmark for e in window]
+    everything = store.events.list(created_after=events[0].created_at)
+    assert [e.bookmark for e in everything] == [e.bookmark for e in events]

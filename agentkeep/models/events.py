@@ -10,8 +10,9 @@ __all__ = ["CHANNELS", "EVENT_TYPES", "Channel", "Event"]
 Channel = Literal["progress", "control", "monitor"]
 CHANNELS: frozenset[str] = frozenset(get_args(Channel))
 
-# The agent SDK vocabulary; any other type must be "custom" or contain a dot
-# (e.g. "thread.run.created" for the service's streaming events).
+# The documented vocabulary (the agent SDK's); any other well-formed name is
+# stored as given too (curio's "run_error", KODE's "tool:start", the service's
+# "thread.run.created").
 EVENT_TYPES: frozenset[str] = frozenset(
     (
         "run_started",

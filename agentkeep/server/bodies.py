@@ -51,7 +51,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 

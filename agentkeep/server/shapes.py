@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
     "AttachmentsField",
+    "IncludeEnum",
     "ResponseFormatField",
     "ToolChoiceField",
     "ToolResourcesField",
@@ -93,9 +94,31 @@ def _attachment_tool(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+class StaticChunks(_Shape):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    max_chunk_size_tokens: int = Field(ge=100, le=4096)
+    chunk_overlap_tokens: int
+
+
+class AutoChunking(_Shape):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    type: Literal["auto"]
+
+
+class StaticChunking(_Shape):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    type: Literal["static"]
+    static: StaticChunks
+
+
+def _chunking(value: dict[str, Any]) -> dict[str, Any]:
+    _check_by_type(value, {"auto": AutoChunking, "static": StaticChunking})
+    return value
+
+
 class VectorStoreHelper(_Shape):
     file_ids: list[str] | None = Field(default=None, max_length=100)
-    chunking_strategy: dict[str, Any] | None = None
+    chunking_strategy: Annotated[dict[str, Any], AfterValidator(_chunking)] | None = None
     metadata: dict[str, str] | None = None
 
 
@@ -193,3 +216,15 @@ AttachmentsField = list[Annotated[dict[str, Any], _checked(Attachment)]] | None
 ResponseFormatField = Annotated[str | dict[str, Any], AfterValidator(_response_format)] | None
 TruncationField = Annotated[dict[str, Any], _checked(Truncation)] | None
 ToolChoiceField = Annotated[str | dict[str, Any], AfterValidator(_tool_choice)] | None
+
+IncludeEnum = Literal[
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+]
+"""What ``include`` may name on conversation items (and responses), as OpenAI's ``IncludeEnum``."""

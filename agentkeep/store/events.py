@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +28,7 @@ import sqlalchemy as sa
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import CHANNELS, EVENT_TYPES, Event
 from agentkeep.models.common import check_limit, from_micros, utcnow_micros
-from agentkeep.store._base import Resource
+from agentkeep.store._base import Resource, time_range
 from agentkeep.store._validate import check_object, opt_text
 from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
@@ -53,16 +55,24 @@ def to_event(row: Mapping[Any, Any]) -> Event:
     return Event.model_construct(**data)
 
 
+_TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
+
+
 def check_type(value: Any, field: str = "type") -> str:
-    """An event type of the vocabulary, ``custom``, or a dotted name."""
+    """An event type: one of the documented vocabulary, or any other well-formed name.
+
+    Well-formed: a letter or underscore, then letters, digits and ``_ . : / -``,
+    at most 128 characters (curio's ``run_error``, KODE's ``tool:start``,
+    the service's ``thread.run.created``). The name is stored as given.
+    """
     if not isinstance(value, str) or not value:
         raise InvalidInput("must be a non-empty string", field=field)
     if len(value) > 128:
         raise InvalidInput("must be at most 128 characters", field=field)
-    if value not in EVENT_TYPES and "." not in value:
+    if value not in EVENT_TYPES and not _TYPE_NAME.match(value):
         raise InvalidInput(
-            f"unknown event type {value!r}; use one of the documented types, "
-            "'custom', or a dotted name such as 'thread.run.created'",
+            f"{value!r} is not a well-formed event type: start with a letter or underscore, "
+            "then letters, digits, '_', '.', ':', '/' or '-'",
             field=field,
         )
     return value
@@ -273,11 +283,18 @@ class Events(Resource):
         channel: str | None = None,
         after_bookmark: int = 0,
         limit: int = 100,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[Event]:
-        """Events after ``after_bookmark``, oldest first; pass the last bookmark to read on."""
+        """Events after ``after_bookmark``, oldest first; pass the last bookmark to read on.
+
+        ``created_after`` / ``created_before``: only events created at or after
+        the one and before the other.
+        """
         check_limit(limit)
         after = _check_bookmark(after_bookmark)
         where = self._where(run_id, session_id, agent_id, types, channel)
+        where += time_range(t.c.created_at, created_after, created_before)
         return self._fetch(where, after, limit)
 
     def latest_bookmark(self) -> int:

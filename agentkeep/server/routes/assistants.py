@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from agentkeep.models import Agent
 from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
@@ -12,6 +12,7 @@ from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import retry_on_conflict
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.schemas import DOCS
+from agentkeep.server.versions import ExpectedVersion, set_etag
 from agentkeep.wire.objects import (
     ASSISTANT_EXTRA_FIELDS,
     assistant_object,
@@ -60,8 +61,10 @@ def list_assistants(store: TenantStore, params: Pagination) -> dict[str, Any]:
     response_model=None,
     responses=DOCS["assistant"],
 )
-def retrieve_assistant(assistant_id: str, store: TenantStore) -> dict[str, Any]:
-    return assistant_object(store.agents.get(assistant_id))
+def retrieve_assistant(assistant_id: str, store: TenantStore, response: Response) -> dict[str, Any]:
+    agent = store.agents.get(assistant_id)
+    set_etag(response, agent.version)
+    return assistant_object(agent)
 
 
 @router.post(
@@ -71,7 +74,11 @@ def retrieve_assistant(assistant_id: str, store: TenantStore) -> dict[str, Any]:
     responses=DOCS["assistant"],
 )
 def modify_assistant(
-    assistant_id: str, body: ModifyAssistant, store: TenantStore
+    assistant_id: str,
+    body: ModifyAssistant,
+    store: TenantStore,
+    response: Response,
+    expected: ExpectedVersion,
 ) -> dict[str, Any]:
     given = body.model_fields_set
     changes: dict[str, Any] = {
@@ -85,13 +92,13 @@ def modify_assistant(
         del changes["model"]  # null keeps the model, as OpenAI does
     cleared = [n for n in ASSISTANT_EXTRA_FIELDS if n in given and getattr(body, n) is None]
     extra_changes = _extra(body)
-    if not (extra_changes or cleared):
-        return assistant_object(store.agents.update(assistant_id, **changes))
 
     def merge() -> Agent:
+        if not (extra_changes or cleared):
+            return store.agents.update(assistant_id, expected_version=expected, **changes)
         with store.transaction():
             # an update without changes reads the row under its lock until we commit
-            current = store.agents.update(assistant_id)
+            current = store.agents.update(assistant_id, expected_version=expected)
             extra = {k: v for k, v in current.extra.items() if k not in cleared}
             return store.agents.update(
                 assistant_id,
@@ -100,7 +107,8 @@ def modify_assistant(
                 **changes,
             )
 
-    agent = retry_on_conflict(merge)
+    agent = retry_on_conflict(merge, attempts=1 if expected is not None else 5)
+    set_etag(response, agent.version)
     return assistant_object(agent)
 
 

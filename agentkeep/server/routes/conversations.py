@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from agentkeep.errors import InvalidInput
 from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_conversation
 from agentkeep.server.schemas import DOCS
+from agentkeep.server.versions import ExpectedVersion, set_etag
 from agentkeep.wire.objects import conversation_object, deleted_object, item_input
 
 __all__ = ["item_rows", "items_field", "router"]
@@ -61,8 +62,12 @@ def create_conversation(
     response_model=None,
     responses=DOCS["conversation"],
 )
-def retrieve_conversation(conversation_id: str, store: TenantStore) -> dict[str, Any]:
-    return conversation_object(get_conversation(store, conversation_id))
+def retrieve_conversation(
+    conversation_id: str, store: TenantStore, response: Response
+) -> dict[str, Any]:
+    conversation = get_conversation(store, conversation_id)
+    set_etag(response, conversation.version)
+    return conversation_object(conversation)
 
 
 @router.post(
@@ -72,11 +77,18 @@ def retrieve_conversation(conversation_id: str, store: TenantStore) -> dict[str,
     responses=DOCS["conversation"],
 )
 def update_conversation(
-    conversation_id: str, body: UpdateConversation, store: TenantStore
+    conversation_id: str,
+    body: UpdateConversation,
+    store: TenantStore,
+    response: Response,
+    expected: ExpectedVersion,
 ) -> dict[str, Any]:
     with store.transaction():
         get_conversation(store, conversation_id)
-        conversation = store.sessions.update(conversation_id, metadata=body.metadata or {})
+        conversation = store.sessions.update(
+            conversation_id, expected_version=expected, metadata=body.metadata or {}
+        )
+    set_etag(response, conversation.version)
     return conversation_object(conversation)
 
 

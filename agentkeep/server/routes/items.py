@@ -15,6 +15,7 @@ from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
 from agentkeep.server.schemas import DOCS
+from agentkeep.server.shapes import IncludeEnum
 from agentkeep.store import Store
 from agentkeep.wire.objects import conversation_object, item_object, list_object
 
@@ -23,7 +24,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/conversations/{conversation_id}/items", tags=["Conversations"])
 
 Include = Annotated[
-    list[str] | None, Query(description="Accepted for compatibility; extra fields are not stored.")
+    list[IncludeEnum] | None,
+    Query(description="Accepted for compatibility; extra fields are not stored."),
 ]
 
 

@@ -15,7 +15,7 @@ until the run stops — the way to reconnect to a stream.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -37,13 +37,18 @@ from agentkeep.server.lookup import active_run_id, get_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.streaming import stream_run
+from agentkeep.server.versions import ExpectedVersion, set_etag
 from agentkeep.store import Store
+from agentkeep.store._validate import UNSET
 from agentkeep.wire.objects import list_object, thread_object
 from agentkeep.wire.runs import RUN_OPTIONS, run_object, step_object
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["Assistants"])
+
+Include = Literal["step_details.tool_calls[*].file_search.results[*].content"]
+"""What ``include[]`` may name (the only value OpenAI's document allows)."""
 
 POLL_AFTER_MS = "200"  # tells the SDK's create_and_poll how often to look
 
@@ -140,7 +145,7 @@ def create_run(
     body: CreateRun,
     request: Request,
     store: TenantStore,
-    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+    include: Annotated[list[Include] | None, Query(alias="include[]")] = None,
 ) -> dict[str, Any] | StreamingResponse:
     agent = store.agents.get(body.assistant_id)
     rows = [
@@ -188,11 +193,24 @@ def retrieve_run(
 
 
 @router.post("/v1/threads/{thread_id}/runs/{run_id}", summary="Modify a run")
-def modify_run(thread_id: str, run_id: str, body: ModifyRun, store: TenantStore) -> dict[str, Any]:
+def modify_run(
+    thread_id: str,
+    run_id: str,
+    body: ModifyRun,
+    store: TenantStore,
+    response: Response,
+    expected: ExpectedVersion,
+) -> dict[str, Any]:
     with store.transaction():
         run = _get_run(store, thread_id, run_id)
-        if "metadata" in body.model_fields_set:
-            run = store.runs.update(run_id, metadata=body.metadata or {})
+        given = "metadata" in body.model_fields_set
+        if given or expected is not None:
+            run = store.runs.update(
+                run_id,
+                expected_version=expected,
+                metadata=(body.metadata or {}) if given else UNSET,
+            )
+    set_etag(response, run.version)
     return run_object(run)
 
 
@@ -283,7 +301,7 @@ def list_run_steps(
     run_id: str,
     store: TenantStore,
     params: Pagination,
-    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+    include: Annotated[list[Include] | None, Query(alias="include[]")] = None,
 ) -> dict[str, Any]:
     _get_run(store, thread_id, run_id)
     page = store.run_steps.list(
@@ -298,7 +316,7 @@ def retrieve_run_step(
     run_id: str,
     step_id: str,
     store: TenantStore,
-    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+    include: Annotated[list[Include] | None, Query(alias="include[]")] = None,
 ) -> dict[str, Any]:
     _get_run(store, thread_id, run_id)
     try:

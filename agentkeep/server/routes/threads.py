@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from agentkeep.models import Session
 from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_thread, retry_on_conflict
 from agentkeep.server.schemas import DOCS
+from agentkeep.server.versions import ExpectedVersion, set_etag
 from agentkeep.wire.objects import deleted_object, thread_message_content, thread_object
 
 __all__ = ["new_message", "router"]
@@ -46,14 +47,22 @@ def create_thread(store: TenantStore, body: CreateThread | None = None) -> dict[
 @router.get(
     "/{thread_id}", summary="Retrieve a thread", response_model=None, responses=DOCS["thread"]
 )
-def retrieve_thread(thread_id: str, store: TenantStore) -> dict[str, Any]:
-    return thread_object(get_thread(store, thread_id))
+def retrieve_thread(thread_id: str, store: TenantStore, response: Response) -> dict[str, Any]:
+    thread = get_thread(store, thread_id)
+    set_etag(response, thread.version)
+    return thread_object(thread)
 
 
 @router.post(
     "/{thread_id}", summary="Modify a thread", response_model=None, responses=DOCS["thread"]
 )
-def modify_thread(thread_id: str, body: ModifyThread, store: TenantStore) -> dict[str, Any]:
+def modify_thread(
+    thread_id: str,
+    body: ModifyThread,
+    store: TenantStore,
+    response: Response,
+    expected: ExpectedVersion,
+) -> dict[str, Any]:
     given = body.model_fields_set
     changes: dict[str, Any] = {}
     if "metadata" in given:
@@ -63,15 +72,19 @@ def modify_thread(thread_id: str, body: ModifyThread, store: TenantStore) -> dic
         with store.transaction():
             get_thread(store, thread_id)
             if "tool_resources" not in given:
-                return store.sessions.update(thread_id, **changes)
+                return store.sessions.update(thread_id, expected_version=expected, **changes)
             # an update without changes reads the row under its lock until we commit
-            current = store.sessions.update(thread_id)
+            current = store.sessions.update(thread_id, expected_version=expected)
             extra = {**current.extra, "tool_resources": body.tool_resources or {}}
             return store.sessions.update(
-                thread_id, expected_version=current.version, extra=extra, **changes
+                thread_id,
+                expected_version=current.version,
+                extra=extra,
+                **changes,
             )
 
-    thread = retry_on_conflict(update)
+    thread = retry_on_conflict(update, attempts=1 if expected is not None else 5)
+    set_etag(response, thread.version)
     return thread_object(thread)
 
 

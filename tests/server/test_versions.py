@@ -1,0 +1,42 @@
+"""Optimistic concurrency over HTTP: ETag out, If-Match / ?expected_version= in, 409 VERSION_CONFLICT."""
+
+from __future__ import annotations
+
+from live import Tenant
+
+
+def test_if_match_and_expected_version_on_modify_endpoints(tenant: Tenant) -> None:
+    http = tenant.http()
+    created = http.post("/v1/assistants", json={"model": "m"}).json()
+    path = f"/v1/assistants/{created['id']}"
+    assert http.get(path).headers["etag"] == '"1"'
+
+    ok = http.post(path, json={"name": "a"}, headers={"If-Match": '"1"'})
+    assert ok.status_code == 200 and ok.headers["etag"] == '"2"'
+    stale = http.post(path, json={"name": "b"}, headers={"If-Match": '"1"'})
+    assert stale.status_code == 409, stale.text
+    error = stale.json()["error"]
+    assert error["code"] == "VERSION_CONFLICT" and error["param"] == "expected_version"
+    assert (error["current_version"], error["requested_version"]) == (2, 1)
+    assert http.get(path).json()["name"] == "a"  # nothing written
+    tools = {"tools": [{"type": "code_interpreter"}], "temperature": 0.5}  # the merge path
+    assert http.post(f"{path}?expected_version=1", json=tools).status_code == 409
+    assert http.post(f"{path}?expected_version=2", json=tools).status_code == 200
+    assert http.post(path, json={}, headers={"If-Match": "soon"}).json()["error"]["param"] == (
+        "If-Match"
+    )
+    assert http.post(path, json={"name": "c"}).status_code == 200  # none: last writer wins
+
+    thread = http.post("/v1/threads", json={}).json()
+    tpath = f"/v1/threads/{thread['id']}"
+    assert (
+        http.post(tpath, json={"metadata": {"k": "v"}}, headers={"If-Match": '"1"'}).status_code
+        == 200
+    )
+    assert http.post(tpath, json={"metadata": {}}, headers={"If-Match": '"1"'}).status_code == 409
+    assert http.get(tpath).json()["metadata"] == {"k": "v"}
+
+    conversation = http.post("/v1/conversations", json={}).json()
+    cpath = f"/v1/conversations/{conversation['id']}"
+    assert http.post(cpath, json={"metadata": {}}, headers={"If-Match": 'W/"7"'}).status_code == 409
+    assert http.post(cpath, json={"metadata": {}}, headers={"If-Match": '"1"'}).status_code == 200
