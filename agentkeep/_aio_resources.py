@@ -116,14 +116,28 @@ class AsyncAgents:
     async def list(
         self,
         *,
+        name: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         limit: int = 20,
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
     ) -> Page[Agent]:
-        """``store.agents.list``, awaited."""
+        """Agents, newest first by default; ``name`` / ``model`` match exactly, ``metadata``"""
         return await asyncio.to_thread(
-            self.sync.list, limit=limit, after=after, before=before, order=order
+            self.sync.list,
+            name=name,
+            model=model,
+            metadata=metadata,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
         )
 
     async def update(
@@ -221,6 +235,10 @@ class AsyncSessions:
         """Delete a session with its messages, runs, steps, events, tool calls and snapshots."""
         return await asyncio.to_thread(self.sync.delete, session_id)
 
+    async def exists(self, session_id: str) -> bool:
+        """Whether this tenant has a session ``session_id`` (one indexed read, no payload)."""
+        return await asyncio.to_thread(self.sync.exists, session_id)
+
     async def fork(
         self,
         session_id: str,
@@ -257,6 +275,7 @@ class AsyncSessions:
         created_before: datetime | None = None,
         active_after: datetime | None = None,
         active_before: datetime | None = None,
+        id_prefix: str | None = None,
         limit: int = 20,
         after: str | None = None,
         before: str | None = None,
@@ -276,6 +295,7 @@ class AsyncSessions:
             created_before=created_before,
             active_after=active_after,
             active_before=active_before,
+            id_prefix=id_prefix,
             limit=limit,
             after=after,
             before=before,
@@ -1246,9 +1266,17 @@ class AsyncStats:
         self.sync = sync
         self.tenant_id = sync.tenant_id
 
-    async def get(self, agent_id: str | None = None) -> StatsModel:
+    async def get(
+        self,
+        agent_id: str | None = None,
+        *,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> StatsModel:
         """Runs, LLM calls, tokens, cost, latency, tools, messages, snapshots, sessions."""
-        return await asyncio.to_thread(self.sync.get, agent_id)
+        return await asyncio.to_thread(
+            self.sync.get, agent_id, created_after=created_after, created_before=created_before
+        )
 
 
 class AsyncCheckpoints:

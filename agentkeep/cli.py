@@ -4,7 +4,7 @@ Commands::
 
     agentkeep --version
     agentkeep db upgrade | current | check   [-d URL]
-    agentkeep stats [-d URL] [--tenant T] [--agent ID] [--json]
+    agentkeep stats [-d URL] [--tenant T] [--agent ID] [--since ISO] [--until ISO] [--json]
     agentkeep health [-d URL] [--json]
     agentkeep serve [-d URL] [--host H] [--port P] [--workers N]
     agentkeep keys create --tenant T [--name N] | list | revoke KEY_ID   [-d URL]
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -152,6 +153,14 @@ def _money(value: Decimal | None) -> str:
     return "unknown" if value is None else f"${value:.6f}"
 
 
+def _per_call(figures: agentkeep.Stats) -> str:
+    if figures.avg_input_tokens_per_call is None:
+        return "-"
+    return (
+        f"{figures.avg_input_tokens_per_call:.1f} in, {figures.avg_output_tokens_per_call:.1f} out"
+    )
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
@@ -166,6 +175,14 @@ def stats(
         str | None,
         typer.Option("--agent", "-a", metavar="AGENT_ID", help="Only this agent's figures."),
     ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option("--since", metavar="ISO", help="Only what was created at or after this time."),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option("--until", metavar="ISO", help="Only what was created before this time."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Runs, LLM calls, tokens, cost, latency and tool calls, for a tenant or one agent."""
@@ -173,7 +190,7 @@ def stats(
     announce(url)
     refuse_missing(url)
     with errors(), agentkeep.connect(url, tenant=tenant) as store:
-        figures = store.stats.get(agent_id=agent)
+        figures = store.stats.get(agent_id=agent, created_after=since, created_before=until)
     if as_json:
         out.print_json(figures.model_dump_json())
         return
@@ -193,8 +210,13 @@ def stats(
         ("LLM calls", str(figures.llm_calls)),
         ("  input tokens", str(figures.input_tokens)),
         ("  output tokens", str(figures.output_tokens)),
+        ("  cached tokens", str(figures.cached_tokens)),
+        ("  reasoning tokens", str(figures.reasoning_tokens)),
+        ("  avg tokens per call", _per_call(figures)),
         ("  cost", _money(figures.cost_usd)),
+        ("  avg cost per call", _money(figures.avg_cost_per_call_usd)),
         ("  unpriced calls", str(figures.unpriced_calls)),
+        ("avg messages per session", f"{figures.avg_messages_per_session:.2f}"),
     ]
     rows += [(f"  latency {p}", _ms(v)) for p, v in figures.latency_ms.items()]
     rows.append(("tool calls", str(figures.total_tool_calls)))

@@ -88,3 +88,29 @@ async def test_async_agents(astore: AsyncStore) -> None:
     assert (await astore.agents.get(a.id)).id == a.id
     page = await astore.agents.list()
     assert [x.id for x in page] == [a.id]
+
+
+def test_list_filters_by_name_model_metadata_and_time(store: Store) -> None:
+    a = store.agents.create(model="gpt-4o-mini", name="support", metadata={"team": "care"})
+    b = store.agents.create(model="gpt-4o-mini", name="sales", metadata={"team": "growth"})
+    c = store.agents.create(model="llama3.1", name="support", metadata={"team": "care", "x": "1"})
+
+    def ids(**filters: object) -> list[str]:
+        return [agent.id for agent in store.agents.list(order="asc", **filters).items]  # type: ignore[arg-type]
+
+    assert ids(name="support") == [a.id, c.id]
+    assert ids(model="gpt-4o-mini") == [a.id, b.id]
+    assert ids(metadata={"team": "care"}) == [a.id, c.id]
+    assert ids(metadata={"team": "care", "x": "1"}) == [c.id]
+    assert ids(name="support", model="llama3.1") == [c.id]
+    assert ids(created_after=b.created_at) == [
+        x.id for x in (a, b, c) if x.created_at >= b.created_at
+    ]
+    assert ids(created_before=b.created_at) == [
+        x.id for x in (a, b, c) if x.created_at < b.created_at
+    ]
+    page = store.agents.list(name="support", limit=1, order="asc")
+    assert [x.id for x in page.items] == [a.id] and page.has_more
+    with pytest.raises(InvalidInput) as err:
+        store.agents.list(metadata={"k": 1})  # type: ignore[dict-item]
+    assert err.value.field == "metadata.k"

@@ -174,3 +174,16 @@ def test_list_by_creation_time_across_kinds(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         store.sessions.list(sort="title")  # type: ignore[arg-type]
     assert err.value.field == "sort"
+
+
+def test_exists_and_listing_by_id_prefix(store: Store) -> None:
+    made = [store.sessions.create(id=f"kode_{name}") for name in ("a1", "a2", "b1")]
+    store.sessions.create(id="kode%_odd")
+    assert store.sessions.exists(made[0].id)
+    assert not store.sessions.exists("kode_nope")
+    assert not store.tenant("elsewhere").sessions.exists(made[0].id)
+    listed = store.sessions.list(id_prefix="kode_a", order="asc")
+    assert [s.id for s in listed.items] == ["kode_a1", "kode_a2"]
+    # the prefix is literal: % and _ are no wildcards
+    assert [s.id for s in store.sessions.list(id_prefix="kode%").items] == ["kode%_odd"]
+    assert len(store.sessions.list(id_prefix="kode_").items) == 3

@@ -80,7 +80,9 @@ def test_empty_tenant(store: Store) -> None:
     assert (st.total_runs, st.llm_calls, st.total_tool_calls, st.messages) == (0, 0, 0, 0)
     assert st.avg_iterations == 0.0
     assert st.cost_usd == Decimal(0) and st.unpriced_calls == 0
-    assert st.latency_ms == {"p50": None, "p90": None, "p95": None, "p99": None}
+    assert st.latency_ms == {"p50": None, "p75": None, "p90": None, "p95": None, "p99": None}
+    assert (st.avg_input_tokens_per_call, st.avg_cost_per_call_usd) == (None, None)
+    assert st.avg_messages_per_session == 0.0
     assert st.tools == [] and st.tool_calls_by_state == {}
 
 
@@ -94,7 +96,11 @@ def test_agent_stats(store: Store) -> None:
     assert st.cost_usd == Decimal("0.75")
     assert st.unpriced_calls == 1
     # percentile_cont over 100, 200, 300, 400.
-    assert st.latency_ms == pytest.approx({"p50": 250.0, "p90": 370.0, "p95": 385.0, "p99": 397.0})
+    assert st.latency_ms == pytest.approx(
+        {"p50": 250.0, "p75": 325.0, "p90": 370.0, "p95": 385.0, "p99": 397.0}
+    )
+    assert (st.avg_input_tokens_per_call, st.avg_output_tokens_per_call) == (25.0, 2.5)
+    assert st.avg_cost_per_call_usd == Decimal("0.25")  # 0.75 over its three priced calls
     tools = {t.name: t for t in st.tools}
     assert set(tools) == {"search", "write_file"}
     assert (tools["search"].calls, tools["search"].errors) == (2, 1)
@@ -120,6 +126,7 @@ def test_tenant_wide_stats(store: Store) -> None:
     assert st.tool_calls_by_state == {"completed": 1, "failed": 1, "pending": 2}
     assert st.total_tool_calls == 4
     assert (st.sessions, st.messages, st.snapshots) == (3, 5, 1)
+    assert st.avg_messages_per_session == pytest.approx(5 / 3)
     # Another tenant sees none of it.
     other = store.tenant(store.tenant_id + "_other").stats.get()
     assert (other.total_runs, other.llm_calls, other.messages, other.sessions) == (0, 0, 0, 0)
@@ -137,7 +144,9 @@ def test_cost_is_unknown_only_when_no_call_is_priced(store: Store) -> None:
 def test_single_latency_and_missing_latencies(store: Store) -> None:
     store.usage.record(provider="p", model="m", agent_id="a", latency_ms=42)
     store.usage.record(provider="p", model="m", agent_id="a")  # no latency: not counted
-    assert store.stats.get("a").latency_ms == {"p50": 42.0, "p90": 42.0, "p95": 42.0, "p99": 42.0}
+    assert store.stats.get("a").latency_ms == dict.fromkeys(
+        ("p50", "p75", "p90", "p95", "p99"), 42.0
+    )
 
 
 def test_percentiles_match_a_reference_on_many_values(store: Store) -> None:
@@ -153,7 +162,7 @@ def test_percentiles_match_a_reference_on_many_values(store: Store) -> None:
         return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
     got = store.stats.get("many").latency_ms
-    for name, p in (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
+    for name, p in (("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
         assert got[name] == pytest.approx(reference(p)), name
 
 
@@ -166,7 +175,7 @@ def test_percentiles_helper_agrees_with_percentile_cont_on_postgres(_postgres_st
     where = [u.c.tenant_id == store.tenant_id]
     with store._core.read() as conn:
         ours = percentiles(conn, u.c.latency_ms, where)
-        for name, p in (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
+        for name, p in (("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
             theirs = conn.execute(
                 sa.select(sa.func.percentile_cont(p).within_group(u.c.latency_ms)).where(*where)
             ).scalar_one()
@@ -183,3 +192,34 @@ async def test_async_stats(astore: AsyncStore) -> None:
     await astore.usage.record(provider="p", model="m", agent_id="a", latency_ms=10)
     st = await astore.stats.get("a")
     assert st.llm_calls == 1 and st.latency_ms["p50"] == 10.0
+
+
+def test_cached_and_reasoning_tokens_and_a_time_window(store: Store) -> None:
+    early = store.usage.record(
+        provider="p",
+        model="m",
+        agent_id="w",
+        input_tokens=10,
+        cached_tokens=4,
+        output_tokens=2,
+        reasoning_tokens=1,
+    )
+    late = store.usage.record(
+        provider="p",
+        model="m",
+        agent_id="w",
+        input_tokens=30,
+        cached_tokens=6,
+        output_tokens=5,
+        reasoning_tokens=5,
+    )
+    both = store.stats.get("w")
+    assert (both.cached_tokens, both.reasoning_tokens, both.input_tokens) == (10, 6, 40)
+    assert both.avg_input_tokens_per_call == 20.0
+    window = [u for u in (early, late) if u.created_at >= late.created_at]
+    recent = store.stats.get("w", created_after=late.created_at)
+    assert recent.llm_calls == len(window)
+    assert recent.input_tokens == sum(u.input_tokens for u in window)
+    before = store.stats.get("w", created_before=late.created_at)
+    assert before.llm_calls + recent.llm_calls == 2
+    assert store.stats.get(created_after=late.created_at).sessions == 0

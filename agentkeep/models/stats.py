@@ -21,10 +21,13 @@ class Stats(Model):
 
     ``cost_usd`` sums the priced LLM calls exactly (``0`` when there are no
     calls, ``None`` when there are calls but none is priced); ``unpriced_calls``
-    counts the calls of unknown cost. ``latency_ms`` holds p50/p90/p95/p99
+    counts the calls of unknown cost. ``latency_ms`` holds p50/p75/p90/p95/p99
     (linear interpolation, as ``percentile_cont``) over calls that reported a
     latency, ``None`` without any. ``avg_iterations`` is over all runs (0.0
-    without runs).
+    without runs). The per-call averages are ``None`` without calls;
+    ``avg_cost_per_call_usd`` is over the priced calls.
+    ``avg_messages_per_session`` is KODE's ``avgMessagesPerSession`` (0.0
+    without sessions).
     """
 
     agent_id: str | None
@@ -36,15 +39,21 @@ class Stats(Model):
     llm_calls: int
     input_tokens: int
     output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
     cost_usd: Decimal | None
     unpriced_calls: int
-    latency_ms: dict[str, float | None]  # p50, p90, p95, p99
+    avg_input_tokens_per_call: float | None
+    avg_output_tokens_per_call: float | None
+    avg_cost_per_call_usd: Decimal | None
+    latency_ms: dict[str, float | None]  # p50, p75, p90, p95, p99
     tools: list[ToolStats]
     tool_calls_by_state: dict[str, int]
     total_tool_calls: int
     messages: int
     snapshots: int
     sessions: int
+    avg_messages_per_session: float
 
 
 class Health(Model):

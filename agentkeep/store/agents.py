@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from agentkeep.errors import NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times
+from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
 from agentkeep.store.schema import agents as t
 
@@ -105,9 +106,25 @@ class Agents(Resource):
     def list(
         self,
         *,
+        name: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         limit: int = 20,
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
     ) -> Page[Agent]:
-        return self._page(t, [], _to_agent, limit=limit, after=after, before=before, order=order)
+        """Agents, newest first by default; ``name`` / ``model`` match exactly, ``metadata``
+        pairs must all be present, ``created_after`` / ``created_before`` bound the creation time.
+        """
+        where: list[sa.ColumnElement[bool]] = []
+        if name is not None:
+            where.append(t.c.name == opt_text(name, "name", 256))
+        if model is not None:
+            where.append(t.c.model == require_str(model, "model"))
+        for key, value in check_metadata(metadata, "metadata").items():
+            where.append(t.c.metadata[key].as_string() == value)
+        where += time_range(t.c.created_at, created_after, created_before)
+        return self._page(t, where, _to_agent, limit=limit, after=after, before=before, order=order)

@@ -75,6 +75,16 @@ class Sessions(Resource):
             conn.execute(sa.insert(t).values(values))
         return to_session(values)
 
+    def exists(self, session_id: str) -> bool:
+        """Whether this tenant has a session ``session_id`` (one indexed read, no payload)."""
+        with self._core.read() as conn:
+            found = conn.execute(
+                sa.select(sa.literal(1)).where(
+                    t.c.tenant_id == self.tenant_id, t.c.id == session_id
+                )
+            ).first()
+        return found is not None
+
     def get(self, session_id: str, *, lock: bool = False) -> Session:
         """A session by id.
 
@@ -147,8 +157,12 @@ class Sessions(Resource):
         created_before: datetime | None,
         active_after: datetime | None,
         active_before: datetime | None,
+        id_prefix: str | None = None,
     ) -> list[sa.ColumnElement[bool]]:
         where: list[sa.ColumnElement[bool]] = []
+        if id_prefix is not None:
+            prefix = require_str(id_prefix, "id_prefix", max_len=64)
+            where.append(t.c.id.startswith(prefix, autoescape=True))
         if kind is not None:
             where.append(t.c.kind == kind)
         if agent_id is not None:
@@ -179,6 +193,7 @@ class Sessions(Resource):
         created_before: datetime | None = None,
         active_after: datetime | None = None,
         active_before: datetime | None = None,
+        id_prefix: str | None = None,
         limit: int = 20,
         after: str | None = None,
         before: str | None = None,
@@ -190,6 +205,8 @@ class Sessions(Resource):
         ``title_contains`` keeps sessions whose title contains the text,
         ignoring case (ASCII case on SQLite). ``sort="created_at"`` orders by
         creation time (ties by id) across kinds, whose id prefixes differ.
+        ``id_prefix``: only sessions whose id starts with it (a range of the
+        primary key, as KODE's prefix listing).
         """
         if sort not in ("id", "created_at"):
             raise InvalidInput("must be 'id' or 'created_at'", field="sort")
@@ -204,6 +221,7 @@ class Sessions(Resource):
             created_before=created_before,
             active_after=active_after,
             active_before=active_before,
+            id_prefix=id_prefix,
         )
         return self._page(
             t,

@@ -5,7 +5,7 @@ sessions (``sessions.agent_id``), the messages it wrote or that are in its
 sessions, and the snapshots of its sessions. Without an agent: everything of
 the tenant. Latency percentiles interpolate linearly between the two nearest
 ranks (like PostgreSQL's ``percentile_cont``) over the calls that report a
-latency; the database sorts the column once and returns at most eight values.
+latency; the database sorts the column once and returns at most ten values.
 Cost sums the priced calls exactly; ``unpriced_calls`` counts the others, and
 ``cost_usd`` is ``None`` only when there are calls and none of them is priced.
 """
@@ -13,6 +13,7 @@ Cost sums the priced calls exactly; ``unpriced_calls`` counts the others, and
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,14 +22,14 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.models import Stats as StatsModel
 from agentkeep.models import ToolStats
-from agentkeep.store._base import Resource
+from agentkeep.store._base import Resource, time_range
 from agentkeep.store._prices import from_nano
 from agentkeep.store._validate import opt_text
 from agentkeep.store.schema import llm_usage, messages, runs, sessions, snapshots, tool_calls
 
 __all__ = ["PERCENTILES", "Stats", "StatsModel", "percentiles"]
 
-PERCENTILES: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+PERCENTILES: dict[str, float] = {"p50": 0.50, "p75": 0.75, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
 
 def percentiles(
@@ -69,45 +70,127 @@ def percentiles(
     return out
 
 
-def _run_totals() -> sa.Select[int, Any, Any, Any, Any]:
+class Stats(Resource):
+    """``store.stats``: totals for one agent or for the whole tenant."""
+
+    kind = "stats"
+
+    def get(
+        self,
+        agent_id: str | None = None,
+        *,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> StatsModel:
+        """Runs, LLM calls, tokens, cost, latency, tools, messages, snapshots, sessions.
+
+        ``created_after`` / ``created_before``: only what was created in that
+        window (runs, calls, tool calls, messages, snapshots and sessions).
+        """
+        agent_id = opt_text(agent_id, "agent_id", 256)
+        tenant = self.tenant_id
+
+        def scope(table: sa.Table, *, by_agent: bool = True) -> list[sa.ColumnElement[bool]]:
+            conds: list[sa.ColumnElement[bool]] = [table.c.tenant_id == tenant]
+            if agent_id is not None and by_agent:
+                conds.append(table.c.agent_id == agent_id)
+            return conds + time_range(table.c.created_at, created_after, created_before)
+
+        with self._core.read("computing stats") as conn:
+            figures: dict[str, Any] = {
+                "agent_id": agent_id,
+                **_run_figures(conn, scope(runs)),
+                **_usage_figures(conn, scope(llm_usage)),
+                **_tool_figures(conn, scope(tool_calls)),
+            }
+            sess_where = scope(sessions)
+            figures["sessions"] = _count(conn, sessions, sess_where)
+            messages_where = scope(messages, by_agent=False)
+            snapshots_where = scope(snapshots, by_agent=False)
+            if agent_id is not None:
+                agent_sessions = sa.select(sessions.c.id).where(*sess_where[:2])
+                messages_where.append(
+                    sa.or_(
+                        messages.c.agent_id == agent_id,
+                        messages.c.session_id.in_(agent_sessions),
+                    )
+                )
+                snapshots_where.append(snapshots.c.session_id.in_(agent_sessions))
+            figures["messages"] = _count(conn, messages, messages_where)
+            figures["snapshots"] = _count(conn, snapshots, snapshots_where)
+        sessions_n = figures["sessions"]
+        figures["avg_messages_per_session"] = (
+            figures["messages"] / sessions_n if sessions_n else 0.0
+        )
+        return StatsModel(**figures)
+
+
+def _count(conn: Connection, table: sa.Table, where: list[sa.ColumnElement[bool]]) -> int:
+    return int(
+        conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar() or 0
+    )
+
+
+def _run_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[str, Any]:
     r = runs
-    return sa.select(
-        sa.func.count(),
-        sa.func.sum(sa.case((r.c.status == "completed", 1), else_=0)),
-        sa.func.sum(sa.case((r.c.status == "failed", 1), else_=0)),
-        sa.func.sum(sa.case((r.c.status == "cancelled", 1), else_=0)),
-        sa.func.avg(r.c.iterations),
-    )
+    total, completed, failed, cancelled, avg_iter = conn.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.sum(sa.case((r.c.status == "completed", 1), else_=0)),
+            sa.func.sum(sa.case((r.c.status == "failed", 1), else_=0)),
+            sa.func.sum(sa.case((r.c.status == "cancelled", 1), else_=0)),
+            sa.func.avg(r.c.iterations),
+        ).where(*where)
+    ).one()
+    return {
+        "total_runs": int(total),
+        "completed_runs": int(completed or 0),
+        "failed_runs": int(failed or 0),
+        "cancelled_runs": int(cancelled or 0),
+        "avg_iterations": float(avg_iter) if avg_iter is not None else 0.0,
+    }
 
 
-def _usage_totals() -> sa.Select[int, Any, Any, Any, Any]:
+def _usage_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[str, Any]:
     u = llm_usage
-    return sa.select(
-        sa.func.count(),
-        sa.func.sum(u.c.input_tokens),
-        sa.func.sum(u.c.output_tokens),
-        sa.func.sum(u.c.cost_nano_usd),
-        sa.func.sum(sa.case((u.c.cost_nano_usd.is_(None), 1), else_=0)),
-    )
+    row = conn.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.sum(u.c.input_tokens),
+            sa.func.sum(u.c.output_tokens),
+            sa.func.sum(u.c.cached_tokens),
+            sa.func.sum(u.c.reasoning_tokens),
+            sa.func.sum(u.c.cost_nano_usd),
+            sa.func.sum(sa.case((u.c.cost_nano_usd.is_(None), 1), else_=0)),
+        ).where(*where)
+    ).one()
+    calls = int(row[0])
+    input_tokens, output_tokens, cached, reasoning = (int(v or 0) for v in row[1:5])
+    cost_nano, unpriced = row[5], int(row[6] or 0)
+    cost: Decimal | None
+    if cost_nano is not None:
+        cost = from_nano(int(cost_nano))
+    else:
+        cost = None if calls else Decimal(0).scaleb(-9)
+    priced = calls - unpriced
+    return {
+        "llm_calls": calls,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cached_tokens": cached,
+        "reasoning_tokens": reasoning,
+        "cost_usd": cost,
+        "unpriced_calls": unpriced,
+        "avg_input_tokens_per_call": input_tokens / calls if calls else None,
+        "avg_output_tokens_per_call": output_tokens / calls if calls else None,
+        "avg_cost_per_call_usd": from_nano(int(cost_nano) // priced) if priced else None,
+        "latency_ms": percentiles(conn, u.c.latency_ms, where),
+    }
 
 
-def _tool_stats(
-    conn: Connection, where: list[sa.ColumnElement[bool]]
-) -> tuple[list[ToolStats], dict[str, int]]:
-    """Calls, errors and mean duration per tool name; calls per state."""
+def _tool_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[str, Any]:
     tc = tool_calls
     failed = sa.or_(tc.c.is_error.is_(True), tc.c.state == "failed")
-    per_name = (
-        sa.select(
-            tc.c.name,
-            sa.func.count(),
-            sa.func.sum(sa.case((failed, 1), else_=0)),
-            sa.func.avg(tc.c.duration_ms),
-        )
-        .where(*where)
-        .group_by(tc.c.name)
-        .order_by(tc.c.name)
-    )
     tools = [
         ToolStats(
             name=name,
@@ -115,94 +198,29 @@ def _tool_stats(
             errors=int(errors or 0),
             avg_duration_ms=float(avg) if avg is not None else None,
         )
-        for name, calls, errors, avg in conn.execute(per_name)
+        for name, calls, errors, avg in conn.execute(
+            sa.select(
+                tc.c.name,
+                sa.func.count(),
+                sa.func.sum(sa.case((failed, 1), else_=0)),
+                sa.func.avg(tc.c.duration_ms),
+            )
+            .where(*where)
+            .group_by(tc.c.name)
+            .order_by(tc.c.name)
+        )
     ]
-    per_state = (
-        sa.select(tc.c.state, sa.func.count())
-        .where(*where)
-        .group_by(tc.c.state)
-        .order_by(tc.c.state)
-    )
-    by_state = {str(state): int(n) for state, n in conn.execute(per_state)}
-    return tools, by_state
-
-
-class Stats(Resource):
-    """``store.stats``: totals for one agent or for the whole tenant."""
-
-    kind = "stats"
-
-    def get(self, agent_id: str | None = None) -> StatsModel:
-        """Runs, LLM calls, tokens, cost, latency, tools, messages, snapshots, sessions."""
-        agent_id = opt_text(agent_id, "agent_id", 256)
-        tenant = self.tenant_id
-
-        def scope(table: sa.Table) -> list[sa.ColumnElement[bool]]:
-            conds: list[sa.ColumnElement[bool]] = [table.c.tenant_id == tenant]
-            if agent_id is not None:
-                conds.append(table.c.agent_id == agent_id)
-            return conds
-
-        with self._core.read("computing stats") as conn:
-            run_row = conn.execute(_run_totals().where(*scope(runs))).one()
-            usage_row = conn.execute(_usage_totals().where(*scope(llm_usage))).one()
-            latency = percentiles(conn, llm_usage.c.latency_ms, scope(llm_usage))
-            tools, by_state = _tool_stats(conn, scope(tool_calls))
-            n_sessions, n_messages, n_snapshots = self._contents(conn, scope(sessions), agent_id)
-        total_runs, completed, failed_runs, cancelled, avg_iter = run_row
-        calls, input_tokens, output_tokens, cost_nano, unpriced = usage_row
-        calls = int(calls)
-        unpriced = int(unpriced or 0)
-        cost: Decimal | None
-        if cost_nano is not None:
-            cost = from_nano(int(cost_nano))
-        else:
-            cost = None if calls else Decimal(0).scaleb(-9)
-        return StatsModel(
-            agent_id=agent_id,
-            total_runs=int(total_runs),
-            completed_runs=int(completed or 0),
-            failed_runs=int(failed_runs or 0),
-            cancelled_runs=int(cancelled or 0),
-            avg_iterations=float(avg_iter) if avg_iter is not None else 0.0,
-            llm_calls=calls,
-            input_tokens=int(input_tokens or 0),
-            output_tokens=int(output_tokens or 0),
-            cost_usd=cost,
-            unpriced_calls=unpriced,
-            latency_ms=latency,
-            tools=tools,
-            tool_calls_by_state=by_state,
-            total_tool_calls=sum(by_state.values()),
-            messages=n_messages,
-            snapshots=n_snapshots,
-            sessions=n_sessions,
+    by_state = {
+        str(state): int(n)
+        for state, n in conn.execute(
+            sa.select(tc.c.state, sa.func.count())
+            .where(*where)
+            .group_by(tc.c.state)
+            .order_by(tc.c.state)
         )
-
-    def _contents(
-        self, conn: Connection, sess_where: list[sa.ColumnElement[bool]], agent_id: str | None
-    ) -> tuple[int, int, int]:
-        """How many sessions, messages and snapshots (of the agent's sessions, if given)."""
-        tenant = self.tenant_id
-        n_sessions = self._count(conn, sessions, sess_where)
-        if agent_id is None:
-            n_messages = self._count(conn, messages, [messages.c.tenant_id == tenant])
-            n_snapshots = self._count(conn, snapshots, [snapshots.c.tenant_id == tenant])
-            return n_sessions, n_messages, n_snapshots
-        agent_sessions = sa.select(sessions.c.id).where(*sess_where)
-        in_agent = sa.or_(
-            messages.c.agent_id == agent_id, messages.c.session_id.in_(agent_sessions)
-        )
-        n_messages = self._count(conn, messages, [messages.c.tenant_id == tenant, in_agent])
-        n_snapshots = self._count(
-            conn,
-            snapshots,
-            [snapshots.c.tenant_id == tenant, snapshots.c.session_id.in_(agent_sessions)],
-        )
-        return n_sessions, n_messages, n_snapshots
-
-    @staticmethod
-    def _count(conn: Connection, table: sa.Table, where: list[sa.ColumnElement[bool]]) -> int:
-        return int(
-            conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar() or 0
-        )
+    }
+    return {
+        "tools": tools,
+        "tool_calls_by_state": by_state,
+        "total_tool_calls": sum(by_state.values()),
+    }

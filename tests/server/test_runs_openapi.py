@@ -32,6 +32,7 @@ def test_every_runs_endpoint_is_there() -> None:
         "POST /v1/threads/{thread_id}/runs/{run_id}",
         "POST /v1/threads/{thread_id}/runs/{run_id}/cancel",
         "GET /v1/threads/{thread_id}/runs/{run_id}/events",
+        "GET /v1/threads/{thread_id}/runs/{run_id}/stream",
         "GET /v1/threads/{thread_id}/runs/{run_id}/steps",
         "GET /v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}",
         "POST /v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",

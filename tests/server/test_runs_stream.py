@@ -249,6 +249,10 @@ def test_replay_from_a_bookmark(tenant: Tenant, upstream_llm: UpstreamLLM) -> No
     with http.stream("GET", path, params={"after": last}) as response:
         assert sse(response) == [("done", "[DONE]", None)]
     assert http.get(f"/v1/threads/{thread.id}/runs/run_nope/events").status_code == 404
+    # the kumos seed's resume path is the same replay
+    resume = f"/v1/threads/{thread.id}/runs/{run_id}/stream"
+    with http.stream("GET", resume, headers={"Last-Event-ID": str(middle)}) as response:
+        assert sse(response) == live[6:]
 
 
 @pytest.mark.parametrize("how", ["after", "Last-Event-ID"])

@@ -8,9 +8,10 @@ retrieve). The run itself is executed by the service's run worker
 Streams (:mod:`agentkeep.server.streaming`) read the persisted events of the
 run from a bookmark, so what a stream shows is exactly what was committed;
 the request bodies are in :mod:`agentkeep.server.bodies`. agentkeep extension:
-``GET /v1/threads/{thread_id}/runs/{run_id}/events?after=<bookmark>`` replays
-a run's events after a bookmark (or ``Last-Event-ID``) and follows them live
-until the run stops — the way to reconnect to a stream.
+``GET /v1/threads/{thread_id}/runs/{run_id}/events?after=<bookmark>`` (or
+``.../stream``, the path the kumos seed names) replays a run's events after a
+bookmark (or ``Last-Event-ID``) and follows them live until the run stops —
+the way to reconnect to a stream.
 """
 
 from __future__ import annotations
@@ -270,6 +271,11 @@ def submit_tool_outputs(
 @router.get(
     "/v1/threads/{thread_id}/runs/{run_id}/events",
     summary="Replay a run's stream events (agentkeep extension)",
+    response_class=StreamingResponse,
+)
+@router.get(
+    "/v1/threads/{thread_id}/runs/{run_id}/stream",
+    summary="Resume a run's stream (agentkeep extension; the same as /events)",
     response_class=StreamingResponse,
 )
 def run_events(
