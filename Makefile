@@ -15,17 +15,20 @@ JUNIT ?= build/junit.xml
 EXTRAS ?= test,openai-agents,langgraph,langchain,adk
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test coverage postgres lint bench clean
+.PHONY: help install lock run test coverage postgres lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install agentkeep with its pinned test dependencies and integration extras
+install: $(STAMP) ## Create .venv and install agentkeep with its pinned test dependencies and integration extras (versions locked by constraints.txt)
+
+lock: ## Re-resolve every dependency (all extras) and rewrite constraints.txt
+	$(BIN)/python scripts/lock.py
 
 run: $(STAMP) ## Run the service on the embedded SQLite default (http://127.0.0.1:8080)
 	@[ -n "$$AGENTKEEP_API_KEYS" ] || echo "hint: a request needs a key: $(BIN)/agentkeep keys create --tenant acme (or AGENTKEEP_API_KEYS=acme:dev-key make run)"

@@ -155,7 +155,7 @@ def test_append_many_is_ordered_and_atomic(store: Store) -> None:
     assert [e.bookmark for e in made] == [1, 2]
     assert store.events.list() == made
     with pytest.raises(InvalidInput) as err:
-        store.events.append_many([{"type": "custom"}, {"type": "nope"}])
+        store.events.append_many([{"type": "custom"}, {"type": "not a type"}])
     assert err.value.field == "events[1].type"
     with pytest.raises(InvalidInput) as err:
         store.events.append_many([{"type": "custom", "colour": "red"}])
