@@ -254,7 +254,8 @@ def health(
         state = "healthy" if report.healthy else "UNHEALTHY"
         out.print(
             f"{state}: {report.backend} {display_url(url)}, revision {db.get('revision')}, "
-            f"latency {_ms(db.get('latency_ms'))}"
+            f"latency {_ms(db.get('latency_ms'))}, writable {db.get('writable')}, "
+            f"size {db.get('size_bytes')} bytes"
         )
     if not report.healthy:
         raise typer.Exit(EXIT_NEEDS_UPGRADE)

@@ -37,6 +37,8 @@ def test_healthy_at_head(store: Store) -> None:
     assert isinstance(h.database["latency_ms"], float) and h.database["latency_ms"] >= 0
     assert "error" not in h.database
     assert h.checked_at.tzinfo is not None
+    assert h.database["writable"] is True and "writable_error" not in h.database
+    assert h.database["size_bytes"] > 0
 
 
 async def test_async_health(astore: AsyncStore) -> None:
@@ -111,3 +113,16 @@ def test_closed_store_is_unhealthy(kind: str, tmp_path: object, postgres_server:
     h = store.health()
     assert h.healthy is False
     assert h.database["connected"] is False
+
+
+def test_read_only_postgres_is_reported_not_writable(postgres_server: Any) -> None:
+    url = postgres_server.new_database()
+    agentkeep.connect(url, auto_migrate=True).close()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    with agentkeep.connect(url) as store:
+        h = store.health()
+    assert h.healthy is False and h.database["connected"] is True
+    assert h.database["writable"] is False
+    assert "read-only" in h.database["writable_error"]

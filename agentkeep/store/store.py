@@ -111,23 +111,41 @@ class Store:
         self._core.after_commit(callback)
 
     def health(self) -> Health:
-        """Whether the database answers, how fast, and at which schema revision."""
+        """Whether the database answers, how fast, at which schema revision, whether it
+        takes writes (``writable``, with ``writable_error``) and its size (``size_bytes``).
+        """
         started = time.perf_counter()
-        database: dict[str, Any] = {"connected": False, "latency_ms": None, "revision": None}
+        database: dict[str, Any] = {
+            "connected": False,
+            "latency_ms": None,
+            "revision": None,
+            "writable": None,
+            "size_bytes": None,
+        }
         if self._core.closed:
             database["error"] = "the store is closed"
             return Health(
                 healthy=False, backend=self.backend, database=database, checked_at=datetime.now(UTC)
             )
         try:
+            dialect = self._core.dialect
             with self._core.read("health check") as conn:
                 conn.execute(sa.text("SELECT 1"))
-            database["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-            database["connected"] = True
-            database["revision"] = migrate.current_revision(self._core.dialect)
+                database["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                database["connected"] = True
+                writable, why = dialect.writable(conn)
+                database["writable"] = writable
+                if why is not None:
+                    database["writable_error"] = why
+                database["size_bytes"] = dialect.size_bytes(conn)
+            database["revision"] = migrate.current_revision(dialect)
         except Exception as exc:  # health reports the failure instead of raising it
             database["error"] = str(exc)
-        healthy = bool(database["connected"]) and database["revision"] == migrate.head_revision()
+        healthy = (
+            bool(database["connected"])
+            and database["writable"] is not False
+            and database["revision"] == migrate.head_revision()
+        )
         return Health(
             healthy=healthy, backend=self.backend, database=database, checked_at=datetime.now(UTC)
         )

@@ -20,7 +20,7 @@ from live import LiveService
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 6
+EXAMPLES = 4
 """Positive and as many negative examples per operation (CI time is bounded)."""
 
 ASSISTANTS = Contract(

@@ -127,6 +127,14 @@ class Dialect:
     def create_schema(self) -> None:
         """Create the namespace the tables live in (a PostgreSQL schema), if any."""
 
+    def size_bytes(self, conn: Connection) -> int:
+        """How many bytes the database takes (KODE's ``db_size_bytes``)."""
+        raise NotImplementedError
+
+    def writable(self, conn: Connection) -> tuple[bool, str | None]:
+        """Whether a write would be accepted, and why not (KODE's ``fileSystem.writable``)."""
+        raise NotImplementedError
+
     def create_message_sql(self) -> MessageSQL:
         raise NotImplementedError
 

@@ -473,6 +473,21 @@ class PostgresDialect(Dialect):
             conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             conn.commit()
 
+    def size_bytes(self, conn: Connection) -> int:
+        return int(
+            conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar() or 0
+        )
+
+    def writable(self, conn: Connection) -> tuple[bool, str | None]:
+        recovery, read_only = conn.execute(
+            sa.text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+        ).one()
+        if recovery:
+            return False, "the server is a read-only standby (in recovery)"
+        if read_only == "on":
+            return False, "the session is read-only (default_transaction_read_only)"
+        return True, None
+
     def consistent_read(self, conn: Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 

@@ -465,5 +465,21 @@ class SQLiteDialect(Dialect):
     def insert(self, table: sa.Table) -> Any:
         return sa_sqlite.insert(table)
 
+    def size_bytes(self, conn: Connection) -> int:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar() or 0
+        size = conn.exec_driver_sql("PRAGMA page_size").scalar() or 0
+        wal = f"{self.path}-wal" if self.path else None
+        return int(pages) * int(size) + (os.path.getsize(wal) if wal and os.path.exists(wal) else 0)
+
+    def writable(self, conn: Connection) -> tuple[bool, str | None]:
+        if self.path is None:
+            return True, None
+        directory = os.path.dirname(self.path)
+        if not os.access(self.path, os.W_OK):
+            return False, f"the database file {self.path} is not writable"
+        if not os.access(directory, os.W_OK):
+            return False, f"the directory {directory} (for the WAL and lock files) is not writable"
+        return True, None
+
     def describe(self) -> str:
         return "memory" if self.memory else "sqlite"
