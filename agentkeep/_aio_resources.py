@@ -562,6 +562,7 @@ class AsyncRuns:
         before: str | None = None,
         order: Order = "desc",
         sort: Literal["id", "created_at"] = "id",
+        offset: int = 0,
     ) -> Page[Run]:
         """Runs, newest first by default; ``status`` is one status or a list of them."""
         return await asyncio.to_thread(
@@ -576,6 +577,7 @@ class AsyncRuns:
             before=before,
             order=order,
             sort=sort,
+            offset=offset,
         )
 
     async def transition(

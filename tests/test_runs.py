@@ -625,3 +625,18 @@ def test_claim_many_takes_the_oldest_runs_once(store: Store) -> None:
     assert store.runs.get(runs[2].id).worker_id == "w2"
     with pytest.raises(InvalidInput):
         store.runs.claim_many("w1", 0)
+
+
+def test_list_by_offset_is_done_in_the_database(store: Store) -> None:
+    made = [store.runs.create("asst_off") for _ in range(5)]
+    newest_first = [r.id for r in reversed(made)]
+    page = store.runs.list(agent_id="asst_off", limit=2, offset=1)
+    assert [r.id for r in page.items] == newest_first[1:3] and page.has_more
+    last = store.runs.list(agent_id="asst_off", limit=2, offset=4)
+    assert [r.id for r in last.items] == newest_first[4:] and not last.has_more
+    assert store.runs.list(agent_id="asst_off", offset=5).items == []
+    by_time = store.runs.list(agent_id="asst_off", sort="created_at", order="asc", offset=3)
+    assert [r.id for r in by_time.items] == [r.id for r in made[3:]]
+    with pytest.raises(InvalidInput) as err:
+        store.runs.list(offset=-1)
+    assert err.value.field == "offset"

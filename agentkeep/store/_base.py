@@ -56,13 +56,17 @@ def paginate(
     order: Order,
     sort: sa.Column[Any] | None = None,
     columns: Sequence[sa.ColumnElement[Any]] | None = None,
+    offset: int = 0,
 ) -> Page[T]:
     """One page of ``table`` in ``sort`` order (default: id) with id cursors.
 
     ``after`` continues past an id in the listing's order; ``before`` returns
-    the page that comes just before an id.
+    the page that comes just before an id. ``offset`` skips that many rows
+    first, in the database (for APIs that page by offset, like curio's).
     """
     check_limit(limit)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidInput("must be a non-negative integer", field="offset")
     if order not in ("asc", "desc"):
         raise InvalidInput("must be 'asc' or 'desc'", field="order")
     key = sort if sort is not None else table.c.id
@@ -100,6 +104,7 @@ def paginate(
         .where(*conds)
         .order_by(*(k.asc() if ascending else k.desc() for k in keys))
         .limit(limit + 1)
+        .offset(offset or None)
     )
     rows = list(conn.execute(stmt).mappings())
     has_more = len(rows) > limit
@@ -179,6 +184,7 @@ class Resource:
         before: str | None,
         order: Order,
         sort: sa.Column[Any] | None = None,
+        offset: int = 0,
     ) -> Page[T]:
         """One page of this tenant's rows of ``table``, in a read of its own (see :func:`paginate`)."""
         with self._core.read() as conn:
@@ -193,4 +199,5 @@ class Resource:
                 before=before,
                 order=order,
                 sort=sort,
+                offset=offset,
             )

@@ -142,11 +142,13 @@ class Runs(Resource):
         before: str | None = None,
         order: Order = "desc",
         sort: Literal["id", "created_at"] = "id",
+        offset: int = 0,
     ) -> Page[Run]:
         """Runs, newest first by default; ``status`` is one status or a list of them.
 
         ``sort="created_at"`` orders by creation time (ties by id), for runs
         whose ids were given by the caller and so do not sort by time.
+        ``offset`` skips that many runs first (done by the database).
         """
         if sort not in ("id", "created_at"):
             raise InvalidInput("must be 'id' or 'created_at'", field="sort")
@@ -167,6 +169,7 @@ class Runs(Resource):
             before=before,
             order=order,
             sort=t.c.created_at if sort == "created_at" else None,
+            offset=offset,
         )
 
     def active_in_session(self, session_id: str, *, kind: str | None = None) -> str | None:

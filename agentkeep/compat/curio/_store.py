@@ -118,21 +118,22 @@ class StorePersistence(BasePersistence):
         """Runs, newest first (by ``created_at``, ties by id), optionally of one agent."""
         if limit <= 0:
             return []
-        wanted = max(offset, 0) + limit
         runs: list[Run] = []
         after: str | None = None
-        while len(runs) < wanted:
+        skip = max(offset, 0)  # skipped by the database, on the first page only
+        while len(runs) < limit:
             page = self.store.runs.list(
                 agent_id=agent_id or None,
-                limit=min(_PAGE, wanted - len(runs)),
+                limit=min(_PAGE, limit - len(runs)),
                 after=after,
                 sort="created_at",
+                offset=0 if after is not None else skip,
             )
             runs.extend(page.items)
             if not page.has_more:
                 break
             after = page.last_id
-        return [m.run_from_store(r) for r in runs[max(offset, 0) :]]
+        return [m.run_from_store(r) for r in runs]
 
     def _all_runs(self, agent_id: str | None) -> list[Run]:
         out: list[Run] = []
