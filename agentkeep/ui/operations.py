@@ -1,11 +1,14 @@
-"""Operations: health, the consistency check, the schema revision, and (admin only) API keys."""
+"""Operations: health, the consistency check, the schema revision, and (admin only) backups and API keys."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from agentkeep.models import BackupCheck
 from agentkeep.server.deps import service_state
 from agentkeep.server.errors import ApiError
 from agentkeep.server.keys import create_key, list_keys, revoke_key
@@ -20,7 +23,7 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 def _require_admin(visitor: Visitor) -> None:
     if not visitor.admin:
-        raise ApiError(403, "Only an admin key can manage API keys.", code="forbidden")
+        raise ApiError(403, "Only an admin key can manage backups and API keys.", code="forbidden")
 
 
 @router.get("/operations")
@@ -29,10 +32,16 @@ def operations_page(request: Request, visitor: SignedIn) -> Response:
 
 
 def _operations(
-    request: Request, visitor: Visitor, *, new_key: str | None = None, status_code: int = 200
+    request: Request,
+    visitor: Visitor,
+    *,
+    new_key: str | None = None,
+    checked: BackupCheck | None = None,
+    status_code: int = 200,
 ) -> Response:
     store = visitor.store
     health = store.health()
+    root = service_state(request).store
     return render(
         request,
         "operations.html",
@@ -40,8 +49,10 @@ def _operations(
         health=health,
         head=migrate.head_revision(),
         consistency=store.check_consistency(),
-        keys=list_keys(service_state(request).store) if visitor.admin else [],
+        keys=list_keys(root) if visitor.admin else [],
         new_key=new_key,
+        backups=root.backups.list(limit=50) if visitor.admin else [],
+        checked=checked,
     )
 
 
@@ -69,3 +80,41 @@ async def revoke_api_key(request: Request, visitor: SignedIn, key_id: str) -> Re
     root = service_state(request).store
     await anyio.to_thread.run_sync(revoke_key, root, key_id)
     return RedirectResponse("/ui/operations#keys", status_code=303)
+
+
+# -- backups (admin only: a backup holds every tenant) ----------------------------------
+
+
+@router.post("/backups")
+async def create_backup(request: Request, visitor: SignedIn) -> Response:
+    """Take a verified backup now (into AGENTKEEP_BACKUP_DIR) and catalogue it."""
+    form = await form_data(request)
+    check_csrf(visitor, form)
+    _require_admin(visitor)
+    state = service_state(request)
+    backup = await anyio.to_thread.run_sync(
+        lambda: state.store.backups.create(to=state.settings.backup_dir)
+    )
+    return RedirectResponse(f"/ui/operations#backup-{backup.id}", status_code=303)
+
+
+@router.post("/backups/{backup_id}/verify")
+async def verify_backup(request: Request, visitor: SignedIn, backup_id: str) -> Response:
+    """Open the copy, check its integrity, counts and sha256; the page shows the result."""
+    form = await form_data(request)
+    check_csrf(visitor, form)
+    _require_admin(visitor)
+    root = service_state(request).store
+    await anyio.to_thread.run_sync(root.backups.get, backup_id)  # 404 for an unknown id
+    checked = await anyio.to_thread.run_sync(root.backups.verify, backup_id)
+    return await anyio.to_thread.run_sync(lambda: _operations(request, visitor, checked=checked))
+
+
+@router.get("/backups/{backup_id}/download")
+def download_backup(request: Request, visitor: SignedIn, backup_id: str) -> Response:
+    _require_admin(visitor)
+    backup = service_state(request).store.backups.get(backup_id)
+    path = Path(backup.path)
+    if not path.is_file():
+        raise ApiError(404, f"The file of backup {backup_id} is missing.", code="file_missing")
+    return FileResponse(path, filename=path.name, media_type="application/octet-stream")

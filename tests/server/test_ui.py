@@ -9,6 +9,7 @@ click changes is read back from the store. A screenshot of each page lands in
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections.abc import Iterator
@@ -400,3 +401,41 @@ def test_admin_key_sees_every_tenant_and_manages_keys(
 
     # the admin key is not a tenant key
     assert service.http(key=admin_key).get("/v1/assistants").status_code == 401
+
+
+def test_admin_takes_verifies_and_downloads_a_backup_from_the_page(
+    tab: Tab, service: LiveService, tenant: Tenant
+) -> None:
+    scoped(service, tenant).sessions.create(title="Kept in the backup")
+    _, admin_key = create_key(service.store, admin=True, name="backups")
+    before = {b.id for b in service.store.backups.list()}
+    page = tab.sign_in(admin_key, "/ui/operations")
+    page.click("#create-backup button")
+    page.wait_for_url("**/ui/operations#backup-*")
+    made = [b for b in service.store.backups.list() if b.id not in before]
+    assert len(made) == 1 and made[0].trigger == "manual"
+    backup = made[0]
+    row = page.locator(f'#backup-list tr[data-id="{backup.id}"]')
+    expect(row).to_contain_text(backup.kind)
+    tab.shot("operations-backups")
+
+    row.locator("button.verify").click()
+    expect(page.locator("#backup-check")).to_contain_text("verified")
+    assert service.store.backups.get(backup.id).verified_at is not None
+
+    http = signed_in_http(service, admin_key)
+    download = http.get(f"/ui/backups/{backup.id}/download")
+    assert download.status_code == 200
+    assert hashlib.sha256(download.content).hexdigest() == backup.sha256
+
+    # a tenant key sees no backups and cannot take, verify or download one
+    theirs = signed_in_http(service, tenant.key)
+    ops = theirs.get("/ui/operations")
+    assert ops.status_code == 200 and backup.id not in ops.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', ops.text)
+    assert csrf is not None
+    assert theirs.post("/ui/backups", data={"csrf": csrf.group(1)}).status_code == 403
+    verify = theirs.post(f"/ui/backups/{backup.id}/verify", data={"csrf": csrf.group(1)})
+    assert verify.status_code == 403
+    assert theirs.get(f"/ui/backups/{backup.id}/download").status_code == 403
+    assert {b.id for b in service.store.backups.list()} == before | {backup.id}
