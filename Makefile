@@ -9,6 +9,9 @@ PG_HOST ?= 127.0.0.1
 PG_PORT ?= 5432
 # pytest-xdist workers (the fixtures give every worker its own databases); 0 = no xdist.
 WORKERS ?= 2
+# Whole-suite runs on one machine take turns (several checkouts, one PostgreSQL and a few
+# cores: run at once they overrun each other's waits); TEST_LOCK= runs without waiting.
+TEST_LOCK ?= /tmp/agentkeep-test-suite.lock
 PYTEST_ARGS ?=
 JUNIT ?= build/junit.xml
 # What `make install` installs: the test tools and the integrations' frameworks the tests drive.
@@ -45,7 +48,7 @@ postgres: ## Start the local PostgreSQL cluster if it is down, and wait for it
 
 test: $(STAMP) postgres ## Run the whole test suite (memory, SQLite and PostgreSQL)
 	@mkdir -p $(dir $(JUNIT))
-	$(BIN)/pytest $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)) --junitxml=$(JUNIT) $(PYTEST_ARGS)
+	$(if $(TEST_LOCK),flock $(TEST_LOCK)) $(BIN)/pytest $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)) --junitxml=$(JUNIT) $(PYTEST_ARGS)
 
 coverage: $(STAMP) postgres ## The suite with line coverage of every process, service and workers too (build/coverage)
 	rm -rf build/coverage && mkdir -p build/coverage
