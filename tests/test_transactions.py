@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentkeep import Store
+from agentkeep import Conflict, NotFound, Store
 
 
 def test_after_commit_runs_after_the_outermost_commit(store: Store) -> None:
@@ -58,6 +58,29 @@ def test_reading_runs_several_reads_on_one_connection(store: Store) -> None:
     with store.reading():
         assert store.sessions.get(session.id).title == "read"
         assert [m.text for m in store.messages.list(session.id).items] == ["hello"]
-        with pytest.raises(RuntimeError, match="read-only"):
-            store.sessions.create(title="not here")
     assert len(store.sessions.list().items) == 1
+
+
+def test_a_write_inside_reading_is_a_conflict_and_writes_nothing(store: Store) -> None:
+    session = store.sessions.create(title="read")
+    store.messages.append(session.id, "user", "hello")
+    with store.reading():
+        with pytest.raises(Conflict, match=r"creating a session.*inside store\.reading\(\)"):
+            store.sessions.create(title="not here")
+        # An idempotent append retries a Conflict once (a concurrent writer's key): it is
+        # not mistaken for a duplicate, it fails the same way.
+        with pytest.raises(Conflict, match="read-only"):
+            store.messages.append(session.id, "user", "nor here", idempotency_key="k1")
+        with pytest.raises(Conflict, match="read-only"):
+            store.state.put("ns", "key", {"v": 1})
+        with (
+            pytest.raises(Conflict, match=r"\(transaction\) inside store\.reading"),
+            store.transaction(),
+        ):
+            pass  # pragma: no cover - never entered
+        # The failures left the read usable.
+        assert store.sessions.get(session.id).title == "read"
+    assert [s.title for s in store.sessions.list().items] == ["read"]
+    assert [m.text for m in store.messages.list(session.id).items] == ["hello"]
+    with pytest.raises(NotFound):
+        store.state.get("ns", "key")

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from agentkeep.errors import AgentkeepError
+from agentkeep.errors import AgentkeepError, Conflict
 from agentkeep.store._errors import translating
 from agentkeep.store._steps import Op, Read, Steps, run_steps
 from agentkeep.store.dialects import Dialect
@@ -106,7 +106,10 @@ class Core:
         current = self._current()
         if current is not None:
             if not self._local.writing:
-                raise RuntimeError("cannot write inside a read-only transaction")
+                raise Conflict(
+                    f"cannot write ({what}) inside store.reading(): the block is read-only; "
+                    "write outside it, or read and write in store.transaction()"
+                )
             hooks = self._local.hooks
             mark = len(hooks) if hooks is not None else 0
             try:

@@ -95,8 +95,9 @@ class Store:
 
         The reads see one database state (on SQLite; on PostgreSQL each
         statement sees what was committed before it started) and cost one
-        connection checkout instead of one each. Inside ``transaction()``,
-        the reads are the transaction's; writes in the block raise.
+        connection checkout instead of one each. A write in the block raises
+        ``Conflict`` and writes nothing; inside ``transaction()``, the reads
+        are the transaction's (and writes are allowed).
         """
         with self._core.read("reading"):
             yield self
