@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from agentkeep.compat.curio import (
     SQLitePersistence,
     StorePersistence,
 )
+from agentkeep.compat.curio._audit import chain_ok
 from agentkeep.errors import Conflict, InvalidInput, InvalidTransition
 
 POSTGRES_URL = os.environ.get(
@@ -966,3 +969,36 @@ def test_agent_run_lifecycle(persistence: StorePersistence) -> None:
     assert (stats["total_runs"], stats["completed_runs"], stats["total_llm_calls"]) == (1, 1, 5)
     assert (stats["total_input_tokens"], stats["total_output_tokens"]) == (500, 100)
     assert stats["avg_iterations"] == 1.0
+
+
+def test_concurrent_audit_writers_keep_one_chain(persistence: StorePersistence) -> None:
+    """Writers racing on one run's audit log each chain after the last one committed.
+
+    Without one writer per chain from reading its head to appending (an advisory lock on
+    PostgreSQL), two writers read the same head and the chain forks.
+    """
+    writers, each = 6, 8
+    start = threading.Barrier(writers)
+
+    def write(w: int) -> None:
+        start.wait()
+        for i in range(each):
+            persistence.log_audit_event(
+                {"agent_id": "agent-1", "run_id": "r1", "action": f"w{w}-{i}"}
+            )
+            # Another chain of the same tenant, interleaved: its own chain, unforked too.
+            persistence.log_audit_event(
+                {"agent_id": "agent-1", "run_id": "r2", "action": f"w{w}-{i}"}
+            )
+
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(write, range(writers)))
+    for run_id in ("r1", "r2"):
+        events = list(reversed(persistence.get_audit_events(run_id=run_id, limit=1000)))
+        assert sorted(e["action"] for e in events) == sorted(
+            f"w{w}-{i}" for w in range(writers) for i in range(each)
+        )
+        heads = [e["prev_hash"] for e in events]
+        assert len(set(heads)) == len(heads), f"{run_id}: two events chain after one head"
+        assert heads[0] is None
+        assert chain_ok(events), run_id

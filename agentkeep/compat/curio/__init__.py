@@ -56,7 +56,9 @@ curio-agent-sdk 0.6 (tested side by side with its own ``SQLitePersistence`` and
   ``alog_audit_event``, ``startup``, ``shutdown``) run the sync ones in a thread.
 * ``log_audit_event`` / ``get_audit_events``: ``curio.audit`` events on the
   monitor channel, hash-chained per run and agent as the SDK's SQLite backend
-  (same hashes), listed newest first.
+  (same hashes), listed newest first. Concurrent writers, processes too, never
+  fork a chain: each appends after the last one committed (on PostgreSQL an
+  advisory transaction lock per chain).
 * ``get_agent_run_stats`` adds ``tool_metrics``, ``latency_percentiles``,
   ``token_efficiency`` and the mean tokens per call, computed as the SDK does.
 """

@@ -87,14 +87,20 @@ def _as_dict(event: Event) -> dict[str, Any]:
 def log_audit_event(store: Store, event: Mapping[str, Any]) -> dict[str, Any]:
     """Append ``event`` to the audit log, chained to the last one of its run and agent."""
     payload = _payload(dict(event))
-    with store.transaction() as tx:
+    core = store._core
+    with core.write("logging an audit event") as conn:
+        # One writer per chain from reading its head to appending after it: two writers
+        # that both read the same head would fork the chain. On PostgreSQL an advisory
+        # transaction lock on the chain; on SQLite the write transaction is the only writer.
+        chain = json.dumps([payload["agent_id"], payload["run_id"]], default=str)
+        core.dialect.serialize_appends(conn, store.tenant_id, f"curio.audit {chain}")
         prev_hash = None
-        for stored in _stored(tx, payload["agent_id"]):
+        for stored in _stored(store, payload["agent_id"]):
             if stored.data.get("run_id") == payload["run_id"] and (
                 stored.data.get("agent_id") == payload["agent_id"]
             ):
                 prev_hash = stored.data.get("hash")
-        written = tx.events.append(
+        written = store.events.append(
             AUDIT_TYPE,
             channel=AUDIT_CHANNEL,
             agent_id=payload["agent_id"] or None,
