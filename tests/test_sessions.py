@@ -187,3 +187,12 @@ def test_exists_and_listing_by_id_prefix(store: Store) -> None:
     # the prefix is literal: % and _ are no wildcards
     assert [s.id for s in store.sessions.list(id_prefix="kode%").items] == ["kode%_odd"]
     assert len(store.sessions.list(id_prefix="kode_").items) == 3
+    # count takes the same prefix, as literally
+    assert store.sessions.count(id_prefix="kode_a") == 2
+    assert store.sessions.count(id_prefix="kode_") == 3
+    assert store.sessions.count(id_prefix="kode%") == 1
+    assert store.sessions.count(id_prefix="kode_b", kind="thread") == 0
+    assert store.tenant("elsewhere").sessions.count(id_prefix="kode") == 0
+    with pytest.raises(InvalidInput) as err:
+        store.sessions.count(id_prefix="")
+    assert err.value.field == "id_prefix"

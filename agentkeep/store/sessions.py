@@ -247,6 +247,7 @@ class Sessions(Resource):
         created_before: datetime | None = None,
         active_after: datetime | None = None,
         active_before: datetime | None = None,
+        id_prefix: str | None = None,
     ) -> int:
         """How many sessions ``list`` with the same filters would page through."""
         where = self._where(
@@ -260,6 +261,7 @@ class Sessions(Resource):
             created_before=created_before,
             active_after=active_after,
             active_before=active_before,
+            id_prefix=id_prefix,
         )
         stmt = (
             sa.select(sa.func.count()).select_from(t).where(t.c.tenant_id == self.tenant_id, *where)
