@@ -109,9 +109,9 @@ class AsyncAgents:
         """Delete an agent; its runs and usage keep their ``agent_id``."""
         return await asyncio.to_thread(self.sync.delete, agent_id)
 
-    async def get(self, agent_id: str) -> Agent:
-        """``store.agents.get``, awaited."""
-        return await asyncio.to_thread(self.sync.get, agent_id)
+    async def get(self, agent_id: str, *, lock: bool = False) -> Agent:
+        """An agent by id."""
+        return await asyncio.to_thread(self.sync.get, agent_id, lock=lock)
 
     async def list(
         self,
@@ -188,6 +188,7 @@ class AsyncSessions:
         created_before: datetime | None = None,
         active_after: datetime | None = None,
         active_before: datetime | None = None,
+        id_prefix: str | None = None,
     ) -> int:
         """How many sessions ``list`` with the same filters would page through."""
         return await asyncio.to_thread(
@@ -202,6 +203,7 @@ class AsyncSessions:
             created_before=created_before,
             active_after=active_after,
             active_before=active_before,
+            id_prefix=id_prefix,
         )
 
     async def create(

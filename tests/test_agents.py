@@ -48,6 +48,37 @@ def test_update_is_versioned(store: Store) -> None:
     assert (c.instructions, c.version) == ("new", 3)
 
 
+def test_locked_get_holds_the_agent_for_a_read_modify_write(store: Store) -> None:
+    """``get(lock=True)`` in a transaction: a concurrent update waits; one change, one version."""
+    import threading
+
+    a = store.agents.create(model="m", extra={"temperature": 0.1})
+    with pytest.raises(NotFound), store.transaction():
+        store.agents.get("asst_missing", lock=True)
+    other_done = threading.Event()
+
+    def other() -> None:
+        store.agents.update(a.id, name="other")
+        other_done.set()
+
+    worker = threading.Thread(target=other)
+    with store.transaction():
+        current = store.agents.get(a.id, lock=True)
+        assert current.version == 1  # a locking read changes nothing
+        worker.start()
+        assert not other_done.wait(0.3)  # the other update waits for our commit
+        store.agents.update(
+            a.id, expected_version=current.version, extra={**current.extra, "top_p": 1}
+        )
+    worker.join(10)
+    final = store.agents.get(a.id)
+    assert (final.version, final.name, final.extra) == (
+        3,
+        "other",
+        {"temperature": 0.1, "top_p": 1},
+    )
+
+
 def test_delete_then_not_found(store: Store) -> None:
     a = store.agents.create(model="m")
     store.agents.delete(a.id)

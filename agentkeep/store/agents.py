@@ -58,7 +58,15 @@ class Agents(Resource):
             conn.execute(sa.insert(t).values(values))
         return _to_agent(values)
 
-    def get(self, agent_id: str) -> Agent:
+    def get(self, agent_id: str, *, lock: bool = False) -> Agent:
+        """An agent by id.
+
+        ``lock=True`` inside ``store.transaction()`` holds the agent until the
+        transaction ends, so a read-modify-write of it cannot lose a change.
+        """
+        if lock:
+            with self._core.write("locking an agent") as conn:
+                return _to_agent(self._get_row(conn, t, agent_id, for_update=True))
         with self._core.read() as conn:
             return _to_agent(self._get_row(conn, t, agent_id))
 

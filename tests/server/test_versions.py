@@ -21,11 +21,15 @@ def test_if_match_and_expected_version_on_modify_endpoints(tenant: Tenant) -> No
     assert http.get(path).json()["name"] == "a"  # nothing written
     tools = {"tools": [{"type": "code_interpreter"}], "temperature": 0.5}  # the merge path
     assert http.post(f"{path}?expected_version=1", json=tools).status_code == 409
-    assert http.post(f"{path}?expected_version=2", json=tools).status_code == 200
+    merged = http.post(f"{path}?expected_version=2", json=tools)
+    assert merged.status_code == 200 and merged.headers["etag"] == '"3"'  # one change, one version
+    assert merged.json()["tools"] == [{"type": "code_interpreter"}]
+    again = http.post(path, json={"temperature": 0.7})  # the merge path without If-Match
+    assert again.headers["etag"] == '"4"' and again.json()["temperature"] == 0.7
     assert http.post(path, json={}, headers={"If-Match": "soon"}).json()["error"]["param"] == (
         "If-Match"
     )
-    assert http.post(path, json={"name": "c"}).status_code == 200  # none: last writer wins
+    assert http.post(path, json={"name": "c"}).headers["etag"] == '"5"'  # none: last writer wins
 
     thread = http.post("/v1/threads", json={}).json()
     tpath = f"/v1/threads/{thread['id']}"
@@ -34,6 +38,12 @@ def test_if_match_and_expected_version_on_modify_endpoints(tenant: Tenant) -> No
         == 200
     )
     assert http.post(tpath, json={"metadata": {}}, headers={"If-Match": '"1"'}).status_code == 409
+    assert http.get(tpath).json()["metadata"] == {"k": "v"}
+    resources = {"tool_resources": {"code_interpreter": {"file_ids": []}}}  # the merge path
+    assert http.post(tpath, json=resources, headers={"If-Match": '"1"'}).status_code == 409
+    merged = http.post(tpath, json=resources, headers={"If-Match": '"2"'})
+    assert merged.status_code == 200 and merged.headers["etag"] == '"3"'
+    assert http.post(tpath, json=resources).headers["etag"] == '"4"'
     assert http.get(tpath).json()["metadata"] == {"k": "v"}
 
     conversation = http.post("/v1/conversations", json={}).json()

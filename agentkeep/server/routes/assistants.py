@@ -97,12 +97,12 @@ def modify_assistant(
         if not (extra_changes or cleared):
             return store.agents.update(assistant_id, expected_version=expected, **changes)
         with store.transaction():
-            # an update without changes reads the row under its lock until we commit
-            current = store.agents.update(assistant_id, expected_version=expected)
+            # read under the row's lock until we commit: one change, one version
+            current = store.agents.get(assistant_id, lock=True)
             extra = {k: v for k, v in current.extra.items() if k not in cleared}
             return store.agents.update(
                 assistant_id,
-                expected_version=current.version,
+                expected_version=current.version if expected is None else expected,
                 extra={**extra, **extra_changes},
                 **changes,
             )

@@ -70,15 +70,15 @@ def modify_thread(
 
     def update() -> Session:
         with store.transaction():
-            get_thread(store, thread_id)
             if "tool_resources" not in given:
+                get_thread(store, thread_id)
                 return store.sessions.update(thread_id, expected_version=expected, **changes)
-            # an update without changes reads the row under its lock until we commit
-            current = store.sessions.update(thread_id, expected_version=expected)
+            # read under the row's lock until we commit: one change, one version
+            current = get_thread(store, thread_id, lock=True)
             extra = {**current.extra, "tool_resources": body.tool_resources or {}}
             return store.sessions.update(
                 thread_id,
-                expected_version=current.version,
+                expected_version=current.version if expected is None else expected,
                 extra=extra,
                 **changes,
             )
