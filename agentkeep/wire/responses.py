@@ -21,6 +21,7 @@ from agentkeep.wire.objects import unix
 __all__ = [
     "CreateResponse",
     "EventNumbers",
+    "Include",
     "echo_params",
     "function_call_item",
     "input_items",
@@ -33,6 +34,18 @@ _ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
 _PART_TYPES = (*_TEXT_PARTS, "input_image", "input_file")
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+Include = Literal[
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+]
+"""OpenAI's ``IncludeEnum``: extra output a request may ask for (accepted; the service adds none)."""
 
 
 class CreateResponse(BaseModel):
@@ -59,6 +72,7 @@ class CreateResponse(BaseModel):
     truncation: Literal["auto", "disabled"] | None = None
     user: str | None = None
     reasoning: dict[str, Any] | None = None
+    include: list[Include] | None = None
 
 
 def _text(value: Any, field: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -400,3 +401,67 @@ def test_a_second_process_continues_the_chain(
         assert tenant.client().responses.retrieve(second.id).output_text == "A2"
     finally:
         other.close()
+
+
+def _usage_of(tenant: Tenant, model: str) -> list[Any]:
+    """The usage rows of ``model``'s upstream calls, once there are any (30 s at most)."""
+    usage = tenant.service.store.tenant(tenant.id).usage
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if rows := [u for u in usage.list(limit=50).items if u.model == model]:
+            return rows
+        time.sleep(0.05)
+    return []
+
+
+def test_a_plain_request_whose_client_went_away_still_records_its_call(
+    tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    """The client gives up while the upstream answers: the call it paid for is a usage row."""
+    model = _model()
+    gate = threading.Event()
+    upstream_llm.script(
+        model, Reply(text="too late", prompt_tokens=7, completion_tokens=2, gate=gate)
+    )
+    impatient = tenant.client(max_retries=0, timeout=0.5)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.responses.create(model=model, input="are you there?")
+    gate.set()
+    [row] = _usage_of(tenant, model)
+    assert (row.input_tokens, row.output_tokens) == (7, 2)
+    stored = tenant.service.store.tenant(tenant.id).responses.get(row.metadata["response_id"])
+    assert stored.status == "completed"
+
+
+def test_a_streamed_request_whose_client_went_away_is_failed_and_costed(
+    tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    model = _model()
+    hold = threading.Event()
+    upstream_llm.script(model, Reply(text="one two three four", hold=hold, hold_after=2))
+    with tenant.client(max_retries=0).responses.create(
+        model=model, input="talk", stream=True
+    ) as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                break
+    hold.set()
+    [row] = _usage_of(tenant, model)
+    assert (row.status, row.error_message) == (
+        "error",
+        "the client disconnected before the response finished",
+    )
+    responses = tenant.service.store.tenant(tenant.id).responses
+    assert responses.get(row.metadata["response_id"]).status == "failed"
+
+
+def test_streaming_a_response_that_was_not_streamed_is_refused(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM
+) -> None:
+    response = client.responses.create(model=_model(), input="plain")
+    with pytest.raises(openai.BadRequestError) as refused:
+        list(client.responses.retrieve(response.id, stream=True))
+    assert refused.value.param == "stream"
+    assert "stream=true" in refused.value.message
+    with pytest.raises(openai.NotFoundError):
+        list(client.responses.retrieve("resp_nope", stream=True))

@@ -28,13 +28,17 @@ from agentkeep.server.errors import ApiError, error_body, translate_error
 from agentkeep.server.pagination import Pagination
 from agentkeep.store import Store
 from agentkeep.wire.objects import list_object
-from agentkeep.wire.responses import CreateResponse, EventNumbers, response_object
+from agentkeep.wire.responses import CreateResponse, EventNumbers, Include, response_object
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/responses", tags=["Responses"])
 
 R = TypeVar("R")
+IncludeQuery = Annotated[
+    list[Include] | None,
+    Query(description="Extra output to include (OpenAI's IncludeEnum; validated, none added)."),
+]
 POLL_S = 0.25
 KEEPALIVE_S = 15.0
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
@@ -72,6 +76,19 @@ def _upstream_failure(error: UpstreamError) -> ApiError:
 def _stored(store: Store, response_id: str) -> dict[str, Any]:
     stored = store.responses.get(response_id)
     return response_object(stored, store.responses.items(response_id, kind="output"))
+
+
+def _streamable(store: Store, response_id: str) -> None:
+    """A 400 for a response that has no stream to resume: neither streamed nor background."""
+    stored = store.responses.get(response_id)
+    if stored.background or store.responses.events(response_id, limit=1):
+        return
+    raise ApiError(
+        400,
+        f"Response '{response_id}' was not created with stream=true or background=true, "
+        "so it has no events to stream; retrieve it without stream=true.",
+        param="stream",
+    )
 
 
 async def _follow(store: Store, response_id: str, after: int) -> AsyncIterator[bytes]:
@@ -158,9 +175,10 @@ async def retrieve_response(
     starting_after: Annotated[
         int | None, Query(description="Resume the stream after this sequence_number.")
     ] = None,
+    include: IncludeQuery = None,
 ) -> dict[str, Any] | StreamingResponse:
     if stream:
-        await _db(store.responses.get, response_id)  # 404 before the stream starts
+        await _db(_streamable, store, response_id)  # 404 / 400 before the stream starts
         after = -1 if starting_after is None else starting_after
         return _streaming(_follow(store, response_id, after))
     return await _db(_stored, store, response_id)
@@ -184,7 +202,9 @@ def cancel_response(response_id: str, store: TenantStore) -> dict[str, Any]:
 
 
 @router.get("/{response_id}/input_items", summary="List input items", response_model=None)
-def list_input_items(response_id: str, store: TenantStore, params: Pagination) -> dict[str, Any]:
+def list_input_items(
+    response_id: str, store: TenantStore, params: Pagination, include: IncludeQuery = None
+) -> dict[str, Any]:
     page = store.responses.list_items(
         response_id,
         kind="input",
