@@ -2,7 +2,7 @@
 
 Every operation of ``openai-openapi.responses.yaml`` (a copy of the shared
 cut, see ``openai-openapi.SOURCE.md``) gets bounded positive and negative
-examples (schemathesis, derandomized) against a real ``agentkeep serve`` with
+examples (schemathesis, derandomized) against a real ``agentkeep serve`` (SQLite and PostgreSQL) with
 the scripted upstream; paths point at a real stored response of the test's
 own tenant. Expected: no 5xx, no invalid request accepted, no response that
 breaks the document, apart from the deviations listed in ``RESPONSES``.
@@ -88,7 +88,7 @@ def _world(service: LiveService) -> tuple[str, dict[str, str]]:
     return tenant.key, {"response_id": body["id"], "model": "contract-model"}
 
 
-@pytest.mark.parametrize("service", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
 @pytest.mark.parametrize("operation", RESPONSES.operations())
 def test_responses_operation_keeps_the_contract(service: LiveService, operation: str) -> None:
     key, ids = _world(service)
