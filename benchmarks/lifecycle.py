@@ -103,40 +103,56 @@ def run_size(messages: int, work: Path) -> dict[str, Any]:
     _build(db, messages)
     url = f"sqlite:///{db}"
     out: dict[str, Any] = {"messages": messages}
-    out["export"] = _child("export", url, str(work / f"e_{messages}.jsonl"))
-    out["import"] = _child(
-        "import", str(work / f"e_{messages}.jsonl"), f"sqlite:///{work}/i_{messages}.db"
-    )
-    out["backup"] = _child("backup", url, str(work / f"b_{messages}"))
+    dump = str(work / f"e_{messages}.jsonl")
+    out["sqlite_export"] = _child("export", url, dump)
+    out["sqlite_import"] = _child("import", dump, f"sqlite:///{work}/i_{messages}.db")
+    out["sqlite_backup"] = _child("backup", url, str(work / f"b_{messages}"))
     out["raw_sqlite3_backup_s"] = _timed(["sqlite3", str(db), f".backup {work}/raw_{messages}.db"])
     name, pg_url = _pg_database()
+    other, pg_import_url = _pg_database()
     try:
-        out["copy_to_postgres"] = _child("copy", url, pg_url)
-        out["backup_postgres"] = _child("backup", pg_url, str(work / f"pb_{messages}"))
-        conninfo = pg_url
+        out["copy_sqlite_to_postgres"] = _child("copy", url, pg_url)
+        pg_dump_file = str(work / f"pe_{messages}.jsonl")
+        out["postgres_export"] = _child("export", pg_url, pg_dump_file)
+        out["postgres_import"] = _child("import", pg_dump_file, pg_import_url)
+        out["postgres_backup"] = _child("backup", pg_url, str(work / f"pb_{messages}"))
         out["raw_pg_dump_s"] = _timed(
-            ["pg_dump", "-Fc", "-f", str(work / f"raw_{messages}.dump"), conninfo]
+            ["pg_dump", "-Fc", "-f", str(work / f"raw_{messages}.dump"), pg_url]
         )
+        out["copy_postgres_to_sqlite"] = _child("copy", pg_url, f"sqlite:///{work}/c_{messages}.db")
     finally:
         _drop(name)
+        _drop(other)
     return out
+
+
+OPS = (
+    "sqlite_export",
+    "sqlite_import",
+    "sqlite_backup",
+    "copy_sqlite_to_postgres",
+    "postgres_export",
+    "postgres_import",
+    "postgres_backup",
+    "copy_postgres_to_sqlite",
+)
 
 
 def report(result: dict[str, Any]) -> None:
     n = result["messages"]
     print(f"\n{n:,} messages")
-    for op in ("export", "import", "backup", "copy_to_postgres", "backup_postgres"):
+    for op in OPS:
         r = result[op]
         print(
-            f"  {op:18} {n / r['seconds']:>12,.0f} msg/s  {r['seconds']:7.2f} s  peak {r['peak_mib']:6.0f} MiB"
+            f"  {op:24} {n / r['seconds']:>10,.0f} msg/s  {r['seconds']:8.2f} s  peak {r['peak_mib']:6.0f} MiB"
         )
     raw = result["raw_sqlite3_backup_s"]
     print(
-        f"  sqlite3 .backup    {n / raw:>12,.0f} msg/s  {raw:7.2f} s   (agentkeep backup / raw: {result['backup']['seconds'] / raw:.2f}x the time)"
+        f"  {'sqlite3 .backup':24} {n / raw:>10,.0f} msg/s  {raw:8.2f} s   (agentkeep backup / raw: {result['sqlite_backup']['seconds'] / raw:.2f}x the time)"
     )
     raw = result["raw_pg_dump_s"]
     print(
-        f"  pg_dump -Fc        {n / raw:>12,.0f} msg/s  {raw:7.2f} s   (agentkeep backup / raw: {result['backup_postgres']['seconds'] / raw:.2f}x the time)"
+        f"  {'pg_dump -Fc':24} {n / raw:>10,.0f} msg/s  {raw:8.2f} s   (agentkeep backup / raw: {result['postgres_backup']['seconds'] / raw:.2f}x the time)"
     )
 
 
