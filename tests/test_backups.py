@@ -166,6 +166,34 @@ def test_a_corrupted_or_truncated_backup_is_refused_and_nothing_restored(
         assert entity_lines(target, _all()) == []
 
 
+@pytest.mark.parametrize("compress", ["gzip", "zstd"])
+def test_a_compressed_backup_verifies_and_restores(
+    source: Store,
+    backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    compress: str,
+) -> None:
+    populate(source)
+    kind = "sqlite" if backend == "sqlite" else "jsonl"  # pg_dump compresses on its own
+    backup = source.backups.create(to=tmp_path / "backups", compress=compress, kind=kind)
+    assert backup.compression == compress
+    assert backup.path.endswith({"gzip": ".gz", "zstd": ".zst"}[compress])
+    magic = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}[compress]
+    assert Path(backup.path).read_bytes().startswith(magic)
+    assert source.backups.verify(backup.id).ok
+    target_url = _restore_target(backend, tmp_path, request)
+    assert restore(backup.path, target_url).counts == backup.counts
+    with agentkeep.connect(target_url) as target:
+        assert entity_lines(target, _all()) == entity_lines(source, _all())
+
+
+def test_an_unknown_compression_is_refused(source: Store, tmp_path: Path) -> None:
+    with pytest.raises(agentkeep.InvalidInput, match="compress"):
+        source.backups.create(to=tmp_path / "b", compress="lz4")
+    assert source.backups.list() == []
+
+
 def test_restore_refuses_a_non_empty_target_unless_forced(
     source: Store, backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -19,7 +19,7 @@ def _rows(store: Store) -> int:
     return len(entity_lines(store))
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
 def test_export_import_into_empty_gives_the_same_lines(
     store: Store, backend: str, tmp_path: Path, request: pytest.FixtureRequest, suffix: str
 ) -> None:
@@ -30,6 +30,8 @@ def test_export_import_into_empty_gives_the_same_lines(
     assert result.total == len(before) > 10
     if suffix.endswith(".gz"):
         assert file.read_bytes()[:2] == b"\x1f\x8b"  # really gzip
+    if suffix.endswith(".zst"):
+        assert file.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # really zstd
     target_url = empty_url(backend, tmp_path, request)
     with agentkeep.connect(target_url, tenant=store.tenant_id, auto_migrate=True) as target:
         report = import_file(target, file)
@@ -110,6 +112,20 @@ def test_bad_files_are_refused_with_line_and_field_and_nothing_written(
     corrupt_gz.write_bytes(data[: len(data) // 2])
     with pytest.raises(InvalidInput, match="cannot read"):
         import_file(target, corrupt_gz, tenant=target.tenant_id)
+
+    zstd_file = tmp_path / "good.jsonl.zst"
+    export(store, zstd_file, ExportFilter(tenant=store.tenant_id))
+    packed = zstd_file.read_bytes()
+    truncated_zst = tmp_path / "truncated.jsonl.zst"
+    truncated_zst.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(InvalidInput, match=r"cannot read.*truncated"):
+        import_file(target, truncated_zst, tenant=target.tenant_id)
+    flipped = bytearray(packed)
+    flipped[len(flipped) // 2] ^= 0xFF
+    corrupt_zst = tmp_path / "corrupt.jsonl.zst"
+    corrupt_zst.write_bytes(bytes(flipped))
+    with pytest.raises(InvalidInput, match="cannot read"):
+        import_file(target, corrupt_zst, tenant=target.tenant_id)
 
     assert _rows(target) == 0  # nothing of any attempt was written
 

@@ -124,8 +124,12 @@ def export(
     flt: ExportFilter | None = None,
     *,
     progress: Progress | None = None,
+    compression: str | None = None,
 ) -> ExportResult:
-    """Write the database's rows (narrowed by ``flt``) to ``out``: a path (``.gz``: gzip) or a text stream.
+    """Write the database's rows (narrowed by ``flt``) to ``out``: a path or a text stream.
+
+    A path ending in ``.gz`` is gzip-compressed, ``.zst`` zstd-compressed;
+    ``compression`` (``gzip``, ``zstd``) compresses a path whatever its name.
 
     Every tenant is exported unless ``flt.tenant`` is given. One snapshot
     is read, so the header's counts are exactly the rows that follow.
@@ -140,7 +144,7 @@ def export(
         if isinstance(out, (str, Path)):
             staged = f"{out}.partial"  # renamed when complete: no half file under the real name
             try:
-                with open_text(staged, "w", named=out) as handle:
+                with open_text(staged, "w", named=out, compression=compression) as handle:
                     counts = write_dump(conn, handle, selection, header, progress)
                 os.replace(staged, out)
             except BaseException:

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput
 from agentkeep.store import Store
+from agentkeep.store.compression import DecompressError
 from agentkeep.store.dump import (
     FORMAT,
     VERSION,
@@ -130,7 +131,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with open_text(path, "r") as handle:
             yield from enumerate(handle, start=1)
-    except (OSError, EOFError) as exc:
+    except DecompressError as exc:
         raise InvalidInput(f"cannot read {path.name} ({exc})", field="file") from exc
 
 

@@ -20,7 +20,6 @@ Kinds, chosen by capability:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -40,6 +39,7 @@ from agentkeep.errors import BackupFailed, InvalidInput
 from agentkeep.ids import new_id
 from agentkeep.models.common import utcnow_micros
 from agentkeep.store import dump
+from agentkeep.store.compression import SUFFIXES, check_compression, open_binary
 from agentkeep.store.dialects import Dialect, PostgresDialect, SQLiteDialect
 
 __all__ = [
@@ -125,10 +125,15 @@ def take_backup(
     directory: str | Path,
     *,
     trigger: str = "manual",
-    compress: bool = False,
+    compress: bool | str | None = False,
     kind: str | None = None,
 ) -> dict[str, Any]:
-    """Write one verified backup of the whole database into ``directory``; returns its manifest."""
+    """Write one verified backup of the whole database into ``directory``; returns its manifest.
+
+    ``compress``: ``gzip`` (or True), ``zstd``, or none; a ``pg_dump``
+    archive is compressed by pg_dump itself and takes none.
+    """
+    wanted = check_compression(compress)
     kind = kind or backup_kind(dialect)
     if kind not in ("sqlite", "pg_dump", "jsonl"):
         raise InvalidInput("must be sqlite, pg_dump or jsonl", field="kind")
@@ -141,13 +146,13 @@ def take_backup(
     started = utcnow_micros()
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     ext = {"sqlite": ".db", "pg_dump": ".dump", "jsonl": ".jsonl"}[kind]
-    compression = "gzip" if compress and kind != "pg_dump" else None
-    name = f"agentkeep_{stamp}_{ident[-10:]}{ext}" + (".gz" if compression else "")
+    compression = wanted if kind != "pg_dump" else None
+    name = f"agentkeep_{stamp}_{ident[-10:]}{ext}" + (SUFFIXES[compression] if compression else "")
     work = folder / PARTIAL / f"{os.getpid()}.{name}"
     try:
-        counts, revision = _WRITERS[kind](dialect, work)
+        counts, revision = _WRITERS[kind](dialect, work, compression)
         if compression and kind == "sqlite":
-            _gzip_in_place(work)
+            _compress_in_place(work, compression)
         manifest: dict[str, Any] = {
             "format": "agentkeep-backup",
             "id": ident,
@@ -182,9 +187,9 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _gzip_in_place(path: Path) -> None:
+def _compress_in_place(path: Path, compression: str) -> None:
     packed = path.with_name(path.name + ".packing")
-    with open(path, "rb") as src, gzip.open(packed, "wb") as dst:
+    with open(path, "rb") as src, open_binary(packed, "wb", compression) as dst:
         shutil.copyfileobj(src, dst, _CHUNK)
     os.replace(packed, path)
 
@@ -200,7 +205,9 @@ def revision_of(conn: Connection) -> str | None:
     return None if value is None else str(value)
 
 
-def _write_sqlite(dialect: Dialect, work: Path) -> tuple[dict[str, int], str | None]:
+def _write_sqlite(
+    dialect: Dialect, work: Path, compression: str | None
+) -> tuple[dict[str, int], str | None]:
     assert isinstance(dialect, SQLiteDialect) and dialect.path is not None
     source = sqlite3.connect(dialect.path, timeout=30)
     target = sqlite3.connect(work)
@@ -239,7 +246,9 @@ def snapshot_connection(dialect: Dialect) -> Iterator[Connection]:
                 conn.rollback()
 
 
-def _write_pg_dump(dialect: Dialect, work: Path) -> tuple[dict[str, int], str | None]:
+def _write_pg_dump(
+    dialect: Dialect, work: Path, compression: str | None
+) -> tuple[dict[str, int], str | None]:
     with snapshot_connection(dialect) as conn:
         snapshot = conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar()
         counts, revision = table_counts(conn), revision_of(conn)
@@ -263,8 +272,13 @@ def check_pg_dump_file(path: Path) -> None:
         raise BackupFailed(f"pg_restore cannot read {path.name}: {done.stderr.strip()}")
 
 
-def _write_jsonl(dialect: Dialect, work: Path) -> tuple[dict[str, int], str | None]:
-    with snapshot_connection(dialect) as conn, dump.open_text(work, "w") as out:
+def _write_jsonl(
+    dialect: Dialect, work: Path, compression: str | None
+) -> tuple[dict[str, int], str | None]:
+    with (
+        snapshot_connection(dialect) as conn,
+        dump.open_text(work, "w", compression=compression) as out,
+    ):
         revision = revision_of(conn)
         selection = [(t, ()) for t in dump.tables_in(conn)]
         counts = dump.write_dump(conn, out, selection, {"revision": revision, "filters": {}})

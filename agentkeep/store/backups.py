@@ -10,7 +10,6 @@ written by :mod:`agentkeep.store.backup_files`. Restoring is
 from __future__ import annotations
 
 import builtins
-import gzip
 import json
 import shutil
 import tempfile
@@ -35,6 +34,7 @@ from agentkeep.store.backup_files import (
     read_manifest,
     take_backup,
 )
+from agentkeep.store.compression import DecompressError, compression_of_file, open_binary
 from agentkeep.store.dump import FORMAT, open_text
 from agentkeep.store.schema import backups as t
 
@@ -133,11 +133,13 @@ def _open_and_count(path: Path, kind: str, manifest: Mapping[str, Any]) -> dict[
 def unpacked_sqlite(path: Path, manifest: Mapping[str, Any], folder: Path) -> Path:
     """A SQLite backup as a plain database file in ``folder`` (a copy: the backup stays as it is)."""
     target = folder / "backup.db"
-    opener = gzip.open if manifest.get("compression") == "gzip" else open
     try:
-        with opener(path, "rb") as src, open(target, "wb") as dst:
+        with (
+            open_binary(path, "rb", compression_of_file(path)) as src,
+            open(target, "wb") as dst,
+        ):
             shutil.copyfileobj(src, dst, 1 << 20)
-    except (OSError, EOFError) as exc:
+    except DecompressError as exc:
         raise BackupFailed(f"{path.name} cannot be decompressed ({exc})") from exc
     return target
 
@@ -152,7 +154,7 @@ def _count_jsonl(path: Path) -> dict[str, int]:
             for line in lines:
                 table = json.loads(line)["table"]
                 counts[table] = counts.get(table, 0) + 1
-    except (OSError, EOFError, ValueError, KeyError, TypeError, StopIteration) as exc:
+    except (*DecompressError, ValueError, KeyError, TypeError, StopIteration) as exc:
         raise BackupFailed(f"{path.name} is not a complete logical dump ({exc!r})") from exc
     for table, n in header.get("counts", {}).items():
         counts.setdefault(table, 0)
@@ -173,14 +175,15 @@ class Backups(Resource):
         *,
         to: str | Path | None = None,
         trigger: str = "manual",
-        compress: bool = False,
+        compress: bool | str | None = False,
         kind: str | None = None,
     ) -> Backup:
         """Take a verified backup into ``to`` (default ``AGENTKEEP_BACKUP_DIR``) and catalogue it.
 
         ``kind``: default ``sqlite`` for a SQLite file, ``pg_dump`` for
-        PostgreSQL when it is on PATH, else ``jsonl``. ``compress`` gzips
-        the file (``pg_dump`` archives are compressed already).
+        PostgreSQL when it is on PATH, else ``jsonl``. ``compress``:
+        ``"gzip"`` (or True) or ``"zstd"`` (``pg_dump`` archives are
+        compressed by pg_dump already).
         """
         if trigger not in ("manual", "scheduled", "pre-upgrade"):
             raise InvalidInput("must be manual, scheduled or pre-upgrade", field="trigger")

@@ -11,22 +11,23 @@ Tables come in dependency order (parents first), rows in primary-key order,
 so the same database always gives the same lines. Which tables are dumped is
 read from the schema's ``MetaData`` (every table whose ``info`` does not say
 ``export: False``), so a new table is included without code changes. A file
-name ending in ``.gz`` is gzip-compressed. Binary columns are written as base64 text.
+name ending in ``.gz`` is gzip-compressed, ``.zst`` zstd-compressed (reading
+goes by the file's first bytes). Binary columns are written as base64 text.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from agentkeep.errors import InvalidInput
+from agentkeep.store.compression import compression_of_file, compression_of_name
+from agentkeep.store.compression import open_text as compression_open
 from agentkeep.store.schema import metadata
 
 __all__ = [
@@ -99,16 +100,23 @@ def encode(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def open_text(path: str | Path, mode: str, *, named: str | Path | None = None) -> IO[str]:
-    """A text file, gzip-compressed when its name (or ``named``) ends in ``.gz`` (``mode``: r, w)."""
-    name = str(named if named is not None else path)
-    if name.endswith((".zst", ".zstd")):
-        raise InvalidInput(
-            "zstd is not supported (no dependency for it); use .jsonl or .jsonl.gz", field="file"
-        )
-    if name.endswith(".gz"):
-        return cast(IO[str], gzip.open(path, mode + "t", encoding="utf-8", newline="\n"))
-    return open(path, mode, encoding="utf-8", newline="\n")
+def open_text(
+    path: str | Path,
+    mode: str,
+    *,
+    named: str | Path | None = None,
+    compression: str | None = None,
+) -> IO[str]:
+    """A text file (``mode``: r, w), compressed or not.
+
+    Writing: ``compression`` (``gzip``, ``zstd``), else what the name (or
+    ``named``) ends in: ``.gz`` gzip, ``.zst``/``.zstd`` zstd. Reading: what
+    the file's first bytes show, whatever its name.
+    """
+    if mode == "r":
+        return compression_open(path, "r", compression_of_file(path))
+    chosen = compression or compression_of_name(named if named is not None else path)
+    return compression_open(path, mode, chosen)
 
 
 def _order(table: sa.Table) -> list[sa.Column[Any]]:

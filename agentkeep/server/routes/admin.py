@@ -4,7 +4,7 @@
   ``GET /v1/admin/backups/{id}`` one; ``GET /v1/admin/backups/{id}/content`` its file.
 - ``GET /v1/admin/export?tenant=T`` a tenant (or everything) as a JSON Lines stream.
 - ``POST /v1/admin/import?mode=merge&tenant=T&dry_run=false`` an export file as the
-  request body (``.jsonl`` or gzip); the report of imported, skipped, conflicting rows.
+  request body (``.jsonl``, gzip or zstd); the report of imported, skipped, conflicting rows.
 - ``POST /v1/admin/erasures`` ``{"tenant": T, "user_id": U}``: the erasure receipt.
 - ``POST /v1/admin/retention`` ``{"tenant": T, "inactive_days": N, "compact_events": true,
   "dry_run": true}``: what went (or would go).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Request
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/v1/admin", tags=["Admin"])
 
 
 class BackupRequest(BaseModel):
-    compress: bool = False
+    compress: bool | Literal["gzip", "zstd"] = False
 
 
 class ErasureRequest(BaseModel):
@@ -53,7 +53,7 @@ class RetentionRequest(BaseModel):
 @router.post("/backups", summary="Take a backup of the whole database")
 def create_backup(state: AdminState, body: BackupRequest | None = None) -> Backup:
     return state.store.backups.create(
-        to=state.settings.backup_dir, compress=bool(body and body.compress)
+        to=state.settings.backup_dir, compress=body.compress if body else False
     )
 
 
@@ -109,11 +109,6 @@ async def import_jsonl(
         with os.fdopen(handle, "wb") as out:
             async for chunk in request.stream():
                 out.write(chunk)
-        with open(path, "rb") as probe:
-            gzipped = probe.read(2) == b"\x1f\x8b"
-        if gzipped:
-            os.replace(path, path + ".gz")
-            path += ".gz"
         report = await anyio.to_thread.run_sync(
             lambda: import_file(state.store, path, mode=mode, tenant=tenant, dry_run=dry_run)
         )
