@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from _lifecycle import entity_lines, populate
 
 import agentkeep
@@ -44,4 +46,41 @@ def test_on_sqlite_neither_the_database_nor_the_wal_holds_the_text(tmp_path: Pat
         for f in files:
             if f.exists():
                 assert SECRET.encode() not in f.read_bytes(), f.name
+        store.messages.append(store.sessions.create().id, "user", "later writes still work")
+
+
+def _pages_holding(url: str, needle: bytes) -> list[str]:
+    """Relations (tables, TOAST, indexes) of which some page holds ``needle`` (pageinspect)."""
+    found: list[str] = []
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        relations = conn.execute(
+            "SELECT c.oid::regclass::text, pg_relation_size(c.oid) / current_setting('block_size')::int"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 't', 'i') AND n.nspname IN ('public', 'pg_toast')"
+        ).fetchall()
+        for name, blocks in relations:
+            for block in range(int(blocks)):
+                page = conn.execute("SELECT get_raw_page(%s, %s)", (name, block)).fetchone()
+                assert page is not None
+                if needle in bytes(page[0]):
+                    found.append(name)
+                    break
+    return found
+
+
+def test_on_postgresql_no_page_of_any_table_or_index_holds_the_text(
+    postgres_server: Any,
+) -> None:
+    url = postgres_server.new_database()
+    with agentkeep.connect(url, auto_migrate=True) as store:
+        for _ in range(20):
+            populate(store, user="bob", secret="filler " * 40)
+        # Last in: the lowest addresses of each page's tuple area, which a plain VACUUM's
+        # compaction frees without overwriting (so only a rewrite passes this test).
+        populate(store, user="alice", secret=SECRET)
+        assert "messages" in _pages_holding(url, SECRET.encode())
+        store.erase_user("alice")
+        assert _pages_holding(url, SECRET.encode()) == []
+        assert _pages_holding(url, b"alice") == []  # the user id, in rows and index entries
         store.messages.append(store.sessions.create().id, "user", "later writes still work")

@@ -11,7 +11,10 @@ rows per table, the user as a SHA-256 of the id) is stored in ``erasures``.
 
 On SQLite the deletes run with ``secure_delete`` (freed space overwritten)
 and the WAL is checkpointed and truncated afterwards, so neither file keeps
-the text; on PostgreSQL the touched tables are vacuumed.
+the text; on PostgreSQL the touched tables are rewritten by ``VACUUM (FULL)``
+(new files for each table, its TOAST table and indexes), so no page of the
+database holds the erased rows. WAL, archives and backups are outside the
+tables: README says what an operator does about them.
 """
 
 from __future__ import annotations

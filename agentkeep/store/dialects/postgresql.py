@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
-from agentkeep.errors import AgentkeepError, InvalidInput
+from agentkeep.errors import AgentkeepError, InvalidInput, StoreUnavailable
 from agentkeep.store._errors import translate
 from agentkeep.store._idle import Idle
 from agentkeep.store._steps import Steps, Stmt
@@ -51,6 +51,7 @@ Cursor = psycopg.Cursor[Any]
 _IDLE = pq.TransactionStatus.IDLE
 _OK = pq.ConnStatus.OK
 _TEXT_ARRAY = ARRAY(sa.Text)
+ERASURE_LOCK_TIMEOUT_S = 30  # how long an erasure's VACUUM FULL waits for each table's lock
 # The arrays of a batch, by the name of the unnested column they become.
 _BATCH = ("id", "role", "content", "ct", "run", "agent", "key", "meta", "extra")
 
@@ -492,10 +493,35 @@ class PostgresDialect(Dialect):
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 
     def flush_deleted(self, tables: list[str]) -> None:
-        """VACUUM the touched tables, so their dead row versions are freed for reuse."""
+        """``VACUUM (FULL)`` the touched tables: each is rewritten with its live rows only.
+
+        A plain VACUUM only marks dead row versions reusable; their bytes stay
+        in the table's pages until overwritten. VACUUM FULL writes new files
+        for the table, its TOAST table and its indexes and unlinks the old
+        ones, so no page of the database holds the erased rows. It takes an
+        ACCESS EXCLUSIVE lock per table for the rewrite (readers and writers
+        of that table wait); waiting for that lock is bounded by
+        ``lock_timeout`` below. What stays outside the tables (WAL segments,
+        archives, replicas' history, backups) is the operator's: see README.
+        """
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"SET lock_timeout = '{ERASURE_LOCK_TIMEOUT_S}s'")
             for name in tables:
-                conn.exec_driver_sql(f'VACUUM "{name}"')
+                try:
+                    # A plain VACUUM first: it removes the dead rows by this database's
+                    # oldest snapshot. VACUUM FULL alone would judge by its own
+                    # transaction's snapshot, which any long transaction of another
+                    # database on the server holds back, and copy the erased rows
+                    # into the new files as "recently dead".
+                    conn.exec_driver_sql(f'VACUUM "{name}"')
+                    conn.exec_driver_sql(f'VACUUM (FULL, ANALYZE) "{name}"')
+                except sa_exc.OperationalError as exc:
+                    raise StoreUnavailable(
+                        f"the erasure is committed, but {name} could not be rewritten "
+                        f"(VACUUM FULL waited {ERASURE_LOCK_TIMEOUT_S} s for its lock): its "
+                        "deleted rows may still be in its pages; run the erasure again when "
+                        "the database is quieter"
+                    ) from exc
 
     def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(tenant_id, scope)})
