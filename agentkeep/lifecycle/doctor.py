@@ -1,7 +1,8 @@
 """``agentkeep doctor``: is this database healthy, and is it backed up?
 
 Checks, each with what to do when it fails: the database answers; its schema
-revision is head; SQLite's ``PRAGMA quick_check``; the consistency check of
+revision is head; SQLite's ``PRAGMA quick_check`` (PostgreSQL: the data
+checksum failures the server counted in the database); the consistency check of
 every tenant; free disk in the data and backup directories; the age of the
 last backup against the schedule; the size of SQLite's WAL.
 """
@@ -87,7 +88,7 @@ def _revision(store: Store) -> Check:
 
 def _integrity(store: Store) -> Check:
     if not isinstance(store._core.dialect, SQLiteDialect):
-        return Check("integrity", True, "PostgreSQL checks its own pages (data checksums)")
+        return _pg_integrity(store)
     with store._core.read("integrity check") as conn:
         rows = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
     if rows == ["ok"]:
@@ -98,6 +99,34 @@ def _integrity(store: Store) -> Check:
         f"PRAGMA quick_check: {rows[:3]}",
         "restore the latest good backup (`agentkeep backup restore`)",
     )
+
+
+def _pg_integrity(store: Store) -> Check:
+    """PostgreSQL: page checksum failures the server has counted in this database."""
+    with store._core.read("integrity check") as conn:
+        checksums = conn.execute(sa.text("SHOW data_checksums")).scalar()
+        failures = conn.execute(
+            sa.text(
+                "SELECT coalesce(checksum_failures, 0) FROM pg_stat_database "
+                "WHERE datname = current_database()"
+            )
+        ).scalar()
+    if failures:
+        return Check(
+            "integrity",
+            False,
+            f"{failures} data checksum failure(s) counted in this database",
+            "a disk or memory fault corrupted pages: check the server's log for the relation, "
+            "then restore the latest good backup (`agentkeep backup restore`)",
+        )
+    if checksums != "on":
+        return Check(
+            "integrity",
+            True,
+            "data checksums are off: PostgreSQL does not detect corrupt pages "
+            "(pg_checksums --enable on a stopped cluster turns them on)",
+        )
+    return Check("integrity", True, "data checksums on, no failures counted")
 
 
 def _consistency(store: Store) -> Check:
