@@ -250,7 +250,7 @@ class AsyncSessions:
         title: str | None = UNSET,
         metadata: dict[str, str] | None = None,
     ) -> Session:
-        """A new session holding the history up to ``at_seq`` (or a snapshot's seq)."""
+        """A new session holding the history up to ``at_seq``, or a snapshot's messages."""
         return await asyncio.to_thread(
             self.sync.fork,
             session_id,
@@ -374,7 +374,7 @@ class AsyncMessages:
         return await arun_op(self.sync.append_many, session_id, messages)
 
     async def delete(self, message_id: str) -> None:
-        """Delete one message; the others keep their ``seq``."""
+        """Delete one message; the others keep their ``seq``; snapshots keep it as it was."""
         return await asyncio.to_thread(self.sync.delete, message_id)
 
     async def get(self, message_id: str, *, session_id: str | None = None) -> Message:
@@ -1078,6 +1078,10 @@ class AsyncSnapshots:
             self.sync.list, session_id, limit=limit, after=after, before=before, order=order
         )
 
+    async def messages(self, snapshot_id: str) -> builtins.list[Message]:
+        """The snapshot's messages as they were when it was taken, in seq order."""
+        return await asyncio.to_thread(self.sync.messages, snapshot_id)
+
 
 class AsyncStateDocs:
     """Awaitable twin of ``store.state`` (:class:`agentkeep.store.state.StateDocs`)."""
@@ -1389,7 +1393,7 @@ class AsyncBackups:
         *,
         to: str | Path | None = None,
         trigger: str = "manual",
-        compress: bool = False,
+        compress: bool | str | None = False,
         kind: str | None = None,
     ) -> Backup:
         """Take a verified backup into ``to`` (default ``AGENTKEEP_BACKUP_DIR``) and catalogue it."""

@@ -18,10 +18,10 @@ __all__ = ["empty_url", "entity_lines", "populate"]
 def populate(
     store: Store, *, user: str = "alice", secret: str = "the secret plan"
 ) -> dict[str, Any]:
-    """One of everything, for ``user``: agent, session, messages, run, step, event, tool call, usage, snapshot, state."""
+    """One of everything, for ``user``: agent, session, messages, run, step, event, tool call, usage, snapshot (with a kept message), state."""
     agent = store.agents.create(model="gpt-4o-mini", name="helper")
     session = store.sessions.create(agent_id=agent.id, user_id=user, title=f"{user}'s chat")
-    store.messages.append(session.id, "user", f"{user} says: {secret}")
+    said = store.messages.append(session.id, "user", f"{user} says: {secret}")
     store.messages.append(session.id, "assistant", "noted")
     run = store.runs.create(agent.id, session_id=session.id, objective=secret)
     store.run_steps.create(run.id, "message_creation", details={"text": secret})
@@ -39,6 +39,8 @@ def populate(
         user_id=user,
     )
     store.snapshots.create(session.id, label="start")
+    # Edited after the snapshot: the snapshot keeps the secret in snapshot_messages.
+    store.messages.update(said.id, content=f"{user} says: never mind")
     store.state.put(f"user:{user}", "prefs", {"note": secret})
     store.checkpoints.put(  # binary columns: bytes that are not UTF-8 round-trip too
         session.id,

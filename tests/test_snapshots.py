@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentkeep import AsyncStore, InvalidInput, NotFound, Store
+from agentkeep import AsyncStore, InvalidInput, Message, NotFound, Store
 
 
 def test_create_at_last_seq_with_session_state(store: Store) -> None:
@@ -122,3 +122,81 @@ async def test_async_snapshots(astore: AsyncStore) -> None:
     fork = await astore.sessions.fork(s.id, snapshot_id=snap.id)
     assert fork.message_count == 1
     await astore.snapshots.delete(snap.id)
+
+
+def _texts(messages: list[Message]) -> list[str]:
+    return [m.content[0]["text"] for m in messages]
+
+
+def test_a_snapshot_does_not_move_when_earlier_messages_are_edited_or_deleted(
+    store: Store,
+) -> None:
+    s = store.sessions.create(state={"step": 1})
+    made = store.messages.append_many(
+        s.id, [{"role": "user", "content": f"m{i}"} for i in range(1, 6)]
+    )
+    store.messages.delete(made[4].id)  # deleted before the snapshot: not in it
+    store.messages.update(made[1].id, content="m2 edited before")  # edited before: as edited
+    snap = store.snapshots.create(s.id, seq=4, label="at 4")
+    captured = store.snapshots.messages(snap.id)
+    assert _texts(captured) == ["m1", "m2 edited before", "m3", "m4"]
+    assert [m.id for m in captured] == [m.id for m in made[:4]]
+
+    # Afterwards: edits, deletes, metadata changes, appends and a second snapshot.
+    store.messages.update(made[0].id, content="m1 edited after", metadata={"k": "v"})
+    store.messages.update(made[0].id, content="m1 edited twice")
+    store.messages.delete(made[2].id)
+    store.messages.update(made[3].id, extra={"x": 1})
+    store.messages.append(s.id, "assistant", "m6")
+    later = store.snapshots.create(s.id)
+    store.messages.delete(made[0].id)
+    store.messages.update(made[1].id, content="m2 edited after both")
+
+    assert store.snapshots.messages(snap.id) == captured  # identical, field for field
+    fork = store.sessions.fork(s.id, snapshot_id=snap.id)
+    forked = store.messages.list(fork.id, order="asc").items
+    assert _texts(forked) == _texts(captured) and [m.seq for m in forked] == [1, 2, 3, 4]
+    assert [(m.metadata, m.extra) for m in forked] == [(m.metadata, m.extra) for m in captured]
+    assert (fork.message_count, fork.last_seq, fork.state) == (4, 4, {"step": 1})
+
+    assert _texts(store.snapshots.messages(later.id)) == [
+        "m1 edited twice",
+        "m2 edited before",
+        "m4",
+        "m6",
+    ]
+    assert _texts(store.messages.list(s.id, order="asc").items) == [
+        "m2 edited after both",
+        "m4",
+        "m6",
+    ]
+    # A fork at a seq (no snapshot) takes the session as it is now.
+    assert _texts(
+        store.messages.list(store.sessions.fork(s.id, at_seq=4).id, order="asc").items
+    ) == [
+        "m2 edited after both",
+        "m4",
+    ]
+
+
+def test_kept_rows_go_with_their_snapshot_and_their_session(store: Store) -> None:
+    s = store.sessions.create()
+    (m,) = store.messages.append_many(s.id, [{"role": "user", "content": "original"}])
+    snap = store.snapshots.create(s.id)
+    store.messages.update(m.id, content="changed")
+    store.snapshots.delete(snap.id)  # its kept row goes with it
+    again = store.snapshots.create(s.id)
+    assert _texts(store.snapshots.messages(again.id)) == ["changed"]
+    store.messages.delete(m.id)
+    assert _texts(store.snapshots.messages(again.id)) == ["changed"]
+    store.sessions.delete(s.id)
+    with pytest.raises(NotFound):
+        store.snapshots.messages(again.id)
+
+
+async def test_async_snapshot_messages(astore: AsyncStore) -> None:
+    s = await astore.sessions.create()
+    m = await astore.messages.append(s.id, "user", "hi")
+    snap = await astore.snapshots.create(s.id)
+    await astore.messages.update(m.id, content="bye")
+    assert _texts(await astore.snapshots.messages(snap.id)) == ["hi"]

@@ -42,6 +42,7 @@ from agentkeep.store._validate import UNSET, check_object, opt_text
 from agentkeep.store.message_sql import Appended, Extras, MessageSQL, NewRow, StoredRow
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
+from agentkeep.store.snapshot_content import keep_for_snapshots
 
 __all__ = ["Messages"]
 
@@ -418,7 +419,10 @@ class Messages(Resource):
         extra: dict[str, Any] = UNSET,
         content: str | list[dict[str, Any]] = UNSET,
     ) -> Message:
-        """Change a message's metadata, extra fields or content; its place stays."""
+        """Change a message's metadata, extra fields or content; its place stays.
+
+        Snapshots taken before keep the message as it was.
+        """
         changes: dict[str, Any] = {}
         if metadata is not UNSET:
             changes["metadata"] = check_metadata(metadata)
@@ -430,6 +434,7 @@ class Messages(Resource):
         with self._core.write("updating a message") as conn:
             row = self._get_row(conn, t, message_id)
             if changes:
+                keep_for_snapshots(conn, self.tenant_id, message_id)
                 conn.execute(
                     sa.update(t)
                     .where(t.c.tenant_id == self.tenant_id, t.c.id == message_id)
@@ -438,8 +443,9 @@ class Messages(Resource):
             return to_message({**row, **changes})
 
     def delete(self, message_id: str) -> None:
-        """Delete one message; the others keep their ``seq``."""
+        """Delete one message; the others keep their ``seq``; snapshots keep it as it was."""
         with self._core.write("deleting a message") as conn:
+            keep_for_snapshots(conn, self.tenant_id, message_id)
             row = conn.execute(
                 sa.delete(t)
                 .where(t.c.tenant_id == self.tenant_id, t.c.id == message_id)

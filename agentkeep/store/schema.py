@@ -322,6 +322,40 @@ snapshots = sa.Table(
     sa.Index(None, "tenant_id", "session_id", "id"),
 )
 
+# Snapshots that do not move (copy-on-write): when a message a snapshot covers
+# (seq <= the snapshot's seq) is first edited or deleted after the snapshot was
+# taken, its row as it was is kept here for that snapshot. A snapshot reads as
+# the session's messages up to its seq, with these rows in place of the live ones
+# (and for the deleted ones). ``created_at`` is when the row was kept;
+# ``message_created_at`` the message's own time.
+snapshot_messages = sa.Table(
+    "snapshot_messages",
+    metadata,
+    _tenant(),
+    sa.Column("snapshot_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    _json("content"),
+    sa.Column("content_types", sa.String(256), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("agent_id", sa.String(64)),
+    sa.Column("idempotency_key", sa.String(256)),
+    _json("metadata"),
+    _json("extra"),
+    _micros("message_created_at"),
+    _micros("created_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "snapshot_id", "seq"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "snapshot_id"], ["snapshots.tenant_id", "snapshots.id"], ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    sa.Index(None, "tenant_id", "session_id"),
+)
+
 state_docs = sa.Table(
     "state_docs",
     metadata,

@@ -17,6 +17,7 @@ from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
 from agentkeep.store.schema import snapshots as st
+from agentkeep.store.snapshot_content import snapshot_rows
 
 __all__ = ["Sessions"]
 
@@ -278,12 +279,13 @@ class Sessions(Resource):
         title: str | None = UNSET,
         metadata: dict[str, str] | None = None,
     ) -> Session:
-        """A new session holding the history up to ``at_seq`` (or a snapshot's seq).
+        """A new session holding the history up to ``at_seq``, or a snapshot's messages.
 
         With neither, the whole history. The parent is not changed and later
         appends to either do not reach the other; ``parent_id`` and
         ``fork_seq`` record the lineage. A snapshot's state becomes the
-        fork's state.
+        fork's state, and its messages are the snapshot's as they were when
+        it was taken, whatever was edited or deleted since.
         """
         if at_seq is not None and snapshot_id is not None:
             raise InvalidInput("give at_seq or snapshot_id, not both", field="at_seq")
@@ -320,7 +322,9 @@ class Sessions(Resource):
                 "updated_at": now,
                 "last_activity_at": now,
             }
-            child["message_count"] = self._copy_messages(conn, session_id, at_seq, child)
+            child["message_count"] = self._copy_messages(
+                conn, session_id, at_seq, child, snapshot_id
+            )
         return to_session(child)
 
     def _snapshot_point(
@@ -337,21 +341,32 @@ class Sessions(Resource):
         return snap.seq, dict(snap.state)
 
     def _copy_messages(
-        self, conn: Connection, session_id: str, at_seq: int, child: dict[str, Any]
+        self,
+        conn: Connection,
+        session_id: str,
+        at_seq: int,
+        child: dict[str, Any],
+        snapshot_id: str | None = None,
     ) -> int:
-        """Write ``child`` with copies of the parent's messages up to ``at_seq``; how many."""
-        rows = [
-            dict(r)
-            for r in conn.execute(
-                sa.select(mt)
-                .where(
-                    mt.c.tenant_id == self.tenant_id,
-                    mt.c.session_id == session_id,
-                    mt.c.seq <= at_seq,
-                )
-                .order_by(mt.c.seq)
-            ).mappings()
-        ]
+        """Write ``child`` with copies of the parent's messages up to ``at_seq``; how many.
+
+        From a snapshot: its messages as they were when it was taken.
+        """
+        if snapshot_id is not None:
+            rows = snapshot_rows(conn, self.tenant_id, snapshot_id)
+        else:
+            rows = [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(mt)
+                    .where(
+                        mt.c.tenant_id == self.tenant_id,
+                        mt.c.session_id == session_id,
+                        mt.c.seq <= at_seq,
+                    )
+                    .order_by(mt.c.seq)
+                ).mappings()
+            ]
         conn.execute(sa.insert(t).values({**child, "message_count": len(rows)}))
         for r in rows:
             r["id"] = new_id("msg")

@@ -1,10 +1,14 @@
 """Snapshots: a labelled point (``seq``) of a session's history with its state.
 
-Fork from one with ``store.sessions.fork(session_id, snapshot_id=...)``.
+A snapshot does not move: its messages (``messages(snapshot_id)``) stay what
+they were when it was taken, whatever is edited or deleted later (see
+:mod:`agentkeep.store.snapshot_content`). Fork from one with
+``store.sessions.fork(session_id, snapshot_id=...)``.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -13,12 +17,14 @@ import sqlalchemy as sa
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
-from agentkeep.models import Page, Snapshot
+from agentkeep.models import Message, Page, Snapshot
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, paginate, row_times
 from agentkeep.store._validate import check_object, opt_text, require_str
+from agentkeep.store.messages import to_message
 from agentkeep.store.schema import sessions as st
 from agentkeep.store.schema import snapshots as t
+from agentkeep.store.snapshot_content import snapshot_rows
 
 __all__ = ["Snapshots"]
 
@@ -86,6 +92,16 @@ class Snapshots(Resource):
     def get(self, snapshot_id: str) -> Snapshot:
         with self._core.read() as conn:
             return to_snapshot(self._get_row(conn, t, snapshot_id))
+
+    def messages(self, snapshot_id: str) -> builtins.list[Message]:
+        """The snapshot's messages as they were when it was taken, in seq order.
+
+        Messages edited or deleted since come back as they were; messages
+        appended since are not there.
+        """
+        with self._core.read() as conn:
+            self._get_row(conn, t, snapshot_id)
+            return [to_message(r) for r in snapshot_rows(conn, self.tenant_id, snapshot_id)]
 
     def list(
         self,

@@ -1,0 +1,120 @@
+"""What a snapshot holds, kept as it was: copy-on-write of the messages it covers.
+
+A snapshot is a session's ``seq`` and a copy of its state. Its messages are
+the session's messages up to that seq *as they were when it was taken*: before
+a message that some snapshots cover (their seq is at least the message's) is
+edited or deleted for the first time since each was taken, its row is copied
+into ``snapshot_messages`` for each of them, in the same transaction. Reading a
+snapshot takes the live messages up to its seq and puts the kept rows in their
+place (and back, for deleted ones).
+
+Why copy-on-write and not a copy of every message at snapshot time: taking a
+snapshot stays one small insert however long the session is, and an edit pays
+one indexed lookup of the session's snapshots (plus a row copy the first time a
+snapshot sees that message change). Edits of old messages are rare next to
+appends and snapshots; ``benchmarks/lifecycle.py --snapshots`` measures both
+costs beside what a copy at snapshot time would cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.models.common import utcnow_micros
+from agentkeep.store.schema import messages as mt
+from agentkeep.store.schema import snapshot_messages as kt
+from agentkeep.store.schema import snapshots as st
+
+__all__ = ["keep_for_snapshots", "snapshot_rows"]
+
+_COPIED = (
+    "session_id",
+    "role",
+    "content",
+    "content_types",
+    "run_id",
+    "agent_id",
+    "idempotency_key",
+    "metadata",
+    "extra",
+)
+
+
+def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int:
+    """Copy message ``message_id`` as it is now for every snapshot covering it that lacks it.
+
+    Call inside the transaction that is about to change or delete the
+    message; returns how many copies were made.
+    """
+    kept = (
+        sa.select(sa.literal(1))
+        .select_from(kt)
+        .where(kt.c.tenant_id == st.c.tenant_id, kt.c.snapshot_id == st.c.id, kt.c.seq == mt.c.seq)
+    )
+    source = (
+        sa.select(
+            st.c.tenant_id,
+            st.c.id,
+            mt.c.seq,
+            mt.c.id,
+            *(mt.c[name] for name in _COPIED),
+            mt.c.created_at,
+            sa.literal(utcnow_micros(), sa.BigInteger()),
+        )
+        .select_from(
+            mt.join(
+                st, sa.and_(st.c.tenant_id == mt.c.tenant_id, st.c.session_id == mt.c.session_id)
+            )
+        )
+        .where(
+            mt.c.tenant_id == tenant_id,
+            mt.c.id == message_id,
+            st.c.seq >= mt.c.seq,
+            ~sa.exists(kept),
+        )
+    )
+    columns = [
+        "tenant_id",
+        "snapshot_id",
+        "seq",
+        "message_id",
+        *_COPIED,
+        "message_created_at",
+        "created_at",
+    ]
+    result = conn.execute(sa.insert(kt).from_select(columns, source))
+    return int(result.rowcount or 0)
+
+
+def snapshot_rows(conn: Connection, tenant_id: str, snapshot_id: str) -> list[dict[str, Any]]:
+    """The message rows (``messages`` columns) of a snapshot as it was taken, in seq order."""
+    snap = conn.execute(
+        sa.select(st.c.session_id, st.c.seq).where(
+            st.c.tenant_id == tenant_id, st.c.id == snapshot_id
+        )
+    ).one()
+    rows = {
+        r["seq"]: dict(r)
+        for r in conn.execute(
+            sa.select(mt).where(
+                mt.c.tenant_id == tenant_id,
+                mt.c.session_id == snap.session_id,
+                mt.c.seq <= snap.seq,
+            )
+        ).mappings()
+    }
+    for kept in conn.execute(
+        sa.select(kt).where(kt.c.tenant_id == tenant_id, kt.c.snapshot_id == snapshot_id)
+    ).mappings():
+        row = {name: kept[name] for name in _COPIED}
+        row.update(
+            tenant_id=tenant_id,
+            id=kept["message_id"],
+            seq=kept["seq"],
+            created_at=kept["message_created_at"],
+        )
+        rows[kept["seq"]] = row
+    return [rows[seq] for seq in sorted(rows)]
