@@ -2,6 +2,7 @@
 
     python -m benchmarks.lifecycle --messages 1000000      # the issue's size (slow on a shared box)
     python -m benchmarks.lifecycle --messages 100000       # what fits on a shared machine
+    python -m benchmarks.lifecycle --snapshots             # snapshot creation and message update
 
 One SQLite database of N messages (100 sessions, 1 KiB-ish text each) is built
 once. Every operation then runs in a fresh Python process, which reports its
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 from psycopg import sql
 
 import agentkeep
@@ -156,10 +158,105 @@ def report(result: dict[str, Any]) -> None:
     )
 
 
+def _mean_ms(fn: Any, times: int) -> float:
+    started = time.perf_counter()
+    for _ in range(times):
+        fn()
+    return (time.perf_counter() - started) * 1000 / times
+
+
+def _capture_at_time_ms(store: agentkeep.Store, session_id: str, times: int) -> float:
+    """What the other design would pay per snapshot: every covered message copied, in SQL."""
+    from agentkeep.store.schema import messages as mt
+    from agentkeep.store.schema import snapshot_messages as kt
+
+    columns = [
+        "tenant_id", "snapshot_id", "seq", "session_id", "message_id", "role", "content",
+        "content_types", "run_id", "agent_id", "idempotency_key", "metadata", "extra",
+        "message_created_at", "created_at",
+    ]  # fmt: skip
+    total = 0.0
+    for _ in range(times):
+        snap = store.snapshots.create(session_id)
+        source = sa.select(
+            mt.c.tenant_id, sa.literal(snap.id), mt.c.seq, mt.c.session_id, mt.c.id, mt.c.role,
+            mt.c.content, mt.c.content_types, mt.c.run_id, mt.c.agent_id, mt.c.idempotency_key,
+            mt.c.metadata, mt.c.extra, mt.c.created_at, mt.c.created_at,
+        ).where(mt.c.tenant_id == store.tenant_id, mt.c.session_id == session_id)  # fmt: skip
+        with store._core.write("benchmark") as conn:
+            started = time.perf_counter()
+            conn.execute(sa.insert(kt).from_select(columns, source))
+            total += time.perf_counter() - started
+        store.snapshots.delete(snap.id)
+    return total * 1000 / times
+
+
+def snapshot_costs(url: str, messages: int) -> dict[str, float]:
+    """Snapshot creation and message update, with copy-on-write, on a session of ``messages``."""
+    with agentkeep.connect(url, auto_migrate=True) as store:
+        store = store.tenant(f"bench_{uuid.uuid4().hex[:8]}")
+        session = store.sessions.create()
+        made = []
+        for start in range(0, messages, 1000):
+            batch = [
+                {"role": "user", "content": f"{i} lorem ipsum"}
+                for i in range(start, min(messages, start + 1000))
+            ]
+            made += store.messages.append_many(session.id, batch)
+        plain = made[messages // 2].id
+        out = {"messages": float(messages)}
+        out["update_no_snapshot_ms"] = _mean_ms(
+            lambda: store.messages.update(plain, content="edited"), 50
+        )
+        out["snapshot_create_ms"] = _mean_ms(lambda: store.snapshots.create(session.id), 20)
+        out["capture_at_time_ms"] = _capture_at_time_ms(store, session.id, 5)
+        # 20 snapshots now cover every message: the first edit of each copies 20 rows.
+        fresh = iter(m.id for m in made[: messages // 2])
+        out["first_update_under_20_snapshots_ms"] = _mean_ms(
+            lambda: store.messages.update(next(fresh), content="edited"), 50
+        )
+        out["repeat_update_under_20_snapshots_ms"] = _mean_ms(
+            lambda: store.messages.update(plain, content="edited again"), 50
+        )
+        out["fork_from_snapshot_ms"] = _mean_ms(
+            lambda: store.sessions.fork(
+                session.id, snapshot_id=store.snapshots.list(session.id, limit=1).items[0].id
+            ),
+            3,
+        )
+    return out
+
+
+def snapshot_report() -> None:
+    name, pg_url = _pg_database()
+    work = Path(tempfile.mkdtemp(prefix="agentkeep-snapshot-bench-"))
+    try:
+        rows = []
+        for backend, url in (("sqlite", f"sqlite:///{work}/s.db"), ("postgres", pg_url)):
+            for n in (1_000, 10_000):
+                rows.append((backend, snapshot_costs(url, n)))
+    finally:
+        _drop(name)
+        shutil.rmtree(work, ignore_errors=True)
+    keys = [k for k in rows[0][1] if k != "messages"]
+    print(f"{'backend':9} {'messages':>8} " + " ".join(f"{k:>14.14}" for k in keys))
+    for backend, r in rows:
+        print(f"{backend:9} {int(r['messages']):>8} " + " ".join(f"{r[k]:>14.2f}" for k in keys))
+    print(json.dumps([{"backend": b, **r} for b, r in rows], indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000, help="messages at the full size")
+    parser.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="only the snapshot costs: creation and message update (copy-on-write)",
+    )
     args = parser.parse_args()
+    if args.snapshots:
+        snapshot_report()
+        return
     work = Path(tempfile.mkdtemp(prefix="agentkeep-lifecycle-bench-"))
     try:
         results = [run_size(max(100, args.messages // 4), work), run_size(args.messages, work)]
