@@ -329,6 +329,8 @@ def import_command(
             str(report.conflicting.get(name, 0)),
         )
     out.print(table)
+    if report.upgraded_from:
+        out.print(f"the file was at schema revision {report.upgraded_from}; upgraded to head")
     for conflict in report.conflicts:
         out.print(f"conflict (kept as stored): {conflict}")
 

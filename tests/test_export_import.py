@@ -7,12 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from _lifecycle import empty_url, entity_lines, populate
 
 import agentkeep
 from agentkeep import Conflict, InvalidInput, Store
-from agentkeep.lifecycle import ExportFilter, copy_database, export, import_file
-from agentkeep.store.schema import metadata
+from agentkeep.lifecycle import ExportFilter, copy_database, export, import_file, restore
+from agentkeep.store import migrate
+from agentkeep.store.backup_files import take_backup
+from agentkeep.store.dialects import dialect_for_url
+from agentkeep.store.schema import agents, messages, metadata, sessions
 
 
 def _rows(store: Store) -> int:
@@ -195,3 +199,118 @@ def test_copy_refuses_a_non_empty_destination_and_leaves_it_untouched(tmp_path: 
     copy_database(source_url, target_url, force=True)
     with agentkeep.connect(target_url) as target, agentkeep.connect(source_url) as source:
         assert entity_lines(target) == entity_lines(source)
+
+
+def _logical_backup_at_revision_0001(tmp_path: Path) -> Path:
+    """A JSON Lines backup written at revision 0001, as the agentkeep of that revision wrote it."""
+    url = f"sqlite:///{tmp_path}/at_0001.db"
+    dialect = dialect_for_url(url)
+    try:
+        migrate.upgrade(dialect, "0001")
+        values = {"tenant_id": "old", "created_at": 1}
+        with dialect.engine.begin() as conn:
+            conn.execute(
+                sa.insert(agents).values(
+                    **values,
+                    id="asst_old",
+                    model="m",
+                    tools=[],
+                    metadata={},
+                    extra={},
+                    version=1,
+                    updated_at=1,
+                )
+            )
+            conn.execute(
+                sa.insert(sessions).values(
+                    **values,
+                    id="sess_old",
+                    kind="session",
+                    user_id="u",
+                    metadata={},
+                    traits={},
+                    state={},
+                    extra={},
+                    message_count=2,
+                    last_seq=2,
+                    last_activity_at=1,
+                    version=1,
+                    updated_at=1,
+                )
+            )
+            conn.execute(
+                sa.insert(messages),
+                [
+                    {
+                        **values,
+                        "id": f"msg_old{i}",
+                        "session_id": "sess_old",
+                        "seq": i,
+                        "role": "user",
+                        "content": [{"type": "text", "text": f"old {i}"}],
+                        "content_types": "text",
+                        "metadata": {},
+                        "extra": {},
+                    }
+                    for i in (1, 2)
+                ],
+            )
+        manifest = take_backup(dialect, tmp_path / "old_backups", kind="jsonl")
+    finally:
+        dialect.dispose()
+    assert manifest["revision"] == "0001" != migrate.head_revision()
+    path = Path(manifest["path"])
+    header = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+    assert header["revision"] == "0001" and "snapshot_messages" not in header["counts"]
+    return path
+
+
+def _old_rows_are_there(store: Store) -> None:
+    assert store.agents.get("asst_old").model == "m"
+    assert store.sessions.get("sess_old").message_count == 2
+    texts = [m.content[0]["text"] for m in store.messages.list("sess_old", order="asc")]
+    assert texts == ["old 1", "old 2"]
+    assert store.check_consistency().ok
+
+
+def test_an_older_revision_export_is_upgraded_on_import(store: Store, tmp_path: Path) -> None:
+    old = _logical_backup_at_revision_0001(tmp_path)
+    report = import_file(store, old, tenant=store.tenant_id)
+    assert report.upgraded_from == "0001"
+    assert report.imported == {"agents": 1, "sessions": 1, "messages": 2}
+    _old_rows_are_there(store)
+    snap = store.snapshots.create("sess_old")  # a head-only feature works on the old rows
+    store.messages.update("msg_old1", content="new")
+    assert store.snapshots.messages(snap.id)[0].content[0]["text"] == "old 1"
+
+
+def test_an_older_revision_logical_backup_is_upgraded_on_restore(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    old = _logical_backup_at_revision_0001(tmp_path)
+    target_url = empty_url("sqlite" if backend == "memory" else backend, tmp_path, request)
+    report = restore(old, target_url)
+    assert (report.from_revision, report.to_revision) == ("0001", migrate.head_revision())
+    with agentkeep.connect(target_url, tenant="old") as restored:
+        _old_rows_are_there(restored)
+
+
+def test_an_older_revision_file_with_a_bad_line_or_a_newer_revision_is_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    lines = _logical_backup_at_revision_0001(tmp_path).read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if '"table":"messages"' in line)
+    item = json.loads(lines[at])
+    item["row"]["seq"] = "one"
+    bad = tmp_path / "bad_old.jsonl"
+    _write(bad, [*lines[:at], json.dumps(item), *lines[at + 1 :]])
+    with pytest.raises(InvalidInput, match=rf"line {at + 1}: messages\.seq: must be an integer"):
+        import_file(store, bad, tenant=store.tenant_id)
+    header = json.loads(lines[0])
+    header["revision"] = "9999"
+    newer = tmp_path / "newer.jsonl"
+    _write(newer, [json.dumps(header), *lines[1:]])
+    with pytest.raises(InvalidInput, match="newer agentkeep") as err:
+        import_file(store, newer, tenant=store.tenant_id)
+    assert err.value.field == "revision"
+    assert _rows(store) == 0

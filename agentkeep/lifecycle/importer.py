@@ -13,13 +13,18 @@ two writes every row in one transaction, in batches, per ``mode``:
 
 ``dry_run`` does all of it and rolls back, so the report says exactly what
 an import would do. ``tenant`` moves every row into that tenant.
+
+A file written at an older schema revision is upgraded first
+(:mod:`agentkeep.lifecycle.upgrade_dump`: loaded into a scratch database at
+its revision, brought to head by the revisions themselves, dumped again), then
+imported as above; one from a newer agentkeep is refused.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput
+from agentkeep.lifecycle.upgrade_dump import at_head
 from agentkeep.store import Store
 from agentkeep.store.compression import DecompressError
 from agentkeep.store.dump import (
@@ -41,7 +47,7 @@ from agentkeep.store.dump import (
     to_json_row,
 )
 
-__all__ = ["MODES", "ImportReport", "import_file", "validate_file"]
+__all__ = ["MODES", "ImportReport", "import_file", "read_rows", "validate_file"]
 
 MODES = ("merge", "skip", "overwrite")
 BATCH = 500
@@ -58,6 +64,7 @@ class ImportReport:
     conflicts: list[str] = field(default_factory=list)
     dry_run: bool = False
     lines: int = 0
+    upgraded_from: str | None = None  # the file's older schema revision, if it was upgraded
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,7 @@ class ImportReport:
             "conflicts": self.conflicts,
             "dry_run": self.dry_run,
             "lines": self.lines,
+            "upgraded_from": self.upgraded_from,
         }
 
 
@@ -149,10 +157,20 @@ def _header(number: int, text: str) -> dict[str, Any]:
     return header
 
 
-def validate_file(path: str | Path, *, tenant: str | None = None) -> dict[str, int]:
-    """Check every line of an export; returns rows per table. ``InvalidInput`` names the first bad line."""
+def validate_file(
+    path: str | Path,
+    *,
+    tenant: str | None = None,
+    schema: Sequence[sa.Table] | None = None,
+    ordered: bool = True,
+) -> dict[str, int]:
+    """Check every line of an export; returns rows per table. ``InvalidInput`` names the first bad line.
+
+    ``schema``: the tables to check against (default: this agentkeep's, at
+    head); ``ordered``: whether tables must come parents first.
+    """
     path = Path(path)
-    tables = {t.name: (i, t) for i, t in enumerate(dump_tables())}
+    tables = {t.name: (i, t) for i, t in enumerate(schema if schema is not None else dump_tables())}
     header: dict[str, Any] | None = None
     seen: dict[str, int] = {}
     position = 0
@@ -170,7 +188,7 @@ def validate_file(path: str | Path, *, tenant: str | None = None) -> dict[str, i
         if name not in tables:
             raise _bad(number, f"unknown table {name!r}", "table")
         index, table = tables[name]
-        if index < position:
+        if ordered and index < position:
             raise _bad(number, f"{name} comes after tables that depend on it", "table")
         position = index
         _check_row(number, table, item["row"], tenant)
@@ -190,8 +208,11 @@ def validate_file(path: str | Path, *, tenant: str | None = None) -> dict[str, i
     return seen
 
 
-def _rows(path: Path, tenant: str | None) -> Iterator[tuple[sa.Table, dict[str, Any]]]:
-    tables = {t.name: t for t in dump_tables()}
+def read_rows(
+    path: Path, tenant: str | None, schema: Sequence[sa.Table] | None = None
+) -> Iterator[tuple[sa.Table, dict[str, Any]]]:
+    """The rows of a validated export file, as ``schema``'s (default head's) tables' values."""
+    tables = {t.name: t for t in (schema if schema is not None else dump_tables())}
     for number, text in _lines(path):
         if number == 1:
             continue
@@ -261,16 +282,18 @@ def import_file(
         raise InvalidInput(f"must be one of {', '.join(MODES)}", field="mode")
     if tenant is not None and (not isinstance(tenant, str) or not tenant or len(tenant) > 64):
         raise InvalidInput("must be a non-empty string of at most 64 characters", field="tenant")
-    path = Path(path)
-    counts = validate_file(path, tenant=tenant)
-    report = ImportReport(dry_run=dry_run, lines=sum(counts.values()) + 1)
-    try:
-        with store._core.write("importing"):
-            _write_all(store, path, mode, tenant, report, progress)
-            if dry_run:
-                raise _DryRun
-    except _DryRun:
-        pass
+    with at_head(Path(path), tenant=tenant) as (path, from_revision):
+        counts = validate_file(path, tenant=tenant)
+        report = ImportReport(
+            dry_run=dry_run, lines=sum(counts.values()) + 1, upgraded_from=from_revision
+        )
+        try:
+            with store._core.write("importing"):
+                _write_all(store, path, mode, tenant, report, progress)
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            pass
     return report
 
 
@@ -285,7 +308,7 @@ def _write_all(
     with store._core.write("importing") as conn:
         current: sa.Table | None = None
         batch: list[dict[str, Any]] = []
-        for table, row in _rows(path, tenant):
+        for table, row in read_rows(path, tenant):
             if table is not current or len(batch) >= BATCH:
                 if current is not None and batch:
                     _write_batch(conn, current, batch, mode, report)

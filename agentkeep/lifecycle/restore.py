@@ -3,7 +3,9 @@
 The target must be empty unless ``force`` (then its data is replaced in the
 same transaction). A backup taken at an older schema revision is brought to
 the current one: a SQLite backup is upgraded on a scratch copy before its
-rows are copied in; a ``pg_dump`` archive is restored, then upgraded.
+rows are copied in; a ``pg_dump`` archive is restored, then upgraded; a
+logical (JSON Lines) backup is upgraded as an import is
+(:mod:`agentkeep.lifecycle.upgrade_dump`), then written.
 """
 
 from __future__ import annotations
@@ -82,11 +84,6 @@ def _restore_sqlite(
 def _restore_jsonl(
     path: Path, manifest: dict[str, Any], target_url: str, force: bool, progress: Progress | None
 ) -> dict[str, int]:
-    if manifest.get("revision") != migrate.head_revision():
-        raise BackupFailed(
-            f"this logical backup is at schema revision {manifest.get('revision')!r}, not "
-            f"{migrate.head_revision()!r}: restore it with the agentkeep that wrote it, then upgrade"
-        )
     with (
         agentkeep.connect(target_url, auto_migrate=True) as target,
         target._core.write("restoring") as conn,
