@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from _lifecycle import empty_url, entity_lines, populate
@@ -22,6 +24,7 @@ import agentkeep
 from agentkeep import BackupFailed, Store
 from agentkeep.lifecycle import restore
 from agentkeep.store import migrate
+from agentkeep.store.backup_files import VERIFY_PREFIX
 from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.schema import agents, sessions
 
@@ -335,3 +338,55 @@ def test_sqlite_backup_file_is_a_plain_database(tmp_path: Path) -> None:
     with sqlite3.connect(backup.path) as conn:
         assert conn.execute("SELECT count(*) FROM messages").fetchone() == (2,)
     assert sys.platform != "win32"
+
+
+def _scratch_databases(url: str) -> set[str]:
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            (f"{VERIFY_PREFIX}{os.getpid()}\\_%",),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _rewrite_manifest(path: str, **changes: object) -> None:
+    manifest = Path(path + ".json")
+    data = json.loads(manifest.read_text())
+    data.update(changes)
+    manifest.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_pg_dump_backup_is_verified_by_restoring_it_into_a_scratch_database(
+    source: Store, tmp_path: Path
+) -> None:
+    populate(source)
+    backup = source.backups.create(to=tmp_path / "backups")
+    assert backup.kind == "pg_dump"
+    check = source.backups.verify(backup.id)
+    assert check.ok, check.problems
+    assert check.method.startswith("pg_restore into a scratch database")
+    assert check.counts == backup.counts and check.counts["messages"] == 2
+    assert _scratch_databases(source.url) == set()  # dropped after use
+
+    # A manifest that promises rows the archive does not hold: the table of contents reads
+    # fine, only the restored copy's counts show it.
+    _rewrite_manifest(backup.path, counts={**backup.counts, "messages": 3})
+    check = source.backups.verify(backup.path)
+    assert not check.ok and "row counts" in check.problems[0]
+
+    # Damaged data inside an archive whose manifest matches it: pg_restore fails on it.
+    data = bytearray(Path(backup.path).read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 64):
+        data[i] ^= 0xFF
+    Path(backup.path).write_bytes(bytes(data))
+    _rewrite_manifest(
+        backup.path,
+        counts=backup.counts,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(bytes(data)).hexdigest(),
+    )
+    check = source.backups.verify(backup.path)
+    assert not check.ok and "pg_restore" in " ".join(check.problems), check.problems
+    assert source.backups.get(backup.id).status == "corrupt"
+    assert _scratch_databases(source.url) == set()

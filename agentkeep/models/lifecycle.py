@@ -41,6 +41,8 @@ class BackupCheck(Model):
     kind: str
     problems: list[str]
     counts: dict[str, int]
+    method: str = ""
+    """How the copy was opened, e.g. ``pg_restore into a scratch database``."""
 
 
 class ErasureReceipt(Model):

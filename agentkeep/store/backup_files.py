@@ -26,13 +26,17 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from psycopg import sql as psql
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import Connection
 
 from agentkeep.errors import BackupFailed, InvalidInput
@@ -43,6 +47,7 @@ from agentkeep.store.compression import SUFFIXES, check_compression, open_binary
 from agentkeep.store.dialects import Dialect, PostgresDialect, SQLiteDialect
 
 __all__ = [
+    "NoScratchDatabase",
     "backup_kind",
     "check_pg_dump_file",
     "check_sqlite_file",
@@ -50,6 +55,7 @@ __all__ = [
     "file_sha256",
     "manifest_path",
     "read_manifest",
+    "restore_pg_dump_and_count",
     "revision_of",
     "snapshot_connection",
     "table_counts",
@@ -270,6 +276,65 @@ def check_pg_dump_file(path: Path) -> None:
     done = subprocess.run(["pg_restore", "--list", str(path)], capture_output=True, text=True)
     if done.returncode != 0 or "TABLE DATA" not in done.stdout:
         raise BackupFailed(f"pg_restore cannot read {path.name}: {done.stderr.strip()}")
+
+
+VERIFY_PREFIX = "agentkeep_verify_"
+
+
+class NoScratchDatabase(BackupFailed):
+    """No scratch database to restore a ``pg_dump`` archive into (not a fault of the archive)."""
+
+
+def restore_pg_dump_and_count(path: Path, server: str) -> dict[str, int]:
+    """Restore a ``pg_dump`` archive into a scratch database on ``server``; its row counts.
+
+    ``server``: a libpq connection string or URL of any database on the
+    PostgreSQL server to use (its role needs CREATEDB). The scratch database
+    is dropped afterwards, whatever happens.
+    """
+    name = f"{VERIFY_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(server, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise NoScratchDatabase(f"the PostgreSQL server cannot be reached ({exc})") from exc
+    with admin:
+        try:
+            admin.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
+        except psycopg.Error as exc:
+            raise NoScratchDatabase(f"no scratch database could be created ({exc})") from exc
+        try:
+            scratch = make_conninfo(server, dbname=name)
+            done = subprocess.run(
+                [
+                    "pg_restore",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--single-transaction",
+                    "--exit-on-error",
+                    "--dbname",
+                    scratch,
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                raise BackupFailed(
+                    f"pg_restore of {path.name} into a scratch database failed: "
+                    f"{done.stderr.strip()[:2000]}"
+                )
+            engine = sa.create_engine(
+                "postgresql+psycopg://", creator=lambda: psycopg.connect(scratch)
+            )
+            try:
+                with engine.connect() as conn:
+                    return table_counts(conn)
+            finally:
+                engine.dispose()
+        finally:
+            admin.execute(
+                psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(name))
+            )
 
 
 def _write_jsonl(

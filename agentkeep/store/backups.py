@@ -27,14 +27,17 @@ from agentkeep.models import Backup, BackupCheck
 from agentkeep.models.common import from_micros, utcnow_micros
 from agentkeep.store._base import Resource
 from agentkeep.store.backup_files import (
+    NoScratchDatabase,
     check_pg_dump_file,
     check_sqlite_file,
     file_sha256,
     manifest_path,
     read_manifest,
+    restore_pg_dump_and_count,
     take_backup,
 )
 from agentkeep.store.compression import DecompressError, compression_of_file, open_binary
+from agentkeep.store.dialects import PostgresDialect
 from agentkeep.store.dump import FORMAT, open_text
 from agentkeep.store.schema import backups as t
 
@@ -82,16 +85,30 @@ def record_manifest(
     return _to_backup(values)
 
 
-def verify_file(path: str | Path, manifest: Mapping[str, Any] | None = None) -> BackupCheck:
-    """Open a backup file, check its integrity, and compare size, sha256 and counts with its manifest."""
+def verify_file(
+    path: str | Path, manifest: Mapping[str, Any] | None = None, *, server: str | None = None
+) -> BackupCheck:
+    """Open a backup file, check its integrity, and compare size, sha256 and counts with its manifest.
+
+    A ``pg_dump`` archive is restored into a scratch database on the
+    PostgreSQL ``server`` (a URL or connection string) and its rows counted;
+    without a server only its table of contents is read (``pg_restore --list``).
+    """
     path = Path(path)
     manifest = manifest if manifest is not None else read_manifest(path)
     kind = str(manifest.get("kind"))
     problems = _file_problems(path, manifest)
     counts: dict[str, int] = {}
+    method = _METHODS.get(kind, kind)
+    if kind == "pg_dump" and server is None:
+        method = "pg_restore --list (table of contents only; no server to restore into)"
     if not problems:
         try:
-            counts = _open_and_count(path, kind, manifest)
+            counts = _open_and_count(path, kind, manifest, server)
+        except NoScratchDatabase as exc:
+            check_pg_dump_file(path)
+            counts = dict(manifest.get("counts") or {})
+            method = f"pg_restore --list (table of contents only: {exc})"
         except BackupFailed as exc:
             problems.append(str(exc))
     if counts and counts != manifest.get("counts"):
@@ -103,6 +120,7 @@ def verify_file(path: str | Path, manifest: Mapping[str, Any] | None = None) -> 
         kind=kind,
         problems=problems,
         counts=counts,
+        method=method,
     )
 
 
@@ -117,10 +135,21 @@ def _file_problems(path: Path, manifest: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def _open_and_count(path: Path, kind: str, manifest: Mapping[str, Any]) -> dict[str, int]:
+_METHODS = {
+    "sqlite": "opened as a SQLite database: PRAGMA integrity_check, rows counted",
+    "pg_dump": "pg_restore into a scratch database, rows counted",
+    "jsonl": "every line read and counted against its header",
+}
+
+
+def _open_and_count(
+    path: Path, kind: str, manifest: Mapping[str, Any], server: str | None
+) -> dict[str, int]:
     if kind == "pg_dump":
         check_pg_dump_file(path)
-        return dict(manifest.get("counts") or {})
+        if server is None:
+            return dict(manifest.get("counts") or {})
+        return restore_pg_dump_and_count(path, server)
     if kind == "jsonl":
         return _count_jsonl(path)
     if kind != "sqlite":
@@ -236,7 +265,9 @@ class Backups(Resource):
                 problems=[str(exc)],
                 counts={},
             )
-        check = verify_file(path, manifest)
+        dialect = self._core.dialect
+        server = dialect.conninfo() if isinstance(dialect, PostgresDialect) else None
+        check = verify_file(path, manifest, server=server)
         status = "verified" if check.ok else ("missing" if not path.is_file() else "corrupt")
         with self._core.write("recording a backup check") as conn:
             conn.execute(
