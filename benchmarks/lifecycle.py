@@ -259,12 +259,12 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="agentkeep-lifecycle-bench-"))
     try:
-        results = [run_size(max(100, args.messages // 4), work), run_size(args.messages, work)]
+        for size in (max(100, args.messages // 4), args.messages):
+            result = run_size(size, work)  # each size reported as soon as it is done
+            report(result)
+            print(json.dumps(result, indent=2), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for result in results:
-        report(result)
-    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
