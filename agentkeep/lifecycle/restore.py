@@ -125,6 +125,7 @@ def _restore_pg_dump(
             ],
             capture_output=True,
             text=True,
+            errors="replace",  # pg_restore quotes damaged data: not always UTF-8
         )
         if done.returncode != 0:
             raise BackupFailed(

@@ -264,6 +264,7 @@ def _write_pg_dump(
             [*command, *skipped, "-f", str(work), "--dbname", dialect.conninfo()],
             capture_output=True,
             text=True,
+            errors="replace",  # pg_restore quotes damaged data: not always UTF-8
         )
     if done.returncode != 0:
         raise BackupFailed(f"pg_dump failed: {done.stderr.strip()}")
@@ -273,7 +274,9 @@ def _write_pg_dump(
 
 def check_pg_dump_file(path: Path) -> None:
     """``pg_restore --list`` reads the archive's table of contents without error."""
-    done = subprocess.run(["pg_restore", "--list", str(path)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["pg_restore", "--list", str(path)], capture_output=True, text=True, errors="replace"
+    )
     if done.returncode != 0 or "TABLE DATA" not in done.stdout:
         raise BackupFailed(f"pg_restore cannot read {path.name}: {done.stderr.strip()}")
 
@@ -317,6 +320,7 @@ def restore_pg_dump_and_count(path: Path, server: str) -> dict[str, int]:
                 ],
                 capture_output=True,
                 text=True,
+                errors="replace",  # pg_restore quotes damaged data: not always UTF-8
             )
             if done.returncode != 0:
                 raise BackupFailed(
