@@ -2,6 +2,8 @@
 
     python -m benchmarks.dashboard                              # 1M messages, SQLite and PostgreSQL
     python -m benchmarks.dashboard --messages 200000 --backends sqlite --repeat 10
+    python -m benchmarks.dashboard --keep build/bench   # seed once, keep, re-measure later
+
 
 Seeds a new database (a SQLite file in a temporary directory, or a PostgreSQL
 database created at ``--pg-url`` and dropped afterwards) through the store:
@@ -12,6 +14,11 @@ runs with steps, events, usage and tool calls. Then it asks the app for every
 page in process (the ASGI app through Starlette's test client: routing, the
 cookie check, the store reads and the template, no network) and prints the
 median and p90 of ``--repeat`` renders per page. Nothing is asserted.
+
+With ``--keep DIR`` the databases are kept (``DIR/dashboard-<N>.db`` and the
+PostgreSQL database ``bench_dash_<N>``) and a later run with the same
+``--messages`` measures them again without seeding (after upgrading the
+schema, so a new index is measured too).
 """
 
 from __future__ import annotations
@@ -43,7 +50,21 @@ MODELS = [f"gpt-bench-{i}" for i in range(7)] + ["gpt-4o-mini"]
 
 
 @contextmanager
-def database(backend: str, pg_url: str) -> Iterator[str]:
+def database(backend: str, pg_url: str, keep: Path | None, messages: int) -> Iterator[str]:
+    if keep is not None:
+        if backend == "sqlite":
+            keep.mkdir(parents=True, exist_ok=True)
+            yield f"sqlite:///{(keep / f'dashboard-{messages}.db').resolve()}"
+            return
+        name = f"bench_dash_{messages}"
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            if (
+                conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+                is None
+            ):
+                conn.execute(f'CREATE DATABASE "{name}"')
+        yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+        return
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as directory:
             yield f"sqlite:///{Path(directory) / 'dashboard.db'}"
@@ -125,6 +146,16 @@ def seed(store: Store, messages: int) -> dict[str, str]:
     }
 
 
+def seeded(store: Store) -> dict[str, str] | None:
+    """The ids :func:`seed` returned, found again in a kept database (None if it is empty)."""
+    found = store.sessions.list(title_contains="The long conversation", limit=1).items
+    if not found:
+        return None
+    run = store.runs.list(session_id=found[0].id, limit=1).items[0]
+    sessions = store.sessions.count()
+    return {"long_session": found[0].id, "run": run.id, "user": "user-3", "sessions": str(sessions)}
+
+
 def sign_in(client: TestClient) -> None:
     page = client.get("/ui/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -147,14 +178,27 @@ def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float]:
     return statistics.median(times), times[int(len(times) * 0.9) - 1]
 
 
-def run_backend(backend: str, messages: int, repeat: int, pg_url: str) -> None:
-    with database(backend, pg_url) as url:
+def run_backend(
+    backend: str, messages: int, repeat: int, pg_url: str, keep: Path | None, seed_only: bool
+) -> None:
+    with database(backend, pg_url, keep, messages) as url:
         store = agentkeep.connect(url, tenant=TENANT, auto_migrate=True)
         began = time.perf_counter()
-        ids = seed(store, messages)
-        print(
-            f"\n{backend}: seeded {messages:,} messages in {ids['sessions']} sessions in {time.perf_counter() - began:.0f} s"
-        )
+        kept = seeded(store) if keep is not None else None
+        if kept is None:
+            ids = seed(store, messages)
+            print(
+                f"\n{backend}: seeded {messages:,} messages in {ids['sessions']} sessions in {time.perf_counter() - began:.0f} s",
+                flush=True,
+            )
+        else:
+            ids = kept
+            print(
+                f"\n{backend}: kept database, {messages:,} messages in {ids['sessions']} sessions"
+            )
+        if seed_only:
+            store.close()
+            return
         settings = Settings(database_url=url, api_keys=f"{TENANT}:{KEY}")
         older = store.messages.list(ids["long_session"], order="desc", limit=50).last_id
         deep = store.sessions.list(sort="created_at", limit=1000).last_id
@@ -185,9 +229,13 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the databases (SQLite files in this directory)"
+    )
+    parser.add_argument("--seed-only", action="store_true", help="seed (with --keep) and stop")
     args = parser.parse_args()
     for backend in args.backends.split(","):
-        run_backend(backend, args.messages, args.repeat, args.pg_url)
+        run_backend(backend, args.messages, args.repeat, args.pg_url, args.keep, args.seed_only)
 
 
 if __name__ == "__main__":

@@ -375,7 +375,7 @@ def statements(url: str, ref_url: str) -> dict[str, dict[str, float]]:
     import agentkeep
     from agentkeep.config import Settings
     from agentkeep.server.app import create_app
-    from agentkeep.server.keys import create_key
+    from agentkeep.store.api_keys import create_key
     from benchmarks.statements import count_statements, per_request
 
     text = "a benchmark message of ordinary length, " * 3

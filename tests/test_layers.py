@@ -3,6 +3,9 @@
 Read from the source with ``ast``, so a lazy import inside a function counts
 too. ``wire`` is below both ``server`` and ``runner``; ``runner`` never
 imports ``server``; ``store`` and ``models`` import nothing above them.
+``ui`` and ``server`` sit side by side: the server mounts the dashboard
+(``server.app`` imports ``ui``), so ``ui`` never imports ``server``; what both
+need to sign callers in (API keys) is in the store (``store.api_keys``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ FORBIDDEN = {
     "wire": ("runner", "server", "lifecycle", "integrations", "ui", "cli"),
     "runner": ("server", "ui", "cli"),
     "lifecycle": ("runner", "server", "ui", "cli"),
+    "ui": ("server", "cli", "integrations", "compat"),
 }
 
 
@@ -57,3 +61,15 @@ def test_dashboard_reads_through_the_store_and_only_listens_to_the_runner() -> N
             if parts[:2] == ["agentkeep", "cli"] or name.startswith("agentkeep.store._"):
                 offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert offenders == []
+
+
+def test_the_servers_state_is_what_the_dashboard_reads() -> None:
+    """The dashboard finds the running service through a protocol, not an import of it."""
+    from agentkeep import connect
+    from agentkeep.config import Settings
+    from agentkeep.server.deps import ServiceState
+    from agentkeep.ui.web import Service
+
+    with connect("memory://") as store:
+        assert isinstance(ServiceState(settings=Settings(), store=store), Service)
+        assert not isinstance(object(), Service)

@@ -15,7 +15,6 @@ from agentkeep.lifecycle.schedule import BackupScheduler
 from agentkeep.runner import RunWorker
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
-from agentkeep.server.keys import KeyCache, parse_bootstrap_keys
 from agentkeep.server.middleware import GuardMiddleware
 from agentkeep.server.openapi import install_openapi
 from agentkeep.server.routes import (
@@ -31,6 +30,8 @@ from agentkeep.server.routes import (
     threads,
 )
 from agentkeep.store import Store
+from agentkeep.store.api_keys import KeyCache, parse_bootstrap_keys
+from agentkeep.ui import install_ui
 
 __all__ = ["create_app"]
 
@@ -135,7 +136,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(admin.router)
     app.include_router(models.router)
     install_openapi(app)
-    from agentkeep.ui import install_ui  # here: the dashboard's modules import the server's
-
     install_ui(app, settings)
     return app

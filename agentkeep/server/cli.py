@@ -20,7 +20,7 @@ from agentkeep._cli_common import (
     resolve_url,
     typer_app,
 )
-from agentkeep.server.keys import create_key, list_keys, revoke_key
+from agentkeep.store.api_keys import create_key, list_keys, revoke_key
 
 __all__ = ["keys_app", "serve_command"]
 

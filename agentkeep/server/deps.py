@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 
 from agentkeep.config import Settings
 from agentkeep.server.errors import ApiError
-from agentkeep.server.keys import ADMIN_TENANT, KeyCache, hash_key, resolve_hash
 from agentkeep.store import Store
+from agentkeep.store.api_keys import ADMIN_TENANT, KeyCache, hash_key, resolve_hash
 
 __all__ = [
     "AdminState",

@@ -26,10 +26,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from agentkeep.errors import InvalidInput
-from agentkeep.server.deps import ServiceState, service_state
-from agentkeep.server.keys import ADMIN_TENANT, hash_key, list_keys, resolve_hash
 from agentkeep.store import DEFAULT_TENANT, Store
-from agentkeep.ui.web import SignInRequired, UiRoute, form_data, render
+from agentkeep.store.api_keys import ADMIN_TENANT, hash_key, list_keys, resolve_hash
+from agentkeep.ui.web import Service, SignInRequired, UiRoute, form_data, render, service
 
 __all__ = ["Signer", "Visitor", "check_csrf", "router", "signed_in"]
 
@@ -96,7 +95,7 @@ def _signer(request: Request) -> Signer:
     return signer
 
 
-def _principal(state: ServiceState, key_hash: str) -> tuple[str, bool] | None:
+def _principal(state: Service, key_hash: str) -> tuple[str, bool] | None:
     """The tenant of a live key and whether it is an admin key."""
     tenant = state.bootstrap_keys.get(key_hash)
     if tenant is None:
@@ -118,7 +117,7 @@ def _set_cookie(request: Request, response: Response, name: str, value: str) -> 
 
 async def signed_in(request: Request) -> Visitor:
     """The visitor of a request with a valid cookie of a live key; else :class:`SignInRequired`."""
-    state = service_state(request)
+    state = service(request)
     signer = _signer(request)
     payload = signer.loads(request.cookies.get(COOKIE, ""))
     if payload is None:
@@ -175,7 +174,7 @@ def login_page(request: Request, next: str | None = None) -> Response:
 @router.post("/login")
 async def login(request: Request) -> Response:
     form = await form_data(request)
-    state = service_state(request)
+    state = service(request)
     cookie = request.cookies.get(LOGIN_COOKIE, "")
     target = _next(form.get("next"))
     if not cookie or not hmac.compare_digest(form.get("csrf", ""), cookie):
@@ -221,7 +220,7 @@ async def switch_tenant(request: Request, visitor: SignedIn) -> Response:
     tenant = form.get("tenant", "").strip()
     if tenant == ADMIN_TENANT:
         raise InvalidInput("names no tenant; choose a tenant to view", field="tenant")
-    state = service_state(request)
+    state = service(request)
     state.tenant(tenant)  # checks the name
     payload = _signer(request).loads(request.cookies.get(COOKIE, "")) or {}
     payload.pop("exp", None)

@@ -9,12 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from agentkeep.models import BackupCheck
-from agentkeep.server.deps import service_state
-from agentkeep.server.errors import ApiError
-from agentkeep.server.keys import create_key, list_keys, revoke_key
 from agentkeep.store import migrate
+from agentkeep.store.api_keys import create_key, list_keys, revoke_key
 from agentkeep.ui.auth import SignedIn, Visitor, check_csrf
-from agentkeep.ui.web import UiRoute, form_data, opt, render
+from agentkeep.ui.web import PageError, UiRoute, form_data, opt, render, service
 
 __all__ = ["router"]
 
@@ -23,7 +21,7 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 def _require_admin(visitor: Visitor) -> None:
     if not visitor.admin:
-        raise ApiError(403, "Only an admin key can manage backups and API keys.", code="forbidden")
+        raise PageError(403, "Only an admin key can manage backups and API keys.")
 
 
 @router.get("/operations")
@@ -41,7 +39,7 @@ def _operations(
 ) -> Response:
     store = visitor.store
     health = store.health()
-    root = service_state(request).store
+    root = service(request).store
     return render(
         request,
         "operations.html",
@@ -62,7 +60,7 @@ async def create_api_key(request: Request, visitor: SignedIn) -> Response:
     form = await form_data(request)
     check_csrf(visitor, form)
     _require_admin(visitor)
-    root = service_state(request).store
+    root = service(request).store
     tenant, name = form.get("tenant", "").strip(), opt(form.get("name"))
     _, plaintext = await anyio.to_thread.run_sync(
         lambda: create_key(root, tenant=tenant, name=name)
@@ -77,7 +75,7 @@ async def revoke_api_key(request: Request, visitor: SignedIn, key_id: str) -> Re
     form = await form_data(request)
     check_csrf(visitor, form)
     _require_admin(visitor)
-    root = service_state(request).store
+    root = service(request).store
     await anyio.to_thread.run_sync(revoke_key, root, key_id)
     return RedirectResponse("/ui/operations#keys", status_code=303)
 
@@ -91,7 +89,7 @@ async def create_backup(request: Request, visitor: SignedIn) -> Response:
     form = await form_data(request)
     check_csrf(visitor, form)
     _require_admin(visitor)
-    state = service_state(request)
+    state = service(request)
     backup = await anyio.to_thread.run_sync(
         lambda: state.store.backups.create(to=state.settings.backup_dir)
     )
@@ -104,7 +102,7 @@ async def verify_backup(request: Request, visitor: SignedIn, backup_id: str) -> 
     form = await form_data(request)
     check_csrf(visitor, form)
     _require_admin(visitor)
-    root = service_state(request).store
+    root = service(request).store
     await anyio.to_thread.run_sync(root.backups.get, backup_id)  # 404 for an unknown id
     checked = await anyio.to_thread.run_sync(root.backups.verify, backup_id)
     return await anyio.to_thread.run_sync(lambda: _operations(request, visitor, checked=checked))
@@ -113,8 +111,8 @@ async def verify_backup(request: Request, visitor: SignedIn, backup_id: str) -> 
 @router.get("/backups/{backup_id}/download")
 def download_backup(request: Request, visitor: SignedIn, backup_id: str) -> Response:
     _require_admin(visitor)
-    backup = service_state(request).store.backups.get(backup_id)
+    backup = service(request).store.backups.get(backup_id)
     path = Path(backup.path)
     if not path.is_file():
-        raise ApiError(404, f"The file of backup {backup_id} is missing.", code="file_missing")
+        raise PageError(404, f"The file of backup {backup_id} is missing.")
     return FileResponse(path, filename=path.name, media_type="application/octet-stream")

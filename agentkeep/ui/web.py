@@ -4,16 +4,22 @@ Pages are Jinja2 templates rendered on the server (autoescaped). A route of a
 :class:`UiRoute` router answers a store error with an HTML page of the right
 status instead of the API's JSON envelope, and a request without a signed-in
 visitor with a redirect to the sign-in page.
+
+The dashboard sits beside the server, not on top of it (DESIGN.md, "Layers"):
+the server mounts it, and it imports nothing of ``agentkeep.server``. What it
+reads of the running service is the :class:`Service` protocol (the server's
+``ServiceState`` has it); its errors are its own (:class:`PageError`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, quote, urlencode
 
 import jinja2
@@ -22,12 +28,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
-from agentkeep.errors import InvalidInput
+from agentkeep.config import Settings
+from agentkeep.errors import (
+    Conflict,
+    InvalidInput,
+    LockTimeout,
+    NotFound,
+    SchemaError,
+    StoreUnavailable,
+)
 from agentkeep.models import Page
-from agentkeep.server.errors import translate_error
+from agentkeep.store import Store
 
 __all__ = [
     "PAGE_SIZE",
+    "PageError",
+    "Service",
     "SignInRequired",
     "UiRoute",
     "day_start",
@@ -35,6 +51,7 @@ __all__ = [
     "opt",
     "pager",
     "render",
+    "service",
     "templates",
 ]
 
@@ -42,8 +59,59 @@ HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
 
 
+log = logging.getLogger("agentkeep.ui")
+
+
 class SignInRequired(Exception):
     """The request has no valid sign-in cookie."""
+
+
+class PageError(Exception):
+    """An error page with ``status`` and a message for the visitor."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@runtime_checkable
+class Service(Protocol):
+    """What the dashboard reads of the running service (``app.state.agentkeep``)."""
+
+    settings: Settings
+    store: Store  # the root store (every tenant)
+    bootstrap_keys: dict[str, str]  # key hash -> tenant, from AGENTKEEP_API_KEYS
+
+    def tenant(self, tenant_id: str) -> Store: ...
+
+
+def service(request: Request) -> Service:
+    """The running service of a request (503 while it starts)."""
+    state = getattr(request.app.state, "agentkeep", None)
+    if not isinstance(state, Service):
+        raise PageError(503, "The service is starting; retry in a moment.")
+    return state
+
+
+def page_error(exc: BaseException) -> PageError:
+    """The error page for any exception (500, logged, for the unexpected)."""
+    if isinstance(exc, PageError):
+        return exc
+    if isinstance(exc, InvalidInput):
+        message = str(exc)
+        if exc.field and message.startswith(f"{exc.field}: "):
+            message = f"Invalid '{exc.field}': {message[len(exc.field) + 2 :]}"
+        return PageError(400, message)
+    if isinstance(exc, NotFound):
+        return PageError(404, f"No {exc.kind.replace('_', ' ')} found with id '{exc.ident}'.")
+    if isinstance(exc, (Conflict, LockTimeout)):
+        return PageError(409, str(exc))
+    if isinstance(exc, (StoreUnavailable, SchemaError)):
+        log.error("database unavailable: %s", exc)  # the driver's text: for the log only
+        return PageError(503, "The database is unavailable; retry later.")
+    log.error("unexpected error in the dashboard: %r", exc, exc_info=exc)
+    return PageError(500, "The dashboard had an error; it has been logged.")
 
 
 def _when(value: datetime | None) -> str:
@@ -176,7 +244,7 @@ class UiRoute(APIRoute):
                 )
                 return error_page(request, 400, problems or "Invalid request.")
             except Exception as exc:
-                error = translate_error(exc)  # logs what is unexpected
+                error = page_error(exc)  # logs what is unexpected
                 return error_page(request, error.status, error.message)
 
         return route

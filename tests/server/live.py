@@ -24,8 +24,8 @@ import pytest
 from upstream_llm import UpstreamLLM
 
 import agentkeep
-from agentkeep.server.keys import create_key
 from agentkeep.store import Store
+from agentkeep.store.api_keys import create_key
 
 SERVICE_BACKENDS = ["sqlite", "postgres"]
 KEY_CACHE_SECONDS = 1.0  # how long a test service may still accept a revoked key

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from live import LiveService, StartService
 
 import agentkeep
-from agentkeep.server.keys import create_key
+from agentkeep.store.api_keys import create_key
 from agentkeep.store.backups import SYSTEM_TENANT
 from agentkeep.store.schema import backups as catalog
 

@@ -14,7 +14,7 @@ import agentkeep
 from agentkeep.config import Settings
 from agentkeep.errors import Conflict, InvalidTransition, StoreUnavailable
 from agentkeep.server import create_app
-from agentkeep.server.keys import create_key, revoke_key
+from agentkeep.store.api_keys import create_key, revoke_key
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_missing_malformed_unknown_and_revoked_keys(service: LiveService) -> Non
 
 
 def _keys(service: LiveService) -> list[Any]:
-    from agentkeep.server.keys import list_keys
+    from agentkeep.store.api_keys import list_keys
 
     return list_keys(service.store, tenant="revoked_t")
 

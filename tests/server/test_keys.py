@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import agentkeep
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.server.cli import keys_app
-from agentkeep.server.keys import (
+from agentkeep.store import Store
+from agentkeep.store.api_keys import (
     ADMIN_TENANT,
     KeyCache,
     create_key,
@@ -23,7 +24,6 @@ from agentkeep.server.keys import (
     resolve_key,
     revoke_key,
 )
-from agentkeep.store import Store
 from agentkeep.store.schema import api_keys
 
 

@@ -24,7 +24,7 @@ from test_runs_api import new_model, run_to_tool_call
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
 from agentkeep import Store
-from agentkeep.server.keys import create_key, list_keys, resolve_key
+from agentkeep.store.api_keys import create_key, list_keys, resolve_key
 
 pytestmark = pytest.mark.slow
 
