@@ -5,6 +5,11 @@ revision is head; SQLite's ``PRAGMA quick_check`` (PostgreSQL: the data
 checksum failures the server counted in the database); the consistency check of
 every tenant; free disk in the data and backup directories; the age of the
 last backup against the schedule; the size of SQLite's WAL.
+
+:func:`run_doctor` opens the database at a URL; :func:`check_store` runs the
+checks on a store already open (the dashboard's on-demand checks), and with
+``tenant=`` only those a tenant's key may see: the schema revision and that
+tenant's consistency.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from agentkeep.config import Settings
 from agentkeep.errors import AgentkeepError
 from agentkeep.store import Store, migrate
 from agentkeep.store.dialects import SQLiteDialect
-from agentkeep.store.schema import sessions
+from agentkeep.store.schema import runs, sessions
 
-__all__ = ["Check", "DoctorReport", "run_doctor"]
+__all__ = ["Check", "DoctorReport", "check_store", "run_doctor"]
 
 MIN_FREE_BYTES = 256 * 1024 * 1024
 MAX_WAL_BYTES = 512 * 1024 * 1024
@@ -64,15 +69,27 @@ def run_doctor(url: str, settings: Settings | None = None) -> DoctorReport:
         )
         return report
     with store:
-        report.checks.append(Check("database", True, f"{store.backend} answers"))
-        report.checks += [
-            _revision(store),
-            _integrity(store),
-            _consistency(store),
-            *_disk(store, settings),
-            _last_backup(store, settings),
-            _wal(store),
-        ]
+        return check_store(store, settings)
+
+
+def check_store(store: Store, settings: Settings, *, tenant: str | None = None) -> DoctorReport:
+    """Every check on an open store; with ``tenant``, only the schema and its consistency.
+
+    The integrity and consistency checks read the whole database: run them on
+    demand, not on every page view.
+    """
+    report = DoctorReport([Check("database", True, f"{store.backend} answers")])
+    if tenant is not None:
+        report.checks += [_revision(store), _consistency(store, [tenant])]
+        return report
+    report.checks += [
+        _revision(store),
+        _integrity(store),
+        _consistency(store),
+        *_disk(store, settings),
+        _last_backup(store, settings),
+        _wal(store),
+    ]
     return report
 
 
@@ -129,9 +146,11 @@ def _pg_integrity(store: Store) -> Check:
     return Check("integrity", True, "data checksums on, no failures counted")
 
 
-def _consistency(store: Store) -> Check:
-    with store._core.read("listing tenants") as conn:
-        tenants = [r[0] for r in conn.execute(sa.select(sessions.c.tenant_id).distinct())]
+def _consistency(store: Store, tenants: list[str] | None = None) -> Check:
+    if tenants is None:  # every tenant with sessions or runs (a run needs no session)
+        listing = sa.union(sa.select(sessions.c.tenant_id), sa.select(runs.c.tenant_id))
+        with store._core.read("listing tenants") as conn:
+            tenants = sorted(r[0] for r in conn.execute(listing))
     issues = []
     for tenant in tenants:
         issues += [

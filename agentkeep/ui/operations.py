@@ -1,13 +1,23 @@
-"""Operations: health, the consistency check, the schema revision, and (admin only) backups and API keys."""
+"""Operations: health and the schema revision; the doctor's checks on demand; (admin only) backups and API keys.
+
+A page view reads only cheap things (health, the backup catalog, the keys).
+The doctor's checks (:func:`agentkeep.lifecycle.doctor.check_store`) read the
+whole database (SQLite's ``quick_check``, the consistency of every tenant), so
+they run when the button asks for them: every check for an admin key; for a
+tenant's key the schema revision and that tenant's consistency, nothing of the
+database as a whole (disk, backups, WAL) or of other tenants.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from agentkeep.lifecycle.doctor import DoctorReport, check_store
 from agentkeep.models import BackupCheck
 from agentkeep.store import migrate
 from agentkeep.store.api_keys import create_key, list_keys, revoke_key
@@ -35,6 +45,8 @@ def _operations(
     *,
     new_key: str | None = None,
     checked: BackupCheck | None = None,
+    doctor: DoctorReport | None = None,
+    doctor_ms: float | None = None,
     status_code: int = 200,
 ) -> Response:
     store = visitor.store
@@ -46,11 +58,28 @@ def _operations(
         status_code=status_code,
         health=health,
         head=migrate.head_revision(),
-        consistency=store.check_consistency(),
+        doctor=doctor,
+        doctor_ms=doctor_ms,
         keys=list_keys(root) if visitor.admin else [],
         new_key=new_key,
         backups=root.backups.list(limit=50) if visitor.admin else [],
         checked=checked,
+    )
+
+
+@router.post("/operations/doctor")
+async def run_doctor(request: Request, visitor: SignedIn) -> Response:
+    """Run the doctor's checks now (all of them for an admin) and show the page with them."""
+    check_csrf(visitor, await form_data(request))
+    state = service(request)
+    tenant = None if visitor.admin else visitor.tenant
+    started = time.perf_counter()
+    report = await anyio.to_thread.run_sync(
+        lambda: check_store(state.store, state.settings, tenant=tenant)
+    )
+    took = (time.perf_counter() - started) * 1000
+    return await anyio.to_thread.run_sync(
+        lambda: _operations(request, visitor, doctor=report, doctor_ms=took)
     )
 
 
