@@ -914,6 +914,33 @@ class AsyncUsage:
         """``store.usage.get``, awaited."""
         return await asyncio.to_thread(self.sync.get, usage_id)
 
+    async def latency(
+        self,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> dict[str, float | None]:
+        """Latency percentiles in ms (p50, p75, p90, p95, p99) of the calls the filters select."""
+        return await asyncio.to_thread(
+            self.sync.latency,
+            agent_id=agent_id,
+            session_id=session_id,
+            run_id=run_id,
+            user_id=user_id,
+            provider=provider,
+            model=model,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+        )
+
     async def list(
         self,
         *,
@@ -1015,6 +1042,35 @@ class AsyncUsage:
         """Usage summed per day (UTC, ``YYYY-MM-DD``), model, agent, user or provider."""
         return await asyncio.to_thread(
             self.sync.rollup,
+            by,
+            agent_id=agent_id,
+            session_id=session_id,
+            run_id=run_id,
+            user_id=user_id,
+            provider=provider,
+            model=model,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+        )
+
+    async def rollups(
+        self,
+        by: Sequence[RollupKey],
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> dict[str, builtins.list[UsageRollup]]:
+        """``{key: rollup(key, ...)}`` for each key of ``by``, from one read of the rows."""
+        return await asyncio.to_thread(
+            self.sync.rollups,
             by,
             agent_id=agent_id,
             session_id=session_id,

@@ -277,6 +277,76 @@ def test_rollup_by_day_agent_user_provider(store: Store) -> None:
     assert err.value.field == "by"
 
 
+def test_rollups_equal_each_rollup_from_one_read(store: Store) -> None:
+    d1 = datetime(2025, 3, 1, 10, tzinfo=UTC)
+    d2 = datetime(2025, 3, 2, 10, tzinfo=UTC)
+    d3 = datetime(2025, 3, 3, 10, tzinfo=UTC)
+    rows: list[dict[str, Any]] = [
+        {**GPT4O, "agent_id": "a", "user_id": "u1", "created_at": d1, "cost_usd": Decimal("0.5")},
+        {**GPT4O, "agent_id": "a", "user_id": "u2", "created_at": d1},  # priced by the table
+        {"provider": "p", "model": "m", "agent_id": "a", "user_id": "u1", "created_at": d2},
+        {"provider": "p", "model": "m", "agent_id": "b", "created_at": d2, "status": "error"},
+        {"provider": "p", "model": "m", "user_id": "u2", "created_at": d3, "cost_usd": Decimal(1)},
+        {"provider": "p", "model": "m", "created_at": d3},  # no agent, no user, no price
+    ]
+    for i, values in enumerate(rows):
+        store.usage.record(
+            **values,
+            input_tokens=100 + i,
+            output_tokens=10 * i,
+            cached_tokens=i,
+            reasoning_tokens=i,
+        )
+    keys = ("day", "model", "agent", "user", "provider")
+    for window in ({}, {"created_after": d2}, {"created_after": d2, "created_before": d3}):
+        together = store.usage.rollups(keys, **window)
+        assert list(together) == list(keys)
+        for key in keys:
+            assert together[key] == store.usage.rollup(key, **window), (key, window)  # type: ignore[arg-type]
+    assert store.usage.rollups(["model"], agent_id="a") == {
+        "model": store.usage.rollup("model", agent_id="a")
+    }
+    unpriced = store.usage.rollups(["user"], created_after=d3)["user"]
+    assert [(r.key, r.cost_usd, r.unpriced_calls) for r in unpriced] == [
+        ("u2", Decimal(1), 0),
+        (None, None, 1),  # unknown, never $0
+    ]
+    assert store.usage.rollups(["day"], created_after=datetime(2030, 1, 1, tzinfo=UTC)) == {
+        "day": []
+    }
+    for bad in ([], ["week"], "model"):
+        with pytest.raises(InvalidInput) as err:
+            store.usage.rollups(bad)  # type: ignore[arg-type]
+        assert err.value.field == "by"
+
+
+def test_latency_percentiles_of_a_window(store: Store) -> None:
+    old = datetime(2025, 1, 1, tzinfo=UTC)
+    new = datetime(2025, 2, 1, tzinfo=UTC)
+    for ms in (1000, 2000, 3000):
+        store.usage.record(**GPT4O, latency_ms=ms, created_at=old)
+    for ms in (10, 20, 30, 40, 50):
+        store.usage.record(**GPT4O, latency_ms=ms, created_at=new, agent_id="a")
+    store.usage.record(**GPT4O, created_at=new)  # no latency reported: not counted
+    recent = store.usage.latency(created_after=new)
+    assert recent == {"p50": 30.0, "p75": 40.0, "p90": 46.0, "p95": 48.0, "p99": 49.6}
+    assert recent == store.stats.get(created_after=new).latency_ms
+    assert store.usage.latency(created_before=new)["p50"] == 2000.0
+    assert store.usage.latency()["p50"] == 45.0  # all eight: (40 + 50) / 2
+    assert store.usage.latency(agent_id="a")["p99"] == 49.6
+    assert store.usage.latency(created_after=datetime(2030, 1, 1, tzinfo=UTC)) == dict.fromkeys(
+        ("p50", "p75", "p90", "p95", "p99")
+    )
+
+
+async def test_async_rollups_and_latency(astore: AsyncStore) -> None:
+    await astore.usage.record(**GPT4O, input_tokens=5, latency_ms=120)
+    both = await astore.usage.rollups(["model", "provider"])
+    assert [(r.key, r.calls) for r in both["model"]] == [("gpt-4o", 1)]
+    assert [(r.key, r.input_tokens) for r in both["provider"]] == [("openai", 5)]
+    assert (await astore.usage.latency())["p50"] == 120.0
+
+
 def test_large_sums_stay_exact(store: Store) -> None:
     big = Decimal("12345678.123456789")
     for _ in range(50):

@@ -1,7 +1,9 @@
 """Usage and cost: model calls summed by day, model, agent and user over a window.
 
-Every number comes from ``store.usage.rollup`` (and the latency percentiles
-from ``store.stats``). A group whose calls are all unpriced shows "unpriced",
+Every number is of the chosen window: the four charts come from one
+``store.usage.rollups`` read (each chart what ``store.usage.rollup`` gives for
+its key), the latency percentiles from ``store.usage.latency``; nothing reads
+the whole history. A group whose calls are all unpriced shows "unpriced",
 never $0; a group with some unpriced calls shows its priced sum and how many
 calls it leaves out. Each chart's table can be downloaded as CSV.
 """
@@ -62,6 +64,13 @@ def _rollup(store: Store, by: str, start: datetime, end: datetime) -> list[Usage
     return store.usage.rollup(by, created_after=start, created_before=end)  # type: ignore[arg-type]
 
 
+def _charts(store: Store, start: datetime, end: datetime) -> dict[str, list[UsageRollup]]:
+    """Every chart's rollup of the window, from one read."""
+    return store.usage.rollups(
+        ("day", "model", "agent", "user"), created_after=start, created_before=end
+    )
+
+
 def _totals(rollups: list[UsageRollup]) -> dict[str, Any]:
     priced = [r.cost_usd for r in rollups if r.cost_usd is not None]
     return {
@@ -82,19 +91,16 @@ def usage_page(
 ) -> Response:
     start, end, first, last = _window(since, until)
     store = visitor.store
-    charts = []
-    by_day: list[UsageRollup] = []
-    for by, title in GROUPS.items():
-        rollups = _rollup(store, by, start, end)
-        if by == "day":
-            by_day = rollups
-        charts.append({"by": by, "title": title, "rows": chart_rows(rollups)})
+    rollups = _charts(store, start, end)
+    charts = [
+        {"by": by, "title": title, "rows": chart_rows(rollups[by])} for by, title in GROUPS.items()
+    ]
     return render(
         request,
         "usage.html",
         charts=charts,
-        totals=_totals(by_day),
-        stats=store.stats.get(),
+        totals=_totals(rollups["day"]),
+        latency=store.usage.latency(created_after=start, created_before=end),
         since=first,
         until=last,
         kinds=KINDS,

@@ -13,13 +13,14 @@ import hashlib
 import io
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
 from browser import Tab, chromium
 from live import LiveService, Tenant
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 from test_runs_api import new_model, run_to_tool_call
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
@@ -234,34 +235,10 @@ def test_run_page_updates_live(
     tab.shot("run")
 
 
-def test_usage_charts_match_the_rollup(tab: Tab, service: LiveService, tenant: Tenant) -> None:
-    store = scoped(service, tenant)
-    agent = store.agents.create(model="gpt-4o-mini", name="Bot")
-    for i in range(4):
-        store.usage.record(
-            provider="openai",
-            model="gpt-4o-mini",
-            input_tokens=1000 + i,
-            output_tokens=200,
-            cached_tokens=100,
-            reasoning_tokens=10 * i,
-            latency_ms=100 * (i + 1),
-            agent_id=agent.id,
-            user_id="ann",
-        )
-    store.usage.record(
-        provider="house", model="in-house", input_tokens=50, output_tokens=5, user_id="bob"
-    )
-    store.usage.record(
-        provider="house",
-        model="priced-by-caller",
-        input_tokens=7,
-        output_tokens=3,
-        cost_usd=Decimal("0.25"),
-    )
-    page = tab.sign_in(tenant.key, "/ui/usage")
+def _charts_match_the_rollup(page: Page, store: Store, after: datetime, before: datetime) -> None:
+    """Every chart of the page shows what ``store.usage.rollup`` gives for the window."""
     for by in ("day", "model", "agent", "user"):
-        expected = store.usage.rollup(by)  # type: ignore[arg-type]
+        expected = store.usage.rollup(by, created_after=after, created_before=before)  # type: ignore[arg-type]
         rows = page.locator(f"#chart-{by} tbody tr")
         expect(rows).to_have_count(len(expected))
         shown = [
@@ -292,14 +269,71 @@ def test_usage_charts_match_the_rollup(tab: Tab, service: LiveService, tenant: T
                 "unpriced": str(r.unpriced_calls),
             }
             for r in expected
-        ]
+        ], by
         bars = page.locator(f"#chart-{by} svg rect[data-kind=cached]")
         assert sorted(int(b.get_attribute("data-tokens") or -1) for b in bars.all()) == sorted(
             r.cached_tokens for r in expected if r.cached_tokens
         )
+    latency = store.usage.latency(created_after=after, created_before=before)
+    shown_ms = {
+        span.get_attribute("data-p"): span.get_attribute("data-ms")
+        for span in page.locator("#latency span").all()
+    }
+    assert shown_ms == {p: "" if v is None else str(v) for p, v in latency.items()}
+
+
+def test_usage_charts_match_the_rollup_of_the_window(
+    tab: Tab, service: LiveService, tenant: Tenant
+) -> None:
+    store = scoped(service, tenant)
+    agent = store.agents.create(model="gpt-4o-mini", name="Bot")
+    for i in range(4):
+        store.usage.record(
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=1000 + i,
+            output_tokens=200,
+            cached_tokens=100,
+            reasoning_tokens=10 * i,
+            latency_ms=100 * (i + 1),
+            agent_id=agent.id,
+            user_id="ann",
+        )
+    store.usage.record(
+        provider="house", model="in-house", input_tokens=50, output_tokens=5, user_id="bob"
+    )
+    store.usage.record(
+        provider="house",
+        model="priced-by-caller",
+        input_tokens=7,
+        output_tokens=3,
+        cost_usd=Decimal("0.25"),
+    )
+    # Two calls 45 days ago: outside the default window (the last 30 UTC days)
+    today = datetime.now(UTC).date()
+    old_day = today - timedelta(days=45)
+    old = datetime.combine(old_day, time(12), tzinfo=UTC)
+    for ms in (5000, 7000):
+        store.usage.record(
+            provider="openai",
+            model="gpt-old",
+            input_tokens=ms,
+            output_tokens=1,
+            cached_tokens=3,
+            latency_ms=ms,
+            user_id="carol",
+            created_at=old,
+        )
+    window_start = datetime.combine(today - timedelta(days=29), time(), tzinfo=UTC)
+    window_end = datetime.combine(today + timedelta(days=1), time(), tzinfo=UTC)
+
+    page = tab.sign_in(tenant.key, "/ui/usage")
+    _charts_match_the_rollup(page, store, window_start, window_end)
+    expect(page.locator("#chart-model")).not_to_contain_text("gpt-old")
     in_house = page.locator('#chart-model tbody tr[data-key="in-house"] td').last
     expect(in_house).to_have_text("unpriced")  # never $0
     expect(page.locator("#total-cost")).to_contain_text("+ 1 unpriced")
+    expect(page.locator('#latency span[data-p="p50"]')).to_have_text("p50 250 ms")
     tab.shot("usage")
 
     with page.expect_download() as info:
@@ -308,15 +342,27 @@ def test_usage_charts_match_the_rollup(tab: Tab, service: LiveService, tenant: T
     table = list(csv.DictReader(io.StringIO(text)))
     assert [(r["key"], int(r["calls"]), r["cost_usd"]) for r in table] == [
         (r.key, r.calls, "" if r.cost_usd is None else str(r.cost_usd))
-        for r in store.usage.rollup("model")
+        for r in store.usage.rollup("model", created_after=window_start, created_before=window_end)
     ]
+
+    # The day of the old calls alone: every chart and the latency follow the window
+    page.fill("#usage-window input[name=since]", old_day.isoformat())
+    page.fill("#usage-window input[name=until]", old_day.isoformat())
+    page.click("#usage-window button")
+    page.wait_for_url(f"**since={old_day.isoformat()}**")
+    old_start = datetime.combine(old_day, time(), tzinfo=UTC)
+    _charts_match_the_rollup(page, store, old_start, old_start + timedelta(days=1))
+    expect(page.locator("#chart-model tbody tr")).to_have_count(1)
+    expect(page.locator("#chart-model")).to_contain_text("gpt-old")
+    expect(page.locator('#latency span[data-p="p50"]')).to_have_text("p50 6.00 s")
+    tab.shot("usage-window")
 
 
 def test_operations_and_docs_work_offline(tab: Tab, service: LiveService, tenant: Tenant) -> None:
     page = tab.sign_in(tenant.key, "/ui/operations")
     expect(page.locator("#health-state")).to_have_text("healthy")
     expect(page.locator("#revision")).to_contain_text("(current)")
-    expect(page.locator("#doctor")).to_contain_text("ok")
+    expect(page.locator("#run-doctor")).to_be_visible()
     expect(page.locator("#keys")).to_have_count(0)  # a tenant key does not manage keys
     tab.shot("operations")
     http = signed_in_http(service, tenant.key)
@@ -329,6 +375,85 @@ def test_operations_and_docs_work_offline(tab: Tab, service: LiveService, tenant
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("agentkeep")
     expect(page.locator(".opblock").first).to_be_visible()
     tab.shot("docs")
+
+
+def _doctor_rows(page: Page) -> dict[str, tuple[bool, str]]:
+    rows = page.locator("#doctor-results tbody tr")
+    return {
+        str(row.get_attribute("data-check")): (
+            row.get_attribute("data-ok") == "true",
+            row.locator("td").nth(2).inner_text(),
+        )
+        for row in rows.all()
+    }
+
+
+def _broken_run(store: Store, tool: str) -> str:
+    """A failed run with a tool call that will never get a result: a consistency issue."""
+    agent = store.agents.create(model="m")
+    run = store.runs.create(agent.id, status="in_progress")
+    call = store.tool_calls.create(name=tool, run_id=run.id)
+    store.runs.transition(run.id, "failed")
+    return call.id
+
+
+def test_doctor_checks_run_on_demand(
+    browser: Browser, tab: Tab, service: LiveService, tenant: Tenant
+) -> None:
+    mine = _broken_run(scoped(service, tenant), "my_tool")
+    other = service.new_tenant()
+    theirs = _broken_run(scoped(service, other), "their_tool")
+
+    # a tenant key: the schema and its own consistency, nothing database-wide
+    page = tab.sign_in(tenant.key, "/ui/operations")
+    expect(page.locator("#doctor-results")).to_have_count(0)  # not run on a page view
+    page.click("#run-doctor button")
+    expect(page.locator("#doctor-results")).to_be_visible()
+    rows = _doctor_rows(page)
+    assert set(rows) == {"database", "schema", "consistency"}
+    assert rows["database"][0] and rows["schema"][0]
+    assert "(head)" in rows["schema"][1]
+    assert rows["consistency"] == (
+        False,
+        f"1 issue(s): {tenant.id}: tool_call_without_result {mine}",
+    )
+    assert theirs not in page.content() and other.id not in page.content()
+    expect(page.locator("#doctor-state")).to_have_text("1 failing")
+    tab.shot("operations-doctor")
+
+    # an admin key: every check, every tenant
+    _, admin_key = create_key(service.store, admin=True, name="doctor")
+    admin = Tab(browser, service.base_url, service.backend)
+    try:
+        page = admin.sign_in(admin_key, "/ui/operations")
+        expect(page.locator("#doctor-results")).to_have_count(0)
+        page.click("#run-doctor button")
+        expect(page.locator("#doctor-results")).to_be_visible()
+        rows = _doctor_rows(page)
+        wanted = {"database", "schema", "integrity", "consistency", "disk: backup directory"}
+        wanted |= {"last backup", "wal"}
+        if service.backend == "sqlite":
+            wanted.add("disk: data directory")
+        assert set(rows) == wanted
+        for name in wanted - {"consistency", "last backup"}:
+            assert rows[name][0], (name, rows[name])
+        if service.backend == "sqlite":
+            assert rows["integrity"][1] == "PRAGMA quick_check: ok"
+            assert rows["wal"][1].endswith("MiB")
+        assert "GiB free" in rows["disk: backup directory"][1]
+        ok, detail = rows["consistency"]
+        issues = int(detail.split()[0])  # "N issue(s): the first five"
+        assert not ok and issues >= 2
+        if issues <= 5:
+            assert mine in detail and theirs in detail
+        expect(page.locator("#doctor-took")).to_contain_text("Ran in")
+        admin.shot("operations-doctor-admin")
+    finally:
+        admin.close()
+
+    # a form without its token runs nothing
+    http = signed_in_http(service, tenant.key)
+    assert http.post("/ui/operations/doctor", data={}).status_code == 400
 
 
 def test_a_tenant_never_sees_another_tenants_data(
