@@ -87,6 +87,8 @@ sessions = sa.Table(
     sa.Index(None, "tenant_id", "kind", "id"),
     sa.Index(None, "tenant_id", "agent_id", "id"),
     sa.Index(None, "tenant_id", "user_id", "id"),
+    # The dashboard's sessions list (sort="created_at", newest first).
+    sa.Index(None, "tenant_id", "created_at"),
     # No index on last_activity_at: every append rewrites it, and an index
     # entry per append costs more than the activity filter it would serve.
 )
