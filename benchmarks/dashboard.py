@@ -14,8 +14,10 @@ runs with steps, events, usage and tool calls. Then it asks the app for every
 page in process (the ASGI app through Starlette's test client: routing, the
 cookie check, the store reads and the template, no network) and prints the
 median and p90 of ``--repeat`` renders per page and the median CPU time the
-process spent on one (the doctor's on-demand checks: 3 runs). Nothing is
-asserted.
+process spent on one (the doctor's on-demand checks: 3 runs). The usage page
+is timed twice: as a repeated view (its figures kept by the page, as when
+nothing was recorded meanwhile) and computed (a new window each time).
+Nothing is asserted.
 
 With ``--keep DIR`` the databases are kept (``DIR/dashboard-<N>.db`` and the
 PostgreSQL database ``bench_dash_<N>``) and a later run with the same
@@ -32,7 +34,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,7 +171,10 @@ def sign_in(client: TestClient) -> None:
 
 
 def measure(
-    client: TestClient, path: str, repeat: int, form: dict[str, str] | None = None
+    client: TestClient,
+    path: str | Callable[[int], str],
+    repeat: int,
+    form: dict[str, str] | None = None,
 ) -> tuple[float, float, float]:
     """Median and p90 wall ms of ``repeat`` renders, and the median CPU ms of this process.
 
@@ -178,16 +183,17 @@ def measure(
     wall time includes waiting for a core; the CPU time does not.
     """
 
-    def get() -> int:
+    def get(i: int) -> int:
+        url = path(i) if callable(path) else path
         if form is None:
-            return client.get(path).status_code
-        return client.post(path, data=form).status_code
+            return client.get(url).status_code
+        return client.post(url, data=form).status_code
 
-    get()  # warm
+    get(repeat)  # warm
     times, cpu = [], []
-    for _ in range(repeat):
+    for i in range(repeat):
         started, started_cpu = time.perf_counter(), time.process_time()
-        status = get()
+        status = get(i)
         times.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
         assert status == 200, (path, status)
@@ -234,7 +240,7 @@ def run_backend(
             "conversation (newest)": f"/ui/sessions/{ids['long_session']}",
             "conversation (older page)": f"/ui/sessions/{ids['long_session']}?after={older}",
             "run": f"/ui/runs/{ids['run']}",
-            "usage (30 days)": "/ui/usage",
+            "usage (30 days, kept)": "/ui/usage",
             "usage CSV (by model)": "/ui/usage.csv?by=model",
             "operations": "/ui/operations",
         }
@@ -244,6 +250,12 @@ def run_backend(
             for name, path in pages.items():
                 median, p90, cpu = measure(client, path, repeat)
                 print(f"{name:<30}{median:>10.1f}{p90:>10.1f}{cpu:>10.1f}", flush=True)
+            # A new window each time: the figures are computed, not taken from the page's cache
+            today = datetime.now(UTC).date()
+            median, p90, cpu = measure(
+                client, lambda i: f"/ui/usage?since={today - timedelta(days=31 + i)}", repeat
+            )
+            print(f"{'usage (30 days, computed)':<30}{median:>10.1f}{p90:>10.1f}{cpu:>10.1f}")
             csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/operations").text)
             assert csrf is not None
             median, p90, cpu = measure(

@@ -25,6 +25,7 @@ SWAGGER = "/ui/static/swagger-ui"
 def install_ui(app: FastAPI, settings: Settings) -> None:
     """Mount the dashboard (``/ui``), its static files and the offline ``/docs``."""
     app.state.ui_signer = Signer(settings.ui_secret)
+    app.state.ui_usage_cache = usage.FiguresCache()
     for module in (auth, sessions, runs, usage, operations):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")

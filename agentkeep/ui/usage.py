@@ -3,7 +3,10 @@
 Every number is of the chosen window: the four charts come from one
 ``store.usage.rollups`` read (each chart what ``store.usage.rollup`` gives for
 its key), the latency percentiles from ``store.usage.latency``; nothing reads
-the whole history. A group whose calls are all unpriced shows "unpriced",
+the whole history. Those figures are kept per tenant and window for
+``CACHE_TTL_S`` seconds, and recomputed at once when a call is recorded (the
+newest usage id, one indexed read, changes): the page says when they were
+computed. A group whose calls are all unpriced shows "unpriced",
 never $0; a group with some unpriced calls shows its priced sum and how many
 calls it leaves out. Each chart's table can be downloaded as CSV.
 """
@@ -12,6 +15,10 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,12 +32,14 @@ from agentkeep.ui.auth import SignedIn
 from agentkeep.ui.charts import BAR_W, KINDS, LABEL_W, ROW_H, chart_rows
 from agentkeep.ui.web import UiRoute, day_start, opt, render
 
-__all__ = ["router"]
+__all__ = ["FiguresCache", "router"]
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 GROUPS = {"day": "By day", "model": "By model", "agent": "By agent", "user": "By user"}
 DEFAULT_DAYS = 30
+CACHE_TTL_S = 30.0  # figures of a window are recomputed after this, or when a call is recorded
+CACHE_ENTRIES = 64
 CSV_COLUMNS = (
     "key",
     "calls",
@@ -71,6 +80,51 @@ def _charts(store: Store, start: datetime, end: datetime) -> dict[str, list[Usag
     )
 
 
+@dataclass(frozen=True)
+class Figures:
+    """What the usage page shows for one tenant and window, and when it was computed."""
+
+    newest: str | None  # the newest usage id (of any time) when computed
+    monotonic: float
+    computed_at: datetime
+    rollups: dict[str, list[UsageRollup]]
+    latency: dict[str, float | None]
+
+
+class FiguresCache:
+    """Figures by (tenant, window), for one app (one database); safe from any thread."""
+
+    def __init__(self, ttl_s: float = CACHE_TTL_S, entries: int = CACHE_ENTRIES) -> None:
+        self.ttl_s = ttl_s
+        self.entries = entries
+        self._kept: OrderedDict[tuple[str, datetime, datetime], Figures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, start: datetime, end: datetime) -> Figures:
+        """The window's charts and latency: kept while fresh, else read from the store."""
+        newest_page = store.usage.list(limit=1).items  # the primary key, newest first: cheap
+        newest = newest_page[0].id if newest_page else None
+        key = (store.tenant_id, start, end)
+        now = time.monotonic()
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and kept.newest == newest and now - kept.monotonic < self.ttl_s:
+            return kept
+        figures = Figures(
+            newest=newest,
+            monotonic=now,
+            computed_at=datetime.now(UTC),
+            rollups=_charts(store, start, end),
+            latency=store.usage.latency(created_after=start, created_before=end),
+        )
+        with self._lock:
+            self._kept[key] = figures
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.entries:
+                self._kept.popitem(last=False)
+        return figures
+
+
 def _totals(rollups: list[UsageRollup]) -> dict[str, Any]:
     priced = [r.cost_usd for r in rollups if r.cost_usd is not None]
     return {
@@ -90,8 +144,10 @@ def usage_page(
     request: Request, visitor: SignedIn, since: str | None = None, until: str | None = None
 ) -> Response:
     start, end, first, last = _window(since, until)
-    store = visitor.store
-    rollups = _charts(store, start, end)
+    cache = request.app.state.ui_usage_cache
+    assert isinstance(cache, FiguresCache)
+    figures = cache.get(visitor.store, start, end)
+    rollups = figures.rollups
     charts = [
         {"by": by, "title": title, "rows": chart_rows(rollups[by])} for by, title in GROUPS.items()
     ]
@@ -100,7 +156,9 @@ def usage_page(
         "usage.html",
         charts=charts,
         totals=_totals(rollups["day"]),
-        latency=store.usage.latency(created_after=start, created_before=end),
+        latency=figures.latency,
+        computed_at=figures.computed_at,
+        cache_ttl_s=CACHE_TTL_S,
         since=first,
         until=last,
         kinds=KINDS,
