@@ -67,12 +67,6 @@ def _window(since: str | None, until: str | None) -> tuple[datetime, datetime, s
     return start, end, start.date().isoformat(), (end - timedelta(days=1)).date().isoformat()
 
 
-def _rollup(store: Store, by: str, start: datetime, end: datetime) -> list[UsageRollup]:
-    if by not in GROUPS:
-        raise InvalidInput(f"must be one of {', '.join(GROUPS)}", field="by")
-    return store.usage.rollup(by, created_after=start, created_before=end)  # type: ignore[arg-type]
-
-
 def _charts(store: Store, start: datetime, end: datetime) -> dict[str, list[UsageRollup]]:
     """Every chart's rollup of the window, from one read."""
     return store.usage.rollups(
@@ -144,9 +138,7 @@ def usage_page(
     request: Request, visitor: SignedIn, since: str | None = None, until: str | None = None
 ) -> Response:
     start, end, first, last = _window(since, until)
-    cache = request.app.state.ui_usage_cache
-    assert isinstance(cache, FiguresCache)
-    figures = cache.get(visitor.store, start, end)
+    figures = _cache(request).get(visitor.store, start, end)
     rollups = figures.rollups
     charts = [
         {"by": by, "title": title, "rows": chart_rows(rollups[by])} for by, title in GROUPS.items()
@@ -168,16 +160,28 @@ def usage_page(
     )
 
 
+def _cache(request: Request) -> FiguresCache:
+    cache = request.app.state.ui_usage_cache
+    assert isinstance(cache, FiguresCache)
+    return cache
+
+
 @router.get("/usage.csv")
 def usage_csv(
-    visitor: SignedIn, by: str = "day", since: str | None = None, until: str | None = None
+    request: Request,
+    visitor: SignedIn,
+    by: str = "day",
+    since: str | None = None,
+    until: str | None = None,
 ) -> Response:
     """What one chart shows, as CSV (cost empty when unknown, never 0)."""
     start, end, first, last = _window(opt(since), opt(until))
+    if by not in GROUPS:
+        raise InvalidInput(f"must be one of {', '.join(GROUPS)}", field="by")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for r in _rollup(visitor.store, by, start, end):
+    for r in _cache(request).get(visitor.store, start, end).rollups[by]:
         row = r.model_dump()
         writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
     name = f"agentkeep-usage-{visitor.viewing}-by-{by}-{first}-{last}.csv"
