@@ -386,6 +386,11 @@ def test_operations_and_docs_work_offline(tab: Tab, service: LiveService, tenant
     tab.shot("docs")
 
 
+# The doctor reads the whole database (every tenant's consistency): on a loaded machine
+# the page can take longer than a click's usual wait.
+DOCTOR_WAIT_MS = 120_000
+
+
 def _doctor_rows(page: Page) -> dict[str, tuple[bool, str]]:
     rows = page.locator("#doctor-results tbody tr")
     return {
@@ -416,7 +421,7 @@ def test_doctor_checks_run_on_demand(
     # a tenant key: the schema and its own consistency, nothing database-wide
     page = tab.sign_in(tenant.key, "/ui/operations")
     expect(page.locator("#doctor-results")).to_have_count(0)  # not run on a page view
-    page.click("#run-doctor button")
+    page.click("#run-doctor button", timeout=DOCTOR_WAIT_MS)
     expect(page.locator("#doctor-results")).to_be_visible()
     rows = _doctor_rows(page)
     assert set(rows) == {"database", "schema", "consistency"}
@@ -436,7 +441,7 @@ def test_doctor_checks_run_on_demand(
     try:
         page = admin.sign_in(admin_key, "/ui/operations")
         expect(page.locator("#doctor-results")).to_have_count(0)
-        page.click("#run-doctor button")
+        page.click("#run-doctor button", timeout=DOCTOR_WAIT_MS)
         expect(page.locator("#doctor-results")).to_be_visible()
         rows = _doctor_rows(page)
         wanted = {"database", "schema", "integrity", "consistency", "disk: backup directory"}
