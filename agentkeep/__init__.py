@@ -37,6 +37,7 @@ from agentkeep.models import (
     Snapshot,
     StateDoc,
     Stats,
+    StoreMetrics,
     ToolCall,
 )
 from agentkeep.store import Store, connect
@@ -71,6 +72,7 @@ __all__ = [
     "StateDoc",
     "Stats",
     "Store",
+    "StoreMetrics",
     "StoreUnavailable",
     "ToolCall",
     "__version__",

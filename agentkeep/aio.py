@@ -31,7 +31,7 @@ from agentkeep._aio_resources import (
     AsyncUsage,
 )
 from agentkeep._aio_util import acm_thread
-from agentkeep.models import ConsistencyReport, ErasureReceipt, Health
+from agentkeep.models import ConsistencyReport, ErasureReceipt, Health, StoreMetrics
 from agentkeep.store import Store, connect
 
 __all__ = ["AsyncStore", "aconnect"]
@@ -71,6 +71,9 @@ class AsyncStore:
 
     async def check_consistency(self) -> ConsistencyReport:
         return await asyncio.to_thread(self.sync.check_consistency)
+
+    async def get_metrics(self) -> StoreMetrics:
+        return await asyncio.to_thread(self.sync.get_metrics)
 
     async def erase_user(self, user_id: str) -> ErasureReceipt:
         return await asyncio.to_thread(self.sync.erase_user, user_id)

@@ -24,7 +24,15 @@ from agentkeep.models.runs import (
 )
 from agentkeep.models.sessions import Session
 from agentkeep.models.snapshots import Snapshot, StateDoc
-from agentkeep.models.stats import ConsistencyIssue, ConsistencyReport, Health, Stats, ToolStats
+from agentkeep.models.stats import (
+    ConsistencyIssue,
+    ConsistencyReport,
+    Health,
+    OperationMetrics,
+    Stats,
+    StoreMetrics,
+    ToolStats,
+)
 from agentkeep.models.tool_calls import (
     TOOL_CALL_TERMINAL,
     TOOL_CALL_TRANSITIONS,
@@ -61,6 +69,7 @@ __all__ = [
     "LLMUsage",
     "Message",
     "NewMessage",
+    "OperationMetrics",
     "Order",
     "Page",
     "ResponseEvent",
@@ -75,6 +84,7 @@ __all__ = [
     "Stats",
     "StepStatus",
     "StepType",
+    "StoreMetrics",
     "StoredResponse",
     "ToolCall",
     "ToolCallState",

@@ -6,7 +6,15 @@ from typing import Any
 
 from agentkeep.models.common import Model
 
-__all__ = ["ConsistencyIssue", "ConsistencyReport", "Health", "Stats", "ToolStats"]
+__all__ = [
+    "ConsistencyIssue",
+    "ConsistencyReport",
+    "Health",
+    "OperationMetrics",
+    "Stats",
+    "StoreMetrics",
+    "ToolStats",
+]
 
 
 class ToolStats(Model):
@@ -73,3 +81,38 @@ class ConsistencyReport(Model):
     ok: bool
     issues: list[ConsistencyIssue]
     checked_at: datetime
+
+
+class OperationMetrics(Model):
+    """How often an operation ran in this process, how often it failed, how long it took.
+
+    ``p50_ms`` / ``p95_ms`` are over its last 1024 runs; ``mean_ms`` and
+    ``max_ms`` over all of them (``None`` before the first).
+    """
+
+    count: int
+    errors: int
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
+
+
+class StoreMetrics(Model):
+    """``store.get_metrics()``: KODE's ``getMetrics`` (operations, latency, storage).
+
+    ``operations`` has the ``read`` and ``write`` totals, ``by_operation``
+    each labelled operation (``"appending a message"``, ...); both count this
+    process's calls through this store (all tenants) since ``since``.
+    ``storage`` is read from the database at the call: ``db_size_bytes`` (the
+    whole database) and this tenant's ``agents``, ``sessions``, ``messages``,
+    ``runs`` and ``tool_calls``.
+    """
+
+    operations: dict[str, OperationMetrics]
+    by_operation: dict[str, OperationMetrics]
+    storage: dict[str, int | None]
+    backend: str
+    pid: int
+    since: datetime
+    collected_at: datetime

@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from time import perf_counter
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -33,6 +34,7 @@ from agentkeep.store._steps import Op, Read, Steps, run_steps
 from agentkeep.store.dialects import Dialect
 from agentkeep.store.dialects.base import AsyncConnections
 from agentkeep.store.message_sql import MessageSQL
+from agentkeep.store.metrics import StoreCounters
 
 __all__ = ["Core"]
 
@@ -78,6 +80,8 @@ class Core:
         self.own = dialect.own_connections()
         """The dialect's own driver connections, for the message statements outside a transaction."""
         self._aio: AsyncConnections | None = None
+        self.counters = StoreCounters()
+        """Operation counts and latencies of this store in this process (``store.get_metrics()``)."""
 
     def _current(self) -> Connection | None:
         return self._local.conn
@@ -103,6 +107,11 @@ class Core:
     @contextmanager
     def write(self, what: str = "write") -> Iterator[Connection]:
         """A write transaction; committed when the block ends without error."""
+        with self.counters.timing("write", what), self._write(what) as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Connection]:
         current = self._current()
         if current is not None:
             if not self._local.writing:
@@ -138,6 +147,11 @@ class Core:
     @contextmanager
     def read(self, what: str = "read") -> Iterator[Connection]:
         """A read; inside an open transaction, that transaction's connection."""
+        with self.counters.timing("read", what), self._read(what) as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Connection]:
         current = self._current()
         if current is not None:
             yield current
@@ -159,17 +173,30 @@ class Core:
         failed write leaves the transaction as it was).
         """
         if self._local.conn is None:
-            return self.own.write(what, work)
+            started, ok = perf_counter(), False
+            try:
+                result = self.own.write(what, work)
+                ok = True
+                return result
+            finally:
+                self.counters.add("write", what, perf_counter() - started, ok)
         with self.write(what) as conn:
             return work(_cursor(conn))
 
     def run_read(self, what: str, work: Callable[[Any], T]) -> T:
         """``work(cursor)`` in a read (this thread's transaction, if one is open)."""
         conn = self._local.conn
-        if conn is None:
-            return self.own.read(what, work)
-        with translating(what):
-            return work(_cursor(conn))
+        started, ok = perf_counter(), False
+        try:
+            if conn is None:
+                result = self.own.read(what, work)
+            else:
+                with translating(what):
+                    result = work(_cursor(conn))
+            ok = True
+            return result
+        finally:
+            self.counters.add("read", what, perf_counter() - started, ok)
 
     def run_op(self, operation: Op[T]) -> T:
         """Run an operation (``_steps``): each of its reads and writes, in order."""
@@ -218,13 +245,18 @@ class Core:
                 result: T = done.value
                 return result
             value, error = None, None
+            kind = "read" if type(request) is Read else "write"
+            started, ok = perf_counter(), False
             try:
-                if type(request) is Read:
+                if kind == "read":
                     value = await aio.read(request.what, request.steps)
                 else:
                     value = await aio.write(request.what, request.steps)
+                ok = True
             except AgentkeepError as exc:
                 error = exc
+            finally:
+                self.counters.add(kind, request.what, perf_counter() - started, ok)
 
     def close(self) -> None:
         if not self.closed:

@@ -13,7 +13,13 @@ import sqlalchemy as sa
 
 from agentkeep.config import Settings, normalize_url
 from agentkeep.errors import InvalidInput
-from agentkeep.models import ConsistencyReport, ErasureReceipt, Health
+from agentkeep.models import (
+    ConsistencyReport,
+    ErasureReceipt,
+    Health,
+    OperationMetrics,
+    StoreMetrics,
+)
 from agentkeep.store import migrate
 from agentkeep.store._core import Core
 from agentkeep.store.agents import Agents
@@ -28,6 +34,10 @@ from agentkeep.store.messages import Messages
 from agentkeep.store.responses import Responses
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
+from agentkeep.store.schema import agents as agents_table
+from agentkeep.store.schema import runs as runs_table
+from agentkeep.store.schema import sessions as sessions_table
+from agentkeep.store.schema import tool_calls as tool_calls_table
 from agentkeep.store.sessions import Sessions
 from agentkeep.store.snapshots import Snapshots
 from agentkeep.store.state import StateDocs
@@ -149,6 +159,55 @@ class Store:
         )
         return Health(
             healthy=healthy, backend=self.backend, database=database, checked_at=datetime.now(UTC)
+        )
+
+    def get_metrics(self) -> StoreMetrics:
+        """Operation counts and latencies (this process, this store) and storage size.
+
+        KODE's ``getMetrics``: ``operations`` (``read`` / ``write``: count,
+        errors, mean, p50, p95, max in ms), ``by_operation`` (the same per
+        labelled operation), ``storage`` (``db_size_bytes`` of the database,
+        and this tenant's agents, sessions, messages, runs and tool calls).
+        The counters live in this process (see :mod:`agentkeep.store.metrics`);
+        each service process has its own.
+        """
+        kinds, labels = self._core.counters.snapshot()
+        storage: dict[str, int | None] = {"db_size_bytes": None}
+        tenant = self.tenant_id
+
+        def count(table: sa.Table) -> Any:
+            return (
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(table.c.tenant_id == tenant)
+                .scalar_subquery()
+            )
+
+        sessions = sessions_table
+        messages = (
+            sa.select(sa.func.coalesce(sa.func.sum(sessions.c.message_count), 0))
+            .where(sessions.c.tenant_id == tenant)
+            .scalar_subquery()
+        )
+        stmt = sa.select(
+            count(agents_table).label("agents"),
+            count(sessions).label("sessions"),
+            messages.label("messages"),
+            count(runs_table).label("runs"),
+            count(tool_calls_table).label("tool_calls"),
+        )
+        with self._core.read("collecting metrics") as conn:
+            row = conn.execute(stmt).mappings().one()
+            storage["db_size_bytes"] = self._core.dialect.size_bytes(conn)
+        storage.update({name: int(value) for name, value in row.items()})
+        return StoreMetrics(
+            operations={k: OperationMetrics(**v) for k, v in kinds.items()},
+            by_operation={k: OperationMetrics(**v) for k, v in labels.items()},
+            storage=storage,
+            backend=self.backend,
+            pid=self._core.counters.pid,
+            since=self._core.counters.since,
+            collected_at=datetime.now(UTC),
         )
 
     def lock(

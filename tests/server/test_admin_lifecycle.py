@@ -52,6 +52,11 @@ def test_admin_endpoints_need_an_admin_key_and_do_the_work(service: LiveService)
     assert imported.status_code == 200, imported.text
     assert imported.json()["imported"]["agents"] == 1
     assert service.store.tenant(copy_tenant).agents.list().items[0].name == "exported one"
+    metrics = admin.get("/v1/admin/metrics", params={"tenant": tenant.id})
+    assert metrics.status_code == 200, metrics.text
+    assert metrics.json()["storage"]["agents"] == 1 and metrics.json()["storage"]["db_size_bytes"]
+    assert metrics.json()["operations"]["write"]["count"] > 0
+    assert service.http(key=tenant.key).get("/v1/admin/metrics").status_code == 403
     bad = admin.post("/v1/admin/import", content=b'{"format": "nope"}\n')
     assert bad.status_code == 400 and "line 1" in bad.json()["error"]["message"]
 

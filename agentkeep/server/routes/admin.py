@@ -8,6 +8,8 @@
 - ``POST /v1/admin/erasures`` ``{"tenant": T, "user_id": U}``: the erasure receipt.
 - ``POST /v1/admin/retention`` ``{"tenant": T, "inactive_days": N, "compact_events": true,
   "dry_run": true}``: what went (or would go).
+- ``GET /v1/admin/metrics?tenant=T``: ``store.get_metrics()`` of the answering service
+  process (its own counters; each process has its own) with tenant T's row counts.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from agentkeep.lifecycle import ExportFilter, export, import_file
 from agentkeep.lifecycle.retention import sweep
-from agentkeep.models import Backup, ErasureReceipt
+from agentkeep.models import Backup, ErasureReceipt, StoreMetrics
 from agentkeep.server.deps import AdminState
 from agentkeep.server.errors import ApiError
 
@@ -131,3 +133,11 @@ def retention(body: RetentionRequest, state: AdminState) -> dict[str, Any]:
         dry_run=body.dry_run,
     )
     return report.as_dict()
+
+
+@router.get("/metrics", summary="Operation counts, latency and storage size (this process)")
+def metrics(
+    state: AdminState,
+    tenant: str = Query("default", min_length=1, max_length=64, description="Whose rows to count."),
+) -> StoreMetrics:
+    return state.store.tenant(tenant).get_metrics()
