@@ -3,7 +3,8 @@
 Every operation of ``openai-openapi.subset.yaml`` (a copy of the shared cut,
 see ``openai-openapi.SOURCE.md``) gets bounded positive and negative examples
 (schemathesis, derandomized: the same cases every run) against a real
-``agentkeep serve`` (SQLite) with the scripted upstream; paths point at
+``agentkeep serve`` on SQLite and on PostgreSQL (both ``service`` backends;
+PostgreSQL fails, never skips, when it is down) with the scripted upstream; paths point at
 real objects of the test's own tenant (an assistant, a thread with a message,
 a completed run and its step, a conversation with an item). Expected: no 5xx,
 no invalid request accepted, no response that breaks the document, apart
@@ -77,7 +78,6 @@ def _world(service: LiveService) -> tuple[str, dict[str, str]]:
     }
 
 
-@pytest.mark.parametrize("service", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("operation", ASSISTANTS.operations())
 def test_operation_keeps_the_contract(service: LiveService, operation: str) -> None:
     key, ids = _world(service)
