@@ -582,6 +582,14 @@ class AsyncRuns:
             offset=offset,
         )
 
+    async def past_expiry(
+        self, *, now: datetime | None = None, all_tenants: bool = False, limit: int = 100
+    ) -> builtins.list[Run]:
+        """Runs in ``requires_action`` whose ``extra["expires_at"]`` (Unix seconds) has passed."""
+        return await asyncio.to_thread(
+            self.sync.past_expiry, now=now, all_tenants=all_tenants, limit=limit
+        )
+
     async def transition(
         self,
         run_id: str,

@@ -86,6 +86,16 @@ def _float(env: dict[str, str], *names: str) -> float | None:
         raise InvalidInput(f"must be a number of seconds, not {value!r}", field=names[0]) from None
 
 
+def _positive(env: dict[str, str], default: float, *names: str) -> float:
+    """A number of seconds greater than zero (the first of ``names`` set), else ``default``."""
+    value = _float(env, *names)
+    if value is None:
+        return default
+    if not value > 0:
+        raise InvalidInput("must be a number of seconds greater than 0", field=names[0])
+    return value
+
+
 def normalize_url(url: str) -> str:
     """A database URL in the form agentkeep parses.
 
@@ -184,6 +194,7 @@ class Settings:
     run_concurrency: int = 16
     response_ttl_days: float = 30.0
     key_cache_seconds: float = 10.0
+    required_action_ttl_seconds: float = 600.0
     ui_secret: str | None = None
     backup_dir: str = "./data/backups"
     backup_enabled: bool = True
@@ -214,6 +225,9 @@ class Settings:
             run_concurrency=int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
             response_ttl_days=float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
             key_cache_seconds=max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
+            required_action_ttl_seconds=_positive(
+                e, 600.0, "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
+            ),
             ui_secret=e.get("AGENTKEEP_UI_SECRET") or None,
             backup_dir=_first(e, "AGENTKEEP_BACKUP_DIR", "DATABASE_BACKUP_DIR") or "./data/backups",
             backup_enabled=_bool(

@@ -133,3 +133,13 @@ def test_postgres_schema_option(postgres_server: Any) -> None:
     with pytest.raises(InvalidInput) as caught:
         agentkeep.connect(url, schema="Bad-Name;")
     assert caught.value.field == "schema"
+
+
+def test_required_action_ttl_setting() -> None:
+    assert Settings.from_env({}).required_action_ttl_seconds == 600.0
+    env = {"AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS": "2.5"}
+    assert Settings.from_env(env).required_action_ttl_seconds == 2.5
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(InvalidInput) as caught:
+            Settings.from_env({"AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS": bad})
+        assert caught.value.field == "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"

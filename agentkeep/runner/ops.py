@@ -12,11 +12,13 @@ event's ``data`` is the wire object.
 from __future__ import annotations
 
 import functools
+import math
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agentkeep.errors import InvalidTransition
+from agentkeep.errors import Conflict, InvalidTransition
 from agentkeep.ids import new_id
 from agentkeep.models import TERMINAL_RUN_STATUSES, Event, Message, Run, RunStep, ToolCall
 from agentkeep.runner import notify
@@ -25,11 +27,15 @@ from agentkeep.wire.objects import message_object
 from agentkeep.wire.runs import message_delta, run_object, step_delta, step_object
 
 __all__ = [
+    "REQUIRED_ACTION_TTL_S",
     "STOP_EVENTS",
     "cancel_run",
     "claim_runs",
     "emit",
     "emit_runs",
+    "expire_due_runs",
+    "expire_if_due",
+    "expire_run",
     "finish_message",
     "finish_run",
     "now_seconds",
@@ -40,6 +46,9 @@ __all__ = [
     "start_message",
     "submit_tool_outputs",
 ]
+
+REQUIRED_ACTION_TTL_S = 600.0
+"""How long a run waits in ``requires_action`` before it expires (OpenAI's 10 minutes)."""
 
 # A stream of a run ends after one of these (then ``done``).
 STOP_EVENTS = frozenset(
@@ -203,10 +212,13 @@ def require_action(
     *,
     input_tokens: int = 0,
     output_tokens: int = 0,
+    ttl_seconds: float = REQUIRED_ACTION_TTL_S,
 ) -> Run:
     """A tool_calls step with ``calls`` (upstream id, name, arguments); the run waits for outputs.
 
-    If the run was asked to cancel meanwhile, it is cancelled instead.
+    The run's ``expires_at`` is set ``ttl_seconds`` ahead (whole seconds, rounded
+    up): past it the run is ``expired`` (:func:`expire_run`). If the run was
+    asked to cancel meanwhile, it is cancelled instead.
     """
     with store.transaction():
         step = store.run_steps.create(
@@ -243,7 +255,13 @@ def require_action(
             ("thread.run.step.in_progress", created),
             ("thread.run.step.delta", step_delta(step.id, wire)),
         )
-        return finish_run(store, run.id, "requires_action", required_action=action)
+        return finish_run(
+            store,
+            run.id,
+            "requires_action",
+            required_action=action,
+            expires_at=math.ceil(time.time() + ttl_seconds),
+        )
 
 
 def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> tuple[Run, int]:
@@ -258,6 +276,8 @@ def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> t
     """
     with store.transaction():
         run = store.runs.get(run.id)
+        if run.status == "requires_action" and is_past_expiry(run):
+            raise InvalidTransition("run", run.id, "expired", "queued")
         if run.status != "requires_action":
             raise InvalidTransition("run", run.id, run.status, "queued")
         steps: dict[str, RunStep] = {}
@@ -280,6 +300,8 @@ def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> t
                 step.id, status="completed", details={"type": "tool_calls", "tool_calls": calls}
             )
             events.append(_step_event(step))
+        extra = {k: v for k, v in run.extra.items() if k != "expires_at"}
+        store.runs.update(run.id, extra=extra)
         run = store.runs.transition(run.id, "queued")
         events.append(run_event(run))
         written = emit(store, run, *events)
@@ -297,8 +319,13 @@ def finish_run(
     last_error: dict[str, Any] | None = None,
     required_action: dict[str, Any] | None = None,
     incomplete_details: dict[str, Any] | None = None,
+    expires_at: int | None = None,
 ) -> Run:
-    """Move the run to ``status`` and announce it; a cancelling run becomes cancelled instead."""
+    """Move the run to ``status`` and announce it; a cancelling run becomes cancelled instead.
+
+    ``expires_at`` (Unix seconds) goes into the run's ``extra`` when it enters
+    ``requires_action``.
+    """
     with store.transaction():
         current = store.runs.get(run_id)
         if current.status in TERMINAL_RUN_STATUSES:
@@ -312,6 +339,8 @@ def finish_run(
             status = "cancelled"
         elif status == "requires_action":
             kwargs["required_action"] = required_action
+            if expires_at is not None:
+                store.runs.update(run_id, extra={**current.extra, "expires_at": expires_at})
         if status == "failed" and last_error is not None:
             kwargs["last_error"] = last_error
         if status == "incomplete" and incomplete_details is not None:
@@ -435,6 +464,52 @@ def settle_interrupted(store: Store, run: Run) -> None:
         events = _close_open_work(store, current, step_status, reason)
         events.append(run_event(current))
         emit(store, current, *events)
+
+
+def is_past_expiry(run: Run, now: float | None = None) -> bool:
+    """Whether ``run`` waits in ``requires_action`` past its ``expires_at``."""
+    expires_at = (run.extra or {}).get("expires_at")
+    if run.status != "requires_action" or not isinstance(expires_at, (int, float)):
+        return False
+    return expires_at <= (time.time() if now is None else now)
+
+
+def expire_run(store: Store, run_id: str) -> Run:
+    """Expire the run if it still waits in ``requires_action`` past ``expires_at``.
+
+    Its tool_calls step becomes ``expired``, its pending tool calls
+    ``cancelled``, and ``thread.run.expired`` is announced, in one
+    transaction. Safe to call from several processes at once: the run is
+    expired once, and a run whose outputs were submitted meanwhile is left alone.
+    Returns the run as it is now.
+    """
+    try:
+        with store.transaction():
+            current = store.runs.get(run_id)
+            if not is_past_expiry(current):
+                return current
+            run = store.runs.transition(run_id, "expired", expected_version=current.version)
+            events = _close_open_work(store, run, "expired", "run_expired")
+            events.append(run_event(run))
+            emit(store, run, *events)
+            return run
+    except Conflict:  # another process got there first (expired it, or took the outputs)
+        return store.runs.get(run_id)
+
+
+def expire_if_due(store: Store, run: Run) -> Run:
+    """``run``, expired first if it waits past its ``expires_at`` (the lazy check on read)."""
+    return expire_run(store, run.id) if is_past_expiry(run) else run
+
+
+def expire_due_runs(root: Store, limit: int = 100) -> list[Run]:
+    """Expire the runs of every tenant waiting past their ``expires_at`` (the worker's sweep)."""
+    expired = []
+    for run in root.runs.past_expiry(all_tenants=True, limit=limit):
+        done = expire_run(root.tenant(run.tenant_id), run.id)
+        if done.status == "expired":
+            expired.append(done)
+    return expired
 
 
 def fail_run(store: Store, run_id: str, code: str, message: str) -> Run:

@@ -39,6 +39,11 @@ half a second while the upstream streams: the call is dropped and the run,
 its step and its message are cancelled. Upstream errors fail the run with
 ``last_error`` (``server_error`` or ``rate_limit_exceeded``).
 
+A run waits in ``requires_action`` for ``AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS``
+(10 minutes, as on OpenAI; its ``expires_at``); past it the run is ``expired``
+by whichever reads it first (the routes check on read) or by this worker's
+periodic sweep, in any process (:func:`agentkeep.runner.ops.expire_run`).
+
 Recovery (see :mod:`agentkeep.runner.liveness`): at start-up and every few
 seconds the worker fails the runs left ``in_progress``/``cancelling`` by
 workers that are gone (crashed or killed), explicitly, with
@@ -234,6 +239,7 @@ class RunWorker:
             if failed:
                 notify.notify()  # background responses' readers
         await self._db(responses.purge_expired, all_tenants=True)
+        await self._db(ops.expire_due_runs, self.store)
 
     def _spawn(self, run: Run) -> None:
         self._track((run.tenant_id, run.id), self._execute(run))
@@ -273,7 +279,8 @@ class RunWorker:
     async def _call(self, store: Store, run: Run, body: dict[str, Any], client: ChatClient) -> None:
         """One upstream call: stream it into the run's message, record it, conclude the run."""
         answer = await self._stream(store, run, body, client)
-        await self._db(_settle, store, run, body, client, answer)
+        ttl = self.settings.required_action_ttl_seconds
+        await self._db(_settle, store, run, body, client, answer, ttl)
 
     async def _stream(
         self, store: Store, run: Run, body: dict[str, Any], client: ChatClient
@@ -323,7 +330,12 @@ class RunWorker:
 
 
 def _settle(
-    store: Store, run: Run, body: dict[str, Any], client: ChatClient, answer: Answer
+    store: Store,
+    run: Run,
+    body: dict[str, Any],
+    client: ChatClient,
+    answer: Answer,
+    ttl_seconds: float = ops.REQUIRED_ACTION_TTL_S,
 ) -> None:
     """The call's usage row and the run's outcome, in one transaction."""
     with store.transaction():
@@ -334,10 +346,12 @@ def _settle(
         elif answer.error is not None:
             ops.fail_run(store, run.id, answer.error.code, answer.error.message)
         else:
-            _conclude(store, run, answer)
+            _conclude(store, run, answer, ttl_seconds)
 
 
-def _conclude(store: Store, run: Run, answer: Answer) -> None:
+def _conclude(
+    store: Store, run: Run, answer: Answer, ttl_seconds: float = ops.REQUIRED_ACTION_TTL_S
+) -> None:
     """After a successful call: complete the message, then require action or finish the run.
 
     One transaction: the message, its step and the run's new status commit together.
@@ -366,6 +380,7 @@ def _conclude(store: Store, run: Run, answer: Answer) -> None:
                 [(c.id, c.name, c.arguments) for c in calls],
                 input_tokens=completion.input_tokens,
                 output_tokens=completion.output_tokens,
+                ttl_seconds=ttl_seconds,
             )
         elif completion.finish_reason == "length" and (run.extra or {}).get(
             "max_completion_tokens"

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from agentkeep.errors import Conflict, InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Session
+from agentkeep.runner.ops import expire_if_due
 from agentkeep.server.errors import ApiError
 from agentkeep.store import Store
 
@@ -42,9 +43,14 @@ def get_conversation(store: Store, conversation_id: str) -> Session:
 
 
 def active_run_id(store: Store, thread_id: str) -> str | None:
-    """The id of a run of the thread that is queued, in progress, requires action or cancelling."""
+    """The id of a run of the thread that is queued, in progress, requires action or cancelling.
+
+    A run waiting past its ``expires_at`` is expired here, and is not active.
+    """
     page = store.runs.list(session_id=thread_id, status=sorted(ACTIVE_RUN_STATUSES), limit=1)
-    return page.items[0].id if page.items else None
+    if not page.items or expire_if_due(store, page.items[0]).status not in ACTIVE_RUN_STATUSES:
+        return None
+    return page.items[0].id
 
 
 def require_no_active_run(store: Store, thread_id: str, what: str = "messages") -> None:
@@ -54,6 +60,8 @@ def require_no_active_run(store: Store, thread_id: str, what: str = "messages") 
     every run committed before that write.
     """
     run_id = store.runs.active_in_session(thread_id, kind="thread")
+    if run_id is not None and expire_if_due(store, store.runs.get(run_id)).status == "expired":
+        run_id = None  # it waited for tool outputs past its expires_at: expired now
     if run_id is not None:
         raise ApiError(
             400, f"Can't add {what} to {thread_id} while a run {run_id} is active.", param=None

@@ -430,6 +430,32 @@ class Runs(Resource):
         runs.sort(key=lambda r: (r.created_at, r.id))
         return runs
 
+    def past_expiry(
+        self, *, now: datetime | None = None, all_tenants: bool = False, limit: int = 100
+    ) -> builtins.list[Run]:
+        """Runs in ``requires_action`` whose ``extra["expires_at"]`` (Unix seconds) has passed.
+
+        Oldest first, at most ``limit``; with ``all_tenants``, every tenant's. The
+        service expires them (:func:`agentkeep.runner.ops.expire_run`).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("must be an integer from 1 to 1000", field="limit")
+        if not isinstance(all_tenants, bool):
+            raise InvalidInput("must be a boolean", field="all_tenants")
+        if now is not None and not isinstance(now, datetime):
+            raise InvalidInput("must be a datetime", field="now")
+        micros = to_micros(now) if now is not None else None
+        cutoff = (micros if micros is not None else utcnow_micros()) / 1_000_000
+        where: builtins.list[sa.ColumnElement[bool]] = [
+            t.c.status == "requires_action",
+            t.c.extra["expires_at"].as_float() <= cutoff,
+        ]
+        if not all_tenants:
+            where.append(t.c.tenant_id == self.tenant_id)
+        stmt = sa.select(t).where(*where).order_by(t.c.created_at, t.c.id).limit(limit)
+        with self._core.read("looking for runs past their expiry") as conn:
+            return [to_run(r) for r in conn.execute(stmt).mappings().all()]
+
     # -- internals ------------------------------------------------------------------
 
     def _claim(

@@ -62,7 +62,7 @@ def _get_run(store: Store, thread_id: str, run_id: str) -> Run:
     run = store.runs.get(run_id)
     if run.session_id != thread_id:
         raise NotFound("run", run_id)
-    return run
+    return ops.expire_if_due(store, run)  # a run waiting past its expires_at is expired
 
 
 def _poll_header(response: Response) -> None:
@@ -180,7 +180,7 @@ def list_runs(thread_id: str, store: TenantStore, params: Pagination) -> dict[st
         after=params.after,
         before=params.before,
     )
-    return list_object(page, run_object)
+    return list_object(page, lambda run: run_object(ops.expire_if_due(store, run)))
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}", summary="Retrieve a run")
@@ -238,7 +238,7 @@ def submit_tool_outputs(
 ) -> dict[str, Any] | StreamingResponse:
     run = _get_run(store, thread_id, run_id)
     if run.status != "requires_action" or not run.required_action:
-        raise ApiError(400, f"Runs in status {run.status} do not accept tool outputs.")
+        raise ApiError(400, f"Runs in status {run.status} do not accept tool outputs.", param=None)
     required = [
         str(call.get("id"))
         for call in run.required_action.get("submit_tool_outputs", {}).get("tool_calls", [])
