@@ -7,6 +7,18 @@ step by step: the text it wrote, and for each tool_calls step an assistant
 message with the calls followed by one ``tool`` message per submitted output.
 Only ``function`` tools are sent upstream (``code_interpreter`` and
 ``file_search`` have no chat-completions equivalent and are left out).
+
+``max_prompt_tokens`` bounds the prompt tokens of the whole run, as on OpenAI:
+each call may use what the earlier calls of the run (``run.input_tokens``)
+left, counted with the estimate of :mod:`agentkeep.runner.tokens`. With the
+``auto`` truncation strategy (the default) the oldest thread messages are left
+out until the prompt fits, keeping at least the newest one; with
+``last_messages`` the thread is cut to its last N messages and nothing more.
+The instructions and the run's own steps are always sent. When the prompt
+cannot fit, :class:`PromptTooLong` is raised and the worker ends the run
+``incomplete`` (``incomplete_details.reason = "max_prompt_tokens"``) without
+calling the upstream. Without ``max_prompt_tokens`` nothing is left out by
+``auto`` (the upstream's context length is not known here).
 """
 
 from __future__ import annotations
@@ -14,9 +26,22 @@ from __future__ import annotations
 from typing import Any
 
 from agentkeep.models import Message, Run
+from agentkeep.runner.tokens import estimate_message, estimate_prompt
 from agentkeep.store import Store
 
-__all__ = ["build_request"]
+__all__ = ["PromptTooLong", "build_request", "fit_history"]
+
+
+class PromptTooLong(Exception):
+    """The run's prompt does not fit what is left of its ``max_prompt_tokens``."""
+
+    def __init__(self, needed: int, budget: int) -> None:
+        self.needed = needed
+        self.budget = budget
+        super().__init__(
+            f"the prompt needs about {needed} tokens, {budget} are left of max_prompt_tokens"
+        )
+
 
 _TEXT = ("text", "input_text", "output_text")
 _PAGE = 1000
@@ -61,8 +86,56 @@ def _chat_tools(run: Run) -> list[dict[str, Any]]:
     ]
 
 
+def fit_history(
+    head: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    own: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    run: Run,
+) -> list[dict[str, Any]]:
+    """The thread messages to send, after the run's truncation strategy and token budget.
+
+    ``head`` (instructions) and ``own`` (the run's steps) are always sent;
+    raises :class:`PromptTooLong` when even the shortest allowed prompt does
+    not fit (see the module docstring).
+    """
+    extra = run.extra or {}
+    truncation = extra.get("truncation_strategy")
+    kind = truncation.get("type") if isinstance(truncation, dict) else "auto"
+    if kind == "last_messages":
+        keep = truncation.get("last_messages") if isinstance(truncation, dict) else None
+        if isinstance(keep, int) and keep >= 0:
+            history = history[len(history) - keep :] if keep else []
+    limit = extra.get("max_prompt_tokens")
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return history
+    budget = limit - run.input_tokens
+    fixed = estimate_prompt([*head, *own], tools)
+    costs = [estimate_message(m) for m in history]
+    if kind != "auto":
+        needed = fixed + sum(costs)
+        if needed > budget:
+            raise PromptTooLong(needed, budget)
+        return history
+    kept = 0
+    total = fixed
+    for cost in reversed(costs):
+        if total + cost > budget:
+            break
+        total += cost
+        kept += 1
+    if kept == 0 and costs:  # not even the newest message fits
+        raise PromptTooLong(total + costs[-1], budget)
+    if total > budget:
+        raise PromptTooLong(total, budget)
+    return history[len(history) - kept :]
+
+
 def build_request(store: Store, run: Run) -> dict[str, Any]:
-    """The request body (without ``stream``) for the run's next upstream call."""
+    """The request body (without ``stream``) for the run's next upstream call.
+
+    Raises :class:`PromptTooLong` when it cannot fit the run's ``max_prompt_tokens``.
+    """
     assert run.session_id is not None
     messages: list[dict[str, Any]] = []
     if run.instructions:
@@ -79,12 +152,8 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
         if content is not None:
             history.append({"role": message.role, "content": content})
     extra = run.extra or {}
-    truncation = extra.get("truncation_strategy")
-    if isinstance(truncation, dict) and truncation.get("type") == "last_messages":
-        keep = truncation.get("last_messages")
-        if isinstance(keep, int) and keep >= 0:
-            history = history[len(history) - keep :] if keep else []
-    messages.extend(history)
+    head = messages
+    messages = []
     steps = store.run_steps.list(run.id, limit=_PAGE, order="asc").items
     for step in steps:
         if step.type == "message_creation":
@@ -123,8 +192,10 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
                     "content": output if isinstance(output, str) else str(output),
                 }
             )
-    body: dict[str, Any] = {"model": run.model, "messages": messages}
     tools = _chat_tools(run)
+    history = fit_history(head, history, messages, tools, run)
+    messages = [*head, *history, *messages]
+    body: dict[str, Any] = {"model": run.model, "messages": messages}
     if tools:
         body["tools"] = tools
         choice = extra.get("tool_choice")

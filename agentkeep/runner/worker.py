@@ -26,7 +26,8 @@ a time, and executes each in a task:
    a tool_calls step (``thread.run.step.created``, ``.in_progress``,
    ``.delta``) and ``thread.run.requires_action`` — or the run is
    ``thread.run.completed`` (``incomplete`` when the upstream stopped for
-   length).
+   length). A prompt that cannot fit the run's ``max_prompt_tokens`` ends the
+   run ``incomplete`` before any call (:mod:`agentkeep.runner.prompt`).
 
 Every state change is committed together with its event before anything
 reads it; the run's readers are woken by an after-commit hook of that
@@ -71,7 +72,7 @@ from agentkeep.errors import NotFound
 from agentkeep.models import Run
 from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.answer import Answer, DeltaBuffer, GroupCommit, record_call
-from agentkeep.runner.prompt import build_request
+from agentkeep.runner.prompt import PromptTooLong, build_request
 from agentkeep.runner.response_background import run_background
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.store import Store
@@ -263,7 +264,15 @@ class RunWorker:
             if self.client is None:
                 await self._db(ops.fail_run, store, run.id, "server_error", NO_UPSTREAM)
                 return
-            body = await self._db(build_request, store, run)
+            try:
+                body = await self._db(build_request, store, run)
+            except PromptTooLong as exc:  # as OpenAI: the run ends incomplete, no call made
+                log.info("run %s: %s; incomplete", run.id, exc)
+                details = {"reason": "max_prompt_tokens"}
+                await self._db(
+                    ops.finish_run, store, run.id, "incomplete", incomplete_details=details
+                )
+                return
             await self._call(store, run, body, self.client)
         except asyncio.CancelledError:
             raise  # stop(): the run is failed by the reaping of this worker
