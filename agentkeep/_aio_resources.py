@@ -23,6 +23,7 @@ from agentkeep.models import (
     NewMessage,
     Order,
     Page,
+    RateLimitHit,
     ResponseEvent,
     Run,
     RunStep,
@@ -45,6 +46,7 @@ from agentkeep.store.checkpoints import (
 )
 from agentkeep.store.events import Events
 from agentkeep.store.messages import Messages
+from agentkeep.store.rate_limits import RateLimits
 from agentkeep.store.responses import Responses
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
@@ -61,6 +63,7 @@ __all__ = [
     "AsyncCheckpoints",
     "AsyncEvents",
     "AsyncMessages",
+    "AsyncRateLimits",
     "AsyncResponses",
     "AsyncRunSteps",
     "AsyncRuns",
@@ -1484,3 +1487,23 @@ class AsyncBackups:
     async def verify(self, backup: str | Path) -> BackupCheck:
         """Check a backup by catalog id or by path; a catalogued one gets its status updated."""
         return await asyncio.to_thread(self.sync.verify, backup)
+
+
+class AsyncRateLimits:
+    """Awaitable twin of ``store.rate_limits`` (:class:`agentkeep.store.rate_limits.RateLimits`)."""
+
+    def __init__(self, sync: RateLimits) -> None:
+        self.sync = sync
+        self.tenant_id = sync.tenant_id
+
+    async def hit(
+        self, key: str, *, limit: int, window_ms: int, now: datetime | None = None
+    ) -> RateLimitHit:
+        """Count one request of ``key`` in its current window of ``window_ms``; the result."""
+        return await asyncio.to_thread(
+            self.sync.hit, key, limit=limit, window_ms=window_ms, now=now
+        )
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key``'s count (its next request starts a new window)."""
+        return await asyncio.to_thread(self.sync.reset, key)

@@ -20,6 +20,7 @@ from agentkeep._aio_resources import (
     AsyncCheckpoints,
     AsyncEvents,
     AsyncMessages,
+    AsyncRateLimits,
     AsyncResponses,
     AsyncRuns,
     AsyncRunSteps,
@@ -57,6 +58,7 @@ class AsyncStore:
         self.stats = AsyncStats(store.stats)
         self.checkpoints = AsyncCheckpoints(store.checkpoints)
         self.backups = AsyncBackups(store.backups)
+        self.rate_limits = AsyncRateLimits(store.rate_limits)
 
     @property
     def backend(self) -> str:

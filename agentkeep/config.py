@@ -96,6 +96,25 @@ def _positive(env: dict[str, str], default: float, *names: str) -> float:
     return value
 
 
+def _optional_bool(value: str | None, name: str) -> bool | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"must be true or false, not {value!r}", field=name)
+
+
+def _at_least_one(env: dict[str, str], default: int, *names: str) -> int:
+    value = _int(env, default, *names)
+    assert value is not None
+    if value < 1:
+        raise InvalidInput("must be at least 1", field=names[0])
+    return value
+
+
 def normalize_url(url: str) -> str:
     """A database URL in the form agentkeep parses.
 
@@ -195,6 +214,9 @@ class Settings:
     response_ttl_days: float = 30.0
     key_cache_seconds: float = 10.0
     required_action_ttl_seconds: float = 600.0
+    rate_limit_enabled: bool | None = None  # None: on for PostgreSQL, off for SQLite and memory
+    rate_limit_max_requests: int = 100
+    rate_limit_window_ms: int = 60_000
     ui_secret: str | None = None
     backup_dir: str = "./data/backups"
     backup_enabled: bool = True
@@ -227,6 +249,16 @@ class Settings:
             key_cache_seconds=max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
             required_action_ttl_seconds=_positive(
                 e, 600.0, "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
+            ),
+            rate_limit_enabled=_optional_bool(
+                _first(e, "AGENTKEEP_RATE_LIMIT_ENABLED", "ENABLE_RATE_LIMITING"),
+                "AGENTKEEP_RATE_LIMIT_ENABLED",
+            ),
+            rate_limit_max_requests=_at_least_one(
+                e, 100, "AGENTKEEP_RATE_LIMIT_MAX_REQUESTS", "RATE_LIMIT_MAX_REQUESTS"
+            ),
+            rate_limit_window_ms=_at_least_one(
+                e, 60_000, "AGENTKEEP_RATE_LIMIT_WINDOW_MS", "RATE_LIMIT_WINDOW_MS"
             ),
             ui_secret=e.get("AGENTKEEP_UI_SECRET") or None,
             backup_dir=_first(e, "AGENTKEEP_BACKUP_DIR", "DATABASE_BACKUP_DIR") or "./data/backups",

@@ -202,6 +202,7 @@ def statements_per_run(url: str, upstream: str, tokens: int, n: int = 3) -> floa
         **os.environ,
         "AGENTKEEP_DATABASE_URL": url,
         "AGENTKEEP_API_KEYS": f"bench:{API_KEY}",
+        "AGENTKEEP_RATE_LIMIT_ENABLED": "0",  # the load would be refused at 100 requests/min
         "AGENTKEEP_LLM_BASE_URL": upstream + "/v1",
     }
     app = create_app(Settings.from_env(env))

@@ -143,3 +143,48 @@ def test_required_action_ttl_setting() -> None:
         with pytest.raises(InvalidInput) as caught:
             Settings.from_env({"AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS": bad})
         assert caught.value.field == "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
+
+
+def test_rate_limit_settings_and_their_seed_names() -> None:
+    default = Settings.from_env({})
+    assert default.rate_limit_enabled is None
+    assert (default.rate_limit_max_requests, default.rate_limit_window_ms) == (100, 60_000)
+    seed = Settings.from_env(
+        {
+            "ENABLE_RATE_LIMITING": "true",
+            "RATE_LIMIT_MAX_REQUESTS": "7",
+            "RATE_LIMIT_WINDOW_MS": "10",
+        }
+    )
+    assert (seed.rate_limit_enabled, seed.rate_limit_max_requests, seed.rate_limit_window_ms) == (
+        True,
+        7,
+        10,
+    )
+    ours = Settings.from_env(
+        {
+            "ENABLE_RATE_LIMITING": "true",
+            "AGENTKEEP_RATE_LIMIT_ENABLED": "false",
+            "RATE_LIMIT_MAX_REQUESTS": "7",
+            "AGENTKEEP_RATE_LIMIT_MAX_REQUESTS": "9",
+        }
+    )
+    assert (ours.rate_limit_enabled, ours.rate_limit_max_requests) == (False, 9)
+    for env, field in (
+        ({"ENABLE_RATE_LIMITING": "maybe"}, "AGENTKEEP_RATE_LIMIT_ENABLED"),
+        ({"RATE_LIMIT_MAX_REQUESTS": "0"}, "AGENTKEEP_RATE_LIMIT_MAX_REQUESTS"),
+        ({"AGENTKEEP_RATE_LIMIT_WINDOW_MS": "x"}, "AGENTKEEP_RATE_LIMIT_WINDOW_MS"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            Settings.from_env(env)
+        assert caught.value.field == field
+
+
+def test_rate_limit_reset_durations_in_openais_form() -> None:
+    from agentkeep.server.ratelimit import duration
+
+    assert duration(0.25) == "250ms"
+    assert duration(6) == "6s"
+    assert duration(1.5) == "1.5s"
+    assert duration(90) == "1m30s"
+    assert duration(3600) == "1h0m0s"

@@ -5,6 +5,7 @@ from agentkeep.models.common import JSONValue, Order, Page
 from agentkeep.models.events import CHANNELS, EVENT_TYPES, Channel, Event
 from agentkeep.models.lifecycle import Backup, BackupCheck, ErasureReceipt
 from agentkeep.models.messages import BLOCK_TYPES, ROLES, Message, NewMessage, Role
+from agentkeep.models.rate_limits import RateLimitHit
 from agentkeep.models.responses import (
     RESPONSE_STATUSES,
     TERMINAL_RESPONSE_STATUSES,
@@ -72,6 +73,7 @@ __all__ = [
     "OperationMetrics",
     "Order",
     "Page",
+    "RateLimitHit",
     "ResponseEvent",
     "ResponseStatus",
     "Role",

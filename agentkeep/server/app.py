@@ -13,6 +13,7 @@ import agentkeep
 from agentkeep.config import Settings, display_url
 from agentkeep.lifecycle.schedule import BackupScheduler
 from agentkeep.runner import RunWorker
+from agentkeep.server import ratelimit
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
 from agentkeep.server.middleware import GuardMiddleware
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             store=root,
             bootstrap_keys=bootstrap,
             keys=KeyCache(settings.key_cache_seconds),
+            rate_limited=ratelimit.enabled(settings, root),
         )
         app.state.agentkeep = state
         worker = RunWorker(root, settings)
@@ -105,6 +107,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 state.scheduler = BackupScheduler(root, settings)
                 state.scheduler.start()
             log_start(settings, root, bootstrap)
+            if state.rate_limited:
+                log.info(
+                    "rate limiting: %d requests per key per %d ms",
+                    settings.rate_limit_max_requests,
+                    settings.rate_limit_window_ms,
+                )
             yield
         finally:
             if state.scheduler is not None:

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from agentkeep.config import Settings
 from agentkeep.server.errors import ApiError
+from agentkeep.server.ratelimit import check_rate_limit
 from agentkeep.store import Store
 from agentkeep.store.api_keys import ADMIN_TENANT, KeyCache, hash_key, resolve_hash
 
@@ -34,6 +35,7 @@ class ServiceState:
     worker: Any = None  # agentkeep.runner.RunWorker once started
     keys: KeyCache = field(default_factory=lambda: KeyCache(0.0))  # stored keys resolved lately
     scheduler: Any = None  # agentkeep.lifecycle.schedule.BackupScheduler when backups are on
+    rate_limited: bool = False  # requests counted per key (agentkeep.server.ratelimit)
     _tenants: dict[str, Store] = field(default_factory=dict)
 
     def tenant(self, tenant_id: str) -> Store:
@@ -62,6 +64,8 @@ async def tenant_store(request: Request) -> Store:
 
     Bootstrap keys resolve in memory; stored keys with one indexed read in a
     worker thread, then from ``state.keys`` for ``AGENTKEEP_KEY_CACHE_SECONDS``.
+    With rate limiting on, the request is then counted against its key (one
+    upsert; 429 over the limit).
     """
     state = service_state(request)
     header = request.headers.get("authorization")
@@ -87,7 +91,10 @@ async def tenant_store(request: Request) -> Store:
             "tenant APIs; use a tenant's key."
         )
     request.state.tenant_id = tenant
-    return state.tenant(tenant)
+    store = state.tenant(tenant)
+    if state.rate_limited:
+        await check_rate_limit(request, state.settings, store, digest)
+    return store
 
 
 def _bearer(request: Request) -> str:

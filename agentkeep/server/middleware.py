@@ -7,6 +7,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentkeep.server.errors import ApiError, BodyTooLarge, error_body, translate_error
+from agentkeep.server.ratelimit import pending_headers
 
 __all__ = ["GuardMiddleware"]
 
@@ -54,6 +55,15 @@ class GuardMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                extra = pending_headers(scope)
+                if extra:
+                    present = {name.lower() for name, _ in message.get("headers", [])}
+                    added = [
+                        (k.encode(), v.encode())
+                        for k, v in extra.items()
+                        if k.encode() not in present
+                    ]
+                    message = {**message, "headers": [*message.get("headers", []), *added]}
             await send(message)
 
         try:

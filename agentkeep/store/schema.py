@@ -560,3 +560,13 @@ erasures = sa.Table(
     _micros("created_at"),
     sa.PrimaryKeyConstraint("tenant_id", "id"),
 )
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    _tenant(),
+    sa.Column("key", sa.String(128), nullable=False),
+    _micros("window_start"),
+    sa.Column("hits", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "key"),
+    info={"export": False},  # counters of the current window: never exported, copied or restored
+)

@@ -31,6 +31,7 @@ from agentkeep.store.erasure import erase_user
 from agentkeep.store.events import Events
 from agentkeep.store.locks import hold_lock
 from agentkeep.store.messages import Messages
+from agentkeep.store.rate_limits import RateLimits
 from agentkeep.store.responses import Responses
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
@@ -79,6 +80,7 @@ class Store:
         self.stats = Stats(core, tenant_id)
         self.checkpoints = Checkpoints(core, tenant_id)
         self.backups = Backups(core, tenant_id)
+        self.rate_limits = RateLimits(core, tenant_id)
 
     @property
     def backend(self) -> str:

@@ -118,6 +118,8 @@ class LiveService:
                 "AGENTKEEP_API_KEYS": ",".join(f"{t}:{k}" for t, k in self.keys.items()),
                 "AGENTKEEP_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
                 "AGENTKEEP_KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS),
+                # Tests send many requests per key; tests of the limit turn it on.
+                "AGENTKEEP_RATE_LIMIT_ENABLED": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -1,0 +1,93 @@
+"""``store.rate_limits``: request counters in fixed windows, shared by every process.
+
+One row per (tenant, key): the start of the key's current window and the
+requests counted in it. :meth:`RateLimits.hit` counts a request with one
+atomic upsert (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``): a row of
+an earlier window starts again at 1, so every process on the database sees
+the same count and none is lost. Windows are aligned on the Unix epoch
+(``now - now % window``), so every process agrees where one ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from agentkeep.errors import InvalidInput
+from agentkeep.models import RateLimitHit
+from agentkeep.models.common import from_micros, to_micros, utcnow_micros
+from agentkeep.store._base import Resource
+from agentkeep.store._validate import require_str
+from agentkeep.store.schema import rate_limits as t
+
+__all__ = ["RateLimits"]
+
+_MAX_WINDOW_MS = 86_400_000 * 366
+
+
+def _positive_int(value: object, field: str, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise InvalidInput(f"must be an integer from 1 to {maximum}", field=field)
+    return value
+
+
+class RateLimits(Resource):
+    """``store.rate_limits``: count requests per key in fixed windows."""
+
+    kind = "rate limit"
+
+    def hit(
+        self, key: str, *, limit: int, window_ms: int, now: datetime | None = None
+    ) -> RateLimitHit:
+        """Count one request of ``key`` in its current window of ``window_ms``; the result.
+
+        The request is counted even when it is over ``limit`` (``hit.allowed``
+        is then False), so a client that keeps sending stays refused until
+        the window ends. One statement.
+        """
+        name = require_str(key, "key", max_len=128)
+        limit = _positive_int(limit, "limit", 1_000_000_000)
+        window_ms = _positive_int(window_ms, "window_ms", _MAX_WINDOW_MS)
+        if now is not None and not isinstance(now, datetime):
+            raise InvalidInput("must be a datetime", field="now")
+        micros = to_micros(now) if now is not None else None
+        at = micros if micros is not None else utcnow_micros()
+        window_us = window_ms * 1000
+        start = at - at % window_us
+        insert = self._core.dialect.insert(t)
+        current = t.c.window_start >= insert.excluded.window_start
+        stmt = (
+            insert.values(tenant_id=self.tenant_id, key=name, window_start=start, hits=1)
+            .on_conflict_do_update(
+                index_elements=[t.c.tenant_id, t.c.key],
+                set_={
+                    "hits": sa.case((current, t.c.hits + 1), else_=1),
+                    "window_start": sa.case(
+                        (current, t.c.window_start), else_=insert.excluded.window_start
+                    ),
+                },
+            )
+            .returning(t.c.hits, t.c.window_start)
+        )
+        with self._core.write("counting a request") as conn:
+            hits, window_start = conn.execute(stmt).one()
+        began = from_micros(window_start)
+        reset = from_micros(window_start + window_us)
+        moment = from_micros(at)
+        assert began is not None and reset is not None and moment is not None
+        return RateLimitHit(
+            key=name,
+            limit=limit,
+            window_ms=window_ms,
+            count=int(hits),
+            window_start=began,
+            reset_at=reset,
+            now=moment,
+        )
+
+    def reset(self, key: str) -> None:
+        """Forget ``key``'s count (its next request starts a new window)."""
+        name = require_str(key, "key", max_len=128)
+        with self._core.write("resetting a rate limit") as conn:
+            conn.execute(sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.key == name))
