@@ -17,13 +17,17 @@ from agentkeep.models import (
     Agent,
     Backup,
     BackupCheck,
+    CompressionRecord,
     Event,
+    HistoryWindow,
     LLMUsage,
+    MediaCacheRecord,
     Message,
     NewMessage,
     Order,
     Page,
     RateLimitHit,
+    RecoveredFile,
     ResponseEvent,
     Run,
     RunStep,
@@ -45,6 +49,8 @@ from agentkeep.store.checkpoints import (
     StoredCheckpoint,
 )
 from agentkeep.store.events import Events
+from agentkeep.store.history import History
+from agentkeep.store.media import MediaCache
 from agentkeep.store.messages import Messages
 from agentkeep.store.rate_limits import RateLimits
 from agentkeep.store.responses import Responses
@@ -62,6 +68,8 @@ __all__ = [
     "AsyncBackups",
     "AsyncCheckpoints",
     "AsyncEvents",
+    "AsyncHistory",
+    "AsyncMediaCache",
     "AsyncMessages",
     "AsyncRateLimits",
     "AsyncResponses",
@@ -1507,3 +1515,79 @@ class AsyncRateLimits:
     async def reset(self, key: str) -> None:
         """Forget ``key``'s count (its next request starts a new window)."""
         return await asyncio.to_thread(self.sync.reset, key)
+
+
+class AsyncHistory:
+    """Awaitable twin of ``store.history`` (:class:`agentkeep.store.history.History`)."""
+
+    def __init__(self, sync: History) -> None:
+        self.sync = sync
+        self.tenant_id = sync.tenant_id
+
+    async def compressions(self, session_id: str) -> builtins.list[CompressionRecord]:
+        """The session's compression records, oldest first (KODE's ``loadCompressionRecords``)."""
+        return await asyncio.to_thread(self.sync.compressions, session_id)
+
+    async def delete(self, session_id: str, *, kind: str | None = None) -> int:
+        """Delete the session's records (of one ``kind`` if given); how many went."""
+        return await asyncio.to_thread(self.sync.delete, session_id, kind=kind)
+
+    async def recovered_files(self, session_id: str) -> builtins.list[RecoveredFile]:
+        """The session's recovered files, oldest first (KODE's ``loadRecoveredFiles``)."""
+        return await asyncio.to_thread(self.sync.recovered_files, session_id)
+
+    async def save_compression(
+        self, session_id: str, record: CompressionRecord | dict[str, Any]
+    ) -> CompressionRecord:
+        """Store a compression record (KODE's ``saveCompressionRecord``)."""
+        return await asyncio.to_thread(self.sync.save_compression, session_id, record)
+
+    async def save_recovered_file(
+        self, session_id: str, file: RecoveredFile | dict[str, Any]
+    ) -> RecoveredFile:
+        """Store a recovered file (KODE's ``saveRecoveredFile``); the same ``path`` replaces it."""
+        return await asyncio.to_thread(self.sync.save_recovered_file, session_id, file)
+
+    async def save_window(
+        self, session_id: str, window: HistoryWindow | dict[str, Any]
+    ) -> HistoryWindow:
+        """Store a history window (KODE's ``saveHistoryWindow``); the same ``id`` replaces it."""
+        return await asyncio.to_thread(self.sync.save_window, session_id, window)
+
+    async def windows(self, session_id: str) -> builtins.list[HistoryWindow]:
+        """The session's history windows, oldest first (KODE's ``loadHistoryWindows``)."""
+        return await asyncio.to_thread(self.sync.windows, session_id)
+
+
+class AsyncMediaCache:
+    """Awaitable twin of ``store.media`` (:class:`agentkeep.store.media.MediaCache`)."""
+
+    def __init__(self, sync: MediaCache) -> None:
+        self.sync = sync
+        self.tenant_id = sync.tenant_id
+
+    async def delete(self, session_id: str, key: str) -> None:
+        """Delete one record; ``NotFound`` if there is none."""
+        return await asyncio.to_thread(self.sync.delete, session_id, key)
+
+    async def get(self, session_id: str, key: str) -> MediaCacheRecord:
+        """One record with its bytes; ``NotFound`` if there is none."""
+        return await asyncio.to_thread(self.sync.get, session_id, key)
+
+    async def list(
+        self, session_id: str, *, with_data: bool = False
+    ) -> builtins.list[MediaCacheRecord]:
+        """The session's records, oldest first (KODE's ``loadMediaCache``); bytes only if asked."""
+        return await asyncio.to_thread(self.sync.list, session_id, with_data=with_data)
+
+    async def put(
+        self, session_id: str, record: MediaCacheRecord | dict[str, Any]
+    ) -> MediaCacheRecord:
+        """Add one record, or replace the one with its ``key``."""
+        return await asyncio.to_thread(self.sync.put, session_id, record)
+
+    async def save(
+        self, session_id: str, records: Sequence[MediaCacheRecord | dict[str, Any]]
+    ) -> builtins.list[MediaCacheRecord]:
+        """Replace the session's whole cache with ``records`` (KODE's ``saveMediaCache``)."""
+        return await asyncio.to_thread(self.sync.save, session_id, records)

@@ -19,6 +19,8 @@ from agentkeep._aio_resources import (
     AsyncBackups,
     AsyncCheckpoints,
     AsyncEvents,
+    AsyncHistory,
+    AsyncMediaCache,
     AsyncMessages,
     AsyncRateLimits,
     AsyncResponses,
@@ -59,6 +61,8 @@ class AsyncStore:
         self.checkpoints = AsyncCheckpoints(store.checkpoints)
         self.backups = AsyncBackups(store.backups)
         self.rate_limits = AsyncRateLimits(store.rate_limits)
+        self.history = AsyncHistory(store.history)
+        self.media = AsyncMediaCache(store.media)
 
     @property
     def backend(self) -> str:

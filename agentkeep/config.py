@@ -17,6 +17,7 @@ from agentkeep.errors import InvalidInput
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "Pool",
+    "RecordLimits",
     "Settings",
     "display_url",
     "normalize_url",
@@ -195,6 +196,21 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class RecordLimits:
+    """Largest media file and session record a store accepts (``store.media``, ``store.history``)."""
+
+    media_max_bytes: int = 20 * 1024 * 1024
+    record_max_bytes: int = 8 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> RecordLimits:
+        return cls(
+            media_max_bytes=_at_least_one(env, cls.media_max_bytes, "AGENTKEEP_MEDIA_MAX_BYTES"),
+            record_max_bytes=_at_least_one(env, cls.record_max_bytes, "AGENTKEEP_RECORD_MAX_BYTES"),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything agentkeep reads from the environment, with its default."""
 
@@ -203,6 +219,7 @@ class Settings:
     auto_migrate: bool | None = None
     db_schema: str | None = None
     pool: Pool = field(default_factory=Pool)
+    limits: RecordLimits = field(default_factory=RecordLimits)
     api_keys: str = ""
     llm_base_url: str | None = None
     llm_api_key: str | None = None
@@ -237,6 +254,7 @@ class Settings:
             auto_migrate=None if auto in (None, "") else _bool(auto, False),
             db_schema=e.get("AGENTKEEP_DB_SCHEMA") or None,
             pool=Pool.from_env(e),
+            limits=RecordLimits.from_env(e),
             api_keys=e.get("AGENTKEEP_API_KEYS", ""),
             llm_base_url=e.get("AGENTKEEP_LLM_BASE_URL") or None,
             llm_api_key=e.get("AGENTKEEP_LLM_API_KEY") or None,

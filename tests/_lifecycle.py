@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ __all__ = ["empty_url", "entity_lines", "populate"]
 def populate(
     store: Store, *, user: str = "alice", secret: str = "the secret plan"
 ) -> dict[str, Any]:
-    """One of everything, for ``user``: agent, session, messages, run, step, event, tool call, usage, snapshot (with a kept message), state."""
+    """One of everything, for ``user``: agent, session, messages, run, step, event, tool call,
+    usage, snapshot (with a kept message), state, checkpoint, history window, recovered file,
+    media."""
     agent = store.agents.create(model="gpt-4o-mini", name="helper")
     session = store.sessions.create(agent_id=agent.id, user_id=user, title=f"{user}'s chat")
     said = store.messages.append(session.id, "user", f"{user} says: {secret}")
@@ -51,6 +54,29 @@ def populate(
         channel_versions={"messages": "1"},
         blobs=[ChannelBlob("messages", "1", Blob("bytes", b"\x80" + secret.encode()))],
         run_id=run.id,
+    )
+    now = datetime.now(UTC)
+    store.history.save_window(  # KODE's records of the session, and a media file's bytes
+        session.id,
+        {
+            "id": "win-1",
+            "messages": [{"role": "user", "content": secret}],
+            "events": [],
+            "stats": {"message_count": 1, "token_count": 5, "event_count": 0},
+            "timestamp": now,
+        },
+    )
+    store.history.save_recovered_file(
+        session.id, {"path": "notes.md", "content": secret, "mtime": now, "timestamp": now}
+    )
+    store.media.put(
+        session.id,
+        {
+            "key": "img-1",
+            "provider": "openai",
+            "mime_type": "image/png",
+            "data": b"\x89PNG\x00" + secret.encode(),
+        },
     )
     return {"agent": agent, "session": session, "run": run}
 

@@ -3,6 +3,14 @@
 from agentkeep.models.agents import Agent
 from agentkeep.models.common import JSONValue, Order, Page
 from agentkeep.models.events import CHANNELS, EVENT_TYPES, Channel, Event
+from agentkeep.models.history import (
+    CompressionConfig,
+    CompressionRecord,
+    HistoryStats,
+    HistoryWindow,
+    MediaCacheRecord,
+    RecoveredFile,
+)
 from agentkeep.models.lifecycle import Backup, BackupCheck, ErasureReceipt
 from agentkeep.models.messages import BLOCK_TYPES, ROLES, Message, NewMessage, Role
 from agentkeep.models.rate_limits import RateLimitHit
@@ -60,20 +68,26 @@ __all__ = [
     "Backup",
     "BackupCheck",
     "Channel",
+    "CompressionConfig",
+    "CompressionRecord",
     "ConsistencyIssue",
     "ConsistencyReport",
     "CostSource",
     "ErasureReceipt",
     "Event",
     "Health",
+    "HistoryStats",
+    "HistoryWindow",
     "JSONValue",
     "LLMUsage",
+    "MediaCacheRecord",
     "Message",
     "NewMessage",
     "OperationMetrics",
     "Order",
     "Page",
     "RateLimitHit",
+    "RecoveredFile",
     "ResponseEvent",
     "ResponseStatus",
     "Role",

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
+from agentkeep.config import RecordLimits
 from agentkeep.errors import AgentkeepError, Conflict
 from agentkeep.store._errors import translating
 from agentkeep.store._steps import Op, Read, Steps, run_steps
@@ -82,6 +83,8 @@ class Core:
         self._aio: AsyncConnections | None = None
         self.counters = StoreCounters()
         """Operation counts and latencies of this store in this process (``store.get_metrics()``)."""
+        self.limits = RecordLimits()
+        """Size limits of media and session records (``AGENTKEEP_MEDIA_MAX_BYTES``, ...)."""
 
     def _current(self) -> Connection | None:
         return self._local.conn

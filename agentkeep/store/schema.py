@@ -570,3 +570,46 @@ rate_limits = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "key"),
     info={"export": False},  # counters of the current window: never exported, copied or restored
 )
+
+# KODE's history windows, compression records and recovered files of a session
+# (kind: history_window, compression, recovered_file), typed by store.history.
+session_records = sa.Table(
+    "session_records",
+    metadata,
+    _tenant(),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("id", sa.String(512), nullable=False),
+    _json("value"),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+    _micros("recorded_at"),
+    _micros("created_at"),
+    _micros("updated_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "session_id", "kind", "id"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+    ),
+    sa.Index(None, "tenant_id", "session_id", "kind", "recorded_at"),
+)
+
+# KODE's media cache of a session: what a provider holds for a file, and the
+# file's bytes when they are kept here (a BLOB / bytea, never base64 in JSON).
+media_cache = sa.Table(
+    "media_cache",
+    metadata,
+    _tenant(),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(512), nullable=False),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("mime_type", sa.String(256), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("file_id", sa.String(512)),
+    sa.Column("file_uri", sa.Text()),
+    sa.Column("data", sa.LargeBinary()),
+    _micros("created_at"),
+    _micros("updated_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "session_id", "key"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "session_id"], ["sessions.tenant_id", "sessions.id"], ondelete="CASCADE"
+    ),
+)

@@ -29,7 +29,9 @@ from agentkeep.store.consistency import check_consistency
 from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.erasure import erase_user
 from agentkeep.store.events import Events
+from agentkeep.store.history import History
 from agentkeep.store.locks import hold_lock
+from agentkeep.store.media import MediaCache
 from agentkeep.store.messages import Messages
 from agentkeep.store.rate_limits import RateLimits
 from agentkeep.store.responses import Responses
@@ -81,6 +83,8 @@ class Store:
         self.checkpoints = Checkpoints(core, tenant_id)
         self.backups = Backups(core, tenant_id)
         self.rate_limits = RateLimits(core, tenant_id)
+        self.history = History(core, tenant_id)
+        self.media = MediaCache(core, tenant_id)
 
     @property
     def backend(self) -> str:
@@ -310,4 +314,6 @@ def connect(
     except BaseException:
         dialect.dispose()
         raise
-    return Store(Core(dialect, dialect.url if dialect.schema else normalize_url(url)), tenant)
+    core = Core(dialect, dialect.url if dialect.schema else normalize_url(url))
+    core.limits = settings.limits
+    return Store(core, tenant)
