@@ -383,7 +383,9 @@ def statements(url: str, ref_url: str) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with agentkeep.connect(url) as root:
         _, key = create_key(root, tenant=TENANT, name="bench")
-    settings = Settings.from_env({**os.environ, "AGENTKEEP_DATABASE_URL": url})
+    settings = Settings.from_env(
+        {**os.environ, "AGENTKEEP_DATABASE_URL": url, "AGENTKEEP_RATE_LIMIT_ENABLED": "0"}
+    )
     os.environ.update(REFERENCE_DATABASE_URL=ref_url, REFERENCE_API_KEY=API_KEY)
     import benchmarks.reference_app as reference
 
