@@ -1382,10 +1382,17 @@ class AsyncCheckpoints:
         return await asyncio.to_thread(self.sync.delete_thread, thread_id)
 
     async def get(
-        self, thread_id: str, checkpoint_ns: str = "", checkpoint_id: str | None = None
+        self,
+        thread_id: str,
+        checkpoint_ns: str = "",
+        checkpoint_id: str | None = None,
+        *,
+        have: Callable[[str, str, str, str], bool] | None = None,
     ) -> StoredCheckpoint | None:
         """A checkpoint (the newest of the namespace without ``checkpoint_id``), or None."""
-        return await asyncio.to_thread(self.sync.get, thread_id, checkpoint_ns, checkpoint_id)
+        return await asyncio.to_thread(
+            self.sync.get, thread_id, checkpoint_ns, checkpoint_id, have=have
+        )
 
     async def list(
         self,
@@ -1395,6 +1402,7 @@ class AsyncCheckpoints:
         checkpoint_id: str | None = None,
         before: str | None = None,
         limit: int = 100,
+        have: Callable[[str, str, str, str], bool] | None = None,
     ) -> builtins.list[StoredCheckpoint]:
         """Checkpoints newest first (by id), of one thread or all, one namespace or all."""
         return await asyncio.to_thread(
@@ -1404,6 +1412,7 @@ class AsyncCheckpoints:
             checkpoint_id=checkpoint_id,
             before=before,
             limit=limit,
+            have=have,
         )
 
     async def prune(self, thread_ids: Sequence[str], *, keep_latest: bool = True) -> None:

@@ -49,6 +49,7 @@ class Params:
     w2_reads: int = 2000
     w3_appends: int = 3000
     w3_window: int = 200
+    w3_interleave: bool = False  # time the last window beside a fresh session's first (below)
     w4_total: int = 100_000
     w4_batch: int = 100
     w4_sessions: int = 100
@@ -156,6 +157,8 @@ async def w2_read_recent(sys_: System, p: Params) -> dict[str, Any]:
 
 
 async def w3_growth(sys_: System, p: Params) -> dict[str, Any]:
+    if p.w3_interleave:
+        return await _w3_interleaved(sys_, p)
     s = await sys_.new_session(0)
     times: list[float] = []
     deadline = time.perf_counter() + p.cap
@@ -176,6 +179,44 @@ async def w3_growth(sys_: System, p: Params) -> dict[str, Any]:
         "partial": len(times) < p.w3_appends,
         "first_us": first * 1e6,
         "last_us": last * 1e6,
+    }
+
+
+async def _w3_interleaved(sys_: System, p: Params) -> dict[str, Any]:
+    """Growth measured side by side: the last ``w3_window`` appends of a session of
+    ``w3_appends`` alternate with the first appends of a fresh session.
+
+    Both windows then run under the same load of the machine: on a shared
+    machine whose speed drifts over a run, first-then-last measures the drift.
+    """
+    long = await sys_.new_session(0)
+    deadline = time.perf_counter() + p.cap * 10  # the point is the length: a generous cap
+    w = min(p.w3_window, p.w3_appends // 2)
+    done = 0
+    for i in range(p.w3_appends - w):
+        await sys_.append(long, role(i), text(i))
+        done += 1
+        if time.perf_counter() > deadline:
+            break
+    fresh = await sys_.new_session(1)
+    last: list[float] = []
+    first: list[float] = []
+    for k in range(w):
+        pair = [(long, done + k, last), (fresh, k, first)]
+        for session, i, times in pair if k % 2 == 0 else pair[::-1]:
+            t0 = time.perf_counter()
+            await sys_.append(session, role(i), text(i))
+            times.append(time.perf_counter() - t0)
+    f, lst = statistics.fmean(first), statistics.fmean(last)
+    return {
+        "value": lst / f,
+        "unit": "last/first",
+        "done": done + w,
+        "elapsed": sum(first) + sum(last),
+        "partial": done + w < p.w3_appends,
+        "first_us": f * 1e6,
+        "last_us": lst * 1e6,
+        "interleaved": True,
     }
 
 

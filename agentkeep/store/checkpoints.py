@@ -3,9 +3,14 @@
 A checkpoint row holds what is small (which version each channel is at, what
 each node saw, metadata); each channel value is stored once per version, so a
 step writes only the channels it changed. A list channel that only grew since
-its last stored version is stored as the appended items, pointing at that base
-version: a turn writes what the turn added, not the whole conversation again.
-Reading walks those links back to the last full value (one recursive query).
+an earlier stored version is stored as the items appended since, pointing at
+that base version: a turn writes what the turn added, not the whole
+conversation again. Reading walks those links back to the last full value (one
+recursive query). The caller numbers a chain's values (``seq``: 0 for the full
+value) and picks each one's base so the walk stays short: the LangGraph saver
+bases value ``n`` on value ``n & (n - 1)`` (a Fenwick tree), so a read touches
+at most one row per set bit of ``n`` and a write carries, on average, a few
+steps' items.
 
 Values arrive serialized (``Blob``: the serializer's type tag and bytes); this
 module never decodes them. ``agentkeep.integrations.langgraph`` turns these
@@ -15,7 +20,7 @@ rows into LangGraph's checkpoint tuples.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,7 +35,14 @@ from agentkeep.store.schema import graph_checkpoint_blobs as tb
 from agentkeep.store.schema import graph_checkpoint_writes as tw
 from agentkeep.store.schema import graph_checkpoints as tc
 
-__all__ = ["Blob", "ChannelBlob", "Checkpoints", "PendingWrite", "StoredCheckpoint"]
+__all__ = [
+    "Blob",
+    "ChannelBlob",
+    "Checkpoints",
+    "PendingWrite",
+    "StoredCheckpoint",
+    "ValuePart",
+]
 
 _MAX_CHAIN = 1_000_000  # bounds the walk of a damaged (cyclic) chain
 
@@ -51,6 +63,7 @@ def _chain_statement() -> sa.Select[Any]:
             tb.c.version.label("tip"),
             tb.c.version,
             tb.c.base_version,
+            tb.c.seq,
             tb.c.type,
             tb.c.blob,
             sa.literal(0).label("depth"),
@@ -69,6 +82,7 @@ def _chain_statement() -> sa.Select[Any]:
             anchor.c.tip,
             base.c.version,
             base.c.base_version,
+            base.c.seq,
             base.c.type,
             base.c.blob,
             anchor.c.depth + 1,
@@ -126,12 +140,25 @@ class Blob(NamedTuple):
 
 class ChannelBlob(NamedTuple):
     """A channel's value at a version; with ``base_version``, only the items
-    appended to the list stored at that version of the same channel."""
+    appended to the list stored at that version of the same channel.
+
+    ``seq``: the value's number in its chain of deltas (0: a full value), kept
+    for the caller to choose the next base; None when it does not number them.
+    """
 
     channel: str
     version: str
     value: Blob
     base_version: str | None = None
+    seq: int | None = None
+
+
+class ValuePart(NamedTuple):
+    """One stored row of a channel's value: the full value or the items appended at ``version``."""
+
+    version: str
+    seq: int | None
+    value: Blob
 
 
 class PendingWrite(NamedTuple):
@@ -149,7 +176,9 @@ class StoredCheckpoint:
     """One checkpoint with its channel values and pending writes.
 
     ``channels`` maps each channel to its parts, oldest first: a full value,
-    then the items appended at each later version (usually just the first).
+    then the items appended at each later version of its chain (at most one
+    per set bit of the value's ``seq``). A channel the reader said it already
+    has (``have``) is left out.
     """
 
     thread_id: str
@@ -159,7 +188,7 @@ class StoredCheckpoint:
     checkpoint: Blob
     metadata: Blob
     channel_versions: dict[str, str]
-    channels: dict[str, list[Blob]]
+    channels: dict[str, list[ValuePart]]
     writes: list[PendingWrite]
 
 
@@ -227,6 +256,7 @@ class Checkpoints(Resource):
                             "type": b.value.type,
                             "blob": b.value.data,
                             "base_version": b.base_version,
+                            "seq": b.seq,
                         }
                         for b in blobs
                     ],
@@ -296,28 +326,47 @@ class Checkpoints(Resource):
     # --- reads ------------------------------------------------------------------------
 
     def get(
-        self, thread_id: str, checkpoint_ns: str = "", checkpoint_id: str | None = None
+        self,
+        thread_id: str,
+        checkpoint_ns: str = "",
+        checkpoint_id: str | None = None,
+        *,
+        have: Callable[[str, str, str, str], bool] | None = None,
     ) -> StoredCheckpoint | None:
-        """A checkpoint (the newest of the namespace without ``checkpoint_id``), or None."""
+        """A checkpoint (the newest of the namespace without ``checkpoint_id``), or None.
+
+        ``have(thread_id, checkpoint_ns, channel, version)``: true for a value
+        the caller holds already; it is not read (and absent from ``channels``).
+        """
         key = self._key(thread_id, checkpoint_ns)
         with self._core.read() as conn:
             if checkpoint_id is None:
                 rows = list(conn.execute(_LATEST, key).mappings())
             else:
                 rows = list(conn.execute(_ONE, {**key, "checkpoint_id": checkpoint_id}).mappings())
-            found = self._complete(conn, rows)
+            found = self._complete(conn, rows, have)
         return found[0] if found else None
 
-    def _complete(self, conn: Connection, rows: Sequence[Any]) -> list[StoredCheckpoint]:
+    def _complete(
+        self,
+        conn: Connection,
+        rows: Sequence[Any],
+        have: Callable[[str, str, str, str], bool] | None = None,
+    ) -> list[StoredCheckpoint]:
         """Checkpoint rows with their channel values and writes (two queries per thread)."""
         groups: dict[tuple[str, str], list[Any]] = {}
         for r in rows:
             groups.setdefault((r["thread_id"], r["checkpoint_ns"]), []).append(r)
-        values: dict[tuple[str, str, str, str], list[Blob]] = {}
+        values: dict[tuple[str, str, str, str], list[ValuePart]] = {}
         writes: dict[tuple[str, str, str], list[PendingWrite]] = {}
         for (thread_id, ns), group in groups.items():
             key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": ns}
-            wanted = {(ch, str(v)) for r in group for ch, v in r["channel_versions"].items()}
+            wanted = {
+                (ch, str(v))
+                for r in group
+                for ch, v in r["channel_versions"].items()
+                if have is None or not have(thread_id, ns, ch, str(v))
+            }
             for (ch, v), parts in self._chains(conn, key, wanted).items():
                 values[(thread_id, ns, ch, v)] = parts
             ids = [r["checkpoint_id"] for r in group]
@@ -351,14 +400,14 @@ class Checkpoints(Resource):
 
     def _chains(
         self, conn: Connection, key: dict[str, str], wanted: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], list[Blob]]:
+    ) -> dict[tuple[str, str], list[ValuePart]]:
         """For each (channel, version): its value's parts, from the full value to that version."""
-        out: dict[tuple[str, str], list[Blob]] = {}
+        out: dict[tuple[str, str], list[ValuePart]] = {}
         for r in self._chain_rows(conn, key, wanted):
             parts = out.setdefault((r["channel"], r["tip"]), [])
             if not parts and r["base_version"] is not None:
                 raise NotFound("checkpoint channel value", f"{r['channel']}@{r['base_version']}")
-            parts.append(Blob(r["type"], r["blob"] or b""))
+            parts.append(ValuePart(r["version"], r["seq"], Blob(r["type"], r["blob"] or b"")))
         return out
 
     @staticmethod
@@ -499,10 +548,12 @@ class Checkpoints(Resource):
         checkpoint_id: str | None = None,
         before: str | None = None,
         limit: int = 100,
+        have: Callable[[str, str, str, str], bool] | None = None,
     ) -> list[StoredCheckpoint]:
         """Checkpoints newest first (by id), of one thread or all, one namespace or all.
 
-        ``before``: only ids below it (pass the last id of a page to read on).
+        ``before``: only ids below it (pass the last id of a page to read on);
+        ``have``: as for :meth:`get`.
         """
         check_limit(limit)
         where: list[sa.ColumnElement[bool]] = [tc.c.tenant_id == self.tenant_id]
@@ -517,4 +568,4 @@ class Checkpoints(Resource):
         order = [tc.c.checkpoint_id.desc(), tc.c.thread_id, tc.c.checkpoint_ns]
         stmt = sa.select(tc).where(*where).order_by(*order).limit(limit)
         with self._core.read() as conn:
-            return self._complete(conn, list(conn.execute(stmt).mappings()))
+            return self._complete(conn, list(conn.execute(stmt).mappings()), have)

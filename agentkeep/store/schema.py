@@ -401,7 +401,9 @@ api_keys = sa.Table(
 # (versions, what each node saw) and names its channels' versions; each value
 # is stored once per (channel, version) in graph_checkpoint_blobs, so a step
 # writes only the channels it changed. A blob with ``base_version`` holds only
-# the items appended to the list stored at that version of the same channel.
+# the items appended to the list stored at that version of the same channel;
+# ``seq`` numbers the values of such a chain (0: the full value) so the writer
+# can keep every chain short (see agentkeep/store/checkpoints.py).
 
 
 def _thread_key() -> tuple[sa.Column[str], sa.Column[str]]:
@@ -445,6 +447,7 @@ graph_checkpoint_blobs = sa.Table(
     sa.Column("type", sa.String(32), nullable=False),
     sa.Column("blob", sa.LargeBinary()),
     sa.Column("base_version", sa.String(64)),
+    sa.Column("seq", sa.Integer()),
     sa.PrimaryKeyConstraint("tenant_id", "thread_id", "checkpoint_ns", "channel", "version"),
 )
 

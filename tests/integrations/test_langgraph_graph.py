@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 from langchain_core.language_models.fake_chat_models import (
@@ -82,12 +83,7 @@ def test_graph_with_a_tool_keeps_the_conversation(store: Store) -> None:
     assert steps == sorted(steps, reverse=True) and len(history) > 9
 
 
-def test_a_turn_stores_only_what_it_appended(store: Store) -> None:
-    saver = AgentkeepSaver(store)
-    graph = _graph(saver, FakeMessagesListChatModel(responses=_script()))
-    thread = f"t{next(_ids)}"
-    for n in range(4):
-        _turn(graph, thread, n)
+def _message_rows(store: Store, thread: str) -> dict[str, Any]:
     with store._core.read() as conn:  # the rows themselves: deltas point at their base
         rows = (
             conn.execute(
@@ -100,10 +96,35 @@ def test_a_turn_stores_only_what_it_appended(store: Store) -> None:
             .mappings()
             .all()
         )
-    full = [r for r in rows if r["base_version"] is None]
-    assert len(full) == 1 and len(rows) > 10
-    biggest = max(len(r["blob"]) for r in rows if r["base_version"] is not None)
-    assert biggest < len(full[0]["blob"]) * 3  # one step's messages, never the whole thread
+    return {r["version"]: r for r in rows}
+
+
+def test_a_turn_stores_what_it_appended_and_a_read_walks_few_rows(store: Store) -> None:
+    saver = AgentkeepSaver(store)
+    script = _script()
+    graph = _graph(saver, FakeMessagesListChatModel(responses=script))
+    thread = f"t{next(_ids)}"
+    for n in range(6):
+        _turn(graph, thread, n)
+    # A new saver (as after a restart) reads the chain back and continues it.
+    later = _graph(AgentkeepSaver(store), FakeMessagesListChatModel(responses=script[12:]))
+    for n in range(6, 12):
+        messages = _turn(later, thread, n)
+    rows = _message_rows(store, thread)
+    assert len(rows) > 40
+    assert [v for v, r in rows.items() if r["base_version"] is None] == [min(rows)]
+    for row in rows.values():  # value n is based on value n & (n - 1): one row per set bit
+        depth, at = 1, row
+        while at["base_version"] is not None:
+            assert at["seq"] & (at["seq"] - 1) == rows[at["base_version"]]["seq"]
+            depth, at = depth + 1, rows[at["base_version"]]
+        assert depth == bin(row["seq"]).count("1") + 1
+    # Each message is written about log2(steps) times, never once per step.
+    whole = len(saver.serde.dumps_typed(messages)[1])
+    written = sum(len(r["blob"]) for r in rows.values())
+    assert written < whole * (math.log2(len(rows)) + 1) < whole * len(rows) / 4
+    fresh = _graph(AgentkeepSaver(store), FakeMessagesListChatModel(responses=script))
+    assert fresh.get_state({"configurable": {"thread_id": thread}}).values["messages"] == messages
 
 
 def test_a_deleted_base_falls_back_to_a_full_value(store: Store) -> None:
