@@ -6,7 +6,7 @@ Commands::
     agentkeep db upgrade | current | check   [-d URL]
     agentkeep stats [-d URL] [--tenant T] [--agent ID] [--since ISO] [--until ISO] [--json]
     agentkeep health [-d URL] [--json]
-    agentkeep serve [-d URL] [--host H] [--port P] [--workers N]
+    agentkeep serve [-d URL] [--host H] [--port P] [--workers N] [--log-format text|json]
     agentkeep keys create --tenant T [--name N] | list | revoke KEY_ID   [-d URL]
 
 The database URL comes from ``--database-url`` / ``-d``, else the environment

@@ -59,6 +59,14 @@ def _backup_time(value: str | None) -> str:
     return ":".join(f"{int(p):02d}" for p in parts)
 
 
+def _choice(value: str | None, name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first when unset), case-insensitive."""
+    picked = (value or choices[0]).strip().lower()
+    if picked not in choices:
+        raise InvalidInput(f"must be one of {', '.join(choices)}, not {value!r}", field=name)
+    return picked
+
+
 def _days(value: str | None, name: str, default: int | None) -> int | None:
     if value is None:
         return default
@@ -241,6 +249,8 @@ class Settings:
     backup_retention_days: int = 30
     retention_inactive_days: int | None = None
     retention_compact_events: bool = False
+    metrics_auth: str = "admin"
+    log_format: str = "text"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -296,6 +306,12 @@ class Settings:
                 None,
             ),
             retention_compact_events=_bool(e.get("AGENTKEEP_RETENTION_COMPACT_EVENTS"), False),
+            metrics_auth=_choice(
+                e.get("AGENTKEEP_METRICS_AUTH"), "AGENTKEEP_METRICS_AUTH", ("admin", "none")
+            ),
+            log_format=_choice(
+                e.get("AGENTKEEP_LOG_FORMAT"), "AGENTKEEP_LOG_FORMAT", ("text", "json")
+            ),
         )
 
     @property

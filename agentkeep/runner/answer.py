@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentkeep import metrics
 from agentkeep.models import Message, Run, RunStep
 from agentkeep.runner import ops
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
@@ -217,3 +218,4 @@ def record_call(
             cost_usd=usage.cost_usd,
             iterations=1,
         )
+    metrics.observe_usage(usage)

@@ -29,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from agentkeep import metrics
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
 from agentkeep.runner.responses import Outcome, Prepared, create_row, settle, usage_row
@@ -161,7 +162,7 @@ class ResponseRun:
             response="".join(self._text) or None,
             upstream_id=None,
         )
-        await self.db(self.store.usage.record, **row)
+        metrics.observe_usage(await self.db(self.store.usage.record, **row))
 
     def _deltas(self, texts: list[str]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from agentkeep import metrics
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models.responses import StoredResponse
@@ -257,6 +258,7 @@ def settle(
     r = prepared.response
     with store.transaction():
         usage = store.usage.record(**outcome.usage_row)
+        metrics.observe_usage(usage)
         cost: Decimal | None = usage.cost_usd
         ended: StoredResponse | None
         if not prepared.stored:

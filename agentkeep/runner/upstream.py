@@ -13,12 +13,15 @@ of the run ``last_error`` codes (``server_error``, ``rate_limit_exceeded``,
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from agentkeep import metrics
 
 __all__ = ["ChatClient", "Completion", "UpstreamError", "UpstreamToolCall", "provider_for"]
 
@@ -222,8 +225,27 @@ class ChatClient:
 
         With ``stream=False`` the upstream is asked for one JSON completion
         (less to parse when nobody watches the text arrive); ``on_delta`` then
-        gets the whole text once.
+        gets the whole text once. Each call is counted in the service's metrics.
         """
+        started = time.perf_counter()
+        try:
+            out = await self._complete(body, on_delta, stream=stream)
+        except UpstreamError as exc:
+            metrics.UPSTREAM_REQUESTS.labels(self.provider, "error").inc()
+            metrics.UPSTREAM_ERRORS.labels(self.provider, exc.code).inc()
+            raise
+        finally:
+            metrics.UPSTREAM_SECONDS.labels(self.provider).observe(time.perf_counter() - started)
+        metrics.UPSTREAM_REQUESTS.labels(self.provider, "ok").inc()
+        return out
+
+    async def _complete(
+        self,
+        body: dict[str, Any],
+        on_delta: Callable[[str], Awaitable[None]],
+        *,
+        stream: bool,
+    ) -> Completion:
         if stream:
             body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         else:

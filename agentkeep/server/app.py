@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from prometheus_client import multiprocess
+from sqlalchemy.pool import QueuePool
 
 import agentkeep
+from agentkeep import metrics
 from agentkeep.config import Settings, display_url
 from agentkeep.lifecycle.schedule import BackupScheduler
 from agentkeep.runner import RunWorker
@@ -17,6 +21,8 @@ from agentkeep.server import ratelimit
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
 from agentkeep.server.middleware import GuardMiddleware
+from agentkeep.server.observe import ObserveMiddleware
+from agentkeep.server.observe import router as metrics_router
 from agentkeep.server.openapi import install_openapi
 from agentkeep.server.routes import (
     admin,
@@ -60,6 +66,14 @@ def open_store(settings: Settings) -> Store:
     )
 
 
+def _pool_limit(store: Store) -> int:
+    """Connections the store's pool may hold at once (size plus overflow; 1 for one shared)."""
+    pool = store._core.engine.pool
+    if isinstance(pool, QueuePool):
+        return int(pool.size() + max(0, pool._max_overflow))
+    return 1
+
+
 def log_start(settings: Settings, store: Store, bootstrap: dict[str, str]) -> None:
     """Say which database and upstream the service uses, and what a first request needs."""
     log.info("agentkeep service ready on %s (%s)", display_url(store.url), store.backend)
@@ -100,6 +114,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         )
         app.state.agentkeep = state
         worker = RunWorker(root, settings)
+        unwatch = metrics.watch_pool(root._core.engine, _pool_limit(root))
         try:
             await worker.start()
             state.worker = worker
@@ -121,6 +136,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 await state.worker.stop()
             if store is None:
                 root.close()
+            unwatch()
+            if metrics.multiprocess_dir():
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     app = FastAPI(
         title="agentkeep",
@@ -132,6 +150,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ObserveMiddleware)  # outermost: it sees the guard's 413 and 500 too
     app.include_router(health.router)
     app.include_router(assistants.router)
     # Before the threads router: POST /v1/threads/runs must not match /v1/threads/{thread_id}.
@@ -143,6 +162,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(responses.router)
     app.include_router(admin.router)
     app.include_router(models.router)
+    app.include_router(metrics_router)
     install_openapi(app)
     install_ui(app, settings)
     return app

@@ -118,6 +118,15 @@ def serve_command(
             "--workers", envvar="AGENTKEEP_WORKERS", min=1, metavar="N", help="Worker processes."
         ),
     ] = 1,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            envvar="AGENTKEEP_LOG_FORMAT",
+            metavar="text|json",
+            help="text (uvicorn's lines) or json (one object per line, with request fields).",
+        ),
+    ] = None,
 ) -> None:
     """Run the OpenAI-compatible service.
 
@@ -128,6 +137,7 @@ def serve_command(
     from agentkeep.server.serving import serve
 
     url = resolve_url(database_url)
-    announce(url)
+    if (log_format or "text").lower() != "json":  # a JSON log has no plain lines
+        announce(url)
     with errors():
-        serve(host=host, port=port, workers=workers, database_url=url)
+        serve(host=host, port=port, workers=workers, database_url=url, log_format=log_format)
