@@ -52,7 +52,8 @@ test: $(STAMP) postgres ## Run the whole test suite (memory, SQLite and PostgreS
 
 coverage: $(STAMP) postgres ## The suite with line coverage of every process, service and workers too (build/coverage)
 	rm -rf build/coverage && mkdir -p build/coverage
-	status=0; export COVERAGE_FILE=$(CURDIR)/build/coverage/.coverage AGENTKEEP_TEST_START_TIMEOUT=180; \
+	status=0; export COVERAGE_FILE=$(CURDIR)/build/coverage/.coverage AGENTKEEP_TEST_START_TIMEOUT=180 \
+	  PYTHONPATH=$(CURDIR)/tests/coverage_site$${PYTHONPATH:+:$$PYTHONPATH}; \
 	$(BIN)/pytest $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)) --cov --cov-report= $(PYTEST_ARGS) || status=$$?; \
 	$(BIN)/coverage combine --quiet --append $(CURDIR)/build/coverage >/dev/null 2>&1; \
 	$(BIN)/coverage report > build/coverage/report.txt; \

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import sqlite3
 import sys
@@ -18,7 +17,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from _lifecycle import empty_url, entity_lines, populate
-from _multiproc import spawn_child
+from _multiproc import kill9, spawn_child
 
 import agentkeep
 from agentkeep import BackupFailed, Store
@@ -244,7 +243,7 @@ def test_kill_9_during_a_backup_leaves_catalog_and_directory_clean(
         lambda: partial.is_dir() and any(p.stat().st_size > 0 for p in partial.iterdir()),
         "the backup to be under way",
     )
-    os.kill(child.pid, signal.SIGKILL)
+    kill9(child)
     child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL
     assert source.backups.list() == []

@@ -6,7 +6,6 @@ On a SQLite file at each durability setting and on PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from _multiproc import spawn_child
+from _multiproc import kill9, spawn_child
 
 import agentkeep
 from agentkeep import Store
@@ -174,7 +173,7 @@ def test_sigkill_after_acknowledged_appends_loses_none(target: tuple[str, str]) 
             if line.startswith("ACK "):
                 acknowledged.update({mid: seq for mid, seq in json.loads(line[4:])})
                 if len(acknowledged) >= 300:
-                    os.kill(child.pid, signal.SIGKILL)
+                    kill9(child)
                     break
         else:
             raise AssertionError(f"the child stopped by itself: {child.communicate()[1]}")

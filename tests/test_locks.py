@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import linecache
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from _multiproc import kill9
 
 from agentkeep import AsyncStore, InvalidInput, LockTimeout, Store
 from agentkeep.models.common import utcnow_micros
@@ -318,7 +318,7 @@ def test_killing_the_holder_frees_the_lock(store: Store, tmp_path: Path) -> None
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
     with pytest.raises(LockTimeout), store.lock("singleton", wait=0.2):
         pass  # pragma: no cover
-    os.kill(proc.pid, signal.SIGKILL)
+    kill9(proc)
     finish(proc)
     started = time.monotonic()
     with store.lock("singleton", ttl=5, wait=15):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from _multiproc import kill9
 from upstream_llm import UpstreamLLM
 
 import agentkeep
@@ -183,8 +183,8 @@ class LiveService:
     def kill(self) -> None:
         """SIGKILL the server: no shutdown, no flush, like a crash."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+            kill9(self.process)
+            self.process.wait(20)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
