@@ -50,6 +50,9 @@ async def run_background(
     except Exception as exc:
         log.exception("response %s failed in the worker", response.id)
         error: dict[str, Any] = {"code": "server_error", "message": f"internal error: {exc!r}"}
-        await db(store.responses.finish, response.id, status="failed", error=error)
+        try:
+            await db(store.responses.finish, response.id, status="failed", error=error)
+        except NotFound:  # deleted meanwhile: nothing to fail
+            log.info("response %s: deleted before it could be failed", response.id)
     finally:
         notify.notify()

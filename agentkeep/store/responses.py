@@ -356,6 +356,15 @@ class Responses(Resource):
             )
         if rows:
             with self._core.write("storing response events") as conn:
+                # A response deleted meanwhile is NotFound (not a foreign-key Conflict);
+                # FOR KEY SHARE makes a concurrent delete wait for these events.
+                parent = sa.select(t.c.id).where(
+                    t.c.tenant_id == self.tenant_id, t.c.id == response_id
+                )
+                if self._core.dialect.skip_locked:
+                    parent = parent.with_for_update(read=True, key_share=True)
+                if conn.execute(parent).first() is None:
+                    raise NotFound(self.kind, response_id)
                 conn.execute(sa.insert(et), rows)
 
     def events(

@@ -118,7 +118,8 @@ async def _follow(store: Store, response_id: str, after: int) -> AsyncIterator[b
         raise
     except Exception as exc:
         error = translate_error(exc)
-        yield _sse({"type": "error", **error_body(error.message, code=error.code)["error"]})
+        # OpenAI's ``error`` event: its type is "error", not the envelope's error type.
+        yield _sse({**error_body(error.message, code=error.code)["error"], "type": "error"})
 
 
 async def _live(run: ResponseRun) -> AsyncIterator[bytes]:

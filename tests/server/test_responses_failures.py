@@ -1,0 +1,288 @@
+"""The Responses API when things go wrong: the upstream fails mid-answer, a response is
+deleted under its reader, the worker has no upstream or meets a stored row it cannot run.
+
+Each test drives a live service with the official client (or plain HTTP for the raw
+event stream) against the scripted upstream, and checks both what the client is told
+and what is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+import sqlalchemy as sa
+from live import LiveService, StartService, Tenant
+from upstream_llm import Reply, UpstreamLLM
+
+from agentkeep.store.schema import response_items
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 60.0  # how long a condition may take to come true on a loaded machine
+
+
+def _model() -> str:
+    return f"m-{secrets.token_hex(4)}"
+
+
+def _wait_status(client: openai.OpenAI, response_id: str, statuses: set[str]) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    while (current := client.responses.retrieve(response_id)).status not in statuses:
+        assert time.monotonic() < deadline, f"{response_id} is {current.status}, not {statuses}"
+        time.sleep(0.05)
+    return current
+
+
+def _sse(lines: Iterator[str]) -> Iterator[dict[str, Any] | str]:
+    """The events of an SSE body (their JSON data), and its comments (``": ..."``) as text."""
+    for line in lines:
+        if line.startswith(":"):
+            yield line
+        elif line.startswith("data: "):
+            yield json.loads(line[len("data: ") :])
+
+
+# -- the upstream fails ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "in_message"),
+    [
+        (Reply(status=503, error_message="upstream down"), "upstream down"),
+        (Reply(text="a b c d e f", drop_after=3), ""),
+        (Reply(raw=b"data: {not json\n\n"), ""),
+        (Reply(status=200, raw=b"<html>oops</html>", raw_content_type="text/html"), ""),
+    ],
+    ids=["5xx", "dropped-mid-stream", "malformed-chunk", "not-a-stream"],
+)
+def test_a_failing_upstream_fails_the_streamed_response(
+    client: openai.OpenAI,
+    upstream_llm: UpstreamLLM,
+    tenant: Tenant,
+    reply: Reply,
+    in_message: str,
+) -> None:
+    model = _model()
+    upstream_llm.script(model, reply)
+    events = list(client.responses.create(model=model, input="go", stream=True))
+    assert events[0].type == "response.created"
+    last = events[-1]
+    assert last.type == "response.failed", [e.type for e in events]
+    error = last.response.error  # type: ignore[union-attr]
+    assert error is not None and error.message
+    assert in_message in error.message
+    stored = client.responses.retrieve(last.response.id)  # type: ignore[union-attr]
+    assert stored.status == "failed"
+    assert stored.error is not None and stored.error.message == error.message
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    [usage] = tenant.service.store.tenant(tenant.id).usage.list(limit=10).items
+    assert usage.status == "error"
+
+
+def test_a_failing_upstream_fails_the_background_response(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM
+) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(status=500, error_message="the model fell over"))
+    queued = client.responses.create(model=model, input="go", background=True)
+    failed = _wait_status(client, queued.id, {"failed"})
+    assert failed.error is not None and "the model fell over" in failed.error.message
+    # A follower that comes after the end gets every stored event, the failure last.
+    events = list(client.responses.retrieve(queued.id, stream=True))
+    assert [e.type for e in events][:2] == ["response.created", "response.queued"]
+    assert events[-1].type == "response.failed"
+
+
+def test_a_rate_limited_upstream_is_a_429(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(status=429, error_message="slow down"))
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.responses.create(model=model, input="go")
+    assert "slow down" in limited.value.message
+
+
+# -- no upstream ------------------------------------------------------------------------------
+
+
+def test_without_an_upstream_a_response_is_refused_and_nothing_stored(
+    start_service: StartService,
+) -> None:
+    service = start_service("sqlite", AGENTKEEP_LLM_BASE_URL="")
+    tenant = service.new_tenant()
+    client = tenant.client()
+    for background in (False, True):
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.responses.create(model=_model(), input="hello", background=background)
+        assert refused.value.status_code == 503
+        assert refused.value.code == "no_upstream"
+        assert "AGENTKEEP_LLM_BASE_URL" in refused.value.message
+    store = service.store.tenant(tenant.id)
+    assert store.usage.list(limit=10).items == []
+    with service.store._core.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT count(*) FROM responses WHERE tenant_id = :t"), {"t": tenant.id}
+        ).scalar()
+    assert rows == 0
+
+
+# -- the worker cannot run a queued response ---------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_queued_response_the_worker_cannot_run_is_failed_not_lost(
+    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
+) -> None:
+    """A response queued by one process is run by whichever worker claims it first.
+
+    One service with an upstream runs one response at a time and is kept busy; a second
+    service on the same database, without an upstream, claims the next queued response
+    and fails it (it does not drop it, nor leave it queued forever). Then a queued
+    response whose stored input cannot be turned into a request is failed with the
+    internal error, and the worker goes on to the next one.
+    """
+    busy = start_service(backend, AGENTKEEP_RUN_CONCURRENCY="1")
+    tenant = busy.new_tenant()
+    client = tenant.client()
+    model = _model()
+    release = threading.Event()
+    upstream_llm.script(
+        model,
+        Reply(text="held answer", hold=release, hold_after=1),
+        Reply(text="after the broken one"),
+    )
+    try:
+        held = client.responses.create(model=model, input="hold", background=True)
+        _wait_status(client, held.id, {"in_progress"})  # the busy service's only slot
+
+        orphan = client.responses.create(model=model, input="nobody can run me", background=True)
+        assert client.responses.retrieve(orphan.id).status == "queued"
+        bare = LiveService(
+            backend=backend,
+            database_url=busy.database_url,
+            log_path=busy.log_path.with_name("bare.log"),
+            upstream=None,
+            env={"AGENTKEEP_LLM_BASE_URL": ""},
+        )
+        bare.start()
+        try:
+            failed = _wait_status(client, orphan.id, {"failed", "completed"})
+        finally:
+            bare.close()
+        assert failed.status == "failed"
+        assert failed.error is not None
+        assert failed.error.message == "no upstream LLM is configured"
+        assert failed.error.code == "server_error"
+        assert upstream_llm.requests_for(model)[-1]["messages"][-1]["content"] == "hold"
+
+        broken = client.responses.create(model=model, input="break me", background=True)
+        after = client.responses.create(model=model, input="after", background=True)
+        with busy.store._core.engine.begin() as conn:  # a function call without its call_id
+            changed = conn.execute(
+                sa.update(response_items)
+                .where(
+                    response_items.c.tenant_id == tenant.id,
+                    response_items.c.response_id == broken.id,
+                )
+                .values(item={"type": "function_call", "name": "f", "arguments": "{}"})
+            ).rowcount
+        assert changed == 1
+        release.set()
+        assert _wait_status(client, held.id, {"completed"}).output_text == "held answer"
+        internal = _wait_status(client, broken.id, {"failed", "completed"})
+        assert internal.status == "failed"
+        assert internal.error is not None
+        assert internal.error.message.startswith("internal error: KeyError(")
+        assert "call_id" in internal.error.message
+        assert f"response {broken.id} failed in the worker" in busy.log()
+        done = _wait_status(client, after.id, {"completed", "failed"})
+        assert (done.status, done.output_text) == ("completed", "after the broken one")
+    finally:
+        release.set()
+
+
+# -- the response goes away under its reader ----------------------------------------------------
+
+
+def test_deleting_a_running_background_response_ends_its_stream_and_its_run(
+    service: LiveService, tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    client = tenant.client()
+    model = _model()
+    release = threading.Event()
+    upstream_llm.script(model, Reply(text="one two three four", hold=release, hold_after=2))
+    try:
+        queued = client.responses.create(model=model, input="go", background=True)
+        with (
+            tenant.http() as http,
+            http.stream(
+                "GET", f"/v1/responses/{queued.id}", params={"stream": "true"}, timeout=WAIT_S
+            ) as stream,
+        ):
+            assert stream.status_code == 200
+            events = _sse(stream.iter_lines())
+            seen: list[str] = []
+            for event in events:  # until the answer is provably under way
+                assert isinstance(event, dict)
+                seen.append(event["type"])
+                if event["type"] == "response.output_text.delta":
+                    break
+            client.responses.delete(queued.id)
+            release.set()  # the worker's next write meets a deleted response
+            rest = [e for e in events if isinstance(e, dict)]
+        assert seen[:3] == ["response.created", "response.queued", "response.in_progress"]
+        assert rest, "the stream ended without a word"
+        assert rest[-1]["type"] == "error"
+        assert rest[-1]["message"] == f"No response found with id '{queued.id}'."
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(queued.id)
+        # The worker drops the deleted response: no internal error, nothing written back.
+        deadline = time.monotonic() + WAIT_S
+        while f"response {queued.id}: " not in service.log():
+            assert time.monotonic() < deadline, service.log()
+            time.sleep(0.05)
+        assert f"response {queued.id} failed in the worker" not in service.log()
+    finally:
+        release.set()
+
+
+def test_a_quiet_stream_is_kept_alive(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+    """A follower waiting on a silent upstream gets SSE comments, so proxies keep the line."""
+    client = tenant.client()
+    model = _model()
+    release = threading.Event()
+    upstream_llm.script(model, Reply(text="finally", hold=release, hold_after=0))
+    try:
+        queued = client.responses.create(model=model, input="go", background=True)
+        with (
+            tenant.http() as http,
+            http.stream(
+                "GET", f"/v1/responses/{queued.id}", params={"stream": "true"}, timeout=WAIT_S
+            ) as stream,
+        ):
+            events = _sse(stream.iter_lines())
+            for event in events:
+                if event == ": keep-alive":
+                    break
+            else:
+                raise AssertionError("the stream ended without a keep-alive")
+            release.set()
+            rest = [e for e in events if isinstance(e, dict)]
+        assert rest[-1]["type"] == "response.completed"
+        assert rest[-1]["response"]["output"][0]["content"][0]["text"] == "finally"
+    finally:
+        release.set()
+
+
+def test_streaming_an_unknown_response_is_a_404_before_the_stream(tenant: Tenant) -> None:
+    with tenant.http() as http:
+        response = http.get("/v1/responses/resp_nope", params={"stream": "true"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["message"] == "No response found with id 'resp_nope'."
