@@ -144,6 +144,20 @@ def test_tenants_are_apart(store: Store) -> None:
     assert store.tenant("other").responses.find_items(["msg_in1"]) == {}
 
 
+def test_events_of_a_deleted_or_unknown_response_are_not_found(store: Store) -> None:
+    """A writer still streaming a response someone deleted gets NotFound, nothing stored."""
+    response = _turn(store, 1)
+    event = {"type": "response.e0", "sequence_number": 0}
+    store.responses.delete(response)
+    for ident in (response, "resp_never"):
+        with pytest.raises(NotFound):
+            store.responses.append_events(ident, [event])
+    mine = _turn(store, 2)
+    with pytest.raises(NotFound):  # another tenant's response is not there either
+        store.tenant("other").responses.append_events(mine, [event])
+    assert store.responses.events(mine) == []
+
+
 async def test_async_twin(astore: AsyncStore) -> None:
     response = await astore.responses.create(model="m", input_items=[_msg("msg_a", "hi")])
     assert (await astore.responses.get(response.id)).id == response.id
