@@ -194,6 +194,9 @@ def test_postgres_kept_connections_survive_being_lost(postgres_url: str) -> None
     try:
         s = store.sessions.create()
         store.messages.append(s.id, "user", "before")
+        # The store's own kept connections (the message fast path), idle now.
+        kept = [c.cur.connection.info.backend_pid for c in store._core.own._idle._conns]  # type: ignore[attr-defined]
+        assert kept, "the append left no kept connection to lose"
         with psycopg.connect(postgres_url, autocommit=True) as admin:
             terminated = admin.execute(
                 "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -203,6 +206,7 @@ def test_postgres_kept_connections_survive_being_lost(postgres_url: str) -> None
             # The store's connections (its own kept ones among them) really were ended ...
             assert terminated and all(ok for _, ok in terminated), terminated
             pids = [pid for pid, _ in terminated]
+            assert set(kept) <= set(pids), f"kept connections {kept} were not ended: {pids}"
             # ... and are gone before the store is used again.
             for _ in range(200):
                 left = admin.execute(
