@@ -57,6 +57,7 @@ class Reply:
     # Hold the stream after ``hold_after`` chunks until ``hold`` is set (a run provably live).
     hold: threading.Event | None = None
     hold_after: int = 0
+    hold_timeout: float = 60.0  # the longest it holds: a test that forgot to release ends
     finish_reason: str | None = None
     ignore_stream: bool = False  # answer one JSON completion even when asked to stream
     gate: threading.Event | None = None  # answer only once this is set
@@ -336,7 +337,7 @@ class UpstreamLLM:
                     handler.close_connection = True
                     return
                 if reply.hold is not None and n == reply.hold_after:
-                    reply.hold.wait(60)
+                    reply.hold.wait(reply.hold_timeout)
                 handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 handler.wfile.flush()
                 if reply.chunk_delay:

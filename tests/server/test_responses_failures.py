@@ -154,7 +154,9 @@ def test_a_queued_response_the_worker_cannot_run_is_failed_not_lost(
     release = threading.Event()
     upstream_llm.script(
         model,
-        Reply(text="held answer", hold=release, hold_after=1),
+        # Held until released, however long the second service takes to start: the
+        # busy service's only slot must stay taken while the orphan is queued.
+        Reply(text="held answer", hold=release, hold_after=1, hold_timeout=600),
         Reply(text="after the broken one"),
     )
     try:
@@ -175,6 +177,7 @@ def test_a_queued_response_the_worker_cannot_run_is_failed_not_lost(
             failed = _wait_status(client, orphan.id, {"failed", "completed"})
         finally:
             bare.close()
+        assert client.responses.retrieve(held.id).status == "in_progress"  # still busy
         assert failed.status == "failed"
         assert failed.error is not None
         assert failed.error.message == "no upstream LLM is configured"
