@@ -120,9 +120,9 @@ class AsyncAgents:
         """Delete an agent; its runs and usage keep their ``agent_id``."""
         return await asyncio.to_thread(self.sync.delete, agent_id)
 
-    async def get(self, agent_id: str, *, lock: bool = False) -> Agent:
-        """An agent by id."""
-        return await asyncio.to_thread(self.sync.get, agent_id, lock=lock)
+    async def get(self, agent_id: str, *, version: int | None = None, lock: bool = False) -> Agent:
+        """An agent by id; with ``version``, the agent as it was at that version."""
+        return await asyncio.to_thread(self.sync.get, agent_id, version=version, lock=lock)
 
     async def list(
         self,
@@ -176,6 +176,19 @@ class AsyncAgents:
             tools=tools,
             metadata=metadata,
             extra=extra,
+        )
+
+    async def versions(
+        self,
+        agent_id: str,
+        *,
+        limit: int = 20,
+        after_version: int | None = None,
+        order: Order = "desc",
+    ) -> Page[Agent]:
+        """The agent's versions, the current one included, newest first by default."""
+        return await asyncio.to_thread(
+            self.sync.versions, agent_id, limit=limit, after_version=after_version, order=order
         )
 
 
@@ -522,6 +535,7 @@ class AsyncRuns:
         extra: dict[str, Any] | None = None,
         id: str | None = None,
         created_at: datetime | None = None,
+        agent_version: int | None = UNSET,
     ) -> Run:
         """Create a run (queued by default); ``agent_id`` is not checked, ``session_id`` is."""
         return await asyncio.to_thread(
@@ -537,6 +551,7 @@ class AsyncRuns:
             extra=extra,
             id=id,
             created_at=created_at,
+            agent_version=agent_version,
         )
 
     async def delete(self, run_id: str) -> None:

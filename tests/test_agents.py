@@ -145,3 +145,94 @@ def test_list_filters_by_name_model_metadata_and_time(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         store.agents.list(metadata={"k": 1})  # type: ignore[dict-item]
     assert err.value.field == "metadata.k"
+
+
+def test_every_change_keeps_the_previous_version(store: Store) -> None:
+    a = store.agents.create(model="m1", name="v1", tools=[TOOL], extra={"temperature": 0.1})
+    store.agents.update(a.id, model="m2", name="v2")
+    store.agents.update(a.id, instructions="be brief", tools=[], extra={})
+    current = store.agents.get(a.id)
+    assert current.version == 3
+    first = store.agents.get(a.id, version=1)
+    assert (first.version, first.model, first.name, first.tools, first.extra) == (
+        1,
+        "m1",
+        "v1",
+        [TOOL],
+        {"temperature": 0.1},
+    )
+    second = store.agents.get(a.id, version=2)
+    assert (second.model, second.name, second.instructions, second.tools) == (
+        "m2",
+        "v2",
+        None,
+        [TOOL],
+    )
+    assert store.agents.get(a.id, version=3) == current
+    assert first.created_at == current.created_at and first.updated_at <= second.updated_at
+    with pytest.raises(NotFound):
+        store.agents.get(a.id, version=4)
+    with pytest.raises(InvalidInput) as err:
+        store.agents.get(a.id, version=0)
+    assert err.value.field == "version"
+    # a refused update keeps no version
+    with pytest.raises(Conflict):
+        store.agents.update(a.id, name="stale", expected_version=1)
+    assert [v.version for v in store.agents.versions(a.id)] == [3, 2, 1]
+    # another tenant sees none of them
+    with pytest.raises(NotFound):
+        store.tenant(store.tenant_id + "_x").agents.get(a.id, version=1)
+
+
+def test_versions_are_paged_both_ways(store: Store) -> None:
+    a = store.agents.create(model="m", name="n0")
+    for i in range(1, 5):
+        store.agents.update(a.id, name=f"n{i}")
+    page = store.agents.versions(a.id, limit=2)
+    assert [(v.version, v.name) for v in page] == [(5, "n4"), (4, "n3")] and page.has_more
+    page = store.agents.versions(a.id, limit=2, after_version=page.items[-1].version)
+    assert [v.version for v in page] == [3, 2] and page.has_more
+    page = store.agents.versions(a.id, limit=2, after_version=2)
+    assert [v.version for v in page] == [1] and not page.has_more
+    up = store.agents.versions(a.id, limit=3, order="asc")
+    assert [v.version for v in up] == [1, 2, 3] and up.has_more
+    up = store.agents.versions(a.id, limit=3, order="asc", after_version=3)
+    assert [v.version for v in up] == [4, 5] and not up.has_more
+    assert [v.version for v in store.agents.versions(a.id, order="asc", after_version=4)] == [5]
+    with pytest.raises(InvalidInput) as err:
+        store.agents.versions(a.id, limit=0)
+    assert err.value.field == "limit"
+    with pytest.raises(NotFound):
+        store.agents.versions("asst_missing")
+    store.agents.delete(a.id)  # the history goes with the agent
+    with pytest.raises(NotFound):
+        store.agents.versions(a.id)
+    with pytest.raises(NotFound):
+        store.agents.get(a.id, version=1)
+
+
+def test_a_run_records_the_agent_version_it_was_made_with(store: Store) -> None:
+    a = store.agents.create(model="m", instructions="v1")
+    first = store.runs.create(a.id)
+    store.agents.update(a.id, instructions="v2")
+    second = store.runs.create(a.id)
+    assert (first.agent_version, second.agent_version) == (1, 2)
+    assert store.runs.get(first.id).agent_version == 1
+    ran_with = store.agents.get(a.id, version=store.runs.get(first.id).agent_version)
+    assert ran_with.instructions == "v1"
+    assert store.runs.create("asst_not_stored").agent_version is None
+    assert store.runs.create(a.id, agent_version=None).agent_version is None
+    assert store.runs.create(a.id, agent_version=7).agent_version == 7  # an import says so
+    with pytest.raises(InvalidInput) as err:
+        store.runs.create(a.id, agent_version=0)
+    assert err.value.field == "agent_version"
+    with store.transaction():  # read in the run's own write
+        store.agents.update(a.id, name="x")
+        assert store.runs.create(a.id).agent_version == 3
+
+
+async def test_async_versions(astore: AsyncStore) -> None:
+    a = await astore.agents.create(model="m")
+    await astore.agents.update(a.id, model="m2")
+    assert (await astore.agents.get(a.id, version=1)).model == "m"
+    assert [v.version for v in await astore.agents.versions(a.id)] == [2, 1]

@@ -101,6 +101,8 @@ class Run(Model):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    agent_version: int | None = None
+    """The agent's version when the run was made (None: no such agent, or made before 0005)."""
 
     @property
     def total_tokens(self) -> int:

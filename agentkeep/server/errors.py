@@ -53,7 +53,12 @@ RETRY_AFTER_S = 2
 """``Retry-After`` of a 503 for an unavailable database."""
 
 # Store kinds as the OpenAI API names them.
-_KIND_NAMES = {"agent": "assistant", "session": "thread", "message": "message"}
+_KIND_NAMES = {
+    "agent": "assistant",
+    "agent version": "assistant version",
+    "session": "thread",
+    "message": "message",
+}
 
 
 class ApiError(Exception):

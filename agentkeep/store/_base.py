@@ -161,10 +161,17 @@ class Resource:
         ident: str,
         expected_version: int | None,
         changes: dict[str, Any],
+        *,
+        keep: sa.Table | None = None,
     ) -> dict[str, Any]:
-        """Apply ``changes`` to a row with a version: checked, bumped, stamped; returns the new row."""
+        """Apply ``changes`` to a row with a version: checked, bumped, stamped; returns the new row.
+
+        ``keep``: a table with the same columns that gets the row as it was (its history).
+        """
         row = self._get_row(conn, table, ident, for_update=True)
         self._check_version(row, expected_version)
+        if keep is not None:
+            conn.execute(sa.insert(keep).values(dict(row)))
         changes = {**changes, "version": row["version"] + 1, "updated_at": utcnow_micros()}
         conn.execute(
             sa.update(table)

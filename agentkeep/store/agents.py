@@ -1,4 +1,9 @@
-"""Agents (OpenAI assistants): create, read, update with a version, delete, list."""
+"""Agents (OpenAI assistants): create, read, update with a version, delete, list.
+
+Every update keeps the agent as it was in ``agent_versions`` (the current
+version is the ``agents`` row), so ``get(id, version=N)`` and
+``versions(id)`` show any earlier version; deleting the agent deletes them.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agentkeep.errors import NotFound
+from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
-from agentkeep.models.common import Order, check_metadata, utcnow_micros
+from agentkeep.models.common import Order, check_limit, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
+from agentkeep.store.schema import agent_versions as vt
 from agentkeep.store.schema import agents as t
 
 __all__ = ["Agents"]
@@ -58,17 +64,85 @@ class Agents(Resource):
             conn.execute(sa.insert(t).values(values))
         return _to_agent(values)
 
-    def get(self, agent_id: str, *, lock: bool = False) -> Agent:
-        """An agent by id.
+    def get(self, agent_id: str, *, version: int | None = None, lock: bool = False) -> Agent:
+        """An agent by id; with ``version``, the agent as it was at that version.
 
         ``lock=True`` inside ``store.transaction()`` holds the agent until the
         transaction ends, so a read-modify-write of it cannot lose a change.
         """
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise InvalidInput("must be a positive integer", field="version")
+            if lock:
+                raise InvalidInput("an earlier version cannot be locked", field="lock")
         if lock:
             with self._core.write("locking an agent") as conn:
                 return _to_agent(self._get_row(conn, t, agent_id, for_update=True))
         with self._core.read() as conn:
-            return _to_agent(self._get_row(conn, t, agent_id))
+            current = self._get_row(conn, t, agent_id)
+            if version is None or version == current["version"]:
+                return _to_agent(current)
+            row = (
+                conn.execute(
+                    sa.select(vt).where(
+                        vt.c.tenant_id == self.tenant_id,
+                        vt.c.id == agent_id,
+                        vt.c.version == version,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound("agent version", f"{agent_id}@{version}")
+        return _to_agent(row)
+
+    def versions(
+        self,
+        agent_id: str,
+        *,
+        limit: int = 20,
+        after_version: int | None = None,
+        order: Order = "desc",
+    ) -> Page[Agent]:
+        """The agent's versions, the current one included, newest first by default.
+
+        Each item is the agent as it was at ``item.version`` (``updated_at``:
+        when that version was made). Page on with
+        ``after_version=page.items[-1].version``. Versions made before the
+        upgrade that added this history (revision 0007) were not kept.
+        """
+        check_limit(limit)
+        if after_version is not None and (
+            isinstance(after_version, bool) or not isinstance(after_version, int)
+        ):
+            raise InvalidInput("must be an integer", field="after_version")
+        if order not in ("asc", "desc"):
+            raise InvalidInput("must be 'asc' or 'desc'", field="order")
+        conds = [vt.c.tenant_id == self.tenant_id, vt.c.id == agent_id]
+        if after_version is not None:
+            conds.append(
+                vt.c.version < after_version if order == "desc" else vt.c.version > after_version
+            )
+        stmt = (
+            sa.select(vt)
+            .where(*conds)
+            .order_by(vt.c.version.desc() if order == "desc" else vt.c.version.asc())
+            .limit(limit + 1)
+        )
+        with self._core.read() as conn:
+            current = self._get_row(conn, t, agent_id)
+            older = [_to_agent(r) for r in conn.execute(stmt).mappings()]
+        cur = _to_agent(current)
+        in_range = after_version is None or (
+            cur.version < after_version if order == "desc" else cur.version > after_version
+        )
+        now = [cur] if in_range else []
+        # the current version is the newest: first in descending order, last in ascending
+        items = now + older if order == "desc" else older + now
+        has_more = len(items) > limit
+        items = items[:limit]
+        return Page(items=items, has_more=has_more, first_id=None, last_id=None)
 
     def update(
         self,
@@ -100,7 +174,9 @@ class Agents(Resource):
         if extra is not UNSET:
             changes["extra"] = check_object(extra, "extra")
         with self._core.write("updating an agent") as conn:
-            return _to_agent(self._update_versioned(conn, t, agent_id, expected_version, changes))
+            return _to_agent(
+                self._update_versioned(conn, t, agent_id, expected_version, changes, keep=vt)
+            )
 
     def delete(self, agent_id: str) -> None:
         """Delete an agent; its runs and usage keep their ``agent_id``."""

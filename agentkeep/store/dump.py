@@ -62,9 +62,14 @@ def dump_tables() -> list[sa.Table]:
 
 def tables_in(conn: Connection) -> list[sa.Table]:
     """The dumpable tables as they exist in ``conn``'s database (any schema revision)."""
-    names = set(sa.inspect(conn).get_table_names())
+    inspector = sa.inspect(conn)
+    names = set(inspector.get_table_names())
     declared = [t for t in dump_tables() if t.name in names]
-    if {t.name for t in declared} == names - _NOT_EXPORTED - {"alembic_version"}:
+    if {t.name for t in declared} == names - _NOT_EXPORTED - {"alembic_version"} and all(
+        # an older revision may lack a column a later one added to the table
+        {c.name for c in t.columns} == {c["name"] for c in inspector.get_columns(t.name)}
+        for t in declared
+    ):
         return declared
     reflected = sa.MetaData()
     reflected.reflect(conn)

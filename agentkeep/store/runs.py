@@ -41,6 +41,7 @@ from agentkeep.store._run_checks import (
     json_or_null,
 )
 from agentkeep.store._validate import UNSET, check_object, check_tools, require_str
+from agentkeep.store.schema import agents as at
 from agentkeep.store.schema import runs as t
 from agentkeep.store.schema import sessions as st
 
@@ -76,12 +77,21 @@ class Runs(Resource):
         extra: dict[str, Any] | None = None,
         id: str | None = None,
         created_at: datetime | None = None,
+        agent_version: int | None = UNSET,
     ) -> Run:
         """Create a run (queued by default); ``agent_id`` is not checked, ``session_id`` is.
 
         A run created past ``queued`` gets ``started_at``; a terminal one also
         ``finished_at``. ``created_at`` is for imports of runs made elsewhere.
+        ``agent_version`` records the version of the agent the run is made
+        with (``agents.get(agent_id, version=run.agent_version)``); by default
+        the agent's current version, read in the same transaction, or None
+        when ``agent_id`` names no agent of this tenant.
         """
+        if agent_version is not UNSET and agent_version is not None:
+            agent_version = check_count(agent_version, "agent_version")
+            if agent_version < 1:
+                raise InvalidInput("must be a positive integer", field="agent_version")
         status = check_choice(status, RUN_TRANSITIONS, "status")
         if created_at is not None and not isinstance(created_at, datetime):
             raise InvalidInput("must be a datetime", field="created_at")
@@ -108,6 +118,7 @@ class Runs(Resource):
             "metadata": check_metadata(metadata),
             "extra": check_json(check_object(extra, "extra"), "extra"),
             "version": 1,
+            "agent_version": agent_version,
             "worker_id": None,
             "created_at": now,
             "updated_at": now,
@@ -117,6 +128,12 @@ class Runs(Resource):
         with self._core.write("creating a run") as conn:
             if values["session_id"] is not None:
                 self._require_session(conn, values["session_id"])
+            if agent_version is UNSET:
+                values["agent_version"] = conn.execute(
+                    sa.select(at.c.version).where(
+                        at.c.tenant_id == self.tenant_id, at.c.id == values["agent_id"]
+                    )
+                ).scalar()
             conn.execute(
                 sa.insert(t).values(
                     {**values, "last_error": sa.null(), "required_action": sa.null()}

@@ -62,6 +62,29 @@ agents = sa.Table(
     sa.Index(None, "tenant_id", "created_at"),
 )
 
+# Earlier versions of each agent: the agent's row as it was before each change
+# (the current version is the agents row itself). Deleting the agent deletes them.
+agent_versions = sa.Table(
+    "agent_versions",
+    metadata,
+    _tenant(),
+    _id(),
+    sa.Column("name", sa.String(256)),
+    sa.Column("description", sa.Text()),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("instructions", sa.Text()),
+    _json("tools"),
+    _json("metadata"),
+    _json("extra"),
+    sa.Column("version", sa.Integer(), nullable=False),
+    _micros("created_at"),
+    _micros("updated_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "id", "version"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "id"], ["agents.tenant_id", "agents.id"], ondelete="CASCADE"
+    ),
+)
+
 sessions = sa.Table(
     "sessions",
     metadata,
@@ -162,6 +185,7 @@ runs = sa.Table(
     _json("metadata"),
     _json("extra"),
     sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("agent_version", sa.Integer()),  # the agent's version when the run was made
     sa.Column("worker_id", sa.String(128)),
     _micros("created_at"),
     _micros("updated_at"),

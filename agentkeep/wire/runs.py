@@ -78,6 +78,9 @@ def run_object(run: Run) -> dict[str, Any]:
         "tools": list(run.tools or []),
         "metadata": dict(run.metadata or {}),
         "usage": _usage(run.input_tokens, run.output_tokens) if run.status in _STOPPED else None,
+        # agentkeep extension: the assistant's version the run was made with
+        # (GET /v1/assistants/{assistant_id}?version=N shows it); null if unknown
+        "assistant_version": run.agent_version,
     }
     for key, default in RUN_OPTIONS.items():
         value = extra.get(key)

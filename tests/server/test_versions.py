@@ -50,3 +50,36 @@ def test_if_match_and_expected_version_on_modify_endpoints(tenant: Tenant) -> No
     cpath = f"/v1/conversations/{conversation['id']}"
     assert http.post(cpath, json={"metadata": {}}, headers={"If-Match": 'W/"7"'}).status_code == 409
     assert http.post(cpath, json={"metadata": {}}, headers={"If-Match": '"1"'}).status_code == 200
+
+
+def test_assistant_versions_and_the_version_a_run_was_made_with(tenant: Tenant) -> None:
+    http = tenant.http()
+    created = http.post("/v1/assistants", json={"model": "m", "instructions": "one"}).json()
+    path = f"/v1/assistants/{created['id']}"
+    assert http.post(path, json={"instructions": "two", "temperature": 0.3}).status_code == 200
+    old = http.get(path, params={"version": 1})
+    assert old.status_code == 200 and old.headers["etag"] == '"1"'
+    assert (old.json()["instructions"], old.json()["temperature"]) == ("one", 1.0)
+    assert http.get(path).json()["temperature"] == 0.3
+    assert http.get(path).json()["instructions"] == "two"
+    missing = http.get(path, params={"version": 9})
+    assert missing.status_code == 404 and "assistant version" in missing.json()["error"]["message"]
+    assert http.get(path, params={"version": 0}).json()["error"]["param"] == "version"
+
+    listed = http.get(f"{path}/versions", params={"limit": 1}).json()
+    assert [(v["version"], v["instructions"]) for v in listed["data"]] == [(2, "two")]
+    assert listed["has_more"] and listed["last_id"] == "2"
+    rest = http.get(f"{path}/versions", params={"after": listed["last_id"]}).json()
+    assert [v["version"] for v in rest["data"]] == [1] and not rest["has_more"]
+    assert http.get("/v1/assistants/asst_nope/versions").status_code == 404
+
+    # a run records the version it was made with, also through the openai client
+    client = tenant.client()
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=created["id"])
+    assert run.to_dict()["assistant_version"] == 2
+    http.post(path, json={"instructions": "three"})
+    again = http.get(f"/v1/threads/{thread.id}/runs/{run.id}").json()
+    assert again["assistant_version"] == 2
+    ran_with = http.get(path, params={"version": again["assistant_version"]}).json()
+    assert ran_with["instructions"] == "two"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from agentkeep.models import Agent
 from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
@@ -61,10 +61,48 @@ def list_assistants(store: TenantStore, params: Pagination) -> dict[str, Any]:
     response_model=None,
     responses=DOCS["assistant"],
 )
-def retrieve_assistant(assistant_id: str, store: TenantStore, response: Response) -> dict[str, Any]:
-    agent = store.agents.get(assistant_id)
+def retrieve_assistant(
+    assistant_id: str,
+    store: TenantStore,
+    response: Response,
+    version: Annotated[
+        int | None,
+        Query(ge=1, description="agentkeep extension: the assistant as it was at this version."),
+    ] = None,
+) -> dict[str, Any]:
+    agent = store.agents.get(assistant_id, version=version)
     set_etag(response, agent.version)
     return assistant_object(agent)
+
+
+def _versioned(agent: Agent) -> dict[str, Any]:
+    return {**assistant_object(agent), "version": agent.version}
+
+
+@router.get(
+    "/{assistant_id}/versions",
+    summary="List an assistant's versions (agentkeep extension)",
+    response_model=None,
+)
+def list_assistant_versions(
+    assistant_id: str,
+    store: TenantStore,
+    limit: Annotated[int, Query(ge=1, le=100, description="Versions to return, 1 to 100.")] = 20,
+    order: Annotated[Literal["asc", "desc"], Query(description="By version.")] = "desc",
+    after: Annotated[
+        int | None, Query(ge=0, description="A version: list the versions after it.")
+    ] = None,
+) -> dict[str, Any]:
+    """Every version of the assistant, the current one included, each with its ``version``.
+
+    ``first_id`` / ``last_id`` are the first and last version numbers (as strings);
+    pass ``last_id`` as ``after`` for the next page.
+    """
+    page = store.agents.versions(assistant_id, limit=limit, order=order, after_version=after)
+    out = list_object(page, _versioned)
+    if page.items:
+        out["first_id"], out["last_id"] = str(page.items[0].version), str(page.items[-1].version)
+    return out
 
 
 @router.post(

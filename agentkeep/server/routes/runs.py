@@ -92,6 +92,7 @@ def _run_fields(body: RunOptions, agent: Agent, additional: str | None) -> dict[
         "tools": body.tools if body.tools is not None else list(agent.tools),
         "metadata": body.metadata,
         "extra": extra,
+        "agent_version": agent.version,
     }
 
 
