@@ -26,7 +26,9 @@ from agentkeep.models import (
     NewMessage,
     Order,
     Page,
+    Price,
     RateLimitHit,
+    RecomputeReport,
     RecoveredFile,
     ResponseEvent,
     Run,
@@ -52,6 +54,7 @@ from agentkeep.store.events import Events
 from agentkeep.store.history import History
 from agentkeep.store.media import MediaCache
 from agentkeep.store.messages import Messages
+from agentkeep.store.prices import Prices
 from agentkeep.store.rate_limits import RateLimits
 from agentkeep.store.responses import Responses
 from agentkeep.store.run_steps import RunSteps
@@ -71,6 +74,7 @@ __all__ = [
     "AsyncHistory",
     "AsyncMediaCache",
     "AsyncMessages",
+    "AsyncPrices",
     "AsyncRateLimits",
     "AsyncResponses",
     "AsyncRunSteps",
@@ -1115,6 +1119,62 @@ class AsyncUsage:
             status=status,
             created_after=created_after,
             created_before=created_before,
+        )
+
+
+class AsyncPrices:
+    """Awaitable twin of ``store.prices`` (:class:`agentkeep.store.prices.Prices`)."""
+
+    def __init__(self, sync: Prices) -> None:
+        self.sync = sync
+        self.tenant_id = sync.tenant_id
+
+    async def delete(self, model: str, *, provider: str | None = None) -> None:
+        """Remove a stored price: the model falls back to the file or the maintained table."""
+        return await asyncio.to_thread(self.sync.delete, model, provider=provider)
+
+    async def get(self, model: str, *, provider: str | None = None) -> Price:
+        """The stored price of ``model`` (of ``provider``, else the any-provider one)."""
+        return await asyncio.to_thread(self.sync.get, model, provider=provider)
+
+    async def list(self) -> builtins.list[Price]:
+        """Every stored price of this tenant, by model then provider."""
+        return await asyncio.to_thread(
+            self.sync.list,
+        )
+
+    async def recompute(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        dry_run: bool = False,
+    ) -> RecomputeReport:
+        """Price recorded calls again with today's tables (the user's, then the maintained one)."""
+        return await asyncio.to_thread(
+            self.sync.recompute, since=since, until=until, model=model, dry_run=dry_run
+        )
+
+    async def set(
+        self,
+        model: str,
+        *,
+        input: Decimal | float | str,
+        output: Decimal | float | str,
+        cached_input: Decimal | float | str | None = None,
+        reasoning: Decimal | float | str | None = None,
+        provider: str | None = None,
+    ) -> Price:
+        """Set (or replace) the per-token USD prices of ``model`` (of ``provider``, else any)."""
+        return await asyncio.to_thread(
+            self.sync.set,
+            model,
+            input=input,
+            output=output,
+            cached_input=cached_input,
+            reasoning=reasoning,
+            provider=provider,
         )
 
 

@@ -23,6 +23,7 @@ from agentkeep._aio_resources import (
     AsyncMediaCache,
     AsyncMessages,
     AsyncRateLimits,
+    AsyncPrices,
     AsyncResponses,
     AsyncRuns,
     AsyncRunSteps,
@@ -54,6 +55,7 @@ class AsyncStore:
         self.events = AsyncEvents(store.events)
         self.tool_calls = AsyncToolCalls(store.tool_calls)
         self.usage = AsyncUsage(store.usage)
+        self.prices = AsyncPrices(store.prices)
         self.snapshots = AsyncSnapshots(store.snapshots)
         self.state = AsyncStateDocs(store.state)
         self.responses = AsyncResponses(store.responses)

@@ -8,6 +8,9 @@ Commands::
     agentkeep health [-d URL] [--json]
     agentkeep serve [-d URL] [--host H] [--port P] [--workers N] [--log-format text|json]
     agentkeep keys create --tenant T [--name N] | list | revoke KEY_ID   [-d URL]
+    agentkeep prices set MODEL --input USD --output USD [--cached-input USD] [--reasoning USD]
+                     [--provider P] | list | delete MODEL | recompute [--since ISO]
+                     [--until ISO] [--model M] [--dry-run]   [-t TENANT] [-d URL]
 
 The database URL comes from ``--database-url`` / ``-d``, else the environment
 (``AGENTKEEP_DATABASE_URL``, ``DATABASE_URL``, ``DATABASE_PATH``,
@@ -50,6 +53,7 @@ from agentkeep._cli_common import (
     typer_app,
 )
 from agentkeep.cli_lifecycle import register as _register_lifecycle
+from agentkeep.cli_prices import prices_app
 from agentkeep.server.cli import keys_app, serve_command
 from agentkeep.store import migrate
 from agentkeep.store.dialects import Dialect, dialect_for_url
@@ -70,6 +74,7 @@ db_app = typer_app(help="Schema migrations (Alembic): upgrade, current, check.")
 app.add_typer(db_app, name="db")
 
 app.add_typer(keys_app, name="keys", help="API keys of the service: create, list, revoke.")
+app.add_typer(prices_app, name="prices")
 app.command("serve", help="Run the OpenAI-compatible HTTP service (uvicorn).")(serve_command)
 _register_lifecycle(app)
 

@@ -251,6 +251,7 @@ class Settings:
     retention_compact_events: bool = False
     metrics_auth: str = "admin"
     log_format: str = "text"
+    prices_path: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -312,6 +313,7 @@ class Settings:
             log_format=_choice(
                 e.get("AGENTKEEP_LOG_FORMAT"), "AGENTKEEP_LOG_FORMAT", ("text", "json")
             ),
+            prices_path=e.get("AGENTKEEP_PRICES") or None,
         )
 
     @property

@@ -74,7 +74,7 @@ def test_python_dash_m_works() -> None:
 def test_help_lists_every_command() -> None:
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("db", "stats", "health", "serve", "keys"):
+    for command in ("db", "stats", "health", "serve", "keys", "prices"):
         assert command in result.stdout
     db_help = run("db", "--help")
     assert db_help.exit_code == 0
@@ -238,6 +238,11 @@ COMMANDS = [
     ("keys", "create"),
     ("keys", "list"),
     ("keys", "revoke"),
+    ("prices",),
+    ("prices", "set"),
+    ("prices", "list"),
+    ("prices", "delete"),
+    ("prices", "recompute"),
 ]
 
 
@@ -309,3 +314,32 @@ def test_serve_follows_the_migration_rule_on_postgres(postgres_server: Any) -> N
     # With AGENTKEEP_AUTO_MIGRATE=1 the service upgrades it itself.
     open_store(Settings(database_url=url, auto_migrate=True)).close()
     assert run("db", "check", "-d", url).exit_code == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_prices_set_list_recompute_delete(
+    backend: str, sqlite_url: str, request: pytest.FixtureRequest
+) -> None:
+    url = sqlite_url if backend == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    tenant = f"prices_{backend}_{id(request)}"
+    assert run("db", "upgrade", "-d", url).exit_code == 0
+    with agentkeep.connect(url, tenant=tenant) as store:
+        unpriced = store.usage.record(provider="acme", model="house-cli", input_tokens=10)
+    assert unpriced.cost_usd is None
+    common = ("-t", tenant, "-d", url)
+    bad = run("prices", "set", "house-cli", "--input", "-1", "--output", "1", *common)
+    assert bad.exit_code != 0 and "input" in bad.output
+    made = run("prices", "set", "house-cli", "--input", "0.000001", "--output", "0.000002", *common)
+    assert made.exit_code == 0, made.output
+    assert "*/house-cli priced (version 1)" in made.stdout
+    listed = run("prices", "list", "--json", *common)
+    assert [p["model"] for p in json.loads(listed.stdout)] == ["house-cli"]
+    dry = run("prices", "recompute", "--model", "house-cli", "--dry-run", "--json", *common)
+    assert json.loads(dry.stdout)["changed"] == 1
+    done = run("prices", "recompute", "--since", "2000-01-01", *common)
+    assert done.exit_code == 0 and "changed 1" in done.stdout, done.output
+    with agentkeep.connect(url, tenant=tenant) as store:
+        priced = store.usage.get(unpriced.id)
+    assert (priced.cost_usd, priced.cost_source) == (Decimal("0.00001"), "user")
+    assert run("prices", "delete", "house-cli", *common).exit_code == 0
+    assert run("prices", "delete", "house-cli", *common).exit_code != 0

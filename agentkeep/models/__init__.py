@@ -49,7 +49,7 @@ from agentkeep.models.tool_calls import (
     ToolCall,
     ToolCallState,
 )
-from agentkeep.models.usage import CostSource, LLMUsage, UsageRollup
+from agentkeep.models.usage import CostSource, LLMUsage, Price, RecomputeReport, UsageRollup
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -88,6 +88,8 @@ __all__ = [
     "Page",
     "RateLimitHit",
     "RecoveredFile",
+    "Price",
+    "RecomputeReport",
     "ResponseEvent",
     "ResponseStatus",
     "Role",

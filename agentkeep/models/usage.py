@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from agentkeep.models.common import Model
 
-__all__ = ["CostSource", "LLMUsage", "UsageRollup"]
+__all__ = ["CostSource", "LLMUsage", "Price", "RecomputeReport", "UsageRollup"]
 
-CostSource = Literal["caller", "price_table"]
+CostSource = Literal["caller", "user", "price_table"]
 
 
 class LLMUsage(Model):
@@ -16,8 +16,10 @@ class LLMUsage(Model):
 
     Token counts follow OpenAI: ``input_tokens`` includes ``cached_tokens`` and
     ``output_tokens`` includes ``reasoning_tokens``. ``cost_source`` is
-    ``"caller"`` (given by the caller), ``"price_table"`` (computed from the
-    bundled genai-prices table named by ``price_version``) or ``None`` (unknown
+    ``"caller"`` (given by the caller), ``"user"`` (the user's price table:
+    ``store.prices`` or the ``AGENTKEEP_PRICES`` file, named by
+    ``price_version``), ``"price_table"`` (computed from the bundled
+    genai-prices table named by ``price_version``) or ``None`` (unknown
     provider or model: ``cost_usd`` is ``None``). Costs are exact to 1e-9 USD.
     ``agent_id``, ``session_id`` and ``run_id`` are soft references: the row
     outlives what they name.
@@ -71,3 +73,25 @@ class UsageRollup(Model):
     reasoning_tokens: int
     cost_usd: Decimal | None
     unpriced_calls: int
+
+
+class Price(Model):
+    """A price of the user's table: USD per token, for one model (and provider, or any)."""
+
+    provider: str | None
+    model: str
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None
+    reasoning: Decimal | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RecomputeReport(Model):
+    """What ``prices.recompute`` did: rows looked at, changed, and priced by each source."""
+
+    rows: int
+    changed: int
+    by_source: dict[str, int]  # user, price_table, unpriced

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -36,6 +36,9 @@ from agentkeep.store.dialects import Dialect
 from agentkeep.store.dialects.base import AsyncConnections
 from agentkeep.store.message_sql import MessageSQL
 from agentkeep.store.metrics import StoreCounters
+
+if TYPE_CHECKING:
+    from agentkeep.store.prices import PriceFile
 
 __all__ = ["Core"]
 
@@ -81,6 +84,8 @@ class Core:
         self.own = dialect.own_connections()
         """The dialect's own driver connections, for the message statements outside a transaction."""
         self._aio: AsyncConnections | None = None
+        self.price_file: PriceFile | None = None
+        """The ``AGENTKEEP_PRICES`` file's prices, when set (``store.prices``)."""
         self.counters = StoreCounters()
         """Operation counts and latencies of this store in this process (``store.get_metrics()``)."""
         self.limits = RecordLimits()

@@ -330,6 +330,25 @@ llm_usage = sa.Table(
     sa.Index(None, "tenant_id", "created_at"),
 )
 
+# The user price table (store.prices.set): per-token USD prices, as exact
+# decimal strings, that override the maintained table for a model (of one
+# provider, or of any: provider ''). ``version`` counts the changes of the row.
+prices = sa.Table(
+    "prices",
+    metadata,
+    _tenant(),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("input", sa.String(40), nullable=False),
+    sa.Column("output", sa.String(40), nullable=False),
+    sa.Column("cached_input", sa.String(40)),
+    sa.Column("reasoning", sa.String(40)),
+    sa.Column("version", sa.Integer(), nullable=False),
+    _micros("created_at"),
+    _micros("updated_at"),
+    sa.PrimaryKeyConstraint("tenant_id", "provider", "model"),
+)
+
 snapshots = sa.Table(
     "snapshots",
     metadata,

@@ -34,6 +34,7 @@ from agentkeep.store.locks import hold_lock
 from agentkeep.store.media import MediaCache
 from agentkeep.store.messages import Messages
 from agentkeep.store.rate_limits import RateLimits
+from agentkeep.store.prices import PriceFile, Prices
 from agentkeep.store.responses import Responses
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
@@ -76,6 +77,7 @@ class Store:
         self.events = Events(core, tenant_id)
         self.tool_calls = ToolCalls(core, tenant_id)
         self.usage = Usage(core, tenant_id)
+        self.prices = Prices(core, tenant_id)
         self.snapshots = Snapshots(core, tenant_id)
         self.state = StateDocs(core, tenant_id)
         self.responses = Responses(core, tenant_id)
@@ -282,7 +284,8 @@ def connect(
     ``pool_size`` / ``max_overflow`` default to ``AGENTKEEP_POOL_SIZE`` /
     ``AGENTKEEP_POOL_MAX_OVERFLOW``, else 5 and 10. ``schema`` (default
     ``AGENTKEEP_DB_SCHEMA``) puts the tables in that PostgreSQL schema,
-    created on migration when missing; SQLite ignores it.
+    created on migration when missing; SQLite ignores it. ``AGENTKEEP_PRICES``
+    names a price file of the user's (see :mod:`agentkeep.store.prices`).
     """
     settings = Settings.from_env()
     url = url or settings.database_url
@@ -301,6 +304,11 @@ def connect(
     dialect = dialect_for_url(
         url, durability=durability, pool=pool, schema=schema or settings.db_schema
     )
+    try:
+        price_file = PriceFile(settings.prices_path) if settings.prices_path else None
+    except BaseException:
+        dialect.dispose()
+        raise
     if auto_migrate is None:
         auto_migrate = (
             settings.auto_migrate if settings.auto_migrate is not None else dialect.embedded
@@ -316,4 +324,5 @@ def connect(
         raise
     core = Core(dialect, dialect.url if dialect.schema else normalize_url(url))
     core.limits = settings.limits
+    core.price_file = price_file
     return Store(core, tenant)

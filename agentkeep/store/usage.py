@@ -30,8 +30,9 @@ from agentkeep.ids import new_id
 from agentkeep.models import LLMUsage, Page, UsageRollup
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
 from agentkeep.store._base import Resource, row_times, time_range
-from agentkeep.store._prices import check_cost, from_nano, price_from_table, to_nano
+from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._validate import check_object, opt_text, require_str
+from agentkeep.store.prices import price_call
 from agentkeep.store.schema import llm_usage as t
 from agentkeep.store.stats import percentiles
 
@@ -149,28 +150,6 @@ def _check_tokens(values: dict[str, Any]) -> None:
         )
 
 
-def _cost(values: dict[str, Any], cost_usd: Decimal | None) -> dict[str, Any]:
-    """The cost columns: the caller's cost, else the price table's, else unknown."""
-    given = check_cost(cost_usd)
-    if given is not None:
-        return {"cost_nano_usd": to_nano(given), "cost_source": "caller", "price_version": None}
-    priced = price_from_table(
-        values["provider"],
-        values["model"],
-        input_tokens=values["input_tokens"],
-        cached_tokens=values["cached_tokens"],
-        output_tokens=values["output_tokens"],
-        at=_EPOCH + timedelta(microseconds=values["created_at"]),
-    )
-    if priced is None:
-        return {"cost_nano_usd": None, "cost_source": None, "price_version": None}
-    return {
-        "cost_nano_usd": to_nano(priced[0]),
-        "cost_source": "price_table",
-        "price_version": priced[1],
-    }
-
-
 def to_usage(row: Mapping[str, Any]) -> LLMUsage:
     data = row_times(row, "created_at")
     data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
@@ -230,9 +209,10 @@ class Usage(Resource):
         Token counts follow OpenAI: ``input_tokens`` includes ``cached_tokens``
         and ``output_tokens`` includes ``reasoning_tokens``. A given
         ``cost_usd`` is stored as is (``cost_source="caller"``); otherwise the
-        cost comes from the price table for ``provider`` and ``model``
-        (``"price_table"``, with ``price_version``), or stays ``None`` when the
-        table does not know them.
+        cost comes from the user's prices (``store.prices``, then the
+        ``AGENTKEEP_PRICES`` file: ``"user"``), else the maintained price
+        table for ``provider`` and ``model`` (``"price_table"``), each with
+        ``price_version``, or stays ``None`` when no table knows them.
         """
         values: dict[str, Any] = {
             "tenant_id": self.tenant_id,
@@ -264,8 +244,14 @@ class Usage(Resource):
             raise InvalidInput("must be a datetime", field="created_at")
         given_at = to_micros(created_at)
         values["created_at"] = given_at if given_at is not None else utcnow_micros()
-        values.update(_cost(values, cost_usd))
+        given = check_cost(cost_usd)
         with self._core.write("recording LLM usage") as conn:
+            if given is not None:
+                values.update(
+                    cost_nano_usd=to_nano(given), cost_source="caller", price_version=None
+                )
+            else:
+                values.update(price_call(conn, self.tenant_id, self._core.price_file, values))
             conn.execute(sa.insert(t).values(values))
         return to_usage(values)
 

@@ -1,0 +1,423 @@
+"""The user's price table: prices that override the maintained (genai-prices) one.
+
+Two places, both per-token USD prices for a model (optionally of one provider):
+
+- ``store.prices.set(model, input=..., output=..., cached_input=...,
+  reasoning=...)``: stored in the database (table ``prices``, per tenant), so
+  every process on the database prices with it from its next call;
+- ``AGENTKEEP_PRICES``: a JSON or TOML file (by suffix ``.toml``, else JSON),
+  one entry per model::
+
+      {"house-llm-1": {"input": "0.0000004", "output": "0.0000016",
+                       "cached_input": "0.0000001", "provider": "acme"}}
+
+  read when the store is opened (a bad file is refused, naming the entry and
+  field) and again when its modification time changes (a broken rewrite is
+  logged and the last good content kept).
+
+A call is priced by the first that knows its model: the caller's
+``cost_usd``, the stored prices (provider-specific before any-provider), the
+file, the maintained table; else its cost stays unknown (``None``), never $0.
+``cost_source`` says which (``caller``, ``user``, ``price_table``) and
+``price_version`` which table: ``store.prices:<provider or *>/<model>@v<N>``,
+``AGENTKEEP_PRICES:sha256:<12 hex>`` or ``genai-prices==X.Y.Z``.
+
+Token counts follow OpenAI: ``input_tokens`` include the cached ones (billed
+at ``cached_input``, else ``input``), ``output_tokens`` include the
+reasoning ones (billed at ``reasoning``, else ``output``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentkeep.errors import InvalidInput, NotFound
+from agentkeep.models import Price, RecomputeReport
+from agentkeep.models.common import from_micros, to_micros, utcnow_micros
+from agentkeep.store._base import Resource
+from agentkeep.store._prices import price_from_table, to_nano
+from agentkeep.store._validate import require_str
+from agentkeep.store.schema import llm_usage as ut
+from agentkeep.store.schema import prices as t
+
+__all__ = ["PriceFile", "Prices", "TokenPrices", "price_call"]
+
+log = logging.getLogger("agentkeep.prices")
+_ANY = ""  # the provider column of a price for any provider
+_FIELDS = ("input", "output", "cached_input", "reasoning")
+_BATCH = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _price(value: Any, field: str, *, required: bool) -> Decimal | None:
+    """A per-token USD price: a non-negative finite number (or its string)."""
+    if value is None:
+        if required:
+            raise InvalidInput("is required", field=field)
+        return None
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        raise InvalidInput("must be a number of USD per token", field=field)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput("must be a finite price", field=field)
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise InvalidInput(f"is not a number: {value!r}", field=field) from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidInput("must be a non-negative finite price", field=field)
+    text = format(amount.normalize(), "f")
+    if len(text) > 40:
+        raise InvalidInput("has too many digits (at most 40 characters)", field=field)
+    return Decimal(text)
+
+
+@dataclass(frozen=True)
+class TokenPrices:
+    """USD per token; ``cached_input`` / ``reasoning`` None: billed as input / output."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    reasoning: Decimal | None = None
+
+    def cost(
+        self, *, input_tokens: int, cached_tokens: int, output_tokens: int, reasoning_tokens: int
+    ) -> Decimal:
+        cached = self.cached_input if self.cached_input is not None else self.input
+        reasoning = self.reasoning if self.reasoning is not None else self.output
+        return (
+            (input_tokens - cached_tokens) * self.input
+            + cached_tokens * cached
+            + (output_tokens - reasoning_tokens) * self.output
+            + reasoning_tokens * reasoning
+        )
+
+
+def _token_prices(entry: Any, where: str) -> TokenPrices:
+    if not isinstance(entry, dict):
+        raise InvalidInput("must be an object of prices", field=where)
+    unknown = set(entry) - {*_FIELDS, "provider"}
+    if unknown:
+        raise InvalidInput(f"unknown field {sorted(unknown)[0]!r}", field=where)
+    values = {
+        name: _price(entry.get(name), f"{where}.{name}", required=name in ("input", "output"))
+        for name in _FIELDS
+    }
+    return TokenPrices(**values)  # type: ignore[arg-type]
+
+
+class PriceFile:
+    """``AGENTKEEP_PRICES``: loaded now (errors raised), reloaded when the file changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._mtime, self.entries, self.version = self._load()
+
+    def _load(self) -> tuple[float, dict[tuple[str, str], TokenPrices], str]:
+        field = "AGENTKEEP_PRICES"
+        try:
+            mtime = os.stat(self.path).st_mtime
+            raw = Path(self.path).read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {self.path}: {exc.strerror}", field=field) from None
+        try:
+            if self.path.endswith(".toml"):
+                data: Any = tomllib.loads(raw.decode("utf-8"))
+            else:
+                data = json.loads(raw, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{self.path} is not valid: {exc}", field=field) from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{self.path} must map model names to prices", field=field)
+        entries: dict[tuple[str, str], TokenPrices] = {}
+        for model, entry in data.items():
+            where = f"{field}.{model}"
+            provider = entry.get("provider") if isinstance(entry, dict) else None
+            if provider is not None and (not isinstance(provider, str) or not provider):
+                raise InvalidInput("must be a non-empty string", field=f"{where}.provider")
+            entries[(provider or _ANY, model)] = _token_prices(entry, where)
+        version = f"AGENTKEEP_PRICES:sha256:{hashlib.sha256(raw).hexdigest()[:12]}"
+        return mtime, entries, version
+
+    def lookup(self, provider: str, model: str) -> tuple[TokenPrices, str] | None:
+        """The file's prices for the call (reloaded first if the file changed)."""
+        try:
+            changed = os.stat(self.path).st_mtime != self._mtime
+        except OSError:
+            changed = False  # gone for now: keep what was read
+        if changed:
+            with self._lock:
+                try:
+                    self._mtime, self.entries, self.version = self._load()
+                except InvalidInput as exc:
+                    log.warning("AGENTKEEP_PRICES: keeping the prices read before: %s", exc)
+                    self._mtime = os.stat(self.path).st_mtime
+        found = self.entries.get((provider, model)) or self.entries.get((_ANY, model))
+        return None if found is None else (found, self.version)
+
+
+def _to_price(row: Any) -> Price:
+    return Price(
+        provider=row["provider"] or None,
+        model=row["model"],
+        input=Decimal(row["input"]),
+        output=Decimal(row["output"]),
+        cached_input=None if row["cached_input"] is None else Decimal(row["cached_input"]),
+        reasoning=None if row["reasoning"] is None else Decimal(row["reasoning"]),
+        version=row["version"],
+        created_at=from_micros(row["created_at"]),
+        updated_at=from_micros(row["updated_at"]),
+    )
+
+
+def _stored(conn: Connection, tenant_id: str, provider: str, model: str) -> Any:
+    return (
+        conn.execute(
+            sa.select(t)
+            .where(
+                t.c.tenant_id == tenant_id, t.c.model == model, t.c.provider.in_((provider, _ANY))
+            )
+            .order_by(t.c.provider.desc())  # the provider's own price before the any-provider one
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+
+
+def price_call(
+    conn: Connection,
+    tenant_id: str,
+    price_file: PriceFile | None,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    """The cost columns of a usage row without a caller's cost (see the module docstring)."""
+    provider, model = values["provider"], values["model"]
+    tokens = {
+        "input_tokens": values["input_tokens"],
+        "cached_tokens": values["cached_tokens"],
+        "output_tokens": values["output_tokens"],
+        "reasoning_tokens": values["reasoning_tokens"],
+    }
+    row = _stored(conn, tenant_id, provider, model)
+    if row is not None:
+        price = _to_price(row)
+        prices = TokenPrices(price.input, price.output, price.cached_input, price.reasoning)
+        label = f"store.prices:{row['provider'] or '*'}/{model}@v{row['version']}"
+        return {
+            "cost_nano_usd": to_nano(prices.cost(**tokens)),
+            "cost_source": "user",
+            "price_version": label[:64],
+        }
+    from_file = price_file.lookup(provider, model) if price_file is not None else None
+    if from_file is not None:
+        return {
+            "cost_nano_usd": to_nano(from_file[0].cost(**tokens)),
+            "cost_source": "user",
+            "price_version": from_file[1],
+        }
+    priced = price_from_table(
+        provider,
+        model,
+        input_tokens=values["input_tokens"],
+        cached_tokens=values["cached_tokens"],
+        output_tokens=values["output_tokens"],
+        at=_EPOCH + timedelta(microseconds=values["created_at"]),
+    )
+    if priced is None:
+        return {"cost_nano_usd": None, "cost_source": None, "price_version": None}
+    return {
+        "cost_nano_usd": to_nano(priced[0]),
+        "cost_source": "price_table",
+        "price_version": priced[1],
+    }
+
+
+class Prices(Resource):
+    """``store.prices``: the user's price table of this tenant (see the module docstring)."""
+
+    kind = "price"
+
+    def set(
+        self,
+        model: str,
+        *,
+        input: Decimal | float | str,
+        output: Decimal | float | str,
+        cached_input: Decimal | float | str | None = None,
+        reasoning: Decimal | float | str | None = None,
+        provider: str | None = None,
+    ) -> Price:
+        """Set (or replace) the per-token USD prices of ``model`` (of ``provider``, else any).
+
+        Calls recorded from now on are priced with them; ``recompute`` reprices
+        calls recorded before.
+        """
+        model = require_str(model, "model", max_len=256)
+        key = _ANY if provider is None else require_str(provider, "provider", max_len=128)
+        values = {
+            name: _price(v, name, required=name in ("input", "output"))
+            for name, v in (
+                ("input", input),
+                ("output", output),
+                ("cached_input", cached_input),
+                ("reasoning", reasoning),
+            )
+        }
+        stored = {k: (None if v is None else format(v, "f")) for k, v in values.items()}
+        now = utcnow_micros()
+        with self._core.write("setting a price") as conn:
+            old = conn.execute(
+                sa.select(t.c.version, t.c.created_at).where(
+                    t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model
+                )
+            ).first()
+            row = {
+                "tenant_id": self.tenant_id,
+                "provider": key,
+                "model": model,
+                **stored,
+                "version": 1 if old is None else old.version + 1,
+                "created_at": now if old is None else old.created_at,
+                "updated_at": now,
+            }
+            if old is None:
+                conn.execute(sa.insert(t).values(row))
+            else:
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model)
+                    .values(row)
+                )
+        return _to_price(row)
+
+    def get(self, model: str, *, provider: str | None = None) -> Price:
+        """The stored price of ``model`` (of ``provider``, else the any-provider one)."""
+        key = _ANY if provider is None else provider
+        with self._core.read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(t).where(
+                        t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound("price", model if provider is None else f"{provider}/{model}")
+        return _to_price(row)
+
+    def list(self) -> builtins.list[Price]:
+        """Every stored price of this tenant, by model then provider."""
+        with self._core.read() as conn:
+            rows = conn.execute(
+                sa.select(t)
+                .where(t.c.tenant_id == self.tenant_id)
+                .order_by(t.c.model, t.c.provider)
+            ).mappings()
+            return [_to_price(r) for r in rows]
+
+    def delete(self, model: str, *, provider: str | None = None) -> None:
+        """Remove a stored price: the model falls back to the file or the maintained table."""
+        key = _ANY if provider is None else provider
+        with self._core.write("deleting a price") as conn:
+            done = conn.execute(
+                sa.delete(t).where(
+                    t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model
+                )
+            )
+        if done.rowcount == 0:
+            raise NotFound("price", model if provider is None else f"{provider}/{model}")
+
+    def recompute(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model: str | None = None,
+        dry_run: bool = False,
+    ) -> RecomputeReport:
+        """Price recorded calls again with today's tables (the user's, then the maintained one).
+
+        Covers this tenant's usage rows created in ``[since, until)`` (all by
+        default), of ``model`` if given. A cost the caller gave
+        (``cost_source="caller"``) is kept. A row no table prices becomes
+        unpriced (``None``), never $0. Runs in batches of 500 rows, each its
+        own transaction (safe to run again). Run totals (``runs.cost_usd``)
+        are not changed; usage rollups and stats read the rows.
+        """
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and not isinstance(value, datetime):
+                raise InvalidInput("must be a datetime", field=name)
+        if model is not None:
+            model = require_str(model, "model", max_len=256)
+        where = [
+            ut.c.tenant_id == self.tenant_id,
+            sa.or_(ut.c.cost_source.is_(None), ut.c.cost_source != "caller"),
+        ]
+        if since is not None:
+            where.append(ut.c.created_at >= to_micros(since))
+        if until is not None:
+            where.append(ut.c.created_at < to_micros(until))
+        if model is not None:
+            where.append(ut.c.model == model)
+        columns = [
+            ut.c.id,
+            ut.c.provider,
+            ut.c.model,
+            ut.c.input_tokens,
+            ut.c.cached_tokens,
+            ut.c.output_tokens,
+            ut.c.reasoning_tokens,
+            ut.c.created_at,
+            ut.c.cost_nano_usd,
+            ut.c.cost_source,
+            ut.c.price_version,
+        ]
+        rows = changed = 0
+        by_source = {"user": 0, "price_table": 0, "unpriced": 0}
+        after = ""
+        price_file = self._core.price_file
+        while True:
+            with self._core.write("recomputing costs") as conn:
+                batch = list(
+                    conn.execute(
+                        sa.select(*columns)
+                        .where(*where, ut.c.id > after)
+                        .order_by(ut.c.id)
+                        .limit(_BATCH)
+                    ).mappings()
+                )
+                for row in batch:
+                    cost = price_call(conn, self.tenant_id, price_file, dict(row))
+                    by_source[cost["cost_source"] or "unpriced"] += 1
+                    if any(cost[k] != row[k] for k in cost):
+                        changed += 1
+                        if not dry_run:
+                            conn.execute(
+                                sa.update(ut)
+                                .where(ut.c.tenant_id == self.tenant_id, ut.c.id == row["id"])
+                                .values(cost)
+                            )
+            rows += len(batch)
+            if len(batch) < _BATCH:
+                break
+            after = batch[-1]["id"]
+        return RecomputeReport(rows=rows, changed=changed, by_source=by_source)

@@ -1,0 +1,231 @@
+"""The user's price table: store.prices and AGENTKEEP_PRICES over the maintained one; recompute."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import agentkeep
+from agentkeep import AsyncStore, InvalidInput, NotFound, Store
+
+HOUSE = "house-llm-1"  # no maintained price: unpriced unless the user prices it
+
+
+def _call(
+    store: Store, model: str = HOUSE, provider: str = "acme", **kw: object
+) -> agentkeep.LLMUsage:
+    tokens = {
+        "input_tokens": 1000,
+        "cached_tokens": 400,
+        "output_tokens": 300,
+        "reasoning_tokens": 100,
+    }
+    return store.usage.record(provider=provider, model=model, **{**tokens, **kw})  # type: ignore[arg-type]
+
+
+def test_a_user_price_prices_later_calls_exactly(store: Store) -> None:
+    before = _call(store)
+    assert (before.cost_usd, before.cost_source, before.price_version) == (None, None, None)
+    price = store.prices.set(
+        HOUSE,
+        input="0.000001",
+        output="0.000004",
+        cached_input=Decimal("0.00000025"),
+        reasoning=0.000008,
+    )
+    assert (price.model, price.provider, price.version) == (HOUSE, None, 1)
+    assert price.reasoning == Decimal("0.000008")
+    after = _call(store)
+    # 600 input at 1e-6, 400 cached at 2.5e-7, 200 output at 4e-6, 100 reasoning at 8e-6
+    assert after.cost_usd == Decimal("0.0006") + Decimal("0.0001") + Decimal("0.0008") + Decimal(
+        "0.0008"
+    )
+    assert after.cost_source == "user"
+    assert after.price_version == f"store.prices:*/{HOUSE}@v1"
+    assert store.usage.get(after.id).cost_usd == after.cost_usd
+    # without cached/reasoning prices those tokens are billed as input/output
+    store.prices.set(HOUSE, input="0.000001", output="0.000004")
+    plain = _call(store)
+    assert plain.cost_usd == Decimal("0.001") + Decimal("0.0012")
+    assert plain.price_version == f"store.prices:*/{HOUSE}@v2"
+    assert store.prices.get(HOUSE).version == 2
+    assert [p.model for p in store.prices.list()] == [HOUSE]
+    assert store.tenant(store.tenant_id + "_x").prices.list() == []
+
+
+def test_provider_price_first_and_the_maintained_table_overridden(store: Store) -> None:
+    store.prices.set(HOUSE, input=1, output=1)
+    store.prices.set(HOUSE, provider="acme", input=2, output=2)
+    assert (
+        _call(store, input_tokens=1, cached_tokens=0, output_tokens=0, reasoning_tokens=0).cost_usd
+        == 2
+    )
+    other = _call(
+        store, provider="zeta", input_tokens=1, cached_tokens=0, output_tokens=0, reasoning_tokens=0
+    )
+    assert (other.cost_usd, other.price_version) == (1, f"store.prices:*/{HOUSE}@v1")
+
+    maintained = _call(store, model="gpt-4o-mini", provider="openai")
+    assert maintained.cost_source == "price_table" and maintained.cost_usd
+    store.prices.set("gpt-4o-mini", provider="openai", input=0, output=0)
+    overridden = _call(store, model="gpt-4o-mini", provider="openai")
+    assert (overridden.cost_usd, overridden.cost_source) == (0, "user")  # the user's own $0
+    store.prices.delete("gpt-4o-mini", provider="openai")
+    assert _call(store, model="gpt-4o-mini", provider="openai").cost_source == "price_table"
+    with pytest.raises(NotFound):
+        store.prices.delete("gpt-4o-mini", provider="openai")
+    given = _call(store, cost_usd=Decimal("0.5"))
+    assert (given.cost_usd, given.cost_source) == (Decimal("0.5"), "caller")
+
+
+def test_bad_prices_name_the_field_and_write_nothing(store: Store) -> None:
+    for kwargs, field in (
+        ({"input": -1, "output": 1}, "input"),
+        ({"input": "cheap", "output": 1}, "input"),
+        ({"input": 1, "output": None}, "output"),
+        ({"input": 1, "output": float("inf")}, "output"),
+        ({"input": 1, "output": 1, "cached_input": True}, "cached_input"),
+        ({"input": 1, "output": 1, "provider": ""}, "provider"),
+    ):
+        with pytest.raises(InvalidInput) as err:
+            store.prices.set(HOUSE, **kwargs)  # type: ignore[arg-type]
+        assert err.value.field == field, kwargs
+    with pytest.raises(InvalidInput) as err:
+        store.prices.set("", input=1, output=1)
+    assert err.value.field == "model"
+    assert store.prices.list() == []
+
+
+def test_recompute_reprices_past_calls(store: Store) -> None:
+    old = datetime.now(UTC) - timedelta(days=3)
+    early = _call(store, created_at=old)
+    recent = _call(store)
+    other = _call(store, model="house-llm-2")
+    given = _call(store, cost_usd=Decimal("0.25"))
+    store.prices.set(HOUSE, input="0.000001", output="0.000001")
+    store.prices.set("house-llm-2", input="0.000002", output="0.000002")
+
+    dry = store.prices.recompute(model=HOUSE, dry_run=True)
+    assert (dry.rows, dry.changed) == (2, 2)
+    assert store.usage.get(recent.id).cost_usd is None  # a dry run writes nothing
+
+    since = store.prices.recompute(since=old + timedelta(days=1), model=HOUSE)
+    assert (since.rows, since.changed, since.by_source["user"]) == (1, 1, 1)
+    assert store.usage.get(recent.id).cost_usd == Decimal("0.0013")
+    assert store.usage.get(early.id).cost_usd is None  # before `since`
+    report = store.prices.recompute()
+    assert report.rows == 3  # every row but the caller's
+    assert report.changed == 2 and store.usage.get(early.id).cost_source == "user"
+    assert store.usage.get(other.id).cost_usd == Decimal("0.0026")
+    assert store.usage.get(given.id).cost_usd == Decimal("0.25")  # the caller's cost stays
+    assert store.prices.recompute().changed == 0  # nothing left to change
+
+    store.prices.delete(HOUSE)
+    gone = store.prices.recompute(model=HOUSE)
+    assert gone.by_source["unpriced"] == 2
+    unpriced = store.usage.get(recent.id)
+    assert (unpriced.cost_usd, unpriced.cost_source, unpriced.price_version) == (None, None, None)
+    assert store.usage.rollup("model")[0].unpriced_calls >= 1
+    with pytest.raises(InvalidInput) as err:
+        store.prices.recompute(since="yesterday")  # type: ignore[arg-type]
+    assert err.value.field == "since"
+
+
+def test_every_process_sees_a_stored_price(store: Store, backend: str, db_url: str) -> None:
+    if backend == "memory":
+        pytest.skip("an in-memory database is private to its store")
+    other = agentkeep.connect(db_url).tenant(store.tenant_id)
+    try:
+        store.prices.set(HOUSE, input=1, output=1)
+        priced = _call(other, input_tokens=2, cached_tokens=0, output_tokens=0, reasoning_tokens=0)
+        assert (priced.cost_usd, priced.cost_source) == (2, "user")
+    finally:
+        other.close()
+
+
+def _price_file(tmp_path: Path, name: str, content: str) -> str:
+    path = tmp_path / name
+    path.write_text(content)
+    return str(path)
+
+
+def test_a_price_file_overrides_the_maintained_table(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prices = {
+        HOUSE: {"input": 0.000001, "output": "0.000002"},
+        "gpt-4o-mini": {"input": 0, "output": 0, "provider": "openai"},
+    }
+    monkeypatch.setenv("AGENTKEEP_PRICES", _price_file(tmp_path, "prices.json", json.dumps(prices)))
+    with agentkeep.connect(db_url) as opened:
+        store = opened.tenant("file_" + os.urandom(4).hex())
+        usage = _call(store, input_tokens=10, cached_tokens=0, output_tokens=10, reasoning_tokens=0)
+        assert usage.cost_usd == Decimal("0.00003") and usage.cost_source == "user"
+        assert usage.price_version is not None and usage.price_version.startswith(
+            "AGENTKEEP_PRICES:sha256:"
+        )
+        assert _call(store, model="gpt-4o-mini", provider="openai").cost_usd == 0
+        assert _call(store, model="gpt-4o-mini", provider="azure").cost_source != "user"
+        store.prices.set(HOUSE, input=1, output=1)  # the stored price comes before the file
+        assert (
+            _call(
+                store, input_tokens=1, cached_tokens=0, output_tokens=0, reasoning_tokens=0
+            ).cost_usd
+            == 1
+        )
+
+
+def test_a_toml_price_file_and_bad_files(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toml = f'["{HOUSE}"]\ninput = "0.000003"\noutput = 0.000004\n'
+    monkeypatch.setenv("AGENTKEEP_PRICES", _price_file(tmp_path, "prices.toml", toml))
+    with agentkeep.connect(db_url) as opened:
+        store = opened.tenant("toml_" + os.urandom(4).hex())
+        assert _call(
+            store, input_tokens=1, cached_tokens=0, output_tokens=1, reasoning_tokens=0
+        ).cost_usd == Decimal("0.000007")
+    for content, field in (
+        (json.dumps({HOUSE: {"input": -1, "output": 1}}), f"AGENTKEEP_PRICES.{HOUSE}.input"),
+        (json.dumps({HOUSE: {"input": 1}}), f"AGENTKEEP_PRICES.{HOUSE}.output"),
+        (json.dumps({HOUSE: {"input": 1, "output": 1, "per": "1M"}}), f"AGENTKEEP_PRICES.{HOUSE}"),
+        ("{not json", "AGENTKEEP_PRICES"),
+    ):
+        monkeypatch.setenv("AGENTKEEP_PRICES", _price_file(tmp_path, "bad.json", content))
+        with pytest.raises(InvalidInput) as err:
+            agentkeep.connect(db_url)
+        assert err.value.field == field
+    monkeypatch.setenv("AGENTKEEP_PRICES", str(tmp_path / "missing.json"))
+    with pytest.raises(InvalidInput, match="cannot read"):
+        agentkeep.connect(db_url)
+
+
+def test_a_changed_price_file_is_read_again(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = Path(
+        _price_file(tmp_path, "prices.json", json.dumps({HOUSE: {"input": 1, "output": 1}}))
+    )
+    monkeypatch.setenv("AGENTKEEP_PRICES", str(path))
+    one = {"input_tokens": 1, "cached_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0}
+    with agentkeep.connect(db_url) as opened:
+        store = opened.tenant("reload_" + os.urandom(4).hex())
+        assert _call(store, **one).cost_usd == 1
+        path.write_text(json.dumps({HOUSE: {"input": 2, "output": 2}}))
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))
+        assert _call(store, **one).cost_usd == 2
+        path.write_text("{broken")  # a broken rewrite keeps the last good prices
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+        assert _call(store, **one).cost_usd == 2
+
+
+async def test_async_prices(astore: AsyncStore) -> None:
+    await astore.prices.set(HOUSE, input=1, output=1)
+    usage = await astore.usage.record(provider="acme", model=HOUSE, input_tokens=3)
+    assert usage.cost_usd == 3
+    assert (await astore.prices.recompute(model=HOUSE)).rows == 1
