@@ -288,6 +288,10 @@ class AsyncSessions:
             metadata=metadata,
         )
 
+    async def fork_many(self, forks: Sequence[Mapping[str, Any]]) -> builtins.list[Session]:
+        """Fork several sessions in one transaction: all of them, or none."""
+        return await asyncio.to_thread(self.sync.fork_many, forks)
+
     async def get(self, session_id: str, *, lock: bool = False) -> Session:
         """A session by id."""
         return await asyncio.to_thread(self.sync.get, session_id, lock=lock)

@@ -77,8 +77,8 @@ class AsyncStore:
     async def health(self) -> Health:
         return await asyncio.to_thread(self.sync.health)
 
-    async def check_consistency(self) -> ConsistencyReport:
-        return await asyncio.to_thread(self.sync.check_consistency)
+    async def check_consistency(self, *, agent_id: str | None = None) -> ConsistencyReport:
+        return await asyncio.to_thread(self.sync.check_consistency, agent_id=agent_id)
 
     async def get_metrics(self) -> StoreMetrics:
         return await asyncio.to_thread(self.sync.get_metrics)

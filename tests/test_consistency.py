@@ -192,3 +192,91 @@ async def test_async_check(astore: AsyncStore, store: Store) -> None:
     _corrupt_session(store, s.id, message_count=2)
     report = await astore.check_consistency()
     assert [(i.kind, i.object_id) for i in report.issues] == [("session_message_count", s.id)]
+
+
+def _delete_without_foreign_keys(store: Store, session_id: str) -> None:
+    """Delete a session as a tool without foreign keys would: its rows stay behind."""
+    if store.backend == "postgresql":
+        with store._core.write() as conn:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            conn.execute(
+                sa.delete(sessions).where(
+                    sessions.c.tenant_id == store.tenant_id, sessions.c.id == session_id
+                )
+            )
+        return
+    with store._core.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            raw.execute(
+                "DELETE FROM sessions WHERE tenant_id = ? AND id = ?", (store.tenant_id, session_id)
+            )
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
+
+
+def test_the_check_scoped_to_one_agent(store: Store) -> None:
+    mine = store.sessions.create(agent_id="asst_mine")
+    ran_on = store.sessions.create()  # no agent of its own, but asst_mine ran on it
+    theirs = store.sessions.create(agent_id="asst_theirs")
+    run = store.runs.create("asst_mine", session_id=ran_on.id)
+    store.runs.transition(run.id, "in_progress")
+    call = store.tool_calls.create("search", {}, run_id=run.id)
+    store.runs.transition(run.id, "failed")
+    other_run = store.runs.create("asst_theirs", session_id=theirs.id)
+    store.runs.transition(other_run.id, "in_progress")
+    other_call = store.tool_calls.create("fetch", {}, run_id=other_run.id)
+    store.runs.transition(other_run.id, "failed")
+    for s in (mine, ran_on, theirs):
+        store.messages.append(s.id, "user", "hi")
+        _corrupt_session(store, s.id, message_count=5)
+    store.messages.append(
+        ran_on.id, "assistant", [{"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}}]
+    )
+
+    scoped = store.check_consistency(agent_id="asst_mine")
+    assert sorted((i.kind, i.object_id) for i in scoped.issues) == sorted(
+        [
+            ("tool_call_without_result", call.id),
+            ("tool_use_without_result", store.messages.recent(ran_on.id, 1)[0].id),
+            ("session_message_count", mine.id),
+            ("session_message_count", ran_on.id),
+        ]
+    )
+    theirs_report = store.check_consistency(agent_id="asst_theirs")
+    assert sorted(i.object_id for i in theirs_report.issues) == sorted([other_call.id, theirs.id])
+    assert store.check_consistency(agent_id="asst_nobody").ok
+    assert len(store.check_consistency().issues) == 6  # the whole tenant: both agents
+
+
+def test_an_agents_orphaned_rows_are_found(store: Store) -> None:
+    s = store.sessions.create(agent_id="asst_o")
+    kept = store.sessions.create(agent_id="asst_o")
+    store.messages.append(kept.id, "user", "fine")
+    message = store.messages.append(s.id, "assistant", "hello", agent_id="asst_o")
+    run = store.runs.create("asst_o", session_id=s.id)
+    call = store.tool_calls.create("f", {}, run_id=run.id, session_id=s.id)
+    store.tool_calls.complete(call.id, "ok")
+    event = store.events.append("run_started", run_id=run.id, session_id=s.id, agent_id="asst_o")
+    assert store.check_consistency(agent_id="asst_o").ok
+    _delete_without_foreign_keys(store, s.id)
+    found = {i.object_id for i in store.check_consistency(agent_id="asst_o").issues}
+    assert found == {
+        f"runs:{run.id}",
+        f"messages:{message.id}",
+        f"tool_calls:{call.id}",
+        f"events:{event.bookmark}",
+    }
+    kinds = {i.kind for i in store.check_consistency(agent_id="asst_o").issues}
+    assert kinds == {"orphaned_row"}
+    assert store.check_consistency(agent_id="asst_other").ok
+
+
+async def test_async_check_for_one_agent(astore: AsyncStore, store: Store) -> None:
+    s = store.sessions.create(agent_id="asst_a")
+    _corrupt_session(store, s.id, message_count=3)
+    report = await astore.check_consistency(agent_id="asst_a")
+    assert [i.object_id for i in report.issues] == [s.id]
+    assert (await astore.check_consistency(agent_id="asst_b")).ok

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentkeep import Conflict, InvalidInput, NotFound, Store
+from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
 
 
 def test_create_and_get_round_trip(store: Store) -> None:
@@ -196,3 +196,59 @@ def test_exists_and_listing_by_id_prefix(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         store.sessions.count(id_prefix="")
     assert err.value.field == "id_prefix"
+
+
+def test_fork_many_is_all_or_nothing(store: Store) -> None:
+    a = store.sessions.create(title="a")
+    b = store.sessions.create(kind="thread", title="b")
+    for i in range(3):
+        store.messages.append(a.id, "user", f"a{i}")
+        store.messages.append(b.id, "user", f"b{i}")
+    snap = store.snapshots.create(b.id, label="at 2", state={"step": 2})
+    store.messages.append(b.id, "user", "b3")
+    forks = store.sessions.fork_many(
+        [
+            {"session_id": a.id, "at_seq": 1},
+            {"session_id": b.id, "snapshot_id": snap.id, "title": "from snap"},
+            {"session_id": a.id, "metadata": {"copy": "2"}},
+        ]
+    )
+    assert [(f.parent_id, f.fork_seq, f.message_count) for f in forks] == [
+        (a.id, 1, 1),
+        (b.id, 3, 3),
+        (a.id, 3, 3),
+    ]
+    assert forks[1].id.startswith("thread_") and forks[1].title == "from snap"
+    assert forks[1].state == {"step": 2} and forks[2].metadata == {"copy": "2"}
+    assert [m.text for m in store.messages.recent(forks[0].id)] == ["a0"]
+    assert store.sessions.count(parent_id=a.id) == 2
+    assert store.sessions.fork_many([]) == []
+
+    before = store.sessions.count()
+    for bad, field in (
+        ([{"session_id": a.id}, {"session_id": a.id, "at_seq": 99}], "forks[1].at_seq"),
+        ([{"session_id": a.id}, {"session_id": a.id, "at_seq": -1}], "forks[1].at_seq"),
+        ([{"at_seq": 1}], "forks[0].session_id"),
+        ([{"session_id": a.id, "at_seq": 1, "snapshot_id": snap.id}], "forks[0].at_seq"),
+        ([{"session_id": a.id, "atseq": 1}], "forks[0].atseq"),
+        ([{"session_id": a.id}, {"session_id": b.id, "metadata": {"k": 1}}], "forks[1].metadata.k"),
+        (["not a fork"], "forks[0]"),
+        ("a string", "forks"),
+    ):
+        with pytest.raises(InvalidInput) as err:
+            store.sessions.fork_many(bad)  # type: ignore[arg-type]
+        assert err.value.field == field, bad
+    with pytest.raises(NotFound):
+        store.sessions.fork_many([{"session_id": a.id}, {"session_id": "sess_missing"}])
+    with pytest.raises(NotFound):
+        store.sessions.fork_many([{"session_id": a.id, "snapshot_id": snap.id}])  # b's snapshot
+    assert store.sessions.count() == before  # nothing half-written
+
+
+async def test_fork_many_async(astore: AsyncStore) -> None:
+    s = await astore.sessions.create()
+    await astore.messages.append(s.id, "user", "hi")
+    forks = await astore.sessions.fork_many(
+        [{"session_id": s.id}, {"session_id": s.id, "at_seq": 0}]
+    )
+    assert [f.message_count for f in forks] == [1, 0]

@@ -15,8 +15,20 @@ Issue kinds (``ConsistencyIssue.kind``):
   ``last_seq`` (the next append would collide). ``last_seq`` above the largest
   ``seq`` is normal after deleting the last messages.
 
+- ``orphaned_row`` (only with ``agent_id``): a row of the agent whose parent
+  is gone (a run, message, tool call, run step or event naming a session or
+  run that does not exist; only possible where foreign keys were not
+  enforced, e.g. a file written by another tool). ``object_id`` is the row
+  (``table:id``; an event's is its bookmark).
+
 The check only reads; it runs per tenant and streams the messages it inspects
-(only those whose content holds tool blocks).
+(only those whose content holds tool blocks). With ``agent_id`` (KODE's
+per-agent ``checkConsistency``) it looks only at the agent's rows: its runs
+and their tool calls, and the sessions that belong to it (``agent_id``) or
+that its runs ran on, with their messages.
+
+Message ``seq`` gaps are not reported: deleting a message leaves one, and
+``session_last_seq`` catches the gap that matters (a seq above ``last_seq``).
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from sqlalchemy.engine import Connection
 from agentkeep.models import ConsistencyIssue, ConsistencyReport
 from agentkeep.models.runs import ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES
 from agentkeep.store._core import Core
-from agentkeep.store.schema import messages, runs, sessions, tool_calls
+from agentkeep.store.schema import events, messages, run_steps, runs, sessions, tool_calls
 
 __all__ = ["UNFINISHED_TOOL_STATES", "check_consistency"]
 
@@ -40,17 +52,40 @@ _CALL_TYPES = ("tool_use", "function_call")
 _RESULT_TYPES = ("tool_result", "function_call_output")
 
 
-def check_consistency(core: Core, tenant_id: str) -> ConsistencyReport:
-    """Every inconsistency found in ``tenant_id``'s rows (see the module docstring)."""
+def check_consistency(core: Core, tenant_id: str, agent_id: str | None = None) -> ConsistencyReport:
+    """Every inconsistency found in ``tenant_id``'s rows, or in one agent's (see the module docstring)."""
     issues: list[ConsistencyIssue] = []
     with core.read("checking consistency") as conn:
-        issues += _unfinished_tool_calls(conn, tenant_id)
-        issues += _unanswered_tool_uses(conn, tenant_id)
-        issues += _session_counts(conn, tenant_id)
+        scope = None if agent_id is None else _AgentScope(agent_id)
+        issues += _unfinished_tool_calls(conn, tenant_id, scope)
+        issues += _unanswered_tool_uses(conn, tenant_id, scope)
+        issues += _session_counts(conn, tenant_id, scope)
+        if scope is not None:
+            issues += _orphans(conn, tenant_id, scope)
     return ConsistencyReport(ok=not issues, issues=issues, checked_at=datetime.now(UTC))
 
 
-def _unfinished_tool_calls(conn: Connection, tenant_id: str) -> Iterator[ConsistencyIssue]:
+class _AgentScope:
+    """The rows of one agent: its runs, and the sessions it owns or ran on."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+
+    def session_ids(self, tenant_id: str) -> Any:
+        owned = sa.select(sessions.c.id).where(
+            sessions.c.tenant_id == tenant_id, sessions.c.agent_id == self.agent_id
+        )
+        ran_on = sa.select(runs.c.session_id).where(
+            runs.c.tenant_id == tenant_id,
+            runs.c.agent_id == self.agent_id,
+            runs.c.session_id.is_not(None),
+        )
+        return sa.union(owned, ran_on)
+
+
+def _unfinished_tool_calls(
+    conn: Connection, tenant_id: str, scope: _AgentScope | None
+) -> Iterator[ConsistencyIssue]:
     tc, r = tool_calls, runs
     stmt = (
         sa.select(tc.c.id, tc.c.name, tc.c.state, r.c.id.label("run_id"), r.c.status)
@@ -62,6 +97,8 @@ def _unfinished_tool_calls(conn: Connection, tenant_id: str) -> Iterator[Consist
         )
         .order_by(tc.c.id)
     )
+    if scope is not None:
+        stmt = stmt.where(r.c.agent_id == scope.agent_id)
     for row in conn.execute(stmt):
         yield ConsistencyIssue(
             kind="tool_call_without_result",
@@ -84,7 +121,9 @@ def _result_id(block: dict[str, Any]) -> str | None:
     return None
 
 
-def _unanswered_tool_uses(conn: Connection, tenant_id: str) -> Iterator[ConsistencyIssue]:
+def _unanswered_tool_uses(
+    conn: Connection, tenant_id: str, scope: _AgentScope | None
+) -> Iterator[ConsistencyIssue]:
     m, r = messages, runs
     has_tool_block = sa.or_(
         *(
@@ -106,6 +145,8 @@ def _unanswered_tool_uses(conn: Connection, tenant_id: str) -> Iterator[Consiste
         .order_by(m.c.session_id, m.c.seq)
         .execution_options(yield_per=500)
     )
+    if scope is not None:
+        stmt = stmt.where(m.c.session_id.in_(scope.session_ids(tenant_id)))
     session: str | None = None
     open_calls: dict[str, tuple[str, str | None]] = {}  # call id -> (message id, run id)
 
@@ -139,7 +180,9 @@ def _unanswered_tool_uses(conn: Connection, tenant_id: str) -> Iterator[Consiste
     yield from flush()
 
 
-def _session_counts(conn: Connection, tenant_id: str) -> Iterator[ConsistencyIssue]:
+def _session_counts(
+    conn: Connection, tenant_id: str, scope: _AgentScope | None
+) -> Iterator[ConsistencyIssue]:
     s, m = sessions, messages
     agg = (
         sa.select(
@@ -159,6 +202,8 @@ def _session_counts(conn: Connection, tenant_id: str) -> Iterator[ConsistencyIss
         .where(s.c.tenant_id == tenant_id, sa.or_(s.c.message_count != n, s.c.last_seq < max_seq))
         .order_by(s.c.id)
     )
+    if scope is not None:
+        stmt = stmt.where(s.c.id.in_(scope.session_ids(tenant_id)))
     for row in conn.execute(stmt):
         if row.message_count != row.n:
             yield ConsistencyIssue(
@@ -171,4 +216,68 @@ def _session_counts(conn: Connection, tenant_id: str) -> Iterator[ConsistencyIss
                 kind="session_last_seq",
                 object_id=row.id,
                 detail=f"last_seq is {row.last_seq} but a message has seq {row.max_seq}",
+            )
+
+
+def _orphans(conn: Connection, tenant_id: str, scope: _AgentScope) -> Iterator[ConsistencyIssue]:
+    """The agent's rows that name a session or run that does not exist."""
+
+    def missing(parent: sa.Table, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            column.is_not(None),
+            ~sa.exists().where(parent.c.tenant_id == tenant_id, parent.c.id == column),
+        )
+
+    agent = scope.agent_id
+    agent_runs = sa.select(runs.c.id).where(runs.c.tenant_id == tenant_id, runs.c.agent_id == agent)
+    checks: list[tuple[sa.Table, sa.ColumnElement[Any], sa.ColumnElement[bool], str]] = [
+        (
+            runs,
+            runs.c.id,
+            sa.and_(runs.c.agent_id == agent, missing(sessions, runs.c.session_id)),
+            "session",
+        ),
+        (
+            messages,
+            messages.c.id,
+            sa.and_(
+                sa.or_(messages.c.agent_id == agent, messages.c.run_id.in_(agent_runs)),
+                missing(sessions, messages.c.session_id),
+            ),
+            "session",
+        ),
+        (
+            tool_calls,
+            tool_calls.c.id,
+            sa.and_(
+                sa.or_(tool_calls.c.agent_id == agent, tool_calls.c.run_id.in_(agent_runs)),
+                sa.or_(
+                    missing(runs, tool_calls.c.run_id), missing(sessions, tool_calls.c.session_id)
+                ),
+            ),
+            "run or session",
+        ),
+        (
+            run_steps,
+            run_steps.c.id,
+            sa.and_(run_steps.c.agent_id == agent, missing(runs, run_steps.c.run_id)),
+            "run",
+        ),
+        (
+            events,
+            events.c.bookmark,
+            sa.and_(
+                events.c.agent_id == agent,
+                sa.or_(missing(runs, events.c.run_id), missing(sessions, events.c.session_id)),
+            ),
+            "run or session",
+        ),
+    ]
+    for table, key, condition, parent in checks:
+        stmt = sa.select(key).where(table.c.tenant_id == tenant_id, condition).order_by(key)
+        for (ident,) in conn.execute(stmt):
+            yield ConsistencyIssue(
+                kind="orphaned_row",
+                object_id=f"{table.name}:{ident}",
+                detail=f"{table.name} row {ident} of agent {agent} names a {parent} that does not exist",
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -22,6 +24,21 @@ from agentkeep.store.snapshot_content import snapshot_rows
 __all__ = ["Sessions"]
 
 _KIND_PREFIX = {"session": "sess", "thread": "thread", "conversation": "conv"}
+_FORK_FIELDS = frozenset(("session_id", "at_seq", "snapshot_id", "title", "metadata"))
+_MAX_FORKS = 1000
+
+
+def _fork_point(at_seq: Any, snapshot_id: Any, where: str) -> tuple[int | None, str | None]:
+    """A fork's ``at_seq`` and ``snapshot_id``, checked (``where``: the field prefix)."""
+    if at_seq is not None and snapshot_id is not None:
+        raise InvalidInput("give at_seq or snapshot_id, not both", field=where + "at_seq")
+    if at_seq is not None and (
+        isinstance(at_seq, bool) or not isinstance(at_seq, int) or at_seq < 0
+    ):
+        raise InvalidInput("must be a non-negative integer", field=where + "at_seq")
+    if snapshot_id is not None:
+        snapshot_id = require_str(snapshot_id, where + "snapshot_id", max_len=64)
+    return at_seq, snapshot_id
 
 
 def to_session(row: Row) -> Session:
@@ -287,45 +304,81 @@ class Sessions(Resource):
         fork's state, and its messages are the snapshot's as they were when
         it was taken, whatever was edited or deleted since.
         """
-        if at_seq is not None and snapshot_id is not None:
-            raise InvalidInput("give at_seq or snapshot_id, not both", field="at_seq")
-        if at_seq is not None and (
-            isinstance(at_seq, bool) or not isinstance(at_seq, int) or at_seq < 0
-        ):
-            raise InvalidInput("must be a non-negative integer", field="at_seq")
+        point = _fork_point(at_seq, snapshot_id, "")
         with self._core.write("forking a session") as conn:
-            parent = self._get_row(conn, t, session_id, for_update=True)
-            state = dict(parent["state"])
-            if snapshot_id is not None:
-                at_seq, state = self._snapshot_point(conn, session_id, snapshot_id)
-            if at_seq is None:
-                at_seq = parent["last_seq"]
-            if at_seq > parent["last_seq"]:
-                raise InvalidInput(
-                    f"session {session_id!r} has no message at seq {at_seq} (last is {parent['last_seq']})",
-                    field="at_seq",
-                )
-            now = utcnow_micros()
-            child: dict[str, Any] = {
-                **parent,
-                "id": new_id(_KIND_PREFIX[parent["kind"]]),
-                "title": parent["title"] if title is UNSET else opt_text(title, "title", 1024),
-                "metadata": check_metadata(metadata)
-                if metadata is not None
-                else parent["metadata"],
-                "state": state,
-                "parent_id": session_id,
-                "fork_seq": at_seq,
-                "last_seq": at_seq,
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-                "last_activity_at": now,
-            }
-            child["message_count"] = self._copy_messages(
-                conn, session_id, at_seq, child, snapshot_id
+            return to_session(self._fork(conn, session_id, *point, title, metadata, ""))
+
+    def fork_many(self, forks: Sequence[Mapping[str, Any]]) -> builtins.list[Session]:
+        """Fork several sessions in one transaction: all of them, or none.
+
+        Each item takes ``fork``'s arguments: ``{"session_id": ..., "at_seq":
+        ..., "snapshot_id": ..., "title": ..., "metadata": ...}`` (only
+        ``session_id`` is required); a session may be forked more than once.
+        The forks come back in the order asked. A bad item raises
+        ``InvalidInput`` naming it (``forks[2].at_seq``), a missing session
+        or snapshot ``NotFound``; either way nothing is written.
+        """
+        if not isinstance(forks, Sequence) or isinstance(forks, (str, bytes)):
+            raise InvalidInput("must be a list of forks", field="forks")
+        if len(forks) > _MAX_FORKS:
+            raise InvalidInput(f"at most {_MAX_FORKS} forks in one call", field="forks")
+        plans = []
+        for i, item in enumerate(forks):
+            where = f"forks[{i}]."
+            if not isinstance(item, Mapping):
+                raise InvalidInput("must be an object", field=f"forks[{i}]")
+            unknown = set(item) - _FORK_FIELDS
+            if unknown:
+                raise InvalidInput("is not a fork argument", field=where + sorted(unknown)[0])
+            session_id = require_str(item.get("session_id"), where + "session_id", max_len=64)
+            point = _fork_point(item.get("at_seq"), item.get("snapshot_id"), where)
+            title = item.get("title", UNSET)
+            plans.append((session_id, *point, title, item.get("metadata"), where))
+        with self._core.write("forking sessions") as conn:
+            made = [self._fork(conn, *plan) for plan in plans]
+        return [to_session(row) for row in made]
+
+    def _fork(
+        self,
+        conn: Connection,
+        session_id: str,
+        at_seq: int | None,
+        snapshot_id: str | None,
+        title: str | None,
+        metadata: dict[str, str] | None,
+        where: str,
+    ) -> dict[str, Any]:
+        """Write one fork of ``session_id`` in the open transaction; its row."""
+        parent = self._get_row(conn, t, session_id, for_update=True)
+        state = dict(parent["state"])
+        if snapshot_id is not None:
+            at_seq, state = self._snapshot_point(conn, session_id, snapshot_id)
+        if at_seq is None:
+            at_seq = parent["last_seq"]
+        if at_seq > parent["last_seq"]:
+            raise InvalidInput(
+                f"session {session_id!r} has no message at seq {at_seq} (last is {parent['last_seq']})",
+                field=where + "at_seq",
             )
-        return to_session(child)
+        now = utcnow_micros()
+        child: dict[str, Any] = {
+            **parent,
+            "id": new_id(_KIND_PREFIX[parent["kind"]]),
+            "title": parent["title"] if title is UNSET else opt_text(title, where + "title", 1024),
+            "metadata": check_metadata(metadata, where + "metadata")
+            if metadata is not None
+            else parent["metadata"],
+            "state": state,
+            "parent_id": session_id,
+            "fork_seq": at_seq,
+            "last_seq": at_seq,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "last_activity_at": now,
+        }
+        child["message_count"] = self._copy_messages(conn, session_id, at_seq, child, snapshot_id)
+        return child
 
     def _snapshot_point(
         self, conn: Connection, session_id: str, snapshot_id: str

@@ -237,9 +237,14 @@ class Store:
         """
         return erase_user(self._core, self.tenant_id, user_id)
 
-    def check_consistency(self) -> ConsistencyReport:
-        """Find tool calls left without results and counts that disagree with the rows."""
-        return check_consistency(self._core, self.tenant_id)
+    def check_consistency(self, *, agent_id: str | None = None) -> ConsistencyReport:
+        """Find tool calls left without results and counts that disagree with the rows.
+
+        ``agent_id``: only that agent's rows (KODE's per-agent ``checkConsistency``),
+        with rows whose session or run is gone (``orphaned_row``) also reported.
+        See :mod:`agentkeep.store.consistency`.
+        """
+        return check_consistency(self._core, self.tenant_id, agent_id)
 
     def close(self) -> None:
         """Close the database connections (of every tenant view)."""
