@@ -33,8 +33,8 @@ from agentkeep.store.history import History
 from agentkeep.store.locks import hold_lock
 from agentkeep.store.media import MediaCache
 from agentkeep.store.messages import Messages
-from agentkeep.store.rate_limits import RateLimits
 from agentkeep.store.prices import PriceFile, Prices
+from agentkeep.store.rate_limits import RateLimits
 from agentkeep.store.responses import Responses
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
