@@ -37,6 +37,7 @@ _PG_CODES: dict[str, tuple[type[AgentkeepError], str]] = {
     "57014": (StoreUnavailable, "the statement was cancelled ({})"),  # query_canceled
 }
 _PG_CLASSES: dict[str, tuple[type[AgentkeepError], str]] = {
+    "22": (InvalidInput, "a value cannot be stored ({})"),  # data exception
     "23": (Conflict, "the write conflicts with a stored row ({})"),  # integrity
     "40": (StoreUnavailable, "the transaction was rolled back by the server; retry ({})"),
     "08": (StoreUnavailable, _UNREACHABLE),  # connection exception
@@ -73,6 +74,9 @@ def _from_psycopg(exc: psycopg.Error, what: str) -> AgentkeepError:
         if found is not None:
             kind, message = found
             return kind(f"{what}: {message.format(text)}")
+    if isinstance(exc, psycopg.DataError):
+        # No SQLSTATE: refused by the driver before sending (a NUL character in a text value).
+        return InvalidInput(f"{what}: a value cannot be stored ({text})")
     if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         # No SQLSTATE: the connection failed or was lost on the client's side.
         return StoreUnavailable(f"{what}: {_UNREACHABLE.format(text)}")

@@ -272,6 +272,8 @@ def item_input(item: Any, field: str) -> dict[str, Any]:
                 )
             extra["status"] = status
         if item.get("phase") is not None:
+            if item["phase"] not in ("commentary", "final_answer"):
+                raise InvalidInput("must be commentary or final_answer", field=f"{field}.phase")
             extra["phase"] = item["phase"]
         return {"role": role, "content": content, "extra": extra}
     if kind not in ITEM_TYPES:

@@ -451,8 +451,12 @@ def test_a_streamed_request_whose_client_went_away_is_failed_and_costed(
         "error",
         "the client disconnected before the response finished",
     )
+    # The usage row is written first, then the response is ended: wait for the second.
     responses = tenant.service.store.tenant(tenant.id).responses
-    assert responses.get(row.metadata["response_id"]).status == "failed"
+    deadline = time.monotonic() + 30
+    while (status := responses.get(row.metadata["response_id"]).status) != "failed":
+        assert time.monotonic() < deadline, f"the abandoned response stayed {status}"
+        time.sleep(0.05)
 
 
 def test_streaming_a_response_that_was_not_streamed_is_refused(
