@@ -17,10 +17,11 @@ from sqlalchemy.engine import Connection
 
 import agentkeep
 from agentkeep.errors import Conflict
-from agentkeep.store import Store, migrate
+from agentkeep.store import Store, migrate, usage_days
 from agentkeep.store.backup_files import snapshot_connection
 from agentkeep.store.dialects import Dialect, dialect_for_url
 from agentkeep.store.dump import BATCH, Progress, count_rows, dump_tables, stream_rows
+from agentkeep.store.schema import usage_days as usage_days_table
 
 __all__ = ["CopyReport", "copy_database", "copy_into", "copy_rows", "is_empty", "wipe"]
 
@@ -47,6 +48,7 @@ def is_empty(conn: Connection) -> bool:
 def wipe(conn: Connection) -> None:
     for table in reversed(dump_tables()):
         conn.execute(sa.delete(table))
+    conn.execute(sa.delete(usage_days_table))  # derived from llm_usage
 
 
 def copy_rows(
@@ -82,6 +84,7 @@ def copy_rows(
                 f"{table.name}: the source has {expected} rows, the copy {copied}; rolled back"
             )
         report.counts[table.name] = copied
+    usage_days.refresh_all(target)  # derived, not copied: summed again from the copied rows
     return report
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput
 from agentkeep.lifecycle.upgrade_dump import at_head
-from agentkeep.store import Store
+from agentkeep.store import Store, usage_days
 from agentkeep.store.compression import DecompressError
 from agentkeep.store.dump import (
     FORMAT,
@@ -232,8 +232,23 @@ def _same(table: sa.Table, stored: dict[str, Any], incoming: dict[str, Any]) -> 
     return encode(to_json_row(table, dict(stored))) == encode(to_json_row(table, dict(incoming)))
 
 
+def _usage_days_touched(
+    table: sa.Table, rows: Iterable[Mapping[str, Any]], touched: dict[str, set[int]]
+) -> None:
+    """Note the tenants and days of usage rows written or replaced (their usage_days change)."""
+    if table.name != "llm_usage":
+        return
+    for row in rows:
+        touched.setdefault(row["tenant_id"], set()).add(usage_days.day_of(int(row["created_at"])))
+
+
 def _write_batch(
-    conn: Connection, table: sa.Table, batch: list[dict[str, Any]], mode: str, report: ImportReport
+    conn: Connection,
+    table: sa.Table,
+    batch: list[dict[str, Any]],
+    mode: str,
+    report: ImportReport,
+    touched: dict[str, set[int]],
 ) -> None:
     pk = list(table.primary_key.columns)
     keys = [_key(table, r) for r in batch]
@@ -241,6 +256,9 @@ def _write_batch(
         _key(table, dict(r)): dict(r)
         for r in conn.execute(sa.select(table).where(sa.tuple_(*pk).in_(keys))).mappings()
     }
+    # Every day a row of the batch or the row it replaces is in (a day too many is recomputed
+    # for nothing; none is left stale).
+    _usage_days_touched(table, [*batch, *stored.values()], touched)
     fresh = [r for r, k in zip(batch, keys, strict=True) if k not in stored]
     if fresh:
         conn.execute(sa.insert(table), fresh)
@@ -308,15 +326,18 @@ def _write_all(
     with store._core.write("importing") as conn:
         current: sa.Table | None = None
         batch: list[dict[str, Any]] = []
+        touched: dict[str, set[int]] = {}
         for table, row in read_rows(path, tenant):
             if table is not current or len(batch) >= BATCH:
                 if current is not None and batch:
-                    _write_batch(conn, current, batch, mode, report)
+                    _write_batch(conn, current, batch, mode, report, touched)
                     if progress is not None:
                         progress(current.name, len(batch))
                 current, batch = table, []
             batch.append(row)
         if current is not None and batch:
-            _write_batch(conn, current, batch, mode, report)
+            _write_batch(conn, current, batch, mode, report, touched)
             if progress is not None:
                 progress(current.name, len(batch))
+        for tenant_id, days in touched.items():
+            usage_days.refresh(conn, tenant_id, days)

@@ -20,7 +20,7 @@ import agentkeep
 from agentkeep.errors import BackupFailed, Conflict
 from agentkeep.lifecycle.copy import copy_into, is_empty, wipe
 from agentkeep.lifecycle.importer import import_file
-from agentkeep.store import migrate
+from agentkeep.store import migrate, usage_days
 from agentkeep.store.backup_files import read_manifest, table_counts
 from agentkeep.store.backups import unpacked_sqlite, verify_file
 from agentkeep.store.dialects import PostgresDialect, dialect_for_url
@@ -132,6 +132,8 @@ def _restore_pg_dump(
                 f"pg_restore failed (the target is unchanged): {done.stderr.strip()}"
             )
         migrate.upgrade(target, backup=False)
+        with target.engine.begin() as conn:
+            usage_days.refresh_all(conn)  # derived, not in the archive: summed from its rows
         with target.engine.connect() as conn:
             return table_counts(conn)
     finally:

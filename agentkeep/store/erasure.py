@@ -28,9 +28,11 @@ from sqlalchemy.engine import Connection
 from agentkeep.ids import new_id
 from agentkeep.models import ErasureReceipt
 from agentkeep.models.common import from_micros, utcnow_micros
+from agentkeep.store import usage_days
 from agentkeep.store._core import Core
 from agentkeep.store._validate import require_str
 from agentkeep.store.schema import erasures, llm_usage, metadata, runs, sessions, state_docs
+from agentkeep.store.schema import usage_days as usage_days_table
 
 __all__ = ["erase_user", "user_hash"]
 
@@ -83,19 +85,18 @@ def _erase(conn: Connection, tenant_id: str, user_id: str) -> dict[str, int]:
     )
     counts: dict[str, int] = {}
     usage = llm_usage.c
-    scrubbed = conn.execute(
-        sa.update(llm_usage)
-        .where(
-            usage.tenant_id == tenant_id,
-            sa.or_(
-                usage.user_id == user_id,
-                usage.session_id.in_(session_ids),
-                usage.run_id.in_(run_ids),
-            ),
-        )
-        .values(_SCRUBBED)
-    )
+    theirs = [
+        usage.tenant_id == tenant_id,
+        sa.or_(
+            usage.user_id == user_id,
+            usage.session_id.in_(session_ids),
+            usage.run_id.in_(run_ids),
+        ),
+    ]
+    days = usage_days.days_where(conn, theirs)
+    scrubbed = conn.execute(sa.update(llm_usage).where(*theirs).values(_SCRUBBED))
     counts[llm_usage.name] = scrubbed.rowcount
+    usage_days.refresh(conn, tenant_id, days)  # their calls move to the group without a user
     for table in _owned_tables():
         gone = conn.execute(
             sa.delete(table).where(
@@ -126,7 +127,10 @@ def erase_user(core: Core, tenant_id: str, user_id: str) -> ErasureReceipt:
             "created_at": utcnow_micros(),
         }
         conn.execute(sa.insert(erasures).values(receipt))
-    dialect.flush_deleted([name for name, n in counts.items() if n])
+    flushed = [name for name, n in counts.items() if n]
+    if counts[llm_usage.name]:  # their user's groups of usage_days were deleted
+        flushed.append(usage_days_table.name)
+    dialect.flush_deleted(flushed)
     return ErasureReceipt.model_validate(
         {**receipt, "created_at": from_micros(receipt["created_at"])}
     )

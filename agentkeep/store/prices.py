@@ -49,6 +49,7 @@ from sqlalchemy.engine import Connection
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import Price, RecomputeReport
 from agentkeep.models.common import from_micros, to_micros, utcnow_micros
+from agentkeep.store import usage_days
 from agentkeep.store._base import Resource
 from agentkeep.store._prices import price_from_table, to_nano
 from agentkeep.store._validate import require_str
@@ -361,7 +362,7 @@ class Prices(Resource):
         (``cost_source="caller"``) is kept. A row no table prices becomes
         unpriced (``None``), never $0. Runs in batches of 500 rows, each its
         own transaction (safe to run again). Run totals (``runs.cost_usd``)
-        are not changed; usage rollups and stats read the rows.
+        are not changed; usage rollups (``usage_days``) move with the rows.
         """
         for name, value in (("since", since), ("until", until)):
             if value is not None and not isinstance(value, datetime):
@@ -379,9 +380,13 @@ class Prices(Resource):
         if model is not None:
             where.append(ut.c.model == model)
         columns = [
+            ut.c.tenant_id,
             ut.c.id,
             ut.c.provider,
             ut.c.model,
+            ut.c.agent_id,
+            ut.c.user_id,
+            ut.c.status,
             ut.c.input_tokens,
             ut.c.cached_tokens,
             ut.c.output_tokens,
@@ -416,6 +421,7 @@ class Prices(Resource):
                                 .where(ut.c.tenant_id == self.tenant_id, ut.c.id == row["id"])
                                 .values(cost)
                             )
+                            usage_days.reprice_call(conn, row, cost["cost_nano_usd"])
             rows += len(batch)
             if len(batch) < _BATCH:
                 break

@@ -327,7 +327,35 @@ llm_usage = sa.Table(
     sa.Index(None, "tenant_id", "agent_id", "created_at"),
     sa.Index(None, "tenant_id", "session_id"),
     sa.Index(None, "tenant_id", "run_id"),
-    sa.Index(None, "tenant_id", "created_at"),
+    # Covers the latency percentiles of a window (an index-only scan, no row read).
+    sa.Index(None, "tenant_id", "created_at", "latency_ms"),
+)
+
+# LLM usage summed per tenant, UTC day, provider, model, agent, user and status
+# (agentkeep.store.usage_days): derived from llm_usage, kept in the transaction
+# that writes the rows, rebuilt from them after a copy, import or restore, so
+# never exported. key_hash names (provider, model, agent_id, user_id, status),
+# None and '' apart, in a key short enough for any index.
+usage_days = sa.Table(
+    "usage_days",
+    metadata,
+    _tenant(),
+    sa.Column("day", sa.BigInteger(), nullable=False),  # days since 1970-01-01 (UTC)
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("agent_id", sa.String(256)),
+    sa.Column("user_id", sa.String(256)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("calls", sa.BigInteger(), nullable=False),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("reasoning_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cost_nano_usd", sa.BigInteger(), nullable=False),  # of the priced calls
+    sa.Column("unpriced_calls", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "day", "key_hash"),
+    info={"export": False, "derived": True},  # rebuilt from llm_usage, never exported
 )
 
 # The user price table (store.prices.set): per-token USD prices, as exact

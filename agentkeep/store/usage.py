@@ -9,9 +9,14 @@ Rollup semantics: each group sums its calls exactly. ``cost_usd`` is the sum
 over the group's priced calls and ``unpriced_calls`` counts the calls whose
 cost is unknown; ``cost_usd`` is ``None`` only when every call of the group is
 unpriced (a partly priced group's cost is a lower bound, flagged by
-``unpriced_calls > 0``). ``rollups`` gives several rollups from one read of the
-rows (grouped by all their keys at once, then summed per key); ``latency``
-gives the latency percentiles of the calls the same filters select.
+``unpriced_calls > 0``). ``rollups`` gives several rollups from one read
+(grouped by all their keys at once, then summed per key); ``latency`` gives
+the latency percentiles of the calls the same filters select.
+
+Rollups read the window's whole UTC days from the daily table (see
+:mod:`agentkeep.store.usage_days`) and only its partial days at the edges from
+the rows; a ``session_id`` or ``run_id`` filter (not kept per day) reads the
+rows. Either way the sums are those of the rows.
 """
 
 from __future__ import annotations
@@ -24,17 +29,21 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput
 from agentkeep.ids import new_id
 from agentkeep.models import LLMUsage, Page, UsageRollup
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
+from agentkeep.store import usage_days
 from agentkeep.store._base import Resource, row_times, time_range
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._validate import check_object, opt_text, require_str
 from agentkeep.store.prices import price_call
 from agentkeep.store.schema import llm_usage as t
+from agentkeep.store.schema import usage_days as usage_days_t
 from agentkeep.store.stats import percentiles
+from agentkeep.store.usage_days import day_sql
 
 __all__ = ["ROLLUP_KEYS", "Usage"]
 
@@ -46,24 +55,22 @@ _MAX_COUNT = 2**62
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _rollup_key(by: str, label: str = "key") -> sa.ColumnElement[Any]:
-    """The column a rollup groups by, labelled ``label``."""
-    key: sa.ColumnElement[Any]
-    if by == "day":
-        # Integer division of non-negative micros: the same on SQLite and PostgreSQL.
-        key = t.c.created_at // sa.literal(_DAY_MICROS, sa.BigInteger())
-    else:
-        key = {
-            "model": t.c.model,
-            "agent": t.c.agent_id,
-            "user": t.c.user_id,
-            "provider": t.c.provider,
-        }[by]
-    return key.label(label)
+_KEY_COLUMNS = {"model": "model", "agent": "agent_id", "user": "user_id", "provider": "provider"}
+# The filters the daily table can answer (it has no session or run).
+_DAILY_FILTERS = frozenset(("agent_id", "user_id", "provider", "model", "status"))
+
+
+def _rollup_key(by: str, label: str = "key", table: sa.Table = t) -> sa.ColumnElement[Any]:
+    """The column a rollup groups by in ``table`` (usage rows or usage_days), labelled ``label``."""
+    if by != "day":
+        return table.c[_KEY_COLUMNS[by]].label(label)
+    if table is usage_days_t:
+        return usage_days_t.c.day.label(label)
+    return day_sql(t.c.created_at).label(label)
 
 
 def _sums() -> list[sa.ColumnElement[Any]]:
-    """The sums of a rollup group (the row fields of :func:`_to_rollup` but ``key``)."""
+    """The sums of a rollup group of usage rows (the row fields of :func:`_to_rollup` but ``key``)."""
     f = sa.func
     return [
         f.count().label("calls"),
@@ -74,6 +81,21 @@ def _sums() -> list[sa.ColumnElement[Any]]:
         f.sum(t.c.reasoning_tokens).label("reasoning_tokens"),
         f.sum(t.c.cost_nano_usd).label("cost_nano_usd"),
         f.sum(sa.case((t.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced_calls"),
+    ]
+
+
+def _daily_sums() -> list[sa.ColumnElement[Any]]:
+    """:func:`_sums` of the same calls, from their groups in usage_days."""
+    f, d = sa.func, usage_days_t.c
+    return [
+        f.sum(d.calls).label("calls"),
+        f.sum(sa.case((d.status == "error", d.calls), else_=0)).label("error_calls"),
+        f.sum(d.input_tokens).label("input_tokens"),
+        f.sum(d.output_tokens).label("output_tokens"),
+        f.sum(d.cached_tokens).label("cached_tokens"),
+        f.sum(d.reasoning_tokens).label("reasoning_tokens"),
+        f.sum(d.cost_nano_usd).label("cost_nano_usd"),
+        f.sum(d.unpriced_calls).label("unpriced_calls"),
     ]
 
 
@@ -88,13 +110,8 @@ _SUMMED = (
 )
 
 
-def _rollup_select(key: sa.ColumnElement[Any]) -> sa.Select[Any]:
-    """The sums of one rollup group per ``key``."""
-    return sa.select(key, *_sums()).group_by(key)
-
-
 def _merge(rows: Sequence[Mapping[Any, Any]], by: str) -> builtins.list[UsageRollup]:
-    """Rows grouped by several keys, summed again per the key ``k_<by>``: one rollup."""
+    """Rows grouped by several keys (and read from both tables), summed again per ``k_<by>``."""
     groups: dict[Any, dict[str, Any]] = {}
     for row in rows:
         raw = row[f"k_{by}"]
@@ -103,9 +120,10 @@ def _merge(rows: Sequence[Mapping[Any, Any]], by: str) -> builtins.list[UsageRol
             group = groups[raw] = {"key": raw, "cost_nano_usd": None, **dict.fromkeys(_SUMMED, 0)}
         for name in _SUMMED:
             group[name] += int(row[name] or 0)
-        cost = row["cost_nano_usd"]
-        if cost is not None:  # SQL's SUM: None only when every call is unpriced
-            group["cost_nano_usd"] = (group["cost_nano_usd"] or 0) + int(cost)
+        # A row's cost counts when it has a priced call (None or 0 otherwise): a group
+        # stays unpriced (None, never $0) while none of its calls is priced.
+        if int(row["calls"] or 0) > int(row["unpriced_calls"] or 0):
+            group["cost_nano_usd"] = (group["cost_nano_usd"] or 0) + int(row["cost_nano_usd"] or 0)
     return _sorted([_to_rollup(g, by) for g in groups.values()])
 
 
@@ -253,6 +271,7 @@ class Usage(Resource):
             else:
                 values.update(price_call(conn, self.tenant_id, self._core.price_file, values))
             conn.execute(sa.insert(t).values(values))
+            usage_days.add_call(conn, values)
         return to_usage(values)
 
     def get(self, usage_id: str) -> LLMUsage:
@@ -342,21 +361,16 @@ class Usage(Resource):
         """
         if by not in ROLLUP_KEYS:
             raise InvalidInput(f"must be one of {', '.join(ROLLUP_KEYS)}", field="by")
-        where = self._where(
-            agent_id=agent_id,
-            session_id=session_id,
-            run_id=run_id,
-            user_id=user_id,
-            provider=provider,
-            model=model,
-            status=status,
-            created_after=created_after,
-            created_before=created_before,
-        )
-        stmt = _rollup_select(_rollup_key(by)).where(t.c.tenant_id == self.tenant_id, *where)
-        with self._core.read() as conn:
-            rows = list(conn.execute(stmt).mappings())
-        return _sorted([_to_rollup(row, by) for row in rows])
+        filters = {
+            "agent_id": agent_id,
+            "session_id": session_id,
+            "run_id": run_id,
+            "user_id": user_id,
+            "provider": provider,
+            "model": model,
+            "status": status,
+        }
+        return self._grouped([by], filters, created_after, created_before)[by]
 
     def rollups(
         self,
@@ -383,26 +397,99 @@ class Usage(Resource):
             raise InvalidInput(
                 f"must be a list of one or more of {', '.join(ROLLUP_KEYS)}", field="by"
             )
-        where = self._where(
-            agent_id=agent_id,
-            session_id=session_id,
-            run_id=run_id,
-            user_id=user_id,
-            provider=provider,
-            model=model,
-            status=status,
-            created_after=created_after,
-            created_before=created_before,
-        )
-        columns = [_rollup_key(k, f"k_{k}") for k in keys]
-        stmt = (
-            sa.select(*columns, *_sums())
-            .where(t.c.tenant_id == self.tenant_id, *where)
-            .group_by(*columns)
-        )
+        filters = {
+            "agent_id": agent_id,
+            "session_id": session_id,
+            "run_id": run_id,
+            "user_id": user_id,
+            "provider": provider,
+            "model": model,
+            "status": status,
+        }
+        return self._grouped(keys, filters, created_after, created_before)
+
+    def _grouped(
+        self,
+        keys: Sequence[str],
+        filters: dict[str, str | None],
+        created_after: datetime | None,
+        created_before: datetime | None,
+    ) -> dict[str, builtins.list[UsageRollup]]:
+        """Each key's rollup: whole days from usage_days, the partial days' edges from rows.
+
+        With a session or run filter (which usage_days does not keep) every
+        call comes from the usage rows.
+        """
+        where = self._where(**filters, created_after=None, created_before=None)
+        for name, value in (("created_after", created_after), ("created_before", created_before)):
+            if value is not None and not isinstance(value, datetime):
+                raise InvalidInput("must be a datetime", field=name)
+        after, before = to_micros(created_after), to_micros(created_before)
+        daily = all(v is None for k, v in filters.items() if k not in _DAILY_FILTERS)
+        first = None if after is None else -(-after // _DAY_MICROS)  # the first whole day
+        end = None if before is None else before // _DAY_MICROS  # the day after the last
+        if first is not None and end is not None and first >= end:
+            daily = False  # no whole day in the window
         with self._core.read() as conn:
-            rows = list(conn.execute(stmt).mappings())
+            if not daily:
+                return self._from_rows(conn, keys, where, [(after, before)])
+            edges: builtins.list[tuple[int | None, int | None]] = []
+            if after is not None and first is not None and after < first * _DAY_MICROS:
+                edges.append((after, first * _DAY_MICROS))
+            if before is not None and end is not None and end * _DAY_MICROS < before:
+                edges.append((end * _DAY_MICROS, before))
+            rows = self._from_days(conn, keys, filters, first, end)
+            rows += self._rows(conn, keys, where, edges)
         return {k: _merge(rows, k) for k in keys}
+
+    def _rows(
+        self,
+        conn: Connection,
+        keys: Sequence[str],
+        where: builtins.list[sa.ColumnElement[bool]],
+        spans: Sequence[tuple[int | None, int | None]],
+    ) -> builtins.list[Mapping[Any, Any]]:
+        """Usage rows in each ``[start, end)`` of micros (None: open), grouped by every key."""
+        columns = [_rollup_key(k, f"k_{k}") for k in keys]
+        rows: builtins.list[Mapping[Any, Any]] = []
+        for start, end in spans:
+            span = [] if start is None else [t.c.created_at >= start]
+            span += [] if end is None else [t.c.created_at < end]
+            stmt = (
+                sa.select(*columns, *_sums())
+                .where(t.c.tenant_id == self.tenant_id, *where, *span)
+                .group_by(*columns)
+            )
+            rows += list(conn.execute(stmt).mappings())
+        return rows
+
+    def _from_rows(
+        self,
+        conn: Connection,
+        keys: Sequence[str],
+        where: builtins.list[sa.ColumnElement[bool]],
+        spans: Sequence[tuple[int | None, int | None]],
+    ) -> dict[str, builtins.list[UsageRollup]]:
+        rows = self._rows(conn, keys, where, spans)
+        return {k: _merge(rows, k) for k in keys}
+
+    def _from_days(
+        self,
+        conn: Connection,
+        keys: Sequence[str],
+        filters: dict[str, str | None],
+        first: int | None,
+        end: int | None,
+    ) -> builtins.list[Mapping[Any, Any]]:
+        """The groups of usage_days in the days ``[first, end)`` (None: open), grouped by every key."""
+        d = usage_days_t
+        where = [d.c.tenant_id == self.tenant_id]
+        where += [d.c[k] == v for k, v in filters.items() if v is not None]
+        where += [] if first is None else [d.c.day >= first]
+        where += [] if end is None else [d.c.day < end]
+        columns = [_rollup_key(k, f"k_{k}", d) for k in keys]
+        stmt = sa.select(*columns, *_daily_sums()).where(*where).group_by(*columns)
+        return list(conn.execute(stmt).mappings())
 
     def latency(
         self,

@@ -2,8 +2,9 @@
 
 Every number is of the chosen window: the four charts come from one
 ``store.usage.rollups`` read (each chart what ``store.usage.rollup`` gives for
-its key), the latency percentiles from ``store.usage.latency``; nothing reads
-the whole history. Those figures are kept per tenant and window for
+its key; the window's whole days are read from the daily table ``usage_days``,
+not from the calls), the latency percentiles from ``store.usage.latency`` (an
+index-only scan of the window's latencies); nothing reads the whole history. Those figures are kept per tenant and window for
 ``CACHE_TTL_S`` seconds, and recomputed at once when a call is recorded (the
 newest usage id, one indexed read, changes): the page says when they were
 computed. A group whose calls are all unpriced shows "unpriced",

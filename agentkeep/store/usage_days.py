@@ -1,0 +1,204 @@
+"""The daily usage table: LLM usage rows summed per tenant, UTC day and key.
+
+``usage_days`` holds, per tenant, UTC day, provider, model, agent, user and
+status, the calls, tokens by kind, the cost of the priced calls and the count
+of the unpriced ones. It is derived from ``llm_usage`` and kept right in the
+same transaction as whatever writes those rows:
+
+- ``usage.record`` adds its call (:func:`add_call`, one upsert);
+- ``prices.recompute`` moves a repriced call's cost (:func:`reprice_call`);
+- ``erase_user`` recomputes the days of the rows it scrubs (:func:`refresh`);
+- a copy, import or restore recomputes what it wrote (:func:`refresh`,
+  :func:`refresh_all`): the table is never exported, copied or dumped.
+
+Revision 0012 fills it from the rows already there. Rollups of whole days
+read it (see :mod:`agentkeep.store.usage`); only the partial days at the
+edges of a window read usage rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from agentkeep.store.schema import llm_usage as u
+from agentkeep.store.schema import usage_days as d
+
+__all__ = [
+    "DAY_MICROS",
+    "add_call",
+    "day_of",
+    "day_sql",
+    "days_where",
+    "refresh",
+    "refresh_all",
+    "reprice_call",
+]
+
+DAY_MICROS = 86_400_000_000
+KEYS = ("provider", "model", "agent_id", "user_id", "status")
+SUMS = (
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_nano_usd",
+    "unpriced_calls",
+)
+_BATCH = 1000
+_DAYS_PER_READ = 200
+
+
+def day_of(micros: int) -> int:
+    """The UTC day (days since 1970-01-01) of a time in microseconds."""
+    return micros // DAY_MICROS
+
+
+def day_sql(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """:func:`day_of` in SQL, the same on SQLite and PostgreSQL (their ``/`` truncates)."""
+    per_day = sa.literal(DAY_MICROS, sa.BigInteger())
+    return sa.case(
+        (column >= 0, column // per_day),
+        else_=(column - sa.literal(DAY_MICROS - 1, sa.BigInteger())) // per_day,
+    )
+
+
+def key_hash(row: Mapping[Any, Any]) -> str:
+    """The key of a row's group: its provider, model, agent, user and status (None apart from '')."""
+    key = json.dumps([row[k] for k in KEYS], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _upsert(conn: Connection, values: dict[str, Any]) -> None:
+    """Insert a group's row, or add ``values``' sums to the row already there."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(d).values(values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[d.c.tenant_id, d.c.day, d.c.key_hash],
+        set_={name: d.c[name] + stmt.excluded[name] for name in SUMS},
+    )
+    conn.execute(stmt)
+
+
+def _group(row: Mapping[Any, Any]) -> dict[str, Any]:
+    values = {k: row[k] for k in KEYS}
+    values.update(
+        tenant_id=row["tenant_id"], day=day_of(int(row["created_at"])), key_hash=key_hash(row)
+    )
+    return values
+
+
+def add_call(conn: Connection, row: Mapping[str, Any]) -> None:
+    """Add one recorded usage row (the values inserted into ``llm_usage``) to its day."""
+    cost = row["cost_nano_usd"]
+    _upsert(
+        conn,
+        {
+            **_group(row),
+            "calls": 1,
+            "input_tokens": row["input_tokens"],
+            "output_tokens": row["output_tokens"],
+            "cached_tokens": row["cached_tokens"],
+            "reasoning_tokens": row["reasoning_tokens"],
+            "cost_nano_usd": cost if cost is not None else 0,
+            "unpriced_calls": 1 if cost is None else 0,
+        },
+    )
+
+
+def reprice_call(conn: Connection, row: Mapping[Any, Any], new_cost: int | None) -> None:
+    """Move a usage row's cost in its day from ``row["cost_nano_usd"]`` to ``new_cost``."""
+    old_cost = row["cost_nano_usd"]
+    deltas = dict.fromkeys(SUMS, 0)
+    deltas["cost_nano_usd"] = (new_cost or 0) - (old_cost or 0)
+    deltas["unpriced_calls"] = (new_cost is None) - (old_cost is None)
+    if deltas["cost_nano_usd"] or deltas["unpriced_calls"]:
+        _upsert(conn, {**_group(row), **deltas})
+
+
+def _sums_sql() -> list[sa.ColumnElement[Any]]:
+    f = sa.func
+    return [
+        f.count().label("calls"),
+        f.sum(u.c.input_tokens).label("input_tokens"),
+        f.sum(u.c.output_tokens).label("output_tokens"),
+        f.sum(u.c.cached_tokens).label("cached_tokens"),
+        f.sum(u.c.reasoning_tokens).label("reasoning_tokens"),
+        f.coalesce(f.sum(u.c.cost_nano_usd), 0).label("cost_nano_usd"),
+        f.sum(sa.case((u.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced_calls"),
+    ]
+
+
+def _ranges(days: Collection[int]) -> Iterator[tuple[int, int]]:
+    """Runs of consecutive days as ``[first, last + 1)``."""
+    ordered = sorted(set(days))
+    start = prev = None
+    for day in ordered:
+        if prev is not None and day == prev + 1:
+            prev = day
+            continue
+        if start is not None and prev is not None:
+            yield start, prev + 1
+        start = prev = day
+    if start is not None and prev is not None:
+        yield start, prev + 1
+
+
+def _insert_groups(conn: Connection, where: list[sa.ColumnElement[bool]]) -> None:
+    """Sum the usage rows ``where`` selects per group and insert the groups."""
+    day = day_sql(u.c.created_at).label("day")
+    keys = [u.c.tenant_id, day, *(u.c[k] for k in KEYS)]
+    stmt = sa.select(*keys, *_sums_sql()).where(*where).group_by(*keys)
+    batch: list[dict[str, Any]] = []
+    for row in conn.execute(stmt).mappings():
+        values = {k: row[k] for k in ("tenant_id", "day", *KEYS)}
+        values.update({k: int(row[k] or 0) for k in SUMS}, key_hash=key_hash(row))
+        batch.append(values)
+        if len(batch) >= _BATCH:
+            conn.execute(sa.insert(d), batch)
+            batch = []
+    if batch:
+        conn.execute(sa.insert(d), batch)
+
+
+def days_where(conn: Connection, where: list[sa.ColumnElement[bool]]) -> set[int]:
+    """The UTC days of the usage rows ``where`` selects."""
+    day = day_sql(u.c.created_at)
+    return {int(r[0]) for r in conn.execute(sa.select(day).where(*where).distinct())}
+
+
+def refresh(conn: Connection, tenant_id: str, days: Collection[int]) -> None:
+    """Recompute ``days`` of ``tenant_id`` from its usage rows."""
+    ranges = list(_ranges(days))
+    for first in range(0, len(ranges), _DAYS_PER_READ):
+        chunk = ranges[first : first + _DAYS_PER_READ]
+        conn.execute(
+            sa.delete(d).where(
+                d.c.tenant_id == tenant_id, sa.or_(*(d.c.day.between(a, b - 1) for a, b in chunk))
+            )
+        )
+        within = sa.or_(
+            *(
+                sa.and_(u.c.created_at >= a * DAY_MICROS, u.c.created_at < b * DAY_MICROS)
+                for a, b in chunk
+            )
+        )
+        _insert_groups(conn, [u.c.tenant_id == tenant_id, within])
+
+
+def refresh_all(conn: Connection, tenants: Collection[str] | None = None) -> None:
+    """Recompute every day of ``tenants`` (of every tenant when None) from the usage rows."""
+    if tenants is None:
+        conn.execute(sa.delete(d))
+        _insert_groups(conn, [])
+        return
+    for tenant in sorted(set(tenants)):
+        conn.execute(sa.delete(d).where(d.c.tenant_id == tenant))
+        _insert_groups(conn, [u.c.tenant_id == tenant])
