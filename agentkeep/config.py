@@ -238,6 +238,7 @@ class Settings:
     run_concurrency: int = 16
     response_ttl_days: float = 30.0
     key_cache_seconds: float = 10.0
+    sse_keepalive_seconds: float = 15.0
     required_action_ttl_seconds: float = 600.0
     rate_limit_enabled: bool | None = None  # None: on for PostgreSQL, off for SQLite and memory
     rate_limit_max_requests: int = 100
@@ -276,6 +277,7 @@ class Settings:
             run_concurrency=int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
             response_ttl_days=float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
             key_cache_seconds=max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
+            sse_keepalive_seconds=_positive(e, 15.0, "AGENTKEEP_SSE_KEEPALIVE_SECONDS"),
             required_action_ttl_seconds=_positive(
                 e, 600.0, "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
             ),

@@ -2,8 +2,12 @@
 
 The upstream's content deltas are kept in a :class:`DeltaBuffer` as they
 arrive; the worker commits them in batches, one ``thread.message.delta``
-event per delta, so a stream replays every delta exactly from any bookmark
-while a run costs a few transactions instead of one per token. A batch is due
+event per batch carrying the text of its deltas in order, so a stream
+replays exactly from any bookmark while a run costs a few transactions and
+a few events instead of one of each per token (every stored event is read
+back, encoded and sent to each reader: per-token events made a streamed run
+several times as costly as reading the upstream, see README, "Streamed
+runs"). A batch is due
 when it holds ``DELTA_BATCH_MAX`` deltas or its oldest delta has waited
 ``DELTA_BATCH_S`` seconds; the first delta of an answer is due at once (it
 opens the message), so the first words reach a stream without waiting.

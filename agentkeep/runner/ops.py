@@ -134,11 +134,13 @@ def start_message(store: Store, run: Run, deltas: Sequence[str] = ()) -> tuple[R
 
 
 def _delta_events(message_id: str, texts: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
-    return [("thread.message.delta", message_delta(message_id, t)) for t in texts]
+    """One ``thread.message.delta`` event for a batch of upstream deltas (none if all empty)."""
+    text = "".join(texts)
+    return [("thread.message.delta", message_delta(message_id, text))] if text else []
 
 
 def record_deltas(store: Store, run: Run, message_id: str, texts: Sequence[str]) -> None:
-    """One ``thread.message.delta`` event per upstream content delta."""
+    """The ``thread.message.delta`` event of one batch of upstream content deltas."""
     emit(store, run, *_delta_events(message_id, texts))
 
 

@@ -12,7 +12,7 @@ a time, and executes each in a task:
    steps (:mod:`agentkeep.runner.prompt`) and streamed from the upstream;
 3. the deltas are committed in batches (:mod:`agentkeep.runner.answer`:
    at most ``DELTA_BATCH_MAX`` deltas or ``DELTA_BATCH_S`` seconds, one
-   ``thread.message.delta`` event per delta; the batches of all runs in
+   ``thread.message.delta`` event per batch; the batches of all runs in
    flight are committed together); the first batch, at the first
    content delta, also creates a message_creation step and an empty
    assistant message (``thread.run.step.created``,

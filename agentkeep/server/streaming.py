@@ -25,6 +25,7 @@ from agentkeep.models import TERMINAL_RUN_STATUSES, Event
 from agentkeep.runner import notify, ops
 from agentkeep.server.errors import error_body, translate_error
 from agentkeep.store import Store
+from agentkeep.wire.sse import KEEPALIVE
 
 __all__ = ["KEEPALIVE_S", "POLL_S", "sse", "stream_run"]
 
@@ -41,6 +42,11 @@ def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
     return (head + body + tail + "\n").encode()
 
 
+def _chunk(events: list[Event]) -> bytes:
+    """The events of one read as one chunk: one write to the client, not one per event."""
+    return b"".join(sse(e.type, e.data, e.bookmark) for e in events)
+
+
 async def _read(store: Store, run_id: str, after: int) -> list[Event]:
     # anyio's worker threads, as the routes' (asyncio's default pool has cpu + 4 threads)
     read = functools.partial(
@@ -54,7 +60,9 @@ async def _stopped(store: Store, run_id: str) -> bool:
     return run.status in TERMINAL_RUN_STATUSES or run.status == "requires_action"
 
 
-async def _follow(store: Store, run_id: str, after: int) -> AsyncIterator[bytes]:
+async def _follow(
+    store: Store, run_id: str, after: int, keepalive_s: float = KEEPALIVE_S
+) -> AsyncIterator[bytes]:
     """The run's events after ``after``, live, until the run stops; then ``done``."""
     bookmark = after
     last_sent = time.monotonic()
@@ -62,30 +70,31 @@ async def _follow(store: Store, run_id: str, after: int) -> AsyncIterator[bytes]
         while True:
             woken.clear()
             events = await _read(store, run_id, bookmark)
-            for event in events:
-                bookmark = event.bookmark
-                yield sse(event.type, event.data, event.bookmark)
+            if events:
+                bookmark = events[-1].bookmark
+                yield _chunk(events)
             if len(events) == READ_BATCH:
                 continue
             stop_seen = bool(events) and events[-1].type in ops.STOP_EVENTS
             if (stop_seen or not events) and await _stopped(store, run_id):
                 # The status commits with its event: what led here is all stored. Drain it.
                 while rest := await _read(store, run_id, bookmark):
-                    for event in rest:
-                        bookmark = event.bookmark
-                        yield sse(event.type, event.data, event.bookmark)
+                    bookmark = rest[-1].bookmark
+                    yield _chunk(rest)
                 return
             if events:
                 last_sent = time.monotonic()
-            elif time.monotonic() - last_sent > KEEPALIVE_S:
+            elif time.monotonic() - last_sent > keepalive_s:
                 last_sent = time.monotonic()
-                yield b": keep-alive\n\n"
+                yield KEEPALIVE
             await woken.wait(POLL_S)
 
 
-async def _events(store: Store, run_id: str, after: int) -> AsyncIterator[bytes]:
+async def _events(
+    store: Store, run_id: str, after: int, keepalive_s: float
+) -> AsyncIterator[bytes]:
     try:
-        async for chunk in _follow(store, run_id, after):
+        async for chunk in _follow(store, run_id, after, keepalive_s):
             yield chunk
     except asyncio.CancelledError:
         raise
@@ -97,10 +106,16 @@ async def _events(store: Store, run_id: str, after: int) -> AsyncIterator[bytes]
     yield sse("done", "[DONE]")
 
 
-def stream_run(store: Store, run_id: str, after: int) -> StreamingResponse:
-    """The run's events after bookmark ``after`` as ``text/event-stream``."""
+def stream_run(
+    store: Store, run_id: str, after: int, keepalive_s: float = KEEPALIVE_S
+) -> StreamingResponse:
+    """The run's events after bookmark ``after`` as ``text/event-stream``.
+
+    A keep-alive comment goes out when nothing was sent for ``keepalive_s``
+    seconds (``AGENTKEEP_SSE_KEEPALIVE_SECONDS``).
+    """
     return StreamingResponse(
-        _events(store, run_id, after),
+        _events(store, run_id, after, keepalive_s),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

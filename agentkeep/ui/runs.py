@@ -23,6 +23,7 @@ from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Event, Run
 from agentkeep.store import Store
 from agentkeep.ui.auth import SignedIn
 from agentkeep.ui.web import UiRoute, render, templates
+from agentkeep.wire.sse import KEEPALIVE
 
 __all__ = ["router"]
 
@@ -185,7 +186,7 @@ async def _changes(store: Store, run_id: str, after: int) -> AsyncIterator[bytes
             quiet += POLL_S
             if quiet >= KEEPALIVE_S:
                 quiet = 0.0
-                yield b": keep-alive\n\n"
+                yield KEEPALIVE
         await notify.wait(POLL_S, since)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -54,17 +55,20 @@ def squeeze(types: list[str]) -> list[str]:
 
 
 class Recorder(AssistantEventHandler):
-    def __init__(self) -> None:
+    def __init__(self, on_first_delta: Callable[[], object] | None = None) -> None:
         super().__init__()
         self.events: list[str] = []
         self.deltas: list[str] = []
         self.tool_calls: list[Any] = []
+        self._on_first_delta = on_first_delta
 
     def on_event(self, event: AssistantStreamEvent) -> None:
         self.events.append(event.event)
 
     def on_text_delta(self, delta: Any, snapshot: Any) -> None:
         self.deltas.append(delta.value)
+        if len(self.deltas) == 1 and self._on_first_delta is not None:
+            self._on_first_delta()
 
     def on_tool_call_created(self, tool_call: Any) -> None:
         self.tool_calls.append(tool_call)
@@ -89,10 +93,22 @@ def test_streamed_run_events_in_order(tenant: Tenant, upstream_llm: UpstreamLLM)
     client = tenant.client()
     model = new_model()
     chunks = ["The", " quick", " brown", " fox", "."]
-    upstream_llm.script(model, Reply(chunks=chunks, chunk_delay=0.02))
+    # The upstream holds after its first delta (its events: role, "The", ...) until the
+    # client has received it: the first delta is not kept back for a batch.
+    first_seen = threading.Event()
+    answering_at_first_delta: list[int] = []
+
+    def first_delta() -> None:
+        answering_at_first_delta.append(upstream_llm.active)
+        first_seen.set()
+
+    upstream_llm.script(
+        model,
+        Reply(chunks=chunks, chunk_delay=0.02, hold=first_seen, hold_after=2, hold_timeout=30),
+    )
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "a fox?"}])
-    recorder = Recorder()
+    recorder = Recorder(on_first_delta=first_delta)
     with client.beta.threads.runs.stream(
         thread_id=thread.id, assistant_id=assistant.id, event_handler=recorder
     ) as stream:
@@ -100,8 +116,12 @@ def test_streamed_run_events_in_order(tenant: Tenant, upstream_llm: UpstreamLLM)
         final = stream.get_final_run()
         messages = stream.get_final_messages()
     assert squeeze(recorder.events) == TEXT_RUN_EVENTS
-    assert recorder.events.count("thread.message.delta") == len(chunks)
-    assert recorder.deltas == chunks  # the upstream's deltas, one for one
+    # The first delta went out alone while the upstream still held its answer; later ones
+    # in batches, one event each.
+    assert answering_at_first_delta == [1]
+    assert recorder.deltas[0] == chunks[0]
+    assert "".join(recorder.deltas) == "".join(chunks)
+    assert 2 <= recorder.events.count("thread.message.delta") == len(recorder.deltas) <= len(chunks)
     assert final.status == "completed"
     assert messages[0].content[0].text.value == "The quick brown fox."  # type: ignore[union-attr]
     stored = client.beta.threads.messages.list(thread.id, run_id=final.id).data[0]

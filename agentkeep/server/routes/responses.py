@@ -29,6 +29,7 @@ from agentkeep.server.pagination import Pagination
 from agentkeep.store import Store
 from agentkeep.wire.objects import list_object
 from agentkeep.wire.responses import CreateResponse, EventNumbers, Include, response_object
+from agentkeep.wire.sse import KEEPALIVE
 
 __all__ = ["router"]
 
@@ -91,7 +92,9 @@ def _streamable(store: Store, response_id: str) -> None:
     )
 
 
-async def _follow(store: Store, response_id: str, after: int) -> AsyncIterator[bytes]:
+async def _follow(
+    store: Store, response_id: str, after: int, keepalive_s: float = KEEPALIVE_S
+) -> AsyncIterator[bytes]:
     """The stored events after ``after``, live, until the response has ended."""
     last_sent = time.monotonic()
     try:
@@ -110,9 +113,9 @@ async def _follow(store: Store, response_id: str, after: int) -> AsyncIterator[b
                 for event in await _db(store.responses.events, response_id, after=after):
                     yield _sse(event.data)
                 return
-            if time.monotonic() - last_sent > KEEPALIVE_S:
+            if time.monotonic() - last_sent > keepalive_s:
                 last_sent = time.monotonic()
-                yield b": keep-alive\n\n"
+                yield KEEPALIVE
             await notify.wait(POLL_S, since)
     except asyncio.CancelledError:
         raise
@@ -154,7 +157,8 @@ async def create_response(
         await _db(create_row, store, prepared, events)
         service_state(request).worker.wake()
         if body.stream:
-            return _streaming(_follow(store, prepared.response.id, -1))
+            keepalive = settings.sse_keepalive_seconds
+            return _streaming(_follow(store, prepared.response.id, -1, keepalive))
         return wire
     stream = bool(body.stream)
     run = ResponseRun(store, client, prepared, _db, persist=stream, live=stream)
@@ -172,6 +176,7 @@ async def create_response(
 async def retrieve_response(
     response_id: str,
     store: TenantStore,
+    request: Request,
     stream: bool = False,
     starting_after: Annotated[
         int | None, Query(description="Resume the stream after this sequence_number.")
@@ -181,7 +186,8 @@ async def retrieve_response(
     if stream:
         await _db(_streamable, store, response_id)  # 404 / 400 before the stream starts
         after = -1 if starting_after is None else starting_after
-        return _streaming(_follow(store, response_id, after))
+        keepalive = service_state(request).settings.sse_keepalive_seconds
+        return _streaming(_follow(store, response_id, after, keepalive))
     return await _db(_stored, store, response_id)
 
 

@@ -75,6 +75,11 @@ def _wake(request: Request) -> None:
         worker.wake()
 
 
+def _stream(request: Request, store: Store, run_id: str, after: int) -> StreamingResponse:
+    keepalive = service_state(request).settings.sse_keepalive_seconds
+    return stream_run(store, run_id, after, keepalive)
+
+
 def _run_fields(body: RunOptions, agent: Agent, additional: str | None) -> dict[str, Any]:
     instructions = body.instructions if body.instructions is not None else agent.instructions
     if additional:
@@ -137,7 +142,7 @@ def create_thread_and_run(
         )
     _wake(request)
     if body.stream:
-        return stream_run(store, run.id, written[0].bookmark - 1)
+        return _stream(request, store, run.id, written[0].bookmark - 1)
     return run_object(run)
 
 
@@ -167,7 +172,7 @@ def create_run(
         run, after = _queue(store, thread_id, agent, fields)
     _wake(request)
     if body.stream:
-        return stream_run(store, run.id, after)
+        return _stream(request, store, run.id, after)
     return run_object(run)
 
 
@@ -265,7 +270,7 @@ def submit_tool_outputs(
         raise ApiError(400, f"Runs in status {exc.current} do not accept tool outputs.") from None
     _wake(request)
     if body.stream:
-        return stream_run(store, run.id, after)
+        return _stream(request, store, run.id, after)
     return run_object(run)
 
 
@@ -283,6 +288,7 @@ def run_events(
     thread_id: str,
     run_id: str,
     store: TenantStore,
+    request: Request,
     after: Annotated[int | None, Query(ge=0, description="Bookmark to resume after.")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
@@ -296,7 +302,7 @@ def run_events(
             raise ApiError(
                 400, "Last-Event-ID must be an event bookmark (an integer).", param="Last-Event-ID"
             ) from None
-    return stream_run(store, run_id, start or 0)
+    return _stream(request, store, run_id, start or 0)
 
 
 # -- run steps ----------------------------------------------------------------------------------
