@@ -134,12 +134,24 @@ def fit_history(
 def build_request(store: Store, run: Run) -> dict[str, Any]:
     """The request body (without ``stream``) for the run's next upstream call.
 
-    Raises :class:`PromptTooLong` when it cannot fit the run's ``max_prompt_tokens``.
+    The run's instructions, then the thread's messages (as many as fit the
+    run's ``max_prompt_tokens``), then what the run itself said and the outputs
+    of its tool calls. Raises :class:`PromptTooLong` when it cannot fit.
     """
     assert run.session_id is not None
-    messages: list[dict[str, Any]] = []
-    if run.instructions:
-        messages.append({"role": "system", "content": run.instructions})
+    head = [{"role": "system", "content": run.instructions}] if run.instructions else []
+    history, own = _thread_history(store, run)
+    steps = _own_steps(store, run, own)
+    tools = _chat_tools(run)
+    history = fit_history(head, history, steps, tools, run)
+    body: dict[str, Any] = {"model": run.model, "messages": [*head, *history, *steps]}
+    _add_options(body, run, tools)
+    return body
+
+
+def _thread_history(store: Store, run: Run) -> tuple[list[dict[str, Any]], dict[str, Message]]:
+    """The thread's messages as chat messages, and the run's own messages by id."""
+    assert run.session_id is not None
     own: dict[str, Message] = {}
     history: list[dict[str, Any]] = []
     for message in _thread_messages(store, run.session_id):
@@ -151,11 +163,13 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
         content = _content(message)
         if content is not None:
             history.append({"role": message.role, "content": content})
-    extra = run.extra or {}
-    head = messages
-    messages = []
-    steps = store.run_steps.list(run.id, limit=_PAGE, order="asc").items
-    for step in steps:
+    return history, own
+
+
+def _own_steps(store: Store, run: Run, own: dict[str, Message]) -> list[dict[str, Any]]:
+    """The run's steps so far: its messages, and each tool-calls step with its outputs."""
+    messages: list[dict[str, Any]] = []
+    for step in store.run_steps.list(run.id, limit=_PAGE, order="asc").items:
         if step.type == "message_creation":
             message_id = step.details.get("message_creation", {}).get("message_id")
             found = own.get(str(message_id))
@@ -164,38 +178,38 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
                 messages.append({"role": "assistant", "content": content})
             continue
         calls = [c for c in step.details.get("tool_calls", []) if c.get("type") == "function"]
-        if not calls or any(c["function"].get("output") is None for c in calls):
-            continue
-        messages.append(
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {
-                            "name": c["function"]["name"],
-                            "arguments": c["function"].get("arguments") or "",
-                        },
-                    }
-                    for c in calls
-                ],
-            }
-        )
-        for c in calls:
-            output = c["function"]["output"]
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": c["id"],
-                    "content": output if isinstance(output, str) else str(output),
-                }
-            )
-    tools = _chat_tools(run)
-    history = fit_history(head, history, messages, tools, run)
-    messages = [*head, *history, *messages]
-    body: dict[str, Any] = {"model": run.model, "messages": messages}
+        if calls and all(c["function"].get("output") is not None for c in calls):
+            messages += _answered_calls(calls)
+    return messages
+
+
+def _answered_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An assistant message with the function calls, then one tool message per output."""
+    requested = [
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {
+                "name": c["function"]["name"],
+                "arguments": c["function"].get("arguments") or "",
+            },
+        }
+        for c in calls
+    ]
+    outputs = [
+        {
+            "role": "tool",
+            "tool_call_id": c["id"],
+            "content": out if isinstance(out := c["function"]["output"], str) else str(out),
+        }
+        for c in calls
+    ]
+    return [{"role": "assistant", "content": None, "tool_calls": requested}, *outputs]
+
+
+def _add_options(body: dict[str, Any], run: Run, tools: list[dict[str, Any]]) -> None:
+    """The run's tools, tool choice, sampling options and response format, where set."""
+    extra = run.extra or {}
     if tools:
         body["tools"] = tools
         choice = extra.get("tool_choice")
@@ -214,4 +228,3 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
         "json_schema",
     ):
         body["response_format"] = response_format
-    return body

@@ -508,7 +508,7 @@ async def test_async_client_stream(tenant: Tenant, upstream_llm: UpstreamLLM) ->
             deltas.append(text)
         run = await stream.get_final_run()
     await client.close()
-    assert deltas == ["as", "ync"]
+    assert "".join(deltas) == "async"  # the deltas of one batch come as one
     assert run.status == "completed"
 
 
