@@ -12,8 +12,8 @@ from _lifecycle import empty_url, entity_lines, populate
 
 import agentkeep
 from agentkeep import Conflict, InvalidInput, Store
-from agentkeep.lifecycle import ExportFilter, copy_database, export, import_file, restore
-from agentkeep.store import migrate
+from agentkeep.lifecycle import ExportFilter, copy_database, export, import_file, importer, restore
+from agentkeep.store import bulk, migrate
 from agentkeep.store.backup_files import take_backup
 from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.schema import agents, messages, metadata, sessions
@@ -64,6 +64,39 @@ def test_import_modes_conflicts_and_dry_run(store: Store, tmp_path: Path) -> Non
     assert store.sessions.get(info["session"].id).title == "renamed here"  # dry run wrote nothing
     import_file(store, file, mode="overwrite")
     assert store.sessions.get(info["session"].id).title == "alice's chat"
+
+
+def test_import_in_many_batches_counts_each_row_once_per_mode(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows looked up and written a batch at a time (lookups chunked too) still count exactly."""
+    monkeypatch.setattr(importer, "BATCH", 3)
+    monkeypatch.setattr(bulk, "_SQLITE_PARAMS", 4)  # two keys per SQLite lookup
+    session = store.sessions.create()
+    made = store.messages.append_many(
+        session.id, [{"role": "user", "content": f"m{i}"} for i in range(20)]
+    )
+    file = tmp_path / "export.jsonl"
+    export(store, file, ExportFilter(tenant=store.tenant_id))
+    for m in made[:5]:  # gone: imported again
+        store.messages.delete(m.id)
+    for m in made[5:8]:  # differ: conflicting, then overwritten
+        store.messages.update(m.id, content="edited")
+
+    def texts() -> list[str]:
+        return [m.content[0]["text"] for m in store.messages.list(session.id, limit=100).items]
+
+    merged = import_file(store, file, mode="merge")
+    assert merged.imported.get("messages") == 5
+    assert (merged.conflicting["messages"], merged.skipped["messages"]) == (3, 12)
+    assert texts() == [f"m{i}" for i in range(5)] + ["edited"] * 3 + [f"m{i}" for i in range(8, 20)]
+    dry = import_file(store, file, mode="overwrite", dry_run=True)
+    assert (dry.imported["messages"], dry.skipped["messages"]) == (3, 17)
+    assert texts().count("edited") == 3  # the dry run wrote nothing
+    over = import_file(store, file, mode="overwrite")
+    assert (over.imported["messages"], over.skipped["messages"]) == (3, 17)
+    assert texts() == [f"m{i}" for i in range(20)]
+    assert import_file(store, file, mode="skip").skipped["messages"] == 20
 
 
 def test_import_into_another_tenant(store: Store, tmp_path: Path) -> None:
@@ -314,3 +347,76 @@ def test_an_older_revision_file_with_a_bad_line_or_a_newer_revision_is_refused(
         import_file(store, newer, tenant=store.tenant_id)
     assert err.value.field == "revision"
     assert _rows(store) == 0
+
+
+def _export_at_revision_0009(tmp_path: Path) -> Path:
+    """A JSON Lines backup written at revision 0009: runs had no agent_version column yet (0010)."""
+    url = f"sqlite:///{tmp_path}/at_0009.db"
+    dialect = dialect_for_url(url)
+    try:
+        migrate.upgrade(dialect, "0009")
+        old = sa.MetaData()
+        with dialect.engine.begin() as conn:
+            old.reflect(conn, only=["runs"])
+            assert "agent_version" not in old.tables["runs"].c  # the column 0010 adds
+            values = {"tenant_id": "old", "created_at": 1, "updated_at": 1, "version": 2}
+            conn.execute(
+                sa.insert(agents).values(
+                    **values, id="asst_old", model="m", tools=[], metadata={}, extra={}
+                )
+            )
+            conn.execute(
+                sa.insert(old.tables["runs"]),
+                [
+                    {
+                        **values,
+                        "id": f"run_old{i}",
+                        "agent_id": "asst_old",
+                        "status": "completed",
+                        "objective": f"old run {i}",
+                        "tools": [],
+                        "iterations": i,
+                        "input_tokens": 10 * i,
+                        "output_tokens": i,
+                        "cached_tokens": 0,
+                        "reasoning_tokens": 0,
+                        "metadata": {"n": i},
+                        "extra": {},
+                    }
+                    for i in (1, 2)
+                ],
+            )
+        manifest = take_backup(dialect, tmp_path / "backups_0009", kind="jsonl")
+    finally:
+        dialect.dispose()
+    path = Path(manifest["path"])
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert lines[0]["revision"] == "0009" != migrate.head_revision()
+    assert "agent_versions" not in lines[0]["counts"]
+    runs_rows = [item["row"] for item in lines[1:] if item["table"] == "runs"]
+    assert len(runs_rows) == 2 and all("agent_version" not in row for row in runs_rows)
+    return path
+
+
+def test_an_export_from_before_a_later_revisions_column_imports_into_the_current_schema(
+    store: Store, tmp_path: Path
+) -> None:
+    """Revision 0010 added runs.agent_version: a 0009 export's runs come in with it NULL."""
+    old = _export_at_revision_0009(tmp_path)
+    report = import_file(store, old, tenant=store.tenant_id)
+    assert report.upgraded_from == "0009"
+    assert report.imported == {"agents": 1, "runs": 2}
+    for i in (1, 2):
+        run = store.runs.get(f"run_old{i}")
+        assert (run.objective, run.iterations, run.metadata) == (f"old run {i}", i, {"n": i})
+        assert run.input_tokens == 10 * i and run.agent_version is None
+    exported = [json.loads(line) for line in entity_lines(store)]
+    runs_rows = [item["row"] for item in exported if item["table"] == "runs"]
+    assert [row["agent_version"] for row in runs_rows] == [None, None]  # the column, now there
+    assert store.agents.get("asst_old").version == 2
+    store.agents.update("asst_old", model="m2")  # a head-only feature works on the old rows
+    assert [v.model for v in store.agents.versions("asst_old").items] == ["m2", "m"]
+    made = store.runs.create("asst_old")
+    assert made.agent_version == 3
+    again = import_file(store, old, tenant=store.tenant_id, mode="skip")
+    assert again.imported == {} and again.skipped == {"agents": 1, "runs": 2}

@@ -19,11 +19,14 @@ import agentkeep
 from agentkeep.errors import Conflict
 from agentkeep.store import Store, migrate, usage_days
 from agentkeep.store.backup_files import snapshot_connection
+from agentkeep.store.bulk import insert_rows
 from agentkeep.store.dialects import Dialect, dialect_for_url
-from agentkeep.store.dump import BATCH, Progress, count_rows, dump_tables, stream_rows
+from agentkeep.store.dump import Progress, count_rows, dump_tables, stream_rows
 from agentkeep.store.schema import usage_days as usage_days_table
 
 __all__ = ["CopyReport", "copy_database", "copy_into", "copy_rows", "is_empty", "wipe"]
+
+WRITE_BATCH = 5000  # rows per insert (PostgreSQL: one COPY; SQLite: one executemany)
 
 
 @dataclass
@@ -69,13 +72,13 @@ def copy_rows(
         batch: list[dict[str, Any]] = []
         for row in stream_rows(source, table):
             batch.append(row)
-            if len(batch) >= BATCH:
-                target.execute(sa.insert(table), batch)
+            if len(batch) >= WRITE_BATCH:
+                insert_rows(target, table, batch)
                 if progress is not None:
                     progress(table.name, len(batch))
                 batch = []
         if batch:
-            target.execute(sa.insert(table), batch)
+            insert_rows(target, table, batch)
             if progress is not None:
                 progress(table.name, len(batch))
         copied = count_rows(target, table)

@@ -4,7 +4,10 @@ Pass one reads the whole file and checks each line (JSON, a known table in
 dependency order, known columns of the right types, required values there)
 and that each table has the rows the header announces (a truncated file is
 refused). Any error names its line and field, and nothing is written. Pass
-two writes every row in one transaction, in batches, per ``mode``:
+two writes every row in one transaction, in batches of ``BATCH`` rows of one
+table: one read of which of the batch's keys are stored, one bulk insert of
+the new rows (PostgreSQL ``COPY``, SQLite ``executemany``; see
+:mod:`agentkeep.store.bulk`), one update of the rows replaced, per ``mode``:
 
 - ``merge``: new rows are added; a stored row that is identical is skipped;
   a stored row that differs is a conflict, reported and kept as it is.
@@ -24,8 +27,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ from sqlalchemy.engine import Connection
 from agentkeep.errors import InvalidInput
 from agentkeep.lifecycle.upgrade_dump import at_head
 from agentkeep.store import Store, usage_days
+from agentkeep.store.bulk import Key, insert_rows, key_of, stored_rows, update_rows
 from agentkeep.store.compression import DecompressError
 from agentkeep.store.dump import (
     FORMAT,
@@ -42,7 +47,6 @@ from agentkeep.store.dump import (
     Progress,
     dump_tables,
     encode,
-    from_json_row,
     open_text,
     to_json_row,
 )
@@ -50,7 +54,7 @@ from agentkeep.store.dump import (
 __all__ = ["MODES", "ImportReport", "import_file", "read_rows", "validate_file"]
 
 MODES = ("merge", "skip", "overwrite")
-BATCH = 500
+BATCH = 5000  # rows looked up and written together (one lookup, one insert per batch)
 _SHOWN_CONFLICTS = 50
 
 
@@ -87,52 +91,88 @@ def _bad(line: int, message: str, fld: str | None = None) -> InvalidInput:
     return InvalidInput(message, field=where)
 
 
-def _check_value(col: sa.Column[Any], value: Any) -> str | None:
-    """What is wrong with ``value`` for ``col``, or None."""
+Check = Callable[[Any], "str | None"]
+
+
+def _base64(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be base64 text"
+    try:
+        base64.b64decode(value, validate=True)
+    except ValueError:
+        return "must be base64 text"
+    return None
+
+
+def _boolean(value: Any) -> str | None:
+    return None if value is True or value is False else "must be true or false"
+
+
+def _integer(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return None if ok else "must be an integer"
+
+
+def _string(length: int | None) -> Check:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return "must be a string"
+        if length is not None and len(value) > length:
+            return f"must be at most {length} characters"
+        return None
+
+    return check
+
+
+def _checker(col: sa.Column[Any]) -> Check | None:
+    """The check of a non-null value of ``col`` (None: any value will do)."""
     kind = col.type
-    if value is None:
-        return None if col.nullable or isinstance(kind, sa.JSON) else "must not be null"
     if isinstance(kind, sa.JSON):
         return None
     if isinstance(kind, sa.LargeBinary):
-        if not isinstance(value, str):
-            return "must be base64 text"
-        try:
-            base64.b64decode(value, validate=True)
-        except ValueError:
-            return "must be base64 text"
-        return None
+        return _base64
     if isinstance(kind, sa.Boolean):
-        return None if isinstance(value, bool) else "must be true or false"
+        return _boolean
     if isinstance(kind, sa.Integer):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else "must be an integer"
+        return _integer
     if isinstance(kind, sa.String):
-        if not isinstance(value, str):
-            return "must be a string"
-        if kind.length is not None and len(value) > kind.length:
-            return f"must be at most {kind.length} characters"
+        return _string(kind.length)
     return None
+
+
+@lru_cache(maxsize=256)
+def _plan(table: sa.Table) -> tuple[frozenset[str], tuple[tuple[str, bool, Check | None], ...]]:
+    """``table``'s column names, and per column: name, whether null is allowed, its check."""
+    columns = tuple(
+        (c.name, bool(c.nullable) or isinstance(c.type, sa.JSON), _checker(c))
+        for c in table.columns
+    )
+    return frozenset(table.c.keys()), columns
 
 
 def _check_row(line: int, table: sa.Table, row: Any, tenant: str | None) -> None:
     if not isinstance(row, dict):
         raise _bad(line, "must be an object", "row")
-    unknown = sorted(set(row) - set(table.c.keys()))
-    if unknown:
+    names, columns = _plan(table)
+    if not row.keys() <= names:
+        unknown = sorted(set(row) - names)
         raise _bad(
             line, f"table {table.name} has no column {unknown[0]!r}", f"{table.name}.{unknown[0]}"
         )
-    for col in table.columns:
-        if col.name == "tenant_id" and tenant is not None:
+    for name, nullable, check in columns:
+        if name == "tenant_id" and tenant is not None:
             continue
-        if col.name not in row:
-            if not col.nullable:
-                raise _bad(line, "is missing", f"{table.name}.{col.name}")
+        if name not in row:
+            if not table.c[name].nullable:
+                raise _bad(line, "is missing", f"{table.name}.{name}")
             continue
-        problem = _check_value(col, row[col.name])
+        value = row[name]
+        if value is None:
+            problem = None if nullable else "must not be null"
+        else:
+            problem = None if check is None else check(value)
         if problem:
-            raise _bad(line, problem, f"{table.name}.{col.name}")
+            raise _bad(line, problem, f"{table.name}.{name}")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -212,20 +252,27 @@ def read_rows(
     path: Path, tenant: str | None, schema: Sequence[sa.Table] | None = None
 ) -> Iterator[tuple[sa.Table, dict[str, Any]]]:
     """The rows of a validated export file, as ``schema``'s (default head's) tables' values."""
-    tables = {t.name: t for t in (schema if schema is not None else dump_tables())}
+    tables = {t.name: (t, _layout(t)) for t in (schema if schema is not None else dump_tables())}
     for number, text in _lines(path):
         if number == 1:
             continue
         item = json.loads(text)
-        table = tables[item["table"]]
-        row = {c.name: item["row"].get(c.name) for c in table.columns}
+        table, (names, binary) = tables[item["table"]]
+        given = item["row"]
+        row = {name: given.get(name) for name in names}
         if tenant is not None:
             row["tenant_id"] = tenant
-        yield table, from_json_row(table, row)
+        for name in binary:
+            if row[name] is not None:
+                row[name] = base64.b64decode(row[name], validate=True)
+        yield table, row
 
 
-def _key(table: sa.Table, row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row[c.name] for c in table.primary_key.columns)
+@lru_cache(maxsize=256)
+def _layout(table: sa.Table) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``table``'s column names, and those of its binary columns (base64 text in a file)."""
+    names = tuple(c.name for c in table.columns)
+    return names, tuple(c.name for c in table.columns if isinstance(c.type, sa.LargeBinary))
 
 
 def _same(table: sa.Table, stored: dict[str, Any], incoming: dict[str, Any]) -> bool:
@@ -242,6 +289,11 @@ def _usage_days_touched(
         touched.setdefault(row["tenant_id"], set()).add(usage_days.day_of(int(row["created_at"])))
 
 
+def _count(counts: dict[str, int], name: str, n: int) -> None:
+    if n:
+        counts[name] = counts.get(name, 0) + n
+
+
 def _write_batch(
     conn: Connection,
     table: sa.Table,
@@ -250,40 +302,51 @@ def _write_batch(
     report: ImportReport,
     touched: dict[str, set[int]],
 ) -> None:
-    pk = list(table.primary_key.columns)
-    keys = [_key(table, r) for r in batch]
-    stored = {
-        _key(table, dict(r)): dict(r)
-        for r in conn.execute(sa.select(table).where(sa.tuple_(*pk).in_(keys))).mappings()
-    }
+    """One lookup of the batch's keys, one insert of its new rows, one update of those replaced."""
+    keys = [key_of(table, r) for r in batch]
+    stored = stored_rows(conn, table, keys)
     # Every day a row of the batch or the row it replaces is in (a day too many is recomputed
     # for nothing; none is left stale).
     _usage_days_touched(table, [*batch, *stored.values()], touched)
-    fresh = [r for r, k in zip(batch, keys, strict=True) if k not in stored]
-    if fresh:
-        conn.execute(sa.insert(table), fresh)
+    fresh = [r for r, k in zip(batch, keys, strict=True) if k not in stored] if stored else batch
+    insert_rows(conn, table, fresh)
     name = table.name
-    report.imported[name] = report.imported.get(name, 0) + len(fresh)
+    _count(report.imported, name, len(fresh))
+    if stored:
+        replaced = _replaced(table, batch, keys, stored, mode, report)
+        update_rows(conn, table, replaced)
+        _count(report.imported, name, len(replaced))
+
+
+def _replaced(
+    table: sa.Table,
+    batch: list[dict[str, Any]],
+    keys: list[Key],
+    stored: dict[Key, dict[str, Any]],
+    mode: str,
+    report: ImportReport,
+) -> list[dict[str, Any]]:
+    """The batch's rows that replace stored ones; the skipped and conflicting ones counted."""
+    name = table.name
+    merge = str(table.info.get("merge", ""))
+    out = []
     for row, key in zip(batch, keys, strict=True):
         old = stored.get(key)
         if old is None:
             continue
         if mode == "skip" or _same(table, old, row):
-            report.skipped[name] = report.skipped.get(name, 0) + 1
+            _count(report.skipped, name, 1)
             continue
-        merge = str(table.info.get("merge", ""))
         if merge.startswith("max:"):
             column = merge[4:]
             row = {**row, column: max(row[column], old[column])}
         elif mode == "merge":
-            report.conflicting[name] = report.conflicting.get(name, 0) + 1
+            _count(report.conflicting, name, 1)
             if len(report.conflicts) < _SHOWN_CONFLICTS:
                 report.conflicts.append(f"{name} {'/'.join(map(str, key))}")
             continue
-        conn.execute(
-            sa.update(table).where(*(c == v for c, v in zip(pk, key, strict=True))).values(row)
-        )
-        report.imported[name] = report.imported.get(name, 0) + 1
+        out.append(row)
+    return out
 
 
 def import_file(

@@ -23,13 +23,14 @@ import sqlalchemy as sa
 
 from agentkeep.errors import InvalidInput
 from agentkeep.store import dump, migrate
+from agentkeep.store.bulk import insert_rows
 from agentkeep.store.compression import DecompressError
 from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.dump import FORMAT
 
 __all__ = ["at_head", "file_revision"]
 
-_BATCH = 1000
+_BATCH = 5000
 
 
 def file_revision(path: Path) -> str | None:
@@ -120,8 +121,8 @@ def _load(conn: sa.Connection, rows: Iterator[tuple[sa.Table, dict[str, Any]]]) 
     for table, row in rows:
         if table is not current or len(batch) >= _BATCH:
             if current is not None and batch:
-                conn.execute(sa.insert(current), batch)
+                insert_rows(conn, current, batch)
             current, batch = table, []
         batch.append(row)
     if current is not None and batch:
-        conn.execute(sa.insert(current), batch)
+        insert_rows(conn, current, batch)
