@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from _lifecycle import empty_url, entity_lines, populate
 import agentkeep
 from agentkeep import Conflict, InvalidInput, Store
 from agentkeep.lifecycle import ExportFilter, copy_database, export, import_file, importer, restore
-from agentkeep.store import bulk, migrate
+from agentkeep.store import bulk, dump, migrate
 from agentkeep.store.backup_files import take_backup
 from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.schema import agents, messages, metadata, sessions
@@ -420,3 +421,30 @@ def test_an_export_from_before_a_later_revisions_column_imports_into_the_current
     assert made.agent_version == 3
     again = import_file(store, old, tenant=store.tenant_id, mode="skip")
     assert again.imported == {} and again.skipped == {"agents": 1, "runs": 2}
+
+
+def test_a_dump_that_is_not_one_snapshot_is_refused(store: Store) -> None:
+    """Rows that change between the count and the read fail the dump with a Conflict."""
+    session = store.sessions.create()
+    store.messages.append(session.id, "user", "one")
+    mine = store.tenant_id
+    selection = [
+        (sessions, [sessions.c.tenant_id == mine]),
+        (messages, [messages.c.tenant_id == mine]),
+    ]
+    out = io.StringIO()
+    with store._core.engine.connect() as conn:
+
+        def progress(table: str, rows: int) -> None:
+            if table == "sessions":  # counted, sessions read, messages not yet
+                conn.commit()  # the read leaves its snapshot: the next statement sees more
+                store.messages.append(session.id, "user", "two")
+
+        with pytest.raises(Conflict) as err:
+            dump.write_dump(conn, out, selection, {"revision": None}, progress)
+    message = str(err.value)
+    assert "not one snapshot" in message
+    assert "messages had 1 rows when counted and 2 when read" in message
+    header, *rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert header["counts"] == {"sessions": 1, "messages": 1}
+    assert [r["table"] for r in rows] == ["sessions", "messages", "messages"]

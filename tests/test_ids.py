@@ -13,6 +13,13 @@ from agentkeep.ids import id_at, new_id, new_ids
 ID = re.compile(r"^msg_[0-9a-f]{32}$")
 
 
+def _next_millisecond() -> None:
+    """Return once the clock ids read (milliseconds) has moved on."""
+    now = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 == now:
+        time.sleep(0.0001)
+
+
 def test_ids_are_prefixed_hex_and_sort_in_creation_order() -> None:
     made = [new_id("msg") for _ in range(500)] + new_ids("msg", 500) + new_ids("msg", 1)
     assert all(ID.match(i) for i in made)
@@ -47,7 +54,7 @@ def test_ids_are_unique_across_threads() -> None:
 def test_an_application_seeding_random_does_not_make_ids_repeat() -> None:
     random.seed(1234)
     first = new_ids("msg", 1)
-    time.sleep(0.002)  # a new millisecond: a new random start
+    _next_millisecond()  # a new millisecond: a new random start
     random.seed(1234)
     second = new_ids("msg", 1)
     assert first[0][16:] != second[0][16:]
@@ -59,12 +66,12 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     pid = os.fork()
     if pid == 0:  # the child: its next ids, to the parent
         try:
-            time.sleep(0.002)
+            _next_millisecond()
             os.write(write, " ".join(new_ids("msg", 5)).encode())
         finally:
             os._exit(0)
     os.close(write)
-    time.sleep(0.002)
+    _next_millisecond()
     mine = new_ids("msg", 5)
     with os.fdopen(read) as pipe:
         theirs = pipe.read().split()

@@ -527,7 +527,8 @@ def test_claim_next_any_tenant_takes_the_oldest_of_all(own_db: Store) -> None:
     a = own_db.tenant("tenant_a")
     b = own_db.tenant("tenant_b")
     first = b.runs.create("x")
-    time.sleep(0.002)
+    while datetime.now(UTC) <= first.created_at:  # the second is made later
+        time.sleep(0.0001)
     second = a.runs.create("x")
     claimed = a.runs.claim_next_any_tenant("svc")
     assert claimed is not None and (claimed.id, claimed.tenant_id) == (first.id, "tenant_b")

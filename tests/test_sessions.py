@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import linecache
+import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
+
+WAIT_S = 60.0
+"""The longest a test waits for another thread to get somewhere before it fails."""
 
 
 def test_create_and_get_round_trip(store: Store) -> None:
@@ -111,32 +119,58 @@ def test_tenants_do_not_see_each_other(store: Store) -> None:
     assert other.sessions.list().items == []
 
 
+def _waits_for_a_lock(store: Store, thread: threading.Thread) -> bool:
+    """Whether ``thread`` is stopped on the store's write lock (or PostgreSQL's row lock)."""
+    if store.url.startswith("postgresql"):
+        with store._core.engine.connect() as conn:
+            waiting = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar()
+        return bool(waiting)
+    frame = sys._current_frames().get(thread.ident or -1)
+    # SQLite: one writer per process; a waiting writer's innermost Python frame is the
+    # ``with`` that acquires the write lock (the acquire itself is C).
+    if frame is None:
+        return False
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    return "with " in line and ("_lock" in line or "write_guard()" in line)
+
+
 def test_locked_session_holds_appends_until_commit(store: Store) -> None:
     """``get(lock=True)`` in a transaction makes appends to the session wait for its commit."""
-    import threading
-    import time
-
     s = store.sessions.create()
     locked = threading.Event()
+    appending = threading.Event()
+    done = threading.Event()
     order: list[str] = []
 
-    def holder() -> None:
+    def appender() -> None:
+        locked.wait(WAIT_S)
+        appending.set()
+        store.messages.append(s.id, "user", "waits")
+        order.append("append done")
+        done.set()
+
+    other = threading.Thread(target=appender)
+    other.start()
+    try:
         with store.transaction():
             store.sessions.get(s.id, lock=True)
             locked.set()
-            time.sleep(0.3)
+            assert appending.wait(WAIT_S)
+            # Commit once the append is seen waiting; an append that does not wait ends
+            # first and the order below fails.
+            deadline = time.monotonic() + WAIT_S
+            while not done.is_set() and not _waits_for_a_lock(store, other):
+                assert time.monotonic() < deadline, "the append neither waited nor ended"
+                time.sleep(0.01)
             order.append("holder commits")
-
-    def appender() -> None:
-        locked.wait(5)
-        store.messages.append(s.id, "user", "waits")
-        order.append("append done")
-
-    threads = [threading.Thread(target=holder), threading.Thread(target=appender)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(10)
+    finally:
+        locked.set()
+        other.join(WAIT_S)
     assert order == ["holder commits", "append done"]
     with pytest.raises(NotFound), store.transaction():
         store.sessions.get("sess_missing", lock=True)

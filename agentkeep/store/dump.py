@@ -26,6 +26,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from agentkeep.errors import Conflict
 from agentkeep.store.compression import compression_of_file, compression_of_name
 from agentkeep.store.compression import open_text as compression_open
 from agentkeep.store.schema import metadata
@@ -158,7 +159,9 @@ def write_dump(
     """Write the header and every selected row to ``out``; returns rows per table.
 
     ``conn`` should read one snapshot (``dialect.consistent_read``), so the
-    counts in the header are the rows that follow.
+    counts in the header are the rows that follow; if a table's rows are not
+    the ones counted, :class:`~agentkeep.errors.Conflict` (the output is
+    incomplete).
     """
     counts = {table.name: count_rows(conn, table, where) for table, where in selection}
     out.write(encode({**header, "format": FORMAT, "version": VERSION, "counts": counts}) + "\n")
@@ -172,8 +175,10 @@ def write_dump(
         if progress is not None and done % BATCH:
             progress(table.name, done % BATCH)
         if done != counts[table.name]:
-            raise RuntimeError(
-                f"{table.name}: counted {counts[table.name]} rows but read {done}; "
-                "the read was not one snapshot"
+            raise Conflict(
+                f"the dump is not one snapshot of the database: {table.name} had "
+                f"{counts[table.name]} rows when counted and {done} when read (it changed "
+                "during the dump, which was not read in one transaction); the dump is "
+                "incomplete: take it again"
             )
     return counts
