@@ -329,9 +329,12 @@ def test_killing_the_holder_frees_the_lock(store: Store, tmp_path: Path) -> None
     # The holder never lets go: only its death frees the lock (PostgreSQL when its
     # connection closes, a lease when its 1 s ttl runs out). ``wait`` is a bound for
     # a lock that is never freed (LockTimeout), not a measure of how soon it is.
-    with store.lock("singleton", ttl=5, wait=LOCK_FREED_WAIT_S):
-        with pytest.raises(LockTimeout), store.lock("singleton", wait=0):
-            pass  # pragma: no cover  (the waiter holds it now)
+    with (
+        store.lock("singleton", ttl=5, wait=LOCK_FREED_WAIT_S),
+        pytest.raises(LockTimeout),  # the waiter holds it now
+        store.lock("singleton", wait=0),
+    ):
+        pass  # pragma: no cover
 
 
 async def test_async_lock(astore: AsyncStore) -> None:
