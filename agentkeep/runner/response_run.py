@@ -253,10 +253,9 @@ class ResponseRun:
         for index, item in enumerate(outcome.output):
             if item["type"] == "message":
                 if self._message is None:
+                    # No delta came (the client passes every text on as one): an empty
+                    # message, announced here.
                     events += self.numbers.text_started(item, index)
-                    text = item["content"][0]["text"]
-                    if text:
-                        events.append(self.numbers.text_delta(item["id"], index, text))
                 events += self.numbers.text_done(item, index)
             else:
                 events += self.numbers.function_call(item, index)
