@@ -13,8 +13,8 @@ per 20 messages spread over 30 days and 8 models / 20 users / 5 agents, 200
 runs with steps, events, usage and tool calls. Then it asks the app for every
 page in process (the ASGI app through Starlette's test client: routing, the
 cookie check, the store reads and the template, no network) and prints the
-median and p90 of ``--repeat`` renders per page and the median CPU time the
-process spent on one (the doctor's on-demand checks: 3 runs). The usage page
+p50 and p95 of the wall time of ``--repeat`` renders per page and of the CPU
+time the process spent on one, with the load average when it started (the doctor's on-demand checks: 3 runs). The usage page
 is timed twice: as a repeated view (its figures kept by the page, as when
 nothing was recorded meanwhile) and computed (a new window each time).
 Nothing is asserted.
@@ -28,6 +28,8 @@ schema, so a new index is measured too).
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import random
 import re
 import statistics
@@ -44,6 +46,7 @@ from fastapi.testclient import TestClient
 
 import agentkeep
 from agentkeep.config import Settings
+from agentkeep.models.common import to_micros
 from agentkeep.server import create_app
 from agentkeep.store import Store
 
@@ -170,13 +173,18 @@ def sign_in(client: TestClient) -> None:
     assert done.status_code == 303, done.text
 
 
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(len(ordered) * 0.95) - 1, 0)]
+
+
 def measure(
     client: TestClient,
     path: str | Callable[[int], str],
     repeat: int,
     form: dict[str, str] | None = None,
-) -> tuple[float, float, float]:
-    """Median and p90 wall ms of ``repeat`` renders, and the median CPU ms of this process.
+) -> tuple[float, float, float, float]:
+    """p50 and p95 wall ms of ``repeat`` renders, and p50 and p95 CPU ms of this process.
 
     CPU time is what the page costs the service process (with SQLite: the
     queries too; PostgreSQL's own work is not in it). On a loaded machine the
@@ -197,12 +205,47 @@ def measure(
         times.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
         assert status == 200, (path, status)
-    times.sort()
-    return (
-        statistics.median(times),
-        times[max(int(len(times) * 0.9) - 1, 0)],
-        statistics.median(cpu),
-    )
+    return statistics.median(times), _p95(times), statistics.median(cpu), _p95(cpu)
+
+
+def _line(name: str, figures: tuple[float, float, float, float]) -> None:
+    print(name.ljust(30) + "".join(f"{v:>10.1f}" for v in figures), flush=True)
+
+
+def figures_ratio(store: Store, repeat: int) -> None:
+    """The usage page's four charts from usage_days against the same sums from every row.
+
+    Timed alternately in this run, so the ratio holds on a loaded machine too.
+    The rows' sums are what the page computed before revision 0012.
+    """
+    today = datetime.now(UTC).date()
+    start = datetime.combine(today - timedelta(days=29), datetime.min.time(), tzinfo=UTC)
+    end = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    keys = ["day", "model", "agent", "user"]
+    span = [(to_micros(start), to_micros(end))]
+
+    def from_rows() -> object:
+        with store._core.read() as conn:
+            return store.usage._from_rows(conn, keys, [], span)
+
+    def from_days() -> object:
+        return store.usage.rollups(keys, created_after=start, created_before=end)  # type: ignore[arg-type]
+
+    assert from_rows() == from_days()
+    wall: dict[str, list[float]] = {"rows": [], "days": []}
+    cpu: dict[str, list[float]] = {"rows": [], "days": []}
+    for _ in range(repeat):
+        for name, read in (("rows", from_rows), ("days", from_days)):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            read()
+            wall[name].append((time.perf_counter() - started) * 1000)
+            cpu[name].append((time.process_time() - started_cpu) * 1000)
+    for kind, took in (("wall", wall), ("CPU", cpu)):
+        rows, days = statistics.median(took["rows"]), statistics.median(took["days"])
+        print(
+            f"usage charts, {kind} p50: {rows:.1f} ms from the rows, {days:.1f} ms from "
+            f"usage_days ({rows / days:.1f}x less)"
+        )
 
 
 def run_backend(
@@ -246,22 +289,27 @@ def run_backend(
         }
         with TestClient(create_app(settings, store=store)) as client:
             sign_in(client)
-            print(f"{'page':<30}{'median ms':>10}{'p90 ms':>10}{'CPU ms':>10}")
+            load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+            print(f"load average at the start: {load}")
+            print(
+                "page".ljust(30)
+                + "".join(h.rjust(10) for h in ("p50 ms", "p95 ms", "CPU p50", "CPU p95"))
+            )
             for name, path in pages.items():
-                median, p90, cpu = measure(client, path, repeat)
-                print(f"{name:<30}{median:>10.1f}{p90:>10.1f}{cpu:>10.1f}", flush=True)
+                _line(name, measure(client, path, repeat))
             # A new window each time: the figures are computed, not taken from the page's cache
             today = datetime.now(UTC).date()
-            median, p90, cpu = measure(
+            computed = measure(
                 client, lambda i: f"/ui/usage?since={today - timedelta(days=31 + i)}", repeat
             )
-            print(f"{'usage (30 days, computed)':<30}{median:>10.1f}{p90:>10.1f}{cpu:>10.1f}")
+            _line("usage (30 days, computed)", computed)
             csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/operations").text)
             assert csrf is not None
-            median, p90, cpu = measure(
+            doctor = measure(
                 client, "/ui/operations/doctor", min(repeat, 3), {"csrf": csrf.group(1)}
             )
-            print(f"{'doctor (on demand, tenant)':<30}{median:>10.1f}{p90:>10.1f}{cpu:>10.1f}")
+            _line("doctor (on demand, tenant)", doctor)
+        figures_ratio(store, repeat)
         store.close()
 
 
@@ -269,7 +317,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument(
         "--keep", type=Path, help="keep the databases (SQLite files in this directory)"

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from agentkeep.models import Stats as StatsModel
@@ -40,10 +41,19 @@ def percentiles(
 ) -> dict[str, float | None]:
     """Interpolated percentiles of a numeric column, without loading the rows.
 
-    One count, then one windowed query that returns only the values at the
-    ranks the percentiles fall between.
+    PostgreSQL: one ``percentile_cont`` aggregate (one scan). SQLite, which
+    has none: one count, then one windowed query that returns only the values
+    at the ranks the percentiles fall between, interpolated as
+    ``percentile_cont`` does.
     """
     conds = [*where, column.is_not(None)]
+    if conn.dialect.name == "postgresql":
+        fractions = postgresql.array([sa.literal(p, sa.Float()) for p in wanted.values()])
+        cont = sa.func.percentile_cont(fractions, type_=postgresql.ARRAY(sa.Float()))
+        got = conn.execute(sa.select(cont.within_group(column)).where(*conds)).scalar()
+        if got is None:
+            return dict.fromkeys(wanted)
+        return {name: float(v) for name, v in zip(wanted, got, strict=True)}
     n = int(conn.execute(sa.select(sa.func.count()).where(*conds)).scalar() or 0)
     if n == 0:
         return dict.fromkeys(wanted)
