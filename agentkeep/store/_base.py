@@ -64,45 +64,23 @@ def paginate(
     the page that comes just before an id. ``offset`` skips that many rows
     first, in the database (for APIs that page by offset, like curio's).
     """
-    check_limit(limit)
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidInput("must be a non-negative integer", field="offset")
-    if order not in ("asc", "desc"):
-        raise InvalidInput("must be 'asc' or 'desc'", field="order")
-    key = sort if sort is not None else table.c.id
+    _check_page(limit, offset, order)
+    listing = _Listing(conn, table, sort if sort is not None else table.c.id, tenant_id)
     conds = [table.c.tenant_id == tenant_id, *where]
-
-    tie = key is not table.c.id  # a sort key that may repeat: break ties by id
-
-    def position(ident: str, field: str) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
-        """The listing's sort key and the cursor's place in it."""
-        if not tie:
-            return key, sa.literal(ident)
-        sub = (
-            sa.select(key)
-            .where(table.c.tenant_id == tenant_id, table.c.id == ident)
-            .scalar_subquery()
-        )
-        if conn.execute(sa.select(sub)).scalar() is None:
-            raise InvalidInput(f"no object with id {ident!r} in this listing", field=field)
-        return sa.tuple_(key, table.c.id), sa.tuple_(sub, sa.literal(ident))
-
     forward = order == "asc"
     if after is not None:
-        lhs, rhs = position(after, "after")
+        lhs, rhs = listing.position(after, "after")
         conds.append(lhs > rhs if forward else lhs < rhs)
     reverse = False
     if before is not None:
-        lhs, rhs = position(before, "before")
+        lhs, rhs = listing.position(before, "before")
         conds.append(lhs < rhs if forward else lhs > rhs)
-        if after is None:
-            reverse = True  # take the items closest to `before`, then restore the order
+        reverse = after is None  # take the items closest to `before`, then restore the order
     ascending = forward != reverse
-    keys = [key, table.c.id] if tie else [key]
     stmt = (
         sa.select(*(columns if columns is not None else [table]))
         .where(*conds)
-        .order_by(*(k.asc() if ascending else k.desc() for k in keys))
+        .order_by(*(k.asc() if ascending else k.desc() for k in listing.keys))
         .limit(limit + 1)
         .offset(offset or None)
     )
@@ -111,14 +89,48 @@ def paginate(
     rows = rows[:limit]
     if reverse:
         rows.reverse()
-    items = [to_model(r) for r in rows]
-    ids = [r["id"] for r in rows]
     return Page(
-        items=items,
+        items=[to_model(r) for r in rows],
         has_more=has_more,
-        first_id=ids[0] if ids else None,
-        last_id=ids[-1] if ids else None,
+        first_id=rows[0]["id"] if rows else None,
+        last_id=rows[-1]["id"] if rows else None,
     )
+
+
+def _check_page(limit: int, offset: int, order: str) -> None:
+    check_limit(limit)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidInput("must be a non-negative integer", field="offset")
+    if order not in ("asc", "desc"):
+        raise InvalidInput("must be 'asc' or 'desc'", field="order")
+
+
+class _Listing:
+    """A listing's sort key, and where a cursor id stands in it."""
+
+    def __init__(self, conn: Connection, table: sa.Table, key: Any, tenant_id: str) -> None:
+        self.conn = conn
+        self.table = table
+        self.key = key
+        self.tenant_id = tenant_id
+        self.tie = key is not table.c.id  # a sort key that may repeat: ties broken by id
+        self.keys = [key, table.c.id] if self.tie else [key]
+
+    def position(
+        self, ident: str, field: str
+    ) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+        """The listing's sort key and the cursor's place in it."""
+        if not self.tie:
+            return self.key, sa.literal(ident)
+        table = self.table
+        sub = (
+            sa.select(self.key)
+            .where(table.c.tenant_id == self.tenant_id, table.c.id == ident)
+            .scalar_subquery()
+        )
+        if self.conn.execute(sa.select(sub)).scalar() is None:
+            raise InvalidInput(f"no object with id {ident!r} in this listing", field=field)
+        return sa.tuple_(self.key, table.c.id), sa.tuple_(sub, sa.literal(ident))
 
 
 class Resource:
