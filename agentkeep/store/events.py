@@ -30,6 +30,7 @@ from agentkeep.models import CHANNELS, EVENT_TYPES, Event
 from agentkeep.models.common import check_limit, from_micros, utcnow_micros
 from agentkeep.store._base import Resource, time_range
 from agentkeep.store._validate import check_object, opt_text
+from agentkeep.store.dialects.base import Listener
 from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
@@ -332,16 +333,7 @@ class Events(Resource):
         """
         after = _check_bookmark(after_bookmark)
         where = self._where(run_id, session_id, agent_id, types, channel)
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, (int, float))
-            or poll_interval <= 0
-        ):
-            raise InvalidInput("must be a positive number of seconds", field="poll_interval")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-        ):
-            raise InvalidInput("must be a non-negative number of seconds", field="timeout")
+        _check_follow_times(poll_interval, timeout)
         # Listen before the first read, so nothing committed after it goes unnoticed.
         listener = self._core.dialect.listen(events_channel(self.tenant_id))
         try:
@@ -357,23 +349,37 @@ class Events(Resource):
                     idle_since = time.monotonic()
                     if len(batch) == FOLLOW_BATCH:
                         continue
-                interval = (
-                    max(poll_interval, LISTEN_FALLBACK_POLL_S)
-                    if listener.notifying
-                    else poll_interval
-                )
+                interval = max(poll_interval, LISTEN_FALLBACK_POLL_S)
+                if not listener.notifying:
+                    interval = poll_interval
                 if timeout is not None:
                     remaining = idle_since + timeout - time.monotonic()
                     if remaining <= 0:
                         return
                     interval = min(interval, remaining)
-                if cancel is None:
-                    listener.wait(interval)
-                    continue
-                woken_by = time.monotonic() + interval
-                while not cancel.is_set():
-                    left = woken_by - time.monotonic()
-                    if left <= 0 or listener.wait(min(left, CANCEL_CHECK_S)):
-                        break
+                _wait(listener, interval, cancel)
         finally:
             listener.close()
+
+
+def _check_follow_times(poll_interval: float, timeout: float | None) -> None:
+    if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
+        raise InvalidInput("must be a positive number of seconds", field="poll_interval")
+    if poll_interval <= 0:
+        raise InvalidInput("must be a positive number of seconds", field="poll_interval")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+    ):
+        raise InvalidInput("must be a non-negative number of seconds", field="timeout")
+
+
+def _wait(listener: Listener, interval: float, cancel: threading.Event | None) -> None:
+    """Until the listener is notified or ``interval`` passes; sooner once ``cancel`` is set."""
+    if cancel is None:
+        listener.wait(interval)
+        return
+    woken_by = time.monotonic() + interval
+    while not cancel.is_set():
+        left = woken_by - time.monotonic()
+        if left <= 0 or listener.wait(min(left, CANCEL_CHECK_S)):
+            return
