@@ -200,6 +200,12 @@ def stats(
         out.print_json(figures.model_dump_json())
         return
     scope = f"agent {agent}" if agent else f"tenant {tenant}"
+    out.print(_stats_table(figures, scope))
+    if figures.tools:
+        out.print(_tools_table(figures))
+
+
+def _stats_table(figures: agentkeep.Stats, scope: str) -> Table:
     table = Table(title=f"agentkeep stats: {scope}", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -228,16 +234,18 @@ def stats(
     rows += [(f"  {state}", str(n)) for state, n in sorted(figures.tool_calls_by_state.items())]
     for name, value in rows:
         table.add_row(name, value)
-    out.print(table)
-    if figures.tools:
-        tools = Table(title="tools", show_header=True)
-        tools.add_column("tool")
-        tools.add_column("calls", justify="right")
-        tools.add_column("errors", justify="right")
-        tools.add_column("avg duration", justify="right")
-        for tool in figures.tools:
-            tools.add_row(tool.name, str(tool.calls), str(tool.errors), _ms(tool.avg_duration_ms))
-        out.print(tools)
+    return table
+
+
+def _tools_table(figures: agentkeep.Stats) -> Table:
+    tools = Table(title="tools", show_header=True)
+    tools.add_column("tool")
+    tools.add_column("calls", justify="right")
+    tools.add_column("errors", justify="right")
+    tools.add_column("avg duration", justify="right")
+    for tool in figures.tools:
+        tools.add_row(tool.name, str(tool.calls), str(tool.errors), _ms(tool.avg_duration_ms))
+    return tools
 
 
 @app.command("health")
