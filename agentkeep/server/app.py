@@ -91,6 +91,31 @@ def log_start(settings: Settings, store: Store, bootstrap: dict[str, str]) -> No
         )
 
 
+async def _start_work(state: ServiceState) -> None:
+    """The run worker and, when on, the backup scheduler; then the start-up log lines."""
+    settings, root = state.settings, state.store
+    worker = RunWorker(root, settings)
+    await worker.start()
+    state.worker = worker
+    if settings.backup_enabled:
+        state.scheduler = BackupScheduler(root, settings)
+        state.scheduler.start()
+    log_start(settings, root, state.bootstrap_keys)
+    if state.rate_limited:
+        log.info(
+            "rate limiting: %d requests per key per %d ms",
+            settings.rate_limit_max_requests,
+            settings.rate_limit_window_ms,
+        )
+
+
+async def _stop_work(state: ServiceState) -> None:
+    if state.scheduler is not None:
+        await anyio.to_thread.run_sync(state.scheduler.stop)
+    if state.worker is not None:
+        await state.worker.stop()
+
+
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     """The agentkeep service as an ASGI app.
 
@@ -113,27 +138,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             rate_limited=ratelimit.enabled(settings, root),
         )
         app.state.agentkeep = state
-        worker = RunWorker(root, settings)
         unwatch = metrics.watch_pool(root._core.engine, _pool_limit(root))
         try:
-            await worker.start()
-            state.worker = worker
-            if settings.backup_enabled:
-                state.scheduler = BackupScheduler(root, settings)
-                state.scheduler.start()
-            log_start(settings, root, bootstrap)
-            if state.rate_limited:
-                log.info(
-                    "rate limiting: %d requests per key per %d ms",
-                    settings.rate_limit_max_requests,
-                    settings.rate_limit_window_ms,
-                )
+            await _start_work(state)
             yield
         finally:
-            if state.scheduler is not None:
-                await anyio.to_thread.run_sync(state.scheduler.stop)
-            if state.worker is not None:
-                await state.worker.stop()
+            await _stop_work(state)
             if store is None:
                 root.close()
             unwatch()
