@@ -261,44 +261,57 @@ class ChatClient:
                         payload = None
                     fallback = raw.decode("utf-8", "replace")[:500] or response.reason_phrase
                     raise _error_from(response.status_code, payload, fallback)
-                kind = response.headers.get("content-type", "")
-                if "text/event-stream" not in kind:
-                    raw = await response.aread()
-                    try:
-                        data = json.loads(raw)
-                    except ValueError as exc:
-                        raise UpstreamError("upstream LLM answered with invalid JSON") from exc
-                    if not isinstance(data, dict):
-                        raise UpstreamError("upstream LLM answered with unexpected JSON")
-                    out = _from_json(data)
-                    if out.text:
-                        await on_delta(out.text)
-                    return out
-                acc = _Accumulator()
-                done = False
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload_text = line[5:].strip()
-                    if payload_text == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        data = json.loads(payload_text)
-                    except ValueError as exc:
-                        raise UpstreamError("upstream LLM sent an invalid stream chunk") from exc
-                    if not isinstance(data, dict):
-                        continue
-                    if data.get("error"):
-                        raise _error_from(500, data, "error in the upstream stream")
-                    text = acc.chunk(data)
-                    if text:
-                        await on_delta(text)
-                out = acc.finish()
-                if not done and out.finish_reason is None:
-                    raise UpstreamError("upstream LLM closed the stream before it finished")
-                return out
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    return await _read_json(response, on_delta)
+                return await _read_stream(response, on_delta)
         except httpx.TimeoutException as exc:
             raise UpstreamError(f"upstream LLM timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"upstream LLM unreachable: {exc}") from exc
+
+
+async def _read_json(
+    response: httpx.Response, on_delta: Callable[[str], Awaitable[None]]
+) -> Completion:
+    """A completion answered as one JSON document (an upstream that does not stream)."""
+    raw = await response.aread()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise UpstreamError("upstream LLM answered with invalid JSON") from exc
+    if not isinstance(data, dict):
+        raise UpstreamError("upstream LLM answered with unexpected JSON")
+    out = _from_json(data)
+    if out.text:
+        await on_delta(out.text)
+    return out
+
+
+async def _read_stream(
+    response: httpx.Response, on_delta: Callable[[str], Awaitable[None]]
+) -> Completion:
+    """A streamed completion, each content delta handed to ``on_delta`` as it arrives."""
+    acc = _Accumulator()
+    done = False
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload_text = line[5:].strip()
+        if payload_text == "[DONE]":
+            done = True
+            break
+        try:
+            data = json.loads(payload_text)
+        except ValueError as exc:
+            raise UpstreamError("upstream LLM sent an invalid stream chunk") from exc
+        if not isinstance(data, dict):
+            continue
+        if data.get("error"):
+            raise _error_from(500, data, "error in the upstream stream")
+        text = acc.chunk(data)
+        if text:
+            await on_delta(text)
+    out = acc.finish()
+    if not done and out.finish_reason is None:
+        raise UpstreamError("upstream LLM closed the stream before it finished")
+    return out
