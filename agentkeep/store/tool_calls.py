@@ -203,15 +203,7 @@ class ToolCalls(Resource):
         """
         check_ref(call_id, "call_id")
         state = check_choice(state, TOOL_CALL_TRANSITIONS, "state")
-        changes: dict[str, Any] = {}
-        if output is not UNSET:
-            changes["output"] = check_json(output, "output")
-        if is_error is not UNSET:
-            if not isinstance(is_error, bool):
-                raise InvalidInput("must be a boolean", field="is_error")
-            changes["is_error"] = is_error
-        elif state == "failed":
-            changes["is_error"] = True
+        changes = _result_changes(state, output, is_error)
         actor = check_text(by, "by", 256)
         remark = check_text(note, "note", 4096)
         with self._core.write("changing a tool call's state") as conn:
@@ -221,21 +213,7 @@ class ToolCalls(Resource):
                 return to_call(row)
             if state not in TOOL_CALL_TRANSITIONS[current]:
                 raise InvalidTransition("tool_call", call_id, current, state)
-            now = utcnow_micros()
-            approval = row["approval"]
-            if state in _DECISIONS:
-                approval = {"decision": state, "by": actor, "note": remark, "at": _iso(now)}
-                changes["approval"] = approval
-            if state == "executing" and row["started_at"] is None:
-                changes["started_at"] = now
-            if state in TOOL_CALL_TERMINAL:
-                changes["finished_at"] = now
-                changes["duration_ms"] = _duration_ms(state, row, approval, now)
-            changes.update(
-                state=state,
-                audit=[*row["audit"], _entry(current, state, now, actor, remark)],
-                updated_at=now,
-            )
+            changes.update(_state_changes(row, state, actor, remark))
             conn.execute(
                 sa.update(t)
                 .where(t.c.tenant_id == self.tenant_id, t.c.id == call_id)
@@ -326,3 +304,40 @@ class ToolCalls(Resource):
             )
             if found is None:
                 raise NotFound("session", values["session_id"])
+
+
+def _result_changes(state: str, output: Any, is_error: Any) -> dict[str, Any]:
+    """The checked ``output`` and ``is_error`` given to a transition (``failed``: an error)."""
+    changes: dict[str, Any] = {}
+    if output is not UNSET:
+        changes["output"] = check_json(output, "output")
+    if is_error is not UNSET:
+        if not isinstance(is_error, bool):
+            raise InvalidInput("must be a boolean", field="is_error")
+        changes["is_error"] = is_error
+    elif state == "failed":
+        changes["is_error"] = True
+    return changes
+
+
+def _state_changes(
+    row: Row | dict[str, Any], state: str, actor: str | None, remark: str | None
+) -> dict[str, Any]:
+    """The columns a move of ``row`` to ``state`` sets: times, approval, audit entry."""
+    now = utcnow_micros()
+    changes: dict[str, Any] = {}
+    approval = row["approval"]
+    if state in _DECISIONS:
+        approval = {"decision": state, "by": actor, "note": remark, "at": _iso(now)}
+        changes["approval"] = approval
+    if state == "executing" and row["started_at"] is None:
+        changes["started_at"] = now
+    if state in TOOL_CALL_TERMINAL:
+        changes["finished_at"] = now
+        changes["duration_ms"] = _duration_ms(state, row, approval, now)
+    changes.update(
+        state=state,
+        audit=[*row["audit"], _entry(row["state"], state, now, actor, remark)],
+        updated_at=now,
+    )
+    return changes
