@@ -37,6 +37,7 @@ import math
 import os
 import threading
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import Price, RecomputeReport
@@ -364,66 +365,86 @@ class Prices(Resource):
         own transaction (safe to run again). Run totals (``runs.cost_usd``)
         are not changed; usage rollups (``usage_days``) move with the rows.
         """
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and not isinstance(value, datetime):
-                raise InvalidInput("must be a datetime", field=name)
-        if model is not None:
-            model = require_str(model, "model", max_len=256)
-        where = [
-            ut.c.tenant_id == self.tenant_id,
-            sa.or_(ut.c.cost_source.is_(None), ut.c.cost_source != "caller"),
-        ]
-        if since is not None:
-            where.append(ut.c.created_at >= to_micros(since))
-        if until is not None:
-            where.append(ut.c.created_at < to_micros(until))
-        if model is not None:
-            where.append(ut.c.model == model)
-        columns = [
-            ut.c.tenant_id,
-            ut.c.id,
-            ut.c.provider,
-            ut.c.model,
-            ut.c.agent_id,
-            ut.c.user_id,
-            ut.c.status,
-            ut.c.input_tokens,
-            ut.c.cached_tokens,
-            ut.c.output_tokens,
-            ut.c.reasoning_tokens,
-            ut.c.created_at,
-            ut.c.cost_nano_usd,
-            ut.c.cost_source,
-            ut.c.price_version,
-        ]
+        where = _recompute_where(self.tenant_id, since, until, model)
         rows = changed = 0
         by_source = {"user": 0, "price_table": 0, "unpriced": 0}
         after = ""
-        price_file = self._core.price_file
         while True:
             with self._core.write("recomputing costs") as conn:
                 batch = list(
                     conn.execute(
-                        sa.select(*columns)
+                        sa.select(*_RECOMPUTE_COLUMNS)
                         .where(*where, ut.c.id > after)
                         .order_by(ut.c.id)
                         .limit(_BATCH)
                     ).mappings()
                 )
-                for row in batch:
-                    cost = price_call(conn, self.tenant_id, price_file, dict(row))
-                    by_source[cost["cost_source"] or "unpriced"] += 1
-                    if any(cost[k] != row[k] for k in cost):
-                        changed += 1
-                        if not dry_run:
-                            conn.execute(
-                                sa.update(ut)
-                                .where(ut.c.tenant_id == self.tenant_id, ut.c.id == row["id"])
-                                .values(cost)
-                            )
-                            usage_days.reprice_call(conn, row, cost["cost_nano_usd"])
+                changed += self._reprice(conn, batch, by_source, dry_run)
             rows += len(batch)
             if len(batch) < _BATCH:
                 break
             after = batch[-1]["id"]
         return RecomputeReport(rows=rows, changed=changed, by_source=by_source)
+
+    def _reprice(
+        self,
+        conn: Connection,
+        batch: Sequence[RowMapping],
+        by_source: dict[str, int],
+        dry_run: bool,
+    ) -> int:
+        """Price each row of ``batch`` again; store the new costs unless ``dry_run``."""
+        changed = 0
+        for row in batch:
+            cost = price_call(conn, self.tenant_id, self._core.price_file, dict(row))
+            by_source[cost["cost_source"] or "unpriced"] += 1
+            if all(cost[k] == row[k] for k in cost):
+                continue
+            changed += 1
+            if not dry_run:
+                conn.execute(
+                    sa.update(ut)
+                    .where(ut.c.tenant_id == self.tenant_id, ut.c.id == row["id"])
+                    .values(cost)
+                )
+                usage_days.reprice_call(conn, row, cost["cost_nano_usd"])
+        return changed
+
+
+_RECOMPUTE_COLUMNS = [
+    ut.c.tenant_id,
+    ut.c.id,
+    ut.c.provider,
+    ut.c.model,
+    ut.c.agent_id,
+    ut.c.user_id,
+    ut.c.status,
+    ut.c.input_tokens,
+    ut.c.cached_tokens,
+    ut.c.output_tokens,
+    ut.c.reasoning_tokens,
+    ut.c.created_at,
+    ut.c.cost_nano_usd,
+    ut.c.cost_source,
+    ut.c.price_version,
+]
+
+
+def _recompute_where(
+    tenant_id: str, since: datetime | None, until: datetime | None, model: str | None
+) -> list[sa.ColumnElement[bool]]:
+    """The usage rows a recompute covers: the tenant's, in the window, of the model, not the caller's."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not isinstance(value, datetime):
+            raise InvalidInput("must be a datetime", field=name)
+    where = [
+        ut.c.tenant_id == tenant_id,
+        sa.or_(ut.c.cost_source.is_(None), ut.c.cost_source != "caller"),
+    ]
+    if since is not None:
+        where.append(ut.c.created_at >= to_micros(since))
+    if until is not None:
+        where.append(ut.c.created_at < to_micros(until))
+    if model is not None:
+        where.append(ut.c.model == require_str(model, "model", max_len=256))
+    return where
