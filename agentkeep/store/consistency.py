@@ -219,8 +219,24 @@ def _session_counts(
             )
 
 
+_OrphanCheck = tuple[sa.Table, sa.ColumnElement[Any], sa.ColumnElement[bool], str]
+
+
 def _orphans(conn: Connection, tenant_id: str, scope: _AgentScope) -> Iterator[ConsistencyIssue]:
     """The agent's rows that name a session or run that does not exist."""
+    agent = scope.agent_id
+    for table, key, condition, parent in _orphan_checks(tenant_id, agent):
+        stmt = sa.select(key).where(table.c.tenant_id == tenant_id, condition).order_by(key)
+        for (ident,) in conn.execute(stmt):
+            yield ConsistencyIssue(
+                kind="orphaned_row",
+                object_id=f"{table.name}:{ident}",
+                detail=f"{table.name} row {ident} of agent {agent} names a {parent} that does not exist",
+            )
+
+
+def _orphan_checks(tenant_id: str, agent: str) -> list[_OrphanCheck]:
+    """Per table of an agent's rows: its key, the orphan condition, what parent it lacks."""
 
     def missing(parent: sa.Table, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         return sa.and_(
@@ -228,9 +244,8 @@ def _orphans(conn: Connection, tenant_id: str, scope: _AgentScope) -> Iterator[C
             ~sa.exists().where(parent.c.tenant_id == tenant_id, parent.c.id == column),
         )
 
-    agent = scope.agent_id
     agent_runs = sa.select(runs.c.id).where(runs.c.tenant_id == tenant_id, runs.c.agent_id == agent)
-    checks: list[tuple[sa.Table, sa.ColumnElement[Any], sa.ColumnElement[bool], str]] = [
+    return [
         (
             runs,
             runs.c.id,
@@ -273,11 +288,3 @@ def _orphans(conn: Connection, tenant_id: str, scope: _AgentScope) -> Iterator[C
             "run or session",
         ),
     ]
-    for table, key, condition, parent in checks:
-        stmt = sa.select(key).where(table.c.tenant_id == tenant_id, condition).order_by(key)
-        for (ident,) in conn.execute(stmt):
-            yield ConsistencyIssue(
-                kind="orphaned_row",
-                object_id=f"{table.name}:{ident}",
-                detail=f"{table.name} row {ident} of agent {agent} names a {parent} that does not exist",
-            )
