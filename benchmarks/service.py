@@ -159,6 +159,11 @@ def running_service(
         **env,
     }
     environ.pop("DATABASE_URL", None)
+    if url.startswith("postgresql"):
+        # The service upgrades only an embedded SQLite database by itself (the library's
+        # migration rule): a PostgreSQL one is upgraded first, as an operator would.
+        upgrade = [*_serve_command(), "db", "upgrade", "-d", url]
+        subprocess.run(upgrade, env=environ, check=True, capture_output=True, timeout=timeout)
     command = [*_serve_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
     return _running([*command, "--workers", str(workers)], environ, timeout, log_dir, port, workers)
 
@@ -381,7 +386,7 @@ def statements(url: str, ref_url: str) -> dict[str, dict[str, float]]:
 
     text = "a benchmark message of ordinary length, " * 3
     out: dict[str, dict[str, float]] = {}
-    with agentkeep.connect(url) as root:
+    with agentkeep.connect(url, auto_migrate=True) as root:
         _, key = create_key(root, tenant=TENANT, name="bench")
     settings = Settings.from_env(
         {**os.environ, "AGENTKEEP_DATABASE_URL": url, "AGENTKEEP_RATE_LIMIT_ENABLED": "0"}
