@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from agentkeep import metrics
@@ -116,7 +116,7 @@ class ResponseRun:
             notify.notify()
         return events
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncGenerator[dict[str, Any], None]:
         """The events, each yielded after it is stored (with ``persist``)."""
         done = False
         try:

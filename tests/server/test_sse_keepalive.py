@@ -79,3 +79,28 @@ def test_a_quiet_background_response_stream_keeps_alive_for_the_official_client(
     assert events[-1].type == "response.completed"
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == "slow again"
+
+
+@pytest.mark.parametrize("backend", SERVICE_BACKENDS)
+def test_a_quiet_streamed_response_sends_keepalives_while_the_upstream_thinks(
+    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
+) -> None:
+    service = start_service(backend, AGENTKEEP_SSE_KEEPALIVE_SECONDS=KEEPALIVE_S)
+    tenant = service.new_tenant()
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(model, _quiet_reply("slow but sure"), _quiet_reply("slow again"))
+
+    with tenant.http().stream(
+        "POST", "/v1/responses", json={"model": model, "input": "go", "stream": True}
+    ) as response:
+        assert response.status_code == 200
+        raw = response.read().decode()
+    assert raw.count(": keep-alive\n") >= 2
+    assert ": keep-alive\n\n" not in raw
+
+    events = list(client.responses.create(model=model, input="go", stream=True))
+    assert events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "slow again"
+    assert client.responses.retrieve(events[-1].response.id).status == "completed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import time
@@ -125,9 +126,26 @@ async def _follow(
         yield _sse({**error_body(error.message, code=error.code)["error"], "type": "error"})
 
 
-async def _live(run: ResponseRun) -> AsyncIterator[bytes]:
-    async for event in run.events():
-        yield _sse(event)
+async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
+    """The response's events as it runs, and a keep-alive while the upstream is quiet."""
+    events = run.events()
+    step: asyncio.Future[dict[str, Any]] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(events))
+            while not (await asyncio.wait({step}, timeout=keepalive_s))[0]:
+                yield KEEPALIVE
+            try:
+                event = step.result()
+            except StopAsyncIteration:
+                return
+            yield _sse(event)
+    finally:  # the client went away (or the end): the run sees it as it did before
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
+        await events.aclose()
 
 
 @router.post("", summary="Create a model response", response_model=None)
@@ -163,7 +181,7 @@ async def create_response(
     stream = bool(body.stream)
     run = ResponseRun(store, client, prepared, _db, persist=stream, live=stream)
     if body.stream:
-        return _streaming(_live(run))
+        return _streaming(_live(run, settings.sse_keepalive_seconds))
     async for _event in run.events():
         pass
     if run.error is not None:
