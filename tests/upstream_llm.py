@@ -12,7 +12,8 @@ for that model takes the next reply; when none is left, the default reply
 echoes the last user message. ``Reply`` can also be an HTTP error, a delay
 before answering (or a gate to wait for), a delay between chunks, or a
 connection dropped mid-stream. ``active`` and ``most_active`` count the
-requests answered at once.
+requests answered at once (``active_for(model)`` those of one model: a shared
+upstream may still be answering an earlier test).
 Every request body is kept in ``upstream.requests``.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -97,6 +98,7 @@ class UpstreamLLM:
         self._lock = threading.Lock()
         self._calls = 0
         self.active = 0  # requests being answered now
+        self._active_models: Counter[str] = Counter()
         self.most_active = 0  # the most at once
         upstream = self
 
@@ -133,14 +135,17 @@ class UpstreamLLM:
                         400, {"error": {"message": "invalid JSON", "type": "invalid_request_error"}}
                     )
                     return
+                model = str(body.get("model"))
                 with upstream._lock:
                     upstream.active += 1
                     upstream.most_active = max(upstream.most_active, upstream.active)
+                    upstream._active_models[model] += 1
                 try:
                     upstream._answer(self, body)
                 finally:
                     with upstream._lock:
                         upstream.active -= 1
+                        upstream._active_models[model] -= 1
 
             def _json(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
@@ -156,6 +161,12 @@ class UpstreamLLM:
             target=self._server.serve_forever, name="upstream-llm", daemon=True
         )
         self._thread.start()
+
+    def active_for(self, model: str) -> int:
+        """Requests for ``model`` being answered now (other tests' calls on a shared upstream
+        are not counted)."""
+        with self._lock:
+            return self._active_models[model]
 
     @property
     def port(self) -> int:

@@ -99,7 +99,7 @@ def test_streamed_run_events_in_order(tenant: Tenant, upstream_llm: UpstreamLLM)
     answering_at_first_delta: list[int] = []
 
     def first_delta() -> None:
-        answering_at_first_delta.append(upstream_llm.active)
+        answering_at_first_delta.append(upstream_llm.active_for(model))
         first_seen.set()
 
     upstream_llm.script(
