@@ -1,0 +1,43 @@
+"""When a run's upstream deltas are due to be committed (``DeltaBuffer``), without a clock.
+
+The first delta of an answer is due at once (it opens the message, so the first
+words reach a stream without waiting for a batch); later ones when the batch is
+full or its oldest delta has waited ``max_wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentkeep.runner.answer import DeltaBuffer
+
+
+def test_the_first_delta_is_due_at_once_and_later_ones_wait_for_their_batch() -> None:
+    async def scenario() -> None:
+        buffer = DeltaBuffer(max_size=3, max_wait=3600.0)  # a window no test outlives
+        assert not buffer.due()  # nothing pending
+        await buffer.add("The")
+        assert buffer.due()  # the first delta: at once
+        assert buffer.take() == ["The"]
+        await buffer.add(" quick")
+        assert not buffer.due()  # later ones wait for the window
+        await buffer.add(" brown")
+        assert not buffer.due()
+        await buffer.add(" fox")
+        assert buffer.due()  # ... or a full batch
+        assert buffer.take() == [" quick", " brown", " fox"]
+        assert buffer.take() == []
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_is_due_once_its_oldest_delta_waited_the_window() -> None:
+    async def scenario() -> None:
+        buffer = DeltaBuffer(max_size=100, max_wait=0.0)
+        await buffer.add("a")
+        buffer.take()  # the message is open
+        await buffer.add("b")
+        assert buffer.due()  # a window of 0 s has passed as soon as it is looked at
+        assert buffer.take() == ["b"]
+
+    asyncio.run(scenario())
