@@ -1,13 +1,16 @@
 """``python -m benchmarks.lifecycle``: export, import, backup and copy rates, beside the raw tools.
 
-    python -m benchmarks.lifecycle --messages 1000000      # the issue's size (slow on a shared box)
-    python -m benchmarks.lifecycle --messages 100000       # what fits on a shared machine
+    python -m benchmarks.lifecycle --messages 1000000      # the issue's size (and 100,000)
+    python -m benchmarks.lifecycle --messages 100000 --small 10000
     python -m benchmarks.lifecycle --snapshots             # snapshot creation and message update
 
-One SQLite database of N messages (100 sessions, 1 KiB-ish text each) is built
-once. Every operation then runs in a fresh Python process, which reports its
-wall time and peak RSS (``ru_maxrss``), so memory is measured per operation;
-each runs at N/4 and N to show whether peak memory grows with the data.
+At each size (``--small``, default N/10, then N) one SQLite database of that
+many messages (100 sessions, 1 KiB-ish text each) is seeded through
+``messages.append_many`` in batches of 10,000. Every operation then runs in a
+fresh Python process, which reports its wall time and its own peak RSS
+(``VmHWM``), so memory is measured per operation; the two sizes show
+whether peak memory grows with the data. A size's files are deleted once it
+is reported.
 Rates are messages per second; the raw baselines are ``sqlite3 DB ".backup"``
 (the SQLite shell's own online backup) and ``pg_dump -Fc`` on the copied
 PostgreSQL database, measured in the same run.
@@ -36,7 +39,7 @@ import agentkeep
 PG = os.environ.get("AGENTKEEP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import agentkeep
 from agentkeep.lifecycle import copy_database, export, import_file, ExportFilter
 op, a, b = sys.argv[1:4]
@@ -52,8 +55,11 @@ elif op == "backup":
         s.backups.create(to=b)
 elif op == "copy":
     copy_database(a, b)
+# VmHWM: this process's own peak RSS. ru_maxrss would not do: Linux carries the
+# parent's RSS at fork across exec into it, so it never reads below the parent's.
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"seconds": time.perf_counter() - started,
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mib": int(hwm.split()[1]) / 1024}))
 """
 
 
@@ -72,18 +78,24 @@ def _timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def _build(path: Path, messages: int) -> None:
+SEED_BATCH = 10_000
+
+
+def _build(path: Path, messages: int) -> float:
+    """Seed ``path`` with ``messages`` messages in 100 sessions; returns the seconds it took."""
     text = "lorem ipsum dolor sit amet " * 40
     per = messages // 100
+    started = time.perf_counter()
     with agentkeep.connect(f"sqlite:///{path}", durability="off") as store:
         for _ in range(100):
             session = store.sessions.create(user_id="bench")
-            for start in range(0, per, 1000):
+            for start in range(0, per, SEED_BATCH):
                 batch = [
                     {"role": "user", "content": f"{i} {text}"}
-                    for i in range(start, min(per, start + 1000))
+                    for i in range(start, min(per, start + SEED_BATCH))
                 ]
                 store.messages.append_many(session.id, batch)
+    return time.perf_counter() - started
 
 
 def _pg_database() -> tuple[str, str]:
@@ -102,9 +114,8 @@ def _drop(name: str) -> None:
 
 def run_size(messages: int, work: Path) -> dict[str, Any]:
     db = work / f"source_{messages}.db"
-    _build(db, messages)
+    out: dict[str, Any] = {"messages": messages, "seed_s": _build(db, messages)}
     url = f"sqlite:///{db}"
-    out: dict[str, Any] = {"messages": messages}
     dump = str(work / f"e_{messages}.jsonl")
     out["sqlite_export"] = _child("export", url, dump)
     out["sqlite_import"] = _child("import", dump, f"sqlite:///{work}/i_{messages}.db")
@@ -142,7 +153,7 @@ OPS = (
 
 def report(result: dict[str, Any]) -> None:
     n = result["messages"]
-    print(f"\n{n:,} messages")
+    print(f"\n{n:,} messages (seeded by append_many at {n / result['seed_s']:,.0f} msg/s)")
     for op in OPS:
         r = result[op]
         print(
@@ -249,6 +260,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000, help="messages at the full size")
     parser.add_argument(
+        "--small", type=int, default=0, help="messages at the smaller size (default N/10)"
+    )
+    parser.add_argument(
         "--snapshots",
         action="store_true",
         help="only the snapshot costs: creation and message update (copy-on-write)",
@@ -257,14 +271,18 @@ def main() -> None:
     if args.snapshots:
         snapshot_report()
         return
-    work = Path(tempfile.mkdtemp(prefix="agentkeep-lifecycle-bench-"))
-    try:
-        for size in (max(100, args.messages // 4), args.messages):
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} cores, load {os.getloadavg()}"
+    )
+    for size in (args.small or max(100, args.messages // 10), args.messages):
+        work = Path(tempfile.mkdtemp(prefix="agentkeep-lifecycle-bench-"))
+        try:
             result = run_size(size, work)  # each size reported as soon as it is done
-            report(result)
-            print(json.dumps(result, indent=2), flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        report(result)
+        print(json.dumps(result, indent=2), flush=True)
+    print(f"done {time.strftime('%H:%M:%S %Z')}, load {os.getloadavg()}")
 
 
 if __name__ == "__main__":
