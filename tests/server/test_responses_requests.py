@@ -8,7 +8,6 @@ and checks what the upstream was sent, what the client is told and what is store
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from typing import Any
@@ -17,11 +16,10 @@ import openai
 import pytest
 import sqlalchemy as sa
 from live import LiveService, StartService, Tenant
+from test_responses_failures import WAIT_S, _model, _wait_status
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
 pytestmark = pytest.mark.slow
-
-WAIT_S = 60.0  # how long a condition may take to come true on a loaded machine
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -30,18 +28,6 @@ WEATHER_TOOL: dict[str, Any] = {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
-
-
-def _model() -> str:
-    return f"m-{secrets.token_hex(4)}"
-
-
-def _wait_status(client: openai.OpenAI, response_id: str, statuses: set[str]) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while (current := client.responses.retrieve(response_id)).status not in statuses:
-        assert time.monotonic() < deadline, f"{response_id} is {current.status}, not {statuses}"
-        time.sleep(0.05)
-    return current
 
 
 def _texts(body: dict[str, Any]) -> list[tuple[str, Any]]:

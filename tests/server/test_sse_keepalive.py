@@ -10,9 +10,10 @@ stream broke after any quiet spell longer than the interval.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import pytest
-from conftest import SERVICE_BACKENDS, StartService
+from conftest import SERVICE_BACKENDS, LiveService, StartService, Tenant
 from test_runs_stream import Recorder, new_model
 from upstream_llm import Reply, UpstreamLLM
 
@@ -25,25 +26,45 @@ def _quiet_reply(text: str) -> Reply:
     return Reply(text=text, hold=threading.Event(), hold_after=1, hold_timeout=QUIET_S)
 
 
-@pytest.mark.parametrize("backend", SERVICE_BACKENDS)
-def test_a_quiet_run_stream_sends_keepalives_and_the_official_client_reads_on(
-    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
-) -> None:
-    service = start_service(backend, AGENTKEEP_SSE_KEEPALIVE_SECONDS=KEEPALIVE_S)
-    tenant = service.new_tenant()
-    client = tenant.client()
+@pytest.fixture(scope="module", params=SERVICE_BACKENDS)
+def quiet_service(request: pytest.FixtureRequest, start_service: StartService) -> LiveService:
+    """A service of this module's own that sends keep-alives every KEEPALIVE_S seconds."""
+    return start_service(str(request.param), AGENTKEEP_SSE_KEEPALIVE_SECONDS=KEEPALIVE_S)
+
+
+@dataclass
+class Quiet:
+    tenant: Tenant
+    model: str  # scripted: two answers, each held QUIET_S after its first event
+
+
+@pytest.fixture
+def quiet(quiet_service: LiveService, upstream_llm: UpstreamLLM) -> Quiet:
     model = new_model()
     upstream_llm.script(model, _quiet_reply("slow but sure"), _quiet_reply("slow again"))
-    assistant = client.beta.assistants.create(model=model)
+    return Quiet(quiet_service.new_tenant(), model)
 
-    # On the wire: keep-alive comment lines while the upstream is quiet, none ending an event.
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
-    body = {"assistant_id": assistant.id, "stream": True}
-    with tenant.http().stream("POST", f"/v1/threads/{thread.id}/runs", json=body) as response:
+
+def _raw_stream(tenant: Tenant, path: str, body: dict[str, object]) -> str:
+    """The stream's bytes on the wire, checked for keep-alives that end no event."""
+    with tenant.http().stream("POST", path, json=body) as response:
         assert response.status_code == 200
         raw = response.read().decode()
     assert raw.count(": keep-alive\n") >= 2
     assert ": keep-alive\n\n" not in raw
+    return raw
+
+
+def test_a_quiet_run_stream_sends_keepalives_and_the_official_client_reads_on(
+    quiet: Quiet,
+) -> None:
+    client = quiet.tenant.client()
+    assistant = client.beta.assistants.create(model=quiet.model)
+
+    # On the wire: keep-alive comment lines while the upstream is quiet, none ending an event.
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    body = {"assistant_id": assistant.id, "stream": True}
+    raw = _raw_stream(quiet.tenant, f"/v1/threads/{thread.id}/runs", body)
     assert raw.endswith("event: done\ndata: [DONE]\n\n")
 
     # The official client reads through the quiet spell to the end.
@@ -58,48 +79,17 @@ def test_a_quiet_run_stream_sends_keepalives_and_the_official_client_reads_on(
     assert "".join(recorder.deltas) == "slow again"
 
 
-@pytest.mark.parametrize("backend", SERVICE_BACKENDS)
-def test_a_quiet_background_response_stream_keeps_alive_for_the_official_client(
-    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
+@pytest.mark.parametrize("background", [True, False], ids=["background", "plain"])
+def test_a_quiet_response_stream_keeps_alive_for_the_official_client(
+    quiet: Quiet, background: bool
 ) -> None:
-    service = start_service(backend, AGENTKEEP_SSE_KEEPALIVE_SECONDS=KEEPALIVE_S)
-    tenant = service.new_tenant()
-    client = tenant.client()
-    model = new_model()
-    upstream_llm.script(model, _quiet_reply("slow but sure"), _quiet_reply("slow again"))
+    """Background responses stream their stored events; plain ones their run's, live."""
+    options = {"background": True} if background else {}
+    body = {"model": quiet.model, "input": "go", "stream": True, **options}
+    _raw_stream(quiet.tenant, "/v1/responses", body)
 
-    body = {"model": model, "input": "go", "background": True, "stream": True}
-    with tenant.http().stream("POST", "/v1/responses", json=body) as response:
-        assert response.status_code == 200
-        raw = response.read().decode()
-    assert raw.count(": keep-alive\n") >= 2
-    assert ": keep-alive\n\n" not in raw
-
-    events = list(client.responses.create(model=model, input="go", background=True, stream=True))
-    assert events[-1].type == "response.completed"
-    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
-    assert text == "slow again"
-
-
-@pytest.mark.parametrize("backend", SERVICE_BACKENDS)
-def test_a_quiet_streamed_response_sends_keepalives_while_the_upstream_thinks(
-    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
-) -> None:
-    service = start_service(backend, AGENTKEEP_SSE_KEEPALIVE_SECONDS=KEEPALIVE_S)
-    tenant = service.new_tenant()
-    client = tenant.client()
-    model = new_model()
-    upstream_llm.script(model, _quiet_reply("slow but sure"), _quiet_reply("slow again"))
-
-    with tenant.http().stream(
-        "POST", "/v1/responses", json={"model": model, "input": "go", "stream": True}
-    ) as response:
-        assert response.status_code == 200
-        raw = response.read().decode()
-    assert raw.count(": keep-alive\n") >= 2
-    assert ": keep-alive\n\n" not in raw
-
-    events = list(client.responses.create(model=model, input="go", stream=True))
+    client = quiet.tenant.client()
+    events = list(client.responses.create(model=quiet.model, input="go", stream=True, **options))
     assert events[-1].type == "response.completed"
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == "slow again"
