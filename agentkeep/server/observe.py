@@ -15,7 +15,10 @@ unless ``AGENTKEEP_METRICS_AUTH=none``.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
+import os
 import re
 import time
 import uuid
@@ -167,11 +170,30 @@ class DatabaseCollector(Collector):
             return {str(status): int(n) for status, n in conn.execute(stmt)}
 
 
+class WorkerFiles(multiprocess.MultiProcessCollector):
+    """prometheus-client's multiprocess collector, leaving out files not yet sized.
+
+    A worker creates its metrics file and sizes it a moment later: read in
+    between, the empty file raised ``struct.error`` and the whole scrape
+    answered 500 (prometheus/client_python#1199; seen here with two
+    workers), and a worker killed in between left such a file for good. An
+    empty file holds no sample yet, so it is left out of the scrape.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            with contextlib.suppress(FileNotFoundError):  # a dead worker's, just removed
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+        return self.merge(files, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
+
+
 def render(store: Store) -> bytes:
     """The whole exposition: process metrics (every worker's), then the database's."""
     if metrics.multiprocess_dir():
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        WorkerFiles(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
     database = CollectorRegistry(auto_describe=False)

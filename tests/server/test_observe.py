@@ -136,6 +136,28 @@ def test_metrics_can_be_open(start_service: StartService) -> None:
     assert _value(samples, "agentkeep_http_requests_total", route="/healthz", status="200") >= 1
 
 
+def test_a_worker_file_not_yet_sized_does_not_fail_the_scrape(
+    start_service: StartService, tmp_path: Path
+) -> None:
+    """A worker's metrics file exists empty for a moment after it is created (and for good
+    if the worker is killed then): the scrape leaves it out instead of answering 500."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()  # prometheus-client opens its files there when agentkeep is imported
+    service = start_service(
+        "sqlite",
+        AGENTKEEP_WORKERS="2",
+        AGENTKEEP_METRICS_AUTH="none",
+        PROMETHEUS_MULTIPROC_DIR=str(directory),
+    )
+    (directory / "counter_4194301.db").touch()  # a pid no worker has: created, never sized
+    with httpx.Client(base_url=service.base_url) as http:
+        http.get("/healthz")
+        response = http.get("/metrics")
+        assert response.status_code == 200, response.text[:300]
+    samples = _samples(response.text)
+    assert _value(samples, "agentkeep_http_requests_total", route="/healthz", status="200") >= 1
+
+
 def test_a_bad_metrics_auth_setting_names_the_variable(tmp_path: Path) -> None:
     env = {**os.environ, "AGENTKEEP_METRICS_AUTH": "sometimes"}
     env.pop("AGENTKEEP_DATABASE_URL", None)
