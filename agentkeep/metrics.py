@@ -23,6 +23,12 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+# prometheus-client opens each worker's files in that directory as the metrics below are
+# defined, at import: a directory named but not yet made failed the import (and with it
+# `agentkeep serve`) with a bare FileNotFoundError.
+if _multiproc := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_multiproc, exist_ok=True)
+
 __all__ = [
     "DB_POOL_IN_USE",
     "DB_POOL_LIMIT",

@@ -140,9 +140,10 @@ def test_a_worker_file_not_yet_sized_does_not_fail_the_scrape(
     start_service: StartService, tmp_path: Path
 ) -> None:
     """A worker's metrics file exists empty for a moment after it is created (and for good
-    if the worker is killed then): the scrape leaves it out instead of answering 500."""
-    directory = tmp_path / "metrics"
-    directory.mkdir()  # prometheus-client opens its files there when agentkeep is imported
+    if the worker is killed then): the scrape leaves it out instead of answering 500. The
+    multiprocess directory is named but not made: the service makes it (it failed to
+    start on a FileNotFoundError)."""
+    directory = tmp_path / "metrics"  # not made yet: the service makes it
     service = start_service(
         "sqlite",
         AGENTKEEP_WORKERS="2",
