@@ -138,7 +138,6 @@ def build_request(store: Store, run: Run) -> dict[str, Any]:
     run's ``max_prompt_tokens``), then what the run itself said and the outputs
     of its tool calls. Raises :class:`PromptTooLong` when it cannot fit.
     """
-    assert run.session_id is not None
     head = [{"role": "system", "content": run.instructions}] if run.instructions else []
     history, own = _thread_history(store, run)
     steps = _own_steps(store, run, own)

@@ -75,8 +75,7 @@ def _metrics_dir() -> Iterator[None]:
     multiprocess mode): ``PROMETHEUS_MULTIPROC_DIR`` emptied of an earlier
     run's files, else a fresh one, removed at the end."""
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if given:
-        Path(given).mkdir(parents=True, exist_ok=True)
+    if given:  # made when agentkeep.metrics was imported
         for stale in Path(given).glob("*.db"):
             stale.unlink(missing_ok=True)
         yield

@@ -363,9 +363,11 @@ class Events(Resource):
 
 
 def _check_follow_times(poll_interval: float, timeout: float | None) -> None:
-    if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
-        raise InvalidInput("must be a positive number of seconds", field="poll_interval")
-    if poll_interval <= 0:
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, (int, float))
+        or poll_interval <= 0
+    ):
         raise InvalidInput("must be a positive number of seconds", field="poll_interval")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
