@@ -27,9 +27,8 @@ from agentkeep.server.errors import error_body, translate_error
 from agentkeep.store import Store
 from agentkeep.wire.sse import KEEPALIVE
 
-__all__ = ["KEEPALIVE_S", "POLL_S", "sse", "stream_run"]
+__all__ = ["POLL_S", "sse", "stream_run"]
 
-KEEPALIVE_S = 15.0
 POLL_S = 0.25
 READ_BATCH = 500
 
@@ -61,7 +60,7 @@ async def _stopped(store: Store, run_id: str) -> bool:
 
 
 async def _follow(
-    store: Store, run_id: str, after: int, keepalive_s: float = KEEPALIVE_S
+    store: Store, run_id: str, after: int, keepalive_s: float
 ) -> AsyncIterator[bytes]:
     """The run's events after ``after``, live, until the run stops; then ``done``."""
     bookmark = after
@@ -106,9 +105,7 @@ async def _events(
     yield sse("done", "[DONE]")
 
 
-def stream_run(
-    store: Store, run_id: str, after: int, keepalive_s: float = KEEPALIVE_S
-) -> StreamingResponse:
+def stream_run(store: Store, run_id: str, after: int, keepalive_s: float) -> StreamingResponse:
     """The run's events after bookmark ``after`` as ``text/event-stream``.
 
     A keep-alive comment goes out when nothing was sent for ``keepalive_s``

@@ -42,7 +42,6 @@ IncludeQuery = Annotated[
     Query(description="Extra output to include (OpenAI's IncludeEnum; validated, none added)."),
 ]
 POLL_S = 0.25
-KEEPALIVE_S = 15.0
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
 
 
@@ -94,7 +93,7 @@ def _streamable(store: Store, response_id: str) -> None:
 
 
 async def _follow(
-    store: Store, response_id: str, after: int, keepalive_s: float = KEEPALIVE_S
+    store: Store, response_id: str, after: int, keepalive_s: float
 ) -> AsyncIterator[bytes]:
     """The stored events after ``after``, live, until the response has ended."""
     last_sent = time.monotonic()
