@@ -51,6 +51,7 @@ from agentkeep.store.checkpoints import (
     StoredCheckpoint,
 )
 from agentkeep.store.events import Events
+from agentkeep.store.graph_items import GraphItems, ItemWrite, StoredItem
 from agentkeep.store.history import History
 from agentkeep.store.media import MediaCache
 from agentkeep.store.messages import Messages
@@ -71,6 +72,7 @@ __all__ = [
     "AsyncBackups",
     "AsyncCheckpoints",
     "AsyncEvents",
+    "AsyncGraphItems",
     "AsyncHistory",
     "AsyncMediaCache",
     "AsyncMessages",
@@ -1538,6 +1540,97 @@ class AsyncCheckpoints:
         return await asyncio.to_thread(
             self.sync.put_writes, thread_id, checkpoint_ns, checkpoint_id, writes, replace=replace
         )
+
+
+class AsyncGraphItems:
+    """Awaitable twin of ``store.graph_items`` (:class:`agentkeep.store.graph_items.GraphItems`)."""
+
+    def __init__(self, sync: GraphItems) -> None:
+        self.sync = sync
+        self.tenant_id = sync.tenant_id
+
+    async def delete(self, namespace: tuple[str, ...], key: str) -> None:
+        """Delete the item if there is one."""
+        return await asyncio.to_thread(self.sync.delete, namespace, key)
+
+    async def get(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        *,
+        refresh_ttl: bool = False,
+        now: datetime | None = None,
+    ) -> StoredItem | None:
+        """The item, or None (also when it has expired); ``refresh_ttl`` restarts its TTL."""
+        return await asyncio.to_thread(
+            self.sync.get, namespace, key, refresh_ttl=refresh_ttl, now=now
+        )
+
+    async def list_namespaces(
+        self,
+        *,
+        prefix: Sequence[str] | None = None,
+        suffix: Sequence[str] | None = None,
+        conditions: Iterable[tuple[str, Sequence[str]]] = (),
+        max_depth: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        now: datetime | None = None,
+    ) -> builtins.list[tuple[str, ...]]:
+        """The namespaces holding a live item, sorted, cut to ``max_depth`` labels (and"""
+        return await asyncio.to_thread(
+            self.sync.list_namespaces,
+            prefix=prefix,
+            suffix=suffix,
+            conditions=conditions,
+            max_depth=max_depth,
+            limit=limit,
+            offset=offset,
+            now=now,
+        )
+
+    async def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
+        """Delete the expired items (this tenant's, or every tenant's); how many."""
+        return await asyncio.to_thread(self.sync.purge_expired, all_tenants=all_tenants, now=now)
+
+    async def put(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        value: Mapping[str, Any],
+        *,
+        ttl_minutes: float | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Create or replace the item (its ``created_at`` stays); it expires after ``ttl_minutes``."""
+        return await asyncio.to_thread(
+            self.sync.put, namespace, key, value, ttl_minutes=ttl_minutes, now=now
+        )
+
+    async def search(
+        self,
+        namespace_prefix: tuple[str, ...] = (),
+        *,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        refresh_ttl: bool = False,
+        now: datetime | None = None,
+    ) -> builtins.list[StoredItem]:
+        """Items under ``namespace_prefix`` whose value meets ``filter``, most recently"""
+        return await asyncio.to_thread(
+            self.sync.search,
+            namespace_prefix,
+            filter=filter,
+            limit=limit,
+            offset=offset,
+            refresh_ttl=refresh_ttl,
+            now=now,
+        )
+
+    async def write(self, writes: Sequence[ItemWrite], *, now: datetime | None = None) -> None:
+        """Apply puts and deletes in one transaction, the last one of each item winning."""
+        return await asyncio.to_thread(self.sync.write, writes, now=now)
 
 
 class AsyncBackups:

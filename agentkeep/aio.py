@@ -19,6 +19,7 @@ from agentkeep._aio_resources import (
     AsyncBackups,
     AsyncCheckpoints,
     AsyncEvents,
+    AsyncGraphItems,
     AsyncHistory,
     AsyncMediaCache,
     AsyncMessages,
@@ -61,6 +62,7 @@ class AsyncStore:
         self.responses = AsyncResponses(store.responses)
         self.stats = AsyncStats(store.stats)
         self.checkpoints = AsyncCheckpoints(store.checkpoints)
+        self.graph_items = AsyncGraphItems(store.graph_items)
         self.backups = AsyncBackups(store.backups)
         self.rate_limits = AsyncRateLimits(store.rate_limits)
         self.history = AsyncHistory(store.history)

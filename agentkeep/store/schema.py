@@ -539,6 +539,35 @@ graph_checkpoint_writes = sa.Table(
     ),
 )
 
+# LangGraph's long-term memory (its BaseStore): JSON items by (namespace, key).
+# ``namespace`` is the labels joined by ".", which LangGraph forbids in a label,
+# so the items under a prefix are ``namespace = p OR p. <= namespace < p/``: a
+# range of the primary key. On PostgreSQL the column compares bytes (collation
+# "C") whatever the database's collation, so that range is the prefix's items
+# there too. ``ttl_minutes``: the item's time to live, for refreshing
+# ``expires_at`` when it is read; NULL: it does not expire.
+_NAMESPACE = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
+graph_store_items = sa.Table(
+    "graph_store_items",
+    metadata,
+    _tenant(),
+    sa.Column("namespace", _NAMESPACE, nullable=False),
+    sa.Column("key", sa.String(512), nullable=False),
+    _json("value"),
+    _micros("created_at"),
+    _micros("updated_at"),
+    sa.Column("ttl_minutes", sa.Float()),
+    _micros("expires_at", nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "namespace", "key"),
+    sa.Index(
+        None,
+        "expires_at",
+        sqlite_where=sa.text("expires_at IS NOT NULL"),
+        postgresql_where=sa.text("expires_at IS NOT NULL"),
+    ),
+)
+
 # Responses API: a stored response, the items it took and made, and its stream.
 responses = sa.Table(
     "responses",

@@ -29,6 +29,7 @@ from agentkeep.store.consistency import check_consistency
 from agentkeep.store.dialects import dialect_for_url
 from agentkeep.store.erasure import erase_user
 from agentkeep.store.events import Events
+from agentkeep.store.graph_items import GraphItems
 from agentkeep.store.history import History
 from agentkeep.store.locks import hold_lock
 from agentkeep.store.media import MediaCache
@@ -83,6 +84,7 @@ class Store:
         self.responses = Responses(core, tenant_id)
         self.stats = Stats(core, tenant_id)
         self.checkpoints = Checkpoints(core, tenant_id)
+        self.graph_items = GraphItems(core, tenant_id)
         self.backups = Backups(core, tenant_id)
         self.rate_limits = RateLimits(core, tenant_id)
         self.history = History(core, tenant_id)
