@@ -6,7 +6,8 @@ framework lazily; importing one without its extra
 raises ``ImportError`` naming the extra to install:
 
 - ``agentkeep.integrations.langgraph``: ``AgentkeepSaver``, a LangGraph
-  checkpointer (``pip install 'agentkeep[langgraph]'``).
+  checkpointer, and ``AgentkeepStore``, a LangGraph store for long-term
+  memory (``pip install 'agentkeep[langgraph]'``).
 - ``agentkeep.integrations.adk``: ``AgentkeepSessionService``, a Google ADK
   session service (``pip install 'agentkeep[adk]'``).
 - ``agentkeep.integrations.langchain``: ``AgentkeepChatMessageHistory``, a

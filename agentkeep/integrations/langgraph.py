@@ -1,7 +1,10 @@
-"""A LangGraph checkpointer over an agentkeep store.
+"""A LangGraph checkpointer (and long-term memory store) over an agentkeep store.
 
-    from agentkeep.integrations.langgraph import AgentkeepSaver
-    graph = builder.compile(checkpointer=AgentkeepSaver(agentkeep.connect()))
+    from agentkeep.integrations.langgraph import AgentkeepSaver, AgentkeepStore
+    graph = builder.compile(
+        checkpointer=AgentkeepSaver(agentkeep.connect()),
+        store=AgentkeepStore(agentkeep.connect()),  # see langgraph_store
+    )
 
 Sync and async (``ainvoke``/``astream``), on memory, SQLite and PostgreSQL,
 with ``delete_thread``, ``copy_thread``, ``prune`` and ``delete_for_runs``.
@@ -44,6 +47,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol  # noqa: E402
 
 from agentkeep.aio import AsyncStore  # noqa: E402
 from agentkeep.errors import NotFound  # noqa: E402
+from agentkeep.integrations.langgraph_store import AgentkeepStore  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
 from agentkeep.store.checkpoints import (  # noqa: E402
     Blob,
@@ -53,7 +57,7 @@ from agentkeep.store.checkpoints import (  # noqa: E402
     ValuePart,
 )
 
-__all__ = ["AgentkeepSaver"]
+__all__ = ["AgentkeepSaver", "AgentkeepStore"]
 
 _PAGE = 100
 _CACHED_LISTS = 1024  # list channels remembered per saver, to store what a step appended
