@@ -20,8 +20,8 @@ def populate(
     store: Store, *, user: str = "alice", secret: str = "the secret plan"
 ) -> dict[str, Any]:
     """One of everything, for ``user``: agent, session, messages, run, step, event, tool call,
-    usage, snapshot (with a kept message), state, checkpoint, history window, recovered file,
-    media."""
+    usage, snapshot (with a kept message), state, checkpoint, graph store item, history window,
+    recovered file, media."""
     agent = store.agents.create(model="gpt-4o-mini", name="helper")
     session = store.sessions.create(agent_id=agent.id, user_id=user, title=f"{user}'s chat")
     said = store.messages.append(session.id, "user", f"{user} says: {secret}")
@@ -45,6 +45,7 @@ def populate(
     # Edited after the snapshot: the snapshot keeps the secret in snapshot_messages.
     store.messages.update(said.id, content=f"{user} says: never mind")
     store.state.put(f"user:{user}", "prefs", {"note": secret})
+    store.graph_items.put(("memories", user), "profile", {"note": secret})  # LangGraph's store
     store.checkpoints.put(  # binary columns: bytes that are not UTF-8 round-trip too
         session.id,
         "",

@@ -23,6 +23,8 @@ def test_erase_user_removes_everything_of_the_user_and_keeps_the_rest(store: Sto
     assert receipt.counts["runs"] == receipt.counts["events"] == receipt.counts["tool_calls"] == 1
     assert receipt.counts["llm_usage"] == 1 and receipt.counts["state_docs"] == 1
     assert receipt.counts["snapshots"] == receipt.counts["snapshot_messages"] == 1
+    assert receipt.counts["graph_store_items"] == 1  # ("memories", "alice"), not bob's
+    assert store.graph_items.get(("memories", "bob"), "profile") is not None
     text = "\n".join(entity_lines(store))
     assert SECRET not in text and "alice" not in text  # the receipt keeps a hash, not the id
     assert "bob keeps this" in text

@@ -192,6 +192,7 @@ def test_export_filters_by_session_user_and_time(store: Store) -> None:
     populate(store, user="bob", secret="bob's own")
     by_user = "\n".join(entity_lines(store, ExportFilter(tenant=store.tenant_id, user_id="alice")))
     assert "the secret plan" in by_user and "bob's own" not in by_user
+    assert '"table":"graph_store_items"' in by_user  # alice's memories go with her
     by_session = entity_lines(
         store, ExportFilter(tenant=store.tenant_id, session_id=mine["session"].id)
     )

@@ -21,7 +21,8 @@ from agentkeep.models.common import to_micros
 from agentkeep.store import Store
 from agentkeep.store.backup_files import revision_of, snapshot_connection
 from agentkeep.store.dump import Progress, dump_tables, open_text, write_dump
-from agentkeep.store.schema import runs, sessions
+from agentkeep.store.graph_items import namespace_has_label
+from agentkeep.store.schema import graph_store_items, runs, sessions
 
 __all__ = ["ExportFilter", "ExportResult", "export", "export_selection"]
 
@@ -92,6 +93,8 @@ def _scoped(table: sa.Table, scope: tuple[Any, Any], user_id: str | None) -> Whe
         ors.append(table.c.id.in_(run_ids))
     if user_id is not None and "user_id" in table.c:
         ors.append(table.c.user_id == user_id)
+    if user_id is not None and table is graph_store_items:  # memories under the user's id
+        ors.append(namespace_has_label(table.c.namespace, user_id))
     return [sa.or_(*ors)] if ors else None
 
 

@@ -4,7 +4,9 @@ Goes: the user's sessions and every row that belongs to them or to their
 runs (messages, runs, run steps, events, tool calls, snapshots, graph
 checkpoints of those runs or of threads whose id is one of those sessions',
 responses in those conversations with their items and events), and the
-state documents of the namespace ``user:<user_id>``. Stays, scrubbed: LLM
+state documents of the namespace ``user:<user_id>``, and the LangGraph
+store items (``graph_store_items``) whose namespace has the user id as one
+of its labels (``("memories", "<user_id>")``). Stays, scrubbed: LLM
 usage rows keep tokens, latency and cost for accounting but lose prompt,
 response, error text, input parameters and the user id. A receipt (id, time,
 rows per table, the user as a SHA-256 of the id) is stored in ``erasures``.
@@ -31,7 +33,16 @@ from agentkeep.models.common import from_micros, utcnow_micros
 from agentkeep.store import usage_days
 from agentkeep.store._core import Core
 from agentkeep.store._validate import require_str
-from agentkeep.store.schema import erasures, llm_usage, metadata, runs, sessions, state_docs
+from agentkeep.store.graph_items import namespace_has_label
+from agentkeep.store.schema import (
+    erasures,
+    graph_store_items,
+    llm_usage,
+    metadata,
+    runs,
+    sessions,
+    state_docs,
+)
 from agentkeep.store.schema import usage_days as usage_days_table
 
 __all__ = ["erase_user", "user_hash"]
@@ -108,6 +119,12 @@ def _erase(conn: Connection, tenant_id: str, user_id: str) -> dict[str, int]:
     counts[state_docs.name] = conn.execute(
         sa.delete(state_docs).where(
             state_docs.c.tenant_id == tenant_id, state_docs.c.namespace == f"user:{user_id}"
+        )
+    ).rowcount
+    items = graph_store_items.c
+    counts[graph_store_items.name] = conn.execute(
+        sa.delete(graph_store_items).where(
+            items.tenant_id == tenant_id, namespace_has_label(items.namespace, user_id)
         )
     ).rowcount
     return counts
