@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 from agentkeep.errors import InvalidInput
@@ -258,57 +259,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         e = dict(os.environ if env is None else env)
-        auto = e.get("AGENTKEEP_AUTO_MIGRATE")
-        models = e.get("AGENTKEEP_LLM_MODELS") or ""
         return cls(
-            database_url=url_from_env(e),
-            durability=(e.get("AGENTKEEP_DURABILITY") or "normal").lower(),
-            auto_migrate=None if auto in (None, "") else _bool(auto, False),
-            db_schema=e.get("AGENTKEEP_DB_SCHEMA") or None,
-            pool=Pool.from_env(e),
-            limits=RecordLimits.from_env(e),
-            api_keys=e.get("AGENTKEEP_API_KEYS", ""),
-            llm_base_url=e.get("AGENTKEEP_LLM_BASE_URL") or None,
-            llm_api_key=e.get("AGENTKEEP_LLM_API_KEY") or None,
-            llm_models=tuple(m.strip() for m in models.split(",") if m.strip()),
-            host=e.get("AGENTKEEP_HOST", "127.0.0.1"),
-            port=int(e.get("AGENTKEEP_PORT", "8080")),
-            max_body_bytes=int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
-            run_concurrency=int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
-            response_ttl_days=float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
-            key_cache_seconds=max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
-            sse_keepalive_seconds=_positive(e, 15.0, "AGENTKEEP_SSE_KEEPALIVE_SECONDS"),
-            required_action_ttl_seconds=_positive(
-                e, 600.0, "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
-            ),
-            rate_limit_enabled=_optional_bool(
-                _first(e, "AGENTKEEP_RATE_LIMIT_ENABLED", "ENABLE_RATE_LIMITING"),
-                "AGENTKEEP_RATE_LIMIT_ENABLED",
-            ),
-            rate_limit_max_requests=_at_least_one(
-                e, 100, "AGENTKEEP_RATE_LIMIT_MAX_REQUESTS", "RATE_LIMIT_MAX_REQUESTS"
-            ),
-            rate_limit_window_ms=_at_least_one(
-                e, 60_000, "AGENTKEEP_RATE_LIMIT_WINDOW_MS", "RATE_LIMIT_WINDOW_MS"
-            ),
+            **_store_env(e),
+            **_service_env(e),
+            **_rate_limit_env(e),
             ui_secret=e.get("AGENTKEEP_UI_SECRET") or None,
-            backup_dir=_first(e, "AGENTKEEP_BACKUP_DIR", "DATABASE_BACKUP_DIR") or "./data/backups",
-            backup_enabled=_bool(
-                _first(e, "AGENTKEEP_BACKUP_ENABLED", "AUTO_BACKUP_ENABLED"), True
-            ),
-            backup_time=_backup_time(_first(e, "AGENTKEEP_BACKUP_TIME", "AUTO_BACKUP_TIME")),
-            backup_retention_days=_days(
-                _first(e, "AGENTKEEP_BACKUP_RETENTION_DAYS", "BACKUP_RETENTION_DAYS"),
-                "AGENTKEEP_BACKUP_RETENTION_DAYS",
-                30,
-            )
-            or 0,
-            retention_inactive_days=_days(
-                e.get("AGENTKEEP_RETENTION_INACTIVE_DAYS") or None,
-                "AGENTKEEP_RETENTION_INACTIVE_DAYS",
-                None,
-            ),
-            retention_compact_events=_bool(e.get("AGENTKEEP_RETENTION_COMPACT_EVENTS"), False),
+            **_backup_env(e),
+            **_retention_env(e),
             metrics_auth=_choice(
                 e.get("AGENTKEEP_METRICS_AUTH"), "AGENTKEEP_METRICS_AUTH", ("admin", "none")
             ),
@@ -322,3 +279,78 @@ class Settings:
     def responses_ttl_seconds(self) -> float:
         """How long a stored response stays readable (``AGENTKEEP_RESPONSE_TTL_DAYS``)."""
         return self.response_ttl_days * 86400.0
+
+
+# The groups of Settings.from_env, each read in the order of the fields.
+
+
+def _store_env(e: dict[str, str]) -> dict[str, Any]:
+    """The database: its URL, durability, migration, schema, pool and record limits."""
+    auto = e.get("AGENTKEEP_AUTO_MIGRATE")
+    return {
+        "database_url": url_from_env(e),
+        "durability": (e.get("AGENTKEEP_DURABILITY") or "normal").lower(),
+        "auto_migrate": None if auto in (None, "") else _bool(auto, False),
+        "db_schema": e.get("AGENTKEEP_DB_SCHEMA") or None,
+        "pool": Pool.from_env(e),
+        "limits": RecordLimits.from_env(e),
+    }
+
+
+def _service_env(e: dict[str, str]) -> dict[str, Any]:
+    """The service: keys, the LLM upstream, where it listens, and its limits and timings."""
+    models = e.get("AGENTKEEP_LLM_MODELS") or ""
+    return {
+        "api_keys": e.get("AGENTKEEP_API_KEYS", ""),
+        "llm_base_url": e.get("AGENTKEEP_LLM_BASE_URL") or None,
+        "llm_api_key": e.get("AGENTKEEP_LLM_API_KEY") or None,
+        "llm_models": tuple(m.strip() for m in models.split(",") if m.strip()),
+        "host": e.get("AGENTKEEP_HOST", "127.0.0.1"),
+        "port": int(e.get("AGENTKEEP_PORT", "8080")),
+        "max_body_bytes": int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
+        "run_concurrency": int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
+        "response_ttl_days": float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
+        "key_cache_seconds": max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
+        "sse_keepalive_seconds": _positive(e, 15.0, "AGENTKEEP_SSE_KEEPALIVE_SECONDS"),
+        "required_action_ttl_seconds": _positive(e, 600.0, "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"),
+    }
+
+
+def _rate_limit_env(e: dict[str, str]) -> dict[str, Any]:
+    return {
+        "rate_limit_enabled": _optional_bool(
+            _first(e, "AGENTKEEP_RATE_LIMIT_ENABLED", "ENABLE_RATE_LIMITING"),
+            "AGENTKEEP_RATE_LIMIT_ENABLED",
+        ),
+        "rate_limit_max_requests": _at_least_one(
+            e, 100, "AGENTKEEP_RATE_LIMIT_MAX_REQUESTS", "RATE_LIMIT_MAX_REQUESTS"
+        ),
+        "rate_limit_window_ms": _at_least_one(
+            e, 60_000, "AGENTKEEP_RATE_LIMIT_WINDOW_MS", "RATE_LIMIT_WINDOW_MS"
+        ),
+    }
+
+
+def _backup_env(e: dict[str, str]) -> dict[str, Any]:
+    return {
+        "backup_dir": _first(e, "AGENTKEEP_BACKUP_DIR", "DATABASE_BACKUP_DIR") or "./data/backups",
+        "backup_enabled": _bool(_first(e, "AGENTKEEP_BACKUP_ENABLED", "AUTO_BACKUP_ENABLED"), True),
+        "backup_time": _backup_time(_first(e, "AGENTKEEP_BACKUP_TIME", "AUTO_BACKUP_TIME")),
+        "backup_retention_days": _days(
+            _first(e, "AGENTKEEP_BACKUP_RETENTION_DAYS", "BACKUP_RETENTION_DAYS"),
+            "AGENTKEEP_BACKUP_RETENTION_DAYS",
+            30,
+        )
+        or 0,
+    }
+
+
+def _retention_env(e: dict[str, str]) -> dict[str, Any]:
+    return {
+        "retention_inactive_days": _days(
+            e.get("AGENTKEEP_RETENTION_INACTIVE_DAYS") or None,
+            "AGENTKEEP_RETENTION_INACTIVE_DAYS",
+            None,
+        ),
+        "retention_compact_events": _bool(e.get("AGENTKEEP_RETENTION_COMPACT_EVENTS"), False),
+    }

@@ -52,6 +52,43 @@ _INTERRUPTED = ("in_progress", "cancelling")
 INTERRUPTED_MESSAGE = "the run was interrupted: its worker stopped before it finished"
 
 
+# A new run's progress, output, errors and usage: none yet.
+_NOT_STARTED: dict[str, Any] = {
+    "iterations": 0,
+    "output": None,
+    "last_error": None,
+    "required_action": None,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cached_tokens": 0,
+    "reasoning_tokens": 0,
+    "cost_nano_usd": None,
+}
+
+
+def _agent_version(agent_version: Any) -> Any:
+    """A given ``agent_version`` checked (a positive integer, or None); UNSET passes through."""
+    if agent_version is UNSET or agent_version is None:
+        return agent_version
+    version = check_count(agent_version, "agent_version")
+    if version < 1:
+        raise InvalidInput("must be a positive integer", field="agent_version")
+    return version
+
+
+def _times(status: str, created_at: Any) -> dict[str, int | None]:
+    """A new run's times: made at ``created_at`` (else now), started and finished as ``status`` says."""
+    if created_at is not None and not isinstance(created_at, datetime):
+        raise InvalidInput("must be a datetime", field="created_at")
+    now = to_micros(created_at) if created_at is not None else utcnow_micros()
+    return {
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None if status == "queued" else now,
+        "finished_at": now if status in TERMINAL_RUN_STATUSES else None,
+    }
+
+
 def to_run(row: Row) -> Run:
     data = row_times(row, "created_at", "updated_at", "started_at", "finished_at")
     data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
@@ -88,14 +125,9 @@ class Runs(Resource):
         the agent's current version, read in the same transaction, or None
         when ``agent_id`` names no agent of this tenant.
         """
-        if agent_version is not UNSET and agent_version is not None:
-            agent_version = check_count(agent_version, "agent_version")
-            if agent_version < 1:
-                raise InvalidInput("must be a positive integer", field="agent_version")
+        agent_version = _agent_version(agent_version)
         status = check_choice(status, RUN_TRANSITIONS, "status")
-        if created_at is not None and not isinstance(created_at, datetime):
-            raise InvalidInput("must be a datetime", field="created_at")
-        now = to_micros(created_at) if created_at is not None else utcnow_micros()
+        times = _times(status, created_at)
         values: dict[str, Any] = {
             "tenant_id": self.tenant_id,
             "id": require_str(id, "id", max_len=64) if id is not None else new_id("run"),
@@ -106,40 +138,32 @@ class Runs(Resource):
             "instructions": check_text(instructions, "instructions", 256_000),
             "model": check_text(model, "model", 256),
             "tools": check_json(check_tools(tools), "tools"),
-            "iterations": 0,
-            "output": None,
-            "last_error": None,
-            "required_action": None,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "cached_tokens": 0,
-            "reasoning_tokens": 0,
-            "cost_nano_usd": None,
+            **_NOT_STARTED,
             "metadata": check_metadata(metadata),
             "extra": check_json(check_object(extra, "extra"), "extra"),
             "version": 1,
             "agent_version": agent_version,
             "worker_id": None,
-            "created_at": now,
-            "updated_at": now,
-            "started_at": None if status == "queued" else now,
-            "finished_at": now if status in TERMINAL_RUN_STATUSES else None,
+            **times,
         }
         with self._core.write("creating a run") as conn:
             if values["session_id"] is not None:
                 self._require_session(conn, values["session_id"])
             if agent_version is UNSET:
-                values["agent_version"] = conn.execute(
-                    sa.select(at.c.version).where(
-                        at.c.tenant_id == self.tenant_id, at.c.id == values["agent_id"]
-                    )
-                ).scalar()
+                values["agent_version"] = self._current_version(conn, values["agent_id"])
             conn.execute(
                 sa.insert(t).values(
                     {**values, "last_error": sa.null(), "required_action": sa.null()}
                 )
             )
         return to_run(values)
+
+    def _current_version(self, conn: Connection, agent_id: str) -> int | None:
+        """The version of this tenant's agent ``agent_id``, None when there is no such agent."""
+        version: int | None = conn.execute(
+            sa.select(at.c.version).where(at.c.tenant_id == self.tenant_id, at.c.id == agent_id)
+        ).scalar()
+        return version
 
     def get(self, run_id: str) -> Run:
         check_ref(run_id, "run_id")

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agentkeep.config import Settings, normalize_url
+from agentkeep.config import Pool, Settings, normalize_url
 from agentkeep.errors import InvalidInput
 from agentkeep.models import (
     ConsistencyReport,
@@ -26,7 +26,7 @@ from agentkeep.store.agents import Agents
 from agentkeep.store.backups import Backups
 from agentkeep.store.checkpoints import Checkpoints
 from agentkeep.store.consistency import check_consistency
-from agentkeep.store.dialects import dialect_for_url
+from agentkeep.store.dialects import Dialect, dialect_for_url
 from agentkeep.store.erasure import erase_user
 from agentkeep.store.events import Events
 from agentkeep.store.graph_items import GraphItems
@@ -296,36 +296,15 @@ def connect(
     """
     settings = Settings.from_env()
     url = url or settings.database_url
-    if durability is None:
-        durability = settings.durability
-    if not isinstance(durability, str) or durability.lower() not in _DURABILITY:
-        raise InvalidInput(
-            f"must be one of {', '.join(_DURABILITY)}, not {durability!r}", field="durability"
-        )
-    durability = durability.lower()
-    pool = dataclasses.replace(
-        settings.pool,
-        size=pool_size if pool_size is not None else settings.pool.size,
-        max_overflow=max_overflow if max_overflow is not None else settings.pool.max_overflow,
-    )
     dialect = dialect_for_url(
-        url, durability=durability, pool=pool, schema=schema or settings.db_schema
+        url,
+        durability=_durability(durability, settings),
+        pool=_pool(settings, pool_size, max_overflow),
+        schema=schema or settings.db_schema,
     )
     try:
         price_file = PriceFile(settings.prices_path) if settings.prices_path else None
-    except BaseException:
-        dialect.dispose()
-        raise
-    if auto_migrate is None:
-        auto_migrate = (
-            settings.auto_migrate if settings.auto_migrate is not None else dialect.embedded
-        )
-    try:
-        if auto_migrate:
-            dialect.create_schema()
-            migrate.upgrade(dialect)
-        else:
-            migrate.check_revision(dialect)
+        _prepare_schema(dialect, auto_migrate, settings)
     except BaseException:
         dialect.dispose()
         raise
@@ -333,3 +312,36 @@ def connect(
     core.limits = settings.limits
     core.price_file = price_file
     return Store(core, tenant)
+
+
+def _durability(durability: str | None, settings: Settings) -> str:
+    """``connect``'s durability (else the environment's), checked and lower-cased."""
+    if durability is None:
+        durability = settings.durability
+    if not isinstance(durability, str) or durability.lower() not in _DURABILITY:
+        raise InvalidInput(
+            f"must be one of {', '.join(_DURABILITY)}, not {durability!r}", field="durability"
+        )
+    return durability.lower()
+
+
+def _pool(settings: Settings, size: int | None, max_overflow: int | None) -> Pool:
+    """The environment's pool settings with ``connect``'s sizes where given."""
+    return dataclasses.replace(
+        settings.pool,
+        size=size if size is not None else settings.pool.size,
+        max_overflow=max_overflow if max_overflow is not None else settings.pool.max_overflow,
+    )
+
+
+def _prepare_schema(dialect: Dialect, auto_migrate: bool | None, settings: Settings) -> None:
+    """Migrate to the current schema (by default only an embedded database), else check it is."""
+    if auto_migrate is None:
+        auto_migrate = (
+            settings.auto_migrate if settings.auto_migrate is not None else dialect.embedded
+        )
+    if auto_migrate:
+        dialect.create_schema()
+        migrate.upgrade(dialect)
+    else:
+        migrate.check_revision(dialect)

@@ -193,6 +193,48 @@ def _json_object(value: Any, field: str) -> dict[str, Any]:
     return out
 
 
+def _refs(
+    agent_id: str | None, session_id: str | None, run_id: str | None, user_id: str | None
+) -> dict[str, str | None]:
+    """What a call belongs to (soft references, not checked against their tables)."""
+    return {
+        "agent_id": opt_text(agent_id, "agent_id", 256),
+        "session_id": opt_text(session_id, "session_id", 64),
+        "run_id": opt_text(run_id, "run_id", 64),
+        "user_id": opt_text(user_id, "user_id", 256),
+    }
+
+
+def _counts(
+    input_tokens: Any,
+    output_tokens: Any,
+    cached_tokens: Any,
+    reasoning_tokens: Any,
+    latency_ms: Any,
+) -> dict[str, int | None]:
+    return {
+        "input_tokens": _count(input_tokens, "input_tokens"),
+        "output_tokens": _count(output_tokens, "output_tokens"),
+        "cached_tokens": _count(cached_tokens, "cached_tokens"),
+        "reasoning_tokens": _count(reasoning_tokens, "reasoning_tokens"),
+        "latency_ms": _opt_count(latency_ms, "latency_ms"),
+    }
+
+
+def _status(status: str) -> str:
+    if status not in _STATUSES:
+        raise InvalidInput("must be 'success' or 'error'", field="status")
+    return status
+
+
+def _created_at(created_at: Any) -> int:
+    """The call's time in microseconds: the one given, else now."""
+    if created_at is not None and not isinstance(created_at, datetime):
+        raise InvalidInput("must be a datetime", field="created_at")
+    given_at = to_micros(created_at)
+    return given_at if given_at is not None else utcnow_micros()
+
+
 class Usage(Resource):
     """``store.usage``: the LLM calls of this tenant, with tokens, latency and cost."""
 
@@ -235,38 +277,29 @@ class Usage(Resource):
         values: dict[str, Any] = {
             "tenant_id": self.tenant_id,
             "id": require_str(id, "id", max_len=64) if id is not None else new_id("usage"),
-            "agent_id": opt_text(agent_id, "agent_id", 256),
-            "session_id": opt_text(session_id, "session_id", 64),
-            "run_id": opt_text(run_id, "run_id", 64),
-            "user_id": opt_text(user_id, "user_id", 256),
+            **_refs(agent_id, session_id, run_id, user_id),
             "provider": require_str(provider, "provider", max_len=128),
             "model": require_str(model, "model", max_len=256),
             "prompt": opt_text(prompt, "prompt", 10_000_000),
             "response": opt_text(response, "response", 10_000_000),
             "input_params": _json_object(input_params, "input_params"),
-            "input_tokens": _count(input_tokens, "input_tokens"),
-            "output_tokens": _count(output_tokens, "output_tokens"),
-            "cached_tokens": _count(cached_tokens, "cached_tokens"),
-            "reasoning_tokens": _count(reasoning_tokens, "reasoning_tokens"),
-            "latency_ms": _opt_count(latency_ms, "latency_ms"),
+            **_counts(input_tokens, output_tokens, cached_tokens, reasoning_tokens, latency_ms),
             "error_message": opt_text(error_message, "error_message", 100_000),
             "metadata": check_metadata(metadata),
+            "status": _status(status),
         }
-        if status not in _STATUSES:
-            raise InvalidInput("must be 'success' or 'error'", field="status")
-        values["status"] = status
         _check_tokens(values)
         values["prompt_length"] = len(prompt) if prompt is not None else None
         values["response_length"] = len(response) if response is not None else None
-        if created_at is not None and not isinstance(created_at, datetime):
-            raise InvalidInput("must be a datetime", field="created_at")
-        given_at = to_micros(created_at)
-        values["created_at"] = given_at if given_at is not None else utcnow_micros()
-        given = check_cost(cost_usd)
+        values["created_at"] = _created_at(created_at)
+        return self._insert(values, check_cost(cost_usd))
+
+    def _insert(self, values: dict[str, Any], given_cost: Decimal | None) -> LLMUsage:
+        """Price the call (unless the caller gave its cost), store it and add it to its day."""
         with self._core.write("recording LLM usage") as conn:
-            if given is not None:
+            if given_cost is not None:
                 values.update(
-                    cost_nano_usd=to_nano(given), cost_source="caller", price_version=None
+                    cost_nano_usd=to_nano(given_cost), cost_source="caller", price_version=None
                 )
             else:
                 values.update(price_call(conn, self.tenant_id, self._core.price_file, values))
