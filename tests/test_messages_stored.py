@@ -124,6 +124,25 @@ def test_created_at_is_exact_to_the_microsecond(store: Store) -> None:
     assert m.created_at.tzinfo is not None and m.created_at.utcoffset() == timedelta(0)
 
 
+def test_read_times_are_each_message_s_own_when_read_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads keep the datetimes they built (by microsecond) for the next read, bounded."""
+    from agentkeep.store import messages
+
+    monkeypatch.setattr(messages, "_TIMES", {})
+    monkeypatch.setattr(messages, "_TIMES_MAX", 3)  # emptied while this test reads
+    s = store.sessions.create()
+    written = [store.messages.append(s.id, "user", str(i)) for i in range(4)]
+    written += store.messages.append_many(s.id, [{"role": "user", "content": "a"}] * 2)
+    times = [m.created_at for m in written]
+    assert len(set(times)) == 5  # four appends, then two messages written together
+    for _ in range(3):
+        assert [m.created_at for m in store.messages.recent(s.id, 10)] == times
+        assert [m.created_at for m in store.messages.recent(s.id, 2)] == times[-2:]
+    assert len(messages._TIMES) <= 3
+
+
 def test_tenants_do_not_see_each_other_s_messages(store: Store) -> None:
     s = store.sessions.create()
     store.messages.append(s.id, "user", "mine")
