@@ -99,3 +99,53 @@ async def test_concurrent_async_appends_are_gapless_and_committed(
         assert reopened.sessions.get(shared.id).message_count == 40
         assert [m.seq for m in reopened.messages.recent(shared.id, 100)] == list(range(1, 41))
         assert reopened.messages.recent(sessions[0].id)[-1].text == "six"
+
+
+async def test_postgres_async_connections_keep_their_socket_watched(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket is registered with the loop once per connection, not once per wait,
+    survives the connection being lost, and is unregistered in the loop when the store closes."""
+    import psycopg
+
+    loop = asyncio.get_running_loop()
+    opened = await agentkeep.aconnect(postgres_url)
+    astore = opened.tenant("async_watched")
+    try:
+        s = await astore.sessions.create()
+        await astore.messages.append(s.id, "user", "first")  # connects: watched from now on
+        added: list[int] = []
+        add_reader = loop.add_reader
+
+        def counting(fd: Any, callback: Any, *args: Any) -> None:
+            added.append(fd)
+            add_reader(fd, callback, *args)
+
+        monkeypatch.setattr(loop, "add_reader", counting)
+        for i in range(10):
+            await astore.messages.append(s.id, "user", str(i))
+            assert len(await astore.messages.recent(s.id, 3)) == min(i + 2, 3)
+        assert added == []  # psycopg's own wait registers the socket for each of these 20
+        kept = opened.sync._core.aio._loops[loop].idle  # type: ignore[attr-defined]
+        pids = [k.conn.info.backend_pid for k in kept]
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+            for _ in range(200):
+                left = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+                ).fetchone()
+                if left == (0,):
+                    break
+                admin.execute("SELECT pg_sleep(0.02)")
+            assert left == (0,), f"backends {pids} still running"
+        await astore.messages.append(s.id, "user", "after")  # on a new connection
+        assert (await astore.messages.recent(s.id, 1))[0].text == "after"
+        sockets = [k.pgconn.socket for k in opened.sync._core.aio._loops[loop].idle]  # type: ignore[attr-defined]
+        assert set(added) == set(sockets)  # psycopg's connect waits on it too
+        registered = len(added)
+        for i in range(5):
+            await astore.messages.append(s.id, "user", str(i))
+        assert len(added) == registered
+    finally:
+        await opened.close()  # closes the store in a worker thread
+    assert not loop.remove_reader(added[0])  # was unregistered, in the loop's thread
