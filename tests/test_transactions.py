@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import sqlalchemy as sa
 
 from agentkeep import Conflict, NotFound, Store
 
@@ -84,3 +87,76 @@ def test_a_write_inside_reading_is_a_conflict_and_writes_nothing(store: Store) -
     assert [m.text for m in store.messages.list(session.id).items] == ["hello"]
     with pytest.raises(NotFound):
         store.state.get("ns", "key")
+
+
+def test_a_caught_failure_inside_a_transaction_keeps_the_other_calls(store: Store) -> None:
+    kept = store.sessions.create(title="taken")
+    with store.transaction():
+        store.sessions.create(title="before")
+        with pytest.raises(Conflict):  # its savepoint undoes it alone
+            store.sessions.create(id=kept.id, title="duplicate")
+        store.sessions.create(title="after")
+    titles = sorted(s.title or "" for s in store.sessions.list().items)
+    assert titles == ["after", "before", "taken"]
+
+
+def test_without_savepoints_a_caught_failure_rolls_the_whole_transaction_back(
+    store: Store,
+) -> None:
+    kept = store.sessions.create(title="taken")
+    with (
+        pytest.raises(Conflict, match="earlier in this transaction"),
+        store.transaction(savepoints=False),
+    ):
+        store.sessions.create(title="before")
+        store.after_commit(lambda: pytest.fail("a rolled-back transaction ran its hook"))
+        with pytest.raises(Conflict):
+            store.sessions.create(id=kept.id, title="duplicate")
+        store.sessions.create(title="after")  # refused: the transaction can only roll back
+    assert [s.title for s in store.sessions.list().items] == ["taken"]
+
+
+def test_without_savepoints_a_caught_failure_at_the_end_still_rolls_back(store: Store) -> None:
+    kept = store.sessions.create(title="taken")
+    with (
+        pytest.raises(Conflict, match="earlier in this transaction"),
+        store.transaction(savepoints=False),
+    ):
+        store.sessions.create(title="before")
+        with pytest.raises(Conflict):
+            store.sessions.create(id=kept.id, title="duplicate")
+    assert [s.title for s in store.sessions.list().items] == ["taken"]
+
+
+def test_a_savepoint_inside_a_transaction_without_savepoints_undoes_its_failure(
+    store: Store,
+) -> None:
+    kept = store.sessions.create(title="taken")
+    with store.transaction(savepoints=False):
+        store.sessions.create(title="before")
+        with pytest.raises(Conflict), store.transaction(savepoints=True):
+            store.sessions.create(title="undone with its savepoint")
+            store.sessions.create(id=kept.id, title="duplicate")
+        store.sessions.create(title="after")
+    titles = sorted(s.title or "" for s in store.sessions.list().items)
+    assert titles == ["after", "before", "taken"]
+
+
+def test_without_savepoints_the_calls_inside_take_none(store: Store) -> None:
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = store._core.engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with store.transaction(savepoints=False):
+            session = store.sessions.create(title="one")
+            store.messages.append(session.id, "user", "hello")
+        assert statements and not [s for s in statements if "SAVEPOINT" in s]
+        with store.transaction():
+            store.messages.append(session.id, "user", "again")
+        assert [s for s in statements if s.startswith("SAVEPOINT")]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)

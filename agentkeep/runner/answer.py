@@ -194,7 +194,7 @@ def record_call(
         message = None
     params = {k: v for k, v in body.items() if k not in ("messages", "model")}
     metadata = {"response_id": out.response_id[:512]} if out.response_id else None
-    with store.transaction():
+    with store.transaction(savepoints=False):
         usage = store.usage.record(
             provider=client.provider,
             model=str(out.model or body.get("model") or "unknown"),

@@ -84,7 +84,7 @@ def emit_runs(
         for run, events in batches
         for kind, data in events
     ]
-    with store.transaction():
+    with store.transaction(savepoints=False):
         written = store.events.append_many(rows)
         store.after_commit(functools.partial(notify.notify, *{run.id for run, _ in batches}))
         return written
@@ -105,7 +105,7 @@ def start_message(store: Store, run: Run, deltas: Sequence[str] = ()) -> tuple[R
     """A message_creation step and its (empty, in_progress) assistant message, then ``deltas``."""
     assert run.session_id is not None
     message_id = new_id("msg")
-    with store.transaction():
+    with store.transaction(savepoints=False):
         message = store.messages.append(
             run.session_id,
             "assistant",
@@ -149,7 +149,7 @@ def record_deltas_of_runs(batches: Sequence[tuple[Store, Run, str, Sequence[str]
     tenants: dict[str, list[tuple[Store, Run, str, Sequence[str]]]] = {}
     for batch in batches:
         tenants.setdefault(batch[0].tenant_id, []).append(batch)
-    with batches[0][0].transaction():
+    with batches[0][0].transaction(savepoints=False):
         for group in tenants.values():
             emit_runs(group[0][0], [(run, _delta_events(m, texts)) for _, run, m, texts in group])
 
@@ -180,7 +180,7 @@ def finish_message(
     changes: dict[str, Any] = {"status": step_status}
     if last_error is not None:
         changes["last_error"] = last_error
-    with store.transaction():
+    with store.transaction(savepoints=False):
         message = store.messages.update(message.id, content=content, extra=extra)
         step = store.run_steps.update(
             step.id, input_tokens=input_tokens, output_tokens=output_tokens, **changes
@@ -222,7 +222,7 @@ def require_action(
     up): past it the run is ``expired`` (:func:`expire_run`). If the run was
     asked to cancel meanwhile, it is cancelled instead.
     """
-    with store.transaction():
+    with store.transaction(savepoints=False):
         step = store.run_steps.create(
             run.id, "tool_calls", details={"type": "tool_calls", "tool_calls": []}
         )
@@ -276,7 +276,7 @@ def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> t
     The caller has checked that ``outputs`` answers exactly the required calls.
     Returns the run and the bookmark just before the events announcing this.
     """
-    with store.transaction():
+    with store.transaction(savepoints=False):
         run = store.runs.get(run.id)
         if run.status == "requires_action" and is_past_expiry(run):
             raise InvalidTransition("run", run.id, "expired", "queued")
@@ -328,7 +328,7 @@ def finish_run(
     ``expires_at`` (Unix seconds) goes into the run's ``extra`` when it enters
     ``requires_action``.
     """
-    with store.transaction():
+    with store.transaction(savepoints=False):
         current = store.runs.get(run_id)
         if current.status in TERMINAL_RUN_STATUSES:
             return current
@@ -422,7 +422,7 @@ def cancel_run(store: Store, run_id: str) -> Run:
 
     Raises ``InvalidTransition`` for a run that already stopped.
     """
-    with store.transaction():
+    with store.transaction(savepoints=False):
         run = store.runs.get(run_id)
         if run.status in TERMINAL_RUN_STATUSES:
             raise InvalidTransition("run", run_id, run.status, "cancelling")
@@ -447,7 +447,7 @@ def claim_runs(root: Store, worker_id: str, limit: int) -> list[Run]:
 
     One transaction for the claims and their events, whatever their number.
     """
-    with root.transaction():
+    with root.transaction(savepoints=False):
         runs = root.runs.claim_many(worker_id, limit, all_tenants=True)
         tenants: dict[str, list[Run]] = {}
         for run in runs:
@@ -459,7 +459,7 @@ def claim_runs(root: Store, worker_id: str, limit: int) -> list[Run]:
 
 def settle_interrupted(store: Store, run: Run) -> None:
     """After a run was failed (or cancelled) without its worker: close its work, announce it."""
-    with store.transaction():
+    with store.transaction(savepoints=False):
         current = store.runs.get(run.id)
         step_status = "cancelled" if current.status == "cancelled" else "failed"
         reason = "run_cancelled" if current.status == "cancelled" else "run_failed"
@@ -486,7 +486,7 @@ def expire_run(store: Store, run_id: str) -> Run:
     Returns the run as it is now.
     """
     try:
-        with store.transaction():
+        with store.transaction(savepoints=False):
             current = store.runs.get(run_id)
             if not is_past_expiry(current):
                 return current
@@ -516,7 +516,7 @@ def expire_due_runs(root: Store, limit: int = 100) -> list[Run]:
 
 def fail_run(store: Store, run_id: str, code: str, message: str) -> Run:
     """Fail a run (closing its open steps and messages) and announce it."""
-    with store.transaction():
+    with store.transaction(savepoints=False):
         current = store.runs.get(run_id)
         if current.status in TERMINAL_RUN_STATUSES:
             return current

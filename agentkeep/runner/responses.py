@@ -217,7 +217,7 @@ def prepare_stored(store: Store, response: StoredResponse) -> Prepared:
 
 def create_row(store: Store, prepared: Prepared, events: list[dict[str, Any]]) -> None:
     """Store the response (queued or in progress) with its input items and first events."""
-    with store.transaction():
+    with store.transaction(savepoints=False):
         _store_new(store, prepared, prepared.response.status)
         store.responses.append_events(prepared.response.id, events)
 
@@ -256,7 +256,7 @@ def settle(
 ) -> StoredResponse | None:
     """Record the call and store the ended response; ``None`` if it was cancelled meanwhile."""
     r = prepared.response
-    with store.transaction():
+    with store.transaction(savepoints=False):
         usage = store.usage.record(**outcome.usage_row)
         metrics.observe_usage(usage)
         cost: Decimal | None = usage.cost_usd

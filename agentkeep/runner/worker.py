@@ -347,7 +347,7 @@ def _settle(
     ttl_seconds: float = ops.REQUIRED_ACTION_TTL_S,
 ) -> None:
     """The call's usage row and the run's outcome, in one transaction."""
-    with store.transaction():
+    with store.transaction(savepoints=False):
         record_call(store, run, body, client, answer)
         if answer.stopped_status is not None:
             # cancelled (or failed by someone else): close what is open and announce it
@@ -368,7 +368,7 @@ def _conclude(
     completion = answer.completion
     assert completion is not None
     calls = completion.tool_calls
-    with store.transaction():
+    with store.transaction(savepoints=False):
         if answer.message is None and not calls:
             answer.step, answer.message = ops.start_message(store, run)
         if answer.message is not None and answer.step is not None:

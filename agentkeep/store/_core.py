@@ -69,6 +69,10 @@ class _Local(threading.local):
     writing: bool = False
     hooks: list[Callable[[], None]] | None = None
     """What to run once the open write commits (None outside a write)."""
+    savepoints: bool = True
+    """Whether the calls inside the open write take savepoints of their own."""
+    failed: str | None = None
+    """What failed inside an open write without savepoints (it can then only roll back)."""
 
 
 class Core:
@@ -113,13 +117,20 @@ class Core:
             hooks.append(fn)
 
     @contextmanager
-    def write(self, what: str = "write") -> Iterator[Connection]:
-        """A write transaction; committed when the block ends without error."""
-        with self.counters.timing("write", what), self._write(what) as conn:
+    def write(self, what: str = "write", *, savepoints: bool | None = None) -> Iterator[Connection]:
+        """A write transaction; committed when the block ends without error.
+
+        Inside an open write it is a savepoint of it, unless the outermost
+        write was opened with ``savepoints=False``: then nested writes share
+        the transaction without one (two statements fewer each), and one that
+        fails fails the whole transaction (see :meth:`_share`). ``savepoints``
+        of a nested write: True takes a savepoint whatever the outer mode.
+        """
+        with self.counters.timing("write", what), self._write(what, savepoints) as conn:
             yield conn
 
     @contextmanager
-    def _write(self, what: str) -> Iterator[Connection]:
+    def _write(self, what: str, savepoints: bool | None = None) -> Iterator[Connection]:
         current = self._current()
         if current is not None:
             if not self._local.writing:
@@ -127,30 +138,63 @@ class Core:
                     f"cannot write ({what}) inside store.reading(): the block is read-only; "
                     "write outside it, or read and write in store.transaction()"
                 )
-            hooks = self._local.hooks
-            mark = len(hooks) if hooks is not None else 0
-            try:
-                with translating(what), current.begin_nested():
+            self._check_not_failed(what)
+            if savepoints or (savepoints is None and self._local.savepoints):
+                with self._savepoint(current, what):
                     yield current
-            except BaseException:
-                if hooks is not None:
-                    del hooks[mark:]  # the savepoint's side effects go with it
-                raise
+            else:
+                with self._share(what):
+                    yield current
             return
-        hooks = []
+        hooks: list[Callable[[], None]] = []
         with translating(what), self.dialect.write_guard(), self.engine.connect() as conn:
             conn.execution_options(agentkeep_write=True)
             with conn.begin():
-                self._local.conn = conn
-                self._local.writing = True
-                self._local.hooks = hooks
+                local = self._local
+                local.conn, local.writing, local.hooks = conn, True, hooks
+                local.savepoints, local.failed = savepoints is not False, None
                 try:
                     yield conn
+                    if local.failed is not None:  # a failure inside was caught: roll back
+                        raise Conflict(_failed_message(local.failed, what))
                 finally:
-                    self._local.conn = None
-                    self._local.writing = False
-                    self._local.hooks = None
+                    local.conn, local.writing, local.hooks = None, False, None
+                    local.savepoints, local.failed = True, None
         _run_hooks(hooks)
+
+    @contextmanager
+    def _savepoint(self, current: Connection, what: str) -> Iterator[None]:
+        """A nested write in a savepoint: if it fails, the transaction is as it was before it."""
+        hooks, failed = self._local.hooks, self._local.failed
+        mark = len(hooks) if hooks is not None else 0
+        try:
+            with translating(what), current.begin_nested():
+                yield
+        except BaseException:
+            if hooks is not None:
+                del hooks[mark:]  # the savepoint's side effects go with it
+            self._local.failed = failed  # and so does what failed inside it
+            raise
+
+    @contextmanager
+    def _share(self, what: str) -> Iterator[None]:
+        """A nested write without a savepoint: if it fails, the transaction only rolls back.
+
+        What it wrote before failing cannot be undone alone, so the whole
+        transaction is marked failed: later calls in it raise ``Conflict``,
+        and it rolls back when its block ends, even if the failure was caught.
+        """
+        try:
+            with translating(what):
+                yield
+        except BaseException:
+            self._local.failed = what
+            raise
+
+    def _check_not_failed(self, what: str) -> None:
+        failed = self._local.failed
+        if failed is not None:
+            raise Conflict(_failed_message(failed, what))
 
     @contextmanager
     def read(self, what: str = "read") -> Iterator[Connection]:
@@ -162,6 +206,7 @@ class Core:
     def _read(self, what: str) -> Iterator[Connection]:
         current = self._current()
         if current is not None:
+            self._check_not_failed(what)
             yield current
             return
         with translating(what), self.dialect.read_guard(), self.engine.connect() as conn:
@@ -199,6 +244,7 @@ class Core:
             if conn is None:
                 result = self.own.read(what, work)
             else:
+                self._check_not_failed(what)
                 with translating(what):
                     result = work(_cursor(conn))
             ok = True
@@ -273,6 +319,13 @@ class Core:
                 self._aio.close()
             self.own.close()
             self.dialect.dispose()
+
+
+def _failed_message(failed: str, what: str) -> str:
+    return (
+        f"cannot go on ({what}): {failed} failed earlier in this transaction, which takes no "
+        "savepoints (store.transaction(savepoints=False)), so it can only roll back"
+    )
 
 
 def _run_hooks(hooks: list[Callable[[], None]]) -> None:

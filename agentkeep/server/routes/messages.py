@@ -48,7 +48,7 @@ def create_message(
 ) -> dict[str, Any]:
     row = new_message(body)
     row["idempotency_key"] = idempotency_key or None
-    with store.transaction():
+    with store.transaction(savepoints=False):
         # Append first: it locks the thread's row, so the check below sees every run
         # committed before us (a run created meanwhile rolls this message back). The
         # check also answers 404 for a session that is not a thread (rolled back too).

@@ -123,7 +123,7 @@ def create_thread_and_run(
     ]
     resources = thread_body.tool_resources or body.tool_resources
     fields = _run_fields(body, agent, None)
-    with store.transaction():
+    with store.transaction(savepoints=False):
         thread = store.sessions.create(
             kind="thread",
             metadata=thread_body.metadata,
@@ -162,7 +162,7 @@ def create_run(
     fields = _run_fields(body, agent, body.additional_instructions)
     # Holding the thread's row makes "no active run, then create one" atomic across
     # processes; a message appended meanwhile waits and then sees the new run.
-    with store.transaction():
+    with store.transaction(savepoints=False):
         get_thread(store, thread_id, lock=True)
         active = active_run_id(store, thread_id)
         if active is not None:
