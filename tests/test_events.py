@@ -137,11 +137,18 @@ def test_missing_run_or_session_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound) as err:
         store.events.append("custom", session_id="sess_missing")
     assert err.value.kind == "session"
+    # A run's own session is not looked up again; a session other than the run's is.
+    thread = store.sessions.create()
+    run = store.runs.create(store.agents.create(name="a", model="m").id, session_id=thread.id)
+    assert store.events.append("custom", run_id=run.id, session_id=thread.id).run_id == run.id
+    with pytest.raises(NotFound) as err:
+        store.events.append("custom", run_id=run.id, session_id="sess_missing")
+    assert err.value.kind == "session"
     # Another tenant's session does not count.
     s = store.tenant(store.tenant_id + "_x").sessions.create()
     with pytest.raises(NotFound):
         store.events.append("custom", session_id=s.id)
-    assert store.events.latest_bookmark() == 0
+    assert store.events.latest_bookmark() == 1
 
 
 def test_append_many_is_ordered_and_atomic(store: Store) -> None:

@@ -220,6 +220,9 @@ class Events(Resource):
             missing = sorted(run_ids - set(runs))
             if missing:
                 raise NotFound("run", missing[0])
+        # A run's own session exists while the run does (its foreign key cascades): only
+        # the sessions named apart from a run are looked up.
+        session_ids: set[str] = set()
         for r in rows:
             run = runs.get(r["run_id"])
             if run is not None:
@@ -227,7 +230,8 @@ class Events(Resource):
                     r["session_id"] = run.session_id
                 if r["agent_id"] is None:
                     r["agent_id"] = run.agent_id
-        session_ids = {r["session_id"] for r in rows if r["session_id"] is not None}
+            if r["session_id"] is not None and (run is None or r["session_id"] != run.session_id):
+                session_ids.add(r["session_id"])
         if session_ids:
             found_ids = set(
                 conn.execute(
