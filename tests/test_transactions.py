@@ -160,3 +160,22 @@ def test_without_savepoints_the_calls_inside_take_none(store: Store) -> None:
         assert [s for s in statements if s.startswith("SAVEPOINT")]
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_reads_on_postgresql_take_no_transaction(_postgres_store: Store) -> None:
+    """No BEGIN and ROLLBACK round trips around a read: each statement is its own transaction.
+
+    (At READ COMMITTED each statement of a transaction sees what was committed
+    before it started, so a ``reading()`` block sees the same either way.)
+    """
+    with _postgres_store.reading(), _postgres_store._core.read() as conn:
+        now = sa.text("SELECT now()")
+        first = conn.execute(now).scalar_one()
+        while conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one() == first:
+            pass
+        assert conn.execute(now).scalar_one() > first  # now() is the transaction's start
+    with _postgres_store.transaction(), _postgres_store._core.read() as conn:
+        first = conn.execute(now).scalar_one()
+        while conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one() == first:
+            pass
+        assert conn.execute(now).scalar_one() == first  # a write is one transaction

@@ -210,6 +210,7 @@ class Core:
             yield current
             return
         with translating(what), self.dialect.read_guard(), self.engine.connect() as conn:
+            self.dialect.plain_read(conn)
             self._local.conn = conn
             self._local.writing = False
             try:

@@ -189,6 +189,12 @@ class Dialect:
         """An INSERT of ``table`` that offers ``on_conflict_do_nothing`` / ``_do_update``."""
         raise NotImplementedError
 
+    def plain_read(self, conn: Connection) -> None:
+        """Prepare a pooled connection for a read outside any transaction (``Core.read``).
+
+        SQLite: nothing (a deferred BEGIN reads one WAL snapshot and costs no I/O).
+        """
+
     def consistent_read(self, conn: Connection) -> None:
         """Make ``conn``'s next transaction one snapshot of the database (before its first read).
 
