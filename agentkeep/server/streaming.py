@@ -31,6 +31,10 @@ __all__ = ["POLL_S", "sse", "stream_run"]
 
 POLL_S = 0.25
 READ_BATCH = 500
+STATUS_CHECK_S = 1.0
+"""How often a stream with nothing new reads its run's status (a fallback: see ``_follow``)."""
+FINAL_EVENTS = ops.STOP_EVENTS - {"thread.run.requires_action"}
+"""Events of a status a run never leaves (``requires_action`` is left when outputs come)."""
 
 
 def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
@@ -65,6 +69,7 @@ async def _follow(
     """The run's events after ``after``, live, until the run stops; then ``done``."""
     bookmark = after
     last_sent = time.monotonic()
+    next_look = 0.0  # when a quiet read next looks at the run's status
     with notify.subscribe(run_id) as woken:
         while True:
             woken.clear()
@@ -74,8 +79,16 @@ async def _follow(
                 yield _chunk(events)
             if len(events) == READ_BATCH:
                 continue
+            if events and events[-1].type in FINAL_EVENTS:
+                # A final status commits with its event, last of the run's: nothing follows.
+                return
             stop_seen = bool(events) and events[-1].type in ops.STOP_EVENTS
-            if (stop_seen or not events) and await _stopped(store, run_id):
+            # Every status change commits with an event, so a quiet read looks at the
+            # status only now and then (a run that stopped before this stream began).
+            look = stop_seen or (not events and time.monotonic() >= next_look)
+            if look:
+                next_look = time.monotonic() + STATUS_CHECK_S
+            if look and await _stopped(store, run_id):
                 # The status commits with its event: what led here is all stored. Drain it.
                 while rest := await _read(store, run_id, bookmark):
                     bookmark = rest[-1].bookmark
