@@ -188,19 +188,22 @@ def _to_price(row: Any) -> Price:
     )
 
 
-def _stored(conn: Connection, tenant_id: str, provider: str, model: str) -> Any:
-    return (
-        conn.execute(
-            sa.select(t)
-            .where(
-                t.c.tenant_id == tenant_id, t.c.model == model, t.c.provider.in_((provider, _ANY))
-            )
-            .order_by(t.c.provider.desc())  # the provider's own price before the any-provider one
-            .limit(1)
-        )
-        .mappings()
-        .first()
+# The provider's own price before the any-provider one; built once, its values bound.
+_STORED = (
+    sa.select(t)
+    .where(
+        t.c.tenant_id == sa.bindparam("tenant_id"),
+        t.c.model == sa.bindparam("model"),
+        t.c.provider.in_([sa.bindparam("provider"), sa.bindparam("any_provider")]),
     )
+    .order_by(t.c.provider.desc())
+    .limit(1)
+)
+
+
+def _stored(conn: Connection, tenant_id: str, provider: str, model: str) -> Any:
+    params = {"tenant_id": tenant_id, "model": model, "provider": provider, "any_provider": _ANY}
+    return conn.execute(_STORED, params).mappings().first()
 
 
 def price_call(

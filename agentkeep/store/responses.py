@@ -133,7 +133,7 @@ class Responses(Resource):
         inputs = _items(input_items, "input_items")
         outputs = _items(output_items, "output_items")
         with self._core.write("storing a response") as conn:
-            conn.execute(sa.insert(t).values(row))
+            conn.execute(sa.insert(t), row)
             self._insert_items(conn, row["id"], 0, "input", inputs)
             self._insert_items(conn, row["id"], len(inputs), "output", outputs)
         return to_response(row)

@@ -45,6 +45,10 @@ from agentkeep.store.schema import agents as at
 from agentkeep.store.schema import runs as t
 from agentkeep.store.schema import sessions as st
 
+# JSON columns a new run starts without: SQL NULL, not JSON null.
+_SQL_NULLS = ("last_error", "required_action")
+_INSERT = sa.insert(t).values(dict.fromkeys(_SQL_NULLS, sa.null()))
+
 __all__ = ["Runs"]
 
 _CLAIMABLE = frozenset(s for s, targets in RUN_TRANSITIONS.items() if "in_progress" in targets)
@@ -151,11 +155,8 @@ class Runs(Resource):
                 self._require_session(conn, values["session_id"])
             if agent_version is UNSET:
                 values["agent_version"] = self._current_version(conn, values["agent_id"])
-            conn.execute(
-                sa.insert(t).values(
-                    {**values, "last_error": sa.null(), "required_action": sa.null()}
-                )
-            )
+            params = {k: v for k, v in values.items() if k not in _SQL_NULLS}
+            conn.execute(_INSERT, params)
         return to_run(values)
 
     def _current_version(self, conn: Connection, agent_id: str) -> int | None:

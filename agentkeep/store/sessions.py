@@ -90,7 +90,7 @@ class Sessions(Resource):
             "updated_at": now,
         }
         with self._core.write("creating a session") as conn:
-            conn.execute(sa.insert(t).values(values))
+            conn.execute(sa.insert(t), values)
         return to_session(values)
 
     def exists(self, session_id: str) -> bool:

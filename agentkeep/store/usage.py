@@ -303,7 +303,7 @@ class Usage(Resource):
                 )
             else:
                 values.update(price_call(conn, self.tenant_id, self._core.price_file, values))
-            conn.execute(sa.insert(t).values(values))
+            conn.execute(sa.insert(t), values)  # compiled once per column set, values bound
             usage_days.add_call(conn, values)
         return to_usage(values)
 

@@ -18,6 +18,7 @@ edges of a window read usage rows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Collection, Iterator, Mapping
@@ -76,15 +77,20 @@ def key_hash(row: Mapping[Any, Any]) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _upsert(conn: Connection, values: dict[str, Any]) -> None:
-    """Insert a group's row, or add ``values``' sums to the row already there."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(d).values(values)
-    stmt = stmt.on_conflict_do_update(
+@functools.cache
+def _upsert_sql(dialect_name: str) -> Any:
+    """The upsert of a group's row, built once per dialect: its values come as parameters."""
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    stmt = insert(d)
+    return stmt.on_conflict_do_update(
         index_elements=[d.c.tenant_id, d.c.day, d.c.key_hash],
         set_={name: d.c[name] + stmt.excluded[name] for name in SUMS},
     )
-    conn.execute(stmt)
+
+
+def _upsert(conn: Connection, values: dict[str, Any]) -> None:
+    """Insert a group's row, or add ``values``' sums to the row already there."""
+    conn.execute(_upsert_sql(conn.dialect.name), values)
 
 
 def _group(row: Mapping[Any, Any]) -> dict[str, Any]:
