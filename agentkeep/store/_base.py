@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -133,6 +134,20 @@ class _Listing:
         return sa.tuple_(self.key, table.c.id), sa.tuple_(sub, sa.literal(ident))
 
 
+@functools.cache
+def _row_by_id(table: sa.Table, for_update: bool) -> sa.Select[Any]:
+    """A row of ``table`` by tenant and id, built once per table (values bound at each call)."""
+    stmt = sa.select(table).where(
+        table.c.tenant_id == sa.bindparam("tenant_id"), table.c.id == sa.bindparam("id")
+    )
+    if for_update:
+        # FOR NO KEY UPDATE: foreign-key checks of rows that point here
+        # (FOR KEY SHARE) do not wait for us, so appending an event or a
+        # message never deadlocks with a status change of its parent.
+        stmt = stmt.with_for_update(key_share=True)
+    return stmt
+
+
 class Resource:
     """Base of the entity stores: the core and the tenant they act for."""
 
@@ -145,13 +160,8 @@ class Resource:
     def _get_row(
         self, conn: Connection, table: sa.Table, ident: str, *, for_update: bool = False
     ) -> Row:
-        stmt = sa.select(table).where(table.c.tenant_id == self.tenant_id, table.c.id == ident)
-        if for_update and self._core.dialect.skip_locked:
-            # FOR NO KEY UPDATE: foreign-key checks of rows that point here
-            # (FOR KEY SHARE) do not wait for us, so appending an event or a
-            # message never deadlocks with a status change of its parent.
-            stmt = stmt.with_for_update(key_share=True)
-        row = conn.execute(stmt).mappings().first()
+        stmt = _row_by_id(table, for_update and self._core.dialect.skip_locked)
+        row = conn.execute(stmt, {"tenant_id": self.tenant_id, "id": ident}).mappings().first()
         if row is None:
             raise NotFound(self.kind, ident)
         return row

@@ -197,20 +197,26 @@ class Core:
             raise Conflict(_failed_message(failed, what))
 
     @contextmanager
-    def read(self, what: str = "read") -> Iterator[Connection]:
-        """A read; inside an open transaction, that transaction's connection."""
-        with self.counters.timing("read", what), self._read(what) as conn:
+    def read(self, what: str = "read", *, batches: bool = False) -> Iterator[Connection]:
+        """A read; inside an open transaction, that transaction's connection.
+
+        ``batches``: the read fetches a large result in batches (``yield_per``),
+        which on PostgreSQL is a server-side cursor and needs a transaction;
+        other reads there run in autocommit (``Dialect.plain_read``).
+        """
+        with self.counters.timing("read", what), self._read(what, batches) as conn:
             yield conn
 
     @contextmanager
-    def _read(self, what: str) -> Iterator[Connection]:
+    def _read(self, what: str, batches: bool = False) -> Iterator[Connection]:
         current = self._current()
         if current is not None:
             self._check_not_failed(what)
             yield current
             return
         with translating(what), self.dialect.read_guard(), self.engine.connect() as conn:
-            self.dialect.plain_read(conn)
+            if not batches:
+                self.dialect.plain_read(conn)
             self._local.conn = conn
             self._local.writing = False
             try:

@@ -55,7 +55,7 @@ _RESULT_TYPES = ("tool_result", "function_call_output")
 def check_consistency(core: Core, tenant_id: str, agent_id: str | None = None) -> ConsistencyReport:
     """Every inconsistency found in ``tenant_id``'s rows, or in one agent's (see the module docstring)."""
     issues: list[ConsistencyIssue] = []
-    with core.read("checking consistency") as conn:
+    with core.read("checking consistency", batches=True) as conn:
         scope = None if agent_id is None else _AgentScope(agent_id)
         issues += _unfinished_tool_calls(conn, tenant_id, scope)
         issues += _unanswered_tool_uses(conn, tenant_id, scope)

@@ -103,6 +103,21 @@ def _check_types(value: Any) -> list[str] | None:
     return list(items)
 
 
+# The statements of every append, built once (their values bound at each execution).
+_TAKE_BOOKMARKS = (
+    sa.update(bt)
+    .where(bt.c.tenant_id == sa.bindparam("b_tenant_id"))
+    .values(last_bookmark=bt.c.last_bookmark + sa.bindparam("b_n", type_=sa.BigInteger()))
+    .returning(bt.c.last_bookmark)
+)
+_RUNS = sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
+    rt.c.tenant_id == sa.bindparam("tenant_id"), rt.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_SESSIONS = sa.select(st.c.id).where(
+    st.c.tenant_id == sa.bindparam("tenant_id"), st.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
 class Events(Resource):
     """``store.events``: this tenant's event timeline."""
 
@@ -186,12 +201,7 @@ class Events(Resource):
 
     def _take_bookmarks(self, conn: sa.Connection, n: int) -> int:
         """Reserve ``n`` bookmarks; the last one. Never reuses one, even of deleted events."""
-        last = conn.execute(
-            sa.update(bt)
-            .where(bt.c.tenant_id == self.tenant_id)
-            .values(last_bookmark=bt.c.last_bookmark + n)
-            .returning(bt.c.last_bookmark)
-        ).scalar()
+        last = conn.execute(_TAKE_BOOKMARKS, {"b_tenant_id": self.tenant_id, "b_n": n}).scalar()
         if last is None:  # the tenant's first events
             last = self._max_bookmark(conn) + n
             conn.execute(sa.insert(bt).values(tenant_id=self.tenant_id, last_bookmark=last))
@@ -211,11 +221,7 @@ class Events(Resource):
         run_ids = {r["run_id"] for r in rows if r["run_id"] is not None}
         runs: dict[str, Any] = {}
         if run_ids:
-            found = conn.execute(
-                sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
-                    rt.c.tenant_id == self.tenant_id, rt.c.id.in_(run_ids)
-                )
-            )
+            found = conn.execute(_RUNS, {"tenant_id": self.tenant_id, "ids": list(run_ids)})
             runs = {r.id: r for r in found}
             missing = sorted(run_ids - set(runs))
             if missing:
@@ -233,13 +239,8 @@ class Events(Resource):
             if r["session_id"] is not None and (run is None or r["session_id"] != run.session_id):
                 session_ids.add(r["session_id"])
         if session_ids:
-            found_ids = set(
-                conn.execute(
-                    sa.select(st.c.id).where(
-                        st.c.tenant_id == self.tenant_id, st.c.id.in_(session_ids)
-                    )
-                ).scalars()
-            )
+            params = {"tenant_id": self.tenant_id, "ids": list(session_ids)}
+            found_ids = set(conn.execute(_SESSIONS, params).scalars())
             missing = sorted(session_ids - found_ids)
             if missing:
                 raise NotFound("session", missing[0])
