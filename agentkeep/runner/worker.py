@@ -240,6 +240,7 @@ class RunWorker:
             if failed:
                 notify.notify()  # background responses' readers
         await self._db(responses.purge_expired, all_tenants=True)
+        await self._db(self.store.graph_items.purge_expired, all_tenants=True)
         await self._db(ops.expire_due_runs, self.store)
 
     def _spawn(self, run: Run) -> None:

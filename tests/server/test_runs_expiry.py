@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import openai
 import pytest
+import sqlalchemy as sa
 from live import LiveService, StartService
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
 from agentkeep import Store
+from agentkeep.store.schema import graph_store_items
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +119,19 @@ def test_the_sweep_expires_runs_nobody_reads_across_a_restart(
     _until(lambda: tenant.runs.get(run_id).status == "expired", "the sweep")
     kinds = [e.type for e in tenant.events.list(run_id=run_id, limit=100)]
     assert kinds.count("thread.run.expired") == 1
+
+
+def test_the_sweep_deletes_expired_graph_store_items(service: LiveService) -> None:
+    tenant = service.store.tenant(service.new_tenant().id)
+    past = datetime.now(UTC) - timedelta(hours=1)
+    tenant.graph_items.put(("memories",), "expired", {"v": 1}, ttl_minutes=1, now=past)
+    tenant.graph_items.put(("memories",), "kept", {"v": 2}, ttl_minutes=1440)
+
+    def rows() -> list[str]:
+        with service.store._core.read() as conn:
+            table = graph_store_items
+            keys = sa.select(table.c.key).where(table.c.tenant_id == tenant.tenant_id)
+            return sorted(conn.execute(keys).scalars())
+
+    assert rows() == ["expired", "kept"]  # invisible to reads, still stored
+    _until(lambda: rows() == ["kept"], "the worker's sweep")
