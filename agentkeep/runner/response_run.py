@@ -97,14 +97,15 @@ class ResponseRun:
         return events
 
     async def _flush(self) -> None:
-        while self._pending:
+        # Once the end is near, what is still pending is stored with the final events,
+        # in the transaction that ends the response (one write fewer per response).
+        while self._pending and not self._ending.is_set():
             batch = self._pending[:]
             self._pending.clear()
             await self.db(self.store.responses.append_events, self.prepared.response.id, batch)
             notify.notify()
-            if not self._ending.is_set():  # let the next batch gather, unless the end waits
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ending.wait(), FLUSH_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):  # let the next batch gather
+                await asyncio.wait_for(self._ending.wait(), FLUSH_INTERVAL_S)
 
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.persist and events:
@@ -224,7 +225,7 @@ class ResponseRun:
             self.error = exc
         self._ending.set()
         if self._flusher is not None:
-            await self._flusher  # every delta stored before the end is
+            await self._flusher  # its last write lands before the end's (the order is kept)
         yield await self._finish(completion, latency_ms)
 
     def _outcome(self, completion: Completion | None) -> Outcome:
@@ -291,6 +292,7 @@ class ResponseRun:
                 }
             )
             outcome.final_events = self._final_events(outcome, self._wire(preview, outcome.output))
+            outcome.unsaved_events, self._pending = self._pending, []
         ended = await self.db(
             settle, self.store, self.prepared, outcome, row_exists=self.persist and self._row
         )

@@ -78,6 +78,8 @@ class Outcome:
     incomplete_details: dict[str, Any] | None = None
     usage_row: dict[str, Any] = field(default_factory=dict)
     final_events: list[dict[str, Any]] = field(default_factory=list)
+    unsaved_events: list[dict[str, Any]] = field(default_factory=list)
+    """Events streamed already but not stored yet: stored before ``final_events``."""
 
 
 def _conversation_id(value: str | dict[str, Any] | None) -> str | None:
@@ -277,7 +279,7 @@ def settle(
                 return None
             final = outcome.final_events
             final[-1] = {**final[-1], "response": response_object(ended, outcome.output)}
-            store.responses.append_events(r.id, final)
+            store.responses.append_events(r.id, [*outcome.unsaved_events, *final])
         else:
             ended = _store_new(
                 store,
