@@ -39,10 +39,13 @@ from google.adk.sessions.state import State  # noqa: E402
 
 from agentkeep.aio import AsyncStore  # noqa: E402
 from agentkeep.errors import Conflict, NotFound  # noqa: E402
+from agentkeep.ids import new_ids  # noqa: E402
+from agentkeep.integrations._adk_ops import MISSING, OK, STALE, append_op, get_op  # noqa: E402
 from agentkeep.models import Message  # noqa: E402
 from agentkeep.models import Session as StoredSession  # noqa: E402
 from agentkeep.models.common import MAX_LIMIT  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
+from agentkeep.store.messages import _from_rows  # noqa: E402
 
 __all__ = ["AgentkeepSessionService"]
 
@@ -67,6 +70,31 @@ def _event(message: Message) -> Event:
         if "text@" in part:
             part["text"] = message.content[part.pop("text@")]["text"]
     return Event.model_validate(data)
+
+
+def _make_session(
+    ident: str,
+    app_name: str,
+    user_id: str,
+    state: dict[str, Any],
+    app: dict[str, Any],
+    user: dict[str, Any],
+    events: list[Event],
+    update_time: float,
+) -> Session:
+    merged = {
+        **{State.APP_PREFIX + k: v for k, v in app.items()},
+        **{State.USER_PREFIX + k: v for k, v in user.items()},
+        **state,
+    }
+    return Session(
+        id=ident,
+        app_name=app_name,
+        user_id=user_id,
+        state=merged,
+        events=events,
+        last_update_time=update_time,
+    )
 
 
 class AgentkeepSessionService(BaseSessionService):
@@ -142,21 +170,16 @@ class AgentkeepSessionService(BaseSessionService):
         app: dict[str, Any],
         user: dict[str, Any],
         events: list[Event],
-        update_time: float | None = None,
     ) -> Session:
-        state = {
-            **{State.APP_PREFIX + k: v for k, v in app.items()},
-            **{State.USER_PREFIX + k: v for k, v in user.items()},
-            **stored.state,
-        }
-        when = update_time if update_time is not None else stored.extra["adk"]["update_time"]
-        return Session(
-            id=stored.id,
-            app_name=str(stored.agent_id),
-            user_id=str(stored.user_id),
-            state=state,
-            events=events,
-            last_update_time=when,
+        return _make_session(
+            stored.id,
+            str(stored.agent_id),
+            str(stored.user_id),
+            stored.state,
+            app,
+            user,
+            events,
+            stored.extra["adk"]["update_time"],
         )
 
     def _find(self, app_name: str, user_id: str, session_id: str) -> StoredSession | None:
@@ -176,7 +199,30 @@ class AgentkeepSessionService(BaseSessionService):
         session_id: str,
         config: GetSessionConfig | None = None,
     ) -> Session | None:
-        return await asyncio.to_thread(self._get, app_name, user_id, session_id, config)
+        config = config or GetSessionConfig()
+        n = config.num_recent_events
+        if config.after_timestamp is not None or n is None or not 0 <= n <= MAX_LIMIT:
+            return await asyncio.to_thread(self._get, app_name, user_id, session_id, config)
+        store = self.store
+        docs = ((_APP, app_name), (_USER + app_name, user_id))
+        found = await store._core.arun_op(
+            get_op(store._core, store.tenant_id, session_id, docs=docs, n=n)
+        )
+        if found is None or found.agent_id != app_name or found.user_id != user_id:
+            return None
+        if "adk" not in found.extra:
+            return None
+        messages = _from_rows(store.tenant_id, session_id, found.rows, store._core.message_sql)
+        return _make_session(
+            session_id,
+            app_name,
+            user_id,
+            found.state,
+            dict(found.docs.get(_APP) or {}),
+            dict(found.docs.get(_USER + app_name) or {}),
+            [_event(m) for m in messages],
+            found.extra["adk"]["update_time"],
+        )
 
     def _get(
         self, app_name: str, user_id: str, session_id: str, config: GetSessionConfig | None
@@ -253,16 +299,56 @@ class AgentkeepSessionService(BaseSessionService):
             return event
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
-        await asyncio.to_thread(self._append, session, event)
+        await self._append(session, event)
         session.last_update_time = event.timestamp
         return self._commit_event_to_session(session, event)
 
-    def _append(self, session: Session, event: Event) -> None:
-        """The event and its state deltas, in one transaction (retried if state raced)."""
+    async def _append(self, session: Session, event: Event) -> None:
+        """The event and its state deltas, in one transaction.
+
+        Without app or user deltas (most events): one store operation on the
+        store's async connections. With them: the state documents are merged
+        in a transaction in a worker thread, retried if another append raced.
+        """
         data = event.model_dump(mode="json", exclude_none=True)
         blocks = _text_blocks(data)
         role = "user" if event.author == "user" else "assistant"
         deltas = extract_json_safe_state_delta(event.actions.state_delta or {})
+        if not deltas["app"] and not deltas["user"]:
+            store = self.store
+            row = store.messages._row(
+                role, blocks, None, None, event.id, None, {"adk_event": data}, None, ""
+            )
+            operation = append_op(
+                store._core,
+                store.tenant_id,
+                session.id,
+                row=row,
+                ident=new_ids("msg", 1)[0],
+                last_update_time=session.last_update_time,
+                update_time=event.timestamp,
+                session_delta=deltas["session"],
+            )
+            try:
+                status = await store._core.arun_op(operation)
+            except Conflict:
+                pass  # the event's id stored meanwhile by another append: as below
+            else:
+                _check(status, session)
+                return
+        await asyncio.to_thread(
+            self._append_in_transaction, session, event, deltas, role, blocks, data
+        )
+
+    def _append_in_transaction(
+        self,
+        session: Session,
+        event: Event,
+        deltas: dict[str, dict[str, Any]],
+        role: str,
+        blocks: list[dict[str, Any]],
+        data: dict[str, Any],
+    ) -> None:
         for attempt in range(_RETRIES):
             try:
                 with self.store.transaction():
@@ -285,13 +371,13 @@ class AgentkeepSessionService(BaseSessionService):
             stored = self.store.sessions.get(session.id, lock=True)
         except NotFound as exc:
             raise SessionNotFoundError(f"Session {session.id} not found.") from exc
-        if stored.extra["adk"]["update_time"] > session.last_update_time:
-            raise StaleSessionError(
-                "The last_update_time provided in the session object is earlier than the "
-                "update_time in storage. Please check if it is a stale session."
-            )
-        self._merge(_APP, session.app_name, deltas["app"])
-        self._merge(_USER + session.app_name, session.user_id, deltas["user"])
+        _check(
+            STALE if stored.extra["adk"]["update_time"] > session.last_update_time else OK, session
+        )
+        if deltas["app"]:
+            self._merge(_APP, session.app_name, deltas["app"])
+        if deltas["user"]:
+            self._merge(_USER + session.app_name, session.user_id, deltas["user"])
         self.store.messages.append(
             session.id, role, blocks, idempotency_key=event.id, extra={"adk_event": data}
         )
@@ -299,4 +385,15 @@ class AgentkeepSessionService(BaseSessionService):
             session.id,
             state={**stored.state, **deltas["session"]},
             extra={**stored.extra, "adk": {"update_time": event.timestamp}},
+        )
+
+
+def _check(status: int, session: Session) -> None:
+    """Raise what ADK's own services raise for a missing or stale session."""
+    if status == MISSING:
+        raise SessionNotFoundError(f"Session {session.id} not found.")
+    if status == STALE:
+        raise StaleSessionError(
+            "The last_update_time provided in the session object is earlier than the "
+            "update_time in storage. Please check if it is a stale session."
         )

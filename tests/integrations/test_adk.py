@@ -186,6 +186,55 @@ async def test_append_is_atomic_and_refuses_stale_sessions(
     assert [e.content.parts[0].text for e in fresh.events] == ["one"]  # type: ignore[union-attr,index]
 
 
+async def test_an_event_with_session_state_only_is_one_checked_atomic_write(
+    store: Store, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-operation append (no app or user delta): stale, missing and failed appends."""
+    from google.adk.errors.session_not_found_error import SessionNotFoundError
+
+    from agentkeep.integrations import _adk_ops
+
+    service = AgentkeepSessionService(store)
+    session = await service.create_session(app_name="shop", user_id="u1", state={"n": 0})
+    stale = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
+    assert stale is not None
+    one = Event(author="user", actions=EventActions(state_delta={"n": 1}), content=_user("one"))
+    await service.append_event(session, one)
+    with pytest.raises(StaleSessionError):
+        await service.append_event(stale, Event(author="user", content=_user("late")))
+    calls = itertools.count()
+    # The clock's last call fails: on SQLite after the message is inserted, before the
+    # session is updated; PostgreSQL's append is one statement, made after its one call.
+    last_call = 0 if backend == "postgres" else 1
+
+    def clock() -> int:
+        if next(calls) == last_call:
+            raise RuntimeError("disk full")
+        return 1_700_000_000_000_000
+
+    monkeypatch.setattr(_adk_ops, "utcnow_micros", clock)
+    two = Event(author="user", actions=EventActions(state_delta={"n": 2}), content=_user("two"))
+    with pytest.raises(RuntimeError, match="disk full"):
+        await service.append_event(session, two)
+    monkeypatch.undo()
+    session.last_update_time = one.timestamp  # the failed append changed the local copy only
+    three = Event(author="user", actions=EventActions(state_delta={"m": 3}), content=_user("3"))
+    await service.append_event(session, three)
+    fresh = await service.get_session(
+        app_name="shop",
+        user_id="u1",
+        session_id=session.id,
+        config=GetSessionConfig(num_recent_events=5),
+    )
+    assert fresh is not None
+    assert fresh.state == {"n": 1, "m": 3}
+    assert [e.id for e in fresh.events] == [one.id, three.id]
+    assert fresh.last_update_time == three.timestamp
+    await service.delete_session(app_name="shop", user_id="u1", session_id=session.id)
+    with pytest.raises(SessionNotFoundError):
+        await service.append_event(fresh, Event(author="user", content=_user("gone")))
+
+
 async def test_the_agent_resumes_after_a_restart(backend: str, db_url: str) -> None:
     tenant = f"adk{next(_ids)}"
     store = agentkeep.connect(db_url, tenant=tenant)

@@ -1,0 +1,244 @@
+"""The ADK session service's two hot calls as store operations (``store._steps``).
+
+``append_event`` (an event without app or user state deltas) and
+``get_session`` with ``num_recent_events`` are each one unit of work on the
+store's own driver connections, with statements compiled once per store:
+
+- append: check the session is not stale, append the message and write the
+  session's state and ``update_time``, in one transaction (one commit). On
+  SQLite: the session row read in the write transaction, the store's own
+  message statements, an UPDATE. On PostgreSQL, whose kept connections are
+  autocommit: one statement (one round trip) that updates the session only
+  if it is not stale and inserts the message from it.
+- get: the session row, the app and user state documents (one statement)
+  and the last n messages, in one read.
+
+Run by ``Core.run_op`` (sync) or ``Core.arun_op`` (async: the store's async
+connections, no worker thread per call). Inside ``store.transaction()`` they
+join it, as every store operation does.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from agentkeep.models.common import utcnow_micros
+from agentkeep.store._core import Core
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write
+from agentkeep.store.dialects.postgresql import _json_param, _typed
+from agentkeep.store.message_sql import (
+    INSERT_COLUMNS,
+    NewRow,
+    StoredRow,
+    const,
+    dump_json,
+    full_params,
+)
+from agentkeep.store.schema import messages as mt
+from agentkeep.store.schema import sessions as st
+from agentkeep.store.schema import state_docs as sd
+
+__all__ = ["MISSING", "OK", "STALE", "Found", "append_op", "get_op"]
+
+OK, MISSING, STALE = 0, 1, 2
+_b = sa.bindparam
+
+
+class _SQL:
+    """The statements, compiled for one store's dialect."""
+
+    def __init__(self, core: Core) -> None:
+        compile_ = core.message_sql.compile
+        this = (st.c.tenant_id == _b("t"), st.c.id == _b("s"))
+        lock = sa.select(st.c.state, st.c.extra).where(*this)
+        if core.dialect.skip_locked:
+            lock = lock.with_for_update(key_share=True)  # FOR NO KEY UPDATE, as sessions.get
+        self.lock = compile_(lock)
+        self.session = compile_(
+            sa.select(st.c.agent_id, st.c.user_id, st.c.state, st.c.extra).where(*this)
+        )
+        self.update = compile_(
+            sa.update(st)
+            .where(*this)
+            .values(
+                state=_b("state"),
+                extra=_b("extra"),
+                version=st.c.version + const(1),
+                updated_at=_b("now"),
+            )
+        )
+        self.append_pg = compile_(_append_pg()) if core.dialect.name == "postgresql" else ""
+        self.docs = compile_(
+            sa.select(sd.c.namespace, sd.c.value).where(
+                sd.c.tenant_id == _b("t"),
+                sa.or_(
+                    sa.and_(sd.c.namespace == _b("ns1"), sd.c.key == _b("k1")),
+                    sa.and_(sd.c.namespace == _b("ns2"), sd.c.key == _b("k2")),
+                ),
+            )
+        )
+
+
+def _append_pg() -> sa.Insert:
+    """PostgreSQL: the whole append in one statement (autocommit: one round trip, atomic).
+
+    The session row is updated only if it is an ADK session not changed since
+    ``last`` (``update_time``): its counters as the store's own append does,
+    its state merged with the delta (``||``: top-level keys, as a dict
+    update), ``adk.update_time`` set; the message is inserted from the
+    returned ``last_seq``. No row: the session is missing or stale.
+    """
+    f = sa.func
+    update_time = st.c.extra.op("->")(const("adk")).op("->>")(const("update_time"))
+    stamp = f.jsonb_build_object(
+        const("adk"), f.jsonb_build_object(const("update_time"), _b("ut", type_=sa.Float))
+    )
+    s = (
+        sa.update(st)
+        .where(
+            st.c.tenant_id == _b("t"),
+            st.c.id == _b("s"),
+            sa.cast(update_time, sa.Float) <= _b("last", type_=sa.Float),
+        )
+        .values(
+            last_seq=st.c.last_seq + const(1),
+            message_count=st.c.message_count + const(1),
+            last_activity_at=_b("now"),
+            state=st.c.state.op("||")(_json_param("delta")),
+            extra=st.c.extra.op("||")(stamp),
+            version=st.c.version + const(1),
+            updated_at=_b("now"),
+        )
+        .returning(sa.literal_column("last_seq"))
+        .cte("s")
+    )
+    values = [
+        _typed("t", "tenant_id"),
+        _typed("v_id", "id"),
+        _typed("s", "session_id"),
+        s.c.last_seq,
+        _typed("v_role", "role"),
+        _json_param("v_content"),
+        _typed("v_content_types", "content_types"),
+        _typed("v_run_id", "run_id"),
+        _typed("v_agent_id", "agent_id"),
+        _typed("v_idempotency_key", "idempotency_key"),
+        _json_param("v_metadata"),
+        _json_param("v_extra"),
+        _typed("now", "created_at"),
+    ]
+    select_ = sa.select(*values).select_from(s)
+    return sa.insert(mt).from_select(INSERT_COLUMNS, select_).returning(mt.c.seq)
+
+
+_compiled: weakref.WeakKeyDictionary[Core, _SQL] = weakref.WeakKeyDictionary()
+
+
+def _sql(core: Core) -> _SQL:
+    found = _compiled.get(core)
+    if found is None:
+        found = _compiled[core] = _SQL(core)
+    return found
+
+
+class Found(NamedTuple):
+    """What ``get_op`` read: the session row, its state documents, its last messages."""
+
+    agent_id: str | None
+    user_id: str | None
+    state: dict[str, Any]
+    extra: dict[str, Any]
+    docs: dict[str, Any]
+    """Namespace -> value of the app and user state documents that exist."""
+    rows: list[StoredRow]
+
+
+def append_op(
+    core: Core,
+    tenant_id: str,
+    session_id: str,
+    *,
+    row: NewRow,
+    ident: str,
+    last_update_time: float,
+    update_time: float,
+    session_delta: dict[str, Any],
+) -> Op[int]:
+    """Append the event's message and session state if the session is not stale.
+
+    OK, MISSING (no such session, or not the ADK service's) or STALE.
+    """
+    sql, msql = _sql(core), core.message_sql
+    load = msql.load_json
+    where = {"t": tenant_id, "s": session_id}
+
+    def status(extra: Any) -> int:
+        extra = load(extra)
+        if "adk" not in extra:
+            return MISSING
+        return STALE if extra["adk"]["update_time"] > last_update_time else OK
+
+    def one_statement() -> Steps[int]:
+        params = full_params(row, ident, 0)
+        params.update(where, now=utcnow_micros(), ut=update_time, last=last_update_time)
+        params["delta"] = dump_json(session_delta)
+        if (yield Stmt(sql.append_pg, params)):
+            return OK
+        found = yield Stmt(sql.lock, where)  # why not: missing or stale
+        return status(found[0][1]) if found else MISSING
+
+    def steps() -> Steps[int]:
+        found = yield Stmt(sql.lock, where)
+        checked = status(found[0][1]) if found else MISSING
+        if checked != OK:
+            return checked
+        state, extra = load(found[0][0]), load(found[0][1])
+        yield from msql.append(tenant_id, session_id, [row], [ident], utcnow_micros)
+        changes = {
+            "state": dump_json({**state, **session_delta}),
+            "extra": dump_json({**extra, "adk": {"update_time": update_time}}),
+            "now": utcnow_micros(),
+        }
+        yield Stmt(sql.update, {**where, **changes}, COUNT)
+        return OK
+
+    done: int = yield Write("appending an ADK event", one_statement if sql.append_pg else steps)
+    return done
+
+
+def get_op(
+    core: Core,
+    tenant_id: str,
+    session_id: str,
+    *,
+    docs: tuple[tuple[str, str], tuple[str, str]],
+    n: int,
+) -> Op[Found | None]:
+    """The session, its app and user state documents (``docs``) and its last ``n`` messages."""
+    sql, msql = _sql(core), core.message_sql
+    load = msql.load_json
+    (ns1, k1), (ns2, k2) = docs
+
+    def steps() -> Steps[Found | None]:
+        found = yield Stmt(sql.session, {"t": tenant_id, "s": session_id})
+        if not found:
+            return None
+        agent_id, user_id, state, extra = found[0]
+        values = yield Stmt(sql.docs, {"t": tenant_id, "ns1": ns1, "k1": k1, "ns2": ns2, "k2": k2})
+        rows: list[Any] = []
+        if n:
+            rows = (yield from msql.recent(tenant_id, session_id, n)) or []
+        return Found(
+            agent_id,
+            user_id,
+            load(state),
+            load(extra),
+            {ns: load(v) for ns, v in values},
+            [StoredRow._make(r) for r in rows],
+        )
+
+    got: Found | None = yield Read("reading an ADK session", steps)
+    return got
