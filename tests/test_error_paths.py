@@ -392,3 +392,16 @@ def test_an_idempotent_append_inside_a_transaction(store: Store) -> None:
         raise RuntimeError("abort")
     kept = store.messages.append(session.id, "user", "kept", idempotency_key="k3")
     assert (kept.text, kept.seq) == ("kept", 3)
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced(postgres_url: str) -> None:
+    """A connection ended while idle in the pool is found closed at checkout, not used."""
+    store = agentkeep.connect(postgres_url).tenant("ended_while_pooled")
+    try:
+        session = store.sessions.create()
+        with store._core.read() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert _terminate(postgres_url, "pid = %s", (pid,)) == [pid]
+        assert store.sessions.get(session.id).id == session.id  # a pooled (SQLAlchemy) read
+    finally:
+        store.close()

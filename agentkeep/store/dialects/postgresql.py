@@ -279,6 +279,18 @@ class _PgConn:
         self.cur.connection.close()
 
 
+def _idle_and_open(pgconn: Any) -> bool:
+    """Whether a connection is open with nothing to read (``_PgConn.usable``, unkept poller)."""
+    if pgconn.status != _OK or pgconn.transaction_status != _IDLE:
+        return False
+    poller = select.poll()
+    try:
+        poller.register(pgconn.socket, select.POLLIN)
+        return not poller.poll(0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return False
+
+
 class PostgresConnections(OwnConnections):
     """Autocommit psycopg connections, each kept with one cursor.
 
@@ -433,10 +445,19 @@ class PostgresDialect(Dialect):
             url = url.update_query_dict({"options": f"-csearch_path={self.schema}"})
         engine = sa.create_engine(
             url,
-            pool_pre_ping=True,
             connect_args={"connect_timeout": 10, "application_name": "agentkeep"},
             **self.pool_options(),
         )
+
+        @event.listens_for(engine, "checkout")
+        def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            # What pool_pre_ping is for, without its round trip per checkout (a
+            # LangGraph turn checks out six connections): a pooled connection the
+            # server closed (restart, terminated backend, idle timeout) has its
+            # socket readable; the pool then discards it and connects again.
+            if not _idle_and_open(dbapi_conn.pgconn):
+                raise sa_exc.DisconnectionError("the server closed the pooled connection")
+
         synchronous_commit = self.synchronous_commit
         if synchronous_commit is not None:
 
