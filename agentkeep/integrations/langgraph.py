@@ -13,8 +13,10 @@ messages of a conversation) is stored as the items appended since an earlier
 value of its chain (value ``n`` after value ``n & (n - 1)``), so a turn writes
 a few steps' items and a read from the database touches at most 13 rows per
 channel, at message 10 and at message 10,000. The saver keeps the newest
-value of each list channel it wrote or read (1,024 channels), so the next
-turn of a thread reads only the checkpoint row, not the messages. Needs
+value of each list channel it wrote or read, and of each other channel it
+read (1,024 channels), so the next turn of a thread reads only the
+checkpoint row (with its writes, one statement on PostgreSQL), not the
+messages. Needs
 ``pip install 'agentkeep[langgraph]'``.
 """
 
@@ -60,7 +62,10 @@ from agentkeep.store.checkpoints import (  # noqa: E402
 __all__ = ["AgentkeepSaver", "AgentkeepStore"]
 
 _PAGE = 100
-_CACHED_LISTS = 1024  # list channels remembered per saver, to store what a step appended
+_CACHED_LISTS = (
+    1024  # channels remembered per saver (a list's items: to store what a step appended)
+)
+_CACHED_BYTES = 64 * 1024  # a channel value that is not a list is remembered up to this size
 _MAX_SEQ = 1 << 12  # a chain restarts with a full value after this many deltas
 
 
@@ -99,21 +104,33 @@ def _next_link(tip: _Tip, length: int, version: str) -> tuple[_Link, _Link] | No
     return None if base is None else (base, _Link(seq, version, length))
 
 
-class _ListCache:
-    """The last stored value of each list channel: (thread, ns, channel) -> its tip.
+class _Value(NamedTuple):
+    """The newest stored value of a channel that is not a list: its version and bytes."""
 
-    A copy of the items, so a reducer that extends its list in place cannot
-    change what we compare against or hand out. Values at a (channel, version)
-    never change, so a reader may take a cached one instead of the stored rows.
+    version: str
+    blob: Blob
+
+
+class _ListCache:
+    """The last stored value of each channel: (thread, ns, channel) -> its tip.
+
+    A list channel's tip keeps a copy of the items, so a reducer that extends
+    its list in place cannot change what we compare against or hand out; other
+    channels keep their serialized value as read from the database (up to
+    ``_CACHED_BYTES``; a put keeps a value already stored at its version, so
+    only a read tells which one is), decoded anew for each reader. Values at a
+    (channel, version) never change, so a reader may take a cached one instead
+    of the stored rows.
     """
 
     def __init__(self) -> None:
-        self._items: OrderedDict[tuple[str, str, str], _Tip] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str], _Tip | _Value] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str, str]) -> _Tip | None:
         with self._lock:
-            return self._items.get(key)
+            tip = self._items.get(key)
+            return tip if type(tip) is _Tip else None
 
     def has(self, thread_id: str, ns: str, channel: str, version: str) -> bool:
         with self._lock:
@@ -124,14 +141,30 @@ class _ListCache:
         """A copy of the cached items of ``key`` at ``version``, if that is what we hold."""
         with self._lock:
             tip = self._items.get(key)
-            if tip is None or tip.version != version:
+            if type(tip) is not _Tip or tip.version != version:
                 return None
             self._items.move_to_end(key)
             return list(tip.items)
 
-    def set(self, key: tuple[str, str, str], tip: _Tip) -> None:
+    def blob(self, key: tuple[str, str, str], version: str) -> Blob | None:
+        """The cached serialized value of a channel that is not a list, at ``version``."""
         with self._lock:
-            self._items[key] = tip._replace(items=list(tip.items))
+            tip = self._items.get(key)
+            if type(tip) is not _Value or tip.version != version:
+                return None
+            self._items.move_to_end(key)
+            return tip.blob
+
+    def set(self, key: tuple[str, str, str], tip: _Tip) -> None:
+        self._put(key, tip._replace(items=list(tip.items)))
+
+    def set_blob(self, key: tuple[str, str, str], version: str, blob: Blob) -> None:
+        if len(blob.data) <= _CACHED_BYTES:
+            self._put(key, _Value(version, blob))
+
+    def _put(self, key: tuple[str, str, str], tip: _Tip | _Value) -> None:
+        with self._lock:
+            self._items[key] = tip
             self._items.move_to_end(key)
             while len(self._items) > _CACHED_LISTS:
                 self._items.popitem(last=False)
@@ -358,6 +391,10 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                 if cached is not None:
                     values[channel] = cached
                     continue
+                blob = self._lists.blob(key, version)
+                if blob is not None:
+                    values[channel] = loads(blob)
+                    continue
                 again = self.store.checkpoints.get(
                     stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id
                 )
@@ -384,6 +421,8 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         loads = self.serde.loads_typed
         value = loads(parts[0].value)
         if type(value) is not list:
+            if len(parts) == 1:
+                self._lists.set_blob(key, version, parts[0].value)
             for part in parts[1:]:
                 value = value + loads(part.value)
             return value

@@ -19,7 +19,6 @@ rows into LangGraph's checkpoint tuples.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -30,7 +29,10 @@ from sqlalchemy.engine import Connection
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models.common import check_limit, utcnow_micros
 from agentkeep.store._base import Resource
+from agentkeep.store._steps import Op, Read, Steps, Write, op
 from agentkeep.store._validate import require_str
+from agentkeep.store.checkpoint_sql import CheckpointSQL
+from agentkeep.store.message_sql import dump_json
 from agentkeep.store.schema import graph_checkpoint_blobs as tb
 from agentkeep.store.schema import graph_checkpoint_writes as tw
 from agentkeep.store.schema import graph_checkpoints as tc
@@ -97,38 +99,22 @@ def _chain_statement() -> sa.Select[Any]:
 
 
 # Built once: the statements of the hot paths (SQLAlchemy then reuses their compiled form).
-_LATEST = sa.select(tc).where(*_key(tc)).order_by(tc.c.checkpoint_id.desc()).limit(1)
-_ONE = sa.select(tc).where(*_key(tc), tc.c.checkpoint_id == sa.bindparam("checkpoint_id"))
 _CHAIN = _chain_statement()
 _WRITES = (
     sa.select(tw)
     .where(*_key(tw), tw.c.checkpoint_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(tw.c.checkpoint_id, tw.c.task_path, tw.c.task_id, tw.c.idx)
 )
-_BASES = sa.select(tb.c.channel, tb.c.version).where(
-    *_key(tb),
-    tb.c.channel.in_(sa.bindparam("channels", expanding=True)),
-    tb.c.version.in_(sa.bindparam("versions", expanding=True)),
-)
+_SQL: dict[str, CheckpointSQL] = {}
 
 
-@functools.cache
-def _upserts(insert: Any) -> tuple[Any, Any, Any, Any]:
-    """The dialect's blob insert, checkpoint upsert and the two writes inserts."""
-    blobs = insert(tb).on_conflict_do_nothing(index_elements=list(tb.primary_key))
-    stmt = insert(tc)
-    keys = {"tenant_id", "thread_id", "checkpoint_ns", "checkpoint_id"}
-    checkpoint = stmt.on_conflict_do_update(
-        index_elements=list(tc.primary_key),
-        set_={c.name: stmt.excluded[c.name] for c in tc.columns if c.name not in keys},
-    )
-    writes = insert(tw)
-    keep = writes.on_conflict_do_nothing(index_elements=list(tw.primary_key))
-    changed = ("channel", "type", "blob", "task_path")
-    replace = writes.on_conflict_do_update(
-        index_elements=list(tw.primary_key), set_={c: writes.excluded[c] for c in changed}
-    )
-    return blobs, checkpoint, keep, replace
+def _sql(core: Any) -> CheckpointSQL:
+    """The hot paths' statements for the store's dialect (built once per dialect)."""
+    name = core.dialect.name
+    found = _SQL.get(name)
+    if found is None:
+        found = _SQL[name] = CheckpointSQL(name)
+    return found
 
 
 class Blob(NamedTuple):
@@ -209,6 +195,7 @@ class Checkpoints(Resource):
 
     # --- writes -----------------------------------------------------------------------
 
+    @op
     def put(
         self,
         thread_id: str,
@@ -221,12 +208,13 @@ class Checkpoints(Resource):
         blobs: Sequence[ChannelBlob] = (),
         parent_checkpoint_id: str | None = None,
         run_id: str | None = None,
-    ) -> None:
+    ) -> Op[None]:
         """Store a checkpoint (replacing one with its id) and its new channel values.
 
         A value already stored at its (channel, version) is kept. A blob whose
         ``base_version`` is not stored raises ``NotFound`` and nothing is written:
-        store the full value instead.
+        store the full value instead (which base is named when several are missing
+        is not defined).
         """
         key = self._key(thread_id, checkpoint_ns)
         require_str(checkpoint_id, "checkpoint_id", max_len=64)
@@ -242,26 +230,27 @@ class Checkpoints(Resource):
             "channel_versions": channel_versions,
             "created_at": utcnow_micros(),
         }
-        insert_blobs, upsert, _, _ = _upserts(self._core.dialect.insert)
-        with self._core.write("storing a checkpoint") as conn:
-            self._check_bases(conn, key, blobs)
-            if blobs:
-                conn.execute(
-                    insert_blobs,
-                    [
-                        {
-                            **key,
-                            "channel": b.channel,
-                            "version": b.version,
-                            "type": b.value.type,
-                            "blob": b.value.data,
-                            "base_version": b.base_version,
-                            "seq": b.seq,
-                        }
-                        for b in blobs
-                    ],
-                )
-            conn.execute(upsert, row)
+        blob_rows = [
+            {
+                "channel": b.channel,
+                "version": b.version,
+                "type": b.value.type,
+                "blob": b.value.data,
+                "base_version": b.base_version,
+                "seq": b.seq,
+            }
+            for b in blobs
+        ]
+        bases = {(b.channel, b.base_version) for b in blobs if b.base_version is not None}
+        row["channel_versions"] = dump_json(channel_versions)
+        sql = _sql(self._core)
+
+        def steps() -> Steps[bool]:
+            return sql.put(key, row, blob_rows, bases)
+
+        if not (yield Write("storing a checkpoint", steps)):
+            channel, version = sorted(bases)[0]
+            raise NotFound("checkpoint channel value", f"{channel}@{version}")
 
     def _where(self, table: sa.FromClause, thread_id: str, ns: str) -> list[sa.ColumnElement[bool]]:
         return [
@@ -277,21 +266,7 @@ class Checkpoints(Resource):
             "checkpoint_ns": _ns(checkpoint_ns),
         }
 
-    @staticmethod
-    def _check_bases(conn: Connection, key: dict[str, str], blobs: Sequence[ChannelBlob]) -> None:
-        bases = {(b.channel, b.base_version) for b in blobs if b.base_version is not None}
-        if not bases:
-            return
-        params = {
-            **key,
-            "channels": sorted({c for c, _ in bases}),
-            "versions": sorted({v for _, v in bases}),
-        }
-        missing = bases - {(r[0], r[1]) for r in conn.execute(_BASES, params)}
-        if missing:
-            channel, version = sorted(missing)[0]
-            raise NotFound("checkpoint channel value", f"{channel}@{version}")
-
+    @op
     def put_writes(
         self,
         thread_id: str,
@@ -300,31 +275,23 @@ class Checkpoints(Resource):
         writes: Sequence[PendingWrite],
         *,
         replace: bool = False,
-    ) -> None:
+    ) -> Op[None]:
         """Store a task's writes after a checkpoint; an existing (task, idx) is kept
         unless ``replace``."""
         key = self._key(thread_id, checkpoint_ns)
+        require_str(checkpoint_id, "checkpoint_id", max_len=64)
         if not writes:
             return
-        rows = [
-            {
-                **key,
-                "checkpoint_id": checkpoint_id,
-                "task_id": w.task_id,
-                "idx": w.idx,
-                "channel": w.channel,
-                "type": w.value.type,
-                "blob": w.value.data,
-                "task_path": w.task_path,
-            }
-            for w in writes
-        ]
-        _, _, keep, overwrite = _upserts(self._core.dialect.insert)
-        with self._core.write("storing checkpoint writes") as conn:
-            conn.execute(overwrite if replace else keep, rows)
+        sql = _sql(self._core)
+
+        def steps() -> Steps[None]:
+            return sql.put_writes(key, checkpoint_id, writes, replace)
+
+        yield Write("storing checkpoint writes", steps)
 
     # --- reads ------------------------------------------------------------------------
 
+    @op
     def get(
         self,
         thread_id: str,
@@ -332,20 +299,55 @@ class Checkpoints(Resource):
         checkpoint_id: str | None = None,
         *,
         have: Callable[[str, str, str, str], bool] | None = None,
-    ) -> StoredCheckpoint | None:
+    ) -> Op[StoredCheckpoint | None]:
         """A checkpoint (the newest of the namespace without ``checkpoint_id``), or None.
 
         ``have(thread_id, checkpoint_ns, channel, version)``: true for a value
         the caller holds already; it is not read (and absent from ``channels``).
         """
         key = self._key(thread_id, checkpoint_ns)
-        with self._core.read() as conn:
-            if checkpoint_id is None:
-                rows = list(conn.execute(_LATEST, key).mappings())
-            else:
-                rows = list(conn.execute(_ONE, {**key, "checkpoint_id": checkpoint_id}).mappings())
-            found = self._complete(conn, rows, have)
-        return found[0] if found else None
+        sql, load = _sql(self._core), self._core.message_sql.load_json
+        thread, ns = key["thread_id"], key["checkpoint_ns"]
+
+        def wanted(versions: dict[str, Any]) -> list[tuple[str, str]]:
+            return [
+                (ch, str(v))
+                for ch, v in versions.items()
+                if have is None or not have(thread, ns, ch, str(v))
+            ]
+
+        def steps() -> Steps[Any]:
+            return sql.get(key, checkpoint_id, wanted, load)
+
+        found = yield Read("reading a checkpoint", steps)
+        if found is None:
+            return None
+        (cid, parent, type_, data, meta_type, meta), versions, writes, chain = found
+        values: dict[str, list[ValuePart]] = {}
+        for channel, tip, version, base_version, seq, blob_type, blob, _ in chain:
+            parts = values.setdefault(f"{channel}\x00{tip}", [])
+            if not parts and base_version is not None:
+                raise NotFound("checkpoint channel value", f"{channel}@{base_version}")
+            parts.append(ValuePart(version, seq, Blob(blob_type, bytes(blob or b""))))
+        str_versions = {ch: str(v) for ch, v in versions.items()}
+        return StoredCheckpoint(
+            thread_id=thread,
+            checkpoint_ns=ns,
+            checkpoint_id=cid,
+            parent_checkpoint_id=parent,
+            checkpoint=Blob(type_, bytes(data)),
+            metadata=Blob(meta_type, bytes(meta)),
+            channel_versions=str_versions,
+            channels={
+                ch: values[f"{ch}\x00{v}"]
+                for ch, v in str_versions.items()
+                if f"{ch}\x00{v}" in values
+            },
+            writes=[
+                PendingWrite(task_id, idx, channel, Blob(t, bytes(b or b"")), path)
+                for task_id, idx, channel, t, b, path in writes
+            ],
+        )
 
     def _complete(
         self,
