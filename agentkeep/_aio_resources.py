@@ -1471,9 +1471,7 @@ class AsyncCheckpoints:
         have: Callable[[str, str, str, str], bool] | None = None,
     ) -> StoredCheckpoint | None:
         """A checkpoint (the newest of the namespace without ``checkpoint_id``), or None."""
-        return await asyncio.to_thread(
-            self.sync.get, thread_id, checkpoint_ns, checkpoint_id, have=have
-        )
+        return await arun_op(self.sync.get, thread_id, checkpoint_ns, checkpoint_id, have=have)
 
     async def list(
         self,
@@ -1514,7 +1512,7 @@ class AsyncCheckpoints:
         run_id: str | None = None,
     ) -> None:
         """Store a checkpoint (replacing one with its id) and its new channel values."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.put,
             thread_id,
             checkpoint_ns,
@@ -1537,7 +1535,7 @@ class AsyncCheckpoints:
         replace: bool = False,
     ) -> None:
         """Store a task's writes after a checkpoint; an existing (task, idx) is kept"""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.put_writes, thread_id, checkpoint_ns, checkpoint_id, writes, replace=replace
         )
 
