@@ -1510,7 +1510,7 @@ class AsyncCheckpoints:
         blobs: Sequence[ChannelBlob] = (),
         parent_checkpoint_id: str | None = None,
         run_id: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Store a checkpoint (replacing one with its id) and its new channel values."""
         return await arun_op(
             self.sync.put,

@@ -10,7 +10,11 @@ and user state agentkeep state documents. ``append_event`` writes the event
 and the app, user and session state deltas in one transaction, and refuses a
 stale session object (``StaleSessionError``) as ADK's own services do.
 ``get_session`` reads only the events asked for (``num_recent_events``,
-``after_timestamp``). Needs ``pip install 'agentkeep[adk]'``.
+``after_timestamp``). An event without app or user state deltas (most of
+them), and a read of the last ``num_recent_events``, are each one store
+operation on the store's own connections, awaited without a worker thread
+(``_adk_ops``; on PostgreSQL the append is one statement). Needs
+``pip install 'agentkeep[adk]'``.
 """
 
 from __future__ import annotations

@@ -116,9 +116,10 @@ class _ListCache:
 
     A list channel's tip keeps a copy of the items, so a reducer that extends
     its list in place cannot change what we compare against or hand out; other
-    channels keep their serialized value as read from the database (up to
-    ``_CACHED_BYTES``; a put keeps a value already stored at its version, so
-    only a read tells which one is), decoded anew for each reader. Values at a
+    channels keep their serialized value as stored (up to ``_CACHED_BYTES``):
+    read from the database, or written by a put that stored every one of its
+    values (a put keeps a value already stored at its version), decoded anew
+    for each reader. Values at a
     (channel, version) never change, so a reader may take a cached one instead
     of the stored rows.
     """
@@ -233,7 +234,7 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
             self._blob(thread_id, ns, ch, str(v), values, True) for ch, v in new_versions.items()
         ]
         try:
-            store_put(blobs=blobs)
+            all_new = store_put(blobs=blobs)
         except NotFound:
             # A base value is gone (its thread was deleted or pruned elsewhere): store in full.
             self._lists.drop_thread(thread_id)
@@ -241,7 +242,11 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                 self._blob(thread_id, ns, ch, str(v), values, False)
                 for ch, v in new_versions.items()
             ]
-            store_put(blobs=blobs)
+            all_new = store_put(blobs=blobs)
+        if all_new:  # the stored values are these: remember those that are not lists
+            for blob in blobs:
+                if type(values.get(blob.channel)) is not list:
+                    self._lists.set_blob((thread_id, ns, blob.channel), blob.version, blob.value)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -393,7 +398,8 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                     continue
                 blob = self._lists.blob(key, version)
                 if blob is not None:
-                    values[channel] = loads(blob)
+                    if blob.type != "empty":
+                        values[channel] = loads(blob)
                     continue
                 again = self.store.checkpoints.get(
                     stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id

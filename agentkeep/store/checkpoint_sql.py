@@ -183,6 +183,7 @@ WITH ok AS (
     AS u(channel, version, type, blob, base_version, seq)
   WHERE ok.ok
   ON CONFLICT DO NOTHING
+  RETURNING 1
 ), c AS (
   INSERT INTO graph_checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id,
     parent_checkpoint_id, run_id, type, checkpoint, metadata_type, metadata, channel_versions,
@@ -193,7 +194,7 @@ WITH ok AS (
   FROM ok WHERE ok.ok
   ON CONFLICT {_CHECKPOINT_PK} DO UPDATE SET {_SET_CHECKPOINT}
 )
-SELECT ok FROM ok
+SELECT ok, (SELECT count(*) FROM b) FROM ok
 """
         ).replace("%(blobs)s", "%(blobs)b")
         insert = _pg(
@@ -231,8 +232,9 @@ WHERE c.{_KEY.replace(" AND ", " AND c.")}"""
         row: dict[str, Any],
         blobs: Sequence[dict[str, Any]],
         bases: set[tuple[str, str]],
-    ) -> Steps[bool]:
-        """Store the checkpoint and its values; False (nothing written) if a base is missing."""
+    ) -> Steps[int | None]:
+        """Store the checkpoint and its values: how many values were new (not stored
+        already); None (nothing written) if a base is missing."""
         if self.pg:
             params = {**key, **row}
             params["n_bases"] = len(bases)
@@ -241,14 +243,15 @@ WHERE c.{_KEY.replace(" AND ", " AND c.")}"""
             for name, column in _BLOB_ARRAYS:
                 params[name] = [b[column] for b in blobs]
             found = yield Stmt(self.put_one, params)
-            return bool(found[0][0])
+            return int(found[0][1]) if found[0][0] else None
         for channel, version in bases:
             if not (yield Stmt(self.base, {**key, "c": channel, "v": version})):
-                return False
-        if blobs:
-            yield Stmt(self.insert_blob, [{**key, **b} for b in blobs], MANY)
+                return None
+        new = 0
+        for b in blobs:
+            new += yield Stmt(self.insert_blob, {**key, **b}, COUNT)
         yield Stmt(self.upsert, {**key, **row}, COUNT)
-        return True
+        return new
 
     def put_writes(
         self, key: dict[str, str], checkpoint_id: str, writes: Sequence[Any], replace: bool

@@ -208,8 +208,11 @@ class Checkpoints(Resource):
         blobs: Sequence[ChannelBlob] = (),
         parent_checkpoint_id: str | None = None,
         run_id: str | None = None,
-    ) -> Op[None]:
+    ) -> Op[bool]:
         """Store a checkpoint (replacing one with its id) and its new channel values.
+
+        True when every value of ``blobs`` was stored by this call: none was
+        stored at its (channel, version) already, so the stored values are these.
 
         A value already stored at its (channel, version) is kept. A blob whose
         ``base_version`` is not stored raises ``NotFound`` and nothing is written:
@@ -245,12 +248,14 @@ class Checkpoints(Resource):
         row["channel_versions"] = dump_json(channel_versions)
         sql = _sql(self._core)
 
-        def steps() -> Steps[bool]:
+        def steps() -> Steps[int | None]:
             return sql.put(key, row, blob_rows, bases)
 
-        if not (yield Write("storing a checkpoint", steps)):
+        new = yield Write("storing a checkpoint", steps)
+        if new is None:
             channel, version = sorted(bases)[0]
             raise NotFound("checkpoint channel value", f"{channel}@{version}")
+        return bool(new == len(blob_rows))
 
     def _where(self, table: sa.FromClause, thread_id: str, ns: str) -> list[sa.ColumnElement[bool]]:
         return [
