@@ -179,3 +179,34 @@ def test_reads_on_postgresql_take_no_transaction(_postgres_store: Store) -> None
         while conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one() == first:
             pass
         assert conn.execute(now).scalar_one() == first  # a write is one transaction
+
+
+def test_before_commit_writes_last_in_the_transaction_and_goes_with_a_rollback(
+    store: Store,
+) -> None:
+    core = store._core
+    order: list[str] = []
+
+    def last_write() -> None:
+        order.append("last")
+        store.sessions.create(title="written last")
+
+    with store.transaction():
+        core.before_commit(last_write)
+        store.sessions.create(title="first")
+        order.append("body")
+        with pytest.raises(ValueError), store.transaction():  # a savepoint: its own go with it
+            core.before_commit(lambda: order.append("rolled back"))
+            raise ValueError("roll the savepoint back")
+    assert order == ["body", "last"]
+    assert {s.title for s in store.sessions.list().items} == {"first", "written last"}
+
+    def broken() -> None:
+        raise RuntimeError("the last write failed")
+
+    with pytest.raises(RuntimeError), store.transaction():
+        store.sessions.create(title="rolled back with it")
+        core.before_commit(broken)
+    assert len(store.sessions.list().items) == 2
+    core.before_commit(lambda: order.append("no transaction: at once"))
+    assert order[-1] == "no transaction: at once"

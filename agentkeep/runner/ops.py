@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from agentkeep.wire.runs import message_delta, run_object, step_delta, step_obje
 __all__ = [
     "REQUIRED_ACTION_TTL_S",
     "STOP_EVENTS",
+    "announce",
     "cancel_run",
     "claim_runs",
     "emit",
@@ -88,6 +90,55 @@ def emit_runs(
         written = store.events.append_many(rows)
         store.after_commit(functools.partial(notify.notify, *{run.id for run, _ in batches}))
         return written
+
+
+_Batch = tuple[Store, Run, Sequence[tuple[str, dict[str, Any]]]]
+
+
+class _AtCommit(threading.local):
+    """The events being announced at the end of this thread's transaction."""
+
+    conn: object | None = None
+    batches: list[_Batch] | None = None
+
+
+_at_commit = _AtCommit()
+
+
+def announce(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> None:
+    """:func:`emit`, made at the end of the caller's transaction (at once outside one).
+
+    Every event a transaction announces is appended in one write just before
+    it commits, in the order announced: the tenant's bookmark row (which every
+    event write locks until its commit) is then held for the commit only, not
+    for the rest of the transaction, so concurrent runs do not queue on it.
+    Announced in a savepoint that rolls back, the events go with it. The run
+    engine announces its state changes this way; :func:`emit` is for the
+    callers that need the events' bookmarks at once.
+    """
+    core = store._core
+    conn = core._current()
+    if conn is None or not core._local.writing:
+        emit(store, run, *events)
+        return
+    core.before_commit(functools.partial(_collect, core, conn, (store, run, events)))
+
+
+def _collect(core: Any, conn: object, batch: _Batch) -> None:
+    """At the end of the transaction: gather the batch; the first one registers the write."""
+    if _at_commit.conn is not conn or _at_commit.batches is None:
+        _at_commit.conn, _at_commit.batches = conn, []
+        core.before_commit(functools.partial(_announce_all, _at_commit.batches))
+    _at_commit.batches.append(batch)
+
+
+def _announce_all(batches: list[_Batch]) -> None:
+    _at_commit.conn, _at_commit.batches = None, None
+    tenants: dict[str, list[_Batch]] = {}
+    for batch in batches:
+        tenants.setdefault(batch[0].tenant_id, []).append(batch)
+    for group in tenants.values():
+        emit_runs(group[0][0], [(run, events) for _, run, events in group])
 
 
 def run_event(run: Run) -> tuple[str, dict[str, Any]]:
@@ -185,7 +236,7 @@ def finish_message(
         step = store.run_steps.update(
             step.id, input_tokens=input_tokens, output_tokens=output_tokens, **changes
         )
-        emit(
+        announce(
             store,
             run,
             (f"thread.message.{status}", message_object(message)),
@@ -250,7 +301,7 @@ def require_action(
             "type": "submit_tool_outputs",
             "submit_tool_outputs": {"tool_calls": _wire_calls(records, with_output=False)},
         }
-        emit(
+        announce(
             store,
             run,
             ("thread.run.step.created", created),
@@ -353,7 +404,7 @@ def finish_run(
         events = []
         if status == "cancelled":
             events = _close_open_work(store, run, "cancelled", "run_cancelled")
-        emit(store, run, *events, run_event(run))
+        announce(store, run, *events, run_event(run))
     return run
 
 
@@ -533,5 +584,5 @@ def fail_run(store: Store, run_id: str, code: str, message: str) -> Run:
             "run_cancelled" if target == "cancelled" else "run_failed",
         )
         events.append(run_event(run))
-        emit(store, run, *events)
+        announce(store, run, *events)
     return run

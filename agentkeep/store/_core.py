@@ -69,6 +69,8 @@ class _Local(threading.local):
     writing: bool = False
     hooks: list[Callable[[], None]] | None = None
     """What to run once the open write commits (None outside a write)."""
+    last: list[Callable[[], None]] | None = None
+    """Writes to make at the end of the open write, just before it commits."""
     savepoints: bool = True
     """Whether the calls inside the open write take savepoints of their own."""
     failed: str | None = None
@@ -116,6 +118,20 @@ class Core:
         else:
             hooks.append(fn)
 
+    def before_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (a write) at the end of this thread's open write, just before it commits.
+
+        For writes to rows many transactions share (a day's usage totals): made
+        last, their row locks are held for the commit only, not for the rest
+        of the transaction. Outside a write, at once. Dropped with a savepoint
+        that rolls back; if ``fn`` raises, the transaction rolls back.
+        """
+        last = self._local.last
+        if last is None or not self._local.writing:
+            fn()
+        else:
+            last.append(fn)
+
     @contextmanager
     def write(self, what: str = "write", *, savepoints: bool | None = None) -> Iterator[Connection]:
         """A write transaction; committed when the block ends without error.
@@ -147,32 +163,38 @@ class Core:
                     yield current
             return
         hooks: list[Callable[[], None]] = []
+        last: list[Callable[[], None]] = []
         with translating(what), self.dialect.write_guard(), self.engine.connect() as conn:
             conn.execution_options(agentkeep_write=True)
             with conn.begin():
                 local = self._local
-                local.conn, local.writing, local.hooks = conn, True, hooks
+                local.conn, local.writing, local.hooks, local.last = conn, True, hooks, last
                 local.savepoints, local.failed = savepoints is not False, None
                 try:
                     yield conn
                     if local.failed is not None:  # a failure inside was caught: roll back
                         raise Conflict(_failed_message(local.failed, what))
+                    while last:  # in order; one may register more
+                        last.pop(0)()
                 finally:
-                    local.conn, local.writing, local.hooks = None, False, None
+                    local.conn, local.writing, local.hooks, local.last = None, False, None, None
                     local.savepoints, local.failed = True, None
         _run_hooks(hooks)
 
     @contextmanager
     def _savepoint(self, current: Connection, what: str) -> Iterator[None]:
         """A nested write in a savepoint: if it fails, the transaction is as it was before it."""
-        hooks, failed = self._local.hooks, self._local.failed
+        hooks, last, failed = self._local.hooks, self._local.last, self._local.failed
         mark = len(hooks) if hooks is not None else 0
+        last_mark = len(last) if last is not None else 0
         try:
             with translating(what), current.begin_nested():
                 yield
         except BaseException:
             if hooks is not None:
                 del hooks[mark:]  # the savepoint's side effects go with it
+            if last is not None:
+                del last[last_mark:]
             self._local.failed = failed  # and so does what failed inside it
             raise
 

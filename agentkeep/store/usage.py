@@ -22,6 +22,7 @@ rows. Either way the sums are those of the rows.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -304,7 +305,9 @@ class Usage(Resource):
             else:
                 values.update(price_call(conn, self.tenant_id, self._core.price_file, values))
             conn.execute(sa.insert(t), values)  # compiled once per column set, values bound
-            usage_days.add_call(conn, values)
+            # The day's totals are a row every call of the group shares: added last, so
+            # its lock is held for the commit only (concurrent runs do not queue on it).
+            self._core.before_commit(functools.partial(usage_days.add_call, conn, values))
         return to_usage(values)
 
     def get(self, usage_id: str) -> LLMUsage:
