@@ -28,16 +28,14 @@ import sqlalchemy as sa
 from agentkeep.models.common import utcnow_micros
 from agentkeep.store._core import Core
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write
-from agentkeep.store.dialects.postgresql import _json_param, _typed
+from agentkeep.store.dialects.postgresql import _json_param, insert_message_after
 from agentkeep.store.message_sql import (
-    INSERT_COLUMNS,
     NewRow,
     StoredRow,
     const,
     dump_json,
     full_params,
 )
-from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as st
 from agentkeep.store.schema import state_docs as sd
 
@@ -115,23 +113,7 @@ def _append_pg() -> sa.Insert:
         .returning(sa.literal_column("last_seq"))
         .cte("s")
     )
-    values = [
-        _typed("t", "tenant_id"),
-        _typed("v_id", "id"),
-        _typed("s", "session_id"),
-        s.c.last_seq,
-        _typed("v_role", "role"),
-        _json_param("v_content"),
-        _typed("v_content_types", "content_types"),
-        _typed("v_run_id", "run_id"),
-        _typed("v_agent_id", "agent_id"),
-        _typed("v_idempotency_key", "idempotency_key"),
-        _json_param("v_metadata"),
-        _json_param("v_extra"),
-        _typed("now", "created_at"),
-    ]
-    select_ = sa.select(*values).select_from(s)
-    return sa.insert(mt).from_select(INSERT_COLUMNS, select_).returning(mt.c.seq)
+    return insert_message_after(s)
 
 
 _compiled: weakref.WeakKeyDictionary[Core, _SQL] = weakref.WeakKeyDictionary()

@@ -65,6 +65,39 @@ def _json_param(name: str) -> sa.ColumnElement[Any]:
     return sa.cast(b(name, type_=sa.Text), JSONB)
 
 
+def insert_message_after(s: Any, *, plain: bool = False) -> sa.Insert:
+    """One message INSERT whose ``seq`` is the ``last_seq`` that CTE ``s`` returned.
+
+    Its values are bound parameters (``t``, ``s``, ``v_id``, ``v_role``,
+    ``v_content``, ``v_content_types``, ``now``, and unless ``plain``
+    ``v_run_id``, ``v_agent_id``, ``v_idempotency_key``, ``v_metadata``,
+    ``v_extra``): every append statement of this dialect, and the ADK
+    integration's (which bumps the session in its own CTE), share it.
+    """
+    values: list[Any] = [
+        _typed("t", "tenant_id"),
+        _typed("v_id", "id"),
+        _typed("s", "session_id"),
+        s.c.last_seq,
+        _typed("v_role", "role"),
+        _json_param("v_content"),
+        _typed("v_content_types", "content_types"),
+    ]
+    if plain:
+        values += [sa.null(), sa.null(), sa.null(), const("{}"), const("{}")]
+    else:
+        values += [
+            _typed("v_run_id", "run_id"),
+            _typed("v_agent_id", "agent_id"),
+            _typed("v_idempotency_key", "idempotency_key"),
+            _json_param("v_metadata"),
+            _json_param("v_extra"),
+        ]
+    values.append(_typed("now", "created_at"))
+    select_ = sa.select(*values).select_from(s)
+    return sa.insert(t).from_select(INSERT_COLUMNS, select_).returning(t.c.seq)
+
+
 class PostgresMessageSQL(MessageSQL):
     """The message statements on PostgreSQL (``%(name)s`` parameters)."""
 
@@ -132,28 +165,7 @@ class PostgresMessageSQL(MessageSQL):
 
     def _insert_one(self, *, plain: bool) -> sa.Insert:
         s = bump_session(const(1)).returning(sa.literal_column("last_seq")).cte("s")
-        values: list[Any] = [
-            _typed("t", "tenant_id"),
-            _typed("v_id", "id"),
-            _typed("s", "session_id"),
-            s.c.last_seq,
-            _typed("v_role", "role"),
-            _json_param("v_content"),
-            _typed("v_content_types", "content_types"),
-        ]
-        if plain:
-            values += [sa.null(), sa.null(), sa.null(), const("{}"), const("{}")]
-        else:
-            values += [
-                _typed("v_run_id", "run_id"),
-                _typed("v_agent_id", "agent_id"),
-                _typed("v_idempotency_key", "idempotency_key"),
-                _json_param("v_metadata"),
-                _json_param("v_extra"),
-            ]
-        values.append(_typed("now", "created_at"))
-        select_ = sa.select(*values).select_from(s)
-        return sa.insert(t).from_select(INSERT_COLUMNS, select_).returning(t.c.seq)
+        return insert_message_after(s, plain=plain)
 
     def _insert_many(self) -> sa.Insert:
         n = b("n", type_=sa.BigInteger)
