@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,6 +202,7 @@ class ChatClient:
             total=None, connect=connect_timeout, sock_read=timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        self._proxy = _env_proxy(self.base_url)
 
     def _http(self) -> aiohttp.ClientSession:
         """The session, made on first use (on the event loop that uses it)."""
@@ -209,7 +211,6 @@ class ChatClient:
                 headers=self._headers,
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=0),  # as many calls as runs need
-                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as httpx and the openai client do
             )
         return self._session
 
@@ -221,7 +222,8 @@ class ChatClient:
         """The upstream's ``GET /models`` list (its ``data``); ``UpstreamError`` if it fails."""
         try:
             timeout = aiohttp.ClientTimeout(total=10.0)
-            async with self._http().get(f"{self.base_url}/models", timeout=timeout) as response:
+            get = self._http().get(f"{self.base_url}/models", timeout=timeout, proxy=self._proxy)
+            async with get as response:
                 raw = await response.read()
                 status, reason = response.status, response.reason or ""
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -275,7 +277,7 @@ class ChatClient:
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         url = f"{self.base_url}/chat/completions"
         try:
-            async with self._http().post(url, json=body) as response:
+            async with self._http().post(url, json=body, proxy=self._proxy) as response:
                 if response.status >= 400:
                     raw = await response.read()
                     try:
@@ -294,6 +296,18 @@ class ChatClient:
             raise UpstreamError("upstream LLM closed the stream before it finished") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream LLM unreachable: {exc!r}") from exc
+
+
+def _env_proxy(base_url: str) -> str | None:
+    """The proxy the environment names for the upstream (``HTTPS_PROXY``, ``NO_PROXY``, ...).
+
+    Read once, as httpx and the openai client read it; aiohttp's own
+    ``trust_env`` would also read ``~/.netrc`` again on every request.
+    """
+    parts = urlsplit(base_url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:

@@ -144,3 +144,18 @@ def test_the_provider_is_named_by_host() -> None:
     assert provider_for("https://api.openai.com/v1") == "openai"
     assert provider_for("https://openrouter.ai/api/v1") == "openrouter"
     assert provider_for("http://127.0.0.1:8000/v1") == "openai-compatible"
+
+
+def test_the_upstream_is_reached_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert ChatClient("https://llm.example/v1")._proxy is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://plain-proxy.example:3128")
+    assert ChatClient("https://llm.example/v1")._proxy == "http://proxy.example:3128"
+    assert ChatClient("http://llm.example/v1")._proxy == "http://plain-proxy.example:3128"
+    monkeypatch.setenv("NO_PROXY", "llm.example")
+    assert ChatClient("https://llm.example/v1")._proxy is None
+    assert ChatClient("https://other.example/v1")._proxy == "http://proxy.example:3128"
