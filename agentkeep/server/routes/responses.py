@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agentkeep.models.responses import TERMINAL_RESPONSE_STATUSES
 from agentkeep.runner import notify
@@ -148,9 +148,7 @@ async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
 
 
 @router.post("", summary="Create a model response", response_model=None)
-async def create_response(
-    body: CreateResponse, request: Request, store: TenantStore
-) -> dict[str, Any] | StreamingResponse:
+async def create_response(body: CreateResponse, request: Request, store: TenantStore) -> Response:
     settings = service_state(request).settings
     client = _client(request)
     try:
@@ -176,7 +174,7 @@ async def create_response(
         if body.stream:
             keepalive = settings.sse_keepalive_seconds
             return _streaming(_follow(store, prepared.response.id, -1, keepalive))
-        return wire
+        return JSONResponse(wire)
     stream = bool(body.stream)
     run = ResponseRun(store, client, prepared, _db, persist=stream, live=stream)
     if body.stream:
@@ -186,7 +184,7 @@ async def create_response(
     if run.error is not None:
         raise _upstream_failure(run.error)
     assert run.response is not None
-    return run.response
+    return JSONResponse(run.response)  # JSON already: no walk through jsonable_encoder
 
 
 @router.get("/{response_id}", summary="Retrieve a model response", response_model=None)
