@@ -97,15 +97,18 @@ class ResponseRun:
         return events
 
     async def _flush(self) -> None:
-        # Once the end is near, what is still pending is stored with the final events,
-        # in the transaction that ends the response (one write fewer per response).
-        while self._pending and not self._ending.is_set():
+        # A batch gathers for FLUSH_INTERVAL_S before it is written; once the end is
+        # near, what is pending is stored with the final events, in the transaction
+        # that ends the response (a short answer costs no write of its own deltas).
+        while not self._ending.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ending.wait(), FLUSH_INTERVAL_S)
+            if self._ending.is_set() or not self._pending:
+                return
             batch = self._pending[:]
             self._pending.clear()
             await self.db(self.store.responses.append_events, self.prepared.response.id, batch)
             notify.notify()
-            with contextlib.suppress(TimeoutError):  # let the next batch gather
-                await asyncio.wait_for(self._ending.wait(), FLUSH_INTERVAL_S)
 
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.persist and events:
