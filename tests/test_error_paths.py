@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _postgres import terminate_backends
 
 import agentkeep
 from agentkeep import Store
@@ -152,22 +153,7 @@ def _in_transaction(store: Store, call: Callable[[], object]) -> object:
 
 def _terminate(url: str, where: str, args: tuple[Any, ...] = ()) -> list[int]:
     """End the backends of ``url``'s database matching ``where``; wait until they are gone."""
-    with psycopg.connect(url, autocommit=True) as admin:
-        rows = admin.execute(
-            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = current_database() AND pid <> pg_backend_pid() AND {where}",
-            args,
-        ).fetchall()
-        pids = [pid for pid, ok in rows if ok]
-
-        def gone() -> bool:
-            left = admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
-            ).fetchone()
-            return left == (0,)
-
-        _until(gone, f"backends {pids} end")
-    return pids
+    return [pid for pid, ended in terminate_backends(url, where, args) if ended]
 
 
 def test_a_connection_lost_inside_a_transaction_is_store_unavailable(postgres_url: str) -> None:

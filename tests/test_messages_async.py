@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _postgres import terminate_backends
 
 import agentkeep
 from agentkeep import AsyncStore, Store
@@ -106,7 +107,6 @@ async def test_postgres_async_connections_keep_their_socket_watched(
 ) -> None:
     """The socket is registered with the loop once per connection, not once per wait,
     survives the connection being lost, and is unregistered in the loop when the store closes."""
-    import psycopg
 
     loop = asyncio.get_running_loop()
     opened = await agentkeep.aconnect(postgres_url)
@@ -128,16 +128,7 @@ async def test_postgres_async_connections_keep_their_socket_watched(
         assert added == []  # psycopg's own wait registers the socket for each of these 20
         kept = opened.sync._core.aio._loops[loop].idle  # type: ignore[attr-defined]
         pids = [k.conn.info.backend_pid for k in kept]
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
-            for _ in range(200):
-                left = admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
-                ).fetchone()
-                if left == (0,):
-                    break
-                admin.execute("SELECT pg_sleep(0.02)")
-            assert left == (0,), f"backends {pids} still running"
+        terminate_backends(postgres_url, "pid = ANY(%s)", (pids,))
         await astore.messages.append(s.id, "user", "after")  # on a new connection
         assert (await astore.messages.recent(s.id, 1))[0].text == "after"
         sockets = [k.pgconn.socket for k in opened.sync._core.aio._loops[loop].idle]  # type: ignore[attr-defined]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pickle
 
-import psycopg
 import pytest
+from _postgres import terminate_backends
 
 from agentkeep import Store
 from agentkeep.errors import Conflict, InvalidInput, NotFound
@@ -216,25 +216,12 @@ def test_postgres_kept_connections_survive_being_lost(postgres_url: str) -> None
         # The store's own kept connections (the message fast path), idle now.
         kept = [c.cur.connection.info.backend_pid for c in store._core.own._idle._conns]  # type: ignore[attr-defined]
         assert kept, "the append left no kept connection to lose"
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            terminated = admin.execute(
-                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND application_name = 'agentkeep'"
-            ).fetchall()
-            # The store's connections (its own kept ones among them) really were ended ...
-            assert terminated and all(ok for _, ok in terminated), terminated
-            pids = [pid for pid, _ in terminated]
-            assert set(kept) <= set(pids), f"kept connections {kept} were not ended: {pids}"
-            # ... and are gone before the store is used again.
-            for _ in range(200):
-                left = admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
-                ).fetchone()
-                if left == (0,):
-                    break
-                admin.execute("SELECT pg_sleep(0.02)")
-            assert left == (0,), f"backends {pids} still running"
+        terminated = terminate_backends(postgres_url, "application_name = 'agentkeep'")
+        # The store's connections (its own kept ones among them) really were ended, and
+        # are gone before the store is used again.
+        assert terminated and all(ok for _, ok in terminated), terminated
+        pids = [pid for pid, _ in terminated]
+        assert set(kept) <= set(pids), f"kept connections {kept} were not ended: {pids}"
         store.messages.append(s.id, "user", "after")
         assert [m.text for m in store.messages.recent(s.id)] == ["before", "after"]
     finally:
