@@ -1295,6 +1295,10 @@ class AsyncResponses:
         """Store stream events; each is the event as sent, with ``type`` and ``sequence_number``."""
         return await asyncio.to_thread(self.sync.append_events, response_id, events)
 
+    async def append_events_many(self, events: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Store the stream events of several responses (response id -> its events) in one write."""
+        return await asyncio.to_thread(self.sync.append_events_many, events)
+
     async def claim_next_any_tenant(self, worker_id: str) -> StoredResponse | None:
         """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``)."""
         return await asyncio.to_thread(self.sync.claim_next_any_tenant, worker_id)
@@ -1321,6 +1325,7 @@ class AsyncResponses:
         cost_usd: Decimal | None = None,
         ttl_seconds: float = 2592000.0,
         id: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
     ) -> StoredResponse:
         """Store a response with its input items (and, if it already ended, its output)."""
         return await asyncio.to_thread(
@@ -1340,6 +1345,7 @@ class AsyncResponses:
             cost_usd=cost_usd,
             ttl_seconds=ttl_seconds,
             id=id,
+            events=events,
         )
 
     async def delete(self, response_id: str) -> None:
@@ -1370,6 +1376,7 @@ class AsyncResponses:
         error: Mapping[str, Any] | None = None,
         incomplete_details: Mapping[str, Any] | None = None,
         cost_usd: Decimal | None = None,
+        events: Callable[[StoredResponse], Sequence[Mapping[str, Any]]] | None = None,
     ) -> StoredResponse | None:
         """End a queued or in-progress response with its output items."""
         return await asyncio.to_thread(
@@ -1381,6 +1388,7 @@ class AsyncResponses:
             error=error,
             incomplete_details=incomplete_details,
             cost_usd=cost_usd,
+            events=events,
         )
 
     async def get(self, response_id: str) -> StoredResponse:

@@ -97,6 +97,56 @@ def test_events_resume_after_a_sequence_number(store: Store) -> None:
     assert bad.value.field == "events[0].sequence_number"
 
 
+def test_create_and_finish_store_their_events_in_the_same_write(store: Store) -> None:
+    first = [{"type": "response.created", "sequence_number": 0}]
+    response = store.responses.create(model="m", input_items=[], events=first)
+    assert [e.data for e in store.responses.events(response.id)] == first
+
+    seen: list[Any] = []
+
+    def last(ended: Any) -> list[dict[str, Any]]:
+        seen.append(ended)
+        return [{"type": "response.completed", "sequence_number": 1, "response": ended.id}]
+
+    ended = store.responses.finish(response.id, status="completed", events=last)
+    assert ended is not None and seen == [ended] and ended.status == "completed"
+    assert [e.type for e in store.responses.events(response.id)] == [
+        "response.created",
+        "response.completed",
+    ]
+    # Ended already: nothing written, and the events are not asked for.
+    assert store.responses.finish(response.id, status="failed", events=last) is None
+    assert len(seen) == 1 and len(store.responses.events(response.id)) == 2
+
+
+def test_bad_events_leave_nothing_of_the_response(store: Store) -> None:
+    with pytest.raises(InvalidInput) as bad:
+        store.responses.create(model="m", input_items=[], id="resp_bad", events=[{"type": "x"}])
+    assert bad.value.field == "events[0].sequence_number"
+    with pytest.raises(NotFound):
+        store.responses.get("resp_bad")
+    response = store.responses.create(model="m", input_items=[])
+    with pytest.raises(InvalidInput):
+        store.responses.finish(response.id, status="completed", events=lambda _: [{"x": 1}])
+    assert store.responses.get(response.id).status == "in_progress"  # the finish rolled back
+
+
+def test_events_of_several_responses_in_one_write(store: Store) -> None:
+    a = store.responses.create(model="m", input_items=[])
+    b = store.responses.create(model="m", input_items=[])
+    event = {"type": "response.e0", "sequence_number": 0}
+    store.responses.append_events_many(
+        {a.id: [event], b.id: [event, {**event, "sequence_number": 1}]}
+    )
+    assert len(store.responses.events(a.id)) == 1 and len(store.responses.events(b.id)) == 2
+    store.responses.delete(a.id)
+    c = store.responses.create(model="m", input_items=[])
+    with pytest.raises(NotFound) as gone:  # all or nothing: c gets nothing either
+        store.responses.append_events_many({c.id: [event], a.id: [event]})
+    assert a.id in str(gone.value)
+    assert store.responses.events(c.id) == []
+
+
 def test_status_queue_and_abandoned(store: Store) -> None:
     queued = store.responses.create(model="m", input_items=[], status="queued", background=True)
     claimed = store.tenant("other").responses.claim_next_any_tenant("w1")

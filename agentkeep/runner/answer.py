@@ -13,7 +13,8 @@ when it holds ``DELTA_BATCH_MAX`` deltas or its oldest delta has waited
 opens the message), so the first words reach a stream without waiting.
 Reading the upstream never waits for a write: deltas that arrive while a
 batch commits join the next one. The batches of all the runs a worker
-executes are committed together (:class:`GroupCommit`): one transaction per
+executes are committed together (:class:`~agentkeep.runner.group_commit.GroupCommit`,
+with :func:`~agentkeep.runner.ops.record_deltas_of_runs`): one transaction per
 round, whatever the number of runs, so concurrent runs do not queue behind
 each other's commits.
 """
@@ -23,13 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agentkeep import metrics
 from agentkeep.models import Message, Run, RunStep
-from agentkeep.runner import ops
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
 from agentkeep.store import Store
 
@@ -38,7 +37,6 @@ __all__ = [
     "DELTA_BATCH_S",
     "Answer",
     "DeltaBuffer",
-    "GroupCommit",
     "record_call",
 ]
 
@@ -100,63 +98,6 @@ class DeltaBuffer:
         if batch:
             self.started = True
         return batch
-
-
-_Batch = tuple[Store, Run, str, Sequence[str]]  # store, run, message id, delta texts
-
-
-class GroupCommit:
-    """Commits the delta batches of many runs together, one transaction per round.
-
-    ``write()`` queues a run's batch and waits until it is committed. While a
-    round commits, the batches queued meanwhile wait for the next round,
-    which takes them all. If a round fails (say one run was deleted
-    meanwhile), its batches are committed one by one, so each run gets its
-    own outcome.
-    """
-
-    def __init__(self, run_db: Callable[..., Awaitable[Any]]) -> None:
-        self._run_db = run_db
-        self._queue: list[tuple[_Batch, asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def write(self, store: Store, run: Run, message_id: str, texts: Sequence[str]) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(((store, run, message_id, texts), done))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="delta group commit")
-        await done
-
-    async def _drain(self) -> None:
-        round_: list[tuple[_Batch, asyncio.Future[None]]] = []
-        try:
-            while self._queue:
-                round_, self._queue = self._queue, []
-                try:
-                    await self._run_db(ops.record_deltas_of_runs, [batch for batch, _ in round_])
-                except Exception:
-                    for batch, done in round_:
-                        await self._one(batch, done)
-                else:
-                    for _, done in round_:
-                        if not done.done():
-                            done.set_result(None)
-        finally:
-            self._task = None
-            for _, done in round_ + self._queue:  # cancelled (the loop is closing)
-                if not done.done():
-                    done.cancel()
-            self._queue = []
-
-    async def _one(self, batch: _Batch, done: asyncio.Future[None]) -> None:
-        try:
-            await self._run_db(ops.record_deltas_of_runs, [batch])
-        except Exception as exc:
-            if not done.done():
-                done.set_exception(exc)
-        else:
-            if not done.done():
-                done.set_result(None)
 
 
 @dataclass

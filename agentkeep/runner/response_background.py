@@ -19,8 +19,9 @@ from typing import Any
 from agentkeep.errors import NotFound
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
+from agentkeep.runner.group_commit import GroupCommit
 from agentkeep.runner.response_run import Db, ResponseRun
-from agentkeep.runner.responses import prepare_stored
+from agentkeep.runner.responses import EventBatch, prepare_stored
 from agentkeep.runner.upstream import ChatClient
 from agentkeep.store import Store
 
@@ -32,7 +33,11 @@ ANNOUNCED = 2  # response.created and response.queued, stored with the queued re
 
 
 async def run_background(
-    root: Store, client: ChatClient | None, db: Db, response: StoredResponse
+    root: Store,
+    client: ChatClient | None,
+    db: Db,
+    response: StoredResponse,
+    group: GroupCommit[EventBatch] | None = None,
 ) -> None:
     """Run one claimed background response to its end (failing it on an internal error)."""
     store = root.tenant(response.tenant_id)
@@ -42,7 +47,9 @@ async def run_background(
             await db(store.responses.finish, response.id, status="failed", error=missing)
             return
         prepared = await db(prepare_stored, store, response)
-        run = ResponseRun(store, client, prepared, db, persist=True, announced=ANNOUNCED)
+        run = ResponseRun(
+            store, client, prepared, db, persist=True, announced=ANNOUNCED, group=group
+        )
         async for _event in run.events():
             pass
     except NotFound as exc:  # deleted meanwhile

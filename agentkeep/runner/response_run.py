@@ -13,7 +13,8 @@ and ``.done``, ``response.output_item.done``; last ``response.completed``
 upstream error). With ``persist`` the response and its first events are
 stored first (while the upstream call already runs); text deltas go to the
 client at once and to the store behind it, in order, in batches (at most
-one write per response every 100 ms); all of them are stored before the
+one write per response every 100 ms; with a ``group``, the batches of all
+the responses in flight are written together); all of them are stored before the
 transaction that ends the response stores the last events with the final
 status, so a reader that resumes from any ``sequence_number`` gets every
 later event, and one that sees the response ended has all of them. Without
@@ -32,7 +33,15 @@ from typing import Any
 from agentkeep import metrics
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
-from agentkeep.runner.responses import Outcome, Prepared, create_row, settle, usage_row
+from agentkeep.runner.group_commit import GroupCommit
+from agentkeep.runner.responses import (
+    EventBatch,
+    Outcome,
+    Prepared,
+    create_row,
+    settle,
+    usage_row,
+)
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
 from agentkeep.store import Store
 from agentkeep.wire.responses import (
@@ -65,6 +74,7 @@ class ResponseRun:
         persist: bool,
         live: bool = True,
         announced: int = 0,
+        group: GroupCommit[EventBatch] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -74,6 +84,7 @@ class ResponseRun:
         self.live = live or self.persist  # events wanted: streamed, or stored as they come
         self.numbers = EventNumbers(announced)
         self.announced = announced  # events a background response stored when it was queued
+        self.group = group  # stores the delta batches with other responses' (else alone)
         self.response: dict[str, Any] | None = None
         self.error: UpstreamError | None = None
         self.cancelled = False
@@ -107,8 +118,11 @@ class ResponseRun:
                 return
             batch = self._pending[:]
             self._pending.clear()
-            await self.db(self.store.responses.append_events, self.prepared.response.id, batch)
-            notify.notify()
+            if self.group is not None:  # it wakes the followers itself
+                await self.group.write((self.store, self.prepared.response.id, batch))
+            else:
+                await self.db(self.store.responses.append_events, self.prepared.response.id, batch)
+                notify.notify()
 
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.persist and events:

@@ -13,6 +13,7 @@ stream events, and the new items appended to the conversation.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,7 @@ from agentkeep import metrics
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models.responses import StoredResponse
+from agentkeep.runner import notify
 from agentkeep.runner.response_prompt import chat_request
 from agentkeep.store import Store
 from agentkeep.store.responses import DEFAULT_TTL_SECONDS
@@ -29,6 +31,7 @@ from agentkeep.wire.objects import item_input, item_object
 from agentkeep.wire.responses import CreateResponse, echo_params, input_items, response_object
 
 __all__ = [
+    "EventBatch",
     "Outcome",
     "Prepared",
     "PreviousResponseNotFound",
@@ -37,6 +40,7 @@ __all__ = [
     "prepare_stored",
     "reads_store",
     "settle",
+    "store_response_events",
     "usage_row",
 ]
 
@@ -219,9 +223,29 @@ def prepare_stored(store: Store, response: StoredResponse) -> Prepared:
 
 def create_row(store: Store, prepared: Prepared, events: list[dict[str, Any]]) -> None:
     """Store the response (queued or in progress) with its input items and first events."""
-    with store.transaction(savepoints=False):
-        _store_new(store, prepared, prepared.response.status)
-        store.responses.append_events(prepared.response.id, events)
+    _store_new(store, prepared, prepared.response.status, events=events)
+
+
+EventBatch = tuple[Store, str, Sequence[Mapping[str, Any]]]
+"""A streamed response's events to store: its tenant's store, the response id, the events."""
+
+
+def store_response_events(batches: Sequence[EventBatch]) -> None:
+    """Store the event batches of several responses in one transaction (a group commit).
+
+    The stores are tenant views of one store; each tenant's events are one
+    write (:meth:`~agentkeep.store.responses.Responses.append_events_many`),
+    all or nothing. The process's followers are woken once it commits.
+    """
+    tenants: dict[str, tuple[Store, dict[str, list[Mapping[str, Any]]]]] = {}
+    for store, response_id, events in batches:
+        group = tenants.setdefault(store.tenant_id, (store, {}))[1]
+        group.setdefault(response_id, []).extend(events)
+    root = batches[0][0]
+    with root.transaction(savepoints=False):
+        for store, group in tenants.values():
+            store.responses.append_events_many(group)
+        root.after_commit(notify.notify)
 
 
 def _store_new(store: Store, prepared: Prepared, status: str, **fields: Any) -> StoredResponse:
@@ -266,6 +290,12 @@ def settle(
         if not prepared.stored:
             ended = None
         elif row_exists:
+
+            def last_events(ended: StoredResponse) -> list[dict[str, Any]]:
+                final = outcome.final_events
+                final[-1] = {**final[-1], "response": response_object(ended, outcome.output)}
+                return [*outcome.unsaved_events, *final]
+
             ended = store.responses.finish(
                 r.id,
                 status=outcome.status,
@@ -274,12 +304,10 @@ def settle(
                 error=outcome.error,
                 incomplete_details=outcome.incomplete_details,
                 cost_usd=cost,
+                events=last_events,
             )
             if ended is None:
                 return None
-            final = outcome.final_events
-            final[-1] = {**final[-1], "response": response_object(ended, outcome.output)}
-            store.responses.append_events(r.id, [*outcome.unsaved_events, *final])
         else:
             ended = _store_new(
                 store,

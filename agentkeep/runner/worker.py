@@ -71,9 +71,11 @@ from agentkeep.config import Settings
 from agentkeep.errors import NotFound
 from agentkeep.models import Run
 from agentkeep.runner import liveness, notify, ops
-from agentkeep.runner.answer import Answer, DeltaBuffer, GroupCommit, record_call
+from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
+from agentkeep.runner.group_commit import GroupCommit
 from agentkeep.runner.prompt import PromptTooLong, build_request
 from agentkeep.runner.response_background import run_background
+from agentkeep.runner.responses import store_response_events
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.store import Store
 
@@ -131,7 +133,8 @@ class RunWorker:
             max_workers=self.concurrency + 4, thread_name_prefix="agentkeep-run"
         )
         self._inflight: set[Future[Any]] = set()
-        self._deltas = GroupCommit(self._db)
+        self._deltas = GroupCommit(self._db, ops.record_deltas_of_runs)
+        self._response_events = GroupCommit(self._db, store_response_events)
 
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a (blocking) store call on the worker's threads."""
@@ -225,7 +228,7 @@ class RunWorker:
                 return
             self._track(
                 (response.tenant_id, response.id),
-                run_background(self.store, self.client, self._db, response),
+                run_background(self.store, self.client, self._db, response, self._response_events),
             )
 
     async def _sweep(self) -> None:
@@ -335,7 +338,7 @@ class RunWorker:
         if answer.message is None:
             answer.step, answer.message = await self._db(ops.start_message, store, run, batch)
         else:
-            await self._deltas.write(store, run, answer.message.id, batch)
+            await self._deltas.write((store, run, answer.message.id, batch))
         answer.text += "".join(batch)
 
 

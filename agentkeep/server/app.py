@@ -44,9 +44,12 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("agentkeep.server")
 
-# Connections for the request threads (AnyIO's pool has 40) and the run worker.
-POOL_SIZE = 10
-MAX_OVERFLOW = 30
+# Connections for the request threads (AnyIO's pool has 40) and the run worker. Most are
+# kept: under load, connections opened beyond the pool's size are closed as soon as they
+# are returned and opened again by the next burst (a server process started each time on
+# PostgreSQL). At most 40 at once, as before.
+POOL_SIZE = 30
+MAX_OVERFLOW = 10
 
 
 def open_store(settings: Settings) -> Store:

@@ -13,7 +13,7 @@ same at every length and never copies history. A response is visible until
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -95,11 +95,13 @@ class Responses(Resource):
         cost_usd: Decimal | None = None,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         id: str | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
     ) -> StoredResponse:
         """Store a response with its input items (and, if it already ended, its output).
 
         Items are wire items, each with its ``id`` and ``type``. The response
-        is readable for ``ttl_seconds``.
+        is readable for ``ttl_seconds``. ``events``: its first stream events
+        (as :meth:`append_events` takes them), stored in the same write.
         """
         now = utcnow_micros()
         status = _status(status)
@@ -132,10 +134,13 @@ class Responses(Resource):
         }
         inputs = _items(input_items, "input_items")
         outputs = _items(output_items, "output_items")
+        event_rows = self._event_rows(row["id"], events)
         with self._core.write("storing a response") as conn:
             conn.execute(sa.insert(t), row)
             self._insert_items(conn, row["id"], 0, "input", inputs)
             self._insert_items(conn, row["id"], len(inputs), "output", outputs)
+            if event_rows:  # the row is this write's own: no need to look for it
+                conn.execute(sa.insert(et), event_rows)
         return to_response(row)
 
     def _insert_items(
@@ -183,11 +188,15 @@ class Responses(Resource):
         error: Mapping[str, Any] | None = None,
         incomplete_details: Mapping[str, Any] | None = None,
         cost_usd: Decimal | None = None,
+        events: Callable[[StoredResponse], Sequence[Mapping[str, Any]]] | None = None,
     ) -> StoredResponse | None:
         """End a queued or in-progress response with its output items.
 
         Returns ``None`` (and writes nothing) when the response already ended,
-        e.g. it was cancelled while the model answered.
+        e.g. it was cancelled while the model answered. ``events``, given the
+        ended response, returns its last stream events (as
+        :meth:`append_events` takes them; the final one usually carries that
+        response), stored in the same write.
         """
         status = _status(status)
         outputs = _items(output_items, "output_items")
@@ -217,7 +226,12 @@ class Responses(Resource):
                 )
             ).scalar_one()
             self._insert_items(conn, response_id, start, "output", outputs)
-        return to_response({**row, **changes})
+            ended = to_response({**row, **changes})
+            if events is not None:  # the row is locked by this write: no need to look again
+                event_rows = self._event_rows(response_id, events(ended))
+                if event_rows:
+                    conn.execute(sa.insert(et), event_rows)
+        return ended
 
     def set_status(self, response_id: str, status: str) -> StoredResponse:
         """Move an open (queued or in-progress) response to ``status``; an ended one is returned unchanged."""
@@ -334,6 +348,33 @@ class Responses(Resource):
 
     def append_events(self, response_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         """Store stream events; each is the event as sent, with ``type`` and ``sequence_number``."""
+        self.append_events_many({response_id: events})
+
+    def append_events_many(self, events: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Store the stream events of several responses (response id -> its events) in one write.
+
+        All or nothing: ``NotFound`` (and nothing stored) if any of the
+        responses is gone.
+        """
+        rows = [row for rid, batch in events.items() for row in self._event_rows(rid, batch)]
+        if not rows:
+            return
+        ids = sorted({row["response_id"] for row in rows})
+        with self._core.write("storing response events") as conn:
+            # A response deleted meanwhile is NotFound (not a foreign-key Conflict);
+            # FOR KEY SHARE makes a concurrent delete wait for these events.
+            parents = sa.select(t.c.id).where(t.c.tenant_id == self.tenant_id, t.c.id.in_(ids))
+            if self._core.dialect.skip_locked:
+                parents = parents.with_for_update(read=True, key_share=True)
+            found = set(conn.execute(parents).scalars())
+            for response_id in ids:
+                if response_id not in found:
+                    raise NotFound(self.kind, response_id)
+            conn.execute(sa.insert(et), rows)
+
+    def _event_rows(
+        self, response_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> builtins.list[dict[str, Any]]:
         now = utcnow_micros()
         rows = []
         for i, event in enumerate(events):
@@ -354,18 +395,7 @@ class Responses(Resource):
                     "created_at": now,
                 }
             )
-        if rows:
-            with self._core.write("storing response events") as conn:
-                # A response deleted meanwhile is NotFound (not a foreign-key Conflict);
-                # FOR KEY SHARE makes a concurrent delete wait for these events.
-                parent = sa.select(t.c.id).where(
-                    t.c.tenant_id == self.tenant_id, t.c.id == response_id
-                )
-                if self._core.dialect.skip_locked:
-                    parent = parent.with_for_update(read=True, key_share=True)
-                if conn.execute(parent).first() is None:
-                    raise NotFound(self.kind, response_id)
-                conn.execute(sa.insert(et), rows)
+        return rows
 
     def events(
         self, response_id: str, *, after: int = -1, limit: int = 1000

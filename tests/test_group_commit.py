@@ -1,0 +1,80 @@
+"""Group commit of streamed responses' events: one transaction per round, each writer its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from agentkeep import NotFound, Store
+from agentkeep.runner.group_commit import GroupCommit
+from agentkeep.runner.responses import EventBatch, store_response_events
+
+
+def _events(start: int, n: int) -> list[dict[str, Any]]:
+    return [{"type": "response.output_text.delta", "sequence_number": start + i} for i in range(n)]
+
+
+async def _db(fn: Any, *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)
+
+
+async def test_batches_queued_together_are_one_round_and_stored(store: Store) -> None:
+    rounds: list[int] = []
+
+    def write_all(batches: Sequence[EventBatch]) -> None:
+        rounds.append(len(batches))
+        store_response_events(batches)
+
+    group: GroupCommit[EventBatch] = GroupCommit(_db, write_all)
+    other = store.tenant("other")
+    responses = [store.responses.create(model="m", input_items=[]) for _ in range(3)]
+    theirs = other.responses.create(model="m", input_items=[])
+    writes = [group.write((store, r.id, _events(0, 2))) for r in responses]
+    await asyncio.gather(*writes, group.write((other, theirs.id, _events(0, 1))))
+    assert rounds == [4]  # one transaction for all four responses, of two tenants
+    for r in responses:
+        assert [e.sequence_number for e in store.responses.events(r.id)] == [0, 1]
+    assert len(other.responses.events(theirs.id)) == 1
+    # The next batches of the same responses come after, in order.
+    await asyncio.gather(*(group.write((store, r.id, _events(2, 1))) for r in responses))
+    assert rounds == [4, 3]
+    assert [e.sequence_number for e in store.responses.events(responses[0].id)] == [0, 1, 2]
+
+
+async def test_a_deleted_response_fails_alone(store: Store) -> None:
+    group: GroupCommit[EventBatch] = GroupCommit(_db, store_response_events)
+    kept = store.responses.create(model="m", input_items=[])
+    gone = store.responses.create(model="m", input_items=[])
+    store.responses.delete(gone.id)
+    results = await asyncio.gather(
+        group.write((store, kept.id, _events(0, 2))),
+        group.write((store, gone.id, _events(0, 2))),
+        return_exceptions=True,
+    )
+    assert results[0] is None and isinstance(results[1], NotFound)
+    assert len(store.responses.events(kept.id)) == 2
+
+
+async def test_batches_queued_while_a_round_commits_wait_for_the_next(store: Store) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    rounds: list[list[str]] = []
+
+    def write_all(batches: Sequence[EventBatch]) -> None:
+        rounds.append([rid for _, rid, _ in batches])
+        if len(rounds) == 1:  # hold the first round until the others are queued
+            loop.call_soon_threadsafe(started.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=30)
+        store_response_events(batches)
+
+    group: GroupCommit[EventBatch] = GroupCommit(_db, write_all)
+    a, b, c = (store.responses.create(model="m", input_items=[]) for _ in range(3))
+    first = asyncio.ensure_future(group.write((store, a.id, _events(0, 1))))
+    await started.wait()
+    later = [asyncio.ensure_future(group.write((store, r.id, _events(0, 1)))) for r in (b, c)]
+    await asyncio.sleep(0)
+    assert not any(f.done() for f in later)
+    release.set()
+    await asyncio.gather(first, *later)
+    assert rounds == [[a.id], [b.id, c.id]]
