@@ -210,3 +210,37 @@ def test_before_commit_writes_last_in_the_transaction_and_goes_with_a_rollback(
     assert len(store.sessions.list().items) == 2
     core.before_commit(lambda: order.append("no transaction: at once"))
     assert order[-1] == "no transaction: at once"
+
+
+_flushed: list[list[str]] = []
+
+
+def _flush_titles(titles: list[str]) -> None:
+    _flushed.append(list(titles))
+
+
+def test_gather_before_commit_flushes_once_with_the_items_kept(store: Store) -> None:
+    """The items a transaction gathers reach their flush once, at its end, minus rolled-back ones."""
+    _flushed.clear()
+    with store.transaction():
+        store.gather_before_commit(_flush_titles, "a")
+        store.sessions.create(title="body")
+        with pytest.raises(ValueError), store.transaction():  # a savepoint: its item goes
+            store.gather_before_commit(_flush_titles, "rolled back")
+            raise ValueError("roll the savepoint back")
+        store.gather_before_commit(_flush_titles, "b")
+        assert _flushed == []  # not before the end
+    assert _flushed == [["a", "b"]]
+    store.gather_before_commit(_flush_titles, "alone")  # outside a transaction: at once
+    assert _flushed == [["a", "b"], ["alone"]]
+
+    def broken(items: list[str]) -> None:
+        raise RuntimeError(f"could not write {items}")
+
+    with pytest.raises(RuntimeError, match="could not write"), store.transaction():
+        store.sessions.create(title="rolled back with the flush")
+        store.gather_before_commit(broken, "x")
+    assert [s.title for s in store.sessions.list().items] == ["body"]
+    with store.transaction():  # the next transaction gathers afresh
+        store.gather_before_commit(_flush_titles, "c")
+    assert _flushed[-1] == ["c"]

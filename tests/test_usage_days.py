@@ -139,6 +139,21 @@ def test_rollups_equal_the_rows_after_recording(store: Store) -> None:
     assert {r.key: r.cost_usd for r in unpriced}["other-unknown"] is None  # unpriced, never $0
 
 
+def test_rollups_equal_the_rows_after_recording_in_one_transaction(store: Store) -> None:
+    """Many calls of one transaction (several on one day row) are summed once, at its end."""
+    with store.transaction():
+        _record_mix(store)
+        _record_mix(store, user="carol", shift=1)
+        with pytest.raises(ValueError), store.transaction():  # rolled back: not counted
+            store.usage.record(provider="openai", model="gpt-4o-mini", input_tokens=10**6)
+            raise ValueError("roll the savepoint back")
+    assert_rollups_match_rows(store)
+    with pytest.raises(ValueError), store.transaction():  # a transaction that rolls back
+        store.usage.record(provider="openai", model="gpt-4o-mini", input_tokens=10**6)
+        raise ValueError("roll it back")
+    assert_rollups_match_rows(store)
+
+
 def test_rollups_equal_the_rows_after_erasing_a_user(store: Store) -> None:
     _record_mix(store)
     _record_mix(store, user="carol", shift=7)

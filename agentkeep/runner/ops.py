@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -95,16 +94,6 @@ def emit_runs(
 _Batch = tuple[Store, Run, Sequence[tuple[str, dict[str, Any]]]]
 
 
-class _AtCommit(threading.local):
-    """The events being announced at the end of this thread's transaction."""
-
-    conn: object | None = None
-    batches: list[_Batch] | None = None
-
-
-_at_commit = _AtCommit()
-
-
 def announce(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> None:
     """:func:`emit`, made at the end of the caller's transaction (at once outside one).
 
@@ -116,24 +105,11 @@ def announce(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> Non
     engine announces its state changes this way; :func:`emit` is for the
     callers that need the events' bookmarks at once.
     """
-    core = store._core
-    conn = core._current()
-    if conn is None or not core._local.writing:
-        emit(store, run, *events)
-        return
-    core.before_commit(functools.partial(_collect, core, conn, (store, run, events)))
-
-
-def _collect(core: Any, conn: object, batch: _Batch) -> None:
-    """At the end of the transaction: gather the batch; the first one registers the write."""
-    if _at_commit.conn is not conn or _at_commit.batches is None:
-        _at_commit.conn, _at_commit.batches = conn, []
-        core.before_commit(functools.partial(_announce_all, _at_commit.batches))
-    _at_commit.batches.append(batch)
+    batch: _Batch = (store, run, events)
+    store.gather_before_commit(_announce_all, batch)
 
 
 def _announce_all(batches: list[_Batch]) -> None:
-    _at_commit.conn, _at_commit.batches = None, None
     tenants: dict[str, list[_Batch]] = {}
     for batch in batches:
         tenants.setdefault(batch[0].tenant_id, []).append(batch)

@@ -71,6 +71,8 @@ class _Local(threading.local):
     """What to run once the open write commits (None outside a write)."""
     last: list[Callable[[], None]] | None = None
     """Writes to make at the end of the open write, just before it commits."""
+    gathered: dict[Callable[[list[Any]], None], list[Any]] | None = None
+    """The items of :meth:`Core.gather_before_commit`, by write, once the open write ends."""
     savepoints: bool = True
     """Whether the calls inside the open write take savepoints of their own."""
     failed: str | None = None
@@ -132,6 +134,39 @@ class Core:
         else:
             last.append(fn)
 
+    def gather_before_commit(self, flush: Callable[[list[T]], None], item: T) -> None:
+        """:meth:`before_commit` for writes that cost less made together.
+
+        At the end of the open write, ``flush`` is called once with every item
+        registered with it in the write, in order (those of savepoints that
+        rolled back left out): one upsert per shared row, say, where each
+        call would make its own. ``flush`` is the key (a module function, not
+        a new partial each time). Outside a write, ``flush([item])`` at once.
+        """
+        last = self._local.last
+        if last is None or not self._local.writing:
+            flush([item])
+        else:
+            last.append(functools.partial(self._gather, last, flush, item))
+
+    def _gather(
+        self, last: list[Callable[[], None]], flush: Callable[[list[T]], None], item: T
+    ) -> None:
+        """At the end of the write: add ``item`` to ``flush``'s; the first one registers the flush."""
+        gathered = self._local.gathered
+        if gathered is None:
+            gathered = self._local.gathered = {}
+        items = gathered.get(flush)
+        if items is None:
+            items = gathered[flush] = []
+            last.append(functools.partial(self._flush_gathered, flush))
+        items.append(item)
+
+    def _flush_gathered(self, flush: Callable[[list[Any]], None]) -> None:
+        gathered = self._local.gathered
+        assert gathered is not None
+        flush(gathered.pop(flush))
+
     @contextmanager
     def write(self, what: str = "write", *, savepoints: bool | None = None) -> Iterator[Connection]:
         """A write transaction; committed when the block ends without error.
@@ -178,7 +213,7 @@ class Core:
                         last.pop(0)()
                 finally:
                     local.conn, local.writing, local.hooks, local.last = None, False, None, None
-                    local.savepoints, local.failed = True, None
+                    local.savepoints, local.failed, local.gathered = True, None, None
         _run_hooks(hooks)
 
     @contextmanager

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -51,6 +51,8 @@ from agentkeep.store.tool_calls import ToolCalls
 from agentkeep.store.usage import Usage
 
 __all__ = ["DEFAULT_TENANT", "Store", "connect"]
+
+T = TypeVar("T")
 
 DEFAULT_TENANT = "default"
 _DURABILITY = ("normal", "full", "off")
@@ -140,6 +142,18 @@ class Store:
         the nested block it was registered in, rolls back.
         """
         self._core.after_commit(callback)
+
+    def gather_before_commit(self, flush: Callable[[list[T]], None], item: T) -> None:
+        """Have ``flush`` write ``item``, with every other item the transaction gives it, at its end.
+
+        For writes that cost less made together, and to rows many transactions
+        share (made last, their locks are held for the commit only): just
+        before this thread's ``transaction()`` commits, ``flush`` is called
+        once with its items, in order; those of a nested block that rolled
+        back are left out. ``flush`` is the key (a module-level function).
+        Outside a transaction, ``flush([item])`` at once.
+        """
+        self._core.gather_before_commit(flush, item)
 
     def health(self) -> Health:
         """Whether the database answers, how fast, at which schema revision, whether it

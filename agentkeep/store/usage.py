@@ -22,7 +22,6 @@ rows. Either way the sums are those of the rows.
 from __future__ import annotations
 
 import builtins
-import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -306,8 +305,9 @@ class Usage(Resource):
                 values.update(price_call(conn, self.tenant_id, self._core.price_file, values))
             conn.execute(sa.insert(t), values)  # compiled once per column set, values bound
             # The day's totals are a row every call of the group shares: added last, so
-            # its lock is held for the commit only (concurrent runs do not queue on it).
-            self._core.before_commit(functools.partial(usage_days.add_call, conn, values))
+            # its lock is held for the commit only (concurrent runs do not queue on it),
+            # and once for all the calls the transaction records.
+            self._core.gather_before_commit(usage_days.add_calls, (conn, values))
         return to_usage(values)
 
     def get(self, usage_id: str) -> LLMUsage:

@@ -5,7 +5,8 @@ status, the calls, tokens by kind, the cost of the priced calls and the count
 of the unpriced ones. It is derived from ``llm_usage`` and kept right in the
 same transaction as whatever writes those rows:
 
-- ``usage.record`` adds its call (:func:`add_call`, one upsert);
+- ``usage.record`` adds its call (:func:`add_calls`: one upsert per day row for all the
+  calls of its transaction, made just before it commits);
 - ``prices.recompute`` moves a repriced call's cost (:func:`reprice_call`);
 - ``erase_user`` recomputes the days of the rows it scrubs (:func:`refresh`);
 - a copy, import or restore recomputes what it wrote (:func:`refresh`,
@@ -21,7 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ from agentkeep.store.schema import usage_days as d
 
 __all__ = [
     "DAY_MICROS",
-    "add_call",
+    "add_calls",
     "day_of",
     "day_sql",
     "days_where",
@@ -101,22 +102,32 @@ def _group(row: Mapping[Any, Any]) -> dict[str, Any]:
     return values
 
 
-def add_call(conn: Connection, row: Mapping[str, Any]) -> None:
-    """Add one recorded usage row (the values inserted into ``llm_usage``) to its day."""
-    cost = row["cost_nano_usd"]
-    _upsert(
-        conn,
-        {
-            **_group(row),
-            "calls": 1,
-            "input_tokens": row["input_tokens"],
-            "output_tokens": row["output_tokens"],
-            "cached_tokens": row["cached_tokens"],
-            "reasoning_tokens": row["reasoning_tokens"],
-            "cost_nano_usd": cost if cost is not None else 0,
-            "unpriced_calls": 1 if cost is None else 0,
-        },
-    )
+def add_calls(calls: Sequence[tuple[Connection, Mapping[str, Any]]]) -> None:
+    """Add recorded usage rows (the values inserted into ``llm_usage``) to their days.
+
+    One upsert per group and day, in key order (two transactions adding to the
+    same rows lock them in the same order, so they cannot deadlock). For
+    ``Core.gather_before_commit``: the calls of one transaction share its
+    connection.
+    """
+    conn = calls[0][0]
+    days: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for _, row in calls:
+        cost = row["cost_nano_usd"]
+        group = _group(row)
+        key = (group["tenant_id"], group["day"], group["key_hash"])
+        sums = days.get(key)
+        if sums is None:
+            sums = days[key] = {**group, **dict.fromkeys(SUMS, 0)}
+        sums["calls"] += 1
+        sums["input_tokens"] += row["input_tokens"]
+        sums["output_tokens"] += row["output_tokens"]
+        sums["cached_tokens"] += row["cached_tokens"]
+        sums["reasoning_tokens"] += row["reasoning_tokens"]
+        sums["cost_nano_usd"] += cost if cost is not None else 0
+        sums["unpriced_calls"] += 1 if cost is None else 0
+    for key in sorted(days):
+        _upsert(conn, days[key])
 
 
 def reprice_call(conn: Connection, row: Mapping[Any, Any], new_cost: int | None) -> None:
