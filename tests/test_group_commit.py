@@ -26,7 +26,7 @@ async def test_batches_queued_together_are_one_round_and_stored(store: Store) ->
         rounds.append(len(batches))
         store_response_events(batches)
 
-    group: GroupCommit[EventBatch] = GroupCommit(_db, write_all)
+    group: GroupCommit[EventBatch, None] = GroupCommit(_db, write_all)
     other = store.tenant("other")
     responses = [store.responses.create(model="m", input_items=[]) for _ in range(3)]
     theirs = other.responses.create(model="m", input_items=[])
@@ -43,7 +43,7 @@ async def test_batches_queued_together_are_one_round_and_stored(store: Store) ->
 
 
 async def test_a_deleted_response_fails_alone(store: Store) -> None:
-    group: GroupCommit[EventBatch] = GroupCommit(_db, store_response_events)
+    group: GroupCommit[EventBatch, None] = GroupCommit(_db, store_response_events)
     kept = store.responses.create(model="m", input_items=[])
     gone = store.responses.create(model="m", input_items=[])
     store.responses.delete(gone.id)
@@ -68,7 +68,7 @@ async def test_batches_queued_while_a_round_commits_wait_for_the_next(store: Sto
             asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=30)
         store_response_events(batches)
 
-    group: GroupCommit[EventBatch] = GroupCommit(_db, write_all)
+    group: GroupCommit[EventBatch, None] = GroupCommit(_db, write_all)
     a, b, c = (store.responses.create(model="m", input_items=[]) for _ in range(3))
     first = asyncio.ensure_future(group.write((store, a.id, _events(0, 1))))
     await started.wait()
@@ -78,3 +78,25 @@ async def test_batches_queued_while_a_round_commits_wait_for_the_next(store: Sto
     release.set()
     await asyncio.gather(first, *later)
     assert rounds == [[a.id], [b.id, c.id]]
+
+
+async def test_each_writer_gets_its_own_result_or_error() -> None:
+    """A round's results go to their writers; a round that fails is written item by item."""
+    rounds: list[list[int]] = []
+
+    def write_all(items: Sequence[int]) -> list[str]:
+        rounds.append(list(items))
+        if 13 in items:
+            raise ValueError(f"{13} is not written")
+        return [f"stored {i}" for i in items]
+
+    group: GroupCommit[int, str] = GroupCommit(_db, write_all)
+    assert await asyncio.gather(*(group.write(i) for i in (1, 2, 3))) == [
+        "stored 1",
+        "stored 2",
+        "stored 3",
+    ]
+    results = await asyncio.gather(*(group.write(i) for i in (4, 13, 5)), return_exceptions=True)
+    assert results[0] == "stored 4" and results[2] == "stored 5"
+    assert isinstance(results[1], ValueError)
+    assert rounds == [[1, 2, 3], [4, 13, 5], [4], [13], [5]]

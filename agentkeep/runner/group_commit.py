@@ -15,51 +15,59 @@ its own outcome.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 __all__ = ["GroupCommit"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class GroupCommit(Generic[T]):
+class GroupCommit(Generic[T, R]):
     """Writes items with ``write_all(items)`` (a blocking store call) through ``db``.
 
     ``write_all`` must store every item of the list in one transaction, all
-    or nothing; ``db`` runs it off the event loop (a worker thread).
+    or nothing, and return each item's result in order (or ``None``: no
+    results); ``db`` runs it off the event loop (a worker thread).
     """
 
     def __init__(
-        self, db: Callable[..., Awaitable[Any]], write_all: Callable[[list[T]], object]
+        self,
+        db: Callable[..., Awaitable[Any]],
+        write_all: Callable[[list[T]], Sequence[R] | None],
     ) -> None:
         self._db = db
         self._write_all = write_all
-        self._queue: list[tuple[T, asyncio.Future[None]]] = []
+        self._queue: list[tuple[T, asyncio.Future[R | None]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def write(self, item: T) -> None:
-        """Queue ``item`` and wait until it is committed (its write's error, if it failed)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def write(self, item: T) -> R | None:
+        """Queue ``item``, wait until it is committed, and return its result.
+
+        Raises what its write raised, if it failed (written alone, after its
+        round failed).
+        """
+        done: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
         self._queue.append((item, done))
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="group commit")
-        await done
+        return await done
 
     async def _drain(self) -> None:
-        round_: list[tuple[T, asyncio.Future[None]]] = []
+        round_: list[tuple[T, asyncio.Future[R | None]]] = []
         try:
             while self._queue:
                 round_, self._queue = self._queue, []
                 try:
-                    await self._db(self._write_all, [item for item, _ in round_])
+                    results = await self._db(self._write_all, [item for item, _ in round_])
                 except Exception:
                     for item, done in round_:
                         await self._one(item, done)
                 else:
-                    for _, done in round_:
+                    for i, (_, done) in enumerate(round_):
                         if not done.done():
-                            done.set_result(None)
+                            done.set_result(results[i] if results is not None else None)
         finally:
             self._task = None
             for _, done in round_ + self._queue:  # cancelled (the loop is closing)
@@ -67,12 +75,12 @@ class GroupCommit(Generic[T]):
                     done.cancel()
             self._queue = []
 
-    async def _one(self, item: T, done: asyncio.Future[None]) -> None:
+    async def _one(self, item: T, done: asyncio.Future[R | None]) -> None:
         try:
-            await self._db(self._write_all, [item])
+            results = await self._db(self._write_all, [item])
         except Exception as exc:
             if not done.done():
                 done.set_exception(exc)
         else:
             if not done.done():
-                done.set_result(None)
+                done.set_result(results[0] if results is not None else None)

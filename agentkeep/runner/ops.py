@@ -171,9 +171,13 @@ def record_deltas(store: Store, run: Run, message_id: str, texts: Sequence[str])
     emit(store, run, *_delta_events(message_id, texts))
 
 
-def record_deltas_of_runs(batches: Sequence[tuple[Store, Run, str, Sequence[str]]]) -> None:
+DeltaBatch = tuple[Store, Run, str, Sequence[str]]
+"""A run's deltas to record: its tenant's store, the run, its message's id, the delta texts."""
+
+
+def record_deltas_of_runs(batches: Sequence[DeltaBatch]) -> None:
     """:func:`record_deltas` for several runs (of any tenants) in one transaction."""
-    tenants: dict[str, list[tuple[Store, Run, str, Sequence[str]]]] = {}
+    tenants: dict[str, list[DeltaBatch]] = {}
     for batch in batches:
         tenants.setdefault(batch[0].tenant_id, []).append(batch)
     with batches[0][0].transaction(savepoints=False):

@@ -19,9 +19,8 @@ from typing import Any
 from agentkeep.errors import NotFound
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
-from agentkeep.runner.group_commit import GroupCommit
-from agentkeep.runner.response_run import Db, ResponseRun
-from agentkeep.runner.responses import EventBatch, prepare_stored
+from agentkeep.runner.response_run import Db, ResponseRun, ResponseWrites
+from agentkeep.runner.responses import prepare_stored
 from agentkeep.runner.upstream import ChatClient
 from agentkeep.store import Store
 
@@ -37,7 +36,7 @@ async def run_background(
     client: ChatClient | None,
     db: Db,
     response: StoredResponse,
-    group: GroupCommit[EventBatch] | None = None,
+    writes: ResponseWrites | None = None,
 ) -> None:
     """Run one claimed background response to its end (failing it on an internal error)."""
     store = root.tenant(response.tenant_id)
@@ -48,7 +47,7 @@ async def run_background(
             return
         prepared = await db(prepare_stored, store, response)
         run = ResponseRun(
-            store, client, prepared, db, persist=True, announced=ANNOUNCED, group=group
+            store, client, prepared, db, persist=True, announced=ANNOUNCED, writes=writes
         )
         async for _event in run.events():
             pass

@@ -13,8 +13,8 @@ and ``.done``, ``response.output_item.done``; last ``response.completed``
 upstream error). With ``persist`` the response and its first events are
 stored first (while the upstream call already runs); text deltas go to the
 client at once and to the store behind it, in order, in batches (at most
-one write per response every 100 ms; with a ``group``, the batches of all
-the responses in flight are written together); all of them are stored before the
+one write per response every 100 ms; with ``writes``, the writes of all
+the responses in flight are made together); all of them are stored before the
 transaction that ends the response stores the last events with the final
 status, so a reader that resumes from any ``sequence_number`` gets every
 later event, and one that sees the response ended has all of them. Without
@@ -28,6 +28,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agentkeep import metrics
@@ -35,11 +36,16 @@ from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
 from agentkeep.runner.group_commit import GroupCommit
 from agentkeep.runner.responses import (
+    Creating,
     EventBatch,
     Outcome,
     Prepared,
+    Settling,
     create_row,
+    create_rows,
     settle,
+    settle_all,
+    store_response_events,
     usage_row,
 )
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
@@ -52,13 +58,37 @@ from agentkeep.wire.responses import (
     usage_object,
 )
 
-__all__ = ["ResponseRun"]
+__all__ = ["ResponseRun", "ResponseWrites"]
 
 Db = Callable[..., Awaitable[Any]]
 CANCEL_CHECK_S = 0.5
 FLUSH_INTERVAL_S = 0.1  # a response's deltas are stored at most this often
 DISCONNECTED = "the client disconnected before the response finished"
 CANCELLED = "the response was cancelled while the upstream answered"
+
+
+@dataclass(frozen=True)
+class ResponseWrites:
+    """Group commits for the responses one process runs at once (see ``group_commit``).
+
+    Each of a response's writes (its row with its first events, its delta
+    batches, its settle) joins the round of the others in flight: one
+    transaction, one thread hop and, for the settles, one upsert of the day's
+    usage totals for all of them.
+    """
+
+    create: GroupCommit[Creating, None]
+    events: GroupCommit[EventBatch, None]
+    settle: GroupCommit[Settling, StoredResponse | None]
+
+    @classmethod
+    def through(cls, db: Db) -> ResponseWrites:
+        """Group commits that run their rounds with ``db`` (off the event loop)."""
+        return cls(
+            GroupCommit(db, create_rows),
+            GroupCommit(db, store_response_events),
+            GroupCommit(db, settle_all),
+        )
 
 
 class ResponseRun:
@@ -74,7 +104,7 @@ class ResponseRun:
         persist: bool,
         live: bool = True,
         announced: int = 0,
-        group: GroupCommit[EventBatch] | None = None,
+        writes: ResponseWrites | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -84,7 +114,7 @@ class ResponseRun:
         self.live = live or self.persist  # events wanted: streamed, or stored as they come
         self.numbers = EventNumbers(announced)
         self.announced = announced  # events a background response stored when it was queued
-        self.group = group  # stores the delta batches with other responses' (else alone)
+        self.writes = writes  # writes with other responses' (else each alone)
         self.response: dict[str, Any] | None = None
         self.error: UpstreamError | None = None
         self.cancelled = False
@@ -118,8 +148,8 @@ class ResponseRun:
                 return
             batch = self._pending[:]
             self._pending.clear()
-            if self.group is not None:  # it wakes the followers itself
-                await self.group.write((self.store, self.prepared.response.id, batch))
+            if self.writes is not None:  # it wakes the followers itself
+                await self.writes.events.write((self.store, self.prepared.response.id, batch))
             else:
                 await self.db(self.store.responses.append_events, self.prepared.response.id, batch)
                 notify.notify()
@@ -127,7 +157,10 @@ class ResponseRun:
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.persist and events:
             if not self._row:
-                await self.db(create_row, self.store, self.prepared, events)
+                if self.writes is not None:
+                    await self.writes.create.write((self.store, self.prepared, events))
+                else:
+                    await self.db(create_row, self.store, self.prepared, events)
                 self._row = True
             else:
                 await self.db(self.store.responses.append_events, self.prepared.response.id, events)
@@ -310,9 +343,11 @@ class ResponseRun:
             )
             outcome.final_events = self._final_events(outcome, self._wire(preview, outcome.output))
             outcome.unsaved_events, self._pending = self._pending, []
-        ended = await self.db(
-            settle, self.store, self.prepared, outcome, row_exists=self.persist and self._row
-        )
+        row_exists = self.persist and self._row
+        if self.writes is not None:
+            ended = await self.writes.settle.write((self.store, self.prepared, outcome, row_exists))
+        else:
+            ended = await self.db(settle, self.store, self.prepared, outcome, row_exists=row_exists)
         if ended is None:
             self.cancelled = True
             return []

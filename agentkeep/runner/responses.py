@@ -12,6 +12,7 @@ stream events, and the new items appended to the conversation.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,15 +32,19 @@ from agentkeep.wire.objects import item_input, item_object
 from agentkeep.wire.responses import CreateResponse, echo_params, input_items, response_object
 
 __all__ = [
+    "Creating",
     "EventBatch",
     "Outcome",
     "Prepared",
     "PreviousResponseNotFound",
+    "Settling",
     "create_row",
+    "create_rows",
     "prepare",
     "prepare_stored",
     "reads_store",
     "settle",
+    "settle_all",
     "store_response_events",
     "usage_row",
 ]
@@ -248,6 +253,31 @@ def store_response_events(batches: Sequence[EventBatch]) -> None:
         root.after_commit(notify.notify)
 
 
+Creating = tuple[Store, Prepared, list[dict[str, Any]]]
+"""A response to store with its first events: its tenant's store, the response, the events."""
+Settling = tuple[Store, Prepared, Outcome, bool]
+"""A response to settle: its tenant's store, the response, its outcome, whether its row exists."""
+
+
+def create_rows(items: Sequence[Creating]) -> None:
+    """:func:`create_row` for several responses (tenant views of one store), one transaction."""
+    with items[0][0].transaction(savepoints=False):
+        for store, prepared, events in items:
+            create_row(store, prepared, events)
+
+
+def settle_all(items: Sequence[Settling]) -> list[StoredResponse | None]:
+    """:func:`settle` for several responses (tenant views of one store), one transaction.
+
+    The day's usage totals are then one upsert for all of them.
+    """
+    with items[0][0].transaction(savepoints=False):
+        return [
+            settle(store, prepared, outcome, row_exists=row_exists)
+            for store, prepared, outcome, row_exists in items
+        ]
+
+
 def _store_new(store: Store, prepared: Prepared, status: str, **fields: Any) -> StoredResponse:
     """Store the prepared response with its input items (and ``fields``: output, usage, ...)."""
     r = prepared.response
@@ -284,7 +314,7 @@ def settle(
     r = prepared.response
     with store.transaction(savepoints=False):
         usage = store.usage.record(**outcome.usage_row)
-        metrics.observe_usage(usage)
+        store.after_commit(functools.partial(metrics.observe_usage, usage))
         cost: Decimal | None = usage.cost_usd
         ended: StoredResponse | None
         if not prepared.stored:

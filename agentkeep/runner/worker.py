@@ -75,7 +75,7 @@ from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
 from agentkeep.runner.group_commit import GroupCommit
 from agentkeep.runner.prompt import PromptTooLong, build_request
 from agentkeep.runner.response_background import run_background
-from agentkeep.runner.responses import store_response_events
+from agentkeep.runner.response_run import ResponseWrites
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.store import Store
 
@@ -133,8 +133,10 @@ class RunWorker:
             max_workers=self.concurrency + 4, thread_name_prefix="agentkeep-run"
         )
         self._inflight: set[Future[Any]] = set()
-        self._deltas = GroupCommit(self._db, ops.record_deltas_of_runs)
-        self._response_events = GroupCommit(self._db, store_response_events)
+        self._deltas: GroupCommit[ops.DeltaBatch, None] = GroupCommit(
+            self._db, ops.record_deltas_of_runs
+        )
+        self._responses = ResponseWrites.through(self._db)
 
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a (blocking) store call on the worker's threads."""
@@ -228,7 +230,7 @@ class RunWorker:
                 return
             self._track(
                 (response.tenant_id, response.id),
-                run_background(self.store, self.client, self._db, response, self._response_events),
+                run_background(self.store, self.client, self._db, response, self._responses),
             )
 
     async def _sweep(self) -> None:

@@ -36,7 +36,7 @@ class ServiceState:
     keys: KeyCache = field(default_factory=lambda: KeyCache(0.0))  # stored keys resolved lately
     scheduler: Any = None  # agentkeep.lifecycle.schedule.BackupScheduler when backups are on
     rate_limited: bool = False  # requests counted per key (agentkeep.server.ratelimit)
-    response_events: Any = None  # GroupCommit of streamed responses' events, made on first use
+    response_writes: Any = None  # the responses' ResponseWrites, made on first use
     _tenants: dict[str, Store] = field(default_factory=dict)
 
     def tenant(self, tenant_id: str) -> Store:

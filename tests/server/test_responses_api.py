@@ -287,6 +287,58 @@ def test_stream_then_resume(client: openai.OpenAI, upstream_llm: UpstreamLLM) ->
     assert [e.model_dump() for e in resumed] == [e.model_dump() for e in events[5:]]
 
 
+def test_concurrent_responses_each_end_stored_and_costed(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM, tenant: Tenant
+) -> None:
+    """Responses in flight together share their writes' transactions; each ends as if alone."""
+    model = _model()
+    n = 12
+    upstream_llm.script(
+        model,
+        *(
+            Reply(text=f"answer {i} of many words", prompt_tokens=5, completion_tokens=i + 1)
+            for i in range(n)
+        ),
+    )
+    ended: dict[int, Any] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(n)
+
+    def one(i: int) -> None:
+        try:
+            start.wait(timeout=30)
+            if i % 2:
+                ended[i] = client.responses.create(model=model, input=f"q{i}")
+            else:
+                events = list(client.responses.create(model=model, input=f"q{i}", stream=True))
+                ended[i] = events[-1].response
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and len(ended) == n
+    texts = sorted(r.output_text for r in ended.values())
+    assert texts == sorted(f"answer {i} of many words" for i in range(n))
+    for r in ended.values():
+        assert r.status == "completed"
+        assert client.responses.retrieve(r.id).model_dump() == r.model_dump()
+    store = tenant.service.store.tenant(tenant.id)
+    rows = [u for u in store.usage.list(limit=100).items if u.model == model]
+    assert sorted(u.output_tokens for u in rows) == list(range(1, n + 1))
+    assert {u.metadata["response_id"] for u in rows} == {r.id for r in ended.values()}
+    [day] = [r for r in store.usage.rollup("model") if r.key == model]
+    assert (day.calls, day.output_tokens) == (n, sum(range(1, n + 1)))
+    streamed = [r for i, r in ended.items() if i % 2 == 0]
+    for r in streamed:  # every event stored, in order, once
+        replay = list(client.responses.retrieve(r.id, stream=True))
+        assert [e.sequence_number for e in replay] == list(range(len(replay)))
+        assert replay[-1].response.output_text == r.output_text
+
+
 def test_stream_function_call_events(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
     model = _model()
     upstream_llm.script(model, Reply(tool_calls=[ToolCall("get_weather", '{"city": "Oslo"}')]))

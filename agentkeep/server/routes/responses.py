@@ -16,15 +16,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agentkeep.models.responses import TERMINAL_RESPONSE_STATUSES
 from agentkeep.runner import notify
-from agentkeep.runner.group_commit import GroupCommit
-from agentkeep.runner.response_run import ResponseRun
+from agentkeep.runner.response_run import ResponseRun, ResponseWrites
 from agentkeep.runner.responses import (
-    EventBatch,
     PreviousResponseNotFound,
     create_row,
     prepare,
     reads_store,
-    store_response_events,
 )
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.server.deps import TenantStore, service_state
@@ -52,13 +49,13 @@ async def _db(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
     return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
 
-def _event_group(request: Request) -> GroupCommit[EventBatch]:
-    """The process's group commit of streamed responses' delta batches."""
+def _writes(request: Request) -> ResponseWrites:
+    """The process's group commits of the responses it runs."""
     state = service_state(request)
-    if state.response_events is None:
-        state.response_events = GroupCommit(_db, store_response_events)
-    group: GroupCommit[EventBatch] = state.response_events
-    return group
+    if state.response_writes is None:
+        state.response_writes = ResponseWrites.through(_db)
+    writes: ResponseWrites = state.response_writes
+    return writes
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -188,8 +185,8 @@ async def create_response(body: CreateResponse, request: Request, store: TenantS
             return _streaming(_follow(store, prepared.response.id, -1, keepalive))
         return JSONResponse(wire)
     stream = bool(body.stream)
-    group = _event_group(request) if stream else None
-    run = ResponseRun(store, client, prepared, _db, persist=stream, live=stream, group=group)
+    writes = _writes(request)
+    run = ResponseRun(store, client, prepared, _db, persist=stream, live=stream, writes=writes)
     if body.stream:
         return _streaming(_live(run, settings.sse_keepalive_seconds))
     async for _event in run.events():
