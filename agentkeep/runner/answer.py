@@ -22,6 +22,7 @@ each other's commits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -163,4 +164,4 @@ def record_call(
             cost_usd=usage.cost_usd,
             iterations=1,
         )
-    metrics.observe_usage(usage)
+        store.after_commit(functools.partial(metrics.observe_usage, usage))

@@ -29,6 +29,8 @@ from agentkeep.wire.runs import message_delta, run_object, step_delta, step_obje
 __all__ = [
     "REQUIRED_ACTION_TTL_S",
     "STOP_EVENTS",
+    "DeltaBatch",
+    "Starting",
     "announce",
     "cancel_run",
     "claim_runs",
@@ -45,6 +47,7 @@ __all__ = [
     "require_action",
     "settle_interrupted",
     "start_message",
+    "start_messages",
     "submit_tool_outputs",
 ]
 
@@ -126,6 +129,16 @@ def _step_event(step: RunStep, what: str | None = None) -> tuple[str, dict[str, 
 
 
 # -- messages -----------------------------------------------------------------------------
+
+
+Starting = tuple[Store, Run, Sequence[str]]
+"""A run's first delta batch: its tenant's store, the run, the delta texts."""
+
+
+def start_messages(items: Sequence[Starting]) -> list[tuple[RunStep, Message]]:
+    """:func:`start_message` for several runs (tenant views of one store), one transaction."""
+    with items[0][0].transaction(savepoints=False):
+        return [start_message(store, run, deltas) for store, run, deltas in items]
 
 
 def start_message(store: Store, run: Run, deltas: Sequence[str] = ()) -> tuple[RunStep, Message]:

@@ -57,19 +57,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, ParamSpec, TypeVar
 
 from agentkeep.config import Settings
 from agentkeep.errors import NotFound
-from agentkeep.models import Run
+from agentkeep.models import Message, Run, RunStep
 from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
 from agentkeep.runner.group_commit import GroupCommit
@@ -133,9 +134,15 @@ class RunWorker:
             max_workers=self.concurrency + 4, thread_name_prefix="agentkeep-run"
         )
         self._inflight: set[Future[Any]] = set()
+        # The runs in flight share their writes' transactions (see group_commit): the
+        # first delta batch with the message it opens, the later batches, the settle.
+        self._starts: GroupCommit[ops.Starting, tuple[RunStep, Message]] = GroupCommit(
+            self._db, ops.start_messages
+        )
         self._deltas: GroupCommit[ops.DeltaBatch, None] = GroupCommit(
             self._db, ops.record_deltas_of_runs
         )
+        self._settles: GroupCommit[Settling, None] = GroupCommit(self._db, _settle_all)
         self._responses = ResponseWrites.through(self._db)
 
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -295,7 +302,7 @@ class RunWorker:
         """One upstream call: stream it into the run's message, record it, conclude the run."""
         answer = await self._stream(store, run, body, client)
         ttl = self.settings.required_action_ttl_seconds
-        await self._db(_settle, store, run, body, client, answer, ttl)
+        await self._settles.write((store, run, body, client, answer, ttl))
 
     async def _stream(
         self, store: Store, run: Run, body: dict[str, Any], client: ChatClient
@@ -338,10 +345,23 @@ class RunWorker:
         if not batch:
             return
         if answer.message is None:
-            answer.step, answer.message = await self._db(ops.start_message, store, run, batch)
+            started = await self._starts.write((store, run, batch))
+            assert started is not None
+            answer.step, answer.message = started
         else:
             await self._deltas.write((store, run, answer.message.id, batch))
         answer.text += "".join(batch)
+
+
+Settling = tuple[Store, Run, dict[str, Any], ChatClient, Answer, float]
+"""A run to settle: its tenant's store, the run, the request, the client, the answer, the TTL."""
+
+
+def _settle_all(items: Sequence[Settling]) -> None:
+    """:func:`_settle` for several runs (tenant views of one store), in one transaction."""
+    with items[0][0].transaction(savepoints=False):
+        for item in items:
+            _settle(*item)
 
 
 def _settle(
@@ -353,6 +373,9 @@ def _settle(
     ttl_seconds: float = ops.REQUIRED_ACTION_TTL_S,
 ) -> None:
     """The call's usage row and the run's outcome, in one transaction."""
+    # A copy: what this write adds to it (the message it opens) must not outlive a
+    # rollback (a round that fails is written again item by item).
+    answer = dataclasses.replace(answer)
     with store.transaction(savepoints=False):
         record_call(store, run, body, client, answer)
         if answer.stopped_status is not None:
