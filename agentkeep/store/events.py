@@ -50,6 +50,19 @@ def events_channel(tenant_id: str) -> str:
     return "agentkeep_events_" + hashlib.blake2b(tenant_id.encode(), digest_size=8).hexdigest()
 
 
+_RUN_EVENTS = (
+    sa.select(t)
+    .where(
+        t.c.tenant_id == sa.bindparam("tenant"),
+        t.c.run_id == sa.bindparam("run"),
+        t.c.bookmark > sa.bindparam("after"),
+    )
+    .order_by(t.c.bookmark)
+    .limit(sa.bindparam("n"))
+)
+"""One run's events after a bookmark: built once (``Events.list(run_id=...)``, every stream read)."""
+
+
 def to_event(row: Mapping[Any, Any]) -> Event:
     data = dict(row)
     data["created_at"] = from_micros(data["created_at"])
@@ -279,6 +292,12 @@ class Events(Resource):
             ).mappings()
             return [to_event(r) for r in rows]
 
+    def _fetch_run(self, run_id: str, after_bookmark: int, limit: int) -> list[Event]:
+        """:meth:`_fetch` of one run's events: a run's stream reads this after every batch."""
+        params = {"tenant": self.tenant_id, "run": run_id, "after": after_bookmark, "n": limit}
+        with self._core.read() as conn:
+            return [to_event(r) for r in conn.execute(_RUN_EVENTS, params).mappings()]
+
     def list(
         self,
         *,
@@ -299,6 +318,9 @@ class Events(Resource):
         """
         check_limit(limit)
         after = _check_bookmark(after_bookmark)
+        only_run = (session_id, agent_id, types, channel, created_after, created_before)
+        if isinstance(run_id, str) and only_run == (None,) * 6:
+            return self._fetch_run(run_id, after, limit)
         where = self._where(run_id, session_id, agent_id, types, channel)
         where += time_range(t.c.created_at, created_after, created_before)
         return self._fetch(where, after, limit)
