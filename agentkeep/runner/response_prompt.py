@@ -86,6 +86,13 @@ def chat_messages(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages
 
 
+_TOOL_FIELDS = (
+    ("parameters", dict, "a JSON schema object"),
+    ("description", str, "a string"),
+    ("strict", bool, "a boolean"),
+)
+
+
 def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(tools):
@@ -97,6 +104,9 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         name = tool.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidInput("is required", field=f"tools[{i}].name")
+        for key, kind, what in _TOOL_FIELDS:
+            if tool.get(key) is not None and not isinstance(tool[key], kind):
+                raise InvalidInput(f"must be {what}", field=f"tools[{i}].{key}")
         function: dict[str, Any] = {"name": name}
         for key in ("description", "parameters", "strict"):
             if tool.get(key) is not None:
@@ -113,6 +123,13 @@ def _tool_choice(choice: Any) -> Any:
     raise InvalidInput(
         "must be auto, none, required or {'type': 'function', 'name': ...}", field="tool_choice"
     )
+
+
+def _choice_in_tools(choice: Any, tools: list[dict[str, Any]]) -> None:
+    if isinstance(choice, dict):
+        name = choice["function"]["name"]
+        if name not in {tool.get("name") for tool in tools}:
+            raise InvalidInput(f"names no tool of the request: {name!r}", field="tool_choice")
 
 
 def _response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -137,12 +154,18 @@ def chat_request(body: CreateResponse, items: Sequence[dict[str, Any]]) -> dict[
         messages.append({"role": "system", "content": body.instructions})
     messages.extend(chat_messages(items))
     out: dict[str, Any] = {"model": body.model, "messages": messages}
+    tool_choice = _tool_choice(body.tool_choice) if body.tool_choice is not None else None
     if body.tools:
         out["tools"] = _tools(body.tools)
-        if body.tool_choice is not None:
-            out["tool_choice"] = _tool_choice(body.tool_choice)
+        if tool_choice is not None:
+            _choice_in_tools(tool_choice, body.tools)
+            out["tool_choice"] = tool_choice
         if body.parallel_tool_calls is False:
             out["parallel_tool_calls"] = False
+    elif isinstance(tool_choice, dict) or tool_choice == "required":
+        raise InvalidInput(
+            "asks for a tool call, but the request has no tools", field="tool_choice"
+        )
     if body.temperature is not None:
         out["temperature"] = body.temperature
     if body.top_p is not None:

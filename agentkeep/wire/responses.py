@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentkeep.errors import InvalidInput
 from agentkeep.ids import new_id
@@ -49,9 +49,18 @@ Include = Literal[
 
 
 class CreateResponse(BaseModel):
-    """``POST /v1/responses``; fields the service does not act on are accepted and ignored."""
+    """``POST /v1/responses``, as strict as OpenAI's API: no string becomes a boolean or a number.
 
-    model_config = ConfigDict(extra="allow")
+    Ranges are the document's (``temperature`` 0-2, ``top_p`` 0-1,
+    ``max_output_tokens`` at least 16, ``top_logprobs`` 0-20). OpenAI's
+    schema does not close the body (no ``additionalProperties: false``): fields
+    the service does not act on are accepted and ignored. Tools and
+    ``tool_choice`` are checked against the function tools the service
+    supports when the request is prepared (``response_prompt``), naming the
+    field (``tools[0].parameters``).
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     input: str | list[dict[str, Any]] | None = None
@@ -59,9 +68,11 @@ class CreateResponse(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    max_output_tokens: int | None = Field(default=None, ge=16)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     text: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None

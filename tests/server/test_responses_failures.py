@@ -108,6 +108,22 @@ def test_a_rate_limited_upstream_is_a_429(client: openai.OpenAI, upstream_llm: U
     assert "slow down" in limited.value.message
 
 
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_a_request_the_upstream_refuses_is_a_400_the_client_does_not_retry(
+    tenant: Tenant, upstream_llm: UpstreamLLM, status: int
+) -> None:
+    """A model the upstream does not serve, a prompt too long: the client's to change, not 5xx."""
+    model = _model()
+    upstream_llm.script(model, Reply(status=status, error_message="no such model here"))
+    with pytest.raises(openai.BadRequestError) as refused:
+        tenant.client(max_retries=2).responses.create(model=model, input="go")
+    assert refused.value.code == "upstream_refused"
+    assert f"upstream LLM answered {status}: no such model here" in refused.value.message
+    assert len(upstream_llm.requests_for(model)) == 1  # a 4xx: the client did not try again
+    [usage] = tenant.service.store.tenant(tenant.id).usage.list(limit=10).items
+    assert usage.status == "error"  # the refused call is recorded, as any failed call
+
+
 # -- no upstream ------------------------------------------------------------------------------
 
 

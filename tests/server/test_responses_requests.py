@@ -207,6 +207,67 @@ def test_a_request_the_upstream_cannot_be_sent_is_a_400_naming_the_field(
     assert stored == 0
 
 
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"stream": "yes"}, "stream"),
+        ({"store": "false"}, "store"),
+        ({"temperature": "0.5"}, "temperature"),
+        ({"temperature": 5}, "temperature"),
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 2}, "top_p"),
+        ({"max_output_tokens": 0}, "max_output_tokens"),
+        ({"max_output_tokens": 15}, "max_output_tokens"),
+        ({"max_output_tokens": "100"}, "max_output_tokens"),
+        ({"top_logprobs": 21}, "top_logprobs"),
+        ({"parallel_tool_calls": 1}, "parallel_tool_calls"),
+        ({"metadata": {"k": 1}}, "metadata.k"),
+        ({"tool_choice": "bogus"}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "name": "get_weather"}}, "tool_choice"),
+        (
+            {"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "name": "x"}},
+            "tool_choice",
+        ),
+        ({"tools": [{**WEATHER_TOOL, "parameters": "{}"}]}, "tools[0].parameters"),
+        ({"tools": [{**WEATHER_TOOL, "strict": "yes"}]}, "tools[0].strict"),
+        ({"tools": [{**WEATHER_TOOL, "description": 7}]}, "tools[0].description"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, str) else None,
+)
+def test_a_body_of_the_wrong_types_or_ranges_is_a_400_naming_the_field(
+    tenant: Tenant, upstream_llm: UpstreamLLM, fields: dict[str, Any], param: str
+) -> None:
+    """Strict as OpenAI's API: no string read as a boolean or a number, the document's ranges."""
+    model = _model()
+    with tenant.http() as http:
+        r = http.post("/v1/responses", json={"model": model, "input": "hello", **fields})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param), error
+    assert upstream_llm.requests_for(model) == []
+    assert tenant.service.store.tenant(tenant.id).usage.list(limit=10).items == []
+
+
+def test_the_documented_ranges_and_unknown_fields_are_accepted(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM
+) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text="fine"))
+    response = client.responses.create(
+        model=model,
+        input="hello",
+        temperature=0,
+        top_p=1,
+        max_output_tokens=16,
+        tool_choice="none",
+        extra_body={"prompt_cache_key": "k", "service_tier": "auto"},
+    )
+    assert response.output_text == "fine"
+    [sent] = upstream_llm.requests_for(model)
+    assert (sent["temperature"], sent["top_p"], sent["max_completion_tokens"]) == (0, 1, 16)
+
+
 # -- context: item references and conversations -------------------------------------------
 
 
@@ -454,7 +515,7 @@ def test_an_answer_cut_short_by_length_is_incomplete(
         assert events[-1].type == "response.incomplete"
         response = events[-1].response  # type: ignore[union-attr]
     else:
-        response = client.responses.create(model=model, input="go", max_output_tokens=2)
+        response = client.responses.create(model=model, input="go", max_output_tokens=16)
     assert response.status == "incomplete"
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"

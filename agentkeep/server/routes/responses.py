@@ -78,9 +78,19 @@ def _client(request: Request) -> ChatClient:
     return client
 
 
+# The upstream refused the request itself (a model it does not serve, a context too long, a
+# parameter it does not take): the client's to change, so a 400 it will not retry. Its
+# own failures, and keys or quotas of the service's, stay 5xx / 429.
+_REFUSED = frozenset({400, 404, 413, 422})
+
+
 def _upstream_failure(error: UpstreamError) -> ApiError:
-    status = 429 if error.code == "rate_limit_exceeded" else 502
-    return ApiError(status, error.message, type="server_error", code=error.code)
+    if error.code == "rate_limit_exceeded":
+        return ApiError(429, error.message, type="server_error", code=error.code)
+    if error.status in _REFUSED:
+        code = error.code if error.code != "server_error" else "upstream_refused"
+        return ApiError(400, error.message, code=code)
+    return ApiError(502, error.message, type="server_error", code=error.code)
 
 
 def _stored(store: Store, response_id: str) -> dict[str, Any]:
