@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from agentkeep.wire.responses import (
 )
 
 __all__ = ["ResponseRun", "ResponseWrites"]
+
+log = logging.getLogger("agentkeep.runner")
 
 Db = Callable[..., Awaitable[Any]]
 CANCEL_CHECK_S = 0.5
@@ -124,6 +127,7 @@ class ResponseRun:
         self._flusher: asyncio.Task[None] | None = None
         self._ending = asyncio.Event()
         self._started: float | None = None
+        self._recorded = False  # the upstream call's usage row is written
         self._text: list[str] = []
 
     def _wire(self, stored: StoredResponse, output: list[dict[str, Any]]) -> dict[str, Any]:
@@ -191,7 +195,8 @@ class ResponseRun:
     async def _abandon(self) -> None:
         """The reader went away mid-call: the call is recorded, a stored response failed."""
         with contextlib.suppress(Exception):
-            await self._record_dropped(DISCONNECTED)
+            if not self._recorded:
+                await self._record_dropped(DISCONNECTED)
             if self.persist and self._row:
                 await self.db(
                     self.store.responses.finish,
@@ -200,8 +205,20 @@ class ResponseRun:
                     error={"code": "server_error", "message": DISCONNECTED},
                 )
 
+    async def _record_alone(self, row: dict[str, Any]) -> None:
+        """The response could not be stored (deleted meanwhile, say): its call, paid for,
+        is still a usage row, with the tokens the upstream reported."""
+        self._recorded = True
+        try:
+            metrics.observe_usage(await self.db(self.store.usage.record, **row))
+        except Exception:  # the store failed twice: the first error is the one raised
+            log.warning(
+                "could not record the upstream call of %s", self.prepared.response.id, exc_info=True
+            )
+
     async def _record_dropped(self, message: str) -> None:
         """The usage row of an upstream call dropped before it answered (tokens unknown: 0)."""
+        self._recorded = True
         started = self._started if self._started is not None else time.perf_counter()
         row = usage_row(
             self.prepared,
@@ -344,10 +361,18 @@ class ResponseRun:
             outcome.final_events = self._final_events(outcome, self._wire(preview, outcome.output))
             outcome.unsaved_events, self._pending = self._pending, []
         row_exists = self.persist and self._row
-        if self.writes is not None:
-            ended = await self.writes.settle.write((self.store, self.prepared, outcome, row_exists))
-        else:
-            ended = await self.db(settle, self.store, self.prepared, outcome, row_exists=row_exists)
+        try:
+            if self.writes is not None:
+                item = (self.store, self.prepared, outcome, row_exists)
+                ended = await self.writes.settle.write(item)
+            else:
+                ended = await self.db(
+                    settle, self.store, self.prepared, outcome, row_exists=row_exists
+                )
+        except Exception:
+            await self._record_alone(outcome.usage_row)
+            raise
+        self._recorded = True
         if ended is None:
             self.cancelled = True
             return []

@@ -511,6 +511,34 @@ def test_a_streamed_request_whose_client_went_away_is_failed_and_costed(
         time.sleep(0.05)
 
 
+def test_a_streamed_response_deleted_while_it_runs_ends_with_an_error_and_keeps_its_cost(
+    tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    """Its end cannot be stored: the stream ends with an ``error`` event, the call stays costed."""
+    model = _model()
+    hold = threading.Event()
+    upstream_llm.script(
+        model,
+        Reply(
+            text="one two three four", hold=hold, hold_after=2, prompt_tokens=9, completion_tokens=4
+        ),
+    )
+    client = tenant.client(max_retries=0)
+    events: list[Any] = []
+    with client.responses.create(model=model, input="talk", stream=True) as stream:
+        for event in stream:
+            events.append(event)
+            if event.type == "response.output_text.delta" and not hold.is_set():
+                client.responses.delete(events[0].response.id)
+                hold.set()
+    assert events[-1].type == "error"
+    assert events[-1].sequence_number == events[-2].sequence_number + 1
+    assert "No response found" in events[-1].message
+    [row] = _usage_of(tenant, model)
+    assert (row.status, row.input_tokens, row.output_tokens) == ("success", 9, 4)
+    assert row.metadata["response_id"] == events[0].response.id
+
+
 def test_streaming_a_response_that_was_not_streamed_is_refused(
     client: openai.OpenAI, upstream_llm: UpstreamLLM
 ) -> None:

@@ -145,9 +145,15 @@ async def _follow(
 
 
 async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
-    """The response's events as it runs, and a keep-alive while the upstream is quiet."""
+    """The response's events as it runs, and a keep-alive while the upstream is quiet.
+
+    A failure once the stream has begun (the response deleted meanwhile, the
+    database gone) ends it with OpenAI's ``error`` event, numbered after the
+    last event sent, rather than a cut connection.
+    """
     events = run.events()
     step: asyncio.Future[dict[str, Any]] | None = None
+    sent = run.announced - 1  # the sequence number of the last event sent
     try:
         while True:
             step = asyncio.ensure_future(anext(events))
@@ -157,6 +163,12 @@ async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
                 event = step.result()
             except StopAsyncIteration:
                 return
+            except Exception as exc:
+                error = translate_error(exc)
+                body = error_body(error.message, code=error.code)["error"]
+                yield _sse({**body, "type": "error", "sequence_number": sent + 1})
+                return
+            sent = event["sequence_number"]
             yield _sse(event)
     finally:  # the client went away (or the end): the run sees it as it did before
         if step is not None and not step.done():
