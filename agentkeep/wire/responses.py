@@ -209,10 +209,22 @@ def usage_object(
     }
 
 
+def _echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as a response shows it: a function tool has every field OpenAI's schema requires."""
+    if tool.get("type") != "function":
+        return tool
+    return {
+        "description": None,
+        **tool,
+        "parameters": tool.get("parameters"),
+        "strict": tool.get("strict"),
+    }
+
+
 def echo_params(body: CreateResponse) -> dict[str, Any]:
     """The request fields a response echoes, with OpenAI's defaults."""
     return {
-        "tools": body.tools or [],
+        "tools": [_echo_tool(tool) for tool in body.tools or ()],
         "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
         "parallel_tool_calls": body.parallel_tool_calls is not False,
         "max_output_tokens": body.max_output_tokens,

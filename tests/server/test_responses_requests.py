@@ -268,6 +268,26 @@ def test_the_documented_ranges_and_unknown_fields_are_accepted(
     assert (sent["temperature"], sent["top_p"], sent["max_completion_tokens"]) == (0, 1, 16)
 
 
+def test_a_function_tool_is_echoed_with_every_field_the_schema_requires(
+    tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    model = _model()
+    upstream_llm.script(model, Reply(text="ok"))
+    tool = {"type": "function", "name": "ping"}  # no strict, parameters or description
+    with tenant.http() as http:
+        r = http.post("/v1/responses", json={"model": model, "input": "hi", "tools": [tool]})
+    assert r.status_code == 200, r.text
+    assert r.json()["tools"] == [
+        {
+            "type": "function",
+            "name": "ping",
+            "description": None,
+            "parameters": None,
+            "strict": None,
+        }
+    ]
+
+
 # -- context: item references and conversations -------------------------------------------
 
 
