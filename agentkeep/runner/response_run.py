@@ -361,6 +361,10 @@ class ResponseRun:
             outcome.final_events = self._final_events(outcome, self._wire(preview, outcome.output))
             outcome.unsaved_events, self._pending = self._pending, []
         row_exists = self.persist and self._row
+        # The settle records the call; if it fails, _record_alone does. If this task is
+        # cancelled meanwhile (the client went away), the settle goes on and still records
+        # it: the abandon must not record it again.
+        self._recorded = True
         try:
             if self.writes is not None:
                 item = (self.store, self.prepared, outcome, row_exists)
@@ -372,7 +376,6 @@ class ResponseRun:
         except Exception:
             await self._record_alone(outcome.usage_row)
             raise
-        self._recorded = True
         if ended is None:
             self.cancelled = True
             return []
