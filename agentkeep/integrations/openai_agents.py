@@ -42,6 +42,7 @@ from agentkeep.integrations._content import (  # noqa: E402
 )
 from agentkeep.integrations._history import last_messages  # noqa: E402
 from agentkeep.models import ROLES, Message  # noqa: E402
+from agentkeep.models.common import MAX_LIMIT  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
 
 __all__ = ["AgentkeepSession", "UsageHooks", "item_from_message", "message_from_item"]
@@ -59,7 +60,11 @@ def message_from_item(item: TResponseInputItem) -> dict[str, Any]:
     kind = data.get("type", "message")
     role = data.get("role")
     if kind == "message" and role in ROLES:
-        blocks, form = pack_content(data.get("content"))
+        content = data.get("content")
+        if type(content) is str and len(data) == 2:  # {"role", "content"}: the common case
+            # The store makes the one text block itself (its fast path), as pack_content would.
+            return {"role": role, "content": content, "extra": {"openai_item": {"form": "text"}}}
+        blocks, form = pack_content(content)
         if form["form"] != "item":
             rest = {k: v for k, v in data.items() if k not in ("role", "content")}
             return _message(role, blocks, {**form, **rest})
@@ -79,16 +84,24 @@ def _message(role: Any, content: list[Any], saved: dict[str, Any]) -> dict[str, 
 
 def item_from_message(message: Message) -> TResponseInputItem:
     """The SDK item a message was stored from (see :func:`message_from_item`)."""
-    saved = dict(message.extra.get("openai_item") or {"form": "blocks"})
-    form = saved.pop("form")
+    saved = message.extra.get("openai_item") or _BLOCKS
+    form = saved["form"]
     item: dict[str, Any]
-    if form == "block":
+    if form == "text" and len(saved) == 1:  # the common case: a plain text message
+        item = {"role": message.role, "content": message.content[0]["text"]}
+    elif form == "block":
         item = dict(message.content[0])
-    elif form == "whole":
-        item = saved
     else:
-        item = {**saved, "role": message.role, "content": unpack_content(message, {"form": form})}
+        rest = {k: v for k, v in saved.items() if k != "form"}
+        if form == "whole":
+            item = rest
+        else:
+            content = unpack_content(message, {"form": form})
+            item = {**rest, "role": message.role, "content": content}
     return item  # type: ignore[return-value]
+
+
+_BLOCKS = {"form": "blocks"}
 
 
 class AgentkeepSession:
@@ -123,7 +136,10 @@ class AgentkeepSession:
         if n is not None and n <= 0:
             return [] if n == 0 else await self.get_items(None)
         try:
-            found = await asyncio.to_thread(last_messages, self.store.sync, self.session_id, n)
+            if n is not None and n <= MAX_LIMIT:  # one read of those rows: no thread hop
+                found = await self.store.messages.recent(self.session_id, n)
+            else:
+                found = await asyncio.to_thread(last_messages, self.store.sync, self.session_id, n)
         except NotFound:
             return []
         return [item_from_message(m) for m in found]
