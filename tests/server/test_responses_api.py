@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -300,27 +301,16 @@ def test_concurrent_responses_each_end_stored_and_costed(
             for i in range(n)
         ),
     )
-    ended: dict[int, Any] = {}
-    errors: list[BaseException] = []
     start = threading.Barrier(n)
 
-    def one(i: int) -> None:
-        try:
-            start.wait(timeout=30)
-            if i % 2:
-                ended[i] = client.responses.create(model=model, input=f"q{i}")
-            else:
-                events = list(client.responses.create(model=model, input=f"q{i}", stream=True))
-                ended[i] = events[-1].response
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def one(i: int) -> Any:
+        start.wait(timeout=30)
+        if i % 2:
+            return client.responses.create(model=model, input=f"q{i}")
+        return list(client.responses.create(model=model, input=f"q{i}", stream=True))[-1].response
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == [] and len(ended) == n
+    with ThreadPoolExecutor(n) as pool:  # an error in any thread is raised here
+        ended = dict(enumerate(pool.map(one, range(n), timeout=120)))
     texts = sorted(r.output_text for r in ended.values())
     assert texts == sorted(f"answer {i} of many words" for i in range(n))
     for r in ended.values():
