@@ -32,7 +32,7 @@ from agentkeep.lifecycle import (
     import_file,
     restore,
 )
-from agentkeep.lifecycle.doctor import run_doctor
+from agentkeep.lifecycle.doctor import repair_usage, run_doctor
 from agentkeep.lifecycle.retention import sweep
 from agentkeep.models import Backup
 from agentkeep.store.compression import check_compression, wrap_writer
@@ -377,9 +377,23 @@ def erase_command(
     out.print(f"erasure {receipt.id} at {receipt.created_at.isoformat(timespec='seconds')}: {rows}")
 
 
-def doctor_command(database_url: DatabaseUrl = None, as_json: Json = False) -> None:
-    """Integrity, consistency, schema revision, disk, last backup, WAL size (exit 1 if something is wrong)."""
+def doctor_command(
+    database_url: DatabaseUrl = None,
+    as_json: Json = False,
+    repair_usage_totals: Annotated[
+        bool,
+        typer.Option(
+            "--repair-usage",
+            help="First recompute the daily usage totals from the usage rows where they differ.",
+        ),
+    ] = False,
+) -> None:
+    """Integrity, consistency, usage totals, schema revision, disk, last backup, WAL size (exit 1 if something is wrong)."""
     with errors():
+        if repair_usage_totals:
+            fixed = repair_usage(resolve_url(database_url))
+            if not as_json:
+                out.print(f"usage totals: {fixed} daily group(s) recomputed from the usage rows")
         report = run_doctor(resolve_url(database_url))
     if as_json:
         out.print_json(json.dumps(report.as_dict()))

@@ -101,6 +101,14 @@ def test_export_import_copy_erase_doctor(url: str, tmp_path: Path) -> None:
     assert not by_name["last backup"]["ok"] and doctor.exit_code == 1  # no backup yet
     assert run("backup", "create", "-d", url).exit_code == 0
     assert run("doctor", "-d", url).exit_code == 0
+    with agentkeep.connect(url) as store:  # daily usage totals a bug left wrong
+        store.usage.record(provider="openai", model="m", input_tokens=5)
+        with store._core.write("breaking the totals") as conn:
+            conn.exec_driver_sql("UPDATE usage_days SET calls = calls + 7 WHERE model = 'm'")
+    assert run("doctor", "-d", url).exit_code == 1
+    repaired = run("doctor", "-d", url, "--repair-usage")
+    assert repaired.exit_code == 0, repaired.output
+    assert "1 daily group(s) recomputed" in repaired.stdout
 
 
 def test_progress_is_logged_as_plain_lines_when_stderr_is_not_a_terminal(

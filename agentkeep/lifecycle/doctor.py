@@ -3,7 +3,8 @@
 Checks, each with what to do when it fails: the database answers; its schema
 revision is head; SQLite's ``PRAGMA quick_check`` (PostgreSQL: the data
 checksum failures the server counted in the database); the consistency check of
-every tenant; free disk in the data and backup directories; the age of the
+every tenant; the daily usage totals against the usage rows (repaired by
+:func:`repair_usage`, ``agentkeep doctor --repair-usage``); free disk in the data and backup directories; the age of the
 last backup against the schedule; the size of SQLite's WAL.
 
 :func:`run_doctor` opens the database at a URL; :func:`check_store` runs the
@@ -26,11 +27,11 @@ import sqlalchemy as sa
 import agentkeep
 from agentkeep.config import Settings
 from agentkeep.errors import AgentkeepError
-from agentkeep.store import Store, migrate
+from agentkeep.store import Store, migrate, usage_days
 from agentkeep.store.dialects import SQLiteDialect
 from agentkeep.store.schema import runs, sessions
 
-__all__ = ["Check", "DoctorReport", "check_store", "run_doctor"]
+__all__ = ["Check", "DoctorReport", "check_store", "repair_usage", "run_doctor"]
 
 MIN_FREE_BYTES = 256 * 1024 * 1024
 MAX_WAL_BYTES = 512 * 1024 * 1024
@@ -86,6 +87,7 @@ def check_store(store: Store, settings: Settings, *, tenant: str | None = None) 
         _revision(store),
         _integrity(store),
         _consistency(store),
+        _usage_totals(store),
         *_disk(store, settings),
         _last_backup(store, settings),
         _wal(store),
@@ -165,6 +167,32 @@ def _consistency(store: Store, tenants: list[str] | None = None) -> Check:
         f"{len(issues)} issue(s): {'; '.join(issues[:5])}",
         "see store.check_consistency() for each tenant; finish or fail the runs named",
     )
+
+
+def _usage_totals(store: Store) -> Check:
+    """The daily usage totals (``usage_days``) against the usage rows they sum."""
+    with store._core.read("checking the usage totals", batches=True) as conn:
+        count, named = usage_days.drift(conn, most=5)
+    if not count:
+        return Check("usage totals", True, "the daily totals equal the usage rows")
+    return Check(
+        "usage totals",
+        False,
+        f"{count} daily group(s) differ from the usage rows: {'; '.join(named)}",
+        "recompute them from the rows: `agentkeep doctor --repair-usage`",
+    )
+
+
+def repair_usage(url: str) -> int:
+    """Recompute the daily usage totals of every tenant from the usage rows; the groups fixed."""
+    with (
+        agentkeep.connect(url, auto_migrate=False) as store,
+        store._core.write("recomputing the usage totals") as conn,
+    ):
+        count, _ = usage_days.drift(conn, most=0)
+        if count:
+            usage_days.refresh_all(conn)
+        return count
 
 
 def _disk(store: Store, settings: Settings) -> list[Check]:

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +39,7 @@ __all__ = [
     "day_of",
     "day_sql",
     "days_where",
+    "drift",
     "refresh",
     "refresh_all",
     "reprice_call",
@@ -168,15 +170,57 @@ def _ranges(days: Collection[int]) -> Iterator[tuple[int, int]]:
         yield start, prev + 1
 
 
-def _insert_groups(conn: Connection, where: list[sa.ColumnElement[bool]]) -> None:
-    """Sum the usage rows ``where`` selects per group and insert the groups."""
+def _groups(conn: Connection, where: list[sa.ColumnElement[bool]]) -> Iterator[dict[str, Any]]:
+    """The usage rows ``where`` selects, summed per group and day: ``usage_days`` rows."""
     day = day_sql(u.c.created_at).label("day")
     keys = [u.c.tenant_id, day, *(u.c[k] for k in KEYS)]
     stmt = sa.select(*keys, *_sums_sql()).where(*where).group_by(*keys)
-    batch: list[dict[str, Any]] = []
     for row in conn.execute(stmt).mappings():
         values = {k: row[k] for k in ("tenant_id", "day", *KEYS)}
         values.update({k: int(row[k] or 0) for k in SUMS}, key_hash=key_hash(row))
+        yield values
+
+
+def drift(conn: Connection, *, most: int = 20) -> tuple[int, list[str]]:
+    """Where ``usage_days`` differs from the usage rows: how many groups, and ``most`` of them.
+
+    Reads every usage row (an on-demand check: ``agentkeep doctor``). Each
+    difference is named ``tenant day provider/model: what``.
+    """
+    stored: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for row in conn.execute(sa.select(d)).mappings():
+        stored[(row["tenant_id"], int(row["day"]), row["key_hash"])] = dict(row)
+    count = 0
+    named: list[str] = []
+
+    def note(group: Mapping[str, Any], what: str) -> None:
+        nonlocal count
+        count += 1
+        if len(named) < most:
+            label = f"{group['tenant_id']} {_date(int(group['day']))} "
+            named.append(label + f"{group['provider']}/{group['model']}: {what}")
+
+    for group in _groups(conn, []):
+        kept = stored.pop((group["tenant_id"], int(group["day"]), group["key_hash"]), None)
+        if kept is None:
+            note(group, "missing")
+            continue
+        off = [k for k in SUMS if int(kept[k] or 0) != group[k]]
+        if off:
+            note(group, ", ".join(f"{k} {kept[k]} (rows: {group[k]})" for k in off))
+    for orphan in stored.values():
+        note(orphan, "no usage rows")
+    return count, named
+
+
+def _date(day: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).date().isoformat()
+
+
+def _insert_groups(conn: Connection, where: list[sa.ColumnElement[bool]]) -> None:
+    """Sum the usage rows ``where`` selects per group and insert the groups."""
+    batch: list[dict[str, Any]] = []
+    for values in _groups(conn, where):
         batch.append(values)
         if len(batch) >= _BATCH:
             conn.execute(sa.insert(d), batch)

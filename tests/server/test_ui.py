@@ -445,7 +445,7 @@ def test_doctor_checks_run_on_demand(
         expect(page.locator("#doctor-results")).to_be_visible()
         rows = _doctor_rows(page)
         wanted = {"database", "schema", "integrity", "consistency", "disk: backup directory"}
-        wanted |= {"last backup", "wal"}
+        wanted |= {"last backup", "wal", "usage totals"}
         if service.backend == "sqlite":
             wanted.add("disk: data directory")
         assert set(rows) == wanted
