@@ -173,11 +173,18 @@ class ResponseRun:
 
     async def events(self) -> AsyncGenerator[dict[str, Any], None]:
         """The events, each yielded after it is stored (with ``persist``)."""
+        async with contextlib.aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def batches(self) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """:meth:`events` as they come together (a stream sends each batch in one write)."""
         done = False
         try:
             async for batch in self._call():
-                for event in batch:
-                    yield event
+                if batch:
+                    yield batch
             done = True
         finally:
             if not done and self.response is None and self._started is not None:
@@ -244,33 +251,45 @@ class ResponseRun:
         return events
 
     async def _call(self) -> AsyncIterator[list[dict[str, Any]]]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
+        # Deltas gather in ``arrived``; the loop below sleeps on one future (no task per
+        # delta) that a delta, the call's end or the cancel check's timer resolves.
+        loop = asyncio.get_running_loop()
+        arrived: list[str] = []
+        wake: asyncio.Future[None] | None = None
+
+        def rouse(_: object = None) -> None:
+            if wake is not None and not wake.done():
+                wake.set_result(None)
 
         async def on_delta(text: str) -> None:
-            queue.put_nowait(text)
+            arrived.append(text)
+            rouse()
 
         started = self._started = time.perf_counter()
         call = asyncio.create_task(
             self.client.complete(self.prepared.chat, on_delta, stream=self.live)
         )
+        call.add_done_callback(rouse)
         next_check = time.monotonic() + CANCEL_CHECK_S
         try:
             if self.live:  # stored while the upstream already works on the answer
                 yield await self._emit(self._start_events())
             while True:
-                getter = asyncio.create_task(queue.get())
-                await asyncio.wait(
-                    {call, getter}, timeout=CANCEL_CHECK_S, return_when=asyncio.FIRST_COMPLETED
-                )
-                texts = [getter.result()] if getter.done() else []
-                getter.cancel()
-                while not queue.empty():
-                    texts.append(queue.get_nowait())
+                if not arrived and not call.done():
+                    wake = loop.create_future()
+                    timer = loop.call_later(CANCEL_CHECK_S, rouse)
+                    try:
+                        await wake
+                    finally:
+                        timer.cancel()
+                        wake = None
+                texts = arrived[:]
+                arrived.clear()
                 if texts and self.live:
                     yield self._queue(self._deltas(texts))
                 elif texts:
                     self._text.extend(texts)
-                if call.done() and queue.empty():
+                if call.done() and not arrived:
                     break
                 if self.prepared.body.background and time.monotonic() >= next_check:
                     next_check = time.monotonic() + CANCEL_CHECK_S

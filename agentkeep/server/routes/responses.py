@@ -147,20 +147,21 @@ async def _follow(
 async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
     """The response's events as it runs, and a keep-alive while the upstream is quiet.
 
-    A failure once the stream has begun (the response deleted meanwhile, the
-    database gone) ends it with OpenAI's ``error`` event, numbered after the
-    last event sent, rather than a cut connection.
+    The events that come together (a response's first events, a text's end)
+    go out in one write. A failure once the stream has begun (the response
+    deleted meanwhile, the database gone) ends it with OpenAI's ``error``
+    event, numbered after the last event sent, rather than a cut connection.
     """
-    events = run.events()
-    step: asyncio.Future[dict[str, Any]] | None = None
+    batches = run.batches()
+    step: asyncio.Future[list[dict[str, Any]]] | None = None
     sent = run.announced - 1  # the sequence number of the last event sent
     try:
         while True:
-            step = asyncio.ensure_future(anext(events))
+            step = asyncio.ensure_future(anext(batches))
             while not (await asyncio.wait({step}, timeout=keepalive_s))[0]:
                 yield KEEPALIVE
             try:
-                event = step.result()
+                batch = step.result()
             except StopAsyncIteration:
                 return
             except Exception as exc:
@@ -168,14 +169,14 @@ async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
                 body = error_body(error.message, code=error.code)["error"]
                 yield _sse({**body, "type": "error", "sequence_number": sent + 1})
                 return
-            sent = event["sequence_number"]
-            yield _sse(event)
+            sent = batch[-1]["sequence_number"]
+            yield b"".join(_sse(event) for event in batch)
     finally:  # the client went away (or the end): the run sees it as it did before
         if step is not None and not step.done():
             step.cancel()
             with contextlib.suppress(BaseException):
                 await step
-        await events.aclose()
+        await batches.aclose()
 
 
 @router.post("", summary="Create a model response", response_model=None)
