@@ -86,14 +86,14 @@ def _int(env: dict[str, str], default: int | None, *names: str) -> int | None:
         raise InvalidInput(f"must be an integer, not {value!r}", field=names[0]) from None
 
 
-def _float(env: dict[str, str], *names: str) -> float | None:
+def _float(env: dict[str, str], *names: str, unit: str = "seconds") -> float | None:
     value = _first(env, *names)
     if value is None:
         return None
     try:
         return float(value)
     except ValueError:
-        raise InvalidInput(f"must be a number of seconds, not {value!r}", field=names[0]) from None
+        raise InvalidInput(f"must be a number of {unit}, not {value!r}", field=names[0]) from None
 
 
 def _positive(env: dict[str, str], default: float, *names: str) -> float:
@@ -103,6 +103,27 @@ def _positive(env: dict[str, str], default: float, *names: str) -> float:
         return default
     if not value > 0:
         raise InvalidInput("must be a number of seconds greater than 0", field=names[0])
+    return value
+
+
+MAX_RESPONSE_TTL_DAYS = 36_500.0  # a century: expiry times stay within a 64-bit column
+
+
+def _response_ttl_days(env: dict[str, str]) -> float:
+    """``AGENTKEEP_RESPONSE_TTL_DAYS``: days greater than 0 (30 when unset or empty).
+
+    Checked here, so a bad value stops the service at start rather than
+    failing every create with a 400 on ``ttl_seconds``.
+    """
+    name = "AGENTKEEP_RESPONSE_TTL_DAYS"
+    value = _float({name: env.get(name) or "30"}, name, unit="days")
+    assert value is not None
+    if not 0 < value <= MAX_RESPONSE_TTL_DAYS:  # NaN fails this too
+        raise InvalidInput(
+            f"must be a number of days greater than 0 and at most {MAX_RESPONSE_TTL_DAYS:g}, "
+            f"not {env[name]!r}",
+            field=name,
+        )
     return value
 
 
@@ -309,7 +330,7 @@ def _service_env(e: dict[str, str]) -> dict[str, Any]:
         "port": int(e.get("AGENTKEEP_PORT", "8080")),
         "max_body_bytes": int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
         "run_concurrency": int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
-        "response_ttl_days": float(e.get("AGENTKEEP_RESPONSE_TTL_DAYS") or 30),
+        "response_ttl_days": _response_ttl_days(e),
         "key_cache_seconds": max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
         "sse_keepalive_seconds": _positive(e, 15.0, "AGENTKEEP_SSE_KEEPALIVE_SECONDS"),
         "required_action_ttl_seconds": _positive(e, 600.0, "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"),

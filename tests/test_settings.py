@@ -145,6 +145,18 @@ def test_required_action_ttl_setting() -> None:
         assert caught.value.field == "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
 
 
+def test_response_ttl_days_setting() -> None:
+    """A bad ``AGENTKEEP_RESPONSE_TTL_DAYS`` stops the service at start, not each create later."""
+    assert Settings.from_env({}).responses_ttl_seconds == 30 * 86400.0
+    assert Settings.from_env({"AGENTKEEP_RESPONSE_TTL_DAYS": ""}).response_ttl_days == 30.0
+    assert Settings.from_env({"AGENTKEEP_RESPONSE_TTL_DAYS": "0.5"}).responses_ttl_seconds == 43200
+    for bad in ("0", "-1", "soon", "nan", "inf", "1e9"):
+        with pytest.raises(InvalidInput) as caught:
+            Settings.from_env({"AGENTKEEP_RESPONSE_TTL_DAYS": bad})
+        assert caught.value.field == "AGENTKEEP_RESPONSE_TTL_DAYS"
+        assert "days" in str(caught.value)
+
+
 def test_rate_limit_settings_and_their_seed_names() -> None:
     default = Settings.from_env({})
     assert default.rate_limit_enabled is None
