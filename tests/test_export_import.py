@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -203,6 +205,77 @@ def test_export_filters_by_session_user_and_time(store: Store) -> None:
     recent = entity_lines(store, ExportFilter(tenant=store.tenant_id, since=later))
     timeless = {t.name for t in metadata.sorted_tables if "created_at" not in t.c}
     assert {json.loads(line)["table"] for line in recent} <= timeless  # kept: nothing to filter by
+
+
+def _responses_in(store: Store, session_id: str, word: str) -> str:
+    """Two chained responses in the conversation ``session_id``, with items and stream events;
+    the id of the second (finished last, after its first events)."""
+    ids = []
+    for n in range(2):
+        item = {"id": f"msg_{word}_{n}", "type": "message", "role": "user", "content": word}
+        started = {"type": "response.created", "sequence_number": 0, "response": {"said": word}}
+        response = store.responses.create(
+            model="m",
+            input_items=[item],
+            conversation_id=session_id,
+            previous_response_id=ids[-1] if ids else None,
+            events=[started],
+        )
+        ids.append(response.id)
+    return ids[-1]
+
+
+def _finish(store: Store, response_id: str, word: str) -> None:
+    out = {"id": f"out_{response_id}", "type": "message", "role": "assistant", "content": word}
+    store.responses.finish(
+        response_id,
+        status="completed",
+        output_items=[out],
+        events=lambda ended: [{"type": "response.completed", "sequence_number": 1}],
+    )
+
+
+def test_export_by_session_user_or_time_keeps_each_responses_items_and_events(
+    store: Store, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``response_items`` and ``response_events`` have no session column and their own times
+    are not their response's: they go wherever their response goes, and only then."""
+    alice = store.sessions.create(user_id="alice")
+    bob = store.sessions.create(user_id="bob")
+    first = _responses_in(store, alice.id, "alice-said")
+    _responses_in(store, bob.id, "bob-said")
+    later = datetime.now(UTC)
+    time.sleep(0.002)  # the finish below is later than ``later``; every event before it but one
+    _finish(store, first, "alice-heard")
+    filters = {
+        "session": ExportFilter(tenant=store.tenant_id, session_id=alice.id),
+        "user": ExportFilter(tenant=store.tenant_id, user_id="alice"),
+        "since": ExportFilter(tenant=store.tenant_id, since=later),
+    }
+    for name, flt in filters.items():
+        lines = entity_lines(store, flt)
+        by_table: dict[str, list[dict[str, object]]] = {}
+        for line in lines:
+            row = json.loads(line)
+            by_table.setdefault(row["table"], []).append(row)
+        text = "\n".join(lines)
+        assert "bob-said" not in text, name
+        kept = 1 if name == "since" else 2  # since: only the response finished after it
+        assert len(by_table["responses"]) == kept, name
+        assert len(by_table["response_items"]) == kept + 1, name  # inputs, and one output
+        assert len(by_table["response_events"]) == kept + 1, name  # created (x kept), completed
+        file = tmp_path / f"{name}.jsonl"
+        export(store, file, flt)
+        target_url = empty_url(backend, tmp_path, request, name=f"by_{name}")
+        with agentkeep.connect(target_url, tenant=store.tenant_id, auto_migrate=True) as target:
+            import_file(target, file)
+            assert entity_lines(target, flt) == lines, name
+            items = target.responses.items(first)
+            assert [i["content"] for i in items] == ["alice-said", "alice-heard"], name
+            events = [e.type for e in target.responses.events(first)]
+            assert events == ["response.created", "response.completed"], name
+            if name != "since":
+                assert len(target.responses.context(first)) == 3, name  # the chain and output
 
 
 def test_copy_sqlite_to_postgres_and_back(tmp_path: Path, postgres_server: object) -> None:

@@ -22,7 +22,14 @@ from agentkeep.store import Store
 from agentkeep.store.backup_files import revision_of, snapshot_connection
 from agentkeep.store.dump import Progress, dump_tables, open_text, write_dump
 from agentkeep.store.graph_items import namespace_has_label
-from agentkeep.store.schema import graph_store_items, runs, sessions
+from agentkeep.store.schema import (
+    graph_store_items,
+    response_events,
+    response_items,
+    responses,
+    runs,
+    sessions,
+)
 
 __all__ = ["ExportFilter", "ExportResult", "export", "export_selection"]
 
@@ -98,12 +105,30 @@ def _scoped(table: sa.Table, scope: tuple[Any, Any], user_id: str | None) -> Whe
     return [sa.or_(*ors)] if ors else None
 
 
+# Tables whose rows go wherever their response goes: they have no session column,
+# and their own timestamps (if any) are not the response's (its events predate its end).
+_OF_A_RESPONSE = (response_items, response_events)
+
+
+def _of_kept_responses(table: sa.Table, kept: Where) -> Where:
+    """The condition keeping ``table``'s rows of the responses that ``kept`` keeps."""
+    ids = sa.select(responses.c.tenant_id, responses.c.id).where(*kept)
+    return [sa.tuple_(table.c.tenant_id, table.c.response_id).in_(ids)]
+
+
 def export_selection(flt: ExportFilter) -> list[tuple[sa.Table, Sequence[sa.ColumnElement[bool]]]]:
     """Each exported table with the conditions its rows must meet."""
     scope = _session_scope(flt)
     since = to_micros(flt.since) if flt.since is not None else None
     out: list[tuple[sa.Table, Sequence[sa.ColumnElement[bool]]]] = []
+    kept: dict[sa.Table, Where] = {}
     for table in dump_tables():
+        if table in _OF_A_RESPONSE:
+            if responses not in kept:
+                continue  # no response is exported (dump order puts responses first)
+            where_parent = kept[responses]
+            out.append((table, _of_kept_responses(table, where_parent) if where_parent else []))
+            continue
         where: Where = []
         if flt.tenant is not None:
             where.append(table.c.tenant_id == flt.tenant)
@@ -117,6 +142,7 @@ def export_selection(flt: ExportFilter) -> list[tuple[sa.Table, Sequence[sa.Colu
             stamp = stamp if stamp is not None else table.c.get("created_at")
             if stamp is not None:
                 where.append(stamp >= since)
+        kept[table] = where
         out.append((table, where))
     return out
 
