@@ -246,19 +246,26 @@ def test_deleting_a_running_background_response_ends_its_stream_and_its_run(
         ):
             assert stream.status_code == 200
             events = _sse(stream.iter_lines())
-            seen: list[str] = []
+            seen: list[dict[str, Any]] = []
             for event in events:  # until the answer is provably under way
                 assert isinstance(event, dict)
-                seen.append(event["type"])
+                seen.append(event)
                 if event["type"] == "response.output_text.delta":
                     break
             client.responses.delete(queued.id)
             release.set()  # the worker's next write meets a deleted response
             rest = [e for e in events if isinstance(e, dict)]
-        assert seen[:3] == ["response.created", "response.queued", "response.in_progress"]
+        assert [e["type"] for e in seen[:3]] == [
+            "response.created",
+            "response.queued",
+            "response.in_progress",
+        ]
         assert rest, "the stream ended without a word"
         assert rest[-1]["type"] == "error"
         assert rest[-1]["message"] == f"No response found with id '{queued.id}'."
+        # Numbered like every event (the spec requires it): one after the last one sent.
+        numbers = [e["sequence_number"] for e in seen + rest]
+        assert numbers == list(range(len(numbers)))
         with pytest.raises(openai.NotFoundError):
             client.responses.retrieve(queued.id)
         # The worker drops the deleted response: no internal error, nothing written back.

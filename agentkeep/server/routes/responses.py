@@ -130,6 +130,7 @@ async def _follow(
             if status in TERMINAL_RESPONSE_STATUSES:
                 # The end commits with its last events: one more read drains them.
                 for event in await _db(store.responses.events, response_id, after=after):
+                    after = event.sequence_number
                     yield _sse(event.data)
                 return
             if time.monotonic() - last_sent > keepalive_s:
@@ -140,8 +141,10 @@ async def _follow(
         raise
     except Exception as exc:
         error = translate_error(exc)
-        # OpenAI's ``error`` event: its type is "error", not the envelope's error type.
-        yield _sse({**error_body(error.message, code=error.code)["error"], "type": "error"})
+        # OpenAI's ``error`` event: its type is "error", not the envelope's error type;
+        # like every event it is numbered, one after the last one sent.
+        body = error_body(error.message, code=error.code)["error"]
+        yield _sse({**body, "type": "error", "sequence_number": after + 1})
 
 
 async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
