@@ -57,7 +57,7 @@ from agentkeep.store.media import MediaCache
 from agentkeep.store.messages import Messages
 from agentkeep.store.prices import Prices
 from agentkeep.store.rate_limits import RateLimits
-from agentkeep.store.responses import Responses
+from agentkeep.store.responses import EndEvents, Responses
 from agentkeep.store.run_steps import RunSteps
 from agentkeep.store.runs import Runs
 from agentkeep.store.sessions import Sessions
@@ -1358,9 +1358,11 @@ class AsyncResponses:
         """Stream events with ``sequence_number > after``, in order."""
         return await asyncio.to_thread(self.sync.events, response_id, after=after, limit=limit)
 
-    async def fail_abandoned(self, worker_ids: Sequence[str], message: str) -> int:
+    async def fail_abandoned(
+        self, worker_ids: Sequence[str], message: str, *, events: EndEvents | None = None
+    ) -> int:
         """Fail every tenant's in-progress responses of workers that are gone; how many."""
-        return await asyncio.to_thread(self.sync.fail_abandoned, worker_ids, message)
+        return await asyncio.to_thread(self.sync.fail_abandoned, worker_ids, message, events=events)
 
     async def find_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (those of live responses; unknown ids are left out)."""
@@ -1426,9 +1428,11 @@ class AsyncResponses:
         """Delete the responses past ``expires_at`` (this tenant's, or every tenant's); how many."""
         return await asyncio.to_thread(self.sync.purge_expired, all_tenants=all_tenants, now=now)
 
-    async def set_status(self, response_id: str, status: str) -> StoredResponse:
+    async def set_status(
+        self, response_id: str, status: str, *, events: EndEvents | None = None
+    ) -> StoredResponse:
         """Move an open (queued or in-progress) response to ``status``; an ended one is returned unchanged."""
-        return await asyncio.to_thread(self.sync.set_status, response_id, status)
+        return await asyncio.to_thread(self.sync.set_status, response_id, status, events=events)
 
 
 class AsyncStats:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -161,6 +162,76 @@ def test_status_queue_and_abandoned(store: Store) -> None:
     assert store.responses.set_status(queued.id, "cancelled").status == "failed"  # ended: unchanged
     other = store.responses.create(model="m", input_items=[], status="queued", background=True)
     assert store.responses.set_status(other.id, "cancelled").status == "cancelled"
+
+
+def _ends(ended: Any, output: list[dict[str, Any]], number: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": f"end.{ended.status}",
+            "sequence_number": number,
+            "tenant": ended.tenant_id,
+            "output": [i["id"] for i in output],
+            "error": ended.error,
+        }
+    ]
+
+
+def test_an_end_outside_the_run_stores_its_last_event_and_drops_later_ones(store: Store) -> None:
+    """A cancel or a sweep stores the response's last event numbered after its last one, in
+    the same write; events its run stores later (a batch in flight) are dropped, not a
+    Conflict on the numbers they share."""
+    worker = f"w-{uuid.uuid4().hex}"
+    other = store.tenant(store.tenant_id + "_b")
+    started = [{"type": "e", "sequence_number": n} for n in range(2)]
+    a = store.responses.create(
+        model="m",
+        input_items=[],
+        output_items=[_msg("msg_part", "half", "assistant")],
+        status="queued",
+        background=True,
+        events=started,
+    )
+    b = other.responses.create(model="m", input_items=[], status="queued", background=True)
+    mine = {a.id, b.id}
+    for _ in range(100):  # the queue is every tenant's: claim until both of these are running
+        claimed = store.responses.claim_next_any_tenant(worker)
+        mine.discard(claimed.id if claimed is not None else "")
+        if not mine:
+            break
+    assert not mine
+    assert store.responses.fail_abandoned([worker], "worker gone", events=_ends) >= 2
+    [ended_a] = [e.data for e in store.responses.events(a.id, after=1)]
+    assert ended_a == {
+        "type": "end.failed",
+        "sequence_number": 2,
+        "tenant": store.tenant_id,
+        "output": ["msg_part"],
+        "error": {"code": "server_error", "message": "worker gone"},
+    }
+    assert [(e.sequence_number, e.data["tenant"]) for e in other.responses.events(b.id)] == [
+        (0, other.tenant_id)
+    ]
+    late = [{"type": "late", "sequence_number": n} for n in (2, 3)]
+    store.responses.append_events(a.id, late)  # the dead run's batch: dropped
+    assert [e.type for e in store.responses.events(a.id)] == ["e", "e", "end.failed"]
+
+    c = store.responses.create(
+        model="m", input_items=[], status="queued", background=True, events=started[:1]
+    )
+    cancelled = store.responses.set_status(c.id, "cancelled", events=_ends)
+    assert cancelled.status == "cancelled"
+    d = store.responses.create(model="m", input_items=[], status="queued", background=True)
+    store.responses.append_events_many({c.id: late[:1], d.id: late})  # c's dropped, not d's
+    assert [e.type for e in store.responses.events(d.id)] == ["late", "late"]
+    other.responses.append_events(b.id, late)  # failed by the sweep: dropped
+    assert [(e.sequence_number, e.type) for e in store.responses.events(c.id)] == [
+        (0, "e"),
+        (1, "end.cancelled"),
+    ]
+    assert len(other.responses.events(b.id)) == 1
+    # Already ended: unchanged, and no second last event.
+    assert store.responses.set_status(c.id, "failed", events=_ends).status == "cancelled"
+    assert len(store.responses.events(c.id)) == 2
 
 
 def test_expired_responses_vanish_and_are_purged(store: Store) -> None:

@@ -9,6 +9,12 @@ may), rebuilds its upstream request from the stored rows and runs it as a
 follow ``GET ?stream=true``. A cancel (``status: cancelled``) is noticed
 within half a second and the upstream call dropped. Responses left
 ``in_progress`` by a worker that died are failed by the worker's sweep.
+
+A response ended outside its run (cancelled, failed by a sweep) gets its
+last stream event from :func:`end_events`, stored with its new status.
+OpenAI's stream has no ``response.cancelled`` event: a cancelled response's
+stream ends with ``response.incomplete`` (it ended unfinished) whose
+``response`` says ``status: cancelled``.
 """
 
 from __future__ import annotations
@@ -23,12 +29,30 @@ from agentkeep.runner.response_run import Db, ResponseRun, ResponseWrites
 from agentkeep.runner.responses import prepare_stored
 from agentkeep.runner.upstream import ChatClient
 from agentkeep.store import Store
+from agentkeep.wire.responses import EventNumbers, response_object
 
-__all__ = ["run_background"]
+__all__ = ["end_events", "run_background"]
 
 log = logging.getLogger("agentkeep.runner")
 
 ANNOUNCED = 2  # response.created and response.queued, stored with the queued response
+# The event that ends the stream of a response with this status. The spec has no
+# ``response.cancelled``: ``failed`` would claim an error and ``completed`` a full
+# answer; ``incomplete`` says it ended unfinished, its response says why (``cancelled``).
+_END_EVENT = {
+    "completed": "response.completed",
+    "incomplete": "response.incomplete",
+    "failed": "response.failed",
+    "cancelled": "response.incomplete",
+}
+
+
+def end_events(
+    ended: StoredResponse, output: list[dict[str, Any]], number: int
+) -> list[dict[str, Any]]:
+    """The last stream event of a response ended outside its run (store ``EndEvents``)."""
+    kind = _END_EVENT[ended.status]
+    return [EventNumbers(number).state(kind, response_object(ended, output))]
 
 
 async def run_background(

@@ -75,7 +75,7 @@ from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
 from agentkeep.runner.group_commit import GroupCommit
 from agentkeep.runner.prompt import PromptTooLong, build_request
-from agentkeep.runner.response_background import run_background
+from agentkeep.runner.response_background import end_events, run_background
 from agentkeep.runner.response_run import ResponseWrites
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.store import Store
@@ -182,7 +182,9 @@ class RunWorker:
             await asyncio.to_thread(wait_futures, pending, timeout=STOP_WAIT_S)
         try:
             await self._db(liveness.reap, self.store, self.id, STOPPED_MESSAGE)
-            await self._db(self.store.responses.fail_abandoned, [self.id], STOPPED_MESSAGE)
+            await self._db(
+                self.store.responses.fail_abandoned, [self.id], STOPPED_MESSAGE, events=end_events
+            )
             notify.notify()  # background responses' readers
         except Exception as exc:
             log.error("run worker %s could not deregister: %r", self.id, exc)
@@ -248,7 +250,9 @@ class RunWorker:
             await self._db(liveness.reap, self.store, worker_id, CRASHED_MESSAGE)
         responses = self.store.responses
         if dead:
-            failed = await self._db(responses.fail_abandoned, dead, CRASHED_MESSAGE)
+            failed = await self._db(
+                responses.fail_abandoned, dead, CRASHED_MESSAGE, events=end_events
+            )
             if failed:
                 notify.notify()  # background responses' readers
         await self._db(responses.purge_expired, all_tenants=True)

@@ -38,10 +38,16 @@ from agentkeep.store.schema import response_events as et
 from agentkeep.store.schema import response_items as it
 from agentkeep.store.schema import responses as t
 
-__all__ = ["DEFAULT_TTL_SECONDS", "Responses"]
+__all__ = ["DEFAULT_TTL_SECONDS", "EndEvents", "Responses"]
 
 DEFAULT_TTL_SECONDS = 30 * 24 * 3600.0
 _OPEN = ("queued", "in_progress")
+
+EndEvents = Callable[
+    [StoredResponse, builtins.list[dict[str, Any]], int], Sequence[Mapping[str, Any]]
+]
+"""The last stream events of a response ended outside its run (cancelled, failed by a
+sweep): given the ended response, its output items and the next ``sequence_number``."""
 
 
 def to_response(row: Row) -> StoredResponse:
@@ -233,8 +239,15 @@ class Responses(Resource):
                     conn.execute(sa.insert(et), event_rows)
         return ended
 
-    def set_status(self, response_id: str, status: str) -> StoredResponse:
-        """Move an open (queued or in-progress) response to ``status``; an ended one is returned unchanged."""
+    def set_status(
+        self, response_id: str, status: str, *, events: EndEvents | None = None
+    ) -> StoredResponse:
+        """Move an open (queued or in-progress) response to ``status``; an ended one is returned unchanged.
+
+        ``events`` (for an ending ``status``): the response's last stream
+        events, stored in the same write, so that a follower of its stream
+        sees it end.
+        """
         status = _status(status)
         with self._core.write("changing a response's status") as conn:
             row = self._live_row(conn, response_id, lock=True)
@@ -246,7 +259,10 @@ class Responses(Resource):
                 .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
                 .values(changes)
             )
-        return to_response({**row, **changes})
+            ended = to_response({**row, **changes})
+            if events is not None and status in TERMINAL_RESPONSE_STATUSES:
+                self._store_end_events(conn, [ended], events)
+        return ended
 
     def delete(self, response_id: str) -> None:
         """Delete the response, its items and its events (a later one that points here keeps its own items)."""
@@ -354,7 +370,10 @@ class Responses(Resource):
         """Store the stream events of several responses (response id -> its events) in one write.
 
         All or nothing: ``NotFound`` (and nothing stored) if any of the
-        responses is gone.
+        responses is gone. The events of a response that has already ended
+        are dropped: its stream ended with the event stored when it ended
+        (a cancel, a sweep), and a late batch of its run must not follow it
+        (nor take its sequence numbers).
         """
         rows = [row for rid, batch in events.items() for row in self._event_rows(rid, batch)]
         if not rows:
@@ -362,18 +381,27 @@ class Responses(Resource):
         ids = sorted({row["response_id"] for row in rows})
         with self._core.write("storing response events") as conn:
             # A response deleted meanwhile is NotFound (not a foreign-key Conflict);
-            # FOR KEY SHARE makes a concurrent delete wait for these events.
-            parents = sa.select(t.c.id).where(t.c.tenant_id == self.tenant_id, t.c.id.in_(ids))
+            # FOR KEY SHARE makes a concurrent delete wait for these events, and a
+            # concurrent end (set_status, fail_abandoned lock FOR UPDATE) too: then
+            # this reads the status it ended with.
+            parents = sa.select(t.c.id, t.c.status).where(
+                t.c.tenant_id == self.tenant_id, t.c.id.in_(ids)
+            )
             if self._core.dialect.skip_locked:
                 parents = parents.with_for_update(read=True, key_share=True)
-            found = set(conn.execute(parents).scalars())
+            found = {r.id: r.status for r in conn.execute(parents)}
             for response_id in ids:
                 if response_id not in found:
                     raise NotFound(self.kind, response_id)
-            conn.execute(sa.insert(et), rows)
+            rows = [r for r in rows if found[r["response_id"]] not in TERMINAL_RESPONSE_STATUSES]
+            if rows:
+                conn.execute(sa.insert(et), rows)
 
     def _event_rows(
-        self, response_id: str, events: Sequence[Mapping[str, Any]]
+        self,
+        response_id: str,
+        events: Sequence[Mapping[str, Any]],
+        tenant_id: str | None = None,
     ) -> builtins.list[dict[str, Any]]:
         now = utcnow_micros()
         rows = []
@@ -387,7 +415,7 @@ class Responses(Resource):
                 )
             rows.append(
                 {
-                    "tenant_id": self.tenant_id,
+                    "tenant_id": self.tenant_id if tenant_id is None else tenant_id,
                     "response_id": response_id,
                     "sequence_number": seq,
                     "type": require_str(event.get("type"), f"events[{i}].type", max_len=128),
@@ -396,6 +424,38 @@ class Responses(Resource):
                 }
             )
         return rows
+
+    def _store_end_events(
+        self, conn: Connection, ended: builtins.list[StoredResponse], events: EndEvents
+    ) -> None:
+        """Store ``events`` of each ended response (of any tenant), numbered after its last."""
+        keys = [(r.tenant_id, r.id) for r in ended]
+        last = dict.fromkeys(keys, -1)
+        outputs: dict[tuple[str, str], builtins.list[dict[str, Any]]] = {k: [] for k in keys}
+        for chunk in (keys[i : i + 100] for i in range(0, len(keys), 100)):  # bound parameters
+            numbers = conn.execute(
+                sa.select(et.c.tenant_id, et.c.response_id, sa.func.max(et.c.sequence_number))
+                .where(sa.tuple_(et.c.tenant_id, et.c.response_id).in_(chunk))
+                .group_by(et.c.tenant_id, et.c.response_id)
+            )
+            for tenant_id, response_id, number in numbers:
+                last[(tenant_id, response_id)] = number
+            items = conn.execute(
+                sa.select(it.c.tenant_id, it.c.response_id, it.c.item)
+                .where(
+                    sa.tuple_(it.c.tenant_id, it.c.response_id).in_(chunk), it.c.kind == "output"
+                )
+                .order_by(it.c.tenant_id, it.c.response_id, it.c.position)
+            )
+            for tenant_id, response_id, item in items:
+                outputs[(tenant_id, response_id)].append(dict(item))
+        rows = []
+        for response in ended:
+            key = (response.tenant_id, response.id)
+            made = events(response, outputs[key], last[key] + 1)
+            rows += self._event_rows(response.id, made, tenant_id=response.tenant_id)
+        if rows:
+            conn.execute(sa.insert(et), rows)
 
     def events(
         self, response_id: str, *, after: int = -1, limit: int = 1000
@@ -457,21 +517,36 @@ class Responses(Resource):
             ).mappings()
             return to_response(row.one())
 
-    def fail_abandoned(self, worker_ids: Sequence[str], message: str) -> int:
-        """Fail every tenant's in-progress responses of workers that are gone; how many."""
+    def fail_abandoned(
+        self, worker_ids: Sequence[str], message: str, *, events: EndEvents | None = None
+    ) -> int:
+        """Fail every tenant's in-progress responses of workers that are gone; how many.
+
+        ``events``: each failed response's last stream events, stored in the
+        same write (so a follower of its stream sees it end).
+        """
         if not worker_ids:
             return 0
+        pick = sa.select(t).where(t.c.status == "in_progress", t.c.worker_id.in_(list(worker_ids)))
+        if self._core.dialect.skip_locked:  # exactly the rows read are failed
+            pick = pick.with_for_update()
         with self._core.write("failing abandoned responses") as conn:
-            result = conn.execute(
-                sa.update(t)
-                .where(t.c.status == "in_progress", t.c.worker_id.in_(list(worker_ids)))
-                .values(
-                    status="failed",
-                    error={"code": "server_error", "message": message},
-                    updated_at=utcnow_micros(),
+            rows = list(conn.execute(pick).mappings())
+            if not rows:
+                return 0
+            changes = {
+                "status": "failed",
+                "error": {"code": "server_error", "message": message},
+                "updated_at": utcnow_micros(),
+            }
+            keys = [(r["tenant_id"], r["id"]) for r in rows]
+            for chunk in (keys[i : i + 100] for i in range(0, len(keys), 100)):
+                conn.execute(
+                    sa.update(t).where(sa.tuple_(t.c.tenant_id, t.c.id).in_(chunk)).values(changes)
                 )
-            )
-            return int(result.rowcount or 0)
+            if events is not None:
+                self._store_end_events(conn, [to_response({**r, **changes}) for r in rows], events)
+            return len(rows)
 
     def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
         """Delete the responses past ``expires_at`` (this tenant's, or every tenant's); how many."""

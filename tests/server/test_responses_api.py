@@ -393,6 +393,48 @@ def test_background_poll_and_cancel(
     ]
 
 
+def test_a_cancelled_background_response_ends_its_followed_stream(
+    client: openai.OpenAI, upstream_llm: UpstreamLLM, tenant: Tenant
+) -> None:
+    """A cancel stores the stream's last event with the status: its followers see the end.
+
+    OpenAI's stream has no ``response.cancelled`` event: the stream ends with
+    ``response.incomplete`` whose response is the stored one, ``status: cancelled``.
+    """
+    model = _model()
+    release = threading.Event()
+    upstream_llm.script(model, Reply(text="one two three four", hold=release, hold_after=2))
+    try:
+        queued = client.responses.create(model=model, input="go", background=True)
+        followed = client.responses.retrieve(queued.id, stream=True)
+        seen = []
+        for event in followed:  # until the answer is provably under way
+            seen.append(event)
+            if event.type == "response.output_text.delta":
+                break
+        cancelled = client.responses.cancel(queued.id)
+        seen += list(followed)  # ends: the cancel stored the stream's last event
+    finally:
+        release.set()
+    assert cancelled.status == "cancelled"
+    last = seen[-1]
+    assert last.type == "response.incomplete", [e.type for e in seen]
+    assert last.response.status == "cancelled"
+    assert last.response.model_dump() == cancelled.model_dump()
+    assert [e.sequence_number for e in seen] == list(range(len(seen)))
+    # Once the worker has dropped it, a new follower gets the same events, the end last:
+    # none of the run's late ones after it.
+    usage = tenant.service.store.tenant(tenant.id).usage
+    deadline = time.monotonic() + 30
+    while not [u for u in usage.list(limit=10).items if u.metadata["response_id"] == queued.id]:
+        assert time.monotonic() < deadline, "the worker did not drop the cancelled response"
+        time.sleep(0.05)
+    again = list(client.responses.retrieve(queued.id, stream=True))
+    assert [e.type for e in again][-1] == "response.incomplete"
+    assert [e.sequence_number for e in again] == list(range(len(again)))
+    assert [e.model_dump() for e in again[: len(seen)]] == [e.model_dump() for e in seen]
+
+
 def test_background_stream(client: openai.OpenAI, upstream_llm: UpstreamLLM) -> None:
     model = _model()
     upstream_llm.script(model, Reply(text="in the back"))

@@ -226,6 +226,36 @@ def test_a_queued_response_the_worker_cannot_run_is_failed_not_lost(
         release.set()
 
 
+def test_a_killed_services_background_response_is_failed_with_its_last_event(
+    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
+) -> None:
+    """The sweep fails a dead worker's response and stores ``response.failed`` with it, so a
+    follower of its stream (a resumed one too) sees the end rather than a stream that stops."""
+    service = start_service(backend)
+    tenant = service.new_tenant()
+    client = tenant.client()
+    model = _model()
+    release = threading.Event()
+    upstream_llm.script(model, Reply(text="one two three", hold=release, hold_after=1))
+    try:
+        queued = client.responses.create(model=model, input="go", background=True)
+        _wait_status(client, queued.id, {"in_progress"})
+        service.restart()  # kill -9 mid-answer: its worker is gone, the new one sweeps
+        failed = _wait_status(client, queued.id, {"failed"})
+    finally:
+        release.set()
+    assert failed.error is not None and failed.error.code == "server_error"
+    events = list(client.responses.retrieve(queued.id, stream=True))
+    last = events[-1]
+    assert last.type == "response.failed", [e.type for e in events]
+    assert last.response.model_dump() == failed.model_dump()
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    resumed = list(
+        client.responses.retrieve(queued.id, stream=True, starting_after=events[-2].sequence_number)
+    )
+    assert [e.model_dump() for e in resumed] == [last.model_dump()]
+
+
 # -- the response goes away under its reader ----------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agentkeep.models.responses import TERMINAL_RESPONSE_STATUSES
 from agentkeep.runner import notify
+from agentkeep.runner.response_background import end_events
 from agentkeep.runner.response_run import ResponseRun, ResponseWrites
 from agentkeep.runner.responses import (
     PreviousResponseNotFound,
@@ -254,7 +255,8 @@ def cancel_response(response_id: str, store: TenantStore) -> dict[str, Any]:
         current = store.responses.get(response_id)
         if not current.background:
             raise ApiError(400, "Cannot cancel a synchronous response.", param="response_id")
-        store.responses.set_status(response_id, "cancelled")
+        # Its stream's last event, with the status: a follower sees it end.
+        store.responses.set_status(response_id, "cancelled", events=end_events)
     notify.notify()
     return _stored(store, response_id)
 
