@@ -256,6 +256,39 @@ def test_a_killed_services_background_response_is_failed_with_its_last_event(
     assert [e.model_dump() for e in resumed] == [last.model_dump()]
 
 
+def test_a_response_its_run_ended_without_a_last_event_still_ends_its_followed_stream(
+    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
+) -> None:
+    """A service that stops fails its running response on the way out, with no last event
+    stored: a follower (from the start, or resumed) still gets the end, ``response.failed``
+    with the stored response, numbered after the last stored event, exactly once."""
+    service = start_service(backend)
+    tenant = service.new_tenant()
+    client = tenant.client()
+    model = _model()
+    release = threading.Event()
+    upstream_llm.script(model, Reply(text="one two three", hold=release, hold_after=1))
+    try:
+        queued = client.responses.create(model=model, input="go", background=True)
+        _wait_status(client, queued.id, {"in_progress"})
+        service.restart(kill=False)  # SIGTERM: its run is dropped and the response failed
+        failed = _wait_status(client, queued.id, {"failed"})
+    finally:
+        release.set()
+    stored = service.store.tenant(tenant.id).responses.events(queued.id)
+    assert stored[-1].type not in ("response.failed", "response.completed")  # none stored
+    events = list(client.responses.retrieve(queued.id, stream=True))
+    assert [e.sequence_number for e in events] == list(range(len(stored) + 1))
+    last = events[-1]
+    assert last.type == "response.failed"
+    assert last.response.model_dump() == failed.model_dump()
+    at_end = stored[-1].sequence_number
+    resumed = list(client.responses.retrieve(queued.id, stream=True, starting_after=at_end))
+    assert [e.model_dump() for e in resumed] == [last.model_dump()]
+    past = list(client.responses.retrieve(queued.id, stream=True, starting_after=at_end + 1))
+    assert past == []  # the end was sent: not again
+
+
 # -- the response goes away under its reader ----------------------------------------------------
 
 

@@ -112,27 +112,57 @@ def _streamable(store: Store, response_id: str) -> None:
     )
 
 
+_END_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _missing_end(
+    store: Store, response_id: str, after: int, last: str | None
+) -> dict[str, Any] | None:
+    """The last event of an ended response whose stream has none, numbered ``after + 1``.
+
+    ``after`` is the last stored event's number, ``last`` its type if this
+    follower read it. A run that stopped on its way (its service stopping, its
+    reader gone, no upstream, an internal error) ends the response without
+    one: the follower ends with the stored response in the event its status
+    has (as a cancel stores it). ``None`` when the stream has its end.
+    """
+    if last is None and after >= 0:  # resumed at the end: what was the event there?
+        there = store.responses.events(response_id, after=after - 1, limit=1)
+        if not there or there[0].sequence_number != after:
+            return None  # resumed past every stored event: nothing to end
+        last = there[0].type
+    if last in _END_EVENTS:
+        return None
+    ended = store.responses.get(response_id)
+    return end_events(ended, store.responses.items(response_id, kind="output"), after + 1)[0]
+
+
 async def _follow(
     store: Store, response_id: str, after: int, keepalive_s: float
 ) -> AsyncIterator[bytes]:
     """The stored events after ``after``, live, until the response has ended."""
     last_sent = time.monotonic()
+    last: str | None = None  # the type of the last event sent
     try:
         while True:
             since = notify.generation()
             events = await _db(store.responses.events, response_id, after=after)
             for event in events:
-                after = event.sequence_number
+                after, last = event.sequence_number, event.type
                 yield _sse(event.data)
             if events:
                 last_sent = time.monotonic()
                 continue
             status = (await _db(store.responses.get, response_id)).status
             if status in TERMINAL_RESPONSE_STATUSES:
-                # The end commits with its last events: one more read drains them.
-                for event in await _db(store.responses.events, response_id, after=after):
-                    after = event.sequence_number
-                    yield _sse(event.data)
+                # The end commits with its last events: reading on drains them.
+                while drained := await _db(store.responses.events, response_id, after=after):
+                    for event in drained:
+                        after, last = event.sequence_number, event.type
+                        yield _sse(event.data)
+                end = await _db(_missing_end, store, response_id, after, last)
+                if end is not None:
+                    yield _sse(end)
                 return
             if time.monotonic() - last_sent > keepalive_s:
                 last_sent = time.monotonic()
