@@ -1379,6 +1379,7 @@ class AsyncResponses:
         incomplete_details: Mapping[str, Any] | None = None,
         cost_usd: Decimal | None = None,
         events: Callable[[StoredResponse], Sequence[Mapping[str, Any]]] | None = None,
+        end_events: EndEvents | None = None,
     ) -> StoredResponse | None:
         """End a queued or in-progress response with its output items."""
         return await asyncio.to_thread(
@@ -1391,6 +1392,7 @@ class AsyncResponses:
             incomplete_details=incomplete_details,
             cost_usd=cost_usd,
             events=events,
+            end_events=end_events,
         )
 
     async def get(self, response_id: str) -> StoredResponse:

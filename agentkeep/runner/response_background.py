@@ -29,30 +29,13 @@ from agentkeep.runner.response_run import Db, ResponseRun, ResponseWrites
 from agentkeep.runner.responses import prepare_stored
 from agentkeep.runner.upstream import ChatClient
 from agentkeep.store import Store
-from agentkeep.wire.responses import EventNumbers, response_object
+from agentkeep.wire.responses import end_events
 
-__all__ = ["end_events", "run_background"]
+__all__ = ["run_background"]
 
 log = logging.getLogger("agentkeep.runner")
 
 ANNOUNCED = 2  # response.created and response.queued, stored with the queued response
-# The event that ends the stream of a response with this status. The spec has no
-# ``response.cancelled``: ``failed`` would claim an error and ``completed`` a full
-# answer; ``incomplete`` says it ended unfinished, its response says why (``cancelled``).
-_END_EVENT = {
-    "completed": "response.completed",
-    "incomplete": "response.incomplete",
-    "failed": "response.failed",
-    "cancelled": "response.incomplete",
-}
-
-
-def end_events(
-    ended: StoredResponse, output: list[dict[str, Any]], number: int
-) -> list[dict[str, Any]]:
-    """The last stream event of a response ended outside its run (store ``EndEvents``)."""
-    kind = _END_EVENT[ended.status]
-    return [EventNumbers(number).state(kind, response_object(ended, output))]
 
 
 async def run_background(
@@ -67,7 +50,13 @@ async def run_background(
     try:
         if client is None:
             missing = {"code": "server_error", "message": "no upstream LLM is configured"}
-            await db(store.responses.finish, response.id, status="failed", error=missing)
+            await db(
+                store.responses.finish,
+                response.id,
+                status="failed",
+                error=missing,
+                end_events=end_events,
+            )
             return
         prepared = await db(prepare_stored, store, response)
         run = ResponseRun(
@@ -81,7 +70,13 @@ async def run_background(
         log.exception("response %s failed in the worker", response.id)
         error: dict[str, Any] = {"code": "server_error", "message": f"internal error: {exc!r}"}
         try:
-            await db(store.responses.finish, response.id, status="failed", error=error)
+            await db(
+                store.responses.finish,
+                response.id,
+                status="failed",
+                error=error,
+                end_events=end_events,
+            )
         except NotFound:  # deleted meanwhile: nothing to fail
             log.info("response %s: deleted before it could be failed", response.id)
     finally:

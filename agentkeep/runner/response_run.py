@@ -53,6 +53,7 @@ from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
 from agentkeep.store import Store
 from agentkeep.wire.responses import (
     EventNumbers,
+    end_events,
     function_call_item,
     message_item,
     response_object,
@@ -205,11 +206,21 @@ class ResponseRun:
             if not self._recorded:
                 await self._record_dropped(DISCONNECTED)
             if self.persist and self._row:
+                # The deltas sent and not stored yet go first, then the stream's end
+                # (numbered after them), with the failed status: a reader that resumes
+                # sees what the client saw, and the end.
+                self._ending.set()
+                if self._flusher is not None:
+                    with contextlib.suppress(Exception):
+                        await self._flusher
+                unsaved = self._pending[:]
                 await self.db(
                     self.store.responses.finish,
                     self.prepared.response.id,
                     status="failed",
                     error={"code": "server_error", "message": DISCONNECTED},
+                    events=lambda _ended: unsaved,
+                    end_events=end_events,
                 )
 
     async def _record_alone(self, row: dict[str, Any]) -> None:
@@ -378,7 +389,7 @@ class ResponseRun:
                 }
             )
             outcome.final_events = self._final_events(outcome, self._wire(preview, outcome.output))
-            outcome.unsaved_events, self._pending = self._pending, []
+            outcome.unsaved_events = self._pending[:]  # cleared once the settle stored them
         row_exists = self.persist and self._row
         # The settle records the call; if it fails, _record_alone does. If this task is
         # cancelled meanwhile (the client went away), the settle goes on and still records
@@ -395,6 +406,7 @@ class ResponseRun:
         except Exception:
             await self._record_alone(outcome.usage_row)
             raise
+        self._pending = []
         if ended is None:
             self.cancelled = True
             return []

@@ -75,10 +75,11 @@ from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
 from agentkeep.runner.group_commit import GroupCommit
 from agentkeep.runner.prompt import PromptTooLong, build_request
-from agentkeep.runner.response_background import end_events, run_background
+from agentkeep.runner.response_background import run_background
 from agentkeep.runner.response_run import ResponseWrites
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.store import Store
+from agentkeep.wire.responses import end_events
 
 __all__ = ["RunWorker"]
 

@@ -195,6 +195,7 @@ class Responses(Resource):
         incomplete_details: Mapping[str, Any] | None = None,
         cost_usd: Decimal | None = None,
         events: Callable[[StoredResponse], Sequence[Mapping[str, Any]]] | None = None,
+        end_events: EndEvents | None = None,
     ) -> StoredResponse | None:
         """End a queued or in-progress response with its output items.
 
@@ -202,7 +203,10 @@ class Responses(Resource):
         e.g. it was cancelled while the model answered. ``events``, given the
         ended response, returns its last stream events (as
         :meth:`append_events` takes them; the final one usually carries that
-        response), stored in the same write.
+        response), stored in the same write. ``end_events`` (as
+        :meth:`set_status` takes them): events numbered after the last one
+        stored, ``events`` included, for an end whose numbers the caller does
+        not know.
         """
         status = _status(status)
         outputs = _items(output_items, "output_items")
@@ -237,6 +241,8 @@ class Responses(Resource):
                 event_rows = self._event_rows(response_id, events(ended))
                 if event_rows:
                     conn.execute(sa.insert(et), event_rows)
+            if end_events is not None:
+                self._store_end_events(conn, [ended], end_events)
         return ended
 
     def set_status(

@@ -23,6 +23,7 @@ __all__ = [
     "EventNumbers",
     "Include",
     "echo_params",
+    "end_events",
     "function_call_item",
     "input_items",
     "message_item",
@@ -357,3 +358,26 @@ class EventNumbers:
 
     def error(self, code: str | None, message: str) -> dict[str, Any]:
         return self.event("error", code=code, message=message, param=None)
+
+
+# The event that ends the stream of a response with this status. The spec has no
+# ``response.cancelled``: ``failed`` would claim an error and ``completed`` a full
+# answer; ``incomplete`` says it ended unfinished, its response says why (``cancelled``).
+_END_EVENT = {
+    "completed": "response.completed",
+    "incomplete": "response.incomplete",
+    "failed": "response.failed",
+    "cancelled": "response.incomplete",
+}
+
+
+def end_events(
+    ended: StoredResponse, output: list[dict[str, Any]], number: int
+) -> list[dict[str, Any]]:
+    """The last stream event of a response ended outside the run of its upstream call.
+
+    (``Responses.EndEvents``: given the ended response, its output items and the
+    next ``sequence_number``.)
+    """
+    kind = _END_EVENT[ended.status]
+    return [EventNumbers(number).state(kind, response_object(ended, output))]

@@ -541,6 +541,13 @@ def test_a_streamed_request_whose_client_went_away_is_failed_and_costed(
     while (status := responses.get(row.metadata["response_id"]).status) != "failed":
         assert time.monotonic() < deadline, f"the abandoned response stayed {status}"
         time.sleep(0.05)
+    # Stored: the events the client was sent (its delta too, gathered and not yet
+    # written when it left), then the stream's end, numbered without a gap.
+    stored = responses.events(row.metadata["response_id"])
+    assert [e.sequence_number for e in stored] == list(range(len(stored)))
+    assert [e.type for e in stored][-1] == "response.failed"
+    deltas = [e.data["delta"] for e in stored if e.type == "response.output_text.delta"]
+    assert deltas[:1] == ["one"]
 
 
 def test_a_streamed_response_deleted_while_it_runs_ends_with_an_error_and_keeps_its_cost(

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from live import LiveService, StartService, Tenant
 from upstream_llm import Reply, UpstreamLLM
 
-from agentkeep.store.schema import response_items
+from agentkeep.store.schema import response_events, response_items
 
 pytestmark = pytest.mark.slow
 
@@ -151,6 +151,14 @@ def test_without_an_upstream_a_response_is_refused_and_nothing_stored(
 # -- the worker cannot run a queued response ---------------------------------------------------
 
 
+def _assert_stored_end(service: LiveService, tenant: Tenant, response_id: str, kind: str) -> None:
+    """The response's stored events are numbered 0..n without a gap and end with ``kind``."""
+    events = service.store.tenant(tenant.id).responses.events(response_id)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == kind, [e.type for e in events]
+    assert events[-1].data["response"]["status"] == "failed"
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_queued_response_the_worker_cannot_run_is_failed_not_lost(
     backend: str, start_service: StartService, upstream_llm: UpstreamLLM
@@ -198,6 +206,7 @@ def test_a_queued_response_the_worker_cannot_run_is_failed_not_lost(
         assert failed.error is not None
         assert failed.error.message == "no upstream LLM is configured"
         assert failed.error.code == "server_error"
+        _assert_stored_end(busy, tenant, orphan.id, "response.failed")
         assert upstream_llm.requests_for(model)[-1]["messages"][-1]["content"] == "hold"
 
         broken = client.responses.create(model=model, input="break me", background=True)
@@ -220,6 +229,7 @@ def test_a_queued_response_the_worker_cannot_run_is_failed_not_lost(
         assert internal.error.message.startswith("internal error: KeyError(")
         assert "call_id" in internal.error.message
         assert f"response {broken.id} failed in the worker" in busy.log()
+        _assert_stored_end(busy, tenant, broken.id, "response.failed")
         done = _wait_status(client, after.id, {"completed", "failed"})
         assert (done.status, done.output_text) == ("completed", "after the broken one")
     finally:
@@ -259,9 +269,12 @@ def test_a_killed_services_background_response_is_failed_with_its_last_event(
 def test_a_response_its_run_ended_without_a_last_event_still_ends_its_followed_stream(
     backend: str, start_service: StartService, upstream_llm: UpstreamLLM
 ) -> None:
-    """A service that stops fails its running response on the way out, with no last event
-    stored: a follower (from the start, or resumed) still gets the end, ``response.failed``
-    with the stored response, numbered after the last stored event, exactly once."""
+    """A service that stops fails its running response on the way out and stores its end.
+
+    A response that ended with no last event stored (as an earlier version left them, here
+    its stored end taken away): a follower (from the start, or resumed) still gets the end,
+    ``response.failed`` with the stored response, numbered after the last stored event,
+    exactly once."""
     service = start_service(backend)
     tenant = service.new_tenant()
     client = tenant.client()
@@ -276,7 +289,17 @@ def test_a_response_its_run_ended_without_a_last_event_still_ends_its_followed_s
     finally:
         release.set()
     stored = service.store.tenant(tenant.id).responses.events(queued.id)
-    assert stored[-1].type not in ("response.failed", "response.completed")  # none stored
+    assert stored[-1].type == "response.failed"  # stored with the failed status
+    assert [e.sequence_number for e in stored] == list(range(len(stored)))
+    with service.store._core.engine.begin() as conn:  # as an earlier version left it
+        conn.execute(
+            sa.delete(response_events).where(
+                response_events.c.tenant_id == tenant.id,
+                response_events.c.response_id == queued.id,
+                response_events.c.sequence_number == stored[-1].sequence_number,
+            )
+        )
+    stored = stored[:-1]
     events = list(client.responses.retrieve(queued.id, stream=True))
     assert [e.sequence_number for e in events] == list(range(len(stored) + 1))
     last = events[-1]

@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agentkeep.models.responses import TERMINAL_RESPONSE_STATUSES
 from agentkeep.runner import notify
-from agentkeep.runner.response_background import end_events
 from agentkeep.runner.response_run import ResponseRun, ResponseWrites
 from agentkeep.runner.responses import (
     PreviousResponseNotFound,
@@ -30,7 +29,13 @@ from agentkeep.server.errors import ApiError, error_body, translate_error
 from agentkeep.server.pagination import Pagination
 from agentkeep.store import Store
 from agentkeep.wire.objects import list_object
-from agentkeep.wire.responses import CreateResponse, EventNumbers, Include, response_object
+from agentkeep.wire.responses import (
+    CreateResponse,
+    EventNumbers,
+    Include,
+    end_events,
+    response_object,
+)
 from agentkeep.wire.sse import KEEPALIVE
 
 __all__ = ["router"]
