@@ -20,7 +20,6 @@ stream ends with ``response.incomplete`` (it ended unfinished) whose
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from agentkeep.errors import NotFound
 from agentkeep.models.responses import StoredResponse
@@ -49,14 +48,7 @@ async def run_background(
     store = root.tenant(response.tenant_id)
     try:
         if client is None:
-            missing = {"code": "server_error", "message": "no upstream LLM is configured"}
-            await db(
-                store.responses.finish,
-                response.id,
-                status="failed",
-                error=missing,
-                end_events=end_events,
-            )
+            await _fail(db, store, response.id, "no upstream LLM is configured")
             return
         prepared = await db(prepare_stored, store, response)
         run = ResponseRun(
@@ -68,16 +60,17 @@ async def run_background(
         log.info("response %s: %s; dropped", response.id, exc)
     except Exception as exc:
         log.exception("response %s failed in the worker", response.id)
-        error: dict[str, Any] = {"code": "server_error", "message": f"internal error: {exc!r}"}
         try:
-            await db(
-                store.responses.finish,
-                response.id,
-                status="failed",
-                error=error,
-                end_events=end_events,
-            )
+            await _fail(db, store, response.id, f"internal error: {exc!r}")
         except NotFound:  # deleted meanwhile: nothing to fail
             log.info("response %s: deleted before it could be failed", response.id)
     finally:
         notify.notify()
+
+
+async def _fail(db: Db, store: Store, response_id: str, message: str) -> None:
+    """End the response failed, its stream's last event stored with it."""
+    error = {"code": "server_error", "message": message}
+    await db(
+        store.responses.finish, response_id, status="failed", error=error, end_events=end_events
+    )

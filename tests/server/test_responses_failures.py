@@ -236,24 +236,31 @@ def test_a_queued_response_the_worker_cannot_run_is_failed_not_lost(
         release.set()
 
 
-def test_a_killed_services_background_response_is_failed_with_its_last_event(
-    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
-) -> None:
-    """The sweep fails a dead worker's response and stores ``response.failed`` with it, so a
-    follower of its stream (a resumed one too) sees the end rather than a stream that stops."""
-    service = start_service(backend)
-    tenant = service.new_tenant()
-    client = tenant.client()
+def _failed_by_a_restart(
+    service: LiveService, client: openai.OpenAI, upstream_llm: UpstreamLLM, *, kill: bool
+) -> tuple[Any, Any]:
+    """A background response in the middle of its answer when the service restarts."""
     model = _model()
     release = threading.Event()
     upstream_llm.script(model, Reply(text="one two three", hold=release, hold_after=1))
     try:
         queued = client.responses.create(model=model, input="go", background=True)
         _wait_status(client, queued.id, {"in_progress"})
-        service.restart()  # kill -9 mid-answer: its worker is gone, the new one sweeps
-        failed = _wait_status(client, queued.id, {"failed"})
+        service.restart(kill=kill)
+        return queued, _wait_status(client, queued.id, {"failed"})
     finally:
         release.set()
+
+
+def test_a_killed_services_background_response_is_failed_with_its_last_event(
+    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
+) -> None:
+    """The sweep fails a dead worker's response and stores ``response.failed`` with it, so a
+    follower of its stream (a resumed one too) sees the end rather than a stream that stops."""
+    service = start_service(backend)
+    client = service.new_tenant().client()
+    # kill -9 mid-answer: its worker is gone, the new one sweeps
+    queued, failed = _failed_by_a_restart(service, client, upstream_llm, kill=True)
     assert failed.error is not None and failed.error.code == "server_error"
     events = list(client.responses.retrieve(queued.id, stream=True))
     last = events[-1]
@@ -276,18 +283,9 @@ def test_a_response_its_run_ended_without_a_last_event_still_ends_its_followed_s
     ``response.failed`` with the stored response, numbered after the last stored event,
     exactly once."""
     service = start_service(backend)
-    tenant = service.new_tenant()
-    client = tenant.client()
-    model = _model()
-    release = threading.Event()
-    upstream_llm.script(model, Reply(text="one two three", hold=release, hold_after=1))
-    try:
-        queued = client.responses.create(model=model, input="go", background=True)
-        _wait_status(client, queued.id, {"in_progress"})
-        service.restart(kill=False)  # SIGTERM: its run is dropped and the response failed
-        failed = _wait_status(client, queued.id, {"failed"})
-    finally:
-        release.set()
+    client = (tenant := service.new_tenant()).client()
+    # SIGTERM: its run is dropped and the response failed on the way out
+    queued, failed = _failed_by_a_restart(service, client, upstream_llm, kill=False)
     stored = service.store.tenant(tenant.id).responses.events(queued.id)
     assert stored[-1].type == "response.failed"  # stored with the failed status
     assert [e.sequence_number for e in stored] == list(range(len(stored)))
