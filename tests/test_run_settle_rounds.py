@@ -7,9 +7,9 @@ from typing import Any
 
 from agentkeep import NotFound, Store
 from agentkeep.runner.answer import Answer
-from agentkeep.runner.group_commit import GroupCommit
+from agentkeep.runner.group_commit import GroupCommit, one_transaction
 from agentkeep.runner.upstream import ChatClient, Completion
-from agentkeep.runner.worker import Settling, _settle_all
+from agentkeep.runner.worker import Settling, _settle
 
 
 async def _db(fn: Any, *args: Any) -> Any:
@@ -37,7 +37,7 @@ async def test_a_run_written_again_after_its_round_failed_ends_as_if_alone(store
     kept, gone = _running(store), _running(store)
     items = [_item(store, kept, "all done"), _item(store, gone, "lost")]
     store.sessions.delete(gone.session_id)
-    group: GroupCommit[Settling, None] = GroupCommit(_db, _settle_all)
+    group: GroupCommit[Settling, None] = GroupCommit(_db, one_transaction(_settle))
     results = await asyncio.gather(*(group.write(i) for i in items), return_exceptions=True)
     assert results[0] is None and isinstance(results[1], NotFound)
     assert store.runs.get(kept.id).status == "completed"
@@ -50,7 +50,7 @@ async def test_a_run_written_again_after_its_round_failed_ends_as_if_alone(store
 
 async def test_settles_in_one_round_each_end_their_run(store: Store) -> None:
     runs = [_running(store) for _ in range(4)]
-    group: GroupCommit[Settling, None] = GroupCommit(_db, _settle_all)
+    group: GroupCommit[Settling, None] = GroupCommit(_db, one_transaction(_settle))
     await asyncio.gather(*(group.write(_item(store, r, f"answer {i}")) for i, r in enumerate(runs)))
     for i, run in enumerate(runs):
         assert store.runs.get(run.id).status == "completed"

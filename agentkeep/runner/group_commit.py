@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCommit", "one_transaction"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,3 +84,18 @@ class GroupCommit(Generic[T, R]):
         else:
             if not done.done():
                 done.set_result(results[0] if results is not None else None)
+
+
+def one_transaction(write: Callable[..., R]) -> Callable[[Sequence[Any]], list[R]]:
+    """The ``write_all`` that makes each item's own write, all in one transaction.
+
+    Each item is a tuple of ``write``'s arguments, the first a tenant view of
+    one store, whose ``transaction(savepoints=False)`` holds the round (all or
+    nothing); the results are ``write``'s, in order.
+    """
+
+    def write_all(items: Sequence[Any]) -> list[R]:
+        with items[0][0].transaction(savepoints=False):
+            return [write(*item) for item in items]
+
+    return write_all

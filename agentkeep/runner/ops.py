@@ -47,7 +47,6 @@ __all__ = [
     "require_action",
     "settle_interrupted",
     "start_message",
-    "start_messages",
     "submit_tool_outputs",
 ]
 
@@ -132,13 +131,7 @@ def _step_event(step: RunStep, what: str | None = None) -> tuple[str, dict[str, 
 
 
 Starting = tuple[Store, Run, Sequence[str]]
-"""A run's first delta batch: its tenant's store, the run, the delta texts."""
-
-
-def start_messages(items: Sequence[Starting]) -> list[tuple[RunStep, Message]]:
-    """:func:`start_message` for several runs (tenant views of one store), one transaction."""
-    with items[0][0].transaction(savepoints=False):
-        return [start_message(store, run, deltas) for store, run, deltas in items]
+"""A run's first delta batch: the arguments of :func:`start_message`."""
 
 
 def start_message(store: Store, run: Run, deltas: Sequence[str] = ()) -> tuple[RunStep, Message]:

@@ -35,7 +35,7 @@ from typing import Any
 from agentkeep import metrics
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
-from agentkeep.runner.group_commit import GroupCommit
+from agentkeep.runner.group_commit import GroupCommit, one_transaction
 from agentkeep.runner.responses import (
     Creating,
     EventBatch,
@@ -43,9 +43,7 @@ from agentkeep.runner.responses import (
     Prepared,
     Settling,
     create_row,
-    create_rows,
     settle,
-    settle_all,
     store_response_events,
     usage_row,
 )
@@ -89,9 +87,9 @@ class ResponseWrites:
     def through(cls, db: Db) -> ResponseWrites:
         """Group commits that run their rounds with ``db`` (off the event loop)."""
         return cls(
-            GroupCommit(db, create_rows),
+            GroupCommit(db, one_transaction(create_row)),
             GroupCommit(db, store_response_events),
-            GroupCommit(db, settle_all),
+            GroupCommit(db, one_transaction(settle)),
         )
 
 

@@ -39,12 +39,10 @@ __all__ = [
     "PreviousResponseNotFound",
     "Settling",
     "create_row",
-    "create_rows",
     "prepare",
     "prepare_stored",
     "reads_store",
     "settle",
-    "settle_all",
     "store_response_events",
     "usage_row",
 ]
@@ -254,28 +252,9 @@ def store_response_events(batches: Sequence[EventBatch]) -> None:
 
 
 Creating = tuple[Store, Prepared, list[dict[str, Any]]]
-"""A response to store with its first events: its tenant's store, the response, the events."""
+"""A response to store with its first events: the arguments of :func:`create_row`."""
 Settling = tuple[Store, Prepared, Outcome, bool]
-"""A response to settle: its tenant's store, the response, its outcome, whether its row exists."""
-
-
-def create_rows(items: Sequence[Creating]) -> None:
-    """:func:`create_row` for several responses (tenant views of one store), one transaction."""
-    with items[0][0].transaction(savepoints=False):
-        for store, prepared, events in items:
-            create_row(store, prepared, events)
-
-
-def settle_all(items: Sequence[Settling]) -> list[StoredResponse | None]:
-    """:func:`settle` for several responses (tenant views of one store), one transaction.
-
-    The day's usage totals are then one upsert for all of them.
-    """
-    with items[0][0].transaction(savepoints=False):
-        return [
-            settle(store, prepared, outcome, row_exists=row_exists)
-            for store, prepared, outcome, row_exists in items
-        ]
+"""A response to settle: the arguments of :func:`settle`."""
 
 
 def _store_new(store: Store, prepared: Prepared, status: str, **fields: Any) -> StoredResponse:
@@ -308,7 +287,7 @@ def _conversation_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def settle(
-    store: Store, prepared: Prepared, outcome: Outcome, *, row_exists: bool
+    store: Store, prepared: Prepared, outcome: Outcome, row_exists: bool
 ) -> StoredResponse | None:
     """Record the call and store the ended response; ``None`` if it was cancelled meanwhile."""
     r = prepared.response

@@ -63,7 +63,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, ParamSpec, TypeVar
@@ -73,7 +73,7 @@ from agentkeep.errors import NotFound
 from agentkeep.models import Message, Run, RunStep
 from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
-from agentkeep.runner.group_commit import GroupCommit
+from agentkeep.runner.group_commit import GroupCommit, one_transaction
 from agentkeep.runner.prompt import PromptTooLong, build_request
 from agentkeep.runner.response_background import run_background
 from agentkeep.runner.response_run import ResponseWrites
@@ -138,12 +138,12 @@ class RunWorker:
         # The runs in flight share their writes' transactions (see group_commit): the
         # first delta batch with the message it opens, the later batches, the settle.
         self._starts: GroupCommit[ops.Starting, tuple[RunStep, Message]] = GroupCommit(
-            self._db, ops.start_messages
+            self._db, one_transaction(ops.start_message)
         )
         self._deltas: GroupCommit[ops.DeltaBatch, None] = GroupCommit(
             self._db, ops.record_deltas_of_runs
         )
-        self._settles: GroupCommit[Settling, None] = GroupCommit(self._db, _settle_all)
+        self._settles: GroupCommit[Settling, None] = GroupCommit(self._db, one_transaction(_settle))
         self._responses = ResponseWrites.through(self._db)
 
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -359,14 +359,7 @@ class RunWorker:
 
 
 Settling = tuple[Store, Run, dict[str, Any], ChatClient, Answer, float]
-"""A run to settle: its tenant's store, the run, the request, the client, the answer, the TTL."""
-
-
-def _settle_all(items: Sequence[Settling]) -> None:
-    """:func:`_settle` for several runs (tenant views of one store), in one transaction."""
-    with items[0][0].transaction(savepoints=False):
-        for item in items:
-            _settle(*item)
+"""A run to settle: the arguments of :func:`_settle`."""
 
 
 def _settle(
