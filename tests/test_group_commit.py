@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from agentkeep import NotFound, Store
 from agentkeep.runner.group_commit import GroupCommit
 from agentkeep.runner.responses import EventBatch, store_response_events
@@ -100,3 +102,7 @@ async def test_each_writer_gets_its_own_result_or_error() -> None:
     assert results[0] == "stored 4" and results[2] == "stored 5"
     assert isinstance(results[1], ValueError)
     assert rounds == [[1, 2, 3], [4, 13, 5], [4], [13], [5]]
+    rounds.clear()
+    with pytest.raises(ValueError, match="13 is not written"):
+        await group.write(13)
+    assert rounds == [[13]]  # a round of one was its own write already: not made twice

@@ -7,9 +7,9 @@ BEGIN, a COMMIT and a thread hop each). A :class:`GroupCommit` takes the
 items of every task that writes through it: ``write()`` queues an item and
 waits until it is committed. While a round commits, the items queued
 meanwhile wait for the next round, which takes them all, so no item waits
-for more than the round before it. If a round fails (say one response was
-deleted meanwhile), its items are written one by one, so each writer gets
-its own outcome.
+for more than the round before it. If a round of several items fails (say
+one response was deleted meanwhile), its items are written one by one, so
+each writer gets its own outcome; a round of one has had it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,11 @@ class GroupCommit(Generic[T, R]):
                 round_, self._queue = self._queue, []
                 try:
                     results = await self._db(self._write_all, [item for item, _ in round_])
-                except Exception:
+                except Exception as exc:
+                    if len(round_) == 1:  # it was written alone already: that is its outcome
+                        if not round_[0][1].done():
+                            round_[0][1].set_exception(exc)
+                        continue
                     for item, done in round_:
                         await self._one(item, done)
                 else:

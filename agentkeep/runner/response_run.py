@@ -13,8 +13,8 @@ and ``.done``, ``response.output_item.done``; last ``response.completed``
 upstream error). With ``persist`` the response and its first events are
 stored first (while the upstream call already runs); text deltas go to the
 client at once and to the store behind it, in order, in batches (at most
-one write per response every 100 ms; with ``writes``, the writes of all
-the responses in flight are made together); all of them are stored before the
+one write per response every 100 ms; the writes of all the responses in
+flight that share ``writes`` are made together); all of them are stored before the
 transaction that ends the response stores the last events with the final
 status, so a reader that resumes from any ``sequence_number`` gets every
 later event, and one that sees the response ended has all of them. Without
@@ -116,7 +116,8 @@ class ResponseRun:
         self.live = live or self.persist  # events wanted: streamed, or stored as they come
         self.numbers = EventNumbers(announced)
         self.announced = announced  # events a background response stored when it was queued
-        self.writes = writes  # writes with other responses' (else each alone)
+        # Its writes join those of the other responses in flight (else rounds of its own).
+        self.writes = writes if writes is not None else ResponseWrites.through(db)
         self.response: dict[str, Any] | None = None
         self.error: UpstreamError | None = None
         self.cancelled = False
@@ -151,19 +152,13 @@ class ResponseRun:
                 return
             batch = self._pending[:]
             self._pending.clear()
-            if self.writes is not None:  # it wakes the followers itself
-                await self.writes.events.write((self.store, self.prepared.response.id, batch))
-            else:
-                await self.db(self.store.responses.append_events, self.prepared.response.id, batch)
-                notify.notify()
+            # The round wakes the followers once it commits.
+            await self.writes.events.write((self.store, self.prepared.response.id, batch))
 
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.persist and events:
             if not self._row:
-                if self.writes is not None:
-                    await self.writes.create.write((self.store, self.prepared, events))
-                else:
-                    await self.db(create_row, self.store, self.prepared, events)
+                await self.writes.create.write((self.store, self.prepared, events))
                 self._row = True
             else:
                 await self.db(self.store.responses.append_events, self.prepared.response.id, events)
@@ -394,13 +389,8 @@ class ResponseRun:
         # it: the abandon must not record it again.
         self._recorded = True
         try:
-            if self.writes is not None:
-                item = (self.store, self.prepared, outcome, row_exists)
-                ended = await self.writes.settle.write(item)
-            else:
-                ended = await self.db(
-                    settle, self.store, self.prepared, outcome, row_exists=row_exists
-                )
+            item = (self.store, self.prepared, outcome, row_exists)
+            ended = await self.writes.settle.write(item)
         except Exception:
             await self._record_alone(outcome.usage_row)
             raise
