@@ -19,6 +19,7 @@ from agentkeep.models.responses import StoredResponse
 from agentkeep.wire.objects import unix
 
 __all__ = [
+    "END_EVENT_TYPES",
     "CreateResponse",
     "EventNumbers",
     "Include",
@@ -369,6 +370,10 @@ _END_EVENT = {
     "failed": "response.failed",
     "cancelled": "response.incomplete",
 }
+
+
+END_EVENT_TYPES = frozenset(_END_EVENT.values())
+"""The event types that end a response's stream."""
 
 
 def end_events(

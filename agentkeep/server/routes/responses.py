@@ -25,11 +25,12 @@ from agentkeep.runner.responses import (
 )
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.server.deps import TenantStore, service_state
-from agentkeep.server.errors import ApiError, error_body, translate_error
+from agentkeep.server.errors import ApiError, translate_error
 from agentkeep.server.pagination import Pagination
 from agentkeep.store import Store
 from agentkeep.wire.objects import list_object
 from agentkeep.wire.responses import (
+    END_EVENT_TYPES,
     CreateResponse,
     EventNumbers,
     Include,
@@ -66,6 +67,12 @@ def _writes(request: Request) -> ResponseWrites:
 
 def _sse(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def _error_event(exc: Exception, number: int) -> bytes:
+    """OpenAI's ``error`` stream event for ``exc``, numbered ``number`` (after the last sent)."""
+    error = translate_error(exc)
+    return _sse(EventNumbers(number).error(error.code, error.message))
 
 
 def _streaming(events: AsyncIterator[bytes]) -> StreamingResponse:
@@ -117,9 +124,6 @@ def _streamable(store: Store, response_id: str) -> None:
     )
 
 
-_END_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
-
-
 def _missing_end(
     store: Store, response_id: str, after: int, last: str | None
 ) -> dict[str, Any] | None:
@@ -136,7 +140,7 @@ def _missing_end(
         if not there or there[0].sequence_number != after:
             return None  # resumed past every stored event: nothing to end
         last = there[0].type
-    if last in _END_EVENTS:
+    if last in END_EVENT_TYPES:
         return None
     ended = store.responses.get(response_id)
     return end_events(ended, store.responses.items(response_id, kind="output"), after + 1)[0]
@@ -176,11 +180,7 @@ async def _follow(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        error = translate_error(exc)
-        # OpenAI's ``error`` event: its type is "error", not the envelope's error type;
-        # like every event it is numbered, one after the last one sent.
-        body = error_body(error.message, code=error.code)["error"]
-        yield _sse({**body, "type": "error", "sequence_number": after + 1})
+        yield _error_event(exc, after + 1)
 
 
 async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
@@ -204,9 +204,7 @@ async def _live(run: ResponseRun, keepalive_s: float) -> AsyncIterator[bytes]:
             except StopAsyncIteration:
                 return
             except Exception as exc:
-                error = translate_error(exc)
-                body = error_body(error.message, code=error.code)["error"]
-                yield _sse({**body, "type": "error", "sequence_number": sent + 1})
+                yield _error_event(exc, sent + 1)
                 return
             sent = batch[-1]["sequence_number"]
             yield b"".join(_sse(event) for event in batch)
