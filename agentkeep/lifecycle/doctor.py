@@ -4,8 +4,9 @@ Checks, each with what to do when it fails: the database answers; its schema
 revision is head; SQLite's ``PRAGMA quick_check`` (PostgreSQL: the data
 checksum failures the server counted in the database); the consistency check of
 every tenant; the daily usage totals against the usage rows (repaired by
-:func:`repair_usage`, ``agentkeep doctor --repair-usage``); free disk in the data and backup directories; the age of the
-last backup against the schedule; the size of SQLite's WAL.
+:func:`repair_usage`, ``agentkeep doctor --repair-usage``); free disk in the
+data and backup directories; the age of the last backup against the schedule;
+the size of SQLite's WAL.
 
 :func:`run_doctor` opens the database at a URL; :func:`check_store` runs the
 checks on a store already open (the dashboard's on-demand checks), and with

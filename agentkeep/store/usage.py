@@ -24,7 +24,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -50,9 +50,7 @@ __all__ = ["ROLLUP_KEYS", "Usage"]
 RollupKey = Literal["day", "model", "agent", "user", "provider"]
 ROLLUP_KEYS: tuple[str, ...] = ("day", "model", "agent", "user", "provider")
 _STATUSES = ("success", "error")
-_DAY_MICROS = 86_400_000_000
 _MAX_COUNT = 2**62
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 _KEY_COLUMNS = {"model": "model", "agent": "agent_id", "user": "user_id", "provider": "provider"}
@@ -137,7 +135,7 @@ def _to_rollup(row: Mapping[Any, Any], by: str) -> UsageRollup:
     if raw is None:
         label = None
     elif by == "day":
-        label = (_EPOCH + timedelta(days=int(raw))).strftime("%Y-%m-%d")
+        label = usage_days.day_label(int(raw))
     else:
         label = str(raw)
     cost = row["cost_nano_usd"]
@@ -462,18 +460,18 @@ class Usage(Resource):
                 raise InvalidInput("must be a datetime", field=name)
         after, before = to_micros(created_after), to_micros(created_before)
         daily = all(v is None for k, v in filters.items() if k not in _DAILY_FILTERS)
-        first = None if after is None else -(-after // _DAY_MICROS)  # the first whole day
-        end = None if before is None else before // _DAY_MICROS  # the day after the last
+        first = None if after is None else -(-after // usage_days.DAY_MICROS)  # the first whole day
+        end = None if before is None else before // usage_days.DAY_MICROS  # the day after the last
         if first is not None and end is not None and first >= end:
             daily = False  # no whole day in the window
         with self._core.read() as conn:
             if not daily:
                 return self._from_rows(conn, keys, where, [(after, before)])
             edges: builtins.list[tuple[int | None, int | None]] = []
-            if after is not None and first is not None and after < first * _DAY_MICROS:
-                edges.append((after, first * _DAY_MICROS))
-            if before is not None and end is not None and end * _DAY_MICROS < before:
-                edges.append((end * _DAY_MICROS, before))
+            if after is not None and first is not None and after < first * usage_days.DAY_MICROS:
+                edges.append((after, first * usage_days.DAY_MICROS))
+            if before is not None and end is not None and end * usage_days.DAY_MICROS < before:
+                edges.append((end * usage_days.DAY_MICROS, before))
             rows = self._from_days(conn, keys, filters, first, end)
             rows += self._rows(conn, keys, where, edges)
         return {k: _merge(rows, k) for k in keys}

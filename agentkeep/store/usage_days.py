@@ -36,6 +36,7 @@ from agentkeep.store.schema import usage_days as d
 __all__ = [
     "DAY_MICROS",
     "add_calls",
+    "day_label",
     "day_of",
     "day_sql",
     "days_where",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 DAY_MICROS = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 KEYS = ("provider", "model", "agent_id", "user_id", "status")
 SUMS = (
     "calls",
@@ -63,6 +65,11 @@ _DAYS_PER_READ = 200
 def day_of(micros: int) -> int:
     """The UTC day (days since 1970-01-01) of a time in microseconds."""
     return micros // DAY_MICROS
+
+
+def day_label(day: int) -> str:
+    """A day number (:func:`day_of`) as its UTC date, ``YYYY-MM-DD``."""
+    return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
 
 
 def day_sql(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -197,7 +204,7 @@ def drift(conn: Connection, *, most: int = 20) -> tuple[int, list[str]]:
         nonlocal count
         count += 1
         if len(named) < most:
-            label = f"{group['tenant_id']} {_date(int(group['day']))} "
+            label = f"{group['tenant_id']} {day_label(int(group['day']))} "
             named.append(label + f"{group['provider']}/{group['model']}: {what}")
 
     for group in _groups(conn, []):
@@ -211,10 +218,6 @@ def drift(conn: Connection, *, most: int = 20) -> tuple[int, list[str]]:
     for orphan in stored.values():
         note(orphan, "no usage rows")
     return count, named
-
-
-def _date(day: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).date().isoformat()
 
 
 def _insert_groups(conn: Connection, where: list[sa.ColumnElement[bool]]) -> None:
