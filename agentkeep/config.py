@@ -116,8 +116,9 @@ def _response_ttl_days(env: dict[str, str]) -> float:
     failing every create with a 400 on ``ttl_seconds``.
     """
     name = "AGENTKEEP_RESPONSE_TTL_DAYS"
-    value = _float({name: env.get(name) or "30"}, name, unit="days")
-    assert value is not None
+    value = _float(env, name, unit="days")
+    if value is None:
+        return 30.0
     if not 0 < value <= MAX_RESPONSE_TTL_DAYS:  # NaN fails this too
         raise InvalidInput(
             f"must be a number of days greater than 0 and at most {MAX_RESPONSE_TTL_DAYS:g}, "
