@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from agentkeep.integrations._extra import require
@@ -340,23 +342,16 @@ class AgentkeepSessionService(BaseSessionService):
             else:
                 _check(status, session)
                 return
-        await asyncio.to_thread(
-            self._append_in_transaction, session, event, deltas, role, blocks, data
-        )
+        append = functools.partial(self._append_once, session, event, deltas, role, blocks, data)
+        await asyncio.to_thread(self._retrying, append)
 
-    def _append_in_transaction(
-        self,
-        session: Session,
-        event: Event,
-        deltas: dict[str, dict[str, Any]],
-        role: str,
-        blocks: list[dict[str, Any]],
-        data: dict[str, Any],
-    ) -> None:
+    def _retrying(self, write: Callable[[], None]) -> None:
+        """``write()`` in a transaction, again when it loses a race (``Conflict``), at most
+        ``_RETRIES`` times."""
         for attempt in range(_RETRIES):
             try:
                 with self.store.transaction():
-                    self._append_once(session, event, deltas, role, blocks, data)
+                    write()
                 return
             except Conflict:
                 if attempt == _RETRIES - 1:
