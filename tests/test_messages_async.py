@@ -8,6 +8,7 @@ through one writer thread that commits queued appends together (group commit).
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from _postgres import terminate_backends
 import agentkeep
 from agentkeep import AsyncStore, Store
 from agentkeep.errors import Conflict, InvalidInput, NotFound
+from agentkeep.store.dialects import sqlite_async
 
 
 async def test_async_operations_match_the_sync_ones(store: Store, astore: AsyncStore) -> None:
@@ -100,6 +102,82 @@ async def test_concurrent_async_appends_are_gapless_and_committed(
         assert reopened.sessions.get(shared.id).message_count == 40
         assert [m.seq for m in reopened.messages.recent(shared.id, 100)] == list(range(1, 41))
         assert reopened.messages.recent(sessions[0].id)[-1].text == "six"
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "agentkeep-sqlite-writer"]
+
+
+def _count_group_rounds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each round the writer thread commits, as it commits them."""
+    rounds: list[int] = []
+    commit = sqlite_async.GroupCommit._commit
+
+    def counting(self: sqlite_async.GroupCommit, batch: list[Any]) -> None:
+        rounds.append(len(batch))
+        commit(self, batch)
+
+    monkeypatch.setattr(sqlite_async.GroupCommit, "_commit", counting)
+    return rounds
+
+
+async def test_a_lone_writer_at_full_commits_inline_without_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One task appending in a loop at full pays no thread hop: nothing else is waiting."""
+    rounds = _count_group_rounds(monkeypatch)
+    before = _writer_threads()
+    url = f"sqlite:///{tmp_path}/alone.db"
+    astore = await agentkeep.aconnect(url, durability="full")
+    try:
+        s = await astore.sessions.create()
+        for i in range(20):
+            await astore.messages.append(s.id, "user", str(i))
+        await astore.messages.append_many(s.id, [{"role": "user", "content": "last"}])
+        assert rounds == []
+        assert _writer_threads() == before
+    finally:
+        await astore.close()
+    with agentkeep.connect(url) as reopened:
+        assert [m.text for m in reopened.messages.recent(s.id, 2)] == ["19", "last"]
+
+
+async def test_writers_arriving_together_at_full_share_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """32 tasks appending at once go to the writer thread, which commits them in groups."""
+    rounds = _count_group_rounds(monkeypatch)
+    astore = await agentkeep.aconnect(f"sqlite:///{tmp_path}/together.db", durability="full")
+    try:
+        sessions = [await astore.sessions.create() for _ in range(32)]
+
+        async def writer(session_id: str) -> None:
+            for i in range(5):
+                await astore.messages.append(session_id, "user", str(i))
+
+        await asyncio.gather(*(writer(s.id) for s in sessions))
+        # Every write of the first wave arrived in the same turn of the loop: none ran inline.
+        assert sum(rounds) >= 32
+        assert len(rounds) < sum(rounds)  # some round committed several writes at once
+        assert [m.seq for m in await astore.messages.recent(sessions[-1].id)] == [1, 2, 3, 4, 5]
+    finally:
+        await astore.close()
+
+
+async def test_slow_commits_at_full_send_a_lone_writer_to_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits slower than the bound keep writes off the event loop's thread."""
+    monkeypatch.setattr(sqlite_async, "INLINE_COMMIT_MAX_S", 0.0)
+    rounds = _count_group_rounds(monkeypatch)
+    astore = await agentkeep.aconnect(f"sqlite:///{tmp_path}/slow.db", durability="full")
+    try:
+        s = await astore.sessions.create()
+        for i in range(3):
+            await astore.messages.append(s.id, "user", str(i))
+        assert rounds == [1, 1, 1]  # each append alone
+    finally:
+        await astore.close()
 
 
 async def test_postgres_async_connections_keep_their_socket_watched(

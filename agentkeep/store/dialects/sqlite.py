@@ -349,10 +349,10 @@ class SQLiteDialect(Dialect):
         return SQLiteConnections(self)
 
     def async_connections(self, own: OwnConnections) -> SQLiteAsyncConnections:
-        # At full every commit is an fsync: writes always go to the writer thread,
-        # which commits all that were queued meanwhile together (group commit).
-        group = self.durability == "full" and not self.memory
-        return SQLiteAsyncConnections(own.write, own.read, self._write_lock, group_always=group)
+        # At full every commit is an fsync: a write runs inline only when it is alone,
+        # otherwise the writer thread commits it with the others queued (group commit).
+        full = self.durability == "full" and not self.memory
+        return SQLiteAsyncConnections(own.write, own.read, self._write_lock, full=full)
 
     def create_engine(self) -> Engine:
         synchronous = _SYNCHRONOUS[self.durability]
