@@ -8,7 +8,6 @@ through one writer thread that commits queued appends together (group commit).
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +103,6 @@ async def test_concurrent_async_appends_are_gapless_and_committed(
         assert reopened.messages.recent(sessions[0].id)[-1].text == "six"
 
 
-def _writer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "agentkeep-sqlite-writer"]
-
-
 def _count_group_rounds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of each round the writer thread commits, as it commits them."""
     rounds: list[int] = []
@@ -125,8 +120,9 @@ async def test_a_lone_writer_at_full_commits_inline_without_the_writer_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One task appending in a loop at full pays no thread hop: nothing else is waiting."""
+    # However slow the disk is while the suite runs: the bound has a test of its own.
+    monkeypatch.setattr(sqlite_async, "INLINE_COMMIT_MAX_S", 3600.0)
     rounds = _count_group_rounds(monkeypatch)
-    before = _writer_threads()
     url = f"sqlite:///{tmp_path}/alone.db"
     astore = await agentkeep.aconnect(url, durability="full")
     try:
@@ -134,8 +130,7 @@ async def test_a_lone_writer_at_full_commits_inline_without_the_writer_thread(
         for i in range(20):
             await astore.messages.append(s.id, "user", str(i))
         await astore.messages.append_many(s.id, [{"role": "user", "content": "last"}])
-        assert rounds == []
-        assert _writer_threads() == before
+        assert rounds == []  # nothing went to the writer thread
     finally:
         await astore.close()
     with agentkeep.connect(url) as reopened:
