@@ -6,7 +6,14 @@ import asyncio
 import builtins
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -50,7 +57,7 @@ from agentkeep.store.checkpoints import (
     PendingWrite,
     StoredCheckpoint,
 )
-from agentkeep.store.events import Events
+from agentkeep.store.events import Events, LinkedEvents
 from agentkeep.store.graph_items import GraphItems, ItemWrite, StoredItem
 from agentkeep.store.history import History
 from agentkeep.store.media import MediaCache
@@ -770,6 +777,12 @@ class AsyncEvents:
     async def append_many(self, events: Sequence[Mapping[str, Any]]) -> builtins.list[Event]:
         """Append several events (dicts of ``append``'s arguments) in one transaction, in order."""
         return await asyncio.to_thread(self.sync.append_many, events)
+
+    async def append_many_linked(
+        self, events: Sequence[Mapping[str, Any]], runs: Collection[str]
+    ) -> LinkedEvents:
+        """:meth:`append_many`, and the bookmark of each of ``runs``' last event before these."""
+        return await asyncio.to_thread(self.sync.append_many_linked, events, runs)
 
     def follow(
         self,

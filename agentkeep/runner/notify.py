@@ -18,6 +18,14 @@ clears the subscription before each read, so a notification that lands
 between a read and the wait is not lost; only the readers of the run that was
 written are woken, so many concurrent streams do not all read again on every
 commit of any run.
+
+The run engine also hands the committed events to their run's readers
+(:func:`hand_over`), with the bookmark of the run's last event before them,
+read while the writing transaction was the tenant's only event writer
+(``Events.append_many_linked``). A reader that has every event of the run up
+to that bookmark takes the new ones as they are (:meth:`Subscription.take`)
+instead of reading them back from the database; any other reader (one that
+missed a write of another process, or was woken without events) reads.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = ["Subscription", "generation", "notify", "subscribe", "wait"]
+from agentkeep.models import Event
+
+__all__ = ["Subscription", "generation", "hand_over", "notify", "subscribe", "wait", "watched"]
 
 _lock = threading.Lock()
 _subscriptions: dict[str, set[Subscription]] = {}
@@ -43,10 +53,37 @@ class Subscription:
         self.key = key
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
+        # Handed-over events since the last clear(): (bookmark of the run's event before, events).
+        self._handed: list[tuple[int, Sequence[Event]]] = []
+        self._unknown = False  # woken for events that were not handed over
 
     def clear(self) -> None:
-        """Forget earlier wake-ups: call before reading."""
+        """Forget earlier wake-ups and handed-over events: call before reading."""
         self._event.clear()
+        self._handed.clear()
+        self._unknown = False
+
+    def take(self, after: int) -> list[Event] | None:
+        """The handed-over events after bookmark ``after``, if they are all of the run's.
+
+        None when they may not be: a wake-up came without its events, or one
+        hand-over follows an event this reader has not seen. Then read.
+        """
+        if self._unknown or not self._handed:
+            return None
+        out: list[Event] = []
+        for before, events in self._handed:
+            if events[-1].bookmark <= after:
+                continue  # read already
+            if before > after:
+                return None
+            for event in events:
+                if event.bookmark > after:
+                    out.append(event)
+                    after = event.bookmark
+        self._handed.clear()
+        self._event.clear()
+        return out
 
     async def wait(self, timeout: float) -> bool:
         """Wait for a wake-up since the last :meth:`clear`, at most ``timeout`` seconds."""
@@ -58,7 +95,18 @@ class Subscription:
 
     def _wake(self) -> None:
         with contextlib.suppress(RuntimeError):  # loop closed
-            self._loop.call_soon_threadsafe(self._event.set)
+            self._loop.call_soon_threadsafe(self._woken, None, ())
+
+    def _hand(self, before: int, events: Sequence[Event]) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed
+            self._loop.call_soon_threadsafe(self._woken, before, events)
+
+    def _woken(self, before: int | None, events: Sequence[Event]) -> None:
+        if before is None:
+            self._unknown = True
+        else:
+            self._handed.append((before, events))
+        self._event.set()
 
 
 @contextlib.contextmanager
@@ -87,6 +135,38 @@ def notify(*keys: str) -> None:
         waiters = list(_waiters)
     for sub in subs:
         sub._wake()
+    _wake_waiters(waiters)
+
+
+def watched(key: str) -> bool:
+    """Whether run ``key`` has readers in this process (worth handing its events to)."""
+    return key in _subscriptions
+
+
+def hand_over(events: Sequence[Event], before: Mapping[str, int]) -> None:
+    """:func:`notify` for committed ``events``, handing each run's to its readers.
+
+    ``before[run_id]``: the bookmark of the run's last event before these (see
+    ``LinkedEvents``); the readers of a run not in it are only woken.
+    """
+    global _generation
+    by_run: dict[str, list[Event]] = {}
+    for event in events:
+        if event.run_id is not None:
+            by_run.setdefault(event.run_id, []).append(event)
+    with _lock:
+        _generation += 1
+        subs = [(s, key) for key in by_run for s in _subscriptions.get(key, ())]
+        waiters = list(_waiters)
+    for sub, key in subs:
+        if key in before:
+            sub._hand(before[key], by_run[key])
+        else:
+            sub._wake()
+    _wake_waiters(waiters)
+
+
+def _wake_waiters(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
     for loop, event in waiters:
         with contextlib.suppress(RuntimeError):  # loop closed
             loop.call_soon_threadsafe(event.set)

@@ -73,7 +73,8 @@ def now_seconds() -> int:
 def emit(store: Store, run: Run, *events: tuple[str, dict[str, Any]]) -> list[Event]:
     """Append ``(type, data)`` events of ``run`` (in the caller's transaction, if any).
 
-    The run's readers in this process are woken once the transaction commits.
+    Once the transaction commits, the run's readers in this process are handed
+    the events (or woken, when it has none here).
     """
     return emit_runs(store, [(run, events)])
 
@@ -87,10 +88,15 @@ def emit_runs(
         for run, events in batches
         for kind, data in events
     ]
+    watched = {run.id for run, _ in batches if notify.watched(run.id)}
     with store.transaction(savepoints=False):
-        written = store.events.append_many(rows)
-        store.after_commit(functools.partial(notify.notify, *{run.id for run, _ in batches}))
-        return written
+        if not watched:
+            written = store.events.append_many(rows)
+            store.after_commit(functools.partial(notify.notify, *{run.id for run, _ in batches}))
+            return written
+        linked = store.events.append_many_linked(rows, watched)
+        store.after_commit(functools.partial(notify.hand_over, linked.events, linked.before))
+        return linked.events
 
 
 _Batch = tuple[Store, Run, Sequence[tuple[str, dict[str, Any]]]]

@@ -1,12 +1,14 @@
 """A run's stream: its stored events as server-sent events, from a bookmark, live.
 
-Streams read the persisted events of the run (``store.events``) from a
+Streams send the persisted events of the run (``store.events``) from a
 bookmark, so what a stream shows is exactly what was committed, and each
 event carries its bookmark as the SSE ``id``. A stream subscribes to its run's
 in-process wake-ups (:mod:`agentkeep.runner.notify`, sent once the run
-engine's transaction commits) and reads again when woken, or every
-``POLL_S`` seconds for writes of other processes. It ends after the run
-stops (``done``) with every event that led there.
+engine's transaction commits), which hand it the committed events when they
+provably follow the last one it sent; otherwise (a write of another process
+in between, or a wake-up without events) it reads them from the database, as
+it does every ``POLL_S`` seconds for writes of other processes. It ends after
+the run stops (``done``) with every event that led there.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ FINAL_EVENTS = ops.STOP_EVENTS - {"thread.run.requires_action"}
 
 
 def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
-    """One server-sent event: ``event``, ``data`` (JSON unless a string) and ``id``."""
+    """One server-sent event: ``event``, ``data`` (JSON unless a string) and ``id``.
+
+    Object keys are sorted: an event handed over live and the same event read
+    back (PostgreSQL's jsonb keeps keys in an order of its own) are the same bytes.
+    """
     head = f"event: {kind}\n"
-    body = f"data: {data if isinstance(data, str) else json.dumps(data)}\n"
+    body = f"data: {data if isinstance(data, str) else json.dumps(data, sort_keys=True)}\n"
     tail = f"id: {ident}\n" if ident is not None else ""
     return (head + body + tail + "\n").encode()
 
@@ -71,13 +77,17 @@ async def _follow(
     last_sent = time.monotonic()
     next_look = 0.0  # when a quiet read next looks at the run's status
     with notify.subscribe(run_id) as woken:
+        read = True  # the first look is a read: what was committed before the subscription
         while True:
-            woken.clear()
-            events = await _read(store, run_id, bookmark)
+            events = None if read else woken.take(bookmark)
+            if events is None:
+                woken.clear()
+                events = await _read(store, run_id, bookmark)
             if events:
                 bookmark = events[-1].bookmark
                 yield _chunk(events)
-            if len(events) == READ_BATCH:
+            read = len(events) == READ_BATCH
+            if read:
                 continue
             if events and events[-1].type in FINAL_EVENTS:
                 # A final status commits with its event, last of the run's: nothing follows.
@@ -99,7 +109,7 @@ async def _follow(
             elif time.monotonic() - last_sent > keepalive_s:
                 last_sent = time.monotonic()
                 yield KEEPALIVE
-            await woken.wait(POLL_S)
+            read = not await woken.wait(POLL_S)  # not woken: look for other processes' writes
 
 
 async def _events(

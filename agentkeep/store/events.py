@@ -19,9 +19,9 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -36,7 +36,7 @@ from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
 from agentkeep.store.schema import sessions as st
 
-__all__ = ["Events", "events_channel"]
+__all__ = ["Events", "LinkedEvents", "events_channel"]
 
 _FIELDS = ("type", "run_id", "session_id", "agent_id", "channel", "data")
 FOLLOW_BATCH = 500
@@ -61,6 +61,30 @@ _RUN_EVENTS = (
     .limit(sa.bindparam("n"))
 )
 """One run's events after a bookmark: built once (``Events.list(run_id=...)``, every stream read)."""
+
+
+_RUNS_LAST = (
+    sa.select(t.c.run_id, sa.func.max(t.c.bookmark))
+    .where(
+        t.c.tenant_id == sa.bindparam("tenant"),
+        t.c.run_id.in_(sa.bindparam("runs", expanding=True)),
+    )
+    .group_by(t.c.run_id)
+)
+"""The bookmark of each given run's last event (runs without events are left out)."""
+
+
+class LinkedEvents(NamedTuple):
+    """Events appended, and for each run asked about the bookmark of its last event before them.
+
+    ``before[run_id]`` is read while the appending transaction is the tenant's
+    only event writer, so no event of that run can commit between it and these:
+    a reader that has seen every event of the run up to ``before[run_id]`` sees
+    all of them by adding the new ones (0: the run had none).
+    """
+
+    events: list[Event]
+    before: dict[str, int]
 
 
 def to_event(row: Mapping[Any, Any]) -> Event:
@@ -198,11 +222,37 @@ class Events(Resource):
             return []
         return self._write(rows)
 
-    def _write(self, rows: list[dict[str, Any]]) -> list[Event]:
+    def append_many_linked(
+        self, events: Sequence[Mapping[str, Any]], runs: Collection[str]
+    ) -> LinkedEvents:
+        """:meth:`append_many`, and the bookmark of each of ``runs``' last event before these.
+
+        For handing committed events to a run's live readers in this process
+        without their reading them back (see :class:`LinkedEvents`).
+        """
+        rows = []
+        for i, item in enumerate(events):
+            if not isinstance(item, Mapping):
+                raise InvalidInput("must be an object", field=f"events[{i}]")
+            rows.append(self._prepare(item, f"events[{i}]."))
+        before: dict[str, int] = {}
+        written = self._write(rows, runs, before) if rows else []
+        return LinkedEvents(written, before)
+
+    def _write(
+        self,
+        rows: list[dict[str, Any]],
+        runs: Collection[str] = (),
+        before: dict[str, int] | None = None,
+    ) -> list[Event]:
         dialect = self._core.dialect
         with self._core.write("appending an event") as conn:
             self._resolve_references(conn, rows)
             dialect.serialize_appends(conn, self.tenant_id, "events")
+            if runs and before is not None:
+                before.update(dict.fromkeys(runs, 0))
+                params = {"tenant": self.tenant_id, "runs": list(runs)}
+                before.update((r, int(b)) for r, b in conn.execute(_RUNS_LAST, params))
             last = self._take_bookmarks(conn, len(rows))
             now = utcnow_micros()
             for i, r in enumerate(rows, start=last - len(rows) + 1):
