@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from agentkeep.errors import InvalidInput
 from agentkeep.models import Agent, Message, Page, Session
+from agentkeep.wire.parts import content_parts
 
 __all__ = [
     "ASSISTANT_EXTRA_FIELDS",
@@ -255,14 +256,7 @@ def item_input(item: Any, field: str) -> dict[str, Any]:
             raise InvalidInput(
                 f"must be one of {', '.join(_ITEM_ROLES)}; got {role!r}", field=f"{field}.role"
             )
-        content = item.get("content")
-        if isinstance(content, str):
-            text_type = "output_text" if role == "assistant" else "input_text"
-            content = [{"type": text_type, "text": content}]
-        elif not isinstance(content, list):
-            raise InvalidInput(
-                "must be a string or a list of content parts", field=f"{field}.content"
-            )
+        content = content_parts(role, item.get("content"), f"{field}.content")
         extra: dict[str, Any] = {}
         status = item.get("status")
         if status is not None:

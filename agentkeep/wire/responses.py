@@ -17,6 +17,7 @@ from agentkeep.errors import InvalidInput
 from agentkeep.ids import new_id
 from agentkeep.models.responses import StoredResponse
 from agentkeep.wire.objects import unix
+from agentkeep.wire.parts import content_parts
 
 __all__ = [
     "END_EVENT_TYPES",
@@ -33,8 +34,6 @@ __all__ = [
 ]
 
 _ROLES = ("user", "assistant", "system", "developer")
-_TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
-_PART_TYPES = (*_TEXT_PARTS, "input_image", "input_file")
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 
 Include = Literal[
@@ -94,24 +93,6 @@ def _text(value: Any, field: str) -> str:
     return value
 
 
-def _content(role: str, content: Any, field: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "output_text" if role == "assistant" else "input_text", "text": content}]
-    if not isinstance(content, list):
-        raise InvalidInput("must be a string or a list of content parts", field=field)
-    parts = []
-    for i, part in enumerate(content):
-        where = f"{field}[{i}]"
-        if not isinstance(part, dict) or part.get("type") not in _PART_TYPES:
-            raise InvalidInput(
-                f"must be a content part of type {', '.join(_PART_TYPES)}", field=where
-            )
-        if part["type"] in ("input_text", "output_text", "text"):
-            _text(part.get("text"), f"{where}.text")
-        parts.append(dict(part))
-    return parts
-
-
 def _message(item: dict[str, Any], field: str) -> dict[str, Any]:
     role = item.get("role")
     if role not in _ROLES:
@@ -122,7 +103,7 @@ def _message(item: dict[str, Any], field: str) -> dict[str, Any]:
     return {
         "type": "message",
         "role": role,
-        "content": _content(role, item.get("content"), f"{field}.content"),
+        "content": content_parts(role, item.get("content"), f"{field}.content"),
         "status": status,
     }
 

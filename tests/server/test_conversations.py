@@ -152,6 +152,43 @@ def test_invalid_items(tenant: Tenant) -> None:
         ({"items": [{"role": "robot", "content": "x"}]}, "items[0].role"),
         ({"items": [{"role": "user", "content": 3}]}, "items[0].content"),
         ({"items": [{"role": "user", "content": [{"type": "nope"}]}]}, "items[0].content[0].type"),
+        ({"items": [{"role": "user", "content": ["x"]}]}, "items[0].content[0]"),
+        (
+            {"items": [{"role": "user", "content": [{"type": "input_text"}]}]},
+            "items[0].content[0].text",
+        ),
+        (
+            {
+                "items": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_image", "file_id": "f", "detail": []}],
+                    }
+                ]
+            },
+            "items[0].content[0].detail",
+        ),
+        (
+            {"items": [{"role": "user", "content": [{"type": "input_image", "detail": "low"}]}]},
+            "items[0].content[0]",
+        ),
+        (
+            {"items": [{"role": "user", "content": [{"type": "input_text", "text": "x", "": {}}]}]},
+            "items[0].content[0].",
+        ),
+        (
+            {
+                "items": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "input_text", "text": "x", "prompt_cache_breakpoint": None}
+                        ],
+                    }
+                ]
+            },
+            "items[0].content[0].prompt_cache_breakpoint",
+        ),
         ({"items": [{"type": "web_search_call"}]}, "items[0].type"),
         (
             {"items": [{"type": "function_call", "name": "f", "arguments": "{}"}]},
@@ -168,6 +205,33 @@ def test_invalid_items(tenant: Tenant) -> None:
     response = http.post("/v1/conversations", json={"items": [{"role": "x", "content": "y"}]})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "items[0].role"
+
+
+def test_image_and_file_parts_are_kept_as_the_document_shapes_them(
+    client: openai.OpenAI,
+) -> None:
+    conversation = client.conversations.create()
+    image = "data:image/png;base64,iVBORw0KGgo="
+    client.conversations.items.create(
+        conversation.id,
+        items=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "what is this?"},
+                    {"type": "input_image", "image_url": image},  # type: ignore[typeddict-item]
+                    {"type": "input_file", "file_id": "file_1", "filename": "a.pdf"},
+                ],
+            }
+        ],
+    )
+    [item] = client.conversations.items.list(conversation.id).data
+    parts = [p.model_dump(exclude_none=True) for p in item.content]  # type: ignore[union-attr]
+    assert parts == [
+        {"type": "input_text", "text": "what is this?"},
+        {"type": "input_image", "image_url": image, "detail": "auto"},
+        {"type": "input_file", "file_id": "file_1", "filename": "a.pdf"},
+    ]
 
 
 def test_idempotency_key_makes_a_retried_items_create_safe(client: openai.OpenAI) -> None:
