@@ -87,8 +87,11 @@ class Subscription:
 
     async def wait(self, timeout: float) -> bool:
         """Wait for a wake-up since the last :meth:`clear`, at most ``timeout`` seconds."""
+        if self._event.is_set():
+            return True
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # no task per wait, as wait_for would make
+                await self._event.wait()
             return True
         except TimeoutError:
             return False
