@@ -39,6 +39,10 @@ from agentkeep.models import Event
 
 __all__ = ["Subscription", "generation", "hand_over", "notify", "subscribe", "wait", "watched"]
 
+#: Hand-overs a reader keeps at most between two looks; past it (a client that does
+#: not read), they are dropped and the reader reads from the database instead.
+MAX_HANDED = 256
+
 _lock = threading.Lock()
 _subscriptions: dict[str, set[Subscription]] = {}
 # Readers not tied to one run (Responses streams, dashboard timelines): woken by every notify().
@@ -105,8 +109,9 @@ class Subscription:
             self._loop.call_soon_threadsafe(self._woken, before, events)
 
     def _woken(self, before: int | None, events: Sequence[Event]) -> None:
-        if before is None:
+        if before is None or len(self._handed) >= MAX_HANDED:
             self._unknown = True
+            self._handed.clear()
         else:
             self._handed.append((before, events))
         self._event.set()

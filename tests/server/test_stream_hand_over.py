@@ -123,3 +123,21 @@ async def test_events_of_another_tenants_run_are_not_handed_to_this_one(
         "thread.run.completed",
     ]
     assert reads == [0]
+
+
+async def test_a_reader_that_does_not_look_keeps_a_bounded_number_of_hand_overs(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound, the kept hand-overs are dropped and the reader reads instead."""
+    monkeypatch.setattr(notify, "MAX_HANDED", 3)
+    run = _queued_run(store)
+    with notify.subscribe(run.id) as reader:
+        for _ in range(3):
+            ops.emit(store, run, ("thread.message.delta", {}))
+        await _until(lambda: len(reader._handed) == 3)
+        assert [e.type for e in reader.take(0) or []] == ["thread.message.delta"] * 3
+        for _ in range(4):
+            ops.emit(store, run, ("thread.message.delta", {}))
+        await _until(lambda: reader._unknown)
+        assert reader._handed == []
+        assert reader.take(0) is None  # read instead
