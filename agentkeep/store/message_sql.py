@@ -268,34 +268,97 @@ def bump_session(n: sa.ColumnElement[Any]) -> sa.Update:
     )
 
 
-def plain_values(k: int, seq: sa.ColumnElement[Any]) -> dict[str, Any]:
-    """A plain message's column values: id, role, content and content types bound, the rest empty."""
-    return {
+#: The usually-empty columns of a message, in the order of the INSERTs below.
+OPTIONAL_COLUMNS = ("run_id", "agent_id", "idempotency_key", "metadata", "extra")
+#: Which of ``OPTIONAL_COLUMNS`` a multi-row INSERT binds (the others are written empty).
+Shape = tuple[bool, bool, bool, bool, bool]
+_EMPTY_OPTIONAL: dict[str, sa.ColumnElement[Any]] = {
+    "run_id": sa.null(),
+    "agent_id": sa.null(),
+    "idempotency_key": sa.null(),
+    "metadata": EMPTY,
+    "extra": EMPTY,
+}
+
+
+def row_values(k: int, shape: Shape) -> dict[str, Any]:
+    """Row ``k`` of a multi-row INSERT: the optional columns in ``shape`` bound, the others empty.
+
+    Its parameters, in the order of the columns, are :func:`row_params`.
+    """
+    values: dict[str, Any] = {
         "tenant_id": b("t"),
         "id": b(f"id{k}"),
         "session_id": b("s"),
-        "seq": seq,
+        "seq": b(f"seq{k}"),
         "role": b(f"role{k}"),
         "content": b(f"content{k}"),
         "content_types": b(f"ct{k}"),
-        "run_id": sa.null(),
-        "agent_id": sa.null(),
-        "idempotency_key": sa.null(),
-        "metadata": EMPTY,
-        "extra": EMPTY,
-        "created_at": b("now"),
     }
-
-
-def full_values() -> dict[str, Any]:
-    """Every column of a message bound (``v_<column>``), seq and created_at included."""
-    values: dict[str, Any] = {c: b(f"v_{c}") for c in INSERT_COLUMNS}
-    values.update(tenant_id=b("t"), session_id=b("s"), created_at=b("now"))
+    for column, bound in zip(OPTIONAL_COLUMNS, shape, strict=True):
+        values[column] = b(f"{column}{k}") if bound else _EMPTY_OPTIONAL[column]
+    values["created_at"] = b("now")
     return values
 
 
+def row_params(k: int, shape: Shape) -> list[str]:
+    """The parameter names of :func:`row_values`, in order (what :func:`bind_rows` gives)."""
+    names = ["t", f"id{k}", "s", f"seq{k}", f"role{k}", f"content{k}", f"ct{k}"]
+    names += [f"{c}{k}" for c, bound in zip(OPTIONAL_COLUMNS, shape, strict=True) if bound]
+    return [*names, "now"]
+
+
+def shape_of(rows: Sequence[NewRow]) -> Shape:
+    """Which optional columns any of ``rows`` sets."""
+    run = agent = key = meta = extra = False
+    for r in rows:
+        if r.run_id is not None:
+            run = True
+        if r.agent_id is not None:
+            agent = True
+        if r.idempotency_key is not None:
+            key = True
+        if r.metadata:
+            meta = True
+        if r.extra:
+            extra = True
+    return run, agent, key, meta, extra
+
+
+def bind_rows(
+    params: list[Any],
+    tenant_id: str,
+    session_id: str,
+    rows: Sequence[NewRow],
+    ids: Sequence[str],
+    first: int,
+    now: int,
+    shape: Shape,
+) -> None:
+    """Add to ``params`` the values of :func:`row_params` for ``rows``, ``seq`` from ``first``."""
+    add, extend = params.append, params.extend
+    run, agent, key, meta, extra = shape
+    seq = first
+    for ident, row in zip(ids, rows, strict=True):
+        text = row.text
+        content = _text_json(text) if text is not None else dump_content(row.content)
+        extend((tenant_id, ident, session_id, seq, row.role, content, row.content_types))
+        if run:
+            add(row.run_id)
+        if agent:
+            add(row.agent_id)
+        if key:
+            add(row.idempotency_key)
+        if meta:
+            add(dump_json(row.metadata) if row.metadata else "{}")
+        if extra:
+            add(dump_json(row.extra) if row.extra else "{}")
+        add(now)
+        seq += 1
+
+
 def full_params(row: NewRow, ident: str, seq: int) -> dict[str, Any]:
-    """The bound values of ``full_values()`` but tenant, session and now."""
+    """A message's values bound by name (``v_<column>``), but tenant, session and now."""
     return {
         "v_id": ident,
         "v_seq": seq,

@@ -29,20 +29,22 @@ from sqlalchemy.pool import StaticPool
 from agentkeep.errors import AgentkeepError, InvalidInput, SchemaError, StoreUnavailable
 from agentkeep.store._errors import translate
 from agentkeep.store._idle import Idle, forks
-from agentkeep.store._steps import COUNT, MANY, Steps, Stmt
+from agentkeep.store._steps import COUNT, Steps, Stmt
 from agentkeep.store.dialects.base import Dialect, OwnConnections
 from agentkeep.store.dialects.sqlite_async import SQLiteAsyncConnections
 from agentkeep.store.message_sql import (
     MessageSQL,
     NewRow,
+    Shape,
     StoredRow,
     b,
+    bind_rows,
     bump_session,
     chunks,
     const,
-    full_params,
-    full_values,
-    plain_values,
+    row_params,
+    row_values,
+    shape_of,
 )
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
@@ -56,6 +58,8 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 READER_MMAP_BYTES = 256 * 1024 * 1024
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
 _BUSY_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED")
+#: Compiles the message INSERTs, whose parameters are bound by position.
+_POSITIONAL = sa_sqlite.dialect(paramstyle="qmark")
 
 
 def _busy(exc: BaseException) -> bool:
@@ -93,7 +97,6 @@ class SQLiteMessageSQL(MessageSQL):
         self.last_seq = self.compile(
             sa.select(st.c.last_seq).where(st.c.tenant_id == b("t"), st.c.id == b("s"))
         )
-        self.insert_full = self.compile(sa.insert(t).values(full_values()))
         # The n-th last seq from the index alone, then the rows from there on in
         # ascending order: SQLite then finds each next row of the table from the
         # previous one instead of searching the table from its root for every row
@@ -110,7 +113,7 @@ class SQLiteMessageSQL(MessageSQL):
         self.recent_rows = self.compile(self.select_stored().where(*window).order_by(t.c.seq))
         chat = sa.select(t.c.role, t.c.content)
         self.recent_chat = self.compile(chat.where(*window).order_by(t.c.seq))
-        self._plain: dict[int, str] = {}
+        self._inserts: dict[tuple[int, Shape], str] = {}
         self._keys: dict[int, str] = {}
 
     def rest(self) -> sa.ColumnElement[Any]:
@@ -132,12 +135,22 @@ class SQLiteMessageSQL(MessageSQL):
             ),
         )
 
-    def plain_insert(self, size: int) -> str:
-        """A ``size``-row INSERT for rows with nothing but id, role and content set."""
-        sql = self._plain.get(size)
+    def insert_rows(self, size: int, shape: Shape) -> str:
+        """A ``size``-row INSERT binding the optional columns in ``shape``, by position.
+
+        Positional (``?``) parameters: sqlite3 binds a named one by building its
+        name as a string and looking it up in the dict, about four times the cost
+        of taking the next item of a list (measured for 100 messages: 600 µs
+        named, 200 µs positional). The list is :func:`bind_rows`'.
+        """
+        sql = self._inserts.get((size, shape))
         if sql is None:
-            values = [plain_values(k, b("first") + const(k)) for k in range(size)]
-            sql = self._plain[size] = self.compile(sa.insert(t).values(values))
+            stmt = sa.insert(t).values([row_values(k, shape) for k in range(size)])
+            compiled = stmt.compile(dialect=_POSITIONAL)
+            expected = [name for k in range(size) for name in row_params(k, shape)]
+            if list(compiled.positiontup or ()) != expected:  # bind_rows' order is the columns'
+                raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
+            sql = self._inserts[size, shape] = str(compiled)
         return sql
 
     def find_keys(
@@ -169,22 +182,21 @@ class SQLiteMessageSQL(MessageSQL):
             return None
         last: int = (yield Stmt(self.last_seq, where))[0][0]
         first = last - n + 1
-        if all(r.plain for r in rows):
-            for start, size in chunks(n):
-                params: dict[str, Any] = {"now": now, "first": first + start, **where}
-                for k in range(size):
-                    row = rows[start + k]
-                    params[f"id{k}"] = ids[start + k]
-                    params[f"role{k}"] = row.role
-                    params[f"content{k}"] = row.content_json()
-                    params[f"ct{k}"] = row.content_types
-                yield Stmt(self.plain_insert(size), params, COUNT)
-        else:
-            many = [
-                {**full_params(r, i, first + k), "now": now, **where}
-                for k, (i, r) in enumerate(zip(ids, rows, strict=True))
-            ]
-            yield Stmt(self.insert_full, many, MANY)
+        shape = shape_of(rows)
+        for start, size in chunks(n):
+            params: list[Any] = []
+            end = start + size
+            bind_rows(
+                params,
+                tenant_id,
+                session_id,
+                rows[start:end],
+                ids[start:end],
+                first + start,
+                now,
+                shape,
+            )
+            yield Stmt(self.insert_rows(size, shape), params, COUNT)
         return last
 
     def recent(
