@@ -418,6 +418,12 @@ class AsyncMessages:
         """Delete one message; the others keep their ``seq``; snapshots keep it as it was."""
         return await asyncio.to_thread(self.sync.delete, message_id)
 
+    async def extend(
+        self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
+    ) -> None:
+        """``append_many`` for a caller that does not use the stored messages: none is built."""
+        return await arun_op(self.sync.extend, session_id, messages)
+
     async def get(self, message_id: str, *, session_id: str | None = None) -> Message:
         """A message by id (and, if given, only in that session)."""
         return await asyncio.to_thread(self.sync.get, message_id, session_id=session_id)

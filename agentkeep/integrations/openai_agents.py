@@ -148,18 +148,31 @@ class AgentkeepSession:
         """Append items in order, in one transaction (creating the session if needed)."""
         if not items:
             return
-        rows = [{**message_from_item(i), "agent_id": self.agent_id} for i in items]
+        rows = [message_from_item(i) for i in items]
+        if self.agent_id is not None:
+            for row in rows:
+                row["agent_id"] = self.agent_id
         try:
-            await self.store.messages.append_many(self.session_id, rows)
+            await self.store.messages.extend(self.session_id, rows)
         except NotFound:
-            await self._create()
-            await self.store.messages.append_many(self.session_id, rows)
+            await asyncio.to_thread(self._create_with, rows)
 
-    async def _create(self) -> None:
-        with contextlib.suppress(Conflict):  # created meanwhile by another writer
-            await self.store.sessions.create(
-                id=self.session_id, agent_id=self.agent_id, user_id=self.user_id
-            )
+    def _create_with(self, rows: list[dict[str, Any]]) -> None:
+        """Create the session and append its first items: one transaction, one commit.
+
+        Without savepoints (each costs two statements): if another writer
+        created the session meanwhile, the transaction rolls back and the items
+        are appended to that session.
+        """
+        store = self.store.sync
+        try:
+            with store.transaction(savepoints=False):
+                store.sessions.create(
+                    id=self.session_id, agent_id=self.agent_id, user_id=self.user_id
+                )
+                store.messages.extend(self.session_id, rows)
+        except Conflict:
+            store.messages.extend(self.session_id, rows)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item (None if there is none)."""

@@ -142,8 +142,31 @@ class Appended(NamedTuple):
 
 # --- JSON as the columns hold it -------------------------------------------------
 
-_dumps = json.dumps
 _encode_ascii: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def _json_dumps() -> Callable[[Any], str]:
+    """``json.dumps`` with its defaults, its C encoder made once.
+
+    ``json.dumps`` makes a new encoder on every call, about half of its time for
+    a small object (1.5 µs against 0.65 for a message's ``extra``). This one
+    does not check for circular references: a value that contains itself raises
+    RecursionError instead of ValueError.
+    """
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (not CPython)
+        return json.dumps
+    encode = make(
+        None, json.JSONEncoder().default, _encode_ascii, None, ": ", ", ", False, False, True
+    )
+
+    def dumps(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+_dumps = _json_dumps()
 _to_json = pydantic_core.to_json
 
 
@@ -281,30 +304,30 @@ _EMPTY_OPTIONAL: dict[str, sa.ColumnElement[Any]] = {
 }
 
 
-def row_values(k: int, shape: Shape) -> dict[str, Any]:
-    """Row ``k`` of a multi-row INSERT: the optional columns in ``shape`` bound, the others empty.
+def row_values(shape: Shape) -> dict[str, Any]:
+    """A message's values for an INSERT: the optional columns in ``shape`` bound, the others empty.
 
     Its parameters, in the order of the columns, are :func:`row_params`.
     """
     values: dict[str, Any] = {
         "tenant_id": b("t"),
-        "id": b(f"id{k}"),
+        "id": b("id"),
         "session_id": b("s"),
-        "seq": b(f"seq{k}"),
-        "role": b(f"role{k}"),
-        "content": b(f"content{k}"),
-        "content_types": b(f"ct{k}"),
+        "seq": b("seq"),
+        "role": b("role"),
+        "content": b("content"),
+        "content_types": b("ct"),
     }
     for column, bound in zip(OPTIONAL_COLUMNS, shape, strict=True):
-        values[column] = b(f"{column}{k}") if bound else _EMPTY_OPTIONAL[column]
+        values[column] = b(column) if bound else _EMPTY_OPTIONAL[column]
     values["created_at"] = b("now")
     return values
 
 
-def row_params(k: int, shape: Shape) -> list[str]:
+def row_params(shape: Shape) -> list[str]:
     """The parameter names of :func:`row_values`, in order (what :func:`bind_rows` gives)."""
-    names = ["t", f"id{k}", "s", f"seq{k}", f"role{k}", f"content{k}", f"ct{k}"]
-    names += [f"{c}{k}" for c, bound in zip(OPTIONAL_COLUMNS, shape, strict=True) if bound]
+    names = ["t", "id", "s", "seq", "role", "content", "ct"]
+    names += [c for c, bound in zip(OPTIONAL_COLUMNS, shape, strict=True) if bound]
     return [*names, "now"]
 
 

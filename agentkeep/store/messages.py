@@ -301,7 +301,10 @@ class Messages(Resource):
 
     def _prepare(self, item: NewMessage | Mapping[str, Any], index: int) -> NewRow:
         prefix = f"messages[{index}]."
-        get = item.get if isinstance(item, Mapping) else lambda k, d=None: getattr(item, k, d)
+        if type(item) is dict or isinstance(item, Mapping):  # a dict: no ABC check
+            get = item.get
+        else:
+            get = lambda k, d=None: getattr(item, k, d)  # noqa: E731
         return self._row(
             get("role"),
             get("content"),
@@ -386,14 +389,48 @@ class Messages(Resource):
         self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
     ) -> Op[builtins.list[Message]]:
         """Append several messages in one transaction, in the given order."""
-        if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
-            raise InvalidInput("must be a list of messages", field="messages")
-        rows = [self._prepare(m, i) for i, m in enumerate(messages)]
+        rows = self._prepare_all(messages)
         if not rows:
             return []
         return (yield from self._write(session_id, rows))
 
+    @op
+    def extend(
+        self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
+    ) -> Op[None]:
+        """``append_many`` for a caller that does not use the stored messages: none is built.
+
+        The same write (one transaction, in order, idempotency keys honoured);
+        only the answer is left out, which for a batch of short messages is a
+        sizeable part of the work.
+        """
+        rows = self._prepare_all(messages)
+        if rows:
+            yield from self._store(session_id, rows)
+
+    def _prepare_all(
+        self, messages: Sequence[NewMessage | Mapping[str, Any]]
+    ) -> builtins.list[NewRow]:
+        if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
+            raise InvalidInput("must be a list of messages", field="messages")
+        return [self._prepare(m, i) for i, m in enumerate(messages)]
+
     def _write(self, session_id: str, rows: builtins.list[NewRow]) -> Op[builtins.list[Message]]:
+        """Store ``rows`` and answer with their messages (those already stored, by key)."""
+        done, ids = yield from self._store(session_id, rows)
+        tenant, sql = self.tenant_id, self._core.message_sql
+        existing: dict[str, Message] = {}
+        if done.found:
+            for m in _from_rows(tenant, session_id, done.found, sql):
+                if m.idempotency_key is not None:
+                    existing[m.idempotency_key] = m
+        assert done.last is not None
+        return _answer(tenant, session_id, rows, ids, existing, done.last, done.now)
+
+    def _store(
+        self, session_id: str, rows: builtins.list[NewRow]
+    ) -> Op[tuple[Appended, builtins.list[str]]]:
+        """Append ``rows`` (those whose idempotency key is not stored yet); what was done, and the ids."""
         keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         if len(set(keys)) != len(keys):
             raise InvalidInput("repeats an idempotency_key", field="messages")
@@ -421,12 +458,7 @@ class Messages(Resource):
             done = yield Write("appending a message", steps)
         if done.last is None:
             raise NotFound("session", session_id)
-        existing: dict[str, Message] = {}
-        if done.found:
-            for m in _from_rows(tenant, session_id, done.found, sql):
-                if m.idempotency_key is not None:
-                    existing[m.idempotency_key] = m
-        return _answer(tenant, session_id, rows, ids, existing, done.last, done.now)
+        return done, ids
 
     def get(self, message_id: str, *, session_id: str | None = None) -> Message:
         """A message by id (and, if given, only in that session)."""

@@ -141,16 +141,21 @@ class SQLiteMessageSQL(MessageSQL):
         Positional (``?``) parameters: sqlite3 binds a named one by building its
         name as a string and looking it up in the dict, about four times the cost
         of taking the next item of a list (measured for 100 messages: 600 µs
-        named, 200 µs positional). The list is :func:`bind_rows`'.
+        named, 200 µs positional). The list is :func:`bind_rows`'. With positional
+        parameters every row's ``(?, ...)`` is the same text: the one-row
+        statement is compiled once per shape and its row repeated (compiling a
+        64-row INSERT took 7 ms).
         """
         sql = self._inserts.get((size, shape))
         if sql is None:
-            stmt = sa.insert(t).values([row_values(k, shape) for k in range(size)])
-            compiled = stmt.compile(dialect=_POSITIONAL)
-            expected = [name for k in range(size) for name in row_params(k, shape)]
-            if list(compiled.positiontup or ()) != expected:  # bind_rows' order is the columns'
-                raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
-            sql = self._inserts[size, shape] = str(compiled)
+            one = self._inserts.get((1, shape))
+            if one is None:
+                compiled = sa.insert(t).values(row_values(shape)).compile(dialect=_POSITIONAL)
+                if list(compiled.positiontup or ()) != row_params(shape):  # bind_rows' order
+                    raise RuntimeError(f"unexpected parameter order: {compiled.positiontup}")
+                one = self._inserts[1, shape] = str(compiled)
+            head, values, row = one.partition(" VALUES ")
+            sql = self._inserts[size, shape] = head + values + ", ".join([row] * size)
         return sql
 
     def find_keys(
