@@ -323,7 +323,7 @@ class AgentkeepSessionService(BaseSessionService):
         if not deltas["app"] and not deltas["user"]:
             store = self.store
             row = store.messages._row(
-                role, blocks, None, None, event.id, None, {"adk_event": data}, None, ""
+                role, blocks, None, None, event.id, None, {"adk_event": data}, None, -1
             )
             operation = append_op(
                 store._core,

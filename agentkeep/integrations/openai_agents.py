@@ -56,14 +56,15 @@ def message_from_item(item: TResponseInputItem) -> dict[str, Any]:
     outputs, reasoning) is the message's one block; any other item is kept
     whole in ``extra``. ``extra["openai_item"]`` says which, with the rest.
     """
+    role = item.get("role")
+    content = item.get("content")
+    if type(content) is str and len(item) == 2 and role in ROLES:  # {"role", "content"}
+        # The common case. The store makes the one text block itself (its fast
+        # path), as pack_content would.
+        return {"role": role, "content": content, "extra": {"openai_item": {"form": "text"}}}
     data: dict[str, Any] = dict(item)
     kind = data.get("type", "message")
-    role = data.get("role")
     if kind == "message" and role in ROLES:
-        content = data.get("content")
-        if type(content) is str and len(data) == 2:  # {"role", "content"}: the common case
-            # The store makes the one text block itself (its fast path), as pack_content would.
-            return {"role": role, "content": content, "extra": {"openai_item": {"form": "text"}}}
         blocks, form = pack_content(content)
         if form["form"] != "item":
             rest = {k: v for k, v in data.items() if k not in ("role", "content")}
