@@ -168,7 +168,22 @@ class GroupCommit:
 
 
 def _run_jobs(cur: Any, batch: list[_Job]) -> None:
-    """Each job in a savepoint of the one transaction; a failed job is rolled back alone."""
+    """Each job in a savepoint of the one transaction; a failed job is rolled back alone.
+
+    A job alone in the transaction takes no savepoint: if it fails, the
+    transaction is rolled back (``_commit`` hands the job its own error). A
+    savepoint makes SQLite copy each page the job changes before changing it:
+    about 60 µs of 500 for 100 messages.
+    """
+    if len(batch) == 1:
+        job = batch[0]
+        if not job.future.cancelled():
+            try:
+                job.result = run_steps(cur, job.steps())
+            except Exception as exc:
+                job.error = _job_error(exc, job.what)
+                raise
+        return
     for job in batch:
         if job.future.cancelled():
             continue
@@ -177,12 +192,17 @@ def _run_jobs(cur: Any, batch: list[_Job]) -> None:
             job.result = run_steps(cur, job.steps())
         except Exception as exc:
             cur.execute("ROLLBACK TO agentkeep_job")
-            if isinstance(exc, DRIVER_ERRORS) and not isinstance(exc, AgentkeepError):
-                job.error = translate(exc, job.what)
-                job.error.__cause__ = exc
-            else:
-                job.error = exc
+            job.error = _job_error(exc, job.what)
         cur.execute("RELEASE agentkeep_job")
+
+
+def _job_error(exc: Exception, what: str) -> Exception:
+    """What a failed job raises: a driver error translated, anything else as it is."""
+    if isinstance(exc, DRIVER_ERRORS) and not isinstance(exc, AgentkeepError):
+        error = translate(exc, what)
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 class SQLiteAsyncConnections:
