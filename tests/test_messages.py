@@ -153,3 +153,62 @@ async def test_async_api_appends_and_reads(astore: AsyncStore) -> None:
     assert await astore.messages.history(s.id) == [{"role": "user", "content": "hello"}]
     with pytest.raises(NotFound):
         await astore.messages.get("msg_missing")
+
+
+def _stored(store: Store, session_id: str) -> list[tuple[object, ...]]:
+    found = store.messages.list(session_id=session_id, limit=500).items
+    return [
+        (m.seq, m.role, m.content, m.run_id, m.agent_id, m.idempotency_key, m.metadata, m.extra)
+        for m in found
+    ]
+
+
+def test_extend_writes_what_append_many_writes(store: Store) -> None:
+    """Every shape of message, in batches over the largest multi-row INSERT (128 rows)."""
+    shapes = [
+        {"role": "user", "content": "plain"},
+        {"role": "assistant", "content": 'é \u2603 "quoted" \\ back', "extra": {"a": [1, 2.5]}},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "one"}, {"type": "refusal", "refusal": "no"}],
+        },
+        {"role": "tool", "content": "out", "agent_id": "ag", "metadata": {"k": "v"}},
+        {"role": "user", "content": "run", "run_id": "run_x", "extra": {"n": None}},
+    ]
+    batch = [
+        {**shapes[i % len(shapes)], "idempotency_key": f"k{i}"}
+        if i % 7 == 0
+        else shapes[i % len(shapes)]
+        for i in range(300)
+    ]
+    a, b = store.sessions.create(), store.sessions.create()
+    store.messages.append_many(a.id, batch)
+    assert store.messages.extend(b.id, batch) is None
+    assert _stored(store, b.id) == _stored(store, a.id)
+    store.messages.extend(b.id, [shapes[0]])  # one row, plain
+    store.messages.extend(b.id, batch[7:8])  # its key is stored: nothing written
+    assert store.sessions.get(b.id).message_count == 301
+    assert _stored(store, b.id)[-1][:3] == (301, "user", [{"type": "text", "text": "plain"}])
+
+
+def test_extend_checks_like_append_many(store: Store) -> None:
+    s = store.sessions.create()
+    with pytest.raises(InvalidInput) as err:
+        store.messages.extend(
+            s.id, [{"role": "user", "content": "a"}, {"role": "x", "content": "b"}]
+        )
+    assert err.value.field == "messages[1].role"
+    with pytest.raises(InvalidInput) as err:
+        store.messages.extend(s.id, [{"role": "user", "content": "a", "extra": [1]}])
+    assert err.value.field == "messages[0].extra"
+    with pytest.raises(NotFound):
+        store.messages.extend("missing", [{"role": "user", "content": "a"}])
+    store.messages.extend(s.id, [])
+    assert store.sessions.get(s.id).message_count == 0
+
+
+async def test_extend_async(store: Store) -> None:
+    astore = AsyncStore(store)
+    s = store.sessions.create()
+    await astore.messages.extend(s.id, [{"role": "user", "content": str(i)} for i in range(3)])
+    assert [m.seq for m in store.messages.recent(s.id, 5)] == [1, 2, 3]

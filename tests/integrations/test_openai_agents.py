@@ -13,7 +13,7 @@ from openai.types.responses.response_reasoning_item import ResponseReasoningItem
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 import agentkeep
-from agentkeep import AsyncStore, Store
+from agentkeep import AsyncStore, NotFound, Store
 from agentkeep.integrations.openai_agents import AgentkeepSession
 
 _ids = itertools.count()
@@ -103,6 +103,30 @@ async def test_every_item_round_trips(store: Store, backed: str) -> None:
     assert [m.text for m in page.items] == ["What's the weather in Oslo?", "look", ""]
     await session.clear_session()
     assert await session.get_items() == []
+
+
+async def test_first_items_of_a_session_created_meanwhile(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session is created (with its agent and user) in the transaction of its first items;
+    if another writer created it meanwhile, the items go to that session."""
+    fresh = _session(store, "async", agent_id="ag", user_id="u")
+    await fresh.add_items(ITEMS[:2])
+    made = store.sessions.get(fresh.session_id)
+    assert (made.agent_id, made.user_id, made.message_count) == ("ag", "u", 2)
+    assert await fresh.get_items() == ITEMS[:2]
+
+    raced = _session(store, "async")
+
+    async def created_meanwhile(session_id: str, rows: Any) -> None:
+        store.sessions.create(id=session_id, title="theirs")
+        raise NotFound("session", session_id)
+
+    monkeypatch.setattr(raced.store.messages, "extend", created_meanwhile)
+    await raced.add_items(ITEMS[:3])
+    monkeypatch.undo()
+    assert store.sessions.get(raced.session_id).title == "theirs"
+    assert await raced.get_items() == ITEMS[:3]
 
 
 async def test_settings_limit_and_long_histories(store: Store) -> None:
