@@ -29,9 +29,12 @@ The guarantees:
 
 What makes it cheap, measured with ``python -m benchmarks``:
 
-- SQLite batches of plain messages (no run, agent, key, metadata or extra) go
-  in as multi-row INSERTs with the empty columns as literals (binding costs
-  per value); PostgreSQL's one-message statement has them as literals too;
+- SQLite batches go in as multi-row INSERTs with positional parameters (a
+  named one costs sqlite3 a string and a dict lookup), the optional columns
+  that no message of the batch sets written as literals (binding costs per
+  value); PostgreSQL's one-message statement has them as literals too;
+- one C JSON encoder for the columns (``json.dumps`` makes one per call), and
+  ``messages.extend`` for callers that do not need the stored messages back;
 - SQLite reads the new ``last_seq`` with a SELECT rather than RETURNING (which
   SQLite buffers in a temporary table);
 - reads fetch the five usually-empty columns as one value (NULL when all are
@@ -407,8 +410,8 @@ _MAX_CHUNK = 128
 def chunks(n: int) -> Iterator[tuple[int, int]]:
     """(start, size) pieces of ``n`` rows, each size a power of two up to ``_MAX_CHUNK``.
 
-    A multi-row INSERT is one compiled statement per size: powers of two keep
-    that to eight statements whatever the batch sizes callers use.
+    A multi-row INSERT is one statement per size (and shape): powers of two keep
+    that to eight sizes whatever the batch sizes callers use.
     """
     start = 0
     while start < n:

@@ -5,10 +5,11 @@ the writing transaction, so concurrent appends from any number of processes
 get unique, gapless positions; it writes one row and never touches earlier
 ones, so appending stays O(1) in the length of the history.
 
-``append``, ``append_many``, ``recent`` and ``history`` each have one
-implementation: the compiled statements of ``message_sql.py``, run on the
-current transaction's connection inside ``store.transaction()`` and on the
-store's own kept connections outside one.
+``append``, ``append_many`` (and ``extend``, the same write without the
+answer), ``recent`` and ``history`` each have one implementation: the
+compiled statements of ``message_sql.py``, run on the current transaction's
+connection inside ``store.transaction()`` and on the store's own kept
+connections outside one.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The message statements read the new ``last_seq`` with a SELECT of its own
 (SQLite's RETURNING collects its rows in a temporary table first) and write
-batches of plain messages as multi-row INSERTs. The store's own connections
+batches as multi-row INSERTs with positional parameters. The store's own connections
 are one writer (behind the process's write lock, which ``Core.write()``
 takes too) and a few pooled readers that map the file.
 """
