@@ -42,6 +42,30 @@ def test_content_blocks_are_checked_before_writing(store: Store) -> None:
     assert store.sessions.get(s.id).message_count == 0
 
 
+def test_values_that_are_not_json_are_refused_naming_their_field(store: Store) -> None:
+    s = store.sessions.create()
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"extra": {"at": {1, 2}}}, "extra"),
+        ({"extra": {"score": float("nan")}}, "extra"),
+        ({"extra": cyclic}, "extra"),
+        ({"content": [{"type": "text", "text": "x", "tags": {"a"}}]}, "content"),
+    ]
+    for given, field in cases:
+        item = {"role": "user", "content": "x", **given}
+        with pytest.raises(InvalidInput) as err:
+            store.messages.append(s.id, **item)  # type: ignore[arg-type]
+        assert err.value.field == field, given
+        with pytest.raises(InvalidInput) as err:
+            store.messages.append_many(s.id, [{"role": "user", "content": "ok"}, item])
+        assert err.value.field == f"messages[1].{field}", given
+        with pytest.raises(InvalidInput) as err:
+            store.messages.extend(s.id, [{"role": "user", "content": "ok"}, item])
+        assert err.value.field == f"messages[1].{field}", given
+    assert store.sessions.get(s.id).message_count == 0
+
+
 def test_append_to_missing_session_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         store.messages.append("sess_missing", "user", "hi")

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from agentkeep.errors import InvalidInput
 
-__all__ = ["UNSET", "check_object", "check_tools", "opt_text", "require_str"]
+__all__ = ["UNSET", "check_json", "check_object", "check_tools", "opt_text", "require_str"]
+
+
+def _strict_encoder() -> Any:
+    """A JSON encoder that refuses NaN and infinity, its C encoder made once (json.dumps
+    makes one per call); a value that contains itself ends in RecursionError."""
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (not CPython)
+        return json.JSONEncoder(allow_nan=False).encode
+    encode = make(
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        False,  # allow_nan
+    )
+    return lambda value: encode(value, 0)
+
+
+_strict_json = _strict_encoder()
 
 UNSET: Any = object()
 """Default of update parameters: the field is left as it is."""
@@ -30,6 +54,16 @@ def opt_text(value: Any, field: str, max_len: int = 256) -> str | None:
     if len(value) > max_len:
         raise InvalidInput(f"must be at most {max_len} characters", field=field)
     return value
+
+
+def check_json(value: Any, field: str) -> None:
+    """That ``value`` can be stored as JSON: no cycle, no NaN or infinity, nothing but
+    objects with string keys, arrays, strings, numbers, booleans and null."""
+    try:
+        _strict_json(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "it nests too deep or contains itself" if isinstance(exc, RecursionError) else exc
+        raise InvalidInput(f"must be JSON ({reason})", field=field) from None
 
 
 def check_object(value: Any, field: str) -> dict[str, Any]:
