@@ -106,13 +106,13 @@ class AgentkeepChatMessageHistory(BaseChatMessageHistory):
         if not rows:
             return
         try:
-            self.store.messages.append_many(self.session_id, rows)
+            self.store.messages.extend(self.session_id, rows)
         except NotFound:
             with contextlib.suppress(Conflict):  # created meanwhile by another writer
                 self.store.sessions.create(
                     id=self.session_id, agent_id=self.agent_id, user_id=self.user_id
                 )
-            self.store.messages.append_many(self.session_id, rows)
+            self.store.messages.extend(self.session_id, rows)
 
     def clear(self) -> None:
         """Delete the session and its messages (its usage rows stay)."""
