@@ -41,3 +41,36 @@ def test_a_batch_is_due_once_its_oldest_delta_waited_the_window() -> None:
         assert buffer.take() == ["b"]
 
     asyncio.run(scenario())
+
+
+def test_a_wait_ends_when_a_delta_makes_a_batch_due_or_the_call_ends() -> None:
+    async def scenario() -> None:
+        buffer = DeltaBuffer(max_size=100, max_wait=3600.0)
+        ends = asyncio.Event()
+        call = asyncio.ensure_future(ends.wait())
+        waiting = asyncio.ensure_future(buffer.wait(call, 3600.0))
+        await asyncio.sleep(0)  # the wait has started
+        await buffer.add("The")  # the first delta is due at once: the wait returns
+        await asyncio.wait_for(waiting, 10)
+        buffer.take()
+        waiting = asyncio.ensure_future(buffer.wait(call, 3600.0))
+        await asyncio.sleep(0)
+        await buffer.add(" quick")  # not due yet: the wait goes on
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        ends.set()  # the call ends: the wait returns (its deltas are flushed after it)
+        await asyncio.wait_for(waiting, 10)
+        assert buffer.pending == [" quick"]
+
+    asyncio.run(scenario())
+
+
+def test_a_wait_ends_at_its_timeout_with_nothing_due() -> None:
+    async def scenario() -> None:
+        buffer = DeltaBuffer(max_size=100, max_wait=3600.0)
+        call = asyncio.ensure_future(asyncio.Event().wait())
+        await asyncio.wait_for(buffer.wait(call, 0.01), 10)
+        assert not call.done()
+        call.cancel()
+
+    asyncio.run(scenario())

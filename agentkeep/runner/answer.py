@@ -31,6 +31,7 @@ from typing import Any
 from agentkeep import metrics
 from agentkeep.models import Message, Run, RunStep
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
+from agentkeep.runner.wakeup import Wakeup
 from agentkeep.store import Store
 
 __all__ = [
@@ -56,7 +57,7 @@ class DeltaBuffer:
         self.pending: list[str] = []
         self.started = False  # whether a batch was taken already (the message exists)
         self._first_at = 0.0
-        self._changed = asyncio.Event()
+        self._wakeup = Wakeup()
 
     async def add(self, delta: str) -> None:
         """``on_delta`` of the upstream call: keep it, wake the waiter if a batch is due."""
@@ -64,7 +65,7 @@ class DeltaBuffer:
             self._first_at = time.monotonic()
         self.pending.append(delta)
         if len(self.pending) == 1 or len(self.pending) >= self.max_size:
-            self._changed.set()
+            self._wakeup.set()
 
     def _due_in(self) -> float:
         """Seconds until the pending deltas are due (0: now; inf: nothing pending)."""
@@ -81,16 +82,16 @@ class DeltaBuffer:
     async def wait(self, call: asyncio.Task[Any], timeout: float) -> None:
         """Until a batch is due, ``call`` is done, or ``timeout`` seconds passed."""
         deadline = time.monotonic() + timeout
-        while not call.done():
-            left = min(self._due_in(), deadline - time.monotonic())
-            if left <= 0:
-                return
-            self._changed.clear()
-            waiter = asyncio.ensure_future(self._changed.wait())
-            try:
-                await asyncio.wait({call, waiter}, timeout=left, return_when="FIRST_COMPLETED")
-            finally:
-                waiter.cancel()
+        wake = self._wakeup.set
+        call.add_done_callback(wake)
+        try:
+            while not call.done():
+                left = min(self._due_in(), deadline - time.monotonic())
+                if left <= 0:
+                    return
+                await self._wakeup.wait(left)
+        finally:
+            call.remove_done_callback(wake)
 
     def take(self) -> list[str]:
         """The oldest pending deltas, at most ``max_size``, as the next batch (empty if none)."""

@@ -48,6 +48,7 @@ from agentkeep.runner.responses import (
     usage_row,
 )
 from agentkeep.runner.upstream import ChatClient, Completion, UpstreamError
+from agentkeep.runner.wakeup import Wakeup
 from agentkeep.store import Store
 from agentkeep.wire.responses import (
     EventNumbers,
@@ -257,36 +258,25 @@ class ResponseRun:
     async def _call(self) -> AsyncIterator[list[dict[str, Any]]]:
         # Deltas gather in ``arrived``; the loop below sleeps on one future (no task per
         # delta) that a delta, the call's end or the cancel check's timer resolves.
-        loop = asyncio.get_running_loop()
         arrived: list[str] = []
-        wake: asyncio.Future[None] | None = None
-
-        def rouse(_: object = None) -> None:
-            if wake is not None and not wake.done():
-                wake.set_result(None)
+        wakeup = Wakeup()
 
         async def on_delta(text: str) -> None:
             arrived.append(text)
-            rouse()
+            wakeup.set()
 
         started = self._started = time.perf_counter()
         call = asyncio.create_task(
             self.client.complete(self.prepared.chat, on_delta, stream=self.live)
         )
-        call.add_done_callback(rouse)
+        call.add_done_callback(wakeup.set)
         next_check = time.monotonic() + CANCEL_CHECK_S
         try:
             if self.live:  # stored while the upstream already works on the answer
                 yield await self._emit(self._start_events())
             while True:
                 if not arrived and not call.done():
-                    wake = loop.create_future()
-                    timer = loop.call_later(CANCEL_CHECK_S, rouse)
-                    try:
-                        await wake
-                    finally:
-                        timer.cancel()
-                        wake = None
+                    await wakeup.wait(CANCEL_CHECK_S)
                 texts = arrived[:]
                 arrived.clear()
                 if texts and self.live:
