@@ -311,15 +311,25 @@ def _env_proxy(base_url: str) -> str | None:
 
 
 async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
-    """The lines of a response body as they arrive, of any length (``\\n`` or ``\\r\\n``)."""
-    rest = b""
+    """The lines of a response body as they arrive, of any length (``\\n`` or ``\\r\\n``).
+
+    Linear in the body: each chunk is split once, and the pieces of a line not
+    ended yet are kept apart and joined once it ends (a line that comes in
+    many small chunks is not rescanned and recopied at each one).
+    """
+    parts: list[bytes] = []  # the start of a line not ended yet
     async for data in content.iter_any():
-        rest += data
-        *lines, rest = rest.split(b"\n")
-        for line in lines:
+        *ended, rest = data.split(b"\n")
+        if ended and parts:
+            parts.append(ended[0])
+            ended[0] = b"".join(parts)
+            parts.clear()
+        for line in ended:
             yield line.rstrip(b"\r").decode("utf-8", "replace")
-    if rest:
-        yield rest.rstrip(b"\r").decode("utf-8", "replace")
+        if rest:
+            parts.append(rest)
+    if parts:
+        yield b"".join(parts).rstrip(b"\r").decode("utf-8", "replace")
 
 
 async def _read_json(raw: bytes, on_delta: Callable[[str], Awaitable[None]]) -> Completion:

@@ -5,11 +5,12 @@ may get, well-formed or not, becomes a completion or an ``UpstreamError`` with a
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
-from agentkeep.runner.upstream import ChatClient, UpstreamError, provider_for
+from agentkeep.runner.upstream import ChatClient, UpstreamError, _lines, provider_for
 
 BODY = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -138,6 +139,30 @@ async def test_an_unreachable_upstream() -> None:
     finally:
         await chat.aclose()
     assert "unreachable" in err.value.message
+
+
+class _Chunks:
+    """A response body that arrives in the given chunks (``iter_any`` of aiohttp's reader)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 1000])
+async def test_the_lines_of_a_body_whatever_its_chunks(size: int) -> None:
+    body = 'data: {"a": "é"}\r\n\ndata: [DONE]\n\nno newline at the end'.encode()
+    chunks = [body[i : i + size] for i in range(0, len(body), size)]
+    lines = [line async for line in _lines(_Chunks(chunks))]  # type: ignore[arg-type]
+    assert lines == ['data: {"a": "é"}', "", "data: [DONE]", "", "no newline at the end"]
+
+
+async def test_a_body_that_ends_with_its_newline_has_no_empty_last_line() -> None:
+    lines = [line async for line in _lines(_Chunks([b"a\n", b"b", b"c\n"]))]  # type: ignore[arg-type]
+    assert lines == ["a", "bc"]
 
 
 def test_the_provider_is_named_by_host() -> None:
