@@ -1,16 +1,21 @@
-"""A streamed response whose reader leaves mid-answer: what it was sent is stored, then its end."""
+"""A response whose reader leaves mid-answer: what it was sent is stored, then its end, and
+the reason it ended (its client went away, or its service stopped)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agentkeep import Store
+from agentkeep.runner.response_background import run_background
 from agentkeep.runner.response_run import ResponseRun
-from agentkeep.runner.responses import prepare
+from agentkeep.runner.responses import create_row, prepare
 from agentkeep.runner.upstream import Completion
-from agentkeep.wire.responses import CreateResponse
+from agentkeep.runner.worker import STOPPED_MESSAGE
+from agentkeep.wire.responses import CreateResponse, EventNumbers, response_object
 
 
 class _Stalling:
@@ -18,11 +23,15 @@ class _Stalling:
 
     provider = "scripted"
 
+    def __init__(self, stalled: asyncio.Event | None = None) -> None:
+        self.stalled = stalled or asyncio.Event()  # set once the two deltas are sent
+
     async def complete(
         self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]], *, stream: bool
     ) -> Completion:
         await on_delta("one")
         await on_delta(" two")
+        self.stalled.set()
         await asyncio.Event().wait()
         raise AssertionError("not reached")
 
@@ -51,3 +60,32 @@ async def test_a_reader_that_leaves_before_the_first_flush_leaves_its_deltas_and
     assert store.responses.get(prepared.response.id).status == "failed"
     [usage] = store.usage.list(limit=10).items
     assert usage.error_message == "the client disconnected before the response finished"
+
+
+async def test_a_background_response_its_service_stops_ends_with_the_stop_as_its_reason(
+    store: Store,
+) -> None:
+    """Its worker is its only reader: no client went away, the service stopped."""
+    body = CreateResponse(model="m", input="hi", background=True)
+    prepared = prepare(store, body, ttl_seconds=3600)
+    numbers, wire = EventNumbers(), response_object(prepared.response, [])
+    create_row(
+        store, prepared, [numbers.state(t, wire) for t in ("response.created", "response.queued")]
+    )
+    stalled = asyncio.Event()
+    queued = store.responses.get(prepared.response.id)
+    work = run_background(store, _Stalling(stalled), _db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
+    task = asyncio.create_task(work)
+    await asyncio.wait_for(stalled.wait(), 60)  # the upstream is answering it
+    task.cancel()  # what the worker's stop does to the responses it runs
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 60  # the end is written behind the cancelled task
+    while store.responses.get(prepared.response.id).status != "failed":
+        assert time.monotonic() < deadline, "the stopped response never ended"
+        await asyncio.sleep(0.01)
+    ended = store.responses.get(prepared.response.id)
+    assert ended.error == {"code": "server_error", "message": STOPPED_MESSAGE}
+    assert store.responses.events(prepared.response.id)[-1].type == "response.failed"
+    [usage] = store.usage.list(limit=10).items
+    assert usage.error_message == STOPPED_MESSAGE

@@ -43,8 +43,15 @@ async def run_background(
     db: Db,
     response: StoredResponse,
     writes: ResponseWrites | None = None,
+    *,
+    stopped: str,
 ) -> None:
-    """Run one claimed background response to its end (failing it on an internal error)."""
+    """Run one claimed background response to its end (failing it on an internal error).
+
+    Its task is cancelled only when the worker stops: the response then ends
+    ``failed`` with ``stopped`` as its error (and its usage row's), the reason
+    the worker gives the runs and responses it leaves.
+    """
     store = root.tenant(response.tenant_id)
     try:
         if client is None:
@@ -52,7 +59,14 @@ async def run_background(
             return
         prepared = await db(prepare_stored, store, response)
         run = ResponseRun(
-            store, client, prepared, db, persist=True, announced=ANNOUNCED, writes=writes
+            store,
+            client,
+            prepared,
+            db,
+            persist=True,
+            announced=ANNOUNCED,
+            writes=writes,
+            abandoned=stopped,
         )
         async for _event in run.events():
             pass

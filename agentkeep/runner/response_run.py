@@ -108,6 +108,7 @@ class ResponseRun:
         live: bool = True,
         announced: int = 0,
         writes: ResponseWrites | None = None,
+        abandoned: str = DISCONNECTED,
     ) -> None:
         self.store = store
         self.client = client
@@ -119,6 +120,9 @@ class ResponseRun:
         self.announced = announced  # events a background response stored when it was queued
         # Its writes join those of the other responses in flight (else rounds of its own).
         self.writes = writes if writes is not None else ResponseWrites.through(db)
+        # Why it ends if its reader stops it midway: a streamed request's client went
+        # away; a background response's reader is its worker, which stops with the service.
+        self.abandoned = abandoned
         self.response: dict[str, Any] | None = None
         self.error: UpstreamError | None = None
         self.cancelled = False
@@ -195,10 +199,11 @@ class ResponseRun:
         return start
 
     async def _abandon(self) -> None:
-        """The reader went away mid-call: the call is recorded, a stored response failed."""
+        """The reader went away mid-call: the call is recorded, a stored response failed,
+        both with the reason ``abandoned`` gives."""
         with contextlib.suppress(Exception):
             if not self._recorded:
-                await self._record_dropped(DISCONNECTED)
+                await self._record_dropped(self.abandoned)
             if self.persist and self._row:
                 # The deltas sent and not stored yet go first, then the stream's end
                 # (numbered after them), with the failed status: a reader that resumes
@@ -212,7 +217,7 @@ class ResponseRun:
                     self.store.responses.finish,
                     self.prepared.response.id,
                     status="failed",
-                    error={"code": "server_error", "message": DISCONNECTED},
+                    error={"code": "server_error", "message": self.abandoned},
                     events=lambda _ended: unsaved,
                     end_events=end_events,
                 )

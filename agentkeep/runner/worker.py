@@ -240,7 +240,14 @@ class RunWorker:
                 return
             self._track(
                 (response.tenant_id, response.id),
-                run_background(self.store, self.client, self._db, response, self._responses),
+                run_background(
+                    self.store,
+                    self.client,
+                    self._db,
+                    response,
+                    self._responses,
+                    stopped=STOPPED_MESSAGE,
+                ),
             )
 
     async def _sweep(self) -> None:
