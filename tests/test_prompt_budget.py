@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agentkeep import Store
+from agentkeep.runner import ops
 from agentkeep.runner.prompt import PromptTooLong, build_request
 from agentkeep.runner.tokens import estimate_message, estimate_prompt, estimate_text
 
@@ -108,3 +109,22 @@ def test_last_messages_cuts_then_must_fit(store: Store) -> None:
         build_request(
             store, _run(store, texts, truncation_strategy=strategy, max_prompt_tokens=256)
         )
+
+
+def test_a_run_never_called_has_no_steps_to_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its first call's prompt is built without reading its steps; a later call reads them."""
+    run = _run(store, ["hi"])
+
+    def unread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the steps of a run never called were read")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store.run_steps, "list", unread)
+        assert _texts(build_request(store, run)) == ["hi"]
+    step, message = ops.start_message(store, run)
+    ops.finish_message(store, run, step, message, "Hello")
+    called = store.runs.add_usage(run.id, iterations=1)
+    body = build_request(store, called)
+    assert body["messages"][-1] == {"role": "assistant", "content": "Hello"}

@@ -166,7 +166,16 @@ def _thread_history(store: Store, run: Run) -> tuple[list[dict[str, Any]], dict[
 
 
 def _own_steps(store: Store, run: Run, own: dict[str, Message]) -> list[dict[str, Any]]:
-    """The run's steps so far: its messages, and each tool-calls step with its outputs."""
+    """The run's steps so far: its messages, and each tool-calls step with its outputs.
+
+    None before the run's first upstream call, and nothing read (most runs make
+    one call: a read of two statements saved on each): the engine makes a run's
+    steps only while a call of it streams or settles, and the settle counts the
+    call in ``iterations`` (a run whose call never settled, its process gone, is
+    failed, never executed again).
+    """
+    if run.iterations == 0:
+        return []
     messages: list[dict[str, Any]] = []
     for step in store.run_steps.list(run.id, limit=_PAGE, order="asc").items:
         if step.type == "message_creation":
