@@ -12,10 +12,11 @@ of the run ``last_error`` codes (``server_error``, ``rate_limit_exceeded``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -115,6 +116,7 @@ class _Accumulator:
     def __init__(self) -> None:
         self.out = Completion()
         self.calls: dict[int, dict[str, str]] = {}
+        self.texts: list[str] = []  # joined once at the end: += on the text was quadratic
 
     def chunk(self, data: dict[str, Any]) -> str:
         """Take one ``chat.completion.chunk``; returns its content delta."""
@@ -143,10 +145,12 @@ class _Accumulator:
                     slot["arguments"] += str(function["arguments"])
             if choice.get("finish_reason"):
                 out.finish_reason = str(choice["finish_reason"])
-        out.text += text
+        if text:
+            self.texts.append(text)
         return text
 
     def finish(self) -> Completion:
+        self.out.text = "".join(self.texts)
         self.out.tool_calls = [
             UpstreamToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
             for i, c in sorted(self.calls.items())
@@ -289,7 +293,9 @@ class ChatClient:
                     raise _error_from(response.status, payload, fallback)
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     return await _read_json(await response.read(), on_delta)
-                return await _read_stream(_lines(response.content), on_delta)
+                # Closed here when the stream ends at [DONE] (not left to a finalizer task).
+                async with contextlib.aclosing(_lines(response.content)) as lines:
+                    return await _read_stream(lines, on_delta)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamError(f"upstream LLM timed out ({type(exc).__name__})") from exc
         except aiohttp.ClientPayloadError as exc:
@@ -310,7 +316,7 @@ def _env_proxy(base_url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+async def _lines(content: aiohttp.StreamReader) -> AsyncGenerator[str, None]:
     """The lines of a response body as they arrive, of any length (``\\n`` or ``\\r\\n``).
 
     Linear in the body: each chunk is split once, and the pieces of a line not
