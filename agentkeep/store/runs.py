@@ -93,6 +93,30 @@ def _times(status: str, created_at: Any) -> dict[str, int | None]:
     }
 
 
+_COUNTERS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "iterations")
+_ADD_USAGE = (
+    sa.update(t)
+    .where(t.c.tenant_id == sa.bindparam("d_tenant"), t.c.id == sa.bindparam("d_id"))
+    .values(
+        {
+            **{name: t.c[name] + sa.bindparam(f"d_{name}") for name in _COUNTERS},
+            # None leaves the cost as it is (unknown stays unknown).
+            "cost_nano_usd": sa.case(
+                (
+                    sa.bindparam("d_cost", type_=sa.BigInteger()).is_(None),
+                    t.c.cost_nano_usd,
+                ),
+                else_=sa.func.coalesce(t.c.cost_nano_usd, 0)
+                + sa.bindparam("d_cost", type_=sa.BigInteger()),
+            ),
+            "updated_at": sa.bindparam("d_now"),
+        }
+    )
+    .returning(*t.c)
+)
+"""``Runs.add_usage``: built once (every streamed run's settle adds its usage)."""
+
+
 def to_run(row: Row) -> Run:
     data = row_times(row, "created_at", "updated_at", "started_at", "finished_at")
     data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
@@ -359,24 +383,15 @@ class Runs(Resource):
             "iterations": check_count(iterations, "iterations"),
         }
         cost = check_cost(cost_usd)
-        nano = None if cost is None else to_nano(cost)
-        values: dict[str, Any] = {
-            name: t.c[name] + delta for name, delta in deltas.items() if delta
-        }
-        if nano is not None:
-            values["cost_nano_usd"] = sa.func.coalesce(t.c.cost_nano_usd, 0) + nano
-        values["updated_at"] = utcnow_micros()
+        params: dict[str, Any] = {f"d_{name}": delta for name, delta in deltas.items()}
+        params.update(
+            d_cost=None if cost is None else to_nano(cost),
+            d_now=utcnow_micros(),
+            d_tenant=self.tenant_id,
+            d_id=run_id,
+        )
         with self._core.write("adding usage to a run") as conn:
-            row = (
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.tenant_id == self.tenant_id, t.c.id == run_id)
-                    .values(values)
-                    .returning(*t.c)
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_ADD_USAGE, params).mappings().first()
             if row is None:
                 raise NotFound("run", run_id)
             return to_run(row)
