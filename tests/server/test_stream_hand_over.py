@@ -60,6 +60,17 @@ async def _stream(store: Store, run: Run) -> tuple[asyncio.Task[None], list[byte
     return task, chunks
 
 
+async def _sent_all(
+    store: Store, run: Run, task: asyncio.Task[None], chunks: list[bytes]
+) -> list[tuple[int, str]]:
+    """Once the stream ends: the run's stored events, which it must have sent, in order."""
+    async with asyncio.timeout(30):
+        await task
+    stored = [(e.bookmark, e.type) for e in store.events.list(run_id=run.id, limit=100)]
+    assert _ids_and_types(chunks) == stored
+    return stored
+
+
 async def test_a_stream_takes_the_events_its_process_commits_without_reading_them_back(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,10 +80,7 @@ async def test_a_stream_takes_the_events_its_process_commits_without_reading_the
     for i in range(5):
         ops.emit(store, run, ("thread.run.step.delta", {"i": i}), ("thread.message.delta", {}))
     ops.emit(store, run, ("thread.run.completed", {"id": run.id}))
-    async with asyncio.timeout(30):
-        await task
-    stored = [(e.bookmark, e.type) for e in store.events.list(run_id=run.id, limit=100)]
-    assert _ids_and_types(chunks) == stored
+    stored = await _sent_all(store, run, task, chunks)
     assert len(stored) == 11
     assert reads == [0]  # the first look only: every later event was handed over
 
@@ -89,10 +97,7 @@ async def test_a_stream_reads_what_another_writer_committed_between_two_hand_ove
     other = store.events.append("thread.run.step.created", run_id=run.id, data={"by": "other"})
     after = ops.emit(store, run, ("thread.message.delta", {}))
     ops.emit(store, run, ("thread.run.completed", {"id": run.id}))
-    async with asyncio.timeout(30):
-        await task
-    stored = [(e.bookmark, e.type) for e in store.events.list(run_id=run.id, limit=100)]
-    assert _ids_and_types(chunks) == stored
+    stored = await _sent_all(store, run, task, chunks)
     assert len(stored) == 4
     assert [b for b, _ in stored[:3]] == [first[0].bookmark, other.bookmark, after[0].bookmark]
     # The hand-over after the other write follows an event this stream had not seen: it read.
@@ -113,10 +118,7 @@ async def test_events_of_another_tenants_run_are_not_handed_to_this_one(
         ops.emit(store, run, ("thread.message.delta", {}))
     ops.emit(other_store, other, ("thread.run.in_progress", {"id": other.id}))
     ops.emit(store, run, ("thread.run.completed", {"id": run.id}))
-    async with asyncio.timeout(30):
-        await task
-    stored = [(e.bookmark, e.type) for e in store.events.list(run_id=run.id, limit=100)]
-    assert _ids_and_types(chunks) == stored
+    stored = await _sent_all(store, run, task, chunks)
     assert [t for _, t in stored] == [
         "thread.run.in_progress",
         "thread.message.delta",
