@@ -50,6 +50,7 @@ def test_values_that_are_not_json_are_refused_naming_their_field(store: Store) -
         ({"extra": {"at": {1, 2}}}, "extra"),
         ({"extra": {"score": float("nan")}}, "extra"),
         ({"extra": cyclic}, "extra"),
+        ({"extra": {"note": "a\x00b"}}, "extra"),  # PostgreSQL's jsonb refuses NUL
         ({"content": [{"type": "text", "text": "x", "tags": {"a"}}]}, "content"),
     ]
     for given, field in cases:

@@ -8,14 +8,13 @@ integer nano-dollars.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 
 from agentkeep.errors import InvalidInput
-from agentkeep.store._validate import opt_text
+from agentkeep.store._validate import json_text, opt_text
 
 __all__ = [
     "check_choice",
@@ -29,7 +28,6 @@ __all__ = [
 ]
 
 _MAX_COUNT = 2**53  # a sane bound for one increment; keeps sums far from overflow
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def check_text(value: Any, field: str, max_len: int = 256) -> str | None:
@@ -53,15 +51,7 @@ def check_json(value: Any, field: str) -> Any:
     """A JSON value (None allowed) that both backends store as given."""
     if value is None:
         return None
-    try:
-        encoded = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"must be JSON-serializable ({exc})", field=field) from None
-    except RecursionError:
-        raise InvalidInput("is nested too deeply", field=field) from None
-    if _JSON_NUL.search(encoded):
-        raise InvalidInput("must not contain NUL characters", field=field)
-    return json.loads(encoded)
+    return json.loads(json_text(value, field))
 
 
 def check_count(value: Any, field: str) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from agentkeep.errors import InvalidInput
 
-__all__ = ["UNSET", "check_json", "check_object", "check_tools", "opt_text", "require_str"]
+__all__ = ["UNSET", "check_object", "check_tools", "json_text", "opt_text", "require_str"]
 
 
 def _strict_encoder() -> Any:
@@ -27,10 +28,12 @@ def _strict_encoder() -> Any:
         False,
         False,  # allow_nan
     )
-    return lambda value: encode(value, 0)
+    return lambda value: encode(value, 0)  # the text in chunks
 
 
 _strict_json = _strict_encoder()
+# A NUL character as the encoder escapes it (not a backslash followed by "u0000").
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 UNSET: Any = object()
 """Default of update parameters: the field is left as it is."""
@@ -56,14 +59,20 @@ def opt_text(value: Any, field: str, max_len: int = 256) -> str | None:
     return value
 
 
-def check_json(value: Any, field: str) -> None:
-    """That ``value`` can be stored as JSON: no cycle, no NaN or infinity, nothing but
-    objects with string keys, arrays, strings, numbers, booleans and null."""
+def json_text(value: Any, field: str) -> str:
+    """``value`` as JSON text, if both backends can store it as given; else
+    ``InvalidInput`` naming ``field``: no cycle, no NaN or infinity, no NUL
+    character (PostgreSQL's jsonb refuses it), nothing but objects with string
+    keys, arrays, strings, numbers, booleans and null."""
     try:
-        _strict_json(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        reason = "it nests too deep or contains itself" if isinstance(exc, RecursionError) else exc
-        raise InvalidInput(f"must be JSON ({reason})", field=field) from None
+        encoded = "".join(_strict_json(value))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"must be JSON-serializable ({exc})", field=field) from None
+    except RecursionError:
+        raise InvalidInput("is nested too deeply (or contains itself)", field=field) from None
+    if "\\u0000" in encoded and _JSON_NUL.search(encoded):
+        raise InvalidInput("must not contain NUL characters", field=field)
+    return encoded
 
 
 def check_object(value: Any, field: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from agentkeep.models.messages import ROLES
 from agentkeep.store._base import Resource, Row, paginate, time_range
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
 from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
-from agentkeep.store._validate import UNSET, check_json, check_object, opt_text
+from agentkeep.store._validate import UNSET, check_object, json_text, opt_text
 from agentkeep.store.message_sql import Appended, Extras, MessageSQL, NewRow, StoredRow
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
@@ -355,7 +355,7 @@ class Messages(Resource):
         else:
             text = None
             blocks = normalize_content(content, _field(index, "content"))
-            check_json(blocks, _field(index, "content"))
+            json_text(blocks, _field(index, "content"))
             types = content_types(blocks)
         if type(role) is not str or role not in ROLES:
             role = check_role(role, _field(index, "role"))
@@ -366,7 +366,7 @@ class Messages(Resource):
                 extra.copy() if type(extra) is dict else check_object(extra, _field(index, "extra"))
             )
             if extra:
-                check_json(extra, _field(index, "extra"))
+                json_text(extra, _field(index, "extra"))
         return _new_row(
             NewRow,
             (
