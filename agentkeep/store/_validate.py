@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from agentkeep.errors import InvalidInput
+from agentkeep.store._json import make_dumps
 
 __all__ = ["UNSET", "check_object", "check_tools", "json_text", "opt_text", "require_str"]
 
 
-def _strict_encoder() -> Any:
-    """A JSON encoder that refuses NaN and infinity, its C encoder made once (json.dumps
-    makes one per call); a value that contains itself ends in RecursionError."""
-    make: Any = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator (not CPython)
-        return json.JSONEncoder(allow_nan=False).encode
-    encode = make(
-        None,
-        json.JSONEncoder().default,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ": ",
-        ", ",
-        False,
-        False,
-        False,  # allow_nan
-    )
-    return lambda value: encode(value, 0)  # the text in chunks
-
-
-_strict_json = _strict_encoder()
+_strict_json = make_dumps(allow_nan=False)
 # A NUL character as the encoder escapes it (not a backslash followed by "u0000").
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -65,7 +45,7 @@ def json_text(value: Any, field: str) -> str:
     character (PostgreSQL's jsonb refuses it), nothing but objects with string
     keys, arrays, strings, numbers, booleans and null."""
     try:
-        encoded = "".join(_strict_json(value))
+        encoded = _strict_json(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"must be JSON-serializable ({exc})", field=field) from None
     except RecursionError:
