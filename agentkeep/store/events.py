@@ -207,20 +207,12 @@ class Events(Resource):
             },
             "",
         )
-        return self._write([row])[0]
+        return self._write([row]).events[0]
 
     def append_many(self, events: Sequence[Mapping[str, Any]]) -> list[Event]:
         """Append several events (dicts of ``append``'s arguments) in one transaction, in order."""
-        if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
-            raise InvalidInput("must be a list of event objects", field="events")
-        rows = []
-        for i, item in enumerate(events):
-            if not isinstance(item, Mapping):
-                raise InvalidInput("must be an object", field=f"events[{i}]")
-            rows.append(self._prepare(item, f"events[{i}]."))
-        if not rows:
-            return []
-        return self._write(rows)
+        rows = self._prepare_all(events)
+        return self._write(rows).events if rows else []
 
     def append_many_linked(
         self, events: Sequence[Mapping[str, Any]], runs: Collection[str]
@@ -230,26 +222,26 @@ class Events(Resource):
         For handing committed events to a run's live readers in this process
         without their reading them back (see :class:`LinkedEvents`).
         """
+        rows = self._prepare_all(events)
+        return self._write(rows, runs) if rows else LinkedEvents([], {})
+
+    def _prepare_all(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
+            raise InvalidInput("must be a list of event objects", field="events")
         rows = []
         for i, item in enumerate(events):
             if not isinstance(item, Mapping):
                 raise InvalidInput("must be an object", field=f"events[{i}]")
             rows.append(self._prepare(item, f"events[{i}]."))
-        before: dict[str, int] = {}
-        written = self._write(rows, runs, before) if rows else []
-        return LinkedEvents(written, before)
+        return rows
 
-    def _write(
-        self,
-        rows: list[dict[str, Any]],
-        runs: Collection[str] = (),
-        before: dict[str, int] | None = None,
-    ) -> list[Event]:
+    def _write(self, rows: list[dict[str, Any]], runs: Collection[str] = ()) -> LinkedEvents:
         dialect = self._core.dialect
+        before: dict[str, int] = {}
         with self._core.write("appending an event") as conn:
             self._resolve_references(conn, rows)
             dialect.serialize_appends(conn, self.tenant_id, "events")
-            if runs and before is not None:
+            if runs:
                 before.update(dict.fromkeys(runs, 0))
                 params = {"tenant": self.tenant_id, "runs": list(runs)}
                 before.update((r, int(b)) for r, b in conn.execute(_RUNS_LAST, params))
@@ -260,7 +252,7 @@ class Events(Resource):
                 r["created_at"] = now
             conn.execute(sa.insert(t), rows)
             dialect.notify(conn, events_channel(self.tenant_id), str(last))
-        return [to_event(r) for r in rows]
+        return LinkedEvents([to_event(r) for r in rows], before)
 
     def _take_bookmarks(self, conn: sa.Connection, n: int) -> int:
         """Reserve ``n`` bookmarks; the last one. Never reuses one, even of deleted events."""
