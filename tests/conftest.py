@@ -114,6 +114,20 @@ def store(backend: str, db_url: str, request: pytest.FixtureRequest) -> Iterator
 
 
 @pytest.fixture
+def own_db(backend: str, store: Store, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A store whose database no other test uses (for operations across tenants, such as
+    a RunWorker's claims): the ``store`` fixture itself but on PostgreSQL, whose database
+    ``store`` shares with the other tests."""
+    if backend != "postgres":
+        yield store
+        return
+    url = request.getfixturevalue("postgres_server").new_database()
+    opened = agentkeep.connect(url, auto_migrate=True)
+    yield opened.tenant("t_own")
+    opened.close()
+
+
+@pytest.fixture
 async def astore(store: Store) -> AsyncIterator[AsyncStore]:
     """The async twin of ``store`` (same database and tenant)."""
     yield AsyncStore(store)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from _lifecycle import empty_url
 
 import agentkeep
 from agentkeep.config import Settings
@@ -56,10 +57,7 @@ def test_every_tenant_is_checked_and_a_tenant_sees_only_its_own(tmp_path: Path) 
 def test_daily_usage_totals_that_drift_from_the_rows_are_found_and_repaired(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path}/doctor.db"
-    else:
-        url = request.getfixturevalue("postgres_server").new_database()
+    url = empty_url(backend, tmp_path, request, "doctor")
     settings = Settings(backup_dir=str(tmp_path / "backups"), backup_enabled=False)
     with agentkeep.connect(url, auto_migrate=True) as store:
         for tenant, model in (("a", "gpt-4o-mini"), ("a", "house"), ("b", "gpt-4o-mini")):

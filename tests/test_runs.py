@@ -6,7 +6,7 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,18 +18,6 @@ import agentkeep
 from agentkeep import AsyncStore, Conflict, InvalidInput, InvalidTransition, NotFound, Store
 from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES
 from agentkeep.store import schema
-
-
-@pytest.fixture
-def own_db(backend: str, store: Store, request: pytest.FixtureRequest) -> Iterator[Store]:
-    """A store whose database no other test uses (for operations across tenants)."""
-    if backend != "postgres":
-        yield store
-        return
-    url = request.getfixturevalue("postgres_server").new_database()
-    opened = agentkeep.connect(url, auto_migrate=True)
-    yield opened.tenant("t_own")
-    opened.close()
 
 
 def test_create_and_get_round_trip(store: Store) -> None:

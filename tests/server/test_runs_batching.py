@@ -7,16 +7,14 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from conftest import Tenant
 from test_runs_stream import new_model, sse
 from upstream_llm import Reply, UpstreamLLM
 
-import agentkeep
 from agentkeep.config import Settings
 from agentkeep.models import Run
 from agentkeep.runner import RunWorker, notify, ops
@@ -37,21 +35,8 @@ def _queued_run(store: Store, model: str) -> Run:
     return store.runs.create("asst_x", session_id=thread.id, model=model)
 
 
-@pytest.fixture
-def own_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
-    """A store on a database of this test's own: a RunWorker claims every tenant's queued runs,
-    and the ``store`` fixture's PostgreSQL database is shared with the other tests."""
-    if backend == "postgres":
-        url = request.getfixturevalue("postgres_server").new_database()
-    else:
-        url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path}/own.db"
-    opened = agentkeep.connect(url, auto_migrate=True)
-    yield opened
-    opened.close()
-
-
-async def test_runs_beyond_the_limit_wait_queued_in_the_database(own_store: Store) -> None:
-    store = own_store
+async def test_runs_beyond_the_limit_wait_queued_in_the_database(own_db: Store) -> None:
+    store = own_db  # its RunWorker claims every tenant's queued runs
     gate = threading.Event()
     with UpstreamLLM() as upstream:
         model = new_model()
