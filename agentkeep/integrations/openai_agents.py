@@ -59,9 +59,11 @@ def message_from_item(item: TResponseInputItem) -> dict[str, Any]:
     role = item.get("role")
     content = item.get("content")
     if type(content) is str and len(item) == 2 and role in ROLES:  # {"role", "content"}
-        # The common case. The store makes the one text block itself (its fast
-        # path), as pack_content would.
-        return {"role": role, "content": content, "extra": {"openai_item": {"form": "text"}}}
+        # The common case: a message of one text block with nothing in ``extra``,
+        # which is how any writer stores a plain text message, and how
+        # item_from_message reads one back. The store makes the block itself (its
+        # fast path), and the row stays plain: nothing to encode or to parse.
+        return {"role": role, "content": content}
     data: dict[str, Any] = dict(item)
     kind = data.get("type", "message")
     if kind == "message" and role in ROLES:
@@ -84,11 +86,22 @@ def _message(role: Any, content: list[Any], saved: dict[str, Any]) -> dict[str, 
 
 
 def item_from_message(message: Message) -> TResponseInputItem:
-    """The SDK item a message was stored from (see :func:`message_from_item`)."""
-    saved = message.extra.get("openai_item") or _BLOCKS
-    form = saved["form"]
+    """The SDK item a message was stored from (see :func:`message_from_item`).
+
+    A message with no ``openai_item`` in ``extra`` (a plain text item, or a
+    message another writer stored) is ``{"role", "content"}``: the text for
+    one plain text block, else the blocks.
+    """
+    saved = message.extra.get("openai_item")
     item: dict[str, Any]
-    if form == "text" and len(saved) == 1:  # the common case: a plain text message
+    if saved is None:
+        content: Any = message.content
+        if len(content) == 1 and content[0].keys() == _TEXT_KEYS and content[0]["type"] == "text":
+            content = content[0]["text"]
+        item = {"role": message.role, "content": content}
+        return item  # type: ignore[return-value]
+    form = saved["form"]
+    if form == "text" and len(saved) == 1:  # a text item stored before it went unmarked
         item = {"role": message.role, "content": message.content[0]["text"]}
     elif form == "block":
         item = dict(message.content[0])
@@ -102,7 +115,7 @@ def item_from_message(message: Message) -> TResponseInputItem:
     return item  # type: ignore[return-value]
 
 
-_BLOCKS = {"form": "blocks"}
+_TEXT_KEYS = frozenset(("type", "text"))
 
 
 class AgentkeepSession:

@@ -105,6 +105,34 @@ async def test_every_item_round_trips(store: Store, backed: str) -> None:
     assert await session.get_items() == []
 
 
+@pytest.mark.parametrize("backed", ["sync", "async"])
+async def test_plain_text_items_are_plain_messages(store: Store, backed: str) -> None:
+    """A ``{"role", "content": str}`` item is stored as any writer stores a text message
+    (one text block, nothing in ``extra``), and such a message, whoever wrote it,
+    reads back as that item; other blocks read back as blocks."""
+    session = _session(store, backed)
+    await session.add_items([{"role": "user", "content": "hi"}])
+    (stored,) = store.messages.recent(session.session_id, 5)
+    assert (stored.content, stored.extra) == ([{"type": "text", "text": "hi"}], {})
+    sid = session.session_id
+    store.messages.append(sid, "assistant", "from the HTTP API")
+    annotated = [{"type": "text", "text": "cited", "annotations": []}]
+    store.messages.append(sid, "assistant", annotated)
+    two = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    store.messages.append(sid, "user", two)
+    # A text item as an earlier version stored it: marked in ``extra``.
+    marked = {"openai_item": {"form": "text"}}
+    store.messages.append(sid, "user", "marked", extra=marked)
+    assert await session.get_items() == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "from the HTTP API"},
+        {"role": "assistant", "content": annotated},
+        {"role": "user", "content": two},
+        {"role": "user", "content": "marked"},
+    ]
+    assert await session.pop_item() == {"role": "user", "content": "marked"}
+
+
 async def test_first_items_of_a_session_created_meanwhile(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
