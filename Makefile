@@ -62,7 +62,7 @@ coverage: $(STAMP) postgres ## The suite with line coverage of every process, se
 
 lint: $(STAMP) ## ruff (check and format) and mypy --strict
 	$(BIN)/ruff check agentkeep tests benchmarks scripts
-	$(BIN)/ruff format --check agentkeep tests benchmarks scripts
+	$(BIN)/ruff format --check agentkeep tests benchmarks scripts README.md
 	$(BIN)/mypy agentkeep
 
 bench: $(STAMP) ## Run the benchmarks (peers need: .venv/bin/pip install -e '.[bench]')
