@@ -89,3 +89,60 @@ async def test_a_background_response_its_service_stops_ends_with_the_stop_as_its
     assert store.responses.events(prepared.response.id)[-1].type == "response.failed"
     [usage] = store.usage.list(limit=10).items
     assert usage.error_message == STOPPED_MESSAGE
+
+
+class _Breaking:
+    """An upstream client that sends two deltas, then fails with an error of its own."""
+
+    provider = "scripted"
+
+    async def complete(
+        self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]], *, stream: bool
+    ) -> Completion:
+        await on_delta("one")
+        await on_delta(" two")
+        raise RuntimeError("the client broke")
+
+
+async def test_a_response_that_fails_on_its_own_error_stores_that_error_not_a_disconnect(
+    store: Store,
+) -> None:
+    body = CreateResponse(model="m", input="hi", stream=True)
+    prepared = prepare(store, body, ttl_seconds=3600)
+    run = ResponseRun(store, _Breaking(), prepared, _db, persist=True)  # type: ignore[arg-type]
+    seen = []
+    with contextlib.suppress(RuntimeError):
+        async for event in run.events():
+            seen.append(event)
+    assert [e["delta"] for e in seen if e["type"] == "response.output_text.delta"] == [
+        "one",
+        " two",
+    ]
+    reason = "internal error: RuntimeError('the client broke')"
+    ended = store.responses.get(prepared.response.id)
+    assert (ended.status, ended.error) == ("failed", {"code": "server_error", "message": reason})
+    stored = store.responses.events(prepared.response.id)
+    assert [e.data for e in stored[: len(seen)]] == seen  # what it sent, then the end
+    assert stored[-1].type == "response.failed"
+    [usage] = store.usage.list(limit=10).items
+    assert usage.error_message == reason
+
+
+async def test_a_background_response_that_fails_on_its_own_error_stores_that_error(
+    store: Store,
+) -> None:
+    """Its worker's stop is the reason only when the worker stopped it."""
+    body = CreateResponse(model="m", input="hi", background=True)
+    prepared = prepare(store, body, ttl_seconds=3600)
+    numbers, wire = EventNumbers(), response_object(prepared.response, [])
+    create_row(
+        store, prepared, [numbers.state(t, wire) for t in ("response.created", "response.queued")]
+    )
+    queued = store.responses.get(prepared.response.id)
+    await run_background(store, _Breaking(), _db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
+    ended = store.responses.get(prepared.response.id)
+    reason = "internal error: RuntimeError('the client broke')"
+    assert (ended.status, ended.error) == ("failed", {"code": "server_error", "message": reason})
+    assert store.responses.events(prepared.response.id)[-1].type == "response.failed"
+    [usage] = store.usage.list(limit=10).items
+    assert usage.error_message == reason

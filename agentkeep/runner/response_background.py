@@ -24,7 +24,7 @@ import logging
 from agentkeep.errors import NotFound
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
-from agentkeep.runner.response_run import Db, ResponseRun, ResponseWrites
+from agentkeep.runner.response_run import Db, ResponseRun, ResponseWrites, internal_error
 from agentkeep.runner.responses import prepare_stored
 from agentkeep.runner.upstream import ChatClient
 from agentkeep.store import Store
@@ -75,7 +75,7 @@ async def run_background(
     except Exception as exc:
         log.exception("response %s failed in the worker", response.id)
         try:
-            await _fail(db, store, response.id, f"internal error: {exc!r}")
+            await _fail(db, store, response.id, internal_error(exc))
         except NotFound:  # deleted meanwhile: nothing to fail
             log.info("response %s: deleted before it could be failed", response.id)
     finally:

@@ -70,6 +70,11 @@ DISCONNECTED = "the client disconnected before the response finished"
 CANCELLED = "the response was cancelled while the upstream answered"
 
 
+def internal_error(exc: BaseException) -> str:
+    """The reason stored for a response that failed on an error of its own."""
+    return f"internal error: {exc!r}"[:4000]
+
+
 @dataclass(frozen=True)
 class ResponseWrites:
     """Group commits for the responses one process runs at once (see ``group_commit``).
@@ -180,14 +185,18 @@ class ResponseRun:
     async def batches(self) -> AsyncGenerator[list[dict[str, Any]], None]:
         """:meth:`events` as they come together (a stream sends each batch in one write)."""
         done = False
+        reason = self.abandoned  # the reader stopped it (a cancel, or it closed the stream)
         try:
             async for batch in self._call():
                 if batch:
                     yield batch
             done = True
+        except Exception as exc:  # it failed on its own: that is the reason stored
+            reason = internal_error(exc)
+            raise
         finally:
             if not done and self.response is None and self._started is not None:
-                await asyncio.shield(self._abandon())
+                await asyncio.shield(self._abandon(reason))
 
     def _start_events(self) -> list[dict[str, Any]]:
         start: list[dict[str, Any]] = []
@@ -198,12 +207,12 @@ class ResponseRun:
         start.append(self.numbers.state("response.in_progress", self._wire(running, [])))
         return start
 
-    async def _abandon(self) -> None:
-        """The reader went away mid-call: the call is recorded, a stored response failed,
-        both with the reason ``abandoned`` gives."""
+    async def _abandon(self, reason: str) -> None:
+        """The call stopped midway: it is recorded, a stored response failed, both with
+        ``reason``."""
         with contextlib.suppress(Exception):
             if not self._recorded:
-                await self._record_dropped(self.abandoned)
+                await self._record_dropped(reason)
             if self.persist and self._row:
                 # The deltas sent and not stored yet go first, then the stream's end
                 # (numbered after them), with the failed status: a reader that resumes
@@ -217,7 +226,7 @@ class ResponseRun:
                     self.store.responses.finish,
                     self.prepared.response.id,
                     status="failed",
-                    error={"code": "server_error", "message": self.abandoned},
+                    error={"code": "server_error", "message": reason},
                     events=lambda _ended: unsaved,
                     end_events=end_events,
                 )
