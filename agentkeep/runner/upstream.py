@@ -316,26 +316,29 @@ def _env_proxy(base_url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncGenerator[str, None]:
+async def _lines(content: aiohttp.StreamReader) -> AsyncGenerator[list[str], None]:
     """The lines of a response body as they arrive, of any length (``\\n`` or ``\\r\\n``).
 
-    Linear in the body: each chunk is split once, and the pieces of a line not
-    ended yet are kept apart and joined once it ends (a line that comes in
-    many small chunks is not rescanned and recopied at each one).
+    Each item is the lines one read of the body ended, in order (a stream
+    that arrives at once is a few reads of many lines: one resumption of this
+    generator a read, not a line). Linear in the body: each chunk is split
+    once, and the pieces of a line not ended yet are kept apart and joined once
+    it ends (a line that comes in many small chunks is not rescanned and
+    recopied at each one).
     """
     parts: list[bytes] = []  # the start of a line not ended yet
     async for data in content.iter_any():
         *ended, rest = data.split(b"\n")
-        if ended and parts:
-            parts.append(ended[0])
-            ended[0] = b"".join(parts)
-            parts.clear()
-        for line in ended:
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if ended:
+            if parts:
+                parts.append(ended[0])
+                ended[0] = b"".join(parts)
+                parts.clear()
+            yield [line.rstrip(b"\r").decode("utf-8", "replace") for line in ended]
         if rest:
             parts.append(rest)
     if parts:
-        yield b"".join(parts).rstrip(b"\r").decode("utf-8", "replace")
+        yield [b"".join(parts).rstrip(b"\r").decode("utf-8", "replace")]
 
 
 async def _read_json(raw: bytes, on_delta: Callable[[str], Awaitable[None]]) -> Completion:
@@ -353,29 +356,36 @@ async def _read_json(raw: bytes, on_delta: Callable[[str], Awaitable[None]]) -> 
 
 
 async def _read_stream(
-    lines: AsyncIterator[str], on_delta: Callable[[str], Awaitable[None]]
+    lines: AsyncIterator[list[str]], on_delta: Callable[[str], Awaitable[None]]
 ) -> Completion:
-    """A streamed completion, each content delta handed to ``on_delta`` as it arrives."""
+    """A streamed completion, each content delta handed to ``on_delta`` as it arrives.
+
+    ``lines``: the body's lines, as :func:`_lines` gives them.
+    """
     acc = _Accumulator()
     done = False
-    async for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload_text = line[5:].strip()
-        if payload_text == "[DONE]":
-            done = True
+    loads, chunk = json.loads, acc.chunk
+    async for batch in lines:
+        for line in batch:
+            if not line.startswith("data:"):
+                continue
+            payload_text = line[5:].strip()
+            if payload_text == "[DONE]":
+                done = True
+                break
+            try:
+                data = loads(payload_text)
+            except ValueError as exc:
+                raise UpstreamError("upstream LLM sent an invalid stream chunk") from exc
+            if not isinstance(data, dict):
+                continue
+            if data.get("error"):
+                raise _error_from(500, data, "error in the upstream stream")
+            text = chunk(data)
+            if text:
+                await on_delta(text)
+        if done:
             break
-        try:
-            data = json.loads(payload_text)
-        except ValueError as exc:
-            raise UpstreamError("upstream LLM sent an invalid stream chunk") from exc
-        if not isinstance(data, dict):
-            continue
-        if data.get("error"):
-            raise _error_from(500, data, "error in the upstream stream")
-        text = acc.chunk(data)
-        if text:
-            await on_delta(text)
     out = acc.finish()
     if not done and out.finish_reason is None:
         raise UpstreamError("upstream LLM closed the stream before it finished")

@@ -156,13 +156,15 @@ class _Chunks:
 async def test_the_lines_of_a_body_whatever_its_chunks(size: int) -> None:
     body = 'data: {"a": "é"}\r\n\ndata: [DONE]\n\nno newline at the end'.encode()
     chunks = [body[i : i + size] for i in range(0, len(body), size)]
-    lines = [line async for line in _lines(_Chunks(chunks))]  # type: ignore[arg-type]
+    batches = [batch async for batch in _lines(_Chunks(chunks))]  # type: ignore[arg-type]
+    assert all(batches)  # no read that ends no line gives an empty batch
+    lines = [line for batch in batches for line in batch]
     assert lines == ['data: {"a": "é"}', "", "data: [DONE]", "", "no newline at the end"]
 
 
 async def test_a_body_that_ends_with_its_newline_has_no_empty_last_line() -> None:
-    lines = [line async for line in _lines(_Chunks([b"a\n", b"b", b"c\n"]))]  # type: ignore[arg-type]
-    assert lines == ["a", "bc"]
+    batches = [batch async for batch in _lines(_Chunks([b"a\n", b"b", b"c\n"]))]  # type: ignore[arg-type]
+    assert batches == [["a"], ["bc"]]  # one batch a read that ends lines
 
 
 def test_the_provider_is_named_by_host() -> None:
