@@ -11,7 +11,11 @@ process on a fresh database, one right after the other (in alternating order
 over repetitions, so a drift of the machine's speed favours neither). A ratio
 is taken within a repetition; the report gives their medians and the floors:
 at least as fast as the framework everywhere, 3x on append, growth <= 1.15
-where the framework's grows. Needs ``pip install -e '.[bench]'`` plus the
+where the framework's grows. For LangGraph the report adds W3s: W3's growth
+counting only the CPU a turn spends inside the checkpointer's calls (both
+savers wrapped alike), since a turn's wall time also holds LangGraph's own
+work on the whole message list (its ``add_messages`` reducer), whatever the
+saver. Needs ``pip install -e '.[bench]'`` plus the
 integrations' extras.
 """
 
@@ -128,7 +132,35 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         row["floor"], row["met"] = _floor(w, row)
         rows.append(row)
+        if w == "W3":
+            own = _own_row(row, mine)
+            if own is not None:
+                rows.append(own)
     return rows
+
+
+def _own_row(w3: dict[str, Any], mine: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """W3 again, counting only the time a turn spends in the persistence layer's own calls
+    (its CPU; see ``SaverClock``), where both sides measure it: LangGraph's savers. The
+    turn's wall time (W3) also holds the framework's own work on the whole history."""
+    both = [
+        r for r in mine if "own_growth" in r["ours_result"] and "own_growth" in r["theirs_result"]
+    ]
+    if not both:
+        return None
+    ours = [r["ours_result"]["own_growth"] for r in both]
+    theirs = [r["theirs_result"]["own_growth"] for r in both]
+    row = {
+        **w3,
+        "workload": "W3s",
+        "unit": "saver's own CPU a turn, last/first",
+        "ours_median": statistics.median(ours),
+        "theirs_median": statistics.median(theirs),
+        "ratios": [t / o for t, o in zip(theirs, ours, strict=True)],
+    }
+    row["median_ratio"] = statistics.median(row["ratios"])
+    row["floor"], row["met"] = _floor("W3", row)
+    return row
 
 
 def _floor(w: str, row: dict[str, Any]) -> tuple[str, bool | None]:

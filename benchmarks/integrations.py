@@ -18,6 +18,7 @@ from benchmarks.systems import (
     LangChainSQL,
     LangGraph,
     OpenAISQLite,
+    SaverClock,
     System,
     SystemInfo,
 )
@@ -44,7 +45,9 @@ class AkLangGraph(LangGraph):
         await super().open(":memory:", create=True)  # builds the graph; its saver is replaced
         self.conn.close()
         self.store = _connect(db)
-        self.graph = self.graph.builder.compile(checkpointer=AgentkeepSaver(self.store))
+        saver = AgentkeepSaver(self.store)
+        self.graph = self.graph.builder.compile(checkpointer=saver)
+        self.clock = SaverClock(saver)
         self.conn = sqlite3.connect(":memory:")
 
     async def close(self) -> None:

@@ -9,7 +9,10 @@ awaited. Peers are imported only when used (``pip install -e .[bench]``).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +98,11 @@ class System:
 
     async def recent(self, session: Any, n: int) -> list[Any]:
         raise NotImplementedError
+
+    def own_time(self) -> tuple[float, float] | None:
+        """Seconds spent so far inside the persistence layer's own calls (wall, CPU of
+        the calling threads), where the framework calls it; None where not measured."""
+        return None
 
     async def close(self) -> None:
         pass
@@ -362,6 +370,39 @@ class LangChainSQL(System):
         self.engine.dispose()
 
 
+class SaverClock:
+    """The time a LangGraph checkpointer spends in its calls: wall and the calling thread's CPU.
+
+    LangGraph calls the saver from its own threads (checkpoints are saved in the
+    background while the next step runs), so a call's wall time also holds the
+    time it waited for the interpreter lock while the graph's own work ran; the
+    thread's CPU time counts only the saver's work (and, on PostgreSQL, not the
+    server's). The same clock wraps either side's saver.
+    """
+
+    METHODS = ("get_tuple", "list", "put", "put_writes")
+
+    def __init__(self, saver: Any) -> None:
+        self.wall = self.cpu = 0.0
+        self._lock = threading.Lock()
+        for name in self.METHODS:
+            setattr(saver, name, self._timed(getattr(saver, name)))
+
+    def _timed(self, method: Any) -> Any:
+        @functools.wraps(method)  # LangGraph inspects put_writes' signature
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+                with self._lock:
+                    self.wall += wall
+                    self.cpu += cpu
+
+        return timed
+
+
 class LangGraph(System):
     """A StateGraph over MessagesState whose one node appends the turn's message(s)."""
 
@@ -399,6 +440,10 @@ class LangGraph(System):
         graph.add_edge(START, "append")
         graph.add_edge("append", END)
         self.graph = graph.compile(checkpointer=saver)
+        self.clock = SaverClock(saver)
+
+    def own_time(self) -> tuple[float, float] | None:
+        return self.clock.wall, self.clock.cpu
 
     async def new_session(self, i: int) -> Any:
         return f"s{i}_{uuid.uuid4().hex[:8]}"

@@ -201,14 +201,20 @@ async def _w3_interleaved(sys_: System, p: Params) -> dict[str, Any]:
     fresh = await sys_.new_session(1)
     last: list[float] = []
     first: list[float] = []
+    # the persistence layer's own part of each turn, where the system measures it
+    own: dict[str, list[tuple[float, float]]] = {"last": [], "first": []}
     for k in range(w):
-        pair = [(long, done + k, last), (fresh, k, first)]
-        for session, i, times in pair if k % 2 == 0 else pair[::-1]:
+        pair = [(long, done + k, last, "last"), (fresh, k, first, "first")]
+        for session, i, times, window in pair if k % 2 == 0 else pair[::-1]:
+            before = sys_.own_time()
             t0 = time.perf_counter()
             await sys_.append(session, role(i), text(i))
             times.append(time.perf_counter() - t0)
+            after = sys_.own_time()
+            if before is not None and after is not None:
+                own[window].append((after[0] - before[0], after[1] - before[1]))
     f, lst = statistics.fmean(first), statistics.fmean(last)
-    return {
+    result = {
         "value": lst / f,
         "unit": "last/first",
         "done": done + w,
@@ -217,6 +223,25 @@ async def _w3_interleaved(sys_: System, p: Params) -> dict[str, Any]:
         "first_us": f * 1e6,
         "last_us": lst * 1e6,
         "interleaved": True,
+    }
+    if own["first"] and own["last"]:
+        result.update(_own_growth(own["first"], own["last"]))
+    return result
+
+
+def _own_growth(
+    first: list[tuple[float, float]], last: list[tuple[float, float]]
+) -> dict[str, float]:
+    """The growth of the persistence layer's own time a turn: CPU (the headline) and wall."""
+    fw, fc = statistics.fmean(w for w, _ in first), statistics.fmean(c for _, c in first)
+    lw, lc = statistics.fmean(w for w, _ in last), statistics.fmean(c for _, c in last)
+    return {
+        "own_growth": lc / fc,
+        "own_first_us": fc * 1e6,
+        "own_last_us": lc * 1e6,
+        "own_wall_growth": lw / fw,
+        "own_wall_first_us": fw * 1e6,
+        "own_wall_last_us": lw * 1e6,
     }
 
 
