@@ -43,12 +43,8 @@ _COPIED = (
 )
 
 
-def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int:
-    """Copy message ``message_id`` as it is now for every snapshot covering it that lacks it.
-
-    Call inside the transaction that is about to change or delete the
-    message; returns how many copies were made.
-    """
+def _keep_statement() -> sa.Insert:
+    """``keep_for_snapshots``' statement: built once, its values bound at each call."""
     kept = (
         sa.select(sa.literal(1))
         .select_from(kt)
@@ -62,7 +58,7 @@ def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int
             mt.c.id,
             *(mt.c[name] for name in _COPIED),
             mt.c.created_at,
-            sa.literal(utcnow_micros(), sa.BigInteger()),
+            sa.bindparam("k_now", type_=sa.BigInteger()),
         )
         .select_from(
             mt.join(
@@ -70,8 +66,8 @@ def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int
             )
         )
         .where(
-            mt.c.tenant_id == tenant_id,
-            mt.c.id == message_id,
+            mt.c.tenant_id == sa.bindparam("k_tenant"),
+            mt.c.id == sa.bindparam("k_message"),
             st.c.seq >= mt.c.seq,
             ~sa.exists(kept),
         )
@@ -85,7 +81,20 @@ def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int
         "message_created_at",
         "created_at",
     ]
-    result = conn.execute(sa.insert(kt).from_select(columns, source))
+    return sa.insert(kt).from_select(columns, source)
+
+
+_KEEP = _keep_statement()
+
+
+def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int:
+    """Copy message ``message_id`` as it is now for every snapshot covering it that lacks it.
+
+    Call inside the transaction that is about to change or delete the
+    message; returns how many copies were made.
+    """
+    params = {"k_tenant": tenant_id, "k_message": message_id, "k_now": utcnow_micros()}
+    result = conn.execute(_KEEP, params)
     return int(result.rowcount or 0)
 
 
