@@ -113,6 +113,38 @@ def test_pricing_never_uses_the_network(monkeypatch: pytest.MonkeyPatch) -> None
     assert priced is not None and priced[0] > 0
 
 
+def test_a_model_the_table_lacks_is_searched_once_per_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import genai_prices
+    from genai_prices import data_snapshot, types
+
+    args: dict[str, Any] = {"input_tokens": 10, "cached_tokens": 0, "output_tokens": 5}
+    at = datetime.now(UTC)
+    assert price_from_table("my-vllm", "house-model-q", at=at, **args) is None
+    searched: list[str] = []
+    calc_price = genai_prices.calc_price
+
+    def counting(*a: Any, **k: Any) -> Any:
+        searched.append(a[1])
+        return calc_price(*a, **k)
+
+    monkeypatch.setattr(genai_prices, "calc_price", counting)
+    assert price_from_table("my-vllm", "house-model-q", at=at, **args) is None
+    assert searched == []  # remembered as absent from this table
+    # A table replaced in this process (as UpdatePrices does) is searched anew.
+    price = types.ModelPrice(input_mtok=Decimal(1), output_mtok=Decimal(2))
+    model = types.ModelInfo(
+        id="house-model-q", match=types.ClauseEquals(equals="house-model-q"), prices=price
+    )
+    provider = types.Provider(id="my-vllm", name="mine", api_pattern="x", models=[model])
+    snapshot = data_snapshot.DataSnapshot(providers=[provider], from_auto_update=False)
+    monkeypatch.setattr(data_snapshot, "_custom_snapshot", snapshot)
+    priced = price_from_table("my-vllm", "house-model-q", at=at, **args)
+    assert searched == ["house-model-q"]
+    assert priced is not None and priced[0] == Decimal("0.00002")
+
+
 def test_invalid_input_names_the_field(store: Store) -> None:
     cases: list[tuple[dict[str, object], str]] = [
         ({"provider": None, "model": "gpt-4o"}, "provider"),

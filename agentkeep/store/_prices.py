@@ -44,6 +44,13 @@ _MAX_NANO = 2**63 - 1
 
 PricedCost = tuple[Decimal, str]
 
+_ABSENT_MAX = 4096
+# The (provider, model) pairs the table lacks, and the table (snapshot) they were looked up
+# in: a call of a model no table knows (a local vLLM's, say) is priced on every run, and
+# the table's search for a name it lacks scans every model. Remembered per snapshot only,
+# so a table replaced in this process (``genai_prices.UpdatePrices``) is searched anew.
+_absent: tuple[object, set[tuple[str, str]]] = (None, set())
+
 
 def to_nano(cost: Decimal) -> int:
     """USD as integer nano-dollars, rounded half-even."""
@@ -102,6 +109,14 @@ def price_from_table(
     import genai_prices  # imported on first use: the table takes a moment to load
     from genai_prices import data_snapshot
 
+    global _absent
+    snapshot = data_snapshot.get_snapshot()
+    table, absent = _absent
+    if table is not snapshot:
+        table, absent = snapshot, set()
+        _absent = (table, absent)
+    if (provider, model) in absent:
+        return None
     usage = genai_prices.Usage(
         input_tokens=input_tokens, cache_read_tokens=cached_tokens, output_tokens=output_tokens
     )
@@ -109,8 +124,11 @@ def price_from_table(
         calc = genai_prices.calc_price(
             usage, model, provider_id=provider, genai_request_timestamp=at
         )
-    except LookupError:
-        return None  # provider or model not in the table
+    except LookupError:  # provider or model not in the table
+        if len(absent) >= _ABSENT_MAX:
+            absent.clear()
+        absent.add((provider, model))
+        return None
     except Exception:  # a price-table quirk must not lose the usage row: the cost is unknown
         logger.warning("could not price %s/%s; cost left unknown", provider, model, exc_info=True)
         return None
