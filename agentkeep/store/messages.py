@@ -36,7 +36,7 @@ from agentkeep.models.common import (
     utcnow_micros,
 )
 from agentkeep.models.messages import ROLES
-from agentkeep.store._base import Resource, Row, paginate, time_range
+from agentkeep.store._base import Resource, Row, paginate, time_range, update_row
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
 from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
 from agentkeep.store._validate import UNSET, check_object, json_text, opt_text
@@ -517,11 +517,7 @@ class Messages(Resource):
             row = self._get_row(conn, t, message_id)
             if changes:
                 keep_for_snapshots(conn, self.tenant_id, message_id)
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.tenant_id == self.tenant_id, t.c.id == message_id)
-                    .values(changes)
-                )
+                update_row(conn, t, self.tenant_id, message_id, changes)
             return to_message({**row, **changes})
 
     def delete(self, message_id: str) -> None:

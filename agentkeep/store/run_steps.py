@@ -12,7 +12,7 @@ from agentkeep.ids import new_id
 from agentkeep.models import Page, RunStep
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.models.runs import STEP_STATUSES, STEP_TYPES, TERMINAL_STEP_STATUSES
-from agentkeep.store._base import Resource, Row, paginate, row_times
+from agentkeep.store._base import Resource, Row, paginate, row_times, update_row
 from agentkeep.store._run_checks import (
     check_choice,
     check_count,
@@ -25,6 +25,9 @@ from agentkeep.store.schema import run_steps as t
 from agentkeep.store.schema import runs as rt
 
 __all__ = ["RunSteps"]
+
+# A new step has no error yet: SQL NULL, not JSON null. Built once, its values bound.
+_INSERT = sa.insert(t).values(last_error=sa.null())
 
 
 def to_step(row: Row) -> RunStep:
@@ -57,7 +60,6 @@ class RunSteps(Resource):
             "type": step_type,
             "status": status,
             "details": check_json(check_object(details, "details"), "details"),
-            "last_error": None,
             "input_tokens": 0,
             "output_tokens": 0,
             "metadata": check_metadata(metadata),
@@ -69,8 +71,8 @@ class RunSteps(Resource):
             run = self._run(conn, run_id)
             values["session_id"] = run.session_id
             values["agent_id"] = run.agent_id
-            conn.execute(sa.insert(t).values({**values, "last_error": sa.null()}))
-        return to_step(values)
+            conn.execute(_INSERT, values)
+        return to_step({**values, "last_error": None})
 
     def get(self, step_id: str) -> RunStep:
         check_ref(step_id, "step_id")
@@ -116,11 +118,7 @@ class RunSteps(Resource):
             values = dict(changes)
             if "last_error" in values and values["last_error"] is None:
                 values["last_error"] = sa.null()
-            conn.execute(
-                sa.update(t)
-                .where(t.c.tenant_id == self.tenant_id, t.c.id == step_id)
-                .values(values)
-            )
+            update_row(conn, t, self.tenant_id, step_id, values)
             return to_step({**row, **changes})
 
     def list(

@@ -28,7 +28,7 @@ from agentkeep.models import (
     Run,
 )
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times, time_range
+from agentkeep.store._base import Resource, Row, row_times, time_range, update_row
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import (
     check_choice,
@@ -565,9 +565,7 @@ class Runs(Resource):
             k: json_or_null(v) if k in ("last_error", "required_action") else v
             for k, v in changes.items()
         }
-        conn.execute(
-            sa.update(t).where(t.c.tenant_id == self.tenant_id, t.c.id == run_id).values(values)
-        )
+        update_row(conn, t, self.tenant_id, run_id, values)
 
     def _require_session(self, conn: Connection, session_id: str) -> None:
         stmt = sa.select(st.c.id).where(st.c.tenant_id == self.tenant_id, st.c.id == session_id)
