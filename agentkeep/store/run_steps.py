@@ -28,6 +28,12 @@ __all__ = ["RunSteps"]
 
 # A new step has no error yet: SQL NULL, not JSON null. Built once, its values bound.
 _INSERT = sa.insert(t).values(last_error=sa.null())
+# A step's run (its session and agent), by tenant and id; locked, a delete of the run waits
+# for the step's transaction.
+_RUN = sa.select(rt.c.session_id, rt.c.agent_id).where(
+    rt.c.tenant_id == sa.bindparam("r_tenant"), rt.c.id == sa.bindparam("r_id")
+)
+_RUN_LOCKED = _RUN.with_for_update(read=True, key_share=True)
 
 
 def to_step(row: Row) -> RunStep:
@@ -149,12 +155,8 @@ class RunSteps(Resource):
             return page
 
     def _run(self, conn: Connection, run_id: str, *, lock: bool = True) -> Any:
-        stmt = sa.select(rt.c.session_id, rt.c.agent_id).where(
-            rt.c.tenant_id == self.tenant_id, rt.c.id == run_id
-        )
-        if lock and self._core.dialect.skip_locked:
-            stmt = stmt.with_for_update(read=True, key_share=True)  # a delete waits for us
-        run = conn.execute(stmt).first()
+        stmt = _RUN_LOCKED if lock and self._core.dialect.skip_locked else _RUN
+        run = conn.execute(stmt, {"r_tenant": self.tenant_id, "r_id": run_id}).first()
         if run is None:
             raise NotFound("run", run_id)
         return run
