@@ -160,7 +160,7 @@ def start_message(store: Store, run: Run, deltas: Sequence[str] = ()) -> tuple[R
             details={"type": "message_creation", "message_creation": {"message_id": message.id}},
         )
         wire = message_object(message)
-        emit(
+        announce(  # with the other runs' of the round, in one append (worker.py: GroupCommit)
             store,
             run,
             _step_event(step, "created"),
