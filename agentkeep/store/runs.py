@@ -117,6 +117,26 @@ _ADD_USAGE = (
 """``Runs.add_usage``: built once (every streamed run's settle adds its usage)."""
 
 
+_CLAIM = (
+    sa.update(t)
+    .where(
+        t.c.tenant_id == sa.bindparam("c_tenant"),
+        t.c.id == sa.bindparam("c_id"),
+        t.c.status.in_(sa.bindparam("c_statuses", expanding=True)),
+    )
+    .values(
+        status="in_progress",
+        worker_id=sa.bindparam("c_worker"),
+        required_action=sa.null(),
+        started_at=sa.func.coalesce(t.c.started_at, sa.bindparam("c_now", type_=sa.BigInteger())),
+        updated_at=sa.bindparam("c_now", type_=sa.BigInteger()),
+        version=t.c.version + 1,
+    )
+    .returning(*t.c)
+)
+"""One claimed run moved to ``in_progress`` (``_claim``): built once, its values bound."""
+
+
 def to_run(row: Row) -> Run:
     data = row_times(row, "created_at", "updated_at", "started_at", "finished_at")
     data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
@@ -534,23 +554,14 @@ class Runs(Resource):
             now = utcnow_micros()
             claimed = []
             for tenant, ident in found:
-                row = (
-                    conn.execute(
-                        sa.update(t)
-                        .where(t.c.tenant_id == tenant, t.c.id == ident, t.c.status.in_(wanted))
-                        .values(
-                            status="in_progress",
-                            worker_id=worker,
-                            required_action=sa.null(),
-                            started_at=sa.func.coalesce(t.c.started_at, now),
-                            updated_at=now,
-                            version=t.c.version + 1,
-                        )
-                        .returning(*t.c)
-                    )
-                    .mappings()
-                    .first()
-                )
+                params = {
+                    "c_tenant": tenant,
+                    "c_id": ident,
+                    "c_statuses": wanted,
+                    "c_worker": worker,
+                    "c_now": now,
+                }
+                row = conn.execute(_CLAIM, params).mappings().first()
                 if row is not None:
                     claimed.append(to_run(row))
             return claimed
