@@ -16,7 +16,15 @@ from agentkeep.models.common import Order, Page, check_limit, from_micros, to_mi
 if TYPE_CHECKING:
     from agentkeep.store._core import Core
 
-__all__ = ["Resource", "Row", "paginate", "row_times", "time_range", "update_row"]
+__all__ = [
+    "Resource",
+    "Row",
+    "paginate",
+    "row_times",
+    "time_range",
+    "update_row",
+    "update_row_returning",
+]
 
 Row = Mapping[Any, Any]
 """A result row as a mapping (``conn.execute(...).mappings()``)."""
@@ -170,6 +178,20 @@ def update_row(
     """
     params = {**changes, "u_tenant": tenant_id, "u_id": ident}
     return int(conn.execute(_update_by_id(table), params).rowcount)
+
+
+@functools.cache
+def _update_by_id_returning(table: sa.Table) -> sa.Update:
+    """:func:`_update_by_id` giving back the row as updated."""
+    return _update_by_id(table).returning(*table.c)
+
+
+def update_row_returning(
+    conn: Connection, table: sa.Table, tenant_id: str, ident: str, changes: Mapping[str, Any]
+) -> Row | None:
+    """:func:`update_row` that answers with the whole row as updated (None: no such row)."""
+    params = {**changes, "u_tenant": tenant_id, "u_id": ident}
+    return conn.execute(_update_by_id_returning(table), params).mappings().first()
 
 
 class Resource:

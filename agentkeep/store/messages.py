@@ -36,7 +36,7 @@ from agentkeep.models.common import (
     utcnow_micros,
 )
 from agentkeep.models.messages import ROLES
-from agentkeep.store._base import Resource, Row, paginate, time_range, update_row
+from agentkeep.store._base import Resource, Row, paginate, time_range, update_row_returning
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
 from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
 from agentkeep.store._validate import UNSET, check_object, json_text, opt_text
@@ -514,10 +514,12 @@ class Messages(Resource):
             changes["content"] = normalize_content(content)
             changes["content_types"] = content_types(changes["content"])
         with self._core.write("updating a message") as conn:
-            row = self._get_row(conn, t, message_id)
-            if changes:
-                keep_for_snapshots(conn, self.tenant_id, message_id)
-                update_row(conn, t, self.tenant_id, message_id, changes)
+            if not changes:
+                return to_message(self._get_row(conn, t, message_id))
+            keep_for_snapshots(conn, self.tenant_id, message_id)  # copies nothing if none
+            row = update_row_returning(conn, t, self.tenant_id, message_id, changes)
+            if row is None:
+                raise NotFound(self.kind, message_id)
             return to_message({**row, **changes})
 
     def delete(self, message_id: str) -> None:
