@@ -171,6 +171,18 @@ def test_delete_and_update(store: Store) -> None:
     assert store.sessions.get(s.id).message_count == 2
 
 
+def test_update_answers_with_the_message_as_stored(store: Store) -> None:
+    s = store.sessions.create()
+    a = store.messages.append(s.id, "assistant", [], extra={"status": "in_progress"})
+    done = store.messages.update(a.id, content="all done", extra={"status": "completed"})
+    assert done == store.messages.get(a.id)
+    assert (done.seq, done.session_id, done.created_at) == (a.seq, s.id, a.created_at)
+    assert store.messages.update(a.id) == done  # no change: the message as it is
+    for changes in ({"content": "x"}, {}):
+        with pytest.raises(NotFound):
+            store.messages.update("msg_missing", **changes)
+
+
 async def test_async_api_appends_and_reads(astore: AsyncStore) -> None:
     s = await astore.sessions.create()
     m = await astore.messages.append(s.id, "user", "hello")
