@@ -137,6 +137,17 @@ _CLAIM = (
 """One claimed run moved to ``in_progress`` (``_claim``): built once, its values bound."""
 
 
+_AGENT_VERSION = sa.select(at.c.version).where(
+    at.c.tenant_id == sa.bindparam("v_tenant"), at.c.id == sa.bindparam("v_id")
+)
+"""The current version of an agent (``Runs.create`` records it on the run)."""
+_SESSION = sa.select(st.c.id).where(
+    st.c.tenant_id == sa.bindparam("s_tenant"), st.c.id == sa.bindparam("s_id")
+)
+"""A new run's session; locked where the dialect can, so a delete of it waits for the run."""
+_SESSION_LOCKED = _SESSION.with_for_update(read=True, key_share=True)
+
+
 def to_run(row: Row) -> Run:
     data = row_times(row, "created_at", "updated_at", "started_at", "finished_at")
     data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
@@ -205,9 +216,8 @@ class Runs(Resource):
 
     def _current_version(self, conn: Connection, agent_id: str) -> int | None:
         """The version of this tenant's agent ``agent_id``, None when there is no such agent."""
-        version: int | None = conn.execute(
-            sa.select(at.c.version).where(at.c.tenant_id == self.tenant_id, at.c.id == agent_id)
-        ).scalar()
+        params = {"v_tenant": self.tenant_id, "v_id": agent_id}
+        version: int | None = conn.execute(_AGENT_VERSION, params).scalar()
         return version
 
     def get(self, run_id: str) -> Run:
@@ -579,10 +589,8 @@ class Runs(Resource):
         update_row(conn, t, self.tenant_id, run_id, values)
 
     def _require_session(self, conn: Connection, session_id: str) -> None:
-        stmt = sa.select(st.c.id).where(st.c.tenant_id == self.tenant_id, st.c.id == session_id)
-        if self._core.dialect.skip_locked:
-            stmt = stmt.with_for_update(read=True, key_share=True)  # a delete waits for us
-        if conn.execute(stmt).first() is None:
+        stmt = _SESSION_LOCKED if self._core.dialect.skip_locked else _SESSION
+        if conn.execute(stmt, {"s_tenant": self.tenant_id, "s_id": session_id}).first() is None:
             raise NotFound("session", session_id)
 
 
