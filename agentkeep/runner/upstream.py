@@ -355,6 +355,17 @@ async def _read_json(raw: bytes, on_delta: Callable[[str], Awaitable[None]]) -> 
     return out
 
 
+_decode = json.JSONDecoder().raw_decode
+
+
+def _json_value(text: str) -> Any:
+    """``json.loads`` of a stripped stream chunk, without its whitespace scans (one per chunk)."""
+    value, end = _decode(text)
+    if end != len(text):
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
 async def _read_stream(
     lines: AsyncIterator[list[str]], on_delta: Callable[[str], Awaitable[None]]
 ) -> Completion:
@@ -364,7 +375,7 @@ async def _read_stream(
     """
     acc = _Accumulator()
     done = False
-    loads, chunk = json.loads, acc.chunk
+    loads, chunk = _json_value, acc.chunk
     async for batch in lines:
         for line in batch:
             if not line.startswith("data:"):

@@ -97,6 +97,8 @@ async def test_an_error_status_names_its_code(
         (b"not json", "application/json", "invalid JSON"),
         (b"[1, 2]", "application/json", "unexpected JSON"),
         (b"data: {not json\n\n", "text/event-stream", "invalid stream chunk"),
+        (b'data: {"id": "x"} {"id": "y"}\n\n', "text/event-stream", "invalid stream chunk"),
+        (b"data: \xef\xbb\xbf{}\n\n", "text/event-stream", "invalid stream chunk"),
         (
             b'data: {"error": {"message": "mid-stream failure"}}\n\n',
             "text/event-stream",
