@@ -53,6 +53,16 @@ def test_without_a_budget_every_message_is_sent(store: Store) -> None:
     assert _texts(build_request(store, _run(store, texts))) == texts
 
 
+@pytest.mark.parametrize("count", [999, 1000, 1001, 2345])
+def test_every_message_of_a_long_thread_is_read_in_order(store: Store, count: int) -> None:
+    """A thread of up to a page of messages is one read; a longer one is read page by page."""
+    thread = store.sessions.create(kind="thread")
+    texts = [f"m{i}" for i in range(count)]
+    store.messages.append_many(thread.id, [{"role": "user", "content": t} for t in texts])
+    run = store.runs.create("asst_1", session_id=thread.id, status="in_progress", model="m")
+    assert _texts(build_request(store, run)) == texts
+
+
 def test_auto_drops_the_oldest_messages_to_fit(store: Store) -> None:
     texts = [f"{i}{WORDS}" for i in range(6)]
     # 3 (reply) + 2 x 104 ("0xxx..." is 401 characters: 101 + 3) fits 256; a third does not.
