@@ -173,6 +173,24 @@ def test_append_many_is_ordered_and_atomic(store: Store) -> None:
     assert store.events.append_many([]) == []
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"x": float("nan")}, {"x": float("inf")}, {"x": "a\x00b"}, {"x": {1, 2}}],
+    ids=["nan", "infinity", "nul", "set"],
+)
+def test_data_both_backends_cannot_store_alike_is_refused_naming_the_field(
+    store: Store, bad: dict[Any, Any]
+) -> None:
+    """NaN and NUL used to be stored on SQLite and refused by PostgreSQL with no field."""
+    with pytest.raises(InvalidInput) as err:
+        store.events.append("custom", data=bad)
+    assert err.value.field == "data"
+    with pytest.raises(InvalidInput) as err:
+        store.events.append_many([{"type": "custom"}, {"type": "custom", "data": bad}])
+    assert err.value.field == "events[1].data"
+    assert store.events.list() == []
+
+
 def test_concurrent_appends_get_unique_gapless_bookmarks(store: Store) -> None:
     errors: list[Exception] = []
 

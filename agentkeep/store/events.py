@@ -15,7 +15,6 @@ followers in every process at once; followers poll as well, as a fallback.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import time
@@ -29,7 +28,7 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import CHANNELS, EVENT_TYPES, Event
 from agentkeep.models.common import check_limit, from_micros, utcnow_micros
 from agentkeep.store._base import Resource, time_range
-from agentkeep.store._validate import check_object, opt_text
+from agentkeep.store._validate import check_object, json_text, opt_text
 from agentkeep.store.dialects.base import Listener
 from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
@@ -167,10 +166,7 @@ class Events(Resource):
                 f"unknown field(s) {', '.join(sorted(unknown))}", field=f"{prefix}{min(unknown)}"
             )
         data = check_object(item.get("data"), f"{prefix}data")
-        try:
-            json.dumps(data)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"must be JSON-serializable ({exc})", field=f"{prefix}data") from exc
+        json_text(data, f"{prefix}data")  # what both backends store alike, or the field named
         return {
             "tenant_id": self.tenant_id,
             "type": check_type(item.get("type"), f"{prefix}type"),
