@@ -12,7 +12,7 @@ from typing import Any
 from agentkeep import Store
 from agentkeep.runner.response_background import run_background
 from agentkeep.runner.response_run import ResponseRun
-from agentkeep.runner.responses import create_row, prepare
+from agentkeep.runner.responses import Prepared, create_row, prepare
 from agentkeep.runner.upstream import Completion
 from agentkeep.runner.worker import STOPPED_MESSAGE
 from agentkeep.wire.responses import CreateResponse, EventNumbers, response_object
@@ -38,6 +38,17 @@ class _Stalling:
 
 async def _db(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(lambda: fn(*args, **kwargs))
+
+
+def _queued_background(store: Store) -> Prepared:
+    """A background response as its create request leaves it: stored, queued, announced."""
+    body = CreateResponse(model="m", input="hi", background=True)
+    prepared = prepare(store, body, ttl_seconds=3600)
+    numbers, wire = EventNumbers(), response_object(prepared.response, [])
+    create_row(
+        store, prepared, [numbers.state(t, wire) for t in ("response.created", "response.queued")]
+    )
+    return prepared
 
 
 async def test_a_reader_that_leaves_before_the_first_flush_leaves_its_deltas_and_the_end(
@@ -66,12 +77,7 @@ async def test_a_background_response_its_service_stops_ends_with_the_stop_as_its
     store: Store,
 ) -> None:
     """Its worker is its only reader: no client went away, the service stopped."""
-    body = CreateResponse(model="m", input="hi", background=True)
-    prepared = prepare(store, body, ttl_seconds=3600)
-    numbers, wire = EventNumbers(), response_object(prepared.response, [])
-    create_row(
-        store, prepared, [numbers.state(t, wire) for t in ("response.created", "response.queued")]
-    )
+    prepared = _queued_background(store)
     stalled = asyncio.Event()
     queued = store.responses.get(prepared.response.id)
     work = run_background(store, _Stalling(stalled), _db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
@@ -132,12 +138,7 @@ async def test_a_background_response_that_fails_on_its_own_error_stores_that_err
     store: Store,
 ) -> None:
     """Its worker's stop is the reason only when the worker stopped it."""
-    body = CreateResponse(model="m", input="hi", background=True)
-    prepared = prepare(store, body, ttl_seconds=3600)
-    numbers, wire = EventNumbers(), response_object(prepared.response, [])
-    create_row(
-        store, prepared, [numbers.state(t, wire) for t in ("response.created", "response.queued")]
-    )
+    prepared = _queued_background(store)
     queued = store.responses.get(prepared.response.id)
     await run_background(store, _Breaking(), _db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
     ended = store.responses.get(prepared.response.id)
