@@ -53,14 +53,34 @@ def test_without_a_budget_every_message_is_sent(store: Store) -> None:
     assert _texts(build_request(store, _run(store, texts))) == texts
 
 
-@pytest.mark.parametrize("count", [999, 1000, 1001, 2345])
+@pytest.mark.parametrize("count", [999, 1000, 1001, 2000, 2345])
 def test_every_message_of_a_long_thread_is_read_in_order(store: Store, count: int) -> None:
-    """A thread of up to a page of messages is one read; a longer one is read page by page."""
+    """A thread of up to a page of messages is one read; the older messages of a longer one
+    are read page by page, up to the last page's first (at a page's start, for 2,000)."""
     thread = store.sessions.create(kind="thread")
     texts = [f"m{i}" for i in range(count)]
     store.messages.append_many(thread.id, [{"role": "user", "content": t} for t in texts])
     run = store.runs.create("asst_1", session_id=thread.id, status="in_progress", model="m")
     assert _texts(build_request(store, run)) == texts
+
+
+def test_a_long_thread_whose_message_is_deleted_between_its_reads(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pages then read the whole thread as it is now."""
+    thread = store.sessions.create(kind="thread")
+    texts = [f"m{i}" for i in range(1500)]
+    store.messages.append_many(thread.id, [{"role": "user", "content": t} for t in texts])
+    run = store.runs.create("asst_1", session_id=thread.id, status="in_progress", model="m")
+    recent = store.messages.recent
+
+    def then_deleted(session_id: str, n: int = 20) -> Any:
+        found = recent(session_id, n)
+        store.messages.delete(found[0].id)
+        return found
+
+    monkeypatch.setattr(store.messages, "recent", then_deleted)
+    assert _texts(build_request(store, run)) == texts[:500] + texts[501:]
 
 
 def test_auto_drops_the_oldest_messages_to_fit(store: Store) -> None:

@@ -72,17 +72,22 @@ def _thread_messages(store: Store, thread_id: str) -> list[Message]:
 
     A thread of up to ``_PAGE`` messages is one ``recent()`` read (the keyed read
     of a session's last messages: about 13 µs for a short thread, where a page
-    of ``list()`` took 200-350 µs); a longer one is read page by page.
+    of ``list()`` took 200-350 µs); the older messages of a longer one are read
+    page by page, up to the first of those ``recent()`` gave.
     """
     last = store.messages.recent(thread_id, _PAGE)
     if len(last) < _PAGE:
         return last
+    first_read = last[0].id
     out: list[Message] = []
     after: str | None = None
     while True:
         page = store.messages.list(thread_id, limit=_PAGE, after=after, order="asc")
-        out.extend(page.items)
-        if not page.has_more:
+        for message in page.items:
+            if message.id == first_read:
+                return [*out, *last]
+            out.append(message)
+        if not page.has_more:  # that message was deleted meanwhile: these pages are all
             return out
         after = page.last_id
 
