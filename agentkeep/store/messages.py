@@ -520,7 +520,7 @@ class Messages(Resource):
             row = update_row_returning(conn, t, self.tenant_id, message_id, changes)
             if row is None:
                 raise NotFound(self.kind, message_id)
-            return to_message({**row, **changes})
+            return to_message(row)
 
     def delete(self, message_id: str) -> None:
         """Delete one message; the others keep their ``seq``; snapshots keep it as it was."""
