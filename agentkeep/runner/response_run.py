@@ -162,8 +162,21 @@ class ResponseRun:
                 return
             batch = self._pending[:]
             self._pending.clear()
-            # The round wakes the followers once it commits.
-            await self.writes.events.write((self.store, self.prepared.response.id, batch))
+            try:
+                # The round wakes the followers once it commits.
+                await self.writes.events.write((self.store, self.prepared.response.id, batch))
+            except Exception:
+                # Not stored (the response was deleted meanwhile, or the database failed):
+                # the batch goes back in front of what came since, for the next write, which
+                # is the end's at the latest. That write reports what is wrong; the call
+                # goes on to its end, and its usage is recorded with the tokens it cost.
+                self._pending[:0] = batch
+                log.warning(
+                    "the deltas of %s are not stored yet; they go with its next write",
+                    self.prepared.response.id,
+                    exc_info=True,
+                )
+                return
 
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.persist and events:
