@@ -125,9 +125,16 @@ def _response_text(answer: Answer) -> str | None:
 
 
 def record_call(
-    store: Store, run: Run, body: dict[str, Any], client: ChatClient, answer: Answer
+    store: Store,
+    run: Run,
+    body: dict[str, Any],
+    client: ChatClient,
+    answer: Answer,
+    *,
+    run_exists: bool = True,
 ) -> None:
-    """One LLM usage row for the call, and its tokens and cost added to the run."""
+    """One LLM usage row for the call, and its tokens and cost added to the run (unless
+    ``run_exists`` is false: the run was deleted meanwhile, the row still names it)."""
     out = answer.completion or Completion()
     if answer.error is not None:
         message: str | None = answer.error.message
@@ -156,13 +163,14 @@ def record_call(
             run_id=run.id,
             metadata=metadata,
         )
-        store.runs.add_usage(
-            run.id,
-            input_tokens=out.input_tokens,
-            output_tokens=out.output_tokens,
-            cached_tokens=out.cached_tokens,
-            reasoning_tokens=out.reasoning_tokens,
-            cost_usd=usage.cost_usd,
-            iterations=1,
-        )
+        if run_exists:
+            store.runs.add_usage(
+                run.id,
+                input_tokens=out.input_tokens,
+                output_tokens=out.output_tokens,
+                cached_tokens=out.cached_tokens,
+                reasoning_tokens=out.reasoning_tokens,
+                cost_usd=usage.cost_usd,
+                iterations=1,
+            )
         store.after_commit(functools.partial(metrics.observe_usage, usage))

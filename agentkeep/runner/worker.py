@@ -312,15 +312,32 @@ class RunWorker:
 
     async def _call(self, store: Store, run: Run, body: dict[str, Any], client: ChatClient) -> None:
         """One upstream call: stream it into the run's message, record it, conclude the run."""
-        answer = await self._stream(store, run, body, client)
-        ttl = self.settings.required_action_ttl_seconds
-        await self._settles.write((store, run, body, client, answer, ttl))
+        answer = Answer()
+        try:
+            await self._stream(store, run, body, client, answer)
+            ttl = self.settings.required_action_ttl_seconds
+            await self._settles.write((store, run, body, client, answer, ttl))
+        except NotFound:
+            await self._record_deleted(store, run, body, client, answer)
+            raise
+
+    async def _record_deleted(
+        self, store: Store, run: Run, body: dict[str, Any], client: ChatClient, answer: Answer
+    ) -> None:
+        """The run (or its thread) was deleted during its call: the call, paid for, is still
+        a usage row, with the tokens the upstream reported if it finished, else as cut off."""
+        if answer.completion is None and answer.error is None:
+            answer.stopped_status = "deleted"
+        try:
+            await self._db(record_call, store, run, body, client, answer, run_exists=False)
+        except Exception:  # the store failed twice: the first error is the one raised
+            log.warning("could not record the upstream call of run %s", run.id, exc_info=True)
 
     async def _stream(
-        self, store: Store, run: Run, body: dict[str, Any], client: ChatClient
-    ) -> Answer:
-        """Stream the upstream's answer, committing its deltas in batches as they come."""
-        answer = Answer()
+        self, store: Store, run: Run, body: dict[str, Any], client: ChatClient, answer: Answer
+    ) -> None:
+        """Stream the upstream's answer into ``answer``, committing its deltas in batches as
+        they come."""
         buffer = DeltaBuffer()
         started = time.perf_counter()
         call = asyncio.create_task(client.complete(body, buffer.add))
@@ -341,7 +358,7 @@ class RunWorker:
                 call.cancel()
                 with contextlib.suppress(BaseException):
                     await call
-        answer.latency_ms = int((time.perf_counter() - started) * 1000)
+            answer.latency_ms = int((time.perf_counter() - started) * 1000)
         if answer.stopped_status is None:
             try:
                 answer.completion = call.result()
@@ -349,7 +366,6 @@ class RunWorker:
                 answer.error = exc
             while buffer.pending:
                 await self._flush(store, run, buffer, answer)
-        return answer
 
     async def _flush(self, store: Store, run: Run, buffer: DeltaBuffer, answer: Answer) -> None:
         """Commit the pending deltas (the first batch opens the message and its step)."""
