@@ -147,3 +147,28 @@ async def test_a_background_response_that_fails_on_its_own_error_stores_that_err
     assert store.responses.events(prepared.response.id)[-1].type == "response.failed"
     [usage] = store.usage.list(limit=10).items
     assert usage.error_message == reason
+
+
+async def test_a_background_response_deleted_while_it_runs_leaves_its_call_recorded(
+    store: Store,
+) -> None:
+    """Its check finds it gone: the call is dropped and recorded as deleted, not failed."""
+    prepared = _queued_background(store)
+    stalled = asyncio.Event()
+    queued = store.responses.get(prepared.response.id)
+    work = run_background(store, _Stalling(stalled), _db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
+    task = asyncio.create_task(work)
+    await asyncio.wait_for(stalled.wait(), 60)  # the upstream is answering it
+    deadline = time.monotonic() + 60
+    while "response.output_text.delta" not in [
+        e.type for e in store.responses.events(prepared.response.id)
+    ]:
+        assert time.monotonic() < deadline, "its deltas were never stored"
+        await asyncio.sleep(0.01)
+    store.responses.delete(prepared.response.id)
+    await asyncio.wait_for(task, 60)  # its next check (within half a second) ends it
+    [usage] = store.usage.list(limit=10).items
+    assert usage.status == "error"
+    assert usage.error_message == "the response was deleted while the upstream answered"
+    assert usage.response == "one two"
+    assert usage.metadata["response_id"] == prepared.response.id

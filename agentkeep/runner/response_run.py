@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentkeep import metrics
+from agentkeep.errors import NotFound
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
 from agentkeep.runner.group_commit import GroupCommit, one_transaction
@@ -68,6 +69,7 @@ CANCEL_CHECK_S = 0.5
 FLUSH_INTERVAL_S = 0.1  # a response's deltas are stored at most this often
 DISCONNECTED = "the client disconnected before the response finished"
 CANCELLED = "the response was cancelled while the upstream answered"
+DELETED = "the response was deleted while the upstream answered"
 
 
 def internal_error(exc: BaseException) -> str:
@@ -204,6 +206,12 @@ class ResponseRun:
                 if batch:
                     yield batch
             done = True
+        except NotFound as exc:
+            # Deleted meanwhile (its row, its events), or something it needs was
+            # (say its conversation): only the first is not an error of its own.
+            gone = exc.kind == "response" and exc.ident == self.prepared.response.id
+            reason = DELETED if gone else internal_error(exc)
+            raise
         except Exception as exc:  # it failed on its own: that is the reason stored
             reason = internal_error(exc)
             raise
