@@ -175,8 +175,8 @@ def test_append_many_is_ordered_and_atomic(store: Store) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"x": float("nan")}, {"x": float("inf")}, {"x": "a\x00b"}, {"x": {1, 2}}],
-    ids=["nan", "infinity", "nul", "set"],
+    [{"x": float("nan")}, {"x": float("inf")}, {"x": "a\x00b"}, {"x": {1, 2}}, {"x": [{1: 2}]}],
+    ids=["nan", "infinity", "nul", "set", "int key"],
 )
 def test_data_both_backends_cannot_store_alike_is_refused_naming_the_field(
     store: Store, bad: dict[Any, Any]

@@ -46,13 +46,45 @@ def json_text(value: Any, field: str) -> str:
     keys, arrays, strings, numbers, booleans and null."""
     try:
         encoded = _strict_json(value)
+        key = _key_not_str(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"must be JSON-serializable ({exc})", field=field) from None
     except RecursionError:
         raise InvalidInput("is nested too deeply (or contains itself)", field=field) from None
     if "\\u0000" in encoded and _JSON_NUL.search(encoded):
         raise InvalidInput("must not contain NUL characters", field=field)
+    if key is not _NONE:
+        # The encoder writes 1 as "1": stored, it would read back as another object.
+        raise InvalidInput(
+            f"object keys must be strings, not {type(key).__name__} ({key!r})", field=field
+        )
     return encoded
+
+
+_NONE: Any = object()
+_CONTAINERS = (dict, list, tuple)
+
+
+def _key_not_str(value: Any) -> Any:
+    """The first object key in ``value`` that is not a string (``_NONE``: there is none).
+
+    Called on what encoded already, so it is acyclic.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                return key
+            if isinstance(item, _CONTAINERS):
+                found = _key_not_str(item)
+                if found is not _NONE:
+                    return found
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if isinstance(item, _CONTAINERS):
+                found = _key_not_str(item)
+                if found is not _NONE:
+                    return found
+    return _NONE
 
 
 def check_object(value: Any, field: str) -> dict[str, Any]:
