@@ -137,6 +137,7 @@ class ResponseRun:
         self._message: dict[str, Any] | None = None
         self._pending: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._flush_failed = False
         self._ending = asyncio.Event()
         self._started: float | None = None
         self._recorded = False  # the upstream call's usage row is written
@@ -173,11 +174,13 @@ class ResponseRun:
                 # is the end's at the latest. That write reports what is wrong; the call
                 # goes on to its end, and its usage is recorded with the tokens it cost.
                 self._pending[:0] = batch
-                log.warning(
+                log.log(
+                    logging.DEBUG if self._flush_failed else logging.WARNING,
                     "the deltas of %s are not stored yet; they go with its next write",
                     self.prepared.response.id,
                     exc_info=True,
                 )
+                self._flush_failed = True  # warned once a response: an outage is not a flood
                 return
 
     async def _emit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
