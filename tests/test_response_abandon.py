@@ -51,6 +51,18 @@ def _queued_background(store: Store) -> Prepared:
     return prepared
 
 
+async def _answering_in_background(store: Store) -> tuple[Prepared, asyncio.Task[None]]:
+    """A background response run by its worker's code, once the upstream is answering it
+    (two deltas sent, then it stalls)."""
+    prepared = _queued_background(store)
+    stalled = asyncio.Event()
+    queued = store.responses.get(prepared.response.id)
+    work = run_background(store, _Stalling(stalled), _db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
+    task = asyncio.create_task(work)
+    await asyncio.wait_for(stalled.wait(), 60)
+    return prepared, task
+
+
 async def test_a_reader_that_leaves_before_the_first_flush_leaves_its_deltas_and_the_end(
     store: Store,
 ) -> None:
@@ -77,12 +89,7 @@ async def test_a_background_response_its_service_stops_ends_with_the_stop_as_its
     store: Store,
 ) -> None:
     """Its worker is its only reader: no client went away, the service stopped."""
-    prepared = _queued_background(store)
-    stalled = asyncio.Event()
-    queued = store.responses.get(prepared.response.id)
-    work = run_background(store, _Stalling(stalled), _db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
-    task = asyncio.create_task(work)
-    await asyncio.wait_for(stalled.wait(), 60)  # the upstream is answering it
+    prepared, task = await _answering_in_background(store)
     task.cancel()  # what the worker's stop does to the responses it runs
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -153,12 +160,7 @@ async def test_a_background_response_deleted_while_it_runs_leaves_its_call_recor
     store: Store,
 ) -> None:
     """Its check finds it gone: the call is dropped and recorded as deleted, not failed."""
-    prepared = _queued_background(store)
-    stalled = asyncio.Event()
-    queued = store.responses.get(prepared.response.id)
-    work = run_background(store, _Stalling(stalled), _db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
-    task = asyncio.create_task(work)
-    await asyncio.wait_for(stalled.wait(), 60)  # the upstream is answering it
+    prepared, task = await _answering_in_background(store)
     deadline = time.monotonic() + 60
     while "response.output_text.delta" not in [
         e.type for e in store.responses.events(prepared.response.id)

@@ -3,7 +3,9 @@ paid for is still a usage row that names it."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -13,6 +15,7 @@ from upstream_llm import Reply, UpstreamLLM
 
 from agentkeep import NotFound
 from agentkeep.config import Settings
+from agentkeep.models import Run
 from agentkeep.runner import RunWorker, worker
 from agentkeep.store import Store
 
@@ -24,29 +27,42 @@ def _streamed(store: Store, run_id: str) -> str:
     return "".join(part["text"]["value"] for content in deltas for part in content)
 
 
+@contextlib.asynccontextmanager
+async def _running(store: Store, reply: Reply) -> AsyncIterator[tuple[Run, str]]:
+    """A queued run and a ``RunWorker`` executing it against an upstream scripted with
+    ``reply``; the run and its model. On the way out the upstream's hold is released."""
+    with UpstreamLLM() as upstream:
+        model = new_model()
+        upstream.script(model, reply)
+        run = _queued_run(store, model)
+        settings = replace(Settings.from_env(), llm_base_url=upstream.base_url)
+        runner = RunWorker(store, settings, concurrency=1, poll_interval=0.05)
+        await runner.start()
+        try:
+            yield run, model
+        finally:
+            if reply.hold is not None:
+                reply.hold.set()
+            await runner.stop()
+
+
+def _thread(run: Run) -> str:
+    assert run.session_id is not None
+    return run.session_id
+
+
 async def test_a_run_deleted_mid_answer_leaves_its_cut_off_call_as_a_usage_row(
     own_db: Store,
 ) -> None:
     store = own_db
     hold = threading.Event()
-    with UpstreamLLM() as upstream:
-        model = new_model()
-        # The role chunk and "one " go out, then the upstream holds (never answers more).
-        upstream.script(model, Reply(chunks=["one ", "two"], hold=hold, hold_after=2))
-        run = _queued_run(store, model)
-        thread_id = run.session_id
-        assert thread_id is not None
-        settings = replace(Settings.from_env(), llm_base_url=upstream.base_url)
-        runner = RunWorker(store, settings, concurrency=1, poll_interval=0.05)
-        await runner.start()
-        try:
-            await until(lambda: _streamed(store, run.id) == "one ", "the first delta stored")
-            store.sessions.delete(thread_id)  # its runs and messages go with it
-            # The worker's next check finds the run gone and stops the call.
-            await until(lambda: store.usage.list(run_id=run.id).items != [], "the call recorded")
-        finally:
-            hold.set()
-            await runner.stop()
+    # The role chunk and "one " go out, then the upstream holds (never answers more).
+    reply = Reply(chunks=["one ", "two"], hold=hold, hold_after=2)
+    async with _running(store, reply) as (run, model):
+        await until(lambda: _streamed(store, run.id) == "one ", "the first delta stored")
+        store.sessions.delete(_thread(run))  # its runs and messages go with it
+        # The worker's next check finds the run gone and stops the call.
+        await until(lambda: store.usage.list(run_id=run.id).items != [], "the call recorded")
     [usage] = store.usage.list(run_id=run.id).items
     assert usage.status == "error"
     assert usage.error_message == "the run was deleted while the upstream answered"
@@ -62,25 +78,15 @@ async def test_a_run_deleted_after_its_answer_keeps_the_tokens_its_call_cost(
     monkeypatch.setattr(worker, "CANCEL_CHECK_S", 3600.0)  # no check finds it gone first
     store = own_db
     hold = threading.Event()
-    with UpstreamLLM() as upstream:
-        model = new_model()
-        # Every delta goes out, then the upstream holds before its finish and usage chunks.
-        reply = Reply(chunks=["one ", "two"], hold=hold, hold_after=3)
-        upstream.script(model, replace(reply, prompt_tokens=11, completion_tokens=2))
-        run = _queued_run(store, model)
-        thread_id = run.session_id
-        assert thread_id is not None
-        settings = replace(Settings.from_env(), llm_base_url=upstream.base_url)
-        runner = RunWorker(store, settings, concurrency=1, poll_interval=0.05)
-        await runner.start()
-        try:
-            await until(lambda: _streamed(store, run.id) == "one two", "every delta stored")
-            store.sessions.delete(thread_id)
-            hold.set()  # the call ends; its settle finds the run gone
-            await until(lambda: store.usage.list(run_id=run.id).items != [], "the call recorded")
-        finally:
-            hold.set()
-            await runner.stop()
+    # Every delta goes out, then the upstream holds before its finish and usage chunks.
+    reply = Reply(
+        chunks=["one ", "two"], hold=hold, hold_after=3, prompt_tokens=11, completion_tokens=2
+    )
+    async with _running(store, reply) as (run, _model):
+        await until(lambda: _streamed(store, run.id) == "one two", "every delta stored")
+        store.sessions.delete(_thread(run))
+        hold.set()  # the call ends; its settle finds the run gone
+        await until(lambda: store.usage.list(run_id=run.id).items != [], "the call recorded")
     [usage] = store.usage.list(run_id=run.id).items
     assert (usage.status, usage.input_tokens, usage.output_tokens) == ("success", 11, 2)
     assert (usage.error_message, usage.response) == (None, "one two")
