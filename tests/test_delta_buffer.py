@@ -74,3 +74,22 @@ def test_a_wait_ends_at_its_timeout_with_nothing_due() -> None:
         call.cancel()
 
     asyncio.run(scenario())
+
+
+def test_a_batch_put_back_waits_its_pause_and_goes_first_even_when_full() -> None:
+    async def scenario() -> None:
+        buffer = DeltaBuffer(max_size=3, max_wait=0.0)
+        await buffer.add("a")
+        batch = buffer.take()  # the first batch: it failed to commit
+        await buffer.add("b")
+        buffer.put_back(batch, started=False, after=3600.0)
+        await buffer.add("c")
+        assert not buffer.due()  # the pause holds even a first batch, even a full one
+        buffer.put_back(buffer.take(), started=False, after=0.0)  # no pause left
+        assert buffer.due()
+        assert buffer.take() == ["a", "b", "c"]  # in order, the failed ones first
+        assert buffer.started
+        await buffer.add("d")
+        assert buffer.due()  # a window of 0 s: the pause is gone with the batch taken
+
+    asyncio.run(scenario())

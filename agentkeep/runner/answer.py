@@ -57,6 +57,7 @@ class DeltaBuffer:
         self.pending: list[str] = []
         self.started = False  # whether a batch was taken already (the message exists)
         self._first_at = 0.0
+        self._retry_at = 0.0  # a batch that failed to commit waits until then
         self._wakeup = Wakeup()
 
     async def add(self, delta: str) -> None:
@@ -71,6 +72,8 @@ class DeltaBuffer:
         """Seconds until the pending deltas are due (0: now; inf: nothing pending)."""
         if not self.pending:
             return float("inf")
+        if self._retry_at:
+            return max(0.0, self._retry_at - time.monotonic())
         if not self.started or len(self.pending) >= self.max_size:
             return 0.0
         return max(0.0, self._first_at + self.max_wait - time.monotonic())
@@ -99,7 +102,16 @@ class DeltaBuffer:
         del self.pending[: self.max_size]
         if batch:
             self.started = True
+            self._retry_at = 0.0
         return batch
+
+    def put_back(self, batch: list[str], *, started: bool, after: float) -> None:
+        """A taken batch that was not committed: in front of the deltas that came since, as
+        it was (``started``: whether a batch before it was), due again in ``after`` seconds."""
+        self.pending[:0] = batch
+        self.started = started
+        self._first_at = time.monotonic()
+        self._retry_at = self._first_at + after
 
 
 @dataclass
@@ -113,6 +125,7 @@ class Answer:
     error: UpstreamError | None = None
     stopped_status: str | None = None  # the run stopped (cancelled, ...) while it streamed
     latency_ms: int = 0
+    retry_pause: float = 0.0  # the pause before a failed batch's next try (0: none failed)
 
 
 def _response_text(answer: Answer) -> str | None:

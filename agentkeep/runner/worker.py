@@ -97,6 +97,8 @@ STOP_WAIT_S = 10.0
 MAX_BACKOFF_S = 15.0  # longest pause between attempts while the database is unreachable
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
 CANCEL_CHECK_S = 0.5  # how often a streaming run looks whether it was cancelled
+FLUSH_RETRY_S = 0.1  # the first pause before a batch that failed to commit is tried again
+FLUSH_RETRY_MAX_S = 2.0  # the longest pause between two tries
 
 
 class RunWorker:
@@ -365,19 +367,47 @@ class RunWorker:
             except UpstreamError as exc:
                 answer.error = exc
             while buffer.pending:
-                await self._flush(store, run, buffer, answer)
+                await self._flush(store, run, buffer, answer, last=True)
 
-    async def _flush(self, store: Store, run: Run, buffer: DeltaBuffer, answer: Answer) -> None:
-        """Commit the pending deltas (the first batch opens the message and its step)."""
+    async def _flush(
+        self, store: Store, run: Run, buffer: DeltaBuffer, answer: Answer, *, last: bool = False
+    ) -> None:
+        """Commit the pending deltas (the first batch opens the message and its step).
+
+        A batch that fails to commit while the answer streams (the database failed for a
+        moment) goes back to the buffer and is tried again, with the deltas that came
+        since, after a pause that doubles up to ``FLUSH_RETRY_MAX_S``; the run goes on. A
+        failure of the ``last`` batches (the answer has ended), or a ``NotFound`` (the run
+        was deleted), is raised.
+        """
+        started = buffer.started
         batch = buffer.take()
         if not batch:
             return
-        if answer.message is None:
-            started = await self._starts.write((store, run, batch))
-            assert started is not None
-            answer.step, answer.message = started
-        else:
-            await self._deltas.write((store, run, answer.message.id, batch))
+        try:
+            if answer.message is None:
+                opened = await self._starts.write((store, run, batch))
+                assert opened is not None
+                answer.step, answer.message = opened
+            else:
+                await self._deltas.write((store, run, answer.message.id, batch))
+        except NotFound:
+            raise
+        except Exception:
+            if last:
+                raise
+            pause = min(FLUSH_RETRY_MAX_S, max(FLUSH_RETRY_S, answer.retry_pause * 2))
+            log.log(
+                logging.DEBUG if answer.retry_pause else logging.WARNING,
+                "run %s: its deltas are not committed yet; tried again in %.1f s",
+                run.id,
+                pause,
+                exc_info=True,
+            )
+            answer.retry_pause = pause
+            buffer.put_back(batch, started=started, after=pause)
+            return
+        answer.retry_pause = 0.0
         answer.text += "".join(batch)
 
 

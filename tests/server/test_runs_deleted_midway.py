@@ -1,5 +1,5 @@
 """A run whose thread is deleted while the upstream answers: the run is gone, and the call it
-paid for is still a usage row that names it."""
+paid for is still a usage row that names it. A batch of its deltas that fails to commit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from test_runs_batching import _queued_run, until
@@ -16,7 +17,7 @@ from upstream_llm import Reply, UpstreamLLM
 from agentkeep import NotFound
 from agentkeep.config import Settings
 from agentkeep.models import Run
-from agentkeep.runner import RunWorker, worker
+from agentkeep.runner import RunWorker, ops, worker
 from agentkeep.store import Store
 
 
@@ -90,3 +91,33 @@ async def test_a_run_deleted_after_its_answer_keeps_the_tokens_its_call_cost(
     [usage] = store.usage.list(run_id=run.id).items
     assert (usage.status, usage.input_tokens, usage.output_tokens) == ("success", 11, 2)
     assert (usage.error_message, usage.response) == (None, "one two")
+
+
+async def test_a_batch_that_fails_to_commit_is_tried_again_and_the_run_goes_on(
+    own_db: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails once, on the batch that opens the message: the run does not fail;
+    the batch is committed on its next try, and the stream replays the whole answer."""
+    failed = threading.Event()
+    start_message = ops.start_message
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("the database went away for a moment")
+        return start_message(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "start_message", fails_once)  # before the worker is made
+    store = own_db
+    hold = threading.Event()
+    # "one " and "two " go out, then the upstream holds until the test has seen them stored.
+    reply = Reply(chunks=["one ", "two ", "three"], hold=hold, hold_after=3)
+    async with _running(store, reply) as (run, _model):
+        await until(lambda: _streamed(store, run.id) == "one two ", "the batch committed")
+        assert failed.is_set()
+        hold.set()
+        await until(lambda: store.runs.get(run.id).status != "in_progress", "the run ended")
+    assert store.runs.get(run.id).status == "completed"
+    assert _streamed(store, run.id) == "one two three"
+    [answer] = [m for m in store.messages.list(_thread(run)).items if m.role == "assistant"]
+    assert answer.content == [{"type": "text", "text": "one two three"}]
