@@ -69,7 +69,7 @@ from concurrent.futures import wait as wait_futures
 from typing import Any, ParamSpec, TypeVar
 
 from agentkeep.config import Settings
-from agentkeep.errors import NotFound
+from agentkeep.errors import NotFound, StoreUnavailable
 from agentkeep.models import Message, Run, RunStep
 from agentkeep.runner import liveness, notify, ops
 from agentkeep.runner.answer import Answer, DeltaBuffer, record_call
@@ -374,11 +374,12 @@ class RunWorker:
     ) -> None:
         """Commit the pending deltas (the first batch opens the message and its step).
 
-        A batch that fails to commit while the answer streams (the database failed for a
-        moment) goes back to the buffer and is tried again, with the deltas that came
-        since, after a pause that doubles up to ``FLUSH_RETRY_MAX_S``; the run goes on. A
-        failure of the ``last`` batches (the answer has ended), or a ``NotFound`` (the run
-        was deleted), is raised.
+        A batch that fails to commit while the answer streams because the database could
+        not be reached (``StoreUnavailable``) goes back to the buffer and is tried again,
+        with the deltas that came since, after a pause that doubles up to
+        ``FLUSH_RETRY_MAX_S``; the run goes on. A failure of the ``last`` batches (the
+        answer has ended), or any other error (the run was deleted: ``NotFound``), is
+        raised.
         """
         started = buffer.started
         batch = buffer.take()
@@ -391,10 +392,10 @@ class RunWorker:
                 answer.step, answer.message = opened
             else:
                 await self._deltas.write((store, run, answer.message.id, batch))
-        except NotFound:
-            raise
-        except Exception:
-            if last:
+        except Exception as exc:
+            # Only an outage is worth another try: the same batch would meet a missing run
+            # (NotFound), a conflict, bad input or a bug of ours again.
+            if last or not isinstance(exc, StoreUnavailable):
                 raise
             pause = min(FLUSH_RETRY_MAX_S, max(FLUSH_RETRY_S, answer.retry_pause * 2))
             log.log(

@@ -14,7 +14,7 @@ from test_runs_batching import _queued_run, until
 from test_runs_stream import new_model
 from upstream_llm import Reply, UpstreamLLM
 
-from agentkeep import NotFound
+from agentkeep import NotFound, StoreUnavailable
 from agentkeep.config import Settings
 from agentkeep.models import Run
 from agentkeep.runner import RunWorker, ops, worker
@@ -104,7 +104,7 @@ async def test_a_batch_that_fails_to_commit_is_tried_again_and_the_run_goes_on(
     def fails_once(*args: Any, **kwargs: Any) -> Any:
         if not failed.is_set():
             failed.set()
-            raise RuntimeError("the database went away for a moment")
+            raise StoreUnavailable("the database went away for a moment")
         return start_message(*args, **kwargs)
 
     monkeypatch.setattr(ops, "start_message", fails_once)  # before the worker is made
