@@ -351,7 +351,10 @@ class RunWorker:
                     await self._flush(store, run, buffer, answer)
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + CANCEL_CHECK_S
-                    current = await self._db(store.runs.get, run.id)
+                    try:
+                        current = await self._db(store.runs.get, run.id)
+                    except StoreUnavailable:  # an outage: looked at again at the next check
+                        continue
                     if current.status != "in_progress":
                         answer.stopped_status = current.status
                         break

@@ -1,5 +1,5 @@
 """A run whose thread is deleted while the upstream answers: the run is gone, and the call it
-paid for is still a usage row that names it. A batch of its deltas that fails to commit."""
+paid for is still a usage row that names it. A run whose database fails for a moment goes on."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from agentkeep.config import Settings
 from agentkeep.models import Run
 from agentkeep.runner import RunWorker, ops, worker
 from agentkeep.store import Store
+from agentkeep.store.runs import Runs
 
 
 def _streamed(store: Store, run_id: str) -> str:
@@ -121,3 +122,27 @@ async def test_a_batch_that_fails_to_commit_is_tried_again_and_the_run_goes_on(
     assert _streamed(store, run.id) == "one two three"
     [answer] = [m for m in store.messages.list(_thread(run)).items if m.role == "assistant"]
     assert answer.content == [{"type": "text", "text": "one two three"}]
+
+
+async def test_a_cancel_check_the_database_cannot_answer_is_skipped_not_fatal(
+    own_db: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = threading.Event()
+    get = Runs.get
+
+    def fails_once_in_the_worker(self: Runs, run_id: str) -> Run:
+        if threading.current_thread().name.startswith("agentkeep-run") and not failed.is_set():
+            failed.set()
+            raise StoreUnavailable("the database went away for a moment")
+        return get(self, run_id)
+
+    monkeypatch.setattr(Runs, "get", fails_once_in_the_worker)
+    store = own_db
+    hold = threading.Event()
+    reply = Reply(chunks=["one ", "two"], hold=hold, hold_after=2)
+    async with _running(store, reply) as (run, _model):
+        await until(failed.is_set, "the worker's cancel check met the outage")
+        hold.set()
+        await until(lambda: store.runs.get(run.id).status != "in_progress", "the run ended")
+    assert store.runs.get(run.id).status == "completed"
+    assert _streamed(store, run.id) == "one two"
