@@ -78,18 +78,38 @@ def test_a_wait_ends_at_its_timeout_with_nothing_due() -> None:
 
 def test_a_batch_put_back_waits_its_pause_and_goes_first_even_when_full() -> None:
     async def scenario() -> None:
-        buffer = DeltaBuffer(max_size=3, max_wait=0.0)
+        buffer = DeltaBuffer(max_size=3, max_wait=0.0, retry_first=3600.0, retry_max=3600.0)
         await buffer.add("a")
-        batch = buffer.take()  # the first batch: it failed to commit
+        buffer.put_back(buffer.take())  # the first batch: it failed to commit
+        assert not buffer.started  # it opens the message still
         await buffer.add("b")
-        buffer.put_back(batch, started=False, after=3600.0)
         await buffer.add("c")
         assert not buffer.due()  # the pause holds even a first batch, even a full one
-        buffer.put_back(buffer.take(), started=False, after=0.0)  # no pause left
+
+        buffer = DeltaBuffer(max_size=3, max_wait=0.0, retry_first=0.0, retry_max=0.0)
+        await buffer.add("a")
+        batch = buffer.take()
+        await buffer.add("b")
+        buffer.put_back(batch)  # no pause
+        await buffer.add("c")
         assert buffer.due()
         assert buffer.take() == ["a", "b", "c"]  # in order, the failed ones first
         assert buffer.started
         await buffer.add("d")
         assert buffer.due()  # a window of 0 s: the pause is gone with the batch taken
+
+    asyncio.run(scenario())
+
+
+def test_the_pause_doubles_while_batches_fail_and_starts_over_once_one_commits() -> None:
+    async def scenario() -> None:
+        buffer = DeltaBuffer(retry_first=1.0, retry_max=3.0)
+        await buffer.add("a")
+        assert [buffer.put_back(buffer.take()) for _ in range(4)] == [1.0, 2.0, 3.0, 3.0]
+        assert buffer.pending == ["a"]
+        buffer.take()
+        buffer.committed()
+        await buffer.add("b")
+        assert buffer.put_back(buffer.take()) == 1.0
 
     asyncio.run(scenario())

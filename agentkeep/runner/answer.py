@@ -46,18 +46,33 @@ DELTA_BATCH_MAX = 128
 """Most deltas committed in one batch."""
 DELTA_BATCH_S = 0.05
 """Longest a delta waits for its batch to be committed (plus the commit itself)."""
+RETRY_FIRST_S = 0.1
+"""The first pause before a batch that failed to commit is tried again."""
+RETRY_MAX_S = 2.0
+"""The longest pause between two tries (each pause doubles the one before)."""
 
 
 class DeltaBuffer:
     """The deltas received and not yet committed, and when the next batch is due."""
 
-    def __init__(self, *, max_size: int = DELTA_BATCH_MAX, max_wait: float = DELTA_BATCH_S):
+    def __init__(
+        self,
+        *,
+        max_size: int = DELTA_BATCH_MAX,
+        max_wait: float = DELTA_BATCH_S,
+        retry_first: float = RETRY_FIRST_S,
+        retry_max: float = RETRY_MAX_S,
+    ):
         self.max_size = max_size
         self.max_wait = max_wait
+        self.retry_first = retry_first
+        self.retry_max = retry_max
         self.pending: list[str] = []
         self.started = False  # whether a batch was taken already (the message exists)
+        self._started_before = False  # ``started`` before the last batch was taken
         self._first_at = 0.0
         self._retry_at = 0.0  # a batch that failed to commit waits until then
+        self.pause = 0.0  # the last pause since a batch was committed (0: none failed)
         self._wakeup = Wakeup()
 
     async def add(self, delta: str) -> None:
@@ -101,17 +116,24 @@ class DeltaBuffer:
         batch = self.pending[: self.max_size]
         del self.pending[: self.max_size]
         if batch:
-            self.started = True
+            self._started_before, self.started = self.started, True
             self._retry_at = 0.0
         return batch
 
-    def put_back(self, batch: list[str], *, started: bool, after: float) -> None:
-        """A taken batch that was not committed: in front of the deltas that came since, as
-        it was (``started``: whether a batch before it was), due again in ``after`` seconds."""
+    def put_back(self, batch: list[str]) -> float:
+        """The batch last taken was not committed: in front of the deltas that came since,
+        as it was, due again after a pause (``retry_first``, then each failure in a row
+        doubles it, up to ``retry_max``); that pause."""
         self.pending[:0] = batch
-        self.started = started
+        self.started = self._started_before
+        self.pause = min(self.retry_max, max(self.retry_first, self.pause * 2))
         self._first_at = time.monotonic()
-        self._retry_at = self._first_at + after
+        self._retry_at = self._first_at + self.pause
+        return self.pause
+
+    def committed(self) -> None:
+        """The batch last taken was committed: the next failure pauses ``retry_first``."""
+        self.pause = 0.0
 
 
 @dataclass
@@ -125,7 +147,6 @@ class Answer:
     error: UpstreamError | None = None
     stopped_status: str | None = None  # the run stopped (cancelled, ...) while it streamed
     latency_ms: int = 0
-    retry_pause: float = 0.0  # the pause before a failed batch's next try (0: none failed)
 
 
 def _response_text(answer: Answer) -> str | None:

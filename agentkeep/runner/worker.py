@@ -97,8 +97,6 @@ STOP_WAIT_S = 10.0
 MAX_BACKOFF_S = 15.0  # longest pause between attempts while the database is unreachable
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
 CANCEL_CHECK_S = 0.5  # how often a streaming run looks whether it was cancelled
-FLUSH_RETRY_S = 0.1  # the first pause before a batch that failed to commit is tried again
-FLUSH_RETRY_MAX_S = 2.0  # the longest pause between two tries
 
 
 class RunWorker:
@@ -380,11 +378,10 @@ class RunWorker:
         A batch that fails to commit while the answer streams because the database could
         not be reached (``StoreUnavailable``) goes back to the buffer and is tried again,
         with the deltas that came since, after a pause that doubles up to
-        ``FLUSH_RETRY_MAX_S``; the run goes on. A failure of the ``last`` batches (the
+        ``RETRY_MAX_S`` (of ``runner.answer``); the run goes on. A failure of the ``last`` batches (the
         answer has ended), or any other error (the run was deleted: ``NotFound``), is
         raised.
         """
-        started = buffer.started
         batch = buffer.take()
         if not batch:
             return
@@ -400,18 +397,17 @@ class RunWorker:
             # (NotFound), a conflict, bad input or a bug of ours again.
             if last or not isinstance(exc, StoreUnavailable):
                 raise
-            pause = min(FLUSH_RETRY_MAX_S, max(FLUSH_RETRY_S, answer.retry_pause * 2))
+            first = not buffer.pause  # warned once for a row of failures, not at every try
+            pause = buffer.put_back(batch)
             log.log(
-                logging.DEBUG if answer.retry_pause else logging.WARNING,
+                logging.WARNING if first else logging.DEBUG,
                 "run %s: its deltas are not committed yet; tried again in %.1f s",
                 run.id,
                 pause,
                 exc_info=True,
             )
-            answer.retry_pause = pause
-            buffer.put_back(batch, started=started, after=pause)
             return
-        answer.retry_pause = 0.0
+        buffer.committed()
         answer.text += "".join(batch)
 
 
