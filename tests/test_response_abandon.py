@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentkeep import Store
+from agentkeep import Store, StoreUnavailable
 from agentkeep.runner.response_background import run_background
 from agentkeep.runner.response_run import ResponseRun
 from agentkeep.runner.responses import Prepared, create_row, prepare
@@ -174,3 +174,59 @@ async def test_a_background_response_deleted_while_it_runs_leaves_its_call_recor
     assert usage.error_message == "the response was deleted while the upstream answered"
     assert usage.response == "one two"
     assert usage.metadata["response_id"] == prepared.response.id
+
+
+class _Held:
+    """An upstream that sends two deltas, then holds until ``release`` is set, then ends."""
+
+    provider = "scripted"
+
+    def __init__(self) -> None:
+        self.stalled = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def complete(
+        self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]], *, stream: bool
+    ) -> Completion:
+        await on_delta("one")
+        await on_delta(" two")
+        self.stalled.set()
+        await self.release.wait()
+        return Completion(
+            text="one two",
+            finish_reason="stop",
+            input_tokens=3,
+            output_tokens=2,
+            usage_reported=True,
+        )
+
+
+async def test_a_background_response_whose_cancel_check_meets_an_outage_goes_on(
+    store: Store,
+) -> None:
+    """The database cannot answer its cancel check once: the check is skipped, not fatal."""
+    prepared = _queued_background(store)
+    queued = store.responses.get(prepared.response.id)
+    upstream = _Held()
+    failed = asyncio.Event()
+
+    async def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # The worker's store is the response's tenant's: match the method, not the object.
+        responses_get = getattr(fn, "__func__", None) is type(store.responses).get
+        if responses_get and not failed.is_set():
+            failed.set()
+            raise StoreUnavailable("the database went away for a moment")
+        return await _db(fn, *args, **kwargs)
+
+    task = asyncio.create_task(
+        run_background(store, upstream, db, queued, stopped=STOPPED_MESSAGE)  # type: ignore[arg-type]
+    )
+    await asyncio.wait_for(upstream.stalled.wait(), 60)
+    await asyncio.wait_for(failed.wait(), 60)  # its check (every half second) met the outage
+    upstream.release.set()
+    await asyncio.wait_for(task, 60)
+    ended = store.responses.get(prepared.response.id)
+    assert (ended.status, ended.error) == ("completed", None)
+    assert store.responses.events(prepared.response.id)[-1].type == "response.completed"
+    [usage] = store.usage.list(limit=10).items
+    assert (usage.status, usage.input_tokens, usage.output_tokens) == ("success", 3, 2)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentkeep import metrics
-from agentkeep.errors import NotFound
+from agentkeep.errors import NotFound, StoreUnavailable
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
 from agentkeep.runner.group_commit import GroupCommit, one_transaction
@@ -325,7 +325,10 @@ class ResponseRun:
                     break
                 if self.prepared.body.background and time.monotonic() >= next_check:
                     next_check = time.monotonic() + CANCEL_CHECK_S
-                    current = await self.db(self.store.responses.get, self.prepared.response.id)
+                    try:
+                        current = await self.db(self.store.responses.get, self.prepared.response.id)
+                    except StoreUnavailable:  # an outage: looked at again at the next check
+                        continue
                     if current.status != "in_progress":
                         self.cancelled = True
                         await self._record_dropped(CANCELLED)
