@@ -119,7 +119,8 @@ async def _through(client: httpx.AsyncClient, base: str, assistant: str) -> Stre
                 first = first or time.perf_counter() - started
                 parts.append(payload["delta"]["content"][0]["text"]["value"])
             elif event in ("thread.run.failed", "error"):
-                raise RuntimeError(f"the run failed: {data[:300]}")
+                why = payload.get("last_error") or payload.get("error") or payload
+                raise RuntimeError(f"the run failed: {json.dumps(why)[:300]}")
     return Stream(first, time.perf_counter() - started, "".join(parts), (thread, run))
 
 

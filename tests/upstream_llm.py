@@ -10,8 +10,8 @@ see each other's replies: ``upstream.script("m-123", Reply(text="Hi"),
 Reply(tool_calls=[ToolCall("get_weather", '{"city": "Oslo"}')]))``. Each call
 for that model takes the next reply; when none is left, the default reply
 echoes the last user message. ``Reply`` can also be an HTTP error, a delay
-before answering (or a gate to wait for), a delay between chunks, or a
-connection dropped mid-stream. ``active`` and ``most_active`` count the
+before answering (or a gate to wait for), a delay between chunks, a
+connection dropped mid-stream, or one closed before any answer. ``active`` and ``most_active`` count the
 requests answered at once (``active_for(model)`` those of one model: a shared
 upstream may still be answering an earlier test).
 Every request body is kept in ``upstream.requests``.
@@ -55,6 +55,7 @@ class Reply:
     delay: float = 0.0  # seconds before the response starts
     chunk_delay: float = 0.0  # seconds between streamed chunks
     drop_after: int | None = None  # close the connection after this many chunks
+    disconnect: bool = False  # close the connection before answering anything
     # Hold the stream after ``hold_after`` chunks until ``hold`` is set (a run provably live).
     hold: threading.Event | None = None
     hold_after: int = 0
@@ -211,6 +212,9 @@ class UpstreamLLM:
         reply = self._next_reply(body)
         with self._lock:
             self.headers.append(dict(handler.headers.items()))
+        if reply.disconnect:  # as a kept-alive connection the server closed under the request
+            handler.close_connection = True
+            return
         if reply.gate is not None:
             reply.gate.wait(60)
         if reply.delay:

@@ -12,8 +12,10 @@ of the run ``last_error`` codes (``server_error``, ``rate_limit_exceeded``,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import time
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -26,6 +28,11 @@ import aiohttp
 from agentkeep import metrics
 
 __all__ = ["ChatClient", "Completion", "UpstreamError", "UpstreamToolCall", "provider_for"]
+
+log = logging.getLogger("agentkeep.runner")
+
+RETRY_PAUSES_S = (0.0, 0.5)
+"""Pauses before a request the upstream never answered is sent again (one a retry)."""
 
 _PROVIDERS = {
     "api.openai.com": "openai",
@@ -268,6 +275,27 @@ class ChatClient:
         metrics.UPSTREAM_REQUESTS.labels(self.provider, "ok").inc()
         return out
 
+    async def _send(self, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST ``body``; the response once its headers arrived.
+
+        A request the upstream never answered (the connection was refused, reset,
+        or closed before a response began: a kept-alive connection the upstream
+        had just closed, a restarting upstream) is sent again after each pause of
+        ``RETRY_PAUSES_S``, as the openai client sends again what failed to connect.
+        A timeout is not: the upstream may be working on the request.
+        """
+        for attempt, pause in enumerate((*RETRY_PAUSES_S, None)):
+            try:
+                return await self._http().post(url, json=body, proxy=self._proxy)
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise
+            except aiohttp.ClientConnectionError as exc:
+                if pause is None:
+                    raise
+                log.info("upstream %s: %r; sent again (%d)", self.base_url, exc, attempt + 1)
+                await asyncio.sleep(pause)
+        raise AssertionError("not reached")
+
     async def _complete(
         self,
         body: dict[str, Any],
@@ -281,7 +309,7 @@ class ChatClient:
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         url = f"{self.base_url}/chat/completions"
         try:
-            async with self._http().post(url, json=body, proxy=self._proxy) as response:
+            async with await self._send(url, body) as response:
                 if response.status >= 400:
                     raw = await response.read()
                     try:

@@ -10,15 +10,21 @@ from collections.abc import AsyncIterator
 import pytest
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
-from agentkeep.runner.upstream import ChatClient, UpstreamError, _lines, provider_for
+from agentkeep.runner.upstream import (
+    RETRY_PAUSES_S,
+    ChatClient,
+    UpstreamError,
+    _lines,
+    provider_for,
+)
 
 BODY = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 async def _call(
-    upstream_llm: UpstreamLLM, *replies: Reply, **client: float
+    upstream_llm: UpstreamLLM, *replies: Reply, model: str | None = None, **client: float
 ) -> tuple[list[str], object]:
-    model = f"client-{uuid.uuid4().hex[:8]}"
+    model = model or f"client-{uuid.uuid4().hex[:8]}"
     upstream_llm.script(model, *replies)
     chat = ChatClient(upstream_llm.base_url, "sk-test", **client)
     deltas: list[str] = []
@@ -119,9 +125,45 @@ async def test_a_malformed_answer_is_an_upstream_error(
     assert error.code == "server_error"
 
 
-async def test_a_stream_dropped_midway_is_an_upstream_error(upstream_llm: UpstreamLLM) -> None:
-    error = await _error(upstream_llm, Reply(text="a b c d", drop_after=2))
-    assert "closed the stream before it finished" in error.message
+async def test_a_stream_dropped_midway_is_an_upstream_error_not_sent_again(
+    upstream_llm: UpstreamLLM,
+) -> None:
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(UpstreamError) as err:
+        await _call(upstream_llm, Reply(text="a b c d", drop_after=2), model=model)
+    assert "closed the stream before it finished" in err.value.message
+    assert len(upstream_llm.requests_for(model)) == 1  # its deltas were under way: not sent again
+
+
+async def test_a_request_the_upstream_closed_unanswered_is_sent_again(
+    upstream_llm: UpstreamLLM,
+) -> None:
+    """A kept-alive connection the upstream closed as the request went out, twice."""
+    closed = Reply(disconnect=True)
+    deltas, out = await _call(upstream_llm, closed, closed, Reply(text="at last"))
+    assert deltas == ["at", " last"]
+    assert out.text == "at last"  # type: ignore[attr-defined]
+    assert len(upstream_llm.requests_for(out.model)) == 3  # type: ignore[attr-defined]
+
+
+async def test_an_upstream_that_closes_every_try_unanswered_is_unreachable(
+    upstream_llm: UpstreamLLM,
+) -> None:
+    closed = Reply(disconnect=True)
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    upstream_llm.script(model, closed, closed, closed, Reply(text="too late"))
+    chat = ChatClient(upstream_llm.base_url, "sk-test")
+
+    async def on_delta(text: str) -> None:
+        raise AssertionError(text)
+
+    try:
+        with pytest.raises(UpstreamError) as err:
+            await chat.complete({**BODY, "model": model}, on_delta)
+    finally:
+        await chat.aclose()
+    assert "unreachable" in err.value.message and err.value.code == "server_error"
+    assert len(upstream_llm.requests_for(model)) == 1 + len(RETRY_PAUSES_S)
 
 
 async def test_a_slow_upstream_times_out(upstream_llm: UpstreamLLM) -> None:
