@@ -94,6 +94,9 @@ class UpstreamLLM:
         self.requests: list[dict[str, Any]] = []
         self.models: list[str] = []
         """What ``GET /v1/models`` lists (ids)."""
+        self.models_unanswered = 0
+        """How many of the next ``GET /v1/models`` have their connection closed unanswered."""
+        self.models_asked = 0
         self.headers: list[dict[str, str]] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -111,6 +114,13 @@ class UpstreamLLM:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
+                    with upstream._lock:
+                        upstream.models_asked += 1
+                        unanswered = upstream.models_unanswered > 0
+                        upstream.models_unanswered -= unanswered
+                    if unanswered:
+                        self.close_connection = True
+                        return
                     data = [
                         {"id": m, "object": "model", "created": 1700000000, "owned_by": "upstream"}
                         for m in upstream.models

@@ -233,8 +233,9 @@ class ChatClient:
         """The upstream's ``GET /models`` list (its ``data``); ``UpstreamError`` if it fails."""
         try:
             timeout = aiohttp.ClientTimeout(total=10.0)
-            get = self._http().get(f"{self.base_url}/models", timeout=timeout, proxy=self._proxy)
-            async with get as response:
+            async with await self._send(
+                "GET", f"{self.base_url}/models", timeout=timeout
+            ) as response:
                 raw = await response.read()
                 status, reason = response.status, response.reason or ""
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -275,8 +276,8 @@ class ChatClient:
         metrics.UPSTREAM_REQUESTS.labels(self.provider, "ok").inc()
         return out
 
-    async def _send(self, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
-        """POST ``body``; the response once its headers arrived.
+    async def _send(self, method: str, url: str, **options: Any) -> aiohttp.ClientResponse:
+        """The response to a request (aiohttp's ``options``) once its headers arrived.
 
         A request the upstream never answered (the connection was refused, reset,
         or closed before a response began: a kept-alive connection the upstream
@@ -286,7 +287,7 @@ class ChatClient:
         """
         for attempt, pause in enumerate((*RETRY_PAUSES_S, None)):
             try:
-                return await self._http().post(url, json=body, proxy=self._proxy)
+                return await self._http().request(method, url, proxy=self._proxy, **options)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise
             except aiohttp.ClientConnectionError as exc:
@@ -309,7 +310,7 @@ class ChatClient:
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         url = f"{self.base_url}/chat/completions"
         try:
-            async with await self._send(url, body) as response:
+            async with await self._send("POST", url, json=body) as response:
                 if response.status >= 400:
                     raw = await response.read()
                     try:

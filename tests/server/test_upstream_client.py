@@ -230,3 +230,16 @@ def test_the_upstream_is_reached_through_the_proxy_the_environment_names(
     monkeypatch.setenv("NO_PROXY", "llm.example")
     assert ChatClient("https://llm.example/v1")._proxy is None
     assert ChatClient("https://other.example/v1")._proxy == "http://proxy.example:3128"
+
+
+async def test_a_models_request_the_upstream_closed_unanswered_is_sent_again() -> None:
+    with UpstreamLLM() as upstream:  # its own: the count of requests is this test's
+        upstream.models = ["m-1"]
+        upstream.models_unanswered = 2
+        chat = ChatClient(upstream.base_url)
+        try:
+            listed = await chat.models()
+        finally:
+            await chat.aclose()
+        assert [m["id"] for m in listed] == ["m-1"]
+        assert upstream.models_asked == 3
