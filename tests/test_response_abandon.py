@@ -19,12 +19,14 @@ from agentkeep.wire.responses import CreateResponse, EventNumbers, response_obje
 
 
 class _Stalling:
-    """An upstream that sends two deltas, then never finishes (until cancelled)."""
+    """An upstream that sends two deltas, then holds: until ``release`` is set, then ends
+    the answer; never if it is never set (until cancelled)."""
 
     provider = "scripted"
 
     def __init__(self, stalled: asyncio.Event | None = None) -> None:
         self.stalled = stalled or asyncio.Event()  # set once the two deltas are sent
+        self.release = asyncio.Event()
 
     async def complete(
         self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]], *, stream: bool
@@ -32,8 +34,14 @@ class _Stalling:
         await on_delta("one")
         await on_delta(" two")
         self.stalled.set()
-        await asyncio.Event().wait()
-        raise AssertionError("not reached")
+        await self.release.wait()
+        return Completion(
+            text="one two",
+            finish_reason="stop",
+            input_tokens=3,
+            output_tokens=2,
+            usage_reported=True,
+        )
 
 
 async def _db(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -176,38 +184,13 @@ async def test_a_background_response_deleted_while_it_runs_leaves_its_call_recor
     assert usage.metadata["response_id"] == prepared.response.id
 
 
-class _Held:
-    """An upstream that sends two deltas, then holds until ``release`` is set, then ends."""
-
-    provider = "scripted"
-
-    def __init__(self) -> None:
-        self.stalled = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def complete(
-        self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]], *, stream: bool
-    ) -> Completion:
-        await on_delta("one")
-        await on_delta(" two")
-        self.stalled.set()
-        await self.release.wait()
-        return Completion(
-            text="one two",
-            finish_reason="stop",
-            input_tokens=3,
-            output_tokens=2,
-            usage_reported=True,
-        )
-
-
 async def test_a_background_response_whose_cancel_check_meets_an_outage_goes_on(
     store: Store,
 ) -> None:
     """The database cannot answer its cancel check once: the check is skipped, not fatal."""
     prepared = _queued_background(store)
     queued = store.responses.get(prepared.response.id)
-    upstream = _Held()
+    upstream = _Stalling()
     failed = asyncio.Event()
 
     async def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
