@@ -8,6 +8,7 @@ The database URL is the first of: ``AGENTKEEP_DATABASE_URL``, ``DATABASE_URL``,
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,27 @@ def _int(env: dict[str, str], default: int | None, *names: str) -> int | None:
         return int(value)
     except ValueError:
         raise InvalidInput(f"must be an integer, not {value!r}", field=names[0]) from None
+
+
+def _int_in(env: dict[str, str], default: int, name: str, low: int, high: int | None = None) -> int:
+    """An integer from ``low`` to ``high`` (None: no bound) in ``name``; ``default`` if unset
+    or empty. Checked here, so a bad value stops the service at start, naming the variable."""
+    value = _int(env, default, name)
+    assert value is not None
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise InvalidInput(f"must be an integer {bound}, not {env[name]!r}", field=name)
+    return value
+
+
+def _key_cache_seconds(env: dict[str, str]) -> float:
+    """``AGENTKEEP_KEY_CACHE_SECONDS``: 10 when unset; 0 (or less) looks every key up."""
+    value = _float(env, "AGENTKEEP_KEY_CACHE_SECONDS")
+    if value is None:
+        return 10.0
+    if math.isnan(value):
+        raise InvalidInput("must be a number of seconds", field="AGENTKEEP_KEY_CACHE_SECONDS")
+    return max(0.0, value)
 
 
 def _float(env: dict[str, str], *names: str, unit: str = "seconds") -> float | None:
@@ -328,11 +350,11 @@ def _service_env(e: dict[str, str]) -> dict[str, Any]:
         "llm_api_key": e.get("AGENTKEEP_LLM_API_KEY") or None,
         "llm_models": tuple(m.strip() for m in models.split(",") if m.strip()),
         "host": e.get("AGENTKEEP_HOST", "127.0.0.1"),
-        "port": int(e.get("AGENTKEEP_PORT", "8080")),
-        "max_body_bytes": int(e.get("AGENTKEEP_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
-        "run_concurrency": int(e.get("AGENTKEEP_RUN_CONCURRENCY") or 16),
+        "port": _int_in(e, 8080, "AGENTKEEP_PORT", 1, 65535),
+        "max_body_bytes": _int_in(e, 8 * 1024 * 1024, "AGENTKEEP_MAX_BODY_BYTES", 1),
+        "run_concurrency": _int_in(e, 16, "AGENTKEEP_RUN_CONCURRENCY", 1),
         "response_ttl_days": _response_ttl_days(e),
-        "key_cache_seconds": max(0.0, float(e.get("AGENTKEEP_KEY_CACHE_SECONDS") or 10.0)),
+        "key_cache_seconds": _key_cache_seconds(e),
         "sse_keepalive_seconds": _positive(e, 15.0, "AGENTKEEP_SSE_KEEPALIVE_SECONDS"),
         "required_action_ttl_seconds": _positive(e, 600.0, "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"),
     }

@@ -200,3 +200,36 @@ def test_rate_limit_reset_durations_in_openais_form() -> None:
     assert duration(1.5) == "1.5s"
     assert duration(90) == "1m30s"
     assert duration(3600) == "1h0m0s"
+
+
+@pytest.mark.parametrize(
+    ("name", "default", "good", "bads"),
+    [
+        ("AGENTKEEP_RUN_CONCURRENCY", 16, ("64", 64), ("0", "-2", "many", "1.5")),
+        ("AGENTKEEP_PORT", 8080, ("9000", 9000), ("0", "65536", "http")),
+        ("AGENTKEEP_MAX_BODY_BYTES", 8 * 1024 * 1024, ("1024", 1024), ("0", "-1", "8M")),
+    ],
+)
+def test_integer_service_settings_are_checked_naming_the_variable(
+    name: str, default: int, good: tuple[str, int], bads: tuple[str, ...]
+) -> None:
+    """A bad value stops the service at start with the variable named; it is not read as
+    something else (a run concurrency of 0 used to run one run at a time)."""
+    attribute = name.removeprefix("AGENTKEEP_").lower()
+    assert getattr(Settings.from_env({}), attribute) == default
+    assert getattr(Settings.from_env({name: ""}), attribute) == default
+    assert getattr(Settings.from_env({name: good[0]}), attribute) == good[1]
+    for bad in bads:
+        with pytest.raises(InvalidInput) as caught:
+            Settings.from_env({name: bad})
+        assert caught.value.field == name, bad
+
+
+def test_key_cache_seconds_setting() -> None:
+    assert Settings.from_env({}).key_cache_seconds == 10.0
+    assert Settings.from_env({"AGENTKEEP_KEY_CACHE_SECONDS": "0"}).key_cache_seconds == 0.0
+    assert Settings.from_env({"AGENTKEEP_KEY_CACHE_SECONDS": "2.5"}).key_cache_seconds == 2.5
+    for bad in ("soon", "nan"):
+        with pytest.raises(InvalidInput) as caught:
+            Settings.from_env({"AGENTKEEP_KEY_CACHE_SECONDS": bad})
+        assert caught.value.field == "AGENTKEEP_KEY_CACHE_SECONDS"
