@@ -276,6 +276,7 @@ class Settings:
     api_keys: str = ""
     llm_base_url: str | None = None
     llm_api_key: str | None = None
+    llm_max_retries: int = 2
     llm_models: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
@@ -348,6 +349,7 @@ def _service_env(e: dict[str, str]) -> dict[str, Any]:
         "api_keys": e.get("AGENTKEEP_API_KEYS", ""),
         "llm_base_url": e.get("AGENTKEEP_LLM_BASE_URL") or None,
         "llm_api_key": e.get("AGENTKEEP_LLM_API_KEY") or None,
+        "llm_max_retries": _int_in(e, 2, "AGENTKEEP_LLM_MAX_RETRIES", 0, 10),
         "llm_models": tuple(m.strip() for m in models.split(",") if m.strip()),
         "host": e.get("AGENTKEEP_HOST", "127.0.0.1"),
         "port": _int_in(e, 8080, "AGENTKEEP_PORT", 1, 65535),

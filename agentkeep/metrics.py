@@ -39,6 +39,7 @@ __all__ = [
     "LLM_TOKENS",
     "UPSTREAM_ERRORS",
     "UPSTREAM_REQUESTS",
+    "UPSTREAM_RETRIES",
     "UPSTREAM_SECONDS",
     "multiprocess_dir",
     "observe_usage",
@@ -69,6 +70,11 @@ UPSTREAM_ERRORS = Counter(
     "agentkeep_upstream_errors_total",
     "Failed calls to the upstream LLM, by provider and error code.",
     ["provider", "code"],
+)
+UPSTREAM_RETRIES = Counter(
+    "agentkeep_upstream_retries_total",
+    "Requests to the upstream LLM sent again (not answered, or answered 408/409/429/5xx).",
+    ["provider"],
 )
 UPSTREAM_SECONDS = Histogram(
     "agentkeep_upstream_request_duration_seconds",

@@ -29,7 +29,12 @@ class _Stalling:
         self.release = asyncio.Event()
 
     async def complete(
-        self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]], *, stream: bool
+        self,
+        body: dict[str, Any],
+        on_delta: Callable[[str], Awaitable[None]],
+        *,
+        stream: bool,
+        retry_errors: bool = True,
     ) -> Completion:
         await on_delta("one")
         await on_delta(" two")
@@ -118,7 +123,12 @@ class _Breaking:
     provider = "scripted"
 
     async def complete(
-        self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]], *, stream: bool
+        self,
+        body: dict[str, Any],
+        on_delta: Callable[[str], Awaitable[None]],
+        *,
+        stream: bool,
+        retry_errors: bool = True,
     ) -> Completion:
         await on_delta("one")
         await on_delta(" two")

@@ -34,7 +34,12 @@ class _Gated:
         self.end = asyncio.Event()
 
     async def complete(
-        self, body: dict[str, Any], on_delta: Callable[[str], Awaitable[None]], *, stream: bool
+        self,
+        body: dict[str, Any],
+        on_delta: Callable[[str], Awaitable[None]],
+        *,
+        stream: bool,
+        retry_errors: bool = True,
     ) -> Completion:
         await on_delta("one")
         await self.gate.wait()

@@ -208,6 +208,7 @@ def test_rate_limit_reset_durations_in_openais_form() -> None:
         ("AGENTKEEP_RUN_CONCURRENCY", 16, ("64", 64), ("0", "-2", "many", "1.5")),
         ("AGENTKEEP_PORT", 8080, ("9000", 9000), ("0", "65536", "http")),
         ("AGENTKEEP_MAX_BODY_BYTES", 8 * 1024 * 1024, ("1024", 1024), ("0", "-1", "8M")),
+        ("AGENTKEEP_LLM_MAX_RETRIES", 2, ("0", 0), ("-1", "11", "twice")),
     ],
 )
 def test_integer_service_settings_are_checked_naming_the_variable(

@@ -52,6 +52,7 @@ class Reply:
     status: int = 200  # non-2xx: answer with an OpenAI error envelope
     error_message: str = "scripted upstream error"
     error_code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # more headers (error or raw answers)
     delay: float = 0.0  # seconds before the response starts
     chunk_delay: float = 0.0  # seconds between streamed chunks
     drop_after: int | None = None  # close the connection after this many chunks
@@ -232,6 +233,8 @@ class UpstreamLLM:
         model = str(body.get("model"))
         if reply.raw is not None:
             handler.send_response(reply.status)
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
             handler.send_header("Content-Type", reply.raw_content_type)
             handler.send_header("Content-Length", str(len(reply.raw)))
             handler.end_headers()
@@ -248,6 +251,8 @@ class UpstreamLLM:
             }
             data = json.dumps(error).encode()
             handler.send_response(reply.status)
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(data)))
             handler.end_headers()

@@ -304,8 +304,12 @@ class ResponseRun:
             wakeup.set()
 
         started = self._started = time.perf_counter()
+        # An error answer ends a streamed or background response as an event: sent again
+        # here. A plain request's ends it with an error status, which its client retries.
         call = asyncio.create_task(
-            self.client.complete(self.prepared.chat, on_delta, stream=self.live)
+            self.client.complete(
+                self.prepared.chat, on_delta, stream=self.live, retry_errors=self.live
+            )
         )
         call.add_done_callback(wakeup.set)
         next_check = time.monotonic() + CANCEL_CHECK_S

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import logging
+import random
 import time
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,8 +34,14 @@ __all__ = ["ChatClient", "Completion", "UpstreamError", "UpstreamToolCall", "pro
 
 log = logging.getLogger("agentkeep.runner")
 
-RETRY_PAUSES_S = (0.0, 0.5)
-"""Pauses before a request the upstream never answered is sent again (one a retry)."""
+MAX_RETRIES = 2
+"""How many times a failed request is sent again, by default (the openai client's default)."""
+BACKOFF_FIRST_S = 0.5
+"""The pause before the first retry of an error answer; each retry after doubles it ..."""
+BACKOFF_MAX_S = 8.0
+"""... up to this (a quarter less at most, at random, so retries do not arrive together)."""
+RETRY_AFTER_MAX_S = 60.0
+"""The longest ``Retry-After`` an upstream's answer is waited for (longer: the backoff)."""
 
 _PROVIDERS = {
     "api.openai.com": "openai",
@@ -186,6 +195,42 @@ def _from_json(data: dict[str, Any]) -> Completion:
     return out
 
 
+def should_retry(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether an answer of ``status`` is worth sending the request again (as the openai
+    client judges it: ``x-should-retry`` if given, else 408, 409, 429 and 5xx)."""
+    verdict = headers.get("x-should-retry")
+    if verdict in ("true", "false"):
+        return verdict == "true"
+    return status in (408, 409, 429) or status >= 500
+
+
+def backoff(attempt: int) -> float:
+    """The pause before retry ``attempt + 1``: 0.5 s doubling up to 8 s, less up to a quarter."""
+    pause = min(BACKOFF_FIRST_S * 2.0**attempt, BACKOFF_MAX_S)
+    return pause * (1 - 0.25 * random.random())
+
+
+def retry_pause(attempt: int, headers: Mapping[str, str]) -> float:
+    """The pause before retry ``attempt + 1`` after an error answer: the upstream's
+    ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date) up to a minute, else
+    :func:`backoff`."""
+    after: float | None = None
+    with contextlib.suppress(ValueError, TypeError, OverflowError):
+        if "retry-after-ms" in headers:
+            after = float(headers["retry-after-ms"]) / 1000
+        elif "retry-after" in headers:
+            value = headers["retry-after"].strip()
+            try:
+                after = float(value)
+            except ValueError:
+                at = email.utils.parsedate_to_datetime(value)
+                at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+                after = (at - datetime.now(UTC)).total_seconds()
+    if after is not None and 0 <= after <= RETRY_AFTER_MAX_S:  # NaN fails this
+        return after
+    return backoff(attempt)
+
+
 class ChatClient:
     """An async client of one chat-completions upstream.
 
@@ -194,6 +239,15 @@ class ChatClient:
     side by side), and the service reads one stream per run or response.
     ``timeout`` bounds each wait for the upstream's next bytes (a stream may
     take longer in all); ``connect_timeout`` the connection.
+
+    As the openai client does, a request is sent again up to ``max_retries``
+    times when the upstream never answered it (refused, reset, or a kept-alive
+    connection closed as it went out: at once the first time), and, unless the
+    caller passes ``retry_errors=False``, when it answered 408, 409, 429 or 5xx
+    (after its ``Retry-After`` up to a minute, else 0.5 s doubling up to 8 s).
+    ``x-should-retry: true``/``false`` decides either way. A timeout or a
+    stream already under way is never sent again: the upstream may be working
+    on it, or its deltas went out.
     """
 
     def __init__(
@@ -203,8 +257,10 @@ class ChatClient:
         *,
         timeout: float = 600.0,
         connect_timeout: float = 10.0,
+        max_retries: int = MAX_RETRIES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
         self.provider = provider_for(base_url)
         self._headers = {"Accept": "text/event-stream, application/json"}
         if api_key:
@@ -257,16 +313,19 @@ class ChatClient:
         on_delta: Callable[[str], Awaitable[None]],
         *,
         stream: bool = True,
+        retry_errors: bool = True,
     ) -> Completion:
         """One streamed call; ``on_delta`` gets each content delta as it arrives.
 
         With ``stream=False`` the upstream is asked for one JSON completion
         (less to parse when nobody watches the text arrive); ``on_delta`` then
         gets the whole text once. Each call is counted in the service's metrics.
+        ``retry_errors=False``: an error answer is the outcome (its caller's client
+        retries it), only a request never answered is sent again.
         """
         started = time.perf_counter()
         try:
-            out = await self._complete(body, on_delta, stream=stream)
+            out = await self._complete(body, on_delta, stream=stream, retry_errors=retry_errors)
         except UpstreamError as exc:
             metrics.UPSTREAM_REQUESTS.labels(self.provider, "error").inc()
             metrics.UPSTREAM_ERRORS.labels(self.provider, exc.code).inc()
@@ -276,25 +335,34 @@ class ChatClient:
         metrics.UPSTREAM_REQUESTS.labels(self.provider, "ok").inc()
         return out
 
-    async def _send(self, method: str, url: str, **options: Any) -> aiohttp.ClientResponse:
-        """The response to a request (aiohttp's ``options``) once its headers arrived.
-
-        A request the upstream never answered (the connection was refused, reset,
-        or closed before a response began: a kept-alive connection the upstream
-        had just closed, a restarting upstream) is sent again after each pause of
-        ``RETRY_PAUSES_S``, as the openai client sends again what failed to connect.
-        A timeout is not: the upstream may be working on the request.
-        """
-        for attempt, pause in enumerate((*RETRY_PAUSES_S, None)):
+    async def _send(
+        self, method: str, url: str, *, retry_errors: bool = True, **options: Any
+    ) -> aiohttp.ClientResponse:
+        """The response to a request (aiohttp's ``options``) once its headers arrived,
+        sent again as the class says."""
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
             try:
-                return await self._http().request(method, url, proxy=self._proxy, **options)
+                response = await self._http().request(method, url, proxy=self._proxy, **options)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise
             except aiohttp.ClientConnectionError as exc:
-                if pause is None:
+                if last:
                     raise
-                log.info("upstream %s: %r; sent again (%d)", self.base_url, exc, attempt + 1)
-                await asyncio.sleep(pause)
+                pause = 0.0 if attempt == 0 else backoff(attempt - 1)
+                why = repr(exc)
+            else:
+                failed = response.status >= 400
+                if last or not (failed and retry_errors):
+                    return response
+                if not should_retry(response.status, response.headers):
+                    return response
+                pause = retry_pause(attempt, response.headers)
+                why = f"answered {response.status}"
+                response.release()
+            metrics.UPSTREAM_RETRIES.labels(self.provider).inc()
+            log.info("upstream %s: %s; sent again in %.1f s", self.base_url, why, pause)
+            await asyncio.sleep(pause)
         raise AssertionError("not reached")
 
     async def _complete(
@@ -303,6 +371,7 @@ class ChatClient:
         on_delta: Callable[[str], Awaitable[None]],
         *,
         stream: bool,
+        retry_errors: bool,
     ) -> Completion:
         if stream:
             body = {**body, "stream": True, "stream_options": {"include_usage": True}}
@@ -310,7 +379,8 @@ class ChatClient:
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         url = f"{self.base_url}/chat/completions"
         try:
-            async with await self._send("POST", url, json=body) as response:
+            send = self._send("POST", url, json=body, retry_errors=retry_errors)
+            async with await send as response:
                 if response.status >= 400:
                     raw = await response.read()
                     try:

@@ -160,7 +160,11 @@ class RunWorker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         if self.settings.llm_base_url:
-            self.client = ChatClient(self.settings.llm_base_url, self.settings.llm_api_key)
+            self.client = ChatClient(
+                self.settings.llm_base_url,
+                self.settings.llm_api_key,
+                max_retries=self.settings.llm_max_retries,
+            )
         await self._db(liveness.beat, self.store, self.id)
         await self._sweep()
         self._next_beat = time.monotonic() + self.heartbeat_interval

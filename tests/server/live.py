@@ -120,6 +120,9 @@ class LiveService:
                 "AGENTKEEP_KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS),
                 # Tests send many requests per key; tests of the limit turn it on.
                 "AGENTKEEP_RATE_LIMIT_ENABLED": "0",
+                # Tests of a failing upstream see its first answer; those of the retries
+                # (test_upstream_retries.py) turn them on.
+                "AGENTKEEP_LLM_MAX_RETRIES": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )

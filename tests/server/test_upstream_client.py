@@ -4,18 +4,25 @@ may get, well-formed or not, becomes a completion or an ``UpstreamError`` with a
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
+import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from upstream_llm import Reply, ToolCall, UpstreamLLM
 
 from agentkeep.runner.upstream import (
-    RETRY_PAUSES_S,
+    BACKOFF_MAX_S,
+    MAX_RETRIES,
     ChatClient,
     UpstreamError,
     _lines,
     provider_for,
+    retry_pause,
+    should_retry,
 )
 
 BODY = {"messages": [{"role": "user", "content": "hi"}]}
@@ -92,7 +99,7 @@ async def test_a_json_answer_to_a_streamed_request(upstream_llm: UpstreamLLM) ->
 async def test_an_error_status_names_its_code(
     upstream_llm: UpstreamLLM, reply: Reply, code: str, status: int, message: str
 ) -> None:
-    error = await _error(upstream_llm, reply)
+    error = await _error(upstream_llm, reply, max_retries=0)
     assert (error.code, error.status) == (code, status)
     assert message in error.message and str(status) in error.message
 
@@ -163,7 +170,7 @@ async def test_an_upstream_that_closes_every_try_unanswered_is_unreachable(
     finally:
         await chat.aclose()
     assert "unreachable" in err.value.message and err.value.code == "server_error"
-    assert len(upstream_llm.requests_for(model)) == 1 + len(RETRY_PAUSES_S)
+    assert len(upstream_llm.requests_for(model)) == 1 + MAX_RETRIES
 
 
 async def test_a_slow_upstream_times_out(upstream_llm: UpstreamLLM) -> None:
@@ -243,3 +250,106 @@ async def test_a_models_request_the_upstream_closed_unanswered_is_sent_again() -
             await chat.aclose()
         assert [m["id"] for m in listed] == ["m-1"]
         assert upstream.models_asked == 3
+
+
+NOW = {"retry-after": "0"}  # no pause: these tests are about what is sent again, not when
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 503])
+async def test_an_error_answer_worth_retrying_is_sent_again(
+    upstream_llm: UpstreamLLM, status: int
+) -> None:
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    failed = Reply(status=status, headers=NOW)
+    deltas, out = await _call(upstream_llm, failed, Reply(text="at last"), model=model)
+    assert deltas == ["at", " last"] and out.text == "at last"  # type: ignore[attr-defined]
+    assert len(upstream_llm.requests_for(model)) == 2
+
+
+async def test_an_error_answer_on_every_try_is_the_outcome(upstream_llm: UpstreamLLM) -> None:
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    failed = Reply(status=503, error_message="overloaded", headers=NOW)
+    with pytest.raises(UpstreamError) as err:
+        await _call(upstream_llm, *[failed] * (1 + MAX_RETRIES), Reply(text="late"), model=model)
+    assert (err.value.status, err.value.code) == (503, "server_error")
+    assert "overloaded" in err.value.message
+    assert len(upstream_llm.requests_for(model)) == 1 + MAX_RETRIES
+
+
+@pytest.mark.parametrize(
+    ("reply", "sent"),
+    [
+        (Reply(status=400, error_message="bad"), 1),  # a refusal: the same again next time
+        (Reply(status=404, error_message="no such model"), 1),
+        (Reply(status=503, headers={**NOW, "x-should-retry": "false"}), 1),
+        (Reply(status=400, headers={**NOW, "x-should-retry": "true"}), 2),
+    ],
+)
+async def test_what_the_upstream_refuses_is_not_sent_again_unless_it_says_so(
+    upstream_llm: UpstreamLLM, reply: Reply, sent: int
+) -> None:
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    with contextlib.suppress(UpstreamError):
+        await _call(upstream_llm, reply, Reply(status=400), model=model)
+    assert len(upstream_llm.requests_for(model)) == sent
+
+
+async def test_an_error_answer_is_not_sent_again_when_the_caller_says_its_client_will(
+    upstream_llm: UpstreamLLM,
+) -> None:
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    upstream_llm.script(model, Reply(status=503, headers=NOW), Reply(text="too late"))
+    chat = ChatClient(upstream_llm.base_url)
+
+    async def on_delta(text: str) -> None:
+        raise AssertionError(text)
+
+    try:
+        with pytest.raises(UpstreamError) as err:
+            await chat.complete({**BODY, "model": model}, on_delta, retry_errors=False)
+    finally:
+        await chat.aclose()
+    assert err.value.status == 503
+    assert len(upstream_llm.requests_for(model)) == 1
+
+
+async def test_the_upstreams_retry_after_is_waited_for(upstream_llm: UpstreamLLM) -> None:
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    limited = Reply(status=429, headers={"retry-after-ms": "300"})
+    started = time.monotonic()
+    deltas, _ = await _call(upstream_llm, limited, Reply(text="now"), model=model)
+    assert deltas == ["now"]
+    assert time.monotonic() - started >= 0.3
+    assert len(upstream_llm.requests_for(model)) == 2
+
+
+def test_only_an_error_answer_is_judged_for_a_retry() -> None:
+    assert should_retry(503, {}) and should_retry(429, {}) and not should_retry(400, {})
+    assert should_retry(400, {"x-should-retry": "true"})
+    assert not should_retry(503, {"x-should-retry": "false"})
+
+
+async def test_a_success_that_says_x_should_retry_is_still_the_answer(
+    upstream_llm: UpstreamLLM,
+) -> None:
+    model = f"client-{uuid.uuid4().hex[:8]}"
+    odd = Reply(
+        raw=b'{"choices": [{"message": {"content": "once"}}]}',
+        raw_content_type="application/json",
+        headers={"x-should-retry": "true"},
+    )
+    deltas, _ = await _call(upstream_llm, odd, Reply(text="twice"), model=model)
+    assert deltas == ["once"]
+    assert len(upstream_llm.requests_for(model)) == 1
+
+
+def test_the_pause_before_a_retry() -> None:
+    assert retry_pause(0, {"retry-after-ms": "250"}) == 0.25
+    assert retry_pause(0, {"retry-after": "2"}) == 2.0
+    soon = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= retry_pause(0, {"retry-after": soon}) <= 30
+    # Unreadable, negative or over a minute: the backoff, 0.5 s doubling, a quarter off at most.
+    for headers in ({}, {"retry-after": "soon"}, {"retry-after": "-1"}, {"retry-after": "120"}):
+        assert 0.375 <= retry_pause(0, headers) <= 0.5
+        assert 0.75 <= retry_pause(1, headers) <= 1.0
+    assert BACKOFF_MAX_S * 0.75 <= retry_pause(10, {}) <= BACKOFF_MAX_S
