@@ -10,6 +10,7 @@ import time
 import openai
 import pytest
 from live import LiveService, StartService
+from openai.types.beta.threads import Run
 from upstream_llm import Reply, UpstreamLLM
 
 pytestmark = pytest.mark.slow
@@ -24,22 +25,30 @@ def retrying(request: pytest.FixtureRequest, start_service: StartService) -> Liv
     return start_service(str(request.param), AGENTKEEP_LLM_MAX_RETRIES="2")
 
 
-def _model() -> str:
-    return f"m-{secrets.token_hex(4)}"
+def _scripted(
+    service: LiveService, upstream_llm: UpstreamLLM, *replies: Reply
+) -> tuple[str, openai.OpenAI]:
+    """A model of this test's own that answers ``replies``, and a client of a new tenant."""
+    model = f"m-{secrets.token_hex(4)}"
+    upstream_llm.script(model, *replies)
+    return model, service.new_tenant().client()
+
+
+def _run(client: openai.OpenAI, model: str) -> Run:
+    """A thread and a run of an assistant on ``model``, polled until it ends."""
+    assistant = client.beta.assistants.create(model=model)
+    return client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "go"}]},
+        poll_interval_ms=50,
+    )
 
 
 def test_a_run_whose_upstream_is_overloaded_once_completes(
     retrying: LiveService, upstream_llm: UpstreamLLM
 ) -> None:
-    model = _model()
-    upstream_llm.script(model, OVERLOADED, Reply(text="fine now"))
-    client = retrying.new_tenant().client()
-    assistant = client.beta.assistants.create(model=model)
-    run = client.beta.threads.create_and_run_poll(
-        assistant_id=assistant.id,
-        thread={"messages": [{"role": "user", "content": "go"}]},
-        poll_interval_ms=50,
-    )
+    model, client = _scripted(retrying, upstream_llm, OVERLOADED, Reply(text="fine now"))
+    run = _run(client, model)
     assert run.status == "completed", run.last_error
     messages = client.beta.threads.messages.list(run.thread_id, order="asc").data
     assert [m.role for m in messages] == ["user", "assistant"]
@@ -50,15 +59,9 @@ def test_a_run_whose_upstream_is_overloaded_once_completes(
 def test_a_run_whose_upstream_stays_overloaded_fails_after_the_retries(
     retrying: LiveService, upstream_llm: UpstreamLLM
 ) -> None:
-    model = _model()
-    upstream_llm.script(model, OVERLOADED, OVERLOADED, OVERLOADED, Reply(text="too late"))
-    client = retrying.new_tenant().client()
-    assistant = client.beta.assistants.create(model=model)
-    run = client.beta.threads.create_and_run_poll(
-        assistant_id=assistant.id,
-        thread={"messages": [{"role": "user", "content": "go"}]},
-        poll_interval_ms=50,
-    )
+    replies = [OVERLOADED] * 3 + [Reply(text="too late")]
+    model, client = _scripted(retrying, upstream_llm, *replies)
+    run = _run(client, model)
     assert run.status == "failed"
     assert run.last_error is not None and "overloaded" in run.last_error.message
     assert len(upstream_llm.requests_for(model)) == 3
@@ -67,9 +70,7 @@ def test_a_run_whose_upstream_stays_overloaded_fails_after_the_retries(
 def test_a_streamed_response_whose_upstream_is_overloaded_once_completes(
     retrying: LiveService, upstream_llm: UpstreamLLM
 ) -> None:
-    model = _model()
-    upstream_llm.script(model, OVERLOADED, Reply(text="fine now"))
-    client = retrying.new_tenant().client()
+    model, client = _scripted(retrying, upstream_llm, OVERLOADED, Reply(text="fine now"))
     events = list(client.responses.create(model=model, input="go", stream=True))
     assert events[-1].type == "response.completed", [e.type for e in events]
     assert events[-1].response.output_text == "fine now"  # type: ignore[union-attr]
@@ -79,9 +80,7 @@ def test_a_streamed_response_whose_upstream_is_overloaded_once_completes(
 def test_a_background_response_whose_upstream_is_overloaded_once_completes(
     retrying: LiveService, upstream_llm: UpstreamLLM
 ) -> None:
-    model = _model()
-    upstream_llm.script(model, OVERLOADED, Reply(text="fine now"))
-    client = retrying.new_tenant().client()
+    model, client = _scripted(retrying, upstream_llm, OVERLOADED, Reply(text="fine now"))
     created = client.responses.create(model=model, input="go", background=True)
     deadline = time.monotonic() + WAIT_S
     while (current := client.responses.retrieve(created.id)).status in ("queued", "in_progress"):
@@ -96,9 +95,9 @@ def test_a_plain_responses_error_goes_to_its_client_which_retries_it(
     retrying: LiveService, upstream_llm: UpstreamLLM
 ) -> None:
     """Sent again by the service too, a request would reach the upstream up to nine times."""
-    model = _model()
+    model = f"m-{secrets.token_hex(4)}"
     upstream_llm.script(model, OVERLOADED, Reply(text="fine now"))
-    tenant = retrying.new_tenant()
+    tenant = retrying.new_tenant()  # two clients: without retries, then with them
     with pytest.raises(openai.APIStatusError) as err:
         tenant.client().responses.create(model=model, input="go")
     assert err.value.status_code == 502 and "overloaded" in err.value.message
