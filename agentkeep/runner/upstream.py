@@ -352,13 +352,11 @@ class ChatClient:
                 pause = 0.0 if attempt == 0 else backoff(attempt - 1)
                 why = repr(exc)
             else:
-                failed = response.status >= 400
-                if last or not (failed and retry_errors):
+                status, headers = response.status, response.headers
+                if last or not retry_errors or status < 400 or not should_retry(status, headers):
                     return response
-                if not should_retry(response.status, response.headers):
-                    return response
-                pause = retry_pause(attempt, response.headers)
-                why = f"answered {response.status}"
+                pause = retry_pause(attempt, headers)
+                why = f"answered {status}"
                 response.release()
             metrics.UPSTREAM_RETRIES.labels(self.provider).inc()
             log.info("upstream %s: %s; sent again in %.1f s", self.base_url, why, pause)

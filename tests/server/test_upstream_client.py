@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from upstream_llm import Reply, ToolCall, UpstreamLLM
@@ -29,7 +30,11 @@ BODY = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 async def _call(
-    upstream_llm: UpstreamLLM, *replies: Reply, model: str | None = None, **client: float
+    upstream_llm: UpstreamLLM,
+    *replies: Reply,
+    model: str | None = None,
+    retry_errors: bool = True,
+    **client: float,
 ) -> tuple[list[str], object]:
     model = model or f"client-{uuid.uuid4().hex[:8]}"
     upstream_llm.script(model, *replies)
@@ -40,14 +45,15 @@ async def _call(
         deltas.append(text)
 
     try:
-        return deltas, await chat.complete({**BODY, "model": model}, on_delta)
+        body = {**BODY, "model": model}
+        return deltas, await chat.complete(body, on_delta, retry_errors=retry_errors)
     finally:
         await chat.aclose()
 
 
-async def _error(upstream_llm: UpstreamLLM, reply: Reply, **client: float) -> UpstreamError:
+async def _error(upstream_llm: UpstreamLLM, *replies: Reply, **options: Any) -> UpstreamError:
     with pytest.raises(UpstreamError) as err:
-        await _call(upstream_llm, reply, **client)
+        await _call(upstream_llm, *replies, **options)
     return err.value
 
 
@@ -158,18 +164,8 @@ async def test_an_upstream_that_closes_every_try_unanswered_is_unreachable(
 ) -> None:
     closed = Reply(disconnect=True)
     model = f"client-{uuid.uuid4().hex[:8]}"
-    upstream_llm.script(model, closed, closed, closed, Reply(text="too late"))
-    chat = ChatClient(upstream_llm.base_url, "sk-test")
-
-    async def on_delta(text: str) -> None:
-        raise AssertionError(text)
-
-    try:
-        with pytest.raises(UpstreamError) as err:
-            await chat.complete({**BODY, "model": model}, on_delta)
-    finally:
-        await chat.aclose()
-    assert "unreachable" in err.value.message and err.value.code == "server_error"
+    error = await _error(upstream_llm, closed, closed, closed, Reply(text="too late"), model=model)
+    assert "unreachable" in error.message and error.code == "server_error"
     assert len(upstream_llm.requests_for(model)) == 1 + MAX_RETRIES
 
 
@@ -298,18 +294,9 @@ async def test_an_error_answer_is_not_sent_again_when_the_caller_says_its_client
     upstream_llm: UpstreamLLM,
 ) -> None:
     model = f"client-{uuid.uuid4().hex[:8]}"
-    upstream_llm.script(model, Reply(status=503, headers=NOW), Reply(text="too late"))
-    chat = ChatClient(upstream_llm.base_url)
-
-    async def on_delta(text: str) -> None:
-        raise AssertionError(text)
-
-    try:
-        with pytest.raises(UpstreamError) as err:
-            await chat.complete({**BODY, "model": model}, on_delta, retry_errors=False)
-    finally:
-        await chat.aclose()
-    assert err.value.status == 503
+    replies = (Reply(status=503, headers=NOW), Reply(text="too late"))
+    error = await _error(upstream_llm, *replies, model=model, retry_errors=False)
+    assert error.status == 503
     assert len(upstream_llm.requests_for(model)) == 1
 
 
