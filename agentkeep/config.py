@@ -103,8 +103,6 @@ def _key_cache_seconds(env: dict[str, str]) -> float:
     value = _float(env, "AGENTKEEP_KEY_CACHE_SECONDS")
     if value is None:
         return 10.0
-    if math.isnan(value):
-        raise InvalidInput("must be a number of seconds", field="AGENTKEEP_KEY_CACHE_SECONDS")
     return max(0.0, value)
 
 
@@ -113,9 +111,12 @@ def _float(env: dict[str, str], *names: str, unit: str = "seconds") -> float | N
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise InvalidInput(f"must be a number of {unit}, not {value!r}", field=names[0]) from None
+        number = math.nan
+    if not math.isfinite(number):  # "nan" and "inf" parse: an unbounded wait is no setting
+        raise InvalidInput(f"must be a finite number of {unit}, not {value!r}", field=names[0])
+    return number
 
 
 def _positive(env: dict[str, str], default: float, *names: str) -> float:

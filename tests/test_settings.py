@@ -80,6 +80,15 @@ def test_pool_settings_from_env() -> None:
     with pytest.raises(InvalidInput) as caught:
         Settings.from_env({"AGENTKEEP_POOL_SIZE": "many"})
     assert caught.value.field == "AGENTKEEP_POOL_SIZE"
+    for name in (
+        "AGENTKEEP_POOL_TIMEOUT",
+        "AGENTKEEP_POOL_MAX_IDLE",
+        "AGENTKEEP_POOL_MAX_LIFETIME",
+    ):
+        for bad in ("soon", "nan", "inf"):
+            with pytest.raises(InvalidInput, match="finite number of seconds") as caught:
+                Settings.from_env({name: bad})
+            assert caught.value.field == name, bad
 
 
 def test_pool_settings_reach_the_engine(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,7 +148,7 @@ def test_required_action_ttl_setting() -> None:
     assert Settings.from_env({}).required_action_ttl_seconds == 600.0
     env = {"AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS": "2.5"}
     assert Settings.from_env(env).required_action_ttl_seconds == 2.5
-    for bad in ("0", "-1", "soon"):
+    for bad in ("0", "-1", "soon", "nan", "inf"):
         with pytest.raises(InvalidInput) as caught:
             Settings.from_env({"AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS": bad})
         assert caught.value.field == "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
@@ -230,7 +239,8 @@ def test_key_cache_seconds_setting() -> None:
     assert Settings.from_env({}).key_cache_seconds == 10.0
     assert Settings.from_env({"AGENTKEEP_KEY_CACHE_SECONDS": "0"}).key_cache_seconds == 0.0
     assert Settings.from_env({"AGENTKEEP_KEY_CACHE_SECONDS": "2.5"}).key_cache_seconds == 2.5
-    for bad in ("soon", "nan"):
+    # "inf" would keep a revoked key working for as long as the process runs.
+    for bad in ("soon", "nan", "inf", "-inf", "Infinity"):
         with pytest.raises(InvalidInput) as caught:
             Settings.from_env({"AGENTKEEP_KEY_CACHE_SECONDS": bad})
         assert caught.value.field == "AGENTKEEP_KEY_CACHE_SECONDS"
