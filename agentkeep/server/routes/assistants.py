@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 
 from agentkeep.models import Agent
 from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
@@ -34,7 +35,7 @@ def _extra(body: CreateAssistant | ModifyAssistant) -> dict[str, Any]:
 
 
 @router.post("", summary="Create an assistant", response_model=None, responses=DOCS["assistant"])
-def create_assistant(body: CreateAssistant, store: TenantStore) -> dict[str, Any]:
+def create_assistant(body: CreateAssistant, store: TenantStore) -> JSONResponse:
     agent = store.agents.create(
         model=body.model,
         name=body.name,
@@ -44,15 +45,15 @@ def create_assistant(body: CreateAssistant, store: TenantStore) -> dict[str, Any
         metadata=body.metadata,
         extra=_extra(body),
     )
-    return assistant_object(agent)
+    return JSONResponse(assistant_object(agent))
 
 
 @router.get("", summary="List assistants", response_model=None, responses=DOCS["assistants"])
-def list_assistants(store: TenantStore, params: Pagination) -> dict[str, Any]:
+def list_assistants(store: TenantStore, params: Pagination) -> JSONResponse:
     page = store.agents.list(
         limit=params.limit, order=params.order, after=params.after, before=params.before
     )
-    return list_object(page, assistant_object)
+    return JSONResponse(list_object(page, assistant_object))
 
 
 @router.get(
@@ -92,7 +93,7 @@ def list_assistant_versions(
     after: Annotated[
         int | None, Query(ge=0, description="A version: list the versions after it.")
     ] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Every version of the assistant, the current one included, each with its ``version``.
 
     ``first_id`` / ``last_id`` are the first and last version numbers (as strings);
@@ -102,7 +103,7 @@ def list_assistant_versions(
     out = list_object(page, _versioned)
     if page.items:
         out["first_id"], out["last_id"] = str(page.items[0].version), str(page.items[-1].version)
-    return out
+    return JSONResponse(out)
 
 
 @router.post(
@@ -153,6 +154,6 @@ def modify_assistant(
 @router.delete(
     "/{assistant_id}", summary="Delete an assistant", response_model=None, responses=DOCS["deleted"]
 )
-def delete_assistant(assistant_id: str, store: TenantStore) -> dict[str, Any]:
+def delete_assistant(assistant_id: str, store: TenantStore) -> JSONResponse:
     store.agents.delete(assistant_id)
-    return deleted_object(assistant_id, "assistant.deleted")
+    return JSONResponse(deleted_object(assistant_id, "assistant.deleted"))

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from agentkeep.errors import InvalidInput
 from agentkeep.server.bodies import CreateConversation, UpdateConversation
@@ -44,16 +45,14 @@ def items_field() -> Iterator[None]:
 @router.post(
     "", summary="Create a conversation", response_model=None, responses=DOCS["conversation"]
 )
-def create_conversation(
-    store: TenantStore, body: CreateConversation | None = None
-) -> dict[str, Any]:
+def create_conversation(store: TenantStore, body: CreateConversation | None = None) -> JSONResponse:
     body = body or CreateConversation()
     rows = item_rows(body.items or [])
     with items_field(), store.transaction():
         conversation = store.sessions.create(kind="conversation", metadata=body.metadata)
         if rows:
             store.messages.append_many(conversation.id, rows)
-    return conversation_object(conversation)
+    return JSONResponse(conversation_object(conversation))
 
 
 @router.get(
@@ -98,8 +97,8 @@ def update_conversation(
     response_model=None,
     responses=DOCS["deleted"],
 )
-def delete_conversation(conversation_id: str, store: TenantStore) -> dict[str, Any]:
+def delete_conversation(conversation_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
         get_conversation(store, conversation_id)
         store.sessions.delete(conversation_id)
-    return deleted_object(conversation_id, "conversation.deleted")
+    return JSONResponse(deleted_object(conversation_id, "conversation.deleted"))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from agentkeep.errors import NotFound
 from agentkeep.models import Message
@@ -44,7 +45,7 @@ def create_items(
     store: TenantStore,
     include: Include = None,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     rows = item_rows(body.items)
     if idempotency_key:
         for i, row in enumerate(rows):
@@ -53,13 +54,15 @@ def create_items(
         get_conversation(store, conversation_id)
         messages = store.messages.append_many(conversation_id, rows)
     data = [item_object(m) for m in messages]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": False,
-    }
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": False,
+        }
+    )
 
 
 @router.get(
@@ -67,7 +70,7 @@ def create_items(
 )
 def list_items(
     conversation_id: str, store: TenantStore, params: Pagination, include: Include = None
-) -> dict[str, Any]:
+) -> JSONResponse:
     get_conversation(store, conversation_id)
     page = store.messages.list(
         conversation_id,
@@ -76,22 +79,22 @@ def list_items(
         after=params.after,
         before=params.before,
     )
-    return list_object(page, item_object)
+    return JSONResponse(list_object(page, item_object))
 
 
 @router.get("/{item_id}", summary="Retrieve an item", response_model=None, responses=DOCS["item"])
 def retrieve_item(
     conversation_id: str, item_id: str, store: TenantStore, include: Include = None
-) -> dict[str, Any]:
-    return item_object(_get(store, conversation_id, item_id))
+) -> JSONResponse:
+    return JSONResponse(item_object(_get(store, conversation_id, item_id)))
 
 
 @router.delete(
     "/{item_id}", summary="Delete an item", response_model=None, responses=DOCS["conversation"]
 )
-def delete_item(conversation_id: str, item_id: str, store: TenantStore) -> dict[str, Any]:
+def delete_item(conversation_id: str, item_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
         _get(store, conversation_id, item_id)
         store.messages.delete(item_id)
         conversation = get_conversation(store, conversation_id)
-    return conversation_object(conversation)
+    return JSONResponse(conversation_object(conversation))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
 
 from agentkeep.errors import NotFound
 from agentkeep.models import Message
@@ -45,7 +46,7 @@ def create_message(
     body: CreateMessage,
     store: TenantStore,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     row = new_message(body)
     row["idempotency_key"] = idempotency_key or None
     with store.transaction(savepoints=False):
@@ -57,7 +58,7 @@ def create_message(
         except NotFound:
             raise NotFound("thread", thread_id) from None
         require_no_active_run(store, thread_id)
-    return message_object(message)
+    return JSONResponse(message_object(message))
 
 
 @router.get("", summary="List messages", response_model=None, responses=DOCS["messages"])
@@ -66,7 +67,7 @@ def list_messages(
     store: TenantStore,
     params: Pagination,
     run_id: Annotated[str | None, Query(description="Only the messages of this run.")] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     with store.reading():  # the thread and its messages on one connection
         get_thread(store, thread_id)
         page = store.messages.list(
@@ -77,14 +78,14 @@ def list_messages(
             after=params.after,
             before=params.before,
         )
-    return list_object(page, message_object)
+    return JSONResponse(list_object(page, message_object))
 
 
 @router.get(
     "/{message_id}", summary="Retrieve a message", response_model=None, responses=DOCS["message"]
 )
-def retrieve_message(thread_id: str, message_id: str, store: TenantStore) -> dict[str, Any]:
-    return message_object(_get(store, thread_id, message_id))
+def retrieve_message(thread_id: str, message_id: str, store: TenantStore) -> JSONResponse:
+    return JSONResponse(message_object(_get(store, thread_id, message_id)))
 
 
 @router.post(
@@ -92,19 +93,19 @@ def retrieve_message(thread_id: str, message_id: str, store: TenantStore) -> dic
 )
 def modify_message(
     thread_id: str, message_id: str, body: ModifyMessage, store: TenantStore
-) -> dict[str, Any]:
+) -> JSONResponse:
     with store.transaction():
         message = _get(store, thread_id, message_id)
         if "metadata" in body.model_fields_set:
             message = store.messages.update(message_id, metadata=body.metadata or {})
-    return message_object(message)
+    return JSONResponse(message_object(message))
 
 
 @router.delete(
     "/{message_id}", summary="Delete a message", response_model=None, responses=DOCS["deleted"]
 )
-def delete_message(thread_id: str, message_id: str, store: TenantStore) -> dict[str, Any]:
+def delete_message(thread_id: str, message_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
         _get(store, thread_id, message_id)
         store.messages.delete(message_id)
-    return deleted_object(message_id, "thread.message.deleted")
+    return JSONResponse(deleted_object(message_id, "thread.message.deleted"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
 from agentkeep.runner.upstream import UpstreamError
 from agentkeep.server.deps import ServiceState, ServiceStateDep, tenant_store
@@ -53,15 +54,15 @@ async def _models(state: ServiceState) -> list[dict[str, Any]]:
 
 
 @router.get("", summary="List models", response_model=None, responses=DOCS["models"])
-async def list_models(request_state: ServiceStateDep) -> dict[str, Any]:
-    return {"object": "list", "data": await _models(request_state)}
+async def list_models(request_state: ServiceStateDep) -> JSONResponse:
+    return JSONResponse({"object": "list", "data": await _models(request_state)})
 
 
 @router.get("/{model}", summary="Retrieve a model", response_model=None, responses=DOCS["model"])
-async def retrieve_model(model: str, request_state: ServiceStateDep) -> dict[str, Any]:
+async def retrieve_model(model: str, request_state: ServiceStateDep) -> JSONResponse:
     for item in await _models(request_state):
         if item["id"] == model:
-            return item
+            return JSONResponse(item)
     raise ApiError(
         404, f"The model '{model}' does not exist.", param="model", code="model_not_found"
     )

@@ -267,23 +267,23 @@ async def retrieve_response(
         int | None, Query(description="Resume the stream after this sequence_number.")
     ] = None,
     include: IncludeQuery = None,
-) -> dict[str, Any] | StreamingResponse:
+) -> Response:
     if stream:
         await _db(_streamable, store, response_id)  # 404 / 400 before the stream starts
         after = -1 if starting_after is None else starting_after
         keepalive = service_state(request).settings.sse_keepalive_seconds
         return _streaming(_follow(store, response_id, after, keepalive))
-    return await _db(_stored, store, response_id)
+    return JSONResponse(await _db(_stored, store, response_id))
 
 
 @router.delete("/{response_id}", summary="Delete a model response", response_model=None)
-def delete_response(response_id: str, store: TenantStore) -> dict[str, Any]:
+def delete_response(response_id: str, store: TenantStore) -> JSONResponse:
     store.responses.delete(response_id)
-    return {"id": response_id, "object": "response", "deleted": True}
+    return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
 
 @router.post("/{response_id}/cancel", summary="Cancel a background response", response_model=None)
-def cancel_response(response_id: str, store: TenantStore) -> dict[str, Any]:
+def cancel_response(response_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
         current = store.responses.get(response_id)
         if not current.background:
@@ -291,13 +291,13 @@ def cancel_response(response_id: str, store: TenantStore) -> dict[str, Any]:
         # Its stream's last event, with the status: a follower sees it end.
         store.responses.set_status(response_id, "cancelled", events=end_events)
     notify.notify()
-    return _stored(store, response_id)
+    return JSONResponse(_stored(store, response_id))
 
 
 @router.get("/{response_id}/input_items", summary="List input items", response_model=None)
 def list_input_items(
     response_id: str, store: TenantStore, params: Pagination, include: IncludeQuery = None
-) -> dict[str, Any]:
+) -> JSONResponse:
     page = store.responses.list_items(
         response_id,
         kind="input",
@@ -306,4 +306,4 @@ def list_input_items(
         after=params.after,
         before=params.before,
     )
-    return list_object(page, lambda item: item)
+    return JSONResponse(list_object(page, lambda item: item))

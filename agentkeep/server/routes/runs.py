@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from agentkeep.errors import InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Agent, Run
@@ -115,7 +115,7 @@ def _queue(store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]) -
 @router.post("/v1/threads/runs", summary="Create a thread and run it", response_model=None)
 def create_thread_and_run(
     body: CreateThreadAndRun, request: Request, store: TenantStore
-) -> dict[str, Any] | StreamingResponse:
+) -> Response:
     agent = store.agents.get(body.assistant_id)
     thread_body = body.thread or CreateThread()
     rows = [
@@ -143,7 +143,7 @@ def create_thread_and_run(
     _wake(request)
     if body.stream:
         return _stream(request, store, run.id, written[0].bookmark - 1)
-    return run_object(run)
+    return JSONResponse(run_object(run))
 
 
 @router.post("/v1/threads/{thread_id}/runs", summary="Create a run", response_model=None)
@@ -153,7 +153,7 @@ def create_run(
     request: Request,
     store: TenantStore,
     include: Annotated[list[Include] | None, Query(alias="include[]")] = None,
-) -> dict[str, Any] | StreamingResponse:
+) -> Response:
     agent = store.agents.get(body.assistant_id)
     rows = [
         new_message(m, f"additional_messages[{i}].")
@@ -173,7 +173,7 @@ def create_run(
     _wake(request)
     if body.stream:
         return _stream(request, store, run.id, after)
-    return run_object(run)
+    return JSONResponse(run_object(run))
 
 
 @router.get("/v1/threads/{thread_id}/runs", summary="List runs")
@@ -241,7 +241,7 @@ def cancel_run(
 )
 def submit_tool_outputs(
     thread_id: str, run_id: str, body: SubmitToolOutputs, request: Request, store: TenantStore
-) -> dict[str, Any] | StreamingResponse:
+) -> Response:
     run = _get_run(store, thread_id, run_id)
     if run.status != "requires_action" or not run.required_action:
         raise ApiError(400, f"Runs in status {run.status} do not accept tool outputs.", param=None)
@@ -271,7 +271,7 @@ def submit_tool_outputs(
     _wake(request)
     if body.stream:
         return _stream(request, store, run.id, after)
-    return run_object(run)
+    return JSONResponse(run_object(run))
 
 
 @router.get(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from agentkeep.models import Session
 from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
@@ -33,7 +34,7 @@ def new_message(body: CreateMessage, field: str = "") -> dict[str, Any]:
 
 
 @router.post("", summary="Create a thread", response_model=None, responses=DOCS["thread"])
-def create_thread(store: TenantStore, body: CreateThread | None = None) -> dict[str, Any]:
+def create_thread(store: TenantStore, body: CreateThread | None = None) -> JSONResponse:
     body = body or CreateThread()
     rows = [new_message(m, f"messages[{i}].") for i, m in enumerate(body.messages or [])]
     extra = {"tool_resources": body.tool_resources} if body.tool_resources else None
@@ -41,7 +42,7 @@ def create_thread(store: TenantStore, body: CreateThread | None = None) -> dict[
         thread = store.sessions.create(kind="thread", metadata=body.metadata, extra=extra)
         if rows:
             store.messages.append_many(thread.id, rows)
-    return thread_object(thread)
+    return JSONResponse(thread_object(thread))
 
 
 @router.get(
@@ -91,8 +92,8 @@ def modify_thread(
 @router.delete(
     "/{thread_id}", summary="Delete a thread", response_model=None, responses=DOCS["deleted"]
 )
-def delete_thread(thread_id: str, store: TenantStore) -> dict[str, Any]:
+def delete_thread(thread_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
         get_thread(store, thread_id)
         store.sessions.delete(thread_id)
-    return deleted_object(thread_id, "thread.deleted")
+    return JSONResponse(deleted_object(thread_id, "thread.deleted"))
