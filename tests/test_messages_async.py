@@ -8,6 +8,9 @@ through one writer thread that commits queued appends together (group commit).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from _postgres import terminate_backends
 import agentkeep
 from agentkeep import AsyncStore, Store
 from agentkeep.errors import Conflict, InvalidInput, NotFound
+from agentkeep.store._steps import COUNT, Steps, Stmt
 from agentkeep.store.dialects import sqlite_async
 
 
@@ -173,6 +177,47 @@ async def test_slow_commits_at_full_send_a_lone_writer_to_the_writer_thread(
         assert rounds == [1, 1, 1]  # each append alone
     finally:
         await astore.close()
+
+
+async def test_a_failed_group_commit_fails_every_write_of_its_rounds(tmp_path: Path) -> None:
+    """Rounds whose COMMIT fails: each task gets that error, or its own, and none a result."""
+    conn = sqlite3.connect(tmp_path / "rounds.db", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE t (x INTEGER NOT NULL)")
+    gate, rounds = threading.Event(), []
+
+    def write(what: str, work: Callable[[Any], Any]) -> Any:  # the store's, on a dying disk
+        gate.wait(30)  # until every task has queued its write
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            work(cur)
+            rounds.append(cur.execute("SELECT count(*) FROM t").fetchone()[0])
+        finally:
+            cur.execute("ROLLBACK")
+        raise RuntimeError("disk I/O error at commit")
+
+    def insert(x: int | None) -> Callable[[], Steps[None]]:
+        def steps() -> Steps[None]:
+            yield Stmt("INSERT INTO t (x) VALUES (?)", (x,), COUNT)  # None: NOT NULL fails
+
+        return steps
+
+    group = sqlite_async.GroupCommit(write)
+    try:
+        values = (1, 2, None, 4, 5)
+        tasks = [asyncio.create_task(group.submit("appending", insert(x))) for x in values]
+        await asyncio.sleep(0)  # each task runs to its wait: its write is queued
+        gate.set()
+        outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+    finally:
+        group.close()
+    for x, outcome in zip(values, outcomes, strict=True):
+        if x is None:  # its own failure, from its savepoint or from a round of its own
+            assert isinstance(outcome, InvalidInput | Conflict), outcome
+        else:
+            assert isinstance(outcome, RuntimeError) and "at commit" in str(outcome), outcome
+    assert sum(rounds) == 4  # the four good writes ran, each in the round that failed
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
 
 
 async def test_postgres_async_connections_keep_their_socket_watched(

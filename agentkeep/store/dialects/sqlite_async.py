@@ -68,20 +68,34 @@ class _Job:
         self.result: Any = None
         self.error: BaseException | None = None
 
-    def settle(self, error: BaseException | None = None) -> None:
-        """Hand the outcome to the waiting task, on its loop's thread."""
-        if error is not None:
-            self.error = error
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            self.loop.call_soon_threadsafe(self._settle)
-
-    def _settle(self) -> None:
+    def settle(self) -> None:
+        """Hand the outcome to the waiting task (on its loop's thread)."""
         if self.future.done():  # cancelled while queued or running
             return
         if self.error is not None:
             self.future.set_exception(self.error)
         else:
             self.future.set_result(self.result)
+
+
+def _settle_all(batch: list[_Job]) -> None:
+    """Hand every job's outcome to its task: one wake-up of each event loop, not one a job.
+
+    Each ``call_soon_threadsafe`` writes to the loop's self-pipe, and the loop
+    reads it back: with 32 tasks appending at full, that was about a tenth of
+    the process's time under the interpreter lock.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in batch:
+        by_loop.setdefault(job.loop, []).append(job)
+    for loop, jobs in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(_settle_each, jobs)
+
+
+def _settle_each(jobs: list[_Job]) -> None:
+    for job in jobs:
+        job.settle()
 
 
 class GroupCommit:
@@ -151,12 +165,13 @@ class GroupCommit:
             self._write("committing queued writes", lambda cur: _run_jobs(cur, batch))
         except BaseException as exc:  # the commit failed: no job's write is stored
             for job in batch:
-                job.settle(exc if job.error is None else job.error)
+                if job.error is None:
+                    job.error = exc
+            _settle_all(batch)
             return
         if self._on_commit is not None:
             self._on_commit(time.perf_counter() - started)
-        for job in batch:
-            job.settle()
+        _settle_all(batch)
 
     def close(self) -> None:
         thread = self._thread
