@@ -18,7 +18,7 @@ JUNIT ?= build/junit.xml
 EXTRAS ?= test,openai-agents,langgraph,langchain,adk
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock run test coverage postgres lint bench clean
+.PHONY: help install lock run test coverage postgres chromium lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,11 @@ run: $(STAMP) ## Run the service on the embedded SQLite default (http://127.0.0.
 	@[ -n "$$AGENTKEEP_LLM_BASE_URL" ] || echo "hint: runs need an upstream: AGENTKEEP_LLM_BASE_URL=http://127.0.0.1:11434/v1 make run (any OpenAI-compatible chat-completions server)"
 	$(BIN)/agentkeep serve
 
+chromium: ## Install the distribution's Chromium for the dashboard's browser tests if it is missing
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Chromium for the dashboard's browser tests"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
 postgres: ## Start the local PostgreSQL cluster if it is down, and wait for it
 	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
 	  echo "starting PostgreSQL $(PG_VERSION)"; \
@@ -46,11 +51,11 @@ postgres: ## Start the local PostgreSQL cluster if it is down, and wait for it
 	@for i in $$(seq 1 60); do pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && exit 0; sleep 1; done; \
 	  echo "PostgreSQL is not accepting connections at $(PG_HOST):$(PG_PORT)"; exit 1
 
-test: $(STAMP) postgres ## Run the whole test suite (memory, SQLite and PostgreSQL)
+test: $(STAMP) postgres chromium ## Run the whole test suite (memory, SQLite and PostgreSQL)
 	@mkdir -p $(dir $(JUNIT))
 	$(if $(TEST_LOCK),flock $(TEST_LOCK)) $(BIN)/pytest $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS)) --junitxml=$(JUNIT) $(PYTEST_ARGS)
 
-coverage: $(STAMP) postgres ## The suite with line coverage of every process, service and workers too (build/coverage)
+coverage: $(STAMP) postgres chromium ## The suite with line coverage of every process, service and workers too (build/coverage)
 	rm -rf build/coverage && mkdir -p build/coverage
 	status=0; export COVERAGE_FILE=$(CURDIR)/build/coverage/.coverage AGENTKEEP_TEST_START_TIMEOUT=180 \
 	  PYTHONPATH=$(CURDIR)/tests/coverage_site$${PYTHONPATH:+:$$PYTHONPATH}; \
