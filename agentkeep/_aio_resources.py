@@ -1345,6 +1345,7 @@ class AsyncResponses:
         ttl_seconds: float = 2592000.0,
         id: str | None = None,
         events: Sequence[Mapping[str, Any]] = (),
+        worker_id: str | None = None,
     ) -> StoredResponse:
         """Store a response with its input items (and, if it already ended, its output)."""
         return await asyncio.to_thread(
@@ -1365,6 +1366,7 @@ class AsyncResponses:
             ttl_seconds=ttl_seconds,
             id=id,
             events=events,
+            worker_id=worker_id,
         )
 
     async def delete(self, response_id: str) -> None:

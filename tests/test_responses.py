@@ -148,6 +148,20 @@ def test_events_of_several_responses_in_one_write(store: Store) -> None:
     assert store.responses.events(c.id) == []
 
 
+def test_a_response_created_by_a_worker_is_failed_with_it(store: Store) -> None:
+    """A foreground response stored as it runs names its process's worker: failed when
+    that worker is gone, left alone for another's; a bad worker id names the field."""
+    mine = store.responses.create(model="m", input_items=[], worker_id="w1")
+    theirs = store.responses.create(model="m", input_items=[], worker_id="w2")
+    assert mine.worker_id == "w1" and store.responses.get(mine.id).worker_id == "w1"
+    assert store.responses.fail_abandoned(["w1"], "worker gone") == 1
+    assert store.responses.get(mine.id).status == "failed"
+    assert store.responses.get(theirs.id).status == "in_progress"
+    with pytest.raises(InvalidInput) as bad:
+        store.responses.create(model="m", input_items=[], worker_id="w" * 129)
+    assert bad.value.field == "worker_id"
+
+
 def test_status_queue_and_abandoned(store: Store) -> None:
     queued = store.responses.create(model="m", input_items=[], status="queued", background=True)
     claimed = store.tenant("other").responses.claim_next_any_tenant("w1")

@@ -154,6 +154,18 @@ def test_required_action_ttl_setting() -> None:
         assert caught.value.field == "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
 
 
+def test_shutdown_grace_setting() -> None:
+    """How long a stopping service lets its requests in flight finish (uvicorn's graceful
+    shutdown timeout): a positive, finite number of seconds."""
+    assert Settings.from_env({}).shutdown_grace_seconds == 10.0
+    env = {"AGENTKEEP_SHUTDOWN_GRACE_SECONDS": "30"}
+    assert Settings.from_env(env).shutdown_grace_seconds == 30.0
+    for bad in ("0", "-1", "later", "nan", "inf"):
+        with pytest.raises(InvalidInput) as caught:
+            Settings.from_env({"AGENTKEEP_SHUTDOWN_GRACE_SECONDS": bad})
+        assert caught.value.field == "AGENTKEEP_SHUTDOWN_GRACE_SECONDS"
+
+
 def test_response_ttl_days_setting() -> None:
     """A bad ``AGENTKEEP_RESPONSE_TTL_DAYS`` stops the service at start, not each create later."""
     assert Settings.from_env({}).responses_ttl_seconds == 30 * 86400.0

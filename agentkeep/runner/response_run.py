@@ -35,7 +35,7 @@ from typing import Any
 from agentkeep import metrics
 from agentkeep.errors import NotFound, StoreUnavailable
 from agentkeep.models.responses import StoredResponse
-from agentkeep.runner import notify
+from agentkeep.runner import notify, stopping
 from agentkeep.runner.group_commit import GroupCommit, one_transaction
 from agentkeep.runner.responses import (
     Creating,
@@ -68,6 +68,8 @@ Db = Callable[..., Awaitable[Any]]
 CANCEL_CHECK_S = 0.5
 FLUSH_INTERVAL_S = 0.1  # a response's deltas are stored at most this often
 DISCONNECTED = "the client disconnected before the response finished"
+# A foreground response still answering when the service's stop cut it (its grace time over).
+STOPPED = "the service stopped before the response finished"
 CANCELLED = "the response was cancelled while the upstream answered"
 DELETED = "the response was deleted while the upstream answered"
 
@@ -204,6 +206,10 @@ class ResponseRun:
         """:meth:`events` as they come together (a stream sends each batch in one write)."""
         done = False
         reason = self.abandoned  # the reader stopped it (a cancel, or it closed the stream)
+        # A stopping service waits for this before it closes its store: the stop may be
+        # what cuts the response, and its end is written on the way out.
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stopping.keep(ended)
         try:
             async for batch in self._call():
                 if batch:
@@ -220,7 +226,15 @@ class ResponseRun:
             raise
         finally:
             if not done and self.response is None and self._started is not None:
-                await asyncio.shield(self._abandon(reason))
+                if reason == DISCONNECTED and stopping.begun():
+                    reason = STOPPED  # its request was cancelled by the service's stop
+                # Its own task: a reader cancelled again (as anyio's scopes do until
+                # their task leaves) stops waiting for it, not the write.
+                end = asyncio.ensure_future(self._abandon(reason))
+                end.add_done_callback(lambda _: ended.set_result(None))
+                await asyncio.shield(end)
+            else:
+                ended.set_result(None)
 
     def _start_events(self) -> list[dict[str, Any]]:
         start: list[dict[str, Any]] = []
@@ -234,7 +248,7 @@ class ResponseRun:
     async def _abandon(self, reason: str) -> None:
         """The call stopped midway: it is recorded, a stored response failed, both with
         ``reason``."""
-        with contextlib.suppress(Exception):
+        try:
             if not self._recorded:
                 await self._record_dropped(reason)
             if self.persist and self._row:
@@ -254,6 +268,10 @@ class ResponseRun:
                     events=lambda _ended: unsaved,
                     end_events=end_events,
                 )
+        except Exception:  # the database failed, say: the response stays as it was
+            log.exception(
+                "response %s: its end (%s) could not be stored", self.prepared.response.id, reason
+            )
 
     async def _record_alone(self, row: dict[str, Any]) -> None:
         """The response could not be stored (deleted meanwhile, say): its call, paid for,

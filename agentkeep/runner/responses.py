@@ -271,6 +271,7 @@ def _store_new(store: Store, prepared: Prepared, status: str, **fields: Any) -> 
         background=r.background,
         params=r.params,
         ttl_seconds=prepared.ttl_seconds,
+        worker_id=r.worker_id,
         **fields,
     )
 

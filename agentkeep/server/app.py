@@ -16,7 +16,7 @@ import agentkeep
 from agentkeep import metrics
 from agentkeep.config import Settings, display_url
 from agentkeep.lifecycle.schedule import BackupScheduler
-from agentkeep.runner import RunWorker
+from agentkeep.runner import RunWorker, stopping
 from agentkeep.server import ratelimit
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
@@ -50,6 +50,7 @@ log = logging.getLogger("agentkeep.server")
 # PostgreSQL). At most 40 at once, as before.
 POOL_SIZE = 30
 MAX_OVERFLOW = 10
+SETTLE_S = 10.0  # the longest a stopping service waits for the ends of the responses cut
 
 
 def open_store(settings: Settings) -> Store:
@@ -146,6 +147,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             await _start_work(state)
             yield
         finally:
+            # Responses their requests left (cut by this stop, say) are ended first.
+            if late := await stopping.settle(SETTLE_S):
+                log.warning("%d cut responses were not ended in %.0f s", late, SETTLE_S)
             await _stop_work(state)
             if store is None:
                 root.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import multiprocess
 
 from agentkeep.config import Settings
 from agentkeep.errors import InvalidInput
+from agentkeep.runner import stopping
 from agentkeep.server.app import create_app, open_store
 from agentkeep.server.logs import LOG_FORMATS, log_config
 
@@ -43,6 +47,10 @@ def serve(
     in a multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, else a fresh one
     removed at exit). ``log_format``: ``text`` (uvicorn's lines) or ``json``
     (one JSON object per line); default ``AGENTKEEP_LOG_FORMAT``, else text.
+    On SIGTERM or SIGINT each process stops taking connections, gives the
+    requests in flight ``AGENTKEEP_SHUTDOWN_GRACE_SECONDS`` to finish, then
+    cuts the rest: a streamed response cut then is stored as stopped by the
+    service, not by its client.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidInput("must be a positive integer", field="workers")
@@ -56,17 +64,54 @@ def serve(
     if database_url:
         settings = dataclasses.replace(settings, database_url=database_url)
     open_store(settings).close()
-    options = _options(host, port, settings.log_format)
+    options = _options(host, port, settings)
     if workers > 1:
         # One dashboard cookie key for every worker process (each would draw its own).
         os.environ.setdefault("AGENTKEEP_UI_SECRET", secrets.token_urlsafe(32))
         config = uvicorn.Config(
             "agentkeep.server.app:create_app", factory=True, workers=workers, **options
         )
-        with _metrics_dir():
-            Multiprocess(config, sockets=[_tcp_socket(config)]).run()
+        with _metrics_dir(), _workers_marking_their_stop():
+            multiprocess.Multiprocess(config, sockets=[_tcp_socket(config)]).run()
     else:
-        uvicorn.run(create_app(settings), **options)
+        server = _Server(uvicorn.Config(create_app(settings), **options))
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:  # it could not start (the port taken, say): as uvicorn.run
+            sys.exit(STARTUP_FAILURE)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, marking :mod:`agentkeep.runner.stopping` as its shutdown begins."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        stopping.begin()
+        await super().shutdown(sockets)
+
+
+class _Process(multiprocess.Process):
+    """uvicorn's worker process, serving with :class:`_Server`."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = _Server(config=self.config)
+        return self._server
+
+
+@contextmanager
+def _workers_marking_their_stop() -> Iterator[None]:
+    """Worker processes started meanwhile serve with :class:`_Server`.
+
+    uvicorn's supervisor makes its processes from its module's ``Process``
+    and offers no other way in; each process unpickles this subclass by name.
+    """
+    made = multiprocess.Process
+    multiprocess.Process = _Process  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        multiprocess.Process = made  # type: ignore[misc]
 
 
 @contextmanager
@@ -89,16 +134,16 @@ def _metrics_dir() -> Iterator[None]:
         shutil.rmtree(made, ignore_errors=True)
 
 
-def _options(host: str, port: int, log_format: str) -> dict[str, Any]:
+def _options(host: str, port: int, settings: Settings) -> dict[str, Any]:
     # Keep idle connections longer than clients do (httpx and the openai SDK drop
     # theirs after 5 s): a server closing first races a client reusing the socket.
     return {
         "host": host,
         "port": port,
         "timeout_keep_alive": 75,
-        "timeout_graceful_shutdown": 10,
-        "log_config": log_config(log_format),
-        "access_log": log_format == "text",
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        "log_config": log_config(settings.log_format),
+        "access_log": settings.log_format == "text",
     }
 
 

@@ -102,12 +102,15 @@ class Responses(Resource):
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         id: str | None = None,
         events: Sequence[Mapping[str, Any]] = (),
+        worker_id: str | None = None,
     ) -> StoredResponse:
         """Store a response with its input items (and, if it already ended, its output).
 
         Items are wire items, each with its ``id`` and ``type``. The response
         is readable for ``ttl_seconds``. ``events``: its first stream events
         (as :meth:`append_events` takes them), stored in the same write.
+        ``worker_id``: the run worker of the process answering it, so that
+        :meth:`fail_abandoned` ends it if that process dies first.
         """
         now = utcnow_micros()
         status = _status(status)
@@ -132,7 +135,7 @@ class Responses(Resource):
             "incomplete_details": _opt_object(incomplete_details, "incomplete_details"),
             "usage": _opt_object(usage, "usage"),
             "cost_nano_usd": to_nano(cost) if cost is not None else None,
-            "worker_id": None,
+            "worker_id": check_text(worker_id, "worker_id", 128),
             "created_at": now,
             "updated_at": now,
             "completed_at": now if status == "completed" else None,

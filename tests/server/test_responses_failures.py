@@ -310,6 +310,77 @@ def test_a_response_its_run_ended_without_a_last_event_still_ends_its_followed_s
     assert past == []  # the end was sent: not again
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_streamed_response_the_services_stop_cuts_is_stored_as_stopped_not_disconnected(
+    backend: str, workers: str, start_service: StartService, upstream_llm: UpstreamLLM
+) -> None:
+    """SIGTERM while a foreground stream is answering: once its grace time is over, the
+    service cuts it and stores why, the stop (not its client, which never left), on the
+    response and on its call's usage row; in one process and in each of two workers."""
+    service = start_service(
+        backend, AGENTKEEP_SHUTDOWN_GRACE_SECONDS="0.5", AGENTKEEP_WORKERS=workers
+    )
+    tenant = service.new_tenant()
+    model = _model()
+    release = threading.Event()
+    upstream_llm.script(model, Reply(text="one two three four", hold=release, hold_after=2))
+    try:
+        with tenant.client().responses.create(model=model, input="go", stream=True) as stream:
+            response_id = ""
+            for event in stream:
+                if event.type == "response.created":
+                    response_id = event.response.id
+                if event.type == "response.output_text.delta":
+                    break  # the upstream holds: the response is answering
+            service.stop()  # the client stays: only the stop can cut the stream
+            with pytest.raises(openai.APIConnectionError):
+                for _event in stream:
+                    pass
+    finally:
+        release.set()
+    store = service.store.tenant(tenant.id)
+    stopped = "the service stopped before the response finished"
+    ended = store.responses.get(response_id)
+    assert ended.status == "failed"
+    assert ended.error == {"code": "server_error", "message": stopped}
+    assert store.responses.events(response_id)[-1].type == "response.failed"
+    [usage] = [u for u in store.usage.list(limit=50).items if u.model == model]
+    assert (usage.status, usage.error_message) == ("error", stopped)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_streamed_response_whose_service_was_killed_is_failed_by_the_next_one(
+    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
+) -> None:
+    """kill -9 mid-answer leaves nothing to end a foreground stream on the way out: the
+    restarted service's sweep fails it (it is tagged with its process's worker), so a
+    retrieve does not show it ``in_progress`` for ever and a follower sees its end."""
+    service = start_service(backend)
+    tenant = service.new_tenant()
+    client = tenant.client()
+    model = _model()
+    release = threading.Event()
+    upstream_llm.script(model, Reply(text="one two three four", hold=release, hold_after=2))
+    try:
+        with client.responses.create(model=model, input="go", stream=True) as stream:
+            response_id = ""
+            for event in stream:
+                if event.type == "response.created":
+                    response_id = event.response.id
+                if event.type == "response.output_text.delta":
+                    break
+            service.restart(kill=True)
+    finally:
+        release.set()
+    failed = _wait_status(client, response_id, {"failed"})
+    assert failed.error is not None and failed.error.code == "server_error"
+    assert "stopped before it finished (crash or kill)" in failed.error.message
+    events = list(client.responses.retrieve(response_id, stream=True))
+    assert events[-1].type == "response.failed", [e.type for e in events]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
 # -- the response goes away under its reader ----------------------------------------------------
 
 

@@ -245,6 +245,9 @@ async def create_response(body: CreateResponse, request: Request, store: TenantS
             return _streaming(_follow(store, prepared.response.id, -1, keepalive))
         return JSONResponse(wire)
     stream = bool(body.stream)
+    if stream:  # stored as it runs: if this process dies first, the sweep ends it
+        worker = service_state(request).worker.id
+        prepared.response = prepared.response.model_copy(update={"worker_id": worker})
     writes = _writes(request)
     run = ResponseRun(store, client, prepared, _db, persist=stream, live=stream, writes=writes)
     if body.stream:
