@@ -309,10 +309,13 @@ class RunWorker:
             log.info("run %s: %s; dropped", run.id, exc)
         except Exception as exc:
             log.exception("run %s failed in the worker", run.id)
-            with contextlib.suppress(Exception):
+            try:
                 await self._db(
                     ops.fail_run, store, run.id, "server_error", f"internal error: {exc!r}"
                 )
+            except Exception:  # the database is gone, say: the run stays as it was, in the
+                # log too; this worker's stop (or, after a crash, the next one's sweep) ends it
+                log.exception("run %s: its failure could not be stored", run.id)
 
     async def _call(self, store: Store, run: Run, body: dict[str, Any], client: ChatClient) -> None:
         """One upstream call: stream it into the run's message, record it, conclude the run."""
