@@ -9,13 +9,14 @@ Without either, the last writer wins, as on OpenAI.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
 
 from agentkeep.server.errors import ApiError
 
-__all__ = ["ExpectedVersion", "expected_version", "set_etag"]
+__all__ = ["ExpectedVersion", "expected_version", "set_etag", "versioned"]
 
 
 def _parse_if_match(value: str) -> int:
@@ -56,3 +57,8 @@ ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 
 def set_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = f'"{version}"'
+
+
+def versioned(content: dict[str, Any], version: int) -> JSONResponse:
+    """``content`` (a wire object, JSON already) with its ``ETag``."""
+    return JSONResponse(content, headers={"ETag": f'"{version}"'})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from agentkeep.models import Agent
@@ -13,7 +13,7 @@ from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import retry_on_conflict
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.schemas import DOCS
-from agentkeep.server.versions import ExpectedVersion, set_etag
+from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.wire.objects import (
     ASSISTANT_EXTRA_FIELDS,
     assistant_object,
@@ -65,15 +65,13 @@ def list_assistants(store: TenantStore, params: Pagination) -> JSONResponse:
 def retrieve_assistant(
     assistant_id: str,
     store: TenantStore,
-    response: Response,
     version: Annotated[
         int | None,
         Query(ge=1, description="agentkeep extension: the assistant as it was at this version."),
     ] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     agent = store.agents.get(assistant_id, version=version)
-    set_etag(response, agent.version)
-    return assistant_object(agent)
+    return versioned(assistant_object(agent), agent.version)
 
 
 def _versioned(agent: Agent) -> dict[str, Any]:
@@ -116,9 +114,8 @@ def modify_assistant(
     assistant_id: str,
     body: ModifyAssistant,
     store: TenantStore,
-    response: Response,
     expected: ExpectedVersion,
-) -> dict[str, Any]:
+) -> JSONResponse:
     given = body.model_fields_set
     changes: dict[str, Any] = {
         name: getattr(body, name)
@@ -147,8 +144,7 @@ def modify_assistant(
             )
 
     agent = retry_on_conflict(merge, attempts=1 if expected is not None else 5)
-    set_etag(response, agent.version)
-    return assistant_object(agent)
+    return versioned(assistant_object(agent), agent.version)
 
 
 @router.delete(

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from agentkeep.errors import InvalidInput
@@ -14,7 +14,7 @@ from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_conversation
 from agentkeep.server.schemas import DOCS
-from agentkeep.server.versions import ExpectedVersion, set_etag
+from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.wire.objects import conversation_object, deleted_object, item_input
 
 __all__ = ["item_rows", "items_field", "router"]
@@ -61,12 +61,9 @@ def create_conversation(store: TenantStore, body: CreateConversation | None = No
     response_model=None,
     responses=DOCS["conversation"],
 )
-def retrieve_conversation(
-    conversation_id: str, store: TenantStore, response: Response
-) -> dict[str, Any]:
+def retrieve_conversation(conversation_id: str, store: TenantStore) -> JSONResponse:
     conversation = get_conversation(store, conversation_id)
-    set_etag(response, conversation.version)
-    return conversation_object(conversation)
+    return versioned(conversation_object(conversation), conversation.version)
 
 
 @router.post(
@@ -79,16 +76,14 @@ def update_conversation(
     conversation_id: str,
     body: UpdateConversation,
     store: TenantStore,
-    response: Response,
     expected: ExpectedVersion,
-) -> dict[str, Any]:
+) -> JSONResponse:
     with store.transaction():
         get_conversation(store, conversation_id)
         conversation = store.sessions.update(
             conversation_id, expected_version=expected, metadata=body.metadata or {}
         )
-    set_etag(response, conversation.version)
-    return conversation_object(conversation)
+    return versioned(conversation_object(conversation), conversation.version)
 
 
 @router.delete(

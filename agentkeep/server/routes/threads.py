@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from agentkeep.models import Session
@@ -12,7 +12,7 @@ from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.lookup import get_thread, retry_on_conflict
 from agentkeep.server.schemas import DOCS
-from agentkeep.server.versions import ExpectedVersion, set_etag
+from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.wire.objects import deleted_object, thread_message_content, thread_object
 
 __all__ = ["new_message", "router"]
@@ -48,10 +48,9 @@ def create_thread(store: TenantStore, body: CreateThread | None = None) -> JSONR
 @router.get(
     "/{thread_id}", summary="Retrieve a thread", response_model=None, responses=DOCS["thread"]
 )
-def retrieve_thread(thread_id: str, store: TenantStore, response: Response) -> dict[str, Any]:
+def retrieve_thread(thread_id: str, store: TenantStore) -> JSONResponse:
     thread = get_thread(store, thread_id)
-    set_etag(response, thread.version)
-    return thread_object(thread)
+    return versioned(thread_object(thread), thread.version)
 
 
 @router.post(
@@ -61,9 +60,8 @@ def modify_thread(
     thread_id: str,
     body: ModifyThread,
     store: TenantStore,
-    response: Response,
     expected: ExpectedVersion,
-) -> dict[str, Any]:
+) -> JSONResponse:
     given = body.model_fields_set
     changes: dict[str, Any] = {}
     if "metadata" in given:
@@ -85,8 +83,7 @@ def modify_thread(
             )
 
     thread = retry_on_conflict(update, attempts=1 if expected is not None else 5)
-    set_etag(response, thread.version)
-    return thread_object(thread)
+    return versioned(thread_object(thread), thread.version)
 
 
 @router.delete(
