@@ -492,7 +492,7 @@ class AsyncRuns:
 
     async def active_in_session(self, session_id: str, *, kind: str | None = None) -> str | None:
         """The id of a run of the session that is active (queued, in progress,"""
-        return await asyncio.to_thread(self.sync.active_in_session, session_id, kind=kind)
+        return await arun_op(self.sync.active_in_session, session_id, kind=kind)
 
     async def add_usage(
         self,

@@ -598,6 +598,25 @@ def test_active_in_session_answers_both_questions_in_one_read(store: Store) -> N
         store.tenant("t-other-active").runs.active_in_session(thread.id)
 
 
+async def test_active_in_session_through_the_async_api_inside_and_outside_a_transaction(
+    store: Store, astore: AsyncStore
+) -> None:
+    """One implementation (an operation compiled per dialect): the async API answers the
+    same, and inside a transaction the read sees that transaction's own new run."""
+    thread = store.sessions.create(kind="thread")
+    assert await astore.runs.active_in_session(thread.id, kind="thread") is None
+    with pytest.raises(NotFound):
+        await astore.runs.active_in_session(thread.id, kind="conversation")
+    with store.transaction():
+        run = store.runs.create("asst_x", session_id=thread.id)
+        assert store.runs.active_in_session(thread.id, kind="thread") == run.id
+    assert await astore.runs.active_in_session(thread.id) == run.id
+    with store.transaction():
+        store.runs.transition(run.id, "cancelled")
+        assert store.runs.active_in_session(thread.id) is None
+    assert await astore.runs.active_in_session(thread.id) is None
+
+
 def test_claim_many_takes_the_oldest_runs_once(store: Store) -> None:
     thread = store.sessions.create(kind="thread")
     other = store.tenant("t-claim-many")

@@ -57,9 +57,11 @@ import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
 
+from agentkeep.models import ACTIVE_RUN_STATUSES
 from agentkeep.store._json import make_dumps
 from agentkeep.store._steps import Steps, Stmt
 from agentkeep.store.schema import messages as t
+from agentkeep.store.schema import runs as rt
 from agentkeep.store.schema import sessions as st
 
 __all__ = [
@@ -432,9 +434,20 @@ class MessageSQL:
 
     def __init__(self, dialect: SADialect) -> None:
         self.sa_dialect = dialect
-        self.session_exists = self.compile(
-            sa.select(const(1)).where(st.c.tenant_id == b("t"), st.c.id == b("s"))
+        of_session = (st.c.tenant_id == b("t"), st.c.id == b("s"))
+        self.session_exists = self.compile(sa.select(const(1)).where(*of_session))
+        active = (
+            sa.select(rt.c.id)
+            .where(
+                rt.c.tenant_id == st.c.tenant_id,
+                rt.c.session_id == st.c.id,
+                rt.c.status.in_([const(s) for s in sorted(ACTIVE_RUN_STATUSES)]),
+            )
+            .limit(const(1))
+            .offset(const(0))  # else SQLite's compiler adds "OFFSET ?", a parameter of its own
+            .scalar_subquery()
         )
+        self.session_active_run = self.compile(sa.select(st.c.kind, active).where(*of_session))
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
@@ -496,6 +509,16 @@ class MessageSQL:
         :class:`StoredRow` fields, or with ``chat`` only (role, content).
         """
         raise NotImplementedError
+
+    def active_run(self, tenant_id: str, session_id: str) -> Steps[tuple[str, str | None] | None]:
+        """The session's kind and the id of one of its active runs (None: none is); None
+        if there is no session. Inside a transaction that took the session's row first, it
+        sees every run committed before that (see ``Runs.active_in_session``)."""
+        found = yield Stmt(self.session_active_run, {"t": tenant_id, "s": session_id})
+        if not found:
+            return None
+        kind, run_id = found[0]
+        return str(kind), None if run_id is None else str(run_id)
 
     def exists(self, tenant_id: str, session_id: str) -> Steps[bool]:
         """Whether the session exists (in this tenant)."""

@@ -21,7 +21,6 @@ from sqlalchemy.engine import Connection
 from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import (
-    ACTIVE_RUN_STATUSES,
     RUN_TRANSITIONS,
     TERMINAL_RUN_STATUSES,
     Page,
@@ -40,6 +39,7 @@ from agentkeep.store._run_checks import (
     check_text,
     json_or_null,
 )
+from agentkeep.store._steps import Op, Read, Steps, op
 from agentkeep.store._validate import UNSET, check_object, check_tools, require_str
 from agentkeep.store.schema import agents as at
 from agentkeep.store.schema import runs as t
@@ -268,32 +268,26 @@ class Runs(Resource):
             offset=offset,
         )
 
-    def active_in_session(self, session_id: str, *, kind: str | None = None) -> str | None:
+    @op
+    def active_in_session(self, session_id: str, *, kind: str | None = None) -> Op[str | None]:
         """The id of a run of the session that is active (queued, in progress,
         requires_action or cancelling), or None.
 
         Raises ``NotFound`` if the session does not exist, or is not of
-        ``kind`` when given. One read, for both questions.
+        ``kind`` when given. One read, for both questions, compiled once per
+        dialect (``MessageSQL.active_run``): the service asks it on every
+        message it adds to a thread.
         """
         check_ref(session_id, "session_id")
-        active = (
-            sa.select(t.c.id)
-            .where(
-                t.c.tenant_id == st.c.tenant_id,
-                t.c.session_id == st.c.id,
-                t.c.status.in_(sorted(ACTIVE_RUN_STATUSES)),
-            )
-            .limit(1)
-            .scalar_subquery()
-        )
-        stmt = sa.select(st.c.kind, active).where(
-            st.c.tenant_id == self.tenant_id, st.c.id == session_id
-        )
-        with self._core.read() as conn:
-            row = conn.execute(stmt).first()
-        if row is None or (kind is not None and row[0] != kind):
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[tuple[str, str | None] | None]:
+            return sql.active_run(tenant, session_id)
+
+        found: tuple[str, str | None] | None = yield Read("reading a session's runs", steps)
+        if found is None or (kind is not None and found[0] != kind):
             raise NotFound(kind or "session", session_id)
-        return None if row[1] is None else str(row[1])
+        return found[1]
 
     def update(
         self,
