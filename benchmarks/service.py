@@ -18,13 +18,19 @@ and measures:
   everything the service does around the store call (auth, the thread lookup
   and the active-run check in the same transaction, JSON both ways) and the
   client's own HTTP work;
-- throughput: ``--clients`` asyncio tasks sharing one ``httpx.AsyncClient``
-  pool, each for ``--seconds``: create-message with each client on its own
-  thread, create-message with all clients on one shared thread, and
-  list-messages (``limit=20``) on the clients' own threads. Requests/s, p50 and
-  p99 latency, and every non-2xx response (there must be none; 5xx are
-  printed loudly). ``client CPU`` is the share of one core the load generator
-  used: near 100% means the client, not the service, was the limit.
+- throughput: ``--clients`` keep-alive connections for ``--seconds``:
+  create-message on the clients' own threads, create-message with all clients
+  on one shared thread, and list-messages (``limit=20``) on their own threads.
+  Requests/s, p50 and p99 latency, and every non-2xx response (there must be
+  none; 5xx are printed loudly). The load comes from ``wrk`` when it is
+  installed (``apt-get install wrk``; ``benchmarks/wrk_load.py``: one wrk
+  thread, a Lua script cycling through the clients' threads), else from
+  ``--clients`` asyncio tasks sharing one ``httpx.AsyncClient`` pool
+  (``--generator httpx``). ``client CPU`` is the share of one core the load
+  generator used: near 100% means the client, not the service, was the limit,
+  as the httpx clients are on two cores (measured: about 7 ms of client CPU a
+  request, so both servers ran at the client's pace and the ratios were
+  flattered; wrk uses 2-5% of a core).
 
 A request that fails without a response (a reset connection, a timeout) counts
 as failed, with its exception, like a non-2xx; the exit status is 1 if any did.
@@ -66,6 +72,8 @@ from rich.table import Table
 
 from benchmarks.__main__ import DEFAULT_PG, RESULTS, PostgresDatabases
 from benchmarks.report import _fmt
+from benchmarks.wrk_load import available as wrk_available
+from benchmarks.wrk_load import wrk_phase
 
 API_KEY = "bench-key"
 TENANT = "bench"
@@ -79,6 +87,7 @@ class Config:
     seconds: float = 10.0  # per throughput phase
     warmup: float = 1.0  # per throughput phase, not counted
     overhead_ops: int = 600  # per operation and path, over the rounds
+    generator: str = "wrk"  # what sends the throughput phases' requests: wrk or httpx
     overhead_rounds: int = 6
     startup_timeout: float = 60.0
 
@@ -293,9 +302,23 @@ async def throughput(bases: dict[str, str], cfg: Config) -> dict[str, list[dict[
         for k in range(len(phases[names[0]])):
             for name in names if k % 2 == 0 else names[::-1]:
                 phase = phases[name][k]
-                results[name].append(
-                    await _phase(clients[name], phase, cfg.clients, cfg.seconds, cfg.warmup)
-                )
+                if cfg.generator == "wrk":
+                    paths = sorted({phase.path(i) for i in range(cfg.clients)})
+                    done = await asyncio.to_thread(
+                        wrk_phase,
+                        bases[name],
+                        phase.name,
+                        paths,
+                        phase.method,
+                        phase.body,
+                        api_key=API_KEY,
+                        clients=cfg.clients,
+                        seconds=cfg.seconds,
+                        warmup=cfg.warmup,
+                    )
+                else:
+                    done = await _phase(clients[name], phase, cfg.clients, cfg.seconds, cfg.warmup)
+                results[name].append(done)
     return results
 
 
@@ -491,8 +514,9 @@ def _phase_row(run: dict[str, Any], p: dict[str, Any], server: str, ratio: str) 
 def print_tables(doc: dict[str, Any], console: Console) -> None:
     cfg = doc["config"]
     table = Table(
-        title=f"agentkeep service over HTTP: {cfg['clients']} concurrent clients, "
-        f"{cfg['seconds']:g}s per phase ({doc['machine']['cpus']} CPUs)"
+        title=f"agentkeep service over HTTP: {cfg['clients']} concurrent clients "
+        f"({cfg.get('generator', 'httpx')}), {cfg['seconds']:g}s per phase "
+        f"({doc['machine']['cpus']} CPUs)"
     )
     for col, just in [
         ("backend", "left"),
@@ -583,12 +607,21 @@ def main(argv: list[str] | None = None) -> int:
         default="1,2" if (os.cpu_count() or 1) >= 2 else "1",
         help="comma-separated uvicorn worker counts to run (default 1,2 on 2+ cores)",
     )
+    parser.add_argument(
+        "--generator",
+        choices=("wrk", "httpx"),
+        help="what sends the load: wrk (default when installed: apt-get install wrk) or "
+        "the in-process asyncio + httpx clients, which use about a core themselves",
+    )
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL admin URL")
     parser.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/)")
     args = parser.parse_args(argv)
 
     cfg = Config.quick() if args.quick else Config()
     cfg.clients = args.clients
+    cfg.generator = args.generator or ("wrk" if wrk_available() else "httpx")
+    if cfg.generator == "wrk" and not wrk_available():
+        parser.error("--generator wrk: wrk is not installed (apt-get install wrk)")
     if args.seconds is not None:
         cfg.seconds = args.seconds
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
