@@ -8,6 +8,7 @@ both where it matters.
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import pytest
 from _postgres import terminate_backends
@@ -453,3 +454,66 @@ def test_a_failed_append_inside_a_transaction_leaves_it_usable_and_gapless(store
         ]
     assert [m.seq for m in store.messages.recent(s.id)] == [first.seq, second.seq] == [1, 2]
     assert store.sessions.get(s.id).message_count == 2
+
+
+def test_a_sessions_list_pages_as_the_generic_listing_does(store: Store) -> None:
+    """``messages.list`` of one session (by run at most) reads with the compiled message
+    statements; every page, in both orders and from both cursors, is the one the generic
+    listing gives (a filter that keeps every message sends it that way), message for
+    message, inside a transaction too."""
+    from datetime import UTC, datetime
+
+    s = store.sessions.create(kind="thread")
+    other = store.sessions.create()
+    store.messages.append(other.id, "user", "elsewhere")
+    contents: list[Any] = [
+        "plain",
+        [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}],
+        'quote " and \\ backslash',
+        [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}],
+    ]
+    for i in range(11):
+        store.messages.append(
+            s.id,
+            "user" if i % 2 else "assistant",
+            contents[i % len(contents)],
+            run_id="run_a" if i % 3 == 0 else None,
+            agent_id="asst_x" if i == 4 else None,
+            idempotency_key=f"k{i}" if i == 5 else None,
+            metadata={"i": str(i)} if i % 4 == 0 else None,
+        )
+    everything = datetime(1970, 1, 2, tzinfo=UTC)  # a filter: the generic listing
+    ids = [m.id for m in store.messages.list(s.id, limit=100).items]
+    assert len(ids) == 11
+    for order in ("asc", "desc"):
+        for run_id in (None, "run_a"):
+            for cursor in (None, ids[0], ids[5], ids[10]):
+                for kw in ({}, {"after": cursor}, {"before": cursor}):
+                    if cursor is None and kw:
+                        continue
+                    args = {"limit": 3, "order": order, "run_id": run_id, **kw}
+                    fast = store.messages.list(s.id, **args)  # type: ignore[arg-type]
+                    slow = store.messages.list(s.id, created_after=everything, **args)  # type: ignore[arg-type]
+                    assert fast == slow, (order, run_id, kw)
+                    with store.transaction():
+                        assert store.messages.list(s.id, **args) == slow  # type: ignore[arg-type]
+    both = store.messages.list(s.id, after=ids[1], before=ids[8], limit=100)
+    assert [m.id for m in both.items] == ids[2:8] and not both.has_more
+    assert all(m == store.messages.get(m.id) for m in store.messages.list(s.id, limit=100))
+    with pytest.raises(InvalidInput) as bad:
+        store.messages.list(s.id, after="msg_missing")
+    assert bad.value.field == "after"
+    with pytest.raises(InvalidInput) as bad:
+        store.messages.list(s.id, before="msg_missing")
+    assert bad.value.field == "before"
+    with pytest.raises(InvalidInput) as bad:
+        store.messages.list(s.id, limit=0)
+    assert bad.value.field == "limit"
+    with pytest.raises(InvalidInput) as bad:
+        store.messages.list(s.id, order="up")  # type: ignore[arg-type]
+    assert bad.value.field == "order"
+    with pytest.raises(NotFound):
+        store.messages.list("sess_missing")
+    empty = store.sessions.create()
+    assert store.messages.list(empty.id) == store.messages.list(empty.id, created_after=everything)
+    assert store.messages.list(s.id, run_id="run_none").items == []

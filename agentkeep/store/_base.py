@@ -73,7 +73,7 @@ def paginate(
     the page that comes just before an id. ``offset`` skips that many rows
     first, in the database (for APIs that page by offset, like curio's).
     """
-    _check_page(limit, offset, order)
+    check_page(limit, offset, order)
     listing = _Listing(conn, table, sort if sort is not None else table.c.id, tenant_id)
     conds = [table.c.tenant_id == tenant_id, *where]
     forward = order == "asc"
@@ -106,7 +106,7 @@ def paginate(
     )
 
 
-def _check_page(limit: int, offset: int, order: str) -> None:
+def check_page(limit: int, offset: int, order: str) -> None:
     check_limit(limit)
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidInput("must be a non-negative integer", field="offset")

@@ -448,6 +448,10 @@ class MessageSQL:
             .scalar_subquery()
         )
         self.session_active_run = self.compile(sa.select(st.c.kind, active).where(*of_session))
+        self.message_seq = self.compile(
+            sa.select(t.c.seq).where(t.c.tenant_id == b("t"), t.c.id == b("c"))
+        )
+        self._pages: dict[tuple[bool, bool, bool, bool, bool], str] = {}
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
@@ -509,6 +513,65 @@ class MessageSQL:
         :class:`StoredRow` fields, or with ``chat`` only (role, content).
         """
         raise NotImplementedError
+
+    def page(
+        self,
+        tenant_id: str,
+        session_id: str,
+        limit: int,
+        *,
+        forward: bool,
+        after: str | None,
+        before: str | None,
+        run_id: str | None,
+    ) -> Steps[tuple[list[StoredRow], bool, bool] | str]:
+        """One page of a session's messages in ``seq`` order (``forward``: ascending), as
+        ``paginate`` pages a listing: the rows (one more than ``limit`` when there are more),
+        whether they were read in reverse (``before`` without ``after``: the rows closest
+        to it, to be put back in order) and whether the session exists (asked only of an
+        empty first page). A cursor is a message id of the tenant; one it does not have
+        is returned as the name of its field instead.
+        """
+        params: dict[str, Any] = {"t": tenant_id, "s": session_id, "n": limit + 1}
+        for field, ident in (("a", after), ("b", before)):
+            if ident is not None:
+                found = yield Stmt(self.message_seq, {"t": tenant_id, "c": ident})
+                if not found:
+                    return "after" if field == "a" else "before"
+                params[f"{field}seq"], params[f"{field}id"] = found[0][0], ident
+        if run_id is not None:
+            params["r"] = run_id
+        reverse = before is not None and after is None
+        ascending = forward != reverse
+        key = (ascending, forward, after is not None, before is not None, run_id is not None)
+        sql = self._pages.get(key)
+        if sql is None:
+            sql = self._pages[key] = self.compile(self._page(*key))
+        rows = [StoredRow._make(r) for r in (yield Stmt(sql, params))]
+        exists = True
+        if not rows and after is None and before is None:
+            exists = yield from self.exists(tenant_id, session_id)
+        return rows, reverse, exists
+
+    def _page(
+        self, ascending: bool, forward: bool, after: bool, before: bool, run: bool
+    ) -> sa.Select[Any]:
+        conds: list[sa.ColumnElement[bool]] = [t.c.tenant_id == b("t"), t.c.session_id == b("s")]
+        if run:
+            conds.append(t.c.run_id == b("r"))
+        # Past a cursor in the listing's order, (seq, id) as paginate compares them: the
+        # seq bound alone lets the (tenant, session, seq) index find the start.
+        for field, used, greater in (("a", after, forward), ("b", before, not forward)):
+            if not used:
+                continue
+            cs: sa.BindParameter[int] = b(f"{field}seq", type_=sa.BigInteger)
+            ci: sa.BindParameter[str] = b(f"{field}id")
+            if greater:
+                conds += [t.c.seq >= cs, sa.or_(t.c.seq > cs, t.c.id > ci)]
+            else:
+                conds += [t.c.seq <= cs, sa.or_(t.c.seq < cs, t.c.id < ci)]
+        order = t.c.seq.asc() if ascending else t.c.seq.desc()
+        return self.select_stored().where(*conds).order_by(order).limit(b("n")).offset(const(0))
 
     def active_run(self, tenant_id: str, session_id: str) -> Steps[tuple[str, str | None] | None]:
         """The session's kind and the id of one of its active runs (None: none is); None

@@ -36,7 +36,14 @@ from agentkeep.models.common import (
     utcnow_micros,
 )
 from agentkeep.models.messages import ROLES
-from agentkeep.store._base import Resource, Row, paginate, time_range, update_row_returning
+from agentkeep.store._base import (
+    Resource,
+    Row,
+    check_page,
+    paginate,
+    time_range,
+    update_row_returning,
+)
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
 from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
 from agentkeep.store._validate import UNSET, check_object, json_text, opt_text
@@ -556,6 +563,11 @@ class Messages(Resource):
         order: Order = "asc",
     ) -> Page[Message]:
         """Messages of a session in ``seq`` order, or across sessions (by id) when no session is given."""
+        plain = (role, content_type, agent_id, created_after, created_before, after_seq)
+        if session_id is not None and plain == (None,) * 6:  # what the service's list asks
+            return self._core.run_op(
+                self._one_page(session_id, run_id, limit, after, before, order)
+            )
         where: list[sa.ColumnElement[bool]] = []
         if session_id is not None:
             where.append(t.c.session_id == session_id)
@@ -586,6 +598,51 @@ class Messages(Resource):
             if session_id is not None and not page.items and after is None and before is None:
                 self._require_session(session_id)
             return page
+
+    def _one_page(
+        self,
+        session_id: str,
+        run_id: str | None,
+        limit: int,
+        after: str | None,
+        before: str | None,
+        order: Order,
+    ) -> Op[Page[Message]]:
+        """``list`` of one session, filtered by run at most: the compiled statements of
+        ``MessageSQL.page`` and the messages built as ``recent`` builds them."""
+        check_page(limit, 0, order)
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[tuple[builtins.list[StoredRow], bool, bool] | str]:
+            return sql.page(
+                tenant,
+                session_id,
+                limit,
+                forward=order == "asc",
+                after=after,
+                before=before,
+                run_id=run_id,
+            )
+
+        done: tuple[builtins.list[StoredRow], bool, bool] | str
+        done = yield Read("listing messages", steps)
+        if isinstance(done, str):
+            cursor = after if done == "after" else before
+            raise InvalidInput(f"no object with id {cursor!r} in this listing", field=done)
+        rows, reverse, exists = done
+        if not exists:
+            raise NotFound("session", session_id)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        if reverse:
+            rows.reverse()
+        items = _from_rows(tenant, session_id, rows, sql)
+        return Page(
+            items=items,
+            has_more=has_more,
+            first_id=items[0].id if items else None,
+            last_id=items[-1].id if items else None,
+        )
 
     @op
     def recent(self, session_id: str, n: int = 20) -> Op[builtins.list[Message]]:
