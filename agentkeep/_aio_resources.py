@@ -274,9 +274,9 @@ class AsyncSessions:
         """Delete a session with its messages, runs, steps, events, tool calls and snapshots."""
         return await asyncio.to_thread(self.sync.delete, session_id)
 
-    async def exists(self, session_id: str) -> bool:
-        """Whether this tenant has a session ``session_id`` (one indexed read, no payload)."""
-        return await asyncio.to_thread(self.sync.exists, session_id)
+    async def exists(self, session_id: str, *, kind: str | None = None) -> bool:
+        """Whether this tenant has a session ``session_id``, of ``kind`` when given."""
+        return await arun_op(self.sync.exists, session_id, kind=kind)
 
     async def fork(
         self,

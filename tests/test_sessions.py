@@ -216,6 +216,9 @@ def test_exists_and_listing_by_id_prefix(store: Store) -> None:
     assert store.sessions.exists(made[0].id)
     assert not store.sessions.exists("kode_nope")
     assert not store.tenant("elsewhere").sessions.exists(made[0].id)
+    assert store.sessions.exists(made[0].id, kind=made[0].kind)
+    assert not store.sessions.exists(made[0].id, kind="not-its-kind")
+    assert not store.sessions.exists("kode_nope", kind=made[0].kind)
     listed = store.sessions.list(id_prefix="kode_a", order="asc")
     assert [s.id for s in listed.items] == ["kode_a1", "kode_a2"]
     # the prefix is literal: % and _ are no wildcards

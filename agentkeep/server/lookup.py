@@ -16,6 +16,7 @@ __all__ = [
     "get_conversation",
     "get_thread",
     "require_no_active_run",
+    "require_thread",
     "retry_on_conflict",
 ]
 
@@ -35,6 +36,13 @@ def _get_session(store: Store, session_id: str, kind: str, *, lock: bool = False
 def get_thread(store: Store, thread_id: str, *, lock: bool = False) -> Session:
     """The thread, or 404 (also for a session of another kind); ``lock`` as in ``sessions.get``."""
     return _get_session(store, thread_id, "thread", lock=lock)
+
+
+def require_thread(store: Store, thread_id: str) -> None:
+    """404 unless ``thread_id`` is a thread: ``get_thread`` for a caller that does not use
+    it (one compiled read of its kind, not the whole row through SQLAlchemy)."""
+    if not store.sessions.exists(thread_id, kind="thread"):
+        raise NotFound("thread", thread_id)
 
 
 def get_conversation(store: Store, conversation_id: str) -> Session:

@@ -436,6 +436,7 @@ class MessageSQL:
         self.sa_dialect = dialect
         of_session = (st.c.tenant_id == b("t"), st.c.id == b("s"))
         self.session_exists = self.compile(sa.select(const(1)).where(*of_session))
+        self.session_kind = self.compile(sa.select(st.c.kind).where(*of_session))
         active = (
             sa.select(rt.c.id)
             .where(
@@ -582,6 +583,11 @@ class MessageSQL:
             return None
         kind, run_id = found[0]
         return str(kind), None if run_id is None else str(run_id)
+
+    def kind(self, tenant_id: str, session_id: str) -> Steps[str | None]:
+        """The session's kind; None if there is no session."""
+        found = yield Stmt(self.session_kind, {"t": tenant_id, "s": session_id})
+        return str(found[0][0]) if found else None
 
     def exists(self, tenant_id: str, session_id: str) -> Steps[bool]:
         """Whether the session exists (in this tenant)."""

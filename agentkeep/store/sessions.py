@@ -15,6 +15,7 @@ from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times, time_range
+from agentkeep.store._steps import Op, Read, Steps, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
@@ -93,15 +94,19 @@ class Sessions(Resource):
             conn.execute(sa.insert(t), values)
         return to_session(values)
 
-    def exists(self, session_id: str) -> bool:
-        """Whether this tenant has a session ``session_id`` (one indexed read, no payload)."""
-        with self._core.read() as conn:
-            found = conn.execute(
-                sa.select(sa.literal(1)).where(
-                    t.c.tenant_id == self.tenant_id, t.c.id == session_id
-                )
-            ).first()
-        return found is not None
+    @op
+    def exists(self, session_id: str, *, kind: str | None = None) -> Op[bool]:
+        """Whether this tenant has a session ``session_id``, of ``kind`` when given.
+
+        One indexed read of its kind, compiled once per dialect.
+        """
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[str | None]:
+            return sql.kind(tenant, session_id)
+
+        found: str | None = yield Read("reading a session", steps)
+        return found is not None and (kind is None or found == kind)
 
     def get(self, session_id: str, *, lock: bool = False) -> Session:
         """A session by id.

@@ -11,7 +11,7 @@ from agentkeep.errors import NotFound
 from agentkeep.models import Message
 from agentkeep.server.bodies import CreateMessage, ModifyMessage
 from agentkeep.server.deps import TenantStore
-from agentkeep.server.lookup import get_thread, require_no_active_run
+from agentkeep.server.lookup import require_no_active_run, require_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.schemas import DOCS
@@ -33,7 +33,7 @@ IdempotencyKey = Annotated[
 
 
 def _get(store: Store, thread_id: str, message_id: str) -> Message:
-    get_thread(store, thread_id)
+    require_thread(store, thread_id)
     try:
         return store.messages.get(message_id, session_id=thread_id)
     except NotFound:
@@ -69,7 +69,7 @@ def list_messages(
     run_id: Annotated[str | None, Query(description="Only the messages of this run.")] = None,
 ) -> JSONResponse:
     with store.reading():  # the thread and its messages on one connection
-        get_thread(store, thread_id)
+        require_thread(store, thread_id)
         page = store.messages.list(
             thread_id,
             run_id=run_id or None,

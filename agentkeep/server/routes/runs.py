@@ -34,7 +34,7 @@ from agentkeep.server.bodies import (
 )
 from agentkeep.server.deps import TenantStore, service_state
 from agentkeep.server.errors import ApiError
-from agentkeep.server.lookup import active_run_id, get_thread
+from agentkeep.server.lookup import active_run_id, get_thread, require_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.streaming import stream_run
@@ -58,7 +58,7 @@ POLL_AFTER_MS = "200"  # tells the SDK's create_and_poll how often to look
 
 
 def _get_run(store: Store, thread_id: str, run_id: str) -> Run:
-    get_thread(store, thread_id)
+    require_thread(store, thread_id)
     run = store.runs.get(run_id)
     if run.session_id != thread_id:
         raise NotFound("run", run_id)
@@ -178,7 +178,7 @@ def create_run(
 
 @router.get("/v1/threads/{thread_id}/runs", summary="List runs")
 def list_runs(thread_id: str, store: TenantStore, params: Pagination) -> dict[str, Any]:
-    get_thread(store, thread_id)
+    require_thread(store, thread_id)
     page = store.runs.list(
         session_id=thread_id,
         limit=params.limit,
