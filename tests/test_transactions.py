@@ -128,6 +128,25 @@ def test_without_savepoints_a_caught_failure_at_the_end_still_rolls_back(store: 
     assert [s.title for s in store.sessions.list().items] == ["taken"]
 
 
+def test_without_savepoints_a_failed_message_write_fails_the_whole_transaction(
+    store: Store,
+) -> None:
+    """The message operations' writes share such a transaction too (``Core.run_write``):
+    one that fails there, even caught, leaves the transaction only able to roll back."""
+    session = store.sessions.create(title="kept")
+    taken = store.messages.append(session.id, "user", "first")
+    with (
+        pytest.raises(Conflict, match="earlier in this transaction"),
+        store.transaction(savepoints=False),
+    ):
+        store.messages.append(session.id, "user", "before")
+        with pytest.raises(Conflict):
+            store.messages.append(session.id, "user", "duplicate id", id=taken.id)
+        store.messages.append(session.id, "user", "after")  # refused
+    assert [m.text for m in store.messages.list(session.id).items] == ["first"]
+    assert store.sessions.get(session.id).last_seq == 1
+
+
 def test_a_savepoint_inside_a_transaction_without_savepoints_undoes_its_failure(
     store: Store,
 ) -> None:
