@@ -144,26 +144,22 @@ def test_postgres_schema_option(postgres_server: Any) -> None:
     assert caught.value.field == "schema"
 
 
-def test_required_action_ttl_setting() -> None:
-    assert Settings.from_env({}).required_action_ttl_seconds == 600.0
-    env = {"AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS": "2.5"}
-    assert Settings.from_env(env).required_action_ttl_seconds == 2.5
+@pytest.mark.parametrize(
+    ("name", "attribute", "default"),
+    [
+        ("AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS", "required_action_ttl_seconds", 600.0),
+        # How long a stopping service lets its requests in flight finish (uvicorn's
+        # graceful shutdown timeout).
+        ("AGENTKEEP_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", 10.0),
+    ],
+)
+def test_settings_in_seconds_above_zero(name: str, attribute: str, default: float) -> None:
+    assert getattr(Settings.from_env({}), attribute) == default
+    assert getattr(Settings.from_env({name: "2.5"}), attribute) == 2.5
     for bad in ("0", "-1", "soon", "nan", "inf"):
         with pytest.raises(InvalidInput) as caught:
-            Settings.from_env({"AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS": bad})
-        assert caught.value.field == "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"
-
-
-def test_shutdown_grace_setting() -> None:
-    """How long a stopping service lets its requests in flight finish (uvicorn's graceful
-    shutdown timeout): a positive, finite number of seconds."""
-    assert Settings.from_env({}).shutdown_grace_seconds == 10.0
-    env = {"AGENTKEEP_SHUTDOWN_GRACE_SECONDS": "30"}
-    assert Settings.from_env(env).shutdown_grace_seconds == 30.0
-    for bad in ("0", "-1", "later", "nan", "inf"):
-        with pytest.raises(InvalidInput) as caught:
-            Settings.from_env({"AGENTKEEP_SHUTDOWN_GRACE_SECONDS": bad})
-        assert caught.value.field == "AGENTKEEP_SHUTDOWN_GRACE_SECONDS"
+            Settings.from_env({name: bad})
+        assert caught.value.field == name
 
 
 def test_response_ttl_days_setting() -> None:
