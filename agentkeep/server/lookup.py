@@ -15,6 +15,7 @@ __all__ = [
     "active_run_id",
     "get_conversation",
     "get_thread",
+    "require_conversation",
     "require_no_active_run",
     "require_thread",
     "retry_on_conflict",
@@ -38,16 +39,26 @@ def get_thread(store: Store, thread_id: str, *, lock: bool = False) -> Session:
     return _get_session(store, thread_id, "thread", lock=lock)
 
 
-def require_thread(store: Store, thread_id: str) -> None:
-    """404 unless ``thread_id`` is a thread: ``get_thread`` for a caller that does not use
-    it (one compiled read of its kind, not the whole row through SQLAlchemy)."""
-    if not store.sessions.exists(thread_id, kind="thread"):
-        raise NotFound("thread", thread_id)
-
-
 def get_conversation(store: Store, conversation_id: str) -> Session:
     """The conversation, or 404 (also for a session of another kind)."""
     return _get_session(store, conversation_id, "conversation")
+
+
+def _require_session(store: Store, session_id: str, kind: str) -> None:
+    """``_get_session`` for a caller that does not use the session: one compiled read of
+    its kind, not the whole row through SQLAlchemy."""
+    if not store.sessions.exists(session_id, kind=kind):
+        raise NotFound(kind, session_id)
+
+
+def require_thread(store: Store, thread_id: str) -> None:
+    """404 unless ``thread_id`` is a thread."""
+    _require_session(store, thread_id, "thread")
+
+
+def require_conversation(store: Store, conversation_id: str) -> None:
+    """404 unless ``conversation_id`` is a conversation."""
+    _require_session(store, conversation_id, "conversation")
 
 
 def active_run_id(store: Store, thread_id: str) -> str | None:

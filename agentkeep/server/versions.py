@@ -55,10 +55,14 @@ def expected_version(
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 
 
+def _etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
 def set_etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
+    response.headers.update(_etag(version))
 
 
 def versioned(content: dict[str, Any], version: int) -> JSONResponse:
     """``content`` (a wire object, JSON already) with its ``ETag``."""
-    return JSONResponse(content, headers={"ETag": f'"{version}"'})
+    return JSONResponse(content, headers=_etag(version))

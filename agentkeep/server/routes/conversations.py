@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from agentkeep.errors import InvalidInput
 from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
-from agentkeep.server.lookup import get_conversation
+from agentkeep.server.lookup import get_conversation, require_conversation
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.wire.objects import conversation_object, deleted_object, item_input
@@ -79,7 +79,7 @@ def update_conversation(
     expected: ExpectedVersion,
 ) -> JSONResponse:
     with store.transaction():
-        get_conversation(store, conversation_id)
+        require_conversation(store, conversation_id)
         conversation = store.sessions.update(
             conversation_id, expected_version=expected, metadata=body.metadata or {}
         )
@@ -94,6 +94,6 @@ def update_conversation(
 )
 def delete_conversation(conversation_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
-        get_conversation(store, conversation_id)
+        require_conversation(store, conversation_id)
         store.sessions.delete(conversation_id)
     return JSONResponse(deleted_object(conversation_id, "conversation.deleted"))

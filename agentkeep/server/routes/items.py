@@ -11,7 +11,7 @@ from agentkeep.errors import NotFound
 from agentkeep.models import Message
 from agentkeep.server.bodies import CreateItems
 from agentkeep.server.deps import TenantStore
-from agentkeep.server.lookup import get_conversation
+from agentkeep.server.lookup import get_conversation, require_conversation
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
@@ -31,7 +31,7 @@ Include = Annotated[
 
 
 def _get(store: Store, conversation_id: str, item_id: str) -> Message:
-    get_conversation(store, conversation_id)
+    require_conversation(store, conversation_id)
     try:
         return store.messages.get(item_id, session_id=conversation_id)
     except NotFound:
@@ -51,7 +51,7 @@ def create_items(
         for i, row in enumerate(rows):
             row["idempotency_key"] = f"{idempotency_key}:{i}"
     with items_field(), store.transaction():
-        get_conversation(store, conversation_id)
+        require_conversation(store, conversation_id)
         messages = store.messages.append_many(conversation_id, rows)
     data = [item_object(m) for m in messages]
     return JSONResponse(
@@ -71,7 +71,7 @@ def create_items(
 def list_items(
     conversation_id: str, store: TenantStore, params: Pagination, include: Include = None
 ) -> JSONResponse:
-    get_conversation(store, conversation_id)
+    require_conversation(store, conversation_id)
     page = store.messages.list(
         conversation_id,
         limit=params.limit,

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from agentkeep.models import Session
 from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
-from agentkeep.server.lookup import get_thread, retry_on_conflict
+from agentkeep.server.lookup import get_thread, require_thread, retry_on_conflict
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.wire.objects import deleted_object, thread_message_content, thread_object
@@ -70,7 +70,7 @@ def modify_thread(
     def update() -> Session:
         with store.transaction():
             if "tool_resources" not in given:
-                get_thread(store, thread_id)
+                require_thread(store, thread_id)
                 return store.sessions.update(thread_id, expected_version=expected, **changes)
             # read under the row's lock until we commit: one change, one version
             current = get_thread(store, thread_id, lock=True)
@@ -91,6 +91,6 @@ def modify_thread(
 )
 def delete_thread(thread_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
-        get_thread(store, thread_id)
+        require_thread(store, thread_id)
         store.sessions.delete(thread_id)
     return JSONResponse(deleted_object(thread_id, "thread.deleted"))
