@@ -20,6 +20,7 @@ from agentkeep.runner import RunWorker, stopping
 from agentkeep.server import ratelimit
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.middleware import GuardMiddleware
 from agentkeep.server.observe import ObserveMiddleware
 from agentkeep.server.observe import router as metrics_router
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         lifespan=lifespan,
         docs_url=None,  # served by install_ui from the vendored Swagger UI
         redoc_url=None,
+        default_response_class=JSONResponse,  # the handlers returning a dict (the runs')
     )
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -25,7 +25,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentkeep.errors import (
@@ -37,6 +36,7 @@ from agentkeep.errors import (
     SchemaError,
     StoreUnavailable,
 )
+from agentkeep.server.json_response import JSONResponse
 
 __all__ = [
     "ApiError",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +26,7 @@ from agentkeep.models import TERMINAL_RUN_STATUSES, Event
 from agentkeep.runner import notify, ops
 from agentkeep.server.errors import error_body, translate_error
 from agentkeep.store import Store
+from agentkeep.wire.encoding import dumps
 from agentkeep.wire.sse import KEEPALIVE
 
 __all__ = ["POLL_S", "sse", "stream_run"]
@@ -45,10 +45,9 @@ def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
     Object keys are sorted: an event handed over live and the same event read
     back (PostgreSQL's jsonb keeps keys in an order of its own) are the same bytes.
     """
-    head = f"event: {kind}\n"
-    body = f"data: {data if isinstance(data, str) else json.dumps(data, sort_keys=True)}\n"
-    tail = f"id: {ident}\n" if ident is not None else ""
-    return (head + body + tail + "\n").encode()
+    body = data.encode() if isinstance(data, str) else dumps(data, sort_keys=True)
+    tail = b"\n" if ident is None else b"id: %d\n\n" % ident
+    return b"event: " + kind.encode() + b"\ndata: " + body + b"\n" + tail
 
 
 def _chunk(events: list[Event]) -> bytes:

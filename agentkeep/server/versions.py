@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Response
-from fastapi.responses import JSONResponse
 
 from agentkeep.server.errors import ApiError
+from agentkeep.server.json_response import JSONResponse
 
 __all__ = ["ExpectedVersion", "expected_version", "set_etag", "versioned"]
 

@@ -8,7 +8,6 @@ fragment; ``end`` follows once the run has stopped and everything is read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Event, Run
 from agentkeep.store import Store
 from agentkeep.ui.auth import SignedIn
 from agentkeep.ui.web import UiRoute, render, templates
+from agentkeep.wire.encoding import dumps
 from agentkeep.wire.sse import KEEPALIVE
 
 __all__ = ["router"]
@@ -158,7 +158,7 @@ def run_timeline(request: Request, visitor: SignedIn, run_id: str) -> Response:
 
 
 def _sse(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+    return b"event: " + kind.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 def _events_after(store: Store, run_id: str, bookmark: int) -> list[Event]:

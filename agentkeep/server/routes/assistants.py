@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from agentkeep.models import Agent
 from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
 from agentkeep.server.deps import TenantStore
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import retry_on_conflict
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.schemas import DOCS

@@ -7,11 +7,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from agentkeep.errors import InvalidInput
 from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import get_conversation, require_conversation
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned

@@ -9,10 +9,10 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
 
 from agentkeep.server.deps import ServiceState, service_state
 from agentkeep.server.errors import error_body
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.store import migrate
 
 __all__ = ["router"]

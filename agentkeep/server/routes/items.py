@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from agentkeep.errors import NotFound
 from agentkeep.models import Message
 from agentkeep.server.bodies import CreateItems
 from agentkeep.server.deps import TenantStore
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import get_conversation, require_conversation
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.conversations import item_rows, items_field

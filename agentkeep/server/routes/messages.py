@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
 
 from agentkeep.errors import NotFound
 from agentkeep.models import Message
 from agentkeep.server.bodies import CreateMessage, ModifyMessage
 from agentkeep.server.deps import TenantStore
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import require_no_active_run, require_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
 
 from agentkeep.runner.upstream import UpstreamError
 from agentkeep.server.deps import ServiceState, ServiceStateDep, tenant_store
 from agentkeep.server.errors import ApiError
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.schemas import DOCS
 
 __all__ = ["router"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from agentkeep.models.responses import TERMINAL_RESPONSE_STATUSES
 from agentkeep.runner import notify
@@ -26,8 +25,10 @@ from agentkeep.runner.responses import (
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.server.deps import TenantStore, service_state
 from agentkeep.server.errors import ApiError, translate_error
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.pagination import Pagination
 from agentkeep.store import Store
+from agentkeep.wire.encoding import dumps
 from agentkeep.wire.objects import list_object
 from agentkeep.wire.responses import (
     END_EVENT_TYPES,
@@ -66,7 +67,8 @@ def _writes(request: Request) -> ResponseWrites:
 
 
 def _sse(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    kind: str = event["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + dumps(event) + b"\n\n"
 
 
 def _error_event(exc: Exception, number: int) -> bytes:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from agentkeep.errors import InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Agent, Run
@@ -34,6 +34,7 @@ from agentkeep.server.bodies import (
 )
 from agentkeep.server.deps import TenantStore, service_state
 from agentkeep.server.errors import ApiError
+from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import active_run_id, get_thread, require_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
