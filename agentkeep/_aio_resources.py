@@ -465,6 +465,27 @@ class AsyncMessages:
             order=order,
         )
 
+    async def page(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "asc",
+    ) -> Page[Message]:
+        """One page of a session's messages in ``seq`` order, of one run at most."""
+        return await arun_op(
+            self.sync.page,
+            session_id,
+            run_id=run_id,
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+        )
+
     async def recent(self, session_id: str, n: int = 20) -> builtins.list[Message]:
         """The last ``n`` messages of a session, oldest first."""
         return await arun_op(self.sync.recent, session_id, n)

@@ -53,6 +53,20 @@ async def test_async_operations_match_the_sync_ones(store: Store, astore: AsyncS
         await astore.messages.append(s.id, "nobody", "x")
     assert await astore.messages.append_many(s.id, []) == []
     assert store.sessions.get(s.id).last_seq == 3
+    for order in ("asc", "desc"):
+        for run_id in (None, "run_x"):
+            for cursor in ({}, {"after": one.id}, {"before": many[2].id}):
+                args: dict[str, Any] = {"limit": 2, "order": order, "run_id": run_id, **cursor}
+                page = await astore.messages.page(s.id, **args)
+                assert (
+                    page == store.messages.page(s.id, **args) == store.messages.list(s.id, **args)
+                )
+    assert await astore.sessions.exists(s.id, kind="thread") is False
+    with pytest.raises(NotFound):
+        await astore.messages.page("sess_missing")
+    with pytest.raises(InvalidInput) as bad:
+        await astore.messages.page(s.id, after="msg_missing")
+    assert bad.value.field == "after"
 
 
 async def test_async_message_operations_take_no_worker_thread(
@@ -68,6 +82,8 @@ async def test_async_message_operations_take_no_worker_thread(
     await astore.messages.append_many(s.id, [{"role": "user", "content": "b"}])
     assert [m.text for m in await astore.messages.recent(s.id)] == ["a", "b"]
     assert len(await astore.messages.history(s.id)) == 2
+    assert [m.text for m in (await astore.messages.page(s.id)).items] == ["a", "b"]
+    assert await astore.sessions.exists(s.id)
 
 
 @pytest.mark.parametrize("durability", ["normal", "full"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from agentkeep._aio_util import arun_op
 from agentkeep.errors import Conflict, InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Session
 from agentkeep.runner.ops import expire_if_due
@@ -13,6 +14,7 @@ from agentkeep.store import Store
 
 __all__ = [
     "active_run_id",
+    "arequire_thread",
     "get_conversation",
     "get_thread",
     "require_conversation",
@@ -54,6 +56,12 @@ def _require_session(store: Store, session_id: str, kind: str) -> None:
 def require_thread(store: Store, thread_id: str) -> None:
     """404 unless ``thread_id`` is a thread."""
     _require_session(store, thread_id, "thread")
+
+
+async def arequire_thread(store: Store, thread_id: str) -> None:
+    """``require_thread`` on the store's async path, for an ``async`` route (no worker thread)."""
+    if not await arun_op(store.sessions.exists, thread_id, kind="thread"):
+        raise NotFound("thread", thread_id)
 
 
 def require_conversation(store: Store, conversation_id: str) -> None:

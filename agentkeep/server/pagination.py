@@ -2,39 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query
 
-__all__ = ["ListParams", "Pagination"]
+__all__ = ["ListParams", "Pagination", "list_params"]
 
 
+@dataclass(frozen=True, slots=True)
 class ListParams:
     """``limit`` 1-100 (default 20), ``order`` asc|desc (default desc), id cursors.
 
-    Use as ``params: Pagination`` (or ``Annotated[ListParams, Depends()]``);
-    out-of-range values are answered with a 400 naming the parameter.
+    Use as ``params: Pagination``; out-of-range values are answered with a 400
+    naming the parameter. An empty cursor is no cursor.
     """
 
-    def __init__(
-        self,
-        limit: Annotated[
-            int, Query(ge=1, le=100, description="Number of objects to return, 1 to 100.")
-        ] = 20,
-        order: Annotated[
-            Literal["asc", "desc"], Query(description="Sort order by creation time.")
-        ] = "desc",
-        after: Annotated[
-            str | None, Query(description="An object id: list the objects after it.")
-        ] = None,
-        before: Annotated[
-            str | None, Query(description="An object id: list the objects before it.")
-        ] = None,
-    ) -> None:
-        self.limit = limit
-        self.order: Literal["asc", "desc"] = order
-        self.after = after or None
-        self.before = before or None
+    limit: int = 20
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = None
+    before: str | None = None
 
 
-Pagination = Annotated[ListParams, Depends(ListParams)]
+async def list_params(
+    limit: Annotated[
+        int, Query(ge=1, le=100, description="Number of objects to return, 1 to 100.")
+    ] = 20,
+    order: Annotated[
+        Literal["asc", "desc"], Query(description="Sort order by creation time.")
+    ] = "desc",
+    after: Annotated[
+        str | None, Query(description="An object id: list the objects after it.")
+    ] = None,
+    before: Annotated[
+        str | None, Query(description="An object id: list the objects before it.")
+    ] = None,
+) -> ListParams:
+    """The list parameters of a request.
+
+    ``async``, though it waits for nothing: FastAPI calls a plain function
+    dependency in a worker thread, one more thread hop per list request.
+    """
+    return ListParams(limit, order, after or None, before or None)
+
+
+Pagination = Annotated[ListParams, Depends(list_params)]

@@ -565,8 +565,8 @@ class Messages(Resource):
         """Messages of a session in ``seq`` order, or across sessions (by id) when no session is given."""
         plain = (role, content_type, agent_id, created_after, created_before, after_seq)
         if session_id is not None and plain == (None,) * 6:  # what the service's list asks
-            return self._core.run_op(
-                self._one_page(session_id, run_id, limit, after, before, order)
+            return self.page(
+                session_id, run_id=run_id, limit=limit, after=after, before=before, order=order
             )
         where: list[sa.ColumnElement[bool]] = []
         if session_id is not None:
@@ -599,17 +599,24 @@ class Messages(Resource):
                 self._require_session(session_id)
             return page
 
-    def _one_page(
+    @op
+    def page(
         self,
         session_id: str,
-        run_id: str | None,
-        limit: int,
-        after: str | None,
-        before: str | None,
-        order: Order,
+        *,
+        run_id: str | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
+        order: Order = "asc",
     ) -> Op[Page[Message]]:
-        """``list`` of one session, filtered by run at most: the compiled statements of
-        ``MessageSQL.page`` and the messages built as ``recent`` builds them."""
+        """One page of a session's messages in ``seq`` order, of one run at most.
+
+        ``list`` with a session and no other filter, as the service lists a
+        thread's messages; native in the async API (no worker thread). The
+        statements are ``MessageSQL.page``'s, compiled once, and the messages
+        are built as ``recent`` builds them. NotFound without the session.
+        """
         check_page(limit, 0, order)
         tenant, sql = self.tenant_id, self._core.message_sql
 

@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 
+from agentkeep._aio_util import arun_op
 from agentkeep.errors import NotFound
 from agentkeep.models import Message
 from agentkeep.server.bodies import CreateMessage, ModifyMessage
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import require_no_active_run, require_thread
+from agentkeep.server.lookup import arequire_thread, require_no_active_run, require_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.schemas import DOCS
@@ -62,15 +63,19 @@ def create_message(
 
 
 @router.get("", summary="List messages", response_model=None, responses=DOCS["messages"])
-def list_messages(
+async def list_messages(
     thread_id: str,
     store: TenantStore,
     params: Pagination,
     run_id: Annotated[str | None, Query(description="Only the messages of this run.")] = None,
 ) -> JSONResponse:
-    with store.reading():  # the thread and its messages on one connection
-        require_thread(store, thread_id)
-        page = store.messages.list(
+    # On the store's async path: both reads without a worker thread (inline on
+    # SQLite, psycopg's async connections on PostgreSQL). A thread deleted between
+    # them leaves an empty first page, which page() answers with NotFound.
+    await arequire_thread(store, thread_id)
+    try:
+        page = await arun_op(
+            store.messages.page,
             thread_id,
             run_id=run_id or None,
             limit=params.limit,
@@ -78,6 +83,8 @@ def list_messages(
             after=params.after,
             before=params.before,
         )
+    except NotFound:
+        raise NotFound("thread", thread_id) from None
     return JSONResponse(list_object(page, message_object))
 
 

@@ -1,0 +1,58 @@
+"""The most requested routes run on the event loop, on the store's async path: no worker thread.
+
+A sync route (and a sync dependency) is called in a worker thread of
+anyio's pool; with 32 clients those hops were more than half of a list
+request's time. These requests are served in process with every hop to a
+worker thread refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio.to_thread
+import pytest
+from fastapi.testclient import TestClient
+
+import agentkeep
+from agentkeep.config import Settings
+from agentkeep.server import create_app
+
+
+@pytest.fixture
+def http(db_url: str) -> Iterator[TestClient]:
+    store = agentkeep.connect(db_url, auto_migrate=True)
+    with TestClient(
+        create_app(Settings(api_keys="k", rate_limit_enabled=False), store=store)
+    ) as client:
+        client.headers["Authorization"] = "Bearer k"
+        yield client
+    store.close()
+
+
+@pytest.fixture
+def no_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"a hop to a worker thread: {args[0]!r}")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", refuse)
+
+
+def test_listing_messages_takes_no_worker_thread(
+    http: TestClient, request: pytest.FixtureRequest
+) -> None:
+    thread = http.post("/v1/threads", json={"messages": [{"role": "user", "content": "hi"}] * 3})
+    thread_id = thread.json()["id"]
+    request.getfixturevalue("no_worker_threads")
+    page = http.get(f"/v1/threads/{thread_id}/messages", params={"limit": 2, "order": "asc"})
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert [m["content"][0]["text"]["value"] for m in body["data"]] == ["hi", "hi"]
+    assert body["has_more"] is True
+    after = http.get(f"/v1/threads/{thread_id}/messages", params={"after": body["last_id"]})
+    assert after.status_code == 200 and after.json()["has_more"] is False
+    missing = http.get("/v1/threads/thread_missing/messages")
+    assert missing.status_code == 404 and "thread" in missing.json()["error"]["message"]
+    bad = http.get(f"/v1/threads/{thread_id}/messages", params={"after": "msg_nope"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
