@@ -17,6 +17,7 @@ from agentkeep.errors import (
     MigrationRequired,
     NotFound,
     SchemaError,
+    SessionBusy,
     StoreUnavailable,
 )
 from agentkeep.integrations.openai_client import track
@@ -82,6 +83,7 @@ __all__ = [
     "RunStep",
     "SchemaError",
     "Session",
+    "SessionBusy",
     "Snapshot",
     "StateDoc",
     "Stats",

@@ -5,7 +5,8 @@ Every error is an ``AgentkeepError``; the families say what the caller can do::
     AgentkeepError
     ├── NotFound            the object does not exist (in this tenant)
     ├── Conflict            a stale version, a duplicate, a state that forbids it
-    │   └── InvalidTransition   a run or tool call asked to move where it cannot
+    │   ├── InvalidTransition   a run or tool call asked to move where it cannot
+    │   └── SessionBusy     a message refused while a run of its session is active
     ├── InvalidInput        bad input; ``field`` names what is wrong
     ├── StoreUnavailable    the database cannot be reached or is busy past waiting
     ├── LockTimeout         a named lock was not acquired in time
@@ -29,6 +30,7 @@ __all__ = [
     "MigrationRequired",
     "NotFound",
     "SchemaError",
+    "SessionBusy",
     "StoreUnavailable",
 ]
 
@@ -73,6 +75,20 @@ class InvalidTransition(Conflict):
         self.current = current
         self.target = target
         super().__init__(f"{kind} {ident!r} cannot move from {current!r} to {target!r}")
+
+
+class SessionBusy(Conflict):
+    """The session has an active run (``run_id``): nothing was written.
+
+    Raised by ``messages.append_if_idle``, the OpenAI thread rule that no
+    message is added while a run of the thread is queued, in progress,
+    requires action or is cancelling.
+    """
+
+    def __init__(self, session_id: str, run_id: str) -> None:
+        self.session_id = session_id
+        self.run_id = run_id
+        super().__init__(f"session {session_id!r} has an active run {run_id!r}")
 
 
 class InvalidInput(AgentkeepError, ValueError):

@@ -274,3 +274,35 @@ async def test_postgres_async_connections_keep_their_socket_watched(
     finally:
         await opened.close()  # closes the store in a worker thread
     assert not loop.remove_reader(added[0])  # was unregistered, in the loop's thread
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])  # memory: one connection
+@pytest.mark.parametrize("durability", ["normal", "full"])
+async def test_concurrent_append_if_idle_rolls_back_only_the_busy_ones(
+    db_url: str, durability: str
+) -> None:
+    """Tasks adding to a thread with an active run and to idle ones at once (at
+    ``full`` on SQLite, committed as groups): each busy append is rolled back alone."""
+    from agentkeep.errors import SessionBusy
+
+    astore = await agentkeep.aconnect(db_url, durability=durability, auto_migrate=True)
+    try:
+        busy = await astore.sessions.create(kind="thread")
+        run = await astore.runs.create("asst_x", session_id=busy.id)
+        idle = [await astore.sessions.create(kind="thread") for _ in range(8)]
+
+        async def add(session_id: str, i: int) -> Any:
+            return await astore.messages.append_if_idle(session_id, "user", f"{i}", kind="thread")
+
+        outcomes = await asyncio.gather(
+            *(add(busy.id, i) for i in range(8)),
+            *(add(s.id, i) for i in range(3) for s in idle),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, SessionBusy) and o.run_id == run.id for o in outcomes[:8])
+        assert not any(isinstance(o, BaseException) for o in outcomes[8:]), outcomes[8:]
+        assert (await astore.sessions.get(busy.id)).last_seq == 0
+        for s in idle:
+            assert [m.seq for m in await astore.messages.recent(s.id)] == [1, 2, 3]
+    finally:
+        await astore.close()

@@ -517,3 +517,44 @@ def test_a_sessions_list_pages_as_the_generic_listing_does(store: Store) -> None
     empty = store.sessions.create()
     assert store.messages.list(empty.id) == store.messages.list(empty.id, created_after=everything)
     assert store.messages.list(s.id, run_id="run_none").items == []
+
+
+def test_append_if_idle_writes_nothing_while_a_run_is_active(store: Store) -> None:
+    """The OpenAI thread rule in one transaction: the append and the active-run check
+    commit together, or neither does (on PostgreSQL's autocommit connections too)."""
+    from agentkeep.errors import SessionBusy
+
+    thread = store.sessions.create(kind="thread")
+    first = store.messages.append_if_idle(thread.id, "user", "one", kind="thread")
+    assert (first.seq, first.text) == (1, "one")
+    run = store.runs.create("asst_x", session_id=thread.id)
+    cases: list[dict[str, Any]] = [{}, {"idempotency_key": "k"}, {"id": "msg_busy"}]
+    for kwargs in cases:
+        with pytest.raises(SessionBusy) as busy:
+            store.messages.append_if_idle(thread.id, "user", "two", kind="thread", **kwargs)
+        assert (busy.value.session_id, busy.value.run_id) == (thread.id, run.id)
+        assert isinstance(busy.value, Conflict)
+    after = store.sessions.get(thread.id)
+    assert (after.last_seq, after.message_count) == (1, 1)
+    assert [m.text for m in store.messages.recent(thread.id)] == ["one"]
+    with pytest.raises(NotFound):
+        store.messages.get("msg_busy")
+
+    store.runs.transition(run.id, "cancelled")
+    keyed = store.messages.append_if_idle(thread.id, "user", "two", idempotency_key="k")
+    assert store.messages.append_if_idle(thread.id, "user", "again", idempotency_key="k") == keyed
+    assert [m.seq for m in store.messages.recent(thread.id)] == [1, 2]
+
+    other = store.sessions.create(kind="conversation")
+    with pytest.raises(NotFound) as wrong:
+        store.messages.append_if_idle(other.id, "user", "x", kind="thread")
+    assert wrong.value.kind == "thread"
+    assert store.sessions.get(other.id).last_seq == 0
+    with pytest.raises(NotFound):
+        store.messages.append_if_idle("sess_missing", "user", "x")
+    with pytest.raises(InvalidInput) as bad:
+        store.messages.append_if_idle(thread.id, "nobody", "x")
+    assert bad.value.field == "role"
+    with store.transaction():
+        inside = store.messages.append_if_idle(thread.id, "user", "in a transaction")
+    assert inside.seq == 3 and store.sessions.get(thread.id).message_count == 3

@@ -13,12 +13,13 @@ from agentkeep.server.errors import ApiError
 from agentkeep.store import Store
 
 __all__ = [
+    "active_run_error",
     "active_run_id",
     "arequire_thread",
+    "expired_now",
     "get_conversation",
     "get_thread",
     "require_conversation",
-    "require_no_active_run",
     "require_thread",
     "retry_on_conflict",
 ]
@@ -80,19 +81,20 @@ def active_run_id(store: Store, thread_id: str) -> str | None:
     return page.items[0].id
 
 
-def require_no_active_run(store: Store, thread_id: str, what: str = "messages") -> None:
-    """400 while the thread has an active run, as OpenAI answers; 404 unless it is a thread.
+def expired_now(store: Store, run_id: str) -> bool:
+    """Whether an active run is expired now: it waited for tool outputs past its
+    ``expires_at`` (expired on this read, ``ops.expire_if_due``), or is gone."""
+    try:
+        return expire_if_due(store, store.runs.get(run_id)).status == "expired"
+    except NotFound:  # deleted meanwhile: not active either
+        return True
 
-    One read: call it after the write that locked the thread's row, so it sees
-    every run committed before that write.
-    """
-    run_id = store.runs.active_in_session(thread_id, kind="thread")
-    if run_id is not None and expire_if_due(store, store.runs.get(run_id)).status == "expired":
-        run_id = None  # it waited for tool outputs past its expires_at: expired now
-    if run_id is not None:
-        raise ApiError(
-            400, f"Can't add {what} to {thread_id} while a run {run_id} is active.", param=None
-        )
+
+def active_run_error(thread_id: str, run_id: str) -> ApiError:
+    """OpenAI's 400 for a message added to a thread while one of its runs is active."""
+    return ApiError(
+        400, f"Can't add messages to {thread_id} while a run {run_id} is active.", param=None
+    )
 
 
 def retry_on_conflict(update: Callable[[], T], attempts: int = 5) -> T:

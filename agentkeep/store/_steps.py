@@ -54,10 +54,17 @@ Steps = Generator[Stmt, Any, T]
 
 
 class Write(NamedTuple):
-    """Run ``steps()`` in a write, committed before the operation goes on."""
+    """Run ``steps()`` in a write, committed before the operation goes on.
+
+    ``atomic``: the steps are several statements that must commit together, or
+    not at all. SQLite's writes are always one transaction; PostgreSQL's own
+    connections are in autocommit (a message write is one statement), so they run
+    these between ``BEGIN`` and ``COMMIT``.
+    """
 
     what: str
     steps: Callable[[], Steps[Any]]
+    atomic: bool = False
 
 
 class Read(NamedTuple):

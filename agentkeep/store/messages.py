@@ -22,7 +22,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from agentkeep.errors import Conflict, InvalidInput, NotFound
+from agentkeep.errors import Conflict, InvalidInput, NotFound, SessionBusy
 from agentkeep.ids import new_ids
 from agentkeep.models import Message, NewMessage, Page
 from agentkeep.models.common import (
@@ -417,6 +417,43 @@ class Messages(Resource):
         return written[0]
 
     @op
+    def append_if_idle(
+        self,
+        session_id: str,
+        role: str,
+        content: str | builtins.list[dict[str, Any]],
+        *,
+        kind: str | None = None,
+        run_id: str | None = None,
+        agent_id: str | None = None,
+        idempotency_key: str | None = None,
+        metadata: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> Op[Message]:
+        """``append``, unless a run of the session is active: then nothing is written.
+
+        OpenAI's thread rule: no message is added while a run is queued, in
+        progress, requires action or is cancelling (``SessionBusy`` names it).
+        One transaction: the append takes the session's row first, so the
+        check sees every run committed before it, and a run created meanwhile
+        waits for it. ``NotFound`` when the session is not of ``kind`` (when
+        given); nothing is written then either.
+        """
+        row = self._row(role, content, run_id, agent_id, idempotency_key, metadata, extra, id, -1)
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def idle() -> Steps[None]:
+            found = yield from sql.active_run(tenant, session_id)
+            if found is None or (kind is not None and found[0] != kind):
+                raise NotFound(kind or "session", session_id)
+            if found[1] is not None:
+                raise SessionBusy(session_id, found[1])
+
+        written = yield from self._write(session_id, [row], then=idle)
+        return written[0]
+
+    @op
     def append_many(
         self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
     ) -> Op[builtins.list[Message]]:
@@ -447,9 +484,14 @@ class Messages(Resource):
             raise InvalidInput("must be a list of messages", field="messages")
         return [self._prepare(m, i) for i, m in enumerate(messages)]
 
-    def _write(self, session_id: str, rows: builtins.list[NewRow]) -> Op[builtins.list[Message]]:
+    def _write(
+        self,
+        session_id: str,
+        rows: builtins.list[NewRow],
+        then: Callable[[], Steps[None]] | None = None,
+    ) -> Op[builtins.list[Message]]:
         """Store ``rows`` and answer with their messages (those already stored, by key)."""
-        done, ids = yield from self._store(session_id, rows)
+        done, ids = yield from self._store(session_id, rows, then)
         tenant, sql = self.tenant_id, self._core.message_sql
         existing: dict[str, Message] = {}
         if done.found:
@@ -460,9 +502,16 @@ class Messages(Resource):
         return _answer(tenant, session_id, rows, ids, existing, done.last, done.now)
 
     def _store(
-        self, session_id: str, rows: builtins.list[NewRow]
+        self,
+        session_id: str,
+        rows: builtins.list[NewRow],
+        then: Callable[[], Steps[None]] | None = None,
     ) -> Op[tuple[Appended, builtins.list[str]]]:
-        """Append ``rows`` (those whose idempotency key is not stored yet); what was done, and the ids."""
+        """Append ``rows`` (those whose idempotency key is not stored yet); what was done, and the ids.
+
+        ``then``: more steps in the same transaction, after the append found the
+        session; what they raise rolls the append back.
+        """
         keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         if len(set(keys)) != len(keys):
             raise InvalidInput("repeats an idempotency_key", field="messages")
@@ -480,14 +529,25 @@ class Messages(Resource):
         def steps() -> Steps[Appended]:
             return sql.append(tenant, session_id, rows, ids, utcnow_micros)
 
+        def steps_then() -> Steps[Appended]:
+            done = yield from steps()
+            if done.last is not None and then is not None:
+                yield from then()
+            return done
+
+        write = (
+            Write("appending a message", steps)
+            if then is None
+            else Write("appending a message", steps_then, atomic=True)
+        )
         done: Appended
         try:
-            done = yield Write("appending a message", steps)
-        except Conflict:
-            if not keys:
+            done = yield write
+        except Conflict as exc:
+            if not keys or isinstance(exc, SessionBusy):
                 raise
             # A concurrent writer stored one of these keys first: answer with what it stored.
-            done = yield Write("appending a message", steps)
+            done = yield write
         if done.last is None:
             raise NotFound("session", session_id)
         return done, ids

@@ -56,3 +56,28 @@ def test_listing_messages_takes_no_worker_thread(
     assert missing.status_code == 404 and "thread" in missing.json()["error"]["message"]
     bad = http.get(f"/v1/threads/{thread_id}/messages", params={"after": "msg_nope"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
+
+
+def test_adding_a_message_takes_no_worker_thread(
+    http: TestClient, request: pytest.FixtureRequest
+) -> None:
+    thread_id = http.post("/v1/threads", json={}).json()["id"]
+    conversation_id = http.post("/v1/conversations", json={}).json()["id"]
+    request.getfixturevalue("no_worker_threads")
+    body = {"role": "user", "content": "hello"}
+    added = http.post(f"/v1/threads/{thread_id}/messages", json=body)
+    assert added.status_code == 200, added.text
+    again = http.post(
+        f"/v1/threads/{thread_id}/messages", json=body, headers={"Idempotency-Key": "k1"}
+    )
+    repeat = http.post(
+        f"/v1/threads/{thread_id}/messages", json=body, headers={"Idempotency-Key": "k1"}
+    )
+    assert again.json()["id"] == repeat.json()["id"] != added.json()["id"]
+    listed = http.get(f"/v1/threads/{thread_id}/messages", params={"order": "asc"}).json()
+    assert [m["id"] for m in listed["data"]] == [added.json()["id"], again.json()["id"]]
+    for missing in ("thread_missing", conversation_id):
+        gone = http.post(f"/v1/threads/{missing}/messages", json=body)
+        assert gone.status_code == 404 and "thread" in gone.json()["error"]["message"]
+    bad = http.post(f"/v1/threads/{thread_id}/messages", json={"role": "user", "content": []})
+    assert bad.status_code == 400, bad.text

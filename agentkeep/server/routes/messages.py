@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Header, Query
 
 from agentkeep._aio_util import arun_op
-from agentkeep.errors import NotFound
+from agentkeep.errors import NotFound, SessionBusy
 from agentkeep.models import Message
 from agentkeep.server.bodies import CreateMessage, ModifyMessage
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import arequire_thread, require_no_active_run, require_thread
+from agentkeep.server.lookup import (
+    active_run_error,
+    arequire_thread,
+    expired_now,
+    require_thread,
+)
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.schemas import DOCS
@@ -42,7 +48,7 @@ def _get(store: Store, thread_id: str, message_id: str) -> Message:
 
 
 @router.post("", summary="Create a message", response_model=None, responses=DOCS["message"])
-def create_message(
+async def create_message(
     thread_id: str,
     body: CreateMessage,
     store: TenantStore,
@@ -50,16 +56,29 @@ def create_message(
 ) -> JSONResponse:
     row = new_message(body)
     row["idempotency_key"] = idempotency_key or None
-    with store.transaction(savepoints=False):
-        # Append first: it locks the thread's row, so the check below sees every run
-        # committed before us (a run created meanwhile rolls this message back). The
-        # check also answers 404 for a session that is not a thread (rolled back too).
+    # One transaction on the store's async path (no worker thread): the append takes
+    # the thread's row, then finds no active run, or rolls back (SessionBusy). 404
+    # for a session that is not a thread, nothing written either.
+    expired = 0
+    while True:
         try:
-            message = store.messages.append(thread_id, **row)
+            message = await arun_op(store.messages.append_if_idle, thread_id, kind="thread", **row)
         except NotFound:
             raise NotFound("thread", thread_id) from None
-        require_no_active_run(store, thread_id)
-    return JSONResponse(message_object(message))
+        except SessionBusy as busy:
+            # A run waiting for tool outputs past its expires_at is expired on this
+            # read, as everywhere (ops.expire_if_due), and is not active: try again.
+            expired += 1
+            if expired > EXPIRED_RUNS_MAX or not await anyio.to_thread.run_sync(
+                expired_now, store, busy.run_id
+            ):
+                raise active_run_error(thread_id, busy.run_id) from None
+            continue
+        return JSONResponse(message_object(message))
+
+
+EXPIRED_RUNS_MAX = 3
+"""Runs past their expiry that one create may expire before it answers 400."""
 
 
 @router.get("", summary="List messages", response_model=None, responses=DOCS["messages"])

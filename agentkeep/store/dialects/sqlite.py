@@ -294,7 +294,8 @@ class SQLiteConnections(OwnConnections):
             return self._writer_cur
         return conn.cursor()
 
-    def write(self, what: str, work: Callable[[Any], T]) -> T:
+    def write(self, what: str, work: Callable[[Any], T], *, atomic: bool = False) -> T:
+        """``work(cur)`` in one BEGIN IMMEDIATE transaction (so always ``atomic``)."""
         with self._lock:
             try:
                 cur = self._writer_cursor()
