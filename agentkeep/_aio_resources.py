@@ -1772,9 +1772,7 @@ class AsyncRateLimits:
         self, key: str, *, limit: int, window_ms: int, now: datetime | None = None
     ) -> RateLimitHit:
         """Count one request of ``key`` in its current window of ``window_ms``; the result."""
-        return await asyncio.to_thread(
-            self.sync.hit, key, limit=limit, window_ms=window_ms, now=now
-        )
+        return await arun_op(self.sync.hit, key, limit=limit, window_ms=window_ms, now=now)
 
     async def reset(self, key: str) -> None:
         """Forget ``key``'s count (its next request starts a new window)."""

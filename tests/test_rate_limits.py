@@ -75,10 +75,22 @@ def test_bad_arguments_name_their_field(store: Store) -> None:
         assert caught.value.field == field
 
 
-async def test_the_async_twin(store: Store) -> None:
+async def test_the_async_twin(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Native (the service counts every request with it): no worker thread, the same counts."""
+    import asyncio
+
     from agentkeep import AsyncStore
 
     astore = AsyncStore(store)
-    assert (await astore.rate_limits.hit("a", limit=1, window_ms=60_000, now=T0)).allowed
-    assert not (await astore.rate_limits.hit("a", limit=1, window_ms=60_000, now=T0)).allowed
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("hit() hopped to a worker thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(asyncio, "to_thread", refuse)
+        assert (await astore.rate_limits.hit("a", limit=1, window_ms=60_000, now=T0)).allowed
+        second = await astore.rate_limits.hit("a", limit=1, window_ms=60_000, now=T0)
+        assert not second.allowed and second.count == 2
+    assert store.rate_limits.hit("a", limit=1, window_ms=60_000, now=T0).count == 3
     await astore.rate_limits.reset("a")
+    assert store.rate_limits.hit("a", limit=1, window_ms=60_000, now=T0).count == 1

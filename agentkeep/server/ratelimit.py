@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-import anyio
 from fastapi import Request
 
+from agentkeep._aio_util import arun_op
 from agentkeep.config import Settings
 from agentkeep.models import RateLimitHit
 from agentkeep.server.errors import ApiError
@@ -68,12 +68,11 @@ async def check_rate_limit(
     request: Request, settings: Settings, store: Store, key_digest: str
 ) -> None:
     """Count the request against its key; 429 when over the limit, else note the headers."""
-    hit: RateLimitHit = await anyio.to_thread.run_sync(
-        lambda: store.rate_limits.hit(
-            key_digest,
-            limit=settings.rate_limit_max_requests,
-            window_ms=settings.rate_limit_window_ms,
-        )
+    hit: RateLimitHit = await arun_op(  # the store's async path: no worker thread
+        store.rate_limits.hit,
+        key_digest,
+        limit=settings.rate_limit_max_requests,
+        window_ms=settings.rate_limit_window_ms,
     )
     headers = rate_limit_headers(hit)
     if not hit.allowed:

@@ -10,7 +10,9 @@ the same count and none is lost. Windows are aligned on the Unix epoch
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -18,7 +20,9 @@ from agentkeep.errors import InvalidInput
 from agentkeep.models import RateLimitHit
 from agentkeep.models.common import from_micros, to_micros, utcnow_micros
 from agentkeep.store._base import Resource
+from agentkeep.store._steps import Op, Steps, Stmt, Write, op
 from agentkeep.store._validate import require_str
+from agentkeep.store.message_sql import MessageSQL, b, const
 from agentkeep.store.schema import rate_limits as t
 
 __all__ = ["RateLimits"]
@@ -32,19 +36,48 @@ def _positive_int(value: object, field: str, maximum: int) -> int:
     return value
 
 
+# The upsert of hit(), compiled once per dialect (by the dialect's MessageSQL).
+_HIT_SQL: weakref.WeakKeyDictionary[MessageSQL, str] = weakref.WeakKeyDictionary()
+
+
+def _hit_sql(core: Any) -> str:
+    sql: MessageSQL = core.message_sql
+    compiled = _HIT_SQL.get(sql)
+    if compiled is None:
+        insert = core.dialect.insert(t)
+        current = t.c.window_start >= insert.excluded.window_start
+        stmt = (
+            insert.values(tenant_id=b("t"), key=b("k"), window_start=b("w"), hits=const(1))
+            .on_conflict_do_update(
+                index_elements=[t.c.tenant_id, t.c.key],
+                set_={
+                    "hits": sa.case((current, t.c.hits + const(1)), else_=const(1)),
+                    "window_start": sa.case(
+                        (current, t.c.window_start), else_=insert.excluded.window_start
+                    ),
+                },
+            )
+            .returning(t.c.hits, t.c.window_start)
+        )
+        compiled = _HIT_SQL[sql] = sql.compile(stmt)
+    return compiled
+
+
 class RateLimits(Resource):
     """``store.rate_limits``: count requests per key in fixed windows."""
 
     kind = "rate limit"
 
+    @op
     def hit(
         self, key: str, *, limit: int, window_ms: int, now: datetime | None = None
-    ) -> RateLimitHit:
+    ) -> Op[RateLimitHit]:
         """Count one request of ``key`` in its current window of ``window_ms``; the result.
 
         The request is counted even when it is over ``limit`` (``hit.allowed``
         is then False), so a client that keeps sending stays refused until
-        the window ends. One statement.
+        the window ends. One statement, compiled once; native in the async API
+        (the service counts every request with it).
         """
         name = require_str(key, "key", max_len=128)
         limit = _positive_int(limit, "limit", 1_000_000_000)
@@ -55,23 +88,14 @@ class RateLimits(Resource):
         at = micros if micros is not None else utcnow_micros()
         window_us = window_ms * 1000
         start = at - at % window_us
-        insert = self._core.dialect.insert(t)
-        current = t.c.window_start >= insert.excluded.window_start
-        stmt = (
-            insert.values(tenant_id=self.tenant_id, key=name, window_start=start, hits=1)
-            .on_conflict_do_update(
-                index_elements=[t.c.tenant_id, t.c.key],
-                set_={
-                    "hits": sa.case((current, t.c.hits + 1), else_=1),
-                    "window_start": sa.case(
-                        (current, t.c.window_start), else_=insert.excluded.window_start
-                    ),
-                },
-            )
-            .returning(t.c.hits, t.c.window_start)
-        )
-        with self._core.write("counting a request") as conn:
-            hits, window_start = conn.execute(stmt).one()
+        sql = _hit_sql(self._core)
+        params = {"t": self.tenant_id, "k": name, "w": start}
+
+        def steps() -> Steps[Any]:
+            rows = yield Stmt(sql, params)
+            return rows[0]
+
+        hits, window_start = yield Write("counting a request", steps)
         began = from_micros(window_start)
         reset = from_micros(window_start + window_us)
         moment = from_micros(at)

@@ -1,5 +1,8 @@
 """The most requested routes run on the event loop, on the store's async path: no worker thread.
 
+Rate limiting is on here (it is by default on PostgreSQL): each request is
+counted with ``rate_limits.hit`` on that path too.
+
 A sync route (and a sync dependency) is called in a worker thread of
 anyio's pool; with 32 clients those hops were more than half of a list
 request's time. These requests are served in process with every hop to a
@@ -24,7 +27,7 @@ from agentkeep.server import create_app
 def http(db_url: str) -> Iterator[TestClient]:
     store = agentkeep.connect(db_url, auto_migrate=True)
     with TestClient(
-        create_app(Settings(api_keys="k", rate_limit_enabled=False), store=store)
+        create_app(Settings(api_keys="k", rate_limit_enabled=True), store=store)
     ) as client:
         client.headers["Authorization"] = "Bearer k"
         yield client
@@ -47,6 +50,7 @@ def test_listing_messages_takes_no_worker_thread(
     request.getfixturevalue("no_worker_threads")
     page = http.get(f"/v1/threads/{thread_id}/messages", params={"limit": 2, "order": "asc"})
     assert page.status_code == 200, page.text
+    assert int(page.headers["x-ratelimit-remaining-requests"]) > 0  # counted, on the loop too
     body = page.json()
     assert [m["content"][0]["text"]["value"] for m in body["data"]] == ["hi", "hi"]
     assert body["has_more"] is True
