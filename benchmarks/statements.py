@@ -3,7 +3,7 @@
 ``count_statements()`` patches, in this process only, what every statement
 goes through: SQLite connections get a trace callback (which sees every
 statement SQLite runs, ``BEGIN``/``COMMIT``/``SAVEPOINT``/``PRAGMA``
-included), and psycopg cursors and connections count ``execute``,
+included), and psycopg cursors (sync and async) and connections count ``execute``,
 ``executemany`` (one each), plus ``BEGIN`` and ``COMMIT``/``ROLLBACK`` for
 each transaction a non-autocommit connection ends. The app is then driven
 in-process (Starlette's ``TestClient``, lifespan included) one request at a
@@ -76,8 +76,19 @@ def count_statements() -> Iterator[Counter]:
 
             return wrapper
 
+        def acounted(fn: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                counter.add()
+                return await fn(*args, **kwargs)
+
+            return wrapper
+
         patch(psycopg.Cursor, "execute", counted(psycopg.Cursor.execute))
         patch(psycopg.Cursor, "executemany", counted(psycopg.Cursor.executemany))
+        # The async routes' statements (the store's async path: psycopg's async cursors).
+        patch(psycopg.AsyncCursor, "execute", acounted(psycopg.AsyncCursor.execute))
+        patch(psycopg.AsyncCursor, "executemany", acounted(psycopg.AsyncCursor.executemany))
         patch(psycopg.Connection, "commit", ending(psycopg.Connection.commit))
         patch(psycopg.Connection, "rollback", ending(psycopg.Connection.rollback))
     try:
