@@ -409,33 +409,10 @@ class AsyncMessages:
         )
 
     async def append_if_idle(
-        self,
-        session_id: str,
-        role: str,
-        content: str | builtins.list[dict[str, Any]],
-        *,
-        kind: str | None = None,
-        run_id: str | None = None,
-        agent_id: str | None = None,
-        idempotency_key: str | None = None,
-        metadata: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-        id: str | None = None,
+        self, session_id: str, message: NewMessage | Mapping[str, Any], *, kind: str | None = None
     ) -> Message:
-        """``append``, unless a run of the session is active: then nothing is written."""
-        return await arun_op(
-            self.sync.append_if_idle,
-            session_id,
-            role,
-            content,
-            kind=kind,
-            run_id=run_id,
-            agent_id=agent_id,
-            idempotency_key=idempotency_key,
-            metadata=metadata,
-            extra=extra,
-            id=id,
-        )
+        """Append ``message`` unless a run of the session is active: then nothing is written."""
+        return await arun_op(self.sync.append_if_idle, session_id, message, kind=kind)
 
     async def append_many(
         self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]

@@ -292,7 +292,8 @@ async def test_concurrent_append_if_idle_rolls_back_only_the_busy_ones(
         idle = [await astore.sessions.create(kind="thread") for _ in range(8)]
 
         async def add(session_id: str, i: int) -> Any:
-            return await astore.messages.append_if_idle(session_id, "user", f"{i}", kind="thread")
+            message = {"role": "user", "content": f"{i}"}
+            return await astore.messages.append_if_idle(session_id, message, kind="thread")
 
         outcomes = await asyncio.gather(
             *(add(busy.id, i) for i in range(8)),

@@ -15,7 +15,7 @@ from _postgres import terminate_backends
 
 from agentkeep import Store
 from agentkeep.errors import Conflict, InvalidInput, NotFound
-from agentkeep.models import Message
+from agentkeep.models import Message, NewMessage
 
 
 def test_appends_and_reads_inside_and_outside_a_transaction_agree(store: Store) -> None:
@@ -525,13 +525,17 @@ def test_append_if_idle_writes_nothing_while_a_run_is_active(store: Store) -> No
     from agentkeep.errors import SessionBusy
 
     thread = store.sessions.create(kind="thread")
-    first = store.messages.append_if_idle(thread.id, "user", "one", kind="thread")
+    first = store.messages.append_if_idle(
+        thread.id, {"role": "user", "content": "one"}, kind="thread"
+    )
     assert (first.seq, first.text) == (1, "one")
     run = store.runs.create("asst_x", session_id=thread.id)
     cases: list[dict[str, Any]] = [{}, {"idempotency_key": "k"}, {"id": "msg_busy"}]
     for kwargs in cases:
         with pytest.raises(SessionBusy) as busy:
-            store.messages.append_if_idle(thread.id, "user", "two", kind="thread", **kwargs)
+            store.messages.append_if_idle(
+                thread.id, {"role": "user", "content": "two", **kwargs}, kind="thread"
+            )
         assert (busy.value.session_id, busy.value.run_id) == (thread.id, run.id)
         assert isinstance(busy.value, Conflict)
     after = store.sessions.get(thread.id)
@@ -541,20 +545,25 @@ def test_append_if_idle_writes_nothing_while_a_run_is_active(store: Store) -> No
         store.messages.get("msg_busy")
 
     store.runs.transition(run.id, "cancelled")
-    keyed = store.messages.append_if_idle(thread.id, "user", "two", idempotency_key="k")
-    assert store.messages.append_if_idle(thread.id, "user", "again", idempotency_key="k") == keyed
+    keyed = store.messages.append_if_idle(
+        thread.id, {"role": "user", "content": "two", "idempotency_key": "k"}
+    )
+    again = {"role": "user", "content": "again", "idempotency_key": "k"}
+    assert store.messages.append_if_idle(thread.id, again) == keyed
     assert [m.seq for m in store.messages.recent(thread.id)] == [1, 2]
 
     other = store.sessions.create(kind="conversation")
     with pytest.raises(NotFound) as wrong:
-        store.messages.append_if_idle(other.id, "user", "x", kind="thread")
+        store.messages.append_if_idle(other.id, {"role": "user", "content": "x"}, kind="thread")
     assert wrong.value.kind == "thread"
     assert store.sessions.get(other.id).last_seq == 0
     with pytest.raises(NotFound):
-        store.messages.append_if_idle("sess_missing", "user", "x")
+        store.messages.append_if_idle("sess_missing", {"role": "user", "content": "x"})
     with pytest.raises(InvalidInput) as bad:
-        store.messages.append_if_idle(thread.id, "nobody", "x")
+        store.messages.append_if_idle(thread.id, {"role": "nobody", "content": "x"})
     assert bad.value.field == "role"
     with store.transaction():
-        inside = store.messages.append_if_idle(thread.id, "user", "in a transaction")
+        inside = store.messages.append_if_idle(
+            thread.id, NewMessage(role="user", content="in a transaction")
+        )
     assert inside.seq == 3 and store.sessions.get(thread.id).message_count == 3

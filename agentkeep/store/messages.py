@@ -420,18 +420,14 @@ class Messages(Resource):
     def append_if_idle(
         self,
         session_id: str,
-        role: str,
-        content: str | builtins.list[dict[str, Any]],
+        message: NewMessage | Mapping[str, Any],
         *,
         kind: str | None = None,
-        run_id: str | None = None,
-        agent_id: str | None = None,
-        idempotency_key: str | None = None,
-        metadata: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-        id: str | None = None,
     ) -> Op[Message]:
-        """``append``, unless a run of the session is active: then nothing is written.
+        """Append ``message`` unless a run of the session is active: then nothing is written.
+
+        ``message`` as ``append_many`` takes each (``{"role": ..., "content":
+        ..., "idempotency_key": ...}``, or a :class:`NewMessage`).
 
         OpenAI's thread rule: no message is added while a run is queued, in
         progress, requires action or is cancelling (``SessionBusy`` names it).
@@ -440,7 +436,7 @@ class Messages(Resource):
         waits for it. ``NotFound`` when the session is not of ``kind`` (when
         given); nothing is written then either.
         """
-        row = self._row(role, content, run_id, agent_id, idempotency_key, metadata, extra, id, -1)
+        row = self._prepare(message, -1)
         tenant, sql = self.tenant_id, self._core.message_sql
 
         def idle() -> Steps[None]:

@@ -62,7 +62,7 @@ async def create_message(
     expired = 0
     while True:
         try:
-            message = await arun_op(store.messages.append_if_idle, thread_id, kind="thread", **row)
+            message = await arun_op(store.messages.append_if_idle, thread_id, row, kind="thread")
         except NotFound:
             raise NotFound("thread", thread_id) from None
         except SessionBusy as busy:
