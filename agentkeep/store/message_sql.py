@@ -57,6 +57,7 @@ import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
 
+from agentkeep.errors import NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES
 from agentkeep.store._json import make_dumps
 from agentkeep.store._steps import Steps, Stmt
@@ -574,15 +575,16 @@ class MessageSQL:
         order = t.c.seq.asc() if ascending else t.c.seq.desc()
         return self.select_stored().where(*conds).order_by(order).limit(b("n")).offset(const(0))
 
-    def active_run(self, tenant_id: str, session_id: str) -> Steps[tuple[str, str | None] | None]:
-        """The session's kind and the id of one of its active runs (None: none is); None
-        if there is no session. Inside a transaction that took the session's row first, it
-        sees every run committed before that (see ``Runs.active_in_session``)."""
+    def active_run(self, tenant_id: str, session_id: str, kind: str | None) -> Steps[str | None]:
+        """The id of one of the session's active runs (None: none is); NotFound if there is
+        no session, or it is not of ``kind`` when given. Inside a transaction that took the
+        session's row first, it sees every run committed before that (see
+        ``Runs.active_in_session``)."""
         found = yield Stmt(self.session_active_run, {"t": tenant_id, "s": session_id})
-        if not found:
-            return None
-        kind, run_id = found[0]
-        return str(kind), None if run_id is None else str(run_id)
+        if not found or (kind is not None and found[0][0] != kind):
+            raise NotFound(kind or "session", session_id)
+        run_id = found[0][1]
+        return None if run_id is None else str(run_id)
 
     def kind(self, tenant_id: str, session_id: str) -> Steps[str | None]:
         """The session's kind; None if there is no session."""

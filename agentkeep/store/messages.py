@@ -440,11 +440,9 @@ class Messages(Resource):
         tenant, sql = self.tenant_id, self._core.message_sql
 
         def idle() -> Steps[None]:
-            found = yield from sql.active_run(tenant, session_id)
-            if found is None or (kind is not None and found[0] != kind):
-                raise NotFound(kind or "session", session_id)
-            if found[1] is not None:
-                raise SessionBusy(session_id, found[1])
+            run_id = yield from sql.active_run(tenant, session_id, kind)
+            if run_id is not None:
+                raise SessionBusy(session_id, run_id)
 
         written = yield from self._write(session_id, [row], then=idle)
         return written[0]

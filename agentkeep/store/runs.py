@@ -281,13 +281,11 @@ class Runs(Resource):
         check_ref(session_id, "session_id")
         tenant, sql = self.tenant_id, self._core.message_sql
 
-        def steps() -> Steps[tuple[str, str | None] | None]:
-            return sql.active_run(tenant, session_id)
+        def steps() -> Steps[str | None]:
+            return sql.active_run(tenant, session_id, kind)
 
-        found: tuple[str, str | None] | None = yield Read("reading a session's runs", steps)
-        if found is None or (kind is not None and found[0] != kind):
-            raise NotFound(kind or "session", session_id)
-        return found[1]
+        run_id: str | None = yield Read("reading a session's runs", steps)
+        return run_id
 
     def update(
         self,
