@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.config import RecordLimits
 from agentkeep.errors import AgentkeepError, Conflict
-from agentkeep.store._errors import CAUGHT, translate, translating
+from agentkeep.store._errors import translating
 from agentkeep.store._steps import Op, Read, Steps, Write, run_steps
 from agentkeep.store.dialects import Dialect
 from agentkeep.store.dialects.base import AsyncConnections
@@ -300,29 +300,8 @@ class Core:
                 return result
             finally:
                 self.counters.add("write", what, perf_counter() - started, ok)
-        local = self._local
-        if not local.writing or local.savepoints:  # refused, or a savepoint: the general way
-            with self.write(what) as conn:
-                return work(_cursor(conn))
-        # A write sharing the transaction (savepoints=False): what write() does through
-        # its four context managers (counted, not failed before, translated, marking the
-        # transaction failed if it raises), inline: it runs for every message the
-        # service adds.
-        self._check_not_failed(what)
-        shared = local.conn
-        assert shared is not None  # in a transaction: run_write's first test
-        started, ok = perf_counter(), False
-        try:
-            result = work(_cursor(shared))
-            ok = True
-            return result
-        except BaseException as exc:
-            local.failed = what  # as _share: the transaction can only roll back now
-            if isinstance(exc, CAUGHT) and not isinstance(exc, AgentkeepError):
-                raise translate(exc, what) from exc
-            raise
-        finally:
-            self.counters.add("write", what, perf_counter() - started, ok)
+        with self.write(what) as conn:
+            return work(_cursor(conn))
 
     def run_read(self, what: str, work: Callable[[Any], T]) -> T:
         """``work(cursor)`` in a read (this thread's transaction, if one is open)."""

@@ -18,13 +18,12 @@ import sqlalchemy.exc as sa_exc
 
 from agentkeep.errors import AgentkeepError, Conflict, InvalidInput, SchemaError, StoreUnavailable
 
-__all__ = ["CAUGHT", "DRIVER_ERRORS", "translate", "translating"]
+__all__ = ["DRIVER_ERRORS", "translate", "translating"]
 
 #: What ``translating`` catches besides SQLAlchemy's own errors.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, OSError)
 
-#: What ``translating`` translates.
-CAUGHT: tuple[type[Exception], ...] = (sa_exc.SQLAlchemyError, *DRIVER_ERRORS)
+_CAUGHT: tuple[type[Exception], ...] = (sa_exc.SQLAlchemyError, *DRIVER_ERRORS)
 _SCHEMA = "the schema is missing or differs ({}); run `agentkeep db upgrade`"
 _UNREACHABLE = "the database cannot be reached ({})"
 _BUSY = "the database stayed busy past the busy timeout ({})"
@@ -127,5 +126,5 @@ def translating(what: str = "database") -> Iterator[None]:
         yield
     except AgentkeepError:
         raise
-    except CAUGHT as exc:
+    except _CAUGHT as exc:
         raise translate(exc, what) from exc
