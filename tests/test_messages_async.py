@@ -307,3 +307,55 @@ async def test_concurrent_append_if_idle_rolls_back_only_the_busy_ones(
             assert [m.seq for m in await astore.messages.recent(s.id)] == [1, 2, 3]
     finally:
         await astore.close()
+
+
+async def test_append_if_idle_awaited_writes_nothing_while_a_run_is_active(
+    store: Store, astore: AsyncStore
+) -> None:
+    """The sync conformance test's cases, awaited (on PostgreSQL: the append and the
+    check sent together in pipeline mode), and a write the database refuses: rolled
+    back, the connection still good for the next."""
+    from agentkeep.errors import SessionBusy
+
+    thread = await astore.sessions.create(kind="thread")
+    first = await astore.messages.append_if_idle(
+        thread.id, {"role": "user", "content": "one", "id": "msg_first"}, kind="thread"
+    )
+    assert (first.seq, first.text) == (1, "one")
+    with pytest.raises(Conflict) as taken:  # the database refuses the id, in the pipeline
+        await astore.messages.append_if_idle(
+            thread.id, {"role": "user", "content": "dup", "id": "msg_first"}
+        )
+    assert not isinstance(taken.value, SessionBusy)
+    assert (await astore.sessions.get(thread.id)).last_seq == 1
+    run = await astore.runs.create("asst_x", session_id=thread.id)
+    for extra in ({}, {"idempotency_key": "k"}, {"id": "msg_busy"}):
+        with pytest.raises(SessionBusy) as busy:
+            await astore.messages.append_if_idle(
+                thread.id, {"role": "user", "content": "two", **extra}, kind="thread"
+            )
+        assert (busy.value.session_id, busy.value.run_id) == (thread.id, run.id)
+    after = await astore.sessions.get(thread.id)
+    assert (after.last_seq, after.message_count) == (1, 1)
+    with pytest.raises(NotFound):
+        await astore.messages.get("msg_busy")
+
+    await astore.runs.transition(run.id, "cancelled")
+    keyed = await astore.messages.append_if_idle(
+        thread.id, {"role": "user", "content": "two", "idempotency_key": "k"}
+    )
+    again = {"role": "user", "content": "again", "idempotency_key": "k"}
+    assert await astore.messages.append_if_idle(thread.id, again) == keyed
+    assert [m.seq for m in await astore.messages.recent(thread.id)] == [1, 2]
+    assert store.messages.recent(thread.id) == await astore.messages.recent(thread.id)
+
+    other = await astore.sessions.create(kind="conversation")
+    with pytest.raises(NotFound) as wrong:
+        await astore.messages.append_if_idle(
+            other.id, {"role": "user", "content": "x"}, kind="thread"
+        )
+    assert wrong.value.kind == "thread"
+    assert (await astore.sessions.get(other.id)).last_seq == 0
+    with pytest.raises(NotFound) as missing:
+        await astore.messages.append_if_idle("sess_missing", {"role": "user", "content": "x"})
+    assert missing.value.kind == "session"

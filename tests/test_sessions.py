@@ -176,6 +176,41 @@ def test_locked_session_holds_appends_until_commit(store: Store) -> None:
         store.sessions.get("sess_missing", lock=True)
 
 
+def test_append_if_idle_sees_a_run_committed_while_it_waited(store: Store) -> None:
+    """A run committed while ``append_if_idle`` waited for the session's row stops it.
+
+    On PostgreSQL the check is in the append's statement, whose snapshot is
+    older than that run: the check must read with one of its own, taken once
+    the row is held (an ``EXISTS`` on ``runs`` in the statement fails here).
+    """
+    from agentkeep.errors import SessionBusy
+
+    s = store.sessions.create(kind="thread")
+    outcome: list[object] = []
+
+    def adder() -> None:
+        try:
+            outcome.append(store.messages.append_if_idle(s.id, {"role": "user", "content": "late"}))
+        except SessionBusy as exc:
+            outcome.append(exc)
+
+    other = threading.Thread(target=adder)
+    with store.transaction():
+        store.messages.append(s.id, "user", "first")  # takes the session's row
+        run = store.runs.create("asst_x", session_id=s.id)
+        other.start()
+        deadline = time.monotonic() + WAIT_S
+        while not outcome and not _waits_for_a_lock(store, other):
+            assert time.monotonic() < deadline, "the append neither waited nor ended"
+            time.sleep(0.01)
+        assert not outcome, "the append did not wait for the session's row"
+    other.join(WAIT_S)
+    assert len(outcome) == 1 and isinstance(outcome[0], SessionBusy), outcome
+    assert outcome[0].run_id == run.id
+    assert [m.text for m in store.messages.recent(s.id)] == ["first"]
+    assert store.sessions.get(s.id).last_seq == 1
+
+
 def test_title_search_and_count_share_the_filters(store: Store) -> None:
     store.sessions.create(title="Refund for order A17", user_id="ann")
     store.sessions.create(title="refund 100%_off", user_id="bob")

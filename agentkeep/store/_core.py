@@ -24,14 +24,14 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
 from agentkeep.config import RecordLimits
 from agentkeep.errors import AgentkeepError, Conflict
 from agentkeep.store._errors import translating
-from agentkeep.store._steps import Op, Read, Steps, Write, run_steps
+from agentkeep.store._steps import Op, Read, Steps, run_steps
 from agentkeep.store.dialects import Dialect
 from agentkeep.store.dialects.base import AsyncConnections
 from agentkeep.store.message_sql import MessageSQL
@@ -283,10 +283,8 @@ class Core:
                 if conn.in_transaction():
                     conn.rollback()
 
-    def run_write(self, what: str, work: Callable[[Any], T], *, atomic: bool = False) -> T:
+    def run_write(self, what: str, work: Callable[[Any], T]) -> T:
         """``work(cursor)`` in a write, committed before this returns unless a transaction is open.
-
-        ``atomic``: several statements, committed together (``_steps.Write``).
 
         Inside this thread's transaction: on its connection, in a savepoint (a
         failed write leaves the transaction as it was), or with ``savepoints=False``
@@ -295,7 +293,7 @@ class Core:
         if self._local.conn is None:
             started, ok = perf_counter(), False
             try:
-                result = self.own.write(what, work, atomic=atomic)
+                result = self.own.write(what, work)
                 ok = True
                 return result
             finally:
@@ -335,8 +333,7 @@ class Core:
                 if type(request) is Read:
                     value = self.run_read(request.what, work)
                 else:
-                    atomic = cast(Write, request).atomic
-                    value = self.run_write(request.what, work, atomic=atomic)
+                    value = self.run_write(request.what, work)
             except AgentkeepError as exc:
                 error = exc
 
@@ -373,8 +370,7 @@ class Core:
                 if kind == "read":
                     value = await aio.read(request.what, request.steps)
                 else:
-                    atomic = cast(Write, request).atomic
-                    value = await aio.write(request.what, request.steps, atomic=atomic)
+                    value = await aio.write(request.what, request.steps)
                 ok = True
             except AgentkeepError as exc:
                 error = exc

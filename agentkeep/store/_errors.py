@@ -9,14 +9,23 @@ bare (statements run on a driver cursor) or wrapped by SQLAlchemy (``.orig``).
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
 import sqlalchemy.exc as sa_exc
 
-from agentkeep.errors import AgentkeepError, Conflict, InvalidInput, SchemaError, StoreUnavailable
+from agentkeep.errors import (
+    AgentkeepError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SchemaError,
+    SessionBusy,
+    StoreUnavailable,
+)
 
 __all__ = ["DRIVER_ERRORS", "translate", "translating"]
 
@@ -45,6 +54,11 @@ _PG_CLASSES: dict[str, tuple[type[AgentkeepError], str]] = {
     "57": (StoreUnavailable, "the server is shutting down or restarting ({})"),
     "58": (StoreUnavailable, "the server had a system error ({})"),
 }
+# Raised by agentkeep_session_idle() (migration 0014), the check of messages.append_if_idle.
+_GUARDS: dict[str, Callable[[dict[str, str]], AgentkeepError]] = {
+    "AKB01": lambda d: SessionBusy(d["session_id"], d["run_id"]),
+    "AKN01": lambda d: NotFound(d["kind"], d["session_id"]),
+}
 # SQLite: extended result code names, then primary ones (the name up to a second "_").
 _SQLITE_CODES: dict[str, tuple[type[AgentkeepError], str]] = {
     "SQLITE_CONSTRAINT": (Conflict, "the write conflicts with a stored row ({})"),
@@ -69,6 +83,8 @@ def _first_line(exc: BaseException) -> str:
 def _from_psycopg(exc: psycopg.Error, what: str) -> AgentkeepError:
     text = _first_line(exc)
     code = exc.sqlstate
+    if code in _GUARDS:
+        return _GUARDS[code](json.loads(exc.diag.message_detail or "{}"))
     if code is not None:
         found = _PG_CODES.get(code) or _PG_CLASSES.get(code[:2])
         if found is not None:

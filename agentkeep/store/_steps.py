@@ -56,15 +56,13 @@ Steps = Generator[Stmt, Any, T]
 class Write(NamedTuple):
     """Run ``steps()`` in a write, committed before the operation goes on.
 
-    ``atomic``: the steps are several statements that must commit together, or
-    not at all. SQLite's writes are always one transaction; PostgreSQL's own
-    connections are in autocommit (a message write is one statement), so they run
-    these between ``BEGIN`` and ``COMMIT``.
+    Several statements commit together on SQLite (its writes are one
+    transaction) and inside ``store.transaction()``; PostgreSQL's own
+    connections are in autocommit, where a write is one statement.
     """
 
     what: str
     steps: Callable[[], Steps[Any]]
-    atomic: bool = False
 
 
 class Read(NamedTuple):

@@ -57,7 +57,7 @@ import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
 
-from agentkeep.errors import NotFound
+from agentkeep.errors import NotFound, SessionBusy
 from agentkeep.models import ACTIVE_RUN_STATUSES
 from agentkeep.store._json import make_dumps
 from agentkeep.store._steps import Steps, Stmt
@@ -145,6 +145,14 @@ class Appended(NamedTuple):
     last: int | None
     #: ``created_at`` of the written messages (microseconds).
     now: int
+
+
+class WhileIdle(NamedTuple):
+    """An append only while the session has no active run (``append_if_idle``): else it
+    raises ``SessionBusy`` and writes nothing. ``kind``: and only to a session of this kind
+    (else ``NotFound``); None, any."""
+
+    kind: str | None
 
 
 # --- JSON as the columns hold it -------------------------------------------------
@@ -473,12 +481,14 @@ class MessageSQL:
         rows: Sequence[NewRow],
         ids: Sequence[str],
         clock: Callable[[], int],
+        idle: WhileIdle | None = None,
     ) -> Steps[Appended]:
         """Append ``rows`` (with ``ids``) after the session's last message.
 
         Rows whose idempotency key is stored already are not written; their
         stored rows are returned. ``clock()`` gives ``created_at``, read once
-        the session is about to be taken.
+        the session is about to be taken. ``idle``: only while the session has
+        no active run (see :class:`WhileIdle`).
         """
         keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         found: list[StoredRow] = []
@@ -487,8 +497,10 @@ class MessageSQL:
             rows, ids = unstored(rows, ids, found)
         now = clock()
         if not rows:  # every key was stored: the session exists
+            if idle is not None:
+                yield from self.require_idle(tenant_id, session_id, idle)
             return Appended(found, 0, now)
-        last = yield from self.insert(tenant_id, session_id, rows, ids, now)
+        last = yield from self.insert(tenant_id, session_id, rows, ids, now, idle)
         return Appended(found, last, now)
 
     def find_keys(
@@ -503,8 +515,10 @@ class MessageSQL:
         rows: Sequence[NewRow],
         ids: Sequence[str],
         now: int,
+        idle: WhileIdle | None = None,
     ) -> Steps[int | None]:
-        """Write ``rows`` after the session's last message; its new ``last_seq`` (None: no session)."""
+        """Write ``rows`` after the session's last message; its new ``last_seq`` (None: no
+        session). ``idle``: only while it has no active run (see :class:`WhileIdle`)."""
         raise NotImplementedError
 
     def recent(
@@ -585,6 +599,13 @@ class MessageSQL:
             raise NotFound(kind or "session", session_id)
         run_id = found[0][1]
         return None if run_id is None else str(run_id)
+
+    def require_idle(self, tenant_id: str, session_id: str, idle: WhileIdle) -> Steps[None]:
+        """Raise ``SessionBusy`` if the session has an active run (``NotFound`` as
+        :meth:`active_run`): the check of an append after it took the session."""
+        run_id = yield from self.active_run(tenant_id, session_id, idle.kind)
+        if run_id is not None:
+            raise SessionBusy(session_id, run_id)
 
     def kind(self, tenant_id: str, session_id: str) -> Steps[str | None]:
         """The session's kind; None if there is no session."""

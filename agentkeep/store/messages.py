@@ -47,7 +47,14 @@ from agentkeep.store._base import (
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
 from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
 from agentkeep.store._validate import UNSET, check_object, json_text, opt_text
-from agentkeep.store.message_sql import Appended, Extras, MessageSQL, NewRow, StoredRow
+from agentkeep.store.message_sql import (
+    Appended,
+    Extras,
+    MessageSQL,
+    NewRow,
+    StoredRow,
+    WhileIdle,
+)
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
 from agentkeep.store.snapshot_content import keep_for_snapshots
@@ -431,20 +438,14 @@ class Messages(Resource):
 
         OpenAI's thread rule: no message is added while a run is queued, in
         progress, requires action or is cancelling (``SessionBusy`` names it).
-        One transaction: the append takes the session's row first, so the
-        check sees every run committed before it, and a run created meanwhile
-        waits for it. ``NotFound`` when the session is not of ``kind`` (when
-        given); nothing is written then either.
+        One write: the append takes the session's row, then checks its runs,
+        and sees every run committed before it took the row (on PostgreSQL in
+        the same statement, which holds the row for no round trip). ``NotFound``
+        when the session is not of ``kind`` (when given); nothing is written
+        then either.
         """
         row = self._prepare(message, -1)
-        tenant, sql = self.tenant_id, self._core.message_sql
-
-        def idle() -> Steps[None]:
-            run_id = yield from sql.active_run(tenant, session_id, kind)
-            if run_id is not None:
-                raise SessionBusy(session_id, run_id)
-
-        written = yield from self._write(session_id, [row], then=idle)
+        written = yield from self._write(session_id, [row], WhileIdle(kind))
         return written[0]
 
     @op
@@ -482,10 +483,10 @@ class Messages(Resource):
         self,
         session_id: str,
         rows: builtins.list[NewRow],
-        then: Callable[[], Steps[None]] | None = None,
+        idle: WhileIdle | None = None,
     ) -> Op[builtins.list[Message]]:
         """Store ``rows`` and answer with their messages (those already stored, by key)."""
-        done, ids = yield from self._store(session_id, rows, then)
+        done, ids = yield from self._store(session_id, rows, idle)
         tenant, sql = self.tenant_id, self._core.message_sql
         existing: dict[str, Message] = {}
         if done.found:
@@ -499,12 +500,11 @@ class Messages(Resource):
         self,
         session_id: str,
         rows: builtins.list[NewRow],
-        then: Callable[[], Steps[None]] | None = None,
+        idle: WhileIdle | None = None,
     ) -> Op[tuple[Appended, builtins.list[str]]]:
         """Append ``rows`` (those whose idempotency key is not stored yet); what was done, and the ids.
 
-        ``then``: more steps in the same transaction, after the append found the
-        session; what they raise rolls the append back.
+        ``idle``: only while the session has no active run (``MessageSQL.append``).
         """
         keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         if len(set(keys)) != len(keys):
@@ -521,19 +521,9 @@ class Messages(Resource):
         tenant, sql = self.tenant_id, self._core.message_sql
 
         def steps() -> Steps[Appended]:
-            return sql.append(tenant, session_id, rows, ids, utcnow_micros)
+            return sql.append(tenant, session_id, rows, ids, utcnow_micros, idle)
 
-        def steps_then() -> Steps[Appended]:
-            done = yield from steps()
-            if done.last is not None and then is not None:
-                yield from then()
-            return done
-
-        write = (
-            Write("appending a message", steps)
-            if then is None
-            else Write("appending a message", steps_then, atomic=True)
-        )
+        write = Write("appending a message", steps)
         done: Appended
         try:
             done = yield write

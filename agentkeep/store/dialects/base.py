@@ -50,12 +50,11 @@ class OwnConnections:
     """Driver connections a store keeps for the message statements outside a transaction.
 
     ``write(what, work)`` runs ``work(cursor)`` in a write committed before it
-    returns, all or nothing when ``atomic`` (several statements; a single one
-    always is); ``read`` in a read. Driver errors come out translated
+    returns; ``read`` in a read. Driver errors come out translated
     (``_errors.translate``).
     """
 
-    def write(self, what: str, work: Callable[[Any], T], *, atomic: bool = False) -> T:
+    def write(self, what: str, work: Callable[[Any], T]) -> T:
         raise NotImplementedError
 
     def read(self, what: str, work: Callable[[Any], T]) -> T:
@@ -69,13 +68,10 @@ class AsyncConnections(Protocol):
     """Where the async API runs the message statements, without a thread hop per call.
 
     ``await write(what, steps)`` runs ``steps()`` (``_steps.Steps``) in a
-    write committed before it returns (all or nothing when ``atomic``, as
-    ``OwnConnections.write``); ``read`` in a read.
+    write committed before it returns; ``read`` in a read.
     """
 
-    async def write(
-        self, what: str, steps: Callable[[], Steps[Any]], *, atomic: bool = False
-    ) -> Any: ...
+    async def write(self, what: str, steps: Callable[[], Steps[Any]]) -> Any: ...
 
     async def read(self, what: str, steps: Callable[[], Steps[Any]]) -> Any: ...
 

@@ -37,6 +37,7 @@ from agentkeep.store.message_sql import (
     MessageSQL,
     NewRow,
     StoredRow,
+    WhileIdle,
     b,
     bump_session,
     const,
@@ -65,8 +66,11 @@ def _json_param(name: str) -> sa.ColumnElement[Any]:
     return sa.cast(b(name, type_=sa.Text), JSONB)
 
 
-def insert_message_after(s: Any, *, plain: bool = False) -> sa.Insert:
-    """One message INSERT whose ``seq`` is the ``last_seq`` that CTE ``s`` returned.
+def insert_message_after(
+    s: Any, *, plain: bool = False, where: sa.ColumnElement[bool] | None = None
+) -> sa.Insert:
+    """One message INSERT whose ``seq`` is the ``last_seq`` that CTE ``s`` returned
+    (``where``: a condition on its row).
 
     Its values are bound parameters (``t``, ``s``, ``v_id``, ``v_role``,
     ``v_content``, ``v_content_types``, ``now``, and unless ``plain``
@@ -95,7 +99,22 @@ def insert_message_after(s: Any, *, plain: bool = False) -> sa.Insert:
         ]
     values.append(_typed("now", "created_at"))
     select_ = sa.select(*values).select_from(s)
+    if where is not None:
+        select_ = select_.where(where)
     return sa.insert(t).from_select(INSERT_COLUMNS, select_).returning(t.c.seq)
+
+
+def _idle(s: Any) -> sa.ColumnElement[bool]:
+    """The active-run check of ``append_if_idle`` on the session row CTE ``s`` took (it raises:
+    migration 0014). An argument from that row: called for the row, after the UPDATE took it."""
+    fn = sa.func.agentkeep_session_idle(b("t"), b("s"), s.c.kind, b("kind"), type_=sa.Boolean)
+    return fn.is_(sa.true())
+
+
+def _bumped(n: sa.ColumnElement[Any], idle: bool) -> Any:
+    """CTE ``s``: the session row taken, with its new ``last_seq`` (and ``kind``, for ``idle``)."""
+    returned = ["last_seq", "kind"] if idle else ["last_seq"]
+    return bump_session(n).returning(*(sa.literal_column(c) for c in returned)).cte("s")
 
 
 class PostgresMessageSQL(MessageSQL):
@@ -133,16 +152,21 @@ class PostgresMessageSQL(MessageSQL):
                 *of_session, t.c.idempotency_key == sa.any_(b("keys", type_=_TEXT_ARRAY))
             )
         )
-        self.insert_one = self.compile(self._insert_one(plain=False))
-        # A plain message (most of them) with the empty columns as literals: every
-        # parameter is dumped by psycopg and bound by the server, one by one.
-        self.insert_plain = self.compile(self._insert_one(plain=True))
-        many = self.compile(self._insert_many())
-        for name in _BATCH:
-            # The arrays go in binary (%b): no quoting of every element by psycopg and no
-            # text-array parsing by the server (about 3x faster for 100 JSON texts).
-            many = many.replace(f"%({name}s)s", f"%({name}s)b")
-        self.insert_many = many
+        # By guard (``append_if_idle``'s check in the statement, or none): the INSERTs.
+        self.insert_one: dict[bool, str] = {}
+        self.insert_plain: dict[bool, str] = {}
+        self.insert_many: dict[bool, str] = {}
+        for idle in (False, True):
+            self.insert_one[idle] = self.compile(self._insert_one(plain=False, idle=idle))
+            # A plain message (most of them) with the empty columns as literals: every
+            # parameter is dumped by psycopg and bound by the server, one by one.
+            self.insert_plain[idle] = self.compile(self._insert_one(plain=True, idle=idle))
+            many = self.compile(self._insert_many(idle))
+            for name in _BATCH:
+                # The arrays go in binary (%b): no quoting of every element by psycopg and no
+                # text-array parsing by the server (about 3x faster for 100 JSON texts).
+                many = many.replace(f"%({name}s)s", f"%({name}s)b")
+            self.insert_many[idle] = many
 
     def select_stored(self) -> sa.Select[Any]:
         return sa.select(t.c.id, t.c.seq, t.c.role, self._text, t.c.created_at, self.rest())
@@ -163,13 +187,13 @@ class PostgresMessageSQL(MessageSQL):
         )
         return sa.case((empty, sa.null()), else_=sa.cast(array, sa.Text))
 
-    def _insert_one(self, *, plain: bool) -> sa.Insert:
-        s = bump_session(const(1)).returning(sa.literal_column("last_seq")).cte("s")
-        return insert_message_after(s, plain=plain)
+    def _insert_one(self, *, plain: bool, idle: bool) -> sa.Insert:
+        s = _bumped(const(1), idle)
+        return insert_message_after(s, plain=plain, where=_idle(s) if idle else None)
 
-    def _insert_many(self) -> sa.Insert:
+    def _insert_many(self, idle: bool) -> sa.Insert:
         n = b("n", type_=sa.BigInteger)
-        s = bump_session(n).returning(sa.literal_column("last_seq")).cte("s")
+        s = _bumped(n, idle)
         u = (
             sa.func.unnest(*(b(f"{name}s", type_=_TEXT_ARRAY) for name in _BATCH))
             .table_valued(*_BATCH, with_ordinality="ord")
@@ -190,6 +214,8 @@ class PostgresMessageSQL(MessageSQL):
             sa.cast(u.c.extra, JSONB),
             _typed("now", "created_at"),
         ).select_from(s, u)
+        if idle:
+            select_ = select_.where(_idle(s))
         return sa.insert(t).from_select(INSERT_COLUMNS, select_).returning(t.c.seq)
 
     def find_keys(
@@ -208,7 +234,10 @@ class PostgresMessageSQL(MessageSQL):
         rows: Sequence[NewRow],
         ids: Sequence[str],
         now: int,
+        idle: WhileIdle | None = None,
     ) -> Steps[int | None]:
+        # ``idle``: the check is in the statement, and raises (translated by _errors).
+        guard = idle is not None
         n = len(rows)
         if n == 1:
             row = rows[0]
@@ -222,17 +251,20 @@ class PostgresMessageSQL(MessageSQL):
                     "v_content": row.content_json(),
                     "v_content_types": row.content_types,
                 }
-                found = yield Stmt(self.insert_plain, params)
+                sql_ = self.insert_plain[guard]
             else:
                 params = full_params(row, ids[0], 0)
                 params.update(now=now, t=tenant_id, s=session_id)
-                found = yield Stmt(self.insert_one, params)
+                sql_ = self.insert_one[guard]
         else:
             written = [full_params(r, i, 0) for i, r in zip(ids, rows, strict=True)]
             params = {"n": n, "now": now, "t": tenant_id, "s": session_id}
             for name, column in zip(_BATCH, _FULL_NAMES, strict=True):
                 params[f"{name}s"] = [w[column] for w in written]
-            found = yield Stmt(self.insert_many, params)
+            sql_ = self.insert_many[guard]
+        if idle is not None:
+            params["kind"] = idle.kind
+        found = yield Stmt(sql_, params)
         if not found:
             return None
         return max(int(r[0]) for r in found)
@@ -303,34 +335,12 @@ def _idle_and_open(pgconn: Any) -> bool:
         return False
 
 
-def in_transaction(work: Callable[[Cursor], T]) -> Callable[[Cursor], T]:
-    """``work`` between ``BEGIN`` and ``COMMIT`` on an autocommit connection's cursor.
-
-    If it raises, the transaction is rolled back; if even that fails, the
-    connection is left in its transaction, which makes it unusable: it is closed.
-    """
-
-    def atomically(cur: Cursor) -> T:
-        cur.execute("BEGIN")
-        try:
-            result = work(cur)
-        except BaseException:
-            with contextlib.suppress(psycopg.Error):
-                cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
-        return result
-
-    return atomically
-
-
 class PostgresConnections(OwnConnections):
     """Autocommit psycopg connections, each kept with one cursor.
 
     Every message write is one statement, so autocommit makes it its own
     transaction, committed (``synchronous_commit`` as the dialect sets it)
-    when it returns; an ``atomic`` write of several runs between ``BEGIN`` and
-    ``COMMIT``. A cursor per statement (``conn.execute``) costs ~15 µs of
+    when it returns. A cursor per statement (``conn.execute``) costs ~15 µs of
     a ~300 µs read.
     """
 
@@ -375,9 +385,7 @@ class PostgresConnections(OwnConnections):
         except psycopg.Error as exc:
             raise translate(exc, what) from exc
 
-    def write(self, what: str, work: Callable[[Cursor], T], *, atomic: bool = False) -> T:
-        return self._run(what, in_transaction(work) if atomic else work)
-
+    write = _run
     read = _run
 
     def close(self) -> None:

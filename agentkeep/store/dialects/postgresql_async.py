@@ -185,16 +185,8 @@ class PostgresAsyncConnections:
         await conn.execute("SET enable_sort = off")
         return _Kept(conn)
 
-    async def write(
-        self, what: str, steps: Callable[[], Steps[Any]], *, atomic: bool = False
-    ) -> Any:
-        """A write: autocommit, one statement; ``atomic``, between ``BEGIN`` and ``COMMIT``."""
-        return await self._run(what, steps, atomic)
-
-    async def read(self, what: str, steps: Callable[[], Steps[Any]]) -> Any:
-        return await self._run(what, steps, False)
-
-    async def _run(self, what: str, steps: Callable[[], Steps[Any]], atomic: bool) -> Any:
+    async def run(self, what: str, steps: Callable[[], Steps[Any]]) -> Any:
+        """A write (autocommit: one statement) or a read."""
         mine = self._for_loop()
         try:
             async with mine.slots:
@@ -208,10 +200,7 @@ class PostgresAsyncConnections:
                 if kept is None:
                     kept = await self._connect()
                 try:
-                    if atomic:
-                        result = await _atomically(kept.cur, steps)
-                    else:
-                        result = await arun_steps(kept.cur, steps())
+                    result = await arun_steps(kept.cur, steps())
                 except BaseException:
                     if kept.usable() and not self._closed:
                         mine.idle.append(kept)
@@ -228,6 +217,9 @@ class PostgresAsyncConnections:
         except psycopg.Error as exc:
             raise translate(exc, what) from exc
 
+    write = run
+    read = run
+
     def close(self) -> None:
         self._closed = True
         with self._guard:
@@ -235,23 +227,6 @@ class PostgresAsyncConnections:
                 _close_all(loop, mine.idle)
                 mine.idle = []
             self._loops.clear()
-
-
-async def _atomically(cur: Any, steps: Callable[[], Steps[Any]]) -> Any:
-    """``steps()`` between ``BEGIN`` and ``COMMIT`` (``postgresql.in_transaction``, awaited).
-
-    Cancelled meanwhile, the connection is left in its transaction and closed
-    (not usable), which rolls it back.
-    """
-    await cur.execute("BEGIN")
-    try:
-        result = await arun_steps(cur, steps())
-    except Exception:
-        with contextlib.suppress(psycopg.Error):
-            await cur.execute("ROLLBACK")
-        raise
-    await cur.execute("COMMIT")
-    return result
 
 
 def _close_all(loop: asyncio.AbstractEventLoop, kept: list[_Kept]) -> None:

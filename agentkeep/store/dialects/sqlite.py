@@ -37,6 +37,7 @@ from agentkeep.store.message_sql import (
     NewRow,
     Shape,
     StoredRow,
+    WhileIdle,
     b,
     bind_rows,
     bump_session,
@@ -180,6 +181,7 @@ class SQLiteMessageSQL(MessageSQL):
         rows: Sequence[NewRow],
         ids: Sequence[str],
         now: int,
+        idle: WhileIdle | None = None,
     ) -> Steps[int | None]:
         n = len(rows)
         where = {"t": tenant_id, "s": session_id}
@@ -202,6 +204,8 @@ class SQLiteMessageSQL(MessageSQL):
                 shape,
             )
             yield Stmt(self.insert_rows(size, shape), params, COUNT)
+        if idle is not None:  # in the write's transaction: raising rolls the append back
+            yield from self.require_idle(tenant_id, session_id, idle)
         return last
 
     def recent(
@@ -294,8 +298,8 @@ class SQLiteConnections(OwnConnections):
             return self._writer_cur
         return conn.cursor()
 
-    def write(self, what: str, work: Callable[[Any], T], *, atomic: bool = False) -> T:
-        """``work(cur)`` in one BEGIN IMMEDIATE transaction (so always ``atomic``)."""
+    def write(self, what: str, work: Callable[[Any], T]) -> T:
+        """``work(cur)`` in one BEGIN IMMEDIATE transaction."""
         with self._lock:
             try:
                 cur = self._writer_cursor()

@@ -239,11 +239,9 @@ class SQLiteAsyncConnections:
         self._arriving = 0  # writes at full waiting out their turn of the loop
         self._commit_s = 0.0  # running mean of recent commit times (seconds)
 
-    async def write(
-        self, what: str, steps: Callable[[], Steps[Any]], *, atomic: bool = False
-    ) -> Any:
+    async def write(self, what: str, steps: Callable[[], Steps[Any]]) -> Any:
         """Inline or group-committed (see the module); each write is one transaction or, in
-        a group, one savepoint, so always ``atomic``."""
+        a group, one savepoint."""
         if self._full and not await self._alone():
             return await self._group.submit(what, steps)
         if self._lock.acquire(blocking=False):
