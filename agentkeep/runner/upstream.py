@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import json
 import logging
 import random
 import time
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from agentkeep import metrics
+from agentkeep.wire.encoding import loads
 
 __all__ = ["ChatClient", "Completion", "UpstreamError", "UpstreamToolCall", "provider_for"]
 
@@ -297,7 +297,7 @@ class ChatClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"upstream LLM unreachable: {exc!r}") from exc
         try:
-            payload: Any = json.loads(raw)
+            payload: Any = loads(raw)
         except ValueError:
             payload = None
         if status >= 400:
@@ -382,7 +382,7 @@ class ChatClient:
                 if response.status >= 400:
                     raw = await response.read()
                     try:
-                        payload: Any = json.loads(raw)
+                        payload: Any = loads(raw)
                     except ValueError:
                         payload = None
                     reason = response.reason or ""
@@ -441,7 +441,7 @@ async def _lines(content: aiohttp.StreamReader) -> AsyncGenerator[list[str], Non
 async def _read_json(raw: bytes, on_delta: Callable[[str], Awaitable[None]]) -> Completion:
     """A completion answered as one JSON document (an upstream that does not stream)."""
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except ValueError as exc:
         raise UpstreamError("upstream LLM answered with invalid JSON") from exc
     if not isinstance(data, dict):
@@ -450,17 +450,6 @@ async def _read_json(raw: bytes, on_delta: Callable[[str], Awaitable[None]]) -> 
     if out.text:
         await on_delta(out.text)
     return out
-
-
-_decode = json.JSONDecoder().raw_decode
-
-
-def _json_value(text: str) -> Any:
-    """``json.loads`` of a stripped stream chunk, without its whitespace scans (one per chunk)."""
-    value, end = _decode(text)
-    if end != len(text):
-        raise ValueError("extra data after the JSON value")
-    return value
 
 
 async def _read_stream(
@@ -472,7 +461,7 @@ async def _read_stream(
     """
     acc = _Accumulator()
     done = False
-    loads, chunk = _json_value, acc.chunk
+    chunk = acc.chunk
     async for batch in lines:
         for line in batch:
             if not line.startswith("data:"):

@@ -1,4 +1,5 @@
-"""JSON text for the wire: every response body and server-sent event the service sends.
+"""JSON text for the wire: every response body and server-sent event the service sends,
+and the JSON the run engine reads from its upstream (``loads``).
 
 ``orjson`` writes a page of twenty messages about ten times faster than the
 standard library (5 against 58 µs), which was the largest single cost of a
@@ -11,6 +12,11 @@ the standard library writes it, with the same options: a value is answered
 exactly as before or refused exactly as before, never silently changed. The one
 difference: a float that is not a number (``NaN``, ``inf``), which
 ``json.dumps(allow_nan=False)`` refused with an error, is written as ``null``.
+
+``loads`` reads what ``json.loads`` reads: orjson first (a streamed chunk of
+an upstream's answer in about a sixth of the time), the standard library for
+what orjson refuses (``NaN``, integers beyond 64 bits), so a document is read
+exactly as before or refused exactly as before.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "loads"]
 
 _OPTIONS = (
     orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
@@ -41,3 +47,11 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
             value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=sort_keys
         )
         return text.encode()
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads(text)``, by orjson where it can (``ValueError`` for invalid JSON)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.wire.encoding import dumps
+from agentkeep.wire.encoding import dumps, loads
 
 
 def starlette_text(value: Any, *, sort_keys: bool = False) -> bytes:
@@ -91,3 +91,28 @@ def test_what_the_standard_library_refuses_is_still_refused(value: Any) -> None:
 
 def test_a_float_that_is_not_a_number_is_null() -> None:
     assert dumps({"a": float("nan"), "b": float("inf")}) == b'{"a":null,"b":null}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(PAGE),
+        '{"choices":[{"delta":{"content":"h\\u00e9llo \\ud83d\\ude00"},"index":0}]}',
+        "[1.5e300, -0.0, 12345678901234567890123, NaN, Infinity, -Infinity]",  # orjson refuses
+        '  {"a": [null, true, false, "x"]}  ',
+        '"just a string"',
+    ],
+)
+def test_loads_reads_what_the_standard_library_reads(text: str) -> None:
+    for given in (text, text.encode()):
+        got, want = loads(given), json.loads(given)
+        # NaN is not equal to itself: compare the texts both write back.
+        assert json.dumps(got) == json.dumps(want)
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} {"b": 2}', "[1,]", "{'a': 1}", "nul"])
+def test_loads_refuses_what_the_standard_library_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        loads(text)
