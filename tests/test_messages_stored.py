@@ -567,3 +567,15 @@ def test_append_if_idle_writes_nothing_while_a_run_is_active(store: Store) -> No
             thread.id, NewMessage(role="user", content="in a transaction")
         )
     assert inside.seq == 3 and store.sessions.get(thread.id).message_count == 3
+    # Refused inside a transaction: that write alone is undone, the transaction goes on.
+    again_busy = store.runs.create("asst_x", session_id=thread.id)
+    with store.transaction():
+        store.messages.append(other.id, "user", "kept")
+        with pytest.raises(SessionBusy) as busy:
+            store.messages.append_if_idle(thread.id, {"role": "user", "content": "x"})
+        assert busy.value.run_id == again_busy.id
+        with pytest.raises(NotFound):
+            store.messages.append_if_idle(other.id, {"role": "user", "content": "x"}, kind="thread")
+        store.messages.append(other.id, "user", "kept too")
+    assert [m.text for m in store.messages.recent(other.id)] == ["kept", "kept too"]
+    assert store.sessions.get(thread.id).message_count == 3
