@@ -579,3 +579,32 @@ def test_append_if_idle_writes_nothing_while_a_run_is_active(store: Store) -> No
         store.messages.append(other.id, "user", "kept too")
     assert [m.text for m in store.messages.recent(other.id)] == ["kept", "kept too"]
     assert store.sessions.get(thread.id).message_count == 3
+
+
+def test_a_guarded_append_of_several_messages_writes_all_or_none(store: Store) -> None:
+    """The dialects' append of a batch while the session is idle (``WhileIdle``; the
+    public ``append_if_idle`` takes one message): every message, or none while a run is active."""
+    from agentkeep.errors import SessionBusy
+    from agentkeep.store.message_sql import WhileIdle
+
+    thread = store.sessions.create(kind="thread")
+    batch = [{"role": "user", "content": f"m{i}"} for i in range(3)]
+
+    def guarded(session_id: str, kind: str | None = None) -> list[Any]:
+        rows = store.messages._prepare_all(batch)
+        written: list[Any] = store._core.run_op(
+            store.messages._write(session_id, rows, WhileIdle(kind))
+        )
+        return written
+
+    assert [m.seq for m in guarded(thread.id, "thread")] == [1, 2, 3]
+    run = store.runs.create("asst_x", session_id=thread.id)
+    with pytest.raises(SessionBusy) as busy:
+        guarded(thread.id)
+    assert busy.value.run_id == run.id
+    other = store.sessions.create(kind="conversation")
+    with pytest.raises(NotFound):
+        guarded(other.id, "thread")
+    assert store.sessions.get(thread.id).last_seq == 3
+    assert store.sessions.get(other.id).last_seq == 0
+    assert [m.text for m in store.messages.recent(thread.id)] == ["m0", "m1", "m2"]

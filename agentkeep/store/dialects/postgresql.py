@@ -104,7 +104,7 @@ def insert_message_after(
     return sa.insert(t).from_select(INSERT_COLUMNS, select_).returning(t.c.seq)
 
 
-def _idle(s: Any) -> sa.ColumnElement[bool]:
+def _no_active_run(s: Any) -> sa.ColumnElement[bool]:
     """The active-run check of ``append_if_idle`` on the session row CTE ``s`` took (it raises:
     migration 0014). An argument from that row: called for the row, after the UPDATE took it."""
     fn = sa.func.agentkeep_session_idle(b("t"), b("s"), s.c.kind, b("kind"), type_=sa.Boolean)
@@ -189,7 +189,7 @@ class PostgresMessageSQL(MessageSQL):
 
     def _insert_one(self, *, plain: bool, idle: bool) -> sa.Insert:
         s = _bumped(const(1), idle)
-        return insert_message_after(s, plain=plain, where=_idle(s) if idle else None)
+        return insert_message_after(s, plain=plain, where=_no_active_run(s) if idle else None)
 
     def _insert_many(self, idle: bool) -> sa.Insert:
         n = b("n", type_=sa.BigInteger)
@@ -215,7 +215,7 @@ class PostgresMessageSQL(MessageSQL):
             _typed("now", "created_at"),
         ).select_from(s, u)
         if idle:
-            select_ = select_.where(_idle(s))
+            select_ = select_.where(_no_active_run(s))
         return sa.insert(t).from_select(INSERT_COLUMNS, select_).returning(t.c.seq)
 
     def find_keys(
