@@ -15,7 +15,7 @@ from _postgres import terminate_backends
 
 from agentkeep import Store
 from agentkeep.errors import Conflict, InvalidInput, NotFound
-from agentkeep.models import Message, NewMessage
+from agentkeep.models import ACTIVE_RUN_STATUSES, RUN_TRANSITIONS, Message, NewMessage
 
 
 def test_appends_and_reads_inside_and_outside_a_transaction_agree(store: Store) -> None:
@@ -608,3 +608,24 @@ def test_a_guarded_append_of_several_messages_writes_all_or_none(store: Store) -
     assert store.sessions.get(thread.id).last_seq == 3
     assert store.sessions.get(other.id).last_seq == 0
     assert [m.text for m in store.messages.recent(thread.id)] == ["m0", "m1", "m2"]
+
+
+@pytest.mark.parametrize("status", sorted(RUN_TRANSITIONS))
+def test_append_if_idle_refuses_exactly_while_a_run_is_in_an_active_status(
+    store: Store, status: str
+) -> None:
+    """Every run status, against ``ACTIVE_RUN_STATUSES``: on PostgreSQL the check's status
+    list is written in migration 0014's function, so a change to the statuses that no
+    migration follows fails here."""
+    from agentkeep.errors import SessionBusy
+
+    thread = store.sessions.create(kind="thread")
+    run = store.runs.create("asst_x", session_id=thread.id, status=status)
+    message = {"role": "user", "content": status}
+    if status in ACTIVE_RUN_STATUSES:
+        with pytest.raises(SessionBusy) as busy:
+            store.messages.append_if_idle(thread.id, message, kind="thread")
+        assert busy.value.run_id == run.id
+        assert store.sessions.get(thread.id).last_seq == 0
+    else:
+        assert store.messages.append_if_idle(thread.id, message, kind="thread").seq == 1
