@@ -26,7 +26,7 @@ from agentkeep.models import TERMINAL_RUN_STATUSES, Event
 from agentkeep.runner import notify, ops
 from agentkeep.server.errors import error_body, translate_error
 from agentkeep.store import Store
-from agentkeep.wire.encoding import dumps
+from agentkeep.wire import sse as frames
 from agentkeep.wire.sse import KEEPALIVE
 
 __all__ = ["POLL_S", "sse", "stream_run"]
@@ -45,9 +45,7 @@ def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
     Object keys are sorted: an event handed over live and the same event read
     back (PostgreSQL's jsonb keeps keys in an order of its own) are the same bytes.
     """
-    body = data.encode() if isinstance(data, str) else dumps(data, sort_keys=True)
-    tail = b"\n" if ident is None else b"id: %d\n\n" % ident
-    return b"event: " + kind.encode() + b"\ndata: " + body + b"\n" + tail
+    return frames.event(kind, data, ident, sort_keys=True)
 
 
 def _chunk(events: list[Event]) -> bytes:

@@ -22,7 +22,7 @@ from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES, Event, Run
 from agentkeep.store import Store
 from agentkeep.ui.auth import SignedIn
 from agentkeep.ui.web import UiRoute, render, templates
-from agentkeep.wire.encoding import dumps
+from agentkeep.wire import sse as frames
 from agentkeep.wire.sse import KEEPALIVE
 
 __all__ = ["router"]
@@ -157,10 +157,6 @@ def run_timeline(request: Request, visitor: SignedIn, run_id: str) -> Response:
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
-def _sse(kind: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + dumps(data) + b"\n\n"
-
-
 def _events_after(store: Store, run_id: str, bookmark: int) -> list[Event]:
     return store.events.list(run_id=run_id, after_bookmark=bookmark, limit=LIMIT)
 
@@ -176,11 +172,11 @@ async def _changes(store: Store, run_id: str, after: int) -> AsyncIterator[bytes
         if events:
             bookmark = events[-1].bookmark
             quiet = 0.0
-            yield _sse("change", {"bookmark": bookmark, "status": run.status})
+            yield frames.event("change", {"bookmark": bookmark, "status": run.status})
             await anyio.sleep(POLL_S)  # at most a few page refreshes a second
         elif run.status in TERMINAL_RUN_STATUSES:
             # The status commits with its event: an empty read after it means all is read.
-            yield _sse("end", {"bookmark": bookmark, "status": run.status})
+            yield frames.event("end", {"bookmark": bookmark, "status": run.status})
             return
         else:
             quiet += POLL_S

@@ -11,6 +11,18 @@ clients from timing the connection out and is skipped by every reader.
 
 from __future__ import annotations
 
-__all__ = ["KEEPALIVE"]
+from typing import Any
+
+from agentkeep.wire.encoding import dumps
+
+__all__ = ["KEEPALIVE", "event"]
 
 KEEPALIVE = b": keep-alive\n"
+
+
+def event(kind: str, data: Any, ident: int | None = None, *, sort_keys: bool = False) -> bytes:
+    """One event: ``event``, ``data`` (JSON, by ``encoding.dumps``, unless a string) and,
+    when given, ``id``; then the blank line that ends it."""
+    body = data.encode() if isinstance(data, str) else dumps(data, sort_keys=sort_keys)
+    tail = b"\n" if ident is None else b"id: %d\n\n" % ident
+    return b"event: " + kind.encode() + b"\ndata: " + body + b"\n" + tail

@@ -116,3 +116,13 @@ def test_loads_refuses_what_the_standard_library_refuses(text: str) -> None:
         json.loads(text)
     with pytest.raises(ValueError):
         loads(text)
+
+
+def test_an_sse_event_is_framed_as_every_stream_sends_it() -> None:
+    from agentkeep.wire.sse import event
+
+    assert event("done", "[DONE]") == b"event: done\ndata: [DONE]\n\n"
+    assert (
+        event("x", {"b": 1, "a": "é"}, 7) == 'event: x\ndata: {"b":1,"a":"é"}\nid: 7\n\n'.encode()
+    )
+    assert event("x", {"b": 1, "a": 2}, sort_keys=True) == b'event: x\ndata: {"a":2,"b":1}\n\n'

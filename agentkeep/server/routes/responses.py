@@ -28,7 +28,7 @@ from agentkeep.server.errors import ApiError, translate_error
 from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.pagination import Pagination
 from agentkeep.store import Store
-from agentkeep.wire.encoding import dumps
+from agentkeep.wire import sse as frames
 from agentkeep.wire.objects import list_object
 from agentkeep.wire.responses import (
     END_EVENT_TYPES,
@@ -66,9 +66,9 @@ def _writes(request: Request) -> ResponseWrites:
     return writes
 
 
-def _sse(event: dict[str, Any]) -> bytes:
-    kind: str = event["type"]
-    return b"event: " + kind.encode() + b"\ndata: " + dumps(event) + b"\n\n"
+def _sse(data: dict[str, Any]) -> bytes:
+    """A Responses API stream event, named by its ``type``."""
+    return frames.event(data["type"], data)
 
 
 def _error_event(exc: Exception, number: int) -> bytes:
