@@ -281,6 +281,7 @@ class Settings:
     llm_models: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1
     max_body_bytes: int = 8 * 1024 * 1024
     run_concurrency: int = 16
     response_ttl_days: float = 30.0
@@ -355,6 +356,7 @@ def _service_env(e: dict[str, str]) -> dict[str, Any]:
         "llm_models": tuple(m.strip() for m in models.split(",") if m.strip()),
         "host": e.get("AGENTKEEP_HOST", "127.0.0.1"),
         "port": _int_in(e, 8080, "AGENTKEEP_PORT", 1, 65535),
+        "workers": _int_in(e, 1, "AGENTKEEP_WORKERS", 1),
         "max_body_bytes": _int_in(e, 8 * 1024 * 1024, "AGENTKEEP_MAX_BODY_BYTES", 1),
         "run_concurrency": _int_in(e, 16, "AGENTKEEP_RUN_CONCURRENCY", 1),
         "response_ttl_days": _response_ttl_days(e),

@@ -24,7 +24,7 @@ from agentkeep.cli import (
     display_url,
 )
 from agentkeep.config import Settings
-from agentkeep.server.app import open_store
+from agentkeep.server.connections import open_store
 from agentkeep.store import migrate
 
 HEAD = migrate.head_revision()

@@ -107,6 +107,63 @@ def test_an_exhausted_pool_is_store_unavailable(
         store.close()
 
 
+def test_the_message_connections_of_a_process_stay_within_its_pool_size(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL: the message statements' own connections (outside SQLAlchemy's pool) are
+    at most ``pool_size + max_overflow`` in use at once; one more waits, then is refused."""
+    store = agentkeep.connect(postgres_url, pool_size=1, max_overflow=1).tenant("own_budget")
+    own = store._core.own
+    try:
+        assert isinstance(own, pg_dialect.PostgresConnections) and own.limit == 2
+        session = store.sessions.create()
+        store.messages.append(session.id, "user", "before")
+        own._timeout = 0.3
+        holding = [threading.Event(), threading.Event()]
+        release = threading.Event()
+
+        def hold(started: threading.Event) -> None:
+            def work(cur: Any) -> None:
+                cur.execute("SELECT 1")
+                started.set()
+                release.wait(30)
+
+            own.read("holding", work)
+
+        holders = [threading.Thread(target=hold, args=(e,)) for e in holding]
+        for th in holders:
+            th.start()
+        try:
+            for started in holding:
+                assert started.wait(30)
+            with pytest.raises(StoreUnavailable, match="AGENTKEEP_POOL_SIZE") as refused:
+                store.messages.append(session.id, "user", "refused")
+            assert "all 2 message connections" in str(refused.value)
+        finally:
+            release.set()
+            for th in holders:
+                th.join(30)
+        own._timeout = 30.0
+
+        # Under contention every call waits its turn: no refusal, no gap, nothing lost.
+        def appender(i: int) -> None:
+            for j in range(10):
+                store.messages.append(session.id, "user", f"{i}-{j}")
+
+        workers = [threading.Thread(target=appender, args=(i,)) for i in range(12)]
+        for th in workers:
+            th.start()
+        for th in workers:
+            th.join(60)
+        stored = store.messages.list(session.id, limit=200).items
+        assert [m.seq for m in stored] == list(range(1, 122))
+        assert sorted(m.text for m in stored[1:]) == sorted(
+            f"{i}-{j}" for i in range(12) for j in range(10)
+        )
+    finally:
+        store.close()
+
+
 # -- a missing table ----------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from agentkeep.config import Settings, display_url
 from agentkeep.lifecycle.schedule import BackupScheduler
 from agentkeep.runner import RunWorker, stopping
 from agentkeep.server import ratelimit
+from agentkeep.server.connections import log_budget, open_store
 from agentkeep.server.deps import ServiceState
 from agentkeep.server.errors import install_error_handlers
 from agentkeep.server.json_response import JSONResponse
@@ -45,30 +46,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("agentkeep.server")
 
-# Connections for the request threads (AnyIO's pool has 40) and the run worker. Most are
-# kept: under load, connections opened beyond the pool's size are closed as soon as they
-# are returned and opened again by the next burst (a server process started each time on
-# PostgreSQL). At most 40 at once, as before.
-POOL_SIZE = 30
-MAX_OVERFLOW = 10
 SETTLE_S = 10.0  # the longest a stopping service waits for the ends of the responses cut
-
-
-def open_store(settings: Settings) -> Store:
-    """The service's store on ``settings.database_url``.
-
-    The library's migration rule: an embedded SQLite database is created or
-    upgraded; PostgreSQL only with ``AGENTKEEP_AUTO_MIGRATE=1``, otherwise a
-    database behind head raises ``MigrationRequired`` naming ``agentkeep db upgrade``.
-    """
-    return agentkeep.connect(
-        settings.database_url,
-        auto_migrate=settings.auto_migrate,
-        pool_size=settings.pool.size or POOL_SIZE,
-        max_overflow=settings.pool.max_overflow
-        if settings.pool.max_overflow is not None
-        else MAX_OVERFLOW,
-    )
 
 
 def _pool_limit(store: Store) -> int:
@@ -106,6 +84,7 @@ async def _start_work(state: ServiceState) -> None:
         state.scheduler = BackupScheduler(root, settings)
         state.scheduler.start()
     log_start(settings, root, state.bootstrap_keys)
+    await anyio.to_thread.run_sync(log_budget, root, settings)
     if state.rate_limited:
         log.info(
             "rate limiting: %d requests per key per %d ms",

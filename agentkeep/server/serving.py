@@ -22,7 +22,8 @@ from uvicorn.supervisors import multiprocess
 from agentkeep.config import Settings
 from agentkeep.errors import InvalidInput
 from agentkeep.runner import stopping
-from agentkeep.server.app import create_app, open_store
+from agentkeep.server.app import create_app
+from agentkeep.server.connections import open_store
 from agentkeep.server.logs import LOG_FORMATS, log_config
 
 __all__ = ["serve"]
@@ -58,6 +59,8 @@ def serve(
         raise InvalidInput(f"must be one of {', '.join(LOG_FORMATS)}", field="log_format")
     if database_url:
         os.environ["AGENTKEEP_DATABASE_URL"] = database_url  # for worker processes
+    # Each process sizes its database connections to its share of the server's.
+    os.environ["AGENTKEEP_WORKERS"] = str(workers)
     if log_format:
         os.environ["AGENTKEEP_LOG_FORMAT"] = log_format
     settings = Settings.from_env()

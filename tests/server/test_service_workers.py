@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from live import StartService
+from live import LiveService, StartService
 from upstream_llm import Reply, UpstreamLLM
+
+from agentkeep.server.connections import fit, server_allows
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +45,20 @@ def test_two_worker_processes_serve_one_database(
     )
     assert run.status == "completed", run.last_error
     assert client.beta.threads.messages.list(thread.id, limit=1).data[0].role == "assistant"
+    if backend == "postgres":
+        _each_process_took_its_share(service)
+
+
+def _each_process_took_its_share(service: LiveService) -> None:
+    """Each process logged its PostgreSQL connection budget, fitted to half the server's."""
+    lines: list[str] = []
+    for _ in range(3000):  # both processes have served requests: their start-up is logged
+        lines = [line for line in service.log().splitlines() if "PostgreSQL connections" in line]
+        if len(lines) >= 2:
+            break
+        threading.Event().wait(0.01)
+    assert len(lines) == 2, service.log()
+    for line in lines:
+        assert "2 process(es)" in line and "WARNING" not in line, line
+        size, overflow = fit(server_allows(service.store), 2)
+        assert f"up to {3 * (size + overflow)} for this process" in line, line

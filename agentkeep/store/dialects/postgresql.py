@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import select
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -348,6 +349,12 @@ class PostgresConnections(OwnConnections):
         self._conninfo = dialect.conninfo()
         self._synchronous_commit = dialect.synchronous_commit
         self._idle = Idle(self._connect, keep=max(dialect.pool_size, 1))
+        # At most ``pool_size + max_overflow`` in use at once, as SQLAlchemy's pool: a
+        # process's connections to the server stay within a budget (README, "Connections").
+        self.limit = max(dialect.pool_size + dialect.max_overflow, 1)
+        self._slots = threading.BoundedSemaphore(self.limit)
+        timeout = dialect.pool.timeout_s
+        self._timeout = timeout if timeout is not None else 30.0
 
     def _connect(self) -> _PgConn:
         conn = psycopg.connect(
@@ -366,7 +373,22 @@ class PostgresConnections(OwnConnections):
         return _PgConn(conn.cursor())
 
     def _run(self, what: str, work: Callable[[Cursor], T]) -> T:
-        """``work(cur)`` on an idle connection's cursor; a connection left unusable is closed."""
+        """``work(cur)`` on an idle connection's cursor; a connection left unusable is closed.
+
+        When all ``limit`` connections are in use it waits for one, for the pool's
+        timeout (``AGENTKEEP_POOL_TIMEOUT``), then raises ``StoreUnavailable``.
+        """
+        if not self._slots.acquire(timeout=self._timeout):
+            raise StoreUnavailable(
+                f"{what}: all {self.limit} message connections of this process stayed in use "
+                f"for {self._timeout:g} s (AGENTKEEP_POOL_SIZE + AGENTKEEP_POOL_MAX_OVERFLOW)"
+            )
+        try:
+            return self._run_held(what, work)
+        finally:
+            self._slots.release()
+
+    def _run_held(self, what: str, work: Callable[[Cursor], T]) -> T:
         try:
             kept: _PgConn = self._idle.get(_PgConn.usable)
             try:
