@@ -125,12 +125,7 @@ class CheckpointSQL:
         self.base = (
             f"SELECT 1 FROM graph_checkpoint_blobs WHERE {_KEY} AND channel = :c AND version = :v"
         )
-        self.insert_blob = (
-            "INSERT INTO graph_checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, channel, "
-            "version, type, blob, base_version, seq) VALUES (:tenant_id, :thread_id, "
-            ":checkpoint_ns, :channel, :version, :type, :blob, :base_version, :seq) "
-            "ON CONFLICT DO NOTHING"
-        )
+        self._blob_inserts: dict[tuple[int, int], str] = {}
         self.upsert = (
             "INSERT INTO graph_checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, "
             "parent_checkpoint_id, run_id, type, checkpoint, metadata_type, metadata, "
@@ -244,14 +239,44 @@ WHERE c.{_KEY.replace(" AND ", " AND c.")}"""
                 params[name] = [b[column] for b in blobs]
             found = yield Stmt(self.put_one, params)
             return int(found[0][1]) if found[0][0] else None
-        for channel, version in bases:
-            if not (yield Stmt(self.base, {**key, "c": channel, "v": version})):
-                return None
         new = 0
-        for b in blobs:
-            new += yield Stmt(self.insert_blob, {**key, **b}, COUNT)
+        if blobs:
+            values: dict[str, Any] = dict(key)
+            for i, b in enumerate(blobs):
+                for name, column in _BLOB_PARAMS:
+                    values[f"{name}{i}"] = b[column]
+            for j, (channel, version) in enumerate(sorted(bases)):
+                values[f"xc{j}"], values[f"xv{j}"] = channel, version
+            new = yield Stmt(self.insert_blobs(len(blobs), len(bases)), values, COUNT)
+            if new < len(blobs):  # stored already, or a base is missing (then none was)
+                for channel, version in bases:
+                    if not (yield Stmt(self.base, {**key, "c": channel, "v": version})):
+                        return None
         yield Stmt(self.upsert, {**key, **row}, COUNT)
         return new
+
+    def insert_blobs(self, n: int, n_bases: int) -> str:
+        """SQLite: one INSERT of ``n`` values, none of them unless the ``n_bases`` bases are
+        all stored; compiled once per shape."""
+        sql = self._blob_inserts.get((n, n_bases))
+        if sql is None:
+            rows = ", ".join(
+                "(" + ", ".join(f":{name}{i}" for name, _ in _BLOB_PARAMS) + ")" for i in range(n)
+            )
+            guard = "true"
+            if n_bases:
+                pairs = ", ".join(f"(:xc{j}, :xv{j})" for j in range(n_bases))
+                guard = (
+                    f"(SELECT count(*) FROM graph_checkpoint_blobs WHERE {_KEY} "
+                    f"AND (channel, version) IN (VALUES {pairs})) = {n_bases}"
+                )
+            sql = self._blob_inserts[n, n_bases] = (
+                "INSERT INTO graph_checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, "
+                "channel, version, type, blob, base_version, seq) SELECT :tenant_id, "
+                ":thread_id, :checkpoint_ns, column1, column2, column3, column4, column5, "
+                f"column6 FROM (VALUES {rows}) WHERE {guard} ON CONFLICT DO NOTHING"
+            )
+        return sql
 
     def put_writes(
         self, key: dict[str, str], checkpoint_id: str, writes: Sequence[Any], replace: bool
@@ -348,3 +373,12 @@ _BLOB_ARRAYS = (
     ("bases", "base_version"),
     ("seqs", "seq"),
 )
+_BLOB_PARAMS: tuple[tuple[str, str], ...] = (
+    ("c", "channel"),
+    ("v", "version"),
+    ("t", "type"),
+    ("b", "blob"),
+    ("bv", "base_version"),
+    ("s", "seq"),
+)
+"""SQLite's multi-row blob INSERT: the parameter prefix of each column, in VALUES order."""
