@@ -143,6 +143,7 @@ def _options(host: str, port: int, settings: Settings) -> dict[str, Any]:
     return {
         "host": host,
         "port": port,
+        "http": "httptools",  # C parsing: a fifth more requests/s than h11's pure Python
         "timeout_keep_alive": 75,
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "log_config": log_config(settings.log_format),
