@@ -15,6 +15,7 @@ from agentkeep.store import Store
 __all__ = [
     "active_run_error",
     "active_run_id",
+    "arequire_conversation",
     "arequire_thread",
     "expired_now",
     "get_conversation",
@@ -68,6 +69,12 @@ async def arequire_thread(store: Store, thread_id: str) -> None:
 def require_conversation(store: Store, conversation_id: str) -> None:
     """404 unless ``conversation_id`` is a conversation."""
     _require_session(store, conversation_id, "conversation")
+
+
+async def arequire_conversation(store: Store, conversation_id: str) -> None:
+    """``require_conversation`` on the store's async path (no worker thread)."""
+    if not await arun_op(store.sessions.exists, conversation_id, kind="conversation"):
+        raise NotFound("conversation", conversation_id)
 
 
 def active_run_id(store: Store, thread_id: str) -> str | None:

@@ -85,3 +85,59 @@ def test_adding_a_message_takes_no_worker_thread(
         assert gone.status_code == 404 and "thread" in gone.json()["error"]["message"]
     bad = http.post(f"/v1/threads/{thread_id}/messages", json={"role": "user", "content": []})
     assert bad.status_code == 400, bad.text
+
+
+def test_listing_conversation_items_takes_no_worker_thread(
+    http: TestClient, request: pytest.FixtureRequest
+) -> None:
+    items = [{"role": "user", "content": f"m{i}"} for i in range(3)]
+    conversation_id = http.post("/v1/conversations", json={"items": items}).json()["id"]
+    thread_id = http.post("/v1/threads", json={}).json()["id"]
+    request.getfixturevalue("no_worker_threads")
+    url = f"/v1/conversations/{conversation_id}/items"
+    page = http.get(url, params={"limit": 2})  # newest first by default
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert [i["content"][0]["text"] for i in body["data"]] == ["m2", "m1"]
+    assert body["has_more"] is True
+    rest = http.get(url, params={"limit": 2, "after": body["last_id"]}).json()
+    assert [i["content"][0]["text"] for i in rest["data"]] == ["m0"]
+    assert rest["has_more"] is False
+    oldest = http.get(url, params={"order": "asc", "limit": 1}).json()
+    assert oldest["data"][0]["content"][0]["text"] == "m0"
+    for missing in ("conv_missing", thread_id):
+        gone = http.get(f"/v1/conversations/{missing}/items")
+        assert gone.status_code == 404 and "conversation" in gone.json()["error"]["message"]
+    bad = http.get(url, params={"after": "msg_nope"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
+
+
+def test_adding_conversation_items_takes_no_worker_thread(
+    http: TestClient, request: pytest.FixtureRequest
+) -> None:
+    conversation_id = http.post("/v1/conversations", json={}).json()["id"]
+    thread_id = http.post("/v1/threads", json={}).json()["id"]
+    request.getfixturevalue("no_worker_threads")
+    url = f"/v1/conversations/{conversation_id}/items"
+    items = [
+        {"type": "message", "role": "user", "content": "hello"},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "42"},
+    ]
+    added = http.post(url, json={"items": items})
+    assert added.status_code == 200, added.text
+    body = added.json()
+    assert [i["type"] for i in body["data"]] == ["message", "function_call", "function_call_output"]
+    assert body["first_id"] == body["data"][0]["id"] and body["last_id"] == body["data"][-1]["id"]
+    keyed = {"Idempotency-Key": "k1"}
+    once = http.post(url, json={"items": items[:1]}, headers=keyed).json()
+    again = http.post(url, json={"items": items[:1]}, headers=keyed).json()
+    assert once["data"][0]["id"] == again["data"][0]["id"]
+    for missing in ("conv_missing", thread_id):
+        gone = http.post(f"/v1/conversations/{missing}/items", json={"items": items})
+        assert gone.status_code == 404 and "conversation" in gone.json()["error"]["message"]
+    bad = http.post(url, json={"items": [items[0], {"role": "robot", "content": "x"}]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "items[1].role"
+    stored = http.get(url, params={"order": "asc", "limit": 100}).json()["data"]
+    assert [i["id"] for i in stored] == [i["id"] for i in body["data"]] + [once["data"][0]["id"]]
+    assert http.get(f"/v1/threads/{thread_id}/messages").json()["data"] == []

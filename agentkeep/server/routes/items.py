@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from agentkeep._aio_util import arun_op
 from agentkeep.errors import NotFound
 from agentkeep.models import Message
 from agentkeep.server.bodies import CreateItems
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import get_conversation, require_conversation
+from agentkeep.server.lookup import arequire_conversation, get_conversation, require_conversation
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
@@ -39,7 +40,7 @@ def _get(store: Store, conversation_id: str, item_id: str) -> Message:
 
 
 @router.post("", summary="Create items", response_model=None, responses=DOCS["items"])
-def create_items(
+async def create_items(
     conversation_id: str,
     body: CreateItems,
     store: TenantStore,
@@ -50,9 +51,15 @@ def create_items(
     if idempotency_key:
         for i, row in enumerate(rows):
             row["idempotency_key"] = f"{idempotency_key}:{i}"
-    with items_field(), store.transaction():
-        require_conversation(store, conversation_id)
-        messages = store.messages.append_many(conversation_id, rows)
+    # On the store's async path, as a thread's messages (no worker thread): the kind
+    # check, then the append, which finds no session if the conversation was deleted
+    # in between (a session's kind never changes). Nothing is written on a 404.
+    await arequire_conversation(store, conversation_id)
+    try:
+        with items_field():
+            messages = await arun_op(store.messages.append_many, conversation_id, rows)
+    except NotFound:
+        raise NotFound("conversation", conversation_id) from None
     data = [item_object(m) for m in messages]
     return JSONResponse(
         {
@@ -68,17 +75,23 @@ def create_items(
 @router.get(
     "", summary="List items (newest first by default)", response_model=None, responses=DOCS["items"]
 )
-def list_items(
+async def list_items(
     conversation_id: str, store: TenantStore, params: Pagination, include: Include = None
 ) -> JSONResponse:
-    require_conversation(store, conversation_id)
-    page = store.messages.list(
-        conversation_id,
-        limit=params.limit,
-        order=params.order,
-        after=params.after,
-        before=params.before,
-    )
+    # Both reads on the store's async path; a conversation deleted between them
+    # leaves no session, which page() answers with NotFound.
+    await arequire_conversation(store, conversation_id)
+    try:
+        page = await arun_op(
+            store.messages.page,
+            conversation_id,
+            limit=params.limit,
+            order=params.order,
+            after=params.after,
+            before=params.before,
+        )
+    except NotFound:
+        raise NotFound("conversation", conversation_id) from None
     return JSONResponse(list_object(page, item_object))
 
 
