@@ -8,7 +8,10 @@ driver connection, an OpenAI-shaped answer.
 - ``POST /v1/threads/{id}/messages``: one INSERT that takes the thread's next
   ``seq`` (SQLite: ``INSERT ... SELECT max(seq) + 1``, atomic under its one
   writer; PostgreSQL: ``WITH s AS (UPDATE ... RETURNING) INSERT ... FROM s``);
-- ``GET /v1/threads/{id}/messages?limit=20``: one SELECT of the newest 20.
+- ``GET /v1/threads/{id}/messages?limit=20``: one SELECT of the newest 20;
+- ``POST /v1/conversations``, ``POST /v1/conversations/{id}/items`` (one
+  item: the same one INSERT) and ``GET /v1/conversations/{id}/items?limit=20``,
+  the same statements with the Conversations API's shapes.
 
 No tenant, no validation of the content beyond pydantic, no thread lookup, no
 idempotency: the floor of what the service could cost.
@@ -45,6 +48,10 @@ SCHEMA = (
 class Body(BaseModel):
     role: Literal["user", "assistant"]
     content: str
+
+
+class Items(BaseModel):
+    items: list[Body]
 
 
 class _SQLite:
@@ -176,6 +183,68 @@ def list_messages(
             (thread_id, limit),
         ).fetchall()
     data = [_message(thread_id, r[0], r[1], r[2], r[3]) for r in rows]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(data) == limit,
+    }
+
+
+def _item(ident: str, role: str, content: str) -> dict[str, Any]:
+    text = "output_text" if role == "assistant" else "input_text"
+    return {
+        "id": ident,
+        "type": "message",
+        "status": "completed",
+        "role": role,
+        "content": [{"type": text, "text": content}],
+    }
+
+
+@app.post("/v1/conversations")
+def create_conversation(authorization: str | None = Header(default=None)) -> dict[str, Any]:
+    _auth(authorization)
+    ident = "conv_" + secrets.token_hex(12)
+    with db.conn() as conn:
+        conn.execute(f"INSERT INTO ref_threads (id, last_seq) VALUES ({db.mark}, 0)", (ident,))
+    return {"id": ident, "object": "conversation", "created_at": int(time.time()), "metadata": {}}
+
+
+@app.post("/v1/conversations/{conversation_id}/items")
+def create_items(
+    conversation_id: str, body: Items, authorization: str | None = Header(default=None)
+) -> dict[str, Any]:
+    _auth(authorization)
+    now = int(time.time())
+    data = []
+    for item in body.items:
+        ident = "msg_" + secrets.token_hex(12)
+        db.append(conversation_id, ident, item, now)
+        data.append(_item(ident, item.role, item.content))
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": False,
+    }
+
+
+@app.get("/v1/conversations/{conversation_id}/items")
+def list_items(
+    conversation_id: str, limit: int = 20, authorization: str | None = Header(default=None)
+) -> dict[str, Any]:
+    _auth(authorization)
+    m = db.mark
+    with db.conn() as conn:
+        rows = conn.execute(
+            f"SELECT id, role, content FROM ref_messages WHERE thread_id = {m} "
+            f"ORDER BY seq DESC LIMIT {m}",
+            (conversation_id, limit),
+        ).fetchall()
+    data = [_item(r[0], r[1], r[2]) for r in rows]
     return {
         "object": "list",
         "data": data,

@@ -20,7 +20,9 @@ and measures:
   client's own HTTP work;
 - throughput: ``--clients`` keep-alive connections for ``--seconds``:
   create-message on the clients' own threads, create-message with all clients
-  on one shared thread, and list-messages (``limit=20``) on their own threads.
+  on one shared thread, and list-messages (``limit=20``) on their own threads;
+  then the Conversations API's items: create one item and list 20
+  (``/v1/conversations/{id}/items``), each client on its own conversation.
   Requests/s, p50 and p99 latency, and every non-2xx response (there must be
   none; 5xx are printed loudly). The load comes from ``wrk`` when it is
   installed (``apt-get install wrk``; ``benchmarks/wrk_load.py``: one wrk
@@ -282,8 +284,14 @@ async def throughput(bases: dict[str, str], cfg: Config) -> dict[str, list[dict[
                 r.raise_for_status()
                 return str(r.json()["id"])
 
+            async def new_conversation(client: httpx.AsyncClient = client) -> str:
+                r = await client.post("/v1/conversations", json={})
+                r.raise_for_status()
+                return str(r.json()["id"])
+
             own = [await new_thread() for _ in range(cfg.clients)]
             shared = await new_thread()
+            conversations = [await new_conversation() for _ in range(cfg.clients)]
             phases[name] = [
                 Phase("create, own thread", functools.partial(_messages, own), "POST", body),
                 Phase(
@@ -295,6 +303,17 @@ async def throughput(bases: dict[str, str], cfg: Config) -> dict[str, list[dict[
                 Phase(
                     "list 20, own thread",
                     functools.partial(_messages, own, query="?limit=20"),
+                    "GET",
+                ),
+                Phase(
+                    "items create, own conversation",
+                    functools.partial(_items, conversations),
+                    "POST",
+                    {"items": [body]},
+                ),
+                Phase(
+                    "items list 20, own conversation",
+                    functools.partial(_items, conversations, query="?limit=20"),
                     "GET",
                 ),
             ]
@@ -324,6 +343,10 @@ async def throughput(bases: dict[str, str], cfg: Config) -> dict[str, list[dict[
 
 def _messages(threads: list[str], i: int, query: str = "") -> str:
     return f"/v1/threads/{threads[i]}/messages{query}"
+
+
+def _items(conversations: list[str], i: int, query: str = "") -> str:
+    return f"/v1/conversations/{conversations[i]}/items{query}"
 
 
 def overhead(base: str, url: str, cfg: Config) -> dict[str, Any]:
