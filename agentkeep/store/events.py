@@ -236,6 +236,9 @@ class Events(Resource):
         before: dict[str, int] = {}
         with self._core.write("appending an event") as conn:
             self._resolve_references(conn, rows)
+            # The bookmark row's UPDATE below would serialize the writers by itself, but
+            # PostgreSQL queues them on the advisory lock faster: 64 streamed runs took
+            # 1.3 s with it and 1.5-1.6 s without (benchmarks.streams, 2026-12-06).
             dialect.serialize_appends(conn, self.tenant_id, "events")
             if runs:
                 before.update(dict.fromkeys(runs, 0))
