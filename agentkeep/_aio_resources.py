@@ -480,6 +480,7 @@ class AsyncMessages:
         after: str | None = None,
         before: str | None = None,
         order: Order = "asc",
+        kind: str | None = None,
     ) -> Page[Message]:
         """One page of a session's messages in ``seq`` order, of one run at most."""
         return await arun_op(
@@ -490,6 +491,7 @@ class AsyncMessages:
             after=after,
             before=before,
             order=order,
+            kind=kind,
         )
 
     async def recent(self, session_id: str, n: int = 20) -> builtins.list[Message]:

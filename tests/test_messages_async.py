@@ -69,6 +69,33 @@ async def test_async_operations_match_the_sync_ones(store: Store, astore: AsyncS
     assert bad.value.field == "after"
 
 
+async def test_a_page_of_a_session_of_another_kind_is_not_found(
+    store: Store, astore: AsyncStore
+) -> None:
+    """``page(kind=...)``: the kind is read with the rows; any page of a session of another
+    kind (full, empty, past a cursor) is NotFound naming the kind; nothing else changes."""
+    thread = store.sessions.create(kind="thread")
+    written = store.messages.append_many(thread.id, [{"role": "user", "content": "x"}] * 3)
+    empty = store.sessions.create(kind="thread")
+    for args in ({}, {"limit": 1}, {"after": written[0].id}, {"before": written[2].id}):
+        page = await astore.messages.page(thread.id, kind="thread", **args)
+        assert page == store.messages.page(thread.id, **args), args
+        assert store.messages.page(thread.id, kind="thread", **args) == page
+        for kind in ("conversation", "session"):
+            with pytest.raises(NotFound) as wrong:
+                await astore.messages.page(thread.id, kind=kind, **args)
+            assert wrong.value.kind == kind, args
+            with pytest.raises(NotFound):
+                store.messages.page(thread.id, kind=kind, **args)
+    assert (await astore.messages.page(empty.id, kind="thread")).items == []
+    with pytest.raises(NotFound):
+        await astore.messages.page(empty.id, kind="conversation")
+    with pytest.raises(NotFound):
+        await astore.messages.page("thread_missing", kind="thread")
+    with pytest.raises(NotFound):  # another tenant's thread
+        await astore.tenant(astore.tenant_id + "_other").messages.page(thread.id, kind="thread")
+
+
 async def test_async_message_operations_take_no_worker_thread(
     astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

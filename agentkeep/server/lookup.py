@@ -16,7 +16,6 @@ __all__ = [
     "active_run_error",
     "active_run_id",
     "arequire_conversation",
-    "arequire_thread",
     "expired_now",
     "get_conversation",
     "get_thread",
@@ -58,12 +57,6 @@ def _require_session(store: Store, session_id: str, kind: str) -> None:
 def require_thread(store: Store, thread_id: str) -> None:
     """404 unless ``thread_id`` is a thread."""
     _require_session(store, thread_id, "thread")
-
-
-async def arequire_thread(store: Store, thread_id: str) -> None:
-    """``require_thread`` on the store's async path, for an ``async`` route (no worker thread)."""
-    if not await arun_op(store.sessions.exists, thread_id, kind="thread"):
-        raise NotFound("thread", thread_id)
 
 
 def require_conversation(store: Store, conversation_id: str) -> None:

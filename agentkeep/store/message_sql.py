@@ -461,7 +461,7 @@ class MessageSQL:
         self.message_seq = self.compile(
             sa.select(t.c.seq).where(t.c.tenant_id == b("t"), t.c.id == b("c"))
         )
-        self._pages: dict[tuple[bool, bool, bool, bool, bool], str] = {}
+        self._pages: dict[tuple[bool, bool, bool, bool, bool, bool], str] = {}
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
@@ -540,13 +540,16 @@ class MessageSQL:
         after: str | None,
         before: str | None,
         run_id: str | None,
+        kind: str | None = None,
     ) -> Steps[tuple[list[StoredRow], bool, bool] | str]:
         """One page of a session's messages in ``seq`` order (``forward``: ascending), as
         ``paginate`` pages a listing: the rows (one more than ``limit`` when there are more),
         whether they were read in reverse (``before`` without ``after``: the rows closest
         to it, to be put back in order) and whether the session exists (asked only of an
-        empty first page). A cursor is a message id of the tenant; one it does not have
-        is returned as the name of its field instead.
+        empty first page), and is of ``kind`` when given (read with the rows, in the same
+        statement: a route that lists a thread's messages needs no read before). A cursor
+        is a message id of the tenant; one it does not have is returned as the name of its
+        field instead.
         """
         params: dict[str, Any] = {"t": tenant_id, "s": session_id, "n": limit + 1}
         for field, ident in (("a", after), ("b", before)):
@@ -560,14 +563,24 @@ class MessageSQL:
         reverse = before is not None and after is None
         ascending = forward != reverse
         key = (ascending, forward, after is not None, before is not None, run_id is not None)
-        sql = self._pages.get(key)
+        sql = self._pages.get((*key, kind is not None))
         if sql is None:
-            sql = self._pages[key] = self.compile(self._page(*key))
-        rows = [StoredRow._make(r) for r in (yield Stmt(sql, params))]
-        exists = True
-        if not rows and after is None and before is None:
-            exists = yield from self.exists(tenant_id, session_id)
-        return rows, reverse, exists
+            page = self._page(*key)
+            if kind is not None:  # the session's kind beside each row (read once: uncorrelated)
+                of_session = (st.c.tenant_id == b("t"), st.c.id == b("s"))
+                page = page.add_columns(sa.select(st.c.kind).where(*of_session).scalar_subquery())
+            sql = self._pages[(*key, kind is not None)] = self.compile(page)
+        found = yield Stmt(sql, params)
+        if kind is None:
+            rows = [StoredRow._make(r) for r in found]
+            exists = True
+            if not rows and after is None and before is None:
+                exists = yield from self.exists(tenant_id, session_id)
+            return rows, reverse, exists
+        rows = [StoredRow._make(r[:6]) for r in found]
+        if rows:
+            return rows, reverse, found[0][6] == kind
+        return rows, reverse, (yield from self.kind(tenant_id, session_id)) == kind
 
     def _page(
         self, ascending: bool, forward: bool, after: bool, before: bool, run: bool

@@ -653,13 +653,15 @@ class Messages(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "asc",
+        kind: str | None = None,
     ) -> Op[Page[Message]]:
         """One page of a session's messages in ``seq`` order, of one run at most.
 
         ``list`` with a session and no other filter, as the service lists a
         thread's messages; native in the async API (no worker thread). The
         statements are ``MessageSQL.page``'s, compiled once, and the messages
-        are built as ``recent`` builds them. NotFound without the session.
+        are built as ``recent`` builds them. NotFound without the session, or
+        when it is not of ``kind`` (when given; checked in the same read).
         """
         check_page(limit, 0, order)
         tenant, sql = self.tenant_id, self._core.message_sql
@@ -673,6 +675,7 @@ class Messages(Resource):
                 after=after,
                 before=before,
                 run_id=run_id,
+                kind=kind,
             )
 
         done: tuple[builtins.list[StoredRow], bool, bool] | str
@@ -682,7 +685,7 @@ class Messages(Resource):
             raise InvalidInput(f"no object with id {cursor!r} in this listing", field=done)
         rows, reverse, exists = done
         if not exists:
-            raise NotFound("session", session_id)
+            raise NotFound(kind or "session", session_id)
         has_more = len(rows) > limit
         rows = rows[:limit]
         if reverse:

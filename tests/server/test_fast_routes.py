@@ -47,6 +47,8 @@ def test_listing_messages_takes_no_worker_thread(
 ) -> None:
     thread = http.post("/v1/threads", json={"messages": [{"role": "user", "content": "hi"}] * 3})
     thread_id = thread.json()["id"]
+    items = {"items": [{"role": "user", "content": "x"}]}
+    conversation_id = http.post("/v1/conversations", json=items).json()["id"]
     request.getfixturevalue("no_worker_threads")
     page = http.get(f"/v1/threads/{thread_id}/messages", params={"limit": 2, "order": "asc"})
     assert page.status_code == 200, page.text
@@ -56,8 +58,9 @@ def test_listing_messages_takes_no_worker_thread(
     assert body["has_more"] is True
     after = http.get(f"/v1/threads/{thread_id}/messages", params={"after": body["last_id"]})
     assert after.status_code == 200 and after.json()["has_more"] is False
-    missing = http.get("/v1/threads/thread_missing/messages")
-    assert missing.status_code == 404 and "thread" in missing.json()["error"]["message"]
+    for missing in ("thread_missing", conversation_id):  # a conversation with items: no thread
+        gone = http.get(f"/v1/threads/{missing}/messages")
+        assert gone.status_code == 404 and "thread" in gone.json()["error"]["message"]
     bad = http.get(f"/v1/threads/{thread_id}/messages", params={"after": "msg_nope"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
 
@@ -105,7 +108,8 @@ def test_listing_conversation_items_takes_no_worker_thread(
     assert rest["has_more"] is False
     oldest = http.get(url, params={"order": "asc", "limit": 1}).json()
     assert oldest["data"][0]["content"][0]["text"] == "m0"
-    for missing in ("conv_missing", thread_id):
+    http.post(f"/v1/threads/{thread_id}/messages", json={"role": "user", "content": "x"})
+    for missing in ("conv_missing", thread_id):  # a thread, with a message: not a conversation
         gone = http.get(f"/v1/conversations/{missing}/items")
         assert gone.status_code == 404 and "conversation" in gone.json()["error"]["message"]
     bad = http.get(url, params={"after": "msg_nope"})

@@ -78,9 +78,7 @@ async def create_items(
 async def list_items(
     conversation_id: str, store: TenantStore, params: Pagination, include: Include = None
 ) -> JSONResponse:
-    # Both reads on the store's async path; a conversation deleted between them
-    # leaves no session, which page() answers with NotFound.
-    await arequire_conversation(store, conversation_id)
+    # One read on the store's async path: the page with the session's kind.
     try:
         page = await arun_op(
             store.messages.page,
@@ -89,6 +87,7 @@ async def list_items(
             order=params.order,
             after=params.after,
             before=params.before,
+            kind="conversation",
         )
     except NotFound:
         raise NotFound("conversation", conversation_id) from None

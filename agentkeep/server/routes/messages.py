@@ -15,7 +15,6 @@ from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import (
     active_run_error,
-    arequire_thread,
     expired_now,
     require_thread,
 )
@@ -88,10 +87,8 @@ async def list_messages(
     params: Pagination,
     run_id: Annotated[str | None, Query(description="Only the messages of this run.")] = None,
 ) -> JSONResponse:
-    # On the store's async path: both reads without a worker thread (inline on
-    # SQLite, psycopg's async connections on PostgreSQL). A thread deleted between
-    # them leaves an empty first page, which page() answers with NotFound.
-    await arequire_thread(store, thread_id)
+    # On the store's async path, without a worker thread (inline on SQLite, psycopg's
+    # async connections on PostgreSQL): one read, the page with the session's kind.
     try:
         page = await arun_op(
             store.messages.page,
@@ -101,6 +98,7 @@ async def list_messages(
             order=params.order,
             after=params.after,
             before=params.before,
+            kind="thread",
         )
     except NotFound:
         raise NotFound("thread", thread_id) from None
