@@ -415,10 +415,14 @@ class AsyncMessages:
         return await arun_op(self.sync.append_if_idle, session_id, message, kind=kind)
 
     async def append_many(
-        self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
+        self,
+        session_id: str,
+        messages: Sequence[NewMessage | Mapping[str, Any]],
+        *,
+        kind: str | None = None,
     ) -> builtins.list[Message]:
         """Append several messages in one transaction, in the given order."""
-        return await arun_op(self.sync.append_many, session_id, messages)
+        return await arun_op(self.sync.append_many, session_id, messages, kind=kind)
 
     async def delete(self, message_id: str) -> None:
         """Delete one message; the others keep their ``seq``; snapshots keep it as it was."""

@@ -96,6 +96,41 @@ async def test_a_page_of_a_session_of_another_kind_is_not_found(
         await astore.tenant(astore.tenant_id + "_other").messages.page(thread.id, kind="thread")
 
 
+async def test_append_many_to_a_session_of_another_kind_writes_nothing(
+    store: Store, astore: AsyncStore
+) -> None:
+    """``append_many(kind=...)``: the write itself checks the kind; to a session of another
+    kind (or none) it is NotFound naming the kind, and the session is left as it was."""
+    conversation = store.sessions.create(kind="conversation")
+    thread = store.sessions.create(kind="thread")
+    store.messages.append(thread.id, "user", "before")
+    full = [{"type": "text", "text": "b"}]  # not one plain block
+    rows = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": full, "metadata": {"m": "1"}},
+    ]
+    one = [{"role": "user", "content": "plain"}]
+    keyed = [{"role": "user", "content": "k", "idempotency_key": "k1"}]
+    for batch in (rows, one, keyed, []):
+        for session_id in (thread.id, "conv_missing"):
+            with pytest.raises(NotFound) as refused:
+                await astore.messages.append_many(session_id, batch, kind="conversation")
+            assert refused.value.kind == "conversation"
+            with pytest.raises(NotFound):
+                store.messages.append_many(session_id, batch, kind="conversation")
+    after = store.sessions.get(thread.id)
+    assert (after.last_seq, after.message_count) == (1, 1)  # not bumped by a refused write
+    assert [m.text for m in store.messages.list(thread.id).items] == ["before"]
+    written = await astore.messages.append_many(conversation.id, rows, kind="conversation")
+    assert [m.seq for m in written] == [1, 2]
+    assert store.messages.append_many(conversation.id, one, kind="conversation")[0].seq == 3
+    first = await astore.messages.append_many(conversation.id, keyed, kind="conversation")
+    again = store.messages.append_many(conversation.id, keyed, kind="conversation")
+    assert first == again and first[0].seq == 4
+    assert await astore.messages.append_many(conversation.id, [], kind="conversation") == []
+    assert store.sessions.get(conversation.id).last_seq == 4
+
+
 async def test_async_message_operations_take_no_worker_thread(
     astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from agentkeep._aio_util import arun_op
 from agentkeep.errors import Conflict, InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Session
 from agentkeep.runner.ops import expire_if_due
@@ -15,7 +14,6 @@ from agentkeep.store import Store
 __all__ = [
     "active_run_error",
     "active_run_id",
-    "arequire_conversation",
     "expired_now",
     "get_conversation",
     "get_thread",
@@ -62,12 +60,6 @@ def require_thread(store: Store, thread_id: str) -> None:
 def require_conversation(store: Store, conversation_id: str) -> None:
     """404 unless ``conversation_id`` is a conversation."""
     _require_session(store, conversation_id, "conversation")
-
-
-async def arequire_conversation(store: Store, conversation_id: str) -> None:
-    """``require_conversation`` on the store's async path (no worker thread)."""
-    if not await arun_op(store.sessions.exists, conversation_id, kind="conversation"):
-        raise NotFound("conversation", conversation_id)
 
 
 def active_run_id(store: Store, thread_id: str) -> str | None:

@@ -150,9 +150,11 @@ class Appended(NamedTuple):
 class WhileIdle(NamedTuple):
     """An append only while the session has no active run (``append_if_idle``): else it
     raises ``SessionBusy`` and writes nothing. ``kind``: and only to a session of this kind
-    (else ``NotFound``); None, any."""
+    (else ``NotFound``); None, any. With ``runs=False`` only the kind is checked
+    (``append_many(kind=...)``)."""
 
     kind: str | None
+    runs: bool = True
 
 
 # --- JSON as the columns hold it -------------------------------------------------
@@ -615,7 +617,12 @@ class MessageSQL:
 
     def require_idle(self, tenant_id: str, session_id: str, idle: WhileIdle) -> Steps[None]:
         """Raise ``SessionBusy`` if the session has an active run (``NotFound`` as
-        :meth:`active_run`): the check of an append after it took the session."""
+        :meth:`active_run`): the check of an append after it took the session. Without
+        ``idle.runs``, ``NotFound`` only, unless the session is of ``idle.kind``."""
+        if not idle.runs:
+            if (yield from self.kind(tenant_id, session_id)) != idle.kind:
+                raise NotFound(idle.kind or "session", session_id)
+            return
         run_id = yield from self.active_run(tenant_id, session_id, idle.kind)
         if run_id is not None:
             raise SessionBusy(session_id, run_id)

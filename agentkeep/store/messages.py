@@ -450,13 +450,33 @@ class Messages(Resource):
 
     @op
     def append_many(
-        self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
+        self,
+        session_id: str,
+        messages: Sequence[NewMessage | Mapping[str, Any]],
+        *,
+        kind: str | None = None,
     ) -> Op[builtins.list[Message]]:
-        """Append several messages in one transaction, in the given order."""
+        """Append several messages in one transaction, in the given order.
+
+        ``kind``: only to a session of this kind (checked by the write itself, as it
+        takes the session), else ``NotFound`` naming the kind and nothing is written.
+        """
         rows = self._prepare_all(messages)
         if not rows:
+            if kind is not None and not (yield from self._kind_is(session_id, kind)):
+                raise NotFound(kind, session_id)
             return []
-        return (yield from self._write(session_id, rows))
+        guard = WhileIdle(kind, runs=False) if kind is not None else None
+        return (yield from self._write(session_id, rows, guard))
+
+    def _kind_is(self, session_id: str, kind: str) -> Op[bool]:
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[str | None]:
+            return sql.kind(tenant, session_id)
+
+        found: str | None = yield Read("reading a session", steps)
+        return found == kind
 
     @op
     def extend(
@@ -532,8 +552,8 @@ class Messages(Resource):
                 raise
             # A concurrent writer stored one of these keys first: answer with what it stored.
             done = yield write
-        if done.last is None:
-            raise NotFound("session", session_id)
+        if done.last is None:  # no session (or, when a kind is wanted, none of that kind)
+            raise NotFound(idle.kind if idle is not None and idle.kind else "session", session_id)
         return done, ids
 
     def get(self, message_id: str, *, session_id: str | None = None) -> Message:

@@ -12,7 +12,7 @@ from agentkeep.models import Message
 from agentkeep.server.bodies import CreateItems
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import arequire_conversation, get_conversation, require_conversation
+from agentkeep.server.lookup import get_conversation, require_conversation
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
@@ -51,13 +51,13 @@ async def create_items(
     if idempotency_key:
         for i, row in enumerate(rows):
             row["idempotency_key"] = f"{idempotency_key}:{i}"
-    # On the store's async path, as a thread's messages (no worker thread): the kind
-    # check, then the append, which finds no session if the conversation was deleted
-    # in between (a session's kind never changes). Nothing is written on a 404.
-    await arequire_conversation(store, conversation_id)
+    # One write on the store's async path, as a thread's messages (no worker thread),
+    # which takes the session only if it is a conversation: nothing is written on a 404.
     try:
         with items_field():
-            messages = await arun_op(store.messages.append_many, conversation_id, rows)
+            messages = await arun_op(
+                store.messages.append_many, conversation_id, rows, kind="conversation"
+            )
     except NotFound:
         raise NotFound("conversation", conversation_id) from None
     data = [item_object(m) for m in messages]

@@ -45,6 +45,7 @@ from agentkeep.store.message_sql import (
     full_params,
 )
 from agentkeep.store.schema import messages as t
+from agentkeep.store.schema import sessions as st
 
 __all__ = ["PostgresDialect"]
 
@@ -112,10 +113,23 @@ def _no_active_run(s: Any) -> sa.ColumnElement[bool]:
     return fn.is_(sa.true())
 
 
-def _bumped(n: sa.ColumnElement[Any], idle: bool) -> Any:
+# The guards an INSERT can carry: none, ``append_if_idle``'s check (raising), or the
+# session's kind alone (``append_many(kind=)``: the UPDATE takes no row of another kind,
+# so nothing is written and no row is returned).
+_GUARD_NONE, _GUARD_IDLE, _GUARD_KIND = 0, 1, 2
+
+
+def _guard(idle: WhileIdle | None) -> int:
+    return _GUARD_NONE if idle is None else _GUARD_IDLE if idle.runs else _GUARD_KIND
+
+
+def _bumped(n: sa.ColumnElement[Any], guard: int) -> Any:
     """CTE ``s``: the session row taken, with its new ``last_seq`` (and ``kind``, for ``idle``)."""
-    returned = ["last_seq", "kind"] if idle else ["last_seq"]
-    return bump_session(n).returning(*(sa.literal_column(c) for c in returned)).cte("s")
+    returned = ["last_seq", "kind"] if guard == _GUARD_IDLE else ["last_seq"]
+    update = bump_session(n)
+    if guard == _GUARD_KIND:
+        update = update.where(st.c.kind == b("kind"))
+    return update.returning(*(sa.literal_column(c) for c in returned)).cte("s")
 
 
 class PostgresMessageSQL(MessageSQL):
@@ -153,15 +167,15 @@ class PostgresMessageSQL(MessageSQL):
                 *of_session, t.c.idempotency_key == sa.any_(b("keys", type_=_TEXT_ARRAY))
             )
         )
-        # By guard (``append_if_idle``'s check in the statement, or none): the INSERTs.
-        self.insert_one: dict[bool, str] = {}
-        self.insert_plain: dict[bool, str] = {}
-        self.insert_many: dict[bool, str] = {}
-        for idle in (False, True):
-            self.insert_one[idle] = self.compile(self._insert_one(plain=False, idle=idle))
+        # By guard (``_guard``: none, ``append_if_idle``'s check, the kind): the INSERTs.
+        self.insert_one: dict[int, str] = {}
+        self.insert_plain: dict[int, str] = {}
+        self.insert_many: dict[int, str] = {}
+        for idle in (_GUARD_NONE, _GUARD_IDLE, _GUARD_KIND):
+            self.insert_one[idle] = self.compile(self._insert_one(plain=False, guard=idle))
             # A plain message (most of them) with the empty columns as literals: every
             # parameter is dumped by psycopg and bound by the server, one by one.
-            self.insert_plain[idle] = self.compile(self._insert_one(plain=True, idle=idle))
+            self.insert_plain[idle] = self.compile(self._insert_one(plain=True, guard=idle))
             many = self.compile(self._insert_many(idle))
             for name in _BATCH:
                 # The arrays go in binary (%b): no quoting of every element by psycopg and no
@@ -188,13 +202,14 @@ class PostgresMessageSQL(MessageSQL):
         )
         return sa.case((empty, sa.null()), else_=sa.cast(array, sa.Text))
 
-    def _insert_one(self, *, plain: bool, idle: bool) -> sa.Insert:
-        s = _bumped(const(1), idle)
-        return insert_message_after(s, plain=plain, where=_no_active_run(s) if idle else None)
+    def _insert_one(self, *, plain: bool, guard: int) -> sa.Insert:
+        s = _bumped(const(1), guard)
+        where = _no_active_run(s) if guard == _GUARD_IDLE else None
+        return insert_message_after(s, plain=plain, where=where)
 
-    def _insert_many(self, idle: bool) -> sa.Insert:
+    def _insert_many(self, guard: int) -> sa.Insert:
         n = b("n", type_=sa.BigInteger)
-        s = _bumped(n, idle)
+        s = _bumped(n, guard)
         u = (
             sa.func.unnest(*(b(f"{name}s", type_=_TEXT_ARRAY) for name in _BATCH))
             .table_valued(*_BATCH, with_ordinality="ord")
@@ -215,7 +230,7 @@ class PostgresMessageSQL(MessageSQL):
             sa.cast(u.c.extra, JSONB),
             _typed("now", "created_at"),
         ).select_from(s, u)
-        if idle:
+        if guard == _GUARD_IDLE:
             select_ = select_.where(_no_active_run(s))
         return sa.insert(t).from_select(INSERT_COLUMNS, select_).returning(t.c.seq)
 
@@ -237,8 +252,9 @@ class PostgresMessageSQL(MessageSQL):
         now: int,
         idle: WhileIdle | None = None,
     ) -> Steps[int | None]:
-        # ``idle``: the check is in the statement, and raises (translated by _errors).
-        guard = idle is not None
+        # ``idle``: the check is in the statement, and raises (translated by _errors); a
+        # kind alone makes it write nothing (None: as for no session).
+        guard = _guard(idle)
         n = len(rows)
         if n == 1:
             row = rows[0]
