@@ -141,11 +141,12 @@ def log_budget(store: Store, settings: Settings) -> None:
     if found is None:
         return
     line = (
-        "PostgreSQL connections: up to %d for this process (3 x (%d + %d)), %d process(es); "
+        "PostgreSQL connections: up to %d for this process (%d x (%d + %d)), %d process(es); "
         "the server allows %d"
     )
     args = (
         found.per_process,
+        KINDS,
         found.pool_size,
         found.max_overflow,
         found.workers,

@@ -579,9 +579,10 @@ class MessageSQL:
             if not rows and after is None and before is None:
                 exists = yield from self.exists(tenant_id, session_id)
             return rows, reverse, exists
-        rows = [StoredRow._make(r[:6]) for r in found]
+        width = len(StoredRow._fields)  # then the session's kind
+        rows = [StoredRow._make(r[:width]) for r in found]
         if rows:
-            return rows, reverse, found[0][6] == kind
+            return rows, reverse, found[0][width] == kind
         return rows, reverse, (yield from self.kind(tenant_id, session_id)) == kind
 
     def _page(
