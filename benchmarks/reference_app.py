@@ -150,13 +150,41 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _new_session(prefix: str, kind: str) -> dict[str, Any]:
+    """A thread or a conversation: one INSERT of its counter row."""
+    ident = prefix + secrets.token_hex(12)
+    with db.conn() as conn:
+        conn.execute(f"INSERT INTO ref_threads (id, last_seq) VALUES ({db.mark}, 0)", (ident,))
+    return {"id": ident, "object": kind, "created_at": int(time.time()), "metadata": {}}
+
+
+def _newest(session_id: str, limit: int) -> list[Any]:
+    """The session's newest ``limit`` messages: one SELECT."""
+    m = db.mark
+    with db.conn() as conn:
+        return list(
+            conn.execute(
+                f"SELECT id, role, content, created_at FROM ref_messages WHERE thread_id = {m} "
+                f"ORDER BY seq DESC LIMIT {m}",
+                (session_id, limit),
+            ).fetchall()
+        )
+
+
+def _list(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
 @app.post("/v1/threads")
 def create_thread(authorization: str | None = Header(default=None)) -> dict[str, Any]:
     _auth(authorization)
-    ident = "thread_" + secrets.token_hex(12)
-    with db.conn() as conn:
-        conn.execute(f"INSERT INTO ref_threads (id, last_seq) VALUES ({db.mark}, 0)", (ident,))
-    return {"id": ident, "object": "thread", "created_at": int(time.time()), "metadata": {}}
+    return _new_session("thread_", "thread")
 
 
 @app.post("/v1/threads/{thread_id}/messages")
@@ -175,21 +203,8 @@ def list_messages(
     thread_id: str, limit: int = 20, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
     _auth(authorization)
-    m = db.mark
-    with db.conn() as conn:
-        rows = conn.execute(
-            f"SELECT id, role, content, created_at FROM ref_messages WHERE thread_id = {m} "
-            f"ORDER BY seq DESC LIMIT {m}",
-            (thread_id, limit),
-        ).fetchall()
-    data = [_message(thread_id, r[0], r[1], r[2], r[3]) for r in rows]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(data) == limit,
-    }
+    data = [_message(thread_id, r[0], r[1], r[2], r[3]) for r in _newest(thread_id, limit)]
+    return _list(data, len(data) == limit)
 
 
 def _item(ident: str, role: str, content: str) -> dict[str, Any]:
@@ -206,10 +221,7 @@ def _item(ident: str, role: str, content: str) -> dict[str, Any]:
 @app.post("/v1/conversations")
 def create_conversation(authorization: str | None = Header(default=None)) -> dict[str, Any]:
     _auth(authorization)
-    ident = "conv_" + secrets.token_hex(12)
-    with db.conn() as conn:
-        conn.execute(f"INSERT INTO ref_threads (id, last_seq) VALUES ({db.mark}, 0)", (ident,))
-    return {"id": ident, "object": "conversation", "created_at": int(time.time()), "metadata": {}}
+    return _new_session("conv_", "conversation")
 
 
 @app.post("/v1/conversations/{conversation_id}/items")
@@ -223,13 +235,7 @@ def create_items(
         ident = "msg_" + secrets.token_hex(12)
         db.append(conversation_id, ident, item, now)
         data.append(_item(ident, item.role, item.content))
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": False,
-    }
+    return _list(data, False)
 
 
 @app.get("/v1/conversations/{conversation_id}/items")
@@ -237,18 +243,5 @@ def list_items(
     conversation_id: str, limit: int = 20, authorization: str | None = Header(default=None)
 ) -> dict[str, Any]:
     _auth(authorization)
-    m = db.mark
-    with db.conn() as conn:
-        rows = conn.execute(
-            f"SELECT id, role, content FROM ref_messages WHERE thread_id = {m} "
-            f"ORDER BY seq DESC LIMIT {m}",
-            (conversation_id, limit),
-        ).fetchall()
-    data = [_item(r[0], r[1], r[2]) for r in rows]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(data) == limit,
-    }
+    data = [_item(r[0], r[1], r[2]) for r in _newest(conversation_id, limit)]
+    return _list(data, len(data) == limit)

@@ -7,7 +7,12 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Query
 
-__all__ = ["ListParams", "Pagination", "list_params"]
+from agentkeep._aio_util import arun_op
+from agentkeep.errors import NotFound
+from agentkeep.models import Message, Page
+from agentkeep.store import Store
+
+__all__ = ["ListParams", "Pagination", "list_params", "session_page"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +52,24 @@ async def list_params(
 
 
 Pagination = Annotated[ListParams, Depends(list_params)]
+
+
+async def session_page(
+    store: Store, session_id: str, kind: str, params: ListParams, run_id: str | None = None
+) -> Page[Message]:
+    """A page of a thread's messages or a conversation's items: one read on the store's
+    async path, without a worker thread (the session's kind comes with the rows); a 404
+    naming ``kind`` when ``session_id`` is not one."""
+    try:
+        return await arun_op(
+            store.messages.page,
+            session_id,
+            run_id=run_id,
+            limit=params.limit,
+            order=params.order,
+            after=params.after,
+            before=params.before,
+            kind=kind,
+        )
+    except NotFound:
+        raise NotFound(kind, session_id) from None

@@ -13,7 +13,7 @@ from agentkeep.server.bodies import CreateItems
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import get_conversation, require_conversation
-from agentkeep.server.pagination import Pagination
+from agentkeep.server.pagination import Pagination, session_page
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
 from agentkeep.server.schemas import DOCS
@@ -78,19 +78,7 @@ async def create_items(
 async def list_items(
     conversation_id: str, store: TenantStore, params: Pagination, include: Include = None
 ) -> JSONResponse:
-    # One read on the store's async path: the page with the session's kind.
-    try:
-        page = await arun_op(
-            store.messages.page,
-            conversation_id,
-            limit=params.limit,
-            order=params.order,
-            after=params.after,
-            before=params.before,
-            kind="conversation",
-        )
-    except NotFound:
-        raise NotFound("conversation", conversation_id) from None
+    page = await session_page(store, conversation_id, "conversation", params)
     return JSONResponse(list_object(page, item_object))
 
 

@@ -18,7 +18,7 @@ from agentkeep.server.lookup import (
     expired_now,
     require_thread,
 )
-from agentkeep.server.pagination import Pagination
+from agentkeep.server.pagination import Pagination, session_page
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.schemas import DOCS
 from agentkeep.store import Store
@@ -87,21 +87,7 @@ async def list_messages(
     params: Pagination,
     run_id: Annotated[str | None, Query(description="Only the messages of this run.")] = None,
 ) -> JSONResponse:
-    # On the store's async path, without a worker thread (inline on SQLite, psycopg's
-    # async connections on PostgreSQL): one read, the page with the session's kind.
-    try:
-        page = await arun_op(
-            store.messages.page,
-            thread_id,
-            run_id=run_id or None,
-            limit=params.limit,
-            order=params.order,
-            after=params.after,
-            before=params.before,
-            kind="thread",
-        )
-    except NotFound:
-        raise NotFound("thread", thread_id) from None
+    page = await session_page(store, thread_id, "thread", params, run_id or None)
     return JSONResponse(list_object(page, message_object))
 
 
