@@ -9,6 +9,7 @@ works again once the cause is gone.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ from agentkeep import Store
 from agentkeep.errors import AgentkeepError, LockTimeout, SchemaError, StoreUnavailable
 from agentkeep.store.dialects import postgresql as pg_dialect
 from agentkeep.store.dialects import sqlite as sqlite_dialect
+from agentkeep.store.dialects.postgresql_async import PostgresAsyncConnections
 
 pytestmark = pytest.mark.slow
 
@@ -162,6 +164,42 @@ def test_the_message_connections_of_a_process_stay_within_its_pool_size(
         )
     finally:
         store.close()
+
+
+async def test_the_async_connections_of_a_loop_wait_for_the_pool_timeout_then_refuse(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL's async path: with every place of the loop taken, a call waits
+    ``AGENTKEEP_POOL_TIMEOUT`` and is refused naming the settings; a place freed while
+    it waits is taken (tasks queue, they are not refused at once)."""
+    astore = (await agentkeep.aconnect(postgres_url, pool_size=1, max_overflow=0)).tenant(
+        "async_budget"
+    )
+    try:
+        session = await astore.sessions.create()
+        await astore.messages.append(session.id, "user", "before")
+        conns = astore.sync._core.aio
+        assert isinstance(conns, PostgresAsyncConnections)
+        conns.timeout = 0.3
+        mine = conns._for_loop()
+        await mine.slots.acquire()  # the loop's only place, held here
+        try:
+            with pytest.raises(StoreUnavailable, match="AGENTKEEP_POOL_SIZE") as refused:
+                await astore.messages.recent(session.id)
+            assert "all 1 async connections" in str(refused.value)
+            conns.timeout = 30.0
+            waiting = asyncio.ensure_future(astore.messages.recent(session.id))
+            for _ in range(100):  # until the call waits for the place
+                if waiting.done() or len(mine.slots._waiters or ()) == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert not waiting.done()
+        finally:
+            mine.slots.release()
+        assert [m.text for m in await waiting] == ["before"]
+        assert [m.text for m in await astore.messages.recent(session.id)] == ["before"]
+    finally:
+        await astore.close()
 
 
 # -- a missing table ----------------------------------------------------------------------------

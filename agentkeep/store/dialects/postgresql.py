@@ -560,8 +560,9 @@ class PostgresDialect(Dialect):
 
     def async_connections(self, own: OwnConnections) -> PostgresAsyncConnections:
         size = self.pool_size + self.max_overflow
+        timeout = self.pool.timeout_s if self.pool.timeout_s is not None else 30.0
         return PostgresAsyncConnections(
-            self.conninfo(), synchronous_commit=self.synchronous_commit, size=size
+            self.conninfo(), synchronous_commit=self.synchronous_commit, size=size, timeout=timeout
         )
 
     def conninfo(self) -> str:

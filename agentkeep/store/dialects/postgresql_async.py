@@ -29,7 +29,7 @@ from psycopg import pq
 from psycopg.abc import PQGen
 from psycopg.waiting import READY_R, READY_W, WAIT_R, WAIT_W
 
-from agentkeep.errors import AgentkeepError
+from agentkeep.errors import AgentkeepError, StoreUnavailable
 from agentkeep.store._errors import translate
 from agentkeep.store._steps import Steps, arun_steps
 
@@ -156,10 +156,13 @@ class _LoopConnections:
 class PostgresAsyncConnections:
     """Async autocommit connections per event loop (see the module)."""
 
-    def __init__(self, conninfo: str, *, synchronous_commit: str | None, size: int) -> None:
+    def __init__(
+        self, conninfo: str, *, synchronous_commit: str | None, size: int, timeout: float = 30.0
+    ) -> None:
         self._conninfo = conninfo
         self._synchronous_commit = synchronous_commit
         self._size = max(size, 1)
+        self.timeout = timeout  # how long a task waits for a connection of its loop
         self._loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
         self._guard = threading.Lock()
         self._closed = False
@@ -185,11 +188,26 @@ class PostgresAsyncConnections:
         await conn.execute("SET enable_sort = off")
         return _Kept(conn)
 
+    async def _slot(self, mine: _LoopConnections, what: str) -> None:
+        """Take one of the loop's ``size`` places; wait ``timeout`` seconds at most for one
+        (as SQLAlchemy's pool and the sync connections), then ``StoreUnavailable``."""
+        if not mine.slots.locked():
+            await mine.slots.acquire()  # free: taken at once
+            return
+        try:
+            await asyncio.wait_for(mine.slots.acquire(), self.timeout)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"{what}: all {self._size} async connections of this event loop stayed in use "
+                f"for {self.timeout:g} s (AGENTKEEP_POOL_SIZE + AGENTKEEP_POOL_MAX_OVERFLOW)"
+            ) from None
+
     async def run(self, what: str, steps: Callable[[], Steps[Any]]) -> Any:
         """A write (autocommit: one statement) or a read."""
         mine = self._for_loop()
         try:
-            async with mine.slots:
+            await self._slot(mine, what)
+            try:
                 kept = None
                 while mine.idle:
                     candidate = mine.idle.pop()
@@ -212,6 +230,8 @@ class PostgresAsyncConnections:
                 else:
                     mine.idle.append(kept)
                 return result
+            finally:
+                mine.slots.release()
         except AgentkeepError:
             raise
         except psycopg.Error as exc:
