@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query
 
 from agentkeep._aio_util import arun_op
-from agentkeep.errors import NotFound
 from agentkeep.models import Message, Page
 from agentkeep.store import Store
 
@@ -60,16 +59,13 @@ async def session_page(
     """A page of a thread's messages or a conversation's items: one read on the store's
     async path, without a worker thread (the session's kind comes with the rows); a 404
     naming ``kind`` when ``session_id`` is not one."""
-    try:
-        return await arun_op(
-            store.messages.page,
-            session_id,
-            run_id=run_id,
-            limit=params.limit,
-            order=params.order,
-            after=params.after,
-            before=params.before,
-            kind=kind,
-        )
-    except NotFound:
-        raise NotFound(kind, session_id) from None
+    return await arun_op(
+        store.messages.page,
+        session_id,
+        run_id=run_id,
+        limit=params.limit,
+        order=params.order,
+        after=params.after,
+        before=params.before,
+        kind=kind,
+    )

@@ -462,21 +462,10 @@ class Messages(Resource):
         takes the session), else ``NotFound`` naming the kind and nothing is written.
         """
         rows = self._prepare_all(messages)
-        if not rows:
-            if kind is not None and not (yield from self._kind_is(session_id, kind)):
-                raise NotFound(kind, session_id)
-            return []
-        guard = WhileIdle(kind, runs=False) if kind is not None else None
-        return (yield from self._write(session_id, rows, guard))
-
-    def _kind_is(self, session_id: str, kind: str) -> Op[bool]:
-        tenant, sql = self.tenant_id, self._core.message_sql
-
-        def steps() -> Steps[str | None]:
-            return sql.kind(tenant, session_id)
-
-        found: str | None = yield Read("reading a session", steps)
-        return found == kind
+        if kind is None:
+            return (yield from self._write(session_id, rows)) if rows else []
+        # With no rows the write only checks the kind, as for rows all stored already.
+        return (yield from self._write(session_id, rows, WhileIdle(kind, runs=False)))
 
     @op
     def extend(

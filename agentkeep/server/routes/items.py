@@ -53,13 +53,10 @@ async def create_items(
             row["idempotency_key"] = f"{idempotency_key}:{i}"
     # One write on the store's async path, as a thread's messages (no worker thread),
     # which takes the session only if it is a conversation: nothing is written on a 404.
-    try:
-        with items_field():
-            messages = await arun_op(
-                store.messages.append_many, conversation_id, rows, kind="conversation"
-            )
-    except NotFound:
-        raise NotFound("conversation", conversation_id) from None
+    with items_field():
+        messages = await arun_op(
+            store.messages.append_many, conversation_id, rows, kind="conversation"
+        )
     data = [item_object(m) for m in messages]
     return JSONResponse(
         {
