@@ -103,6 +103,8 @@ class Dialect:
         self.max_overflow = (
             self.pool.max_overflow if self.pool.max_overflow is not None else max_overflow
         )
+        self.pool_timeout_s = self.pool.timeout_s if self.pool.timeout_s is not None else 30.0
+        """How long any of the store's connections is waited for (``AGENTKEEP_POOL_TIMEOUT``)."""
         self.durability = durability
         self.schema = schema
         self.engine = self.create_engine()
@@ -115,7 +117,7 @@ class Dialect:
         options: dict[str, Any] = {
             "pool_size": self.pool_size,
             "max_overflow": self.max_overflow,
-            "pool_timeout": self.pool.timeout_s if self.pool.timeout_s is not None else 30,
+            "pool_timeout": self.pool_timeout_s,
         }
         if self.pool.max_lifetime_s is not None:
             options["pool_recycle"] = self.pool.max_lifetime_s

@@ -369,8 +369,7 @@ class PostgresConnections(OwnConnections):
         # process's connections to the server stay within a budget (README, "Connections").
         self.limit = max(dialect.pool_size + dialect.max_overflow, 1)
         self._slots = threading.BoundedSemaphore(self.limit)
-        timeout = dialect.pool.timeout_s
-        self._timeout = timeout if timeout is not None else 30.0
+        self._timeout = dialect.pool_timeout_s
 
     def _connect(self) -> _PgConn:
         conn = psycopg.connect(
@@ -559,10 +558,11 @@ class PostgresDialect(Dialect):
         return PostgresConnections(self)
 
     def async_connections(self, own: OwnConnections) -> PostgresAsyncConnections:
-        size = self.pool_size + self.max_overflow
-        timeout = self.pool.timeout_s if self.pool.timeout_s is not None else 30.0
         return PostgresAsyncConnections(
-            self.conninfo(), synchronous_commit=self.synchronous_commit, size=size, timeout=timeout
+            self.conninfo(),
+            synchronous_commit=self.synchronous_commit,
+            size=self.pool_size + self.max_overflow,
+            timeout=self.pool_timeout_s,
         )
 
     def conninfo(self) -> str:
