@@ -31,6 +31,7 @@ __all__ = [
     "SHARE",
     "Budget",
     "budget",
+    "check_schema",
     "fit",
     "log_budget",
     "open_store",
@@ -123,6 +124,12 @@ def open_store(settings: Settings) -> Store:
         return store
     store.close()
     return _connect(settings, *fitted)
+
+
+def check_schema(settings: Settings) -> None:
+    """What ``serve`` does before it starts serving: the schema upgraded or checked by the
+    library's migration rule (as ``open_store`` does), on one connection, no pools fitted."""
+    _connect(settings, 1, 0).close()
 
 
 def _connect(settings: Settings, size: int, overflow: int) -> Store:

@@ -23,7 +23,7 @@ from agentkeep.config import Settings
 from agentkeep.errors import InvalidInput
 from agentkeep.runner import stopping
 from agentkeep.server.app import create_app
-from agentkeep.server.connections import open_store
+from agentkeep.server.connections import check_schema
 from agentkeep.server.logs import LOG_FORMATS, log_config
 
 __all__ = ["serve"]
@@ -66,7 +66,7 @@ def serve(
     settings = Settings.from_env()
     if database_url:
         settings = dataclasses.replace(settings, database_url=database_url)
-    open_store(settings).close()
+    check_schema(settings)
     options = _options(host, port, settings)
     if workers > 1:
         # One dashboard cookie key for every worker process (each would draw its own).
