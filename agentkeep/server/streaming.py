@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -29,7 +30,7 @@ from agentkeep.store import Store
 from agentkeep.wire import sse as frames
 from agentkeep.wire.sse import KEEPALIVE
 
-__all__ = ["POLL_S", "sse", "stream_run"]
+__all__ = ["POLL_S", "Start", "sse", "stream_run"]
 
 POLL_S = 0.25
 READ_BATCH = 500
@@ -37,6 +38,19 @@ STATUS_CHECK_S = 1.0
 """How often a stream with nothing new reads its run's status (a fallback: see ``_follow``)."""
 FINAL_EVENTS = ops.STOP_EVENTS - {"thread.run.requires_action"}
 """Events of a status a run never leaves (``requires_action`` is left when outputs come)."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """What the route that queued a run hands its stream: the run's events it just
+    committed (every event of the run so far, all after the stream's bookmark) and the
+    worker's wake-up. The stream subscribes to the run, sends these and only then wakes
+    the worker, so it reads nothing from the database before the worker's first events.
+    (A stream that never starts leaves the run to the worker's next look at the queue.)
+    """
+
+    events: list[Event]
+    wake: Callable[[], None]
 
 
 def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
@@ -67,7 +81,7 @@ async def _stopped(store: Store, run_id: str) -> bool:
 
 
 async def _follow(
-    store: Store, run_id: str, after: int, keepalive_s: float
+    store: Store, run_id: str, after: int, keepalive_s: float, start: Start | None = None
 ) -> AsyncIterator[bytes]:
     """The run's events after ``after``, live, until the run stops; then ``done``."""
     bookmark = after
@@ -75,6 +89,13 @@ async def _follow(
     next_look = 0.0  # when a quiet read next looks at the run's status
     with notify.subscribe(run_id) as woken:
         read = True  # the first look is a read: what was committed before the subscription
+        if start is not None and start.events:
+            # Subscribed before the run's worker is woken: every event of the run after
+            # these is handed over (or wakes this reader), so nothing needs reading first.
+            start.wake()
+            bookmark = start.events[-1].bookmark
+            yield _chunk(start.events)
+            read = not await woken.wait(POLL_S)
         while True:
             events = None if read else woken.take(bookmark)
             if events is None:
@@ -110,10 +131,10 @@ async def _follow(
 
 
 async def _events(
-    store: Store, run_id: str, after: int, keepalive_s: float
+    store: Store, run_id: str, after: int, keepalive_s: float, start: Start | None
 ) -> AsyncIterator[bytes]:
     try:
-        async for chunk in _follow(store, run_id, after, keepalive_s):
+        async for chunk in _follow(store, run_id, after, keepalive_s, start):
             yield chunk
     except asyncio.CancelledError:
         raise
@@ -125,14 +146,16 @@ async def _events(
     yield sse("done", "[DONE]")
 
 
-def stream_run(store: Store, run_id: str, after: int, keepalive_s: float) -> StreamingResponse:
+def stream_run(
+    store: Store, run_id: str, after: int, keepalive_s: float, start: Start | None = None
+) -> StreamingResponse:
     """The run's events after bookmark ``after`` as ``text/event-stream``.
 
     A keep-alive comment goes out when nothing was sent for ``keepalive_s``
-    seconds (``AGENTKEEP_SSE_KEEPALIVE_SECONDS``).
+    seconds (``AGENTKEEP_SSE_KEEPALIVE_SECONDS``). ``start``: see :class:`Start`.
     """
     return StreamingResponse(
-        _events(store, run_id, after, keepalive_s),
+        _events(store, run_id, after, keepalive_s, start),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

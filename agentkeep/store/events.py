@@ -28,6 +28,7 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import CHANNELS, EVENT_TYPES, Event
 from agentkeep.models.common import check_limit, from_micros, utcnow_micros
 from agentkeep.store._base import Resource, time_range
+from agentkeep.store._construct import constructor
 from agentkeep.store._validate import check_object, json_text, opt_text
 from agentkeep.store.dialects.base import Listener
 from agentkeep.store.schema import event_bookmarks as bt
@@ -86,10 +87,25 @@ class LinkedEvents(NamedTuple):
     before: dict[str, int]
 
 
+_construct_event = constructor(Event)
+
+
 def to_event(row: Mapping[Any, Any]) -> Event:
     data = dict(row)
     data["created_at"] = from_micros(data["created_at"])
-    return Event.model_construct(**data)
+    return _construct_event(data)
+
+
+def _events_of(result: sa.CursorResult[Any]) -> list[Event]:
+    """The events of a read: its keys taken once (a ``RowMapping`` per row made a view
+    of them each time: about a twentieth of a streamed run's time in the service)."""
+    keys = tuple(result.keys())
+    out = []
+    for row in result:
+        data = dict(zip(keys, row, strict=True))
+        data["created_at"] = from_micros(data["created_at"])
+        out.append(_construct_event(data))
+    return out
 
 
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
@@ -325,19 +341,20 @@ class Events(Resource):
         self, where: list[sa.ColumnElement[bool]], after_bookmark: int, limit: int
     ) -> list[Event]:
         with self._core.read() as conn:
-            rows = conn.execute(
-                sa.select(t)
-                .where(*where, t.c.bookmark > after_bookmark)
-                .order_by(t.c.bookmark)
-                .limit(limit)
-            ).mappings()
-            return [to_event(r) for r in rows]
+            return _events_of(
+                conn.execute(
+                    sa.select(t)
+                    .where(*where, t.c.bookmark > after_bookmark)
+                    .order_by(t.c.bookmark)
+                    .limit(limit)
+                )
+            )
 
     def _fetch_run(self, run_id: str, after_bookmark: int, limit: int) -> list[Event]:
         """:meth:`_fetch` of one run's events: a run's stream reads this after every batch."""
         params = {"tenant": self.tenant_id, "run": run_id, "after": after_bookmark, "n": limit}
         with self._core.read() as conn:
-            return [to_event(r) for r in conn.execute(_RUN_EVENTS, params).mappings()]
+            return _events_of(conn.execute(_RUN_EVENTS, params))
 
     def list(
         self,

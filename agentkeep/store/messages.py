@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 
 from agentkeep.errors import Conflict, InvalidInput, NotFound, SessionBusy
 from agentkeep.ids import new_ids
@@ -44,6 +43,15 @@ from agentkeep.store._base import (
     time_range,
     update_row_returning,
 )
+from agentkeep.store._construct import (
+    all_fields,
+    constructor,
+    new,
+    set_dict,
+    set_extra,
+    set_fields_set,
+    set_private,
+)
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
 from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
 from agentkeep.store._validate import UNSET, check_object, json_text, opt_text
@@ -62,36 +70,8 @@ from agentkeep.store.snapshot_content import keep_for_snapshots
 __all__ = ["Messages"]
 
 _FIELDS = tuple(Message.model_fields)
-# Every message built here has every field set, so all share one fields set
-# (pydantic only ever adds a field name to it, on assignment, and copies it for
-# model_copy): a set per message was ~8 % of building one.
-_ALL_SET = set(_FIELDS)
-# Messages are built as model_construct would build them from a dict holding
-# every field, in four attribute stores (it loops over aliases and defaults per
-# field). That is only the same thing while Message has no hook it would run.
-if (
-    Message.__pydantic_root_model__
-    or Message.__pydantic_post_init__ is not None
-    or Message.__private_attributes__
-    or Message.model_config.get("extra") == "allow"
-):
-    raise TypeError("Message gained a construction hook: build it with model_construct")
-_new = object.__new__
-# BaseModel's slots, set through their descriptors (one C call instead of object.__setattr__).
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-
-
-def _construct(values: dict[str, Any]) -> Message:
-    """``Message.model_construct(**values)`` for a dict holding every field."""
-    m: Message = _new(Message)
-    _set_dict(m, values)
-    _set_fields_set(m, _ALL_SET)
-    _set_extra(m, None)
-    _set_private(m, None)
-    return m
+_ALL_SET = all_fields(Message)
+_construct = constructor(Message)
 
 
 def to_message(row: Row) -> Message:
@@ -154,8 +134,7 @@ def _from_rows(
     cut = len(head) + len(tail)
     out: builtins.list[Message] = []
     append = out.append
-    new, set_dict, fields = _new, _set_dict, _ALL_SET
-    set_fields_set, set_extra, set_private = _set_fields_set, _set_extra, _set_private
+    fields = _ALL_SET
     known_time = _TIMES.get
     for ident, seq, role, content, created, rest in rows:
         if text_column:  # the text of a plain message; other contents come in the rest
@@ -259,8 +238,7 @@ def _created(
     """The stored messages for validated new rows given ``seq`` from ``first`` on."""
     out: builtins.list[Message] = []
     append = out.append
-    new, set_dict, fields = _new, _set_dict, _ALL_SET
-    set_fields_set, set_extra, set_private = _set_fields_set, _set_extra, _set_private
+    fields = _ALL_SET
     template = _template(tenant_id, session_id)
     template["created_at"] = at
     copy = template.copy

@@ -143,3 +143,40 @@ async def test_a_reader_that_does_not_look_keeps_a_bounded_number_of_hand_overs(
         await _until(lambda: reader._unknown)
         assert reader._handed == []
         assert reader.take(0) is None  # read instead
+
+
+async def test_a_stream_started_with_its_routes_events_wakes_the_worker_once_subscribed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route that queued a run hands its stream the events it committed
+    (``streaming.Start``): the stream sends them, wakes the worker only once it
+    is subscribed, and reads nothing from the database."""
+    reads = _count_reads(monkeypatch)
+    monkeypatch.setattr(streaming, "POLL_S", 60.0)  # a missed hand-over reads, not a slow test
+    run = _queued_run(store)
+    written = ops.emit(
+        store, run, ("thread.run.created", {"id": run.id}), ("thread.run.queued", {"id": run.id})
+    )
+    subscribed_at_wake: list[bool] = []
+    start = streaming.Start(written, lambda: subscribed_at_wake.append(notify.watched(run.id)))
+    chunks: list[bytes] = []
+
+    async def follow() -> None:
+        after = written[0].bookmark - 1
+        async for chunk in streaming._follow(store, run.id, after, keepalive_s=60, start=start):
+            chunks.append(chunk)
+
+    task = asyncio.create_task(follow())
+    await _until(lambda: bool(subscribed_at_wake))
+    assert _ids_and_types(chunks) == [(e.bookmark, e.type) for e in written]
+    ops.emit(store, run, ("thread.run.in_progress", {"id": run.id}))  # the worker, once woken
+    ops.emit(store, run, ("thread.run.completed", {"id": run.id}))
+    stored = await _sent_all(store, run, task, chunks)
+    assert [t for _, t in stored] == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.completed",
+    ]
+    assert subscribed_at_wake == [True]
+    assert reads == []

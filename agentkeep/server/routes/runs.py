@@ -22,7 +22,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from agentkeep.errors import InvalidTransition, NotFound
-from agentkeep.models import ACTIVE_RUN_STATUSES, Agent, Run
+from agentkeep.models import ACTIVE_RUN_STATUSES, Agent, Event, Run
 from agentkeep.runner import ops
 from agentkeep.server.bodies import (
     CreateRun,
@@ -38,7 +38,7 @@ from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import active_run_id, get_thread, require_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
-from agentkeep.server.streaming import stream_run
+from agentkeep.server.streaming import Start, stream_run
 from agentkeep.server.versions import ExpectedVersion, set_etag
 from agentkeep.store import Store
 from agentkeep.store._validate import UNSET
@@ -81,6 +81,25 @@ def _stream(request: Request, store: Store, run_id: str, after: int) -> Streamin
     return stream_run(store, run_id, after, keepalive)
 
 
+def _queued(
+    request: Request, store: Store, body: RunOptions, run: Run, written: list[Event]
+) -> Response:
+    """The answer to a request that queued ``run`` (``written``: its events so far).
+
+    Streamed, the worker is woken by the stream once it has subscribed to the run
+    (see ``Start``); otherwise now.
+    """
+    state = service_state(request)
+    if not body.stream:
+        _wake(request)
+        return JSONResponse(run_object(run))
+    worker = state.worker
+    start = Start(written, worker.wake if worker is not None else lambda: None)
+    return stream_run(
+        store, run.id, written[0].bookmark - 1, state.settings.sse_keepalive_seconds, start
+    )
+
+
 def _run_fields(body: RunOptions, agent: Agent, additional: str | None) -> dict[str, Any]:
     instructions = body.instructions if body.instructions is not None else agent.instructions
     if additional:
@@ -102,12 +121,13 @@ def _run_fields(body: RunOptions, agent: Agent, additional: str | None) -> dict[
     }
 
 
-def _queue(store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]) -> tuple[Run, int]:
+def _queue(
+    store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]
+) -> tuple[Run, list[Event]]:
     """Create the queued run with its created/queued events (in the caller's transaction)."""
     run = store.runs.create(agent.id, session_id=thread_id, status="queued", **fields)
     wire = run_object(run)
-    written = ops.emit(store, run, ("thread.run.created", wire), ("thread.run.queued", wire))
-    return run, written[0].bookmark - 1
+    return run, ops.emit(store, run, ("thread.run.created", wire), ("thread.run.queued", wire))
 
 
 # -- runs ---------------------------------------------------------------------------------------
@@ -141,10 +161,7 @@ def create_thread_and_run(
             ("thread.run.created", wire),
             ("thread.run.queued", wire),
         )
-    _wake(request)
-    if body.stream:
-        return _stream(request, store, run.id, written[0].bookmark - 1)
-    return JSONResponse(run_object(run))
+    return _queued(request, store, body, run, written)
 
 
 @router.post("/v1/threads/{thread_id}/runs", summary="Create a run", response_model=None)
@@ -170,11 +187,8 @@ def create_run(
             raise ApiError(400, f"Thread {thread_id} already has an active run {active}.")
         if rows:
             store.messages.append_many(thread_id, rows)
-        run, after = _queue(store, thread_id, agent, fields)
-    _wake(request)
-    if body.stream:
-        return _stream(request, store, run.id, after)
-    return JSONResponse(run_object(run))
+        run, written = _queue(store, thread_id, agent, fields)
+    return _queued(request, store, body, run, written)
 
 
 @router.get("/v1/threads/{thread_id}/runs", summary="List runs")
