@@ -30,7 +30,7 @@ from agentkeep.models.common import check_limit, from_micros, utcnow_micros
 from agentkeep.store._base import Resource, time_range
 from agentkeep.store._construct import constructor
 from agentkeep.store._validate import check_object, json_text, opt_text
-from agentkeep.store.dialects.base import Listener
+from agentkeep.store.dialects.base import Dialect, Listener
 from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
@@ -162,6 +162,24 @@ _TAKE_BOOKMARKS = (
     .values(last_bookmark=bt.c.last_bookmark + sa.bindparam("b_n", type_=sa.BigInteger()))
     .returning(bt.c.last_bookmark)
 )
+_TAKE_BOOKMARKS_BY_DIALECT: dict[type[Dialect], tuple[sa.Update, bool]] = {}
+
+
+def _take_bookmarks_statement(dialect: Dialect) -> tuple[sa.Update, bool]:
+    """``_TAKE_BOOKMARKS``, returning the dialect's notification too where it has one
+    (then True): built once per dialect."""
+    found = _TAKE_BOOKMARKS_BY_DIALECT.get(type(dialect))
+    if found is None:
+        channel: sa.BindParameter[str] = sa.bindparam("b_channel", type_=sa.String())
+        notifying = dialect.notifying(channel, bt.c.last_bookmark)
+        if notifying is None:
+            found = (_TAKE_BOOKMARKS, False)
+        else:
+            found = (_TAKE_BOOKMARKS.returning(notifying), True)
+        _TAKE_BOOKMARKS_BY_DIALECT[type(dialect)] = found
+    return found
+
+
 _RUNS = sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
     rt.c.tenant_id == sa.bindparam("tenant_id"), rt.c.id.in_(sa.bindparam("ids", expanding=True))
 )
@@ -266,15 +284,25 @@ class Events(Resource):
                 r["bookmark"] = i
                 r["created_at"] = now
             conn.execute(sa.insert(t), rows)
-            dialect.notify(conn, events_channel(self.tenant_id), str(last))
         return LinkedEvents([to_event(r) for r in rows], before)
 
     def _take_bookmarks(self, conn: sa.Connection, n: int) -> int:
-        """Reserve ``n`` bookmarks; the last one. Never reuses one, even of deleted events."""
-        last = conn.execute(_TAKE_BOOKMARKS, {"b_tenant_id": self.tenant_id, "b_n": n}).scalar()
+        """Reserve ``n`` bookmarks; the last one. Never reuses one, even of deleted events.
+
+        The listeners of the tenant's events channel are notified with it at commit
+        (where the dialect can, by the same statement).
+        """
+        dialect = self._core.dialect
+        channel = events_channel(self.tenant_id)
+        take, notifies = _take_bookmarks_statement(dialect)
+        params = {"b_tenant_id": self.tenant_id, "b_n": n, "b_channel": channel}
+        last = conn.execute(take, params).scalar()
         if last is None:  # the tenant's first events
             last = self._max_bookmark(conn) + n
             conn.execute(sa.insert(bt).values(tenant_id=self.tenant_id, last_bookmark=last))
+            notifies = False
+        if not notifies:
+            dialect.notify(conn, channel, str(last))
         return int(last)
 
     def _max_bookmark(self, conn: sa.Connection) -> int:

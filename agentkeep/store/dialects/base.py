@@ -175,6 +175,13 @@ class Dialect:
     def notify(self, conn: Connection, channel: str, payload: str) -> None:
         """Wake the listeners of ``channel`` when ``conn``'s transaction commits."""
 
+    def notifying(
+        self, channel: sa.ColumnElement[str], payload: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[Any] | None:
+        """:meth:`notify` as an expression, for a statement the writer runs anyway to
+        return (one round trip less); None where ``notify`` does nothing."""
+        return None
+
     def listen(self, channel: str) -> Listener:
         """A listener for ``channel`` (with ``supports_listen``; else one that polls)."""
         return Listener()

@@ -642,6 +642,12 @@ class PostgresDialect(Dialect):
     def notify(self, conn: Connection, channel: str, payload: str) -> None:
         conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
+    def notifying(
+        self, channel: sa.ColumnElement[str], payload: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[Any] | None:
+        # Sent at commit like NOTIFY (a transaction that rolls back sends nothing).
+        return sa.func.pg_notify(channel, sa.cast(payload, sa.Text))
+
     def listen(self, channel: str) -> Listener:
         return _PostgresListener(self.conninfo(), channel)
 
