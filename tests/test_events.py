@@ -483,3 +483,36 @@ def test_list_by_time_range(store: Store) -> None:
     assert events[2].bookmark not in [e.bookmark for e in window]
     everything = store.events.list(created_after=events[0].created_at)
     assert [e.bookmark for e in everything] == [e.bookmark for e in events]
+
+
+def test_concurrent_linked_writes_each_know_the_runs_last_event_before_them(store: Store) -> None:
+    """``append_many_linked``'s ``before[run]`` is read while the write is the tenant's only
+    event writer: with writers racing on two runs, each write's ``before`` is exactly the
+    bookmark of the run's last event written before it (what a live reader relies on
+    to take handed-over events without reading them back)."""
+    thread = store.sessions.create(kind="thread")
+    runs = [store.runs.create("asst_x", session_id=thread.id, model="m").id for _ in range(2)]
+    store.events.append("x")  # the tenant's bookmark row exists: only ``before`` is raced
+    writes: list[tuple[dict[str, int], list[Event]]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def writer(w: int) -> None:
+        start.wait()
+        for i in range(25):
+            rows = [{"type": "x", "run_id": run, "data": {"w": w, "i": i}} for run in runs]
+            linked = store.events.append_many_linked(rows, runs)
+            with lock:
+                writes.append((linked.before, linked.events))
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(writes) == 200
+    last = dict.fromkeys(runs, 0)
+    for before, events in sorted(writes, key=lambda w: w[1][0].bookmark):
+        for run in runs:
+            assert before[run] == last[run]
+            last[run] = max(e.bookmark for e in events if e.run_id == run)

@@ -30,7 +30,7 @@ from agentkeep.models.common import check_limit, from_micros, utcnow_micros
 from agentkeep.store._base import Resource, time_range
 from agentkeep.store._construct import constructor
 from agentkeep.store._validate import check_object, json_text, opt_text
-from agentkeep.store.dialects.base import Dialect, Listener
+from agentkeep.store.dialects.base import Dialect, Listener, lock_key
 from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
@@ -180,9 +180,29 @@ def _take_bookmarks_statement(dialect: Dialect) -> tuple[sa.Update, bool]:
     return found
 
 
-_RUNS = sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
+_RUNS: sa.Select[Any] = sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
     rt.c.tenant_id == sa.bindparam("tenant_id"), rt.c.id.in_(sa.bindparam("ids", expanding=True))
 )
+_RUNS_BY_DIALECT: dict[type[Dialect], tuple[sa.Select[Any], bool]] = {}
+
+
+def _runs_statement(dialect: Dialect) -> tuple[sa.Select[Any], bool]:
+    """``_RUNS``, taking the tenant's event lock too where the dialect has one as an
+    expression (then True; its ``lock_key`` parameter): built once per dialect. The lock
+    is one uncorrelated subquery, evaluated once, when the first run is found."""
+    found = _RUNS_BY_DIALECT.get(type(dialect))
+    if found is None:
+        key: sa.BindParameter[int] = sa.bindparam("lock_key", type_=sa.BigInteger())
+        locking = dialect.serializing(key)
+        if locking is None:
+            found = (_RUNS, False)
+        else:
+            lookup: sa.Select[Any] = _RUNS.add_columns(sa.select(locking).scalar_subquery())
+            found = (lookup, True)
+        _RUNS_BY_DIALECT[type(dialect)] = found
+    return found
+
+
 _SESSIONS = sa.select(st.c.id).where(
     st.c.tenant_id == sa.bindparam("tenant_id"), st.c.id.in_(sa.bindparam("ids", expanding=True))
 )
@@ -269,11 +289,12 @@ class Events(Resource):
         dialect = self._core.dialect
         before: dict[str, int] = {}
         with self._core.write("appending an event") as conn:
-            self._resolve_references(conn, rows)
             # The bookmark row's UPDATE below would serialize the writers by itself, but
             # PostgreSQL queues them on the advisory lock faster: 64 streamed runs took
-            # 1.3 s with it and 1.5-1.6 s without (benchmarks.streams, 2026-12-06).
-            dialect.serialize_appends(conn, self.tenant_id, "events")
+            # 1.3 s with it and 1.5-1.6 s without (benchmarks.streams, 2026-12-06). The
+            # lookup of the events' runs takes it when there are runs to look up.
+            if not self._resolve_references(conn, rows):
+                dialect.serialize_appends(conn, self.tenant_id, "events")
             if runs:
                 before.update(dict.fromkeys(runs, 0))
                 params = {"tenant": self.tenant_id, "runs": list(runs)}
@@ -314,13 +335,24 @@ class Events(Resource):
             ).scalar_one()
         )
 
-    def _resolve_references(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        """Check that the runs and sessions exist; copy a run's session and agent."""
+    def _resolve_references(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> bool:
+        """Check that the runs and sessions exist; copy a run's session and agent.
+
+        True when the lookup also made the transaction the tenant's only event writer
+        (``serialize_appends``): where the dialect can, the runs are looked up by the
+        statement that takes its lock.
+        """
         run_ids = {r["run_id"] for r in rows if r["run_id"] is not None}
         runs: dict[str, Any] = {}
+        locked = False
         if run_ids:
-            found = conn.execute(_RUNS, {"tenant_id": self.tenant_id, "ids": list(run_ids)})
-            runs = {r.id: r for r in found}
+            lookup, locked = _runs_statement(self._core.dialect)
+            params = {
+                "tenant_id": self.tenant_id,
+                "ids": list(run_ids),
+                "lock_key": lock_key(self.tenant_id, "events"),
+            }
+            runs = {r.id: r for r in conn.execute(lookup, params)}
             missing = sorted(run_ids - set(runs))
             if missing:
                 raise NotFound("run", missing[0])
@@ -342,6 +374,7 @@ class Events(Resource):
             missing = sorted(session_ids - found_ids)
             if missing:
                 raise NotFound("session", missing[0])
+        return locked
 
     def _where(
         self,

@@ -159,6 +159,13 @@ class Dialect:
     def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
         """Make the rest of the transaction the only writer of ``scope``."""
 
+    def serializing(self, key: sa.ColumnElement[int]) -> sa.ColumnElement[Any] | None:
+        """:meth:`serialize_appends` (``key``: ``lock_key(tenant_id, scope)``) as an
+        expression, for a read the writer makes first (one round trip less); None where
+        ``serialize_appends`` does nothing. The read's own rows are of its snapshot,
+        taken before the wait: only the statements after it see every earlier writer."""
+        return None
+
     def migration_lock(self, conn: Connection) -> AbstractContextManager[object]:
         """Held while a process creates or upgrades the schema."""
         return nullcontext()

@@ -639,6 +639,9 @@ class PostgresDialect(Dialect):
     def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(tenant_id, scope)})
 
+    def serializing(self, key: sa.ColumnElement[int]) -> sa.ColumnElement[Any] | None:
+        return sa.func.pg_advisory_xact_lock(key)
+
     def notify(self, conn: Connection, channel: str, payload: str) -> None:
         conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
