@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from agentkeep import metrics
-from agentkeep.wire.encoding import loads
+from agentkeep.wire.encoding import dumps, loads
 
 __all__ = ["ChatClient", "Completion", "UpstreamError", "UpstreamToolCall", "provider_for"]
 
@@ -377,7 +377,10 @@ class ChatClient:
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         url = f"{self.base_url}/chat/completions"
         try:
-            send = self._send("POST", url, json=body, retry_errors=retry_errors)
+            # orjson's bytes: aiohttp's json= writes with the standard library (about
+            # 2 % of the service's time with 64 streamed runs at once).
+            data, headers = dumps(body), _JSON_BODY
+            send = self._send("POST", url, data=data, headers=headers, retry_errors=retry_errors)
             async with await send as response:
                 if response.status >= 400:
                     raw = await response.read()
@@ -399,6 +402,9 @@ class ChatClient:
             raise UpstreamError("upstream LLM closed the stream before it finished") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream LLM unreachable: {exc!r}") from exc
+
+
+_JSON_BODY = {"Content-Type": "application/json"}
 
 
 def _env_proxy(base_url: str) -> str | None:
