@@ -93,6 +93,9 @@ async def _follow(
             # Subscribed before the run's worker is woken: every event of the run after
             # these is handed over (or wakes this reader), so nothing needs reading first.
             start.wake()
+            # The run was queued just now, so it did not stop before this stream began: a
+            # quiet read looks at its status only after STATUS_CHECK_S, not at once.
+            next_look = time.monotonic() + STATUS_CHECK_S
             bookmark = start.events[-1].bookmark
             yield _chunk(start.events)
             read = not await woken.wait(POLL_S)
