@@ -37,6 +37,7 @@ class ServiceState:
     scheduler: Any = None  # agentkeep.lifecycle.schedule.BackupScheduler when backups are on
     rate_limited: bool = False  # requests counted per key (agentkeep.server.ratelimit)
     response_writes: Any = None  # the responses' ResponseWrites, made on first use
+    run_creates: Any = None  # the group commit of new threads with their runs (routes.runs)
     _tenants: dict[str, Store] = field(default_factory=dict)
 
     def tenant(self, tenant_id: str) -> Store:

@@ -385,6 +385,46 @@ def test_create_thread_and_run(tenant: Tenant, upstream_llm: UpstreamLLM) -> Non
     assert texts == ["Hi!", "Hello there"]
 
 
+def test_concurrent_create_and_runs_each_get_their_own_thread_and_answer(
+    service: LiveService, tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    """Threads started at once are written together (a group commit per round); each
+    request still gets its own outcome: an unknown assistant among them is a 404 that
+    leaves nothing behind, and every other gets its thread, message and run."""
+    client = tenant.client()
+    model = new_model()
+    upstream_llm.script(model, *[Reply(text="ok") for _ in range(12)])
+    assistant = client.beta.assistants.create(model=model)
+    outcomes: dict[int, Any] = {}
+    start = threading.Barrier(13)
+
+    def create(i: int) -> None:
+        start.wait()
+        try:
+            outcomes[i] = client.beta.threads.create_and_run(
+                assistant_id="asst_nope" if i == 12 else assistant.id,
+                thread={"messages": [{"role": "user", "content": f"m{i}"}]},
+            )
+        except openai.NotFoundError as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(13)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(outcomes[12], openai.NotFoundError)
+    runs = [outcomes[i] for i in range(12)]
+    assert all(isinstance(r, Run) for r in runs)
+    assert len({r.thread_id for r in runs}) == 12
+    for i, run in enumerate(runs):
+        messages = client.beta.threads.messages.list(run.thread_id, order="asc").data
+        assert messages[0].content[0].text.value == f"m{i}"  # type: ignore[union-attr]
+        assert wait_status(client, run.thread_id, run.id, {"completed"}).status == "completed"
+    store = service.store.tenant(tenant.id)
+    assert len(store.sessions.list(kind="thread", limit=100).items) == 12
+
+
 def test_run_errors(tenant: Tenant, service: LiveService) -> None:
     client = tenant.client()
     assistant = client.beta.assistants.create(model=new_model())

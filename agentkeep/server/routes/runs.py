@@ -16,14 +16,18 @@ the way to reconnect to a stream.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from agentkeep.errors import InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Agent, Event, Run
 from agentkeep.runner import ops
+from agentkeep.runner.group_commit import GroupCommit, one_transaction
 from agentkeep.server.bodies import (
     CreateRun,
     CreateThread,
@@ -48,6 +52,8 @@ from agentkeep.wire.runs import RUN_OPTIONS, run_object, step_object
 __all__ = ["router"]
 
 router = APIRouter(tags=["Assistants"])
+
+R = TypeVar("R")
 
 Include = Literal["step_details.tool_calls[*].file_search.results[*].content"]
 """What ``include[]`` may name (the only value OpenAI's document allows)."""
@@ -121,9 +127,11 @@ def _run_fields(body: RunOptions, agent: Agent, additional: str | None) -> dict[
     }
 
 
-def _queue(
-    store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]
-) -> tuple[Run, list[Event]]:
+Queued = tuple[Run, list[Event]]
+"""A run just queued, and its events so far."""
+
+
+def _queue(store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]) -> Queued:
     """Create the queued run with its created/queued events (in the caller's transaction)."""
     run = store.runs.create(agent.id, session_id=thread_id, status="queued", **fields)
     wire = run_object(run)
@@ -133,34 +141,75 @@ def _queue(
 # -- runs ---------------------------------------------------------------------------------------
 
 
+def _thread_and_run(
+    store: Store,
+    body: CreateThreadAndRun,
+    thread_body: CreateThread,
+    rows: list[dict[str, Any]],
+    resources: dict[str, Any] | None,
+) -> Queued:
+    """The thread with its messages and its queued run, with their events (in the caller's
+    transaction: a round of ``_creates``)."""
+    agent = store.agents.get(body.assistant_id)
+    fields = _run_fields(body, agent, None)
+    thread = store.sessions.create(
+        kind="thread",
+        metadata=thread_body.metadata,
+        extra={"tool_resources": resources} if resources else None,
+    )
+    if rows:
+        store.messages.append_many(thread.id, rows)
+    run = store.runs.create(agent.id, session_id=thread.id, status="queued", **fields)
+    wire = run_object(run)
+    written = ops.emit(
+        store,
+        run,
+        ("thread.created", thread_object(thread)),
+        ("thread.run.created", wire),
+        ("thread.run.queued", wire),
+    )
+    return run, written
+
+
+def _creates(request: Request) -> GroupCommit[tuple[Any, ...], Queued]:
+    """The process's group commit of new threads with their runs (made on first use).
+
+    Many clients starting runs at once (each ``threads.create_and_run``) are
+    written in one transaction a round, each round one hop to a worker thread,
+    instead of a transaction and a hop each that queue on the database's writer.
+    A round that fails (an unknown assistant, say) is written again one by one,
+    so each request gets its own answer. Only new threads go this way: a run on an
+    existing thread locks that thread's row, and a round holding several could
+    deadlock with another process's.
+    """
+    state = service_state(request)
+    if state.run_creates is None:
+        state.run_creates = GroupCommit(_db, one_transaction(_create))
+    creates: GroupCommit[tuple[Any, ...], Queued] = state.run_creates
+    return creates
+
+
+def _create(store: Store, create: Callable[..., Queued], *args: Any) -> Queued:
+    return create(store, *args)
+
+
+async def _db(fn: Callable[..., R], *args: Any) -> R:
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+
+
 @router.post("/v1/threads/runs", summary="Create a thread and run it", response_model=None)
-def create_thread_and_run(
+async def create_thread_and_run(
     body: CreateThreadAndRun, request: Request, store: TenantStore
 ) -> Response:
-    agent = store.agents.get(body.assistant_id)
     thread_body = body.thread or CreateThread()
     rows = [
         new_message(m, f"thread.messages[{i}].") for i, m in enumerate(thread_body.messages or [])
     ]
     resources = thread_body.tool_resources or body.tool_resources
-    fields = _run_fields(body, agent, None)
-    with store.transaction(savepoints=False):
-        thread = store.sessions.create(
-            kind="thread",
-            metadata=thread_body.metadata,
-            extra={"tool_resources": resources} if resources else None,
-        )
-        if rows:
-            store.messages.append_many(thread.id, rows)
-        run = store.runs.create(agent.id, session_id=thread.id, status="queued", **fields)
-        wire = run_object(run)
-        written = ops.emit(
-            store,
-            run,
-            ("thread.created", thread_object(thread)),
-            ("thread.run.created", wire),
-            ("thread.run.queued", wire),
-        )
+    item = (store, _thread_and_run, body, thread_body, rows, resources)
+    queued = await _creates(request).write(item)
+    assert queued is not None
+    run, written = queued
     return _queued(request, store, body, run, written)
 
 
