@@ -137,3 +137,40 @@ def test_batched_deltas_replay_exactly_from_every_bookmark(
     for i in range(len(stored)):  # every bookmark
         bookmark = stored[i].bookmark
         assert _events(tenant, path, after=bookmark) == live[i + 1 :]
+
+
+def test_a_round_of_new_threads_of_two_tenants_gives_each_run_its_own_events(
+    own_db: Store,
+) -> None:
+    """``create_thread_and_run``'s group commit round (``routes.runs._threads_and_runs``):
+    threads of two tenants in one transaction, each tenant's events in one write, and
+    each request handed exactly its run's three events, in order."""
+    from agentkeep.server.bodies import CreateThread, CreateThreadAndRun
+    from agentkeep.server.routes.runs import _threads_and_runs
+
+    stores = [own_db.tenant("round_a"), own_db.tenant("round_b")]
+    agents = [s.agents.create(model="m").id for s in stores]
+    items = []
+    for i in range(5):
+        store, agent = stores[i % 2], agents[i % 2]
+        body = CreateThreadAndRun(assistant_id=agent)
+        thread = CreateThread(metadata={"i": str(i)})
+        rows = [{"role": "user", "content": f"m{i}"}]
+        items.append((store, body, thread, rows, None))
+    queued = _threads_and_runs(items)
+    assert len(queued) == 5
+    for i, (run, events) in enumerate(queued):
+        store = stores[i % 2]
+        assert run.tenant_id == store.tenant_id
+        assert [e.type for e in events] == [
+            "thread.created",
+            "thread.run.created",
+            "thread.run.queued",
+        ]
+        assert {e.run_id for e in events} == {run.id}
+        assert events[0].data["metadata"] == {"i": str(i)}
+        assert [e.bookmark for e in events] == [
+            e.bookmark for e in store.events.list(run_id=run.id, limit=10)
+        ]
+        assert run.session_id is not None
+        assert store.messages.recent(run.session_id, 5)[0].text == f"m{i}"

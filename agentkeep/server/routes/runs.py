@@ -17,7 +17,7 @@ the way to reconnect to a stream.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -27,7 +27,7 @@ from fastapi.responses import StreamingResponse
 from agentkeep.errors import InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Agent, Event, Run
 from agentkeep.runner import ops
-from agentkeep.runner.group_commit import GroupCommit, one_transaction
+from agentkeep.runner.group_commit import GroupCommit
 from agentkeep.server.bodies import (
     CreateRun,
     CreateThread,
@@ -141,16 +141,27 @@ def _queue(store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]) -
 # -- runs ---------------------------------------------------------------------------------------
 
 
+NewThreadRun = tuple[
+    Store, CreateThreadAndRun, CreateThread, list[dict[str, Any]], dict[str, Any] | None
+]
+"""A request of ``create_thread_and_run``: its tenant's store, the body, the thread's body,
+its messages as rows and its tool resources."""
+
+
 def _thread_and_run(
     store: Store,
     body: CreateThreadAndRun,
     thread_body: CreateThread,
     rows: list[dict[str, Any]],
     resources: dict[str, Any] | None,
-) -> Queued:
-    """The thread with its messages and its queued run, with their events (in the caller's
-    transaction: a round of ``_creates``)."""
-    agent = store.agents.get(body.assistant_id)
+    agents: dict[tuple[str, str], Agent],
+) -> tuple[Run, list[tuple[str, dict[str, Any]]]]:
+    """The thread with its messages and its queued run (in the caller's transaction); the
+    run and the events to announce them. ``agents``: those read already in the transaction."""
+    key = (store.tenant_id, body.assistant_id)
+    agent = agents.get(key)
+    if agent is None:
+        agent = agents[key] = store.agents.get(body.assistant_id)
     fields = _run_fields(body, agent, None)
     thread = store.sessions.create(
         kind="thread",
@@ -161,36 +172,48 @@ def _thread_and_run(
         store.messages.append_many(thread.id, rows)
     run = store.runs.create(agent.id, session_id=thread.id, status="queued", **fields)
     wire = run_object(run)
-    written = ops.emit(
-        store,
-        run,
+    events = [
         ("thread.created", thread_object(thread)),
         ("thread.run.created", wire),
         ("thread.run.queued", wire),
-    )
-    return run, written
+    ]
+    return run, events
 
 
-def _creates(request: Request) -> GroupCommit[tuple[Any, ...], Queued]:
+def _threads_and_runs(items: Sequence[NewThreadRun]) -> list[Queued]:
+    """A round of ``_creates``, in one transaction: every new thread with its messages and
+    queued run, then the events of each tenant's new runs in one write."""
+    with items[0][0].transaction(savepoints=False):
+        agents: dict[tuple[str, str], Agent] = {}  # the round's clients often share one
+        made = [_thread_and_run(*item, agents) for item in items]
+        of_tenant: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            of_tenant.setdefault(item[0].tenant_id, []).append(i)
+        written: dict[int, list[Event]] = {}
+        for indexes in of_tenant.values():
+            events = ops.emit_runs(items[indexes[0]][0], [made[i] for i in indexes])
+            for i in indexes:  # in order: each run's events, one run after another
+                n = len(made[i][1])
+                written[i], events = events[:n], events[n:]
+    return [(made[i][0], written[i]) for i in range(len(items))]
+
+
+def _creates(request: Request) -> GroupCommit[NewThreadRun, Queued]:
     """The process's group commit of new threads with their runs (made on first use).
 
     Many clients starting runs at once (each ``threads.create_and_run``) are
     written in one transaction a round, each round one hop to a worker thread,
-    instead of a transaction and a hop each that queue on the database's writer.
-    A round that fails (an unknown assistant, say) is written again one by one,
-    so each request gets its own answer. Only new threads go this way: a run on an
-    existing thread locks that thread's row, and a round holding several could
-    deadlock with another process's.
+    instead of a transaction and a hop each that queue on the database's writer;
+    the events of a round's runs are one write. A round that fails (an unknown
+    assistant, say) is written again one by one, so each request gets its own
+    answer. Only new threads go this way: a run on an existing thread locks that
+    thread's row, and a round holding several could deadlock with another process's.
     """
     state = service_state(request)
     if state.run_creates is None:
-        state.run_creates = GroupCommit(_db, one_transaction(_create))
-    creates: GroupCommit[tuple[Any, ...], Queued] = state.run_creates
+        state.run_creates = GroupCommit(_db, _threads_and_runs)
+    creates: GroupCommit[NewThreadRun, Queued] = state.run_creates
     return creates
-
-
-def _create(store: Store, create: Callable[..., Queued], *args: Any) -> Queued:
-    return create(store, *args)
 
 
 async def _db(fn: Callable[..., R], *args: Any) -> R:
@@ -206,8 +229,7 @@ async def create_thread_and_run(
         new_message(m, f"thread.messages[{i}].") for i, m in enumerate(thread_body.messages or [])
     ]
     resources = thread_body.tool_resources or body.tool_resources
-    item = (store, _thread_and_run, body, thread_body, rows, resources)
-    queued = await _creates(request).write(item)
+    queued = await _creates(request).write((store, body, thread_body, rows, resources))
     assert queued is not None
     run, written = queued
     return _queued(request, store, body, run, written)
