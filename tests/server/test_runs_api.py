@@ -478,6 +478,55 @@ def test_one_active_run_per_thread_under_concurrency(
     assert len(client.beta.threads.runs.list(thread.id).data) == 1
 
 
+def test_concurrent_runs_on_many_threads_each_get_their_own_answer(
+    tenant: Tenant, upstream_llm: UpstreamLLM
+) -> None:
+    """Runs created at once on several threads share a round of the group commit, which
+    locks the threads' rows; a missing thread (404) and a thread with an active run (400)
+    among them get their own answers and the others their runs."""
+    client = tenant.client()
+    waiting = new_model()  # a run that stays active: it waits for tool outputs
+    upstream_llm.script(waiting, Reply(tool_calls=[ToolCall("get_weather", '{"city": "Oslo"}')]))
+    _, busy_thread, busy = run_to_tool_call(client, waiting, "Weather in Oslo?")
+    model = new_model()
+    upstream_llm.script(model, *[Reply(text="ok") for _ in range(9)])
+    assistant = client.beta.assistants.create(model=model)
+    threads = [*(client.beta.threads.create().id for _ in range(9)), busy_thread.id]
+    targets = [*threads, "thread_nope"]
+    statuses: dict[int, int] = {}
+    start = threading.Barrier(len(targets))
+
+    def attempt(i: int) -> None:
+        with tenant.http() as http:
+            start.wait()
+            body = {
+                "assistant_id": assistant.id,
+                "additional_messages": [{"role": "user", "content": f"m{i}"}],
+            }
+            statuses[i] = http.post(f"/v1/threads/{targets[i]}/runs", json=body).status_code
+
+    workers = [threading.Thread(target=attempt, args=(i,)) for i in range(len(targets))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert [statuses[i] for i in range(len(targets))] == [200] * 9 + [400, 404]
+    for i, thread_id in enumerate(threads[:9]):
+        (run,) = client.beta.threads.runs.list(thread_id).data
+        assert wait_status(client, thread_id, run.id, {"completed"}).status == "completed"
+        messages = client.beta.threads.messages.list(thread_id, order="asc").data
+        assert [(m.role, m.content[0].text.value) for m in messages] == [  # type: ignore[union-attr]
+            ("user", f"m{i}"),
+            ("assistant", "ok"),
+        ]
+    assert [r.id for r in client.beta.threads.runs.list(busy_thread.id).data] == [busy.id]
+    # The refused run's additional message was not written (nothing half-written).
+    texts = [
+        m.content[0].text.value for m in client.beta.threads.messages.list(busy_thread.id).data
+    ]  # type: ignore[union-attr]
+    assert texts == ["Weather in Oslo?"]
+
+
 def test_truncation_and_non_function_tools(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
     client = tenant.client()
     model = new_model()

@@ -142,11 +142,13 @@ def test_batched_deltas_replay_exactly_from_every_bookmark(
 def test_a_round_of_new_threads_of_two_tenants_gives_each_run_its_own_events(
     own_db: Store,
 ) -> None:
-    """``create_thread_and_run``'s group commit round (``routes.runs._threads_and_runs``):
+    """A round of the group commit of new runs (``routes.runs._create_round``):
     threads of two tenants in one transaction, each tenant's events in one write, and
     each request handed exactly its run's three events, in order."""
+    import functools
+
     from agentkeep.server.bodies import CreateThread, CreateThreadAndRun
-    from agentkeep.server.routes.runs import _threads_and_runs
+    from agentkeep.server.routes.runs import _create_round, _thread_and_run
 
     stores = [own_db.tenant("round_a"), own_db.tenant("round_b")]
     agents = [s.agents.create(model="m").id for s in stores]
@@ -156,8 +158,8 @@ def test_a_round_of_new_threads_of_two_tenants_gives_each_run_its_own_events(
         body = CreateThreadAndRun(assistant_id=agent)
         thread = CreateThread(metadata={"i": str(i)})
         rows = [{"role": "user", "content": f"m{i}"}]
-        items.append((store, body, thread, rows, None))
-    queued = _threads_and_runs(items)
+        items.append((store, None, functools.partial(_thread_and_run, body, thread, rows, None)))
+    queued = _create_round(items)
     assert len(queued) == 5
     for i, (run, events) in enumerate(queued):
         store = stores[i % 2]

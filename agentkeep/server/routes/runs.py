@@ -131,37 +131,33 @@ Queued = tuple[Run, list[Event]]
 """A run just queued, and its events so far."""
 
 
-def _queue(store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]) -> Queued:
-    """Create the queued run with its created/queued events (in the caller's transaction)."""
-    run = store.runs.create(agent.id, session_id=thread_id, status="queued", **fields)
-    wire = run_object(run)
-    return run, ops.emit(store, run, ("thread.run.created", wire), ("thread.run.queued", wire))
+Made = tuple[Run, list[tuple[str, dict[str, Any]]]]
+"""A run made in a round of ``_creates``, and the events that announce it."""
+
+Creating = tuple[Store, str | None, Callable[[Store, dict[tuple[str, str], Agent]], Made]]
+"""A request of a round of ``_creates``: its tenant's store, the existing thread it runs
+on (None: a new thread), and what makes the run (given the round's agents read already)."""
 
 
-# -- runs ---------------------------------------------------------------------------------------
-
-
-NewThreadRun = tuple[
-    Store, CreateThreadAndRun, CreateThread, list[dict[str, Any]], dict[str, Any] | None
-]
-"""A request of ``create_thread_and_run``: its tenant's store, the body, the thread's body,
-its messages as rows and its tool resources."""
+def _agent(store: Store, assistant_id: str, agents: dict[tuple[str, str], Agent]) -> Agent:
+    """The assistant, read once a round (the round's clients often share one)."""
+    key = (store.tenant_id, assistant_id)
+    agent = agents.get(key)
+    if agent is None:
+        agent = agents[key] = store.agents.get(assistant_id)
+    return agent
 
 
 def _thread_and_run(
-    store: Store,
     body: CreateThreadAndRun,
     thread_body: CreateThread,
     rows: list[dict[str, Any]],
     resources: dict[str, Any] | None,
+    store: Store,
     agents: dict[tuple[str, str], Agent],
-) -> tuple[Run, list[tuple[str, dict[str, Any]]]]:
-    """The thread with its messages and its queued run (in the caller's transaction); the
-    run and the events to announce them. ``agents``: those read already in the transaction."""
-    key = (store.tenant_id, body.assistant_id)
-    agent = agents.get(key)
-    if agent is None:
-        agent = agents[key] = store.agents.get(body.assistant_id)
+) -> Made:
+    """A new thread with its messages and its queued run (in the round's transaction)."""
+    agent = _agent(store, body.assistant_id, agents)
     fields = _run_fields(body, agent, None)
     thread = store.sessions.create(
         kind="thread",
@@ -180,12 +176,38 @@ def _thread_and_run(
     return run, events
 
 
-def _threads_and_runs(items: Sequence[NewThreadRun]) -> list[Queued]:
-    """A round of ``_creates``, in one transaction: every new thread with its messages and
-    queued run, then the events of each tenant's new runs in one write."""
+def _run_on_thread(
+    thread_id: str,
+    body: CreateRun,
+    rows: list[dict[str, Any]],
+    store: Store,
+    agents: dict[tuple[str, str], Agent],
+) -> Made:
+    """A queued run on an existing thread, whose row the round holds: "no active run, then
+    create one" is atomic across processes, and a message appended meanwhile waits and
+    then sees the new run."""
+    agent = _agent(store, body.assistant_id, agents)
+    fields = _run_fields(body, agent, body.additional_instructions)
+    active = active_run_id(store, thread_id)
+    if active is not None:
+        raise ApiError(400, f"Thread {thread_id} already has an active run {active}.")
+    if rows:
+        store.messages.append_many(thread_id, rows)
+    run = store.runs.create(agent.id, session_id=thread_id, status="queued", **fields)
+    wire = run_object(run)
+    return run, [("thread.run.created", wire), ("thread.run.queued", wire)]
+
+
+def _create_round(items: Sequence[Creating]) -> list[Queued]:
+    """A round of ``_creates``, in one transaction: the existing threads' rows locked first,
+    in one order (two processes' rounds cannot each hold a row the other waits for), then
+    every run made, then each tenant's new runs' events in one write."""
     with items[0][0].transaction(savepoints=False):
-        agents: dict[tuple[str, str], Agent] = {}  # the round's clients often share one
-        made = [_thread_and_run(*item, agents) for item in items]
+        threads = {(store.tenant_id, thread): store for store, thread, _ in items if thread}
+        for (_, thread_id), store in sorted(threads.items(), key=lambda kv: kv[0]):
+            get_thread(store, thread_id, lock=True)
+        agents: dict[tuple[str, str], Agent] = {}
+        made = [make(store, agents) for store, _, make in items]
         of_tenant: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             of_tenant.setdefault(item[0].tenant_id, []).append(i)
@@ -198,26 +220,30 @@ def _threads_and_runs(items: Sequence[NewThreadRun]) -> list[Queued]:
     return [(made[i][0], written[i]) for i in range(len(items))]
 
 
-def _creates(request: Request) -> GroupCommit[NewThreadRun, Queued]:
-    """The process's group commit of new threads with their runs (made on first use).
+def _creates(request: Request) -> GroupCommit[Creating, Queued]:
+    """The process's group commit of new runs, on new threads or existing ones (made on
+    first use).
 
-    Many clients starting runs at once (each ``threads.create_and_run``) are
-    written in one transaction a round, each round one hop to a worker thread,
-    instead of a transaction and a hop each that queue on the database's writer;
-    the events of a round's runs are one write. A round that fails (an unknown
-    assistant, say) is written again one by one, so each request gets its own
-    answer. Only new threads go this way: a run on an existing thread locks that
-    thread's row, and a round holding several could deadlock with another process's.
+    Many clients starting runs at once (``threads.create_and_run``,
+    ``threads.runs.create``) are written in one transaction a round, each round
+    one hop to a worker thread, instead of a transaction and a hop each that
+    queue on the database's writer; the events of a round's runs are one write.
+    A round that fails (an unknown assistant, a thread with an active run, a
+    deadlock the database broke) is written again one by one, so each request
+    gets its own answer.
     """
     state = service_state(request)
     if state.run_creates is None:
-        state.run_creates = GroupCommit(_db, _threads_and_runs)
-    creates: GroupCommit[NewThreadRun, Queued] = state.run_creates
+        state.run_creates = GroupCommit(_db, _create_round)
+    creates: GroupCommit[Creating, Queued] = state.run_creates
     return creates
 
 
 async def _db(fn: Callable[..., R], *args: Any) -> R:
     return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+
+
+# -- runs ---------------------------------------------------------------------------------------
 
 
 @router.post("/v1/threads/runs", summary="Create a thread and run it", response_model=None)
@@ -229,36 +255,29 @@ async def create_thread_and_run(
         new_message(m, f"thread.messages[{i}].") for i, m in enumerate(thread_body.messages or [])
     ]
     resources = thread_body.tool_resources or body.tool_resources
-    queued = await _creates(request).write((store, body, thread_body, rows, resources))
+    make = functools.partial(_thread_and_run, body, thread_body, rows, resources)
+    queued = await _creates(request).write((store, None, make))
     assert queued is not None
     run, written = queued
     return _queued(request, store, body, run, written)
 
 
 @router.post("/v1/threads/{thread_id}/runs", summary="Create a run", response_model=None)
-def create_run(
+async def create_run(
     thread_id: str,
     body: CreateRun,
     request: Request,
     store: TenantStore,
     include: Annotated[list[Include] | None, Query(alias="include[]")] = None,
 ) -> Response:
-    agent = store.agents.get(body.assistant_id)
     rows = [
         new_message(m, f"additional_messages[{i}].")
         for i, m in enumerate(body.additional_messages or [])
     ]
-    fields = _run_fields(body, agent, body.additional_instructions)
-    # Holding the thread's row makes "no active run, then create one" atomic across
-    # processes; a message appended meanwhile waits and then sees the new run.
-    with store.transaction(savepoints=False):
-        get_thread(store, thread_id, lock=True)
-        active = active_run_id(store, thread_id)
-        if active is not None:
-            raise ApiError(400, f"Thread {thread_id} already has an active run {active}.")
-        if rows:
-            store.messages.append_many(thread_id, rows)
-        run, written = _queue(store, thread_id, agent, fields)
+    make = functools.partial(_run_on_thread, thread_id, body, rows)
+    queued = await _creates(request).write((store, thread_id, make))
+    assert queued is not None
+    run, written = queued
     return _queued(request, store, body, run, written)
 
 
