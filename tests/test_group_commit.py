@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentkeep import NotFound, Store
-from agentkeep.runner.group_commit import GroupCommit
+from agentkeep.runner.group_commit import GroupCommit, one_transaction
 from agentkeep.runner.responses import EventBatch, store_response_events
 
 
@@ -106,3 +106,28 @@ async def test_each_writer_gets_its_own_result_or_error() -> None:
     with pytest.raises(ValueError, match="13 is not written"):
         await group.write(13)
     assert rounds == [[13]]  # a round of one was its own write already: not made twice
+
+
+def test_an_ordered_round_writes_in_the_keys_order_and_answers_in_the_items(store: Store) -> None:
+    """``one_transaction(write, order=...)``: the writes of a round are made in the key's
+    order (rounds that lock threads in one order cannot deadlock one another), in one
+    transaction, and each item still gets its own result."""
+    made: list[str] = []
+
+    def write(s: Store, name: str) -> str:
+        made.append(name)
+        s.sessions.create(title=name)
+        return f"result of {name}"
+
+    write_all = one_transaction(write, order=lambda item: item[1])
+    names = ["c", "a", "d", "b"]
+    assert write_all([(store, n) for n in names]) == [f"result of {n}" for n in names]
+    assert made == ["a", "b", "c", "d"]
+    assert sorted(s.title for s in store.sessions.list(limit=10).items) == ["a", "b", "c", "d"]
+    with pytest.raises(NotFound):  # all or nothing: a failing write rolls the round back
+        one_transaction(
+            lambda s, name: s.sessions.get(name) if name == "z" else write(s, name),
+            order=lambda item: item[1],
+        )([(store, "z"), (store, "m")])
+    assert made[-1] == "m"  # written first, then rolled back with the round
+    assert len(store.sessions.list(limit=10).items) == 4

@@ -137,13 +137,17 @@ class RunWorker:
         self._inflight: set[Future[Any]] = set()
         # The runs in flight share their writes' transactions (see group_commit): the
         # first delta batch with the message it opens, the later batches, the settle.
+        # A round's runs are written in the order of their threads, as the rounds that
+        # create runs lock threads (``server.routes.runs``): no two rounds deadlock.
         self._starts: GroupCommit[ops.Starting, tuple[RunStep, Message]] = GroupCommit(
-            self._db, one_transaction(ops.start_message)
+            self._db, one_transaction(ops.start_message, order=_by_thread)
         )
         self._deltas: GroupCommit[ops.DeltaBatch, None] = GroupCommit(
             self._db, ops.record_deltas_of_runs
         )
-        self._settles: GroupCommit[Settling, None] = GroupCommit(self._db, one_transaction(_settle))
+        self._settles: GroupCommit[Settling, None] = GroupCommit(
+            self._db, one_transaction(_settle, order=_by_thread)
+        )
         self._responses = ResponseWrites.through(self._db)
 
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -416,6 +420,12 @@ class RunWorker:
             return
         buffer.committed()
         answer.text += "".join(batch)
+
+
+def _by_thread(item: tuple[Any, ...]) -> tuple[str, str, str]:
+    """The order of a round's writes of runs: ``(store, run, ...)`` by tenant, thread, run."""
+    store, run = item[0], item[1]
+    return (store.tenant_id, run.session_id or "", run.id)
 
 
 Settling = tuple[Store, Run, dict[str, Any], ChatClient, Answer, float]
