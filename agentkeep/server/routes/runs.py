@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -53,8 +53,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["Assistants"])
 
-R = TypeVar("R")
-
 Include = Literal["step_details.tool_calls[*].file_search.results[*].content"]
 """What ``include[]`` may name (the only value OpenAI's document allows)."""
 
@@ -82,9 +80,11 @@ def _wake(request: Request) -> None:
         worker.wake()
 
 
-def _stream(request: Request, store: Store, run_id: str, after: int) -> StreamingResponse:
+def _stream(
+    request: Request, store: Store, run_id: str, after: int, start: Start | None = None
+) -> StreamingResponse:
     keepalive = service_state(request).settings.sse_keepalive_seconds
-    return stream_run(store, run_id, after, keepalive)
+    return stream_run(store, run_id, after, keepalive, start)
 
 
 def _queued(
@@ -95,15 +95,11 @@ def _queued(
     Streamed, the worker is woken by the stream once it has subscribed to the run
     (see ``Start``); otherwise now.
     """
-    state = service_state(request)
     if not body.stream:
         _wake(request)
         return JSONResponse(run_object(run))
-    worker = state.worker
-    start = Start(written, worker.wake if worker is not None else lambda: None)
-    return stream_run(
-        store, run.id, written[0].bookmark - 1, state.settings.sse_keepalive_seconds, start
-    )
+    start = Start(written, functools.partial(_wake, request))
+    return _stream(request, store, run.id, written[0].bookmark - 1, start)
 
 
 def _run_fields(body: RunOptions, agent: Agent, additional: str | None) -> dict[str, Any]:
@@ -166,14 +162,8 @@ def _thread_and_run(
     )
     if rows:
         store.messages.append_many(thread.id, rows)
-    run = store.runs.create(agent.id, session_id=thread.id, status="queued", **fields)
-    wire = run_object(run)
-    events = [
-        ("thread.created", thread_object(thread)),
-        ("thread.run.created", wire),
-        ("thread.run.queued", wire),
-    ]
-    return run, events
+    run, events = _new_run(store, thread.id, agent, fields)
+    return run, [("thread.created", thread_object(thread)), *events]
 
 
 def _run_on_thread(
@@ -193,6 +183,12 @@ def _run_on_thread(
         raise ApiError(400, f"Thread {thread_id} already has an active run {active}.")
     if rows:
         store.messages.append_many(thread_id, rows)
+    return _new_run(store, thread_id, agent, fields)
+
+
+def _new_run(store: Store, thread_id: str, agent: Agent, fields: dict[str, Any]) -> Made:
+    """The queued run on the thread (in the round's transaction), with its created and
+    queued events to announce."""
     run = store.runs.create(agent.id, session_id=thread_id, status="queued", **fields)
     wire = run_object(run)
     return run, [("thread.run.created", wire), ("thread.run.queued", wire)]
@@ -234,13 +230,9 @@ def _creates(request: Request) -> GroupCommit[Creating, Queued]:
     """
     state = service_state(request)
     if state.run_creates is None:
-        state.run_creates = GroupCommit(_db, _create_round)
+        state.run_creates = GroupCommit(anyio.to_thread.run_sync, _create_round)
     creates: GroupCommit[Creating, Queued] = state.run_creates
     return creates
-
-
-async def _db(fn: Callable[..., R], *args: Any) -> R:
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
 
 # -- runs ---------------------------------------------------------------------------------------
