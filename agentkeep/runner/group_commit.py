@@ -104,14 +104,14 @@ def one_transaction(
     """
 
     def write_all(items: Sequence[Any]) -> list[R]:
+        indexed = list(enumerate(items))
+        if order is not None:
+            key = order
+            indexed.sort(key=lambda pair: key(pair[1]))
+        results: list[Any] = [None] * len(items)
         with items[0][0].transaction(savepoints=False):
-            if order is None:
-                return [write(*item) for item in items]
-            done = {i: write(*items[i]) for i in sorted(range(len(items)), key=_at(items, order))}
-            return [done[i] for i in range(len(items))]
+            for i, item in indexed:
+                results[i] = write(*item)
+        return results
 
     return write_all
-
-
-def _at(items: Sequence[Any], order: Callable[[Any], Any]) -> Callable[[int], Any]:
-    return lambda i: order(items[i])

@@ -14,6 +14,7 @@ followers in every process at once; followers poll as well, as a fallback.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
@@ -30,7 +31,7 @@ from agentkeep.models.common import check_limit, from_micros, utcnow_micros
 from agentkeep.store._base import Resource, time_range
 from agentkeep.store._construct import constructor
 from agentkeep.store._validate import check_object, json_text, opt_text
-from agentkeep.store.dialects.base import Dialect, Listener, lock_key
+from agentkeep.store.dialects.base import Listener, lock_key
 from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
@@ -90,8 +91,8 @@ class LinkedEvents(NamedTuple):
 _construct_event = constructor(Event)
 
 
-def to_event(row: Mapping[Any, Any]) -> Event:
-    data = dict(row)
+def _event(data: dict[str, Any]) -> Event:
+    """The event of a row's values (a dict of its own: ``created_at`` is converted in it)."""
     data["created_at"] = from_micros(data["created_at"])
     return _construct_event(data)
 
@@ -100,12 +101,7 @@ def _events_of(result: sa.CursorResult[Any]) -> list[Event]:
     """The events of a read: its keys taken once (a ``RowMapping`` per row made a view
     of them each time: about a twentieth of a streamed run's time in the service)."""
     keys = tuple(result.keys())
-    out = []
-    for row in result:
-        data = dict(zip(keys, row, strict=True))
-        data["created_at"] = from_micros(data["created_at"])
-        out.append(_construct_event(data))
-    return out
+    return [_event(dict(zip(keys, row, strict=True))) for row in result]
 
 
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
@@ -162,45 +158,40 @@ _TAKE_BOOKMARKS = (
     .values(last_bookmark=bt.c.last_bookmark + sa.bindparam("b_n", type_=sa.BigInteger()))
     .returning(bt.c.last_bookmark)
 )
-_TAKE_BOOKMARKS_BY_DIALECT: dict[type[Dialect], tuple[sa.Update, bool]] = {}
 
 
-def _take_bookmarks_statement(dialect: Dialect) -> tuple[sa.Update, bool]:
+@functools.cache
+def _take_bookmarks_statement(
+    notifying_of: Callable[..., sa.ColumnElement[Any] | None],
+) -> tuple[sa.Update, bool]:
     """``_TAKE_BOOKMARKS``, returning the dialect's notification too where it has one
-    (then True): built once per dialect."""
-    found = _TAKE_BOOKMARKS_BY_DIALECT.get(type(dialect))
-    if found is None:
-        channel: sa.BindParameter[str] = sa.bindparam("b_channel", type_=sa.String())
-        notifying = dialect.notifying(channel, bt.c.last_bookmark)
-        if notifying is None:
-            found = (_TAKE_BOOKMARKS, False)
-        else:
-            found = (_TAKE_BOOKMARKS.returning(notifying), True)
-        _TAKE_BOOKMARKS_BY_DIALECT[type(dialect)] = found
-    return found
+    (``notifying_of``: its ``Dialect.notifying``; then True): built once per dialect."""
+    channel: sa.BindParameter[str] = sa.bindparam("b_channel", type_=sa.String())
+    notifying = notifying_of(channel, bt.c.last_bookmark)
+    if notifying is None:
+        return _TAKE_BOOKMARKS, False
+    return _TAKE_BOOKMARKS.returning(notifying), True
 
 
 _RUNS: sa.Select[Any] = sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
     rt.c.tenant_id == sa.bindparam("tenant_id"), rt.c.id.in_(sa.bindparam("ids", expanding=True))
 )
-_RUNS_BY_DIALECT: dict[type[Dialect], tuple[sa.Select[Any], bool]] = {}
 
 
-def _runs_statement(dialect: Dialect) -> tuple[sa.Select[Any], bool]:
+@functools.cache
+def _runs_statement(
+    serializing_of: Callable[..., sa.ColumnElement[Any] | None],
+) -> tuple[sa.Select[Any], bool]:
     """``_RUNS``, taking the tenant's event lock too where the dialect has one as an
-    expression (then True; its ``lock_key`` parameter): built once per dialect. The lock
-    is one uncorrelated subquery, evaluated once, when the first run is found."""
-    found = _RUNS_BY_DIALECT.get(type(dialect))
-    if found is None:
-        key: sa.BindParameter[int] = sa.bindparam("lock_key", type_=sa.BigInteger())
-        locking = dialect.serializing(key)
-        if locking is None:
-            found = (_RUNS, False)
-        else:
-            lookup: sa.Select[Any] = _RUNS.add_columns(sa.select(locking).scalar_subquery())
-            found = (lookup, True)
-        _RUNS_BY_DIALECT[type(dialect)] = found
-    return found
+    expression (``serializing_of``: its ``Dialect.serializing``; then True, with a
+    ``lock_key`` parameter): built once per dialect. The lock is one uncorrelated
+    subquery, evaluated once, when the first run is found."""
+    key: sa.BindParameter[int] = sa.bindparam("lock_key", type_=sa.BigInteger())
+    locking = serializing_of(key)
+    if locking is None:
+        return _RUNS, False
+    lookup: sa.Select[Any] = _RUNS.add_columns(sa.select(locking).scalar_subquery())
+    return lookup, True
 
 
 _SESSIONS = sa.select(st.c.id).where(
@@ -305,7 +296,7 @@ class Events(Resource):
                 r["bookmark"] = i
                 r["created_at"] = now
             conn.execute(sa.insert(t), rows)
-        return LinkedEvents([to_event(r) for r in rows], before)
+        return LinkedEvents([_event(dict(r)) for r in rows], before)
 
     def _take_bookmarks(self, conn: sa.Connection, n: int) -> int:
         """Reserve ``n`` bookmarks; the last one. Never reuses one, even of deleted events.
@@ -315,7 +306,7 @@ class Events(Resource):
         """
         dialect = self._core.dialect
         channel = events_channel(self.tenant_id)
-        take, notifies = _take_bookmarks_statement(dialect)
+        take, notifies = _take_bookmarks_statement(dialect.notifying)
         params = {"b_tenant_id": self.tenant_id, "b_n": n, "b_channel": channel}
         last = conn.execute(take, params).scalar()
         if last is None:  # the tenant's first events
@@ -346,7 +337,7 @@ class Events(Resource):
         runs: dict[str, Any] = {}
         locked = False
         if run_ids:
-            lookup, locked = _runs_statement(self._core.dialect)
+            lookup, locked = _runs_statement(self._core.dialect.serializing)
             params = {
                 "tenant_id": self.tenant_id,
                 "ids": list(run_ids),

@@ -159,7 +159,8 @@ class Dialect:
     def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
         """Make the rest of the transaction the only writer of ``scope``."""
 
-    def serializing(self, key: sa.ColumnElement[int]) -> sa.ColumnElement[Any] | None:
+    @staticmethod
+    def serializing(key: sa.ColumnElement[int]) -> sa.ColumnElement[Any] | None:
         """:meth:`serialize_appends` (``key``: ``lock_key(tenant_id, scope)``) as an
         expression, for a read the writer makes first (one round trip less); None where
         ``serialize_appends`` does nothing. The read's own rows are of its snapshot,
@@ -182,8 +183,9 @@ class Dialect:
     def notify(self, conn: Connection, channel: str, payload: str) -> None:
         """Wake the listeners of ``channel`` when ``conn``'s transaction commits."""
 
+    @staticmethod
     def notifying(
-        self, channel: sa.ColumnElement[str], payload: sa.ColumnElement[Any]
+        channel: sa.ColumnElement[str], payload: sa.ColumnElement[Any]
     ) -> sa.ColumnElement[Any] | None:
         """:meth:`notify` as an expression, for a statement the writer runs anyway to
         return (one round trip less); None where ``notify`` does nothing."""

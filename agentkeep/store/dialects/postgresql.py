@@ -171,17 +171,17 @@ class PostgresMessageSQL(MessageSQL):
         self.insert_one: dict[int, str] = {}
         self.insert_plain: dict[int, str] = {}
         self.insert_many: dict[int, str] = {}
-        for idle in (_GUARD_NONE, _GUARD_IDLE, _GUARD_KIND):
-            self.insert_one[idle] = self.compile(self._insert_one(plain=False, guard=idle))
+        for guard in (_GUARD_NONE, _GUARD_IDLE, _GUARD_KIND):
+            self.insert_one[guard] = self.compile(self._insert_one(plain=False, guard=guard))
             # A plain message (most of them) with the empty columns as literals: every
             # parameter is dumped by psycopg and bound by the server, one by one.
-            self.insert_plain[idle] = self.compile(self._insert_one(plain=True, guard=idle))
-            many = self.compile(self._insert_many(idle))
+            self.insert_plain[guard] = self.compile(self._insert_one(plain=True, guard=guard))
+            many = self.compile(self._insert_many(guard))
             for name in _BATCH:
                 # The arrays go in binary (%b): no quoting of every element by psycopg and no
                 # text-array parsing by the server (about 3x faster for 100 JSON texts).
                 many = many.replace(f"%({name}s)s", f"%({name}s)b")
-            self.insert_many[idle] = many
+            self.insert_many[guard] = many
 
     def select_stored(self) -> sa.Select[Any]:
         return sa.select(t.c.id, t.c.seq, t.c.role, self._text, t.c.created_at, self.rest())
@@ -639,14 +639,16 @@ class PostgresDialect(Dialect):
     def serialize_appends(self, conn: Connection, tenant_id: str, scope: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(tenant_id, scope)})
 
-    def serializing(self, key: sa.ColumnElement[int]) -> sa.ColumnElement[Any] | None:
+    @staticmethod
+    def serializing(key: sa.ColumnElement[int]) -> sa.ColumnElement[Any] | None:
         return sa.func.pg_advisory_xact_lock(key)
 
     def notify(self, conn: Connection, channel: str, payload: str) -> None:
         conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
+    @staticmethod
     def notifying(
-        self, channel: sa.ColumnElement[str], payload: sa.ColumnElement[Any]
+        channel: sa.ColumnElement[str], payload: sa.ColumnElement[Any]
     ) -> sa.ColumnElement[Any] | None:
         # Sent at commit like NOTIFY (a transaction that rolls back sends nothing).
         return sa.func.pg_notify(channel, sa.cast(payload, sa.Text))
