@@ -338,11 +338,9 @@ class Events(Resource):
         locked = False
         if run_ids:
             lookup, locked = _runs_statement(self._core.dialect.serializing)
-            params = {
-                "tenant_id": self.tenant_id,
-                "ids": list(run_ids),
-                "lock_key": lock_key(self.tenant_id, "events"),
-            }
+            params: dict[str, Any] = {"tenant_id": self.tenant_id, "ids": list(run_ids)}
+            if locked:  # SQLite's statement takes no lock (its writers are serialized already)
+                params["lock_key"] = lock_key(self.tenant_id, "events")
             runs = {r.id: r for r in conn.execute(lookup, params)}
             missing = sorted(run_ids - set(runs))
             if missing:
