@@ -287,6 +287,7 @@ class Settings:
     response_ttl_days: float = 30.0
     key_cache_seconds: float = 10.0
     sse_keepalive_seconds: float = 15.0
+    stream_poll_seconds: float = 0.25
     shutdown_grace_seconds: float = 10.0
     required_action_ttl_seconds: float = 600.0
     rate_limit_enabled: bool | None = None  # None: on for PostgreSQL, off for SQLite and memory
@@ -362,6 +363,7 @@ def _service_env(e: dict[str, str]) -> dict[str, Any]:
         "response_ttl_days": _response_ttl_days(e),
         "key_cache_seconds": _key_cache_seconds(e),
         "sse_keepalive_seconds": _positive(e, 15.0, "AGENTKEEP_SSE_KEEPALIVE_SECONDS"),
+        "stream_poll_seconds": _positive(e, 0.25, "AGENTKEEP_STREAM_POLL_SECONDS"),
         "shutdown_grace_seconds": _positive(e, 10.0, "AGENTKEEP_SHUTDOWN_GRACE_SECONDS"),
         "required_action_ttl_seconds": _positive(e, 600.0, "AGENTKEEP_REQUIRED_ACTION_TTL_SECONDS"),
     }

@@ -6,7 +6,8 @@ runs the run sees new events at once, :func:`agentkeep.runner.ops.emit`
 registers :func:`notify` for the run as an after-commit hook of the writing
 transaction (``store.after_commit``): the wake-up happens once the events are
 committed, never before, and never for a transaction that rolled back.
-Readers in other processes fall back to their poll interval.
+Readers in other processes are woken by the database's notifications where it
+has them (:mod:`agentkeep.server.remote_events`), else at their poll interval.
 
 Readers that are not tied to one run (the Responses API's streams, the
 dashboard's run timelines) use the process-wide channel instead:
@@ -37,7 +38,16 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from agentkeep.models import Event
 
-__all__ = ["Subscription", "generation", "hand_over", "notify", "subscribe", "wait", "watched"]
+__all__ = [
+    "Subscription",
+    "generation",
+    "hand_over",
+    "notify",
+    "notify_all",
+    "subscribe",
+    "wait",
+    "watched",
+]
 
 #: Hand-overs a reader keeps at most between two looks; past it (a client that does
 #: not read), they are dropped and the reader reads from the database instead.
@@ -144,6 +154,13 @@ def notify(*keys: str) -> None:
     for sub in subs:
         sub._wake()
     _wake_waiters(waiters)
+
+
+def notify_all() -> None:
+    """:func:`notify` for every run with readers in this process."""
+    with _lock:
+        keys = list(_subscriptions)
+    notify(*keys)
 
 
 def watched(key: str) -> bool:

@@ -26,6 +26,7 @@ from agentkeep.server.middleware import GuardMiddleware
 from agentkeep.server.observe import ObserveMiddleware
 from agentkeep.server.observe import router as metrics_router
 from agentkeep.server.openapi import install_openapi
+from agentkeep.server.remote_events import RemoteEvents
 from agentkeep.server.routes import (
     admin,
     assistants,
@@ -80,6 +81,8 @@ async def _start_work(state: ServiceState) -> None:
     worker = RunWorker(root, settings)
     await worker.start()
     state.worker = worker
+    if root._core.dialect.supports_listen:  # streams are told of other processes' writes
+        state.remote_events = RemoteEvents(root)
     if settings.backup_enabled:
         state.scheduler = BackupScheduler(root, settings)
         state.scheduler.start()
@@ -98,6 +101,8 @@ async def _stop_work(state: ServiceState) -> None:
         await anyio.to_thread.run_sync(state.scheduler.stop)
     if state.worker is not None:
         await state.worker.stop()
+    if state.remote_events is not None:
+        await anyio.to_thread.run_sync(state.remote_events.close)
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:

@@ -38,6 +38,7 @@ class ServiceState:
     rate_limited: bool = False  # requests counted per key (agentkeep.server.ratelimit)
     response_writes: Any = None  # the responses' ResponseWrites, made on first use
     run_creates: Any = None  # the group commit of new threads with their runs (routes.runs)
+    remote_events: Any = None  # server.remote_events.RemoteEvents, on PostgreSQL
     _tenants: dict[str, Store] = field(default_factory=dict)
 
     def tenant(self, tenant_id: str) -> Store:

@@ -6,9 +6,11 @@ event carries its bookmark as the SSE ``id``. A stream subscribes to its run's
 in-process wake-ups (:mod:`agentkeep.runner.notify`, sent once the run
 engine's transaction commits), which hand it the committed events when they
 provably follow the last one it sent; otherwise (a write of another process
-in between, or a wake-up without events) it reads them from the database, as
-it does every ``POLL_S`` seconds for writes of other processes. It ends after
-the run stops (``done``) with every event that led there.
+in between, or a wake-up without events) it reads them from the database.
+Writes of other processes wake it too where the database notifies them
+(:mod:`agentkeep.server.remote_events`); where it does not, the stream looks
+for them every ``poll_s`` seconds (``AGENTKEEP_STREAM_POLL_SECONDS``). It ends
+after the run stops (``done``) with every event that led there.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from fastapi.responses import StreamingResponse
 from agentkeep.models import TERMINAL_RUN_STATUSES, Event
 from agentkeep.runner import notify, ops
 from agentkeep.server.errors import error_body, translate_error
+from agentkeep.server.remote_events import LISTENING_POLL_S
 from agentkeep.store import Store
 from agentkeep.wire import sse as frames
 from agentkeep.wire.sse import KEEPALIVE
 
-__all__ = ["POLL_S", "Start", "sse", "stream_run"]
+__all__ = ["POLL_S", "Follow", "Start", "sse", "stream_run"]
 
 POLL_S = 0.25
+"""How often a stream looks for other processes' writes it is not told of (the default)."""
 READ_BATCH = 500
 STATUS_CHECK_S = 1.0
 """How often a stream with nothing new reads its run's status (a fallback: see ``_follow``)."""
@@ -51,6 +55,30 @@ class Start:
 
     events: list[Event]
     wake: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Follow:
+    """How a stream learns of writes of other processes.
+
+    ``poll_s``: how often it looks for them when it is not told of them.
+    ``listening``: since when (``time.monotonic()``) every write of another process to
+    the run's tenant wakes it (``RemoteEvents.since``), or None while none does.
+    """
+
+    keepalive_s: float
+    poll_s: float = POLL_S
+    listening: Callable[[], float | None] | None = None
+
+    def quiet_wait(self, read_at: float) -> float:
+        """How long to wait for a wake-up, the last read of the database begun at ``read_at``:
+        long once that read followed the start of the notices (nothing before them can be
+        missed), at most the keep-alive interval."""
+        since = self.listening() if self.listening is not None else None
+        poll = self.poll_s
+        if since is not None and since <= read_at:
+            poll = max(poll, LISTENING_POLL_S)
+        return min(poll, self.keepalive_s)
 
 
 def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
@@ -81,11 +109,12 @@ async def _stopped(store: Store, run_id: str) -> bool:
 
 
 async def _follow(
-    store: Store, run_id: str, after: int, keepalive_s: float, start: Start | None = None
+    store: Store, run_id: str, after: int, follow: Follow, start: Start | None = None
 ) -> AsyncIterator[bytes]:
     """The run's events after ``after``, live, until the run stops; then ``done``."""
     bookmark = after
-    last_sent = time.monotonic()
+    keepalive_s = follow.keepalive_s
+    last_sent = read_at = time.monotonic()
     next_look = 0.0  # when a quiet read next looks at the run's status
     with notify.subscribe(run_id) as woken:
         read = True  # the first look is a read: what was committed before the subscription
@@ -98,11 +127,12 @@ async def _follow(
             next_look = time.monotonic() + STATUS_CHECK_S
             bookmark = start.events[-1].bookmark
             yield _chunk(start.events)
-            read = not await woken.wait(POLL_S)
+            read = not await woken.wait(follow.poll_s)
         while True:
             events = None if read else woken.take(bookmark)
             if events is None:
                 woken.clear()
+                read_at = time.monotonic()
                 events = await _read(store, run_id, bookmark)
             if events:
                 bookmark = events[-1].bookmark
@@ -130,14 +160,15 @@ async def _follow(
             elif time.monotonic() - last_sent > keepalive_s:
                 last_sent = time.monotonic()
                 yield KEEPALIVE
-            read = not await woken.wait(POLL_S)  # not woken: look for other processes' writes
+            # Not woken: look for other processes' writes.
+            read = not await woken.wait(follow.quiet_wait(read_at))
 
 
 async def _events(
-    store: Store, run_id: str, after: int, keepalive_s: float, start: Start | None
+    store: Store, run_id: str, after: int, follow: Follow, start: Start | None
 ) -> AsyncIterator[bytes]:
     try:
-        async for chunk in _follow(store, run_id, after, keepalive_s, start):
+        async for chunk in _follow(store, run_id, after, follow, start):
             yield chunk
     except asyncio.CancelledError:
         raise
@@ -150,15 +181,15 @@ async def _events(
 
 
 def stream_run(
-    store: Store, run_id: str, after: int, keepalive_s: float, start: Start | None = None
+    store: Store, run_id: str, after: int, follow: Follow, start: Start | None = None
 ) -> StreamingResponse:
     """The run's events after bookmark ``after`` as ``text/event-stream``.
 
-    A keep-alive comment goes out when nothing was sent for ``keepalive_s``
+    A keep-alive comment goes out when nothing was sent for ``follow.keepalive_s``
     seconds (``AGENTKEEP_SSE_KEEPALIVE_SECONDS``). ``start``: see :class:`Start`.
     """
     return StreamingResponse(
-        _events(store, run_id, after, keepalive_s, start),
+        _events(store, run_id, after, follow, start),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

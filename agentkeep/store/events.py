@@ -10,13 +10,18 @@ deleting a run or session (and with it the newest events) never makes a
 bookmark be given out twice.
 On PostgreSQL the appending transaction also sends a NOTIFY, which wakes
 followers in every process at once; followers poll as well, as a fallback.
+Its payload (:class:`Notice`) names the last bookmark, the writing process and
+the runs written, so a process that wakes its own readers itself can skip its
+own notifications and wake only the readers of the runs named.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
@@ -37,18 +42,63 @@ from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
 from agentkeep.store.schema import sessions as st
 
-__all__ = ["Events", "LinkedEvents", "events_channel"]
+__all__ = ["Events", "LinkedEvents", "Notice", "events_channel", "origin"]
 
 _FIELDS = ("type", "run_id", "session_id", "agent_id", "channel", "data")
 FOLLOW_BATCH = 500
 LISTEN_FALLBACK_POLL_S = 1.0
 """With LISTEN working, followers still poll this often (a lost notification costs at most this)."""
 CANCEL_CHECK_S = 0.1
+NOTICE_RUNS_MAX = 6000
+"""Characters of run ids a notification names at most (PostgreSQL allows 8,000 for a
+payload); past it, it names none and wakes every reader of the tenant's runs."""
 
 
 def events_channel(tenant_id: str) -> str:
     """The NOTIFY channel of a tenant's events (a short, safe identifier)."""
     return "agentkeep_events_" + hashlib.blake2b(tenant_id.encode(), digest_size=8).hexdigest()
+
+
+_origin: tuple[int, str] = (0, "")
+
+
+def origin() -> str:
+    """This process's mark in the notifications of the events it writes (new after a fork)."""
+    global _origin
+    pid = os.getpid()
+    if _origin[0] != pid:
+        _origin = (pid, secrets.token_hex(8))
+    return _origin[1]
+
+
+class Notice(NamedTuple):
+    """A notification of a tenant's events channel: ``<bookmark> <origin> <runs>``.
+
+    ``runs``: the ids of the runs whose events were written; None when it does not
+    name them (too many for one payload: any run's may have been written).
+    """
+
+    bookmark: int
+    origin: str
+    runs: frozenset[str] | None
+
+    @staticmethod
+    def tail(runs: Collection[str]) -> str:
+        """What follows the bookmark in the payload of a write of ``runs``' events (``*``
+        for too many, or for an id given by a caller that holds a separator)."""
+        named = ",".join(sorted(runs))
+        if len(named) > NOTICE_RUNS_MAX or " " in named or named.count(",") > max(len(runs) - 1, 0):
+            named = "*"
+        return f" {origin()} {named}"
+
+    @classmethod
+    def parse(cls, payload: str) -> Notice | None:
+        """The notice in ``payload``; None for one of another form (a bare bookmark)."""
+        parts = payload.split(" ")
+        if len(parts) != 3 or not parts[0].isdigit():
+            return None
+        runs = None if parts[2] == "*" else frozenset(r for r in parts[2].split(",") if r)
+        return cls(int(parts[0]), parts[1], runs)
 
 
 _RUN_EVENTS = (
@@ -167,7 +217,8 @@ def _take_bookmarks_statement(
     """``_TAKE_BOOKMARKS``, returning the dialect's notification too where it has one
     (``notifying_of``: its ``Dialect.notifying``; then True): built once per dialect."""
     channel: sa.BindParameter[str] = sa.bindparam("b_channel", type_=sa.String())
-    notifying = notifying_of(channel, bt.c.last_bookmark)
+    tail: sa.BindParameter[str] = sa.bindparam("b_tail", type_=sa.Text())
+    notifying = notifying_of(channel, sa.cast(bt.c.last_bookmark, sa.Text()) + tail)
     if notifying is None:
         return _TAKE_BOOKMARKS, False
     return _TAKE_BOOKMARKS.returning(notifying), True
@@ -290,7 +341,7 @@ class Events(Resource):
                 before.update(dict.fromkeys(runs, 0))
                 params = {"tenant": self.tenant_id, "runs": list(runs)}
                 before.update((r, int(b)) for r, b in conn.execute(_RUNS_LAST, params))
-            last = self._take_bookmarks(conn, len(rows))
+            last = self._take_bookmarks(conn, rows)
             now = utcnow_micros()
             for i, r in enumerate(rows, start=last - len(rows) + 1):
                 r["bookmark"] = i
@@ -298,23 +349,28 @@ class Events(Resource):
             conn.execute(sa.insert(t), rows)
         return LinkedEvents([_event(dict(r)) for r in rows], before)
 
-    def _take_bookmarks(self, conn: sa.Connection, n: int) -> int:
-        """Reserve ``n`` bookmarks; the last one. Never reuses one, even of deleted events.
+    def _take_bookmarks(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+        """Reserve a bookmark for each of ``rows``; the last one. Never reuses one, even
+        of deleted events.
 
-        The listeners of the tenant's events channel are notified with it at commit
-        (where the dialect can, by the same statement).
+        The listeners of the tenant's events channel are notified at commit (where the
+        dialect can, by the same statement), with a :class:`Notice` of the rows' runs.
         """
         dialect = self._core.dialect
         channel = events_channel(self.tenant_id)
         take, notifies = _take_bookmarks_statement(dialect.notifying)
-        params = {"b_tenant_id": self.tenant_id, "b_n": n, "b_channel": channel}
+        n = len(rows)
+        tail = ""
+        if dialect.supports_listen:
+            tail = Notice.tail({r["run_id"] for r in rows if r["run_id"] is not None})
+        params = {"b_tenant_id": self.tenant_id, "b_n": n, "b_channel": channel, "b_tail": tail}
         last = conn.execute(take, params).scalar()
         if last is None:  # the tenant's first events
             last = self._max_bookmark(conn) + n
             conn.execute(sa.insert(bt).values(tenant_id=self.tenant_id, last_bookmark=last))
             notifies = False
         if not notifies:
-            dialect.notify(conn, channel, str(last))
+            dialect.notify(conn, channel, f"{last}{tail}")
         return int(last)
 
     def _max_bookmark(self, conn: sa.Connection) -> int:

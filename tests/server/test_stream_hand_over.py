@@ -52,7 +52,7 @@ async def _stream(store: Store, run: Run) -> tuple[asyncio.Task[None], list[byte
     chunks: list[bytes] = []
 
     async def follow() -> None:
-        async for chunk in streaming._follow(store, run.id, 0, keepalive_s=60):
+        async for chunk in streaming._follow(store, run.id, 0, streaming.Follow(60)):
             chunks.append(chunk)
 
     task = asyncio.create_task(follow())
@@ -163,7 +163,9 @@ async def test_a_stream_started_with_its_routes_events_wakes_the_worker_once_sub
 
     async def follow() -> None:
         after = written[0].bookmark - 1
-        async for chunk in streaming._follow(store, run.id, after, keepalive_s=60, start=start):
+        async for chunk in streaming._follow(
+            store, run.id, after, streaming.Follow(60), start=start
+        ):
             chunks.append(chunk)
 
     task = asyncio.create_task(follow())

@@ -32,7 +32,8 @@ class Listener:
     """Wakes a follower when something was written; this one only sleeps (polling).
 
     ``wait(timeout)`` returns True when a notification arrived before the
-    timeout (the caller polls afterwards in any case).
+    timeout (the caller polls afterwards in any case); ``receive(timeout)``
+    returns the notifications themselves. A listener is used by one thread.
     """
 
     notifying = False
@@ -41,6 +42,16 @@ class Listener:
         if timeout > 0:
             time.sleep(timeout)
         return False
+
+    def add(self, channel: str) -> None:
+        """Listen to ``channel`` too, from the next ``wait`` or ``receive`` on."""
+
+    def receive(self, timeout: float) -> list[tuple[str, str]] | None:
+        """The (channel, payload) of the notifications that arrive within ``timeout``
+        seconds (all that are queued once one is); None while not notifying, after
+        sleeping the timeout (then anything may have been missed)."""
+        self.wait(timeout)
+        return None
 
     def close(self) -> None:
         pass

@@ -440,7 +440,8 @@ class _PostgresListener(Listener):
 
     def __init__(self, conninfo: str, channel: str) -> None:
         self._conninfo = conninfo
-        self._channel = channel
+        self._channels = [channel]
+        self._listening = 0  # how many of _channels the connection listens to
         self._conn: psycopg.Connection[Any] | None = None
         self._retry_at = 0.0
         self._closed = False
@@ -448,7 +449,11 @@ class _PostgresListener(Listener):
 
     @property
     def notifying(self) -> bool:  # type: ignore[override]
-        return self._conn is not None
+        return self._conn is not None and self._listening == len(self._channels)
+
+    def add(self, channel: str) -> None:
+        if channel not in self._channels:
+            self._channels.append(channel)
 
     def _connect(self) -> None:
         self._retry_at = time.monotonic() + self.RETRY_S
@@ -461,35 +466,60 @@ class _PostgresListener(Listener):
             )
         except psycopg.Error:
             return
+        self._conn, self._listening = conn, 0
+        self._listen()
+
+    def _listen(self) -> bool:
+        """LISTEN to the channels added since the last time; False if the connection broke."""
+        assert self._conn is not None
         try:
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            for channel in self._channels[self._listening :]:
+                self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                self._listening += 1
         except psycopg.Error:
-            conn.close()
-            return
-        self._conn = conn
+            self._drop()
+            return False
+        return True
+
+    def _ready(self) -> bool:
+        """Connected and listening to every channel (reconnecting when it is time)."""
+        if self._conn is None and time.monotonic() >= self._retry_at:
+            self._connect()
+        return self._conn is not None and self._listen()
 
     def wait(self, timeout: float) -> bool:
         if self._closed:
             return False
-        if self._conn is None:
-            if time.monotonic() >= self._retry_at:
-                self._connect()
-            if self._conn is None:
-                return super().wait(timeout)
+        if not self._ready():
+            return super().wait(timeout)
+        received = self._notifies(timeout)
+        return received is None or bool(received)  # lost connection: notifications may be lost
+
+    def receive(self, timeout: float) -> list[tuple[str, str]] | None:
+        if self._closed or not self._ready():
+            super().wait(timeout)
+            return None
+        return self._notifies(timeout)
+
+    def _notifies(self, timeout: float) -> list[tuple[str, str]] | None:
+        """What arrives within ``timeout`` s, and what else is queued then; None if the
+        connection broke."""
+        assert self._conn is not None
         try:
-            woken = False
-            for _ in self._conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
-                woken = True
-            if woken:  # drain what else is queued: one poll answers them all
-                for _ in self._conn.notifies(timeout=0.0):
-                    pass
-            return woken
+            out = [
+                (n.channel, n.payload)
+                for n in self._conn.notifies(timeout=max(timeout, 0.0), stop_after=1)
+            ]
+            if out:  # drain what else is queued: one poll answers them all
+                out += [(n.channel, n.payload) for n in self._conn.notifies(timeout=0.0)]
+            return out
         except psycopg.Error:
             self._drop()
-            return True  # notifications may have been lost: poll now
+            return None
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
+        self._listening = 0
         if conn is not None:
             conn.close()
 
