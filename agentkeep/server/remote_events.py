@@ -70,7 +70,6 @@ class RemoteEvents:
     def _run(self) -> None:
         mine = origin()
         listener = None
-        down = False  # the connection was lost: what it missed is unknown
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -84,18 +83,16 @@ class RemoteEvents:
                     listener.add(channel)
                 received = listener.receive(WAIT_S)
                 now = time.monotonic()
-                if received is None:
+                if received is None:  # not listening (now): what it misses is unknown
                     with self._lock:
-                        down = down or bool(self._since)
                         self._since.clear()
                     continue
                 with self._lock:
                     for channel in wanted:  # all of them again after the connection was lost
                         self._since[channel] = now
-                if wanted or down:
+                if wanted:
                     # Newly listened to (or again): what was written before could not be
                     # notified, so every reader reads once, and its waits grow long after.
-                    down = False
                     notify.notify_all()
                 self._dispatch(received, mine)
         except Exception:  # never takes the process down: streams poll instead

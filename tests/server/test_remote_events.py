@@ -157,3 +157,39 @@ def test_a_streams_client_sees_another_processes_writes_as_they_commit(
     ]
     assert [json.loads(data).get("i") for _, data in reader.events[1:4]] == [0, 1, 2]
     assert first.bookmark > 0
+
+
+async def test_a_lost_listen_connection_is_made_again_and_every_reader_reads_once(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the connection is down no stream relies on notices (``since`` is None);
+    once it listens again, every reader is woken to read what it may have missed."""
+    from agentkeep.store.dialects import postgresql
+
+    monkeypatch.setattr(postgresql._PostgresListener, "RETRY_S", 0.05)
+    everyone: list[float] = []  # when every reader was woken
+    wake_all = notify.notify_all
+    monkeypatch.setattr(
+        notify, "notify_all", lambda: (everyone.append(time.monotonic()), wake_all())
+    )
+    store = pg_store
+    remote = RemoteEvents(store)
+    try:
+        assert remote.since(store.tenant_id) is None  # asks for the tenant's channel
+        await _until(lambda: len(everyone) == 1)  # the channel's first listening
+        first = remote.since(store.tenant_id)
+        assert first is not None
+        with notify.subscribe("run_quiet") as reader:
+            with store._core.engine.connect() as conn:
+                killed = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'agentkeep-listen'"
+                    " AND datname = current_database()"
+                ).scalar()
+            assert killed == 1
+            await _until(lambda: len(everyone) == 2 and reader._event.is_set())
+            again = remote.since(store.tenant_id)
+            assert again is not None and again > first
+            assert reader.take(0) is None  # woken without events: it reads
+    finally:
+        remote.close()
