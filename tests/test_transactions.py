@@ -263,3 +263,43 @@ def test_gather_before_commit_flushes_once_with_the_items_kept(store: Store) -> 
     with store.transaction():  # the next transaction gathers afresh
         store.gather_before_commit(_flush_titles, "c")
     assert _flushed[-1] == ["c"]
+
+
+def test_a_run_on_a_session_the_same_write_made_reads_no_session(store: Store) -> None:
+    """The write inserted the session, so it exists until the write ends: the run's
+    check of it (a read, locked on PostgreSQL) is skipped. A session made elsewhere is
+    still checked."""
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    older = store.sessions.create()
+    engine = store._core.engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with store.transaction(savepoints=False):
+            session = store.sessions.create(kind="thread")
+            store.runs.create("asst_x", session_id=session.id)
+        assert not [s for s in statements if s.lstrip().startswith("SELECT sessions.id")]
+        with store.transaction(savepoints=False):
+            store.runs.create("asst_x", session_id=older.id)
+        assert [s for s in statements if s.lstrip().startswith("SELECT sessions.id")]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_a_session_a_rolled_back_savepoint_made_is_not_found_by_a_run_after_it(
+    store: Store,
+) -> None:
+    with store.transaction():
+        made: list[str] = []
+        with pytest.raises(RuntimeError), store.transaction():
+            made.append(store.sessions.create().id)
+            raise RuntimeError("roll the savepoint back")
+        with pytest.raises(NotFound) as caught:
+            store.runs.create("asst_x", session_id=made[0])
+        assert caught.value.kind == "session"
+        kept = store.sessions.create()
+        assert store.runs.create("asst_x", session_id=kept.id).session_id == kept.id
+    assert store.runs.list(session_id=kept.id).items

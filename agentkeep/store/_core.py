@@ -77,6 +77,8 @@ class _Local(threading.local):
     """Whether the calls inside the open write take savepoints of their own."""
     failed: str | None = None
     """What failed inside an open write without savepoints (it can then only roll back)."""
+    made: dict[tuple[str, str], None] | None = None
+    """The (tenant, id) of the sessions the open write inserted, in order (:meth:`Core.made`)."""
 
 
 class Core:
@@ -119,6 +121,19 @@ class Core:
             fn()
         else:
             hooks.append(fn)
+
+    def make(self, tenant_id: str, session_id: str) -> None:
+        """Note that the open write inserted this session (nothing outside a write)."""
+        made = self._local.made
+        if made is not None and self._local.writing:
+            made[tenant_id, session_id] = None
+
+    def made(self, tenant_id: str, session_id: str) -> bool:
+        """Whether this thread's open write inserted the session (and did not roll it back):
+        then it exists until the write ends, and no other can delete it meanwhile, so a
+        row that refers to it needs no read of it first."""
+        made = self._local.made
+        return made is not None and (tenant_id, session_id) in made
 
     def before_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (a write) at the end of this thread's open write, just before it commits.
@@ -204,7 +219,7 @@ class Core:
             with conn.begin():
                 local = self._local
                 local.conn, local.writing, local.hooks, local.last = conn, True, hooks, last
-                local.savepoints, local.failed = savepoints is not False, None
+                local.savepoints, local.failed, local.made = savepoints is not False, None, {}
                 try:
                     yield conn
                     if local.failed is not None:  # a failure inside was caught: roll back
@@ -214,14 +229,17 @@ class Core:
                 finally:
                     local.conn, local.writing, local.hooks, local.last = None, False, None, None
                     local.savepoints, local.failed, local.gathered = True, None, None
+                    local.made = None
         _run_hooks(hooks)
 
     @contextmanager
     def _savepoint(self, current: Connection, what: str) -> Iterator[None]:
         """A nested write in a savepoint: if it fails, the transaction is as it was before it."""
         hooks, last, failed = self._local.hooks, self._local.last, self._local.failed
+        made = self._local.made
         mark = len(hooks) if hooks is not None else 0
         last_mark = len(last) if last is not None else 0
+        made_mark = len(made) if made is not None else 0
         try:
             with translating(what), current.begin_nested():
                 yield
@@ -230,6 +248,9 @@ class Core:
                 del hooks[mark:]  # the savepoint's side effects go with it
             if last is not None:
                 del last[last_mark:]
+            if made is not None:  # and the sessions it inserted
+                for key in list(made)[made_mark:]:
+                    del made[key]
             self._local.failed = failed  # and so does what failed inside it
             raise
 

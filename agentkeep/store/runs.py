@@ -206,8 +206,9 @@ class Runs(Resource):
             **times,
         }
         with self._core.write("creating a run") as conn:
-            if values["session_id"] is not None:
-                self._require_session(conn, values["session_id"])
+            session_id = values["session_id"]
+            if session_id is not None and not self._core.made(self.tenant_id, session_id):
+                self._require_session(conn, session_id)
             if agent_version is UNSET:
                 values["agent_version"] = self._current_version(conn, values["agent_id"])
             params = {k: v for k, v in values.items() if k not in _SQL_NULLS}
