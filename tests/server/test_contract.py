@@ -32,7 +32,7 @@ ASSISTANTS = Contract(
             lambda d: [
                 nullable(name, "first_id", "last_id")(d)
                 for name in d["components"]["schemas"]
-                if name.startswith("List")
+                if (name.startswith("List") or name.endswith("ItemList"))
                 and "first_id" in d["components"]["schemas"][name].get("properties", {})
             ],
         ),
