@@ -633,6 +633,10 @@ class AsyncRuns:
         """``store.runs.get``, awaited."""
         return await asyncio.to_thread(self.sync.get, run_id)
 
+    async def in_session(self, run_id: str, session_id: str, *, kind: str | None = None) -> Run:
+        """Run ``run_id`` of session ``session_id``, in one read."""
+        return await arun_op(self.sync.in_session, run_id, session_id, kind=kind)
+
     async def list(
         self,
         *,

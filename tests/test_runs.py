@@ -39,6 +39,48 @@ def test_create_and_get_round_trip(store: Store) -> None:
     assert store.runs.get(run.id) == run
 
 
+async def test_a_run_of_a_session_is_read_in_one_look_with_every_field(store: Store) -> None:
+    """``runs.in_session``: the run as ``get`` gives it, sync and async, once it has moved
+    on (usage, an error, a required action); NotFound names the session, then the run."""
+    thread = store.sessions.create(kind="thread")
+    other = store.sessions.create(kind="thread")
+    run = store.runs.create(
+        "asst_x",
+        session_id=thread.id,
+        tools=[{"type": "function", "function": {"name": "search"}}],
+        metadata={"k": "v"},
+        extra={"temperature": 0.2, "nested": {"a": [1, None, "x"]}},
+    )
+    store.runs.add_usage(run.id, input_tokens=7, output_tokens=3, cost_usd=Decimal("0.0012"))
+    store.runs.transition(run.id, "in_progress")
+    action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": []}}
+    store.runs.transition(run.id, "requires_action", required_action=action)
+    moved = store.runs.get(run.id)
+    assert store.runs.in_session(run.id, thread.id) == moved
+    assert store.runs.in_session(run.id, thread.id, kind="thread") == moved
+    assert await AsyncStore(store).runs.in_session(run.id, thread.id, kind="thread") == moved
+    failed = store.runs.create("asst_x", session_id=thread.id, status="in_progress")
+    failed = store.runs.transition(failed.id, "failed", last_error="it broke")
+    assert store.runs.in_session(failed.id, thread.id) == failed
+    for call, kind, ident in [
+        (lambda: store.runs.in_session(run.id, other.id), "run", run.id),
+        (lambda: store.runs.in_session("run_missing", thread.id), "run", "run_missing"),
+        (lambda: store.runs.in_session(run.id, "sess_missing"), "session", "sess_missing"),
+        (
+            lambda: store.runs.in_session(run.id, thread.id, kind="conversation"),
+            "conversation",
+            thread.id,
+        ),
+        (lambda: store.tenant("t_other").runs.in_session(run.id, thread.id), "session", thread.id),
+    ]:
+        with pytest.raises(NotFound) as caught:
+            call()
+        assert (caught.value.kind, caught.value.ident) == (kind, ident)
+    with pytest.raises(InvalidInput) as bad:
+        store.runs.in_session("", thread.id)
+    assert bad.value.field == "run_id"
+
+
 def test_created_past_queued_gets_its_times(store: Store) -> None:
     running = store.runs.create("a", status="in_progress")
     assert running.started_at is not None and running.finished_at is None

@@ -76,6 +76,10 @@ __all__ = [
     "dump_str",
 ]
 
+_RUN_COLUMNS = tuple(rt.c.keys())
+"""The runs table's columns, in order (``session_run`` reads them after the kind)."""
+_RUN_JSON = tuple(c.name for c in rt.c if isinstance(c.type, sa.JSON))
+
 
 class NewRow(NamedTuple):
     """A validated message, before it is written (everything but ``seq`` and ``created_at``)."""
@@ -460,6 +464,13 @@ class MessageSQL:
             .scalar_subquery()
         )
         self.session_active_run = self.compile(sa.select(st.c.kind, active).where(*of_session))
+        # The session's kind and one of its runs (NULLs: no such run in it), in one read.
+        of_run = sa.and_(
+            rt.c.tenant_id == st.c.tenant_id, rt.c.id == b("r"), rt.c.session_id == st.c.id
+        )
+        self.session_run = self.compile(
+            sa.select(st.c.kind, *rt.c).select_from(st.outerjoin(rt, of_run)).where(*of_session)
+        )
         self.message_seq = self.compile(
             sa.select(t.c.seq).where(t.c.tenant_id == b("t"), t.c.id == b("c"))
         )
@@ -615,6 +626,21 @@ class MessageSQL:
             raise NotFound(kind or "session", session_id)
         run_id = found[0][1]
         return None if run_id is None else str(run_id)
+
+    def run_of_session(
+        self, tenant_id: str, session_id: str, run_id: str, kind: str | None
+    ) -> Steps[dict[str, Any]]:
+        """The row of run ``run_id`` of the session, its columns by name (JSON ones loaded);
+        NotFound for a missing session (or not of ``kind``), then for a run not in it."""
+        found = yield Stmt(self.session_run, {"t": tenant_id, "s": session_id, "r": run_id})
+        if not found or (kind is not None and found[0][0] != kind):
+            raise NotFound(kind or "session", session_id)
+        row = dict(zip(_RUN_COLUMNS, found[0][1:], strict=True))
+        if row["id"] is None:
+            raise NotFound("run", run_id)
+        for name in _RUN_JSON:
+            row[name] = self.load_json(row[name])
+        return row
 
     def require_idle(self, tenant_id: str, session_id: str, idle: WhileIdle) -> Steps[None]:
         """Raise ``SessionBusy`` if the session has an active run (``NotFound`` as

@@ -288,6 +288,24 @@ class Runs(Resource):
         run_id: str | None = yield Read("reading a session's runs", steps)
         return run_id
 
+    @op
+    def in_session(self, run_id: str, session_id: str, *, kind: str | None = None) -> Op[Run]:
+        """Run ``run_id`` of session ``session_id``, in one read.
+
+        Raises ``NotFound`` for the session if it does not exist (or is not of
+        ``kind`` when given), then for the run if the session has no such run:
+        what the service answers a poll of ``/v1/threads/{thread_id}/runs/{run_id}``.
+        """
+        check_ref(run_id, "run_id")
+        check_ref(session_id, "session_id")
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[dict[str, Any]]:
+            return sql.run_of_session(tenant, session_id, run_id, kind)
+
+        row: dict[str, Any] = yield Read("reading a run", steps)
+        return to_run(row)
+
     def update(
         self,
         run_id: str,

@@ -451,6 +451,16 @@ def test_run_errors(tenant: Tenant, service: LiveService) -> None:
     other = service.new_tenant().client()
     with pytest.raises(openai.NotFoundError):
         other.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+    # a run is found only on its own thread, and a missing thread is named first
+    other_thread = client.beta.threads.create()
+    with pytest.raises(openai.NotFoundError) as wrong:
+        client.beta.threads.runs.retrieve(run.id, thread_id=other_thread.id)
+    assert run.id in wrong.value.message
+    conversation = client.conversations.create()
+    for missing in ("thread_nope", conversation.id):
+        with pytest.raises(openai.NotFoundError) as absent:
+            client.beta.threads.runs.retrieve(run.id, thread_id=missing)
+        assert missing in absent.value.message and "thread" in absent.value.message
     wait_status(client, thread.id, run.id, {"completed", "failed"})
 
 

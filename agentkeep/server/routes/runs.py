@@ -24,6 +24,7 @@ import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from agentkeep._aio_util import arun_op
 from agentkeep.errors import InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Agent, Event, Run
 from agentkeep.runner import ops
@@ -292,10 +293,14 @@ def list_runs(thread_id: str, store: TenantStore, params: Pagination) -> dict[st
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}", summary="Retrieve a run")
-def retrieve_run(
+async def retrieve_run(
     thread_id: str, run_id: str, store: TenantStore, response: Response
 ) -> dict[str, Any]:
-    run = _get_run(store, thread_id, run_id)
+    # What create_and_poll asks every openai-poll-after-ms: one read on the store's async
+    # path, no worker thread (but for the rare run that expires on this read).
+    run = await arun_op(store.runs.in_session, run_id, thread_id, kind="thread")
+    if ops.is_past_expiry(run):
+        run = await anyio.to_thread.run_sync(ops.expire_run, store, run.id)
     if run.status in ACTIVE_RUN_STATUSES:
         _poll_header(response)
     return run_object(run)
