@@ -26,14 +26,31 @@ from agentkeep.store.schema import runs as rt
 
 __all__ = ["RunSteps"]
 
-# A new step has no error yet: SQL NULL, not JSON null. Built once, its values bound.
-_INSERT = sa.insert(t).values(last_error=sa.null())
 # A step's run (its session and agent), by tenant and id; locked, a delete of the run waits
 # for the step's transaction.
 _RUN = sa.select(rt.c.session_id, rt.c.agent_id).where(
     rt.c.tenant_id == sa.bindparam("r_tenant"), rt.c.id == sa.bindparam("r_id")
 )
 _RUN_LOCKED = _RUN.with_for_update(read=True, key_share=True)
+_FROM_RUN = ("session_id", "agent_id")
+_GIVEN = [c.name for c in t.c if c.name not in (*_FROM_RUN, "last_error")]
+
+
+def _insert_from_run(locked: bool) -> sa.Insert:
+    """A new step with its run's session and agent, copied by the INSERT from the run's row
+    (``locked``: the row taken FOR KEY SHARE, so a delete of the run waits for the step's
+    transaction); no row when there is no such run. One statement, not a read and a write."""
+    run = _RUN_LOCKED if locked else _RUN
+    given = [sa.bindparam(name, type_=t.c[name].type) for name in _GIVEN]
+    select = run.with_only_columns(*given, sa.null(), *(rt.c[c] for c in _FROM_RUN))
+    return (
+        sa.insert(t)
+        .from_select([*_GIVEN, "last_error", *_FROM_RUN], select)
+        .returning(*(t.c[c] for c in _FROM_RUN))
+    )
+
+
+_INSERTS = {locked: _insert_from_run(locked) for locked in (False, True)}
 
 
 def to_step(row: Row) -> RunStep:
@@ -73,11 +90,13 @@ class RunSteps(Resource):
             "updated_at": now,
             "finished_at": now if status in TERMINAL_STEP_STATUSES else None,
         }
+        insert = _INSERTS[self._core.dialect.skip_locked]
+        params = {**values, "r_tenant": self.tenant_id, "r_id": values["run_id"]}
         with self._core.write("creating a run step") as conn:
-            run = self._run(conn, run_id)
-            values["session_id"] = run.session_id
-            values["agent_id"] = run.agent_id
-            conn.execute(_INSERT, values)
+            run = conn.execute(insert, params).first()
+            if run is None:
+                raise NotFound("run", run_id)
+            values["session_id"], values["agent_id"] = run
         return to_step({**values, "last_error": None})
 
     def get(self, step_id: str) -> RunStep:
