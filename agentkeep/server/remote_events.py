@@ -85,7 +85,13 @@ class RemoteEvents:
                 now = time.monotonic()
                 if received is None:  # not listening (now): what it misses is unknown
                     with self._lock:
-                        self._since.clear()
+                        lost, self._since = bool(self._since), {}
+                    if lost:
+                        log.warning(
+                            "lost the connection that listens for other processes' events; "
+                            "streams look for them every AGENTKEEP_STREAM_POLL_SECONDS until it "
+                            "is made again"
+                        )
                     continue
                 with self._lock:
                     for channel in wanted:  # all of them again after the connection was lost
