@@ -160,7 +160,7 @@ def test_a_streams_client_sees_another_processes_writes_as_they_commit(
 
 
 async def test_a_lost_listen_connection_is_made_again_and_every_reader_reads_once(
-    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While the connection is down no stream relies on notices (``since`` is None);
     once it listens again, every reader is woken to read what it may have missed."""
@@ -191,5 +191,7 @@ async def test_a_lost_listen_connection_is_made_again_and_every_reader_reads_onc
             again = remote.since(store.tenant_id)
             assert again is not None and again > first
             assert reader.take(0) is None  # woken without events: it reads
+        lost = [r for r in caplog.records if "lost the connection that listens" in r.message]
+        assert [r.levelname for r in lost] == ["WARNING"]
     finally:
         remote.close()
