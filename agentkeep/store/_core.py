@@ -78,7 +78,7 @@ class _Local(threading.local):
     failed: str | None = None
     """What failed inside an open write without savepoints (it can then only roll back)."""
     made: dict[tuple[str, str], None] | None = None
-    """The (tenant, id) of the sessions the open write inserted, in order (:meth:`Core.made`)."""
+    """The (tenant, id) of the sessions the open write inserted, in order."""
 
 
 class Core:
@@ -122,13 +122,13 @@ class Core:
         else:
             hooks.append(fn)
 
-    def make(self, tenant_id: str, session_id: str) -> None:
+    def note_new_session(self, tenant_id: str, session_id: str) -> None:
         """Note that the open write inserted this session (nothing outside a write)."""
         made = self._local.made
         if made is not None and self._local.writing:
             made[tenant_id, session_id] = None
 
-    def made(self, tenant_id: str, session_id: str) -> bool:
+    def is_new_session(self, tenant_id: str, session_id: str) -> bool:
         """Whether this thread's open write inserted the session (and did not roll it back):
         then it exists until the write ends, and no other can delete it meanwhile, so a
         row that refers to it needs no read of it first."""

@@ -207,7 +207,7 @@ class Runs(Resource):
         }
         with self._core.write("creating a run") as conn:
             session_id = values["session_id"]
-            if session_id is not None and not self._core.made(self.tenant_id, session_id):
+            if session_id is not None and not self._core.is_new_session(self.tenant_id, session_id):
                 self._require_session(conn, session_id)
             if agent_version is UNSET:
                 values["agent_version"] = self._current_version(conn, values["agent_id"])

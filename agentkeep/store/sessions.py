@@ -92,7 +92,7 @@ class Sessions(Resource):
         }
         with self._core.write("creating a session") as conn:
             conn.execute(sa.insert(t), values)
-            self._core.make(self.tenant_id, values["id"])
+            self._core.note_new_session(self.tenant_id, values["id"])
         return to_session(values)
 
     @op
