@@ -186,12 +186,12 @@ async def test_a_lost_listen_connection_is_made_again_and_every_reader_reads_onc
                     " WHERE application_name = 'agentkeep-listen'"
                     " AND datname = current_database()"
                 ).scalar()
-            assert killed == 1
+            assert killed >= 1  # this listener (another test's may linger on the database)
             await _until(lambda: len(everyone) == 2 and reader._event.is_set())
             again = remote.since(store.tenant_id)
             assert again is not None and again > first
             assert reader.take(0) is None  # woken without events: it reads
         lost = [r for r in caplog.records if "lost the connection that listens" in r.message]
-        assert [r.levelname for r in lost] == ["WARNING"]
+        assert lost and {r.levelname for r in lost} == {"WARNING"}
     finally:
         remote.close()
