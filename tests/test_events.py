@@ -485,6 +485,32 @@ def test_list_by_time_range(store: Store) -> None:
     assert [e.bookmark for e in everything] == [e.bookmark for e in events]
 
 
+def test_a_linked_write_reads_its_runs_last_events_where_it_looks_its_runs_up(
+    store: Store, backend: str
+) -> None:
+    """Where a write transaction is the only writer from its start (SQLite), the lookup
+    of the events' runs also reads each run's last event; on PostgreSQL that read
+    comes after the tenant's event lock, in a statement of its own."""
+    run = store.runs.create("asst_x")
+    first = store.events.append("thread.run.created", run_id=run.id)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = store._core.engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        linked = store.events.append_many_linked(
+            [{"type": "thread.run.queued", "run_id": run.id}], [run.id]
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert linked.before == {run.id: first.bookmark}
+    apart = [s for s in statements if "GROUP BY events.run_id" in s]
+    assert len(apart) == (1 if backend == "postgres" else 0)
+
+
 def test_concurrent_linked_writes_each_know_the_runs_last_event_before_them(store: Store) -> None:
     """``append_many_linked``'s ``before[run]`` is read while the write is the tenant's only
     event writer: with writers racing on two runs, each write's ``before`` is exactly the

@@ -236,11 +236,21 @@ def _runs_statement(
     """``_RUNS``, taking the tenant's event lock too where the dialect has one as an
     expression (``serializing_of``: its ``Dialect.serializing``; then True, with a
     ``lock_key`` parameter): built once per dialect. The lock is one uncorrelated
-    subquery, evaluated once, when the first run is found."""
+    subquery, evaluated once, when the first run is found.
+
+    Without one (SQLite: a write transaction is the only writer from its start), the
+    lookup reads each run's last event too (``_RUNS_LAST`` folded in, one statement
+    less); with one, that read must come after the lock, in a statement of its own.
+    """
     key: sa.BindParameter[int] = sa.bindparam("lock_key", type_=sa.BigInteger())
     locking = serializing_of(key)
     if locking is None:
-        return _RUNS, False
+        last = (
+            sa.select(sa.func.max(t.c.bookmark))
+            .where(t.c.tenant_id == rt.c.tenant_id, t.c.run_id == rt.c.id)
+            .scalar_subquery()
+        )
+        return _RUNS.add_columns(last), False
     lookup: sa.Select[Any] = _RUNS.add_columns(sa.select(locking).scalar_subquery())
     return lookup, True
 
@@ -335,12 +345,16 @@ class Events(Resource):
             # PostgreSQL queues them on the advisory lock faster: 64 streamed runs took
             # 1.3 s with it and 1.5-1.6 s without (benchmarks.streams, 2026-12-06). The
             # lookup of the events' runs takes it when there are runs to look up.
-            if not self._resolve_references(conn, rows):
+            locked, lasts = self._resolve_references(conn, rows)
+            if not locked:
                 dialect.serialize_appends(conn, self.tenant_id, "events")
             if runs:
                 before.update(dict.fromkeys(runs, 0))
-                params = {"tenant": self.tenant_id, "runs": list(runs)}
-                before.update((r, int(b)) for r, b in conn.execute(_RUNS_LAST, params))
+                if lasts is not None and lasts.keys() >= set(runs):  # read with the lookup
+                    before.update((r, b) for r in runs if (b := lasts[r]) is not None)
+                else:
+                    params = {"tenant": self.tenant_id, "runs": list(runs)}
+                    before.update((r, int(b)) for r, b in conn.execute(_RUNS_LAST, params))
             last = self._take_bookmarks(conn, rows)
             now = utcnow_micros()
             for i, r in enumerate(rows, start=last - len(rows) + 1):
@@ -382,22 +396,28 @@ class Events(Resource):
             ).scalar_one()
         )
 
-    def _resolve_references(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> bool:
+    def _resolve_references(
+        self, conn: sa.Connection, rows: list[dict[str, Any]]
+    ) -> tuple[bool, dict[str, int | None] | None]:
         """Check that the runs and sessions exist; copy a run's session and agent.
 
-        True when the lookup also made the transaction the tenant's only event writer
-        (``serialize_appends``): where the dialect can, the runs are looked up by the
-        statement that takes its lock.
+        First, True when the lookup also made the transaction the tenant's only event
+        writer (``serialize_appends``): where the dialect can, the runs are looked up by
+        the statement that takes its lock. Then, where the lookup read them (see
+        ``_runs_statement``), the bookmark of each run's last event (None: none yet).
         """
         run_ids = {r["run_id"] for r in rows if r["run_id"] is not None}
         runs: dict[str, Any] = {}
         locked = False
+        lasts: dict[str, int | None] | None = None
         if run_ids:
             lookup, locked = _runs_statement(self._core.dialect.serializing)
             params: dict[str, Any] = {"tenant_id": self.tenant_id, "ids": list(run_ids)}
             if locked:  # SQLite's statement takes no lock (its writers are serialized already)
                 params["lock_key"] = lock_key(self.tenant_id, "events")
             runs = {r.id: r for r in conn.execute(lookup, params)}
+            if not locked:
+                lasts = {ident: None if r[3] is None else int(r[3]) for ident, r in runs.items()}
             missing = sorted(run_ids - set(runs))
             if missing:
                 raise NotFound("run", missing[0])
@@ -419,7 +439,7 @@ class Events(Resource):
             missing = sorted(session_ids - found_ids)
             if missing:
                 raise NotFound("session", missing[0])
-        return locked
+        return locked, lasts
 
     def _where(
         self,
