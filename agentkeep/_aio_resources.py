@@ -577,6 +577,14 @@ class AsyncRuns:
             self.sync.claim_next_any_tenant, worker_id, statuses=statuses
         )
 
+    async def claimable(
+        self, *, statuses: Sequence[str] = ("queued",), all_tenants: bool = False
+    ) -> bool:
+        """Whether a run of this tenant (``all_tenants``: of any) waits in ``statuses`` to be"""
+        return await asyncio.to_thread(
+            self.sync.claimable, statuses=statuses, all_tenants=all_tenants
+        )
+
     async def create(
         self,
         agent_id: str,

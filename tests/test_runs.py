@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -675,6 +677,51 @@ def test_claim_many_takes_the_oldest_runs_once(store: Store) -> None:
     assert store.runs.get(runs[2].id).worker_id == "w2"
     with pytest.raises(InvalidInput):
         store.runs.claim_many("w1", 0)
+
+
+def test_claimable_says_whether_a_run_waits_to_be_claimed(own_db: Store) -> None:
+    mine, theirs = own_db.tenant("t_claimable_a"), own_db.tenant("t_claimable_b")
+    assert not mine.runs.claimable() and not mine.runs.claimable(all_tenants=True)
+    waiting = theirs.runs.create("asst_x", status="in_progress")
+    theirs.runs.transition(waiting.id, "requires_action")
+    assert not theirs.runs.claimable()
+    assert theirs.runs.claimable(statuses=["requires_action"])
+    queued = theirs.runs.create("asst_x")
+    assert theirs.runs.claimable() and not mine.runs.claimable()
+    assert mine.runs.claimable(all_tenants=True)
+    assert [r.id for r in mine.runs.claim_many("w", 5, all_tenants=True)] == [queued.id]
+    assert not mine.runs.claimable(all_tenants=True)
+    with pytest.raises(InvalidInput) as bad:
+        mine.runs.claimable(statuses=["completed"])
+    assert bad.value.field == "statuses"
+
+
+def test_an_idle_workers_poll_does_not_wait_for_another_processes_write_lock(
+    tmp_path: Path,
+) -> None:
+    """The service's worker asks for work with a read first: on SQLite, while another
+    process holds the write lock for long, an empty queue answers at once."""
+    from agentkeep.runner import ops
+
+    url = f"sqlite:///{tmp_path}/idle.db"
+    with agentkeep.connect(url) as store:
+        holder = sqlite3.connect(tmp_path / "idle.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process's long write
+        try:
+            done = threading.Event()
+            polled: list[Any] = []
+
+            def poll() -> None:
+                polled.append(ops.claim_runs(store, "w", 4))
+                done.set()
+
+            threading.Thread(target=poll, daemon=True).start()
+            # With the write lock wanted, the poll would wait out SQLite's busy timeout.
+            assert done.wait(timeout=20), "the idle poll waited for the write lock"
+            assert polled == [[]]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
 
 
 def test_list_by_offset_is_done_in_the_database(store: Store) -> None:

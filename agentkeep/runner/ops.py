@@ -488,8 +488,11 @@ def cancel_run(store: Store, run_id: str) -> Run:
 def claim_runs(root: Store, worker_id: str, limit: int) -> list[Run]:
     """Claim up to ``limit`` queued runs of any tenant and announce ``thread.run.in_progress``.
 
-    One transaction for the claims and their events, whatever their number.
+    One transaction for the claims and their events, whatever their number; none (a
+    read only, no write lock) while nothing is queued.
     """
+    if not root.runs.claimable(all_tenants=True):
+        return []
     with root.transaction(savepoints=False):
         runs = root.runs.claim_many(worker_id, limit, all_tenants=True)
         tenants: dict[str, list[Run]] = {}

@@ -482,6 +482,19 @@ class Runs(Resource):
             raise InvalidInput("must be a boolean", field="all_tenants")
         return self._claim(worker_id, statuses, None if all_tenants else self.tenant_id, limit)
 
+    def claimable(
+        self, *, statuses: Sequence[str] = ("queued",), all_tenants: bool = False
+    ) -> bool:
+        """Whether a run of this tenant (``all_tenants``: of any) waits in ``statuses`` to be
+        claimed. A read: a worker that asks before it opens the transaction of its claims
+        takes no write lock while the queue is empty."""
+        wanted = check_choices(statuses, _CLAIMABLE, "statuses")
+        if not isinstance(all_tenants, bool):
+            raise InvalidInput("must be a boolean", field="all_tenants")
+        with self._core.read("looking for a run to claim") as conn:
+            pick = self._pick(wanted, None if all_tenants else self.tenant_id).limit(1)
+            return conn.execute(pick).first() is not None
+
     def fail_interrupted(
         self,
         *,
@@ -561,13 +574,11 @@ class Runs(Resource):
     ) -> builtins.list[Run]:
         worker = require_str(worker_id, "worker_id", max_len=128)
         wanted = check_choices(statuses, _CLAIMABLE, "statuses")
-        pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status.in_(wanted))
-        if tenant_id is not None:
-            pick = pick.where(t.c.tenant_id == tenant_id)
-        pick = pick.order_by(t.c.created_at, t.c.id).limit(limit)
-        with self._core.read("looking for a run to claim") as conn:
-            if conn.execute(pick.limit(1)).first() is None:
-                return []  # idle polling never takes the write lock
+        pick = self._pick(wanted, tenant_id).limit(limit)
+        if not self._core.in_transaction():  # inside one, the caller chose to write already
+            with self._core.read("looking for a run to claim") as conn:
+                if conn.execute(pick.limit(1)).first() is None:
+                    return []  # idle polling never takes the write lock
         with self._core.write("claiming a run") as conn:
             if self._core.dialect.skip_locked:
                 pick = pick.with_for_update(skip_locked=True)
@@ -586,6 +597,14 @@ class Runs(Resource):
                 if row is not None:
                     claimed.append(to_run(row))
             return claimed
+
+    @staticmethod
+    def _pick(statuses: builtins.list[str], tenant_id: str | None) -> sa.Select[Any]:
+        """The claimable runs (of ``tenant_id``; None: of any tenant), oldest first."""
+        pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status.in_(statuses))
+        if tenant_id is not None:
+            pick = pick.where(t.c.tenant_id == tenant_id)
+        return pick.order_by(t.c.created_at, t.c.id)
 
     def _locked(self, conn: Connection, run_id: str, expected_version: int | None) -> Row:
         row = self._get_row(conn, t, run_id, for_update=True)
