@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from _statements import sent_statements
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.models import Event
@@ -493,19 +494,10 @@ def test_a_linked_write_reads_its_runs_last_events_where_it_looks_its_runs_up(
     comes after the tenant's event lock, in a statement of its own."""
     run = store.runs.create("asst_x")
     first = store.events.append("thread.run.created", run_id=run.id)
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    engine = store._core.engine
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with sent_statements(store) as statements:
         linked = store.events.append_many_linked(
             [{"type": "thread.run.queued", "run_id": run.id}], [run.id]
         )
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
     assert linked.before == {run.id: first.bookmark}
     apart = [s for s in statements if "GROUP BY events.run_id" in s]
     assert len(apart) == (1 if backend == "postgres" else 0)

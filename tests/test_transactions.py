@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import sqlalchemy as sa
+from _statements import sent_statements
 
 from agentkeep import Conflict, NotFound, Store
 
@@ -162,14 +161,7 @@ def test_a_savepoint_inside_a_transaction_without_savepoints_undoes_its_failure(
 
 
 def test_without_savepoints_the_calls_inside_take_none(store: Store) -> None:
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    engine = store._core.engine
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with sent_statements(store) as statements:
         with store.transaction(savepoints=False):
             session = store.sessions.create(title="one")
             store.messages.append(session.id, "user", "hello")
@@ -177,8 +169,6 @@ def test_without_savepoints_the_calls_inside_take_none(store: Store) -> None:
         with store.transaction():
             store.messages.append(session.id, "user", "again")
         assert [s for s in statements if s.startswith("SAVEPOINT")]
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_reads_on_postgresql_take_no_transaction(_postgres_store: Store) -> None:
@@ -269,15 +259,8 @@ def test_a_run_on_a_session_the_same_write_made_reads_no_session(store: Store) -
     """The write inserted the session, so it exists until the write ends: the run's
     check of it (a read, locked on PostgreSQL) is skipped. A session made elsewhere is
     still checked."""
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
     older = store.sessions.create()
-    engine = store._core.engine
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with sent_statements(store) as statements:
         with store.transaction(savepoints=False):
             session = store.sessions.create(kind="thread")
             store.runs.create("asst_x", session_id=session.id)
@@ -285,8 +268,6 @@ def test_a_run_on_a_session_the_same_write_made_reads_no_session(store: Store) -
         with store.transaction(savepoints=False):
             store.runs.create("asst_x", session_id=older.id)
         assert [s for s in statements if s.lstrip().startswith("SELECT sessions.id")]
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_a_session_a_rolled_back_savepoint_made_is_not_found_by_a_run_after_it(
