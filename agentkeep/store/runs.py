@@ -574,11 +574,13 @@ class Runs(Resource):
     ) -> builtins.list[Run]:
         worker = require_str(worker_id, "worker_id", max_len=128)
         wanted = check_choices(statuses, _CLAIMABLE, "statuses")
+        # Idle polling never takes the write lock; inside a transaction the caller chose to
+        # write already.
+        if not self._core.in_transaction() and not self.claimable(
+            statuses=wanted, all_tenants=tenant_id is None
+        ):
+            return []
         pick = self._pick(wanted, tenant_id).limit(limit)
-        if not self._core.in_transaction():  # inside one, the caller chose to write already
-            with self._core.read("looking for a run to claim") as conn:
-                if conn.execute(pick.limit(1)).first() is None:
-                    return []  # idle polling never takes the write lock
         with self._core.write("claiming a run") as conn:
             if self._core.dialect.skip_locked:
                 pick = pick.with_for_update(skip_locked=True)
