@@ -64,10 +64,7 @@ POLL_AFTER_MS = "200"  # tells the SDK's create_and_poll how often to look
 
 
 def _get_run(store: Store, thread_id: str, run_id: str) -> Run:
-    require_thread(store, thread_id)
-    run = store.runs.get(run_id)
-    if run.session_id != thread_id:
-        raise NotFound("run", run_id)
+    run = store.runs.in_session(run_id, thread_id, kind="thread")
     return ops.expire_if_due(store, run)  # a run waiting past its expires_at is expired
 
 
