@@ -51,7 +51,7 @@ LISTEN_FALLBACK_POLL_S = 1.0
 CANCEL_CHECK_S = 0.1
 NOTICE_RUNS_MAX = 6000
 """Characters of run ids a notification names at most (PostgreSQL allows 8,000 for a
-payload); past it, it names none and wakes every reader of the tenant's runs."""
+payload); past it, it names none and wakes every run's readers in the listening process."""
 
 
 def events_channel(tenant_id: str) -> str:
