@@ -1463,7 +1463,7 @@ class AsyncResponses:
 
     async def get(self, response_id: str) -> StoredResponse:
         """The response; ``NotFound`` if there is none or it has expired."""
-        return await asyncio.to_thread(self.sync.get, response_id)
+        return await arun_op(self.sync.get, response_id)
 
     async def items(
         self, response_id: str, *, kind: str | None = None
@@ -1495,6 +1495,12 @@ class AsyncResponses:
     async def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
         """Delete the responses past ``expires_at`` (this tenant's, or every tenant's); how many."""
         return await asyncio.to_thread(self.sync.purge_expired, all_tenants=all_tenants, now=now)
+
+    async def retrieve(
+        self, response_id: str
+    ) -> tuple[StoredResponse, builtins.list[dict[str, Any]]]:
+        """The response and its output items in order, in one read."""
+        return await arun_op(self.sync.retrieve, response_id)
 
     async def set_status(
         self, response_id: str, status: str, *, events: EndEvents | None = None

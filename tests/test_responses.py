@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -58,6 +59,70 @@ def test_create_get_items_and_delete(store: Store) -> None:
         store.responses.get(created.id)
     with pytest.raises(NotFound):
         store.responses.items(created.id)
+
+
+@pytest.mark.parametrize(
+    "instructions",
+    [
+        "be brief",
+        "42",  # a string that is JSON text itself stays a string, on every driver
+        "null",
+        '"quoted"',
+        "{}",
+        None,
+        [{"type": "message", "role": "developer", "content": "x"}],
+    ],
+)
+async def test_a_response_is_read_in_one_look_with_every_field(
+    store: Store, instructions: Any
+) -> None:
+    """``get`` and ``retrieve`` (the response and its output items, what the service's
+    retrieve answers) read through the statements of the async path: every field as the
+    write returned it, sync and async; NotFound for a missing, expired or other tenant's
+    response."""
+    created = store.responses.create(
+        model="m",
+        input_items=[_msg("msg_a", "hi")],
+        instructions=instructions,
+        background=True,
+        params={"metadata": {"k": "v"}, "temperature": 0.5},
+    )
+    assert store.responses.get(created.id) == created
+    ended = store.responses.finish(
+        created.id,
+        status="completed",
+        output_items=[_msg("msg_b", "yo", "assistant"), _msg("msg_c", "!", "assistant")],
+        usage={"input_tokens": 1, "output_tokens": 2},
+        cost_usd=Decimal("0.0012"),
+    )
+    assert ended is not None
+    want = (ended, store.responses.items(created.id, kind="output"))
+    assert _texts(want[1]) == ["yo", "!"]
+    astore = AsyncStore(store)
+    for got in (
+        store.responses.retrieve(created.id),
+        await astore.responses.retrieve(created.id),
+        (await astore.responses.get(created.id), want[1]),
+    ):
+        assert got == want
+        assert got[0].instructions == instructions and type(got[0].instructions) is type(
+            instructions
+        )
+        assert got[0].background is True  # a bool, not SQLite's 1
+    gone = store.responses.create(model="m", input_items=[], ttl_seconds=1e-6)
+    mine = _turn(store, 1)
+    for call, ident in [
+        (lambda: store.responses.retrieve("resp_missing"), "resp_missing"),
+        (lambda: store.responses.retrieve(gone.id), gone.id),
+        (lambda: store.responses.get(gone.id), gone.id),
+        (lambda: store.tenant("other").responses.retrieve(mine), mine),
+    ]:
+        with pytest.raises(NotFound) as caught:
+            call()
+        assert (caught.value.kind, caught.value.ident) == ("response", ident)
+    with pytest.raises(InvalidInput) as bad:
+        store.responses.retrieve("")
+    assert bad.value.field == "response_id"
 
 
 def test_context_follows_the_chain_and_forks(store: Store) -> None:

@@ -220,6 +220,20 @@ def load_json(value: Any) -> Any:
     return obj if end == len(value) else json.loads(value)
 
 
+def load_text(value: Any) -> Any:
+    """A JSON column of any value, returned by the driver as its text (SQLite).
+
+    Unlike :func:`load_json`, nothing but text is expected: a column whose value
+    may be a JSON string (``"be brief"``) is loaded once, never again.
+    """
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def as_loaded(value: Any) -> Any:
+    """A JSON column of any value, loaded by the driver already (psycopg)."""
+    return value
+
+
 _scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
 # One text block as dump_content writes it.
 TEXT_HEAD = '[{"type": "text", "text": "'
@@ -440,6 +454,9 @@ class MessageSQL:
     load_json: Callable[[Any], Any] = staticmethod(load_json)
     #: ``load_json`` for the content column.
     load_content: Callable[[Any], Any] = staticmethod(load_content)
+    #: ``load_any(value)``: a JSON column that may hold any JSON value (a string too), as
+    #: the driver returns it, into Python. ``load_json`` suits only objects and arrays.
+    load_any: Callable[[Any], Any] = staticmethod(load_text)
     #: How the driver returns a content of one text block: ``head + text + tail``
     #: when the text needs no escape.
     text_head, text_tail = TEXT_HEAD, TEXT_TAIL
@@ -475,9 +492,18 @@ class MessageSQL:
             sa.select(t.c.seq).where(t.c.tenant_id == b("t"), t.c.id == b("c"))
         )
         self._pages: dict[tuple[bool, bool, bool, bool, bool, bool], str] = {}
+        self._compiled: dict[sa.ClauseElement, str] = {}
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
+
+    def compiled(self, stmt: sa.ClauseElement) -> str:
+        """``compile(stmt)``, once per statement object (module-level statements of other
+        resources, run on the same connections as the message statements)."""
+        sql = self._compiled.get(stmt)
+        if sql is None:
+            sql = self._compiled[stmt] = self.compile(stmt)
+        return sql
 
     def select_stored(self) -> sa.Select[Any]:
         """The columns of :class:`StoredRow`."""

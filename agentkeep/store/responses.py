@@ -33,7 +33,9 @@ from agentkeep.models.responses import (
 from agentkeep.store._base import Resource, Row, paginate, row_times
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import check_choice, check_ref, check_text
+from agentkeep.store._steps import Op, Read, Steps, Stmt, op
 from agentkeep.store._validate import check_object, require_str
+from agentkeep.store.message_sql import MessageSQL, b, const
 from agentkeep.store.schema import response_events as et
 from agentkeep.store.schema import response_items as it
 from agentkeep.store.schema import responses as t
@@ -54,6 +56,43 @@ def to_response(row: Row) -> StoredResponse:
     data = row_times(row, "created_at", "updated_at", "completed_at", "expires_at")
     data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
     return StoredResponse.model_construct(**data)
+
+
+# A response by id, and its output items in order: the reads of the async path (``get``,
+# ``retrieve``), compiled once per dialect (``MessageSQL.compiled``).
+_ROW = sa.select(*t.c).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
+_COLUMNS = tuple(t.c.keys())
+_JSON_COLUMNS = tuple(c.name for c in t.c if isinstance(c.type, sa.JSON))
+_OUTPUT = (
+    sa.select(it.c.item)
+    .where(it.c.tenant_id == b("t"), it.c.response_id == b("r"), it.c.kind == const("output"))
+    .order_by(it.c.position)
+)
+
+
+def _live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[dict[str, Any]]:
+    """The response's row, its columns by name; ``NotFound`` if there is none or it has
+    expired (as ``Responses._live_row``)."""
+    found = yield Stmt(sql.compiled(_ROW), {"t": tenant_id, "r": response_id})
+    if not found:
+        raise NotFound("response", response_id)
+    row = dict(zip(_COLUMNS, found[0], strict=True))
+    if row["expires_at"] <= utcnow_micros():
+        raise NotFound("response", response_id)
+    for name in _JSON_COLUMNS:
+        row[name] = sql.load_any(row[name])
+    row["background"] = bool(row["background"])  # SQLite's driver gives 0 or 1
+    return row
+
+
+def _live_with_output(
+    sql: MessageSQL, tenant_id: str, response_id: str
+) -> Steps[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """``_live`` and the response's output items (read after it: a response seen ended
+    has them all, as they commit with its end)."""
+    row = yield from _live(sql, tenant_id, response_id)
+    found = yield Stmt(sql.compiled(_OUTPUT), {"t": tenant_id, "r": response_id})
+    return row, [sql.load_any(r[0]) for r in found]
 
 
 def _items(value: Any, field: str) -> list[dict[str, Any]]:
@@ -176,10 +215,34 @@ class Responses(Resource):
                 ],
             )
 
-    def get(self, response_id: str) -> StoredResponse:
+    @op
+    def get(self, response_id: str) -> Op[StoredResponse]:
         """The response; ``NotFound`` if there is none or it has expired."""
-        with self._core.read() as conn:
-            return to_response(self._live_row(conn, response_id))
+        check_ref(response_id, "response_id")
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[dict[str, Any]]:
+            return _live(sql, tenant, response_id)
+
+        row: dict[str, Any] = yield Read("reading a response", steps)
+        return to_response(row)
+
+    @op
+    def retrieve(
+        self, response_id: str
+    ) -> Op[tuple[StoredResponse, builtins.list[dict[str, Any]]]]:
+        """The response and its output items in order, in one read.
+
+        What ``GET /v1/responses/{id}`` answers. ``NotFound`` as :meth:`get`.
+        """
+        check_ref(response_id, "response_id")
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[tuple[dict[str, Any], builtins.list[dict[str, Any]]]]:
+            return _live_with_output(sql, tenant, response_id)
+
+        row, output = yield Read("reading a response", steps)
+        return to_response(row), output
 
     def _live_row(self, conn: Connection, response_id: str, *, lock: bool = False) -> Row:
         row = self._get_row(conn, t, check_ref(response_id, "response_id"), for_update=lock)

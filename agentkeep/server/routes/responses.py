@@ -13,6 +13,7 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from agentkeep._aio_util import arun_op
 from agentkeep.models.responses import TERMINAL_RESPONSE_STATUSES
 from agentkeep.runner import notify
 from agentkeep.runner.response_run import ResponseRun, ResponseWrites
@@ -109,8 +110,7 @@ def _upstream_failure(error: UpstreamError) -> ApiError:
 
 
 def _stored(store: Store, response_id: str) -> dict[str, Any]:
-    stored = store.responses.get(response_id)
-    return response_object(stored, store.responses.items(response_id, kind="output"))
+    return response_object(*store.responses.retrieve(response_id))
 
 
 def _streamable(store: Store, response_id: str) -> None:
@@ -144,8 +144,8 @@ def _missing_end(
         last = there[0].type
     if last in END_EVENT_TYPES:
         return None
-    ended = store.responses.get(response_id)
-    return end_events(ended, store.responses.items(response_id, kind="output"), after + 1)[0]
+    ended, output = store.responses.retrieve(response_id)
+    return end_events(ended, output, after + 1)[0]
 
 
 async def _follow(
@@ -164,7 +164,7 @@ async def _follow(
             if events:
                 last_sent = time.monotonic()
                 continue
-            status = (await _db(store.responses.get, response_id)).status
+            status = (await arun_op(store.responses.get, response_id)).status
             if status in TERMINAL_RESPONSE_STATUSES:
                 # The end commits with its last events: reading on drains them.
                 while drained := await _db(store.responses.events, response_id, after=after):
@@ -278,7 +278,8 @@ async def retrieve_response(
         after = -1 if starting_after is None else starting_after
         keepalive = service_state(request).settings.sse_keepalive_seconds
         return _streaming(_follow(store, response_id, after, keepalive))
-    return JSONResponse(await _db(_stored, store, response_id))
+    # What a background response's client polls: one read on the store's async path.
+    return JSONResponse(response_object(*await arun_op(store.responses.retrieve, response_id)))
 
 
 @router.delete("/{response_id}", summary="Delete a model response", response_model=None)

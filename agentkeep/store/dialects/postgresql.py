@@ -39,6 +39,7 @@ from agentkeep.store.message_sql import (
     NewRow,
     StoredRow,
     WhileIdle,
+    as_loaded,
     b,
     bump_session,
     const,
@@ -136,6 +137,7 @@ class PostgresMessageSQL(MessageSQL):
     """The message statements on PostgreSQL (``%(name)s`` parameters)."""
 
     text_column = True
+    load_any = staticmethod(as_loaded)
 
     def __init__(self, dialect: Any) -> None:
         super().__init__(dialect)
