@@ -8,7 +8,9 @@ event write notifies it with a :class:`~agentkeep.store.events.Notice` naming
 the writing process and the runs written. One thread per process listens to
 the channels of the tenants whose runs are streamed here, skips the
 notices of this process's own writes, and wakes only the readers of the runs
-a notice names.
+a notice names. A write of a response's stream events (``store.responses``)
+names no run: it wakes only the readers not tied to one run, the Responses
+streams among them.
 
 A stream that is told of other processes' writes this way polls for them
 rarely (``LISTENING_POLL_S``, against a lost notification); it relies on the

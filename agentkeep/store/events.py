@@ -75,7 +75,8 @@ class Notice(NamedTuple):
     """A notification of a tenant's events channel: ``<bookmark> <origin> <runs>``.
 
     ``runs``: the ids of the runs whose events were written; None when it does not
-    name them (too many for one payload: any run's may have been written).
+    name them (too many for one payload: any run's may have been written); empty for
+    a write of events that are no run's (a response's stream, ``store.responses``).
     """
 
     bookmark: int

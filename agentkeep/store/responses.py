@@ -35,6 +35,7 @@ from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import check_choice, check_ref, check_text
 from agentkeep.store._steps import Op, Read, Steps, Stmt, op
 from agentkeep.store._validate import check_object, require_str
+from agentkeep.store.events import Notice, events_channel
 from agentkeep.store.message_sql import MessageSQL, b, const
 from agentkeep.store.schema import response_events as et
 from agentkeep.store.schema import response_items as it
@@ -56,6 +57,11 @@ def to_response(row: Row) -> StoredResponse:
     data = row_times(row, "created_at", "updated_at", "completed_at", "expires_at")
     data["cost_usd"] = from_nano(data.pop("cost_nano_usd"))
     return StoredResponse.model_construct(**data)
+
+
+def _notice() -> str:
+    """The notice of a write of response events: bookmark 0, this process, no run."""
+    return "0" + Notice.tail(())
 
 
 # A response by id, and its output items in order: the reads of the async path (``get``,
@@ -188,7 +194,7 @@ class Responses(Resource):
             self._insert_items(conn, row["id"], 0, "input", inputs)
             self._insert_items(conn, row["id"], len(inputs), "output", outputs)
             if event_rows:  # the row is this write's own: no need to look for it
-                conn.execute(sa.insert(et), event_rows)
+                self._insert_events(conn, event_rows)
         return to_response(row)
 
     def _insert_items(
@@ -306,7 +312,7 @@ class Responses(Resource):
             if events is not None:  # the row is locked by this write: no need to look again
                 event_rows = self._event_rows(response_id, events(ended))
                 if event_rows:
-                    conn.execute(sa.insert(et), event_rows)
+                    self._insert_events(conn, event_rows)
             if end_events is not None:
                 self._store_end_events(conn, [ended], end_events)
         return ended
@@ -459,15 +465,22 @@ class Responses(Resource):
             parents = sa.select(t.c.id, t.c.status).where(
                 t.c.tenant_id == self.tenant_id, t.c.id.in_(ids)
             )
-            if self._core.dialect.skip_locked:
+            dialect = self._core.dialect
+            if dialect.skip_locked:
                 parents = parents.with_for_update(read=True, key_share=True)
-            found = {r.id: r.status for r in conn.execute(parents)}
+            # The notice of these events rides in this read (PostgreSQL: no round trip of
+            # its own); sent at commit, and only then.
+            notice = dialect.notifying(b("n_channel"), b("n_payload"))
+            if notice is not None:
+                parents = parents.add_columns(notice)
+            params = {"n_channel": events_channel(self.tenant_id), "n_payload": _notice()}
+            found = {r.id: r.status for r in conn.execute(parents, params)}
             for response_id in ids:
                 if response_id not in found:
                     raise NotFound(self.kind, response_id)
             rows = [r for r in rows if found[r["response_id"]] not in TERMINAL_RESPONSE_STATUSES]
             if rows:
-                conn.execute(sa.insert(et), rows)
+                self._insert_events(conn, rows, notified=notice is not None)
 
     def _event_rows(
         self,
@@ -527,7 +540,22 @@ class Responses(Resource):
             made = events(response, outputs[key], last[key] + 1)
             rows += self._event_rows(response.id, made, tenant_id=response.tenant_id)
         if rows:
-            conn.execute(sa.insert(et), rows)
+            self._insert_events(conn, rows)
+
+    def _insert_events(
+        self, conn: Connection, rows: builtins.list[dict[str, Any]], *, notified: bool = False
+    ) -> None:
+        """Insert stream event rows (of any tenant), and tell other processes' streams.
+
+        Each tenant's events channel gets a notice that names no run
+        (PostgreSQL; at commit): the listening processes wake their readers that
+        are not tied to a run, the Responses streams among them, and no run's
+        (``RemoteEvents``). ``notified``: this write has sent it already.
+        """
+        conn.execute(sa.insert(et), rows)
+        if not notified:
+            for tenant_id in sorted({row["tenant_id"] for row in rows}):
+                self._core.dialect.notify(conn, events_channel(tenant_id), _notice())
 
     def events(
         self, response_id: str, *, after: int = -1, limit: int = 1000

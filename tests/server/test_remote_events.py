@@ -159,6 +159,95 @@ def test_a_streams_client_sees_another_processes_writes_as_they_commit(
     assert first.bookmark > 0
 
 
+def test_a_responses_stream_sees_another_processes_writes_as_they_commit(
+    start_service: StartService,
+) -> None:
+    """A Responses stream too (``GET /v1/responses/{id}?stream=true``), of a background
+    response another process runs: each write of its events notifies the tenant's
+    channel with a notice of no run, which wakes the readers not tied to a run."""
+    service = start_service(
+        "postgres", AGENTKEEP_STREAM_POLL_SECONDS="300", AGENTKEEP_SSE_KEEPALIVE_SECONDS="300"
+    )
+    tenant = service.new_tenant()
+    store = service.store.tenant(tenant.id)  # this test process writes: another process
+    created = {"type": "response.created", "sequence_number": 0}
+    response = store.responses.create(
+        model="m", input_items=[], status="in_progress", background=True, events=[created]
+    )
+    reader = _Reader(tenant.http(), f"/v1/responses/{response.id}?stream=true")
+    reader.start()
+    reader.until(lambda kinds: kinds == ["response.created"])
+    for i in range(3):
+        delta = {"type": "response.output_text.delta", "sequence_number": i + 1, "delta": str(i)}
+        store.responses.append_events(response.id, [delta])
+        reader.until(lambda kinds, n=i + 2: len(kinds) == n)
+    store.responses.finish(
+        response.id,
+        status="completed",
+        events=lambda ended: [
+            {"type": "response.completed", "sequence_number": 4, "response": {"id": ended.id}}
+        ],
+    )
+    reader.until(lambda kinds: kinds[-1:] == ["response.completed"])
+    reader.join(timeout=30)
+    assert not reader.is_alive()  # the stream ended with its response
+    assert [kind for kind, _ in reader.events] == [
+        "response.created",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.completed",
+    ]
+    assert [json.loads(data)["delta"] for _, data in reader.events[1:4]] == ["0", "1", "2"]
+
+
+async def test_a_response_event_write_wakes_the_readers_not_tied_to_a_run_only(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a real LISTEN: another process's write of response events wakes this
+    process's waiters (Responses streams), and no run's reader."""
+    store = pg_store
+    before = notify.generation()
+    remote = RemoteEvents(store)
+    try:
+        # Listening, and past the wake-up of every reader that its start brings.
+        await _until(
+            lambda: remote.since(store.tenant_id) is not None and notify.generation() > before
+        )
+        monkeypatch.setattr(events, "_origin", (events.os.getpid(), "another-process"))
+        with notify.subscribe("run_quiet") as run_reader:
+            for write in range(3):  # append_events, then finish, then a cancel's end events
+                since = notify.generation()
+                if write == 0:
+                    response = store.responses.create(
+                        model="m", input_items=[], status="in_progress", background=True
+                    )
+                    store.responses.append_events(
+                        response.id, [{"type": "response.created", "sequence_number": 0}]
+                    )
+                elif write == 1:
+                    store.responses.finish(
+                        response.id,
+                        status="completed",
+                        events=lambda ended: [{"type": "response.completed", "sequence_number": 1}],
+                    )
+                else:
+                    other = store.responses.create(
+                        model="m", input_items=[], status="queued", background=True
+                    )
+                    store.responses.set_status(
+                        other.id,
+                        "cancelled",
+                        events=lambda ended, output, n: [
+                            {"type": "response.incomplete", "sequence_number": n}
+                        ],
+                    )
+                assert await notify.wait(30, since)  # woken by the listener's thread
+            assert not run_reader._event.is_set()
+    finally:
+        remote.close()
+
+
 async def test_a_lost_listen_connection_is_made_again_and_every_reader_reads_once(
     pg_store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

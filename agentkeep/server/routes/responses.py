@@ -28,6 +28,7 @@ from agentkeep.server.deps import TenantStore, service_state
 from agentkeep.server.errors import ApiError, translate_error
 from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.pagination import Pagination
+from agentkeep.server.streaming import Follow
 from agentkeep.store import Store
 from agentkeep.wire import sse as frames
 from agentkeep.wire.objects import list_object
@@ -50,7 +51,6 @@ IncludeQuery = Annotated[
     list[Include] | None,
     Query(description="Extra output to include (OpenAI's IncludeEnum; validated, none added)."),
 ]
-POLL_S = 0.25
 NO_UPSTREAM = "no upstream LLM is configured: set AGENTKEEP_LLM_BASE_URL"
 
 
@@ -148,15 +148,27 @@ def _missing_end(
     return end_events(ended, output, after + 1)[0]
 
 
+def _following(request: Request, store: Store) -> Follow:
+    """How a stream of ``store``'s responses learns of other processes' writes."""
+    state = service_state(request)
+    listening = None
+    if state.remote_events is not None:  # told of them (PostgreSQL)
+        listening = functools.partial(state.remote_events.since, store.tenant_id)
+    settings = state.settings
+    return Follow(settings.sse_keepalive_seconds, settings.stream_poll_seconds, listening)
+
+
 async def _follow(
-    store: Store, response_id: str, after: int, keepalive_s: float
+    store: Store, response_id: str, after: int, follow: Follow
 ) -> AsyncIterator[bytes]:
     """The stored events after ``after``, live, until the response has ended."""
+    keepalive_s = follow.keepalive_s
     last_sent = time.monotonic()
     last: str | None = None  # the type of the last event sent
     try:
         while True:
             since = notify.generation()
+            read_at = time.monotonic()
             events = await _db(store.responses.events, response_id, after=after)
             for event in events:
                 after, last = event.sequence_number, event.type
@@ -178,7 +190,7 @@ async def _follow(
             if time.monotonic() - last_sent > keepalive_s:
                 last_sent = time.monotonic()
                 yield KEEPALIVE
-            await notify.wait(POLL_S, since)
+            await notify.wait(follow.quiet_wait(read_at), since)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -243,8 +255,7 @@ async def create_response(body: CreateResponse, request: Request, store: TenantS
         await _db(create_row, store, prepared, events)
         service_state(request).worker.wake()
         if body.stream:
-            keepalive = settings.sse_keepalive_seconds
-            return _streaming(_follow(store, prepared.response.id, -1, keepalive))
+            return _streaming(_follow(store, prepared.response.id, -1, _following(request, store)))
         return JSONResponse(wire)
     stream = bool(body.stream)
     if stream:  # stored as it runs: if this process dies first, the sweep ends it
@@ -276,8 +287,7 @@ async def retrieve_response(
     if stream:
         await _db(_streamable, store, response_id)  # 404 / 400 before the stream starts
         after = -1 if starting_after is None else starting_after
-        keepalive = service_state(request).settings.sse_keepalive_seconds
-        return _streaming(_follow(store, response_id, after, keepalive))
+        return _streaming(_follow(store, response_id, after, _following(request, store)))
     # What a background response's client polls: one read on the store's async path.
     return JSONResponse(response_object(*await arun_op(store.responses.retrieve, response_id)))
 
