@@ -257,7 +257,7 @@ class AsyncSessions:
         id: str | None = None,
     ) -> Session:
         """Create a session; ``kind`` is ``session``, ``thread`` or ``conversation``."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.create,
             kind=kind,
             agent_id=agent_id,

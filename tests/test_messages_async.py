@@ -250,6 +250,8 @@ async def test_slow_commits_at_full_send_a_lone_writer_to_the_writer_thread(
     astore = await agentkeep.aconnect(f"sqlite:///{tmp_path}/slow.db", durability="full")
     try:
         s = await astore.sessions.create()
+        assert rounds == [1]  # a write of the async path too
+        rounds.clear()
         for i in range(3):
             await astore.messages.append(s.id, "user", str(i))
         assert rounds == [1, 1, 1]  # each append alone

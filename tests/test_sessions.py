@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -324,3 +325,32 @@ async def test_fork_many_async(astore: AsyncStore) -> None:
         [{"session_id": s.id}, {"session_id": s.id, "at_seq": 0}]
     )
     assert [f.message_count for f in forks] == [1, 0]
+
+
+async def test_a_created_session_reads_back_as_returned_sync_and_async(store: Store) -> None:
+    """``sessions.create`` binds its row itself (one INSERT, on the async path too): what
+    it returns is what is stored, JSON columns included; a taken id is a Conflict that
+    leaves the first; a rolled-back transaction leaves no session."""
+    fields: dict[str, Any] = {
+        "kind": "thread",
+        "agent_id": "asst_1",
+        "user_id": "user-1",
+        "title": "Trip",
+        "metadata": {"k": "v", "é": "ü"},
+        "traits": {"a": [1, 2, {"b": None}], "on": True},
+        "state": {"x": 'é\n"', "n": 1.5},
+        "extra": {"tool_resources": {"code_interpreter": {"file_ids": []}}},
+    }
+    made = store.sessions.create(**fields)
+    assert store.sessions.get(made.id) == made
+    assert (made.kind, made.metadata, made.state) == ("thread", fields["metadata"], fields["state"])
+    amade = await AsyncStore(store).sessions.create(**fields)
+    assert amade.id != made.id and store.sessions.get(amade.id) == amade
+    with pytest.raises(Conflict):
+        store.sessions.create(id=made.id, title="other")
+    assert store.sessions.get(made.id) == made
+    with pytest.raises(RuntimeError), store.transaction():
+        store.sessions.create(id="sess_rolled_back")
+        raise RuntimeError("rolled back")
+    with pytest.raises(NotFound):
+        store.sessions.get("sess_rolled_back")

@@ -497,6 +497,22 @@ class MessageSQL:
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
 
+    def json_param(self, name: str) -> sa.ColumnElement[Any]:
+        """A parameter for a JSON column, bound as its JSON text (:func:`dump_json`)."""
+        return b(name)
+
+    def insert_row(self, table: sa.Table) -> str:
+        """An INSERT of one row of ``table``, each column bound by its name (JSON ones as
+        their text: :meth:`json_param`), compiled once per table."""
+        sql = self._compiled.get(table)
+        if sql is None:
+            values = {
+                c.name: self.json_param(c.name) if isinstance(c.type, sa.JSON) else b(c.name)
+                for c in table.c
+            }
+            sql = self._compiled[table] = self.compile(sa.insert(table).values(values))
+        return sql
+
     def compiled(self, stmt: sa.ClauseElement) -> str:
         """``compile(stmt)``, once per statement object (module-level statements of other
         resources, run on the same connections as the message statements)."""

@@ -15,8 +15,9 @@ from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times, time_range
-from agentkeep.store._steps import Op, Read, Steps, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
+from agentkeep.store.message_sql import dump_json
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
 from agentkeep.store.schema import snapshots as st
@@ -27,6 +28,7 @@ __all__ = ["Sessions"]
 _KIND_PREFIX = {"session": "sess", "thread": "thread", "conversation": "conv"}
 _FORK_FIELDS = frozenset(("session_id", "at_seq", "snapshot_id", "title", "metadata"))
 _MAX_FORKS = 1000
+_JSON_COLUMNS = tuple(c.name for c in t.c if isinstance(c.type, sa.JSON))
 
 
 def _fork_point(at_seq: Any, snapshot_id: Any, where: str) -> tuple[int | None, str | None]:
@@ -51,6 +53,7 @@ class Sessions(Resource):
 
     kind = "session"
 
+    @op
     def create(
         self,
         *,
@@ -63,7 +66,7 @@ class Sessions(Resource):
         state: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         id: str | None = None,
-    ) -> Session:
+    ) -> Op[Session]:
         """Create a session; ``kind`` is ``session``, ``thread`` or ``conversation``."""
         if kind not in _KIND_PREFIX:
             raise InvalidInput(f"must be one of {', '.join(_KIND_PREFIX)}", field="kind")
@@ -90,9 +93,16 @@ class Sessions(Resource):
             "created_at": now,
             "updated_at": now,
         }
-        with self._core.write("creating a session") as conn:
-            conn.execute(sa.insert(t), values)
-            self._core.note_new_session(self.tenant_id, values["id"])
+        params = dict(values)
+        for name in _JSON_COLUMNS:
+            params[name] = dump_json(values[name])
+        sql = self._core.message_sql
+
+        def steps() -> Steps[None]:
+            yield Stmt(sql.insert_row(t), params, COUNT)
+
+        yield Write("creating a session", steps)
+        self._core.note_new_session(self.tenant_id, values["id"])
         return to_session(values)
 
     @op

@@ -6,15 +6,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 from fastapi import APIRouter
 
+from agentkeep._aio_util import arun_op
 from agentkeep.errors import InvalidInput
+from agentkeep.models import Session
 from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import get_conversation, require_conversation
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
+from agentkeep.store import Store
 from agentkeep.wire.objects import conversation_object, deleted_object, item_input
 
 __all__ = ["item_rows", "items_field", "router"]
@@ -45,14 +49,27 @@ def items_field() -> Iterator[None]:
 @router.post(
     "", summary="Create a conversation", response_model=None, responses=DOCS["conversation"]
 )
-def create_conversation(store: TenantStore, body: CreateConversation | None = None) -> JSONResponse:
+async def create_conversation(
+    store: TenantStore, body: CreateConversation | None = None
+) -> JSONResponse:
     body = body or CreateConversation()
     rows = item_rows(body.items or [])
+    if rows:  # the conversation and its items in one transaction, in a worker thread
+        conversation = await anyio.to_thread.run_sync(_create_with_items, store, body, rows)
+    else:  # one INSERT on the store's async path: no worker thread
+        conversation = await arun_op(
+            store.sessions.create, kind="conversation", metadata=body.metadata
+        )
+    return JSONResponse(conversation_object(conversation))
+
+
+def _create_with_items(
+    store: Store, body: CreateConversation, rows: list[dict[str, Any]]
+) -> Session:
     with items_field(), store.transaction():
         conversation = store.sessions.create(kind="conversation", metadata=body.metadata)
-        if rows:
-            store.messages.append_many(conversation.id, rows)
-    return JSONResponse(conversation_object(conversation))
+        store.messages.append_many(conversation.id, rows)
+    return conversation
 
 
 @router.get(

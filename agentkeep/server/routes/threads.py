@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import APIRouter
 
+from agentkeep._aio_util import arun_op
 from agentkeep.models import Session
 from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
@@ -13,6 +15,7 @@ from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import get_thread, require_thread, retry_on_conflict
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
+from agentkeep.store import Store
 from agentkeep.wire.objects import deleted_object, thread_message_content, thread_object
 
 __all__ = ["new_message", "router"]
@@ -34,15 +37,26 @@ def new_message(body: CreateMessage, field: str = "") -> dict[str, Any]:
 
 
 @router.post("", summary="Create a thread", response_model=None, responses=DOCS["thread"])
-def create_thread(store: TenantStore, body: CreateThread | None = None) -> JSONResponse:
+async def create_thread(store: TenantStore, body: CreateThread | None = None) -> JSONResponse:
     body = body or CreateThread()
     rows = [new_message(m, f"messages[{i}].") for i, m in enumerate(body.messages or [])]
     extra = {"tool_resources": body.tool_resources} if body.tool_resources else None
+    if rows:  # the thread and its messages in one transaction, in a worker thread
+        thread = await anyio.to_thread.run_sync(_create_with_messages, store, body, extra, rows)
+    else:  # one INSERT on the store's async path: no worker thread
+        thread = await arun_op(
+            store.sessions.create, kind="thread", metadata=body.metadata, extra=extra
+        )
+    return JSONResponse(thread_object(thread))
+
+
+def _create_with_messages(
+    store: Store, body: CreateThread, extra: dict[str, Any] | None, rows: list[dict[str, Any]]
+) -> Session:
     with store.transaction():
         thread = store.sessions.create(kind="thread", metadata=body.metadata, extra=extra)
-        if rows:
-            store.messages.append_many(thread.id, rows)
-    return JSONResponse(thread_object(thread))
+        store.messages.append_many(thread.id, rows)
+    return thread
 
 
 @router.get(

@@ -139,6 +139,9 @@ class PostgresMessageSQL(MessageSQL):
     text_column = True
     load_any = staticmethod(as_loaded)
 
+    def json_param(self, name: str) -> sa.ColumnElement[Any]:
+        return _json_param(name)
+
     def __init__(self, dialect: Any) -> None:
         super().__init__(dialect)
         first_block = t.c.content.op("->")(const(0))
