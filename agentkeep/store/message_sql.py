@@ -493,6 +493,7 @@ class MessageSQL:
         )
         self._pages: dict[tuple[bool, bool, bool, bool, bool, bool], str] = {}
         self._compiled: dict[sa.ClauseElement, str] = {}
+        self._inserts_of: dict[sa.Table, str] = {}
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
@@ -504,13 +505,13 @@ class MessageSQL:
     def insert_row(self, table: sa.Table) -> str:
         """An INSERT of one row of ``table``, each column bound by its name (JSON ones as
         their text: :meth:`json_param`), compiled once per table."""
-        sql = self._compiled.get(table)
+        sql = self._inserts_of.get(table)
         if sql is None:
             values = {
                 c.name: self.json_param(c.name) if isinstance(c.type, sa.JSON) else b(c.name)
                 for c in table.c
             }
-            sql = self._compiled[table] = self.compile(sa.insert(table).values(values))
+            sql = self._inserts_of[table] = self.compile(sa.insert(table).values(values))
         return sql
 
     def compiled(self, stmt: sa.ClauseElement) -> str:
