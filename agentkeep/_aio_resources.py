@@ -1422,7 +1422,7 @@ class AsyncResponses:
         self, response_id: str, *, after: int = -1, limit: int = 1000
     ) -> builtins.list[ResponseEvent]:
         """Stream events with ``sequence_number > after``, in order."""
-        return await asyncio.to_thread(self.sync.events, response_id, after=after, limit=limit)
+        return await arun_op(self.sync.events, response_id, after=after, limit=limit)
 
     async def fail_abandoned(
         self, worker_ids: Sequence[str], message: str, *, events: EndEvents | None = None

@@ -163,6 +163,45 @@ def test_events_resume_after_a_sequence_number(store: Store) -> None:
     assert bad.value.field == "events[0].sequence_number"
 
 
+async def test_events_read_back_as_written_sync_and_async(store: Store) -> None:
+    """``events`` reads through the statements of the async path: each event's data as it
+    was written (nested, unicode, numbers), in order, after ``after``, at most ``limit``;
+    NotFound for a missing, expired or other tenant's response; bad arguments name their
+    field."""
+    response = store.responses.create(model="m", input_items=[])
+    events = [
+        {"type": "response.created", "sequence_number": 0, "response": {"id": response.id}},
+        {"type": "response.output_text.delta", "sequence_number": 1, "delta": 'é\n"x" 1'},
+        {"type": "response.done", "sequence_number": 2, "n": [1, 2.5, None, True, {"k": {}}]},
+    ]
+    store.responses.append_events(response.id, events)
+    astore = AsyncStore(store)
+    for read in (
+        store.responses.events(response.id),
+        await astore.responses.events(response.id),
+    ):
+        assert [e.data for e in read] == events
+        assert [(e.response_id, e.sequence_number, e.type) for e in read] == [
+            (response.id, i, event["type"]) for i, event in enumerate(events)
+        ]
+        assert all(e.created_at.tzinfo is not None for e in read)
+    assert [e.sequence_number for e in store.responses.events(response.id, after=0, limit=1)] == [1]
+    assert await astore.responses.events(response.id, after=2) == []
+    gone = store.responses.create(model="m", input_items=[], ttl_seconds=1e-6)
+    for call, ident in [
+        (lambda: store.responses.events("resp_missing"), "resp_missing"),
+        (lambda: store.responses.events(gone.id), gone.id),
+        (lambda: store.tenant("other").responses.events(response.id), response.id),
+    ]:
+        with pytest.raises(NotFound) as caught:
+            call()
+        assert (caught.value.kind, caught.value.ident) == ("response", ident)
+    for kwargs, field in [({"after": "1"}, "starting_after"), ({"limit": -1}, "limit")]:
+        with pytest.raises(InvalidInput) as bad:
+            store.responses.events(response.id, **kwargs)
+        assert bad.value.field == field
+
+
 def test_create_and_finish_store_their_events_in_the_same_write(store: Store) -> None:
     first = [{"type": "response.created", "sequence_number": 0}]
     response = store.responses.create(model="m", input_items=[], events=first)

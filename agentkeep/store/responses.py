@@ -64,11 +64,20 @@ def _notice() -> str:
     return "0" + Notice.tail(())
 
 
-# A response by id, and its output items in order: the reads of the async path (``get``,
-# ``retrieve``), compiled once per dialect (``MessageSQL.compiled``).
+# A response by id, its output items in order, its stream's events: the reads of the
+# async path (``get``, ``retrieve``, ``events``), compiled once per dialect
+# (``MessageSQL.compiled``).
 _ROW = sa.select(*t.c).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
 _COLUMNS = tuple(t.c.keys())
 _JSON_COLUMNS = tuple(c.name for c in t.c if isinstance(c.type, sa.JSON))
+_EXPIRES = sa.select(t.c.expires_at).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
+_EVENTS = (
+    sa.select(et.c.sequence_number, et.c.type, et.c.data, et.c.created_at)
+    .where(et.c.tenant_id == b("t"), et.c.response_id == b("r"), et.c.sequence_number > b("a"))
+    .order_by(et.c.sequence_number)
+    .limit(b("n"))
+    .offset(const(0))  # else SQLite's compiler adds a parameter of its own
+)
 _OUTPUT = (
     sa.select(it.c.item)
     .where(it.c.tenant_id == b("t"), it.c.response_id == b("r"), it.c.kind == const("output"))
@@ -89,6 +98,18 @@ def _live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[dict[str, 
         row[name] = sql.load_any(row[name])
     row["background"] = bool(row["background"])  # SQLite's driver gives 0 or 1
     return row
+
+
+def _events_after(
+    sql: MessageSQL, tenant_id: str, response_id: str, after: int, limit: int
+) -> Steps[list[Any]]:
+    """The rows of a live response's events after ``after`` (``NotFound`` as ``_live``)."""
+    found = yield Stmt(sql.compiled(_EXPIRES), {"t": tenant_id, "r": response_id})
+    if not found or found[0][0] <= utcnow_micros():
+        raise NotFound("response", response_id)
+    params = {"t": tenant_id, "r": response_id, "a": after, "n": limit}
+    rows: list[Any] = yield Stmt(sql.compiled(_EVENTS), params)
+    return rows
 
 
 def _live_with_output(
@@ -557,34 +578,33 @@ class Responses(Resource):
             for tenant_id in sorted({row["tenant_id"] for row in rows}):
                 self._core.dialect.notify(conn, events_channel(tenant_id), _notice())
 
+    @op
     def events(
         self, response_id: str, *, after: int = -1, limit: int = 1000
-    ) -> builtins.list[ResponseEvent]:
+    ) -> Op[builtins.list[ResponseEvent]]:
         """Stream events with ``sequence_number > after``, in order."""
         if isinstance(after, bool) or not isinstance(after, int):
             raise InvalidInput("must be an integer", field="starting_after")
-        with self._core.read() as conn:
-            self._live_row(conn, response_id)
-            rows = conn.execute(
-                sa.select(et)
-                .where(
-                    et.c.tenant_id == self.tenant_id,
-                    et.c.response_id == response_id,
-                    et.c.sequence_number > after,
-                )
-                .order_by(et.c.sequence_number)
-                .limit(limit)
-            ).mappings()
-            return [
-                ResponseEvent.model_construct(
-                    response_id=r["response_id"],
-                    sequence_number=r["sequence_number"],
-                    type=r["type"],
-                    data=dict(r["data"]),
-                    created_at=micros_to_datetime(r["created_at"]),
-                )
-                for r in rows
-            ]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InvalidInput("must be a non-negative integer", field="limit")
+        check_ref(response_id, "response_id")
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[builtins.list[Any]]:
+            return _events_after(sql, tenant, response_id, after, limit)
+
+        rows: builtins.list[Any] = yield Read("reading response events", steps)
+        load = sql.load_any
+        return [
+            ResponseEvent.model_construct(
+                response_id=response_id,
+                sequence_number=number,
+                type=kind,
+                data=load(data),
+                created_at=micros_to_datetime(created),
+            )
+            for number, kind, data, created in rows
+        ]
 
     # -- the background queue and expiry --------------------------------------------------
 

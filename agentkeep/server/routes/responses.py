@@ -169,7 +169,7 @@ async def _follow(
         while True:
             since = notify.generation()
             read_at = time.monotonic()
-            events = await _db(store.responses.events, response_id, after=after)
+            events = await arun_op(store.responses.events, response_id, after=after)
             for event in events:
                 after, last = event.sequence_number, event.type
                 yield _sse(event.data)
@@ -179,7 +179,7 @@ async def _follow(
             status = (await arun_op(store.responses.get, response_id)).status
             if status in TERMINAL_RESPONSE_STATUSES:
                 # The end commits with its last events: reading on drains them.
-                while drained := await _db(store.responses.events, response_id, after=after):
+                while drained := await arun_op(store.responses.events, response_id, after=after):
                     for event in drained:
                         after, last = event.sequence_number, event.type
                         yield _sse(event.data)
