@@ -113,10 +113,13 @@ def _stored(store: Store, response_id: str) -> dict[str, Any]:
     return response_object(*store.responses.retrieve(response_id))
 
 
-def _streamable(store: Store, response_id: str) -> None:
+async def _streamable(store: Store, response_id: str) -> None:
     """A 400 for a response that has no stream to resume: neither streamed nor background."""
-    stored = store.responses.get(response_id)
-    if stored.background or store.responses.events(response_id, limit=1):
+    stored = await arun_op(store.responses.get, response_id)
+    if stored.background:
+        return
+    first = await arun_op(store.responses.events, response_id, limit=1)
+    if first:
         return
     raise ApiError(
         400,
@@ -126,7 +129,7 @@ def _streamable(store: Store, response_id: str) -> None:
     )
 
 
-def _missing_end(
+async def _missing_end(
     store: Store, response_id: str, after: int, last: str | None
 ) -> dict[str, Any] | None:
     """The last event of an ended response whose stream has none, numbered ``after + 1``.
@@ -138,13 +141,13 @@ def _missing_end(
     has (as a cancel stores it). ``None`` when the stream has its end.
     """
     if last is None and after >= 0:  # resumed at the end: what was the event there?
-        there = store.responses.events(response_id, after=after - 1, limit=1)
+        there = await arun_op(store.responses.events, response_id, after=after - 1, limit=1)
         if not there or there[0].sequence_number != after:
             return None  # resumed past every stored event: nothing to end
         last = there[0].type
     if last in END_EVENT_TYPES:
         return None
-    ended, output = store.responses.retrieve(response_id)
+    ended, output = await arun_op(store.responses.retrieve, response_id)
     return end_events(ended, output, after + 1)[0]
 
 
@@ -183,7 +186,7 @@ async def _follow(
                     for event in drained:
                         after, last = event.sequence_number, event.type
                         yield _sse(event.data)
-                end = await _db(_missing_end, store, response_id, after, last)
+                end = await _missing_end(store, response_id, after, last)
                 if end is not None:
                     yield _sse(end)
                 return
@@ -285,7 +288,7 @@ async def retrieve_response(
     include: IncludeQuery = None,
 ) -> Response:
     if stream:
-        await _db(_streamable, store, response_id)  # 404 / 400 before the stream starts
+        await _streamable(store, response_id)  # 404 / 400 before the stream starts
         after = -1 if starting_after is None else starting_after
         return _streaming(_follow(store, response_id, after, _following(request, store)))
     # What a background response's client polls: one read on the store's async path.
