@@ -23,17 +23,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from agentkeep.models import TERMINAL_RUN_STATUSES, Event
 from agentkeep.runner import notify, ops
+from agentkeep.server.deps import service_state
 from agentkeep.server.errors import error_body, translate_error
 from agentkeep.server.remote_events import LISTENING_POLL_S
 from agentkeep.store import Store
 from agentkeep.wire import sse as frames
 from agentkeep.wire.sse import KEEPALIVE
 
-__all__ = ["POLL_S", "Follow", "Start", "sse", "stream_run"]
+__all__ = ["POLL_S", "Follow", "Start", "following", "sse", "stream_run"]
 
 POLL_S = 0.25
 """How often a stream looks for other processes' writes it is not told of (the default)."""
@@ -79,6 +81,17 @@ class Follow:
         if since is not None and since <= read_at:
             poll = max(poll, LISTENING_POLL_S)
         return min(poll, self.keepalive_s)
+
+
+def following(request: Request, store: Store) -> Follow:
+    """How a stream of ``store``'s tenant (a run's or a response's) learns of other
+    processes' writes: the service's settings, and its listener where it has one."""
+    state = service_state(request)
+    listening = None
+    if state.remote_events is not None:  # told of them (PostgreSQL)
+        listening = functools.partial(state.remote_events.since, store.tenant_id)
+    settings = state.settings
+    return Follow(settings.sse_keepalive_seconds, settings.stream_poll_seconds, listening)
 
 
 def sse(kind: str, data: Any, ident: int | None = None) -> bytes:

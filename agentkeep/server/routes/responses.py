@@ -28,7 +28,7 @@ from agentkeep.server.deps import TenantStore, service_state
 from agentkeep.server.errors import ApiError, translate_error
 from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.pagination import Pagination
-from agentkeep.server.streaming import Follow
+from agentkeep.server.streaming import Follow, following
 from agentkeep.store import Store
 from agentkeep.wire import sse as frames
 from agentkeep.wire.objects import list_object
@@ -151,16 +151,6 @@ async def _missing_end(
     return end_events(ended, output, after + 1)[0]
 
 
-def _following(request: Request, store: Store) -> Follow:
-    """How a stream of ``store``'s responses learns of other processes' writes."""
-    state = service_state(request)
-    listening = None
-    if state.remote_events is not None:  # told of them (PostgreSQL)
-        listening = functools.partial(state.remote_events.since, store.tenant_id)
-    settings = state.settings
-    return Follow(settings.sse_keepalive_seconds, settings.stream_poll_seconds, listening)
-
-
 async def _follow(
     store: Store, response_id: str, after: int, follow: Follow
 ) -> AsyncIterator[bytes]:
@@ -258,7 +248,7 @@ async def create_response(body: CreateResponse, request: Request, store: TenantS
         await _db(create_row, store, prepared, events)
         service_state(request).worker.wake()
         if body.stream:
-            return _streaming(_follow(store, prepared.response.id, -1, _following(request, store)))
+            return _streaming(_follow(store, prepared.response.id, -1, following(request, store)))
         return JSONResponse(wire)
     stream = bool(body.stream)
     if stream:  # stored as it runs: if this process dies first, the sweep ends it
@@ -290,7 +280,7 @@ async def retrieve_response(
     if stream:
         await _streamable(store, response_id)  # 404 / 400 before the stream starts
         after = -1 if starting_after is None else starting_after
-        return _streaming(_follow(store, response_id, after, _following(request, store)))
+        return _streaming(_follow(store, response_id, after, following(request, store)))
     # What a background response's client polls: one read on the store's async path.
     return JSONResponse(response_object(*await arun_op(store.responses.retrieve, response_id)))
 

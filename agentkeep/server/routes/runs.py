@@ -43,7 +43,7 @@ from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import active_run_id, get_thread, require_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
-from agentkeep.server.streaming import Follow, Start, stream_run
+from agentkeep.server.streaming import Start, following, stream_run
 from agentkeep.server.versions import ExpectedVersion, set_etag
 from agentkeep.store import Store
 from agentkeep.store._validate import UNSET
@@ -81,13 +81,7 @@ def _wake(request: Request) -> None:
 def _stream(
     request: Request, store: Store, run_id: str, after: int, start: Start | None = None
 ) -> StreamingResponse:
-    state = service_state(request)
-    settings = state.settings
-    listening = None
-    if state.remote_events is not None:  # told of other processes' writes (PostgreSQL)
-        listening = functools.partial(state.remote_events.since, store.tenant_id)
-    follow = Follow(settings.sse_keepalive_seconds, settings.stream_poll_seconds, listening)
-    return stream_run(store, run_id, after, follow, start)
+    return stream_run(store, run_id, after, following(request, store), start)
 
 
 def _queued(
