@@ -46,6 +46,7 @@ What makes it cheap, measured with ``python -m benchmarks``:
 
 from __future__ import annotations
 
+import functools
 import json
 import json.decoder
 import json.encoder
@@ -71,14 +72,17 @@ __all__ = [
     "MessageSQL",
     "NewRow",
     "StoredRow",
+    "columns_of",
     "dump_content",
     "dump_json",
     "dump_str",
 ]
 
-_RUN_COLUMNS = tuple(rt.c.keys())
-"""The runs table's columns, in order (``session_run`` reads them after the kind)."""
-_RUN_JSON = tuple(c.name for c in rt.c if isinstance(c.type, sa.JSON))
+
+@functools.cache
+def columns_of(table: sa.Table) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``table``'s column names in order, and the names of its JSON columns."""
+    return tuple(table.c.keys()), tuple(c.name for c in table.c if isinstance(c.type, sa.JSON))
 
 
 class NewRow(NamedTuple):
@@ -498,6 +502,15 @@ class MessageSQL:
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
 
+    def named_row(self, table: sa.Table, values: Sequence[Any]) -> dict[str, Any]:
+        """A row of every column of ``table`` as the driver returned it, by column name,
+        its JSON columns loaded (:attr:`load_any`)."""
+        names, json_names = columns_of(table)
+        row = dict(zip(names, values, strict=True))
+        for name in json_names:
+            row[name] = self.load_any(row[name])
+        return row
+
     def json_param(self, name: str) -> sa.ColumnElement[Any]:
         """A parameter for a JSON column, bound as its JSON text (:func:`dump_json`)."""
         return b(name)
@@ -678,11 +691,9 @@ class MessageSQL:
         found = yield Stmt(self.session_run, {"t": tenant_id, "s": session_id, "r": run_id})
         if not found or (kind is not None and found[0][0] != kind):
             raise NotFound(kind or "session", session_id)
-        row = dict(zip(_RUN_COLUMNS, found[0][1:], strict=True))
+        row = self.named_row(rt, found[0][1:])  # the run's columns follow the kind
         if row["id"] is None:
             raise NotFound("run", run_id)
-        for name in _RUN_JSON:
-            row[name] = self.load_json(row[name])
         return row
 
     def require_idle(self, tenant_id: str, session_id: str, idle: WhileIdle) -> Steps[None]:

@@ -68,8 +68,6 @@ def _notice() -> str:
 # async path (``get``, ``retrieve``, ``events``), compiled once per dialect
 # (``MessageSQL.compiled``).
 _ROW = sa.select(*t.c).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
-_COLUMNS = tuple(t.c.keys())
-_JSON_COLUMNS = tuple(c.name for c in t.c if isinstance(c.type, sa.JSON))
 _EXPIRES = sa.select(t.c.expires_at).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
 _EVENTS = (
     sa.select(et.c.sequence_number, et.c.type, et.c.data, et.c.created_at)
@@ -91,11 +89,9 @@ def _live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[dict[str, 
     found = yield Stmt(sql.compiled(_ROW), {"t": tenant_id, "r": response_id})
     if not found:
         raise NotFound("response", response_id)
-    row = dict(zip(_COLUMNS, found[0], strict=True))
+    row = sql.named_row(t, found[0])
     if row["expires_at"] <= utcnow_micros():
         raise NotFound("response", response_id)
-    for name in _JSON_COLUMNS:
-        row[name] = sql.load_any(row[name])
     row["background"] = bool(row["background"])  # SQLite's driver gives 0 or 1
     return row
 

@@ -17,7 +17,7 @@ from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
-from agentkeep.store.message_sql import dump_json
+from agentkeep.store.message_sql import columns_of, dump_json
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
 from agentkeep.store.schema import snapshots as st
@@ -28,7 +28,6 @@ __all__ = ["Sessions"]
 _KIND_PREFIX = {"session": "sess", "thread": "thread", "conversation": "conv"}
 _FORK_FIELDS = frozenset(("session_id", "at_seq", "snapshot_id", "title", "metadata"))
 _MAX_FORKS = 1000
-_JSON_COLUMNS = tuple(c.name for c in t.c if isinstance(c.type, sa.JSON))
 
 
 def _fork_point(at_seq: Any, snapshot_id: Any, where: str) -> tuple[int | None, str | None]:
@@ -94,7 +93,7 @@ class Sessions(Resource):
             "updated_at": now,
         }
         params = dict(values)
-        for name in _JSON_COLUMNS:
+        for name in columns_of(t)[1]:  # the JSON ones
             params[name] = dump_json(values[name])
         sql = self._core.message_sql
 
