@@ -68,6 +68,7 @@ def _notice() -> str:
 # async path (``get``, ``retrieve``, ``events``), compiled once per dialect
 # (``MessageSQL.compiled``).
 _ROW = sa.select(*t.c).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
+_EXPIRES_AT = t.c.keys().index("expires_at")  # in a row of _ROW
 _EXPIRES = sa.select(t.c.expires_at).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
 _EVENTS = (
     sa.select(et.c.sequence_number, et.c.type, et.c.data, et.c.created_at)
@@ -83,15 +84,18 @@ _OUTPUT = (
 )
 
 
+def _require_live(response_id: str, expires_at: int | None) -> None:
+    """``NotFound`` for a response that is not there (``expires_at`` None) or has expired:
+    every read of one answers so."""
+    if expires_at is None or expires_at <= utcnow_micros():
+        raise NotFound("response", response_id)
+
+
 def _live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[dict[str, Any]]:
-    """The response's row, its columns by name; ``NotFound`` if there is none or it has
-    expired (as ``Responses._live_row``)."""
+    """The response's row, its columns by name; ``NotFound`` as :func:`_require_live`."""
     found = yield Stmt(sql.compiled(_ROW), {"t": tenant_id, "r": response_id})
-    if not found:
-        raise NotFound("response", response_id)
+    _require_live(response_id, found[0][_EXPIRES_AT] if found else None)
     row = sql.named_row(t, found[0])
-    if row["expires_at"] <= utcnow_micros():
-        raise NotFound("response", response_id)
     row["background"] = bool(row["background"])  # SQLite's driver gives 0 or 1
     return row
 
@@ -101,8 +105,7 @@ def _events_after(
 ) -> Steps[list[Any]]:
     """The rows of a live response's events after ``after`` (``NotFound`` as ``_live``)."""
     found = yield Stmt(sql.compiled(_EXPIRES), {"t": tenant_id, "r": response_id})
-    if not found or found[0][0] <= utcnow_micros():
-        raise NotFound("response", response_id)
+    _require_live(response_id, found[0][0] if found else None)
     params = {"t": tenant_id, "r": response_id, "a": after, "n": limit}
     rows: list[Any] = yield Stmt(sql.compiled(_EVENTS), params)
     return rows
@@ -269,8 +272,7 @@ class Responses(Resource):
 
     def _live_row(self, conn: Connection, response_id: str, *, lock: bool = False) -> Row:
         row = self._get_row(conn, t, check_ref(response_id, "response_id"), for_update=lock)
-        if row["expires_at"] <= utcnow_micros():
-            raise NotFound(self.kind, response_id)
+        _require_live(response_id, row["expires_at"])
         return row
 
     def finish(
