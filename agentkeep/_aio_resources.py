@@ -303,7 +303,7 @@ class AsyncSessions:
 
     async def get(self, session_id: str, *, lock: bool = False) -> Session:
         """A session by id."""
-        return await asyncio.to_thread(self.sync.get, session_id, lock=lock)
+        return await arun_op(self.sync.get, session_id, lock=lock)
 
     async def list(
         self,

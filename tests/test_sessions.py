@@ -354,3 +354,43 @@ async def test_a_created_session_reads_back_as_returned_sync_and_async(store: St
         raise RuntimeError("rolled back")
     with pytest.raises(NotFound):
         store.sessions.get("sess_rolled_back")
+
+
+async def test_get_reads_a_session_as_its_writes_returned_sync_and_async(store: Store) -> None:
+    """``sessions.get`` is one compiled read on the driver (the async API's without a
+    thread): what an update and a fork returned reads back the same, every column's type
+    kept; NotFound for a missing session and another tenant's, locked or not."""
+    s = store.sessions.create(kind="conversation", title="t", metadata={"k": "v"})
+    store.messages.append_many(s.id, [{"role": "user", "content": "a"}] * 3)
+    updated = store.sessions.update(
+        s.id,
+        state={"nested": {"é": ['"q"', None, 1.5, "\\n"]}, "s": "42"},
+        traits={"on": True, "list": [[], {}]},
+        extra={"x": {"y": "z"}},
+        user_id="user-1",
+    )
+    fork = store.sessions.fork(s.id, at_seq=2, title=None)
+    assert (updated.message_count, updated.last_seq, updated.version) == (3, 3, 2)
+    assert (fork.parent_id, fork.fork_seq, fork.title) == (s.id, 2, None)
+    astore = AsyncStore(store)
+    for expected in (updated, fork):
+        for got in (
+            store.sessions.get(expected.id),
+            await astore.sessions.get(expected.id),
+            await astore.sessions.get(expected.id, lock=True),
+        ):
+            assert got == expected
+            assert got.model_dump() == expected.model_dump()
+            assert got.created_at.tzinfo is not None and type(got.message_count) is int
+    with store.transaction():
+        assert store.sessions.get(s.id, lock=True) == updated
+    other = AsyncStore(store.tenant(store.tenant_id + "_other"))
+    for missing in ("sess_missing", ""):
+        with pytest.raises(NotFound):
+            store.sessions.get(missing)
+        with pytest.raises(NotFound):
+            await astore.sessions.get(missing)
+    with pytest.raises(NotFound):
+        await other.sessions.get(s.id)
+    with pytest.raises(NotFound):
+        other.sync.sessions.get(s.id, lock=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from agentkeep._aio_util import arun_op
 from agentkeep.errors import Conflict, InvalidTransition, NotFound
 from agentkeep.models import ACTIVE_RUN_STATUSES, Session
 from agentkeep.runner.ops import expire_if_due
@@ -14,6 +15,8 @@ from agentkeep.store import Store
 __all__ = [
     "active_run_error",
     "active_run_id",
+    "aget_conversation",
+    "aget_thread",
     "expired_now",
     "get_conversation",
     "get_thread",
@@ -30,8 +33,21 @@ def _get_session(store: Store, session_id: str, kind: str, *, lock: bool = False
         session = store.sessions.get(session_id, lock=lock)
     except NotFound:
         raise NotFound(kind, session_id) from None
+    return _of_kind(session, kind)
+
+
+async def _aget_session(store: Store, session_id: str, kind: str) -> Session:
+    """``_get_session`` on the store's async path (one read, no worker thread)."""
+    try:
+        session = await arun_op(store.sessions.get, session_id)
+    except NotFound:
+        raise NotFound(kind, session_id) from None
+    return _of_kind(session, kind)
+
+
+def _of_kind(session: Session, kind: str) -> Session:
     if session.kind != kind:
-        raise NotFound(kind, session_id)
+        raise NotFound(kind, session.id)
     return session
 
 
@@ -40,9 +56,19 @@ def get_thread(store: Store, thread_id: str, *, lock: bool = False) -> Session:
     return _get_session(store, thread_id, "thread", lock=lock)
 
 
+async def aget_thread(store: Store, thread_id: str) -> Session:
+    """``get_thread`` without a lock, awaited on the store's async path."""
+    return await _aget_session(store, thread_id, "thread")
+
+
 def get_conversation(store: Store, conversation_id: str) -> Session:
     """The conversation, or 404 (also for a session of another kind)."""
     return _get_session(store, conversation_id, "conversation")
+
+
+async def aget_conversation(store: Store, conversation_id: str) -> Session:
+    """``get_conversation`` awaited on the store's async path."""
+    return await _aget_session(store, conversation_id, "conversation")
 
 
 def _require_session(store: Store, session_id: str, kind: str) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "Resource",
     "Row",
     "paginate",
+    "row_by_id",
     "row_times",
     "time_range",
     "update_row",
@@ -143,7 +144,7 @@ class _Listing:
 
 
 @functools.cache
-def _row_by_id(table: sa.Table, for_update: bool) -> sa.Select[Any]:
+def row_by_id(table: sa.Table, for_update: bool) -> sa.Select[Any]:
     """A row of ``table`` by tenant and id, built once per table (values bound at each call)."""
     stmt = sa.select(table).where(
         table.c.tenant_id == sa.bindparam("tenant_id"), table.c.id == sa.bindparam("id")
@@ -206,7 +207,7 @@ class Resource:
     def _get_row(
         self, conn: Connection, table: sa.Table, ident: str, *, for_update: bool = False
     ) -> Row:
-        stmt = _row_by_id(table, for_update and self._core.dialect.skip_locked)
+        stmt = row_by_id(table, for_update and self._core.dialect.skip_locked)
         row = conn.execute(stmt, {"tenant_id": self.tenant_id, "id": ident}).mappings().first()
         if row is None:
             raise NotFound(self.kind, ident)

@@ -14,7 +14,7 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times, time_range
+from agentkeep.store._base import Resource, Row, row_by_id, row_times, time_range
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.message_sql import columns_of, dump_json
@@ -118,18 +118,29 @@ class Sessions(Resource):
         found: str | None = yield Read("reading a session", steps)
         return found is not None and (kind is None or found == kind)
 
-    def get(self, session_id: str, *, lock: bool = False) -> Session:
+    @op
+    def get(self, session_id: str, *, lock: bool = False) -> Op[Session]:
         """A session by id.
 
         ``lock=True`` inside ``store.transaction()`` holds the session until the
         transaction ends: appends to it and other locking reads wait, so a
         check made on the session's contents stays true until commit.
+        One statement, compiled once per dialect.
         """
-        if lock:
-            with self._core.write("locking a session") as conn:
-                return to_session(self._get_row(conn, t, session_id, for_update=True))
-        with self._core.read() as conn:
-            return to_session(self._get_row(conn, t, session_id))
+        sql = self._core.message_sql
+        stmt = sql.compiled(row_by_id(t, lock and self._core.dialect.skip_locked))
+        params = {"tenant_id": self.tenant_id, "id": session_id}
+
+        def steps() -> Steps[list[Any]]:
+            found: list[Any] = yield Stmt(stmt, params)
+            return found
+
+        found = yield (
+            Write("locking a session", steps) if lock else Read("reading a session", steps)
+        )
+        if not found:
+            raise NotFound("session", session_id)
+        return to_session(sql.named_row(t, found[0]))
 
     def update(
         self,

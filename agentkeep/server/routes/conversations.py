@@ -15,7 +15,7 @@ from agentkeep.models import Session
 from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import get_conversation, require_conversation
+from agentkeep.server.lookup import aget_conversation, require_conversation
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.store import Store
@@ -78,8 +78,8 @@ def _create_with_items(
     response_model=None,
     responses=DOCS["conversation"],
 )
-def retrieve_conversation(conversation_id: str, store: TenantStore) -> JSONResponse:
-    conversation = get_conversation(store, conversation_id)
+async def retrieve_conversation(conversation_id: str, store: TenantStore) -> JSONResponse:
+    conversation = await aget_conversation(store, conversation_id)
     return versioned(conversation_object(conversation), conversation.version)
 
 

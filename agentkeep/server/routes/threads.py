@@ -12,7 +12,7 @@ from agentkeep.models import Session
 from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import get_thread, require_thread, retry_on_conflict
+from agentkeep.server.lookup import aget_thread, get_thread, require_thread, retry_on_conflict
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.store import Store
@@ -62,8 +62,8 @@ def _create_with_messages(
 @router.get(
     "/{thread_id}", summary="Retrieve a thread", response_model=None, responses=DOCS["thread"]
 )
-def retrieve_thread(thread_id: str, store: TenantStore) -> JSONResponse:
-    thread = get_thread(store, thread_id)
+async def retrieve_thread(thread_id: str, store: TenantStore) -> JSONResponse:
+    thread = await aget_thread(store, thread_id)
     return versioned(thread_object(thread), thread.version)
 
 
