@@ -436,11 +436,17 @@ class AsyncMessages:
 
     async def get(self, message_id: str, *, session_id: str | None = None) -> Message:
         """A message by id (and, if given, only in that session)."""
-        return await asyncio.to_thread(self.sync.get, message_id, session_id=session_id)
+        return await arun_op(self.sync.get, message_id, session_id=session_id)
 
     async def history(self, session_id: str, n: int = 20) -> builtins.list[dict[str, Any]]:
         """The last ``n`` messages as chat messages, oldest first: what a model is sent."""
         return await arun_op(self.sync.history, session_id, n)
+
+    async def in_session(
+        self, message_id: str, session_id: str, *, kind: str | None = None
+    ) -> Message:
+        """Message ``message_id`` of session ``session_id``, in one read."""
+        return await arun_op(self.sync.in_session, message_id, session_id, kind=kind)
 
     async def list(
         self,

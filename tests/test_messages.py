@@ -252,3 +252,64 @@ async def test_extend_async(store: Store) -> None:
     s = store.sessions.create()
     await astore.messages.extend(s.id, [{"role": "user", "content": str(i)} for i in range(3)])
     assert [m.seq for m in store.messages.recent(s.id, 5)] == [1, 2, 3]
+
+
+async def test_a_message_of_a_session_is_read_in_one_look_with_every_field(store: Store) -> None:
+    """``messages.get`` and ``messages.in_session`` read a message as its append returned it,
+    every field (blocks, metadata, extra, run, agent, key) and the type of each kept, sync
+    and async; ``in_session``'s NotFound names the session, then the message."""
+    thread = store.sessions.create(kind="thread")
+    other = store.sessions.create(kind="thread")
+    run = store.runs.create("asst_x", session_id=thread.id)
+    plain = store.messages.append(thread.id, "user", 'say "hi"\n é')
+    rich = store.messages.append(
+        thread.id,
+        "assistant",
+        [
+            {"type": "text", "text": "42"},
+            {"type": "tool_use", "id": "call_1", "name": "f", "input": {"a": [1, None, 1.5]}},
+        ],
+        run_id=run.id,
+        agent_id="asst_x",
+        idempotency_key="key-1",
+        metadata={"k": "v"},
+        extra={"nested": {"x": "null"}},
+    )
+    astore = AsyncStore(store)
+    for message in (plain, rich):
+        for got in (
+            store.messages.get(message.id),
+            store.messages.get(message.id, session_id=thread.id),
+            await astore.messages.get(message.id),
+            store.messages.in_session(message.id, thread.id),
+            store.messages.in_session(message.id, thread.id, kind="thread"),
+            await astore.messages.in_session(message.id, thread.id, kind="thread"),
+        ):
+            assert got == message
+            assert got.model_dump() == message.model_dump()
+            assert type(got.seq) is int and got.created_at.tzinfo is not None
+    with pytest.raises(NotFound):
+        store.messages.get(rich.id, session_id=other.id)
+    for call, kind, ident in [
+        (lambda: store.messages.get("msg_missing"), "message", "msg_missing"),
+        (lambda: store.messages.in_session(rich.id, other.id), "message", rich.id),
+        (lambda: store.messages.in_session("msg_missing", thread.id), "message", "msg_missing"),
+        (lambda: store.messages.in_session(rich.id, "sess_missing"), "session", "sess_missing"),
+        (
+            lambda: store.messages.in_session(rich.id, thread.id, kind="conversation"),
+            "conversation",
+            thread.id,
+        ),
+        (
+            lambda: store.tenant("t_other").messages.in_session(rich.id, thread.id),
+            "session",
+            thread.id,
+        ),
+        (lambda: store.tenant("t_other").messages.get(rich.id), "message", rich.id),
+    ]:
+        with pytest.raises(NotFound) as caught:
+            call()
+        assert (caught.value.kind, caught.value.ident) == (kind, ident)
+    with pytest.raises(InvalidInput) as bad:
+        store.messages.in_session("", thread.id)
+    assert bad.value.field == "message_id"

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from agentkeep._aio_util import arun_op
 from agentkeep.errors import Conflict, InvalidTransition, NotFound
-from agentkeep.models import ACTIVE_RUN_STATUSES, Session
+from agentkeep.models import ACTIVE_RUN_STATUSES, Message, Session
 from agentkeep.runner.ops import expire_if_due
 from agentkeep.server.errors import ApiError
 from agentkeep.store import Store
@@ -17,9 +17,11 @@ __all__ = [
     "active_run_id",
     "aget_conversation",
     "aget_thread",
+    "amessage_in",
     "expired_now",
     "get_conversation",
     "get_thread",
+    "message_in",
     "require_conversation",
     "require_thread",
     "retry_on_conflict",
@@ -86,6 +88,29 @@ def require_thread(store: Store, thread_id: str) -> None:
 def require_conversation(store: Store, conversation_id: str) -> None:
     """404 unless ``conversation_id`` is a conversation."""
     _require_session(store, conversation_id, "conversation")
+
+
+def message_in(store: Store, kind: str, session_id: str, name: str, message_id: str) -> Message:
+    """Message ``message_id`` of a session of ``kind``, in one read: 404 for the session,
+    else for the message, named ``name`` (a thread's message, a conversation's item)."""
+    try:
+        return store.messages.in_session(message_id, session_id, kind=kind)
+    except NotFound as exc:
+        raise _missing(exc, kind, name, message_id) from None
+
+
+async def amessage_in(
+    store: Store, kind: str, session_id: str, name: str, message_id: str
+) -> Message:
+    """``message_in`` awaited on the store's async path (no worker thread)."""
+    try:
+        return await arun_op(store.messages.in_session, message_id, session_id, kind=kind)
+    except NotFound as exc:
+        raise _missing(exc, kind, name, message_id) from None
+
+
+def _missing(exc: NotFound, kind: str, name: str, ident: str) -> NotFound:
+    return exc if exc.kind == kind else NotFound(name, ident)
 
 
 def active_run_id(store: Store, thread_id: str) -> str | None:

@@ -485,19 +485,13 @@ class MessageSQL:
             .scalar_subquery()
         )
         self.session_active_run = self.compile(sa.select(st.c.kind, active).where(*of_session))
-        # The session's kind and one of its runs (NULLs: no such run in it), in one read.
-        of_run = sa.and_(
-            rt.c.tenant_id == st.c.tenant_id, rt.c.id == b("r"), rt.c.session_id == st.c.id
-        )
-        self.session_run = self.compile(
-            sa.select(st.c.kind, *rt.c).select_from(st.outerjoin(rt, of_run)).where(*of_session)
-        )
         self.message_seq = self.compile(
             sa.select(t.c.seq).where(t.c.tenant_id == b("t"), t.c.id == b("c"))
         )
         self._pages: dict[tuple[bool, bool, bool, bool, bool, bool], str] = {}
         self._compiled: dict[sa.ClauseElement, str] = {}
         self._inserts_of: dict[sa.Table, str] = {}
+        self._of_session: dict[sa.Table, str] = {}
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
@@ -683,17 +677,38 @@ class MessageSQL:
         run_id = found[0][1]
         return None if run_id is None else str(run_id)
 
-    def run_of_session(
-        self, tenant_id: str, session_id: str, run_id: str, kind: str | None
+    def row_of_session(
+        self,
+        table: sa.Table,
+        what: str,
+        tenant_id: str,
+        session_id: str,
+        ident: str,
+        kind: str | None,
     ) -> Steps[dict[str, Any]]:
-        """The row of run ``run_id`` of the session, its columns by name (JSON ones loaded);
-        NotFound for a missing session (or not of ``kind``), then for a run not in it."""
-        found = yield Stmt(self.session_run, {"t": tenant_id, "s": session_id, "r": run_id})
+        """Row ``ident`` of ``table`` (a table with a ``session_id``: runs, messages) in the
+        session, its columns by name (JSON ones loaded), read beside the session's kind in
+        one statement, compiled once per table; NotFound for a missing session (or not of
+        ``kind``), then for the ``what`` if the session has no such row."""
+        sql = self._of_session.get(table)
+        if sql is None:
+            on = sa.and_(
+                table.c.tenant_id == st.c.tenant_id,
+                table.c.id == b("r"),
+                table.c.session_id == st.c.id,
+            )
+            of_session = (st.c.tenant_id == b("t"), st.c.id == b("s"))
+            sql = self._of_session[table] = self.compile(
+                sa.select(st.c.kind, *table.c)
+                .select_from(st.outerjoin(table, on))
+                .where(*of_session)
+            )
+        found = yield Stmt(sql, {"t": tenant_id, "s": session_id, "r": ident})
         if not found or (kind is not None and found[0][0] != kind):
             raise NotFound(kind or "session", session_id)
-        row = self.named_row(rt, found[0][1:])  # the run's columns follow the kind
+        row = self.named_row(table, found[0][1:])  # the row's columns follow the kind
         if row["id"] is None:
-            raise NotFound("run", run_id)
+            raise NotFound(what, ident)
         return row
 
     def require_idle(self, tenant_id: str, session_id: str, idle: WhileIdle) -> Steps[None]:

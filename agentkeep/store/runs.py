@@ -301,7 +301,7 @@ class Runs(Resource):
         tenant, sql = self.tenant_id, self._core.message_sql
 
         def steps() -> Steps[dict[str, Any]]:
-            return sql.run_of_session(tenant, session_id, run_id, kind)
+            return sql.row_of_session(t, "run", tenant, session_id, run_id, kind)
 
         row: dict[str, Any] = yield Read("reading a run", steps)
         return to_run(row)

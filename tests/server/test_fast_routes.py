@@ -145,3 +145,41 @@ def test_adding_conversation_items_takes_no_worker_thread(
     stored = http.get(url, params={"order": "asc", "limit": 100}).json()["data"]
     assert [i["id"] for i in stored] == [i["id"] for i in body["data"]] + [once["data"][0]["id"]]
     assert http.get(f"/v1/threads/{thread_id}/messages").json()["data"] == []
+
+
+def test_retrieving_sessions_messages_and_items_takes_no_worker_thread(
+    http: TestClient, request: pytest.FixtureRequest
+) -> None:
+    """A thread, a conversation, a thread's message and a conversation's item are each
+    one read on the loop; 404s name the session first, then the message or item."""
+    thread = http.post("/v1/threads", json={"metadata": {"k": "v"}}).json()
+    message = http.post(
+        f"/v1/threads/{thread['id']}/messages", json={"role": "user", "content": "hi"}
+    ).json()
+    conversation = http.post(
+        "/v1/conversations", json={"items": [{"role": "user", "content": "yo"}]}
+    ).json()
+    item = http.get(f"/v1/conversations/{conversation['id']}/items").json()["data"][0]
+    other_thread = http.post("/v1/threads", json={}).json()["id"]
+    request.getfixturevalue("no_worker_threads")
+    got = http.get(f"/v1/threads/{thread['id']}")
+    assert got.status_code == 200 and got.json() == thread
+    assert got.headers["etag"] == '"1"'
+    assert http.get(f"/v1/conversations/{conversation['id']}").json() == conversation
+    got = http.get(f"/v1/threads/{thread['id']}/messages/{message['id']}")
+    assert got.status_code == 200 and got.json() == message
+    got = http.get(f"/v1/conversations/{conversation['id']}/items/{item['id']}")
+    assert got.status_code == 200 and got.json() == item
+    for url, named in [
+        (f"/v1/threads/{conversation['id']}", "thread"),
+        (f"/v1/conversations/{thread['id']}", "conversation"),
+        (f"/v1/threads/thread_missing/messages/{message['id']}", "thread"),
+        (f"/v1/threads/{conversation['id']}/messages/{item['id']}", "thread"),
+        (f"/v1/threads/{other_thread}/messages/{message['id']}", "message"),
+        (f"/v1/threads/{thread['id']}/messages/msg_missing", "message"),
+        (f"/v1/conversations/{thread['id']}/items/{message['id']}", "conversation"),
+        (f"/v1/conversations/{conversation['id']}/items/{message['id']}", "item"),
+    ]:
+        gone = http.get(url)
+        assert gone.status_code == 404, (url, gone.text)
+        assert gone.json()["error"]["message"].startswith(f"No {named} found"), (url, gone.text)

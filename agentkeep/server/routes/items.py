@@ -7,18 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from agentkeep._aio_util import arun_op
-from agentkeep.errors import NotFound
-from agentkeep.models import Message
 from agentkeep.server.bodies import CreateItems
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import get_conversation, require_conversation
+from agentkeep.server.lookup import amessage_in, get_conversation, message_in
 from agentkeep.server.pagination import Pagination, session_page
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.shapes import IncludeEnum
-from agentkeep.store import Store
 from agentkeep.wire.objects import conversation_object, item_object, list_object
 
 __all__ = ["router"]
@@ -29,14 +26,6 @@ Include = Annotated[
     list[IncludeEnum] | None,
     Query(description="Accepted for compatibility; extra fields are not stored."),
 ]
-
-
-def _get(store: Store, conversation_id: str, item_id: str) -> Message:
-    require_conversation(store, conversation_id)
-    try:
-        return store.messages.get(item_id, session_id=conversation_id)
-    except NotFound:
-        raise NotFound("item", item_id) from None
 
 
 @router.post("", summary="Create items", response_model=None, responses=DOCS["items"])
@@ -80,10 +69,11 @@ async def list_items(
 
 
 @router.get("/{item_id}", summary="Retrieve an item", response_model=None, responses=DOCS["item"])
-def retrieve_item(
+async def retrieve_item(
     conversation_id: str, item_id: str, store: TenantStore, include: Include = None
 ) -> JSONResponse:
-    return JSONResponse(item_object(_get(store, conversation_id, item_id)))
+    item = await amessage_in(store, "conversation", conversation_id, "item", item_id)
+    return JSONResponse(item_object(item))
 
 
 @router.delete(
@@ -91,7 +81,7 @@ def retrieve_item(
 )
 def delete_item(conversation_id: str, item_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
-        _get(store, conversation_id, item_id)
+        message_in(store, "conversation", conversation_id, "item", item_id)
         store.messages.delete(item_id)
         conversation = get_conversation(store, conversation_id)
     return JSONResponse(conversation_object(conversation))

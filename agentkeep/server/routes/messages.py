@@ -9,19 +9,18 @@ from fastapi import APIRouter, Header, Query
 
 from agentkeep._aio_util import arun_op
 from agentkeep.errors import NotFound, SessionBusy
-from agentkeep.models import Message
 from agentkeep.server.bodies import CreateMessage, ModifyMessage
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
 from agentkeep.server.lookup import (
     active_run_error,
+    amessage_in,
     expired_now,
-    require_thread,
+    message_in,
 )
 from agentkeep.server.pagination import Pagination, session_page
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.schemas import DOCS
-from agentkeep.store import Store
 from agentkeep.wire.objects import deleted_object, list_object, message_object
 
 __all__ = ["router"]
@@ -36,14 +35,6 @@ IdempotencyKey = Annotated[
         description="Repeating a create with the same key returns the first result, once stored.",
     ),
 ]
-
-
-def _get(store: Store, thread_id: str, message_id: str) -> Message:
-    require_thread(store, thread_id)
-    try:
-        return store.messages.get(message_id, session_id=thread_id)
-    except NotFound:
-        raise NotFound("message", message_id) from None
 
 
 @router.post("", summary="Create a message", response_model=None, responses=DOCS["message"])
@@ -94,8 +85,9 @@ async def list_messages(
 @router.get(
     "/{message_id}", summary="Retrieve a message", response_model=None, responses=DOCS["message"]
 )
-def retrieve_message(thread_id: str, message_id: str, store: TenantStore) -> JSONResponse:
-    return JSONResponse(message_object(_get(store, thread_id, message_id)))
+async def retrieve_message(thread_id: str, message_id: str, store: TenantStore) -> JSONResponse:
+    message = await amessage_in(store, "thread", thread_id, "message", message_id)
+    return JSONResponse(message_object(message))
 
 
 @router.post(
@@ -105,7 +97,7 @@ def modify_message(
     thread_id: str, message_id: str, body: ModifyMessage, store: TenantStore
 ) -> JSONResponse:
     with store.transaction():
-        message = _get(store, thread_id, message_id)
+        message = message_in(store, "thread", thread_id, "message", message_id)
         if "metadata" in body.model_fields_set:
             message = store.messages.update(message_id, metadata=body.metadata or {})
     return JSONResponse(message_object(message))
@@ -116,6 +108,6 @@ def modify_message(
 )
 def delete_message(thread_id: str, message_id: str, store: TenantStore) -> JSONResponse:
     with store.transaction():
-        _get(store, thread_id, message_id)
+        message_in(store, "thread", thread_id, "message", message_id)
         store.messages.delete(message_id)
     return JSONResponse(deleted_object(message_id, "thread.message.deleted"))
