@@ -135,7 +135,7 @@ class AsyncAgents:
 
     async def get(self, agent_id: str, *, version: int | None = None, lock: bool = False) -> Agent:
         """An agent by id; with ``version``, the agent as it was at that version."""
-        return await asyncio.to_thread(self.sync.get, agent_id, version=version, lock=lock)
+        return await arun_op(self.sync.get, agent_id, version=version, lock=lock)
 
     async def list(
         self,

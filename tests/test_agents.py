@@ -236,3 +236,42 @@ async def test_async_versions(astore: AsyncStore) -> None:
     await astore.agents.update(a.id, model="m2")
     assert (await astore.agents.get(a.id, version=1)).model == "m"
     assert [v.version for v in await astore.agents.versions(a.id)] == [2, 1]
+
+
+async def test_get_reads_every_version_as_its_writes_returned_sync_and_async(
+    store: Store,
+) -> None:
+    """``agents.get`` is one read on the driver (the async API's without a thread): the
+    current agent and each earlier version read back as the create and updates returned
+    them, every JSON column's type kept; NotFound names the agent, then the version."""
+    made = store.agents.create(
+        model="m1",
+        name="v1",
+        instructions='say "hi"\n é',
+        tools=[TOOL, {"type": "code_interpreter"}],
+        metadata={"k": "v"},
+        extra={"temperature": 0.2, "nested": {"a": [1, None, "null"]}},
+    )
+    second = store.agents.update(made.id, model="m2", tools=[], extra={"s": "42"})
+    third = store.agents.update(made.id, description="d", metadata={})
+    astore = AsyncStore(store)
+    for version, expected in ((1, made), (2, second), (3, third), (None, third)):
+        for got in (
+            store.agents.get(made.id, version=version),
+            await astore.agents.get(made.id, version=version),
+        ):
+            assert got == expected
+            assert got.model_dump() == expected.model_dump()
+            assert type(got.version) is int and got.updated_at.tzinfo is not None
+    assert await astore.agents.get(made.id, lock=True) == third
+    for call, kind, ident in [
+        (lambda: store.agents.get("asst_missing"), "agent", "asst_missing"),
+        (lambda: store.agents.get("asst_missing", version=1), "agent", "asst_missing"),
+        (lambda: store.agents.get(made.id, version=4), "agent version", f"{made.id}@4"),
+        (lambda: store.tenant("t_other").agents.get(made.id), "agent", made.id),
+    ]:
+        with pytest.raises(NotFound) as caught:
+            call()
+        assert (caught.value.kind, caught.value.ident) == (kind, ident)
+    with pytest.raises(NotFound):
+        await astore.agents.get(made.id, version=4)

@@ -16,12 +16,21 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times, time_range
+from agentkeep.store._base import Resource, Row, row_by_id, row_times, time_range
+from agentkeep.store._steps import Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
 from agentkeep.store.schema import agent_versions as vt
 from agentkeep.store.schema import agents as t
 
 __all__ = ["Agents"]
+
+
+# An earlier version of an agent (``get(id, version=N)``).
+_VERSION = sa.select(vt).where(
+    vt.c.tenant_id == sa.bindparam("tenant_id"),
+    vt.c.id == sa.bindparam("id"),
+    vt.c.version == sa.bindparam("version"),
+)
 
 
 def _to_agent(row: Row) -> Agent:
@@ -64,37 +73,36 @@ class Agents(Resource):
             conn.execute(sa.insert(t).values(values))
         return _to_agent(values)
 
-    def get(self, agent_id: str, *, version: int | None = None, lock: bool = False) -> Agent:
+    @op
+    def get(self, agent_id: str, *, version: int | None = None, lock: bool = False) -> Op[Agent]:
         """An agent by id; with ``version``, the agent as it was at that version.
 
         ``lock=True`` inside ``store.transaction()`` holds the agent until the
         transaction ends, so a read-modify-write of it cannot lose a change.
+        One read (two statements for an earlier version), compiled once per dialect.
         """
         if version is not None:
             if isinstance(version, bool) or not isinstance(version, int) or version < 1:
                 raise InvalidInput("must be a positive integer", field="version")
             if lock:
                 raise InvalidInput("an earlier version cannot be locked", field="lock")
-        if lock:
-            with self._core.write("locking an agent") as conn:
-                return _to_agent(self._get_row(conn, t, agent_id, for_update=True))
-        with self._core.read() as conn:
-            current = self._get_row(conn, t, agent_id)
-            if version is None or version == current["version"]:
-                return _to_agent(current)
-            row = (
-                conn.execute(
-                    sa.select(vt).where(
-                        vt.c.tenant_id == self.tenant_id,
-                        vt.c.id == agent_id,
-                        vt.c.version == version,
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFound("agent version", f"{agent_id}@{version}")
+        sql = self._core.message_sql
+        current = sql.compiled(row_by_id(t, lock and self._core.dialect.skip_locked))
+        params = {"tenant_id": self.tenant_id, "id": agent_id, "version": version}
+
+        def steps() -> Steps[dict[str, Any]]:
+            found = yield Stmt(current, params)
+            if not found:
+                raise NotFound("agent", agent_id)
+            row = sql.named_row(t, found[0])
+            if version is None or version == row["version"]:
+                return row
+            found = yield Stmt(sql.compiled(_VERSION), params)
+            if not found:
+                raise NotFound("agent version", f"{agent_id}@{version}")
+            return sql.named_row(vt, found[0])
+
+        row = yield (Write("locking an agent", steps) if lock else Read("reading an agent", steps))
         return _to_agent(row)
 
     def versions(

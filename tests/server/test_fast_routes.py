@@ -147,11 +147,12 @@ def test_adding_conversation_items_takes_no_worker_thread(
     assert http.get(f"/v1/threads/{thread_id}/messages").json()["data"] == []
 
 
-def test_retrieving_sessions_messages_and_items_takes_no_worker_thread(
+def test_retrieving_assistants_sessions_messages_and_items_takes_no_worker_thread(
     http: TestClient, request: pytest.FixtureRequest
 ) -> None:
-    """A thread, a conversation, a thread's message and a conversation's item are each
-    one read on the loop; 404s name the session first, then the message or item."""
+    """An assistant (at a version too), a thread, a conversation, a thread's message and
+    a conversation's item are each one read on the loop; 404s name the session first,
+    then the message or item."""
     thread = http.post("/v1/threads", json={"metadata": {"k": "v"}}).json()
     message = http.post(
         f"/v1/threads/{thread['id']}/messages", json={"role": "user", "content": "hi"}
@@ -161,7 +162,13 @@ def test_retrieving_sessions_messages_and_items_takes_no_worker_thread(
     ).json()
     item = http.get(f"/v1/conversations/{conversation['id']}/items").json()["data"][0]
     other_thread = http.post("/v1/threads", json={}).json()["id"]
+    assistant = http.post("/v1/assistants", json={"model": "m", "name": "v1"}).json()
+    http.post(f"/v1/assistants/{assistant['id']}", json={"name": "v2"})
     request.getfixturevalue("no_worker_threads")
+    got = http.get(f"/v1/assistants/{assistant['id']}", params={"version": 1})
+    assert got.status_code == 200 and got.json() == assistant
+    got = http.get(f"/v1/assistants/{assistant['id']}")
+    assert got.json()["name"] == "v2" and got.headers["etag"] == '"2"'
     got = http.get(f"/v1/threads/{thread['id']}")
     assert got.status_code == 200 and got.json() == thread
     assert got.headers["etag"] == '"1"'
@@ -171,6 +178,8 @@ def test_retrieving_sessions_messages_and_items_takes_no_worker_thread(
     got = http.get(f"/v1/conversations/{conversation['id']}/items/{item['id']}")
     assert got.status_code == 200 and got.json() == item
     for url, named in [
+        ("/v1/assistants/asst_missing", "assistant"),
+        (f"/v1/assistants/{assistant['id']}?version=3", "assistant version"),
         (f"/v1/threads/{conversation['id']}", "thread"),
         (f"/v1/conversations/{thread['id']}", "conversation"),
         (f"/v1/threads/thread_missing/messages/{message['id']}", "thread"),

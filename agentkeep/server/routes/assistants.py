@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
+from agentkeep._aio_util import arun_op
 from agentkeep.models import Agent
 from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
 from agentkeep.server.deps import TenantStore
@@ -62,7 +63,7 @@ def list_assistants(store: TenantStore, params: Pagination) -> JSONResponse:
     response_model=None,
     responses=DOCS["assistant"],
 )
-def retrieve_assistant(
+async def retrieve_assistant(
     assistant_id: str,
     store: TenantStore,
     version: Annotated[
@@ -70,7 +71,7 @@ def retrieve_assistant(
         Query(ge=1, description="agentkeep extension: the assistant as it was at this version."),
     ] = None,
 ) -> JSONResponse:
-    agent = store.agents.get(assistant_id, version=version)
+    agent = await arun_op(store.agents.get, assistant_id, version=version)
     return versioned(assistant_object(agent), agent.version)
 
 
