@@ -764,8 +764,8 @@ class AsyncRunSteps:
         )
 
     async def get(self, step_id: str) -> RunStep:
-        """``store.run_steps.get``, awaited."""
-        return await asyncio.to_thread(self.sync.get, step_id)
+        """A run step by id."""
+        return await arun_op(self.sync.get, step_id)
 
     async def list(
         self,
@@ -777,7 +777,7 @@ class AsyncRunSteps:
         order: Order = "desc",
     ) -> Page[RunStep]:
         """The steps of a run, newest first by default; NotFound for an unknown run."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list, run_id, limit=limit, after=after, before=before, order=order
         )
 

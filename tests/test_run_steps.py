@@ -150,3 +150,54 @@ async def test_async_run_steps(astore: AsyncStore) -> None:
     done = await astore.run_steps.update(step.id, status="completed")
     assert done.finished_at is not None
     assert [s.id for s in await astore.run_steps.list(run.id)] == [step.id]
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_every_page_of_a_runs_steps_matches_the_listing_sync_and_async(
+    store: Store, order: str
+) -> None:
+    """``run_steps.list`` and ``get`` are compiled reads on the driver (the async API's
+    without a thread): every page, past ``after``, before ``before`` and between both,
+    is the slice of the run's steps in order, each step as written (types kept)."""
+    run = store.runs.create("a")
+    other = store.runs.create("a")
+    made = [
+        store.run_steps.create(
+            run.id, "tool_calls" if i % 2 else "message_creation", details={"i": i, "s": "é\n"}
+        )
+        for i in range(7)
+    ]
+    made[3] = store.run_steps.update(made[3].id, status="failed", last_error={"code": "x"})
+    store.run_steps.create(other.id, "tool_calls")
+    listing = sorted(made, key=lambda s: s.id, reverse=order == "desc")
+    ids = [s.id for s in listing]
+    astore = AsyncStore(store)
+    for page in (
+        store.run_steps.list(run.id, order=order),
+        await astore.run_steps.list(run.id, order=order),
+    ):
+        assert page.items == listing and page.items[3].model_dump() == listing[3].model_dump()
+        assert (page.first_id, page.last_id, page.has_more) == (ids[0], ids[-1], False)
+    for step in made:
+        assert store.run_steps.get(step.id) == step == await astore.run_steps.get(step.id)
+    for after in (None, *range(7)):
+        for before in (None, *range(7)):
+            a = None if after is None else ids[after]
+            b = None if before is None else ids[before]
+            window = ids[(after + 1 if after is not None else 0) : before]
+            # before alone: the three closest to it; else the first three past after
+            want = window[-3:] if a is None and b is not None else window[:3]
+            page = store.run_steps.list(run.id, order=order, limit=3, after=a, before=b)
+            assert [s.id for s in page] == want, (after, before)
+            assert page.has_more is (len(window) > 3), (after, before)
+    assert store.run_steps.list(other.id).items[0].run_id == other.id
+    with pytest.raises(InvalidInput) as bad:
+        store.run_steps.list(run.id, limit=0)
+    assert bad.value.field == "limit"
+    with pytest.raises(InvalidInput) as bad:
+        await astore.run_steps.list(run.id, order="up")  # type: ignore[arg-type]
+    assert bad.value.field == "order"
+    with pytest.raises(NotFound):
+        await astore.run_steps.list("run_missing")
+    with pytest.raises(NotFound):
+        await astore.run_steps.get("step_missing")

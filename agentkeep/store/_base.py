@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Resource",
     "Row",
+    "page_of",
     "paginate",
     "row_by_id",
     "row_times",
@@ -94,9 +95,16 @@ def paginate(
         .limit(limit + 1)
         .offset(offset or None)
     )
-    rows = list(conn.execute(stmt).mappings())
-    has_more = len(rows) > limit
-    rows = rows[:limit]
+    return page_of(list(conn.execute(stmt).mappings()), limit, reverse, to_model)
+
+
+def page_of(
+    found: Sequence[Row], limit: int, reverse: bool, to_model: Callable[[Row], T]
+) -> Page[T]:
+    """The page of a listing's ``rows`` (``limit + 1`` read: one more means more), put back
+    in the listing's order if they were read in ``reverse``."""
+    has_more = len(found) > limit
+    rows = list(found[:limit])
     if reverse:
         rows.reverse()
     return Page(

@@ -492,6 +492,7 @@ class MessageSQL:
         self._compiled: dict[sa.ClauseElement, str] = {}
         self._inserts_of: dict[sa.Table, str] = {}
         self._of_session: dict[sa.Table, str] = {}
+        self._id_pages: dict[tuple[sa.Table, str, bool, bool, bool], str] = {}
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
@@ -710,6 +711,27 @@ class MessageSQL:
         if row["id"] is None:
             raise NotFound(what, ident)
         return row
+
+    def id_page(
+        self, table: sa.Table, column: str, forward: bool, after: bool, before: bool
+    ) -> str:
+        """A page of ``table``'s rows whose ``column`` is ``:f`` (in tenant ``:t``), in id
+        order (``forward``: ascending), as ``paginate`` pages a listing sorted by id: past
+        the cursors ``:a`` (``after``) and ``:b`` (``before``; without ``after``, the rows
+        closest to it, read in reverse), at most ``:n`` rows; compiled once per shape."""
+        key = (table, column, forward, after, before)
+        sql = self._id_pages.get(key)
+        if sql is None:
+            conds = [table.c.tenant_id == b("t"), table.c[column] == b("f")]
+            if after:
+                conds.append(table.c.id > b("a") if forward else table.c.id < b("a"))
+            if before:
+                conds.append(table.c.id < b("b") if forward else table.c.id > b("b"))
+            ascending = forward != (before and not after)
+            order = table.c.id.asc() if ascending else table.c.id.desc()
+            stmt = sa.select(table).where(*conds).order_by(order).limit(b("n")).offset(const(0))
+            sql = self._id_pages[key] = self.compile(stmt)
+        return sql
 
     def require_idle(self, tenant_id: str, session_id: str, idle: WhileIdle) -> Steps[None]:
         """Raise ``SessionBusy`` if the session has an active run (``NotFound`` as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +13,15 @@ from agentkeep.ids import new_id
 from agentkeep.models import Page, RunStep
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.models.runs import STEP_STATUSES, STEP_TYPES, TERMINAL_STEP_STATUSES
-from agentkeep.store._base import Resource, Row, paginate, row_times, update_row
+from agentkeep.store._base import (
+    Resource,
+    Row,
+    check_page,
+    page_of,
+    row_by_id,
+    row_times,
+    update_row,
+)
 from agentkeep.store._run_checks import (
     check_choice,
     check_count,
@@ -20,6 +29,7 @@ from agentkeep.store._run_checks import (
     check_json,
     check_ref,
 )
+from agentkeep.store._steps import Op, Read, Steps, Stmt, op
 from agentkeep.store._validate import UNSET, check_object, require_str
 from agentkeep.store.schema import run_steps as t
 from agentkeep.store.schema import runs as rt
@@ -99,10 +109,22 @@ class RunSteps(Resource):
             values["session_id"], values["agent_id"] = run
         return to_step({**values, "last_error": None})
 
-    def get(self, step_id: str) -> RunStep:
+    @op
+    def get(self, step_id: str) -> Op[RunStep]:
+        """A run step by id."""
         check_ref(step_id, "step_id")
-        with self._core.read() as conn:
-            return to_step(self._get_row(conn, t, step_id))
+        sql = self._core.message_sql
+        stmt = sql.compiled(row_by_id(t, False))
+        params = {"tenant_id": self.tenant_id, "id": step_id}
+
+        def steps() -> Steps[builtins.list[Any]]:
+            found: builtins.list[Any] = yield Stmt(stmt, params)
+            return found
+
+        found = yield Read("reading a run step", steps)
+        if not found:
+            raise NotFound("run_step", step_id)
+        return to_step(sql.named_row(t, found[0]))
 
     def update(
         self,
@@ -146,6 +168,7 @@ class RunSteps(Resource):
             update_row(conn, t, self.tenant_id, step_id, values)
             return to_step({**row, **changes})
 
+    @op
     def list(
         self,
         run_id: str,
@@ -154,24 +177,29 @@ class RunSteps(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
-    ) -> Page[RunStep]:
-        """The steps of a run, newest first by default; NotFound for an unknown run."""
+    ) -> Op[Page[RunStep]]:
+        """The steps of a run, newest first by default; NotFound for an unknown run.
+
+        One read (two for an empty first page: is there such a run), compiled once
+        per dialect.
+        """
         check_ref(run_id, "run_id")
-        with self._core.read() as conn:
-            page = paginate(
-                conn,
-                t,
-                [t.c.run_id == run_id],
-                to_step,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-            )
-            if not page.items and after is None and before is None:
-                self._run(conn, run_id, lock=False)
-            return page
+        check_page(limit, 0, order)
+        sql = self._core.message_sql
+        page = sql.id_page(t, "run_id", order == "asc", after is not None, before is not None)
+        params = {"t": self.tenant_id, "f": run_id, "a": after, "b": before, "n": limit + 1}
+        run = sql.compiled(_RUN)
+        of_run = {"r_tenant": self.tenant_id, "r_id": run_id}
+
+        def steps() -> Steps[builtins.list[Any]]:
+            found: builtins.list[Any] = yield Stmt(page, params)
+            if not found and after is None and before is None and not (yield Stmt(run, of_run)):
+                raise NotFound("run", run_id)
+            return found
+
+        found = yield Read("reading run steps", steps)
+        rows = [sql.named_row(t, r) for r in found]
+        return page_of(rows, limit, before is not None and after is None, to_step)
 
     def _run(self, conn: Connection, run_id: str, *, lock: bool = True) -> Any:
         stmt = _RUN_LOCKED if lock and self._core.dialect.skip_locked else _RUN

@@ -34,12 +34,13 @@ def http(db_url: str) -> Iterator[TestClient]:
     store.close()
 
 
+async def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(f"a hop to a worker thread: {args[0]!r}")
+
+
 @pytest.fixture
 def no_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError(f"a hop to a worker thread: {args[0]!r}")
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", refuse)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", _refuse)
 
 
 def test_listing_messages_takes_no_worker_thread(
@@ -192,3 +193,45 @@ def test_retrieving_assistants_sessions_messages_and_items_takes_no_worker_threa
         gone = http.get(url)
         assert gone.status_code == 404, (url, gone.text)
         assert gone.json()["error"]["message"].startswith(f"No {named} found"), (url, gone.text)
+
+
+def test_listing_and_retrieving_run_steps_takes_no_worker_thread(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's steps, listed and one by one, are reads on the loop after the run's own
+    one-read check; 404s name the thread, the run, then the step."""
+    store = agentkeep.connect(db_url, auto_migrate=True)
+    acme = store.tenant("acme")
+    thread = acme.sessions.create(kind="thread")
+    # Ended runs and steps: the service's run worker leaves them as they are.
+    run = acme.runs.create("asst_x", session_id=thread.id, status="completed")
+    other = acme.runs.create("asst_x", session_id=thread.id, status="completed")
+    made = [
+        acme.run_steps.create(run.id, "tool_calls", status="completed", details={"i": i})
+        for i in range(3)
+    ]
+    foreign = acme.run_steps.create(other.id, "tool_calls", status="completed")
+    with TestClient(create_app(Settings(api_keys="acme:k"), store=store)) as http:
+        http.headers["Authorization"] = "Bearer k"
+        base = f"/v1/threads/{thread.id}/runs/{run.id}/steps"
+        # only around the requests: the service's stop hops to a thread
+        with monkeypatch.context() as refusing:
+            refusing.setattr(anyio.to_thread, "run_sync", _refuse)
+            page = http.get(base, params={"limit": 2, "order": "asc"})
+            assert page.status_code == 200, page.text
+            body = page.json()
+            assert [s["id"] for s in body["data"]] == [made[0].id, made[1].id] and body["has_more"]
+            rest = http.get(base, params={"order": "asc", "after": body["last_id"]}).json()
+            assert [s["id"] for s in rest["data"]] == [made[2].id] and not rest["has_more"]
+            got = http.get(f"{base}/{made[1].id}")
+            assert got.status_code == 200 and got.json() == body["data"][1]
+            for url, named in [
+                (f"/v1/threads/thread_missing/runs/{run.id}/steps", "thread"),
+                (f"/v1/threads/{thread.id}/runs/run_missing/steps", "run"),
+                (f"{base}/{foreign.id}", "run step"),
+                (f"{base}/step_missing", "run step"),
+            ]:
+                gone = http.get(url)
+                assert gone.status_code == 404, (url, gone.text)
+                assert gone.json()["error"]["message"].startswith(f"No {named} found"), gone.text
+    store.close()

@@ -68,6 +68,15 @@ def _get_run(store: Store, thread_id: str, run_id: str) -> Run:
     return ops.expire_if_due(store, run)  # a run waiting past its expires_at is expired
 
 
+async def _aget_run(store: Store, thread_id: str, run_id: str) -> Run:
+    """``_get_run`` in one read on the store's async path (a worker thread only for the
+    rare run that expires on this read)."""
+    run = await arun_op(store.runs.in_session, run_id, thread_id, kind="thread")
+    if ops.is_past_expiry(run):
+        run = await anyio.to_thread.run_sync(ops.expire_run, store, run.id)
+    return run
+
+
 def _poll_header(response: Response) -> None:
     response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
 
@@ -287,11 +296,8 @@ def list_runs(thread_id: str, store: TenantStore, params: Pagination) -> dict[st
 async def retrieve_run(
     thread_id: str, run_id: str, store: TenantStore, response: Response
 ) -> dict[str, Any]:
-    # What create_and_poll asks every openai-poll-after-ms: one read on the store's async
-    # path, no worker thread (but for the rare run that expires on this read).
-    run = await arun_op(store.runs.in_session, run_id, thread_id, kind="thread")
-    if ops.is_past_expiry(run):
-        run = await anyio.to_thread.run_sync(ops.expire_run, store, run.id)
+    # What create_and_poll asks every openai-poll-after-ms.
+    run = await _aget_run(store, thread_id, run_id)
     if run.status in ACTIVE_RUN_STATUSES:
         _poll_header(response)
     return run_object(run)
@@ -407,31 +413,36 @@ def run_events(
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}/steps", summary="List run steps")
-def list_run_steps(
+async def list_run_steps(
     thread_id: str,
     run_id: str,
     store: TenantStore,
     params: Pagination,
     include: Annotated[list[Include] | None, Query(alias="include[]")] = None,
 ) -> dict[str, Any]:
-    _get_run(store, thread_id, run_id)
-    page = store.run_steps.list(
-        run_id, limit=params.limit, order=params.order, after=params.after, before=params.before
+    await _aget_run(store, thread_id, run_id)
+    page = await arun_op(
+        store.run_steps.list,
+        run_id,
+        limit=params.limit,
+        order=params.order,
+        after=params.after,
+        before=params.before,
     )
     return list_object(page, step_object)
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}", summary="Retrieve a run step")
-def retrieve_run_step(
+async def retrieve_run_step(
     thread_id: str,
     run_id: str,
     step_id: str,
     store: TenantStore,
     include: Annotated[list[Include] | None, Query(alias="include[]")] = None,
 ) -> dict[str, Any]:
-    _get_run(store, thread_id, run_id)
+    await _aget_run(store, thread_id, run_id)
     try:
-        step = store.run_steps.get(step_id)
+        step = await arun_op(store.run_steps.get, step_id)
     except NotFound:
         raise NotFound("run step", step_id) from None
     if step.run_id != run_id:
