@@ -12,6 +12,8 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.errors import Conflict, InvalidInput, NotFound
 from agentkeep.models.common import Order, Page, check_limit, from_micros, to_micros, utcnow_micros
+from agentkeep.store._run_checks import check_ref
+from agentkeep.store._steps import Op, Read, Steps, Stmt, Write
 
 if TYPE_CHECKING:
     from agentkeep.store._core import Core
@@ -219,6 +221,41 @@ class Resource:
         row = conn.execute(stmt, {"tenant_id": self.tenant_id, "id": ident}).mappings().first()
         if row is None:
             raise NotFound(self.kind, ident)
+        return row
+
+    def _read_row(
+        self, table: sa.Table, ident: str, what: str, *, lock: bool = False
+    ) -> Op[dict[str, Any]]:
+        """``_get_row`` as an operation: one statement, compiled once per dialect, the row's
+        columns by name (JSON ones loaded); with ``lock``, a write that takes the row as
+        ``_get_row(for_update=True)`` does. ``NotFound`` (of ``kind``) if there is none."""
+        sql = self._core.message_sql
+        stmt = sql.compiled(row_by_id(table, lock and self._core.dialect.skip_locked))
+        params = {"tenant_id": self.tenant_id, "id": ident}
+
+        def steps() -> Steps[list[Any]]:
+            found: list[Any] = yield Stmt(stmt, params)
+            return found
+
+        found = yield (Write(what, steps) if lock else Read(what, steps))
+        if not found:
+            raise NotFound(self.kind, ident)
+        return sql.named_row(table, found[0])
+
+    def _read_in_session(
+        self, table: sa.Table, ident: str, session_id: str, kind: str | None
+    ) -> Op[dict[str, Any]]:
+        """Row ``ident`` of ``table`` in session ``session_id``, read beside the session's
+        kind in one statement (``MessageSQL.row_of_session``): ``NotFound`` for the session
+        (or one not of ``kind``), then for the row (of this resource's ``kind``)."""
+        check_ref(ident, f"{self.kind}_id")
+        check_ref(session_id, "session_id")
+        tenant, sql, what = self.tenant_id, self._core.message_sql, self.kind
+
+        def steps() -> Steps[dict[str, Any]]:
+            return sql.row_of_session(table, what, tenant, session_id, ident, kind)
+
+        row: dict[str, Any] = yield Read(f"reading a {what}", steps)
         return row
 
     def _check_version(self, row: Row, expected_version: int | None) -> None:

@@ -40,7 +40,6 @@ from agentkeep.store._base import (
     Row,
     check_page,
     paginate,
-    row_by_id,
     time_range,
     update_row_returning,
 )
@@ -54,8 +53,7 @@ from agentkeep.store._construct import (
     set_private,
 )
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
-from agentkeep.store._run_checks import check_ref
-from agentkeep.store._steps import Op, Read, Steps, Stmt, Write, op, run_steps
+from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
 from agentkeep.store._validate import UNSET, check_object, json_text, opt_text
 from agentkeep.store.message_sql import (
     Appended,
@@ -528,18 +526,7 @@ class Messages(Resource):
     @op
     def get(self, message_id: str, *, session_id: str | None = None) -> Op[Message]:
         """A message by id (and, if given, only in that session)."""
-        sql = self._core.message_sql
-        stmt = sql.compiled(row_by_id(t, False))
-        params = {"tenant_id": self.tenant_id, "id": message_id}
-
-        def steps() -> Steps[builtins.list[Any]]:
-            found: builtins.list[Any] = yield Stmt(stmt, params)
-            return found
-
-        found = yield Read("reading a message", steps)
-        if not found:
-            raise NotFound("message", message_id)
-        row = sql.named_row(t, found[0])
+        row = yield from self._read_row(t, message_id, "reading a message")
         if session_id is not None and row["session_id"] != session_id:
             raise NotFound("message", message_id)
         return to_message(row)
@@ -555,15 +542,7 @@ class Messages(Resource):
         message: what the service answers a retrieve of a thread's message or a
         conversation's item.
         """
-        check_ref(message_id, "message_id")
-        check_ref(session_id, "session_id")
-        tenant, sql = self.tenant_id, self._core.message_sql
-
-        def steps() -> Steps[dict[str, Any]]:
-            return sql.row_of_session(t, "message", tenant, session_id, message_id, kind)
-
-        row: dict[str, Any] = yield Read("reading a message", steps)
-        return to_message(row)
+        return to_message((yield from self._read_in_session(t, message_id, session_id, kind)))
 
     def update(
         self,

@@ -18,7 +18,6 @@ from agentkeep.store._base import (
     Row,
     check_page,
     page_of,
-    row_by_id,
     row_times,
     update_row,
 )
@@ -113,18 +112,7 @@ class RunSteps(Resource):
     def get(self, step_id: str) -> Op[RunStep]:
         """A run step by id."""
         check_ref(step_id, "step_id")
-        sql = self._core.message_sql
-        stmt = sql.compiled(row_by_id(t, False))
-        params = {"tenant_id": self.tenant_id, "id": step_id}
-
-        def steps() -> Steps[builtins.list[Any]]:
-            found: builtins.list[Any] = yield Stmt(stmt, params)
-            return found
-
-        found = yield Read("reading a run step", steps)
-        if not found:
-            raise NotFound("run_step", step_id)
-        return to_step(sql.named_row(t, found[0]))
+        return to_step((yield from self._read_row(t, step_id, "reading a run step")))
 
     def update(
         self,

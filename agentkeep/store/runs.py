@@ -296,15 +296,7 @@ class Runs(Resource):
         ``kind`` when given), then for the run if the session has no such run:
         what the service answers a poll of ``/v1/threads/{thread_id}/runs/{run_id}``.
         """
-        check_ref(run_id, "run_id")
-        check_ref(session_id, "session_id")
-        tenant, sql = self.tenant_id, self._core.message_sql
-
-        def steps() -> Steps[dict[str, Any]]:
-            return sql.row_of_session(t, "run", tenant, session_id, run_id, kind)
-
-        row: dict[str, Any] = yield Read("reading a run", steps)
-        return to_run(row)
+        return to_run((yield from self._read_in_session(t, run_id, session_id, kind)))
 
     def update(
         self,

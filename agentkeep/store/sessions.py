@@ -14,7 +14,7 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_by_id, row_times, time_range
+from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.message_sql import columns_of, dump_json
@@ -127,20 +127,8 @@ class Sessions(Resource):
         check made on the session's contents stays true until commit.
         One statement, compiled once per dialect.
         """
-        sql = self._core.message_sql
-        stmt = sql.compiled(row_by_id(t, lock and self._core.dialect.skip_locked))
-        params = {"tenant_id": self.tenant_id, "id": session_id}
-
-        def steps() -> Steps[list[Any]]:
-            found: list[Any] = yield Stmt(stmt, params)
-            return found
-
-        found = yield (
-            Write("locking a session", steps) if lock else Read("reading a session", steps)
-        )
-        if not found:
-            raise NotFound("session", session_id)
-        return to_session(sql.named_row(t, found[0]))
+        what = "locking a session" if lock else "reading a session"
+        return to_session((yield from self._read_row(t, session_id, what, lock=lock)))
 
     def update(
         self,

@@ -34,6 +34,14 @@ def http(db_url: str) -> Iterator[TestClient]:
     store.close()
 
 
+def _assert_not_found(http: TestClient, cases: list[tuple[str, str]]) -> None:
+    """Each URL answers 404 naming its object: ``(url, "thread")`` for "No thread found"."""
+    for url, named in cases:
+        gone = http.get(url)
+        assert gone.status_code == 404, (url, gone.text)
+        assert gone.json()["error"]["message"].startswith(f"No {named} found"), (url, gone.text)
+
+
 async def _refuse(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError(f"a hop to a worker thread: {args[0]!r}")
 
@@ -178,21 +186,21 @@ def test_retrieving_assistants_sessions_messages_and_items_takes_no_worker_threa
     assert got.status_code == 200 and got.json() == message
     got = http.get(f"/v1/conversations/{conversation['id']}/items/{item['id']}")
     assert got.status_code == 200 and got.json() == item
-    for url, named in [
-        ("/v1/assistants/asst_missing", "assistant"),
-        (f"/v1/assistants/{assistant['id']}?version=3", "assistant version"),
-        (f"/v1/threads/{conversation['id']}", "thread"),
-        (f"/v1/conversations/{thread['id']}", "conversation"),
-        (f"/v1/threads/thread_missing/messages/{message['id']}", "thread"),
-        (f"/v1/threads/{conversation['id']}/messages/{item['id']}", "thread"),
-        (f"/v1/threads/{other_thread}/messages/{message['id']}", "message"),
-        (f"/v1/threads/{thread['id']}/messages/msg_missing", "message"),
-        (f"/v1/conversations/{thread['id']}/items/{message['id']}", "conversation"),
-        (f"/v1/conversations/{conversation['id']}/items/{message['id']}", "item"),
-    ]:
-        gone = http.get(url)
-        assert gone.status_code == 404, (url, gone.text)
-        assert gone.json()["error"]["message"].startswith(f"No {named} found"), (url, gone.text)
+    _assert_not_found(
+        http,
+        [
+            ("/v1/assistants/asst_missing", "assistant"),
+            (f"/v1/assistants/{assistant['id']}?version=3", "assistant version"),
+            (f"/v1/threads/{conversation['id']}", "thread"),
+            (f"/v1/conversations/{thread['id']}", "conversation"),
+            (f"/v1/threads/thread_missing/messages/{message['id']}", "thread"),
+            (f"/v1/threads/{conversation['id']}/messages/{item['id']}", "thread"),
+            (f"/v1/threads/{other_thread}/messages/{message['id']}", "message"),
+            (f"/v1/threads/{thread['id']}/messages/msg_missing", "message"),
+            (f"/v1/conversations/{thread['id']}/items/{message['id']}", "conversation"),
+            (f"/v1/conversations/{conversation['id']}/items/{message['id']}", "item"),
+        ],
+    )
 
 
 def test_listing_and_retrieving_run_steps_takes_no_worker_thread(
@@ -225,13 +233,13 @@ def test_listing_and_retrieving_run_steps_takes_no_worker_thread(
             assert [s["id"] for s in rest["data"]] == [made[2].id] and not rest["has_more"]
             got = http.get(f"{base}/{made[1].id}")
             assert got.status_code == 200 and got.json() == body["data"][1]
-            for url, named in [
-                (f"/v1/threads/thread_missing/runs/{run.id}/steps", "thread"),
-                (f"/v1/threads/{thread.id}/runs/run_missing/steps", "run"),
-                (f"{base}/{foreign.id}", "run step"),
-                (f"{base}/step_missing", "run step"),
-            ]:
-                gone = http.get(url)
-                assert gone.status_code == 404, (url, gone.text)
-                assert gone.json()["error"]["message"].startswith(f"No {named} found"), gone.text
+            _assert_not_found(
+                http,
+                [
+                    (f"/v1/threads/thread_missing/runs/{run.id}/steps", "thread"),
+                    (f"/v1/threads/{thread.id}/runs/run_missing/steps", "run"),
+                    (f"{base}/{foreign.id}", "run step"),
+                    (f"{base}/step_missing", "run step"),
+                ],
+            )
     store.close()
