@@ -1488,7 +1488,7 @@ class AsyncResponses:
         before: str | None = None,
     ) -> Page[dict[str, Any]]:
         """A page of the response's items of ``kind``, in item order (``desc``: last first)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list_items,
             response_id,
             kind=kind,

@@ -401,3 +401,52 @@ async def test_async_twin(astore: AsyncStore) -> None:
     response = await astore.responses.create(model="m", input_items=[_msg("msg_a", "hi")])
     assert (await astore.responses.get(response.id)).id == response.id
     assert _texts(await astore.responses.context(response.id)) == ["hi"]
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_every_page_of_a_responses_items_is_its_slice_sync_and_async(
+    store: Store, order: str
+) -> None:
+    """``list_items`` is one compiled read on the driver (the async API's without a
+    thread), in item order, not id order: every page past ``after``, before ``before`` and
+    between both is the right slice of the input items (the output ones apart)."""
+    ids = [f"msg_{9 - i}" for i in range(6)]  # ids that sort against the items' order
+    items = [_msg(ident, f'say "{i}"\n é') for i, ident in enumerate(ids)]
+    response = store.responses.create(
+        model="m", input_items=items, output_items=[_msg("msg_out", "a", "assistant")]
+    )
+    other = store.responses.create(model="m", input_items=[_msg("msg_other", "x")])
+    listing = ids if order == "asc" else ids[::-1]
+    astore = AsyncStore(store)
+    for page in (
+        store.responses.list_items(response.id, order=order),
+        await astore.responses.list_items(response.id, order=order),
+    ):
+        assert [i["id"] for i in page] == listing and not page.has_more
+        assert page.items[0] == items[ids.index(listing[0])]
+    assert [i["id"] for i in store.responses.list_items(response.id, kind="output")] == ["msg_out"]
+    for after in (None, *range(6)):
+        for before in (None, *range(6)):
+            a = None if after is None else listing[after]
+            b = None if before is None else listing[before]
+            window = listing[(after + 1 if after is not None else 0) : before]
+            want = window[-2:] if a is None and b is not None else window[:2]
+            page = store.responses.list_items(response.id, order=order, limit=2, after=a, before=b)
+            assert [i["id"] for i in page] == want, (after, before)
+            assert page.has_more is (len(window) > 2), (after, before)
+            assert (page.first_id, page.last_id) == ((want[0], want[-1]) if want else (None, None))
+    # A cursor of another response's item stands at that item's (position, id): msg_other
+    # is at position 0, where msg_9 (a smaller id) is this response's first item.
+    past = store.responses.list_items(response.id, order=order, after="msg_other")
+    assert [i["id"] for i in past] == (ids[1:] if order == "asc" else ["msg_9"])
+    for field in ("after", "before"):
+        with pytest.raises(InvalidInput) as bad:
+            await astore.responses.list_items(response.id, **{field: "msg_missing"})
+        assert bad.value.field == field
+    with pytest.raises(InvalidInput) as bad:
+        store.responses.list_items(response.id, kind="both")
+    assert bad.value.field == "kind"
+    store.responses.delete(other.id)
+    for missing in ("resp_missing", other.id):
+        with pytest.raises(NotFound):
+            await astore.responses.list_items(missing)

@@ -235,11 +235,11 @@ class Resource:
 
         def steps() -> Steps[list[Any]]:
             found: list[Any] = yield Stmt(stmt, params)
+            if not found:  # in the read: counted as its error, as the other reads count it
+                raise NotFound(self.kind, ident)
             return found
 
         found = yield (Write(what, steps) if lock else Read(what, steps))
-        if not found:
-            raise NotFound(self.kind, ident)
         return sql.named_row(table, found[0])
 
     def _read_in_session(

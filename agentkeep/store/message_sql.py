@@ -58,7 +58,7 @@ import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
 
-from agentkeep.errors import NotFound, SessionBusy
+from agentkeep.errors import InvalidInput, NotFound, SessionBusy
 from agentkeep.models import ACTIVE_RUN_STATUSES
 from agentkeep.store._json import make_dumps
 from agentkeep.store._steps import Steps, Stmt
@@ -444,6 +444,42 @@ def unstored(
     return [rows[i] for i in keep], [ids[i] for i in keep]
 
 
+@functools.cache
+def _sort_key(table: sa.Table, sort: str) -> sa.Select[Any]:
+    return sa.select(table.c[sort]).where(table.c.tenant_id == b("t"), table.c.id == b("c"))
+
+
+def _listing(
+    table: sa.Table,
+    where: tuple[str, ...],
+    sort: str,
+    forward: bool,
+    after: bool,
+    before: bool,
+) -> sa.Select[Any]:
+    """The page statement of :meth:`MessageSQL.listing` for one shape of listing."""
+    conds = [table.c.tenant_id == b("t")]
+    conds += [table.c[name] == b(f"f{i}") for i, name in enumerate(where)]
+    ident = table.c.id
+    key = table.c[sort]
+    for field, used, greater in (("after", after, forward), ("before", before, not forward)):
+        if not used:
+            continue
+        cursor: sa.BindParameter[str] = b(field)
+        if key is ident:
+            conds.append(ident > cursor if greater else ident < cursor)
+            continue
+        at: sa.BindParameter[Any] = b(field + "_key", type_=key.type)
+        if greater:
+            conds.append(sa.or_(key > at, sa.and_(key == at, ident > cursor)))
+        else:
+            conds.append(sa.or_(key < at, sa.and_(key == at, ident < cursor)))
+    ascending = forward != (before and not after)
+    keys = [key] if key is ident else [key, ident]
+    order = [k.asc() if ascending else k.desc() for k in keys]
+    return sa.select(table).where(*conds).order_by(*order).limit(b("n")).offset(const(0))
+
+
 class MessageSQL:
     """The compiled message statements of one dialect, and the units of work over them.
 
@@ -492,7 +528,7 @@ class MessageSQL:
         self._compiled: dict[sa.ClauseElement, str] = {}
         self._inserts_of: dict[sa.Table, str] = {}
         self._of_session: dict[sa.Table, str] = {}
-        self._id_pages: dict[tuple[sa.Table, str, bool, bool, bool], str] = {}
+        self._listings: dict[tuple[sa.Table, tuple[str, ...], str, bool, bool, bool], str] = {}
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
@@ -712,26 +748,46 @@ class MessageSQL:
             raise NotFound(what, ident)
         return row
 
-    def id_page(
-        self, table: sa.Table, column: str, forward: bool, after: bool, before: bool
-    ) -> str:
-        """A page of ``table``'s rows whose ``column`` is ``:f`` (in tenant ``:t``), in id
-        order (``forward``: ascending), as ``paginate`` pages a listing sorted by id: past
-        the cursors ``:a`` (``after``) and ``:b`` (``before``; without ``after``, the rows
-        closest to it, read in reverse), at most ``:n`` rows; compiled once per shape."""
-        key = (table, column, forward, after, before)
-        sql = self._id_pages.get(key)
+    def listing(
+        self,
+        table: sa.Table,
+        tenant_id: str,
+        where: dict[str, Any],
+        sort: str,
+        *,
+        forward: bool,
+        after: str | None,
+        before: str | None,
+        limit: int,
+    ) -> Steps[list[dict[str, Any]]]:
+        """One page of ``table``'s rows whose columns equal ``where``, as ``paginate`` pages a
+        listing: in ``sort`` order (``forward``: ascending; ties by id), past the id cursors
+        ``after`` and ``before`` (without ``after``, the rows closest to it, read in reverse:
+        :func:`~agentkeep.store._base.page_of` puts them back), ``limit + 1`` rows, by
+        column name (JSON ones loaded). A cursor sorted by another column than the id is
+        looked up first: one this tenant does not have is ``InvalidInput`` naming its field.
+        Statements compiled once per shape."""
+        params: dict[str, Any] = {"t": tenant_id, "n": limit + 1}
+        params.update((f"f{i}", value) for i, value in enumerate(where.values()))
+        for field, ident in (("after", after), ("before", before)):
+            if ident is None:
+                continue
+            params[field] = ident
+            if sort != "id":
+                found = yield Stmt(self._sort_of(table, sort), {"t": tenant_id, "c": ident})
+                if not found:
+                    raise InvalidInput(f"no object with id {ident!r} in this listing", field=field)
+                params[field + "_key"] = found[0][0]
+        shape = (table, tuple(where), sort, forward, after is not None, before is not None)
+        sql = self._listings.get(shape)
         if sql is None:
-            conds = [table.c.tenant_id == b("t"), table.c[column] == b("f")]
-            if after:
-                conds.append(table.c.id > b("a") if forward else table.c.id < b("a"))
-            if before:
-                conds.append(table.c.id < b("b") if forward else table.c.id > b("b"))
-            ascending = forward != (before and not after)
-            order = table.c.id.asc() if ascending else table.c.id.desc()
-            stmt = sa.select(table).where(*conds).order_by(order).limit(b("n")).offset(const(0))
-            sql = self._id_pages[key] = self.compile(stmt)
-        return sql
+            sql = self._listings[shape] = self.compile(_listing(*shape))
+        rows = yield Stmt(sql, params)
+        return [self.named_row(table, r) for r in rows]
+
+    def _sort_of(self, table: sa.Table, sort: str) -> str:
+        """The ``sort`` column of row ``:c`` of ``table`` (in tenant ``:t``): a cursor's key."""
+        return self.compiled(_sort_key(table, sort))
 
     def require_idle(self, tenant_id: str, session_id: str, idle: WhileIdle) -> Steps[None]:
         """Raise ``SessionBusy`` if the session has an active run (``NotFound`` as

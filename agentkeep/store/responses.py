@@ -30,7 +30,7 @@ from agentkeep.models.responses import (
     ResponseEvent,
     StoredResponse,
 )
-from agentkeep.store._base import Resource, Row, paginate, row_times
+from agentkeep.store._base import Resource, Row, check_page, page_of, row_times
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import check_choice, check_ref, check_text
 from agentkeep.store._steps import Op, Read, Steps, Stmt, op
@@ -82,6 +82,10 @@ _OUTPUT = (
     .where(it.c.tenant_id == b("t"), it.c.response_id == b("r"), it.c.kind == const("output"))
     .order_by(it.c.position)
 )
+
+
+def _item_of(row: Row) -> dict[str, Any]:
+    return dict(row["item"])
 
 
 def _require_live(response_id: str, expires_at: int | None) -> None:
@@ -385,6 +389,7 @@ class Responses(Resource):
             rows = conn.execute(sa.select(it.c.item).where(*where).order_by(it.c.position))
             return [dict(r.item) for r in rows]
 
+    @op
     def list_items(
         self,
         response_id: str,
@@ -394,23 +399,36 @@ class Responses(Resource):
         order: Order = "desc",
         after: str | None = None,
         before: str | None = None,
-    ) -> Page[dict[str, Any]]:
-        """A page of the response's items of ``kind``, in item order (``desc``: last first)."""
+    ) -> Op[Page[dict[str, Any]]]:
+        """A page of the response's items of ``kind``, in item order (``desc``: last first).
+
+        One read: the response's expiry, then the page (and a cursor's position first),
+        compiled once per dialect.
+        """
         kind = check_choice(kind, ("input", "output"), "kind")
-        with self._core.read() as conn:
-            self._live_row(conn, response_id)
-            return paginate(
-                conn,
-                it,
-                [it.c.response_id == response_id, it.c.kind == kind],
-                lambda row: dict(row["item"]),
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-                sort=it.c.position,
+        check_page(limit, 0, order)
+        check_ref(response_id, "response_id")
+        tenant, sql = self.tenant_id, self._core.message_sql
+        where = {"response_id": response_id, "kind": kind}
+
+        def steps() -> Steps[builtins.list[dict[str, Any]]]:
+            found = yield Stmt(sql.compiled(_EXPIRES), {"t": tenant, "r": response_id})
+            _require_live(response_id, found[0][0] if found else None)
+            return (
+                yield from sql.listing(
+                    it,
+                    tenant,
+                    where,
+                    "position",
+                    forward=order == "asc",
+                    after=after,
+                    before=before,
+                    limit=limit,
+                )
             )
+
+        rows = yield Read("reading response items", steps)
+        return page_of(rows, limit, before is not None and after is None, _item_of)
 
     def context(self, response_id: str) -> builtins.list[dict[str, Any]]:
         """Every item of the chain that ends with ``response_id``, oldest first.

@@ -173,20 +173,26 @@ class RunSteps(Resource):
         """
         check_ref(run_id, "run_id")
         check_page(limit, 0, order)
-        sql = self._core.message_sql
-        page = sql.id_page(t, "run_id", order == "asc", after is not None, before is not None)
-        params = {"t": self.tenant_id, "f": run_id, "a": after, "b": before, "n": limit + 1}
+        tenant, sql = self.tenant_id, self._core.message_sql
         run = sql.compiled(_RUN)
-        of_run = {"r_tenant": self.tenant_id, "r_id": run_id}
+        of_run = {"r_tenant": tenant, "r_id": run_id}
 
-        def steps() -> Steps[builtins.list[Any]]:
-            found: builtins.list[Any] = yield Stmt(page, params)
-            if not found and after is None and before is None and not (yield Stmt(run, of_run)):
+        def steps() -> Steps[builtins.list[dict[str, Any]]]:
+            rows = yield from sql.listing(
+                t,
+                tenant,
+                {"run_id": run_id},
+                "id",
+                forward=order == "asc",
+                after=after,
+                before=before,
+                limit=limit,
+            )
+            if not rows and after is None and before is None and not (yield Stmt(run, of_run)):
                 raise NotFound("run", run_id)
-            return found
+            return rows
 
-        found = yield Read("reading run steps", steps)
-        rows = [sql.named_row(t, r) for r in found]
+        rows = yield Read("reading run steps", steps)
         return page_of(rows, limit, before is not None and after is None, to_step)
 
     def _run(self, conn: Connection, run_id: str, *, lock: bool = True) -> Any:

@@ -243,3 +243,34 @@ def test_listing_and_retrieving_run_steps_takes_no_worker_thread(
                 ],
             )
     store.close()
+
+
+def test_listing_a_responses_input_items_takes_no_worker_thread(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /v1/responses/{id}/input_items`` is one read on the loop, in item order."""
+    store = agentkeep.connect(db_url, auto_migrate=True)
+    items = [
+        {"id": f"msg_{9 - i}", "type": "message", "role": "user", "content": str(i)}
+        for i in range(3)
+    ]
+    response = store.tenant("acme").responses.create(
+        model="m", input_items=items, status="completed"
+    )
+    with TestClient(create_app(Settings(api_keys="acme:k"), store=store)) as http:
+        http.headers["Authorization"] = "Bearer k"
+        url = f"/v1/responses/{response.id}/input_items"
+        with monkeypatch.context() as refusing:
+            refusing.setattr(anyio.to_thread, "run_sync", _refuse)
+            page = http.get(url, params={"order": "asc", "limit": 2})
+            assert page.status_code == 200, page.text
+            body = page.json()
+            assert [i["id"] for i in body["data"]] == ["msg_9", "msg_8"] and body["has_more"]
+            rest = http.get(url, params={"order": "asc", "after": body["last_id"]}).json()
+            assert [i["id"] for i in rest["data"]] == ["msg_7"] and not rest["has_more"]
+            newest = http.get(url).json()
+            assert [i["id"] for i in newest["data"]] == ["msg_7", "msg_8", "msg_9"]
+            _assert_not_found(http, [("/v1/responses/resp_missing/input_items", "response")])
+            bad = http.get(url, params={"after": "msg_missing"})
+            assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
+    store.close()

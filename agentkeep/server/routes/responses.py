@@ -304,10 +304,11 @@ def cancel_response(response_id: str, store: TenantStore) -> JSONResponse:
 
 
 @router.get("/{response_id}/input_items", summary="List input items", response_model=None)
-def list_input_items(
+async def list_input_items(
     response_id: str, store: TenantStore, params: Pagination, include: IncludeQuery = None
 ) -> JSONResponse:
-    page = store.responses.list_items(
+    page = await arun_op(
+        store.responses.list_items,
         response_id,
         kind="input",
         limit=params.limit,
