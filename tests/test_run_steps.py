@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _paging import check_every_page
 
 from agentkeep import AsyncStore, InvalidInput, InvalidTransition, NotFound, Store
 
@@ -180,16 +181,9 @@ async def test_every_page_of_a_runs_steps_matches_the_listing_sync_and_async(
         assert (page.first_id, page.last_id, page.has_more) == (ids[0], ids[-1], False)
     for step in made:
         assert store.run_steps.get(step.id) == step == await astore.run_steps.get(step.id)
-    for after in (None, *range(7)):
-        for before in (None, *range(7)):
-            a = None if after is None else ids[after]
-            b = None if before is None else ids[before]
-            window = ids[(after + 1 if after is not None else 0) : before]
-            # before alone: the three closest to it; else the first three past after
-            want = window[-3:] if a is None and b is not None else window[:3]
-            page = store.run_steps.list(run.id, order=order, limit=3, after=a, before=b)
-            assert [s.id for s in page] == want, (after, before)
-            assert page.has_more is (len(window) > 3), (after, before)
+    check_every_page(
+        ids, 3, lambda a, b: store.run_steps.list(run.id, order=order, limit=3, after=a, before=b)
+    )
     assert store.run_steps.list(other.id).items[0].run_id == other.id
     with pytest.raises(InvalidInput) as bad:
         store.run_steps.list(run.id, limit=0)
