@@ -104,12 +104,18 @@ def _live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[dict[str, 
     return row
 
 
+def _check_live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[None]:
+    """``NotFound`` as :func:`_require_live`, read from the response's expiry alone: the
+    check of a read of its events or items."""
+    found = yield Stmt(sql.compiled(_EXPIRES), {"t": tenant_id, "r": response_id})
+    _require_live(response_id, found[0][0] if found else None)
+
+
 def _events_after(
     sql: MessageSQL, tenant_id: str, response_id: str, after: int, limit: int
 ) -> Steps[list[Any]]:
     """The rows of a live response's events after ``after`` (``NotFound`` as ``_live``)."""
-    found = yield Stmt(sql.compiled(_EXPIRES), {"t": tenant_id, "r": response_id})
-    _require_live(response_id, found[0][0] if found else None)
+    yield from _check_live(sql, tenant_id, response_id)
     params = {"t": tenant_id, "r": response_id, "a": after, "n": limit}
     rows: list[Any] = yield Stmt(sql.compiled(_EVENTS), params)
     return rows
@@ -412,8 +418,7 @@ class Responses(Resource):
         where = {"response_id": response_id, "kind": kind}
 
         def steps() -> Steps[builtins.list[dict[str, Any]]]:
-            found = yield Stmt(sql.compiled(_EXPIRES), {"t": tenant, "r": response_id})
-            _require_live(response_id, found[0][0] if found else None)
+            yield from _check_live(sql, tenant, response_id)
             return (
                 yield from sql.listing(
                     it,
