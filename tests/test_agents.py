@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _errors import check_not_found
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
 
@@ -264,14 +265,13 @@ async def test_get_reads_every_version_as_its_writes_returned_sync_and_async(
             assert got.model_dump() == expected.model_dump()
             assert type(got.version) is int and got.updated_at.tzinfo is not None
     assert await astore.agents.get(made.id, lock=True) == third
-    for call, kind, ident in [
-        (lambda: store.agents.get("asst_missing"), "agent", "asst_missing"),
-        (lambda: store.agents.get("asst_missing", version=1), "agent", "asst_missing"),
-        (lambda: store.agents.get(made.id, version=4), "agent version", f"{made.id}@4"),
-        (lambda: store.tenant("t_other").agents.get(made.id), "agent", made.id),
-    ]:
-        with pytest.raises(NotFound) as caught:
-            call()
-        assert (caught.value.kind, caught.value.ident) == (kind, ident)
+    check_not_found(
+        [
+            (lambda: store.agents.get("asst_missing"), "agent", "asst_missing"),
+            (lambda: store.agents.get("asst_missing", version=1), "agent", "asst_missing"),
+            (lambda: store.agents.get(made.id, version=4), "agent version", f"{made.id}@4"),
+            (lambda: store.tenant("t_other").agents.get(made.id), "agent", made.id),
+        ]
+    )
     with pytest.raises(NotFound):
         await astore.agents.get(made.id, version=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _errors import check_in_session_not_found, check_not_found
 
 from agentkeep import AsyncStore, InvalidInput, NewMessage, NotFound, Store
 
@@ -290,26 +291,13 @@ async def test_a_message_of_a_session_is_read_in_one_look_with_every_field(store
             assert type(got.seq) is int and got.created_at.tzinfo is not None
     with pytest.raises(NotFound):
         store.messages.get(rich.id, session_id=other.id)
-    for call, kind, ident in [
-        (lambda: store.messages.get("msg_missing"), "message", "msg_missing"),
-        (lambda: store.messages.in_session(rich.id, other.id), "message", rich.id),
-        (lambda: store.messages.in_session("msg_missing", thread.id), "message", "msg_missing"),
-        (lambda: store.messages.in_session(rich.id, "sess_missing"), "session", "sess_missing"),
-        (
-            lambda: store.messages.in_session(rich.id, thread.id, kind="conversation"),
-            "conversation",
-            thread.id,
-        ),
-        (
-            lambda: store.tenant("t_other").messages.in_session(rich.id, thread.id),
-            "session",
-            thread.id,
-        ),
-        (lambda: store.tenant("t_other").messages.get(rich.id), "message", rich.id),
-    ]:
-        with pytest.raises(NotFound) as caught:
-            call()
-        assert (caught.value.kind, caught.value.ident) == (kind, ident)
+    check_in_session_not_found(store, "messages", "message", rich.id, thread.id, other.id)
+    check_not_found(
+        [
+            (lambda: store.messages.get("msg_missing"), "message", "msg_missing"),
+            (lambda: store.tenant("t_other").messages.get(rich.id), "message", rich.id),
+        ]
+    )
     with pytest.raises(InvalidInput) as bad:
         store.messages.in_session("", thread.id)
     assert bad.value.field == "message_id"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from _errors import check_in_session_not_found
 
 import agentkeep
 from agentkeep import AsyncStore, Conflict, InvalidInput, InvalidTransition, NotFound, Store
@@ -64,20 +65,7 @@ async def test_a_run_of_a_session_is_read_in_one_look_with_every_field(store: St
     failed = store.runs.create("asst_x", session_id=thread.id, status="in_progress")
     failed = store.runs.transition(failed.id, "failed", last_error="it broke")
     assert store.runs.in_session(failed.id, thread.id) == failed
-    for call, kind, ident in [
-        (lambda: store.runs.in_session(run.id, other.id), "run", run.id),
-        (lambda: store.runs.in_session("run_missing", thread.id), "run", "run_missing"),
-        (lambda: store.runs.in_session(run.id, "sess_missing"), "session", "sess_missing"),
-        (
-            lambda: store.runs.in_session(run.id, thread.id, kind="conversation"),
-            "conversation",
-            thread.id,
-        ),
-        (lambda: store.tenant("t_other").runs.in_session(run.id, thread.id), "session", thread.id),
-    ]:
-        with pytest.raises(NotFound) as caught:
-            call()
-        assert (caught.value.kind, caught.value.ident) == (kind, ident)
+    check_in_session_not_found(store, "runs", "run", run.id, thread.id, other.id)
     with pytest.raises(InvalidInput) as bad:
         store.runs.in_session("", thread.id)
     assert bad.value.field == "run_id"
