@@ -206,10 +206,14 @@ class ResponseRun:
         """:meth:`events` as they come together (a stream sends each batch in one write)."""
         done = False
         reason = self.abandoned  # the reader stopped it (a cancel, or it closed the stream)
-        # A stopping service waits for this before it closes its store: the stop may be
-        # what cuts the response, and its end is written on the way out.
+        # A stopping service waits for a request's response to end before it stops its
+        # worker and closes its store: the stop may be what cuts the request, and the
+        # end is written on the way out. A worker's (background) response is not cut
+        # before the worker stops, which ends it and waits for it: not kept, or the
+        # service would wait for it in vain for as long as the settle allows.
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stopping.keep(ended)
+        if self.abandoned == DISCONNECTED:
+            stopping.keep(ended)
         try:
             async for batch in self._call():
                 if batch:

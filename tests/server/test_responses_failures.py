@@ -281,11 +281,15 @@ def test_a_response_its_run_ended_without_a_last_event_still_ends_its_followed_s
     A response that ended with no last event stored (as an earlier version left them, here
     its stored end taken away): a follower (from the start, or resumed) still gets the end,
     ``response.failed`` with the stored response, numbered after the last stored event,
-    exactly once."""
+    exactly once.
+
+    The stop ends the background response when it stops its worker: it does not first wait
+    for it as for a response its request's cut left (that wait would run out, and warn)."""
     service = start_service(backend)
     client = (tenant := service.new_tenant()).client()
     # SIGTERM: its run is dropped and the response failed on the way out
     queued, failed = _failed_by_a_restart(service, client, upstream_llm, kill=False)
+    assert "cut responses were not ended" not in service.log()
     stored = service.store.tenant(tenant.id).responses.events(queued.id)
     assert stored[-1].type == "response.failed"  # stored with the failed status
     assert [e.sequence_number for e in stored] == list(range(len(stored)))
@@ -433,8 +437,13 @@ def test_deleting_a_running_background_response_ends_its_stream_and_its_run(
         release.set()
 
 
-def test_a_quiet_stream_is_kept_alive(tenant: Tenant, upstream_llm: UpstreamLLM) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_quiet_stream_is_kept_alive(
+    backend: str, start_service: StartService, upstream_llm: UpstreamLLM
+) -> None:
     """A follower waiting on a silent upstream gets SSE comments, so proxies keep the line."""
+    # A keep-alive every second, not the default 15: the test waits for one.
+    tenant = start_service(backend, AGENTKEEP_SSE_KEEPALIVE_SECONDS="1").new_tenant()
     client = tenant.client()
     model = _model()
     release = threading.Event()
