@@ -220,12 +220,24 @@ class Responses(Resource):
         outputs = _items(output_items, "output_items")
         event_rows = self._event_rows(row["id"], events)
         with self._core.write("storing a response") as conn:
-            conn.execute(sa.insert(t), row)
+            # The notice of its events rides in the insert of the row (no round trip).
+            notice = self._notice_of(event_rows)
+            insert = sa.insert(t) if notice is None else sa.insert(t).returning(notice)
+            conn.execute(insert, row)
             self._insert_items(conn, row["id"], 0, "input", inputs)
             self._insert_items(conn, row["id"], len(inputs), "output", outputs)
             if event_rows:  # the row is this write's own: no need to look for it
-                self._insert_events(conn, event_rows)
+                self._insert_events(conn, event_rows, notified=notice is not None)
         return to_response(row)
+
+    def _notice_of(self, event_rows: builtins.list[dict[str, Any]]) -> sa.ColumnElement[Any] | None:
+        """The notice of ``event_rows`` (this tenant's) as an expression a write that runs
+        anyway returns, sent at commit; None without events, or where notices are not
+        expressions (SQLite): then ``_insert_events`` sends it, if any."""
+        if not event_rows:
+            return None
+        channel, payload = events_channel(self.tenant_id), _notice()
+        return self._core.dialect.notifying(sa.literal(channel), sa.literal(payload))
 
     def _insert_items(
         self,
@@ -326,22 +338,25 @@ class Responses(Resource):
             row = self._live_row(conn, response_id, lock=True)
             if row["status"] not in _OPEN:
                 return None
-            conn.execute(
+            ended = to_response({**row, **changes})
+            # The row is locked by this write: its events need no look again, and their
+            # notice rides in the update (no round trip of its own).
+            event_rows = [] if events is None else self._event_rows(response_id, events(ended))
+            notice = self._notice_of(event_rows)
+            update = (
                 sa.update(t)
                 .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
                 .values(changes)
             )
+            conn.execute(update if notice is None else update.returning(notice))
             start = conn.execute(
                 sa.select(sa.func.count()).where(
                     it.c.tenant_id == self.tenant_id, it.c.response_id == response_id
                 )
             ).scalar_one()
             self._insert_items(conn, response_id, start, "output", outputs)
-            ended = to_response({**row, **changes})
-            if events is not None:  # the row is locked by this write: no need to look again
-                event_rows = self._event_rows(response_id, events(ended))
-                if event_rows:
-                    self._insert_events(conn, event_rows)
+            if event_rows:
+                self._insert_events(conn, event_rows, notified=notice is not None)
             if end_events is not None:
                 self._store_end_events(conn, [ended], end_events)
         return ended

@@ -216,20 +216,26 @@ async def test_a_response_event_write_wakes_the_readers_not_tied_to_a_run_only(
         )
         monkeypatch.setattr(events, "_origin", (events.os.getpid(), "another-process"))
         with notify.subscribe("run_quiet") as run_reader:
-            for write in range(3):  # append_events, then finish, then a cancel's end events
+            # create with events, append_events, finish, then a cancel's end events
+            for write in range(4):
                 since = notify.generation()
                 if write == 0:
                     response = store.responses.create(
-                        model="m", input_items=[], status="in_progress", background=True
-                    )
-                    store.responses.append_events(
-                        response.id, [{"type": "response.created", "sequence_number": 0}]
+                        model="m",
+                        input_items=[],
+                        status="in_progress",
+                        background=True,
+                        events=[{"type": "response.created", "sequence_number": 0}],
                     )
                 elif write == 1:
+                    store.responses.append_events(
+                        response.id, [{"type": "response.in_progress", "sequence_number": 1}]
+                    )
+                elif write == 2:
                     store.responses.finish(
                         response.id,
                         status="completed",
-                        events=lambda ended: [{"type": "response.completed", "sequence_number": 1}],
+                        events=lambda ended: [{"type": "response.completed", "sequence_number": 2}],
                     )
                 else:
                     other = store.responses.create(
