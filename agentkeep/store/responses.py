@@ -339,21 +339,23 @@ class Responses(Resource):
             if row["status"] not in _OPEN:
                 return None
             ended = to_response({**row, **changes})
-            # The row is locked by this write: its events need no look again, and their
-            # notice rides in the update (no round trip of its own).
+            # The row is locked by this write: its events need no look again. The update
+            # returns where its output items start (after the items it has), and the
+            # notice of its events rides in it: no round trip of their own.
             event_rows = [] if events is None else self._event_rows(response_id, events(ended))
             notice = self._notice_of(event_rows)
+            items_so_far = (
+                sa.select(sa.func.count())
+                .where(it.c.tenant_id == self.tenant_id, it.c.response_id == response_id)
+                .scalar_subquery()
+            )
             update = (
                 sa.update(t)
                 .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
                 .values(changes)
+                .returning(items_so_far, *([] if notice is None else [notice]))
             )
-            conn.execute(update if notice is None else update.returning(notice))
-            start = conn.execute(
-                sa.select(sa.func.count()).where(
-                    it.c.tenant_id == self.tenant_id, it.c.response_id == response_id
-                )
-            ).scalar_one()
+            start = conn.execute(update).one()[0]
             self._insert_items(conn, response_id, start, "output", outputs)
             if event_rows:
                 self._insert_events(conn, event_rows, notified=notice is not None)
