@@ -8,9 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from _paging import check_every_page
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
+from agentkeep.store.schema import response_events, response_items, responses
 
 
 def _msg(ident: str, text: str, role: str = "user") -> dict[str, Any]:
@@ -354,10 +356,28 @@ def test_an_end_outside_the_run_stores_its_last_event_and_drops_later_ones(store
 
 
 def test_expired_responses_vanish_and_are_purged(store: Store) -> None:
-    gone = store.responses.create(model="m", input_items=[_msg("msg_x", "x")], ttl_seconds=1e-6)
+    gone = store.responses.create(
+        model="m", input_items=[_msg("msg_x", "x")], status="in_progress", ttl_seconds=1e-6
+    )
     kept = _turn(store, 1)
     with pytest.raises(NotFound):
         store.responses.get(gone.id)
+    with pytest.raises(NotFound):  # nor can it be ended: nothing of it is written
+        store.responses.finish(
+            gone.id,
+            status="completed",
+            output_items=[_msg("msg_y", "y")],
+            events=lambda ended: [{"type": "response.completed", "sequence_number": 0}],
+        )
+    with store._core.engine.connect() as conn:
+        of_gone = (responses.c.tenant_id == store.tenant_id, responses.c.id == gone.id)
+        assert conn.execute(sa.select(responses.c.status).where(*of_gone)).scalar_one() == (
+            "in_progress"
+        )
+        for table in (response_items, response_events):
+            mine = (table.c.tenant_id == store.tenant_id, table.c.response_id == gone.id)
+            count = sa.select(sa.func.count()).select_from(table).where(*mine)
+            assert conn.execute(count).scalar_one() == (1 if table is response_items else 0)
     assert store.responses.purge_expired() == 1
     assert store.responses.get(kept).id == kept
     later = datetime.now(UTC) + timedelta(days=31)

@@ -221,23 +221,23 @@ class Responses(Resource):
         event_rows = self._event_rows(row["id"], events)
         with self._core.write("storing a response") as conn:
             # The notice of its events rides in the insert of the row (no round trip).
-            notice = self._notice_of(event_rows)
-            insert = sa.insert(t) if notice is None else sa.insert(t).returning(notice)
-            conn.execute(insert, row)
+            notice = self._notice_if(bool(event_rows))
+            conn.execute(sa.insert(t).returning(*notice) if notice else sa.insert(t), row)
             self._insert_items(conn, row["id"], 0, "input", inputs)
             self._insert_items(conn, row["id"], len(inputs), "output", outputs)
             if event_rows:  # the row is this write's own: no need to look for it
-                self._insert_events(conn, event_rows, notified=notice is not None)
+                self._insert_events(conn, event_rows, notified=bool(notice))
         return to_response(row)
 
-    def _notice_of(self, event_rows: builtins.list[dict[str, Any]]) -> sa.ColumnElement[Any] | None:
-        """The notice of ``event_rows`` (this tenant's) as an expression a write that runs
-        anyway returns, sent at commit; None without events, or where notices are not
-        expressions (SQLite): then ``_insert_events`` sends it, if any."""
-        if not event_rows:
-            return None
+    def _notice_if(self, wanted: bool) -> builtins.list[sa.ColumnElement[Any]]:
+        """The notice of this tenant's events, when ``wanted``, as an expression a write that
+        runs anyway returns (sent at commit); none where notices are not expressions (SQLite),
+        or not ``wanted``: then ``_insert_events`` sends it, if anything."""
+        if not wanted:
+            return []
         channel, payload = events_channel(self.tenant_id), _notice()
-        return self._core.dialect.notifying(sa.literal(channel), sa.literal(payload))
+        notice = self._core.dialect.notifying(sa.literal(channel), sa.literal(payload))
+        return [] if notice is None else [notice]
 
     def _insert_items(
         self,
@@ -321,6 +321,7 @@ class Responses(Resource):
         stored, ``events`` included, for an end whose numbers the caller does
         not know.
         """
+        check_ref(response_id, "response_id")
         status = _status(status)
         outputs = _items(output_items, "output_items")
         cost = check_cost(cost_usd)
@@ -335,30 +336,36 @@ class Responses(Resource):
             "completed_at": now if status == "completed" else None,
         }
         with self._core.write("finishing a response") as conn:
-            row = self._live_row(conn, response_id, lock=True)
-            if row["status"] not in _OPEN:
-                return None
-            ended = to_response({**row, **changes})
-            # The row is locked by this write: its events need no look again. The update
-            # returns where its output items start (after the items it has), and the
-            # notice of its events rides in it: no round trip of their own.
-            event_rows = [] if events is None else self._event_rows(response_id, events(ended))
-            notice = self._notice_of(event_rows)
+            # One statement ends an open, live response and locks it: it returns the row,
+            # where its output items start (after the items it has) and, when it will have
+            # events, their notice (no round trip of its own; sent at commit, and only then).
             items_so_far = (
                 sa.select(sa.func.count())
                 .where(it.c.tenant_id == self.tenant_id, it.c.response_id == response_id)
                 .scalar_subquery()
             )
+            notice = self._notice_if(events is not None)
             update = (
                 sa.update(t)
-                .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
+                .where(
+                    t.c.tenant_id == self.tenant_id,
+                    t.c.id == response_id,
+                    t.c.status.in_(_OPEN),
+                    t.c.expires_at > now,
+                )
                 .values(changes)
-                .returning(items_so_far, *([] if notice is None else [notice]))
+                .returning(*t.c, items_so_far.label("_items"), *notice)
             )
-            start = conn.execute(update).one()[0]
-            self._insert_items(conn, response_id, start, "output", outputs)
+            found = conn.execute(update).mappings().first()
+            if found is None:
+                self._live_row(conn, response_id)  # NotFound: it is not there, or expired
+                return None  # it had ended already (cancelled, failed by a sweep)
+            ended = to_response({**found, **changes})
+            self._insert_items(conn, response_id, found["_items"], "output", outputs)
+            # The row is locked by this write: its events need no look for it.
+            event_rows = [] if events is None else self._event_rows(response_id, events(ended))
             if event_rows:
-                self._insert_events(conn, event_rows, notified=notice is not None)
+                self._insert_events(conn, event_rows, notified=bool(notice))
             if end_events is not None:
                 self._store_end_events(conn, [ended], end_events)
         return ended
