@@ -628,6 +628,25 @@ class AsyncRuns:
         """Delete a run with its steps, events and tool calls (one transaction)."""
         return await asyncio.to_thread(self.sync.delete, run_id)
 
+    async def end(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        last_error: dict[str, Any] | str | None = None,
+        required_action: dict[str, Any] | None = None,
+        add_extra: dict[str, Any] | None = None,
+    ) -> tuple[Run, bool]:
+        """End a turn of the run's worker at ``status``, in one locked read and one update."""
+        return await asyncio.to_thread(
+            self.sync.end,
+            run_id,
+            status,
+            last_error=last_error,
+            required_action=required_action,
+            add_extra=add_extra,
+        )
+
     async def fail_interrupted(
         self,
         *,

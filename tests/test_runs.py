@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _errors import check_in_session_not_found
+from _statements import sent_statements
 
 import agentkeep
-from agentkeep import AsyncStore, Conflict, InvalidInput, InvalidTransition, NotFound, Store
+from agentkeep import AsyncStore, Conflict, InvalidInput, InvalidTransition, NotFound, Run, Store
 from agentkeep.models import RUN_TRANSITIONS, TERMINAL_RUN_STATUSES
 from agentkeep.store import schema
 
@@ -179,6 +180,79 @@ def test_transitions_follow_the_state_machine(store: Store) -> None:
                 assert (err.value.current, err.value.target) == (current, target)
                 assert current in str(err.value) and target in str(err.value)
                 assert store.runs.get(run.id) == run
+
+
+def test_end_of_a_turn_moves_the_run_in_one_read_and_one_update(store: Store) -> None:
+    """``runs.end``: what the worker's end of a turn does, under one lock."""
+    action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": []}}
+    kept = {"kept": "yes", "n": 1}
+
+    def running(status: str = "in_progress") -> Run:
+        run = store.runs.create("a", status="in_progress")
+        run = store.runs.update(run.id, extra=kept)
+        return store.runs.transition(run.id, status) if status != "in_progress" else run
+
+    run = running()
+    with sent_statements(store) as statements:
+        done, moved = store.runs.end(run.id, "completed", add_extra={"n": 2, "new": [1]})
+    # The run's locked read and its update: no second read (SQLite's BEGIN aside).
+    assert [s.split()[0] for s in statements if not s.startswith("BEGIN")] == ["SELECT", "UPDATE"]
+    assert moved and (done.status, done.version) == ("completed", 3)
+    assert done.finished_at is not None and done.extra == {"kept": "yes", "n": 2, "new": [1]}
+    assert store.runs.get(run.id) == done
+
+    run = running()
+    waiting, moved = store.runs.end(
+        run.id, "requires_action", required_action=action, add_extra={"expires_at": 5}
+    )
+    assert moved and waiting.status == "requires_action" and waiting.required_action == action
+    assert waiting.finished_at is None and waiting.extra == {**kept, "expires_at": 5}
+    assert store.runs.get(run.id) == waiting
+
+    run = running()
+    failed, moved = store.runs.end(run.id, "failed", last_error={"code": "x", "message": "m"})
+    assert moved and failed.last_error == {"code": "x", "message": "m"}
+    assert store.runs.get(run.id) == failed
+
+    # Being cancelled: cancelled instead, without the action or the extra.
+    for status in ("completed", "requires_action", "incomplete"):
+        run = running("cancelling")
+        ended, moved = store.runs.end(
+            run.id, status, required_action=action, add_extra={"expires_at": 5}
+        )
+        assert moved and ended.status == "cancelled" and ended.required_action is None
+        assert ended.extra == kept and ended.finished_at is not None
+        assert store.runs.get(run.id) == ended
+    run = running("cancelling")
+    failed, moved = store.runs.end(run.id, "failed", last_error="boom")
+    assert moved and failed.status == "failed"
+
+    # Ended already, or at that status: left as it is.
+    for status in ("completed", "cancelled", "failed", "expired"):
+        run = running(status)
+        assert store.runs.end(run.id, "completed", add_extra={"n": 9}) == (run, False)
+        assert store.runs.get(run.id) == run
+    run = running("requires_action")
+    assert store.runs.end(run.id, "requires_action", add_extra={"n": 9}) == (run, False)
+    assert store.runs.get(run.id) == run
+
+    # Bad input names its field and changes nothing; a missing run is NotFound.
+    run = running()
+    for kwargs, field in (
+        ({"status": "done"}, "status"),
+        ({"status": "completed", "add_extra": ["x"]}, "add_extra"),
+        ({"status": "requires_action", "required_action": "x"}, "required_action"),
+        ({"status": "failed", "last_error": {"code": 5}}, "last_error.code"),
+    ):
+        with pytest.raises(InvalidInput) as err:
+            store.runs.end(run.id, **kwargs)
+        assert err.value.field == field
+    assert store.runs.get(run.id) == run
+    with pytest.raises(NotFound):
+        store.runs.end("run_missing", "completed")
+    with pytest.raises(NotFound):
+        store.tenant("other").runs.end(run.id, "completed")
+    assert store.runs.get(run.id) == run
 
 
 def test_lifecycle_sets_times_and_required_action(store: Store) -> None:

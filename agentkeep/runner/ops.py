@@ -371,30 +371,24 @@ def finish_run(
     ``expires_at`` (Unix seconds) goes into the run's ``extra`` when it enters
     ``requires_action``.
     """
+    add_extra: dict[str, Any] = {}
+    if status == "requires_action" and expires_at is not None:
+        add_extra["expires_at"] = expires_at
+    if status == "incomplete" and incomplete_details is not None:
+        add_extra["incomplete_details"] = incomplete_details
     with store.transaction(savepoints=False):
-        current = store.runs.get(run_id)
-        if current.status in TERMINAL_RUN_STATUSES:
-            return current
-        kwargs: dict[str, Any] = {}
-        if current.status == "cancelling" and status in (
-            "completed",
-            "requires_action",
-            "incomplete",
-        ):
-            status = "cancelled"
-        elif status == "requires_action":
-            kwargs["required_action"] = required_action
-            if expires_at is not None:
-                store.runs.update(run_id, extra={**current.extra, "expires_at": expires_at})
-        if status == "failed" and last_error is not None:
-            kwargs["last_error"] = last_error
-        if status == "incomplete" and incomplete_details is not None:
-            store.runs.update(
-                run_id, extra={**current.extra, "incomplete_details": incomplete_details}
-            )
-        run = store.runs.transition(run_id, status, **kwargs)
+        # One locked read and one update (a cancelling run becomes cancelled there).
+        run, moved = store.runs.end(
+            run_id,
+            status,
+            last_error=last_error,
+            required_action=required_action,
+            add_extra=add_extra,
+        )
+        if not moved:
+            return run
         events = []
-        if status == "cancelled":
+        if run.status == "cancelled":
             events = _close_open_work(store, run, "cancelled", "run_cancelled")
         announce(store, run, *events, run_event(run))
     return run

@@ -374,21 +374,72 @@ class Runs(Resource):
         _check_version(expected_version)
         with self._core.write("changing a run's status") as conn:
             row = self._locked(conn, run_id, expected_version)
-            current = row["status"]
-            if status == current:
+            if status == row["status"]:
                 return to_run(row)
-            if status not in RUN_TRANSITIONS[current]:
-                raise InvalidTransition("run", run_id, current, status)
-            now = utcnow_micros()
-            if status != "requires_action":
-                changes["required_action"] = None
-            if status == "in_progress" and row["started_at"] is None:
-                changes["started_at"] = now
-            if status in TERMINAL_RUN_STATUSES:
-                changes["finished_at"] = now
-            changes.update(status=status, version=row["version"] + 1, updated_at=now)
-            self._set(conn, run_id, changes)
-            return to_run({**row, **changes})
+            return self._move(conn, row, status, changes)
+
+    def end(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        last_error: dict[str, Any] | str | None = None,
+        required_action: dict[str, Any] | None = None,
+        add_extra: dict[str, Any] | None = None,
+    ) -> tuple[Run, bool]:
+        """End a turn of the run's worker at ``status``, in one locked read and one update.
+
+        ``status`` is ``completed``, ``failed``, ``incomplete`` or
+        ``requires_action``. A run being cancelled becomes ``cancelled`` instead of ``completed``,
+        ``incomplete`` or ``requires_action`` (then ``required_action`` and
+        ``add_extra`` are dropped). A run that has ended already, or is at ``status``
+        already, is left as it is.
+        ``last_error`` is kept with ``failed`` only, ``required_action`` with
+        ``requires_action``; ``add_extra``'s keys are set in the run's ``extra``.
+        Returns the run and whether this call moved it.
+        """
+        check_ref(run_id, "run_id")
+        status = check_choice(status, RUN_TRANSITIONS, "status")
+        action = check_json(
+            check_object(required_action, "required_action") or None, "required_action"
+        )
+        error = check_error(last_error) if last_error is not None else None
+        extra = check_json(check_object(add_extra, "add_extra") or {}, "add_extra")
+        with self._core.write("ending a run's turn") as conn:
+            row = self._locked(conn, run_id, None)
+            if row["status"] in TERMINAL_RUN_STATUSES or row["status"] == status:
+                return to_run(row), False
+            changes: dict[str, Any] = {}
+            if row["status"] == "cancelling" and status in (
+                "completed",
+                "requires_action",
+                "incomplete",
+            ):
+                status, extra = "cancelled", {}
+            elif status == "requires_action":
+                changes["required_action"] = action
+            if status == "failed" and error is not None:
+                changes["last_error"] = error
+            if extra:
+                changes["extra"] = {**(row["extra"] or {}), **extra}
+            return self._move(conn, row, status, changes), True
+
+    def _move(self, conn: Connection, row: Row, status: str, changes: dict[str, Any]) -> Run:
+        """Move the locked run ``row`` to ``status`` (with ``changes``), if ``RUN_TRANSITIONS``
+        allows it; the times and version as :meth:`transition` says."""
+        current = row["status"]
+        if status not in RUN_TRANSITIONS[current]:
+            raise InvalidTransition("run", row["id"], current, status)
+        now = utcnow_micros()
+        if status != "requires_action":
+            changes["required_action"] = None
+        if status == "in_progress" and row["started_at"] is None:
+            changes["started_at"] = now
+        if status in TERMINAL_RUN_STATUSES:
+            changes["finished_at"] = now
+        changes.update(status=status, version=row["version"] + 1, updated_at=now)
+        self._set(conn, row["id"], changes)
+        return to_run({**row, **changes})
 
     def add_usage(
         self,
