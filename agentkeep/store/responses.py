@@ -531,22 +531,18 @@ class Responses(Resource):
             parents = sa.select(t.c.id, t.c.status).where(
                 t.c.tenant_id == self.tenant_id, t.c.id.in_(ids)
             )
-            dialect = self._core.dialect
-            if dialect.skip_locked:
+            if self._core.dialect.skip_locked:
                 parents = parents.with_for_update(read=True, key_share=True)
             # The notice of these events rides in this read (PostgreSQL: no round trip of
             # its own); sent at commit, and only then.
-            notice = dialect.notifying(b("n_channel"), b("n_payload"))
-            if notice is not None:
-                parents = parents.add_columns(notice)
-            params = {"n_channel": events_channel(self.tenant_id), "n_payload": _notice()}
-            found = {r.id: r.status for r in conn.execute(parents, params)}
+            notice = self._notice_if(True)
+            found = {r.id: r.status for r in conn.execute(parents.add_columns(*notice))}
             for response_id in ids:
                 if response_id not in found:
                     raise NotFound(self.kind, response_id)
             rows = [r for r in rows if found[r["response_id"]] not in TERMINAL_RESPONSE_STATUSES]
             if rows:
-                self._insert_events(conn, rows, notified=notice is not None)
+                self._insert_events(conn, rows, notified=bool(notice))
 
     def _event_rows(
         self,
