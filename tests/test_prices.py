@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from _statements import sent_statements
 
 import agentkeep
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
@@ -134,6 +135,52 @@ def test_recompute_reprices_past_calls(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         store.prices.recompute(since="yesterday")  # type: ignore[arg-type]
     assert err.value.field == "since"
+
+
+def _price_reads(statements: list[str]) -> int:
+    return sum(1 for s in statements if s.lstrip().upper().startswith("SELECT") and "prices" in s)
+
+
+def test_calls_recorded_in_one_transaction_read_each_price_once(store: Store) -> None:
+    """A round of calls (the settles of many responses) reads a model's price once; a price
+    set or deleted in the same transaction prices the calls after it."""
+    store.prices.set(HOUSE, input=1, output=1)
+    plain = {"input_tokens": 2, "cached_tokens": 0, "output_tokens": 1, "reasoning_tokens": 0}
+    with sent_statements(store) as statements, store.transaction():
+        first = [_call(store, **plain) for _ in range(3)]
+        other = _call(store, model="house-llm-2", **plain)
+        reads_before_set = _price_reads(statements)
+        store.prices.set(HOUSE, input=10, output=10)
+        repriced = _call(store, **plain)
+        store.prices.delete(HOUSE)
+        unpriced = _call(store, **plain)
+    assert [c.cost_usd for c in first] == [3, 3, 3]
+    assert other.cost_usd is None
+    assert reads_before_set == 2  # HOUSE once, house-llm-2 once
+    assert (repriced.cost_usd, repriced.price_version) == (30, f"store.prices:*/{HOUSE}@v2")
+    assert (unpriced.cost_usd, unpriced.cost_source) == (None, None)
+    # Stored as answered; outside a transaction each call reads the table again.
+    assert [store.usage.get(c.id).cost_usd for c in (*first, repriced, unpriced)] == [
+        3,
+        3,
+        3,
+        30,
+        None,
+    ]
+    store.prices.set(HOUSE, input=5, output=5)
+    assert _call(store, **plain).cost_usd == 15
+    # A price set in a savepoint that rolls back is forgotten with it.
+    with store.transaction():
+        assert _call(store, **plain).cost_usd == 15
+        with pytest.raises(RuntimeError), store.transaction():
+            store.prices.set(HOUSE, input=7, output=7)
+            assert _call(store, **plain).cost_usd == 21
+            raise RuntimeError("rolled back")
+        assert _call(store, **plain).cost_usd == 15
+    with sent_statements(store) as statements:
+        _call(store, **plain)
+        _call(store, **plain)
+    assert _price_reads(statements) == 2
 
 
 def test_every_process_sees_a_stored_price(store: Store, backend: str, db_url: str) -> None:

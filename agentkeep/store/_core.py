@@ -79,6 +79,8 @@ class _Local(threading.local):
     """What failed inside an open write without savepoints (it can then only roll back)."""
     made: dict[tuple[str, str], None] | None = None
     """The (tenant, id) of the sessions the open write inserted, in order."""
+    prices: dict[tuple[str, str, str], Any] | None = None
+    """The stored prices the open write read, by (tenant, provider, model): see :meth:`Core.known_prices`."""
 
 
 class Core:
@@ -134,6 +136,25 @@ class Core:
         row that refers to it needs no read of it first."""
         made = self._local.made
         return made is not None and (tenant_id, session_id) in made
+
+    def known_prices(self) -> dict[tuple[str, str, str], Any] | None:
+        """The stored prices this thread's open write read, for its other calls to price.
+
+        A round of calls (the settles of many responses, say) reads each
+        model's price once instead of once per call. The write sees the table
+        as of its first read of a price; ``store.prices`` writes in it forget
+        them (:meth:`forget_prices`). None outside a write: read each time.
+        """
+        local = self._local
+        if not local.writing:
+            return None
+        if local.prices is None:
+            local.prices = {}
+        return local.prices
+
+    def forget_prices(self) -> None:
+        """Forget the prices the open write read: it changes the price table."""
+        self._local.prices = None
 
     def before_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (a write) at the end of this thread's open write, just before it commits.
@@ -229,7 +250,7 @@ class Core:
                 finally:
                     local.conn, local.writing, local.hooks, local.last = None, False, None, None
                     local.savepoints, local.failed, local.gathered = True, None, None
-                    local.made = None
+                    local.made = local.prices = None
         _run_hooks(hooks)
 
     @contextmanager
@@ -252,6 +273,7 @@ class Core:
                 for key in list(made)[made_mark:]:
                     del made[key]
             self._local.failed = failed  # and so does what failed inside it
+            self._local.prices = None  # and the prices read since it began (it may have set one)
             raise
 
     @contextmanager

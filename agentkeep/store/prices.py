@@ -201,9 +201,22 @@ _STORED = (
 )
 
 
-def _stored(conn: Connection, tenant_id: str, provider: str, model: str) -> Any:
+def _stored(
+    conn: Connection,
+    tenant_id: str,
+    provider: str,
+    model: str,
+    known: dict[tuple[str, str, str], Any] | None,
+) -> Any:
+    """The user's price of ``model`` for ``provider`` (None: none); read once per ``known``."""
+    key = (tenant_id, provider, model)
+    if known is not None and key in known:
+        return known[key]
     params = {"tenant_id": tenant_id, "model": model, "provider": provider, "any_provider": _ANY}
-    return conn.execute(_STORED, params).mappings().first()
+    row = conn.execute(_STORED, params).mappings().first()
+    if known is not None:
+        known[key] = row
+    return row
 
 
 def price_call(
@@ -211,8 +224,13 @@ def price_call(
     tenant_id: str,
     price_file: PriceFile | None,
     values: dict[str, Any],
+    known: dict[tuple[str, str, str], Any] | None = None,
 ) -> dict[str, Any]:
-    """The cost columns of a usage row without a caller's cost (see the module docstring)."""
+    """The cost columns of a usage row without a caller's cost (see the module docstring).
+
+    ``known``: the stored prices read already, filled as they are read (the
+    calls priced in one transaction read each model's price once).
+    """
     provider, model = values["provider"], values["model"]
     tokens = {
         "input_tokens": values["input_tokens"],
@@ -220,7 +238,7 @@ def price_call(
         "output_tokens": values["output_tokens"],
         "reasoning_tokens": values["reasoning_tokens"],
     }
-    row = _stored(conn, tenant_id, provider, model)
+    row = _stored(conn, tenant_id, provider, model, known)
     if row is not None:
         price = _to_price(row)
         prices = TokenPrices(price.input, price.output, price.cached_input, price.reasoning)
@@ -288,6 +306,7 @@ class Prices(Resource):
         stored = {k: (None if v is None else format(v, "f")) for k, v in values.items()}
         now = utcnow_micros()
         with self._core.write("setting a price") as conn:
+            self._core.forget_prices()
             old = conn.execute(
                 sa.select(t.c.version, t.c.created_at).where(
                     t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model
@@ -343,6 +362,7 @@ class Prices(Resource):
         """Remove a stored price: the model falls back to the file or the maintained table."""
         key = _ANY if provider is None else provider
         with self._core.write("deleting a price") as conn:
+            self._core.forget_prices()
             done = conn.execute(
                 sa.delete(t).where(
                     t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model
@@ -398,8 +418,9 @@ class Prices(Resource):
     ) -> int:
         """Price each row of ``batch`` again; store the new costs unless ``dry_run``."""
         changed = 0
+        known: dict[tuple[str, str, str], Any] = {}  # a batch reads each model's price once
         for row in batch:
-            cost = price_call(conn, self.tenant_id, self._core.price_file, dict(row))
+            cost = price_call(conn, self.tenant_id, self._core.price_file, dict(row), known)
             by_source[cost["cost_source"] or "unpriced"] += 1
             if all(cost[k] == row[k] for k in cost):
                 continue

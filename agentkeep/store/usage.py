@@ -300,7 +300,10 @@ class Usage(Resource):
                     cost_nano_usd=to_nano(given_cost), cost_source="caller", price_version=None
                 )
             else:
-                values.update(price_call(conn, self.tenant_id, self._core.price_file, values))
+                known = self._core.known_prices()
+                values.update(
+                    price_call(conn, self.tenant_id, self._core.price_file, values, known)
+                )
             conn.execute(sa.insert(t), values)  # compiled once per column set, values bound
             # The day's totals are a row every call of the group shares: added last, so
             # its lock is held for the commit only (concurrent runs do not queue on it),
