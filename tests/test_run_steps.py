@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from _paging import check_every_page
+from _statements import sent_statements
 
 from agentkeep import AsyncStore, InvalidInput, InvalidTransition, NotFound, Store
 
@@ -79,8 +80,26 @@ def test_update_finishes_a_step(store: Store) -> None:
     again = store.run_steps.update(step.id, status="completed")
     assert again.finished_at == done.finished_at
     with pytest.raises(InvalidTransition) as err:
-        store.run_steps.update(step.id, status="in_progress")
+        store.run_steps.update(step.id, status="in_progress", output_tokens=99)
     assert (err.value.current, err.value.target) == ("completed", "in_progress")
+    assert store.run_steps.get(step.id) == again  # the refused update wrote nothing
+    with pytest.raises(InvalidTransition):
+        store.run_steps.update(step.id, status="failed")
+    assert store.run_steps.get(step.id) == again
+
+
+def test_an_update_is_one_statement(store: Store) -> None:
+    """The worker ends a message's step every turn: one UPDATE that checks the status and
+    gives the row back, without a read before it."""
+    run = store.runs.create("a")
+    step = store.run_steps.create(run.id, "message_creation")
+    with sent_statements(store) as statements:
+        done = store.run_steps.update(step.id, status="completed", input_tokens=2, output_tokens=3)
+    sent = [s.split()[0].upper() for s in statements if s.split()[0].upper() != "BEGIN"]
+    assert sent == ["UPDATE"]
+    assert (done.status, done.input_tokens, done.output_tokens) == ("completed", 2, 3)
+    assert done.finished_at is not None and done.updated_at == done.finished_at
+    assert store.run_steps.get(step.id) == done
 
 
 def test_a_failed_step_keeps_its_error(store: Store) -> None:

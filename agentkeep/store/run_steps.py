@@ -19,7 +19,6 @@ from agentkeep.store._base import (
     check_page,
     page_of,
     row_times,
-    update_row,
 )
 from agentkeep.store._run_checks import (
     check_choice,
@@ -60,6 +59,31 @@ def _insert_from_run(locked: bool) -> sa.Insert:
 
 
 _INSERTS = {locked: _insert_from_run(locked) for locked in (False, True)}
+
+
+def _update(status: bool | None) -> sa.Update:
+    """One step's UPDATE, its changed columns from the parameters, its row returned.
+
+    ``status``: None when the status is not changed; else whether the new one is
+    terminal. A finished step matches only when set to the status it has (the
+    guard reads the row as it was, as the rest of the SET does), and a step
+    that a terminal status finishes gets ``finished_at``, once.
+    """
+    stmt = sa.update(t).where(
+        t.c.tenant_id == sa.bindparam("u_tenant"), t.c.id == sa.bindparam("u_id")
+    )
+    if status is None:
+        return stmt.returning(*t.c)
+    same = t.c.status == sa.bindparam("u_status", type_=t.c.status.type)
+    stmt = stmt.where(sa.or_(same, t.c.status.not_in(TERMINAL_STEP_STATUSES)))
+    if status:
+        stmt = stmt.values(
+            finished_at=sa.case((same, t.c.finished_at), else_=sa.bindparam("u_now"))
+        )
+    return stmt.returning(*t.c)
+
+
+_UPDATES = {status: _update(status) for status in (None, False, True)}
 
 
 def to_step(row: Row) -> RunStep:
@@ -140,21 +164,24 @@ class RunSteps(Resource):
             changes["input_tokens"] = check_count(input_tokens, "input_tokens")
         if output_tokens is not UNSET:
             changes["output_tokens"] = check_count(output_tokens, "output_tokens")
+        new_status = changes.get("status")
+        now = utcnow_micros()
+        changes["updated_at"] = now
+        values = dict(changes)
+        if "last_error" in values and values["last_error"] is None:
+            values["last_error"] = sa.null()
+        params = {**values, "u_tenant": self.tenant_id, "u_id": step_id}
+        if new_status is not None:
+            params["u_status"] = new_status
+            if new_status in TERMINAL_STEP_STATUSES:
+                params["u_now"] = now
+        stmt = _UPDATES[None if new_status is None else new_status in TERMINAL_STEP_STATUSES]
         with self._core.write("updating a run step") as conn:
-            row = self._get_row(conn, t, step_id, for_update=True)
-            now = utcnow_micros()
-            new_status = str(changes.get("status", row["status"]))
-            if new_status != row["status"]:
-                if row["status"] in TERMINAL_STEP_STATUSES:
-                    raise InvalidTransition("run_step", step_id, row["status"], new_status)
-                if new_status in TERMINAL_STEP_STATUSES:
-                    changes["finished_at"] = now
-            changes["updated_at"] = now
-            values = dict(changes)
-            if "last_error" in values and values["last_error"] is None:
-                values["last_error"] = sa.null()
-            update_row(conn, t, self.tenant_id, step_id, values)
-            return to_step({**row, **changes})
+            row = conn.execute(stmt, params).mappings().first()
+            if row is None:  # no such step, or a finished one asked for another status
+                found = self._get_row(conn, t, step_id)
+                raise InvalidTransition("run_step", step_id, found["status"], str(new_status))
+            return to_step(row)
 
     @op
     def list(
