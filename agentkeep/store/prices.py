@@ -290,7 +290,8 @@ class Prices(Resource):
         """Set (or replace) the per-token USD prices of ``model`` (of ``provider``, else any).
 
         Calls recorded from now on are priced with them; ``recompute`` reprices
-        calls recorded before.
+        calls recorded before. A transaction of another connection that read this
+        model's price already prices its calls with the price it read until it ends.
         """
         model = require_str(model, "model", max_len=256)
         key = _ANY if provider is None else require_str(provider, "provider", max_len=128)
