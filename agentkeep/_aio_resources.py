@@ -718,6 +718,7 @@ class AsyncRuns:
         last_error: dict[str, Any] | str | None = UNSET,
         output: str | None = UNSET,
         required_action: dict[str, Any] | None = UNSET,
+        extra: dict[str, Any] = UNSET,
     ) -> Run:
         """Move a run to ``status`` if ``RUN_TRANSITIONS`` allows it."""
         return await asyncio.to_thread(
@@ -728,6 +729,7 @@ class AsyncRuns:
             last_error=last_error,
             output=output,
             required_action=required_action,
+            extra=extra,
         )
 
     async def update(

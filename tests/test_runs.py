@@ -344,9 +344,35 @@ def test_transition_input_is_checked_first(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         store.runs.transition(run.id, "failed", last_error={"code": 5})
     assert err.value.field == "last_error.code"
+    with pytest.raises(InvalidInput) as err:
+        store.runs.transition(run.id, "completed", extra="x")  # type: ignore[arg-type]
+    assert err.value.field == "extra"
     assert store.runs.get(run.id) == run
     with pytest.raises(NotFound):
         store.runs.transition("run_missing", "completed")
+
+
+def test_a_transition_replaces_the_extra_in_the_same_write(store: Store) -> None:
+    """Submitting tool outputs re-queues the run without its expiry: one locked read and one
+    update, not ``update`` then ``transition`` (two of each)."""
+    action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": []}}
+    run = store.runs.create("a", status="in_progress")
+    run, _ = store.runs.end(
+        run.id,
+        "requires_action",
+        required_action=action,
+        add_extra={"expires_at": 5, "kept": 1},
+    )
+    with sent_statements(store) as statements:
+        queued = store.runs.transition(run.id, "queued", extra={"kept": 1})
+    assert [s.split()[0] for s in statements if not s.startswith("BEGIN")] == ["SELECT", "UPDATE"]
+    assert (queued.status, queued.extra, queued.required_action) == ("queued", {"kept": 1}, None)
+    assert queued.version == run.version + 1
+    assert store.runs.get(run.id) == queued
+    # A move the state machine refuses writes nothing, the extra included.
+    with pytest.raises(InvalidTransition):
+        store.runs.transition(run.id, "requires_action", extra={"other": 2})
+    assert store.runs.get(run.id) == queued
 
 
 def test_add_usage_increments_and_keeps_unknown_cost(store: Store) -> None:

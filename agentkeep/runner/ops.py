@@ -346,8 +346,7 @@ def submit_tool_outputs(store: Store, run: Run, outputs: Mapping[str, str]) -> t
             )
             events.append(_step_event(step))
         extra = {k: v for k, v in run.extra.items() if k != "expires_at"}
-        store.runs.update(run.id, extra=extra)
-        run = store.runs.transition(run.id, "queued")
+        run = store.runs.transition(run.id, "queued", extra=extra)
         events.append(run_event(run))
         written = emit(store, run, *events)
     return run, written[0].bookmark - 1

@@ -348,13 +348,16 @@ class Runs(Resource):
         last_error: dict[str, Any] | str | None = UNSET,
         output: str | None = UNSET,
         required_action: dict[str, Any] | None = UNSET,
+        extra: dict[str, Any] = UNSET,
     ) -> Run:
         """Move a run to ``status`` if ``RUN_TRANSITIONS`` allows it.
 
         Sets ``started_at`` on the first move to ``in_progress`` and
         ``finished_at`` on a terminal status; leaving ``requires_action``
-        clears ``required_action``. Moving to the status the run already has
-        changes nothing and returns the run.
+        clears ``required_action``. ``extra`` replaces the run's extra fields
+        in the same write (one read of the run and one update, where
+        ``update`` then ``transition`` make two of each). Moving to the status
+        the run already has changes nothing and returns the run.
         """
         check_ref(run_id, "run_id")
         status = check_choice(status, RUN_TRANSITIONS, "status")
@@ -371,6 +374,8 @@ class Runs(Resource):
             changes["required_action"] = check_json(
                 check_object(required_action, "required_action") or None, "required_action"
             )
+        if extra is not UNSET:
+            changes["extra"] = check_json(check_object(extra, "extra"), "extra")
         _check_version(expected_version)
         with self._core.write("changing a run's status") as conn:
             row = self._locked(conn, run_id, expected_version)
