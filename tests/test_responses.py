@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _paging import check_every_page
+from _statements import sent_statements
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.store.schema import response_events, response_items, responses
@@ -62,6 +63,25 @@ def test_create_get_items_and_delete(store: Store) -> None:
         store.responses.get(created.id)
     with pytest.raises(NotFound):
         store.responses.items(created.id)
+
+
+def test_a_response_ended_at_once_stores_its_input_and_output_in_one_insert(
+    store: Store,
+) -> None:
+    """A non-streamed answer is stored ended (the settle's ``_store_new``): its input and
+    output items are one statement, numbered in order across both."""
+    with sent_statements(store) as statements:
+        ident = _turn(store, 1)
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO RESPONSE_ITEMS")]
+    assert len(inserts) == 1
+    rows = store.responses.items(ident)
+    assert [(i["id"], _texts([i])) for i in rows] == [("msg_in1", ["q1"]), ("msg_out1", ["a1"])]
+    assert _texts(store.responses.items(ident, kind="output")) == ["a1"]
+    assert _texts(store.responses.items(ident, kind="input")) == ["q1"]
+    with sent_statements(store) as statements:
+        bare = store.responses.create(model="m", input_items=[])
+    assert not [s for s in statements if "response_items" in s.lower().split("(")[0]]
+    assert store.responses.items(bare.id) == []
 
 
 @pytest.mark.parametrize(

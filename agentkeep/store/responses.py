@@ -223,8 +223,7 @@ class Responses(Resource):
             # The notice of its events rides in the insert of the row (no round trip).
             notice = self._notice_if(bool(event_rows))
             conn.execute(sa.insert(t).returning(*notice) if notice else sa.insert(t), row)
-            self._insert_items(conn, row["id"], 0, "input", inputs)
-            self._insert_items(conn, row["id"], len(inputs), "output", outputs)
+            self._insert_items(conn, row["id"], 0, ("input", inputs), ("output", outputs))
             if event_rows:  # the row is this write's own: no need to look for it
                 self._insert_events(conn, event_rows, notified=bool(notice))
         return to_response(row)
@@ -244,24 +243,25 @@ class Responses(Resource):
         conn: Connection,
         response_id: str,
         start: int,
-        kind: str,
-        items: builtins.list[dict[str, Any]],
+        *groups: tuple[str, builtins.list[dict[str, Any]]],
     ) -> None:
-        if items:
-            conn.execute(
-                sa.insert(it),
-                [
-                    {
-                        "tenant_id": self.tenant_id,
-                        "id": item["id"],
-                        "response_id": response_id,
-                        "position": start + i,
-                        "kind": kind,
-                        "item": item,
-                    }
-                    for i, item in enumerate(items)
-                ],
+        """Insert ``groups`` of items (their kind, then the items) in order from ``start``:
+        one statement for them all (a response's input and output are one, not two)."""
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "id": item["id"],
+                "response_id": response_id,
+                "position": position,
+                "kind": kind,
+                "item": item,
+            }
+            for position, (kind, item) in enumerate(
+                ((kind, item) for kind, items in groups for item in items), start
             )
+        ]
+        if rows:
+            conn.execute(sa.insert(it), rows)
 
     @op
     def get(self, response_id: str) -> Op[StoredResponse]:
@@ -361,7 +361,7 @@ class Responses(Resource):
                 self._live_row(conn, response_id)  # NotFound: it is not there, or expired
                 return None  # it had ended already (cancelled, failed by a sweep)
             ended = to_response({**found, **changes})
-            self._insert_items(conn, response_id, found["_items"], "output", outputs)
+            self._insert_items(conn, response_id, found["_items"], ("output", outputs))
             # The row is locked by this write: its events need no look for it.
             event_rows = [] if events is None else self._event_rows(response_id, events(ended))
             if event_rows:
