@@ -361,7 +361,7 @@ class Events(Resource):
             for i, r in enumerate(rows, start=last - len(rows) + 1):
                 r["bookmark"] = i
                 r["created_at"] = now
-            conn.execute(sa.insert(t), rows)
+            self._insert_rows(conn, t, rows)
         return LinkedEvents([_event(dict(r)) for r in rows], before)
 
     def _take_bookmarks(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:

@@ -260,8 +260,7 @@ class Responses(Resource):
                 ((kind, item) for kind, items in groups for item in items), start
             )
         ]
-        if rows:
-            conn.execute(sa.insert(it), rows)
+        self._insert_rows(conn, it, rows)
 
     @op
     def get(self, response_id: str) -> Op[StoredResponse]:
@@ -614,7 +613,7 @@ class Responses(Resource):
         are not tied to a run, the Responses streams among them, and no run's
         (``RemoteEvents``). ``notified``: this write has sent it already.
         """
-        conn.execute(sa.insert(et), rows)
+        self._insert_rows(conn, et, rows)
         if not notified:
             for tenant_id in sorted({row["tenant_id"] for row in rows}):
                 self._core.dialect.notify(conn, events_channel(tenant_id), _notice())

@@ -304,7 +304,7 @@ class Usage(Resource):
                 values.update(
                     price_call(conn, self.tenant_id, self._core.price_file, values, known)
                 )
-            conn.execute(sa.insert(t), values)  # compiled once per column set, values bound
+            self._insert_rows(conn, t, [values])
             # The day's totals are a row every call of the group shares: added last, so
             # its lock is held for the commit only (concurrent runs do not queue on it),
             # and once for all the calls the transaction records.
