@@ -51,7 +51,7 @@ import json
 import json.decoder
 import json.encoder
 import json.scanner
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import pydantic_core
@@ -541,6 +541,14 @@ class MessageSQL:
         for name in json_names:
             row[name] = self.load_any(row[name])
         return row
+
+    def insert_params(self, table: sa.Table, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters of :meth:`insert_row` for ``row`` (every column of ``table``, by
+        name): a copy, its JSON columns as their text (:func:`dump_json`)."""
+        params = dict(row)
+        for name in columns_of(table)[1]:
+            params[name] = dump_json(row[name])
+        return params
 
     def json_param(self, name: str) -> sa.ColumnElement[Any]:
         """A parameter for a JSON column, bound as its JSON text (:func:`dump_json`)."""

@@ -17,7 +17,6 @@ from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times, time_range
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
-from agentkeep.store.message_sql import columns_of, dump_json
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
 from agentkeep.store.schema import snapshots as st
@@ -92,10 +91,8 @@ class Sessions(Resource):
             "created_at": now,
             "updated_at": now,
         }
-        params = dict(values)
-        for name in columns_of(t)[1]:  # the JSON ones
-            params[name] = dump_json(values[name])
         sql = self._core.message_sql
+        params = sql.insert_params(t, values)
 
         def steps() -> Steps[None]:
             yield Stmt(sql.insert_row(t), params, COUNT)
