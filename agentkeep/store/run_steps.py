@@ -164,20 +164,18 @@ class RunSteps(Resource):
             changes["input_tokens"] = check_count(input_tokens, "input_tokens")
         if output_tokens is not UNSET:
             changes["output_tokens"] = check_count(output_tokens, "output_tokens")
-        new_status = changes.get("status")
+        if "last_error" in changes and changes["last_error"] is None:
+            changes["last_error"] = sa.null()
         now = utcnow_micros()
-        changes["updated_at"] = now
-        values = dict(changes)
-        if "last_error" in values and values["last_error"] is None:
-            values["last_error"] = sa.null()
-        params = {**values, "u_tenant": self.tenant_id, "u_id": step_id}
+        params = {**changes, "updated_at": now, "u_tenant": self.tenant_id, "u_id": step_id}
+        new_status = changes.get("status")
+        terminal = None if new_status is None else new_status in TERMINAL_STEP_STATUSES
         if new_status is not None:
             params["u_status"] = new_status
-            if new_status in TERMINAL_STEP_STATUSES:
-                params["u_now"] = now
-        stmt = _UPDATES[None if new_status is None else new_status in TERMINAL_STEP_STATUSES]
+        if terminal:
+            params["u_now"] = now
         with self._core.write("updating a run step") as conn:
-            row = conn.execute(stmt, params).mappings().first()
+            row = conn.execute(_UPDATES[terminal], params).mappings().first()
             if row is None:  # no such step, or a finished one asked for another status
                 found = self._get_row(conn, t, step_id)
                 raise InvalidTransition("run_step", step_id, found["status"], str(new_status))
