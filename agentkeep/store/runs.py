@@ -371,9 +371,7 @@ class Runs(Resource):
                 raise InvalidInput(
                     "can only be set with status 'requires_action'", field="required_action"
                 )
-            changes["required_action"] = check_json(
-                check_object(required_action, "required_action") or None, "required_action"
-            )
+            changes["required_action"] = _check_action(required_action)
         if extra is not UNSET:
             changes["extra"] = check_json(check_object(extra, "extra"), "extra")
         _check_version(expected_version)
@@ -405,9 +403,7 @@ class Runs(Resource):
         """
         check_ref(run_id, "run_id")
         status = check_choice(status, RUN_TRANSITIONS, "status")
-        action = check_json(
-            check_object(required_action, "required_action") or None, "required_action"
-        )
+        action = _check_action(required_action)
         error = check_error(last_error) if last_error is not None else None
         extra = check_json(check_object(add_extra, "add_extra") or {}, "add_extra")
         with self._core.write("ending a run's turn") as conn:
@@ -672,6 +668,11 @@ class Runs(Resource):
         stmt = _SESSION_LOCKED if self._core.dialect.skip_locked else _SESSION
         if conn.execute(stmt, {"s_tenant": self.tenant_id, "s_id": session_id}).first() is None:
             raise NotFound("session", session_id)
+
+
+def _check_action(required_action: Any) -> Any:
+    """A run's ``required_action``: an object, or None (an empty one is None)."""
+    return check_json(check_object(required_action, "required_action") or None, "required_action")
 
 
 def _check_version(expected_version: Any) -> None:
