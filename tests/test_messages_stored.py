@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from _postgres import terminate_backends
+from _statements import sent_statements, verbs, work
 
 from agentkeep import Store
 from agentkeep.errors import Conflict, InvalidInput, NotFound
@@ -629,3 +630,71 @@ def test_append_if_idle_refuses_exactly_while_a_run_is_in_an_active_status(
         assert store.sessions.get(thread.id).last_seq == 0
     else:
         assert store.messages.append_if_idle(thread.id, message, kind="thread").seq == 1
+
+
+# --- the statements each operation sends (store/message_sql.py) -------------------------
+
+
+def test_an_append_outside_a_transaction_is_one_write_of_few_statements(
+    store: Store, backend: str
+) -> None:
+    """SQLite: the session's counter, its new value read back, one INSERT of every message,
+    in one ``BEGIN IMMEDIATE``; PostgreSQL: one statement on an autocommit connection."""
+    s = store.sessions.create()
+    store.messages.append(s.id, "user", "first")
+    batches: list[list[str]] = []
+    for write in (
+        lambda: store.messages.append(s.id, "user", "one"),
+        lambda: store.messages.append_many(
+            s.id, [{"role": "user", "content": "two"}, {"role": "assistant", "content": "3"}]
+        ),
+        lambda: store.messages.extend(s.id, [{"role": "user", "content": "four"}]),
+    ):
+        with sent_statements(store) as statements:
+            write()
+        batches.append(statements)
+    for statements in batches:
+        if backend == "postgres":
+            assert statements == work(statements)  # no BEGIN, no COMMIT
+            assert verbs(statements) == ["WITH"]
+            assert "INSERT INTO messages" in statements[0]
+        else:
+            assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+            assert verbs(statements) == ["UPDATE", "SELECT", "INSERT"]
+    assert [m.seq for m in store.messages.recent(s.id, 10)] == [1, 2, 3, 4, 5]
+
+
+def test_a_read_of_a_session_with_messages_is_one_statement(store: Store) -> None:
+    """``recent`` and ``history`` read the rows only; whether the session exists is asked
+    only when there are none."""
+    s = store.sessions.create()
+    store.messages.append_many(s.id, [{"role": "user", "content": "a"}] * 3)
+    for read in (store.messages.recent, store.messages.history):
+        with sent_statements(store) as statements:
+            assert len(read(s.id, 2)) == 2
+        assert verbs(statements) == ["SELECT"]
+    empty = store.sessions.create()
+    with sent_statements(store) as statements:
+        assert store.messages.recent(empty.id, 2) == []
+    assert verbs(statements) == ["SELECT", "SELECT"]
+    assert "FROM sessions" in work(statements)[1]
+
+
+def test_inside_a_transaction_the_message_statements_run_on_its_connection(
+    store: Store, backend: str
+) -> None:
+    """No write of their own: on SQLite, one ``BEGIN IMMEDIATE`` (the transaction's) before
+    the append's statements and one ``COMMIT`` after the read."""
+    s = store.sessions.create()
+    with sent_statements(store) as statements, store.transaction(savepoints=False):
+        store.messages.append(s.id, "user", "in the transaction")
+        assert [m.text for m in store.messages.recent(s.id, 5)] == ["in the transaction"]
+    if backend == "postgres":
+        assert verbs(statements) == ["WITH", "SELECT"]
+    else:
+        assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+        assert [v for v in statements if v.startswith(("BEGIN", "COMMIT"))] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ]
+        assert verbs(statements) == ["UPDATE", "SELECT", "INSERT", "SELECT"]

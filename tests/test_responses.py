@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _paging import check_every_page
-from _statements import sent_statements
+from _statements import engine_calls, sent_statements
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.store.schema import response_events, response_items, responses
@@ -69,8 +69,9 @@ def test_a_response_ended_at_once_stores_its_input_and_output_in_one_insert(
     store: Store,
 ) -> None:
     """A non-streamed answer is stored ended (the settle's ``_store_new``): its input and
-    output items are one statement, numbered in order across both."""
-    with sent_statements(store) as statements:
+    output items are one statement, numbered in order across both. Counted as SQLAlchemy's
+    calls: SQLite runs an ``executemany`` once per row."""
+    with engine_calls(store) as statements:
         ident = _turn(store, 1)
     inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO RESPONSE_ITEMS")]
     assert len(inserts) == 1

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from _paging import check_every_page
-from _statements import sent_statements
+from _statements import sent_statements, verbs
 
 from agentkeep import AsyncStore, InvalidInput, InvalidTransition, NotFound, Store
 
@@ -95,8 +95,7 @@ def test_an_update_is_one_statement(store: Store) -> None:
     step = store.run_steps.create(run.id, "message_creation")
     with sent_statements(store) as statements:
         done = store.run_steps.update(step.id, status="completed", input_tokens=2, output_tokens=3)
-    sent = [s.split()[0].upper() for s in statements if s.split()[0].upper() != "BEGIN"]
-    assert sent == ["UPDATE"]
+    assert verbs(statements) == ["UPDATE"]
     assert (done.status, done.input_tokens, done.output_tokens) == ("completed", 2, 3)
     assert done.finished_at is not None and done.updated_at == done.finished_at
     assert store.run_steps.get(step.id) == done

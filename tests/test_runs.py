@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _errors import check_in_session_not_found
-from _statements import sent_statements
+from _statements import sent_statements, verbs
 
 import agentkeep
 from agentkeep import AsyncStore, Conflict, InvalidInput, InvalidTransition, NotFound, Run, Store
@@ -195,8 +195,8 @@ def test_end_of_a_turn_moves_the_run_in_one_read_and_one_update(store: Store) ->
     run = running()
     with sent_statements(store) as statements:
         done, moved = store.runs.end(run.id, "completed", add_extra={"n": 2, "new": [1]})
-    # The run's locked read and its update: no second read (SQLite's BEGIN aside).
-    assert [s.split()[0] for s in statements if not s.startswith("BEGIN")] == ["SELECT", "UPDATE"]
+    # The run's locked read and its update: no second read (BEGIN and COMMIT aside).
+    assert verbs(statements) == ["SELECT", "UPDATE"]
     assert moved and (done.status, done.version) == ("completed", 3)
     assert done.finished_at is not None and done.extra == {"kept": "yes", "n": 2, "new": [1]}
     assert store.runs.get(run.id) == done
@@ -365,7 +365,7 @@ def test_a_transition_replaces_the_extra_in_the_same_write(store: Store) -> None
     )
     with sent_statements(store) as statements:
         queued = store.runs.transition(run.id, "queued", extra={"kept": 1})
-    assert [s.split()[0] for s in statements if not s.startswith("BEGIN")] == ["SELECT", "UPDATE"]
+    assert verbs(statements) == ["SELECT", "UPDATE"]
     assert (queued.status, queued.extra, queued.required_action) == ("queued", {"kept": 1}, None)
     assert queued.version == run.version + 1
     assert store.runs.get(run.id) == queued

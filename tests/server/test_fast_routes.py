@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio.to_thread
 import pytest
+from _statements import sent_statements, verbs
 from fastapi.testclient import TestClient
 
 import agentkeep
@@ -32,6 +33,44 @@ def http(db_url: str) -> Iterator[TestClient]:
         client.headers["Authorization"] = "Bearer k"
         yield client
     store.close()
+
+
+def test_the_most_requested_routes_send_the_fewest_statements(db_url: str, backend: str) -> None:
+    """A message's and an item's create and the lists of 20 (rate limiting off: its count is
+    one more operation). PostgreSQL: one statement each, the append with the thread's
+    checks, the page with the session's kind. SQLite: a list is one; a create is one write
+    transaction (the append's three statements, then the session's check). The API key is
+    resolved from the process's cache: no statement of its own."""
+    store = agentkeep.connect(db_url, auto_migrate=True)
+    settings = Settings(api_keys="k", rate_limit_enabled=False)
+    with TestClient(create_app(settings, store=store)) as http:
+        http.headers["Authorization"] = "Bearer k"
+        turns = [{"role": "user", "content": "hi"}] * 3
+        thread = http.post("/v1/threads", json={"messages": turns}).json()["id"]
+        items = {"items": [{"role": "user", "content": "x"}]}
+        conversation = http.post("/v1/conversations", json=items).json()["id"]
+        routes: dict[str, tuple[str, str, dict[str, Any]]] = {
+            "create message": ("POST", f"/v1/threads/{thread}/messages", {"json": turns[0]}),
+            "list messages": ("GET", f"/v1/threads/{thread}/messages", {"params": {"limit": 20}}),
+            "create item": ("POST", f"/v1/conversations/{conversation}/items", {"json": items}),
+            "list items": ("GET", f"/v1/conversations/{conversation}/items", {}),
+        }
+        sent: dict[str, list[str]] = {}
+        for name, (method, url, kwargs) in routes.items():
+            assert http.request(method, url, **kwargs).status_code == 200  # warm
+            with sent_statements(store) as statements:  # not the run worker's polls
+                answer = http.request(method, url, **kwargs)
+            assert answer.status_code == 200, answer.text
+            sent[name] = statements
+    store.close()
+    for name in ("list messages", "list items"):
+        assert verbs(sent[name]) == ["SELECT"], sent[name]
+    for name in ("create message", "create item"):
+        if backend == "postgres":
+            assert verbs(sent[name]) == ["WITH"], name
+        else:
+            assert sent[name][0] == "BEGIN IMMEDIATE" and sent[name][-1] == "COMMIT", name
+            assert verbs(sent[name]) == ["UPDATE", "SELECT", "INSERT", "SELECT"], name
 
 
 def _assert_not_found(http: TestClient, cases: list[tuple[str, str]]) -> None:
