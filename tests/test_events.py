@@ -486,6 +486,36 @@ def test_list_by_time_range(store: Store) -> None:
     assert [e.bookmark for e in everything] == [e.bookmark for e in events]
 
 
+def test_one_write_of_several_runs_events_looks_every_run_up_once(
+    store: Store, backend: str
+) -> None:
+    """Each run's session and agent are copied onto its events and its last event read,
+    by one lookup of every run named (its statement compiled once per count of runs); a
+    run that does not exist is named, and nothing is written."""
+    threads = [store.sessions.create(kind="thread") for _ in range(3)]
+    runs = [store.runs.create(f"asst_{i}", session_id=t.id) for i, t in enumerate(threads)]
+    first = store.events.append("thread.run.created", run_id=runs[1].id)
+    rows = [{"type": "thread.run.queued", "run_id": r.id} for r in (*runs, runs[0])]
+    last_of_run = first.bookmark
+    for _ in range(2):  # the second with the statement already compiled
+        with sent_statements(store) as statements:
+            linked = store.events.append_many_linked(rows, [r.id for r in runs])
+        lookups = [s for s in statements if s.startswith("SELECT runs.id")]
+        assert len(lookups) == 1, statements
+        assert [(e.run_id, e.session_id, e.agent_id) for e in linked.events] == [
+            (r.id, r.session_id, r.agent_id) for r in (*runs, runs[0])
+        ]
+        assert linked.before[runs[1].id] == last_of_run
+        last_of_run = linked.events[1].bookmark
+    count = len(store.events.list(limit=100))
+    with pytest.raises(NotFound) as err:
+        store.events.append_many_linked(
+            [{"type": "x", "run_id": runs[0].id}, {"type": "x", "run_id": "run_missing"}], []
+        )
+    assert err.value.ident == "run_missing"
+    assert len(store.events.list(limit=100)) == count
+
+
 def test_a_linked_write_reads_its_runs_last_events_where_it_looks_its_runs_up(
     store: Store, backend: str
 ) -> None:

@@ -225,24 +225,25 @@ def _take_bookmarks_statement(
     return _TAKE_BOOKMARKS.returning(notifying), True
 
 
-_RUNS: sa.Select[Any] = sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
-    rt.c.tenant_id == sa.bindparam("tenant_id"), rt.c.id.in_(sa.bindparam("ids", expanding=True))
-)
-
-
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def _runs_statement(
-    serializing_of: Callable[..., sa.ColumnElement[Any] | None],
+    serializing_of: Callable[..., sa.ColumnElement[Any] | None], n: int
 ) -> tuple[sa.Select[Any], bool]:
-    """``_RUNS``, taking the tenant's event lock too where the dialect has one as an
-    expression (``serializing_of``: its ``Dialect.serializing``; then True, with a
-    ``lock_key`` parameter): built once per dialect. The lock is one uncorrelated
-    subquery, evaluated once, when the first run is found.
+    """The lookup of ``n`` runs (parameters ``tenant_id``, ``id0`` ... ``id{n-1}``), taking
+    the tenant's event lock too where the dialect has one as an expression
+    (``serializing_of``: its ``Dialect.serializing``; then True, with a ``lock_key``
+    parameter): built once per dialect and count, and compiled once (run as driver SQL:
+    an expanding ``IN`` list was compiled again at every append). The lock is one
+    uncorrelated subquery, evaluated once, when the first run is found.
 
     Without one (SQLite: a write transaction is the only writer from its start), the
     lookup reads each run's last event too (``_RUNS_LAST`` folded in, one statement
     less); with one, that read must come after the lock, in a statement of its own.
     """
+    ids = [sa.bindparam(f"id{i}", type_=sa.String()) for i in range(n)]
+    runs = sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
+        rt.c.tenant_id == sa.bindparam("tenant_id"), rt.c.id.in_(ids)
+    )
     key: sa.BindParameter[int] = sa.bindparam("lock_key", type_=sa.BigInteger())
     locking = serializing_of(key)
     if locking is None:
@@ -251,9 +252,8 @@ def _runs_statement(
             .where(t.c.tenant_id == rt.c.tenant_id, t.c.run_id == rt.c.id)
             .scalar_subquery()
         )
-        return _RUNS.add_columns(last), False
-    lookup: sa.Select[Any] = _RUNS.add_columns(sa.select(locking).scalar_subquery())
-    return lookup, True
+        return runs.add_columns(last), False
+    return runs.add_columns(sa.select(locking).scalar_subquery()), True
 
 
 _SESSIONS = sa.select(st.c.id).where(
@@ -379,7 +379,8 @@ class Events(Resource):
         if dialect.supports_listen:
             tail = Notice.tail({r["run_id"] for r in rows if r["run_id"] is not None})
         params = {"b_tenant_id": self.tenant_id, "b_n": n, "b_channel": channel, "b_tail": tail}
-        last = conn.execute(take, params).scalar()
+        # Compiled once and run as driver SQL, as the lookup of the runs before it.
+        last = conn.exec_driver_sql(self._core.message_sql.compiled(take), params).scalar()
         if last is None:  # the tenant's first events
             last = self._max_bookmark(conn) + n
             conn.execute(sa.insert(bt).values(tenant_id=self.tenant_id, last_bookmark=last))
@@ -412,11 +413,13 @@ class Events(Resource):
         locked = False
         lasts: dict[str, int | None] | None = None
         if run_ids:
-            lookup, locked = _runs_statement(self._core.dialect.serializing)
-            params: dict[str, Any] = {"tenant_id": self.tenant_id, "ids": list(run_ids)}
+            lookup, locked = _runs_statement(self._core.dialect.serializing, len(run_ids))
+            params: dict[str, Any] = {f"id{i}": ident for i, ident in enumerate(run_ids)}
+            params["tenant_id"] = self.tenant_id
             if locked:  # SQLite's statement takes no lock (its writers are serialized already)
                 params["lock_key"] = lock_key(self.tenant_id, "events")
-            runs = {r.id: r for r in conn.execute(lookup, params)}
+            sql = self._core.message_sql.compiled(lookup)
+            runs = {r[0]: r for r in conn.exec_driver_sql(sql, params)}
             if not locked:
                 lasts = {ident: None if r[3] is None else int(r[3]) for ident, r in runs.items()}
             missing = sorted(run_ids - set(runs))
