@@ -115,15 +115,21 @@ _RUN_EVENTS = (
 """One run's events after a bookmark: built once (``Events.list(run_id=...)``, every stream read)."""
 
 
-_RUNS_LAST = (
-    sa.select(t.c.run_id, sa.func.max(t.c.bookmark))
-    .where(
-        t.c.tenant_id == sa.bindparam("tenant"),
-        t.c.run_id.in_(sa.bindparam("runs", expanding=True)),
+def _ids(n: int) -> list[sa.BindParameter[str]]:
+    """``n`` parameters ``id0`` ... ``id{n-1}``: an ``IN`` list of a fixed length, which
+    compiles once (an expanding parameter is rendered again at every execution)."""
+    return [sa.bindparam(f"id{i}", type_=sa.String()) for i in range(n)]
+
+
+@functools.lru_cache(maxsize=64)
+def _runs_last_statement(n: int) -> sa.Select[Any]:
+    """The bookmark of each of ``n`` runs' last event (parameters ``tenant_id`` and
+    :func:`_ids`; runs without events are left out)."""
+    return (
+        sa.select(t.c.run_id, sa.func.max(t.c.bookmark))
+        .where(t.c.tenant_id == sa.bindparam("tenant_id"), t.c.run_id.in_(_ids(n)))
+        .group_by(t.c.run_id)
     )
-    .group_by(t.c.run_id)
-)
-"""The bookmark of each given run's last event (runs without events are left out)."""
 
 
 class LinkedEvents(NamedTuple):
@@ -229,7 +235,7 @@ def _take_bookmarks_statement(
 def _runs_statement(
     serializing_of: Callable[..., sa.ColumnElement[Any] | None], n: int
 ) -> tuple[sa.Select[Any], bool]:
-    """The lookup of ``n`` runs (parameters ``tenant_id``, ``id0`` ... ``id{n-1}``), taking
+    """The lookup of ``n`` runs (parameters ``tenant_id`` and :func:`_ids`), taking
     the tenant's event lock too where the dialect has one as an expression
     (``serializing_of``: its ``Dialect.serializing``; then True, with a ``lock_key``
     parameter): built once per dialect and count, and compiled once (run as driver SQL:
@@ -237,12 +243,12 @@ def _runs_statement(
     uncorrelated subquery, evaluated once, when the first run is found.
 
     Without one (SQLite: a write transaction is the only writer from its start), the
-    lookup reads each run's last event too (``_RUNS_LAST`` folded in, one statement
-    less); with one, that read must come after the lock, in a statement of its own.
+    lookup reads each run's last event too (``_runs_last_statement`` folded in, one
+    statement less); with one, that read must come after the lock, in a statement of its
+    own.
     """
-    ids = [sa.bindparam(f"id{i}", type_=sa.String()) for i in range(n)]
     runs = sa.select(rt.c.id, rt.c.session_id, rt.c.agent_id).where(
-        rt.c.tenant_id == sa.bindparam("tenant_id"), rt.c.id.in_(ids)
+        rt.c.tenant_id == sa.bindparam("tenant_id"), rt.c.id.in_(_ids(n))
     )
     key: sa.BindParameter[int] = sa.bindparam("lock_key", type_=sa.BigInteger())
     locking = serializing_of(key)
@@ -254,6 +260,13 @@ def _runs_statement(
         )
         return runs.add_columns(last), False
     return runs.add_columns(sa.select(locking).scalar_subquery()), True
+
+
+def _ids_params(tenant_id: str, ids: Collection[str]) -> dict[str, Any]:
+    """The parameters of a statement of :func:`_ids`: ``tenant_id`` and each of ``ids``."""
+    params: dict[str, Any] = {f"id{i}": ident for i, ident in enumerate(ids)}
+    params["tenant_id"] = tenant_id
+    return params
 
 
 _SESSIONS = sa.select(st.c.id).where(
@@ -354,8 +367,9 @@ class Events(Resource):
                 if lasts is not None and lasts.keys() >= set(runs):  # read with the lookup
                     before.update((r, b) for r in runs if (b := lasts[r]) is not None)
                 else:
-                    params = {"tenant": self.tenant_id, "runs": list(runs)}
-                    before.update((r, int(b)) for r, b in conn.execute(_RUNS_LAST, params))
+                    params = _ids_params(self.tenant_id, runs)
+                    sql = self._core.message_sql.compiled(_runs_last_statement(len(runs)))
+                    before.update((r, int(b)) for r, b in conn.exec_driver_sql(sql, params))
             last = self._take_bookmarks(conn, rows)
             now = utcnow_micros()
             for i, r in enumerate(rows, start=last - len(rows) + 1):
@@ -414,8 +428,7 @@ class Events(Resource):
         lasts: dict[str, int | None] | None = None
         if run_ids:
             lookup, locked = _runs_statement(self._core.dialect.serializing, len(run_ids))
-            params: dict[str, Any] = {f"id{i}": ident for i, ident in enumerate(run_ids)}
-            params["tenant_id"] = self.tenant_id
+            params = _ids_params(self.tenant_id, run_ids)
             if locked:  # SQLite's statement takes no lock (its writers are serialized already)
                 params["lock_key"] = lock_key(self.tenant_id, "events")
             sql = self._core.message_sql.compiled(lookup)

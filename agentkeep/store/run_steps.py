@@ -29,6 +29,7 @@ from agentkeep.store._run_checks import (
 )
 from agentkeep.store._steps import Op, Read, Steps, Stmt, op
 from agentkeep.store._validate import UNSET, check_object, require_str
+from agentkeep.store.message_sql import const
 from agentkeep.store.schema import run_steps as t
 from agentkeep.store.schema import runs as rt
 
@@ -75,7 +76,10 @@ def _update(status: bool | None) -> sa.Update:
     if status is None:
         return stmt.returning(*t.c)
     same = t.c.status == sa.bindparam("u_status", type_=t.c.status.type)
-    stmt = stmt.where(sa.or_(same, t.c.status.not_in(TERMINAL_STEP_STATUSES)))
+    # The terminal statuses written into the statement (an expanding parameter would
+    # render it again at every execution).
+    finished = [const(s) for s in sorted(TERMINAL_STEP_STATUSES)]
+    stmt = stmt.where(sa.or_(same, t.c.status.not_in(finished)))
     if status:
         stmt = stmt.values(
             finished_at=sa.case((same, t.c.finished_at), else_=sa.bindparam("u_now"))

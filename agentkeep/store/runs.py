@@ -10,6 +10,7 @@ dialect has it, so each run is claimed by exactly one worker.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -41,6 +42,7 @@ from agentkeep.store._run_checks import (
 )
 from agentkeep.store._steps import Op, Read, Steps, op
 from agentkeep.store._validate import UNSET, check_object, check_tools, require_str
+from agentkeep.store.message_sql import const
 from agentkeep.store.schema import agents as at
 from agentkeep.store.schema import runs as t
 from agentkeep.store.schema import sessions as st
@@ -117,24 +119,36 @@ _ADD_USAGE = (
 """``Runs.add_usage``: built once (every streamed run's settle adds its usage)."""
 
 
-_CLAIM = (
-    sa.update(t)
-    .where(
-        t.c.tenant_id == sa.bindparam("c_tenant"),
-        t.c.id == sa.bindparam("c_id"),
-        t.c.status.in_(sa.bindparam("c_statuses", expanding=True)),
+def _status_in(statuses: Sequence[str]) -> sa.ColumnElement[bool]:
+    """``runs.status IN (...)`` with the statuses written into the statement: a list bound
+    as an expanding parameter makes SQLAlchemy render the statement again at every
+    execution (and SQLite prepare it again), for the polls and claims of every worker."""
+    return t.c.status.in_([const(s) for s in statuses])
+
+
+@functools.cache
+def _claim_statement(statuses: tuple[str, ...]) -> sa.Update:
+    """One claimed run (if in ``statuses``) moved to ``in_progress`` (``_claim``): built
+    once per set of statuses, its values bound."""
+    return (
+        sa.update(t)
+        .where(
+            t.c.tenant_id == sa.bindparam("c_tenant"),
+            t.c.id == sa.bindparam("c_id"),
+            _status_in(statuses),
+        )
+        .values(
+            status="in_progress",
+            worker_id=sa.bindparam("c_worker"),
+            required_action=sa.null(),
+            started_at=sa.func.coalesce(
+                t.c.started_at, sa.bindparam("c_now", type_=sa.BigInteger())
+            ),
+            updated_at=sa.bindparam("c_now", type_=sa.BigInteger()),
+            version=t.c.version + 1,
+        )
+        .returning(*t.c)
     )
-    .values(
-        status="in_progress",
-        worker_id=sa.bindparam("c_worker"),
-        required_action=sa.null(),
-        started_at=sa.func.coalesce(t.c.started_at, sa.bindparam("c_now", type_=sa.BigInteger())),
-        updated_at=sa.bindparam("c_now", type_=sa.BigInteger()),
-        version=t.c.version + 1,
-    )
-    .returning(*t.c)
-)
-"""One claimed run moved to ``in_progress`` (``_claim``): built once, its values bound."""
 
 
 _AGENT_VERSION = sa.select(at.c.version).where(
@@ -631,15 +645,10 @@ class Runs(Resource):
             found = conn.execute(pick).all()
             now = utcnow_micros()
             claimed = []
+            claim = _claim_statement(tuple(wanted))
             for tenant, ident in found:
-                params = {
-                    "c_tenant": tenant,
-                    "c_id": ident,
-                    "c_statuses": wanted,
-                    "c_worker": worker,
-                    "c_now": now,
-                }
-                row = conn.execute(_CLAIM, params).mappings().first()
+                params = {"c_tenant": tenant, "c_id": ident, "c_worker": worker, "c_now": now}
+                row = conn.execute(claim, params).mappings().first()
                 if row is not None:
                     claimed.append(to_run(row))
             return claimed
@@ -647,7 +656,7 @@ class Runs(Resource):
     @staticmethod
     def _pick(statuses: builtins.list[str], tenant_id: str | None) -> sa.Select[Any]:
         """The claimable runs (of ``tenant_id``; None: of any tenant), oldest first."""
-        pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status.in_(statuses))
+        pick = sa.select(t.c.tenant_id, t.c.id).where(_status_in(statuses))
         if tenant_id is not None:
             pick = pick.where(t.c.tenant_id == tenant_id)
         return pick.order_by(t.c.created_at, t.c.id)
