@@ -153,6 +153,16 @@ def _opt_object(value: Any, field: str) -> dict[str, Any] | None:
     return None if value is None else check_object(value, field)
 
 
+_QUEUED = (
+    sa.select(t.c.id)
+    .where(t.c.status == const("queued"))
+    .order_by(t.c.created_at, t.c.id)
+    .limit(const(1))
+    .offset(const(0))
+)
+"""Whether a background response waits to be run: the poll of every worker."""
+
+
 class Responses(Resource):
     """``store.responses``: this tenant's stored responses."""
 
@@ -651,15 +661,12 @@ class Responses(Resource):
     def claim_next_any_tenant(self, worker_id: str) -> StoredResponse | None:
         """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``)."""
         worker = require_str(worker_id, "worker_id", max_len=128)
-        pick = (
-            sa.select(t.c.tenant_id, t.c.id)
-            .where(t.c.status == "queued")
-            .order_by(t.c.created_at, t.c.id)
-            .limit(1)
-        )
         with self._core.read("looking for a response to run") as conn:
-            if conn.execute(pick).first() is None:
+            # Every worker's poll: compiled once, sent as driver SQL.
+            if conn.exec_driver_sql(self._core.message_sql.compiled(_QUEUED)).first() is None:
                 return None
+        pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status == "queued")
+        pick = pick.order_by(t.c.created_at, t.c.id).limit(1)
         with self._core.write("claiming a response") as conn:
             if self._core.dialect.skip_locked:
                 pick = pick.with_for_update(skip_locked=True)

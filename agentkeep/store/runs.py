@@ -127,6 +127,19 @@ def _status_in(statuses: Sequence[str]) -> sa.ColumnElement[bool]:
 
 
 @functools.cache
+def _pick_statement(statuses: tuple[str, ...], of_tenant: bool, locked: bool) -> sa.Select[Any]:
+    """The tenant and id of the oldest ``:p_limit`` runs in ``statuses`` (of tenant
+    ``:p_tenant`` when ``of_tenant``); ``locked``: ``FOR UPDATE SKIP LOCKED``. Built once
+    per shape (``Runs._pick``)."""
+    pick = sa.select(t.c.tenant_id, t.c.id).where(_status_in(statuses))
+    if of_tenant:
+        pick = pick.where(t.c.tenant_id == sa.bindparam("p_tenant"))
+    # OFFSET written in: SQLite's LIMIT would bind one the driver SQL is not given.
+    pick = pick.order_by(t.c.created_at, t.c.id).limit(sa.bindparam("p_limit")).offset(const(0))
+    return pick.with_for_update(skip_locked=True) if locked else pick
+
+
+@functools.cache
 def _claim_statement(statuses: tuple[str, ...]) -> sa.Update:
     """One claimed run (if in ``statuses``) moved to ``in_progress`` (``_claim``): built
     once per set of statuses, its values bound."""
@@ -550,8 +563,8 @@ class Runs(Resource):
         if not isinstance(all_tenants, bool):
             raise InvalidInput("must be a boolean", field="all_tenants")
         with self._core.read("looking for a run to claim") as conn:
-            pick = self._pick(wanted, None if all_tenants else self.tenant_id).limit(1)
-            return conn.execute(pick).first() is not None
+            tenant = None if all_tenants else self.tenant_id
+            return bool(self._pick(conn, wanted, tenant, 1, locked=False))
 
     def fail_interrupted(
         self,
@@ -638,11 +651,9 @@ class Runs(Resource):
             statuses=wanted, all_tenants=tenant_id is None
         ):
             return []
-        pick = self._pick(wanted, tenant_id).limit(limit)
         with self._core.write("claiming a run") as conn:
-            if self._core.dialect.skip_locked:
-                pick = pick.with_for_update(skip_locked=True)
-            found = conn.execute(pick).all()
+            locked = self._core.dialect.skip_locked
+            found = self._pick(conn, wanted, tenant_id, limit, locked=locked)
             now = utcnow_micros()
             claimed = []
             claim = _claim_statement(tuple(wanted))
@@ -653,13 +664,27 @@ class Runs(Resource):
                     claimed.append(to_run(row))
             return claimed
 
-    @staticmethod
-    def _pick(statuses: builtins.list[str], tenant_id: str | None) -> sa.Select[Any]:
-        """The claimable runs (of ``tenant_id``; None: of any tenant), oldest first."""
-        pick = sa.select(t.c.tenant_id, t.c.id).where(_status_in(statuses))
+    def _pick(
+        self,
+        conn: Connection,
+        statuses: builtins.list[str],
+        tenant_id: str | None,
+        limit: int,
+        *,
+        locked: bool,
+    ) -> builtins.list[Any]:
+        """(tenant, id) of the oldest ``limit`` runs in ``statuses`` (of ``tenant_id``; None:
+        of any tenant); ``locked``: skipping and locking rows other claims hold.
+
+        The statement every worker's poll sends: compiled once per shape and sent as
+        driver SQL (built and looked up in SQLAlchemy's cache at each call, it cost
+        more than the read)."""
+        stmt = _pick_statement(tuple(statuses), tenant_id is not None, locked)
+        params: dict[str, Any] = {"p_limit": limit}
         if tenant_id is not None:
-            pick = pick.where(t.c.tenant_id == tenant_id)
-        return pick.order_by(t.c.created_at, t.c.id)
+            params["p_tenant"] = tenant_id
+        sql = self._core.message_sql.compiled(stmt)
+        return list(conn.exec_driver_sql(sql, params).all())
 
     def _locked(self, conn: Connection, run_id: str, expected_version: int | None) -> Row:
         row = self._get_row(conn, t, run_id, for_update=True)
