@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 from agentkeep import Store
 
-__all__ = ["BACKGROUND", "engine_calls", "sent_statements", "verbs", "work"]
+__all__ = ["BACKGROUND", "engine_calls", "rendered_per_call", "sent_statements", "verbs", "work"]
 
 # The names of the library's background threads: a service's run worker (polling for
 # queued runs and responses beside a request), a LangGraph store's TTL sweep, scheduled
@@ -146,14 +146,32 @@ def sent_statements(store: Store) -> Iterator[list[str]]:
                 conn.set_trace_callback(None)
 
 
-@contextlib.contextmanager
-def engine_calls(store: Store) -> Iterator[list[str]]:
+def engine_calls(store: Store) -> contextlib.AbstractContextManager[list[str]]:
     """The statements of ``store``'s SQLAlchemy engine, one per ``execute`` or
     ``executemany`` call, in order: not those sent on the driver's own cursors."""
+    return _on_engine(store, lambda context: True)
+
+
+def rendered_per_call(store: Store) -> contextlib.AbstractContextManager[list[str]]:
+    """The statements of ``store``'s engine that SQLAlchemy rendered again at the call (a
+    list bound as one expanding parameter), where a statement compiled once is sent as
+    it is."""
+    return _on_engine(
+        store,
+        lambda context: bool(
+            getattr(getattr(context, "compiled", None), "post_compile_params", ())
+        ),
+    )
+
+
+@contextlib.contextmanager
+def _on_engine(store: Store, keep: Callable[[Any], bool]) -> Iterator[list[str]]:
+    """The statements of ``store``'s engine whose execution context ``keep`` keeps."""
     calls: list[str] = []
 
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        calls.append(statement)
+    def seen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: Any) -> None:
+        if keep(context):
+            calls.append(statement)
 
     engine = store._core.engine
     sa.event.listen(engine, "before_cursor_execute", seen)

@@ -9,37 +9,15 @@ statement, or are a fixed number of parameters, instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-import sqlalchemy as sa
+from _statements import rendered_per_call
 
 from agentkeep import Store
-
-
-@contextmanager
-def _rendered_per_call(store: Store) -> Iterator[list[str]]:
-    """The statements the block sends that SQLAlchemy had to render at the call."""
-    rendered: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: Any) -> None:
-        compiled = getattr(context, "compiled", None)
-        if compiled is not None and compiled.post_compile_params:
-            rendered.append(statement)
-
-    engine = store._core.engine
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield rendered
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_a_runs_claims_steps_and_events_are_compiled_once(store: Store) -> None:
     thread = store.sessions.create(kind="thread")
     runs = [store.runs.create("asst_x", session_id=thread.id, status="queued") for _ in range(2)]
-    with _rendered_per_call(store) as rendered:
+    with rendered_per_call(store) as rendered:
         assert store.runs.claimable(statuses=["queued", "requires_action"])
         claimed = store.runs.claim_many("w1", 5, statuses=["queued"])
         assert sorted(r.id for r in claimed) == sorted(r.id for r in runs)
