@@ -661,10 +661,13 @@ class Responses(Resource):
     def claim_next_any_tenant(self, worker_id: str) -> StoredResponse | None:
         """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``)."""
         worker = require_str(worker_id, "worker_id", max_len=128)
-        with self._core.read("looking for a response to run") as conn:
-            # Every worker's poll: compiled once, sent as driver SQL.
-            if conn.exec_driver_sql(self._core.message_sql.compiled(_QUEUED)).first() is None:
-                return None
+        # Every worker's poll: compiled once, on the store's own connections.
+        sql = self._core.message_sql.compiled(_QUEUED)
+        queued = self._core.run_read(
+            "looking for a response to run", lambda cur: cur.execute(sql).fetchone()
+        )
+        if queued is None:
+            return None
         pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status == "queued")
         pick = pick.order_by(t.c.created_at, t.c.id).limit(1)
         with self._core.write("claiming a response") as conn:
