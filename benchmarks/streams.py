@@ -12,7 +12,13 @@ run, for each backend, alternating which goes first in each repetition:
 - **agentkeep**: K clients each create a thread and a streamed run
   (``POST /v1/threads/runs``, ``stream: true``) on ``agentkeep serve`` (one
   process, ``AGENTKEEP_RUN_CONCURRENCY=K``) and read its events to ``done``;
-- **single run**: one streamed run alone, the first-delta baseline.
+- **single run**: one streamed run alone, the first-delta baseline;
+- **steady** (``--steady S`` seconds, ``--clients C``, default 10 s and 8): C
+  clients each start streamed runs one after another for S seconds, after
+  the rest; the runs a second, each run's time p50/p99 and the service's CPU
+  a run (user + system, read from ``/proc`` around the phase). The burst of K
+  shares its rounds of writes among many runs; this shows what one run costs
+  when they are fewer.
 
 Reported: total time of the K streams (first request to last byte), the
 first-delta latency p50/p99 (request sent to first ``thread.message.delta``,
@@ -49,6 +55,7 @@ from benchmarks.service import API_KEY, BACKENDS, _free_port, _running, running_
 from benchmarks.upstream_app import text_of
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass
@@ -136,6 +143,59 @@ async def _replay(client: httpx.AsyncClient, base: str, ids: tuple[str, str]) ->
     return "".join(parts)
 
 
+def _service_cpu(port: int) -> float | None:
+    """User + system CPU seconds of the ``agentkeep serve`` process on ``port`` (None: no
+    ``/proc`` here, or no such process)."""
+    wanted = f"--port\0{port}\0"
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (entry / "cmdline").read_text()
+            if wanted not in command or "serve" not in command:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    return None
+
+
+async def _steady(
+    base: str, assistant: str, clients: int, seconds: float, expected: str
+) -> dict[str, Any]:
+    """``clients`` clients each running streamed runs back to back for ``seconds``."""
+    port = int(base.rsplit(":", 1)[1])
+    times: list[float] = []
+    wrong = 0
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(headers=HEADERS, limits=limits, timeout=300) as client:
+        await _through(client, base, assistant)  # warm
+        cpu_before = _service_cpu(port)
+        started = time.perf_counter()
+        end = started + seconds
+
+        async def one_client() -> None:
+            nonlocal wrong
+            while time.perf_counter() < end:
+                stream = await _through(client, base, assistant)
+                times.append(stream.total_s)
+                wrong += stream.text != expected
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        wall = time.perf_counter() - started
+        cpu_after = _service_cpu(port)
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return {
+        "clients": clients,
+        "seconds": wall,
+        "runs": len(times),
+        "runs_per_s": len(times) / wall,
+        "run_p50_ms": _pct(times, 0.5) * 1000,
+        "run_p99_ms": _pct(times, 0.99) * 1000,
+        "service_cpu_ms_per_run": None if cpu is None else cpu / len(times) * 1000,
+        "texts_wrong": wrong,
+    }
+
+
 def _summary(streams: list[Stream], wall: float) -> dict[str, Any]:
     firsts = [s.first_delta_s for s in streams]
     return {
@@ -147,7 +207,9 @@ def _summary(streams: list[Stream], wall: float) -> dict[str, Any]:
     }
 
 
-async def _measure(base: str, upstream: str, runs: int, tokens: int, reps: int) -> dict[str, Any]:
+async def _measure(
+    base: str, upstream: str, runs: int, tokens: int, reps: int, steady: tuple[int, float]
+) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=runs + 4, max_keepalive_connections=runs + 4)
     async with httpx.AsyncClient(headers=HEADERS, limits=limits, timeout=300) as client:
         r = await client.post(base + "/v1/assistants", json={"model": f"tokens-{tokens}"})
@@ -177,10 +239,15 @@ async def _measure(base: str, upstream: str, runs: int, tokens: int, reps: int) 
                         replay_ok += 1
                     else:
                         replay_bad += 1
+        clients, seconds = steady
+        steady_result = (
+            await _steady(base, assistant, clients, seconds, expected) if seconds > 0 else None
+        )
     result: dict[str, Any] = {
         "repetitions": out,
         "replays_exact": replay_ok,
         "replays_wrong": replay_bad,
+        "steady": steady_result,
     }
     med = {k: {f: statistics.median(r[f] for r in v) for f in v[0]} for k, v in out.items()}
     result["median"] = med
@@ -243,8 +310,9 @@ def run_backend(
                 "AGENTKEEP_RUN_CONCURRENCY": str(args.runs),
             }
             with running_service(urls[0], 1, 60.0, tmp, **env) as base:
+                steady = (args.clients, args.steady)
                 result = asyncio.run(
-                    _measure(base, upstream, args.runs, args.tokens, args.repetitions)
+                    _measure(base, upstream, args.runs, args.tokens, args.repetitions, steady)
                 )
             result["statements_per_run"] = statements_per_run(urls[1], upstream, args.tokens)
             result["backend"] = backend
@@ -305,6 +373,23 @@ def print_table(doc: dict[str, Any], console: Console) -> None:
             )
         table.add_section()
     console.print(table)
+    steady = [(r["backend"], r["steady"]) for r in doc["results"] if r.get("steady")]
+    if not steady:
+        return
+    table = Table(title="steady: clients each running streamed runs back to back")
+    for col in ("backend", "clients", "runs/s", "run p50 ms", "p99 ms", "service CPU ms/run"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    for backend, st in steady:
+        cpu = st["service_cpu_ms_per_run"]
+        table.add_row(
+            backend,
+            str(st["clients"]),
+            f"{st['runs_per_s']:.1f}",
+            f"{st['run_p50_ms']:.0f}",
+            f"{st['run_p99_ms']:.0f}",
+            "n/a" if cpu is None else f"{cpu:.1f}",
+        )
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=300, help="tokens per answer, N (300)")
     parser.add_argument("--repetitions", type=int, default=3, help="repetitions (3)")
     parser.add_argument(
+        "--steady", type=float, default=10.0, help="seconds of the steady phase (10; 0: none)"
+    )
+    parser.add_argument("--clients", type=int, default=8, help="clients of the steady phase (8)")
+    parser.add_argument(
         "--backends", default=",".join(BACKENDS), help="comma-separated: sqlite,postgres"
     )
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL admin URL")
@@ -323,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if any(b not in BACKENDS for b in backends) or args.runs < 1 or args.tokens < 1:
         parser.error("--backends from sqlite,postgres; --runs and --tokens positive")
+    if args.steady < 0 or args.clients < 1:
+        parser.error("--steady from 0 seconds; --clients positive")
     console = Console(width=160)
     pg = PostgresDatabases(args.pg_url)
     started = datetime.now(UTC)
@@ -330,7 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
         "started": started.isoformat(),
-        "config": {"runs": args.runs, "tokens": args.tokens, "repetitions": args.repetitions},
+        "config": {
+            "runs": args.runs,
+            "tokens": args.tokens,
+            "repetitions": args.repetitions,
+            "steady_s": args.steady,
+            "clients": args.clients,
+        },
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "results": [],
     }
@@ -350,7 +447,11 @@ def main(argv: list[str] | None = None) -> int:
                 out.write_text(json.dumps(doc, indent=2))
     print_table(doc, console)
     console.print(f"JSON: {out}")
-    return 1 if any("error" in r or r["replays_wrong"] for r in doc["results"]) else 0
+    wrong = any(
+        "error" in r or r["replays_wrong"] or (r["steady"] or {}).get("texts_wrong")
+        for r in doc["results"]
+    )
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":
