@@ -367,9 +367,10 @@ class Events(Resource):
                 if lasts is not None and lasts.keys() >= set(runs):  # read with the lookup
                     before.update((r, b) for r in runs if (b := lasts[r]) is not None)
                 else:
-                    params = _ids_params(self.tenant_id, runs)
-                    sql = self._core.message_sql.compiled(_runs_last_statement(len(runs)))
-                    before.update((r, int(b)) for r, b in conn.exec_driver_sql(sql, params))
+                    found = self._run_compiled(
+                        conn, _runs_last_statement(len(runs)), _ids_params(self.tenant_id, runs)
+                    )
+                    before.update((r, int(b)) for r, b in found)
             last = self._take_bookmarks(conn, rows)
             now = utcnow_micros()
             for i, r in enumerate(rows, start=last - len(rows) + 1):
@@ -393,8 +394,7 @@ class Events(Resource):
         if dialect.supports_listen:
             tail = Notice.tail({r["run_id"] for r in rows if r["run_id"] is not None})
         params = {"b_tenant_id": self.tenant_id, "b_n": n, "b_channel": channel, "b_tail": tail}
-        # Compiled once and run as driver SQL, as the lookup of the runs before it.
-        last = conn.exec_driver_sql(self._core.message_sql.compiled(take), params).scalar()
+        last = self._run_compiled(conn, take, params).scalar()
         if last is None:  # the tenant's first events
             last = self._max_bookmark(conn) + n
             conn.execute(sa.insert(bt).values(tenant_id=self.tenant_id, last_bookmark=last))
@@ -431,8 +431,7 @@ class Events(Resource):
             params = _ids_params(self.tenant_id, run_ids)
             if locked:  # SQLite's statement takes no lock (its writers are serialized already)
                 params["lock_key"] = lock_key(self.tenant_id, "events")
-            sql = self._core.message_sql.compiled(lookup)
-            runs = {r[0]: r for r in conn.exec_driver_sql(sql, params)}
+            runs = {r[0]: r for r in self._run_compiled(conn, lookup, params)}
             if not locked:
                 lasts = {ident: None if r[3] is None else int(r[3]) for ident, r in runs.items()}
             missing = sorted(run_ids - set(runs))

@@ -154,13 +154,13 @@ def _opt_object(value: Any, field: str) -> dict[str, Any] | None:
 
 
 _QUEUED = (
-    sa.select(t.c.id)
+    sa.select(t.c.tenant_id, t.c.id)
     .where(t.c.status == const("queued"))
     .order_by(t.c.created_at, t.c.id)
     .limit(const(1))
     .offset(const(0))
 )
-"""Whether a background response waits to be run: the poll of every worker."""
+"""The oldest queued background response: the poll of every worker, and its claim."""
 
 
 class Responses(Resource):
@@ -661,15 +661,9 @@ class Responses(Resource):
     def claim_next_any_tenant(self, worker_id: str) -> StoredResponse | None:
         """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``)."""
         worker = require_str(worker_id, "worker_id", max_len=128)
-        # Every worker's poll: compiled once, on the store's own connections.
-        sql = self._core.message_sql.compiled(_QUEUED)
-        queued = self._core.run_read(
-            "looking for a response to run", lambda cur: cur.execute(sql).fetchone()
-        )
-        if queued is None:
+        if self._first_compiled("looking for a response to run", _QUEUED, {}) is None:
             return None
-        pick = sa.select(t.c.tenant_id, t.c.id).where(t.c.status == "queued")
-        pick = pick.order_by(t.c.created_at, t.c.id).limit(1)
+        pick = _QUEUED
         with self._core.write("claiming a response") as conn:
             if self._core.dialect.skip_locked:
                 pick = pick.with_for_update(skip_locked=True)

@@ -562,13 +562,8 @@ class Runs(Resource):
         wanted = check_choices(statuses, _CLAIMABLE, "statuses")
         if not isinstance(all_tenants, bool):
             raise InvalidInput("must be a boolean", field="all_tenants")
-        sql, params = self._pick(wanted, None if all_tenants else self.tenant_id, 1, locked=False)
-        # On the store's own connections (a transaction's, inside one): no pool checkout,
-        # BEGIN and ROLLBACK around the read every worker makes after each run it ends.
-        return self._core.run_read(
-            "looking for a run to claim",
-            lambda cur: cur.execute(sql, params).fetchone() is not None,
-        )
+        stmt, params = self._pick(wanted, None if all_tenants else self.tenant_id, 1, locked=False)
+        return self._first_compiled("looking for a run to claim", stmt, params) is not None
 
     def fail_interrupted(
         self,
@@ -656,10 +651,10 @@ class Runs(Resource):
         ):
             return []
         with self._core.write("claiming a run") as conn:
-            sql, params = self._pick(
+            stmt, params = self._pick(
                 wanted, tenant_id, limit, locked=self._core.dialect.skip_locked
             )
-            found = conn.exec_driver_sql(sql, params).all()
+            found = self._run_compiled(conn, stmt, params).all()
             now = utcnow_micros()
             claimed = []
             claim = _claim_statement(tuple(wanted))
@@ -670,20 +665,18 @@ class Runs(Resource):
                     claimed.append(to_run(row))
             return claimed
 
+    @staticmethod
     def _pick(
-        self, statuses: builtins.list[str], tenant_id: str | None, limit: int, *, locked: bool
-    ) -> tuple[str, dict[str, Any]]:
-        """The driver SQL and parameters that read (tenant, id) of the oldest ``limit`` runs
+        statuses: builtins.list[str], tenant_id: str | None, limit: int, *, locked: bool
+    ) -> tuple[sa.Select[Any], dict[str, Any]]:
+        """The statement and parameters that read (tenant, id) of the oldest ``limit`` runs
         in ``statuses`` (of ``tenant_id``; None: of any tenant); ``locked``: skipping and
-        locking rows other claims hold.
-
-        The statement every worker's poll sends: compiled once per shape (built and
-        looked up in SQLAlchemy's cache at each call, it cost more than the read)."""
-        stmt = _pick_statement(tuple(statuses), tenant_id is not None, locked)
+        locking rows other claims hold. The statement every worker's poll sends: built
+        once per shape, to be run compiled once (``_run_compiled``, ``_first_compiled``)."""
         params: dict[str, Any] = {"p_limit": limit}
         if tenant_id is not None:
             params["p_tenant"] = tenant_id
-        return self._core.message_sql.compiled(stmt), params
+        return _pick_statement(tuple(statuses), tenant_id is not None, locked), params
 
     def _locked(self, conn: Connection, run_id: str, expected_version: int | None) -> Row:
         row = self._get_row(conn, t, run_id, for_update=True)
