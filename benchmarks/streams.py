@@ -13,6 +13,9 @@ run, for each backend, alternating which goes first in each repetition:
   (``POST /v1/threads/runs``, ``stream: true``) on ``agentkeep serve`` (one
   process, ``AGENTKEEP_RUN_CONCURRENCY=K``) and read its events to ``done``;
 - **single run**: one streamed run alone, the first-delta baseline;
+- **direct, one stream**: one stream read straight from the upstream alone,
+  so that the direct read's own first delta at K over it shows what K
+  concurrent streams cost this machine and this client with no service at all;
 - **steady** (``--steady S`` seconds, ``--clients C``, default 10 s and 8): C
   clients each start streamed runs one after another for S seconds, after
   the rest; the runs a second, each run's time p50/p99 and the service's CPU
@@ -23,7 +26,7 @@ run, for each backend, alternating which goes first in each repetition:
 Reported: total time of the K streams (first request to last byte), the
 first-delta latency p50/p99 (request sent to first ``thread.message.delta``,
 or first content chunk), the ratio of the totals and of the first-delta p50
-to the single run's; and every finished run's events are replayed
+to the single run's (and, for the direct read, to one direct stream's); and every finished run's events are replayed
 (``GET .../events?after=0``) and must give its full text. Statements per
 streamed run are counted at the drivers with the service in-process
 (``benchmarks.statements``). The JSON goes to
@@ -216,14 +219,21 @@ async def _measure(
         r.raise_for_status()
         assistant = r.json()["id"]
         expected = text_of(tokens)
-        out: dict[str, list[dict[str, Any]]] = {"direct": [], "agentkeep": [], "single": []}
+        out: dict[str, list[dict[str, Any]]] = {
+            "direct": [],
+            "agentkeep": [],
+            "single": [],
+            "direct_single": [],
+        }
         replay_ok = replay_bad = 0
         for rep in range(reps):
             order = ["direct", "agentkeep"] if rep % 2 == 0 else ["agentkeep", "direct"]
-            for kind in [*order, "single"]:
+            for kind in [*order, "single", "direct_single"]:
                 t0 = time.perf_counter()
                 if kind == "direct":
                     jobs = [_direct(client, upstream, tokens) for _ in range(runs)]
+                elif kind == "direct_single":
+                    jobs = [_direct(client, upstream, tokens)]
                 elif kind == "agentkeep":
                     jobs = [_through(client, base, assistant) for _ in range(runs)]
                 else:
@@ -233,7 +243,7 @@ async def _measure(
                 if any(s.text != expected for s in streams):
                     raise RuntimeError(f"{kind}: a stream did not give the whole answer")
                 out[kind].append(_summary(list(streams), wall))
-                for s in streams if kind != "direct" else ():
+                for s in streams if not kind.startswith("direct") else ():
                     assert s.ids is not None
                     if await _replay(client, base, s.ids) == expected:
                         replay_ok += 1
@@ -254,6 +264,10 @@ async def _measure(
     result["total_ratio"] = med["agentkeep"]["total_s"] / med["direct"]["total_s"]
     result["first_delta_ratio"] = (
         med["agentkeep"]["first_delta_p50_ms"] / med["single"]["first_delta_p50_ms"]
+    )
+    # The same ratio with no service in the way: what K streams at once cost here.
+    result["direct_first_delta_ratio"] = (
+        med["direct"]["first_delta_p50_ms"] / med["direct_single"]["first_delta_p50_ms"]
     )
     return result
 
@@ -354,11 +368,14 @@ def print_table(doc: dict[str, Any], console: Console) -> None:
             ("direct", "direct from upstream"),
             ("agentkeep", "through agentkeep"),
             ("single", "one run alone"),
+            ("direct_single", "one stream direct, alone"),
         ):
             m = med[kind]
             ratio = ""
             if kind == "agentkeep":
                 ratio = f"total {r['total_ratio']:.2f}x direct, first delta {r['first_delta_ratio']:.2f}x one run"
+            elif kind == "direct":
+                ratio = f"first delta {r['direct_first_delta_ratio']:.2f}x one stream direct"
             table.add_row(
                 r["backend"],
                 label,
