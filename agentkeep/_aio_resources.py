@@ -420,19 +420,24 @@ class AsyncMessages:
         messages: Sequence[NewMessage | Mapping[str, Any]],
         *,
         kind: str | None = None,
+        create: Mapping[str, Any] | None = None,
     ) -> builtins.list[Message]:
         """Append several messages in one transaction, in the given order."""
-        return await arun_op(self.sync.append_many, session_id, messages, kind=kind)
+        return await arun_op(self.sync.append_many, session_id, messages, kind=kind, create=create)
 
     async def delete(self, message_id: str) -> None:
         """Delete one message; the others keep their ``seq``; snapshots keep it as it was."""
         return await asyncio.to_thread(self.sync.delete, message_id)
 
     async def extend(
-        self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
+        self,
+        session_id: str,
+        messages: Sequence[NewMessage | Mapping[str, Any]],
+        *,
+        create: Mapping[str, Any] | None = None,
     ) -> None:
         """``append_many`` for a caller that does not use the stored messages: none is built."""
-        return await arun_op(self.sync.extend, session_id, messages)
+        return await arun_op(self.sync.extend, session_id, messages, create=create)
 
     async def get(self, message_id: str, *, session_id: str | None = None) -> Message:
         """A message by id (and, if given, only in that session)."""

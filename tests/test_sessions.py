@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import linecache
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
+from _waiting import WAIT_S, waits_for_a_lock
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
-
-WAIT_S = 60.0
-"""The longest a test waits for another thread to get somewhere before it fails."""
 
 
 def test_create_and_get_round_trip(store: Store) -> None:
@@ -120,26 +115,6 @@ def test_tenants_do_not_see_each_other(store: Store) -> None:
     assert other.sessions.list().items == []
 
 
-def _waits_for_a_lock(store: Store, thread: threading.Thread) -> bool:
-    """Whether ``thread`` is stopped on the store's write lock (or PostgreSQL's row lock)."""
-    if store.url.startswith("postgresql"):
-        with store._core.engine.connect() as conn:
-            waiting = conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-            ).scalar()
-        return bool(waiting)
-    frame = sys._current_frames().get(thread.ident or -1)
-    # SQLite: one writer per process; a waiting writer's innermost Python frame is the
-    # ``with`` that acquires the write lock (the acquire itself is C).
-    if frame is None:
-        return False
-    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
-    return "with " in line and ("_lock" in line or "write_guard()" in line)
-
-
 def test_locked_session_holds_appends_until_commit(store: Store) -> None:
     """``get(lock=True)`` in a transaction makes appends to the session wait for its commit."""
     s = store.sessions.create()
@@ -165,7 +140,7 @@ def test_locked_session_holds_appends_until_commit(store: Store) -> None:
             # Commit once the append is seen waiting; an append that does not wait ends
             # first and the order below fails.
             deadline = time.monotonic() + WAIT_S
-            while not done.is_set() and not _waits_for_a_lock(store, other):
+            while not done.is_set() and not waits_for_a_lock(store, other):
                 assert time.monotonic() < deadline, "the append neither waited nor ended"
                 time.sleep(0.01)
             order.append("holder commits")
@@ -201,7 +176,7 @@ def test_append_if_idle_sees_a_run_committed_while_it_waited(store: Store) -> No
         run = store.runs.create("asst_x", session_id=s.id)
         other.start()
         deadline = time.monotonic() + WAIT_S
-        while not outcome and not _waits_for_a_lock(store, other):
+        while not outcome and not waits_for_a_lock(store, other):
             assert time.monotonic() < deadline, "the append neither waited nor ended"
             time.sleep(0.01)
         assert not outcome, "the append did not wait for the session's row"

@@ -30,7 +30,7 @@ from langchain_core.messages import (  # noqa: E402
 )
 
 from agentkeep.aio import AsyncStore  # noqa: E402
-from agentkeep.errors import Conflict, InvalidInput, NotFound  # noqa: E402
+from agentkeep.errors import InvalidInput, NotFound  # noqa: E402
 from agentkeep.integrations._content import pack_content, unpack_content  # noqa: E402
 from agentkeep.integrations._history import last_messages  # noqa: E402
 from agentkeep.models import ROLES, Message  # noqa: E402
@@ -105,14 +105,8 @@ class AgentkeepChatMessageHistory(BaseChatMessageHistory):
         rows = [{**_to_row(m), "agent_id": self.agent_id} for m in messages]
         if not rows:
             return
-        try:
-            self.store.messages.extend(self.session_id, rows)
-        except NotFound:
-            with contextlib.suppress(Conflict):  # created meanwhile by another writer
-                self.store.sessions.create(
-                    id=self.session_id, agent_id=self.agent_id, user_id=self.user_id
-                )
-            self.store.messages.extend(self.session_id, rows)
+        create = {"agent_id": self.agent_id, "user_id": self.user_id}
+        self.store.messages.extend(self.session_id, rows, create=create)
 
     def clear(self) -> None:
         """Delete the session and its messages (its usage rows stay)."""

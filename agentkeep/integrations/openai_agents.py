@@ -33,7 +33,7 @@ from agents.memory.session_settings import (  # noqa: E402
 from agents.models import get_default_model  # noqa: E402
 
 from agentkeep.aio import AsyncStore  # noqa: E402
-from agentkeep.errors import Conflict, NotFound  # noqa: E402
+from agentkeep.errors import NotFound  # noqa: E402
 from agentkeep.integrations._content import (  # noqa: E402
     TEXT_TYPES,
     pack_content,
@@ -166,27 +166,8 @@ class AgentkeepSession:
         if self.agent_id is not None:
             for row in rows:
                 row["agent_id"] = self.agent_id
-        try:
-            await self.store.messages.extend(self.session_id, rows)
-        except NotFound:
-            await asyncio.to_thread(self._create_with, rows)
-
-    def _create_with(self, rows: list[dict[str, Any]]) -> None:
-        """Create the session and append its first items: one transaction, one commit.
-
-        Without savepoints (each costs two statements): if another writer
-        created the session meanwhile, the transaction rolls back and the items
-        are appended to that session.
-        """
-        store = self.store.sync
-        try:
-            with store.transaction(savepoints=False):
-                store.sessions.create(
-                    id=self.session_id, agent_id=self.agent_id, user_id=self.user_id
-                )
-                store.messages.extend(self.session_id, rows)
-        except Conflict:
-            store.messages.extend(self.session_id, rows)
+        create = {"agent_id": self.agent_id, "user_id": self.user_id}
+        await self.store.messages.extend(self.session_id, rows, create=create)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item (None if there is none)."""

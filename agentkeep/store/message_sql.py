@@ -61,7 +61,7 @@ from sqlalchemy.engine.interfaces import Dialect as SADialect
 from agentkeep.errors import InvalidInput, NotFound, SessionBusy
 from agentkeep.models import ACTIVE_RUN_STATUSES
 from agentkeep.store._json import make_dumps
-from agentkeep.store._steps import Steps, Stmt
+from agentkeep.store._steps import COUNT, Steps, Stmt
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import runs as rt
 from agentkeep.store.schema import sessions as st
@@ -527,6 +527,7 @@ class MessageSQL:
         self._pages: dict[tuple[bool, bool, bool, bool, bool, bool], str] = {}
         self._compiled: dict[sa.ClauseElement, str] = {}
         self._inserts_of: dict[sa.Table, str] = {}
+        self._insert_session: str | None = None
         self._of_session: dict[sa.Table, str] = {}
         self._listings: dict[tuple[sa.Table, tuple[str, ...], str, bool, bool, bool], str] = {}
 
@@ -559,12 +560,30 @@ class MessageSQL:
         their text: :meth:`json_param`), compiled once per table."""
         sql = self._inserts_of.get(table)
         if sql is None:
-            values = {
-                c.name: self.json_param(c.name) if isinstance(c.type, sa.JSON) else b(c.name)
-                for c in table.c
-            }
-            sql = self._inserts_of[table] = self.compile(sa.insert(table).values(values))
+            sql = self._inserts_of[table] = self.compile(
+                sa.insert(table).values(self._binds(table))
+            )
         return sql
+
+    def _binds(self, table: sa.Table) -> dict[str, sa.ColumnElement[Any]]:
+        """Every column of ``table`` bound by its name (JSON ones as their text)."""
+        return {
+            c.name: self.json_param(c.name) if isinstance(c.type, sa.JSON) else b(c.name)
+            for c in table.c
+        }
+
+    def insert_session(self) -> str:
+        """An INSERT of one session row (:meth:`insert_row`'s parameters) that writes
+        nothing when the session's id is taken; compiled once."""
+        sql = self._insert_session
+        if sql is None:
+            stmt = self.insert_construct(st).values(self._binds(st)).on_conflict_do_nothing()
+            sql = self._insert_session = self.compile(stmt)
+        return sql
+
+    def insert_construct(self, table: sa.Table) -> Any:
+        """The dialect's INSERT of ``table``, which offers ``on_conflict_do_nothing``."""
+        raise NotImplementedError
 
     def compiled(self, stmt: sa.ClauseElement) -> str:
         """``compile(stmt)``, once per statement object (module-level statements of other
@@ -590,13 +609,16 @@ class MessageSQL:
         ids: Sequence[str],
         clock: Callable[[], int],
         idle: WhileIdle | None = None,
+        create: Mapping[str, Any] | None = None,
     ) -> Steps[Appended]:
         """Append ``rows`` (with ``ids``) after the session's last message.
 
         Rows whose idempotency key is stored already are not written; their
         stored rows are returned. ``clock()`` gives ``created_at``, read once
         the session is about to be taken. ``idle``: only while the session has
-        no active run (see :class:`WhileIdle`).
+        no active run (see :class:`WhileIdle`). ``create``: the parameters of
+        :meth:`insert_session` for a session to create when there is none
+        (then the rows are appended to it); not with ``idle``.
         """
         keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         found: list[StoredRow] = []
@@ -609,6 +631,10 @@ class MessageSQL:
                 yield from self.require_idle(tenant_id, session_id, idle)
             return Appended(found, 0, now)
         last = yield from self.insert(tenant_id, session_id, rows, ids, now, idle)
+        if last is None and create is not None:
+            # No such session: create it (unless a concurrent writer just did) and append.
+            yield Stmt(self.insert_session(), create, COUNT)
+            last = yield from self.insert(tenant_id, session_id, rows, ids, now)
         return Appended(found, last, now)
 
     def find_keys(

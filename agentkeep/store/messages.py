@@ -54,7 +54,7 @@ from agentkeep.store._construct import (
 )
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
 from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
-from agentkeep.store._validate import UNSET, check_object, json_text, opt_text
+from agentkeep.store._validate import UNSET, check_object, json_text, opt_text, require_str
 from agentkeep.store.message_sql import (
     Appended,
     Extras,
@@ -65,6 +65,7 @@ from agentkeep.store.message_sql import (
 )
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
+from agentkeep.store.sessions import session_values
 from agentkeep.store.snapshot_content import keep_for_snapshots
 
 __all__ = ["Messages"]
@@ -433,13 +434,29 @@ class Messages(Resource):
         messages: Sequence[NewMessage | Mapping[str, Any]],
         *,
         kind: str | None = None,
+        create: Mapping[str, Any] | None = None,
     ) -> Op[builtins.list[Message]]:
         """Append several messages in one transaction, in the given order.
 
         ``kind``: only to a session of this kind (checked by the write itself, as it
         takes the session), else ``NotFound`` naming the kind and nothing is written.
+
+        ``create``: when there is no session ``session_id``, create it with
+        these fields of ``sessions.create`` (``kind``, ``agent_id``,
+        ``user_id``, ``title``, ``metadata``, ``traits``, ``state``,
+        ``extra``; ``{}`` for none) and append to it, in the same write (on
+        SQLite one transaction; on PostgreSQL outside a transaction, the
+        session's INSERT and the append are each atomic). A session that
+        exists is left as it is; with no messages, nothing is written. What the
+        framework integrations do on a conversation's first turn, with no failed
+        append first.
         """
+        if create is not None and kind is not None:
+            raise InvalidInput("give kind or create, not both", field="create")
+        new_session = self._new_session(session_id, create)
         rows = self._prepare_all(messages)
+        if new_session is not None:
+            return (yield from self._write(session_id, rows, None, new_session)) if rows else []
         if kind is None:
             return (yield from self._write(session_id, rows)) if rows else []
         # With no rows the write only checks the kind, as for rows all stored already.
@@ -447,17 +464,33 @@ class Messages(Resource):
 
     @op
     def extend(
-        self, session_id: str, messages: Sequence[NewMessage | Mapping[str, Any]]
+        self,
+        session_id: str,
+        messages: Sequence[NewMessage | Mapping[str, Any]],
+        *,
+        create: Mapping[str, Any] | None = None,
     ) -> Op[None]:
         """``append_many`` for a caller that does not use the stored messages: none is built.
 
-        The same write (one transaction, in order, idempotency keys honoured);
-        only the answer is left out, which for a batch of short messages is a
-        sizeable part of the work.
+        The same write (one transaction, in order, idempotency keys honoured,
+        ``create`` as there); only the answer is left out, which for a batch of
+        short messages is a sizeable part of the work.
         """
+        new_session = self._new_session(session_id, create)
         rows = self._prepare_all(messages)
         if rows:
-            yield from self._store(session_id, rows)
+            yield from self._store(session_id, rows, None, new_session)
+
+    def _new_session(self, session_id: str, create: Any) -> dict[str, Any] | None:
+        """The parameters of the session ``create`` asks for (``MessageSQL.insert_session``),
+        checked; None without ``create``."""
+        if create is None:
+            return None
+        if not isinstance(create, Mapping):
+            raise InvalidInput("must be an object of session fields", field="create")
+        session_id = require_str(session_id, "session_id", max_len=64)
+        values = session_values(self.tenant_id, session_id, create, utcnow_micros(), "create.")
+        return self._core.message_sql.insert_params(st, values)
 
     def _prepare_all(
         self, messages: Sequence[NewMessage | Mapping[str, Any]]
@@ -471,9 +504,10 @@ class Messages(Resource):
         session_id: str,
         rows: builtins.list[NewRow],
         idle: WhileIdle | None = None,
+        new_session: dict[str, Any] | None = None,
     ) -> Op[builtins.list[Message]]:
         """Store ``rows`` and answer with their messages (those already stored, by key)."""
-        done, ids = yield from self._store(session_id, rows, idle)
+        done, ids = yield from self._store(session_id, rows, idle, new_session)
         tenant, sql = self.tenant_id, self._core.message_sql
         existing: dict[str, Message] = {}
         if done.found:
@@ -488,10 +522,12 @@ class Messages(Resource):
         session_id: str,
         rows: builtins.list[NewRow],
         idle: WhileIdle | None = None,
+        new_session: dict[str, Any] | None = None,
     ) -> Op[tuple[Appended, builtins.list[str]]]:
         """Append ``rows`` (those whose idempotency key is not stored yet); what was done, and the ids.
 
-        ``idle``: only while the session has no active run (``MessageSQL.append``).
+        ``idle``: only while the session has no active run; ``new_session``: the
+        session to create if there is none (``MessageSQL.append``).
         """
         keys = [r.idempotency_key for r in rows if r.idempotency_key is not None]
         if len(set(keys)) != len(keys):
@@ -508,7 +544,7 @@ class Messages(Resource):
         tenant, sql = self.tenant_id, self._core.message_sql
 
         def steps() -> Steps[Appended]:
-            return sql.append(tenant, session_id, rows, ids, utcnow_micros, idle)
+            return sql.append(tenant, session_id, rows, ids, utcnow_micros, idle, new_session)
 
         write = Write("appending a message", steps)
         done: Appended

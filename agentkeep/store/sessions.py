@@ -22,7 +22,7 @@ from agentkeep.store.schema import sessions as t
 from agentkeep.store.schema import snapshots as st
 from agentkeep.store.snapshot_content import snapshot_rows
 
-__all__ = ["Sessions"]
+__all__ = ["SESSION_FIELDS", "Sessions", "session_values"]
 
 _KIND_PREFIX = {"session": "sess", "thread": "thread", "conversation": "conv"}
 _FORK_FIELDS = frozenset(("session_id", "at_seq", "snapshot_id", "title", "metadata"))
@@ -40,6 +40,52 @@ def _fork_point(at_seq: Any, snapshot_id: Any, where: str) -> tuple[int | None, 
     if snapshot_id is not None:
         snapshot_id = require_str(snapshot_id, where + "snapshot_id", max_len=64)
     return at_seq, snapshot_id
+
+
+#: The fields a new session takes (``Sessions.create``'s, but its id).
+SESSION_FIELDS = frozenset(
+    ("kind", "agent_id", "user_id", "title", "metadata", "traits", "state", "extra")
+)
+
+
+def session_values(
+    tenant_id: str,
+    session_id: str | None,
+    fields: Mapping[str, Any],
+    now: int,
+    where: str = "",
+) -> dict[str, Any]:
+    """A new session's row: ``fields`` (of :data:`SESSION_FIELDS`) checked, each named
+    ``where + field`` in an error; a new id of its kind when ``session_id`` is None."""
+    unknown = sorted(set(fields) - SESSION_FIELDS)
+    if unknown:
+        raise InvalidInput("is not a field of a session", field=where + unknown[0])
+    kind = fields.get("kind", "session")
+    if kind not in _KIND_PREFIX:
+        raise InvalidInput(f"must be one of {', '.join(_KIND_PREFIX)}", field=where + "kind")
+    get = fields.get
+    return {
+        "tenant_id": tenant_id,
+        "id": require_str(session_id, where + "id", max_len=64)
+        if session_id is not None
+        else new_id(_KIND_PREFIX[kind]),
+        "kind": kind,
+        "agent_id": opt_text(get("agent_id"), where + "agent_id", 64),
+        "user_id": opt_text(get("user_id"), where + "user_id", 256),
+        "title": opt_text(get("title"), where + "title", 1024),
+        "metadata": check_metadata(get("metadata"), where + "metadata"),
+        "traits": check_object(get("traits"), where + "traits"),
+        "state": check_object(get("state"), where + "state"),
+        "extra": check_object(get("extra"), where + "extra"),
+        "parent_id": None,
+        "fork_seq": None,
+        "message_count": 0,
+        "last_seq": 0,
+        "last_activity_at": now,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def to_session(row: Row) -> Session:
@@ -66,31 +112,17 @@ class Sessions(Resource):
         id: str | None = None,
     ) -> Op[Session]:
         """Create a session; ``kind`` is ``session``, ``thread`` or ``conversation``."""
-        if kind not in _KIND_PREFIX:
-            raise InvalidInput(f"must be one of {', '.join(_KIND_PREFIX)}", field="kind")
-        now = utcnow_micros()
-        values: dict[str, Any] = {
-            "tenant_id": self.tenant_id,
-            "id": require_str(id, "id", max_len=64)
-            if id is not None
-            else new_id(_KIND_PREFIX[kind]),
+        fields = {
             "kind": kind,
-            "agent_id": opt_text(agent_id, "agent_id", 64),
-            "user_id": opt_text(user_id, "user_id", 256),
-            "title": opt_text(title, "title", 1024),
-            "metadata": check_metadata(metadata),
-            "traits": check_object(traits, "traits"),
-            "state": check_object(state, "state"),
-            "extra": check_object(extra, "extra"),
-            "parent_id": None,
-            "fork_seq": None,
-            "message_count": 0,
-            "last_seq": 0,
-            "last_activity_at": now,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
+            "agent_id": agent_id,
+            "user_id": user_id,
+            "title": title,
+            "metadata": metadata,
+            "traits": traits,
+            "state": state,
+            "extra": extra,
         }
+        values = session_values(self.tenant_id, id, fields, utcnow_micros())
         sql = self._core.message_sql
         params = sql.insert_params(t, values)
 

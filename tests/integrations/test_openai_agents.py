@@ -13,7 +13,7 @@ from openai.types.responses.response_reasoning_item import ResponseReasoningItem
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 import agentkeep
-from agentkeep import AsyncStore, NotFound, Store
+from agentkeep import AsyncStore, Store
 from agentkeep.integrations.openai_agents import AgentkeepSession
 
 _ids = itertools.count()
@@ -133,28 +133,22 @@ async def test_plain_text_items_are_plain_messages(store: Store, backed: str) ->
     assert await session.pop_item() == {"role": "user", "content": "marked"}
 
 
-async def test_first_items_of_a_session_created_meanwhile(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The session is created (with its agent and user) in the transaction of its first items;
-    if another writer created it meanwhile, the items go to that session."""
+async def test_first_items_create_the_session_or_join_the_one_there(store: Store) -> None:
+    """The session is created (with its agent and user) by the write of its first items;
+    a session another writer created first gets the items and keeps its own fields (the
+    race itself: ``tests/test_messages_create_session.py``)."""
     fresh = _session(store, "async", agent_id="ag", user_id="u")
     await fresh.add_items(ITEMS[:2])
     made = store.sessions.get(fresh.session_id)
     assert (made.agent_id, made.user_id, made.message_count) == ("ag", "u", 2)
     assert await fresh.get_items() == ITEMS[:2]
 
-    raced = _session(store, "async")
-
-    async def created_meanwhile(session_id: str, rows: Any) -> None:
-        store.sessions.create(id=session_id, title="theirs")
-        raise NotFound("session", session_id)
-
-    monkeypatch.setattr(raced.store.messages, "extend", created_meanwhile)
-    await raced.add_items(ITEMS[:3])
-    monkeypatch.undo()
-    assert store.sessions.get(raced.session_id).title == "theirs"
-    assert await raced.get_items() == ITEMS[:3]
+    theirs = _session(store, "async", agent_id="ours", user_id="ours")
+    store.sessions.create(id=theirs.session_id, title="theirs")
+    await theirs.add_items(ITEMS[:3])
+    kept = store.sessions.get(theirs.session_id)
+    assert (kept.title, kept.agent_id, kept.user_id) == ("theirs", None, None)
+    assert await theirs.get_items() == ITEMS[:3]
 
 
 async def test_settings_limit_and_long_histories(store: Store) -> None:

@@ -142,6 +142,9 @@ class PostgresMessageSQL(MessageSQL):
     def json_param(self, name: str) -> sa.ColumnElement[Any]:
         return _json_param(name)
 
+    def insert_construct(self, table: sa.Table) -> Any:
+        return pg_insert(table)
+
     def __init__(self, dialect: Any) -> None:
         super().__init__(dialect)
         first_block = t.c.content.op("->")(const(0))

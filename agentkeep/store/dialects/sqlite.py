@@ -91,6 +91,9 @@ def retry_locked(fn: Callable[[], T]) -> T:
 class SQLiteMessageSQL(MessageSQL):
     """The message statements on SQLite (named parameters, ``:name``)."""
 
+    def insert_construct(self, table: sa.Table) -> Any:
+        return sa_sqlite.insert(table)
+
     def __init__(self) -> None:
         super().__init__(sa_sqlite.dialect(paramstyle="named"))
         of_session = (t.c.tenant_id == b("t"), t.c.session_id == b("s"))
