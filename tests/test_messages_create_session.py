@@ -65,6 +65,7 @@ def test_without_create_a_missing_session_is_still_not_found(store: Store) -> No
     [
         ("ok_id", {"colour": "red"}, "create.colour"),
         ("ok_id", {"kind": "chat"}, "create.kind"),
+        ("ok_id", {"kind": ["session"]}, "create.kind"),
         ("ok_id", {"metadata": {"k": 1}}, "create.metadata.k"),
         ("ok_id", {"agent_id": 7}, "create.agent_id"),
         ("ok_id", ["agent_id"], "create"),

@@ -61,7 +61,7 @@ def session_values(
     if unknown:
         raise InvalidInput("is not a field of a session", field=where + unknown[0])
     kind = fields.get("kind", "session")
-    if kind not in _KIND_PREFIX:
+    if not isinstance(kind, str) or kind not in _KIND_PREFIX:
         raise InvalidInput(f"must be one of {', '.join(_KIND_PREFIX)}", field=where + "kind")
     get = fields.get
     return {
