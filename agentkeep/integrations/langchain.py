@@ -34,6 +34,7 @@ from agentkeep.errors import InvalidInput, NotFound  # noqa: E402
 from agentkeep.integrations._content import pack_content, unpack_content  # noqa: E402
 from agentkeep.integrations._history import last_messages  # noqa: E402
 from agentkeep.models import ROLES, Message  # noqa: E402
+from agentkeep.models.common import MAX_LIMIT  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
 
 __all__ = ["AgentkeepChatMessageHistory"]
@@ -83,6 +84,7 @@ class AgentkeepChatMessageHistory(BaseChatMessageHistory):
             raise InvalidInput("must be a positive integer or None", field="window")
         self.session_id = session_id
         self.store: Store = store.sync if isinstance(store, AsyncStore) else store
+        self._astore = store if isinstance(store, AsyncStore) else None
         self.window = window
         self.agent_id = agent_id
         self.user_id = user_id
@@ -102,11 +104,23 @@ class AgentkeepChatMessageHistory(BaseChatMessageHistory):
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append messages in order, in one transaction (creating the session if needed)."""
-        rows = [{**_to_row(m), "agent_id": self.agent_id} for m in messages]
-        if not rows:
-            return
-        create = {"agent_id": self.agent_id, "user_id": self.user_id}
-        self.store.messages.extend(self.session_id, rows, create=create)
+        rows = self._rows(messages)
+        if rows:
+            self.store.messages.extend(self.session_id, rows, create=self._create())
+
+    def _rows(self, messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+        return [{**_to_row(m), "agent_id": self.agent_id} for m in messages]
+
+    def _create(self) -> dict[str, Any]:
+        """The session the first messages create: with this history's agent and user."""
+        return {"agent_id": self.agent_id, "user_id": self.user_id}
+
+    @property
+    def astore(self) -> AsyncStore:
+        """The store's async API (the one given, or made once over the sync store)."""
+        if self._astore is None:
+            self._astore = AsyncStore(self.store)
+        return self._astore
 
     def clear(self) -> None:
         """Delete the session and its messages (its usage rows stay)."""
@@ -114,10 +128,23 @@ class AgentkeepChatMessageHistory(BaseChatMessageHistory):
             self.store.sessions.delete(self.session_id)
 
     async def aget_messages(self) -> list[BaseMessage]:
-        return await asyncio.to_thread(self.recent, self.window)
+        """``messages`` on the store's async API: the window's rows in one read, no thread
+        hop (a history longer than one read's limit is read a page at a time in a thread)."""
+        n = self.window
+        if n is None or n > MAX_LIMIT:
+            return await asyncio.to_thread(self.recent, n)
+        try:
+            found = await self.astore.messages.recent(self.session_id, n)
+        except NotFound:
+            return []
+        return [_from_message(m) for m in found]
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        await asyncio.to_thread(self.add_messages, messages)
+        """``add_messages`` on the store's async API (no thread hop)."""
+        rows = self._rows(messages)
+        if rows:
+            await self.astore.messages.extend(self.session_id, rows, create=self._create())
 
     async def aclear(self) -> None:
-        await asyncio.to_thread(self.clear)
+        with contextlib.suppress(NotFound):
+            await self.astore.sessions.delete(self.session_id)

@@ -59,6 +59,36 @@ async def test_messages_round_trip(store: Store, backed: str) -> None:
     history.clear()  # clearing nothing is fine
 
 
+async def test_the_async_methods_run_on_the_async_api_without_a_thread(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aadd_messages`` creates the session (its agent and user) with its first messages
+    and ``aget_messages`` reads the window, neither through a worker thread; ``aclear``
+    deletes through the store's async API."""
+    import agentkeep.integrations.langchain as module
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an async method went through asyncio.to_thread")
+
+    monkeypatch.setattr(module.asyncio, "to_thread", no_thread)
+    history = AgentkeepChatMessageHistory(
+        f"chat{next(_ids)}", store, window=2, agent_id="ag", user_id="u"
+    )
+    assert await history.aget_messages() == []  # no session yet
+    await history.aadd_messages(MESSAGES[:4])
+    await history.aadd_messages([])
+    made = store.sessions.get(history.session_id)
+    assert (made.agent_id, made.user_id, made.message_count) == ("ag", "u", 4)
+    assert await history.aget_messages() == MESSAGES[2:4]
+    monkeypatch.undo()
+    await history.aclear()
+    await history.aclear()  # clearing nothing is fine
+    assert await history.aget_messages() == []
+    unbounded = AgentkeepChatMessageHistory(history.session_id, AsyncStore(store))
+    await unbounded.aadd_messages(MESSAGES)
+    assert await unbounded.aget_messages() == MESSAGES  # all: a page at a time, in a thread
+
+
 def test_window_must_be_positive(store: Store) -> None:
     with pytest.raises(agentkeep.InvalidInput, match="window"):
         AgentkeepChatMessageHistory("x", store, window=0)
