@@ -23,7 +23,6 @@ messages. Needs
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import threading
 from collections import OrderedDict
@@ -190,6 +189,46 @@ class _Held:
         return False
 
 
+class _Put:
+    """One ``put``: its store call's arguments, its channels' blobs, and what follows it
+    (the same for ``put`` and ``aput``)."""
+
+    def __init__(
+        self,
+        saver: AgentkeepSaver,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        values: dict[str, Any],
+        fields: dict[str, Any],
+    ) -> None:
+        self.saver, self.thread_id, self.ns, self.values = saver, thread_id, ns, values
+        self.checkpoint_id = checkpoint_id
+        self.key = (thread_id, ns, checkpoint_id)
+        self.fields = fields
+
+    def blobs(self, new_versions: ChannelVersions, delta: bool) -> list[ChannelBlob]:
+        blob = self.saver._blob
+        return [
+            blob(self.thread_id, self.ns, ch, str(v), self.values, delta)
+            for ch, v in new_versions.items()
+        ]
+
+    def done(self, blobs: list[ChannelBlob], all_new: bool) -> RunnableConfig:
+        if all_new:  # the stored values are these: remember those that are not lists
+            for blob in blobs:
+                if type(self.values.get(blob.channel)) is not list:
+                    key = (self.thread_id, self.ns, blob.channel)
+                    self.saver._lists.set_blob(key, blob.version, blob.value)
+        return {
+            "configurable": {
+                "thread_id": self.thread_id,
+                "checkpoint_ns": self.ns,
+                "checkpoint_id": self.checkpoint_id,
+            }
+        }
+
+
 class AgentkeepSaver(BaseCheckpointSaver[str]):
     """LangGraph's ``BaseCheckpointSaver`` on ``store.checkpoints``.
 
@@ -203,6 +242,7 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
     ) -> None:
         super().__init__(serde=serde)
         self.store: Store = store.sync if isinstance(store, AsyncStore) else store
+        self._astore = store if isinstance(store, AsyncStore) else None
         self._lists = _ListCache()
 
     # --- writes -----------------------------------------------------------------------
@@ -214,46 +254,33 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        put = self._put(config, checkpoint, metadata)
+        blobs = put.blobs(new_versions, True)
+        try:
+            all_new = self.store.checkpoints.put(*put.key, blobs=blobs, **put.fields)
+        except NotFound:
+            # A base value is gone (its thread was deleted or pruned elsewhere): store in full.
+            self._lists.drop_thread(put.thread_id)
+            blobs = put.blobs(new_versions, False)
+            all_new = self.store.checkpoints.put(*put.key, blobs=blobs, **put.fields)
+        return put.done(blobs, all_new)
+
+    def _put(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
+    ) -> _Put:
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
         saved: dict[str, Any] = dict(checkpoint)
         values: dict[str, Any] = saved.pop("channel_values")
         meta = get_serializable_checkpoint_metadata(config, metadata)
-        store_put = functools.partial(
-            self.store.checkpoints.put,
-            thread_id,
-            ns,
-            checkpoint["id"],
-            checkpoint=Blob(*self.serde.dumps_typed(saved)),
-            metadata=Blob(*self.serde.dumps_typed(meta)),
-            channel_versions={ch: str(v) for ch, v in checkpoint["channel_versions"].items()},
-            parent_checkpoint_id=conf.get("checkpoint_id"),
-            run_id=str(meta["run_id"]) if meta.get("run_id") is not None else None,
-        )
-        blobs = [
-            self._blob(thread_id, ns, ch, str(v), values, True) for ch, v in new_versions.items()
-        ]
-        try:
-            all_new = store_put(blobs=blobs)
-        except NotFound:
-            # A base value is gone (its thread was deleted or pruned elsewhere): store in full.
-            self._lists.drop_thread(thread_id)
-            blobs = [
-                self._blob(thread_id, ns, ch, str(v), values, False)
-                for ch, v in new_versions.items()
-            ]
-            all_new = store_put(blobs=blobs)
-        if all_new:  # the stored values are these: remember those that are not lists
-            for blob in blobs:
-                if type(values.get(blob.channel)) is not list:
-                    self._lists.set_blob((thread_id, ns, blob.channel), blob.version, blob.value)
-        return {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": ns,
-                "checkpoint_id": checkpoint["id"],
-            }
+        fields = {
+            "checkpoint": Blob(*self.serde.dumps_typed(saved)),
+            "metadata": Blob(*self.serde.dumps_typed(meta)),
+            "channel_versions": {ch: str(v) for ch, v in checkpoint["channel_versions"].items()},
+            "parent_checkpoint_id": conf.get("checkpoint_id"),
+            "run_id": str(meta["run_id"]) if meta.get("run_id") is not None else None,
         }
+        return _Put(self, thread_id, ns, checkpoint["id"], values, fields)
 
     def _blob(
         self,
@@ -295,6 +322,17 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        args, replace = self._writes(config, writes, task_id, task_path)
+        self.store.checkpoints.put_writes(*args, replace=replace)
+
+    def _writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> tuple[tuple[str, str, str, list[PendingWrite]], bool]:
+        """``store.checkpoints.put_writes``'s arguments, and its ``replace``."""
         conf = config["configurable"]
         rows = [
             PendingWrite(
@@ -306,13 +344,8 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
             )
             for idx, (ch, v) in enumerate(writes)
         ]
-        self.store.checkpoints.put_writes(
-            str(conf["thread_id"]),
-            conf.get("checkpoint_ns", ""),
-            conf["checkpoint_id"],
-            rows,
-            replace=all(ch in WRITES_IDX_MAP for ch, _ in writes),
-        )
+        args = (str(conf["thread_id"]), conf.get("checkpoint_ns", ""), conf["checkpoint_id"], rows)
+        return args, all(ch in WRITES_IDX_MAP for ch, _ in writes)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -477,10 +510,25 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
             number = int(str(current).split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    # --- async: the same operations in a worker thread --------------------------------
+    # --- async: puts and reads on the store's async API; whole-thread work in a thread ---
+
+    @property
+    def astore(self) -> AsyncStore:
+        """The store's async API (the one given, or made once over the sync store)."""
+        if self._astore is None:
+            self._astore = AsyncStore(self.store)
+        return self._astore
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
+        conf = config["configurable"]
+        held = _Held(self._lists)
+        stored = await self.astore.checkpoints.get(
+            str(conf["thread_id"]),
+            conf.get("checkpoint_ns", ""),
+            get_checkpoint_id(config),
+            have=held,
+        )
+        return None if stored is None else self._tuple(stored, held)
 
     async def alist(
         self,
@@ -503,7 +551,15 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+        put = self._put(config, checkpoint, metadata)
+        blobs = put.blobs(new_versions, True)
+        try:
+            all_new = await self.astore.checkpoints.put(*put.key, blobs=blobs, **put.fields)
+        except NotFound:
+            self._lists.drop_thread(put.thread_id)
+            blobs = put.blobs(new_versions, False)
+            all_new = await self.astore.checkpoints.put(*put.key, blobs=blobs, **put.fields)
+        return put.done(blobs, all_new)
 
     async def aput_writes(
         self,
@@ -512,7 +568,8 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+        args, replace = self._writes(config, writes, task_id, task_path)
+        await self.astore.checkpoints.put_writes(*args, replace=replace)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)

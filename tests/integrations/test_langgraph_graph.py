@@ -167,3 +167,32 @@ async def test_async_graph_resumes_after_a_restart(backend: str, db_url: str) ->
         "answer 1",
     ]
     await astore.close()
+
+
+async def test_an_async_graph_saves_through_the_async_api_not_the_sync_methods(
+    store: Store,
+) -> None:
+    """``aput``, ``aput_writes`` and ``aget_tuple`` await the store's async API: they do not
+    run the sync methods in a worker thread."""
+    saver = AgentkeepSaver(store)
+
+    def sync_call(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an async method ran a sync one")
+
+    saver.put = sync_call  # type: ignore[method-assign]
+    saver.put_writes = sync_call  # type: ignore[method-assign]
+    saver.get_tuple = sync_call  # type: ignore[method-assign]
+    graph = _graph(saver, FakeMessagesListChatModel(responses=_script()))
+    config = {"configurable": {"thread_id": f"t{next(_ids)}"}}
+    for n in range(3):
+        out = await graph.ainvoke({"messages": [HumanMessage(f"weather {n}?", id=f"h{n}")]}, config)
+        assert out["messages"][-1].content == f"answer {n}"
+    state = await graph.aget_state(config)
+    assert [m.content for m in state.values["messages"]][-4:] == [
+        "weather 2?",
+        "",
+        "sunny in city2",
+        "answer 2",
+    ]
+    fresh = _graph(AgentkeepSaver(store), FakeMessagesListChatModel(responses=[]))
+    assert fresh.get_state(config).values["messages"] == state.values["messages"]
