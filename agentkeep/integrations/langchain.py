@@ -13,7 +13,6 @@ Needs ``pip install 'agentkeep[langchain]'``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from typing import Any
@@ -32,9 +31,8 @@ from langchain_core.messages import (  # noqa: E402
 from agentkeep.aio import AsyncStore  # noqa: E402
 from agentkeep.errors import InvalidInput, NotFound  # noqa: E402
 from agentkeep.integrations._content import pack_content, unpack_content  # noqa: E402
-from agentkeep.integrations._history import last_messages  # noqa: E402
+from agentkeep.integrations._history import alast_messages, last_messages  # noqa: E402
 from agentkeep.models import ROLES, Message  # noqa: E402
-from agentkeep.models.common import MAX_LIMIT  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
 
 __all__ = ["AgentkeepChatMessageHistory"]
@@ -128,13 +126,10 @@ class AgentkeepChatMessageHistory(BaseChatMessageHistory):
             self.store.sessions.delete(self.session_id)
 
     async def aget_messages(self) -> list[BaseMessage]:
-        """``messages`` on the store's async API: the window's rows in one read, no thread
-        hop (a history longer than one read's limit is read a page at a time in a thread)."""
-        n = self.window
-        if n is None or n > MAX_LIMIT:
-            return await asyncio.to_thread(self.recent, n)
+        """``messages`` on the store's async API, no thread hop: the window's rows in one
+        read (a history longer than one read's limit a page at a time)."""
         try:
-            found = await self.astore.messages.recent(self.session_id, n)
+            found = await alast_messages(self.astore, self.session_id, self.window)
         except NotFound:
             return []
         return [_from_message(m) for m in found]

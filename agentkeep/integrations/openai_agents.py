@@ -14,7 +14,6 @@ row of the session (tokens, latency, model, cost from the price table). Needs
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from typing import Any
@@ -40,9 +39,8 @@ from agentkeep.integrations._content import (  # noqa: E402
     plain_block,
     unpack_content,
 )
-from agentkeep.integrations._history import last_messages  # noqa: E402
+from agentkeep.integrations._history import alast_messages  # noqa: E402
 from agentkeep.models import ROLES, Message  # noqa: E402
-from agentkeep.models.common import MAX_LIMIT  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
 
 __all__ = ["AgentkeepSession", "UsageHooks", "item_from_message", "message_from_item"]
@@ -149,11 +147,8 @@ class AgentkeepSession:
         n = resolve_session_limit(limit, self.session_settings)
         if n is not None and n <= 0:
             return [] if n == 0 else await self.get_items(None)
-        try:
-            if n is not None and n <= MAX_LIMIT:  # one read of those rows: no thread hop
-                found = await self.store.messages.recent(self.session_id, n)
-            else:
-                found = await asyncio.to_thread(last_messages, self.store.sync, self.session_id, n)
+        try:  # the last n in one read; all (the SDK's default) a page at a time
+            found = await alast_messages(self.store, self.session_id, n)
         except NotFound:
             return []
         return [item_from_message(m) for m in found]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -63,14 +64,13 @@ async def test_the_async_methods_run_on_the_async_api_without_a_thread(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``aadd_messages`` creates the session (its agent and user) with its first messages
-    and ``aget_messages`` reads the window, neither through a worker thread; ``aclear``
-    deletes through the store's async API."""
-    import agentkeep.integrations.langchain as module
+    and ``aget_messages`` reads the window, or the whole history a page at a time, neither
+    through a worker thread; ``aclear`` deletes through the store's async API."""
 
     def no_thread(*args: object, **kwargs: object) -> None:
         raise AssertionError("an async method went through asyncio.to_thread")
 
-    monkeypatch.setattr(module.asyncio, "to_thread", no_thread)
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
     history = AgentkeepChatMessageHistory(
         f"chat{next(_ids)}", store, window=2, agent_id="ag", user_id="u"
     )
@@ -80,13 +80,14 @@ async def test_the_async_methods_run_on_the_async_api_without_a_thread(
     made = store.sessions.get(history.session_id)
     assert (made.agent_id, made.user_id, made.message_count) == ("ag", "u", 4)
     assert await history.aget_messages() == MESSAGES[2:4]
+    unbounded = AgentkeepChatMessageHistory(history.session_id, AsyncStore(store))
+    long = [HumanMessage(f"m{i}", id=f"m{i}") for i in range(1003)]  # more than one page
+    await unbounded.aadd_messages(long)
+    assert await unbounded.aget_messages() == MESSAGES[:4] + long
     monkeypatch.undo()
     await history.aclear()
     await history.aclear()  # clearing nothing is fine
     assert await history.aget_messages() == []
-    unbounded = AgentkeepChatMessageHistory(history.session_id, AsyncStore(store))
-    await unbounded.aadd_messages(MESSAGES)
-    assert await unbounded.aget_messages() == MESSAGES  # all: a page at a time, in a thread
 
 
 def test_window_must_be_positive(store: Store) -> None:

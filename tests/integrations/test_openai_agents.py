@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -149,6 +150,24 @@ async def test_first_items_create_the_session_or_join_the_one_there(store: Store
     kept = store.sessions.get(theirs.session_id)
     assert (kept.title, kept.agent_id, kept.user_id) == ("theirs", None, None)
     assert await theirs.get_items() == ITEMS[:3]
+
+
+async def test_a_whole_history_is_read_on_the_async_api_without_a_thread(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``get_items()`` with no limit (the SDK's default each turn) pages the history on the
+    store's async API: no worker thread."""
+    items: list[Any] = [{"role": "user", "content": f"m{i}"} for i in range(1005)]
+    session = _session(store, "async")
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("get_items went through asyncio.to_thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    assert await session.get_items() == []
+    await session.add_items(items)
+    assert await session.get_items() == items
+    assert await session.get_items(limit=1002) == items[-1002:]
 
 
 async def test_settings_limit_and_long_histories(store: Store) -> None:
