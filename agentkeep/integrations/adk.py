@@ -103,6 +103,18 @@ def _make_session(
     )
 
 
+def _since(events: list[Event], after: float | None) -> tuple[list[Event], bool]:
+    """The events after the newest one older than ``after`` (all of them when ``after`` is
+    None), oldest first, and whether such an older event was among them: then no event
+    before these is wanted."""
+    if after is None:
+        return events, False
+    for i in range(len(events) - 1, -1, -1):
+        if events[i].timestamp < after:
+            return events[i + 1 :], True
+    return events, False
+
+
 class AgentkeepSessionService(BaseSessionService):
     """ADK's ``BaseSessionService`` on an agentkeep store (a ``Store`` or ``AsyncStore``)."""
 
@@ -206,19 +218,26 @@ class AgentkeepSessionService(BaseSessionService):
         config: GetSessionConfig | None = None,
     ) -> Session | None:
         config = config or GetSessionConfig()
-        n = config.num_recent_events
-        if config.after_timestamp is not None or n is None or not 0 <= n <= MAX_LIMIT:
+        n, after = config.num_recent_events, config.after_timestamp
+        if n is not None and not 0 <= n <= MAX_LIMIT:
             return await asyncio.to_thread(self._get, app_name, user_id, session_id, config)
+        # One read of the session, its state documents and its last events: the last n, or
+        # with no n (what the Runner asks by default) up to one read's limit, which is all
+        # of them unless the session has more (then they are paged in a thread).
+        wanted = MAX_LIMIT if n is None else n
         store = self.store
         docs = ((_APP, app_name), (_USER + app_name, user_id))
         found = await store._core.arun_op(
-            get_op(store._core, store.tenant_id, session_id, docs=docs, n=n)
+            get_op(store._core, store.tenant_id, session_id, docs=docs, n=wanted)
         )
         if found is None or found.agent_id != app_name or found.user_id != user_id:
             return None
         if "adk" not in found.extra:
             return None
         messages = _from_rows(store.tenant_id, session_id, found.rows, store._core.message_sql)
+        events, reached = _since([_event(m) for m in messages], after)
+        if n is None and not reached and len(found.rows) == wanted:
+            return await asyncio.to_thread(self._get, app_name, user_id, session_id, config)
         return _make_session(
             session_id,
             app_name,
@@ -226,7 +245,7 @@ class AgentkeepSessionService(BaseSessionService):
             found.state,
             dict(found.docs.get(_APP) or {}),
             dict(found.docs.get(_USER + app_name) or {}),
-            [_event(m) for m in messages],
+            events,
             found.extra["adk"]["update_time"],
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -257,3 +258,58 @@ async def test_the_agent_resumes_after_a_restart(backend: str, db_url: str) -> N
     )
     assert stored is not None and stored.state["city"] == "Oslo" and len(stored.events) == 6
     store.close()
+
+
+async def _events_of(service: AgentkeepSessionService, count: int) -> tuple[Any, list[Event]]:
+    session = await service.create_session(app_name="shop", user_id="u1")
+    made: list[Event] = []
+    for i in range(count):
+        event = Event(
+            author="user" if i % 2 == 0 else "helper",
+            invocation_id=f"inv{i // 2}",
+            content=_user(f"event {i}"),
+            timestamp=1_800_000_000.0 + i,
+        )
+        made.append(await service.append_event(session, event))
+    return session, made
+
+
+async def test_get_session_reads_the_whole_session_on_the_async_api(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the Runner asks each invocation (no config: every event), and every event since a
+    time, are one read on the store's async API: no worker thread."""
+    service = AgentkeepSessionService(store)
+    session, made = await _events_of(service, 6)
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("get_session went through asyncio.to_thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    got = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
+    assert got is not None and _dump(got.events) == _dump(made)
+    for config, expected in (
+        (GetSessionConfig(after_timestamp=made[3].timestamp), made[3:]),
+        (GetSessionConfig(after_timestamp=made[3].timestamp, num_recent_events=2), made[4:]),
+        (GetSessionConfig(after_timestamp=made[3].timestamp, num_recent_events=5), made[3:]),
+        (GetSessionConfig(after_timestamp=made[-1].timestamp + 1), []),
+        (GetSessionConfig(after_timestamp=0.0), made),
+    ):
+        found = await service.get_session(
+            app_name="shop", user_id="u1", session_id=session.id, config=config
+        )
+        assert found is not None and _dump(found.events) == _dump(expected), config
+
+
+async def test_get_session_of_more_events_than_one_read_returns_them_all(store: Store) -> None:
+    service = AgentkeepSessionService(store)
+    session, made = await _events_of(service, 1003)
+    got = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
+    assert got is not None and [e.id for e in got.events] == [e.id for e in made]
+    since = await service.get_session(
+        app_name="shop",
+        user_id="u1",
+        session_id=session.id,
+        config=GetSessionConfig(after_timestamp=made[1].timestamp),
+    )
+    assert since is not None and [e.id for e in since.events] == [e.id for e in made[1:]]
