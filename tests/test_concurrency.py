@@ -7,13 +7,12 @@ backend; idempotent appends racing with the same key.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _multiproc import run_together
+from _threads import in_threads
 
 import agentkeep
 from agentkeep import Message, Store
@@ -136,27 +135,6 @@ def test_processes_racing_with_the_same_idempotency_key(
         _check_gapless(store, session.id, len(keys))
 
 
-def _in_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
-    results: list[Any] = [None] * n
-    errors: list[BaseException] = []
-    start = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        try:
-            start.wait()
-            results[i] = fn(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == []
-    return results
-
-
 def test_threads_appending_to_one_session(store: Store) -> None:
     session = store.sessions.create()
 
@@ -166,7 +144,7 @@ def test_threads_appending_to_one_session(store: Store) -> None:
             for j in range(APPENDS_PER_THREAD)
         ]
 
-    results = _in_threads(THREADS, append)
+    results = in_threads(THREADS, append)
     total = THREADS * APPENDS_PER_THREAD
     assert sorted(seq for seqs in results for seq in seqs) == list(range(1, total + 1))
     assert all(seqs == sorted(seqs) for seqs in results)
@@ -175,7 +153,7 @@ def test_threads_appending_to_one_session(store: Store) -> None:
 
 def test_threads_racing_with_the_same_idempotency_key(store: Store) -> None:
     session = store.sessions.create()
-    results = _in_threads(
+    results = in_threads(
         THREADS,
         lambda i: (
             store.messages.append(
@@ -194,6 +172,6 @@ def test_threads_appending_to_many_sessions(store: Store) -> None:
         for j in range(10):
             store.messages.append(sessions[(i + j) % THREADS].id, "user", f"{i}-{j}")
 
-    _in_threads(THREADS, append)
+    in_threads(THREADS, append)
     for s in sessions:
         _check_gapless(store, s.id, 10)

@@ -5,12 +5,11 @@ first turn."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
 from _statements import sent_statements, verbs
-from _waiting import WAIT_S, waits_for_a_lock
+from _threads import WAIT_S, in_threads, until_it_waits
 
 from agentkeep import AsyncStore, Store
 from agentkeep.errors import InvalidInput, NotFound
@@ -134,24 +133,13 @@ def test_inside_a_transaction_the_created_session_rolls_back_with_it(store: Stor
 
 def test_concurrent_first_writes_make_one_session_with_every_message(store: Store) -> None:
     writers, each = 6, 5
-    start = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
     def write(w: int) -> None:
-        try:
-            start.wait()
-            for k in range(each):
-                rows = [{"role": "user", "content": f"{w}-{k}"}]
-                store.messages.extend("raced", rows, create={"user_id": f"u{w}"})
-        except BaseException as exc:
-            errors.append(exc)
+        for k in range(each):
+            rows = [{"role": "user", "content": f"{w}-{k}"}]
+            store.messages.extend("raced", rows, create={"user_id": f"u{w}"})
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    in_threads(writers, write)
     messages = store.messages.recent("raced", 100)
     assert [m.seq for m in messages] == list(range(1, writers * each + 1))
     assert sorted(m.text for m in messages) == sorted(
@@ -194,10 +182,7 @@ def test_a_first_write_that_waits_for_another_creating_the_session_appends_to_it
     with store.transaction():
         store.messages.extend("contended", [{"role": "user", "content": "first"}], create={})
         other.start()
-        deadline = time.monotonic() + WAIT_S
-        while not outcome and not waits_for_a_lock(store, other):
-            assert time.monotonic() < deadline, "the second write neither waited nor ended"
-            time.sleep(0.01)
+        until_it_waits(store, other, lambda: bool(outcome), "the second write")
         assert not outcome, "the second write did not wait for the first"
     other.join(WAIT_S)
     assert outcome == ["appended"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from _waiting import WAIT_S, waits_for_a_lock
+from _threads import WAIT_S, until_it_waits
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
 
@@ -139,10 +138,7 @@ def test_locked_session_holds_appends_until_commit(store: Store) -> None:
             assert appending.wait(WAIT_S)
             # Commit once the append is seen waiting; an append that does not wait ends
             # first and the order below fails.
-            deadline = time.monotonic() + WAIT_S
-            while not done.is_set() and not waits_for_a_lock(store, other):
-                assert time.monotonic() < deadline, "the append neither waited nor ended"
-                time.sleep(0.01)
+            until_it_waits(store, other, done.is_set, "the append")
             order.append("holder commits")
     finally:
         locked.set()
@@ -175,10 +171,7 @@ def test_append_if_idle_sees_a_run_committed_while_it_waited(store: Store) -> No
         store.messages.append(s.id, "user", "first")  # takes the session's row
         run = store.runs.create("asst_x", session_id=s.id)
         other.start()
-        deadline = time.monotonic() + WAIT_S
-        while not outcome and not waits_for_a_lock(store, other):
-            assert time.monotonic() < deadline, "the append neither waited nor ended"
-            time.sleep(0.01)
+        until_it_waits(store, other, lambda: bool(outcome), "the append")
         assert not outcome, "the append did not wait for the session's row"
     other.join(WAIT_S)
     assert len(outcome) == 1 and isinstance(outcome[0], SessionBusy), outcome
