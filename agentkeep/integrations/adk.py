@@ -103,6 +103,11 @@ def _make_session(
     )
 
 
+def _new_ident(session_id: str | None) -> str:
+    """The id a new session gets: the one given (trimmed), else a new UUID."""
+    return session_id.strip() if session_id and session_id.strip() else str(uuid.uuid4())
+
+
 def _since(events: list[Event], after: float | None) -> tuple[list[Event], bool]:
     """The events after the newest one older than ``after`` (all of them when ``after`` is
     None), oldest first, and whether such an older event was among them: then no event
@@ -120,6 +125,7 @@ class AgentkeepSessionService(BaseSessionService):
 
     def __init__(self, store: Store | AsyncStore) -> None:
         self.store: Store = store.sync if isinstance(store, AsyncStore) else store
+        self.astore = store if isinstance(store, AsyncStore) else AsyncStore(store)
 
     async def create_session(
         self,
@@ -129,12 +135,36 @@ class AgentkeepSessionService(BaseSessionService):
         state: dict[str, Any] | None = None,
         session_id: str | None = None,
     ) -> Session:
-        return await asyncio.to_thread(self._create, app_name, user_id, state, session_id)
+        """A new session. Without app or user state to merge (most sessions): its row
+        written, then its app and user state read, on the store's async API; with them,
+        in one transaction in a thread, retried if another writer changed that state."""
+        deltas = extract_json_safe_state_delta(state or {})
+        if deltas["app"] or deltas["user"]:
+            return await asyncio.to_thread(self._create, app_name, user_id, state, session_id)
+        ident, now = _new_ident(session_id), time.time()
+        try:
+            stored = await self.astore.sessions.create(
+                id=ident,
+                agent_id=app_name,
+                user_id=user_id,
+                state=deltas["session"],
+                extra={"adk": {"update_time": now}},
+            )
+        except Conflict as exc:
+            raise AlreadyExistsError(f"Session with id {ident} already exists.") from exc
+        store = self.store
+        docs = ((_APP, app_name), (_USER + app_name, user_id))
+        found = await store._core.arun_op(
+            get_op(store._core, store.tenant_id, ident, docs=docs, n=0)
+        )
+        read = found.docs if found is not None else {}
+        app = dict(read.get(_APP) or {})
+        return self._session(stored, app, dict(read.get(_USER + app_name) or {}), [])
 
     def _create(
         self, app_name: str, user_id: str, state: dict[str, Any] | None, session_id: str | None
     ) -> Session:
-        ident = session_id.strip() if session_id and session_id.strip() else str(uuid.uuid4())
+        ident = _new_ident(session_id)
         now = time.time()
         deltas = extract_json_safe_state_delta(state or {})
         for _ in range(_RETRIES):

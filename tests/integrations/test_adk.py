@@ -313,3 +313,31 @@ async def test_get_session_of_more_events_than_one_read_returns_them_all(store: 
         config=GetSessionConfig(after_timestamp=made[1].timestamp),
     )
     assert since is not None and [e.id for e in since.events] == [e.id for e in made[1:]]
+
+
+async def test_create_session_without_app_or_user_state_runs_on_the_async_api(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session with no app or user state to merge is written and its app and user state
+    read on the store's async API (no worker thread); the state already there is in it."""
+    service = AgentkeepSessionService(store)
+    await service.create_session(
+        app_name="shop", user_id="u9", state={"app:plan": "pro", "user:name": "Ada"}
+    )
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("create_session went through asyncio.to_thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    made = await service.create_session(
+        app_name="shop", user_id="u9", state={"mood": "ok", "temp:x": 1}, session_id=" s9 "
+    )
+    assert made.id == "s9"
+    assert made.state == {"app:plan": "pro", "user:name": "Ada", "mood": "ok"}
+    got = await service.get_session(app_name="shop", user_id="u9", session_id="s9")
+    assert got is not None and got.state == made.state
+    assert got.last_update_time == made.last_update_time
+    from google.adk.errors.already_exists_error import AlreadyExistsError
+
+    with pytest.raises(AlreadyExistsError):
+        await service.create_session(app_name="shop", user_id="u9", session_id="s9")
