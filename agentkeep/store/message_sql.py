@@ -504,8 +504,11 @@ class MessageSQL:
     #: ``recent(chat=True)`` rows are then (role, text, content or NULL).
     text_column = False
 
-    def __init__(self, dialect: SADialect) -> None:
+    def __init__(self, dialect: SADialect, insert: Callable[[sa.Table], Any]) -> None:
+        """``insert``: the dialect's INSERT of a table (``Dialect.insert``: it offers
+        ``on_conflict_do_nothing``)."""
         self.sa_dialect = dialect
+        self._insert = insert
         of_session = (st.c.tenant_id == b("t"), st.c.id == b("s"))
         self.session_exists = self.compile(sa.select(const(1)).where(*of_session))
         self.session_kind = self.compile(sa.select(st.c.kind).where(*of_session))
@@ -577,13 +580,9 @@ class MessageSQL:
         nothing when the session's id is taken; compiled once."""
         sql = self._insert_session
         if sql is None:
-            stmt = self.insert_construct(st).values(self._binds(st)).on_conflict_do_nothing()
+            stmt = self._insert(st).values(self._binds(st)).on_conflict_do_nothing()
             sql = self._insert_session = self.compile(stmt)
         return sql
-
-    def insert_construct(self, table: sa.Table) -> Any:
-        """The dialect's INSERT of ``table``, which offers ``on_conflict_do_nothing``."""
-        raise NotImplementedError
 
     def compiled(self, stmt: sa.ClauseElement) -> str:
         """``compile(stmt)``, once per statement object (module-level statements of other

@@ -142,11 +142,8 @@ class PostgresMessageSQL(MessageSQL):
     def json_param(self, name: str) -> sa.ColumnElement[Any]:
         return _json_param(name)
 
-    def insert_construct(self, table: sa.Table) -> Any:
-        return pg_insert(table)
-
-    def __init__(self, dialect: Any) -> None:
-        super().__init__(dialect)
+    def __init__(self, dialect: Any, insert: Callable[[sa.Table], Any]) -> None:
+        super().__init__(dialect, insert)
         first_block = t.c.content.op("->")(const(0))
         f = sa.func
         # Content of one plain text block (most messages: ``[{"type": "text", "text":
@@ -590,7 +587,7 @@ class PostgresDialect(Dialect):
         return engine
 
     def create_message_sql(self) -> MessageSQL:
-        return PostgresMessageSQL(self.engine.dialect)
+        return PostgresMessageSQL(self.engine.dialect, self.insert)
 
     def own_connections(self) -> PostgresConnections:
         return PostgresConnections(self)

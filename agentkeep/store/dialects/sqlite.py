@@ -91,11 +91,8 @@ def retry_locked(fn: Callable[[], T]) -> T:
 class SQLiteMessageSQL(MessageSQL):
     """The message statements on SQLite (named parameters, ``:name``)."""
 
-    def insert_construct(self, table: sa.Table) -> Any:
-        return sa_sqlite.insert(table)
-
-    def __init__(self) -> None:
-        super().__init__(sa_sqlite.dialect(paramstyle="named"))
+    def __init__(self, insert: Callable[[sa.Table], Any]) -> None:
+        super().__init__(sa_sqlite.dialect(paramstyle="named"), insert)
         of_session = (t.c.tenant_id == b("t"), t.c.session_id == b("s"))
         self.bump = self.compile(bump_session(b("n")))
         self.last_seq = self.compile(
@@ -368,7 +365,7 @@ class SQLiteDialect(Dialect):
         super().__init__(url, **kwargs)
 
     def create_message_sql(self) -> MessageSQL:
-        return SQLiteMessageSQL()
+        return SQLiteMessageSQL(self.insert)
 
     def own_connections(self) -> SQLiteConnections:
         return SQLiteConnections(self)
