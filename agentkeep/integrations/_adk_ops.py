@@ -39,7 +39,7 @@ from agentkeep.store.message_sql import (
 from agentkeep.store.schema import sessions as st
 from agentkeep.store.schema import state_docs as sd
 
-__all__ = ["MISSING", "OK", "STALE", "Found", "append_op", "get_op"]
+__all__ = ["MISSING", "OK", "STALE", "Found", "append_op", "docs_op", "get_op"]
 
 OK, MISSING, STALE = 0, 1, 2
 _b = sa.bindparam
@@ -202,14 +202,13 @@ def get_op(
     """The session, its app and user state documents (``docs``) and its last ``n`` messages."""
     sql, msql = _sql(core), core.message_sql
     load = msql.load_json
-    (ns1, k1), (ns2, k2) = docs
 
     def steps() -> Steps[Found | None]:
         found = yield Stmt(sql.session, {"t": tenant_id, "s": session_id})
         if not found:
             return None
         agent_id, user_id, state, extra = found[0]
-        values = yield Stmt(sql.docs, {"t": tenant_id, "ns1": ns1, "k1": k1, "ns2": ns2, "k2": k2})
+        values = yield from _docs(sql, load, tenant_id, docs)
         rows: list[Any] = []
         if n:
             rows = (yield from msql.recent(tenant_id, session_id, n)) or []
@@ -218,9 +217,31 @@ def get_op(
             user_id,
             load(state),
             load(extra),
-            {ns: load(v) for ns, v in values},
+            values,
             [StoredRow._make(r) for r in rows],
         )
 
     got: Found | None = yield Read("reading an ADK session", steps)
     return got
+
+
+def docs_op(
+    core: Core, tenant_id: str, docs: tuple[tuple[str, str], tuple[str, str]]
+) -> Op[dict[str, Any]]:
+    """The app and user state documents (``docs``) alone: namespace -> value of those that
+    exist (a session just created has nothing else to read)."""
+    sql, load = _sql(core), core.message_sql.load_json
+
+    def steps() -> Steps[dict[str, Any]]:
+        return _docs(sql, load, tenant_id, docs)
+
+    got: dict[str, Any] = yield Read("reading ADK state", steps)
+    return got
+
+
+def _docs(
+    sql: _SQL, load: Any, tenant_id: str, docs: tuple[tuple[str, str], tuple[str, str]]
+) -> Steps[dict[str, Any]]:
+    (ns1, k1), (ns2, k2) = docs
+    values = yield Stmt(sql.docs, {"t": tenant_id, "ns1": ns1, "k1": k1, "ns2": ns2, "k2": k2})
+    return {ns: load(v) for ns, v in values}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agentkeep.aio import AsyncStore
 from agentkeep.models import Message
 from agentkeep.models.common import MAX_LIMIT
 from agentkeep.store import Store
+from agentkeep.store._steps import Op
+from agentkeep.store.messages import Messages
 
 __all__ = ["alast_messages", "last_messages"]
 
@@ -15,35 +19,31 @@ def last_messages(store: Store, session_id: str, n: int | None) -> list[Message]
 
     Up to ``MAX_LIMIT`` in one read of just those rows; more a page at a time.
     """
-    if n is not None and n <= MAX_LIMIT:
-        return store.messages.recent(session_id, n)
-    out: list[Message] = []
-    after: str | None = None
-    while n is None or len(out) < n:
-        page = store.messages.page(session_id, limit=MAX_LIMIT, after=after, order="desc")
-        out.extend(page.items)
-        if not page.has_more:
-            break
-        after = page.last_id
-    return _oldest_first(out, n)
+    return store._core.run_op(_last(store.messages, session_id, n))
 
 
 async def alast_messages(store: AsyncStore, session_id: str, n: int | None) -> list[Message]:
     """:func:`last_messages` on the store's async API (no worker thread)."""
+    return await store.sync._core.arun_op(_last(store.sync.messages, session_id, n))
+
+
+def _last(messages: Messages, session_id: str, n: int | None) -> Op[list[Message]]:
+    """The one implementation of both: ``messages.recent``'s operation, or ``messages.page``'s
+    newest first, page after page (each method's generator: ``store._steps.op``)."""
+    recent: Any = getattr(messages.recent, "op")  # noqa: B009
+    page: Any = getattr(messages.page, "op")  # noqa: B009
+    out: list[Message]
     if n is not None and n <= MAX_LIMIT:
-        return await store.messages.recent(session_id, n)
-    out: list[Message] = []
+        out = yield from recent(messages, session_id, n)
+        return out
+    out = []
     after: str | None = None
     while n is None or len(out) < n:
-        page = await store.messages.page(session_id, limit=MAX_LIMIT, after=after, order="desc")
-        out.extend(page.items)
-        if not page.has_more:
+        found = yield from page(messages, session_id, limit=MAX_LIMIT, after=after, order="desc")
+        out.extend(found.items)
+        if not found.has_more:
             break
-        after = page.last_id
-    return _oldest_first(out, n)
-
-
-def _oldest_first(newest_first: list[Message], n: int | None) -> list[Message]:
-    out = newest_first[:n] if n is not None else newest_first
+        after = found.last_id
+    out = out[:n] if n is not None else out
     out.reverse()
     return out

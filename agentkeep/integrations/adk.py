@@ -46,7 +46,15 @@ from google.adk.sessions.state import State  # noqa: E402
 from agentkeep.aio import AsyncStore  # noqa: E402
 from agentkeep.errors import Conflict, NotFound  # noqa: E402
 from agentkeep.ids import new_ids  # noqa: E402
-from agentkeep.integrations._adk_ops import MISSING, OK, STALE, append_op, get_op  # noqa: E402
+from agentkeep.integrations._adk_ops import (  # noqa: E402
+    MISSING,
+    OK,
+    STALE,
+    append_op,
+    docs_op,
+    get_op,
+)
+from agentkeep.integrations._apis import sync_and_async  # noqa: E402
 from agentkeep.models import Message  # noqa: E402
 from agentkeep.models import Session as StoredSession  # noqa: E402
 from agentkeep.models.common import MAX_LIMIT  # noqa: E402
@@ -124,8 +132,7 @@ class AgentkeepSessionService(BaseSessionService):
     """ADK's ``BaseSessionService`` on an agentkeep store (a ``Store`` or ``AsyncStore``)."""
 
     def __init__(self, store: Store | AsyncStore) -> None:
-        self.store: Store = store.sync if isinstance(store, AsyncStore) else store
-        self.astore = store if isinstance(store, AsyncStore) else AsyncStore(store)
+        self.store, self.astore = sync_and_async(store)
 
     async def create_session(
         self,
@@ -154,12 +161,9 @@ class AgentkeepSessionService(BaseSessionService):
             raise AlreadyExistsError(f"Session with id {ident} already exists.") from exc
         store = self.store
         docs = ((_APP, app_name), (_USER + app_name, user_id))
-        found = await store._core.arun_op(
-            get_op(store._core, store.tenant_id, ident, docs=docs, n=0)
-        )
-        read = found.docs if found is not None else {}
-        app = dict(read.get(_APP) or {})
-        return self._session(stored, app, dict(read.get(_USER + app_name) or {}), [])
+        read = await store._core.arun_op(docs_op(store._core, store.tenant_id, docs))
+        app, user = dict(read.get(_APP) or {}), dict(read.get(_USER + app_name) or {})
+        return self._session(stored, app, user, [])
 
     def _create(
         self, app_name: str, user_id: str, state: dict[str, Any] | None, session_id: str | None

@@ -30,6 +30,7 @@ from langchain_core.messages import (  # noqa: E402
 
 from agentkeep.aio import AsyncStore  # noqa: E402
 from agentkeep.errors import InvalidInput, NotFound  # noqa: E402
+from agentkeep.integrations._apis import sync_and_async  # noqa: E402
 from agentkeep.integrations._content import pack_content, unpack_content  # noqa: E402
 from agentkeep.integrations._history import alast_messages, last_messages  # noqa: E402
 from agentkeep.models import ROLES, Message  # noqa: E402
@@ -81,8 +82,7 @@ class AgentkeepChatMessageHistory(BaseChatMessageHistory):
         if window is not None and (type(window) is not int or window < 1):
             raise InvalidInput("must be a positive integer or None", field="window")
         self.session_id = session_id
-        self.store: Store = store.sync if isinstance(store, AsyncStore) else store
-        self._astore = store if isinstance(store, AsyncStore) else None
+        self.store, self.astore = sync_and_async(store)
         self.window = window
         self.agent_id = agent_id
         self.user_id = user_id
@@ -112,13 +112,6 @@ class AgentkeepChatMessageHistory(BaseChatMessageHistory):
     def _create(self) -> dict[str, Any]:
         """The session the first messages create: with this history's agent and user."""
         return {"agent_id": self.agent_id, "user_id": self.user_id}
-
-    @property
-    def astore(self) -> AsyncStore:
-        """The store's async API (the one given, or made once over the sync store)."""
-        if self._astore is None:
-            self._astore = AsyncStore(self.store)
-        return self._astore
 
     def clear(self) -> None:
         """Delete the session and its messages (its usage rows stay)."""

@@ -23,6 +23,7 @@ messages. Needs
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import threading
 from collections import OrderedDict
@@ -48,8 +49,10 @@ from langgraph.checkpoint.serde.base import SerializerProtocol  # noqa: E402
 
 from agentkeep.aio import AsyncStore  # noqa: E402
 from agentkeep.errors import NotFound  # noqa: E402
+from agentkeep.integrations._apis import sync_and_async  # noqa: E402
 from agentkeep.integrations.langgraph_store import AgentkeepStore  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
+from agentkeep.store._steps import Op  # noqa: E402
 from agentkeep.store.checkpoints import (  # noqa: E402
     Blob,
     ChannelBlob,
@@ -189,46 +192,6 @@ class _Held:
         return False
 
 
-class _Put:
-    """One ``put``: its store call's arguments, its channels' blobs, and what follows it
-    (the same for ``put`` and ``aput``)."""
-
-    def __init__(
-        self,
-        saver: AgentkeepSaver,
-        thread_id: str,
-        ns: str,
-        checkpoint_id: str,
-        values: dict[str, Any],
-        fields: dict[str, Any],
-    ) -> None:
-        self.saver, self.thread_id, self.ns, self.values = saver, thread_id, ns, values
-        self.checkpoint_id = checkpoint_id
-        self.key = (thread_id, ns, checkpoint_id)
-        self.fields = fields
-
-    def blobs(self, new_versions: ChannelVersions, delta: bool) -> list[ChannelBlob]:
-        blob = self.saver._blob
-        return [
-            blob(self.thread_id, self.ns, ch, str(v), self.values, delta)
-            for ch, v in new_versions.items()
-        ]
-
-    def done(self, blobs: list[ChannelBlob], all_new: bool) -> RunnableConfig:
-        if all_new:  # the stored values are these: remember those that are not lists
-            for blob in blobs:
-                if type(self.values.get(blob.channel)) is not list:
-                    key = (self.thread_id, self.ns, blob.channel)
-                    self.saver._lists.set_blob(key, blob.version, blob.value)
-        return {
-            "configurable": {
-                "thread_id": self.thread_id,
-                "checkpoint_ns": self.ns,
-                "checkpoint_id": self.checkpoint_id,
-            }
-        }
-
-
 class AgentkeepSaver(BaseCheckpointSaver[str]):
     """LangGraph's ``BaseCheckpointSaver`` on ``store.checkpoints``.
 
@@ -241,8 +204,7 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         self, store: Store | AsyncStore, *, serde: SerializerProtocol | None = None
     ) -> None:
         super().__init__(serde=serde)
-        self.store: Store = store.sync if isinstance(store, AsyncStore) else store
-        self._astore = store if isinstance(store, AsyncStore) else None
+        self.store, self.astore = sync_and_async(store)
         self._lists = _ListCache()
 
     # --- writes -----------------------------------------------------------------------
@@ -254,33 +216,59 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        put = self._put(config, checkpoint, metadata)
-        blobs = put.blobs(new_versions, True)
-        try:
-            all_new = self.store.checkpoints.put(*put.key, blobs=blobs, **put.fields)
-        except NotFound:
-            # A base value is gone (its thread was deleted or pruned elsewhere): store in full.
-            self._lists.drop_thread(put.thread_id)
-            blobs = put.blobs(new_versions, False)
-            all_new = self.store.checkpoints.put(*put.key, blobs=blobs, **put.fields)
-        return put.done(blobs, all_new)
+        return self.store._core.run_op(self._put(config, checkpoint, metadata, new_versions))
 
     def _put(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
-    ) -> _Put:
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> Op[RunnableConfig]:
+        """``put`` and ``aput``, as one store operation (``store._steps``): the checkpoint
+        and its new values (list channels as deltas), in full if a delta's base is gone."""
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
         saved: dict[str, Any] = dict(checkpoint)
         values: dict[str, Any] = saved.pop("channel_values")
         meta = get_serializable_checkpoint_metadata(config, metadata)
-        fields = {
-            "checkpoint": Blob(*self.serde.dumps_typed(saved)),
-            "metadata": Blob(*self.serde.dumps_typed(meta)),
-            "channel_versions": {ch: str(v) for ch, v in checkpoint["channel_versions"].items()},
-            "parent_checkpoint_id": conf.get("checkpoint_id"),
-            "run_id": str(meta["run_id"]) if meta.get("run_id") is not None else None,
+        checkpoints = self.store.checkpoints
+        store_put = functools.partial(
+            getattr(checkpoints.put, "op"),  # noqa: B009 (the method's generator: store._steps.op)
+            checkpoints,
+            thread_id,
+            ns,
+            checkpoint["id"],
+            checkpoint=Blob(*self.serde.dumps_typed(saved)),
+            metadata=Blob(*self.serde.dumps_typed(meta)),
+            channel_versions={ch: str(v) for ch, v in checkpoint["channel_versions"].items()},
+            parent_checkpoint_id=conf.get("checkpoint_id"),
+            run_id=str(meta["run_id"]) if meta.get("run_id") is not None else None,
+        )
+        blobs = [
+            self._blob(thread_id, ns, ch, str(v), values, True) for ch, v in new_versions.items()
+        ]
+        try:
+            all_new = yield from store_put(blobs=blobs)
+        except NotFound:
+            # A base value is gone (its thread was deleted or pruned elsewhere): store in full.
+            self._lists.drop_thread(thread_id)
+            blobs = [
+                self._blob(thread_id, ns, ch, str(v), values, False)
+                for ch, v in new_versions.items()
+            ]
+            all_new = yield from store_put(blobs=blobs)
+        if all_new:  # the stored values are these: remember those that are not lists
+            for blob in blobs:
+                if type(values.get(blob.channel)) is not list:
+                    self._lists.set_blob((thread_id, ns, blob.channel), blob.version, blob.value)
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint["id"],
+            }
         }
-        return _Put(self, thread_id, ns, checkpoint["id"], values, fields)
 
     def _blob(
         self,
@@ -350,9 +338,15 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
     # --- reads ------------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.store._core.run_op(self._get_tuple(config))
+
+    def _get_tuple(self, config: RunnableConfig) -> Op[CheckpointTuple | None]:
+        """``get_tuple`` and ``aget_tuple``, as one store operation."""
         conf = config["configurable"]
         held = _Held(self._lists)
-        stored = self.store.checkpoints.get(
+        checkpoints = self.store.checkpoints
+        stored = yield from getattr(checkpoints.get, "op")(  # noqa: B009 (as in _put)
+            checkpoints,
             str(conf["thread_id"]),
             conf.get("checkpoint_ns", ""),
             get_checkpoint_id(config),
@@ -512,23 +506,8 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
 
     # --- async: puts and reads on the store's async API; whole-thread work in a thread ---
 
-    @property
-    def astore(self) -> AsyncStore:
-        """The store's async API (the one given, or made once over the sync store)."""
-        if self._astore is None:
-            self._astore = AsyncStore(self.store)
-        return self._astore
-
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        conf = config["configurable"]
-        held = _Held(self._lists)
-        stored = await self.astore.checkpoints.get(
-            str(conf["thread_id"]),
-            conf.get("checkpoint_ns", ""),
-            get_checkpoint_id(config),
-            have=held,
-        )
-        return None if stored is None else self._tuple(stored, held)
+        return await self.store._core.arun_op(self._get_tuple(config))
 
     async def alist(
         self,
@@ -551,15 +530,7 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        put = self._put(config, checkpoint, metadata)
-        blobs = put.blobs(new_versions, True)
-        try:
-            all_new = await self.astore.checkpoints.put(*put.key, blobs=blobs, **put.fields)
-        except NotFound:
-            self._lists.drop_thread(put.thread_id)
-            blobs = put.blobs(new_versions, False)
-            all_new = await self.astore.checkpoints.put(*put.key, blobs=blobs, **put.fields)
-        return put.done(blobs, all_new)
+        return await self.store._core.arun_op(self._put(config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
         self,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from agentkeep.aio import AsyncStore
+from agentkeep.integrations._apis import sync_and_async
 from agentkeep.store import Store
 
 __all__ = ["track"]
@@ -219,7 +220,7 @@ def track(
     client's transport is wrapped); it is returned, tracking from now on.
     Each row carries ``session_id``, ``agent_id``, ``run_id``, ``user_id``.
     """
-    sync = store.sync if isinstance(store, AsyncStore) else store
+    sync, astore = sync_and_async(store)
     links: dict[str, Any] = {
         "session_id": session_id,
         "agent_id": agent_id,
@@ -236,7 +237,6 @@ def track(
         sync_wrapper = _kind(transport, _Transport, "BaseTransport")
         http._transport = sync_wrapper(transport, record)  # type: ignore[union-attr]
     elif hasattr(transport, "handle_async_request"):
-        astore = store if isinstance(store, AsyncStore) else AsyncStore(store)
 
         async def arecord(fields: dict[str, Any]) -> None:
             await astore.usage.record(provider=provider, **links, **fields)
