@@ -352,7 +352,9 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
             get_checkpoint_id(config),
             have=held,
         )
-        return None if stored is None else self._tuple(stored, held)
+        if stored is None:
+            return None
+        return (yield from self._tuple(stored, held))
 
     def list(
         self,
@@ -403,15 +405,18 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                 if key in seen:
                     continue
                 seen.add(key)
-                tup = self._tuple(stored, held)
+                tup = self.store._core.run_op(self._tuple(stored, held))
                 if not filter or all(tup.metadata.get(k) == v for k, v in filter.items()):
                     yield tup
             if len(page) < _PAGE:
                 return
             cursor = page[-1].checkpoint_id
 
-    def _tuple(self, stored: StoredCheckpoint, held: _Held) -> CheckpointTuple:
+    def _tuple(self, stored: StoredCheckpoint, held: _Held) -> Op[CheckpointTuple]:
+        """The tuple of a stored checkpoint; a value the read skipped (``held``) and the
+        cache has dropped since is read again (an operation: on the caller's API)."""
         loads = self.serde.loads_typed
+        checkpoints = self.store.checkpoints
         values: dict[str, Any] = {}
         for channel, version in stored.channel_versions.items():
             key = (stored.thread_id, stored.checkpoint_ns, channel)
@@ -428,8 +433,8 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                     if blob.type != "empty":
                         values[channel] = loads(blob)
                     continue
-                again = self.store.checkpoints.get(
-                    stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id
+                again = yield from getattr(checkpoints.get, "op")(  # noqa: B009 (as in _put)
+                    checkpoints, stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id
                 )
                 parts = again.channels.get(channel) if again is not None else None
                 if parts is None:
