@@ -22,12 +22,12 @@ messages. Needs
 
 from __future__ import annotations
 
-import asyncio
+import builtins
 import functools
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
 from agentkeep.integrations._extra import require
@@ -364,50 +364,59 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        walk, held = self._walk(config, before), _Held(self._lists)
+        checkpoints, run_op = self.store.checkpoints, self.store._core.run_op
+        n, sent = 0, None
+        while limit is None or n < limit:
+            try:
+                step = walk.send(sent)
+            except StopIteration:
+                return
+            if type(step) is dict:  # a page to read
+                sent = checkpoints.list(**step, have=held)
+                continue
+            sent = None
+            tup = run_op(self._tuple(cast(StoredCheckpoint, step), held))
+            if _matches(tup, filter):
+                n += 1
+                yield tup
+
+    def _walk(
+        self, config: RunnableConfig | None, before: RunnableConfig | None
+    ) -> Generator[dict[str, Any] | StoredCheckpoint, Any, None]:
+        """``list`` and ``alist``: the checkpoints newest first, a page at a time.
+
+        Yields the arguments of each ``checkpoints.list`` call to make (a dict),
+        to be sent back its page, and each checkpoint of the pages, once.
+        """
         conf = config["configurable"] if config else {}
         thread_id = str(conf["thread_id"]) if conf.get("thread_id") is not None else None
-        ns = conf.get("checkpoint_ns")
-        found = self._matching(thread_id, ns, conf.get("checkpoint_id"), before, filter)
-        for n, tup in enumerate(found):
-            if limit is not None and n >= limit:
-                return
-            yield tup
-
-    def _matching(
-        self,
-        thread_id: str | None,
-        ns: str | None,
-        checkpoint_id: str | None,
-        before: RunnableConfig | None,
-        filter: dict[str, Any] | None,
-    ) -> Iterator[CheckpointTuple]:
-        """Checkpoints newest first, read a page at a time, filtered by their metadata."""
+        ns, checkpoint_id = conf.get("checkpoint_ns"), conf.get("checkpoint_id")
         cursor = get_checkpoint_id(before) if before else None
         seen: set[tuple[str, str, str]] = set()
-        checkpoints = self.store.checkpoints
-        held = _Held(self._lists)
         while True:
-            page = checkpoints.list(
-                thread_id,
-                ns,
-                checkpoint_id=checkpoint_id,
-                before=cursor,
-                limit=_PAGE,
-                have=held,
-            )
+            page: list[StoredCheckpoint] = yield {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint_id,
+                "before": cursor,
+                "limit": _PAGE,
+            }
             if len(page) == _PAGE and thread_id is None:
                 # Ids repeat across threads (copy_thread): take the rest of the last id too.
-                page += checkpoints.list(
-                    None, ns, checkpoint_id=page[-1].checkpoint_id, limit=_PAGE, have=held
+                page = page + (
+                    yield {
+                        "thread_id": None,
+                        "checkpoint_ns": ns,
+                        "checkpoint_id": page[-1].checkpoint_id,
+                        "limit": _PAGE,
+                    }
                 )
             for stored in page:
                 key = (stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id)
-                if key in seen:
-                    continue
-                seen.add(key)
-                tup = self.store._core.run_op(self._tuple(stored, held))
-                if not filter or all(tup.metadata.get(k) == v for k, v in filter.items()):
-                    yield tup
+                if key not in seen:
+                    seen.add(key)
+                    yield stored
             if len(page) < _PAGE:
                 return
             cursor = page[-1].checkpoint_id
@@ -491,13 +500,18 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         self.store.checkpoints.copy_thread(str(source_thread_id), str(target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        threads = self._pruned(thread_ids, strategy)
+        self.store.checkpoints.prune(threads, keep_latest=strategy == "keep_latest")
+
+    def _pruned(self, thread_ids: Sequence[str], strategy: str) -> builtins.list[str]:
+        """The threads ``prune`` works on, checked; those it deletes are dropped from the cache."""
         if strategy not in ("keep_latest", "delete"):
             raise ValueError(f"strategy must be 'keep_latest' or 'delete', not {strategy!r}")
         threads = [str(t) for t in thread_ids]
         if strategy == "delete":
             for t in threads:
                 self._lists.drop_thread(t)
-        self.store.checkpoints.prune(threads, keep_latest=strategy == "keep_latest")
+        return threads
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """``<counter>.<random>``: increasing, and unique across processes writing one thread."""
@@ -509,7 +523,7 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
             number = int(str(current).split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    # --- async: puts and reads on the store's async API; whole-thread work in a thread ---
+    # --- async: on the store's async API -------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self.store._core.arun_op(self._get_tuple(config))
@@ -522,11 +536,23 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        found = await asyncio.to_thread(
-            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
-        )
-        for tup in found:
-            yield tup
+        """As ``list``, a page read at a time (the store's async API), never all at once."""
+        walk, held = self._walk(config, before), _Held(self._lists)
+        checkpoints, arun_op = self.astore.checkpoints, self.store._core.arun_op
+        n, sent = 0, None
+        while limit is None or n < limit:
+            try:
+                step = walk.send(sent)
+            except StopIteration:
+                return
+            if type(step) is dict:  # a page to read
+                sent = await checkpoints.list(**step, have=held)
+                continue
+            sent = None
+            tup = await arun_op(self._tuple(cast(StoredCheckpoint, step), held))
+            if _matches(tup, filter):
+                n += 1
+                yield tup
 
     async def aput(
         self,
@@ -548,13 +574,20 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         await self.astore.checkpoints.put_writes(*args, replace=replace)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
+        self._lists.drop_thread(str(thread_id))
+        await self.astore.checkpoints.delete_thread(str(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
+        await self.astore.checkpoints.delete_for_runs([str(r) for r in run_ids])
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+        await self.astore.checkpoints.copy_thread(str(source_thread_id), str(target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+        threads = self._pruned(thread_ids, strategy)
+        await self.astore.checkpoints.prune(threads, keep_latest=strategy == "keep_latest")
+
+
+def _matches(tup: CheckpointTuple, filter: dict[str, Any] | None) -> bool:
+    """Whether a checkpoint's metadata has every key and value of ``filter``."""
+    return not filter or all(tup.metadata.get(k) == v for k, v in filter.items())

@@ -6,11 +6,13 @@ import itertools
 import math
 from typing import Any
 
+import pytest
 from langchain_core.language_models.fake_chat_models import (
     FakeMessagesListChatModel,
 )
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
@@ -196,3 +198,81 @@ async def test_an_async_graph_saves_through_the_async_api_not_the_sync_methods(
     ]
     fresh = _graph(AgentkeepSaver(store), FakeMessagesListChatModel(responses=[]))
     assert fresh.get_state(config).values["messages"] == state.values["messages"]
+
+
+def _checkpoints(saver: AgentkeepSaver, thread: str, n: int) -> None:
+    """``n`` checkpoints of one thread, each the child of the one before."""
+    config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    for step in range(n):
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"step": step}
+        checkpoint["channel_versions"] = {"step": saver.get_next_version(None, None)}
+        config = saver.put(
+            config, checkpoint, {"step": step, "source": "loop"}, checkpoint["channel_versions"]
+        )
+
+
+async def test_alist_reads_a_page_at_a_time_on_the_async_api(store: Store) -> None:
+    """``alist`` reads a thread's checkpoints a page at a time as they are consumed, on the
+    async API (the sync ``list`` is never called), and gives what ``list`` gives."""
+    saver = AgentkeepSaver(store)
+    thread = f"t{next(_ids)}"
+    _checkpoints(saver, thread, 230)
+    config: Any = {"configurable": {"thread_id": thread}}
+    expected = [(t.checkpoint["id"], t.metadata["step"]) for t in saver.list(config)]
+    assert [step for _, step in expected] == list(range(229, -1, -1))
+
+    pages: list[int] = []
+    read_page = saver.astore.checkpoints.list
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        page = await read_page(*args, **kwargs)
+        pages.append(len(page))
+        return page
+
+    def sync_call(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an async method ran a sync one")
+
+    saver.astore.checkpoints.list = counted  # type: ignore[method-assign]
+    saver.list = sync_call  # type: ignore[method-assign]
+    listing = saver.alist(config)
+    first = [await anext(listing) for _ in range(3)]
+    assert [t.metadata["step"] for t in first] == [229, 228, 227]
+    assert pages == [100]  # one page read so far, not the thread
+    rest = [t async for t in listing]
+    assert [(t.checkpoint["id"], t.metadata["step"]) for t in first + rest] == expected
+    assert pages == [100, 100, 30]
+
+    limited = [t.metadata["step"] async for t in saver.alist(config, limit=101)]
+    assert limited == list(range(229, 128, -1))
+    filtered = [t.metadata["step"] async for t in saver.alist(config, filter={"step": 7})]
+    assert filtered == [7]
+    before = {"configurable": {"thread_id": thread, "checkpoint_id": expected[200][0]}}
+    older = [t.metadata["step"] async for t in saver.alist(config, before=before)]
+    assert older == list(range(28, -1, -1))
+
+
+async def test_whole_thread_work_runs_on_the_async_api(store: Store) -> None:
+    """``acopy_thread``, ``aprune``, ``adelete_for_runs`` and ``adelete_thread`` await the
+    store's async API, not the saver's sync methods."""
+    saver = AgentkeepSaver(store)
+    source, copy = f"t{next(_ids)}", f"t{next(_ids)}"
+    _checkpoints(saver, source, 5)
+
+    def sync_call(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an async method ran a sync one")
+
+    for name in ("copy_thread", "prune", "delete_for_runs", "delete_thread"):
+        setattr(saver, name, sync_call)
+    await saver.acopy_thread(source, copy)
+    steps = [t.metadata["step"] async for t in saver.alist({"configurable": {"thread_id": copy}})]
+    assert steps == [4, 3, 2, 1, 0]
+    await saver.aprune([copy], strategy="keep_latest")
+    kept = [t.metadata["step"] async for t in saver.alist({"configurable": {"thread_id": copy}})]
+    assert kept == [4]
+    with pytest.raises(ValueError, match="strategy"):
+        await saver.aprune([copy], strategy="oldest")
+    await saver.adelete_thread(copy)
+    assert await saver.aget_tuple({"configurable": {"thread_id": copy}}) is None
+    left = [t.metadata["step"] async for t in saver.alist({"configurable": {"thread_id": source}})]
+    assert left == [4, 3, 2, 1, 0]  # the source is untouched
