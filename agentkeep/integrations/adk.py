@@ -59,6 +59,7 @@ from agentkeep.models import Message  # noqa: E402
 from agentkeep.models import Session as StoredSession  # noqa: E402
 from agentkeep.models.common import MAX_LIMIT  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
+from agentkeep.store._steps import Op  # noqa: E402
 from agentkeep.store.messages import _from_rows  # noqa: E402
 
 __all__ = ["AgentkeepSessionService"]
@@ -159,10 +160,7 @@ class AgentkeepSessionService(BaseSessionService):
             )
         except Conflict as exc:
             raise AlreadyExistsError(f"Session with id {ident} already exists.") from exc
-        store = self.store
-        docs = ((_APP, app_name), (_USER + app_name, user_id))
-        read = await store._core.arun_op(docs_op(store._core, store.tenant_id, docs))
-        app, user = dict(read.get(_APP) or {}), dict(read.get(_USER + app_name) or {})
+        app, user = await self._docs(app_name, user_id)
         return self._session(stored, app, user, [])
 
     def _create(
@@ -210,11 +208,12 @@ class AgentkeepSessionService(BaseSessionService):
             self.store.state.put(namespace, key, current, expected_version=version)
         return current
 
-    def _state(self, namespace: str, key: str) -> dict[str, Any]:
-        try:
-            return dict(self.store.state.get(namespace, key).value or {})
-        except NotFound:
-            return {}
+    async def _docs(self, app_name: str, user_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The app's state and the user's, in one read on the async API."""
+        core = self.store._core
+        docs = ((_APP, app_name), (_USER + app_name, user_id))
+        found = await core.arun_op(docs_op(core, self.store.tenant_id, docs))
+        return dict(found.get(_APP) or {}), dict(found.get(_USER + app_name) or {})
 
     def _session(
         self,
@@ -234,9 +233,9 @@ class AgentkeepSessionService(BaseSessionService):
             stored.extra["adk"]["update_time"],
         )
 
-    def _find(self, app_name: str, user_id: str, session_id: str) -> StoredSession | None:
+    async def _find(self, app_name: str, user_id: str, session_id: str) -> StoredSession | None:
         try:
-            stored = self.store.sessions.get(session_id)
+            stored = await self.astore.sessions.get(session_id)
         except NotFound:
             return None
         if stored.agent_id != app_name or stored.user_id != user_id or "adk" not in stored.extra:
@@ -254,10 +253,10 @@ class AgentkeepSessionService(BaseSessionService):
         config = config or GetSessionConfig()
         n, after = config.num_recent_events, config.after_timestamp
         if n is not None and not 0 <= n <= MAX_LIMIT:
-            return await asyncio.to_thread(self._get, app_name, user_id, session_id, config)
+            return await self._paged(app_name, user_id, session_id, n, after)
         # One read of the session, its state documents and its last events: the last n, or
         # with no n (what the Runner asks by default) up to one read's limit, which is all
-        # of them unless the session has more (then they are paged in a thread).
+        # of them unless the session has more (then they are read a page at a time).
         wanted = MAX_LIMIT if n is None else n
         store = self.store
         docs = ((_APP, app_name), (_USER + app_name, user_id))
@@ -271,7 +270,7 @@ class AgentkeepSessionService(BaseSessionService):
         messages = _from_rows(store.tenant_id, session_id, found.rows, store._core.message_sql)
         events, reached = _since([_event(m) for m in messages], after)
         if n is None and not reached and len(found.rows) == wanted:
-            return await asyncio.to_thread(self._get, app_name, user_id, session_id, config)
+            return await self._paged(app_name, user_id, session_id, n, after)
         return _make_session(
             session_id,
             app_name,
@@ -283,26 +282,31 @@ class AgentkeepSessionService(BaseSessionService):
             found.extra["adk"]["update_time"],
         )
 
-    def _get(
-        self, app_name: str, user_id: str, session_id: str, config: GetSessionConfig | None
+    async def _paged(
+        self, app_name: str, user_id: str, session_id: str, n: int | None, after: float | None
     ) -> Session | None:
-        stored = self._find(app_name, user_id, session_id)
+        """``get_session`` of more events than one read takes: the session, its events a
+        page at a time, then the app and user state, each a read on the async API."""
+        stored = await self._find(app_name, user_id, session_id)
         if stored is None:
             return None
-        config = config or GetSessionConfig()
-        events = self._events(session_id, config.num_recent_events, config.after_timestamp)
-        app, user = self._state(_APP, app_name), self._state(_USER + app_name, user_id)
+        try:
+            events = await self.store._core.arun_op(self._events(session_id, n, after))
+        except NotFound:  # deleted meanwhile
+            return None
+        app, user = await self._docs(app_name, user_id)
         return self._session(stored, app, user, events)
 
-    def _events(self, session_id: str, n: int | None, after: float | None) -> list[Event]:
-        """The last ``n`` events at or after ``after``, oldest first: newest pages until done."""
-        if n == 0:
-            return []
+    def _events(self, session_id: str, n: int | None, after: float | None) -> Op[list[Event]]:
+        """The last ``n`` events at or after ``after``, oldest first: newest pages until done
+        (``messages.page``'s operation, page after page)."""
+        messages = self.store.messages
+        page_op: Any = getattr(messages.page, "op")  # noqa: B009 (the method's generator)
         out: list[Event] = []
         cursor: str | None = None
         while n is None or len(out) < n:
             size = MAX_LIMIT if n is None else min(MAX_LIMIT, n - len(out))
-            page = self.store.messages.list(session_id, limit=size, after=cursor, order="desc")
+            page = yield from page_op(messages, session_id, limit=size, after=cursor, order="desc")
             for message in page.items:
                 event = _event(message)
                 if after is not None and event.timestamp < after:
@@ -318,15 +322,14 @@ class AgentkeepSessionService(BaseSessionService):
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
     ) -> ListSessionsResponse:
-        return await asyncio.to_thread(self._list, app_name, user_id)
-
-    def _list(self, app_name: str, user_id: str | None) -> ListSessionsResponse:
-        app = self._state(_APP, app_name)
+        """The app's sessions (of one user), a page of sessions at a time; the app's state
+        and each user's read once, with the first of the user's sessions."""
+        app: dict[str, Any] | None = None
         users: dict[str, dict[str, Any]] = {}
         found: list[Session] = []
         after: str | None = None
         while True:
-            page = self.store.sessions.list(
+            page = await self.astore.sessions.list(
                 agent_id=app_name, user_id=user_id, limit=MAX_LIMIT, after=after, order="asc"
             )
             for stored in page.items:
@@ -334,8 +337,9 @@ class AgentkeepSessionService(BaseSessionService):
                     continue
                 uid = str(stored.user_id)
                 if uid not in users:
-                    users[uid] = self._state(_USER + app_name, uid)
-                found.append(self._session(stored, app, users[uid], []))
+                    app_now, users[uid] = await self._docs(app_name, uid)
+                    app = app_now if app is None else app
+                found.append(self._session(stored, app or {}, users[uid], []))
             if not page.has_more:
                 break
             after = page.last_id
@@ -343,15 +347,12 @@ class AgentkeepSessionService(BaseSessionService):
         return ListSessionsResponse(sessions=found)
 
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
-        await asyncio.to_thread(self._delete, app_name, user_id, session_id)
-
-    def _delete(self, app_name: str, user_id: str, session_id: str) -> None:
-        if self._find(app_name, user_id, session_id) is not None:
+        if await self._find(app_name, user_id, session_id) is not None:
             with contextlib.suppress(NotFound):
-                self.store.sessions.delete(session_id)
+                await self.astore.sessions.delete(session_id)
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self._state, _USER + app_name, user_id)
+        return (await self._docs(app_name, user_id))[1]
 
     async def append_event(self, session: Session, event: Event) -> Event:
         if event.partial:

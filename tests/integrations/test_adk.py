@@ -301,9 +301,17 @@ async def test_get_session_reads_the_whole_session_on_the_async_api(
         assert found is not None and _dump(found.events) == _dump(expected), config
 
 
-async def test_get_session_of_more_events_than_one_read_returns_them_all(store: Store) -> None:
+async def test_get_session_of_more_events_than_one_read_returns_them_all(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past one read's limit the events are read a page at a time, on the async API too."""
     service = AgentkeepSessionService(store)
     session, made = await _events_of(service, 1003)
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("get_session went through asyncio.to_thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
     got = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
     assert got is not None and [e.id for e in got.events] == [e.id for e in made]
     since = await service.get_session(
@@ -313,6 +321,22 @@ async def test_get_session_of_more_events_than_one_read_returns_them_all(store: 
         config=GetSessionConfig(after_timestamp=made[1].timestamp),
     )
     assert since is not None and [e.id for e in since.events] == [e.id for e in made[1:]]
+    last = await service.get_session(
+        app_name="shop",
+        user_id="u1",
+        session_id=session.id,
+        config=GetSessionConfig(num_recent_events=1002),
+    )
+    assert last is not None and [e.id for e in last.events] == [e.id for e in made[1:]]
+    assert (
+        await service.get_session(
+            app_name="shop",
+            user_id="u2",
+            session_id=session.id,
+            config=GetSessionConfig(num_recent_events=1002),
+        )
+        is None
+    )  # another user's
 
 
 async def test_create_session_without_app_or_user_state_runs_on_the_async_api(
@@ -337,6 +361,8 @@ async def test_create_session_without_app_or_user_state_runs_on_the_async_api(
     got = await service.get_session(app_name="shop", user_id="u9", session_id="s9")
     assert got is not None and got.state == made.state
     assert got.last_update_time == made.last_update_time
+    assert await service.get_user_state(app_name="shop", user_id="u9") == {"name": "Ada"}
+    assert await service.get_user_state(app_name="shop", user_id="nobody") == {}
     from google.adk.errors.already_exists_error import AlreadyExistsError
 
     with pytest.raises(AlreadyExistsError):
