@@ -219,6 +219,38 @@ async def test_a_lone_writer_at_full_commits_inline_without_the_writer_thread(
         assert [m.text for m in reopened.messages.recent(s.id, 2)] == ["19", "last"]
 
 
+async def test_a_lone_writer_at_full_waits_a_turn_of_the_loop_only_when_others_are_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing else ready to run, no other write can arrive in the same turn of the
+    loop: the write runs inline at once. With another callback ready, it waits the turn
+    out first (that callback might write), and then, still alone, runs inline."""
+    monkeypatch.setattr(sqlite_async, "INLINE_COMMIT_MAX_S", 3600.0)
+    rounds = _count_group_rounds(monkeypatch)
+    astore = await agentkeep.aconnect(f"sqlite:///{tmp_path}/turns.db", durability="full")
+    try:
+        s = await astore.sessions.create()
+        turns: list[float] = []
+        sleep = asyncio.sleep
+
+        async def counted(delay: float, result: Any = None) -> Any:
+            turns.append(delay)
+            return await sleep(delay, result)
+
+        monkeypatch.setattr(asyncio, "sleep", counted)
+        for i in range(5):
+            await astore.messages.append(s.id, "user", str(i))
+        assert turns == []
+        ran: list[int] = []
+        asyncio.get_running_loop().call_soon(ran.append, 1)
+        await astore.messages.append(s.id, "user", "after a callback")
+        assert turns == [0] and ran == [1]
+        assert rounds == []  # all inline
+        assert [m.seq for m in await astore.messages.recent(s.id)] == [1, 2, 3, 4, 5, 6]
+    finally:
+        await astore.close()
+
+
 async def test_writers_arriving_together_at_full_share_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,9 +17,11 @@ At ``durability="full"`` an inline write holds the event loop for its
 commit's fsync, and writes that arrive together commit faster as one group.
 So a write there runs inline only when it is alone: after one turn of the
 loop (``asyncio.sleep(0)``, so that the tasks ready at the same time show
-up) no other write arrived, none is queued or being committed, and recent
-commits took under :data:`INLINE_COMMIT_MAX_S` (a slow disk holds the loop
-no longer than that; the writer thread's commits keep the estimate current).
+up; not waited out when asyncio's loop has nothing else ready to run, since
+then no other write can arrive in it) no other write arrived, none is
+queued or being committed, and recent commits took under
+:data:`INLINE_COMMIT_MAX_S` (a slow disk holds the loop no longer than that;
+the writer thread's commits keep the estimate current).
 A task that appends in a loop then pays no thread hop (about 80 µs there
 and back), and 32 tasks appending at once still share their commits.
 """
@@ -261,6 +263,11 @@ class SQLiteAsyncConnections:
         arrived during one turn of the loop, is queued or is being committed."""
         if self._commit_s >= INLINE_COMMIT_MAX_S or not self._group.idle():
             return False
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        if ready is not None and not ready and not self._arriving:
+            # asyncio's loop has nothing else to run before its next poll: no other task
+            # can write in this turn, so the turn need not be waited out (uvloop: it is).
+            return True
         self._arriving += 1
         try:
             await asyncio.sleep(0)
