@@ -263,18 +263,18 @@ WHERE c.{_KEY.replace(" AND ", " AND c.")}"""
             rows = ", ".join(
                 "(" + ", ".join(f":{name}{i}" for name, _ in _BLOB_PARAMS) + ")" for i in range(n)
             )
-            guard = "true"
-            if n_bases:
-                pairs = ", ".join(f"(:xc{j}, :xv{j})" for j in range(n_bases))
-                guard = (
-                    f"(SELECT count(*) FROM graph_checkpoint_blobs WHERE {_KEY} "
-                    f"AND (channel, version) IN (VALUES {pairs})) = {n_bases}"
-                )
+            # Each base looked up by the whole primary key (a row-value IN over the pairs
+            # would scan every value of the thread: a put's cost would grow with it).
+            guard = " AND ".join(
+                f"EXISTS (SELECT 1 FROM graph_checkpoint_blobs WHERE {_KEY} "
+                f"AND channel = :xc{j} AND version = :xv{j})"
+                for j in range(n_bases)
+            )
             sql = self._blob_inserts[n, n_bases] = (
                 "INSERT INTO graph_checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, "
                 "channel, version, type, blob, base_version, seq) SELECT :tenant_id, "
                 ":thread_id, :checkpoint_ns, column1, column2, column3, column4, column5, "
-                f"column6 FROM (VALUES {rows}) WHERE {guard} ON CONFLICT DO NOTHING"
+                f"column6 FROM (VALUES {rows}) WHERE {guard or 'true'} ON CONFLICT DO NOTHING"
             )
         return sql
 
