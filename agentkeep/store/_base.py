@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Resource",
     "Row",
+    "keys_in",
     "page_of",
     "paginate",
     "row_by_id",
@@ -34,6 +35,30 @@ Row = Mapping[Any, Any]
 """A result row as a mapping (``conn.execute(...).mappings()``)."""
 
 T = TypeVar("T")
+
+
+def keys_in(
+    columns: Sequence[sa.ColumnElement[Any]], keys: Sequence[Sequence[Any]]
+) -> sa.ColumnElement[bool]:
+    """The rows whose ``columns`` hold one of ``keys``, found by an index on the columns.
+
+    ``(a, b) IN (VALUES ...)`` reads the whole table on SQLite (its planner does
+    not search an index with a row-value list), so a batch of lookups cost as
+    much as the table was large. Here: for each distinct value of the leading
+    columns, the last column ``IN`` its values (SQLite: one index search per
+    group, OR-ed; PostgreSQL alike).
+    """
+    *lead, last = columns
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for key in keys:
+        groups.setdefault(tuple(key[:-1]), []).append(key[-1])
+    terms = [
+        sa.and_(*(c == v for c, v in zip(lead, head, strict=True)), last.in_(tails))
+        for head, tails in groups.items()
+    ]
+    if not terms:
+        return sa.false()
+    return terms[0] if len(terms) == 1 else sa.or_(*terms)
 
 
 def row_times(row: Row, *names: str) -> dict[str, Any]:

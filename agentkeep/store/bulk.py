@@ -26,6 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
 
+from agentkeep.store._base import keys_in
+
 __all__ = ["Key", "insert_rows", "key_of", "stored_rows", "update_rows"]
 
 Key = tuple[Any, ...]
@@ -85,9 +87,7 @@ def _lookups(
         return [select.join(wanted, on)]
     step = max(1, _SQLITE_PARAMS // len(pk))
     chunks = [keys[i : i + step] for i in range(0, len(keys), step)]
-    if len(pk) == 1:
-        return [select.where(pk[0].in_([k[0] for k in chunk])) for chunk in chunks]
-    return [select.where(sa.tuple_(*pk).in_(chunk)) for chunk in chunks]
+    return [select.where(keys_in(pk, chunk)) for chunk in chunks]
 
 
 @lru_cache(maxsize=256)

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models.common import check_limit, utcnow_micros
-from agentkeep.store._base import Resource
+from agentkeep.store._base import Resource, keys_in
 from agentkeep.store._steps import Op, Read, Steps, Write, op
 from agentkeep.store._validate import require_str
 from agentkeep.store.checkpoint_sql import CheckpointSQL
@@ -536,7 +536,7 @@ class Checkpoints(Resource):
                 conn.execute(
                     sa.delete(tb).where(
                         *self._where(tb, thread_id, ns),
-                        sa.tuple_(tb.c.channel, tb.c.version).in_(stale[start : start + 500]),
+                        keys_in((tb.c.channel, tb.c.version), stale[start : start + 500]),
                     )
                 )
 

@@ -30,7 +30,7 @@ from agentkeep.models.responses import (
     ResponseEvent,
     StoredResponse,
 )
-from agentkeep.store._base import Resource, Row, check_page, page_of, row_times
+from agentkeep.store._base import Resource, Row, check_page, keys_in, page_of, row_times
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import check_choice, check_ref, check_text
 from agentkeep.store._steps import Op, Read, Steps, Stmt, op
@@ -591,16 +591,14 @@ class Responses(Resource):
         for chunk in (keys[i : i + 100] for i in range(0, len(keys), 100)):  # bound parameters
             numbers = conn.execute(
                 sa.select(et.c.tenant_id, et.c.response_id, sa.func.max(et.c.sequence_number))
-                .where(sa.tuple_(et.c.tenant_id, et.c.response_id).in_(chunk))
+                .where(keys_in((et.c.tenant_id, et.c.response_id), chunk))
                 .group_by(et.c.tenant_id, et.c.response_id)
             )
             for tenant_id, response_id, number in numbers:
                 last[(tenant_id, response_id)] = number
             items = conn.execute(
                 sa.select(it.c.tenant_id, it.c.response_id, it.c.item)
-                .where(
-                    sa.tuple_(it.c.tenant_id, it.c.response_id).in_(chunk), it.c.kind == "output"
-                )
+                .where(keys_in((it.c.tenant_id, it.c.response_id), chunk), it.c.kind == "output")
                 .order_by(it.c.tenant_id, it.c.response_id, it.c.position)
             )
             for tenant_id, response_id, item in items:
@@ -706,7 +704,7 @@ class Responses(Resource):
             keys = [(r["tenant_id"], r["id"]) for r in rows]
             for chunk in (keys[i : i + 100] for i in range(0, len(keys), 100)):
                 conn.execute(
-                    sa.update(t).where(sa.tuple_(t.c.tenant_id, t.c.id).in_(chunk)).values(changes)
+                    sa.update(t).where(keys_in((t.c.tenant_id, t.c.id), chunk)).values(changes)
                 )
             if events is not None:
                 self._store_end_events(conn, [to_response({**r, **changes}) for r in rows], events)

@@ -1,0 +1,56 @@
+"""``store.bulk``'s lookups by primary key (what an import reads before it writes), and
+``keys_in``, the index-friendly form of ``(columns) IN keys`` they and the responses'
+batch updates use. On every backend; the plans on SQLite."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+import agentkeep
+from agentkeep import Store
+from agentkeep.store import bulk
+from agentkeep.store._base import keys_in
+from agentkeep.store.schema import messages, sessions
+
+
+def test_stored_rows_finds_exactly_the_keys_stored_across_tenants(store: Store) -> None:
+    other = store.tenant(f"{store.tenant_id}-other")
+    mine = store.sessions.create().id
+    theirs = other.sessions.create().id
+    keys = [
+        (store.tenant_id, mine),
+        (other.tenant_id, theirs),
+        (store.tenant_id, theirs),  # another tenant's id under this tenant: not stored
+        (other.tenant_id, "sess_missing"),
+    ]
+    with store._core.engine.connect() as conn:
+        found = bulk.stored_rows(conn, sessions, keys)
+        assert set(found) == {(store.tenant_id, mine), (other.tenant_id, theirs)}
+        assert found[(other.tenant_id, theirs)]["id"] == theirs
+        assert bulk.stored_keys(conn, sessions, []) == set()
+        none = conn.execute(sa.select(sessions.c.id).where(keys_in((sessions.c.id,), []))).all()
+        assert none == []
+
+
+def _plan(conn: sa.Connection, statement: sa.Executable) -> list[str]:
+    sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+    return [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+
+
+def test_lookups_by_key_search_the_index_on_sqlite(tmp_path: object) -> None:
+    """A row-value ``IN`` over a list read the whole table on SQLite: each batch an import
+    looked up, and each batch of ended responses, scanned every row. Grouped by the leading
+    columns, every term is one search of the primary key's index."""
+    with agentkeep.connect(f"sqlite:///{tmp_path}/plan.db") as store:
+        keys = [("a", "msg_1"), ("a", "msg_2"), ("b", "msg_3")]
+        with store._core.engine.connect() as conn:
+            for statement in bulk._lookups(
+                "sqlite", sa.select(messages), list(messages.primary_key), keys
+            ):
+                plan = _plan(conn, statement)
+                searches = [p for p in plan if p.startswith(("SEARCH", "SCAN"))]
+                assert searches and all(p.startswith("SEARCH messages") for p in searches), plan
+            single = sa.select(messages.c.id).where(
+                keys_in((messages.c.tenant_id, messages.c.id), keys[:2])
+            )
+            assert _plan(conn, single)[0].startswith("SEARCH messages"), _plan(conn, single)
