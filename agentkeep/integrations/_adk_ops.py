@@ -4,12 +4,15 @@
 ``get_session`` with ``num_recent_events`` are each one unit of work on the
 store's own driver connections, with statements compiled once per store:
 
-- append: check the session is not stale, append the message and write the
-  session's state and ``update_time``, in one transaction (one commit). On
-  SQLite: the session row read in the write transaction, the store's own
-  message statements, an UPDATE. On PostgreSQL, whose kept connections are
-  autocommit: one statement (one round trip) that updates the session only
-  if it is not stale and inserts the message from it.
+- append: check the session is not stale, append the message, write the
+  session's state and ``update_time`` and merge the app and user state
+  deltas into their documents, in one transaction (one commit). On SQLite:
+  the session row read in the write transaction, each document read and
+  written, the store's own message statements, an UPDATE. On PostgreSQL,
+  whose kept connections are autocommit: one statement (one round trip) that
+  updates the session only if it is not stale, upserts each document with
+  the delta merged into it (``||``, on the row as it is when the upsert
+  takes it) and inserts the message from it.
 - get: the session row, the app and user state documents (one statement)
   and the last n messages, in one read.
 
@@ -24,6 +27,8 @@ import weakref
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from agentkeep.models.common import utcnow_micros
 from agentkeep.store._core import Core
@@ -69,6 +74,27 @@ class _SQL:
             )
         )
         self.append_pg = compile_(_append_pg()) if core.dialect.name == "postgresql" else ""
+        self.append_pg_docs = (
+            compile_(_append_pg(docs=True)) if core.dialect.name == "postgresql" else ""
+        )
+        doc = (sd.c.tenant_id == _b("t"), sd.c.namespace == _b("ns"), sd.c.key == _b("k"))
+        self.doc = compile_(sa.select(sd.c.value).where(*doc))
+        self.doc_insert = compile_(
+            sa.insert(sd).values(
+                tenant_id=_b("t"),
+                namespace=_b("ns"),
+                key=_b("k"),
+                value=_b("v"),
+                version=const(1),
+                created_at=_b("now"),
+                updated_at=_b("now"),
+            )
+        )
+        self.doc_update = compile_(
+            sa.update(sd)
+            .where(*doc)
+            .values(value=_b("v"), version=sd.c.version + const(1), updated_at=_b("now"))
+        )
         self.docs = compile_(
             sa.select(sd.c.namespace, sd.c.value).where(
                 sd.c.tenant_id == _b("t"),
@@ -80,14 +106,17 @@ class _SQL:
         )
 
 
-def _append_pg() -> sa.Insert:
+def _append_pg(*, docs: bool = False) -> sa.Insert:
     """PostgreSQL: the whole append in one statement (autocommit: one round trip, atomic).
 
     The session row is updated only if it is an ADK session not changed since
     ``last`` (``update_time``): its counters as the store's own append does,
     its state merged with the delta (``||``: top-level keys, as a dict
     update), ``adk.update_time`` set; the message is inserted from the
-    returned ``last_seq``. No row: the session is missing or stale.
+    returned ``last_seq``. No row: the session is missing or stale. With
+    ``docs``: the two state documents (``ns1``/``k1``/``v1``, ``ns2``/...,
+    each written only where ``has1``/``has2``) upserted from the session's
+    row too, each delta merged into the stored document.
     """
     f = sa.func
     update_time = st.c.extra.op("->")(const("adk")).op("->>")(const("update_time"))
@@ -113,7 +142,41 @@ def _append_pg() -> sa.Insert:
         .returning(sa.literal_column("last_seq"))
         .cte("s")
     )
-    return insert_message_after(s)
+    insert = insert_message_after(s)
+    if docs:
+        insert = insert.add_cte(_doc_upsert(1, s), _doc_upsert(2, s))
+    return insert
+
+
+def _doc_upsert(n: int, s: Any) -> Any:
+    """PostgreSQL: state document ``n`` (``ns<n>``, ``k<n>``) with delta ``v<n>`` merged in
+    (a top-level merge, as ``dict.update``), for each row of ``s`` and if ``has<n>``."""
+    now = _b("now", type_=sa.BigInteger)
+    values = sa.select(
+        _b("t", type_=sa.String),
+        _b(f"ns{n}", type_=sa.String),
+        _b(f"k{n}", type_=sa.String),
+        _json_param(f"v{n}"),
+        const(1),
+        now,
+        now,
+    ).select_from(s)
+    insert = pg_insert(sd).from_select(
+        ["tenant_id", "namespace", "key", "value", "version", "created_at", "updated_at"],
+        values.where(_b(f"has{n}", type_=sa.Boolean)),
+    )
+    stored = sa.case(
+        (sa.func.jsonb_typeof(sd.c.value) == const("object"), sd.c.value),
+        else_=sa.cast(const("{}"), JSONB),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[sd.c.tenant_id, sd.c.namespace, sd.c.key],
+        set_={
+            "value": stored.op("||")(insert.excluded.value),
+            "version": sd.c.version + const(1),
+            "updated_at": insert.excluded.updated_at,
+        },
+    ).cte(f"d{n}")
 
 
 _compiled: weakref.WeakKeyDictionary[Core, _SQL] = weakref.WeakKeyDictionary()
@@ -148,8 +211,10 @@ def append_op(
     last_update_time: float,
     update_time: float,
     session_delta: dict[str, Any],
+    doc_deltas: tuple[tuple[str, str, dict[str, Any]], ...] = (),
 ) -> Op[int]:
-    """Append the event's message and session state if the session is not stale.
+    """Append the event's message and session state if the session is not stale, and merge
+    each of ``doc_deltas`` (namespace, key, delta: at most two) into its state document.
 
     OK, MISSING (no such session, or not the ADK service's) or STALE.
     """
@@ -167,7 +232,16 @@ def append_op(
         params = full_params(row, ident, 0)
         params.update(where, now=utcnow_micros(), ut=update_time, last=last_update_time)
         params["delta"] = dump_json(session_delta)
-        if (yield Stmt(sql.append_pg, params)):
+        statement = sql.append_pg
+        if doc_deltas:
+            statement = sql.append_pg_docs
+            for n in (1, 2):
+                namespace, key, delta = doc_deltas[n - 1] if n <= len(doc_deltas) else ("", "", {})
+                params.update(
+                    {f"ns{n}": namespace, f"k{n}": key, f"v{n}": dump_json(delta)},
+                    **{f"has{n}": n <= len(doc_deltas)},
+                )
+        if (yield Stmt(statement, params)):
             return OK
         found = yield Stmt(sql.lock, where)  # why not: missing or stale
         return status(found[0][1]) if found else MISSING
@@ -178,6 +252,14 @@ def append_op(
         if checked != OK:
             return checked
         state, extra = load(found[0][0]), load(found[0][1])
+        for namespace, key, delta in doc_deltas:
+            doc = {"t": tenant_id, "ns": namespace, "k": key, "now": utcnow_micros()}
+            stored = yield Stmt(sql.doc, doc)
+            current = load(stored[0][0]) if stored else None
+            merged = {**(current if isinstance(current, dict) else {}), **delta}
+            yield Stmt(
+                sql.doc_update if stored else sql.doc_insert, {**doc, "v": dump_json(merged)}, COUNT
+            )
         yield from msql.append(tenant_id, session_id, [row], [ident], utcnow_micros)
         changes = {
             "state": dump_json({**state, **session_delta}),

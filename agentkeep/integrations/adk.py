@@ -10,10 +10,10 @@ and user state agentkeep state documents. ``append_event`` writes the event
 and the app, user and session state deltas in one transaction, and refuses a
 stale session object (``StaleSessionError``) as ADK's own services do.
 ``get_session`` reads only the events asked for (``num_recent_events``,
-``after_timestamp``). An event without app or user state deltas (most of
-them), and a read of the last ``num_recent_events``, are each one store
-operation on the store's own connections, awaited without a worker thread
-(``_adk_ops``; on PostgreSQL the append is one statement). Needs
+``after_timestamp``). An event (with its app, user and session deltas), and
+a read of the last ``num_recent_events``, are each one store operation on
+the store's own connections, awaited without a worker thread (``_adk_ops``;
+on PostgreSQL the append is one statement). Needs
 ``pip install 'agentkeep[adk]'``.
 """
 
@@ -364,38 +364,42 @@ class AgentkeepSessionService(BaseSessionService):
         return self._commit_event_to_session(session, event)
 
     async def _append(self, session: Session, event: Event) -> None:
-        """The event and its state deltas, in one transaction.
-
-        Without app or user deltas (most events): one store operation on the
-        store's async connections. With them: the state documents are merged
-        in a transaction in a worker thread, retried if another append raced.
-        """
+        """The event and its state deltas, in one transaction: one store operation on the
+        store's async connections (on PostgreSQL one statement), the app and user deltas
+        merged into their state documents in it. Only when the event's id was stored
+        meanwhile by another append (``Conflict``) does it go to the transaction below, in
+        a worker thread."""
         data = event.model_dump(mode="json", exclude_none=True)
         blocks = _text_blocks(data)
         role = "user" if event.author == "user" else "assistant"
         deltas = extract_json_safe_state_delta(event.actions.state_delta or {})
-        if not deltas["app"] and not deltas["user"]:
-            store = self.store
-            row = store.messages._row(
-                role, blocks, None, None, event.id, None, {"adk_event": data}, None, -1
-            )
-            operation = append_op(
-                store._core,
-                store.tenant_id,
-                session.id,
-                row=row,
-                ident=new_ids("msg", 1)[0],
-                last_update_time=session.last_update_time,
-                update_time=event.timestamp,
-                session_delta=deltas["session"],
-            )
-            try:
-                status = await store._core.arun_op(operation)
-            except Conflict:
-                pass  # the event's id stored meanwhile by another append: as below
-            else:
-                _check(status, session)
-                return
+        docs: list[tuple[str, str, dict[str, Any]]] = []
+        if deltas["app"]:
+            docs.append((_APP, session.app_name, deltas["app"]))
+        if deltas["user"]:
+            docs.append((_USER + session.app_name, session.user_id, deltas["user"]))
+        store = self.store
+        row = store.messages._row(
+            role, blocks, None, None, event.id, None, {"adk_event": data}, None, -1
+        )
+        operation = append_op(
+            store._core,
+            store.tenant_id,
+            session.id,
+            row=row,
+            ident=new_ids("msg", 1)[0],
+            last_update_time=session.last_update_time,
+            update_time=event.timestamp,
+            session_delta=deltas["session"],
+            doc_deltas=tuple(docs),
+        )
+        try:
+            status = await store._core.arun_op(operation)
+        except Conflict:
+            pass  # the event's id stored meanwhile by another append: as below
+        else:
+            _check(status, session)
+            return
         append = functools.partial(self._append_once, session, event, deltas, role, blocks, data)
         await asyncio.to_thread(self._retrying, append)
 

@@ -160,8 +160,12 @@ async def test_list_delete_and_duplicates(store: Store) -> None:
 
 
 async def test_append_is_atomic_and_refuses_stale_sessions(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An event with app and user deltas: the documents, the message and the session are
+    written together or not at all."""
+    from agentkeep.integrations import _adk_ops
+
     service = AgentkeepSessionService(store)
     session = await service.create_session(app_name="shop", user_id="u1", state={"n": 0})
     stale = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
@@ -171,10 +175,17 @@ async def test_append_is_atomic_and_refuses_stale_sessions(
     with pytest.raises(StaleSessionError):
         await service.append_event(stale, Event(author="user", content=_user("late")))
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("disk full")
+    calls = itertools.count()
+    # The clock fails on SQLite after both documents are written, as the message is
+    # appended; PostgreSQL's append is one statement, made after the clock's one call.
+    failing_call = 0 if backend == "postgres" else 2
 
-    monkeypatch.setattr(store.messages, "append", broken)
+    def clock() -> int:
+        if next(calls) == failing_call:
+            raise RuntimeError("disk full")
+        return 1_700_000_000_000_000
+
+    monkeypatch.setattr(_adk_ops, "utcnow_micros", clock)
     delta = EventActions(state_delta={"n": 2, "user:n": 2, "app:n": 2})
     with pytest.raises(RuntimeError, match="disk full"):
         await service.append_event(
@@ -185,6 +196,45 @@ async def test_append_is_atomic_and_refuses_stale_sessions(
     assert fresh is not None
     assert fresh.state == {"n": 1, "user:n": 1, "app:n": 1}  # nothing of the failed append
     assert [e.content.parts[0].text for e in fresh.events] == ["one"]  # type: ignore[union-attr,index]
+
+
+async def test_app_and_user_deltas_merge_on_the_async_api_under_concurrent_appends(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events with ``app:`` and ``user:`` deltas are one operation on the async API (no
+    worker thread): each delta is merged into the stored document (other keys kept), also
+    when appends to sessions of the same user and app run at once."""
+    service = AgentkeepSessionService(store)
+    first = await service.create_session(
+        app_name="shop", user_id="u7", state={"app:plan": "pro", "user:name": "Ada"}
+    )
+    others = [await service.create_session(app_name="shop", user_id="u7") for _ in range(8)]
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("append_event went through asyncio.to_thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+
+    async def append(n: int, session: Any) -> None:
+        delta = {f"user:k{n}": n, f"app:k{n}": n, "mine": n}
+        event = Event(author="user", actions=EventActions(state_delta=delta), content=_user(f"{n}"))
+        await service.append_event(session, event)
+
+    await asyncio.gather(*(append(n, s) for n, s in enumerate(others)))
+    await append(99, first)
+    got = await service.get_session(app_name="shop", user_id="u7", session_id=first.id)
+    assert got is not None
+    expected_user = {"name": "Ada", "k99": 99, **{f"k{n}": n for n in range(8)}}
+    assert await service.get_user_state(app_name="shop", user_id="u7") == expected_user
+    assert got.state == {
+        "mine": 99,
+        "app:plan": "pro",
+        "app:k99": 99,
+        **{f"app:k{n}": n for n in range(8)},
+        **{f"user:{k}": v for k, v in expected_user.items()},
+    }
+    assert [e.content.parts[0].text for e in got.events] == ["99"]  # type: ignore[union-attr,index]
+    assert store.state.get("adk:user:shop", "u7").version == 1 + 9  # created, then each merge
 
 
 async def test_an_event_with_session_state_only_is_one_checked_atomic_write(
