@@ -159,12 +159,26 @@ async def test_list_delete_and_duplicates(store: Store) -> None:
     assert await service.get_session(app_name="shop", user_id="u1", session_id=a.id) is None
 
 
+def _fail_clock_call(monkeypatch: pytest.MonkeyPatch, failing: int) -> None:
+    """Make the ADK operations' clock raise ``RuntimeError("disk full")`` at call ``failing``
+    (counted from 0): a failure at a chosen step of an append."""
+    from agentkeep.integrations import _adk_ops
+
+    calls = itertools.count()
+
+    def clock() -> int:
+        if next(calls) == failing:
+            raise RuntimeError("disk full")
+        return 1_700_000_000_000_000
+
+    monkeypatch.setattr(_adk_ops, "utcnow_micros", clock)
+
+
 async def test_append_is_atomic_and_refuses_stale_sessions(
     store: Store, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An event with app and user deltas: the documents, the message and the session are
     written together or not at all."""
-    from agentkeep.integrations import _adk_ops
 
     service = AgentkeepSessionService(store)
     session = await service.create_session(app_name="shop", user_id="u1", state={"n": 0})
@@ -175,17 +189,9 @@ async def test_append_is_atomic_and_refuses_stale_sessions(
     with pytest.raises(StaleSessionError):
         await service.append_event(stale, Event(author="user", content=_user("late")))
 
-    calls = itertools.count()
     # The clock fails on SQLite after both documents are written, as the message is
     # appended; PostgreSQL's append is one statement, made after the clock's one call.
-    failing_call = 0 if backend == "postgres" else 2
-
-    def clock() -> int:
-        if next(calls) == failing_call:
-            raise RuntimeError("disk full")
-        return 1_700_000_000_000_000
-
-    monkeypatch.setattr(_adk_ops, "utcnow_micros", clock)
+    _fail_clock_call(monkeypatch, 0 if backend == "postgres" else 2)
     delta = EventActions(state_delta={"n": 2, "user:n": 2, "app:n": 2})
     with pytest.raises(RuntimeError, match="disk full"):
         await service.append_event(
@@ -243,8 +249,6 @@ async def test_an_event_with_session_state_only_is_one_checked_atomic_write(
     """The one-operation append (no app or user delta): stale, missing and failed appends."""
     from google.adk.errors.session_not_found_error import SessionNotFoundError
 
-    from agentkeep.integrations import _adk_ops
-
     service = AgentkeepSessionService(store)
     session = await service.create_session(app_name="shop", user_id="u1", state={"n": 0})
     stale = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
@@ -253,17 +257,9 @@ async def test_an_event_with_session_state_only_is_one_checked_atomic_write(
     await service.append_event(session, one)
     with pytest.raises(StaleSessionError):
         await service.append_event(stale, Event(author="user", content=_user("late")))
-    calls = itertools.count()
     # The clock's last call fails: on SQLite after the message is inserted, before the
     # session is updated; PostgreSQL's append is one statement, made after its one call.
-    last_call = 0 if backend == "postgres" else 1
-
-    def clock() -> int:
-        if next(calls) == last_call:
-            raise RuntimeError("disk full")
-        return 1_700_000_000_000_000
-
-    monkeypatch.setattr(_adk_ops, "utcnow_micros", clock)
+    _fail_clock_call(monkeypatch, 0 if backend == "postgres" else 1)
     two = Event(author="user", actions=EventActions(state_delta={"n": 2}), content=_user("two"))
     with pytest.raises(RuntimeError, match="disk full"):
         await service.append_event(session, two)
