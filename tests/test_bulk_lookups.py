@@ -4,12 +4,17 @@ batch updates use. On every backend; the plans on SQLite."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import sqlalchemy as sa
+from _statements import sent_statements, work
 
 import agentkeep
 from agentkeep import Store
 from agentkeep.store import bulk
 from agentkeep.store._base import keys_in
+from agentkeep.store.graph_items import ItemWrite
 from agentkeep.store.schema import messages, sessions
 
 
@@ -37,7 +42,7 @@ def _plan(conn: sa.Connection, statement: sa.Executable) -> list[str]:
     return [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
 
 
-def test_lookups_by_key_search_the_index_on_sqlite(tmp_path: object) -> None:
+def test_lookups_by_key_search_the_index_on_sqlite(tmp_path: Path) -> None:
     """A row-value ``IN`` over a list read the whole table on SQLite: each batch an import
     looked up, and each batch of ended responses, scanned every row. Grouped by the leading
     columns, every term is one search of the primary key's index."""
@@ -54,3 +59,25 @@ def test_lookups_by_key_search_the_index_on_sqlite(tmp_path: object) -> None:
                 keys_in((messages.c.tenant_id, messages.c.id), keys[:2])
             )
             assert _plan(conn, single)[0].startswith("SEARCH messages"), _plan(conn, single)
+
+
+def test_deleting_graph_store_items_searches_each_by_its_key_on_sqlite(tmp_path: Path) -> None:
+    """A batch's deletes found each item by (namespace, key) among the tenant's items: the
+    statement read every item of the tenant. Read from the plan of the statement sent."""
+    path = tmp_path / "items.db"
+    with agentkeep.connect(f"sqlite:///{path}") as store:
+        items = store.graph_items
+        items.write([ItemWrite(("docs", "a"), f"k{n}", {"n": n}) for n in range(5)])
+        with sent_statements(store) as sent:
+            items.write(
+                [ItemWrite(("docs", "a"), "k1", None), ItemWrite(("docs", "b"), "k2", None)]
+            )
+        assert sorted(i.key for i in items.search(("docs",), limit=10)) == ["k0", "k2", "k3", "k4"]
+    deletes = [sql for sql in work(sent) if sql.startswith("DELETE")]
+    conn = sqlite3.connect(path)
+    try:
+        plan = [row[3] for sql in deletes for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    finally:
+        conn.close()
+    reads = [p for p in plan if p.startswith(("SEARCH", "SCAN"))]
+    assert reads and all(p.endswith("namespace=? AND key=?)") for p in reads), plan

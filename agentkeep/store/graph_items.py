@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput
 from agentkeep.models.common import from_micros, to_micros, utcnow_micros
-from agentkeep.store._base import Resource
+from agentkeep.store._base import Resource, keys_in
 from agentkeep.store.schema import graph_store_items as t
 
 __all__ = [
@@ -332,7 +332,7 @@ class GraphItems(Resource):
                 conn.execute(
                     sa.delete(t).where(
                         t.c.tenant_id == self.tenant_id,
-                        sa.tuple_(t.c.namespace, t.c.key).in_(gone[start : start + 500]),
+                        keys_in((t.c.namespace, t.c.key), gone[start : start + 500]),
                     )
                 )
             if rows:
