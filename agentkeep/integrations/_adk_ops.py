@@ -15,6 +15,10 @@ store's own driver connections, with statements compiled once per store:
   takes it) and inserts the message from it.
 - get: the session row, the app and user state documents (one statement)
   and the last n messages, in one read.
+- create (with app or user state): the session inserted and the deltas
+  merged into their documents in one transaction, the documents read back;
+  on PostgreSQL one statement, the documents upserted only if the session
+  was inserted.
 
 Run by ``Core.run_op`` (sync) or ``Core.arun_op`` (async: the store's async
 connections, no worker thread per call). Inside ``store.transaction()`` they
@@ -30,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from agentkeep.errors import Conflict
 from agentkeep.models.common import utcnow_micros
 from agentkeep.store._core import Core
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write
@@ -44,7 +49,7 @@ from agentkeep.store.message_sql import (
 from agentkeep.store.schema import sessions as st
 from agentkeep.store.schema import state_docs as sd
 
-__all__ = ["MISSING", "OK", "STALE", "Found", "append_op", "docs_op", "get_op"]
+__all__ = ["MISSING", "OK", "STALE", "Found", "append_op", "create_op", "docs_op", "get_op"]
 
 OK, MISSING, STALE = 0, 1, 2
 _b = sa.bindparam
@@ -77,6 +82,7 @@ class _SQL:
         self.append_pg_docs = (
             compile_(_append_pg(docs=True)) if core.dialect.name == "postgresql" else ""
         )
+        self.create_pg = compile_(_create_pg(core)) if core.dialect.name == "postgresql" else ""
         doc = (sd.c.tenant_id == _b("t"), sd.c.namespace == _b("ns"), sd.c.key == _b("k"))
         self.doc = compile_(sa.select(sd.c.value).where(*doc))
         self.doc_insert = compile_(
@@ -169,14 +175,45 @@ def _doc_upsert(n: int, s: Any) -> Any:
         (sa.func.jsonb_typeof(sd.c.value) == const("object"), sd.c.value),
         else_=sa.cast(const("{}"), JSONB),
     )
-    return insert.on_conflict_do_update(
-        index_elements=[sd.c.tenant_id, sd.c.namespace, sd.c.key],
-        set_={
-            "value": stored.op("||")(insert.excluded.value),
-            "version": sd.c.version + const(1),
-            "updated_at": insert.excluded.updated_at,
-        },
-    ).cte(f"d{n}")
+    return (
+        insert.on_conflict_do_update(
+            index_elements=[sd.c.tenant_id, sd.c.namespace, sd.c.key],
+            set_={
+                "value": stored.op("||")(insert.excluded.value),
+                "version": sd.c.version + const(1),
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
+        .returning(sd.c.value)
+        .cte(f"d{n}")
+    )
+
+
+def _create_pg(core: Core) -> sa.Select[Any]:
+    """PostgreSQL: a session inserted (``insert_row``'s parameters) unless its id is taken,
+    the state documents upserted with their deltas (as the append's) only if it was, in one
+    statement; it answers whether the session was inserted and each document's value
+    after the statement (upserted, or as it was)."""
+    binds = core.message_sql._binds(st)
+    s = pg_insert(st).values(binds).on_conflict_do_nothing().returning(st.c.id).cte("s")
+    d1, d2 = _doc_upsert(1, s), _doc_upsert(2, s)
+
+    def stored(n: int) -> Any:
+        return (
+            sa.select(sd.c.value)
+            .where(
+                sd.c.tenant_id == _b("t"),
+                sd.c.namespace == _b(f"ns{n}"),
+                sd.c.key == _b(f"k{n}"),
+            )
+            .scalar_subquery()
+        )
+
+    return sa.select(
+        sa.select(sa.func.count()).select_from(s).scalar_subquery(),
+        sa.func.coalesce(sa.select(d1.c.value).scalar_subquery(), stored(1)),
+        sa.func.coalesce(sa.select(d2.c.value).scalar_subquery(), stored(2)),
+    )
 
 
 _compiled: weakref.WeakKeyDictionary[Core, _SQL] = weakref.WeakKeyDictionary()
@@ -235,12 +272,8 @@ def append_op(
         statement = sql.append_pg
         if doc_deltas:
             statement = sql.append_pg_docs
-            for n in (1, 2):
-                namespace, key, delta = doc_deltas[n - 1] if n <= len(doc_deltas) else ("", "", {})
-                params.update(
-                    {f"ns{n}": namespace, f"k{n}": key, f"v{n}": dump_json(delta)},
-                    **{f"has{n}": n <= len(doc_deltas)},
-                )
+            pairs = tuple((ns, key) for ns, key, _ in doc_deltas)
+            params.update(_doc_params(doc_deltas, (*pairs, ("", ""), ("", ""))[:2]))
         if (yield Stmt(statement, params)):
             return OK
         found = yield Stmt(sql.lock, where)  # why not: missing or stale
@@ -252,14 +285,7 @@ def append_op(
         if checked != OK:
             return checked
         state, extra = load(found[0][0]), load(found[0][1])
-        for namespace, key, delta in doc_deltas:
-            doc = {"t": tenant_id, "ns": namespace, "k": key, "now": utcnow_micros()}
-            stored = yield Stmt(sql.doc, doc)
-            current = load(stored[0][0]) if stored else None
-            merged = {**(current if isinstance(current, dict) else {}), **delta}
-            yield Stmt(
-                sql.doc_update if stored else sql.doc_insert, {**doc, "v": dump_json(merged)}, COUNT
-            )
+        yield from _merge_docs(sql, load, tenant_id, doc_deltas)
         yield from msql.append(tenant_id, session_id, [row], [ident], utcnow_micros)
         changes = {
             "state": dump_json({**state, **session_delta}),
@@ -270,6 +296,82 @@ def append_op(
         return OK
 
     done: int = yield Write("appending an ADK event", one_statement if sql.append_pg else steps)
+    return done
+
+
+def _merge_docs(
+    sql: _SQL, load: Any, tenant_id: str, doc_deltas: tuple[tuple[str, str, dict[str, Any]], ...]
+) -> Steps[None]:
+    """SQLite, in a write transaction: each (namespace, key, delta) merged into its document
+    (``dict.update``), created at version 1 when there is none."""
+    for namespace, key, delta in doc_deltas:
+        doc = {"t": tenant_id, "ns": namespace, "k": key, "now": utcnow_micros()}
+        stored = yield Stmt(sql.doc, doc)
+        current = load(stored[0][0]) if stored else None
+        merged = {**(current if isinstance(current, dict) else {}), **delta}
+        yield Stmt(
+            sql.doc_update if stored else sql.doc_insert, {**doc, "v": dump_json(merged)}, COUNT
+        )
+
+
+def _doc_params(
+    doc_deltas: tuple[tuple[str, str, dict[str, Any]], ...], docs: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
+    """PostgreSQL: the documents' parameters (``ns<n>``, ``k<n>``, ``v<n>``, ``has<n>``): the
+    ``docs`` (namespace, key) pairs, each with its delta in ``doc_deltas`` if it has one."""
+    deltas = {(ns, key): delta for ns, key, delta in doc_deltas}
+    params: dict[str, Any] = {}
+    for n, (namespace, key) in enumerate(docs, 1):
+        delta = deltas.get((namespace, key))
+        params.update(
+            {f"ns{n}": namespace, f"k{n}": key, f"v{n}": dump_json(delta or {})},
+            **{f"has{n}": delta is not None},
+        )
+    return params
+
+
+def create_op(
+    core: Core,
+    tenant_id: str,
+    values: dict[str, Any],
+    *,
+    doc_deltas: tuple[tuple[str, str, dict[str, Any]], ...],
+    docs: tuple[tuple[str, str], tuple[str, str]],
+) -> Op[dict[str, Any]]:
+    """Insert a session (``session_values``) and merge ``doc_deltas`` into their state
+    documents, in one transaction; then the ``docs`` (namespace -> value of those that
+    exist). ``Conflict`` when the session's id is taken: then nothing is written."""
+    sql, msql = _sql(core), core.message_sql
+    load = msql.load_json
+    params = msql.insert_params(st, values)
+
+    def one_statement() -> Steps[dict[str, Any]]:
+        found = yield Stmt(
+            sql.create_pg,
+            {
+                **params,
+                **_doc_params(doc_deltas, docs),
+                "t": tenant_id,
+                "now": values["created_at"],
+            },
+        )
+        inserted, first, second = found[0]
+        if not inserted:
+            raise Conflict(f"session {values['id']} already exists")
+        out = {}
+        for (namespace, _), value in zip(docs, (first, second), strict=True):
+            if value is not None:
+                out[namespace] = load(value)
+        return out
+
+    def steps() -> Steps[dict[str, Any]]:
+        yield from _merge_docs(sql, load, tenant_id, doc_deltas)
+        yield Stmt(msql.insert_row(st), params, COUNT)
+        return (yield from _docs(sql, load, tenant_id, docs))
+
+    done: dict[str, Any] = yield Write(
+        "creating an ADK session", one_statement if sql.create_pg else steps
+    )
     return done
 
 

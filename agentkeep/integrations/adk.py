@@ -51,16 +51,18 @@ from agentkeep.integrations._adk_ops import (  # noqa: E402
     OK,
     STALE,
     append_op,
+    create_op,
     docs_op,
     get_op,
 )
 from agentkeep.integrations._apis import sync_and_async  # noqa: E402
 from agentkeep.models import Message  # noqa: E402
 from agentkeep.models import Session as StoredSession  # noqa: E402
-from agentkeep.models.common import MAX_LIMIT  # noqa: E402
+from agentkeep.models.common import MAX_LIMIT, utcnow_micros  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
 from agentkeep.store._steps import Op  # noqa: E402
 from agentkeep.store.messages import _from_rows  # noqa: E402
+from agentkeep.store.sessions import session_values  # noqa: E402
 
 __all__ = ["AgentkeepSessionService"]
 
@@ -143,58 +145,32 @@ class AgentkeepSessionService(BaseSessionService):
         state: dict[str, Any] | None = None,
         session_id: str | None = None,
     ) -> Session:
-        """A new session. Without app or user state to merge (most sessions): its row
-        written, then its app and user state read, on the store's async API; with them,
-        in one transaction in a thread, retried if another writer changed that state."""
-        deltas = extract_json_safe_state_delta(state or {})
-        if deltas["app"] or deltas["user"]:
-            return await asyncio.to_thread(self._create, app_name, user_id, state, session_id)
+        """A new session, its app and user state deltas merged into their documents, in one
+        operation on the store's async API (on PostgreSQL one statement); the session comes
+        back with the app and user state as stored."""
         ident, now = _new_ident(session_id), time.time()
+        deltas = extract_json_safe_state_delta(state or {})
+        fields = {
+            "agent_id": app_name,
+            "user_id": user_id,
+            "state": deltas["session"],
+            "extra": {"adk": {"update_time": now}},
+        }
+        store = self.store
+        values = session_values(store.tenant_id, ident, fields, utcnow_micros())
+        docs = ((_APP, app_name), (_USER + app_name, user_id))
+        merged = tuple(
+            (namespace, key, deltas[part])
+            for (namespace, key), part in zip(docs, ("app", "user"), strict=True)
+            if deltas[part]
+        )
+        operation = create_op(store._core, store.tenant_id, values, doc_deltas=merged, docs=docs)
         try:
-            stored = await self.astore.sessions.create(
-                id=ident,
-                agent_id=app_name,
-                user_id=user_id,
-                state=deltas["session"],
-                extra={"adk": {"update_time": now}},
-            )
+            found = await store._core.arun_op(operation)
         except Conflict as exc:
             raise AlreadyExistsError(f"Session with id {ident} already exists.") from exc
-        app, user = await self._docs(app_name, user_id)
-        return self._session(stored, app, user, [])
-
-    def _create(
-        self, app_name: str, user_id: str, state: dict[str, Any] | None, session_id: str | None
-    ) -> Session:
-        ident = _new_ident(session_id)
-        now = time.time()
-        deltas = extract_json_safe_state_delta(state or {})
-        for _ in range(_RETRIES):
-            try:
-                with self.store.transaction():
-                    app = self._merge(_APP, app_name, deltas["app"])
-                    user = self._merge(_USER + app_name, user_id, deltas["user"])
-                    stored = self.store.sessions.create(
-                        id=ident,
-                        agent_id=app_name,
-                        user_id=user_id,
-                        state=deltas["session"],
-                        extra={"adk": {"update_time": now}},
-                    )
-                break
-            except Conflict as exc:
-                if self._exists(ident):
-                    raise AlreadyExistsError(f"Session with id {ident} already exists.") from exc
-        else:
-            raise Conflict(f"app or user state of session {ident} kept changing; retry")
-        return self._session(stored, app, user, [])
-
-    def _exists(self, ident: str) -> bool:
-        try:
-            self.store.sessions.get(ident)
-        except NotFound:
-            return False
-        return True
+        app, user = dict(found.get(_APP) or {}), dict(found.get(_USER + app_name) or {})
+        return _make_session(ident, app_name, user_id, values["state"], app, user, [], now)
 
     def _merge(self, namespace: str, key: str, delta: dict[str, Any]) -> dict[str, Any]:
         """Apply ``delta`` to a state document (compare-and-set); the merged state."""

@@ -413,3 +413,49 @@ async def test_create_session_without_app_or_user_state_runs_on_the_async_api(
 
     with pytest.raises(AlreadyExistsError):
         await service.create_session(app_name="shop", user_id="u9", session_id="s9")
+
+
+async def test_create_session_with_app_and_user_state_is_one_operation_on_the_async_api(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session created with ``app:`` and ``user:`` state: the session and the merges into
+    the state documents in one operation on the async API (no worker thread), other keys
+    kept; sessions of one user created at once keep each other's keys; a taken id writes
+    nothing (its deltas are not merged)."""
+    from google.adk.errors.already_exists_error import AlreadyExistsError
+
+    service = AgentkeepSessionService(store)
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("create_session went through asyncio.to_thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    first = await service.create_session(
+        app_name="shop", user_id="u5", state={"app:plan": "pro", "user:name": "Ada", "n": 1}
+    )
+    assert first.state == {"app:plan": "pro", "user:name": "Ada", "n": 1}
+
+    async def create(n: int) -> Any:
+        state = {f"user:k{n}": n, f"app:k{n}": n, "n": n}
+        return await service.create_session(
+            app_name="shop", user_id="u5", state=state, session_id=f"c{n}"
+        )
+
+    made = await asyncio.gather(*(create(n) for n in range(6)))
+    assert [s.state["n"] for s in made] == list(range(6))
+    with pytest.raises(AlreadyExistsError):
+        await service.create_session(
+            app_name="shop", user_id="u5", state={"user:lost": 1, "app:lost": 1}, session_id="c0"
+        )
+    expected_user = {"name": "Ada", **{f"k{n}": n for n in range(6)}}
+    assert await service.get_user_state(app_name="shop", user_id="u5") == expected_user
+    got = await service.get_session(app_name="shop", user_id="u5", session_id="c3")
+    assert got is not None
+    assert got.state == {
+        "n": 3,
+        "app:plan": "pro",
+        **{f"app:k{n}": n for n in range(6)},
+        **{f"user:{k}": v for k, v in expected_user.items()},
+    }
+    assert got.last_update_time == made[3].last_update_time
+    assert store.state.get("adk:app", "shop").version == 1 + 6  # created, then each merge
