@@ -1,8 +1,8 @@
-"""The ADK session service's two hot calls as store operations (``store._steps``).
+"""The ADK session service's calls as store operations (``store._steps``).
 
-``append_event`` (an event without app or user state deltas) and
-``get_session`` with ``num_recent_events`` are each one unit of work on the
-store's own driver connections, with statements compiled once per store:
+``append_event``, ``create_session`` and ``get_session`` with
+``num_recent_events`` are each one unit of work on the store's own driver
+connections, with statements compiled once per store:
 
 - append: check the session is not stale, append the message, write the
   session's state and ``update_time`` and merge the app and user state
@@ -15,10 +15,10 @@ store's own driver connections, with statements compiled once per store:
   takes it) and inserts the message from it.
 - get: the session row, the app and user state documents (one statement)
   and the last n messages, in one read.
-- create (with app or user state): the session inserted and the deltas
-  merged into their documents in one transaction, the documents read back;
-  on PostgreSQL one statement, the documents upserted only if the session
-  was inserted.
+- create: the session inserted and its app and user state deltas merged
+  into their documents in one transaction, the documents read back; on
+  PostgreSQL one statement, the documents upserted only if the session was
+  inserted.
 
 Run by ``Core.run_op`` (sync) or ``Core.arun_op`` (async: the store's async
 connections, no worker thread per call). Inside ``store.transaction()`` they

@@ -10,10 +10,11 @@ and user state agentkeep state documents. ``append_event`` writes the event
 and the app, user and session state deltas in one transaction, and refuses a
 stale session object (``StaleSessionError``) as ADK's own services do.
 ``get_session`` reads only the events asked for (``num_recent_events``,
-``after_timestamp``). An event (with its app, user and session deltas), and
-a read of the last ``num_recent_events``, are each one store operation on
-the store's own connections, awaited without a worker thread (``_adk_ops``;
-on PostgreSQL the append is one statement). Needs
+``after_timestamp``). A new session, an event (each with its app, user and
+session deltas) and a read of the last ``num_recent_events`` are each one
+store operation on the store's own connections, awaited without a worker
+thread (``_adk_ops``; on PostgreSQL the create and the append are one
+statement each). Needs
 ``pip install 'agentkeep[adk]'``.
 """
 
