@@ -85,17 +85,7 @@ class _SQL:
         self.create_pg = compile_(_create_pg(core)) if core.dialect.name == "postgresql" else ""
         doc = (sd.c.tenant_id == _b("t"), sd.c.namespace == _b("ns"), sd.c.key == _b("k"))
         self.doc = compile_(sa.select(sd.c.value).where(*doc))
-        self.doc_insert = compile_(
-            sa.insert(sd).values(
-                tenant_id=_b("t"),
-                namespace=_b("ns"),
-                key=_b("k"),
-                value=_b("v"),
-                version=const(1),
-                created_at=_b("now"),
-                updated_at=_b("now"),
-            )
-        )
+        self.doc_insert = core.message_sql.insert_row(sd)
         self.doc_update = compile_(
             sa.update(sd)
             .where(*doc)
@@ -194,8 +184,7 @@ def _create_pg(core: Core) -> sa.Select[Any]:
     the state documents upserted with their deltas (as the append's) only if it was, in one
     statement; it answers whether the session was inserted and each document's value
     after the statement (upserted, or as it was)."""
-    binds = core.message_sql._binds(st)
-    s = pg_insert(st).values(binds).on_conflict_do_nothing().returning(st.c.id).cte("s")
+    s = core.message_sql.session_insert().returning(st.c.id).cte("s")
     d1, d2 = _doc_upsert(1, s), _doc_upsert(2, s)
 
     def stored(n: int) -> Any:
@@ -308,9 +297,15 @@ def _merge_docs(
         doc = {"t": tenant_id, "ns": namespace, "k": key, "now": utcnow_micros()}
         stored = yield Stmt(sql.doc, doc)
         current = load(stored[0][0]) if stored else None
-        merged = {**(current if isinstance(current, dict) else {}), **delta}
+        value = dump_json({**(current if isinstance(current, dict) else {}), **delta})
+        if stored:
+            yield Stmt(sql.doc_update, {**doc, "v": value}, COUNT)
+            continue
+        row = {"tenant_id": tenant_id, "namespace": namespace, "key": key, "value": value}
         yield Stmt(
-            sql.doc_update if stored else sql.doc_insert, {**doc, "v": dump_json(merged)}, COUNT
+            sql.doc_insert,
+            {**row, "version": 1, "created_at": doc["now"], "updated_at": doc["now"]},
+            COUNT,
         )
 
 

@@ -580,9 +580,13 @@ class MessageSQL:
         nothing when the session's id is taken; compiled once."""
         sql = self._insert_session
         if sql is None:
-            stmt = self._insert(st).values(self._binds(st)).on_conflict_do_nothing()
-            sql = self._insert_session = self.compile(stmt)
+            sql = self._insert_session = self.compile(self.session_insert())
         return sql
+
+    def session_insert(self) -> Any:
+        """:meth:`insert_session`'s statement, not compiled (to build on: ``RETURNING``, a
+        CTE)."""
+        return self._insert(st).values(self._binds(st)).on_conflict_do_nothing()
 
     def compiled(self, stmt: sa.ClauseElement) -> str:
         """``compile(stmt)``, once per statement object (module-level statements of other
