@@ -364,36 +364,45 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        walk, held = self._walk(config, before), _Held(self._lists)
+        walk = self._walk(config, filter, before, limit)
         checkpoints, run_op = self.store.checkpoints, self.store._core.run_op
-        n, sent = 0, None
-        while limit is None or n < limit:
+        sent: Any = None
+        while True:
             try:
                 step = walk.send(sent)
             except StopIteration:
                 return
             if type(step) is dict:  # a page to read
-                sent = checkpoints.list(**step, have=held)
-                continue
-            sent = None
-            tup = run_op(self._tuple(cast(StoredCheckpoint, step), held))
-            if _matches(tup, filter):
-                n += 1
-                yield tup
+                sent = checkpoints.list(**step)
+            elif type(step) is CheckpointTuple:
+                sent = None
+                yield step
+            else:  # a checkpoint's tuple to build (an operation)
+                sent = run_op(step)
 
     def _walk(
-        self, config: RunnableConfig | None, before: RunnableConfig | None
-    ) -> Generator[dict[str, Any] | StoredCheckpoint, Any, None]:
-        """``list`` and ``alist``: the checkpoints newest first, a page at a time.
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> Generator[Any, Any, None]:
+        """``list`` and ``alist``: the checkpoints newest first, a page at a time, as tuples
+        whose metadata matches ``filter``, at most ``limit`` of them.
 
-        Yields the arguments of each ``checkpoints.list`` call to make (a dict),
-        to be sent back its page, and each checkpoint of the pages, once.
+        Yields, for its driver to carry out: the arguments of each
+        ``checkpoints.list`` call (a dict; send back its page), the operation that
+        builds a checkpoint's tuple (send back the tuple), and each tuple to give out.
         """
+        held = _Held(self._lists)
         conf = config["configurable"] if config else {}
         thread_id = str(conf["thread_id"]) if conf.get("thread_id") is not None else None
         ns, checkpoint_id = conf.get("checkpoint_ns"), conf.get("checkpoint_id")
         cursor = get_checkpoint_id(before) if before else None
         seen: set[tuple[str, str, str]] = set()
+        given = 0
+        if limit is not None and limit <= 0:
+            return
         while True:
             page: list[StoredCheckpoint] = yield {
                 "thread_id": thread_id,
@@ -401,6 +410,7 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                 "checkpoint_id": checkpoint_id,
                 "before": cursor,
                 "limit": _PAGE,
+                "have": held,
             }
             if len(page) == _PAGE and thread_id is None:
                 # Ids repeat across threads (copy_thread): take the rest of the last id too.
@@ -410,13 +420,21 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                         "checkpoint_ns": ns,
                         "checkpoint_id": page[-1].checkpoint_id,
                         "limit": _PAGE,
+                        "have": held,
                     }
                 )
             for stored in page:
                 key = (stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id)
-                if key not in seen:
-                    seen.add(key)
-                    yield stored
+                if key in seen:
+                    continue
+                seen.add(key)
+                tup: CheckpointTuple = yield self._tuple(stored, held)
+                if filter and any(tup.metadata.get(k) != v for k, v in filter.items()):
+                    continue
+                yield tup
+                given += 1
+                if limit is not None and given >= limit:
+                    return
             if len(page) < _PAGE:
                 return
             cursor = page[-1].checkpoint_id
@@ -537,22 +555,21 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         """As ``list``, a page read at a time (the store's async API), never all at once."""
-        walk, held = self._walk(config, before), _Held(self._lists)
+        walk = self._walk(config, filter, before, limit)
         checkpoints, arun_op = self.astore.checkpoints, self.store._core.arun_op
-        n, sent = 0, None
-        while limit is None or n < limit:
+        sent: Any = None
+        while True:
             try:
                 step = walk.send(sent)
             except StopIteration:
                 return
             if type(step) is dict:  # a page to read
-                sent = await checkpoints.list(**step, have=held)
-                continue
-            sent = None
-            tup = await arun_op(self._tuple(cast(StoredCheckpoint, step), held))
-            if _matches(tup, filter):
-                n += 1
-                yield tup
+                sent = await checkpoints.list(**step)
+            elif type(step) is CheckpointTuple:
+                sent = None
+                yield step
+            else:  # a checkpoint's tuple to build (an operation)
+                sent = await arun_op(step)
 
     async def aput(
         self,
@@ -586,8 +603,3 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         threads = self._pruned(thread_ids, strategy)
         await self.astore.checkpoints.prune(threads, keep_latest=strategy == "keep_latest")
-
-
-def _matches(tup: CheckpointTuple, filter: dict[str, Any] | None) -> bool:
-    """Whether a checkpoint's metadata has every key and value of ``filter``."""
-    return not filter or all(tup.metadata.get(k) == v for k, v in filter.items())
