@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import linecache
 import sys
 import threading
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from agentkeep import Store
@@ -69,3 +71,14 @@ def in_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
         t.join(timeout=WAIT_S * 2)
     assert errors == []
     return results
+
+
+def no_worker_threads(monkeypatch: pytest.MonkeyPatch, what: str) -> None:
+    """Make ``asyncio.to_thread`` fail for the rest of the test, naming ``what``: the async
+    calls made after this must run on the event loop (the store's async API), not hop to
+    a worker thread."""
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{what} went through asyncio.to_thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)

@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
+from _threads import no_worker_threads
 from google.adk.agents import LlmAgent
 from google.adk.errors._stale_session_error import StaleSessionError
 from google.adk.events import Event, EventActions
@@ -216,10 +217,7 @@ async def test_app_and_user_deltas_merge_on_the_async_api_under_concurrent_appen
     )
     others = [await service.create_session(app_name="shop", user_id="u7") for _ in range(8)]
 
-    def no_thread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("append_event went through asyncio.to_thread")
-
-    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    no_worker_threads(monkeypatch, "append_event")
 
     async def append(n: int, session: Any) -> None:
         delta = {f"user:k{n}": n, f"app:k{n}": n, "mine": n}
@@ -328,10 +326,7 @@ async def test_get_session_reads_the_whole_session_on_the_async_api(
     service = AgentkeepSessionService(store)
     session, made = await _events_of(service, 6)
 
-    def no_thread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("get_session went through asyncio.to_thread")
-
-    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    no_worker_threads(monkeypatch, "get_session")
     got = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
     assert got is not None and _dump(got.events) == _dump(made)
     for config, expected in (
@@ -354,10 +349,7 @@ async def test_get_session_of_more_events_than_one_read_returns_them_all(
     service = AgentkeepSessionService(store)
     session, made = await _events_of(service, 1003)
 
-    def no_thread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("get_session went through asyncio.to_thread")
-
-    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    no_worker_threads(monkeypatch, "get_session")
     got = await service.get_session(app_name="shop", user_id="u1", session_id=session.id)
     assert got is not None and [e.id for e in got.events] == [e.id for e in made]
     since = await service.get_session(
@@ -395,10 +387,7 @@ async def test_create_session_without_app_or_user_state_runs_on_the_async_api(
         app_name="shop", user_id="u9", state={"app:plan": "pro", "user:name": "Ada"}
     )
 
-    def no_thread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("create_session went through asyncio.to_thread")
-
-    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    no_worker_threads(monkeypatch, "create_session")
     made = await service.create_session(
         app_name="shop", user_id="u9", state={"mood": "ok", "temp:x": 1}, session_id=" s9 "
     )
@@ -426,10 +415,7 @@ async def test_create_session_with_app_and_user_state_is_one_operation_on_the_as
 
     service = AgentkeepSessionService(store)
 
-    def no_thread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("create_session went through asyncio.to_thread")
-
-    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    no_worker_threads(monkeypatch, "create_session")
     first = await service.create_session(
         app_name="shop", user_id="u5", state={"app:plan": "pro", "user:name": "Ada", "n": 1}
     )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
 import pytest
+from _threads import no_worker_threads
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -67,10 +67,7 @@ async def test_the_async_methods_run_on_the_async_api_without_a_thread(
     and ``aget_messages`` reads the window, or the whole history a page at a time, neither
     through a worker thread; ``aclear`` deletes through the store's async API."""
 
-    def no_thread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an async method went through asyncio.to_thread")
-
-    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    no_worker_threads(monkeypatch, "an async method")
     history = AgentkeepChatMessageHistory(
         f"chat{next(_ids)}", store, window=2, agent_id="ag", user_id="u"
     )

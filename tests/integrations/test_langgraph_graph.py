@@ -54,6 +54,16 @@ def _graph(saver: AgentkeepSaver, model: FakeMessagesListChatModel) -> Any:
     return builder.compile(checkpointer=saver)
 
 
+def _refuse_sync(saver: AgentkeepSaver, *names: str) -> None:
+    """Make the saver's sync methods ``names`` fail: the async ones must not run them."""
+
+    def sync_call(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an async method ran a sync one")
+
+    for name in names:
+        setattr(saver, name, sync_call)
+
+
 def _turn(graph: Any, thread: str, n: int) -> list[Any]:
     config = {"configurable": {"thread_id": thread}}
     out = graph.invoke({"messages": [HumanMessage(f"weather {n}?", id=f"h{n}")]}, config)
@@ -178,12 +188,7 @@ async def test_an_async_graph_saves_through_the_async_api_not_the_sync_methods(
     run the sync methods in a worker thread."""
     saver = AgentkeepSaver(store)
 
-    def sync_call(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("an async method ran a sync one")
-
-    saver.put = sync_call  # type: ignore[method-assign]
-    saver.put_writes = sync_call  # type: ignore[method-assign]
-    saver.get_tuple = sync_call  # type: ignore[method-assign]
+    _refuse_sync(saver, "put", "put_writes", "get_tuple")
     graph = _graph(saver, FakeMessagesListChatModel(responses=_script()))
     config = {"configurable": {"thread_id": f"t{next(_ids)}"}}
     for n in range(3):
@@ -230,11 +235,8 @@ async def test_alist_reads_a_page_at_a_time_on_the_async_api(store: Store) -> No
         pages.append(len(page))
         return page
 
-    def sync_call(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("an async method ran a sync one")
-
     saver.astore.checkpoints.list = counted  # type: ignore[method-assign]
-    saver.list = sync_call  # type: ignore[method-assign]
+    _refuse_sync(saver, "list")
     listing = saver.alist(config)
     first = [await anext(listing) for _ in range(3)]
     assert [t.metadata["step"] for t in first] == [229, 228, 227]
@@ -259,11 +261,7 @@ async def test_whole_thread_work_runs_on_the_async_api(store: Store) -> None:
     source, copy = f"t{next(_ids)}", f"t{next(_ids)}"
     _checkpoints(saver, source, 5)
 
-    def sync_call(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("an async method ran a sync one")
-
-    for name in ("copy_thread", "prune", "delete_for_runs", "delete_thread"):
-        setattr(saver, name, sync_call)
+    _refuse_sync(saver, "copy_thread", "prune", "delete_for_runs", "delete_thread")
     await saver.acopy_thread(source, copy)
     steps = [t.metadata["step"] async for t in saver.alist({"configurable": {"thread_id": copy}})]
     assert steps == [4, 3, 2, 1, 0]

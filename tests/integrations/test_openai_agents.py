@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from typing import Any
 
 import pytest
+from _threads import no_worker_threads
 from agents import Agent, RunConfig, Runner, RunState, function_tool
 from agents.testing.model import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.usage import Usage
@@ -160,10 +160,7 @@ async def test_a_whole_history_is_read_on_the_async_api_without_a_thread(
     items: list[Any] = [{"role": "user", "content": f"m{i}"} for i in range(1005)]
     session = _session(store, "async")
 
-    def no_thread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("get_items went through asyncio.to_thread")
-
-    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    no_worker_threads(monkeypatch, "get_items")
     assert await session.get_items() == []
     await session.add_items(items)
     assert await session.get_items() == items
