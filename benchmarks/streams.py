@@ -26,8 +26,9 @@ run, for each backend, alternating which goes first in each repetition:
 Reported: total time of the K streams (first request to last byte), the
 first-delta latency p50/p99 (request sent to first ``thread.message.delta``,
 or first content chunk), the ratio of the totals and of the first-delta p50
-to the single run's (and, for the direct read, to one direct stream's); and every finished run's events are replayed
-(``GET .../events?after=0``) and must give its full text. Statements per
+to the single run's (and, for the direct read, to one direct stream's); and
+every finished run's events are replayed (``GET .../events?after=0``) and
+must give its full text. Statements per
 streamed run are counted at the drivers with the service in-process
 (``benchmarks.statements``). The JSON goes to
 ``benchmarks/results/streams-<time>.json``.
