@@ -131,7 +131,7 @@ class AsyncAgents:
 
     async def delete(self, agent_id: str) -> None:
         """Delete an agent; its runs and usage keep their ``agent_id``."""
-        return await asyncio.to_thread(self.sync.delete, agent_id)
+        return await arun_op(self.sync.delete, agent_id)
 
     async def get(self, agent_id: str, *, version: int | None = None, lock: bool = False) -> Agent:
         """An agent by id; with ``version``, the agent as it was at that version."""
@@ -272,7 +272,7 @@ class AsyncSessions:
 
     async def delete(self, session_id: str) -> None:
         """Delete a session with its messages, runs, steps, events, tool calls and snapshots."""
-        return await asyncio.to_thread(self.sync.delete, session_id)
+        return await arun_op(self.sync.delete, session_id)
 
     async def exists(self, session_id: str, *, kind: str | None = None) -> bool:
         """Whether this tenant has a session ``session_id``, of ``kind`` when given."""
@@ -630,8 +630,8 @@ class AsyncRuns:
         )
 
     async def delete(self, run_id: str) -> None:
-        """Delete a run with its steps, events and tool calls (one transaction)."""
-        return await asyncio.to_thread(self.sync.delete, run_id)
+        """Delete a run with its steps, events and tool calls (one statement: the"""
+        return await arun_op(self.sync.delete, run_id)
 
     async def end(
         self,
@@ -668,8 +668,8 @@ class AsyncRuns:
         )
 
     async def get(self, run_id: str) -> Run:
-        """``store.runs.get``, awaited."""
-        return await asyncio.to_thread(self.sync.get, run_id)
+        """A run by id; one statement, compiled once per dialect."""
+        return await arun_op(self.sync.get, run_id)
 
     async def in_session(self, run_id: str, session_id: str, *, kind: str | None = None) -> Run:
         """Run ``run_id`` of session ``session_id``, in one read."""
@@ -980,11 +980,11 @@ class AsyncToolCalls:
 
     async def delete(self, call_id: str) -> None:
         """Delete one tool call."""
-        return await asyncio.to_thread(self.sync.delete, call_id)
+        return await arun_op(self.sync.delete, call_id)
 
     async def get(self, call_id: str) -> ToolCall:
-        """``store.tool_calls.get``, awaited."""
-        return await asyncio.to_thread(self.sync.get, call_id)
+        """A tool call by id; one statement, compiled once per dialect."""
+        return await arun_op(self.sync.get, call_id)
 
     async def list(
         self,
@@ -1051,8 +1051,8 @@ class AsyncUsage:
         self.tenant_id = sync.tenant_id
 
     async def get(self, usage_id: str) -> LLMUsage:
-        """``store.usage.get``, awaited."""
-        return await asyncio.to_thread(self.sync.get, usage_id)
+        """A usage row by id; one statement, compiled once per dialect."""
+        return await arun_op(self.sync.get, usage_id)
 
     async def latency(
         self,
@@ -1310,11 +1310,11 @@ class AsyncSnapshots:
 
     async def delete(self, snapshot_id: str) -> None:
         """Delete a snapshot; sessions forked from it stay."""
-        return await asyncio.to_thread(self.sync.delete, snapshot_id)
+        return await arun_op(self.sync.delete, snapshot_id)
 
     async def get(self, snapshot_id: str) -> Snapshot:
-        """``store.snapshots.get``, awaited."""
-        return await asyncio.to_thread(self.sync.get, snapshot_id)
+        """A snapshot by id; one statement, compiled once per dialect."""
+        return await arun_op(self.sync.get, snapshot_id)
 
     async def list(
         self,

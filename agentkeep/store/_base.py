@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from agentkeep.errors import Conflict, InvalidInput, NotFound
 from agentkeep.models.common import Order, Page, check_limit, from_micros, to_micros, utcnow_micros
 from agentkeep.store._run_checks import check_ref
-from agentkeep.store._steps import Op, Read, Steps, Stmt, Write
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write
 
 if TYPE_CHECKING:
     from agentkeep.store._core import Core
@@ -193,6 +193,14 @@ def row_by_id(table: sa.Table, for_update: bool) -> sa.Select[Any]:
 
 
 @functools.cache
+def _delete_by_id(table: sa.Table) -> sa.Delete:
+    """A DELETE of a row of ``table`` by tenant and id, built once per table."""
+    return sa.delete(table).where(
+        table.c.tenant_id == sa.bindparam("tenant_id"), table.c.id == sa.bindparam("id")
+    )
+
+
+@functools.cache
 def _update_by_id(table: sa.Table) -> sa.Update:
     """An UPDATE of a row of ``table`` by tenant and id, built once per table.
 
@@ -299,6 +307,19 @@ class Resource:
 
         found = yield (Write(what, steps) if lock else Read(what, steps))
         return sql.named_row(table, found[0])
+
+    def _delete_row(self, table: sa.Table, ident: str, what: str) -> Op[None]:
+        """Delete row ``ident`` of ``table`` (what points to it goes by its foreign keys'
+        ``ON DELETE``) as an operation: one statement, compiled once per dialect.
+        ``NotFound`` (of ``kind``) if there is none."""
+        stmt = self._core.message_sql.compiled(_delete_by_id(table))
+        params = {"tenant_id": self.tenant_id, "id": ident}
+
+        def steps() -> Steps[None]:
+            if not (yield Stmt(stmt, params, COUNT)):
+                raise NotFound(self.kind, ident)
+
+        yield Write(what, steps, cascades=True)
 
     def _read_in_session(
         self, table: sa.Table, ident: str, session_id: str, kind: str | None

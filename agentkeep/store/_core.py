@@ -18,6 +18,7 @@ the same operation for the async API on the dialect's async connections.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
@@ -31,7 +32,7 @@ from sqlalchemy.engine import Connection
 from agentkeep.config import RecordLimits
 from agentkeep.errors import AgentkeepError, Conflict
 from agentkeep.store._errors import translating
-from agentkeep.store._steps import Op, Read, Steps, run_steps
+from agentkeep.store._steps import Op, Read, Steps, Write, run_steps
 from agentkeep.store.dialects import Dialect
 from agentkeep.store.dialects.base import AsyncConnections
 from agentkeep.store.message_sql import MessageSQL
@@ -375,10 +376,24 @@ class Core:
             try:
                 if type(request) is Read:
                     value = self.run_read(request.what, work)
+                elif (
+                    isinstance(request, Write)
+                    and request.cascades
+                    and not self.own.cascades
+                    and self._local.conn is None
+                ):
+                    with self.counters.timing("write", request.what):
+                        value = self._write_cascading(request)
                 else:
                     value = self.run_write(request.what, work)
             except AgentkeepError as exc:
                 error = exc
+
+    def _write_cascading(self, request: Write) -> Any:
+        """A write whose deletes cascade, where the own connections do not enforce foreign
+        keys (SQLite's writer): in a transaction of the engine, whose connections do."""
+        with self._write(request.what) as conn:
+            return _run_new_steps(request.steps, _cursor(conn))
 
     @property
     def aio(self) -> AsyncConnections:
@@ -412,6 +427,8 @@ class Core:
             try:
                 if kind == "read":
                     value = await aio.read(request.what, request.steps)
+                elif isinstance(request, Write) and request.cascades and not self.own.cascades:
+                    value = await asyncio.to_thread(self._write_cascading, request)
                 else:
                     value = await aio.write(request.what, request.steps)
                 ok = True

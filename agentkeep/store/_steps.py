@@ -63,6 +63,9 @@ class Write(NamedTuple):
 
     what: str
     steps: Callable[[], Steps[Any]]
+    #: The statements delete rows that others point to (``ON DELETE CASCADE``): they
+    #: run only on connections that enforce foreign keys (``OwnConnections.cascades``).
+    cascades: bool = False
 
 
 class Read(NamedTuple):

@@ -186,14 +186,10 @@ class Agents(Resource):
                 self._update_versioned(conn, t, agent_id, expected_version, changes, keep=vt)
             )
 
-    def delete(self, agent_id: str) -> None:
+    @op
+    def delete(self, agent_id: str) -> Op[None]:
         """Delete an agent; its runs and usage keep their ``agent_id``."""
-        with self._core.write("deleting an agent") as conn:
-            result = conn.execute(
-                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == agent_id)
-            )
-            if result.rowcount == 0:
-                raise NotFound("agent", agent_id)
+        yield from self._delete_row(t, agent_id, "deleting an agent")
 
     def list(
         self,

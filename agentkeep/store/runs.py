@@ -248,10 +248,11 @@ class Runs(Resource):
         version: int | None = conn.execute(_AGENT_VERSION, params).scalar()
         return version
 
-    def get(self, run_id: str) -> Run:
+    @op
+    def get(self, run_id: str) -> Op[Run]:
+        """A run by id; one statement, compiled once per dialect."""
         check_ref(run_id, "run_id")
-        with self._core.read() as conn:
-            return to_run(self._get_row(conn, t, run_id))
+        return to_run((yield from self._read_row(t, run_id, "reading a run")))
 
     def list(
         self,
@@ -508,15 +509,12 @@ class Runs(Resource):
                 raise NotFound("run", run_id)
             return to_run(row)
 
-    def delete(self, run_id: str) -> None:
-        """Delete a run with its steps, events and tool calls (one transaction)."""
+    @op
+    def delete(self, run_id: str) -> Op[None]:
+        """Delete a run with its steps, events and tool calls (one statement: the
+        foreign keys' cascades)."""
         check_ref(run_id, "run_id")
-        with self._core.write("deleting a run") as conn:
-            result = conn.execute(
-                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == run_id)
-            )
-            if result.rowcount == 0:
-                raise NotFound("run", run_id)
+        yield from self._delete_row(t, run_id, "deleting a run")
 
     def claim_next(self, worker_id: str, *, statuses: Sequence[str] = ("queued",)) -> Run | None:
         """Take the oldest run of this tenant in ``statuses`` and move it to ``in_progress``.

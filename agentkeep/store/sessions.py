@@ -193,17 +193,14 @@ class Sessions(Resource):
                 self._update_versioned(conn, t, session_id, expected_version, changes)
             )
 
-    def delete(self, session_id: str) -> None:
+    @op
+    def delete(self, session_id: str) -> Op[None]:
         """Delete a session with its messages, runs, steps, events, tool calls and snapshots.
 
-        One transaction; LLM usage rows stay, keeping the session id.
+        One statement (its rows go by the foreign keys' cascades); LLM usage rows
+        stay, keeping the session id.
         """
-        with self._core.write("deleting a session") as conn:
-            result = conn.execute(
-                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == session_id)
-            )
-            if result.rowcount == 0:
-                raise NotFound("session", session_id)
+        yield from self._delete_row(t, session_id, "deleting a session")
 
     def _where(
         self,

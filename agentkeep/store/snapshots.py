@@ -20,6 +20,7 @@ from agentkeep.ids import new_id
 from agentkeep.models import Message, Page, Snapshot
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, paginate, row_times
+from agentkeep.store._steps import Op, op
 from agentkeep.store._validate import check_object, opt_text, require_str
 from agentkeep.store.messages import to_message
 from agentkeep.store.schema import sessions as st
@@ -89,9 +90,10 @@ class Snapshots(Resource):
             conn.execute(sa.insert(t).values(values))
         return to_snapshot(values)
 
-    def get(self, snapshot_id: str) -> Snapshot:
-        with self._core.read() as conn:
-            return to_snapshot(self._get_row(conn, t, snapshot_id))
+    @op
+    def get(self, snapshot_id: str) -> Op[Snapshot]:
+        """A snapshot by id; one statement, compiled once per dialect."""
+        return to_snapshot((yield from self._read_row(t, snapshot_id, "reading a snapshot")))
 
     def messages(self, snapshot_id: str) -> builtins.list[Message]:
         """The snapshot's messages as they were when it was taken, in seq order.
@@ -135,11 +137,7 @@ class Snapshots(Resource):
                     raise NotFound("session", session_id)
             return page
 
-    def delete(self, snapshot_id: str) -> None:
+    @op
+    def delete(self, snapshot_id: str) -> Op[None]:
         """Delete a snapshot; sessions forked from it stay."""
-        with self._core.write("deleting a snapshot") as conn:
-            result = conn.execute(
-                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == snapshot_id)
-            )
-            if result.rowcount == 0:
-                raise NotFound("snapshot", snapshot_id)
+        yield from self._delete_row(t, snapshot_id, "deleting a snapshot")

@@ -26,6 +26,7 @@ from agentkeep.store._run_checks import (
     check_text,
     json_or_null,
 )
+from agentkeep.store._steps import Op, op
 from agentkeep.store._validate import UNSET, require_str
 from agentkeep.store.schema import run_steps as stt
 from agentkeep.store.schema import runs as rt
@@ -43,6 +44,7 @@ def _iso(micros: int) -> str:
 
 def to_call(row: Row) -> ToolCall:
     data = row_times(row, "created_at", "updated_at", "started_at", "finished_at")
+    data["is_error"] = bool(data["is_error"])  # SQLite's driver gives 0 or 1
     approval = data["approval"]
     if approval is not None:
         data["approval"] = Approval.model_construct(
@@ -134,10 +136,11 @@ class ToolCalls(Resource):
             )
         return to_call(values)
 
-    def get(self, call_id: str) -> ToolCall:
+    @op
+    def get(self, call_id: str) -> Op[ToolCall]:
+        """A tool call by id; one statement, compiled once per dialect."""
         check_ref(call_id, "call_id")
-        with self._core.read() as conn:
-            return to_call(self._get_row(conn, t, call_id))
+        return to_call((yield from self._read_row(t, call_id, "reading a tool call")))
 
     def list(
         self,
@@ -246,15 +249,11 @@ class ToolCalls(Resource):
         state = "failed" if is_error else "completed"
         return self.transition(call_id, state, output=output, is_error=is_error)
 
-    def delete(self, call_id: str) -> None:
+    @op
+    def delete(self, call_id: str) -> Op[None]:
         """Delete one tool call."""
         check_ref(call_id, "call_id")
-        with self._core.write("deleting a tool call") as conn:
-            result = conn.execute(
-                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == call_id)
-            )
-            if result.rowcount == 0:
-                raise NotFound("tool_call", call_id)
+        yield from self._delete_row(t, call_id, "deleting a tool call")
 
     def _check_links(self, conn: Connection, values: dict[str, Any]) -> None:
         """Check that the step, run and session exist; fill in what the run knows."""

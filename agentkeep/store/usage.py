@@ -38,6 +38,7 @@ from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_mic
 from agentkeep.store import usage_days
 from agentkeep.store._base import Resource, row_times, time_range
 from agentkeep.store._prices import check_cost, from_nano, to_nano
+from agentkeep.store._steps import Op, op
 from agentkeep.store._validate import check_object, opt_text, require_str
 from agentkeep.store.prices import price_call
 from agentkeep.store.schema import llm_usage as t
@@ -311,9 +312,10 @@ class Usage(Resource):
             self._core.gather_before_commit(usage_days.add_calls, (conn, values))
         return to_usage(values)
 
-    def get(self, usage_id: str) -> LLMUsage:
-        with self._core.read() as conn:
-            return to_usage(self._get_row(conn, t, usage_id))
+    @op
+    def get(self, usage_id: str) -> Op[LLMUsage]:
+        """A usage row by id; one statement, compiled once per dialect."""
+        return to_usage((yield from self._read_row(t, usage_id, "reading usage")))
 
     def _where(
         self,

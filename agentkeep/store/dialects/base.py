@@ -65,6 +65,10 @@ class OwnConnections:
     (``_errors.translate``).
     """
 
+    #: Whether writes here enforce foreign keys, so a delete takes the rows that
+    #: point to the deleted one with it (``Write.cascades``).
+    cascades = True
+
     def write(self, what: str, work: Callable[[Any], T]) -> T:
         raise NotImplementedError
 

@@ -226,6 +226,9 @@ class SQLiteConnections(OwnConnections):
 
     def __init__(self, dialect: SQLiteDialect) -> None:
         self._dialect = dialect
+        # The writer does not check foreign keys (see _connect_writer); ``memory://``'s one
+        # connection, the engine's, does.
+        self.cascades = dialect.memory
         self._lock = dialect.write_guard()
         self._synchronous = _SYNCHRONOUS[dialect.durability]
         self._writer: sqlite3.Connection | None = None
