@@ -1569,16 +1569,16 @@ class AsyncCheckpoints:
         self.tenant_id = sync.tenant_id
 
     async def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy every checkpoint, value and write of a thread to another thread id."""
-        return await asyncio.to_thread(self.sync.copy_thread, source_thread_id, target_thread_id)
+        """Copy every checkpoint, value and write of a thread to another thread id (what"""
+        return await arun_op(self.sync.copy_thread, source_thread_id, target_thread_id)
 
     async def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints the given runs made, and their writes."""
-        return await asyncio.to_thread(self.sync.delete_for_runs, run_ids)
+        return await arun_op(self.sync.delete_for_runs, run_ids)
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete a thread's checkpoints, values and writes, in every namespace."""
-        return await asyncio.to_thread(self.sync.delete_thread, thread_id)
+        return await arun_op(self.sync.delete_thread, thread_id)
 
     async def get(
         self,

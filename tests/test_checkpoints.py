@@ -11,12 +11,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from _statements import sent_statements, work
+from _threads import no_worker_threads
 
 import agentkeep
-from agentkeep import Store
-from agentkeep.errors import NotFound
-from agentkeep.store.checkpoints import Blob, ChannelBlob, ValuePart
+from agentkeep import AsyncStore, Store
+from agentkeep.errors import InvalidInput, NotFound
+from agentkeep.store.checkpoints import Blob, ChannelBlob, PendingWrite, ValuePart
+from agentkeep.store.schema import graph_checkpoint_blobs as tb
+from agentkeep.store.schema import graph_checkpoint_writes as tw
+from agentkeep.store.schema import graph_checkpoints as tc
 
 
 def _put(store: Store, checkpoint_id: str, blobs: list[ChannelBlob], thread: str = "t1") -> bool:
@@ -113,3 +118,90 @@ def test_a_put_on_sqlite_finds_each_base_by_its_key_not_among_the_threads_values
     reads = [p for p in plans if "graph_checkpoint_blobs" in p and p.startswith(("SEARCH", "SCAN"))]
     assert len(reads) == 2, plans  # one lookup per base
     assert all(p.endswith("channel=? AND version=?)") for p in reads), reads
+
+
+def _rows(store: Store, thread: str) -> dict[str, int]:
+    """How many rows of each checkpoint table the thread has (the tenant's)."""
+    counts = {}
+    with store._core.engine.connect() as conn:
+        for name, table in (("blobs", tb), ("writes", tw), ("checkpoints", tc)):
+            of_thread = (table.c.tenant_id == store.tenant_id, table.c.thread_id == thread)
+            counts[name] = conn.execute(sa.select(sa.func.count()).where(*of_thread)).scalar_one()
+    return counts
+
+
+def _writes(store: Store, thread: str, checkpoint_id: str, data: bytes) -> None:
+    write = PendingWrite("task", 0, "messages", Blob("bytes", data))
+    store.checkpoints.put_writes(thread, "", checkpoint_id, [write])
+
+
+async def test_a_thread_is_copied_and_deleted_in_one_write_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``copy_thread`` and ``delete_thread`` of the async API run without a worker thread,
+    each one statement on PostgreSQL (a statement per table on SQLite, in one write). The
+    copy keeps what the target has already; other threads and tenants are untouched."""
+    other = store.tenant(store.tenant_id + "_other")
+    for s in (store, other):
+        assert _put(s, "c1", [_full("messages", "1", b"a")])
+        assert _put(s, "c2", [_delta("messages", "2", b"b", "1", 1)])
+        _writes(s, "t1", "c2", b"w")
+    assert _put(store, "c1", [_full("notes", "1", b"mine")], thread="t2")
+    no_worker_threads(monkeypatch, "a whole-thread call")
+    statements = 1 if store.url.startswith("postgresql") else 3
+
+    with sent_statements(store) as sent:
+        await astore.checkpoints.copy_thread("t1", "t2")
+    assert len(work(sent)) == statements, work(sent)
+    copied = await astore.checkpoints.get("t2", "", "c2")
+    source = await astore.checkpoints.get("t1", "", "c2")
+    assert copied is not None and source is not None
+    assert (copied.channels, copied.writes) == (source.channels, source.writes)
+    kept = await astore.checkpoints.get("t2", "", "c1")
+    assert kept is not None and kept.channels == {
+        "notes": [ValuePart("1", 0, Blob("bytes", b"mine"))]
+    }
+
+    with sent_statements(store) as sent:
+        await astore.checkpoints.delete_thread("t1")
+    assert len(work(sent)) == statements, work(sent)
+    assert await astore.checkpoints.get("t1") is None
+    assert (await astore.checkpoints.get("t2")) == copied
+    assert other.checkpoints.get("t1", "", "c2") is not None
+    assert _rows(store, "t1") == {"blobs": 0, "writes": 0, "checkpoints": 0}
+    assert _rows(other, "t1") == {"blobs": 2, "writes": 1, "checkpoints": 2}
+    with pytest.raises(InvalidInput, match="thread_id"):
+        await astore.checkpoints.delete_thread("")
+
+
+async def test_the_checkpoints_of_runs_are_deleted_in_one_write_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``delete_for_runs`` of the async API: the runs' checkpoints and their writes go, in
+    one statement on PostgreSQL (two on SQLite, one write), without a worker thread; the
+    values stay, and so do other runs' checkpoints and other tenants'."""
+    other = store.tenant(store.tenant_id + "_other")
+    for s in (store, other):
+        for cid, run in (("c1", "r1"), ("c2", "r2"), ("c3", "r1")):
+            s.checkpoints.put(
+                "t1",
+                "",
+                cid,
+                checkpoint=Blob("json", cid.encode()),
+                metadata=Blob("json", b"{}"),
+                channel_versions={"messages": cid},
+                blobs=[_full("messages", cid, cid.encode())],
+                run_id=run,
+            )
+            _writes(s, "t1", cid, cid.encode())
+    no_worker_threads(monkeypatch, "delete_for_runs")
+    with sent_statements(store) as sent:
+        await astore.checkpoints.delete_for_runs(["r1", "r-none"])
+        await astore.checkpoints.delete_for_runs([])
+    assert len(work(sent)) == (1 if store.url.startswith("postgresql") else 2), work(sent)
+    assert _rows(store, "t1") == {"blobs": 3, "writes": 1, "checkpoints": 1}
+    kept = await astore.checkpoints.get("t1")
+    assert kept is not None and kept.checkpoint_id == "c2" and len(kept.writes) == 1
+    assert _rows(other, "t1") == {"blobs": 3, "writes": 3, "checkpoints": 3}
+    with pytest.raises(InvalidInput, match="run_ids"):
+        await astore.checkpoints.delete_for_runs([""])

@@ -19,17 +19,21 @@ rows into LangGraph's checkpoint tuples.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models.common import check_limit, utcnow_micros
 from agentkeep.store._base import Resource, keys_in
-from agentkeep.store._steps import Op, Read, Steps, Write, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import require_str
 from agentkeep.store.checkpoint_sql import CheckpointSQL
 from agentkeep.store.message_sql import dump_json
@@ -186,6 +190,69 @@ def _ns(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 256:
         raise InvalidInput("must be a string of at most 256 characters", field="checkpoint_ns")
     return value
+
+
+def _of_thread(table: sa.Table, name: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        table.c.tenant_id == sa.bindparam("tenant_id"),
+        table.c.thread_id == sa.bindparam(name),
+    )
+
+
+def _one_statement(statements: list[Any]) -> tuple[Any, ...]:
+    """The statements as one: the first ones as data-modifying CTEs of the last (PostgreSQL:
+    the own connections are in autocommit, where a write is one statement)."""
+    *first, last = statements
+    return (last.add_cte(*(s.cte(f"step{i}") for i, s in enumerate(first))),)
+
+
+@functools.cache
+def _thread_deletes(pg: bool) -> tuple[Any, ...]:
+    """``delete_thread``'s statements: a DELETE per table (writes, values, checkpoints)."""
+    deletes = [sa.delete(t).where(*_of_thread(t, "thread_id")) for t in (tw, tb, tc)]
+    return _one_statement(deletes) if pg else tuple(deletes)
+
+
+@functools.cache
+def _thread_copies(pg: bool) -> tuple[Any, ...]:
+    """``copy_thread``'s statements: per table, its rows of ``source`` inserted as ``target``'s."""
+    insert = pg_insert if pg else sqlite_insert
+    copies = []
+    for table in (tb, tc, tw):
+        cols = [c.name for c in table.columns]
+        picked = [
+            sa.bindparam("target", type_=sa.String()).label(c) if c == "thread_id" else table.c[c]
+            for c in cols
+        ]
+        select = sa.select(*picked).where(*_of_thread(table, "source"))
+        copies.append(
+            insert(table)
+            .from_select(cols, select)
+            .on_conflict_do_nothing(index_elements=list(table.primary_key))
+        )
+    return _one_statement(copies) if pg else tuple(copies)
+
+
+@functools.cache
+def _run_deletes(pg: bool) -> tuple[Any, ...]:
+    """``delete_for_runs``'s statements: the writes of the runs' checkpoints, then those.
+    ``runs``: an array on PostgreSQL, a JSON array on SQLite."""
+    if pg:
+        of_runs = tc.c.run_id == sa.func.any(sa.bindparam("runs", type_=ARRAY(sa.String())))
+    else:
+        listed: sa.Select[Any] = sa.select(sa.column("value")).select_from(
+            sa.func.json_each(sa.bindparam("runs"))
+        )
+        of_runs = tc.c.run_id.in_(listed.scalar_subquery())
+    mine = tc.c.tenant_id == sa.bindparam("tenant_id")
+    doomed = sa.select(tc.c.thread_id, tc.c.checkpoint_ns, tc.c.checkpoint_id).where(mine, of_runs)
+    writes = sa.delete(tw).where(
+        tw.c.tenant_id == sa.bindparam("tenant_id"),
+        sa.tuple_(tw.c.thread_id, tw.c.checkpoint_ns, tw.c.checkpoint_id).in_(doomed),
+    )
+    deletes = [writes, sa.delete(tc).where(mine, of_runs)]
+    # On PostgreSQL every part of the one statement sees the checkpoints as they were.
+    return _one_statement(deletes) if pg else tuple(deletes)
 
 
 class Checkpoints(Resource):
@@ -435,18 +502,28 @@ class Checkpoints(Resource):
 
     # --- whole threads ------------------------------------------------------------------
 
-    def delete_thread(self, thread_id: str) -> None:
-        """Delete a thread's checkpoints, values and writes, in every namespace."""
-        thread_id = _thread(thread_id)
-        with self._core.write("deleting a checkpoint thread") as conn:
-            for table in (tw, tb, tc):
-                conn.execute(
-                    sa.delete(table).where(
-                        table.c.tenant_id == self.tenant_id, table.c.thread_id == thread_id
-                    )
-                )
+    @op
+    def delete_thread(self, thread_id: str) -> Op[None]:
+        """Delete a thread's checkpoints, values and writes, in every namespace.
 
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        One write: a statement per table on SQLite, one statement on PostgreSQL.
+        """
+        params = {"tenant_id": self.tenant_id, "thread_id": _thread(thread_id)}
+        statements = _thread_deletes(_sql(self._core).pg)
+        yield from self._each(statements, params, "deleting a checkpoint thread")
+
+    def _each(self, statements: Sequence[sa.ClauseElement], params: Any, what: str) -> Op[None]:
+        """``statements`` (compiled once per dialect) in one write, with ``params``."""
+        compiled = [self._core.message_sql.compiled(s) for s in statements]
+
+        def steps() -> Steps[None]:
+            for sql in compiled:
+                yield Stmt(sql, params, COUNT)
+
+        yield Write(what, steps)
+
+    @op
+    def delete_for_runs(self, run_ids: Sequence[str]) -> Op[None]:
         """Delete the checkpoints the given runs made, and their writes.
 
         Channel values stay: a later checkpoint's value may be stored as items
@@ -455,39 +532,21 @@ class Checkpoints(Resource):
         runs = [require_str(r, "run_ids", max_len=128) for r in run_ids]
         if not runs:
             return
-        with self._core.write("deleting the checkpoints of runs") as conn:
-            doomed = sa.select(tc.c.thread_id, tc.c.checkpoint_ns, tc.c.checkpoint_id).where(
-                tc.c.tenant_id == self.tenant_id, tc.c.run_id.in_(runs)
-            )
-            conn.execute(
-                sa.delete(tw).where(
-                    tw.c.tenant_id == self.tenant_id,
-                    sa.tuple_(tw.c.thread_id, tw.c.checkpoint_ns, tw.c.checkpoint_id).in_(doomed),
-                )
-            )
-            conn.execute(
-                sa.delete(tc).where(tc.c.tenant_id == self.tenant_id, tc.c.run_id.in_(runs))
-            )
+        pg = _sql(self._core).pg
+        params = {"tenant_id": self.tenant_id, "runs": runs if pg else dump_json(runs)}
+        yield from self._each(_run_deletes(pg), params, "deleting the checkpoints of runs")
 
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy every checkpoint, value and write of a thread to another thread id."""
-        source = _thread(source_thread_id, "source_thread_id")
-        target = _thread(target_thread_id, "target_thread_id")
-        with self._core.write("copying a checkpoint thread") as conn:
-            for table in (tb, tc, tw):
-                cols = [c.name for c in table.columns]
-                picked = [
-                    sa.literal(target, sa.String()).label(c) if c == "thread_id" else table.c[c]
-                    for c in cols
-                ]
-                select = sa.select(*picked).where(
-                    table.c.tenant_id == self.tenant_id, table.c.thread_id == source
-                )
-                conn.execute(
-                    self._core.dialect.insert(table)
-                    .from_select(cols, select)
-                    .on_conflict_do_nothing(index_elements=list(table.primary_key))
-                )
+    @op
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> Op[None]:
+        """Copy every checkpoint, value and write of a thread to another thread id (what
+        the target has already is kept). One write, as :meth:`delete_thread`."""
+        params = {
+            "tenant_id": self.tenant_id,
+            "source": _thread(source_thread_id, "source_thread_id"),
+            "target": _thread(target_thread_id, "target_thread_id"),
+        }
+        statements = _thread_copies(_sql(self._core).pg)
+        yield from self._each(statements, params, "copying a checkpoint thread")
 
     def prune(self, thread_ids: Sequence[str], *, keep_latest: bool = True) -> None:
         """Keep only the newest checkpoint of each namespace of the threads (with its
