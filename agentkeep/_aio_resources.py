@@ -151,7 +151,7 @@ class AsyncAgents:
         order: Order = "desc",
     ) -> Page[Agent]:
         """Agents, newest first by default; ``name`` / ``model`` match exactly, ``metadata``"""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
             name=name,
             model=model,
@@ -228,7 +228,7 @@ class AsyncSessions:
         id_prefix: str | None = None,
     ) -> int:
         """How many sessions ``list`` with the same filters would page through."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.count,
             kind=kind,
             agent_id=agent_id,
@@ -326,7 +326,7 @@ class AsyncSessions:
         sort: Literal["id", "created_at"] = "id",
     ) -> Page[Session]:
         """Sessions, newest first by default; never reads message payloads."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
             kind=kind,
             agent_id=agent_id,
@@ -691,7 +691,7 @@ class AsyncRuns:
         offset: int = 0,
     ) -> Page[Run]:
         """Runs, newest first by default; ``status`` is one status or a list of them."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
             agent_id=agent_id,
             session_id=session_id,
@@ -1004,7 +1004,7 @@ class AsyncToolCalls:
         order: Order = "desc",
     ) -> Page[ToolCall]:
         """Tool calls, newest first by default."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
             run_id=run_id,
             session_id=session_id,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from _threads import WAIT_S, until_it_waits
+from _threads import WAIT_S, no_worker_threads, until_it_waits
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
 
@@ -362,3 +362,65 @@ async def test_get_reads_a_session_as_its_writes_returned_sync_and_async(store: 
         await other.sessions.get(s.id)
     with pytest.raises(NotFound):
         other.sync.sessions.get(s.id, lock=True)
+
+
+async def test_list_and_count_on_the_async_connections_compiled_once_per_shape(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``list`` and ``count`` of the async API give what the sync API gives, without a
+    worker thread; every filter's value is a parameter, so a second call of the same
+    shape with other values compiles nothing (and keeps a key with a quote exact)."""
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    made = [
+        store.sessions.create(
+            kind="thread" if i % 2 else "session",
+            user_id=f"u{i % 3}",
+            title=f"trip {i} 50%_off" if i % 4 == 0 else f"trip {i}",
+            metadata={'a"b': str(i % 2), "n": str(i)},
+            id=f"sess_pre_{i:02d}" if i < 6 else None,
+        )
+        for i in range(12)
+    ]
+    queries: list[dict[str, Any]] = [
+        {},
+        {"kind": "thread", "limit": 3},
+        {"user_id": "u1", "order": "asc"},
+        {"metadata": {'a"b': "1"}},
+        {"metadata": {'a"b': "0", "n": "4"}},
+        {"title_contains": "%_OFF"},
+        {"id_prefix": "sess_pre_0", "order": "asc", "limit": 2},
+        {"created_after": start, "active_before": datetime.now(UTC) + timedelta(hours=1)},
+        {"sort": "created_at", "limit": 5},
+        {"sort": "created_at", "after": made[7].id, "order": "asc"},
+        {"sort": "created_at", "before": made[3].id},
+        {"after": made[9].id, "before": made[2].id},
+    ]
+    sync_pages = [store.sessions.list(**q) for q in queries]
+    counted = [{k: v for k, v in q.items() if k not in _PAGING} for q in queries]
+    sync_counts = [store.sessions.count(**q) for q in counted]
+    no_worker_threads(monkeypatch, "sessions.list")
+    for q, c, page, n in zip(queries, counted, sync_pages, sync_counts, strict=True):
+        got = await astore.sessions.list(**q)
+        assert (got.items, got.has_more, got.first_id) == (page.items, page.has_more, page.first_id)
+        assert await astore.sessions.count(**c) == n
+    assert [s.id for s in sync_pages[3]] == [
+        s.id for s in reversed(made) if int(s.metadata["n"]) % 2
+    ]
+    assert [s.id for s in sync_pages[4]] == [made[4].id]
+    assert {s.title for s in sync_pages[5]} == {f"trip {i} 50%_off" for i in (0, 4, 8)}
+    assert [s.id for s in sync_pages[6]] == ["sess_pre_00", "sess_pre_01"]
+    assert sync_counts[0] == 12 and sync_counts[3] == 6
+
+    shaped = store._core.message_sql._shaped
+    compiled = len(shaped)
+    await astore.sessions.list(kind="session", limit=4)
+    await astore.sessions.list(metadata={"x": "y", "n": "1"}, title_contains="a_b")
+    await astore.sessions.count(metadata={"other": "z"})
+    store.sessions.list(kind="thread", limit=2)
+    assert len(shaped) == compiled + 1  # only two metadata keys with a title was a new shape
+    with pytest.raises(InvalidInput) as err:
+        await astore.sessions.list(sort="created_at", after="sess_missing")
+    assert err.value.field == "after"
+
+
+_PAGING = {"limit", "order", "sort", "after", "before"}

@@ -103,26 +103,13 @@ def paginate(
     first, in the database (for APIs that page by offset, like curio's).
     """
     check_page(limit, offset, order)
-    listing = _Listing(conn, table, sort if sort is not None else table.c.id, tenant_id)
-    conds = [table.c.tenant_id == tenant_id, *where]
-    forward = order == "asc"
-    if after is not None:
-        lhs, rhs = listing.position(after, "after")
-        conds.append(lhs > rhs if forward else lhs < rhs)
-    reverse = False
-    if before is not None:
-        lhs, rhs = listing.position(before, "before")
-        conds.append(lhs < rhs if forward else lhs > rhs)
-        reverse = after is None  # take the items closest to `before`, then restore the order
-    ascending = forward != reverse
-    stmt = (
-        sa.select(*(columns if columns is not None else [table]))
-        .where(*conds)
-        .order_by(*(k.asc() if ascending else k.desc() for k in listing.keys))
-        .limit(limit + 1)
-        .offset(offset or None)
-    )
-    return page_of(list(conn.execute(stmt).mappings()), limit, reverse, to_model)
+    listing = Listing(table, sort, order, after, before, offset)
+    params = listing.params(tenant_id, limit)
+    for field, ident in listing.cursors():
+        if conn.execute(cursor_row(table), {"tenant_id": tenant_id, "id": ident}).first() is None:
+            raise listing.unknown(field, ident)
+    stmt = listing.select(where, columns)
+    return page_of(list(conn.execute(stmt, params).mappings()), limit, listing.reverse, to_model)
 
 
 def page_of(
@@ -150,32 +137,177 @@ def check_page(limit: int, offset: int, order: str) -> None:
         raise InvalidInput("must be 'asc' or 'desc'", field="order")
 
 
-class _Listing:
-    """A listing's sort key, and where a cursor id stands in it."""
+class Listing:
+    """The shape of one page's read of a listing: its sort key, direction and cursors.
 
-    def __init__(self, conn: Connection, table: sa.Table, key: Any, tenant_id: str) -> None:
-        self.conn = conn
+    :meth:`select` builds the SELECT with the tenant, the cursors, the limit and
+    the offset as named parameters (:meth:`params`), so one compile serves every
+    page of the same shape (:meth:`shape`).
+    """
+
+    def __init__(
+        self,
+        table: sa.Table,
+        sort: sa.Column[Any] | None,
+        order: Order,
+        after: str | None,
+        before: str | None,
+        offset: int,
+    ) -> None:
         self.table = table
-        self.key = key
-        self.tenant_id = tenant_id
-        self.tie = key is not table.c.id  # a sort key that may repeat: ties broken by id
-        self.keys = [key, table.c.id] if self.tie else [key]
+        self.key: sa.Column[Any] = sort if sort is not None else table.c.id
+        self.tie = self.key is not table.c.id  # a sort key that may repeat: ties by id
+        self.forward = order == "asc"
+        self.after, self.before, self.offset = after, before, offset
+        # ``before`` alone: the items closest to it, read in reverse, put back in order.
+        self.reverse = before is not None and after is None
 
-    def position(
-        self, ident: str, field: str
-    ) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
-        """The listing's sort key and the cursor's place in it."""
+    def shape(self) -> tuple[Any, ...]:
+        has = (self.after is not None, self.before is not None, self.offset > 0)
+        return (self.key.name, self.forward, *has)
+
+    def cursors(self) -> list[tuple[str, str]]:
+        """The cursors that must name a row of the listing (those of a sort key with
+        ties, where the cursor's place is its row's key): (field, id)."""
         if not self.tie:
-            return self.key, sa.literal(ident)
-        table = self.table
+            return []
+        named = (("after", self.after), ("before", self.before))
+        return [(field, ident) for field, ident in named if ident is not None]
+
+    @staticmethod
+    def unknown(field: str, ident: str) -> InvalidInput:
+        return InvalidInput(f"no object with id {ident!r} in this listing", field=field)
+
+    def params(self, tenant_id: str, limit: int) -> dict[str, Any]:
+        return {
+            "tenant_id": tenant_id,
+            "page_limit": limit + 1,  # one more: whether there are more
+            "page_after": self.after,
+            "page_before": self.before,
+            "page_offset": self.offset,
+        }
+
+    def _position(self, name: str) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+        """The listing's sort key and the place of the cursor (parameter ``name``) in it."""
+        table, cursor = self.table, sa.bindparam(name, type_=sa.String())
+        if not self.tie:
+            return self.key, cursor
         sub = (
             sa.select(self.key)
-            .where(table.c.tenant_id == self.tenant_id, table.c.id == ident)
+            .where(table.c.tenant_id == sa.bindparam("tenant_id"), table.c.id == cursor)
             .scalar_subquery()
         )
-        if self.conn.execute(sa.select(sub)).scalar() is None:
-            raise InvalidInput(f"no object with id {ident!r} in this listing", field=field)
-        return sa.tuple_(self.key, table.c.id), sa.tuple_(sub, sa.literal(ident))
+        return sa.tuple_(self.key, table.c.id), sa.tuple_(sub, cursor)
+
+    def select(
+        self,
+        where: Sequence[sa.ColumnElement[bool]],
+        columns: Sequence[sa.ColumnElement[Any]] | None = None,
+    ) -> sa.Select[Any]:
+        table, forward = self.table, self.forward
+        conds = [table.c.tenant_id == sa.bindparam("tenant_id"), *where]
+        if self.after is not None:
+            lhs, rhs = self._position("page_after")
+            conds.append(lhs > rhs if forward else lhs < rhs)
+        if self.before is not None:
+            lhs, rhs = self._position("page_before")
+            conds.append(lhs < rhs if forward else lhs > rhs)
+        ascending = forward != self.reverse
+        keys = [self.key, table.c.id] if self.tie else [self.key]
+        stmt = (
+            sa.select(*(columns if columns is not None else [table]))
+            .where(*conds)
+            .order_by(*(k.asc() if ascending else k.desc() for k in keys))
+            .limit(sa.bindparam("page_limit", type_=sa.Integer()))
+        )
+        if self.offset > 0:
+            stmt = stmt.offset(sa.bindparam("page_offset", type_=sa.Integer()))
+        return stmt
+
+
+class Filters:
+    """A listing's filters as conditions on named parameters, so that the statement is
+    compiled once per :meth:`shape` (which filters are set) whatever their values."""
+
+    def __init__(self) -> None:
+        self._built: list[tuple[Callable[..., sa.ColumnElement[bool]], tuple[str, ...]]] = []
+        self._types: dict[str, Any] = {}
+        self.params: dict[str, Any] = {}
+
+    def add(
+        self,
+        build: Callable[..., sa.ColumnElement[bool]],
+        values: Mapping[str, Any],
+        types: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A condition: ``build`` called with a ``sa.bindparam`` per value (by name), in order.
+
+        Names are unique within a listing; a parameter takes its type from its use
+        unless ``types`` gives it (a JSON key: ``sa.JSON.JSONStrIndexType()``).
+        """
+        self._built.append((build, tuple(values)))
+        self._types.update(types or {})
+        self.params.update(values)
+
+    def one_of(self, column: sa.ColumnElement[Any], name: str, values: Sequence[Any]) -> None:
+        """``column`` is one of ``values`` (a parameter each: their number is the shape)."""
+        self.add(lambda *p: column.in_(p), {f"{name}{i}": v for i, v in enumerate(values)})
+
+    def between(
+        self, column: sa.ColumnElement[Any], after: datetime | None, before: datetime | None
+    ) -> None:
+        """``after <= column < before`` on a microsecond column (either bound may be None)."""
+        if after is not None:
+            self.add(column.__ge__, {f"{column.name}_from": to_micros(after)})
+        if before is not None:
+            self.add(column.__lt__, {f"{column.name}_to": to_micros(before)})
+
+    def shape(self) -> tuple[Any, ...]:
+        return tuple(names for _, names in self._built)
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        def param(name: str) -> sa.BindParameter[Any]:
+            return sa.bindparam(name, type_=self._types.get(name))
+
+        return [build(*(param(n) for n in names)) for build, names in self._built]
+
+
+def metadata_is(
+    column: sa.ColumnElement[Any], pg: bool, key_name: str, key: str, value_name: str, value: str
+) -> tuple[Callable[..., sa.ColumnElement[bool]], dict[str, str], dict[str, Any]]:
+    """:meth:`Filters.add`'s arguments for "the JSON object ``column`` maps ``key`` to the
+    string ``value``". On SQLite by the object's entries (``json_each``): a JSON path
+    cannot spell a key holding a double quote there, so ``json_extract`` never found it."""
+    values = {key_name: key, value_name: value}
+    if pg:
+        return (lambda k, v: column[k].as_string() == v), values, {key_name: _JSON_KEY}
+
+    def entry(k: sa.BindParameter[Any], v: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+        entries = sa.func.json_each(column).table_valued("key", "value")
+        return (
+            sa.select(sa.literal(1))
+            .select_from(entries)
+            .where(entries.c.key == k, entries.c.value == v)
+            .exists()
+        )
+
+    return entry, values, {}
+
+
+_JSON_KEY = sa.JSON.JSONStrIndexType()
+
+
+def like_escaped(text: str) -> str:
+    """``text`` for a LIKE pattern with ``ESCAPE '/'`` (what ``autoescape=True`` binds)."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+@functools.cache
+def cursor_row(table: sa.Table) -> sa.Select[Any]:
+    """Whether a cursor names a row of ``table``: its id, by tenant and id."""
+    return sa.select(table.c.id).where(
+        table.c.tenant_id == sa.bindparam("tenant_id"), table.c.id == sa.bindparam("id")
+    )
 
 
 @functools.cache
@@ -320,6 +452,60 @@ class Resource:
                 raise NotFound(self.kind, ident)
 
         yield Write(what, steps, cascades=True)
+
+    def _page_op(
+        self,
+        table: sa.Table,
+        filters: Filters,
+        to_model: Callable[[Row], T],
+        *,
+        what: str,
+        limit: int,
+        after: str | None,
+        before: str | None,
+        order: Order,
+        sort: sa.Column[Any] | None = None,
+        offset: int = 0,
+    ) -> Op[Page[T]]:
+        """One page of this tenant's rows of ``table`` (see :func:`paginate`) as an operation:
+        one read, its statement compiled once per shape (filters set, sort, cursors)."""
+        check_page(limit, offset, order)
+        sql = self._core.message_sql
+        listing = Listing(table, sort, order, after, before, offset)
+        page = sql.shaped(
+            ("page", table.name, filters.shape(), listing.shape()),
+            lambda: listing.select(filters.conditions()),
+        ).stmt({**filters.params, **listing.params(self.tenant_id, limit)})
+        check, tenant, cursors = sql.compiled(cursor_row(table)), self.tenant_id, listing.cursors()
+
+        def steps() -> Steps[list[Any]]:
+            for field, ident in cursors:
+                if not (yield Stmt(check, {"tenant_id": tenant, "id": ident})):
+                    raise listing.unknown(field, ident)
+            rows: list[Any] = yield page
+            return rows
+
+        rows = yield Read(what, steps)
+        return page_of([sql.named_row(table, r) for r in rows], limit, listing.reverse, to_model)
+
+    def _count_op(self, table: sa.Table, filters: Filters, what: str) -> Op[int]:
+        """How many of this tenant's rows of ``table`` pass ``filters``: one read."""
+
+        def build() -> sa.Select[Any]:
+            mine = table.c.tenant_id == sa.bindparam("tenant_id")
+            return sa.select(sa.func.count()).select_from(table).where(mine, *filters.conditions())
+
+        sql = self._core.message_sql
+        count = sql.shaped(("count", table.name, filters.shape()), build).stmt(
+            {**filters.params, "tenant_id": self.tenant_id}
+        )
+
+        def steps() -> Steps[int]:
+            rows: list[Any] = yield count
+            return int(rows[0][0])
+
+        found: int = yield Read(what, steps)
+        return found
 
     def _read_in_session(
         self, table: sa.Table, ident: str, session_id: str, kind: str | None

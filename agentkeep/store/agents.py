@@ -16,7 +16,14 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_by_id, row_times, time_range
+from agentkeep.store._base import (
+    Filters,
+    Resource,
+    Row,
+    metadata_is,
+    row_by_id,
+    row_times,
+)
 from agentkeep.store._steps import Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
 from agentkeep.store.schema import agent_versions as vt
@@ -191,6 +198,7 @@ class Agents(Resource):
         """Delete an agent; its runs and usage keep their ``agent_id``."""
         yield from self._delete_row(t, agent_id, "deleting an agent")
 
+    @op
     def list(
         self,
         *,
@@ -203,16 +211,28 @@ class Agents(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
-    ) -> Page[Agent]:
+    ) -> Op[Page[Agent]]:
         """Agents, newest first by default; ``name`` / ``model`` match exactly, ``metadata``
         pairs must all be present, ``created_after`` / ``created_before`` bound the creation time.
         """
-        where: list[sa.ColumnElement[bool]] = []
+        where = Filters()
         if name is not None:
-            where.append(t.c.name == opt_text(name, "name", 256))
+            where.add(t.c.name.__eq__, {"name": opt_text(name, "name", 256)})
         if model is not None:
-            where.append(t.c.model == require_str(model, "model"))
-        for key, value in check_metadata(metadata, "metadata").items():
-            where.append(t.c.metadata[key].as_string() == value)
-        where += time_range(t.c.created_at, created_after, created_before)
-        return self._page(t, where, _to_agent, limit=limit, after=after, before=before, order=order)
+            where.add(t.c.model.__eq__, {"model": require_str(model, "model")})
+        pg = self._core.dialect.name == "postgresql"
+        for i, (key, value) in enumerate(check_metadata(metadata, "metadata").items()):
+            where.add(*metadata_is(t.c.metadata, pg, f"key{i}", key, f"value{i}", value))
+        where.between(t.c.created_at, created_after, created_before)
+        return (
+            yield from self._page_op(
+                t,
+                where,
+                _to_agent,
+                what="listing agents",
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )
+        )

@@ -51,12 +51,13 @@ import json
 import json.decoder
 import json.encoder
 import json.scanner
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from agentkeep.errors import InvalidInput, NotFound, SessionBusy
 from agentkeep.models import ACTIVE_RUN_STATUSES
@@ -71,6 +72,7 @@ __all__ = [
     "Extras",
     "MessageSQL",
     "NewRow",
+    "Shaped",
     "StoredRow",
     "columns_of",
     "dump_content",
@@ -83,6 +85,24 @@ __all__ = [
 def columns_of(table: sa.Table) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``table``'s column names in order, and the names of its JSON columns."""
     return tuple(table.c.keys()), tuple(c.name for c in table.c if isinstance(c.type, sa.JSON))
+
+
+class Shaped(NamedTuple):
+    """A statement compiled once for its shape (:meth:`MessageSQL.shaped`)."""
+
+    sql: str
+    #: The bind processors of its parameters that have one (a JSON path on SQLite), by name.
+    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+    #: The parameters whose values the statement holds.
+    fixed: dict[str, Any]
+
+    def stmt(self, params: Mapping[str, Any]) -> Stmt:
+        """The statement with ``params``, each through its type's bind processor."""
+        values = {**self.fixed, **params}
+        for name, process in self.processors:
+            if name in values:
+                values[name] = process(values[name])
+        return Stmt(self.sql, values)
 
 
 class NewRow(NamedTuple):
@@ -529,6 +549,7 @@ class MessageSQL:
         )
         self._pages: dict[tuple[bool, bool, bool, bool, bool, bool], str] = {}
         self._compiled: dict[sa.ClauseElement, str] = {}
+        self._shaped: dict[Hashable, Shaped] = {}
         self._inserts_of: dict[sa.Table, str] = {}
         self._insert_session: str | None = None
         self._of_session: dict[sa.Table, str] = {}
@@ -595,6 +616,25 @@ class MessageSQL:
         if sql is None:
             sql = self._compiled[stmt] = self.compile(stmt)
         return sql
+
+    def shaped(self, key: Hashable, build: Callable[[], sa.ClauseElement]) -> Shaped:
+        """The statement ``build()`` makes for ``key`` (a statement's shape: which filters,
+        which order), compiled once; its parameters are bound by name (``sa.bindparam``),
+        so one compile serves every call of that shape."""
+        found = self._shaped.get(key)
+        if found is None:
+            dialect = self.sa_dialect
+            compiled = build().compile(dialect=dialect)
+            assert isinstance(compiled, SQLCompiler)
+            processors = tuple(
+                (name, process)
+                for name, bind in compiled.binds.items()
+                if (process := bind.type.dialect_impl(dialect).bind_processor(dialect))
+            )
+            # The values the statement holds itself (an OFFSET 0 SQLite adds to a LIMIT).
+            fixed = {k: v for k, v in compiled.params.items() if v is not None}
+            found = self._shaped[key] = Shaped(str(compiled), processors, fixed)
+        return found
 
     def select_stored(self) -> sa.Select[Any]:
         """The columns of :class:`StoredRow`."""

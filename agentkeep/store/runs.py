@@ -28,7 +28,7 @@ from agentkeep.models import (
     Run,
 )
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times, time_range, update_row
+from agentkeep.store._base import Filters, Resource, Row, row_times, update_row
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import (
     check_choice,
@@ -254,6 +254,7 @@ class Runs(Resource):
         check_ref(run_id, "run_id")
         return to_run((yield from self._read_row(t, run_id, "reading a run")))
 
+    @op
     def list(
         self,
         *,
@@ -268,7 +269,7 @@ class Runs(Resource):
         order: Order = "desc",
         sort: Literal["id", "created_at"] = "id",
         offset: int = 0,
-    ) -> Page[Run]:
+    ) -> Op[Page[Run]]:
         """Runs, newest first by default; ``status`` is one status or a list of them.
 
         ``sort="created_at"`` orders by creation time (ties by id), for runs
@@ -277,24 +278,27 @@ class Runs(Resource):
         """
         if sort not in ("id", "created_at"):
             raise InvalidInput("must be 'id' or 'created_at'", field="sort")
-        where: list[sa.ColumnElement[bool]] = []
+        where = Filters()
         if agent_id is not None:
-            where.append(t.c.agent_id == check_ref(agent_id, "agent_id"))
+            where.add(t.c.agent_id.__eq__, {"agent_id": check_ref(agent_id, "agent_id")})
         if session_id is not None:
-            where.append(t.c.session_id == check_ref(session_id, "session_id"))
+            where.add(t.c.session_id.__eq__, {"session_id": check_ref(session_id, "session_id")})
         if status is not None:
-            where.append(t.c.status.in_(check_choices(status, RUN_TRANSITIONS, "status")))
-        where += time_range(t.c.created_at, created_after, created_before)
-        return self._page(
-            t,
-            where,
-            to_run,
-            limit=limit,
-            after=after,
-            before=before,
-            order=order,
-            sort=t.c.created_at if sort == "created_at" else None,
-            offset=offset,
+            where.one_of(t.c.status, "status", check_choices(status, RUN_TRANSITIONS, "status"))
+        where.between(t.c.created_at, created_after, created_before)
+        return (
+            yield from self._page_op(
+                t,
+                where,
+                to_run,
+                what="listing runs",
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+                sort=t.c.created_at if sort == "created_at" else None,
+                offset=offset,
+            )
         )
 
     @op

@@ -14,7 +14,7 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times, time_range
+from agentkeep.store._base import Filters, Resource, Row, like_escaped, metadata_is, row_times
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
@@ -216,28 +216,32 @@ class Sessions(Resource):
         active_after: datetime | None,
         active_before: datetime | None,
         id_prefix: str | None = None,
-    ) -> list[sa.ColumnElement[bool]]:
-        where: list[sa.ColumnElement[bool]] = []
+    ) -> Filters:
+        where = Filters()
         if id_prefix is not None:
             prefix = require_str(id_prefix, "id_prefix", max_len=64)
-            where.append(t.c.id.startswith(prefix, autoescape=True))
-        if kind is not None:
-            where.append(t.c.kind == kind)
-        if agent_id is not None:
-            where.append(t.c.agent_id == agent_id)
-        if user_id is not None:
-            where.append(t.c.user_id == user_id)
-        if parent_id is not None:
-            where.append(t.c.parent_id == parent_id)
+            where.add(
+                lambda p: t.c.id.startswith(p, escape="/"), {"id_prefix": like_escaped(prefix)}
+            )
+        for column, value in (
+            (t.c.kind, kind),
+            (t.c.agent_id, agent_id),
+            (t.c.user_id, user_id),
+            (t.c.parent_id, parent_id),
+        ):
+            if value is not None:
+                where.add(column.__eq__, {column.name: value})
         if title_contains is not None:
             text = require_str(title_contains, "title_contains", max_len=1024)
-            where.append(t.c.title.icontains(text, autoescape=True))
-        for key, value in check_metadata(metadata, "metadata").items():
-            where.append(t.c.metadata[key].as_string() == value)
-        where += time_range(t.c.created_at, created_after, created_before)
-        where += time_range(t.c.last_activity_at, active_after, active_before)
+            where.add(lambda p: t.c.title.icontains(p, escape="/"), {"title": like_escaped(text)})
+        pg = self._core.dialect.name == "postgresql"
+        for i, (key, value) in enumerate(check_metadata(metadata, "metadata").items()):
+            where.add(*metadata_is(t.c.metadata, pg, f"key{i}", key, f"value{i}", value))
+        where.between(t.c.created_at, created_after, created_before)
+        where.between(t.c.last_activity_at, active_after, active_before)
         return where
 
+    @op
     def list(
         self,
         *,
@@ -257,7 +261,7 @@ class Sessions(Resource):
         before: str | None = None,
         order: Order = "desc",
         sort: Literal["id", "created_at"] = "id",
-    ) -> Page[Session]:
+    ) -> Op[Page[Session]]:
         """Sessions, newest first by default; never reads message payloads.
 
         ``title_contains`` keeps sessions whose title contains the text,
@@ -281,17 +285,21 @@ class Sessions(Resource):
             active_before=active_before,
             id_prefix=id_prefix,
         )
-        return self._page(
-            t,
-            where,
-            to_session,
-            limit=limit,
-            after=after,
-            before=before,
-            order=order,
-            sort=t.c.created_at if sort == "created_at" else None,
+        return (
+            yield from self._page_op(
+                t,
+                where,
+                to_session,
+                what="listing sessions",
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+                sort=t.c.created_at if sort == "created_at" else None,
+            )
         )
 
+    @op
     def count(
         self,
         *,
@@ -306,7 +314,7 @@ class Sessions(Resource):
         active_after: datetime | None = None,
         active_before: datetime | None = None,
         id_prefix: str | None = None,
-    ) -> int:
+    ) -> Op[int]:
         """How many sessions ``list`` with the same filters would page through."""
         where = self._where(
             kind=kind,
@@ -321,11 +329,7 @@ class Sessions(Resource):
             active_before=active_before,
             id_prefix=id_prefix,
         )
-        stmt = (
-            sa.select(sa.func.count()).select_from(t).where(t.c.tenant_id == self.tenant_id, *where)
-        )
-        with self._core.read() as conn:
-            return int(conn.execute(stmt).scalar_one())
+        return (yield from self._count_op(t, where, "counting sessions"))
 
     def fork(
         self,

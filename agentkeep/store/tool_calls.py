@@ -17,7 +17,7 @@ from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import TOOL_CALL_TERMINAL, TOOL_CALL_TRANSITIONS, Approval, Page, ToolCall
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times, time_range
+from agentkeep.store._base import Filters, Resource, Row, row_times
 from agentkeep.store._run_checks import (
     check_choice,
     check_choices,
@@ -142,6 +142,7 @@ class ToolCalls(Resource):
         check_ref(call_id, "call_id")
         return to_call((yield from self._read_row(t, call_id, "reading a tool call")))
 
+    @op
     def list(
         self,
         *,
@@ -158,33 +159,48 @@ class ToolCalls(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
-    ) -> Page[ToolCall]:
+    ) -> Op[Page[ToolCall]]:
         """Tool calls, newest first by default.
 
         ``has_approval`` selects calls with (True) or without (False) an
         approval decision on record.
         """
-        where: list[sa.ColumnElement[bool]] = []
-        if run_id is not None:
-            where.append(t.c.run_id == check_ref(run_id, "run_id"))
-        if session_id is not None:
-            where.append(t.c.session_id == check_ref(session_id, "session_id"))
-        if agent_id is not None:
-            where.append(t.c.agent_id == check_ref(agent_id, "agent_id"))
-        if name is not None:
-            where.append(t.c.name == check_ref(name, "name"))
+        where = Filters()
+        for column, value in (
+            (t.c.run_id, run_id),
+            (t.c.session_id, session_id),
+            (t.c.agent_id, agent_id),
+            (t.c.name, name),
+        ):
+            if value is not None:
+                where.add(column.__eq__, {column.name: check_ref(value, column.name)})
         if state is not None:
-            where.append(t.c.state.in_(check_choices(state, TOOL_CALL_TRANSITIONS, "state")))
+            where.one_of(t.c.state, "state", check_choices(state, TOOL_CALL_TRANSITIONS, "state"))
         if is_error is not None:
             if not isinstance(is_error, bool):
                 raise InvalidInput("must be a boolean", field="is_error")
-            where.append(t.c.is_error == is_error)
+            where.add(t.c.is_error.__eq__, {"is_error": is_error})
         if has_approval is not None:
             if not isinstance(has_approval, bool):
                 raise InvalidInput("must be a boolean", field="has_approval")
-            where.append(t.c.approval.is_not(None) if has_approval else t.c.approval.is_(None))
-        where += time_range(t.c.created_at, created_after, created_before)
-        return self._page(t, where, to_call, limit=limit, after=after, before=before, order=order)
+            where.add(
+                lambda p: t.c.approval.is_not(None) == p,
+                {"has_approval": has_approval},
+                {"has_approval": sa.Boolean()},
+            )
+        where.between(t.c.created_at, created_after, created_before)
+        return (
+            yield from self._page_op(
+                t,
+                where,
+                to_call,
+                what="listing tool calls",
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )
+        )
 
     def transition(
         self,
