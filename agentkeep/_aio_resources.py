@@ -1099,7 +1099,7 @@ class AsyncUsage:
         order: Order = "desc",
     ) -> Page[LLMUsage]:
         """Usage rows, newest first by default (in id order, which is recording order)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
             agent_id=agent_id,
             session_id=session_id,

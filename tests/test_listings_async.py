@@ -1,5 +1,5 @@
-"""Listings of the async API (agents, runs, tool calls): the sync API's pages, every filter,
-read on the async connections (no worker thread); a metadata key of any text."""
+"""Listings of the async API (agents, runs, tool calls, usage): the sync API's pages, every
+filter, read on the async connections (no worker thread); a metadata key of any text."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ async def _same_pages(listing: Any, alisting: Any, queries: list[dict[str, Any]]
     return pages
 
 
-async def test_agents_runs_and_tool_calls_list_on_the_async_connections(
+async def test_agents_runs_tool_calls_and_usage_list_on_the_async_connections(
     store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     start = datetime.now(UTC) - timedelta(minutes=1)
@@ -53,6 +53,16 @@ async def test_agents_runs_and_tool_calls_list_on_the_async_connections(
     store.tool_calls.complete(calls[1].id, {"ok": True})
     store.tool_calls.require_approval(calls[2].id, by="ops")
     store.tool_calls.decide(calls[2].id, "approved", by="ops")
+    usage = [
+        store.usage.record(
+            provider="openai" if i % 2 else "anthropic",
+            model=f"m{i % 3}",
+            input_tokens=i,
+            run_id=runs[i % 2].id,
+            status="error" if i == 5 else "success",
+        )
+        for i in range(6)
+    ]
     no_worker_threads(monkeypatch, "a listing")
 
     agent_pages = await _same_pages(
@@ -109,6 +119,21 @@ async def test_agents_runs_and_tool_calls_list_on_the_async_connections(
     assert calls[2].id not in {c.id for c in call_pages[7]} and len(call_pages[7].items) == 5
     assert call_pages[6].items[0].approval is not None
 
+    usage_pages = await _same_pages(
+        store.usage.list,
+        astore.usage.list,
+        [
+            {},
+            {"provider": "openai", "model": "m1"},
+            {"run_id": runs[0].id, "order": "asc", "limit": 2},
+            {"status": "error"},
+            {"created_after": start, "before": usage[2].id},
+        ],
+    )
+    assert [u.input_tokens for u in usage_pages[1]] == [1]
+    assert [u.input_tokens for u in usage_pages[3]] == [5]
+    assert [u.input_tokens for u in usage_pages[4]] == [5, 4, 3]
+
     with pytest.raises(InvalidInput) as err:
         await astore.runs.list(sort="created_at", after="run_missing")
     assert err.value.field == "after"
@@ -120,5 +145,6 @@ async def test_agents_runs_and_tool_calls_list_on_the_async_connections(
         await other.agents.list(),
         await other.runs.list(),
         await other.tool_calls.list(),
+        await other.usage.list(),
     ):
         assert page.items == [] and not page.has_more

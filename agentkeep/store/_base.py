@@ -249,6 +249,13 @@ class Filters:
         self._types.update(types or {})
         self.params.update(values)
 
+    def equal(self, *pairs: tuple[sa.Column[Any], Any]) -> None:
+        """``column == value`` for each (column, value) whose value is not None (the
+        parameter named as the column)."""
+        for column, value in pairs:
+            if value is not None:
+                self.add(column.__eq__, {column.name: value})
+
     def one_of(self, column: sa.ColumnElement[Any], name: str, values: Sequence[Any]) -> None:
         """``column`` is one of ``values`` (a parameter each: their number is the shape)."""
         self.add(lambda *p: column.in_(p), {f"{name}{i}": v for i, v in enumerate(values)})
@@ -268,6 +275,16 @@ class Filters:
     def conditions(self) -> list[sa.ColumnElement[bool]]:
         def param(name: str) -> sa.BindParameter[Any]:
             return sa.bindparam(name, type_=self._types.get(name))
+
+        return [build(*(param(n) for n in names)) for build, names in self._built]
+
+    def bound(self) -> list[sa.ColumnElement[bool]]:
+        """The conditions with their values in them, for a statement run through SQLAlchemy
+        (each parameter unique: one statement may hold them more than once)."""
+
+        def param(name: str) -> sa.BindParameter[Any]:
+            value, type_ = self.params[name], self._types.get(name)
+            return sa.bindparam(name, value, type_=type_, unique=True)
 
         return [build(*(param(n) for n in names)) for build, names in self._built]
 
@@ -554,32 +571,3 @@ class Resource:
         changes = {**changes, "version": row["version"] + 1, "updated_at": utcnow_micros()}
         update_row(conn, table, self.tenant_id, ident, changes)
         return {**row, **changes}
-
-    def _page(
-        self,
-        table: sa.Table,
-        where: Sequence[sa.ColumnElement[bool]],
-        to_model: Callable[[Row], T],
-        *,
-        limit: int,
-        after: str | None,
-        before: str | None,
-        order: Order,
-        sort: sa.Column[Any] | None = None,
-        offset: int = 0,
-    ) -> Page[T]:
-        """One page of this tenant's rows of ``table``, in a read of its own (see :func:`paginate`)."""
-        with self._core.read() as conn:
-            return paginate(
-                conn,
-                table,
-                where,
-                to_model,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-                sort=sort,
-                offset=offset,
-            )

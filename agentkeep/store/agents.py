@@ -216,10 +216,10 @@ class Agents(Resource):
         pairs must all be present, ``created_after`` / ``created_before`` bound the creation time.
         """
         where = Filters()
-        if name is not None:
-            where.add(t.c.name.__eq__, {"name": opt_text(name, "name", 256)})
-        if model is not None:
-            where.add(t.c.model.__eq__, {"model": require_str(model, "model")})
+        where.equal(
+            (t.c.name, opt_text(name, "name", 256)),
+            (t.c.model, None if model is None else require_str(model, "model")),
+        )
         pg = self._core.dialect.name == "postgresql"
         for i, (key, value) in enumerate(check_metadata(metadata, "metadata").items()):
             where.add(*metadata_is(t.c.metadata, pg, f"key{i}", key, f"value{i}", value))

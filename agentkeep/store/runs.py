@@ -279,10 +279,8 @@ class Runs(Resource):
         if sort not in ("id", "created_at"):
             raise InvalidInput("must be 'id' or 'created_at'", field="sort")
         where = Filters()
-        if agent_id is not None:
-            where.add(t.c.agent_id.__eq__, {"agent_id": check_ref(agent_id, "agent_id")})
-        if session_id is not None:
-            where.add(t.c.session_id.__eq__, {"session_id": check_ref(session_id, "session_id")})
+        refs = ((t.c.agent_id, agent_id), (t.c.session_id, session_id))
+        where.equal(*((c, None if v is None else check_ref(v, c.name)) for c, v in refs))
         if status is not None:
             where.one_of(t.c.status, "status", check_choices(status, RUN_TRANSITIONS, "status"))
         where.between(t.c.created_at, created_after, created_before)

@@ -223,14 +223,12 @@ class Sessions(Resource):
             where.add(
                 lambda p: t.c.id.startswith(p, escape="/"), {"id_prefix": like_escaped(prefix)}
             )
-        for column, value in (
+        where.equal(
             (t.c.kind, kind),
             (t.c.agent_id, agent_id),
             (t.c.user_id, user_id),
             (t.c.parent_id, parent_id),
-        ):
-            if value is not None:
-                where.add(column.__eq__, {column.name: value})
+        )
         if title_contains is not None:
             text = require_str(title_contains, "title_contains", max_len=1024)
             where.add(lambda p: t.c.title.icontains(p, escape="/"), {"title": like_escaped(text)})

@@ -166,14 +166,9 @@ class ToolCalls(Resource):
         approval decision on record.
         """
         where = Filters()
-        for column, value in (
-            (t.c.run_id, run_id),
-            (t.c.session_id, session_id),
-            (t.c.agent_id, agent_id),
-            (t.c.name, name),
-        ):
-            if value is not None:
-                where.add(column.__eq__, {column.name: check_ref(value, column.name)})
+        refs = ((t.c.run_id, run_id), (t.c.session_id, session_id), (t.c.agent_id, agent_id))
+        where.equal(*((c, None if v is None else check_ref(v, c.name)) for c, v in refs))
+        where.equal((t.c.name, None if name is None else check_ref(name, "name")))
         if state is not None:
             where.one_of(t.c.state, "state", check_choices(state, TOOL_CALL_TRANSITIONS, "state"))
         if is_error is not None:

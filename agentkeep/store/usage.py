@@ -36,7 +36,7 @@ from agentkeep.ids import new_id
 from agentkeep.models import LLMUsage, Page, UsageRollup
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
 from agentkeep.store import usage_days
-from agentkeep.store._base import Resource, row_times, time_range
+from agentkeep.store._base import Filters, Resource, row_times
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._steps import Op, op
 from agentkeep.store._validate import check_object, opt_text, require_str
@@ -329,25 +329,24 @@ class Usage(Resource):
         status: str | None,
         created_after: datetime | None,
         created_before: datetime | None,
-    ) -> list[sa.ColumnElement[bool]]:
-        where: list[sa.ColumnElement[bool]] = []
-        for column, value in (
+    ) -> Filters:
+        where = Filters()
+        where.equal(
             (t.c.agent_id, agent_id),
             (t.c.session_id, session_id),
             (t.c.run_id, run_id),
             (t.c.user_id, user_id),
             (t.c.provider, provider),
             (t.c.model, model),
-        ):
-            if value is not None:
-                where.append(column == value)
+        )
         if status is not None:
             if status not in _STATUSES:
                 raise InvalidInput("must be 'success' or 'error'", field="status")
-            where.append(t.c.status == status)
-        where += time_range(t.c.created_at, created_after, created_before)
+            where.add(t.c.status.__eq__, {"status": status})
+        where.between(t.c.created_at, created_after, created_before)
         return where
 
+    @op
     def list(
         self,
         *,
@@ -364,7 +363,7 @@ class Usage(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
-    ) -> Page[LLMUsage]:
+    ) -> Op[Page[LLMUsage]]:
         """Usage rows, newest first by default (in id order, which is recording order)."""
         where = self._where(
             agent_id=agent_id,
@@ -377,7 +376,18 @@ class Usage(Resource):
             created_after=created_after,
             created_before=created_before,
         )
-        return self._page(t, where, to_usage, limit=limit, after=after, before=before, order=order)
+        return (
+            yield from self._page_op(
+                t,
+                where,
+                to_usage,
+                what="listing usage",
+                limit=limit,
+                after=after,
+                before=before,
+                order=order,
+            )
+        )
 
     def rollup(
         self,
@@ -459,7 +469,7 @@ class Usage(Resource):
         With a session or run filter (which usage_days does not keep) every
         call comes from the usage rows.
         """
-        where = self._where(**filters, created_after=None, created_before=None)
+        where = self._where(**filters, created_after=None, created_before=None).bound()
         for name, value in (("created_after", created_after), ("created_before", created_before)):
             if value is not None and not isinstance(value, datetime):
                 raise InvalidInput("must be a datetime", field=name)
@@ -558,6 +568,6 @@ class Usage(Resource):
             status=status,
             created_after=created_after,
             created_before=created_before,
-        )
+        ).bound()
         with self._core.read("computing latency percentiles") as conn:
             return percentiles(conn, t.c.latency_ms, [t.c.tenant_id == self.tenant_id, *where])
