@@ -427,7 +427,7 @@ class AsyncMessages:
 
     async def delete(self, message_id: str) -> None:
         """Delete one message; the others keep their ``seq``; snapshots keep it as it was."""
-        return await asyncio.to_thread(self.sync.delete, message_id)
+        return await arun_op(self.sync.delete, message_id)
 
     async def extend(
         self,

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from _statements import sent_statements, work
 from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, Store
@@ -150,3 +151,31 @@ def test_sync_delete_inside_a_transaction_rolls_back_with_it(store: Store) -> No
             store.sessions.get(s.id)
         raise Undo
     assert store.messages.get(m.id) == m
+
+
+async def test_a_message_delete_is_one_write_that_snapshots_keep(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``messages.delete`` of the async API: the snapshots covering the message keep it,
+    the session's count goes down, the others keep their ``seq``; one statement on
+    PostgreSQL (three on SQLite, one write), no worker thread. A missing id, or another
+    tenant's, is NotFound and changes nothing."""
+    s = store.sessions.create()
+    made = store.messages.append_many(
+        s.id, [{"role": "user", "content": f"m{i}"} for i in range(4)]
+    )
+    snapshot = store.snapshots.create(s.id)
+    other = AsyncStore(store.tenant(store.tenant_id + "_other"))
+    no_worker_threads(monkeypatch, "messages.delete")
+
+    with pytest.raises(NotFound):
+        await other.messages.delete(made[1].id)
+    with sent_statements(store) as sent:
+        await astore.messages.delete(made[1].id)
+    assert len(work(sent)) == (1 if store.url.startswith("postgresql") else 3), work(sent)
+    with pytest.raises(NotFound):
+        await astore.messages.delete(made[1].id)
+    assert [m.seq for m in await astore.messages.recent(s.id, 10)] == [1, 3, 4]
+    assert (await astore.sessions.get(s.id)).message_count == 3
+    kept = store.snapshots.messages(snapshot.id)
+    assert [(m.id, m.text) for m in kept] == [(m.id, m.text) for m in made]

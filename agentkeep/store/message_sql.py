@@ -636,6 +636,11 @@ class MessageSQL:
             found = self._shaped[key] = Shaped(str(compiled), processors, fixed)
         return found
 
+    def built_once(self, stmt: sa.ClauseElement) -> Shaped:
+        """:meth:`shaped` for a statement built once (its own key): unlike :meth:`compiled`,
+        it keeps the values the statement holds (a ``sa.literal``)."""
+        return self.shaped(stmt, lambda: stmt)
+
     def select_stored(self) -> sa.Select[Any]:
         """The columns of :class:`StoredRow`."""
         return sa.select(t.c.id, t.c.seq, t.c.role, t.c.content, t.c.created_at, self.rest())

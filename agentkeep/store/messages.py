@@ -15,6 +15,7 @@ connections outside one.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -53,7 +54,7 @@ from agentkeep.store._construct import (
     set_private,
 )
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
-from agentkeep.store._steps import Op, Read, Steps, Write, op, run_steps
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Write, op, run_steps
 from agentkeep.store._validate import UNSET, check_object, json_text, opt_text, require_str
 from agentkeep.store.message_sql import (
     Appended,
@@ -62,11 +63,12 @@ from agentkeep.store.message_sql import (
     NewRow,
     StoredRow,
     WhileIdle,
+    const,
 )
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
 from agentkeep.store.sessions import session_values
-from agentkeep.store.snapshot_content import keep_for_snapshots
+from agentkeep.store.snapshot_content import KEEP_FOR_SNAPSHOTS, keep_for_snapshots
 
 __all__ = ["Messages"]
 
@@ -177,6 +179,28 @@ def _from_rows(
         set_private(m, None)
         append(m)
     return out
+
+
+@functools.cache
+def _message_delete(pg: bool) -> tuple[Any, Any, Any]:
+    """``delete``'s statements: the message copied for the snapshots that cover it, its
+    DELETE (its session's id back), its session's count down by one (answering with the
+    session's id). On PostgreSQL the last one holds the others as CTEs (each sees the
+    message as it was), the first two then unused."""
+    mine = st.c.tenant_id == sa.bindparam("k_tenant")
+    gone = (
+        sa.delete(t)
+        .where(t.c.tenant_id == sa.bindparam("k_tenant"), t.c.id == sa.bindparam("k_message"))
+        .returning(t.c.session_id)
+    )
+    fewer = {"message_count": st.c.message_count - const(1)}
+    if pg:
+        deleted = gone.cte("gone")
+        count = sa.update(st).where(mine, st.c.id == deleted.c.session_id).values(fewer)
+        count = count.returning(st.c.id).add_cte(KEEP_FOR_SNAPSHOTS.cte("kept"), deleted)
+    else:
+        count = sa.update(st).where(mine, st.c.id == sa.bindparam("k_session")).values(fewer)
+    return KEEP_FOR_SNAPSHOTS, gone, count
 
 
 def _field(index: int, name: str) -> str:
@@ -609,22 +633,29 @@ class Messages(Resource):
                 raise NotFound(self.kind, message_id)
             return to_message(row)
 
-    def delete(self, message_id: str) -> None:
-        """Delete one message; the others keep their ``seq``; snapshots keep it as it was."""
-        with self._core.write("deleting a message") as conn:
-            keep_for_snapshots(conn, self.tenant_id, message_id)
-            row = conn.execute(
-                sa.delete(t)
-                .where(t.c.tenant_id == self.tenant_id, t.c.id == message_id)
-                .returning(t.c.session_id)
-            ).first()
-            if row is None:
-                raise NotFound("message", message_id)
-            conn.execute(
-                sa.update(st)
-                .where(st.c.tenant_id == self.tenant_id, st.c.id == row.session_id)
-                .values(message_count=st.c.message_count - 1)
-            )
+    @op
+    def delete(self, message_id: str) -> Op[None]:
+        """Delete one message; the others keep their ``seq``; snapshots keep it as it was.
+
+        One write: the copies for the snapshots that cover it, the DELETE and the
+        session's count (one statement on PostgreSQL, three on SQLite).
+        """
+        sql, pg = self._core.message_sql, self._core.dialect.name == "postgresql"
+        params = {"k_tenant": self.tenant_id, "k_message": message_id, "k_now": utcnow_micros()}
+        keep, gone, count = (sql.built_once(s) for s in _message_delete(pg))
+
+        def steps() -> Steps[None]:
+            if pg:  # one statement: the copies and the DELETE are CTEs of the count's UPDATE
+                found = yield count.stmt(params)
+            else:
+                yield keep.stmt(params)._replace(result=COUNT)
+                found = yield gone.stmt(params)
+                if found:
+                    yield count.stmt({**params, "k_session": found[0][0]})._replace(result=COUNT)
+            if not found:
+                raise NotFound(self.kind, message_id)
+
+        yield Write("deleting a message", steps)
 
     def list(
         self,

@@ -28,7 +28,7 @@ from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import snapshot_messages as kt
 from agentkeep.store.schema import snapshots as st
 
-__all__ = ["keep_for_snapshots", "snapshot_rows"]
+__all__ = ["KEEP_FOR_SNAPSHOTS", "keep_for_snapshots", "snapshot_rows"]
 
 _COPIED = (
     "session_id",
@@ -84,7 +84,8 @@ def _keep_statement() -> sa.Insert:
     return sa.insert(kt).from_select(columns, source)
 
 
-_KEEP = _keep_statement()
+#: ``keep_for_snapshots``' INSERT, its parameters ``k_tenant``, ``k_message`` and ``k_now``.
+KEEP_FOR_SNAPSHOTS = _keep_statement()
 
 
 def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int:
@@ -94,7 +95,7 @@ def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int
     message; returns how many copies were made.
     """
     params = {"k_tenant": tenant_id, "k_message": message_id, "k_now": utcnow_micros()}
-    result = conn.execute(_KEEP, params)
+    result = conn.execute(KEEP_FOR_SNAPSHOTS, params)
     return int(result.rowcount or 0)
 
 
