@@ -1602,7 +1602,7 @@ class AsyncCheckpoints:
         have: Callable[[str, str, str, str], bool] | None = None,
     ) -> builtins.list[StoredCheckpoint]:
         """Checkpoints newest first (by id), of one thread or all, one namespace or all."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
             thread_id,
             checkpoint_ns,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -130,9 +131,9 @@ def _rows(store: Store, thread: str) -> dict[str, int]:
     return counts
 
 
-def _writes(store: Store, thread: str, checkpoint_id: str, data: bytes) -> None:
+def _writes(store: Store, thread: str, checkpoint_id: str, data: bytes, ns: str = "") -> None:
     write = PendingWrite("task", 0, "messages", Blob("bytes", data))
-    store.checkpoints.put_writes(thread, "", checkpoint_id, [write])
+    store.checkpoints.put_writes(thread, ns, checkpoint_id, [write])
 
 
 async def test_a_thread_is_copied_and_deleted_in_one_write_on_the_async_connections(
@@ -205,3 +206,56 @@ async def test_the_checkpoints_of_runs_are_deleted_in_one_write_on_the_async_con
     assert _rows(other, "t1") == {"blobs": 3, "writes": 3, "checkpoints": 3}
     with pytest.raises(InvalidInput, match="run_ids"):
         await astore.checkpoints.delete_for_runs([""])
+
+
+async def test_a_listing_is_one_read_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``list`` of the async API gives what the sync one gives (every filter, ``before``,
+    ``limit``, ``have``), without a worker thread: the page, then per thread and namespace
+    in it one read of its values' chains and one of its writes."""
+    for thread in ("t1", "t2"):
+        for ns in ("", "sub"):
+            assert store.checkpoints.put(
+                thread,
+                ns,
+                "c1",
+                checkpoint=Blob("json", b"1"),
+                metadata=Blob("json", b"{}"),
+                channel_versions={"messages": "1"},
+                blobs=[_full("messages", "1", f"{thread}{ns}".encode())],
+            )
+            assert store.checkpoints.put(
+                thread,
+                ns,
+                "c2",
+                checkpoint=Blob("json", b"2"),
+                metadata=Blob("json", b"{}"),
+                channel_versions={"messages": "2"},
+                blobs=[_delta("messages", "2", b"+", "1", 1)],
+            )
+            _writes(store, thread, "c2", f"w{thread}{ns}".encode(), ns)
+    queries: list[dict[str, Any]] = [
+        {},
+        {"thread_id": "t1"},
+        {"thread_id": "t2", "checkpoint_ns": "sub"},
+        {"checkpoint_id": "c1"},
+        {"thread_id": "t1", "before": "c2"},
+        {"limit": 3},
+        {"thread_id": "t1", "have": lambda t, ns, ch, v: v == "2"},
+    ]
+    expected = [store.checkpoints.list(**q) for q in queries]
+    no_worker_threads(monkeypatch, "checkpoints.list")
+    for q, listed in zip(queries, expected, strict=True):
+        assert await astore.checkpoints.list(**q) == listed, q
+    assert [(c.thread_id, c.checkpoint_ns) for c in expected[2]] == [("t2", "sub")] * 2
+    newest = expected[2][0]
+    assert [p.value.data for p in newest.channels["messages"]] == [b"t2sub", b"+"]
+    assert [w.value.data for w in newest.writes] == [b"wt2sub"]
+    held = [[p.value.data for p in c.channels.get("messages", [])] for c in expected[6]]
+    assert held == [[], [], [b"t1"], [b"t1sub"]]  # version 2 held: left out
+
+    with sent_statements(store) as sent:
+        await astore.checkpoints.list(thread_id="t1")
+    assert len(work(sent)) == 1 + 2 * 2, work(sent)  # the page; per namespace chains, writes
+    assert await AsyncStore(store.tenant(store.tenant_id + "_x")).checkpoints.list() == []

@@ -153,6 +153,11 @@ class CheckpointSQL:
         self.chain = _CHAIN.format(
             key=_KEY, channels=listed.format("channels"), versions=listed.format("versions")
         )
+        self.writes_of = (
+            f"SELECT checkpoint_id, {', '.join(WRITE_COLUMNS)} FROM graph_checkpoint_writes "
+            f"WHERE {_KEY} AND checkpoint_id {listed.format('ids')} "
+            f"ORDER BY checkpoint_id, {_WRITES_ORDER}"
+        )
 
     # --- PostgreSQL: one statement per call --------------------------------------------
 
@@ -218,6 +223,11 @@ WHERE c.{_KEY.replace(" AND ", " AND c.")}"""
         self.latest = select + " ORDER BY c.checkpoint_id DESC LIMIT 1"
         self.one = select + " AND c.checkpoint_id = %(checkpoint_id)s"
         self.chain = _pg(_PG_CHAIN)
+        self.writes_of = _pg(
+            f"SELECT checkpoint_id, {', '.join(WRITE_COLUMNS)} FROM graph_checkpoint_writes "
+            f"WHERE {_KEY} AND checkpoint_id = ANY(CAST(:ids AS text[])) "
+            f"ORDER BY checkpoint_id, {_WRITES_ORDER}"
+        )
 
     # --- units of work -----------------------------------------------------------------
 
@@ -346,18 +356,32 @@ WHERE c.{_KEY.replace(" AND ", " AND c.")}"""
         else:
             ident = row[0]
             writes = yield Stmt(self.writes, {**key, "checkpoint_id": ident})
-        want = wanted(versions)
-        chain: list[Any] = []
-        if want:
-            if self.pg:  # the wanted (channel, version) pairs
-                params = {**key, "channels": [c for c, _ in want], "versions": [v for _, v in want]}
-            else:  # the channels and the versions: other pairs are left out below
-                channels, values = sorted({c for c, _ in want}), sorted({v for _, v in want})
-                params = {**key, "channels": _json(channels), "versions": _json(values)}
-            pairs = set(want)
-            chain = [r for r in (yield Stmt(self.chain, params)) if (r[0], r[1]) in pairs]
-            chain.sort(key=lambda r: (r[0], r[1], -r[7]))  # per value: from its full value on
+        chain = yield from self.chain_rows(key, wanted(versions))
         return row[:6], versions, writes, chain
+
+    def chain_rows(self, key: dict[str, str], want: Sequence[tuple[str, str]]) -> Steps[list[Any]]:
+        """The chain rows of the wanted (channel, version) values of one thread and namespace:
+        each value's rows from its full value on (channel, tip, version, base_version, seq,
+        type, blob, depth)."""
+        if not want:
+            return []
+        if self.pg:  # the wanted (channel, version) pairs
+            params = {**key, "channels": [c for c, _ in want], "versions": [v for _, v in want]}
+        else:  # the channels and the versions: other pairs are left out below
+            channels, values = sorted({c for c, _ in want}), sorted({v for _, v in want})
+            params = {**key, "channels": _json(channels), "versions": _json(values)}
+        pairs = set(want)
+        chain = [r for r in (yield Stmt(self.chain, params)) if (r[0], r[1]) in pairs]
+        chain.sort(key=lambda r: (r[0], r[1], -r[7]))  # per value: from its full value on
+        return chain
+
+    def writes_of_checkpoints(self, key: dict[str, str], ids: Sequence[str]) -> Steps[list[Any]]:
+        """The writes of the checkpoints ``ids`` of one thread and namespace: rows of
+        ``checkpoint_id`` then ``WRITE_COLUMNS``, in each checkpoint's order."""
+        found: list[Any] = yield Stmt(
+            self.writes_of, {**key, "ids": list(ids) if self.pg else _json(list(ids))}
+        )
+        return found
 
 
 def _json(values: list[str]) -> str:

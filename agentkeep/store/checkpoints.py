@@ -19,6 +19,7 @@ rows into LangGraph's checkpoint tuples.
 
 from __future__ import annotations
 
+import builtins
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models.common import check_limit, utcnow_micros
-from agentkeep.store._base import Resource, keys_in
+from agentkeep.store._base import Filters, Resource, keys_in
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import require_str
 from agentkeep.store.checkpoint_sql import CheckpointSQL
@@ -104,11 +105,6 @@ def _chain_statement() -> sa.Select[Any]:
 
 # Built once: the statements of the hot paths (SQLAlchemy then reuses their compiled form).
 _CHAIN = _chain_statement()
-_WRITES = (
-    sa.select(tw)
-    .where(*_key(tw), tw.c.checkpoint_id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(tw.c.checkpoint_id, tw.c.task_path, tw.c.task_id, tw.c.idx)
-)
 _SQL: dict[str, CheckpointSQL] = {}
 
 
@@ -255,6 +251,56 @@ def _run_deletes(pg: bool) -> tuple[Any, ...]:
     return _one_statement(deletes) if pg else tuple(deletes)
 
 
+_CHECKPOINT_FIELDS = (
+    "thread_id",
+    "checkpoint_ns",
+    "checkpoint_id",
+    "parent_checkpoint_id",
+    "type",
+    "checkpoint",
+    "metadata_type",
+    "metadata",
+)
+
+
+def _parts(chain: Iterable[Sequence[Any]]) -> dict[tuple[str, str], list[ValuePart]]:
+    """Chain rows (``CheckpointSQL.chain_rows``) as each (channel, version)'s parts, from
+    its full value on; ``NotFound`` for a chain whose full value is gone."""
+    values: dict[tuple[str, str], list[ValuePart]] = {}
+    for channel, tip, version, base_version, seq, blob_type, blob, _ in chain:
+        parts = values.setdefault((channel, tip), [])
+        if not parts and base_version is not None:
+            raise NotFound("checkpoint channel value", f"{channel}@{base_version}")
+        parts.append(ValuePart(version, seq, Blob(blob_type, bytes(blob or b""))))
+    return values
+
+
+def _stored(
+    row: Sequence[Any],
+    versions: dict[str, Any],
+    values: dict[tuple[str, str], list[ValuePart]],
+    writes: Iterable[Sequence[Any]],
+) -> StoredCheckpoint:
+    """A checkpoint from its row (``_CHECKPOINT_FIELDS``), channel versions, values (by
+    channel and version) and writes (rows of ``WRITE_COLUMNS``)."""
+    thread, ns, cid, parent, type_, data, meta_type, meta = row
+    str_versions = {ch: str(v) for ch, v in versions.items()}
+    return StoredCheckpoint(
+        thread_id=thread,
+        checkpoint_ns=ns,
+        checkpoint_id=cid,
+        parent_checkpoint_id=parent,
+        checkpoint=Blob(type_, bytes(data)),
+        metadata=Blob(meta_type, bytes(meta)),
+        channel_versions=str_versions,
+        channels={ch: values[ch, v] for ch, v in str_versions.items() if (ch, v) in values},
+        writes=[
+            PendingWrite(task_id, idx, channel, Blob(t, bytes(b or b"")), path)
+            for task_id, idx, channel, t, b, path in writes
+        ],
+    )
+
+
 class Checkpoints(Resource):
     """``store.checkpoints``: this tenant's graph checkpoints, by thread and namespace."""
 
@@ -395,94 +441,9 @@ class Checkpoints(Resource):
         if found is None:
             return None
         (cid, parent, type_, data, meta_type, meta), versions, writes, chain = found
-        values: dict[str, list[ValuePart]] = {}
-        for channel, tip, version, base_version, seq, blob_type, blob, _ in chain:
-            parts = values.setdefault(f"{channel}\x00{tip}", [])
-            if not parts and base_version is not None:
-                raise NotFound("checkpoint channel value", f"{channel}@{base_version}")
-            parts.append(ValuePart(version, seq, Blob(blob_type, bytes(blob or b""))))
-        str_versions = {ch: str(v) for ch, v in versions.items()}
-        return StoredCheckpoint(
-            thread_id=thread,
-            checkpoint_ns=ns,
-            checkpoint_id=cid,
-            parent_checkpoint_id=parent,
-            checkpoint=Blob(type_, bytes(data)),
-            metadata=Blob(meta_type, bytes(meta)),
-            channel_versions=str_versions,
-            channels={
-                ch: values[f"{ch}\x00{v}"]
-                for ch, v in str_versions.items()
-                if f"{ch}\x00{v}" in values
-            },
-            writes=[
-                PendingWrite(task_id, idx, channel, Blob(t, bytes(b or b"")), path)
-                for task_id, idx, channel, t, b, path in writes
-            ],
+        return _stored(
+            (thread, ns, cid, parent, type_, data, meta_type, meta), versions, _parts(chain), writes
         )
-
-    def _complete(
-        self,
-        conn: Connection,
-        rows: Sequence[Any],
-        have: Callable[[str, str, str, str], bool] | None = None,
-    ) -> list[StoredCheckpoint]:
-        """Checkpoint rows with their channel values and writes (two queries per thread)."""
-        groups: dict[tuple[str, str], list[Any]] = {}
-        for r in rows:
-            groups.setdefault((r["thread_id"], r["checkpoint_ns"]), []).append(r)
-        values: dict[tuple[str, str, str, str], list[ValuePart]] = {}
-        writes: dict[tuple[str, str, str], list[PendingWrite]] = {}
-        for (thread_id, ns), group in groups.items():
-            key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": ns}
-            wanted = {
-                (ch, str(v))
-                for r in group
-                for ch, v in r["channel_versions"].items()
-                if have is None or not have(thread_id, ns, ch, str(v))
-            }
-            for (ch, v), parts in self._chains(conn, key, wanted).items():
-                values[(thread_id, ns, ch, v)] = parts
-            ids = [r["checkpoint_id"] for r in group]
-            for w in conn.execute(_WRITES, {**key, "ids": ids}).mappings():
-                value = Blob(w["type"], w["blob"] or b"")
-                writes.setdefault((thread_id, ns, w["checkpoint_id"]), []).append(
-                    PendingWrite(w["task_id"], w["idx"], w["channel"], value, w["task_path"])
-                )
-        out = []
-        for r in rows:
-            t, ns, cid = r["thread_id"], r["checkpoint_ns"], r["checkpoint_id"]
-            versions = {ch: str(v) for ch, v in r["channel_versions"].items()}
-            out.append(
-                StoredCheckpoint(
-                    thread_id=t,
-                    checkpoint_ns=ns,
-                    checkpoint_id=cid,
-                    parent_checkpoint_id=r["parent_checkpoint_id"],
-                    checkpoint=Blob(r["type"], r["checkpoint"]),
-                    metadata=Blob(r["metadata_type"], r["metadata"]),
-                    channel_versions=versions,
-                    channels={
-                        ch: values[(t, ns, ch, v)]
-                        for ch, v in versions.items()
-                        if (t, ns, ch, v) in values
-                    },
-                    writes=writes.get((t, ns, cid), []),
-                )
-            )
-        return out
-
-    def _chains(
-        self, conn: Connection, key: dict[str, str], wanted: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], list[ValuePart]]:
-        """For each (channel, version): its value's parts, from the full value to that version."""
-        out: dict[tuple[str, str], list[ValuePart]] = {}
-        for r in self._chain_rows(conn, key, wanted):
-            parts = out.setdefault((r["channel"], r["tip"]), [])
-            if not parts and r["base_version"] is not None:
-                raise NotFound("checkpoint channel value", f"{r['channel']}@{r['base_version']}")
-            parts.append(ValuePart(r["version"], r["seq"], Blob(r["type"], r["blob"] or b"")))
-        return out
 
     @staticmethod
     def _chain_rows(
@@ -606,6 +567,7 @@ class Checkpoints(Resource):
         key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": ns}
         return {(r["channel"], r["version"]) for r in self._chain_rows(conn, key, wanted)}
 
+    @op
     def list(
         self,
         thread_id: str | None = None,
@@ -615,23 +577,62 @@ class Checkpoints(Resource):
         before: str | None = None,
         limit: int = 100,
         have: Callable[[str, str, str, str], bool] | None = None,
-    ) -> list[StoredCheckpoint]:
+    ) -> Op[builtins.list[StoredCheckpoint]]:
         """Checkpoints newest first (by id), of one thread or all, one namespace or all.
 
         ``before``: only ids below it (pass the last id of a page to read on);
-        ``have``: as for :meth:`get`.
+        ``have``: as for :meth:`get`. One read: the page (its statement compiled once
+        per shape), then per thread and namespace in it their values' chains and writes.
         """
         check_limit(limit)
-        where: list[sa.ColumnElement[bool]] = [tc.c.tenant_id == self.tenant_id]
-        if thread_id is not None:
-            where.append(tc.c.thread_id == _thread(thread_id))
-        if checkpoint_ns is not None:
-            where.append(tc.c.checkpoint_ns == _ns(checkpoint_ns))
-        if checkpoint_id is not None:
-            where.append(tc.c.checkpoint_id == checkpoint_id)
+        where = Filters()
+        where.equal(
+            (tc.c.thread_id, None if thread_id is None else _thread(thread_id)),
+            (tc.c.checkpoint_ns, None if checkpoint_ns is None else _ns(checkpoint_ns)),
+            (tc.c.checkpoint_id, checkpoint_id),
+        )
         if before is not None:
-            where.append(tc.c.checkpoint_id < before)
-        order = [tc.c.checkpoint_id.desc(), tc.c.thread_id, tc.c.checkpoint_ns]
-        stmt = sa.select(tc).where(*where).order_by(*order).limit(limit)
-        with self._core.read() as conn:
-            return self._complete(conn, list(conn.execute(stmt).mappings()), have)
+            where.add(tc.c.checkpoint_id.__lt__, {"before": before})
+        sql, csql, tenant = self._core.message_sql, _sql(self._core), self.tenant_id
+
+        def build() -> sa.Select[Any]:
+            order = [tc.c.checkpoint_id.desc(), tc.c.thread_id, tc.c.checkpoint_ns]
+            mine = tc.c.tenant_id == sa.bindparam("tenant_id")
+            limited = sa.bindparam("limit", type_=sa.Integer())
+            return sa.select(tc).where(mine, *where.conditions()).order_by(*order).limit(limited)
+
+        page = sql.shaped(("checkpoints", where.shape()), build)
+        page_stmt = page.stmt({**where.params, "tenant_id": tenant, "limit": limit})
+
+        def steps() -> Steps[builtins.list[StoredCheckpoint]]:
+            rows = [sql.named_row(tc, r) for r in (yield page_stmt)]
+            groups: dict[tuple[str, str], builtins.list[dict[str, Any]]] = {}
+            for r in rows:
+                groups.setdefault((r["thread_id"], r["checkpoint_ns"]), []).append(r)
+            chains: dict[tuple[str, str], dict[tuple[str, str], builtins.list[ValuePart]]] = {}
+            writes: dict[tuple[str, str, str], builtins.list[Any]] = {}
+            for (thread, ns), group in groups.items():
+                key = {"tenant_id": tenant, "thread_id": thread, "checkpoint_ns": ns}
+                want = {
+                    (ch, str(v))
+                    for r in group
+                    for ch, v in r["channel_versions"].items()
+                    if have is None or not have(thread, ns, ch, str(v))
+                }
+                chain = yield from csql.chain_rows(key, sorted(want))
+                chains[thread, ns] = _parts(chain)
+                ids = [r["checkpoint_id"] for r in group]
+                for cid, *write in (yield from csql.writes_of_checkpoints(key, ids)):
+                    writes.setdefault((thread, ns, cid), []).append(write)
+            return [
+                _stored(
+                    tuple(r[c] for c in _CHECKPOINT_FIELDS),
+                    r["channel_versions"],
+                    chains[r["thread_id"], r["checkpoint_ns"]],
+                    writes.get((r["thread_id"], r["checkpoint_ns"], r["checkpoint_id"]), []),
+                )
+                for r in rows
+            ]
+
+        found: builtins.list[StoredCheckpoint] = yield Read("listing checkpoints", steps)
+        return found
