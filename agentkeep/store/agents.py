@@ -16,14 +16,8 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, utcnow_micros
-from agentkeep.store._base import (
-    Filters,
-    Resource,
-    Row,
-    metadata_is,
-    row_by_id,
-    row_times,
-)
+from agentkeep.store._base import Resource, Row, row_by_id, row_times
+from agentkeep.store._listing import Filters, metadata_is
 from agentkeep.store._steps import Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
 from agentkeep.store.schema import agent_versions as vt

@@ -33,7 +33,8 @@ from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models.common import check_limit, utcnow_micros
-from agentkeep.store._base import Filters, Resource, keys_in
+from agentkeep.store._base import Resource, keys_in
+from agentkeep.store._listing import Filters
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import require_str
 from agentkeep.store.checkpoint_sql import CheckpointSQL

@@ -28,7 +28,8 @@ from agentkeep.models import (
     Run,
 )
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
-from agentkeep.store._base import Filters, Resource, Row, row_times, update_row
+from agentkeep.store._base import Resource, Row, row_times, update_row
+from agentkeep.store._listing import Filters
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import (
     check_choice,

@@ -14,7 +14,8 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Filters, Resource, Row, like_escaped, metadata_is, row_times
+from agentkeep.store._base import Resource, Row, row_times
+from agentkeep.store._listing import Filters, like_escaped, metadata_is
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt

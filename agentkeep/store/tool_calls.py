@@ -17,7 +17,8 @@ from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import TOOL_CALL_TERMINAL, TOOL_CALL_TRANSITIONS, Approval, Page, ToolCall
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Filters, Resource, Row, row_times
+from agentkeep.store._base import Resource, Row, row_times
+from agentkeep.store._listing import Filters
 from agentkeep.store._run_checks import (
     check_choice,
     check_choices,

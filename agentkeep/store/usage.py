@@ -36,7 +36,8 @@ from agentkeep.ids import new_id
 from agentkeep.models import LLMUsage, Page, UsageRollup
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
 from agentkeep.store import usage_days
-from agentkeep.store._base import Filters, Resource, row_times
+from agentkeep.store._base import Resource, row_times
+from agentkeep.store._listing import Filters
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._steps import Op, op
 from agentkeep.store._validate import check_object, opt_text, require_str
