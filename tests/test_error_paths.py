@@ -93,8 +93,8 @@ def test_an_exhausted_pool_is_store_unavailable(
         failed: list[BaseException] = []
 
         def other_thread() -> None:
-            try:  # a read through SQLAlchemy's pool (sessions.get reads on the driver's own)
-                store.sessions.list()
+            try:  # a read through SQLAlchemy's pool (sessions.list reads on the driver's own)
+                store.messages.list(role="user")
             except BaseException as exc:
                 failed.append(exc)
 
