@@ -62,7 +62,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from agentkeep.errors import InvalidInput, NotFound, SessionBusy
 from agentkeep.models import ACTIVE_RUN_STATUSES
 from agentkeep.store._json import make_dumps
-from agentkeep.store._steps import COUNT, Steps, Stmt
+from agentkeep.store._steps import COUNT, ROWS, Steps, Stmt
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import runs as rt
 from agentkeep.store.schema import sessions as st
@@ -96,13 +96,13 @@ class Shaped(NamedTuple):
     #: The parameters whose values the statement holds.
     fixed: dict[str, Any]
 
-    def stmt(self, params: Mapping[str, Any]) -> Stmt:
+    def stmt(self, params: Mapping[str, Any], result: int = ROWS) -> Stmt:
         """The statement with ``params``, each through its type's bind processor."""
         values = {**self.fixed, **params}
         for name, process in self.processors:
             if name in values:
                 values[name] = process(values[name])
-        return Stmt(self.sql, values)
+        return Stmt(self.sql, values, result)
 
 
 class NewRow(NamedTuple):

@@ -648,10 +648,10 @@ class Messages(Resource):
             if pg:  # one statement: the copies and the DELETE are CTEs of the count's UPDATE
                 found = yield count.stmt(params)
             else:
-                yield keep.stmt(params)._replace(result=COUNT)
+                yield keep.stmt(params, COUNT)
                 found = yield gone.stmt(params)
                 if found:
-                    yield count.stmt({**params, "k_session": found[0][0]})._replace(result=COUNT)
+                    yield count.stmt({**params, "k_session": found[0][0]}, COUNT)
             if not found:
                 raise NotFound(self.kind, message_id)
 
