@@ -35,7 +35,7 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models.common import check_limit, utcnow_micros
 from agentkeep.store._base import Resource, keys_in
 from agentkeep.store._listing import Filters
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Write, op
 from agentkeep.store._validate import require_str
 from agentkeep.store.checkpoint_sql import CheckpointSQL
 from agentkeep.store.message_sql import dump_json
@@ -476,11 +476,11 @@ class Checkpoints(Resource):
 
     def _each(self, statements: Sequence[sa.ClauseElement], params: Any, what: str) -> Op[None]:
         """``statements`` (compiled once per dialect) in one write, with ``params``."""
-        compiled = [self._core.message_sql.compiled(s) for s in statements]
+        compiled = [self._core.message_sql.built_once(s).stmt(params, COUNT) for s in statements]
 
         def steps() -> Steps[None]:
-            for sql in compiled:
-                yield Stmt(sql, params, COUNT)
+            for stmt in compiled:  # noqa: UP028 (a list's iterator takes no send(): the counts)
+                yield stmt
 
         yield Write(what, steps)
 
