@@ -270,9 +270,9 @@ class AsyncSessions:
             id=id,
         )
 
-    async def delete(self, session_id: str) -> None:
+    async def delete(self, session_id: str, *, kind: str | None = None) -> None:
         """Delete a session with its messages, runs, steps, events, tool calls and snapshots."""
-        return await arun_op(self.sync.delete, session_id)
+        return await arun_op(self.sync.delete, session_id, kind=kind)
 
     async def exists(self, session_id: str, *, kind: str | None = None) -> bool:
         """Whether this tenant has a session ``session_id``, of ``kind`` when given."""

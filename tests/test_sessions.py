@@ -424,3 +424,20 @@ async def test_list_and_count_on_the_async_connections_compiled_once_per_shape(
 
 
 _PAGING = {"limit", "order", "sort", "after", "before"}
+
+
+def test_a_delete_of_one_kind_leaves_a_session_of_another(store: Store) -> None:
+    """``delete(kind=...)`` deletes only a session of that kind: NotFound of that kind for
+    another kind's (which stays, with its messages) and for a missing id."""
+    thread = store.sessions.create(kind="thread")
+    message = store.messages.append(thread.id, "user", "hi")
+    with pytest.raises(NotFound) as err:
+        store.sessions.delete(thread.id, kind="conversation")
+    assert err.value.kind == "conversation"
+    assert store.messages.get(message.id) == message
+    store.sessions.delete(thread.id, kind="thread")
+    with pytest.raises(NotFound):
+        store.messages.get(message.id)
+    with pytest.raises(NotFound) as err:
+        store.sessions.delete(thread.id, kind="thread")
+    assert err.value.kind == "thread"

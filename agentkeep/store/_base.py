@@ -153,11 +153,13 @@ def row_by_id(table: sa.Table, for_update: bool) -> sa.Select[Any]:
 
 
 @functools.cache
-def _delete_by_id(table: sa.Table) -> sa.Delete:
-    """A DELETE of a row of ``table`` by tenant and id, built once per table."""
-    return sa.delete(table).where(
+def _delete_by_id(table: sa.Table, of_kind: bool = False) -> sa.Delete:
+    """A DELETE of a row of ``table`` by tenant and id (and ``kind``, a parameter too, with
+    ``of_kind``), built once per table."""
+    stmt = sa.delete(table).where(
         table.c.tenant_id == sa.bindparam("tenant_id"), table.c.id == sa.bindparam("id")
     )
+    return stmt.where(table.c.kind == sa.bindparam("kind")) if of_kind else stmt
 
 
 @functools.cache
@@ -268,16 +270,19 @@ class Resource:
         found = yield (Write(what, steps) if lock else Read(what, steps))
         return sql.named_row(table, found[0])
 
-    def _delete_row(self, table: sa.Table, ident: str, what: str) -> Op[None]:
+    def _delete_row(
+        self, table: sa.Table, ident: str, what: str, kind: str | None = None
+    ) -> Op[None]:
         """Delete row ``ident`` of ``table`` (what points to it goes by its foreign keys'
         ``ON DELETE``) as an operation: one statement, compiled once per dialect.
-        ``NotFound`` (of ``kind``) if there is none."""
-        stmt = self._core.message_sql.compiled(_delete_by_id(table))
-        params = {"tenant_id": self.tenant_id, "id": ident}
+        ``NotFound`` (of this resource's ``kind``) if there is none; with ``kind``, only
+        a row of that ``kind`` column (else ``NotFound`` of that kind)."""
+        stmt = self._core.message_sql.compiled(_delete_by_id(table, kind is not None))
+        params = {"tenant_id": self.tenant_id, "id": ident, "kind": kind}
 
         def steps() -> Steps[None]:
             if not (yield Stmt(stmt, params, COUNT)):
-                raise NotFound(self.kind, ident)
+                raise NotFound(kind or self.kind, ident)
 
         yield Write(what, steps, cascades=True)
 

@@ -195,13 +195,14 @@ class Sessions(Resource):
             )
 
     @op
-    def delete(self, session_id: str) -> Op[None]:
+    def delete(self, session_id: str, *, kind: str | None = None) -> Op[None]:
         """Delete a session with its messages, runs, steps, events, tool calls and snapshots.
 
         One statement (its rows go by the foreign keys' cascades); LLM usage rows
-        stay, keeping the session id.
+        stay, keeping the session id. With ``kind``, only a session of that kind
+        (``NotFound`` of that kind otherwise: a thread is not a conversation).
         """
-        yield from self._delete_row(t, session_id, "deleting a session")
+        yield from self._delete_row(t, session_id, "deleting a session", kind)
 
     def _where(
         self,

@@ -11,6 +11,7 @@ worker thread refused.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -313,3 +314,46 @@ def test_listing_a_responses_input_items_takes_no_worker_thread(
             bad = http.get(url, params={"after": "msg_missing"})
             assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
     store.close()
+
+
+def test_deleting_threads_conversations_and_assistants_and_listing_assistants(
+    http: TestClient, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """No anyio worker thread; on PostgreSQL no worker thread at all (on SQLite a delete
+    whose rows cascade runs in one: SQLite's writer does not check foreign keys). A
+    thread's id is a 404 at the conversation route and the other way round, and the
+    session stays."""
+    thread_id = http.post("/v1/threads", json={"messages": [{"role": "user", "content": "a"}]})
+    thread = thread_id.json()["id"]
+    conversation = http.post("/v1/conversations", json={}).json()["id"]
+    assistants = [
+        http.post("/v1/assistants", json={"model": "m", "name": f"a{i}"}).json()["id"]
+        for i in range(3)
+    ]
+    request.getfixturevalue("no_worker_threads")
+    if backend == "postgres":
+        monkeypatch.setattr(asyncio, "to_thread", _refuse)
+
+    listed = http.get("/v1/assistants", params={"limit": 2})
+    assert listed.status_code == 200, listed.text
+    assert [a["id"] for a in listed.json()["data"]] == assistants[::-1][:2]
+    assert listed.json()["has_more"] is True
+    gone = http.delete(f"/v1/assistants/{assistants[0]}")
+    assert gone.status_code == 200 and gone.json()["deleted"] is True, gone.text
+    assert http.delete(f"/v1/assistants/{assistants[0]}").status_code == 404
+
+    wrong = http.delete(f"/v1/conversations/{thread}")
+    assert wrong.status_code == 404 and "No conversation found" in wrong.text, wrong.text
+    wrong = http.delete(f"/v1/threads/{conversation}")
+    assert wrong.status_code == 404 and "No thread found" in wrong.text, wrong.text
+    for url in (f"/v1/threads/{thread}", f"/v1/conversations/{conversation}"):
+        done = http.delete(url)
+        assert done.status_code == 200 and done.json()["deleted"] is True, done.text
+        assert http.delete(url).status_code == 404
+    _assert_not_found(
+        http,
+        [
+            (f"/v1/threads/{thread}", "thread"),
+            (f"/v1/conversations/{conversation}", "conversation"),
+        ],
+    )

@@ -50,9 +50,13 @@ def create_assistant(body: CreateAssistant, store: TenantStore) -> JSONResponse:
 
 
 @router.get("", summary="List assistants", response_model=None, responses=DOCS["assistants"])
-def list_assistants(store: TenantStore, params: Pagination) -> JSONResponse:
-    page = store.agents.list(
-        limit=params.limit, order=params.order, after=params.after, before=params.before
+async def list_assistants(store: TenantStore, params: Pagination) -> JSONResponse:
+    page = await arun_op(
+        store.agents.list,
+        limit=params.limit,
+        order=params.order,
+        after=params.after,
+        before=params.before,
     )
     return JSONResponse(list_object(page, assistant_object))
 
@@ -151,6 +155,6 @@ def modify_assistant(
 @router.delete(
     "/{assistant_id}", summary="Delete an assistant", response_model=None, responses=DOCS["deleted"]
 )
-def delete_assistant(assistant_id: str, store: TenantStore) -> JSONResponse:
-    store.agents.delete(assistant_id)
+async def delete_assistant(assistant_id: str, store: TenantStore) -> JSONResponse:
+    await arun_op(store.agents.delete, assistant_id)
     return JSONResponse(deleted_object(assistant_id, "assistant.deleted"))

@@ -109,8 +109,7 @@ def update_conversation(
     response_model=None,
     responses=DOCS["deleted"],
 )
-def delete_conversation(conversation_id: str, store: TenantStore) -> JSONResponse:
-    with store.transaction():
-        require_conversation(store, conversation_id)
-        store.sessions.delete(conversation_id)
+async def delete_conversation(conversation_id: str, store: TenantStore) -> JSONResponse:
+    # One statement, of a conversation only (a thread's id is a 404 here).
+    await arun_op(store.sessions.delete, conversation_id, kind="conversation")
     return JSONResponse(deleted_object(conversation_id, "conversation.deleted"))

@@ -103,8 +103,7 @@ def modify_thread(
 @router.delete(
     "/{thread_id}", summary="Delete a thread", response_model=None, responses=DOCS["deleted"]
 )
-def delete_thread(thread_id: str, store: TenantStore) -> JSONResponse:
-    with store.transaction():
-        require_thread(store, thread_id)
-        store.sessions.delete(thread_id)
+async def delete_thread(thread_id: str, store: TenantStore) -> JSONResponse:
+    # One statement, of a thread only (a conversation's id is a 404 here).
+    await arun_op(store.sessions.delete, thread_id, kind="thread")
     return JSONResponse(deleted_object(thread_id, "thread.deleted"))
