@@ -25,10 +25,12 @@ from agentkeep.store.schema import graph_checkpoint_writes as tw
 from agentkeep.store.schema import graph_checkpoints as tc
 
 
-def _put(store: Store, checkpoint_id: str, blobs: list[ChannelBlob], thread: str = "t1") -> bool:
+def _put(
+    store: Store, checkpoint_id: str, blobs: list[ChannelBlob], thread: str = "t1", ns: str = ""
+) -> bool:
     return store.checkpoints.put(
         thread,
-        "",
+        ns,
         checkpoint_id,
         checkpoint=Blob("json", checkpoint_id.encode()),
         metadata=Blob("json", b"{}"),
@@ -216,24 +218,8 @@ async def test_a_listing_is_one_read_on_the_async_connections(
     in it one read of its values' chains and one of its writes."""
     for thread in ("t1", "t2"):
         for ns in ("", "sub"):
-            assert store.checkpoints.put(
-                thread,
-                ns,
-                "c1",
-                checkpoint=Blob("json", b"1"),
-                metadata=Blob("json", b"{}"),
-                channel_versions={"messages": "1"},
-                blobs=[_full("messages", "1", f"{thread}{ns}".encode())],
-            )
-            assert store.checkpoints.put(
-                thread,
-                ns,
-                "c2",
-                checkpoint=Blob("json", b"2"),
-                metadata=Blob("json", b"{}"),
-                channel_versions={"messages": "2"},
-                blobs=[_delta("messages", "2", b"+", "1", 1)],
-            )
+            assert _put(store, "c1", [_full("messages", "1", f"{thread}{ns}".encode())], thread, ns)
+            assert _put(store, "c2", [_delta("messages", "2", b"+", "1", 1)], thread, ns)
             _writes(store, thread, "c2", f"w{thread}{ns}".encode(), ns)
     queries: list[dict[str, Any]] = [
         {},
