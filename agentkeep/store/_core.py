@@ -376,12 +376,8 @@ class Core:
             try:
                 if type(request) is Read:
                     value = self.run_read(request.what, work)
-                elif (
-                    isinstance(request, Write)
-                    and request.cascades
-                    and not self.own.cascades
-                    and self._local.conn is None
-                ):
+                elif isinstance(request, Write) and request.cascades and not self.own.cascades:
+                    # (inside a transaction, _write runs it on the transaction's connection)
                     with self.counters.timing("write", request.what):
                         value = self._write_cascading(request)
                 else:

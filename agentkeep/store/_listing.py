@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from agentkeep.errors import InvalidInput
 from agentkeep.models.common import Order, to_micros
 
-__all__ = ["Filters", "Listing", "cursor_row", "like_escaped", "metadata_is"]
+__all__ = ["Filters", "Listing", "cursor_row", "like_escaped", "sort_key"]
 
 
 class Listing:
@@ -157,46 +157,53 @@ class Filters:
     def shape(self) -> tuple[Any, ...]:
         return tuple(names for _, names in self._built)
 
-    def conditions(self) -> list[sa.ColumnElement[bool]]:
-        def param(name: str) -> sa.BindParameter[Any]:
-            return sa.bindparam(name, type_=self._types.get(name))
+    def metadata(self, column: sa.ColumnElement[Any], pairs: Mapping[str, str], pg: bool) -> None:
+        """The JSON object ``column`` maps each key of ``pairs`` to its string value. On
+        SQLite by the object's entries (``json_each``): a JSON path cannot spell a key
+        holding a double quote there, so ``json_extract`` never found it."""
 
-        return [build(*(param(n) for n in names)) for build, names in self._built]
+        def entry(k: sa.BindParameter[Any], v: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+            entries = sa.func.json_each(column).table_valued("key", "value")
+            return (
+                sa.select(sa.literal(1))
+                .select_from(entries)
+                .where(entries.c.key == k, entries.c.value == v)
+                .exists()
+            )
+
+        for i, (key, value) in enumerate(pairs.items()):
+            values = {f"key{i}": key, f"value{i}": value}
+            if pg:
+                self.add(lambda k, v: column[k].as_string() == v, values, {f"key{i}": _JSON_KEY})
+            else:
+                self.add(entry, values)
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        """The conditions on named parameters (their values in :attr:`params`)."""
+        return self._build(lambda name: sa.bindparam(name, type_=self._types.get(name)))
 
     def bound(self) -> list[sa.ColumnElement[bool]]:
         """The conditions with their values in them, for a statement run through SQLAlchemy
         (each parameter unique: one statement may hold them more than once)."""
+        return self._build(
+            lambda name: sa.bindparam(
+                name, self.params[name], type_=self._types.get(name), unique=True
+            )
+        )
 
-        def param(name: str) -> sa.BindParameter[Any]:
-            value, type_ = self.params[name], self._types.get(name)
-            return sa.bindparam(name, value, type_=type_, unique=True)
-
+    def _build(self, param: Callable[[str], sa.BindParameter[Any]]) -> list[sa.ColumnElement[bool]]:
         return [build(*(param(n) for n in names)) for build, names in self._built]
 
 
-def metadata_is(
-    column: sa.ColumnElement[Any], pg: bool, key_name: str, key: str, value_name: str, value: str
-) -> tuple[Callable[..., sa.ColumnElement[bool]], dict[str, str], dict[str, Any]]:
-    """:meth:`Filters.add`'s arguments for "the JSON object ``column`` maps ``key`` to the
-    string ``value``". On SQLite by the object's entries (``json_each``): a JSON path
-    cannot spell a key holding a double quote there, so ``json_extract`` never found it."""
-    values = {key_name: key, value_name: value}
-    if pg:
-        return (lambda k, v: column[k].as_string() == v), values, {key_name: _JSON_KEY}
-
-    def entry(k: sa.BindParameter[Any], v: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
-        entries = sa.func.json_each(column).table_valued("key", "value")
-        return (
-            sa.select(sa.literal(1))
-            .select_from(entries)
-            .where(entries.c.key == k, entries.c.value == v)
-            .exists()
-        )
-
-    return entry, values, {}
-
-
 _JSON_KEY = sa.JSON.JSONStrIndexType()
+
+
+def sort_key(table: sa.Table, sort: str) -> sa.Column[Any] | None:
+    """A listing's ``sort`` argument (``"id"`` or ``"created_at"``) as :class:`Listing`'s
+    ``sort``: None for the id; ``InvalidInput`` naming ``sort`` for anything else."""
+    if sort not in ("id", "created_at"):
+        raise InvalidInput("must be 'id' or 'created_at'", field="sort")
+    return table.c.created_at if sort == "created_at" else None
 
 
 def like_escaped(text: str) -> str:

@@ -17,7 +17,7 @@ from agentkeep.ids import new_id
 from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_by_id, row_times
-from agentkeep.store._listing import Filters, metadata_is
+from agentkeep.store._listing import Filters
 from agentkeep.store._steps import Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
 from agentkeep.store.schema import agent_versions as vt
@@ -215,8 +215,7 @@ class Agents(Resource):
             (t.c.model, None if model is None else require_str(model, "model")),
         )
         pg = self._core.dialect.name == "postgresql"
-        for i, (key, value) in enumerate(check_metadata(metadata, "metadata").items()):
-            where.add(*metadata_is(t.c.metadata, pg, f"key{i}", key, f"value{i}", value))
+        where.metadata(t.c.metadata, check_metadata(metadata, "metadata"), pg)
         where.between(t.c.created_at, created_after, created_before)
         return (
             yield from self._page_op(

@@ -29,7 +29,7 @@ from agentkeep.models import (
 )
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times, update_row
-from agentkeep.store._listing import Filters
+from agentkeep.store._listing import Filters, sort_key
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import (
     check_choice,
@@ -277,8 +277,7 @@ class Runs(Resource):
         whose ids were given by the caller and so do not sort by time.
         ``offset`` skips that many runs first (done by the database).
         """
-        if sort not in ("id", "created_at"):
-            raise InvalidInput("must be 'id' or 'created_at'", field="sort")
+        sort_column = sort_key(t, sort)
         where = Filters()
         refs = ((t.c.agent_id, agent_id), (t.c.session_id, session_id))
         where.equal(*((c, None if v is None else check_ref(v, c.name)) for c, v in refs))
@@ -295,7 +294,7 @@ class Runs(Resource):
                 after=after,
                 before=before,
                 order=order,
-                sort=t.c.created_at if sort == "created_at" else None,
+                sort=sort_column,
                 offset=offset,
             )
         )

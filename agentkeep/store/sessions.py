@@ -15,7 +15,7 @@ from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times
-from agentkeep.store._listing import Filters, like_escaped, metadata_is
+from agentkeep.store._listing import Filters, like_escaped, sort_key
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
@@ -235,8 +235,7 @@ class Sessions(Resource):
             text = require_str(title_contains, "title_contains", max_len=1024)
             where.add(lambda p: t.c.title.icontains(p, escape="/"), {"title": like_escaped(text)})
         pg = self._core.dialect.name == "postgresql"
-        for i, (key, value) in enumerate(check_metadata(metadata, "metadata").items()):
-            where.add(*metadata_is(t.c.metadata, pg, f"key{i}", key, f"value{i}", value))
+        where.metadata(t.c.metadata, check_metadata(metadata, "metadata"), pg)
         where.between(t.c.created_at, created_after, created_before)
         where.between(t.c.last_activity_at, active_after, active_before)
         return where
@@ -270,8 +269,7 @@ class Sessions(Resource):
         ``id_prefix``: only sessions whose id starts with it (a range of the
         primary key, as KODE's prefix listing).
         """
-        if sort not in ("id", "created_at"):
-            raise InvalidInput("must be 'id' or 'created_at'", field="sort")
+        sort_column = sort_key(t, sort)
         where = self._where(
             kind=kind,
             agent_id=agent_id,
@@ -295,7 +293,7 @@ class Sessions(Resource):
                 after=after,
                 before=before,
                 order=order,
-                sort=t.c.created_at if sort == "created_at" else None,
+                sort=sort_column,
             )
         )
 
