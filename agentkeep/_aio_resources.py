@@ -1667,7 +1667,7 @@ class AsyncGraphItems:
 
     async def delete(self, namespace: tuple[str, ...], key: str) -> None:
         """Delete the item if there is one."""
-        return await asyncio.to_thread(self.sync.delete, namespace, key)
+        return await arun_op(self.sync.delete, namespace, key)
 
     async def get(
         self,
@@ -1678,9 +1678,7 @@ class AsyncGraphItems:
         now: datetime | None = None,
     ) -> StoredItem | None:
         """The item, or None (also when it has expired); ``refresh_ttl`` restarts its TTL."""
-        return await asyncio.to_thread(
-            self.sync.get, namespace, key, refresh_ttl=refresh_ttl, now=now
-        )
+        return await arun_op(self.sync.get, namespace, key, refresh_ttl=refresh_ttl, now=now)
 
     async def list_namespaces(
         self,
@@ -1694,7 +1692,7 @@ class AsyncGraphItems:
         now: datetime | None = None,
     ) -> builtins.list[tuple[str, ...]]:
         """The namespaces holding a live item, sorted, cut to ``max_depth`` labels (and"""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list_namespaces,
             prefix=prefix,
             suffix=suffix,
@@ -1707,7 +1705,7 @@ class AsyncGraphItems:
 
     async def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
         """Delete the expired items (this tenant's, or every tenant's); how many."""
-        return await asyncio.to_thread(self.sync.purge_expired, all_tenants=all_tenants, now=now)
+        return await arun_op(self.sync.purge_expired, all_tenants=all_tenants, now=now)
 
     async def put(
         self,
@@ -1719,9 +1717,7 @@ class AsyncGraphItems:
         now: datetime | None = None,
     ) -> None:
         """Create or replace the item (its ``created_at`` stays); it expires after ``ttl_minutes``."""
-        return await asyncio.to_thread(
-            self.sync.put, namespace, key, value, ttl_minutes=ttl_minutes, now=now
-        )
+        return await arun_op(self.sync.put, namespace, key, value, ttl_minutes=ttl_minutes, now=now)
 
     async def search(
         self,
@@ -1734,7 +1730,7 @@ class AsyncGraphItems:
         now: datetime | None = None,
     ) -> builtins.list[StoredItem]:
         """Items under ``namespace_prefix`` whose value meets ``filter``, most recently"""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.search,
             namespace_prefix,
             filter=filter,
@@ -1746,7 +1742,7 @@ class AsyncGraphItems:
 
     async def write(self, writes: Sequence[ItemWrite], *, now: datetime | None = None) -> None:
         """Apply puts and deletes in one transaction, the last one of each item winning."""
-        return await asyncio.to_thread(self.sync.write, writes, now=now)
+        return await arun_op(self.sync.write, writes, now=now)
 
 
 class AsyncBackups:

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
+from agentkeep.store._steps import operation
+
 __all__ = ["acm_thread", "aiter_thread", "arun_op"]
 
 T = TypeVar("T")
@@ -22,8 +24,7 @@ async def arun_op(method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> 
     connections (``Core.arun_op``): no worker thread per call.
     """
     resource: Any = getattr(method, "__self__")  # noqa: B009 (a bound method's owner)
-    operation = getattr(method, "op")(resource, *args, **kwargs)  # noqa: B009
-    result: T = await resource._core.arun_op(operation)
+    result: T = await resource._core.arun_op(operation(method, *args, **kwargs))
     return result
 
 

@@ -16,7 +16,6 @@ without an index (results as for no query, ``score`` None). Needs
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -41,7 +40,10 @@ from langgraph.store.base import (  # noqa: E402
 
 from agentkeep.aio import AsyncStore  # noqa: E402
 from agentkeep.errors import InvalidInput  # noqa: E402
+from agentkeep.integrations._apis import sync_and_async  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
+from agentkeep.store._steps import Op as StoreOp  # noqa: E402
+from agentkeep.store._steps import operation  # noqa: E402
 from agentkeep.store.graph_items import (  # noqa: E402
     ItemWrite,
     StoredItem,
@@ -120,7 +122,7 @@ class AgentkeepStore(BaseStore):
         ttl_config: TTLConfig | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.store: Store = store.sync if isinstance(store, AsyncStore) else store
+        self.store, self.astore = sync_and_async(store)
         self.ttl_config = ttl_config
         self._clock = clock or (lambda: datetime.now(UTC))
         self._sweeper: threading.Thread | None = None
@@ -129,7 +131,14 @@ class AgentkeepStore(BaseStore):
     # --- batches ----------------------------------------------------------------------
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        ops = list(ops)
+        return self.store._core.run_op(self._batch(list(ops)))
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """As ``batch``, on the store's async connections (no worker thread)."""
+        return await self.store._core.arun_op(self._batch(list(ops)))
+
+    def _batch(self, ops: list[Op]) -> StoreOp[list[Result]]:
+        """The batch as one operation (``store._steps``), for ``batch`` and ``abatch``."""
         _check(ops)
         now = self._clock()
         items = self.store.graph_items
@@ -137,10 +146,13 @@ class AgentkeepStore(BaseStore):
         writes: list[ItemWrite] = []
         for op in ops:
             if isinstance(op, GetOp):
-                got = items.get(op.namespace, op.key, refresh_ttl=op.refresh_ttl, now=now)
+                got = yield from operation(
+                    items.get, op.namespace, op.key, refresh_ttl=op.refresh_ttl, now=now
+                )
                 results.append(_item(got))
             elif isinstance(op, SearchOp):
-                found = items.search(
+                found = yield from operation(
+                    items.search,
                     op.namespace_prefix,
                     filter=op.filter,
                     limit=op.limit,
@@ -150,24 +162,21 @@ class AgentkeepStore(BaseStore):
                 )
                 results.append([_search_item(i) for i in found])
             elif isinstance(op, ListNamespacesOp):
-                results.append(
-                    items.list_namespaces(
-                        conditions=[(c.match_type, c.path) for c in op.match_conditions or ()],
-                        max_depth=op.max_depth,
-                        limit=op.limit,
-                        offset=op.offset,
-                        now=now,
-                    )
+                listed = yield from operation(
+                    items.list_namespaces,
+                    conditions=[(c.match_type, c.path) for c in op.match_conditions or ()],
+                    max_depth=op.max_depth,
+                    limit=op.limit,
+                    offset=op.offset,
+                    now=now,
                 )
+                results.append(listed)
             else:
                 assert isinstance(op, PutOp)
                 writes.append(ItemWrite(op.namespace, op.key, op.value, op.ttl))
                 results.append(None)
-        items.write(writes, now=now)
+        yield from operation(items.write, writes, now=now)
         return results
-
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        return await asyncio.to_thread(self.batch, list(ops))
 
     # --- TTL --------------------------------------------------------------------------
 
@@ -176,7 +185,7 @@ class AgentkeepStore(BaseStore):
         return self.store.graph_items.purge_expired(now=self._clock())
 
     async def asweep_ttl(self) -> int:
-        return await asyncio.to_thread(self.sweep_ttl)
+        return await self.astore.graph_items.purge_expired(now=self._clock())
 
     def start_ttl_sweeper(self, sweep_interval_minutes: float | None = None) -> threading.Thread:
         """Sweep every ``sweep_interval_minutes`` (default: ``ttl_config``'s, else 5) in a

@@ -31,6 +31,7 @@ __all__ = [
     "Write",
     "arun_steps",
     "op",
+    "operation",
     "run_steps",
 ]
 
@@ -127,3 +128,11 @@ def op(fn: Callable[P, Op[T]]) -> Callable[P, T]:
 
     run.op = fn  # type: ignore[attr-defined]
     return run
+
+
+def operation(method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Op[T]:
+    """The operation (the generator) a bound method made by :func:`op` runs for these
+    arguments: to run in another operation (``yield from``) or on another driver."""
+    resource: Any = getattr(method, "__self__")  # noqa: B009 (a bound method's owner)
+    found: Op[T] = getattr(method, "op")(resource, *args, **kwargs)  # noqa: B009
+    return found

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput
 from agentkeep.models.common import from_micros, to_micros, utcnow_micros
-from agentkeep.store._base import Resource, keys_in
+from agentkeep.store import graph_item_sql as gsql
+from agentkeep.store._base import Resource
+from agentkeep.store._steps import COUNT, MANY, Op, Read, Steps, Stmt, Write, op
+from agentkeep.store.graph_item_sql import SEPARATOR
+from agentkeep.store.message_sql import Shaped, dump_json
 from agentkeep.store.schema import graph_store_items as t
 
 __all__ = [
@@ -43,12 +46,10 @@ __all__ = [
     "namespace_has_label",
 ]
 
-SEPARATOR = "."
 _MAX_NAMESPACE_BYTES = 1024  # the primary key stays well inside PostgreSQL's index row limit
 _MAX_KEY_BYTES = 512
 _PAGE = 500  # items read at a time while filtering
 _OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
-_ORDER = (t.c.updated_at.desc(), t.c.namespace, t.c.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,19 +227,6 @@ def _apply(have: Any, op: str, operand: Any) -> bool:
 # --- SQL ------------------------------------------------------------------------------
 
 
-def _under(prefix: tuple[str, ...]) -> list[sa.ColumnElement[bool]]:
-    """The namespaces equal to ``prefix`` or below it: a key range ("/" follows ".")."""
-    if not prefix:
-        return []
-    p = SEPARATOR.join(prefix)
-    return [
-        sa.or_(
-            t.c.namespace == p,
-            sa.and_(t.c.namespace >= p + SEPARATOR, t.c.namespace < p + "/"),
-        )
-    ]
-
-
 def namespace_has_label(column: sa.ColumnElement[Any], label: str) -> sa.ColumnElement[bool]:
     """Whether one whole label of the encoded namespace in ``column`` is ``label`` (case-sensitive)."""
     if not label or SEPARATOR in label or "\x00" in label:
@@ -246,10 +234,6 @@ def namespace_has_label(column: sa.ColumnElement[Any], label: str) -> sa.ColumnE
     wrapped = sa.literal(SEPARATOR, sa.Text()) + column + SEPARATOR
     needle = f"{SEPARATOR}{label}{SEPARATOR}"
     return sa.func.replace(wrapped, needle, "") != wrapped
-
-
-def _live(now: int) -> sa.ColumnElement[bool]:
-    return sa.or_(t.c.expires_at.is_(None), t.c.expires_at > now)
 
 
 def _decode(namespace: str) -> tuple[str, ...]:
@@ -286,12 +270,17 @@ def _check_conditions(conditions: Iterable[Any]) -> list[tuple[str, tuple[str, .
 
 
 class GraphItems(Resource):
-    """``store.graph_items``: this tenant's long-term memory items (LangGraph's store)."""
+    """``store.graph_items``: this tenant's long-term memory items (LangGraph's store).
+
+    Every method is an operation (``_steps``) on the store's own connections: the
+    async API awaits them without a worker thread.
+    """
 
     kind = "graph_store_item"
 
     # --- writes -----------------------------------------------------------------------
 
+    @op
     def put(
         self,
         namespace: tuple[str, ...],
@@ -300,87 +289,96 @@ class GraphItems(Resource):
         *,
         ttl_minutes: float | None = None,
         now: datetime | None = None,
-    ) -> None:
+    ) -> Op[None]:
         """Create or replace the item (its ``created_at`` stays); it expires after ``ttl_minutes``."""
-        self.write([ItemWrite(namespace, key, value, ttl_minutes)], now=now)
+        yield from self._write([ItemWrite(namespace, key, value, ttl_minutes)], now)
 
-    def delete(self, namespace: tuple[str, ...], key: str) -> None:
+    @op
+    def delete(self, namespace: tuple[str, ...], key: str) -> Op[None]:
         """Delete the item if there is one."""
-        self.write([ItemWrite(namespace, key, None)])
+        yield from self._write([ItemWrite(namespace, key, None)], None)
 
-    def write(self, writes: Sequence[ItemWrite], *, now: datetime | None = None) -> None:
+    @op
+    def write(self, writes: Sequence[ItemWrite], *, now: datetime | None = None) -> Op[None]:
         """Apply puts and deletes in one transaction, the last one of each item winning.
 
         Every write is checked first: a bad one raises ``InvalidInput`` naming
         its field, and nothing is written.
         """
+        yield from self._write(writes, now)
+
+    def _write(self, writes: Sequence[ItemWrite], now: datetime | None) -> Op[None]:
         last: dict[tuple[str, str], tuple[dict[str, Any] | None, float | None]] = {}
         for w in writes:
             ns, key, value, ttl = check_write(w)
             last[(ns, key)] = (value, ttl)
         if not last:
             return
-        at = _micros(now)
-        rows = [
-            self._row(ns, key, value, ttl, at)
-            for (ns, key), (value, ttl) in last.items()
-            if value is not None
-        ]
-        gone = [(ns, key) for (ns, key), (value, _) in last.items() if value is None]
-        with self._core.write("writing graph store items") as conn:
-            for start in range(0, len(gone), 500):
-                conn.execute(
-                    sa.delete(t).where(
-                        t.c.tenant_id == self.tenant_id,
-                        keys_in((t.c.namespace, t.c.key), gone[start : start + 500]),
-                    )
-                )
-            if rows:
-                conn.execute(self._upsert(at), rows)
+        at, tenant = _micros(now), self.tenant_id
+        puts = [(ns, key, v, ttl) for (ns, key), (v, ttl) in last.items() if v is not None]
+        gone = [(ns, key) for (ns, key), (v, _) in last.items() if v is None]
+        expires = [None if ttl is None else at + round(ttl * 60_000_000) for *_, ttl in puts]
+        if self._pg:
+            upsert = self._sql(("upsert_many",), gsql.upsert_many).stmt(
+                {
+                    "tenant_id": tenant,
+                    "at": at,
+                    "namespaces": [p[0] for p in puts],
+                    "keys": [p[1] for p in puts],
+                    "values": [dump_json(p[2]) for p in puts],
+                    "ttls": [p[3] for p in puts],
+                    "expiress": expires,
+                    "gone_namespaces": [g[0] for g in gone],
+                    "gone_keys": [g[1] for g in gone],
+                },
+                COUNT,
+            )
 
-    def _row(
-        self, ns: str, key: str, value: dict[str, Any], ttl: float | None, at: int
-    ) -> dict[str, Any]:
-        return {
-            "tenant_id": self.tenant_id,
-            "namespace": ns,
-            "key": key,
-            "value": value,
-            "created_at": at,
-            "updated_at": at,
-            "ttl_minutes": ttl,
-            "expires_at": None if ttl is None else at + round(ttl * 60_000_000),
-        }
+            def steps() -> Steps[None]:
+                yield upsert
 
-    def _upsert(self, at: int) -> Any:
-        """Insert or replace; an item that had expired (not yet purged) is created anew."""
-        stmt = self._core.dialect.insert(t)
-        new = stmt.excluded
-        expired = sa.and_(t.c.expires_at.is_not(None), t.c.expires_at <= at)
-        return stmt.on_conflict_do_update(
-            index_elements=list(t.primary_key),
-            set_={
-                "value": new.value,
-                "updated_at": new.updated_at,
-                "ttl_minutes": new.ttl_minutes,
-                "expires_at": new.expires_at,
-                "created_at": sa.case((expired, new.created_at), else_=t.c.created_at),
-            },
-        )
+        else:
+            delete = self._sql(("delete_one",), gsql.delete_one).sql
+            upsert_sql = self._sql(("upsert_one",), gsql.upsert_one).sql
+            deletes = [{"tenant_id": tenant, "namespace": ns, "key": k} for ns, k in gone]
+            rows = [
+                {
+                    "tenant_id": tenant,
+                    "namespace": ns,
+                    "key": key,
+                    "value_json": dump_json(value),
+                    "at": at,
+                    "ttl": ttl,
+                    "expires": expiry,
+                }
+                for (ns, key, value, ttl), expiry in zip(puts, expires, strict=True)
+            ]
 
-    def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
+            def steps() -> Steps[None]:
+                if deletes:
+                    yield Stmt(delete, deletes, MANY)
+                if rows:
+                    yield Stmt(upsert_sql, rows, MANY)
+
+        yield Write("writing graph store items", steps)
+
+    @op
+    def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> Op[int]:
         """Delete the expired items (this tenant's, or every tenant's); how many."""
-        where = [t.c.expires_at.is_not(None), t.c.expires_at <= _micros(now)]
-        if not all_tenants:
-            where.append(t.c.tenant_id == self.tenant_id)
-        with self._core.read("looking for expired graph store items") as conn:
-            if conn.execute(sa.select(t.c.key).where(*where).limit(1)).first() is None:
-                return 0  # a periodic sweep never takes the write lock for nothing
-        with self._core.write("purging expired graph store items") as conn:
-            return int(conn.execute(sa.delete(t).where(*where)).rowcount)
+        params = {"at": _micros(now), "tenant_id": self.tenant_id}
+        look = self._sql(("expired", all_tenants), lambda: gsql.expired(all_tenants, delete=False))
+        found = yield Read("looking for expired graph store items", _one(look.stmt(params)))
+        if not found:
+            return 0  # a periodic sweep never takes the write lock for nothing
+        purge = self._sql(("purge", all_tenants), lambda: gsql.expired(all_tenants, delete=True))
+        gone: int = yield Write(
+            "purging expired graph store items", _one(purge.stmt(params, COUNT))
+        )
+        return gone
 
     # --- reads ------------------------------------------------------------------------
 
+    @op
     def get(
         self,
         namespace: tuple[str, ...],
@@ -388,18 +386,18 @@ class GraphItems(Resource):
         *,
         refresh_ttl: bool = False,
         now: datetime | None = None,
-    ) -> StoredItem | None:
+    ) -> Op[StoredItem | None]:
         """The item, or None (also when it has expired); ``refresh_ttl`` restarts its TTL."""
         ns = SEPARATOR.join(check_labels(namespace, "namespace"))
-        key = _check_key(key)
         at = _micros(now)
-        stmt = sa.select(t).where(
-            t.c.tenant_id == self.tenant_id, t.c.namespace == ns, t.c.key == key, _live(at)
+        read = self._sql(("item",), gsql.item).stmt(
+            {"tenant_id": self.tenant_id, "namespace": ns, "key": _check_key(key), "at": at}
         )
-        with self._core.read("reading a graph store item") as conn:
-            rows = list(conn.execute(stmt).mappings())
-        return next(iter(self._refreshed(rows, refresh_ttl, at)), None)
+        rows = yield Read("reading a graph store item", _one(read))
+        found = yield from self._refreshed(rows, refresh_ttl, at)
+        return next(iter(found), None)
 
+    @op
     def search(
         self,
         namespace_prefix: tuple[str, ...] = (),
@@ -409,7 +407,7 @@ class GraphItems(Resource):
         offset: int = 0,
         refresh_ttl: bool = False,
         now: datetime | None = None,
-    ) -> list[StoredItem]:
+    ) -> Op[list[StoredItem]]:
         """Items under ``namespace_prefix`` whose value meets ``filter``, most recently
         updated first (then by namespace and key); ``refresh_ttl`` restarts their TTLs."""
         prefix = check_labels(namespace_prefix, "namespace_prefix")
@@ -418,27 +416,32 @@ class GraphItems(Resource):
         at = _micros(now)
         if limit == 0:
             return []
-        stmt = sa.select(t).where(t.c.tenant_id == self.tenant_id, _live(at), *_under(prefix))
-        stmt = stmt.order_by(*_ORDER)
-        with self._core.read("searching graph store items") as conn:
-            if not flt:
-                rows = list(conn.execute(stmt.limit(limit).offset(offset)).mappings())
-            else:
-                rows = self._filtered(conn, stmt, flt, limit, offset)
-        return self._refreshed(rows, refresh_ttl, at)
+        page = self._sql(("search", bool(prefix)), lambda: gsql.search(bool(prefix)))
+        params = {"tenant_id": self.tenant_id, "at": at}
+        if prefix:
+            params.update(gsql.prefix_params(prefix))
 
-    @staticmethod
+        def steps() -> Steps[list[Any]]:
+            if not flt:
+                rows: list[Any] = yield page.stmt({**params, "limit": limit, "offset": offset})
+                return rows
+            return (yield from self._filtered(page, params, flt, limit, offset))
+
+        rows = yield Read("searching graph store items", steps)
+        found: list[StoredItem] = yield from self._refreshed(rows, refresh_ttl, at)
+        return found
+
     def _filtered(
-        conn: Connection, stmt: sa.Select[Any], flt: dict[str, Any], limit: int, offset: int
-    ) -> list[Any]:
+        self, page: Shaped, params: dict[str, Any], flt: dict[str, Any], limit: int, offset: int
+    ) -> Steps[list[Any]]:
         """The rows meeting ``flt``, past the first ``offset`` of them: read a page at a time."""
         found: list[Any] = []
-        skip, read = offset, 0
+        skip, read, value = offset, 0, self._value_index
         while True:
-            page = list(conn.execute(stmt.limit(_PAGE).offset(read)).mappings())
-            read += len(page)
-            for row in page:
-                if not matches(row["value"], flt):
+            rows: list[Any] = yield page.stmt({**params, "limit": _PAGE, "offset": read})
+            read += len(rows)
+            for row in rows:
+                if not matches(self._core.message_sql.load_any(row[value]), flt):
                     continue
                 if skip:
                     skip -= 1
@@ -446,32 +449,42 @@ class GraphItems(Resource):
                 found.append(row)
                 if len(found) == limit:
                     return found
-            if len(page) < _PAGE:
+            if len(rows) < _PAGE:
                 return found
 
-    def _refreshed(self, rows: list[Any], refresh: bool, at: int) -> list[StoredItem]:
-        """The rows as items; with ``refresh``, those with a TTL expire a TTL from ``at``."""
+    def _refreshed(self, rows: list[Any], refresh: bool, at: int) -> Op[list[StoredItem]]:
+        """The rows (every column, as the driver returns them) as items; with ``refresh``,
+        those with a TTL expire a TTL from ``at``."""
+        sql = self._core.message_sql
+        named = [sql.named_row(t, r) for r in rows]
         renewed = {
             (r["namespace"], r["key"]): at + round(r["ttl_minutes"] * 60_000_000)
-            for r in rows
+            for r in named
             if refresh and r["ttl_minutes"] is not None
         }
         if renewed:
-            stmt = (
-                sa.update(t)
-                .where(
-                    t.c.tenant_id == self.tenant_id,
-                    t.c.namespace == sa.bindparam("ns"),
-                    t.c.key == sa.bindparam("k"),
-                    _live(at),
+            tenant = self.tenant_id
+            if self._pg:
+                stmt = self._sql(("refresh_many",), gsql.refresh_many).stmt(
+                    {
+                        "tenant_id": tenant,
+                        "at": at,
+                        "namespaces": [ns for ns, _ in renewed],
+                        "keys": [k for _, k in renewed],
+                        "expiress": list(renewed.values()),
+                    },
+                    COUNT,
                 )
-                .values(expires_at=sa.bindparam("expires"))
-            )
-            params = [{"ns": ns, "k": k, "expires": e} for (ns, k), e in renewed.items()]
-            with self._core.write("refreshing graph store item TTLs") as conn:
-                conn.execute(stmt, params)
-        return [_item(r, renewed.get((r["namespace"], r["key"]), r["expires_at"])) for r in rows]
+            else:
+                params = [
+                    {"tenant_id": tenant, "at": at, "namespace": ns, "key": k, "expires": e}
+                    for (ns, k), e in renewed.items()
+                ]
+                stmt = Stmt(self._sql(("refresh_one",), gsql.refresh_one).sql, params, MANY)
+            yield Write("refreshing graph store item TTLs", _one(stmt))
+        return [_item(r, renewed.get((r["namespace"], r["key"]), r["expires_at"])) for r in named]
 
+    @op
     def list_namespaces(
         self,
         *,
@@ -482,7 +495,7 @@ class GraphItems(Resource):
         limit: int = 100,
         offset: int = 0,
         now: datetime | None = None,
-    ) -> list[tuple[str, ...]]:
+    ) -> Op[list[tuple[str, ...]]]:
         """The namespaces holding a live item, sorted, cut to ``max_depth`` labels (and
         then distinct), matching ``prefix`` and ``suffix`` ("*" matches any one label).
 
@@ -502,17 +515,40 @@ class GraphItems(Resource):
         limit, offset = _check_count(limit, "limit"), _check_count(offset, "offset")
         lead = next((p for kind, p in wanted if kind == "prefix"), ())
         literal = tuple(lead[: lead.index("*")] if "*" in lead else lead)
-        stmt = (
-            sa.select(t.c.namespace)
-            .distinct()
-            .where(t.c.tenant_id == self.tenant_id, _live(_micros(now)), *_under(literal))
-        )
-        with self._core.read("listing graph store namespaces") as conn:
-            found = {_decode(ns) for ns in conn.execute(stmt).scalars()}
+        params: dict[str, Any] = {"tenant_id": self.tenant_id, "at": _micros(now)}
+        if literal:
+            params.update(gsql.prefix_params(literal))
+        listed = self._sql(("namespaces", bool(literal)), lambda: gsql.namespaces(bool(literal)))
+        rows = yield Read("listing graph store namespaces", _one(listed.stmt(params)))
+        found = {_decode(row[0]) for row in rows}
         kept = [ns for ns in found if all(_ns_matches(ns, k, p) for k, p in wanted)]
         if max_depth is not None:
             kept = list({ns[:max_depth] for ns in kept})
         return sorted(kept)[offset : offset + limit]
+
+    # --- statements -------------------------------------------------------------------
+
+    @property
+    def _pg(self) -> bool:
+        return bool(self._core.dialect.name == "postgresql")
+
+    @property
+    def _value_index(self) -> int:
+        return list(t.c.keys()).index("value")
+
+    def _sql(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Shaped:
+        """A statement of :mod:`graph_item_sql`, compiled once for the store's dialect."""
+        return self._core.message_sql.shaped(("graph_items", *key), build)
+
+
+def _one(stmt: Stmt) -> Callable[[], Steps[Any]]:
+    """The steps of a unit of one statement: what it returns."""
+
+    def steps() -> Steps[Any]:
+        found = yield stmt
+        return found
+
+    return steps
 
 
 def _micros(now: datetime | None) -> int:

@@ -10,6 +10,7 @@ and a real ``StateGraph`` whose node uses the injected store.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
 from collections.abc import Callable
@@ -18,16 +19,26 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from _statements import sent_statements, work
+from _threads import no_worker_threads
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.store.base import BaseStore, GetOp, ListNamespacesOp, MatchCondition, PutOp
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    ListNamespacesOp,
+    MatchCondition,
+    PutOp,
+    SearchOp,
+)
 from langgraph.store.memory import InMemoryStore
 
 import agentkeep
 from agentkeep import AsyncStore, InvalidInput, Store
 from agentkeep.integrations.langgraph import AgentkeepSaver, AgentkeepStore
-from agentkeep.store import graph_items
+from agentkeep.store import graph_item_sql, graph_items
+from agentkeep.store._steps import run_steps
 from agentkeep.store.schema import graph_store_items
 
 _ids = itertools.count()
@@ -395,6 +406,75 @@ async def test_the_async_store_backed_store(astore: AsyncStore) -> None:
     clock.advance(minutes=2)
     assert await lg.asearch(("a",)) == [] and await lg.asweep_ttl() == 1
     assert await astore.graph_items.search(()) == []
+
+
+async def test_an_async_batch_runs_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``abatch`` awaits the store's async connections (no worker thread): its puts and
+    deletes are one write (one statement on PostgreSQL, a row's each on SQLite), its
+    reads one read each, and a read's TTL refresh one write."""
+    pg = store.url.startswith("postgresql")
+    clock = Clock()
+    lg = AgentkeepStore(astore, clock=clock)
+    await lg.abatch([PutOp(("a", "b"), f"k{i}", {"i": i}, ttl=1) for i in range(5)])
+    no_worker_threads(monkeypatch, "a LangGraph store batch")
+
+    with sent_statements(store) as sent:
+        await lg.abatch(
+            [
+                PutOp(("a", "b"), "k0", None),
+                PutOp(("a", "b"), "k1", {"i": 10}),
+                PutOp(("a", "c"), "new", {"i": 11}),
+            ]
+        )
+    assert len(work(sent)) == (1 if pg else 3), work(sent)
+    clock.advance(seconds=50)
+    with sent_statements(store) as sent:
+        got, found, listed = await lg.abatch(
+            [
+                GetOp(("a", "b"), "k1", refresh_ttl=True),  # no TTL any more: nothing to refresh
+                SearchOp(("a", "b"), filter={"i": {"$gte": 3, "$lt": 10}}, refresh_ttl=True),
+                ListNamespacesOp(match_conditions=(MatchCondition("prefix", ("a",)),)),
+            ]
+        )
+    # three reads and the search's refresh (of two rows: a statement each on SQLite)
+    assert len(work(sent)) == (4 if pg else 5), work(sent)
+    assert got is not None and got.value == {"i": 10}
+    assert found is not None and [i.key for i in found] == ["k3", "k4"]  # same update time: by key
+    assert listed == [("a", "b"), ("a", "c")]
+
+    clock.advance(seconds=30)  # 80 s after the put: k2 expired, k3 and k4 refreshed at 50 s
+    left = await lg.asearch(("a", "b"))
+    assert sorted(i.key for i in left) == ["k1", "k3", "k4"]
+    assert sorted(i.key for i in lg.search(("a", "b"))) == ["k1", "k3", "k4"]
+    assert await lg.asweep_ttl() == 1
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_search_that_sorts_is_not_jit_compiled(store: Store, astore: AsyncStore) -> None:
+    """A search orders by update time, which no index gives: PostgreSQL sorts. The store's
+    own connections run with sorts costed out (for the message reads), which put such a
+    plan above ``jit_above_cost``: each search was JIT compiled (70-110 ms for a page of
+    200 items). On the sync and the async connections, its plan has no JIT."""
+    for i in range(20):
+        store.graph_items.put(("mem", f"u{i % 3}"), f"k{i}", {"i": i})
+    page = store.graph_items._sql(("search", True), lambda: graph_item_sql.search(True))
+    params = {"tenant_id": store.tenant_id, "at": 0, "limit": 10, "offset": 0}
+    explain = page.stmt({**params, **graph_item_sql.prefix_params(("mem",))})
+    explain = explain._replace(sql="EXPLAIN (ANALYZE, FORMAT JSON) " + explain.sql)
+
+    def steps() -> Any:
+        plan = yield explain
+        return plan[0][0][0]
+
+    plans = [
+        store._core.run_read("explaining", lambda cur: run_steps(cur, steps())),
+        await store._core.aio.read("explaining", steps),
+    ]
+    for plan in plans:
+        assert "Sort" in json.dumps(plan["Plan"]), plan  # the statement does sort
+        assert "JIT" not in plan, plan["JIT"]
 
 
 def test_items_outlive_the_process_that_wrote_them(backend: str, db_url: str) -> None:

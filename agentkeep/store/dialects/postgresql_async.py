@@ -186,6 +186,7 @@ class PostgresAsyncConnections:
             await conn.execute(f"SET synchronous_commit = {self._synchronous_commit}")
         # As the sync connections: no sorts, so recent() reads the seq index backwards.
         await conn.execute("SET enable_sort = off")
+        await conn.execute("SET jit = off")  # as the sync connections (a sort would JIT)
         return _Kept(conn)
 
     async def _slot(self, mine: _LoopConnections, what: str) -> None:
