@@ -351,6 +351,7 @@ class AsyncSessions:
         session_id: str,
         *,
         expected_version: int | None = None,
+        kind: str | None = None,
         title: str | None = UNSET,
         metadata: dict[str, str] = UNSET,
         traits: dict[str, Any] = UNSET,
@@ -360,10 +361,11 @@ class AsyncSessions:
         user_id: str | None = UNSET,
     ) -> Session:
         """Change the given fields; with ``expected_version``, only if nobody changed it since."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.update,
             session_id,
             expected_version=expected_version,
+            kind=kind,
             title=title,
             metadata=metadata,
             traits=traits,

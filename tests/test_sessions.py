@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from _statements import sent_statements, work
 from _threads import WAIT_S, no_worker_threads, until_it_waits
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
@@ -441,3 +442,37 @@ def test_a_delete_of_one_kind_leaves_a_session_of_another(store: Store) -> None:
     with pytest.raises(NotFound) as err:
         store.sessions.delete(thread.id, kind="thread")
     assert err.value.kind == "thread"
+
+
+async def test_an_update_is_one_statement_of_its_kind_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sessions.update`` sets the fields, bumps the version and stamps the time in one
+    statement (sync and async alike, no worker thread); with ``kind``, a session of another
+    kind is NotFound of that kind and unchanged; a stale ``expected_version`` is a Conflict
+    naming the current one (a second statement reads it), and changes nothing."""
+    s = store.sessions.create(kind="conversation", metadata={"a": "1"}, state={"n": 1})
+    no_worker_threads(monkeypatch, "sessions.update")
+    with sent_statements(store) as sent:
+        got = await astore.sessions.update(
+            s.id, kind="conversation", expected_version=1, metadata={"b": "2"}, title="t"
+        )
+    assert len(work(sent)) == 1, work(sent)
+    assert (got.version, got.metadata, got.title, got.state) == (2, {"b": "2"}, "t", {"n": 1})
+    assert got.updated_at >= s.updated_at
+    assert store.sessions.get(s.id) == got
+
+    with pytest.raises(NotFound) as missing:
+        await astore.sessions.update(s.id, kind="thread", title="no")
+    assert missing.value.kind == "thread"
+    with pytest.raises(NotFound):
+        await astore.sessions.update("conv_missing", title="no")
+    with sent_statements(store) as sent, pytest.raises(Conflict) as stale:
+        await astore.sessions.update(s.id, expected_version=1, title="lost")
+    assert stale.value.current_version == 2 and len(work(sent)) == 2
+    other = AsyncStore(store.tenant(store.tenant_id + "_other"))
+    with pytest.raises(NotFound):
+        await other.sessions.update(s.id, title="theirs")
+    assert store.sessions.get(s.id) == got
+    again = store.sessions.update(s.id, user_id=None, state={"n": 2})  # the sync API: the same
+    assert (again.version, again.user_id, again.state, again.title) == (3, None, {"n": 2}, "t")

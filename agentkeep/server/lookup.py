@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from agentkeep._aio_util import arun_op
@@ -18,12 +18,12 @@ __all__ = [
     "aget_conversation",
     "aget_thread",
     "amessage_in",
+    "arequire_thread",
+    "aretry_on_conflict",
     "expired_now",
     "get_conversation",
     "get_thread",
     "message_in",
-    "require_conversation",
-    "require_thread",
     "retry_on_conflict",
 ]
 
@@ -73,21 +73,11 @@ async def aget_conversation(store: Store, conversation_id: str) -> Session:
     return await _aget_session(store, conversation_id, "conversation")
 
 
-def _require_session(store: Store, session_id: str, kind: str) -> None:
-    """``_get_session`` for a caller that does not use the session: one compiled read of
-    its kind, not the whole row through SQLAlchemy."""
-    if not store.sessions.exists(session_id, kind=kind):
-        raise NotFound(kind, session_id)
-
-
-def require_thread(store: Store, thread_id: str) -> None:
-    """404 unless ``thread_id`` is a thread."""
-    _require_session(store, thread_id, "thread")
-
-
-def require_conversation(store: Store, conversation_id: str) -> None:
-    """404 unless ``conversation_id`` is a conversation."""
-    _require_session(store, conversation_id, "conversation")
+async def arequire_thread(store: Store, thread_id: str) -> None:
+    """404 unless ``thread_id`` is a thread: one compiled read of its kind, not the whole
+    row, on the store's async path."""
+    if not await arun_op(store.sessions.exists, thread_id, kind="thread"):
+        raise NotFound("thread", thread_id)
 
 
 def message_in(store: Store, kind: str, session_id: str, name: str, message_id: str) -> Message:
@@ -149,6 +139,19 @@ def retry_on_conflict(update: Callable[[], T], attempts: int = 5) -> T:
     for attempt in range(attempts):
         try:
             return update()
+        except InvalidTransition:
+            raise
+        except Conflict:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def aretry_on_conflict(update: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """``retry_on_conflict`` of an awaited read-modify-write."""
+    for attempt in range(attempts):
+        try:
+            return await update()
         except InvalidTransition:
             raise
         except Conflict:

@@ -33,7 +33,7 @@ def _parse_if_match(value: str) -> int:
     return int(tag)
 
 
-def expected_version(
+async def expected_version(  # async: no worker thread to parse a header
     if_match: Annotated[
         str | None,
         Header(alias="If-Match", description='Apply only at this version (the ETag, e.g. "3").'),

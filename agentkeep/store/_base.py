@@ -163,6 +163,15 @@ def _delete_by_id(table: sa.Table, of_kind: bool = False) -> sa.Delete:
 
 
 @functools.cache
+def _version_of(table: sa.Table) -> sa.Select[Any]:
+    """A row's version (and kind, for a table with one) by tenant and id."""
+    kind = [table.c.kind] if "kind" in table.c else []
+    return sa.select(table.c.version, *kind).where(
+        table.c.tenant_id == sa.bindparam("tenant_id"), table.c.id == sa.bindparam("id")
+    )
+
+
+@functools.cache
 def _update_by_id(table: sa.Table) -> sa.Update:
     """An UPDATE of a row of ``table`` by tenant and id, built once per table.
 
@@ -339,6 +348,68 @@ class Resource:
 
         found: int = yield Read(what, steps)
         return found
+
+    def _update_op(
+        self,
+        table: sa.Table,
+        ident: str,
+        what: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+        kind: str | None = None,
+    ) -> Op[dict[str, Any]]:
+        """Set ``changes`` on a row with a version, bumped and stamped, as an operation: one
+        UPDATE ... RETURNING, compiled once per shape (which columns change, whether a kind
+        and a version are required); the row as updated, its columns by name.
+
+        ``NotFound`` (of ``kind``, else of this resource's kind) without such a row, or one
+        of another ``kind``; ``Conflict`` when it is not at ``expected_version`` (then a
+        second statement reads its version, in the same write)."""
+        names = tuple(sorted(changes))
+        sql = self._core.message_sql
+
+        def build() -> sa.Update:
+            where = [
+                table.c.tenant_id == sa.bindparam("u_tenant"),
+                table.c.id == sa.bindparam("u_id"),
+            ]
+            if kind is not None:
+                where.append(table.c.kind == sa.bindparam("u_kind"))
+            if expected_version is not None:
+                where.append(table.c.version == sa.bindparam("u_version"))
+            values: dict[str, Any] = {
+                n: sa.bindparam(f"v_{n}", type_=table.c[n].type) for n in names
+            }
+            values["version"] = table.c.version + 1
+            values["updated_at"] = sa.bindparam("u_now", type_=sa.BigInteger)
+            return sa.update(table).where(*where).values(values).returning(*table.c)
+
+        key = ("update", table.name, names, kind is not None, expected_version is not None)
+        params = {f"v_{n}": v for n, v in changes.items()}
+        params.update(
+            u_tenant=self.tenant_id,
+            u_id=ident,
+            u_kind=kind,
+            u_version=expected_version,
+            u_now=utcnow_micros(),
+        )
+        update = sql.shaped(key, build).stmt(params)
+        current = sql.compiled(_version_of(table))
+        check = {"tenant_id": self.tenant_id, "id": ident}
+
+        def steps() -> Steps[list[Any]]:
+            rows: list[Any] = yield update
+            if rows:
+                return rows
+            found: list[Any] = yield Stmt(current, check)
+            if not found or (kind is not None and found[0][1] != kind):
+                raise NotFound(kind or self.kind, ident)
+            self._check_version({"id": ident, "version": found[0][0]}, expected_version)
+            raise AssertionError("the UPDATE found the row it reads")  # pragma: no cover
+
+        rows = yield Write(what, steps)
+        return sql.named_row(table, rows[0])
 
     def _read_in_session(
         self, table: sa.Table, ident: str, session_id: str, kind: str | None

@@ -160,11 +160,13 @@ class Sessions(Resource):
         what = "locking a session" if lock else "reading a session"
         return to_session((yield from self._read_row(t, session_id, what, lock=lock)))
 
+    @op
     def update(
         self,
         session_id: str,
         *,
         expected_version: int | None = None,
+        kind: str | None = None,
         title: str | None = UNSET,
         metadata: dict[str, str] = UNSET,
         traits: dict[str, Any] = UNSET,
@@ -172,8 +174,12 @@ class Sessions(Resource):
         extra: dict[str, Any] = UNSET,
         agent_id: str | None = UNSET,
         user_id: str | None = UNSET,
-    ) -> Session:
-        """Change the given fields; with ``expected_version``, only if nobody changed it since."""
+    ) -> Op[Session]:
+        """Change the given fields; with ``expected_version``, only if nobody changed it since.
+
+        One statement, compiled once per set of fields. With ``kind``, only a session of
+        that kind (``NotFound`` of that kind otherwise: a thread is not a conversation).
+        """
         changes: dict[str, Any] = {}
         if title is not UNSET:
             changes["title"] = opt_text(title, "title", 1024)
@@ -189,10 +195,15 @@ class Sessions(Resource):
             changes["agent_id"] = opt_text(agent_id, "agent_id", 64)
         if user_id is not UNSET:
             changes["user_id"] = opt_text(user_id, "user_id", 256)
-        with self._core.write("updating a session") as conn:
-            return to_session(
-                self._update_versioned(conn, t, session_id, expected_version, changes)
-            )
+        row = yield from self._update_op(
+            t,
+            session_id,
+            "updating a session",
+            changes,
+            expected_version=expected_version,
+            kind=kind,
+        )
+        return to_session(row)
 
     @op
     def delete(self, session_id: str, *, kind: str | None = None) -> Op[None]:

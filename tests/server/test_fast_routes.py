@@ -12,12 +12,14 @@ worker thread refused.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import anyio.to_thread
 import pytest
 from _statements import sent_statements, verbs
+from _threads import WAIT_S
 from fastapi.testclient import TestClient
 
 import agentkeep
@@ -357,3 +359,70 @@ def test_deleting_threads_conversations_and_assistants_and_listing_assistants(
             (f"/v1/conversations/{conversation}", "conversation"),
         ],
     )
+
+
+def test_modifying_threads_and_conversations_and_listing_runs_take_no_worker_thread(
+    http: TestClient, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """A thread's or a conversation's modify is one statement of that kind on the store's
+    async path (a read before it when ``tool_resources`` is merged into the thread's
+    extra); a thread's runs are listed there too. No anyio worker thread, and on
+    PostgreSQL none at all. A stale ``If-Match`` is a 409 and changes nothing; the other
+    kind's id is a 404."""
+    tools = {"code_interpreter": {"file_ids": ["f1"]}}
+    thread = http.post("/v1/threads", json={"tool_resources": tools}).json()["id"]
+    conversation = http.post("/v1/conversations", json={"metadata": {"a": "1"}}).json()["id"]
+    assistant = http.post("/v1/assistants", json={"model": "m"}).json()["id"]
+    runs = []
+    for _ in range(3):  # one active run per thread: each ends (no upstream: failed) first
+        made = http.post(f"/v1/threads/{thread}/runs", json={"assistant_id": assistant})
+        assert made.status_code == 200, made.text
+        runs.append(made.json()["id"])
+        deadline = time.monotonic() + WAIT_S
+        while http.get(f"/v1/threads/{thread}/runs/{runs[-1]}").json()["status"] != "failed":
+            assert time.monotonic() < deadline, "the run did not fail"
+            time.sleep(0.01)
+    request.getfixturevalue("no_worker_threads")
+    if backend == "postgres":
+        monkeypatch.setattr(asyncio, "to_thread", _refuse)
+
+    changed = http.post(f"/v1/threads/{thread}", json={"metadata": {"k": "v"}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["metadata"] == {"k": "v"} and changed.json()["tool_resources"] == tools
+    assert changed.headers["etag"] == '"2"'
+    merged = http.post(
+        f"/v1/threads/{thread}",
+        json={"tool_resources": {"file_search": {"vector_store_ids": ["vs1"]}}},
+    )
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["tool_resources"] == {"file_search": {"vector_store_ids": ["vs1"]}}
+    assert merged.json()["metadata"] == {"k": "v"} and merged.headers["etag"] == '"3"'
+    stale = http.post(f"/v1/threads/{thread}", json={"metadata": {}}, headers={"If-Match": '"2"'})
+    assert stale.status_code == 409, stale.text
+    assert http.get(f"/v1/threads/{thread}").json()["metadata"] == {"k": "v"}
+
+    updated = http.post(f"/v1/conversations/{conversation}", json={"metadata": {"b": "2"}})
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["metadata"] == {"b": "2"} and updated.headers["etag"] == '"2"'
+    stale = http.post(
+        f"/v1/conversations/{conversation}", json={"metadata": {}}, headers={"If-Match": '"1"'}
+    )
+    assert stale.status_code == 409, stale.text
+
+    wrong = http.post(f"/v1/conversations/{thread}", json={"metadata": {"x": "y"}})
+    assert wrong.status_code == 404 and "No conversation found" in wrong.text, wrong.text
+    wrong = http.post(f"/v1/threads/{conversation}", json={"metadata": {"x": "y"}})
+    assert wrong.status_code == 404 and "No thread found" in wrong.text, wrong.text
+    wrong = http.post(f"/v1/threads/{conversation}", json={"tool_resources": tools})
+    assert wrong.status_code == 404 and "No thread found" in wrong.text, wrong.text
+    assert http.get(f"/v1/conversations/{conversation}").json()["metadata"] == {"b": "2"}
+
+    listed = http.get(f"/v1/threads/{thread}/runs", params={"limit": 2})
+    assert listed.status_code == 200, listed.text
+    assert [r["id"] for r in listed.json()["data"]] == runs[::-1][:2]
+    assert listed.json()["has_more"] is True
+    rest = http.get(f"/v1/threads/{thread}/runs", params={"after": listed.json()["last_id"]})
+    assert [r["id"] for r in rest.json()["data"]] == runs[:1]
+    for missing in ("thread_missing", conversation):
+        gone = http.get(f"/v1/threads/{missing}/runs")
+        assert gone.status_code == 404 and "No thread found" in gone.text, gone.text

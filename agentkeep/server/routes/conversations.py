@@ -15,7 +15,7 @@ from agentkeep.models import Session
 from agentkeep.server.bodies import CreateConversation, UpdateConversation
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import aget_conversation, require_conversation
+from agentkeep.server.lookup import aget_conversation
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.store import Store
@@ -89,17 +89,20 @@ async def retrieve_conversation(conversation_id: str, store: TenantStore) -> JSO
     response_model=None,
     responses=DOCS["conversation"],
 )
-def update_conversation(
+async def update_conversation(
     conversation_id: str,
     body: UpdateConversation,
     store: TenantStore,
     expected: ExpectedVersion,
 ) -> JSONResponse:
-    with store.transaction():
-        require_conversation(store, conversation_id)
-        conversation = store.sessions.update(
-            conversation_id, expected_version=expected, metadata=body.metadata or {}
-        )
+    # One statement, of a conversation only (a thread's id is a 404 here).
+    conversation = await arun_op(
+        store.sessions.update,
+        conversation_id,
+        kind="conversation",
+        expected_version=expected,
+        metadata=body.metadata or {},
+    )
     return versioned(conversation_object(conversation), conversation.version)
 
 

@@ -40,7 +40,7 @@ from agentkeep.server.bodies import (
 from agentkeep.server.deps import TenantStore, service_state
 from agentkeep.server.errors import ApiError
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import active_run_id, get_thread, require_thread
+from agentkeep.server.lookup import active_run_id, arequire_thread, get_thread
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.routes.threads import new_message
 from agentkeep.server.streaming import Start, following, stream_run
@@ -280,16 +280,25 @@ async def create_run(
 
 
 @router.get("/v1/threads/{thread_id}/runs", summary="List runs")
-def list_runs(thread_id: str, store: TenantStore, params: Pagination) -> dict[str, Any]:
-    require_thread(store, thread_id)
-    page = store.runs.list(
+async def list_runs(thread_id: str, store: TenantStore, params: Pagination) -> dict[str, Any]:
+    # Two reads on the store's async path (a worker thread only for a run that expires on
+    # this read, rare).
+    await arequire_thread(store, thread_id)
+    page = await arun_op(
+        store.runs.list,
         session_id=thread_id,
         limit=params.limit,
         order=params.order,
         after=params.after,
         before=params.before,
     )
-    return list_object(page, lambda run: run_object(ops.expire_if_due(store, run)))
+    if any(ops.is_past_expiry(run) for run in page.items):
+        page = await anyio.to_thread.run_sync(
+            lambda: page.model_copy(
+                update={"items": [ops.expire_if_due(store, r) for r in page.items]}
+            )
+        )
+    return list_object(page, run_object)
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}", summary="Retrieve a run")

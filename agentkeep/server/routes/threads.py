@@ -12,7 +12,7 @@ from agentkeep.models import Session
 from agentkeep.server.bodies import CreateMessage, CreateThread, ModifyThread
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import aget_thread, get_thread, require_thread, retry_on_conflict
+from agentkeep.server.lookup import aget_thread, aretry_on_conflict
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
 from agentkeep.store import Store
@@ -70,7 +70,7 @@ async def retrieve_thread(thread_id: str, store: TenantStore) -> JSONResponse:
 @router.post(
     "/{thread_id}", summary="Modify a thread", response_model=None, responses=DOCS["thread"]
 )
-def modify_thread(
+async def modify_thread(
     thread_id: str,
     body: ModifyThread,
     store: TenantStore,
@@ -81,22 +81,29 @@ def modify_thread(
     if "metadata" in given:
         changes["metadata"] = body.metadata or {}
 
-    def update() -> Session:
-        with store.transaction():
-            if "tool_resources" not in given:
-                require_thread(store, thread_id)
-                return store.sessions.update(thread_id, expected_version=expected, **changes)
-            # read under the row's lock until we commit: one change, one version
-            current = get_thread(store, thread_id, lock=True)
-            extra = {**current.extra, "tool_resources": body.tool_resources or {}}
-            return store.sessions.update(
+    async def update() -> Session:
+        if "tool_resources" not in given:  # one statement, of a thread only
+            return await arun_op(
+                store.sessions.update,
                 thread_id,
-                expected_version=current.version if expected is None else expected,
-                extra=extra,
+                kind="thread",
+                expected_version=expected,
                 **changes,
             )
+        # The thread's extra is read, then written only at the version read (else read
+        # again): one change, one version, nothing another writer set is lost.
+        current = await aget_thread(store, thread_id)
+        extra = {**current.extra, "tool_resources": body.tool_resources or {}}
+        return await arun_op(
+            store.sessions.update,
+            thread_id,
+            kind="thread",
+            expected_version=current.version if expected is None else expected,
+            extra=extra,
+            **changes,
+        )
 
-    thread = retry_on_conflict(update, attempts=1 if expected is not None else 5)
+    thread = await aretry_on_conflict(update, attempts=1 if expected is not None else 5)
     return versioned(thread_object(thread), thread.version)
 
 
