@@ -945,7 +945,7 @@ class AsyncToolCalls:
 
     async def complete(self, call_id: str, output: Any, *, is_error: bool = False) -> ToolCall:
         """Store a call's output: ``completed``, or ``failed`` when ``is_error``."""
-        return await asyncio.to_thread(self.sync.complete, call_id, output, is_error=is_error)
+        return await arun_op(self.sync.complete, call_id, output, is_error=is_error)
 
     async def create(
         self,
@@ -961,7 +961,7 @@ class AsyncToolCalls:
         id: str | None = None,
     ) -> ToolCall:
         """Record a call of tool ``name`` with its ``input`` (any JSON value)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.create,
             name,
             input,
@@ -978,7 +978,7 @@ class AsyncToolCalls:
         self, call_id: str, decision: str, *, by: str | None = None, note: str | None = None
     ) -> ToolCall:
         """Approve or deny a call that requires approval; records who, why and when."""
-        return await asyncio.to_thread(self.sync.decide, call_id, decision, by=by, note=note)
+        return await arun_op(self.sync.decide, call_id, decision, by=by, note=note)
 
     async def delete(self, call_id: str) -> None:
         """Delete one tool call."""
@@ -1027,7 +1027,7 @@ class AsyncToolCalls:
         self, call_id: str, *, by: str | None = None, note: str | None = None
     ) -> ToolCall:
         """Hold a pending call until someone approves or denies it."""
-        return await asyncio.to_thread(self.sync.require_approval, call_id, by=by, note=note)
+        return await arun_op(self.sync.require_approval, call_id, by=by, note=note)
 
     async def transition(
         self,
@@ -1040,7 +1040,7 @@ class AsyncToolCalls:
         note: str | None = None,
     ) -> ToolCall:
         """Move a call to ``state`` if ``TOOL_CALL_TRANSITIONS`` allows it, with an audit entry."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.transition, call_id, state, output=output, is_error=is_error, by=by, note=note
         )
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from _statements import sent_statements, verbs, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, InvalidTransition, NotFound, Store
 from agentkeep.models import TOOL_CALL_TERMINAL, TOOL_CALL_TRANSITIONS
@@ -313,3 +316,64 @@ async def test_async_tool_calls(astore: AsyncStore) -> None:
     done = await astore.tool_calls.complete(call.id, [1, 2])
     assert done.state == "completed" and done.approval is not None
     assert [c.id for c in await astore.tool_calls.list(has_approval=True)] == [call.id]
+
+
+async def test_tool_calls_are_made_and_moved_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker thread: a create is one write (its links' reads, then the insert), a
+    transition a read and an update conditional on the state and time read. Two
+    transitions awaited together: one wins, the other is an ``InvalidTransition`` against
+    the winner's state, and the audit has one entry per change (whether they interleave
+    is up to the event loop; ``test_racing_outcomes_only_one_wins`` races them on threads)."""
+    s = store.sessions.create()
+    run = store.runs.create("asst_1", session_id=s.id)
+    no_worker_threads(monkeypatch, "tool calls")
+
+    with sent_statements(store) as sent:
+        call = await astore.tool_calls.create("f", {"q": None}, run_id=run.id)
+    assert verbs(work(sent)) == ["SELECT", "SELECT", "INSERT"], work(sent)  # run, session
+    assert (call.session_id, call.agent_id, call.output, call.approval) == (
+        s.id,
+        "asst_1",
+        None,
+        None,
+    )
+    assert await astore.tool_calls.get(call.id) == call
+    with sent_statements(store) as sent:
+        held = await astore.tool_calls.require_approval(call.id, by="ops")
+    assert verbs(work(sent)) == ["SELECT", "UPDATE"], work(sent)
+    assert held.state == "approval_required" and held.output is None
+    # an unset output and approval stay SQL NULL: the filters still find the call
+    assert [c.id for c in await astore.tool_calls.list(has_approval=False)] == [call.id]
+    decided = await astore.tool_calls.decide(call.id, "approved", by="ops", note="ok")
+    assert decided.approval is not None and decided.approval.by == "ops"
+    assert [c.id for c in await astore.tool_calls.list(has_approval=True)] == [call.id]
+    await astore.tool_calls.transition(call.id, "executing")
+
+    outcomes = await asyncio.gather(
+        astore.tool_calls.complete(call.id, {"answer": 42}),
+        astore.tool_calls.transition(call.id, "cancelled", by="user"),
+        return_exceptions=True,
+    )
+    won = [o for o in outcomes if not isinstance(o, BaseException)]
+    lost = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(won) == 1 and len(lost) == 1, outcomes
+    assert isinstance(lost[0], InvalidTransition) and lost[0].current == won[0].state
+    final = store.tool_calls.get(call.id)
+    assert final == won[0]
+    assert [e["to"] for e in final.audit] == [
+        "pending",
+        "approval_required",
+        "approved",
+        "executing",
+        final.state,
+    ]
+    with pytest.raises(NotFound):
+        await astore.tool_calls.create("f", run_id="run_missing")
+    with pytest.raises(NotFound):
+        await astore.tool_calls.transition("call_missing", "executing")
+    other = AsyncStore(store.tenant(store.tenant_id + "_other"))
+    with pytest.raises(NotFound):
+        await other.tool_calls.complete(call.id, "theirs")
+    assert store.tool_calls.get(call.id) == final

@@ -15,6 +15,7 @@ from agentkeep.models.common import Order, Page, check_limit, from_micros, to_mi
 from agentkeep.store._listing import Filters, Listing, cursor_row
 from agentkeep.store._run_checks import check_ref
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write
+from agentkeep.store.message_sql import columns_of, dump_json
 
 if TYPE_CHECKING:
     from agentkeep.store._core import Core
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Resource",
     "Row",
+    "json_texts",
     "keys_in",
     "page_of",
     "paginate",
@@ -60,6 +62,14 @@ def keys_in(
     if not terms:
         return sa.false()
     return terms[0] if len(terms) == 1 else sa.or_(*terms)
+
+
+def json_texts(table: sa.Table, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (columns of ``table`` by name) with its JSON columns as their text
+    (:func:`dump_json`, as a ``MessageSQL.json_param`` takes them), None as SQL NULL: a
+    nullable JSON column left empty must be NULL for ``IS NULL`` filters, not JSON null."""
+    json_names = columns_of(table)[1]
+    return {n: dump_json(v) if n in json_names and v is not None else v for n, v in values.items()}
 
 
 def row_times(row: Row, *names: str) -> dict[str, Any]:
@@ -349,6 +359,46 @@ class Resource:
         found: int = yield Read(what, steps)
         return found
 
+    def _set_stmt(
+        self,
+        table: sa.Table,
+        ident: str,
+        changes: Mapping[str, Any],
+        match: Mapping[str, Any],
+        *,
+        bump: bool = False,
+    ) -> Stmt:
+        """An UPDATE ... RETURNING of row ``ident`` of ``table`` that sets ``changes`` (with
+        ``bump``, also the version up by one and ``updated_at`` now) only while its columns
+        hold ``match``'s values; compiled once per shape (the columns set and matched).
+
+        A JSON column is bound as its text (:meth:`MessageSQL.json_param`), None as SQL
+        NULL (so ``IS NULL`` filters find it), as rows are inserted."""
+        names, matched = tuple(sorted(changes)), tuple(sorted(match))
+        sql = self._core.message_sql
+
+        def build() -> sa.Update:
+            where = [
+                table.c.tenant_id == sa.bindparam("u_tenant"),
+                table.c.id == sa.bindparam("u_id"),
+            ]
+            where += [table.c[m] == sa.bindparam(f"m_{m}", type_=table.c[m].type) for m in matched]
+            values: dict[str, Any] = {
+                n: sql.json_param(f"v_{n}")
+                if isinstance(table.c[n].type, sa.JSON)
+                else sa.bindparam(f"v_{n}", type_=table.c[n].type)
+                for n in names
+            }
+            if bump:
+                values["version"] = table.c.version + 1
+                values["updated_at"] = sa.bindparam("u_now", type_=sa.BigInteger)
+            return sa.update(table).where(*where).values(values).returning(*table.c)
+
+        params = {f"v_{n}": v for n, v in json_texts(table, changes).items()}
+        params.update({f"m_{m}": v for m, v in match.items()})
+        params.update(u_tenant=self.tenant_id, u_id=ident, u_now=utcnow_micros())
+        return sql.shaped(("set", table.name, names, matched, bump), build).stmt(params)
+
     def _update_op(
         self,
         table: sa.Table,
@@ -360,41 +410,17 @@ class Resource:
         kind: str | None = None,
     ) -> Op[dict[str, Any]]:
         """Set ``changes`` on a row with a version, bumped and stamped, as an operation: one
-        UPDATE ... RETURNING, compiled once per shape (which columns change, whether a kind
-        and a version are required); the row as updated, its columns by name.
+        UPDATE ... RETURNING (:meth:`_set_stmt`, the kind and version matched when given);
+        the row as updated, its columns by name.
 
         ``NotFound`` (of ``kind``, else of this resource's kind) without such a row, or one
         of another ``kind``; ``Conflict`` when it is not at ``expected_version`` (then a
         second statement reads its version, in the same write)."""
-        names = tuple(sorted(changes))
-        sql = self._core.message_sql
-
-        def build() -> sa.Update:
-            where = [
-                table.c.tenant_id == sa.bindparam("u_tenant"),
-                table.c.id == sa.bindparam("u_id"),
-            ]
-            if kind is not None:
-                where.append(table.c.kind == sa.bindparam("u_kind"))
-            if expected_version is not None:
-                where.append(table.c.version == sa.bindparam("u_version"))
-            values: dict[str, Any] = {
-                n: sa.bindparam(f"v_{n}", type_=table.c[n].type) for n in names
-            }
-            values["version"] = table.c.version + 1
-            values["updated_at"] = sa.bindparam("u_now", type_=sa.BigInteger)
-            return sa.update(table).where(*where).values(values).returning(*table.c)
-
-        key = ("update", table.name, names, kind is not None, expected_version is not None)
-        params = {f"v_{n}": v for n, v in changes.items()}
-        params.update(
-            u_tenant=self.tenant_id,
-            u_id=ident,
-            u_kind=kind,
-            u_version=expected_version,
-            u_now=utcnow_micros(),
+        match = {"kind": kind, "version": expected_version}
+        update = self._set_stmt(
+            table, ident, changes, {k: v for k, v in match.items() if v is not None}, bump=True
         )
-        update = sql.shaped(key, build).stmt(params)
+        sql = self._core.message_sql
         current = sql.compiled(_version_of(table))
         check = {"tenant_id": self.tenant_id, "id": ident}
 

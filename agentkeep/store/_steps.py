@@ -33,6 +33,7 @@ __all__ = [
     "op",
     "operation",
     "run_steps",
+    "single",
 ]
 
 T = TypeVar("T")
@@ -136,3 +137,14 @@ def operation(method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Op[T
     resource: Any = getattr(method, "__self__")  # noqa: B009 (a bound method's owner)
     found: Op[T] = getattr(method, "op")(resource, *args, **kwargs)  # noqa: B009
     return found
+
+
+def single(stmt: Stmt) -> Callable[[], Steps[Any]]:
+    """The steps of a unit of one statement (for a :class:`Read` or :class:`Write`): what
+    it returns."""
+
+    def steps() -> Steps[Any]:
+        found = yield stmt
+        return found
+
+    return steps

@@ -31,7 +31,7 @@ from agentkeep.errors import InvalidInput
 from agentkeep.models.common import from_micros, to_micros, utcnow_micros
 from agentkeep.store import graph_item_sql as gsql
 from agentkeep.store._base import Resource
-from agentkeep.store._steps import COUNT, MANY, Op, Read, Steps, Stmt, Write, op
+from agentkeep.store._steps import COUNT, MANY, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store.graph_item_sql import SEPARATOR
 from agentkeep.store.message_sql import Shaped, dump_json
 from agentkeep.store.schema import graph_store_items as t
@@ -367,12 +367,12 @@ class GraphItems(Resource):
         """Delete the expired items (this tenant's, or every tenant's); how many."""
         params = {"at": _micros(now), "tenant_id": self.tenant_id}
         look = self._sql(("expired", all_tenants), lambda: gsql.expired(all_tenants, delete=False))
-        found = yield Read("looking for expired graph store items", _one(look.stmt(params)))
+        found = yield Read("looking for expired graph store items", single(look.stmt(params)))
         if not found:
             return 0  # a periodic sweep never takes the write lock for nothing
         purge = self._sql(("purge", all_tenants), lambda: gsql.expired(all_tenants, delete=True))
         gone: int = yield Write(
-            "purging expired graph store items", _one(purge.stmt(params, COUNT))
+            "purging expired graph store items", single(purge.stmt(params, COUNT))
         )
         return gone
 
@@ -393,7 +393,7 @@ class GraphItems(Resource):
         read = self._sql(("item",), gsql.item).stmt(
             {"tenant_id": self.tenant_id, "namespace": ns, "key": _check_key(key), "at": at}
         )
-        rows = yield Read("reading a graph store item", _one(read))
+        rows = yield Read("reading a graph store item", single(read))
         found = yield from self._refreshed(rows, refresh_ttl, at)
         return next(iter(found), None)
 
@@ -481,7 +481,7 @@ class GraphItems(Resource):
                     for (ns, k), e in renewed.items()
                 ]
                 stmt = Stmt(self._sql(("refresh_one",), gsql.refresh_one).sql, params, MANY)
-            yield Write("refreshing graph store item TTLs", _one(stmt))
+            yield Write("refreshing graph store item TTLs", single(stmt))
         return [_item(r, renewed.get((r["namespace"], r["key"]), r["expires_at"])) for r in named]
 
     @op
@@ -519,7 +519,7 @@ class GraphItems(Resource):
         if literal:
             params.update(gsql.prefix_params(literal))
         listed = self._sql(("namespaces", bool(literal)), lambda: gsql.namespaces(bool(literal)))
-        rows = yield Read("listing graph store namespaces", _one(listed.stmt(params)))
+        rows = yield Read("listing graph store namespaces", single(listed.stmt(params)))
         found = {_decode(row[0]) for row in rows}
         kept = [ns for ns in found if all(_ns_matches(ns, k, p) for k, p in wanted)]
         if max_depth is not None:
@@ -539,16 +539,6 @@ class GraphItems(Resource):
     def _sql(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Shaped:
         """A statement of :mod:`graph_item_sql`, compiled once for the store's dialect."""
         return self._core.message_sql.shaped(("graph_items", *key), build)
-
-
-def _one(stmt: Stmt) -> Callable[[], Steps[Any]]:
-    """The steps of a unit of one statement: what it returns."""
-
-    def steps() -> Steps[Any]:
-        found = yield stmt
-        return found
-
-    return steps
 
 
 def _micros(now: datetime | None) -> int:

@@ -576,8 +576,9 @@ class MessageSQL:
         return params
 
     def json_param(self, name: str) -> sa.ColumnElement[Any]:
-        """A parameter for a JSON column, bound as its JSON text (:func:`dump_json`)."""
-        return b(name)
+        """A parameter for a JSON column, bound as its JSON text (:func:`dump_json`): typed
+        as text, so no JSON bind processor dumps that text again (:meth:`shaped`)."""
+        return b(name, type_=sa.Text)
 
     def insert_row(self, table: sa.Table) -> str:
         """An INSERT of one row of ``table``, each column bound by its name (JSON ones as

@@ -1,7 +1,10 @@
 """Tool calls: a state machine with approvals and an audit trail of every change.
 
-Each change reads the call's row (locked), checks ``TOOL_CALL_TRANSITIONS``
-and writes the new state with one more audit entry in the same transaction.
+Each change reads the call's row, checks ``TOOL_CALL_TRANSITIONS`` and writes
+the new state with one more audit entry only if the row is still as read (its
+state and ``updated_at``), else reads it again: two racing changes cannot both
+apply, nor lose an audit entry. Every method is an operation (``_steps``) on
+the store's own connections, so the async API awaits them without a thread.
 """
 
 from __future__ import annotations
@@ -11,13 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import TOOL_CALL_TERMINAL, TOOL_CALL_TRANSITIONS, Approval, Page, ToolCall
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times
+from agentkeep.store._base import Resource, Row, json_texts, row_times
 from agentkeep.store._listing import Filters
 from agentkeep.store._run_checks import (
     check_choice,
@@ -25,13 +27,11 @@ from agentkeep.store._run_checks import (
     check_json,
     check_ref,
     check_text,
-    json_or_null,
 )
-from agentkeep.store._steps import Op, op
+from agentkeep.store._steps import COUNT, Op, Steps, Stmt, Write, op, operation, single
 from agentkeep.store._validate import UNSET, require_str
 from agentkeep.store.schema import run_steps as stt
 from agentkeep.store.schema import runs as rt
-from agentkeep.store.schema import sessions as st
 from agentkeep.store.schema import tool_calls as t
 
 __all__ = ["ToolCalls"]
@@ -80,6 +80,7 @@ class ToolCalls(Resource):
 
     kind = "tool_call"
 
+    @op
     def create(
         self,
         name: str,
@@ -92,7 +93,7 @@ class ToolCalls(Resource):
         state: str = "pending",
         metadata: dict[str, str] | None = None,
         id: str | None = None,
-    ) -> ToolCall:
+    ) -> Op[ToolCall]:
         """Record a call of tool ``name`` with its ``input`` (any JSON value).
 
         With a ``run_id`` (or a ``step_id``, whose run it takes), the run must
@@ -125,16 +126,14 @@ class ToolCalls(Resource):
         }
         if "\x00" in values["name"]:
             raise InvalidInput("must not contain NUL characters", field="name")
-        with self._core.write("recording a tool call") as conn:
-            self._check_links(conn, values)
-            conn.execute(
-                sa.insert(t).values(
-                    {
-                        k: json_or_null(v) if k in ("input", "output", "approval") else v
-                        for k, v in values.items()
-                    }
-                )
-            )
+        sql = self._core.message_sql
+        insert = sql.insert_row(t)
+
+        def steps() -> Steps[None]:
+            yield from self._check_links(values)
+            yield Stmt(insert, json_texts(t, values), COUNT)
+
+        yield Write("recording a tool call", steps)
         return to_call(values)
 
     @op
@@ -198,6 +197,7 @@ class ToolCalls(Resource):
             )
         )
 
+    @op
     def transition(
         self,
         call_id: str,
@@ -207,7 +207,7 @@ class ToolCalls(Resource):
         is_error: bool = UNSET,
         by: str | None = None,
         note: str | None = None,
-    ) -> ToolCall:
+    ) -> Op[ToolCall]:
         """Move a call to ``state`` if ``TOOL_CALL_TRANSITIONS`` allows it, with an audit entry.
 
         ``executing`` sets ``started_at``; a terminal state sets
@@ -218,48 +218,49 @@ class ToolCalls(Resource):
         """
         check_ref(call_id, "call_id")
         state = check_choice(state, TOOL_CALL_TRANSITIONS, "state")
-        changes = _result_changes(state, output, is_error)
+        given = _result_changes(state, output, is_error)
         actor = check_text(by, "by", 256)
         remark = check_text(note, "note", 4096)
-        with self._core.write("changing a tool call's state") as conn:
-            row = self._get_row(conn, t, call_id, for_update=True)
+        while True:
+            row = yield from self._read_row(t, call_id, "reading a tool call")
             current = row["state"]
             if state == current:
                 return to_call(row)
             if state not in TOOL_CALL_TRANSITIONS[current]:
                 raise InvalidTransition("tool_call", call_id, current, state)
-            changes.update(_state_changes(row, state, actor, remark))
-            conn.execute(
-                sa.update(t)
-                .where(t.c.tenant_id == self.tenant_id, t.c.id == call_id)
-                .values(
-                    {
-                        k: json_or_null(v) if k in ("output", "approval") else v
-                        for k, v in changes.items()
-                    }
-                )
-            )
-            return to_call({**row, **changes})
+            changes = {**given, **_state_changes(row, state, actor, remark)}
+            seen = {"state": current, "updated_at": row["updated_at"]}
+            update = self._set_stmt(t, call_id, changes, seen)
+            rows = yield Write("changing a tool call's state", single(update))
+            if rows:  # else another change came first: read the call again
+                return to_call(self._core.message_sql.named_row(t, rows[0]))
 
+    @op
     def require_approval(
         self, call_id: str, *, by: str | None = None, note: str | None = None
-    ) -> ToolCall:
+    ) -> Op[ToolCall]:
         """Hold a pending call until someone approves or denies it."""
-        return self.transition(call_id, "approval_required", by=by, note=note)
+        return (
+            yield from operation(self.transition, call_id, "approval_required", by=by, note=note)
+        )
 
+    @op
     def decide(
         self, call_id: str, decision: str, *, by: str | None = None, note: str | None = None
-    ) -> ToolCall:
+    ) -> Op[ToolCall]:
         """Approve or deny a call that requires approval; records who, why and when."""
         decision = check_choice(decision, _DECISIONS, "decision")
-        return self.transition(call_id, decision, by=by, note=note)
+        return (yield from operation(self.transition, call_id, decision, by=by, note=note))
 
-    def complete(self, call_id: str, output: Any, *, is_error: bool = False) -> ToolCall:
+    @op
+    def complete(self, call_id: str, output: Any, *, is_error: bool = False) -> Op[ToolCall]:
         """Store a call's output: ``completed``, or ``failed`` when ``is_error``."""
         if not isinstance(is_error, bool):
             raise InvalidInput("must be a boolean", field="is_error")
         state = "failed" if is_error else "completed"
-        return self.transition(call_id, state, output=output, is_error=is_error)
+        return (
+            yield from operation(self.transition, call_id, state, output=output, is_error=is_error)
+        )
 
     @op
     def delete(self, call_id: str) -> Op[None]:
@@ -267,54 +268,46 @@ class ToolCalls(Resource):
         check_ref(call_id, "call_id")
         yield from self._delete_row(t, call_id, "deleting a tool call")
 
-    def _check_links(self, conn: Connection, values: dict[str, Any]) -> None:
-        """Check that the step, run and session exist; fill in what the run knows."""
-        key_share = self._core.dialect.skip_locked
-
-        def first(stmt: sa.Select[Any]) -> Any:
-            if key_share:
-                stmt = stmt.with_for_update(read=True, key_share=True)
-            return conn.execute(stmt).first()
-
+    def _check_links(self, values: dict[str, Any]) -> Steps[None]:
+        """Check that the step, run and session exist; fill in what the run knows. In the
+        call's write (on SQLite its transaction; PostgreSQL's foreign keys guard the insert)."""
+        sql, tenant = self._core.message_sql, self.tenant_id
         if values["step_id"] is not None:
-            step = first(
-                sa.select(stt.c.run_id).where(
-                    stt.c.tenant_id == self.tenant_id, stt.c.id == values["step_id"]
-                )
-            )
-            if step is None:
+            step = yield Stmt(sql.compiled(_STEP_RUN), {"t": tenant, "id": values["step_id"]})
+            if not step:
                 raise NotFound("run_step", values["step_id"])
             if values["run_id"] is None:
-                values["run_id"] = step.run_id
-            elif values["run_id"] != step.run_id:
+                values["run_id"] = step[0][0]
+            elif values["run_id"] != step[0][0]:
                 raise InvalidInput(
-                    f"step {values['step_id']!r} belongs to run {step.run_id!r}", field="step_id"
+                    f"step {values['step_id']!r} belongs to run {step[0][0]!r}", field="step_id"
                 )
         if values["run_id"] is not None:
-            run = first(
-                sa.select(rt.c.session_id, rt.c.agent_id).where(
-                    rt.c.tenant_id == self.tenant_id, rt.c.id == values["run_id"]
-                )
-            )
-            if run is None:
+            run = yield Stmt(sql.compiled(_RUN_LINKS), {"t": tenant, "id": values["run_id"]})
+            if not run:
                 raise NotFound("run", values["run_id"])
+            session_id, agent_id = run[0]
             if values["session_id"] is None:
-                values["session_id"] = run.session_id
-            elif run.session_id is not None and values["session_id"] != run.session_id:
+                values["session_id"] = session_id
+            elif session_id is not None and values["session_id"] != session_id:
                 raise InvalidInput(
-                    f"run {values['run_id']!r} belongs to session {run.session_id!r}",
+                    f"run {values['run_id']!r} belongs to session {session_id!r}",
                     field="session_id",
                 )
             if values["agent_id"] is None:
-                values["agent_id"] = run.agent_id
+                values["agent_id"] = agent_id
         if values["session_id"] is not None:
-            found = first(
-                sa.select(st.c.id).where(
-                    st.c.tenant_id == self.tenant_id, st.c.id == values["session_id"]
-                )
-            )
-            if found is None:
+            found = yield Stmt(sql.session_exists, {"t": tenant, "s": values["session_id"]})
+            if not found:
                 raise NotFound("session", values["session_id"])
+
+
+_STEP_RUN = sa.select(stt.c.run_id).where(
+    stt.c.tenant_id == sa.bindparam("t"), stt.c.id == sa.bindparam("id")
+)
+_RUN_LINKS = sa.select(rt.c.session_id, rt.c.agent_id).where(
+    rt.c.tenant_id == sa.bindparam("t"), rt.c.id == sa.bindparam("id")
+)
 
 
 def _result_changes(state: str, output: Any, is_error: Any) -> dict[str, Any]:
