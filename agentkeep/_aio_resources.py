@@ -1143,7 +1143,7 @@ class AsyncUsage:
         created_at: datetime | None = None,
     ) -> LLMUsage:
         """Record one LLM call."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.record,
             provider=provider,
             model=model,

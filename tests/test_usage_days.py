@@ -19,9 +19,11 @@ from typing import Any, Literal
 import pytest
 import sqlalchemy as sa
 from _lifecycle import empty_url
+from _statements import sent_statements, verbs, work
+from _threads import no_worker_threads
 
 import agentkeep
-from agentkeep import Store
+from agentkeep import AsyncStore, Store
 from agentkeep.lifecycle import ExportFilter, copy_database, export, import_file, restore
 from agentkeep.models import LLMUsage, UsageRollup
 from agentkeep.store import migrate
@@ -107,7 +109,7 @@ def assert_rollups_match_rows(store: Store) -> None:
             ) == _expected(chosen, "agent"), (flt, after, before)
 
 
-def _record_mix(store: Store, user: str = "alice", shift: int = 0) -> None:
+def _mix(user: str = "alice", shift: int = 0) -> list[dict[str, Any]]:
     """Calls over three days and their edges: priced, unpriced, caller-priced, errors, None and ''."""
     shapes: list[dict[str, Any]] = [
         {"model": "gpt-4o-mini", "agent_id": "agent-a", "user_id": user},
@@ -117,18 +119,24 @@ def _record_mix(store: Store, user: str = "alice", shift: int = 0) -> None:
         {"model": "other-unknown", "agent_id": "agent-a", "user_id": "bob"},  # unpriced
     ]
     hours = [0, 1, 4, 6, 12, 23, 24, 29, 30, 47, 50, 55, 71]
-    for i, hour in enumerate(hours):
-        shape = shapes[i % len(shapes)]
-        store.usage.record(
-            provider="openai",
-            input_tokens=100 + i,
-            output_tokens=20 + i,
-            cached_tokens=i % 3,
-            reasoning_tokens=i % 2,
-            latency_ms=10 * i,
-            created_at=DAY0 + timedelta(hours=hour, minutes=shift, microseconds=i),
-            **shape,
-        )
+    return [
+        {
+            "provider": "openai",
+            "input_tokens": 100 + i,
+            "output_tokens": 20 + i,
+            "cached_tokens": i % 3,
+            "reasoning_tokens": i % 2,
+            "latency_ms": 10 * i,
+            "created_at": DAY0 + timedelta(hours=hour, minutes=shift, microseconds=i),
+            **shapes[i % len(shapes)],
+        }
+        for i, hour in enumerate(hours)
+    ]
+
+
+def _record_mix(store: Store, user: str = "alice", shift: int = 0) -> None:
+    for call in _mix(user, shift):
+        store.usage.record(**call)
 
 
 def test_rollups_equal_the_rows_after_recording(store: Store) -> None:
@@ -151,6 +159,35 @@ def test_rollups_equal_the_rows_after_recording_in_one_transaction(store: Store)
     with pytest.raises(ValueError), store.transaction():  # a transaction that rolls back
         store.usage.record(provider="openai", model="gpt-4o-mini", input_tokens=10**6)
         raise ValueError("roll it back")
+    assert_rollups_match_rows(store)
+
+
+async def test_rollups_equal_the_rows_after_recording_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The async API records without a worker thread: a call and its day's totals are one
+    write, one statement on PostgreSQL (two on SQLite), after one read of the user's
+    price unless the caller gave the cost."""
+    pg = store.url.startswith("postgresql")
+    store.prices.set("priced-by-user", input=Decimal("0.000001"), output=Decimal("0.000002"))
+    no_worker_threads(monkeypatch, "usage.record")
+    for call in _mix("dave", 3):
+        await astore.usage.record(**call)
+    assert_rollups_match_rows(store)
+
+    with sent_statements(store) as sent:
+        given = await astore.usage.record(
+            provider="openai", model="m", input_tokens=5, cost_usd=Decimal("0.5")
+        )
+    assert verbs(work(sent)) == (["WITH"] if pg else ["INSERT", "INSERT"]), work(sent)
+    assert (given.cost_usd, given.cost_source) == (Decimal("0.5"), "caller")
+    with sent_statements(store) as sent:
+        priced = await astore.usage.record(
+            provider="openai", model="priced-by-user", input_tokens=1000, output_tokens=10
+        )
+    assert verbs(work(sent)) == (["SELECT", "WITH"] if pg else ["SELECT", "INSERT", "INSERT"])
+    assert (priced.cost_usd, priced.cost_source) == (Decimal("0.00102"), "user")
+    assert await astore.usage.get(priced.id) == priced
     assert_rollups_match_rows(store)
 
 

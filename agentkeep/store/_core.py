@@ -107,6 +107,10 @@ class Core:
     def _current(self) -> Connection | None:
         return self._local.conn
 
+    def connection(self) -> Connection | None:
+        """The connection of this thread's open ``write()`` or ``read()`` block (None: none)."""
+        return self._local.conn
+
     def in_transaction(self) -> bool:
         """Whether this thread is inside a ``write()`` or ``read()`` block."""
         return self._local.conn is not None

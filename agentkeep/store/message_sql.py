@@ -585,10 +585,12 @@ class MessageSQL:
         their text: :meth:`json_param`), compiled once per table."""
         sql = self._inserts_of.get(table)
         if sql is None:
-            sql = self._inserts_of[table] = self.compile(
-                sa.insert(table).values(self._binds(table))
-            )
+            sql = self._inserts_of[table] = self.compile(self.insert_of(table))
         return sql
+
+    def insert_of(self, table: sa.Table) -> sa.Insert:
+        """:meth:`insert_row`'s statement, not compiled (to build on: a CTE)."""
+        return sa.insert(table).values(self._binds(table))
 
     def _binds(self, table: sa.Table) -> dict[str, sa.ColumnElement[Any]]:
         """Every column of ``table`` bound by its name (JSON ones as their text)."""

@@ -37,7 +37,7 @@ import math
 import os
 import threading
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -57,7 +57,15 @@ from agentkeep.store._validate import require_str
 from agentkeep.store.schema import llm_usage as ut
 from agentkeep.store.schema import prices as t
 
-__all__ = ["PriceFile", "Prices", "TokenPrices", "price_call"]
+__all__ = [
+    "STORED_PRICE",
+    "PriceFile",
+    "Prices",
+    "TokenPrices",
+    "price_call",
+    "price_from",
+    "stored_params",
+]
 
 log = logging.getLogger("agentkeep.prices")
 _ANY = ""  # the provider column of a price for any provider
@@ -188,8 +196,9 @@ def _to_price(row: Any) -> Price:
     )
 
 
-# The provider's own price before the any-provider one; built once, its values bound.
-_STORED = (
+#: A user's stored price of a model: the provider's own before the any-provider one; built
+#: once, its values bound (:func:`stored_params`).
+STORED_PRICE = (
     sa.select(t)
     .where(
         t.c.tenant_id == sa.bindparam("tenant_id"),
@@ -212,8 +221,7 @@ def _stored(
     key = (tenant_id, provider, model)
     if known is not None and key in known:
         return known[key]
-    params = {"tenant_id": tenant_id, "model": model, "provider": provider, "any_provider": _ANY}
-    row = conn.execute(_STORED, params).mappings().first()
+    row = conn.execute(STORED_PRICE, stored_params(tenant_id, provider, model)).mappings().first()
     if known is not None:
         known[key] = row
     return row
@@ -231,6 +239,18 @@ def price_call(
     ``known``: the stored prices read already, filled as they are read (the
     calls priced in one transaction read each model's price once).
     """
+    row = _stored(conn, tenant_id, values["provider"], values["model"], known)
+    return price_from(row, price_file, values)
+
+
+def stored_params(tenant_id: str, provider: str, model: str) -> dict[str, Any]:
+    """The parameters of :data:`STORED_PRICE` for a call of ``model`` by ``provider``."""
+    return {"tenant_id": tenant_id, "model": model, "provider": provider, "any_provider": _ANY}
+
+
+def price_from(row: Any, price_file: PriceFile | None, values: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`price_call` with the user's stored price read already (``row``, by column
+    name: :data:`STORED_PRICE`'s; None: none)."""
     provider, model = values["provider"], values["model"]
     tokens = {
         "input_tokens": values["input_tokens"],
@@ -238,7 +258,6 @@ def price_call(
         "output_tokens": values["output_tokens"],
         "reasoning_tokens": values["reasoning_tokens"],
     }
-    row = _stored(conn, tenant_id, provider, model, known)
     if row is not None:
         price = _to_price(row)
         prices = TokenPrices(price.input, price.output, price.cached_input, price.reasoning)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -39,10 +39,11 @@ from agentkeep.store import usage_days
 from agentkeep.store._base import Resource, row_times
 from agentkeep.store._listing import Filters
 from agentkeep.store._prices import check_cost, from_nano, to_nano
-from agentkeep.store._steps import Op, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import check_object, opt_text, require_str
-from agentkeep.store.prices import price_call
+from agentkeep.store.prices import STORED_PRICE, price_from, stored_params
 from agentkeep.store.schema import llm_usage as t
+from agentkeep.store.schema import prices as prices_table
 from agentkeep.store.schema import usage_days as usage_days_t
 from agentkeep.store.stats import percentiles
 from agentkeep.store.usage_days import day_sql
@@ -240,6 +241,7 @@ class Usage(Resource):
 
     kind = "usage"
 
+    @op
     def record(
         self,
         *,
@@ -263,7 +265,7 @@ class Usage(Resource):
         metadata: dict[str, str] | None = None,
         id: str | None = None,
         created_at: datetime | None = None,
-    ) -> LLMUsage:
+    ) -> Op[LLMUsage]:
         """Record one LLM call.
 
         Token counts follow OpenAI: ``input_tokens`` includes ``cached_tokens``
@@ -273,6 +275,10 @@ class Usage(Resource):
         ``AGENTKEEP_PRICES`` file: ``"user"``), else the maintained price
         table for ``provider`` and ``model`` (``"price_table"``), each with
         ``price_version``, or stays ``None`` when no table knows them.
+
+        An operation: on the store's own connections, the call and its day's totals are
+        one write (one statement on PostgreSQL); inside ``store.transaction()`` the day's
+        totals are added at its commit, once for all the calls it records.
         """
         values: dict[str, Any] = {
             "tenant_id": self.tenant_id,
@@ -292,26 +298,62 @@ class Usage(Resource):
         values["prompt_length"] = len(prompt) if prompt is not None else None
         values["response_length"] = len(response) if response is not None else None
         values["created_at"] = _created_at(created_at)
-        return self._insert(values, check_cost(cost_usd))
-
-    def _insert(self, values: dict[str, Any], given_cost: Decimal | None) -> LLMUsage:
-        """Price the call (unless the caller gave its cost), store it and add it to its day."""
-        with self._core.write("recording LLM usage") as conn:
-            if given_cost is not None:
-                values.update(
-                    cost_nano_usd=to_nano(given_cost), cost_source="caller", price_version=None
-                )
-            else:
-                known = self._core.known_prices()
-                values.update(
-                    price_call(conn, self.tenant_id, self._core.price_file, values, known)
-                )
-            self._insert_rows(conn, t, [values])
+        given = check_cost(cost_usd)
+        if given is not None:
+            values.update(cost_nano_usd=to_nano(given), cost_source="caller", price_version=None)
+        else:
+            price = yield from self._stored_price(values["provider"], values["model"])
+            values.update(price_from(price, self._core.price_file, values))
+        sql = self._core.message_sql
+        if self._core.in_transaction():
+            insert = Stmt(sql.insert_row(t), sql.insert_params(t, values), COUNT)
+            yield Write("recording LLM usage", single(insert))
             # The day's totals are a row every call of the group shares: added last, so
             # its lock is held for the commit only (concurrent runs do not queue on it),
             # and once for all the calls the transaction records.
+            conn = self._core.connection()
+            assert conn is not None
             self._core.gather_before_commit(usage_days.add_calls, (conn, values))
+        else:  # the call and its day's totals in one write (one statement on PostgreSQL)
+            yield Write("recording LLM usage", self._record_steps(values))
         return to_usage(values)
+
+    def _stored_price(self, provider: str, model: str) -> Op[Any]:
+        """The user's stored price of the call's model (None: none), read once per write of
+        a transaction (``Core.known_prices``)."""
+        known = self._core.known_prices()
+        key = (self.tenant_id, provider, model)
+        if known is not None and key in known:
+            return known[key]
+        sql = self._core.message_sql
+        read = sql.built_once(STORED_PRICE).stmt(stored_params(self.tenant_id, provider, model))
+        found = yield Read("reading a price", single(read))
+        row = sql.named_row(prices_table, found[0]) if found else None
+        if known is not None:
+            known[key] = row
+        return row
+
+    def _record_steps(self, values: dict[str, Any]) -> Callable[[], Steps[None]]:
+        """The statements that store a usage row and add it to its day's totals."""
+        sql = self._core.message_sql
+        (day,) = usage_days.day_sums([values])
+        call = sql.insert_params(t, values)
+        if self._core.dialect.name == "postgresql":
+            both = sql.shaped(
+                ("usage_record",),
+                lambda: usage_days.upsert_sql("postgresql", "d_").add_cte(
+                    sql.insert_of(t).cte("call")
+                ),
+            ).stmt({**call, **{f"d_{k}": v for k, v in day.items()}}, COUNT)
+            return single(both)
+        insert = Stmt(sql.insert_row(t), call, COUNT)
+        upsert = Stmt(sql.compiled(usage_days.upsert_sql(self._core.dialect.name)), day, COUNT)
+
+        def steps() -> Steps[None]:
+            yield insert
+            yield upsert
+
+        return steps
 
     @op
     def get(self, usage_id: str) -> Op[LLMUsage]:

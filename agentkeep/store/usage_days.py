@@ -39,11 +39,13 @@ __all__ = [
     "day_label",
     "day_of",
     "day_sql",
+    "day_sums",
     "days_where",
     "drift",
     "refresh",
     "refresh_all",
     "reprice_call",
+    "upsert_sql",
 ]
 
 DAY_MICROS = 86_400_000_000
@@ -88,10 +90,11 @@ def key_hash(row: Mapping[Any, Any]) -> str:
 
 
 @functools.cache
-def _upsert_sql(dialect_name: str) -> Any:
-    """The upsert of a group's row, built once per dialect: its values come as parameters."""
+def upsert_sql(dialect_name: str, prefix: str = "") -> Any:
+    """The upsert of a group's row, built once per dialect: its values come as parameters
+    (a row of :func:`day_sums`, each name after ``prefix``)."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    stmt = insert(d)
+    stmt = insert(d).values({c.name: sa.bindparam(prefix + c.name, type_=c.type) for c in d.c})
     return stmt.on_conflict_do_update(
         index_elements=[d.c.tenant_id, d.c.day, d.c.key_hash],
         set_={name: d.c[name] + stmt.excluded[name] for name in SUMS},
@@ -100,7 +103,7 @@ def _upsert_sql(dialect_name: str) -> Any:
 
 def _upsert(conn: Connection, values: dict[str, Any]) -> None:
     """Insert a group's row, or add ``values``' sums to the row already there."""
-    conn.execute(_upsert_sql(conn.dialect.name), values)
+    conn.execute(upsert_sql(conn.dialect.name), values)
 
 
 def _group(row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -111,17 +114,13 @@ def _group(row: Mapping[Any, Any]) -> dict[str, Any]:
     return values
 
 
-def add_calls(calls: Sequence[tuple[Connection, Mapping[str, Any]]]) -> None:
-    """Add recorded usage rows (the values inserted into ``llm_usage``) to their days.
-
-    One upsert per group and day, in key order (two transactions adding to the
-    same rows lock them in the same order, so they cannot deadlock). For
-    ``Core.gather_before_commit``: the calls of one transaction share its
-    connection.
-    """
-    conn = calls[0][0]
+def day_sums(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The upserts (``upsert_sql``'s parameters) that add recorded usage rows (the values
+    inserted into ``llm_usage``) to their days: one per group and day, in key order (two
+    transactions adding to the same rows lock them in the same order, so they cannot
+    deadlock)."""
     days: dict[tuple[str, int, str], dict[str, Any]] = {}
-    for _, row in calls:
+    for row in rows:
         cost = row["cost_nano_usd"]
         group = _group(row)
         key = (group["tenant_id"], group["day"], group["key_hash"])
@@ -135,8 +134,15 @@ def add_calls(calls: Sequence[tuple[Connection, Mapping[str, Any]]]) -> None:
         sums["reasoning_tokens"] += row["reasoning_tokens"]
         sums["cost_nano_usd"] += cost if cost is not None else 0
         sums["unpriced_calls"] += 1 if cost is None else 0
-    for key in sorted(days):
-        _upsert(conn, days[key])
+    return [days[key] for key in sorted(days)]
+
+
+def add_calls(calls: Sequence[tuple[Connection, Mapping[str, Any]]]) -> None:
+    """Add recorded usage rows to their days (:func:`day_sums`), for
+    ``Core.gather_before_commit``: the calls of one transaction share its connection."""
+    conn = calls[0][0]
+    for sums in day_sums([row for _, row in calls]):
+        _upsert(conn, sums)
 
 
 def reprice_call(conn: Connection, row: Mapping[Any, Any], new_cost: int | None) -> None:
