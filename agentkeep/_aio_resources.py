@@ -552,7 +552,7 @@ class AsyncRuns:
         iterations: int = 0,
     ) -> Run:
         """Add to a run's token counters, cost and iterations, atomically."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.add_usage,
             run_id,
             input_tokens=input_tokens,
@@ -615,7 +615,7 @@ class AsyncRuns:
         agent_version: int | None = UNSET,
     ) -> Run:
         """Create a run (queued by default); ``agent_id`` is not checked, ``session_id`` is."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.create,
             agent_id,
             session_id=session_id,
@@ -645,7 +645,7 @@ class AsyncRuns:
         add_extra: dict[str, Any] | None = None,
     ) -> tuple[Run, bool]:
         """End a turn of the run's worker at ``status``, in one locked read and one update."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.end,
             run_id,
             status,
@@ -728,7 +728,7 @@ class AsyncRuns:
         extra: dict[str, Any] = UNSET,
     ) -> Run:
         """Move a run to ``status`` if ``RUN_TRANSITIONS`` allows it."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.transition,
             run_id,
             status,
@@ -754,7 +754,7 @@ class AsyncRuns:
         output: str | None = UNSET,
     ) -> Run:
         """Change the given fields (never the status: see :meth:`transition`)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.update,
             run_id,
             expected_version=expected_version,

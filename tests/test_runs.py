@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _errors import check_in_session_not_found
-from _statements import sent_statements, verbs
+from _statements import sent_statements, verbs, work
+from _threads import no_worker_threads
 
 import agentkeep
 from agentkeep import AsyncStore, Conflict, InvalidInput, InvalidTransition, NotFound, Run, Store
@@ -825,3 +826,69 @@ def test_list_by_offset_is_done_in_the_database(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
         store.runs.list(offset=-1)
     assert err.value.field == "offset"
+
+
+def test_an_end_racing_a_cancel_ends_as_the_winner_left_it(store: Store) -> None:
+    """``runs.end`` decides on the run as it finds it: when a cancel came first, the turn
+    that would have completed ends the run ``cancelled``; when the end came first, the
+    cancel is an ``InvalidTransition``. Never both applied to the same version."""
+    for _ in range(5):
+        run = store.runs.create("a", status="in_progress")
+        ended: list[tuple[Run, bool]] = []
+        errors = _race(
+            lambda run=run, ended=ended: ended.append(store.runs.end(run.id, "completed")),
+            lambda run=run: store.runs.transition(run.id, "cancelling"),
+        )
+        final = store.runs.get(run.id)
+        assert errors[0] is None and ended[0][1] and ended[0][0] == final
+        if errors[1] is None:  # the cancel first: the end made it cancelled
+            assert (final.status, final.version) == ("cancelled", 3)
+        else:
+            assert isinstance(errors[1], InvalidTransition)
+            assert (final.status, final.version) == ("completed", 2)
+
+
+async def test_runs_are_made_and_moved_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker thread: a create is one write (the session's and the agent's reads, then
+    the insert); an update, a transition and an end each a read and an update made only
+    at the version read; usage one update."""
+    s = store.sessions.create()
+    agent = store.agents.create(model="m")
+    no_worker_threads(monkeypatch, "runs")
+    with sent_statements(store) as sent:
+        run = await astore.runs.create(agent.id, session_id=s.id)
+    assert verbs(work(sent)) == ["SELECT", "SELECT", "INSERT"], work(sent)
+    assert (run.agent_version, run.last_error, run.required_action) == (1, None, None)
+    assert await astore.runs.get(run.id) == run
+    with sent_statements(store) as sent:
+        moved = await astore.runs.transition(run.id, "in_progress")
+    assert verbs(work(sent)) == ["SELECT", "UPDATE"], work(sent)
+    assert moved.version == 2 and moved.started_at is not None
+    changed = await astore.runs.update(run.id, expected_version=2, metadata={"a": "b"})
+    assert (changed.version, changed.metadata) == (3, {"a": "b"})
+    with pytest.raises(Conflict) as stale:
+        await astore.runs.update(run.id, expected_version=2, output="lost")
+    assert stale.value.current_version == 3
+    with sent_statements(store) as sent:
+        added = await astore.runs.add_usage(run.id, input_tokens=5, cost_usd=Decimal("0.1"))
+    assert verbs(work(sent)) == ["UPDATE"], work(sent)
+    assert (added.input_tokens, added.cost_usd, added.version) == (5, Decimal("0.1"), 3)
+    action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": []}}
+    waiting, did = await astore.runs.end(run.id, "requires_action", required_action=action)
+    assert did and (waiting.status, waiting.required_action) == ("requires_action", action)
+    # a filter on the SQL NULL an unset error left finds the run
+    assert [r.id for r in store.runs.list(session_id=s.id)] == [run.id]
+    resumed = await astore.runs.transition(run.id, "in_progress")
+    assert resumed.required_action is None and resumed.version == 5
+    with pytest.raises(InvalidTransition):
+        await astore.runs.transition(run.id, "queued")
+    with pytest.raises(NotFound):
+        await astore.runs.create(agent.id, session_id="sess_missing")
+    other = AsyncStore(store.tenant(store.tenant_id + "_other"))
+    with pytest.raises(NotFound):
+        await other.runs.transition(run.id, "cancelling")
+    with pytest.raises(NotFound):
+        await other.runs.add_usage(run.id, input_tokens=1)
+    assert store.runs.get(run.id) == resumed

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, InvalidTransition, NotFound
 from agentkeep.ids import new_id
@@ -28,7 +27,7 @@ from agentkeep.models import (
     Run,
 )
 from agentkeep.models.common import Order, check_metadata, to_micros, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times, update_row
+from agentkeep.store._base import Resource, Row, row_times
 from agentkeep.store._listing import Filters, sort_key
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import (
@@ -39,18 +38,15 @@ from agentkeep.store._run_checks import (
     check_json,
     check_ref,
     check_text,
-    json_or_null,
 )
-from agentkeep.store._steps import Op, Read, Steps, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import UNSET, check_object, check_tools, require_str
 from agentkeep.store.message_sql import const
 from agentkeep.store.schema import agents as at
 from agentkeep.store.schema import runs as t
-from agentkeep.store.schema import sessions as st
 
 # JSON columns a new run starts without: SQL NULL, not JSON null.
 _SQL_NULLS = ("last_error", "required_action")
-_INSERT = sa.insert(t).values(dict.fromkeys(_SQL_NULLS, sa.null()))
 
 __all__ = ["Runs"]
 
@@ -169,11 +165,24 @@ _AGENT_VERSION = sa.select(at.c.version).where(
     at.c.tenant_id == sa.bindparam("v_tenant"), at.c.id == sa.bindparam("v_id")
 )
 """The current version of an agent (``Runs.create`` records it on the run)."""
-_SESSION = sa.select(st.c.id).where(
-    st.c.tenant_id == sa.bindparam("s_tenant"), st.c.id == sa.bindparam("s_id")
-)
-"""A new run's session; locked where the dialect can, so a delete of it waits for the run."""
-_SESSION_LOCKED = _SESSION.with_for_update(read=True, key_share=True)
+
+
+def _moved(row: Row, status: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` with what a move of the run ``row`` to ``status`` sets, if
+    ``RUN_TRANSITIONS`` allows it: the times, the version up by one, ``required_action``
+    cleared off ``requires_action``."""
+    current = row["status"]
+    if status not in RUN_TRANSITIONS[current]:
+        raise InvalidTransition("run", row["id"], current, status)
+    now = utcnow_micros()
+    if status != "requires_action":
+        changes["required_action"] = None
+    if status == "in_progress" and row["started_at"] is None:
+        changes["started_at"] = now
+    if status in TERMINAL_RUN_STATUSES:
+        changes["finished_at"] = now
+    changes.update(status=status, version=row["version"] + 1, updated_at=now)
+    return changes
 
 
 def to_run(row: Row) -> Run:
@@ -187,6 +196,7 @@ class Runs(Resource):
 
     kind = "run"
 
+    @op
     def create(
         self,
         agent_id: str,
@@ -202,15 +212,16 @@ class Runs(Resource):
         id: str | None = None,
         created_at: datetime | None = None,
         agent_version: int | None = UNSET,
-    ) -> Run:
+    ) -> Op[Run]:
         """Create a run (queued by default); ``agent_id`` is not checked, ``session_id`` is.
 
         A run created past ``queued`` gets ``started_at``; a terminal one also
         ``finished_at``. ``created_at`` is for imports of runs made elsewhere.
         ``agent_version`` records the version of the agent the run is made
         with (``agents.get(agent_id, version=run.agent_version)``); by default
-        the agent's current version, read in the same transaction, or None
-        when ``agent_id`` names no agent of this tenant.
+        the agent's current version, read in the same write, or None when
+        ``agent_id`` names no agent of this tenant. One write: the session's and the
+        agent's reads, then the insert.
         """
         agent_version = _agent_version(agent_version)
         status = check_choice(status, RUN_TRANSITIONS, "status")
@@ -233,21 +244,28 @@ class Runs(Resource):
             "worker_id": None,
             **times,
         }
-        with self._core.write("creating a run") as conn:
-            session_id = values["session_id"]
-            if session_id is not None and not self._core.is_new_session(self.tenant_id, session_id):
-                self._require_session(conn, session_id)
-            if agent_version is UNSET:
-                values["agent_version"] = self._current_version(conn, values["agent_id"])
-            params = {k: v for k, v in values.items() if k not in _SQL_NULLS}
-            conn.execute(_INSERT, params)
-        return to_run(values)
+        tenant, sql = self.tenant_id, self._core.message_sql
+        session_id = values["session_id"]
+        check_session = session_id is not None and not self._core.is_new_session(tenant, session_id)
+        params = sql.insert_params(t, values)
+        for name in _SQL_NULLS:  # none yet: SQL NULL, not JSON null
+            params[name] = None
 
-    def _current_version(self, conn: Connection, agent_id: str) -> int | None:
-        """The version of this tenant's agent ``agent_id``, None when there is no such agent."""
-        params = {"v_tenant": self.tenant_id, "v_id": agent_id}
-        version: int | None = conn.execute(_AGENT_VERSION, params).scalar()
-        return version
+        def steps() -> Steps[None]:
+            # In the run's write: SQLite's transaction; PostgreSQL's foreign key guards it.
+            if check_session and not (
+                yield Stmt(sql.session_exists, {"t": tenant, "s": session_id})
+            ):
+                raise NotFound("session", session_id)
+            if agent_version is UNSET:
+                found = yield Stmt(
+                    sql.compiled(_AGENT_VERSION), {"v_tenant": tenant, "v_id": values["agent_id"]}
+                )
+                values["agent_version"] = params["agent_version"] = found[0][0] if found else None
+            yield Stmt(sql.insert_row(t), params, COUNT)
+
+        yield Write("creating a run", steps)
+        return to_run(values)
 
     @op
     def get(self, run_id: str) -> Op[Run]:
@@ -328,6 +346,7 @@ class Runs(Resource):
         """
         return to_run((yield from self._read_in_session(t, run_id, session_id, kind)))
 
+    @op
     def update(
         self,
         run_id: str,
@@ -341,7 +360,7 @@ class Runs(Resource):
         extra: dict[str, Any] = UNSET,
         iterations: int = UNSET,
         output: str | None = UNSET,
-    ) -> Run:
+    ) -> Op[Run]:
         """Change the given fields (never the status: see :meth:`transition`)."""
         check_ref(run_id, "run_id")
         changes: dict[str, Any] = {}
@@ -362,13 +381,14 @@ class Runs(Resource):
         if output is not UNSET:
             changes["output"] = check_text(output, "output", 4_000_000)
         _check_version(expected_version)
-        with self._core.write("updating a run") as conn:
-            row = self._locked(conn, run_id, expected_version)
-            changes["version"] = row["version"] + 1
-            changes["updated_at"] = utcnow_micros()
-            self._set(conn, run_id, changes)
-            return to_run({**row, **changes})
 
+        def decide(row: dict[str, Any]) -> dict[str, Any]:
+            return {**changes, "version": row["version"] + 1, "updated_at": utcnow_micros()}
+
+        run, _ = yield from self._change(run_id, "updating a run", expected_version, decide)
+        return run
+
+    @op
     def transition(
         self,
         run_id: str,
@@ -379,7 +399,7 @@ class Runs(Resource):
         output: str | None = UNSET,
         required_action: dict[str, Any] | None = UNSET,
         extra: dict[str, Any] = UNSET,
-    ) -> Run:
+    ) -> Op[Run]:
         """Move a run to ``status`` if ``RUN_TRANSITIONS`` allows it.
 
         Sets ``started_at`` on the first move to ``in_progress`` and
@@ -405,12 +425,16 @@ class Runs(Resource):
         if extra is not UNSET:
             changes["extra"] = check_json(check_object(extra, "extra"), "extra")
         _check_version(expected_version)
-        with self._core.write("changing a run's status") as conn:
-            row = self._locked(conn, run_id, expected_version)
-            if status == row["status"]:
-                return to_run(row)
-            return self._move(conn, row, status, changes)
 
+        def decide(row: dict[str, Any]) -> dict[str, Any] | None:
+            return None if status == row["status"] else _moved(row, status, dict(changes))
+
+        run, _ = yield from self._change(
+            run_id, "changing a run's status", expected_version, decide
+        )
+        return run
+
+    @op
     def end(
         self,
         run_id: str,
@@ -419,7 +443,7 @@ class Runs(Resource):
         last_error: dict[str, Any] | str | None = None,
         required_action: dict[str, Any] | None = None,
         add_extra: dict[str, Any] | None = None,
-    ) -> tuple[Run, bool]:
+    ) -> Op[tuple[Run, bool]]:
         """End a turn of the run's worker at ``status``, in one locked read and one update.
 
         ``status`` is ``completed``, ``failed``, ``incomplete`` or
@@ -429,49 +453,62 @@ class Runs(Resource):
         already, is left as it is.
         ``last_error`` is kept with ``failed`` only, ``required_action`` with
         ``requires_action``; ``add_extra``'s keys are set in the run's ``extra``.
-        Returns the run and whether this call moved it.
+        Returns the run and whether this call moved it. One read and one update.
         """
         check_ref(run_id, "run_id")
         status = check_choice(status, RUN_TRANSITIONS, "status")
         action = _check_action(required_action)
         error = check_error(last_error) if last_error is not None else None
         extra = check_json(check_object(add_extra, "add_extra") or {}, "add_extra")
-        with self._core.write("ending a run's turn") as conn:
-            row = self._locked(conn, run_id, None)
+
+        def decide(row: dict[str, Any]) -> dict[str, Any] | None:
             if row["status"] in TERMINAL_RUN_STATUSES or row["status"] == status:
-                return to_run(row), False
+                return None
+            target, added = status, extra
             changes: dict[str, Any] = {}
-            if row["status"] == "cancelling" and status in (
+            if row["status"] == "cancelling" and target in (
                 "completed",
                 "requires_action",
                 "incomplete",
             ):
-                status, extra = "cancelled", {}
-            elif status == "requires_action":
+                target, added = "cancelled", {}
+            elif target == "requires_action":
                 changes["required_action"] = action
-            if status == "failed" and error is not None:
+            if target == "failed" and error is not None:
                 changes["last_error"] = error
-            if extra:
-                changes["extra"] = {**(row["extra"] or {}), **extra}
-            return self._move(conn, row, status, changes), True
+            if added:
+                changes["extra"] = {**(row["extra"] or {}), **added}
+            return _moved(row, target, changes)
 
-    def _move(self, conn: Connection, row: Row, status: str, changes: dict[str, Any]) -> Run:
-        """Move the locked run ``row`` to ``status`` (with ``changes``), if ``RUN_TRANSITIONS``
-        allows it; the times and version as :meth:`transition` says."""
-        current = row["status"]
-        if status not in RUN_TRANSITIONS[current]:
-            raise InvalidTransition("run", row["id"], current, status)
-        now = utcnow_micros()
-        if status != "requires_action":
-            changes["required_action"] = None
-        if status == "in_progress" and row["started_at"] is None:
-            changes["started_at"] = now
-        if status in TERMINAL_RUN_STATUSES:
-            changes["finished_at"] = now
-        changes.update(status=status, version=row["version"] + 1, updated_at=now)
-        self._set(conn, row["id"], changes)
-        return to_run({**row, **changes})
+        return (yield from self._change(run_id, "ending a run's turn", None, decide))
 
+    def _change(
+        self,
+        run_id: str,
+        what: str,
+        expected_version: int | None,
+        decide: Callable[[dict[str, Any]], dict[str, Any] | None],
+    ) -> Op[tuple[Run, bool]]:
+        """Read the run, and write what ``decide(row)`` gives (None: nothing) only while the
+        run is at the version read; when another write came first, read it again (then
+        ``Conflict`` if it is no longer at ``expected_version``). The run as it ends up,
+        and whether this wrote it.
+
+        A read and an update, without a lock held between them (PostgreSQL's own
+        connections are in autocommit): two racing changes cannot both apply."""
+        sql = self._core.message_sql
+        while True:
+            row = yield from self._read_row(t, run_id, "reading a run")
+            self._check_version(row, expected_version)
+            changes = decide(row)
+            if changes is None:
+                return to_run(row), False
+            update = self._set_stmt(t, run_id, changes, {"version": row["version"]})
+            rows = yield Write(what, single(update))
+            if rows:
+                return to_run(sql.named_row(t, rows[0])), True
+
+    @op
     def add_usage(
         self,
         run_id: str,
@@ -482,7 +519,7 @@ class Runs(Resource):
         reasoning_tokens: int = 0,
         cost_usd: Decimal | None = None,
         iterations: int = 0,
-    ) -> Run:
+    ) -> Op[Run]:
         """Add to a run's token counters, cost and iterations, atomically.
 
         ``cost_usd=None`` leaves the cost as it is (None stays unknown); a
@@ -505,11 +542,17 @@ class Runs(Resource):
             d_tenant=self.tenant_id,
             d_id=run_id,
         )
-        with self._core.write("adding usage to a run") as conn:
-            row = conn.execute(_ADD_USAGE, params).mappings().first()
-            if row is None:
+        sql = self._core.message_sql
+        add = sql.built_once(_ADD_USAGE).stmt(params)
+
+        def steps() -> Steps[list[Any]]:
+            rows: list[Any] = yield add
+            if not rows:
                 raise NotFound("run", run_id)
-            return to_run(row)
+            return rows
+
+        rows = yield Write("adding usage to a run", steps)
+        return to_run(sql.named_row(t, rows[0]))
 
     @op
     def delete(self, run_id: str) -> Op[None]:
@@ -677,23 +720,6 @@ class Runs(Resource):
         if tenant_id is not None:
             params["p_tenant"] = tenant_id
         return _pick_statement(tuple(statuses), tenant_id is not None, locked), params
-
-    def _locked(self, conn: Connection, run_id: str, expected_version: int | None) -> Row:
-        row = self._get_row(conn, t, run_id, for_update=True)
-        self._check_version(row, expected_version)
-        return row
-
-    def _set(self, conn: Connection, run_id: str, changes: dict[str, Any]) -> None:
-        values = {
-            k: json_or_null(v) if k in ("last_error", "required_action") else v
-            for k, v in changes.items()
-        }
-        update_row(conn, t, self.tenant_id, run_id, values)
-
-    def _require_session(self, conn: Connection, session_id: str) -> None:
-        stmt = _SESSION_LOCKED if self._core.dialect.skip_locked else _SESSION
-        if conn.execute(stmt, {"s_tenant": self.tenant_id, "s_id": session_id}).first() is None:
-            raise NotFound("session", session_id)
 
 
 def _check_action(required_action: Any) -> Any:
