@@ -1348,13 +1348,11 @@ class AsyncStateDocs:
         self, namespace: str, key: str, *, expected_version: int | None = None
     ) -> None:
         """Delete a document (only at ``expected_version`` if given); ``NotFound`` if there is none."""
-        return await asyncio.to_thread(
-            self.sync.delete, namespace, key, expected_version=expected_version
-        )
+        return await arun_op(self.sync.delete, namespace, key, expected_version=expected_version)
 
     async def get(self, namespace: str, key: str) -> StateDoc:
         """The document at ``(namespace, key)``; ``NotFound`` if there is none."""
-        return await asyncio.to_thread(self.sync.get, namespace, key)
+        return await arun_op(self.sync.get, namespace, key)
 
     async def list(
         self,
@@ -1365,7 +1363,7 @@ class AsyncStateDocs:
         after_key: str | None = None,
     ) -> builtins.list[StateDoc]:
         """Documents of a namespace in key order; pass the last key as ``after_key`` to read on."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list, namespace, prefix=prefix, limit=limit, after_key=after_key
         )
 
@@ -1373,13 +1371,13 @@ class AsyncStateDocs:
         self, namespace: str, key: str, value: Any, *, expected_version: int | None = None
     ) -> StateDoc:
         """Create or replace a document; its version goes up by one on every put."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.put, namespace, key, value, expected_version=expected_version
         )
 
     async def with_key(self, key: str, *, limit: int = 100) -> builtins.list[StateDoc]:
         """The documents stored under ``key`` in any namespace, in namespace order."""
-        return await asyncio.to_thread(self.sync.with_key, key, limit=limit)
+        return await arun_op(self.sync.with_key, key, limit=limit)
 
 
 class AsyncResponses:

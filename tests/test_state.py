@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from _statements import sent_statements, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
 
@@ -185,3 +187,61 @@ def test_documents_of_one_key_across_namespaces(store: Store) -> None:
     ]
     assert store.state.with_key("sess_1", limit=1)[0].namespace == "todos"
     assert store.state.with_key("nothing") == []
+
+
+def test_concurrent_puts_without_a_version_each_count_once(store: Store) -> None:
+    """A put without ``expected_version`` is one upsert: writers racing on a new document
+    all land, each raising its version by one, none seeing a Conflict."""
+    n = 8
+    start = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def put(i: int) -> None:
+        start.wait()
+        try:
+            store.state.put("race", "doc", {"by": i})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert store.state.get("race", "doc").version == n
+
+
+async def test_documents_are_read_and_written_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker thread; a put, a get and a delete are one statement each (a second reads
+    the version a Conflict names)."""
+    no_worker_threads(monkeypatch, "state documents")
+    with sent_statements(store) as sent:
+        made = await astore.state.put("todos", "s1", ["a"], expected_version=0)
+    assert len(work(sent)) == 1 and made.version == 1, work(sent)
+    with sent_statements(store) as sent, pytest.raises(Conflict) as taken:
+        await astore.state.put("todos", "s1", ["b"], expected_version=0)
+    assert taken.value.current_version == 1 and len(work(sent)) == 2
+    replaced = await astore.state.put("todos", "s1", ["b"])
+    assert (replaced.version, replaced.value, replaced.created_at) == (2, ["b"], made.created_at)
+    at = await astore.state.put("todos", "s1", "plain text", expected_version=2)
+    assert (at.version, at.value) == (3, "plain text")
+    with pytest.raises(Conflict) as missing:
+        await astore.state.put("todos", "nope", 1, expected_version=4)
+    assert missing.value.current_version == 0
+    await astore.state.put("todos", "s2", None)
+    assert (await astore.state.get("todos", "s2")).value is None
+    assert [d.key for d in await astore.state.list("todos", prefix="s", after_key="s1")] == ["s2"]
+    assert [d.namespace for d in await astore.state.with_key("s1")] == ["todos"]
+    with pytest.raises(Conflict):
+        await astore.state.delete("todos", "s1", expected_version=2)
+    with sent_statements(store) as sent:
+        await astore.state.delete("todos", "s1", expected_version=3)
+    assert len(work(sent)) == 1, work(sent)
+    with pytest.raises(NotFound):
+        await astore.state.get("todos", "s1")
+    with pytest.raises(NotFound):
+        await astore.state.delete("todos", "s1")
+    assert store.state.get("todos", "s2").version == 1
