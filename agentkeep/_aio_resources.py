@@ -904,7 +904,7 @@ class AsyncEvents:
 
     async def latest_bookmark(self) -> int:
         """The last bookmark given out in this tenant (0 before the first event)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.latest_bookmark,
         )
 
@@ -922,7 +922,7 @@ class AsyncEvents:
         created_before: datetime | None = None,
     ) -> builtins.list[Event]:
         """Events after ``after_bookmark``, oldest first; pass the last bookmark to read on."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
             run_id=run_id,
             session_id=session_id,

@@ -8,11 +8,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from _statements import sent_statements
+from _statements import sent_statements, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.models import Event
@@ -564,3 +566,42 @@ def test_concurrent_linked_writes_each_know_the_runs_last_event_before_them(stor
         for run in runs:
             assert before[run] == last[run]
             last[run] = max(e.bookmark for e in events if e.run_id == run)
+
+
+async def test_events_are_read_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing (every filter, a run's own stream read too) and the latest bookmark are
+    one statement each, the same events as the sync API's, no worker thread."""
+    s = store.sessions.create()
+    run = store.runs.create("a", session_id=s.id)
+    store.events.append_many(
+        [
+            {"type": "message.delta", "run_id": run.id, "data": {"i": i}, "channel": "monitor"}
+            for i in range(3)
+        ]
+        + [{"type": "run.completed", "session_id": s.id, "agent_id": "b", "data": {"ok": True}}]
+    )
+    no_worker_threads(monkeypatch, "events")
+    queries: list[dict[str, Any]] = [
+        {},
+        {"run_id": run.id},
+        {"run_id": run.id, "after_bookmark": 1, "limit": 1},
+        {"session_id": s.id, "types": ["run.completed", "message.delta"]},
+        {"agent_id": "b"},
+        {"channel": "monitor", "types": "message.delta"},
+        {"run_id": run.id, "created_before": datetime.now(UTC) + timedelta(hours=1)},
+        {"run_id": "run_missing"},
+    ]
+    for query in queries:
+        with sent_statements(store) as sent:
+            got = await astore.events.list(**query)
+        assert len(work(sent)) == 1, (query, work(sent))
+        assert got == store.events.list(**query), query
+    assert [e.data for e in await astore.events.list(run_id=run.id)] == [{"i": i} for i in range(3)]
+    assert await astore.events.latest_bookmark() == 4 == store.events.latest_bookmark()
+    other = AsyncStore(store.tenant(store.tenant_id + "_other"))
+    assert await other.events.latest_bookmark() == 0 and await other.events.list() == []
+    with pytest.raises(InvalidInput) as bad:
+        await astore.events.list(channel="nope")
+    assert bad.value.field == "channel"

@@ -33,10 +33,13 @@ import sqlalchemy as sa
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import CHANNELS, EVENT_TYPES, Event
 from agentkeep.models.common import check_limit, from_micros, utcnow_micros
-from agentkeep.store._base import Resource, time_range
+from agentkeep.store._base import Resource
 from agentkeep.store._construct import constructor
+from agentkeep.store._listing import Filters
+from agentkeep.store._steps import Op, Read, op, single
 from agentkeep.store._validate import check_object, json_text, opt_text
 from agentkeep.store.dialects.base import Listener, lock_key
+from agentkeep.store.message_sql import columns_of
 from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
@@ -154,13 +157,6 @@ def _event(data: dict[str, Any]) -> Event:
     return _construct_event(data)
 
 
-def _events_of(result: sa.CursorResult[Any]) -> list[Event]:
-    """The events of a read: its keys taken once (a ``RowMapping`` per row made a view
-    of them each time: about a twentieth of a streamed run's time in the service)."""
-    keys = tuple(result.keys())
-    return [_event(dict(zip(keys, row, strict=True))) for row in result]
-
-
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 
 
@@ -271,6 +267,19 @@ def _ids_params(tenant_id: str, ids: Collection[str]) -> dict[str, Any]:
 
 _SESSIONS = sa.select(st.c.id).where(
     st.c.tenant_id == sa.bindparam("tenant_id"), st.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+# The tenant's bookmark row, else (before it has one: events imported) its last event's.
+_LATEST = sa.select(
+    sa.func.coalesce(
+        sa.select(bt.c.last_bookmark)
+        .where(bt.c.tenant_id == sa.bindparam("tenant_id"))
+        .scalar_subquery(),
+        sa.select(sa.func.coalesce(sa.func.max(t.c.bookmark), 0))
+        .where(t.c.tenant_id == sa.bindparam("tenant_id"))
+        .scalar_subquery(),
+    )
 )
 
 
@@ -457,47 +466,7 @@ class Events(Resource):
                 raise NotFound("session", missing[0])
         return locked, lasts
 
-    def _where(
-        self,
-        run_id: str | None,
-        session_id: str | None,
-        agent_id: str | None,
-        types: str | Sequence[str] | None,
-        channel: str | None,
-    ) -> list[sa.ColumnElement[bool]]:
-        where: list[sa.ColumnElement[bool]] = [t.c.tenant_id == self.tenant_id]
-        if run_id is not None:
-            where.append(t.c.run_id == run_id)
-        if session_id is not None:
-            where.append(t.c.session_id == session_id)
-        if agent_id is not None:
-            where.append(t.c.agent_id == agent_id)
-        wanted = _check_types(types)
-        if wanted is not None:
-            where.append(t.c.type.in_(wanted))
-        if channel is not None:
-            where.append(t.c.channel == _check_channel(channel))
-        return where
-
-    def _fetch(
-        self, where: list[sa.ColumnElement[bool]], after_bookmark: int, limit: int
-    ) -> list[Event]:
-        with self._core.read() as conn:
-            return _events_of(
-                conn.execute(
-                    sa.select(t)
-                    .where(*where, t.c.bookmark > after_bookmark)
-                    .order_by(t.c.bookmark)
-                    .limit(limit)
-                )
-            )
-
-    def _fetch_run(self, run_id: str, after_bookmark: int, limit: int) -> list[Event]:
-        """:meth:`_fetch` of one run's events: a run's stream reads this after every batch."""
-        params = {"tenant": self.tenant_id, "run": run_id, "after": after_bookmark, "n": limit}
-        with self._core.read() as conn:
-            return _events_of(conn.execute(_RUN_EVENTS, params))
-
+    @op
     def list(
         self,
         *,
@@ -510,28 +479,64 @@ class Events(Resource):
         limit: int = 100,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
-    ) -> list[Event]:
+    ) -> Op[list[Event]]:
         """Events after ``after_bookmark``, oldest first; pass the last bookmark to read on.
 
         ``created_after`` / ``created_before``: only events created at or after
-        the one and before the other.
+        the one and before the other. One statement, compiled once per set of filters.
         """
         check_limit(limit)
         after = _check_bookmark(after_bookmark)
+        sql = self._core.message_sql
         only_run = (session_id, agent_id, types, channel, created_after, created_before)
-        if isinstance(run_id, str) and only_run == (None,) * 6:
-            return self._fetch_run(run_id, after, limit)
-        where = self._where(run_id, session_id, agent_id, types, channel)
-        where += time_range(t.c.created_at, created_after, created_before)
-        return self._fetch(where, after, limit)
+        if isinstance(run_id, str) and only_run == (None,) * 6:  # every stream read
+            params = {"tenant": self.tenant_id, "run": run_id, "after": after, "n": limit}
+            read = sql.built_once(_RUN_EVENTS).stmt(params)
+        else:
+            where = Filters()
+            where.equal(
+                (t.c.run_id, run_id),
+                (t.c.session_id, session_id),
+                (t.c.agent_id, agent_id),
+                (t.c.channel, None if channel is None else _check_channel(channel)),
+            )
+            wanted = _check_types(types)
+            if wanted is not None:
+                where.one_of(t.c.type, "type", wanted)
+            where.between(t.c.created_at, created_after, created_before)
 
-    def latest_bookmark(self) -> int:
+            def build() -> sa.Select[Any]:
+                mine = (
+                    t.c.tenant_id == sa.bindparam("e_tenant"),
+                    t.c.bookmark > sa.bindparam("e_after"),
+                )
+                stmt = sa.select(t).where(*mine, *where.conditions()).order_by(t.c.bookmark)
+                return stmt.limit(sa.bindparam("e_limit"))
+
+            params = {
+                **where.params,
+                "e_tenant": self.tenant_id,
+                "e_after": after,
+                "e_limit": limit,
+            }
+            read = sql.shaped(("events", where.shape()), build).stmt(params)
+        rows = yield Read("reading events", single(read))
+        names = columns_of(t)[0]
+        load = sql.load_json
+        events = []
+        for row in rows:
+            data = dict(zip(names, row, strict=True))
+            data["data"] = load(data["data"])
+            events.append(_event(data))
+        return events
+
+    @op
+    def latest_bookmark(self) -> Op[int]:
         """The last bookmark given out in this tenant (0 before the first event)."""
-        with self._core.read() as conn:
-            last = conn.execute(
-                sa.select(bt.c.last_bookmark).where(bt.c.tenant_id == self.tenant_id)
-            ).scalar()
-            return int(last) if last is not None else self._max_bookmark(conn)
+        sql = self._core.message_sql
+        read = sql.built_once(_LATEST).stmt({"tenant_id": self.tenant_id})
+        rows = yield Read("reading the latest bookmark", single(read))
+        return int(rows[0][0])
 
     def follow(
         self,
@@ -559,14 +564,23 @@ class Events(Resource):
         the generator (or leaving its ``for`` loop) frees its connection.
         """
         after = _check_bookmark(after_bookmark)
-        where = self._where(run_id, session_id, agent_id, types, channel)
+        _check_types(types)
+        if channel is not None:
+            _check_channel(channel)
         _check_follow_times(poll_interval, timeout)
+        wanted: dict[str, Any] = {
+            "run_id": run_id,
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "types": types,
+            "channel": channel,
+        }
         # Listen before the first read, so nothing committed after it goes unnoticed.
         listener = self._core.dialect.listen(events_channel(self.tenant_id))
         try:
             idle_since = time.monotonic()
             while cancel is None or not cancel.is_set():
-                batch = self._fetch(where, after, FOLLOW_BATCH)
+                batch = self.list(**wanted, after_bookmark=after, limit=FOLLOW_BATCH)
                 for event in batch:
                     after = event.bookmark
                     yield event
