@@ -787,7 +787,7 @@ class AsyncRunSteps:
         id: str | None = None,
     ) -> RunStep:
         """Add a step to a run; ``session_id`` and ``agent_id`` are copied from the run."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.create, run_id, type, status=status, details=details, metadata=metadata, id=id
         )
 
@@ -820,7 +820,7 @@ class AsyncRunSteps:
         output_tokens: int = UNSET,
     ) -> RunStep:
         """Change the given fields; a terminal status sets ``finished_at``."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.update,
             step_id,
             status=status,

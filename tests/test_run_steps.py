@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from _paging import check_every_page
-from _statements import sent_statements, verbs
+from _statements import sent_statements, verbs, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, InvalidTransition, NotFound, Store
+from agentkeep.store import schema
 
 
 def test_create_copies_session_and_agent_from_the_run(store: Store) -> None:
@@ -213,3 +216,37 @@ async def test_every_page_of_a_runs_steps_matches_the_listing_sync_and_async(
         await astore.run_steps.list("run_missing")
     with pytest.raises(NotFound):
         await astore.run_steps.get("step_missing")
+
+
+async def test_steps_are_made_and_changed_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker thread: a create and an update are one statement each (a second reads
+    the step an update did not change); an error set then cleared is SQL NULL again."""
+    s = store.sessions.create()
+    run = store.runs.create("asst_1", session_id=s.id)
+    no_worker_threads(monkeypatch, "run steps")
+    with sent_statements(store) as sent:
+        step = await astore.run_steps.create(run.id, "tool_calls", details={"a": [1]})
+    assert verbs(work(sent)) == ["INSERT"], work(sent)
+    assert (step.session_id, step.agent_id, step.details) == (s.id, "asst_1", {"a": [1]})
+    assert await astore.run_steps.get(step.id) == step
+    failed = await astore.run_steps.update(step.id, last_error="boom", input_tokens=3)
+    assert failed.last_error is not None and failed.input_tokens == 3
+    cleared = await astore.run_steps.update(step.id, last_error=None)
+    assert cleared.last_error is None and store.run_steps.get(step.id) == cleared
+    steps = schema.run_steps
+    with store._core.read() as conn:  # SQL NULL, not JSON null: IS NULL finds it
+        empty = steps.c.last_error.is_(None)
+        assert conn.execute(sa.select(steps.c.id).where(steps.c.id == step.id, empty)).all()
+    with sent_statements(store) as sent:
+        done = await astore.run_steps.update(step.id, status="completed")
+    assert verbs(work(sent)) == ["UPDATE"] and done.finished_at is not None, work(sent)
+    with sent_statements(store) as sent, pytest.raises(InvalidTransition):
+        await astore.run_steps.update(step.id, status="in_progress")
+    assert verbs(work(sent)) == ["UPDATE", "SELECT"], work(sent)
+    assert store.run_steps.get(step.id) == done
+    with pytest.raises(NotFound):
+        await astore.run_steps.update("step_missing", status="completed")
+    with pytest.raises(NotFound):
+        await astore.run_steps.create("run_missing", "tool_calls")

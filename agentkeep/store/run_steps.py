@@ -6,7 +6,6 @@ import builtins
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidTransition, NotFound
 from agentkeep.ids import new_id
@@ -17,7 +16,9 @@ from agentkeep.store._base import (
     Resource,
     Row,
     check_page,
+    json_texts,
     page_of,
+    row_by_id,
     row_times,
 )
 from agentkeep.store._run_checks import (
@@ -27,7 +28,7 @@ from agentkeep.store._run_checks import (
     check_json,
     check_ref,
 )
-from agentkeep.store._steps import Op, Read, Steps, Stmt, op
+from agentkeep.store._steps import Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, require_str
 from agentkeep.store.message_sql import const
 from agentkeep.store.schema import run_steps as t
@@ -99,6 +100,7 @@ class RunSteps(Resource):
 
     kind = "run_step"
 
+    @op
     def create(
         self,
         run_id: str,
@@ -108,8 +110,10 @@ class RunSteps(Resource):
         details: dict[str, Any] | None = None,
         metadata: dict[str, str] | None = None,
         id: str | None = None,
-    ) -> RunStep:
-        """Add a step to a run; ``session_id`` and ``agent_id`` are copied from the run."""
+    ) -> Op[RunStep]:
+        """Add a step to a run; ``session_id`` and ``agent_id`` are copied from the run.
+
+        One statement (the INSERT copies them from the run's row)."""
         step_type = check_choice(type, STEP_TYPES, "type")
         status = check_choice(status, STEP_STATUSES, "status")
         now = utcnow_micros()
@@ -127,13 +131,20 @@ class RunSteps(Resource):
             "updated_at": now,
             "finished_at": now if status in TERMINAL_STEP_STATUSES else None,
         }
-        insert = _INSERTS[self._core.dialect.skip_locked]
-        params = {**values, "r_tenant": self.tenant_id, "r_id": values["run_id"]}
-        with self._core.write("creating a run step") as conn:
-            run = conn.execute(insert, params).first()
-            if run is None:
+        locked = self._core.dialect.skip_locked
+        insert = self._core.message_sql.shaped(
+            ("run_step_insert", locked), lambda: _INSERTS[locked]
+        )
+        add = insert.stmt({**values, "r_tenant": self.tenant_id, "r_id": values["run_id"]})
+
+        def steps() -> Steps[list[Any]]:
+            run: list[Any] = yield add
+            if not run:
                 raise NotFound("run", run_id)
-            values["session_id"], values["agent_id"] = run
+            return run
+
+        run = yield Write("creating a run step", steps)
+        values["session_id"], values["agent_id"] = run[0]
         return to_step({**values, "last_error": None})
 
     @op
@@ -142,6 +153,7 @@ class RunSteps(Resource):
         check_ref(step_id, "step_id")
         return to_step((yield from self._read_row(t, step_id, "reading a run step")))
 
+    @op
     def update(
         self,
         step_id: str,
@@ -151,10 +163,11 @@ class RunSteps(Resource):
         last_error: dict[str, Any] | str | None = UNSET,
         input_tokens: int = UNSET,
         output_tokens: int = UNSET,
-    ) -> RunStep:
+    ) -> Op[RunStep]:
         """Change the given fields; a terminal status sets ``finished_at``.
 
-        A finished step keeps its status (setting the same one again is fine).
+        A finished step keeps its status (setting the same one again is fine). One
+        statement (a second reads the step when it did not change).
         """
         check_ref(step_id, "step_id")
         changes: dict[str, Any] = {}
@@ -168,22 +181,43 @@ class RunSteps(Resource):
             changes["input_tokens"] = check_count(input_tokens, "input_tokens")
         if output_tokens is not UNSET:
             changes["output_tokens"] = check_count(output_tokens, "output_tokens")
-        if "last_error" in changes and changes["last_error"] is None:
-            changes["last_error"] = sa.null()
         now = utcnow_micros()
-        params = {**changes, "updated_at": now, "u_tenant": self.tenant_id, "u_id": step_id}
         new_status = changes.get("status")
         terminal = None if new_status is None else new_status in TERMINAL_STEP_STATUSES
-        if new_status is not None:
-            params["u_status"] = new_status
-        if terminal:
-            params["u_now"] = now
-        with self._core.write("updating a run step") as conn:
-            row = conn.execute(_UPDATES[terminal], params).mappings().first()
-            if row is None:  # no such step, or a finished one asked for another status
-                found = self._get_row(conn, t, step_id)
-                raise InvalidTransition("run_step", step_id, found["status"], str(new_status))
-            return to_step(row)
+        sql = self._core.message_sql
+        names = tuple(sorted(changes))
+
+        def build() -> sa.Update:
+            values: dict[str, Any] = {
+                n: sql.json_param(f"v_{n}")
+                if isinstance(t.c[n].type, sa.JSON)
+                else sa.bindparam(f"v_{n}", type_=t.c[n].type)
+                for n in names
+            }
+            values["updated_at"] = sa.bindparam("v_now", type_=sa.BigInteger)
+            return _UPDATES[terminal].values(values)
+
+        params = {f"v_{n}": v for n, v in json_texts(t, changes).items()}
+        params.update(v_now=now, u_tenant=self.tenant_id, u_id=step_id, u_now=now)
+        params["u_status"] = new_status
+        update = sql.shaped(("run_step_update", terminal, names), build).stmt(params)
+        current = Stmt(
+            sql.compiled(row_by_id(t, False)), {"tenant_id": self.tenant_id, "id": step_id}
+        )
+
+        def steps() -> Steps[list[Any]]:
+            rows: list[Any] = yield update
+            if rows:
+                return rows
+            # no such step, or a finished one asked for another status
+            found: list[Any] = yield current
+            if not found:
+                raise NotFound("run_step", step_id)
+            status_now = sql.named_row(t, found[0])["status"]
+            raise InvalidTransition("run_step", step_id, status_now, str(new_status))
+
+        rows = yield Write("updating a run step", steps)
+        return to_step(sql.named_row(t, rows[0]))
 
     @op
     def list(
@@ -223,10 +257,3 @@ class RunSteps(Resource):
 
         rows = yield Read("reading run steps", steps)
         return page_of(rows, limit, before is not None and after is None, to_step)
-
-    def _run(self, conn: Connection, run_id: str, *, lock: bool = True) -> Any:
-        stmt = _RUN_LOCKED if lock and self._core.dialect.skip_locked else _RUN
-        run = conn.execute(stmt, {"r_tenant": self.tenant_id, "r_id": run_id}).first()
-        if run is None:
-            raise NotFound("run", run_id)
-        return run
