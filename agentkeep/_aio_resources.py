@@ -116,8 +116,8 @@ class AsyncAgents:
         extra: dict[str, Any] | None = None,
         id: str | None = None,
     ) -> Agent:
-        """Create an agent; ``extra`` keeps any other settings (temperature, ...)."""
-        return await asyncio.to_thread(
+        """Create an agent; ``extra`` keeps any other settings (temperature, ...). One"""
+        return await arun_op(
             self.sync.create,
             model=model,
             name=name,
@@ -178,7 +178,7 @@ class AsyncAgents:
         extra: dict[str, Any] = UNSET,
     ) -> Agent:
         """Change the given fields; with ``expected_version``, only if nobody changed it since."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.update,
             agent_id,
             expected_version=expected_version,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from _errors import check_not_found
+from _statements import sent_statements, verbs, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
 
@@ -275,3 +279,68 @@ async def test_get_reads_every_version_as_its_writes_returned_sync_and_async(
     )
     with pytest.raises(NotFound):
         await astore.agents.get(made.id, version=4)
+
+
+def test_racing_changes_each_keep_the_version_they_replaced(store: Store) -> None:
+    """Writers changing an agent at once, without a version: each change lands (on the
+    version it read, or read again), and the history holds every version once."""
+    agent = store.agents.create(model="m", name="v1")
+    n = 6
+    start = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def change(i: int) -> None:
+        start.wait()
+        try:
+            store.agents.update(agent.id, name=f"by{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=change, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    versions = store.agents.versions(agent.id, limit=100, order="asc").items
+    assert [v.version for v in versions] == list(range(1, n + 2))
+    assert versions[0].name == "v1"
+    assert sorted(v.name or "" for v in versions[1:]) == sorted(f"by{i}" for i in range(n))
+
+
+async def test_agents_are_made_and_changed_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker thread: a create is one statement; a change keeps the version it replaces
+    in the same write (one statement on PostgreSQL, a copy and the update on SQLite),
+    after a read of the version when none is expected."""
+    pg = store.url.startswith("postgresql")
+    no_worker_threads(monkeypatch, "agents")
+    with sent_statements(store) as sent:
+        agent = await astore.agents.create(
+            model="m", name="a", tools=[{"type": "code_interpreter"}]
+        )
+    assert verbs(work(sent)) == ["INSERT"], work(sent)
+    assert await astore.agents.get(agent.id) == agent
+    with sent_statements(store) as sent:
+        renamed = await astore.agents.update(agent.id, expected_version=1, name="b")
+    assert verbs(work(sent)) == (["WITH"] if pg else ["INSERT", "UPDATE"]), work(sent)
+    with sent_statements(store) as sent:
+        again = await astore.agents.update(agent.id, instructions="be brief")
+    assert verbs(work(sent)) == (["SELECT", "WITH"] if pg else ["SELECT", "INSERT", "UPDATE"])
+    assert (renamed.version, again.version, again.name) == (2, 3, "b")
+    with pytest.raises(Conflict) as stale:
+        await astore.agents.update(agent.id, expected_version=2, name="lost")
+    assert stale.value.current_version == 3
+    with pytest.raises(NotFound):
+        await astore.agents.update("asst_missing", name="x")
+    other = AsyncStore(store.tenant(store.tenant_id + "_other"))
+    with pytest.raises(NotFound):
+        await other.agents.update(agent.id, name="theirs")
+    kept = store.agents.versions(agent.id, order="asc").items
+    assert [(v.version, v.name, v.instructions) for v in kept] == [
+        (1, "a", None),
+        (2, "b", None),
+        (3, "b", "be brief"),
+    ]
+    assert await astore.agents.get(agent.id, version=1) == agent

@@ -24,7 +24,6 @@ __all__ = [
     "get_conversation",
     "get_thread",
     "message_in",
-    "retry_on_conflict",
 ]
 
 T = TypeVar("T")
@@ -130,31 +129,21 @@ def active_run_error(thread_id: str, run_id: str) -> ApiError:
     )
 
 
-def retry_on_conflict(update: Callable[[], T], attempts: int = 5) -> T:
-    """Run a read-modify-write (with ``expected_version``) again when a concurrent write won.
+async def aretry_on_conflict(update: Callable[[], Awaitable[T]], *, once: bool) -> T:
+    """Run a read-modify-write (written at the version it read) until it lands: a
+    ``Conflict`` means another write came first, so it reads again. Last writer wins, as
+    on OpenAI, without losing the fields the other writer did not touch. With ``once``
+    (the client named the version), the ``Conflict`` is the answer. A state conflict
+    (``InvalidTransition``) is never retried.
 
-    Last writer wins, as on OpenAI, without losing the fields the other writer
-    did not touch. A state conflict (``InvalidTransition``) is not retried.
+    No bound on the attempts: each one lost is another writer's change committed, so
+    the writers of one object all land, however many race.
     """
-    for attempt in range(attempts):
-        try:
-            return update()
-        except InvalidTransition:
-            raise
-        except Conflict:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def aretry_on_conflict(update: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """``retry_on_conflict`` of an awaited read-modify-write."""
-    for attempt in range(attempts):
+    while True:
         try:
             return await update()
         except InvalidTransition:
             raise
         except Conflict:
-            if attempt == attempts - 1:
+            if once:
                 raise
-    raise AssertionError("unreachable")

@@ -14,7 +14,7 @@ from agentkeep.errors import Conflict, InvalidInput, NotFound
 from agentkeep.models.common import Order, Page, check_limit, from_micros, to_micros, utcnow_micros
 from agentkeep.store._listing import Filters, Listing, cursor_row
 from agentkeep.store._run_checks import check_ref
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, single
 from agentkeep.store.message_sql import columns_of, dump_json
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ __all__ = [
     "row_by_id",
     "row_times",
     "time_range",
-    "update_row",
     "update_row_returning",
 ]
 
@@ -173,6 +172,19 @@ def _delete_by_id(table: sa.Table, of_kind: bool = False) -> sa.Delete:
 
 
 @functools.cache
+def _copy_of(table: sa.Table, keep: sa.Table, dialect: Any) -> Any:
+    """An INSERT into ``keep`` of row ``:u_id`` of ``table`` at version ``:m_version``,
+    nothing if ``keep`` has that version already (its content is the same)."""
+    columns = [c.name for c in table.c]
+    row = sa.select(table).where(
+        table.c.tenant_id == sa.bindparam("u_tenant"),
+        table.c.id == sa.bindparam("u_id"),
+        table.c.version == sa.bindparam("m_version", type_=table.c.version.type),
+    )
+    return dialect.insert(keep).from_select(columns, row).on_conflict_do_nothing()
+
+
+@functools.cache
 def _version_of(table: sa.Table) -> sa.Select[Any]:
     """A row's version (and kind, for a table with one) by tenant and id."""
     kind = [table.c.kind] if "kind" in table.c else []
@@ -193,18 +205,6 @@ def _update_by_id(table: sa.Table) -> sa.Update:
     )
 
 
-def update_row(
-    conn: Connection, table: sa.Table, tenant_id: str, ident: str, changes: Mapping[str, Any]
-) -> int:
-    """Set ``changes`` (column: value; ``sa.null()`` for SQL NULL) on one row; rows changed.
-
-    The statement is built once per table: building and keying an UPDATE for
-    every call costs more than running it.
-    """
-    params = {**changes, "u_tenant": tenant_id, "u_id": ident}
-    return int(conn.execute(_update_by_id(table), params).rowcount)
-
-
 @functools.cache
 def _update_by_id_returning(table: sa.Table) -> sa.Update:
     """:func:`_update_by_id` giving back the row as updated."""
@@ -214,7 +214,8 @@ def _update_by_id_returning(table: sa.Table) -> sa.Update:
 def update_row_returning(
     conn: Connection, table: sa.Table, tenant_id: str, ident: str, changes: Mapping[str, Any]
 ) -> Row | None:
-    """:func:`update_row` that answers with the whole row as updated (None: no such row)."""
+    """Set ``changes`` (column: value; ``sa.null()`` for SQL NULL) on one row; the whole row
+    as updated (None: no such row). The statement is built once per table."""
     params = {**changes, "u_tenant": tenant_id, "u_id": ident}
     return conn.execute(_update_by_id_returning(table), params).mappings().first()
 
@@ -367,15 +368,18 @@ class Resource:
         match: Mapping[str, Any],
         *,
         bump: bool = False,
+        keep: sa.Table | None = None,
     ) -> Stmt:
         """An UPDATE ... RETURNING of row ``ident`` of ``table`` that sets ``changes`` (with
         ``bump``, also the version up by one and ``updated_at`` now) only while its columns
         hold ``match``'s values; compiled once per shape (the columns set and matched).
 
         A JSON column is bound as its text (:meth:`MessageSQL.json_param`), None as SQL
-        NULL (so ``IS NULL`` filters find it), as rows are inserted."""
+        NULL (so ``IS NULL`` filters find it), as rows are inserted. ``keep``: on
+        PostgreSQL, the row as it was is copied there in the same statement (a CTE); on
+        SQLite that is :meth:`_copy_stmt`, run first."""
         names, matched = tuple(sorted(changes)), tuple(sorted(match))
-        sql = self._core.message_sql
+        sql, pg = self._core.message_sql, self._core.dialect.name == "postgresql"
 
         def build() -> sa.Update:
             where = [
@@ -392,12 +396,23 @@ class Resource:
             if bump:
                 values["version"] = table.c.version + 1
                 values["updated_at"] = sa.bindparam("u_now", type_=sa.BigInteger)
-            return sa.update(table).where(*where).values(values).returning(*table.c)
+            stmt = sa.update(table).where(*where).values(values).returning(*table.c)
+            if keep is not None and pg:
+                stmt = stmt.add_cte(_copy_of(table, keep, self._core.dialect).cte("kept"))
+            return stmt
 
         params = {f"v_{n}": v for n, v in json_texts(table, changes).items()}
         params.update({f"m_{m}": v for m, v in match.items()})
         params.update(u_tenant=self.tenant_id, u_id=ident, u_now=utcnow_micros())
-        return sql.shaped(("set", table.name, names, matched, bump), build).stmt(params)
+        key = ("set", table.name, names, matched, bump, keep is not None and pg)
+        return sql.shaped(key, build).stmt(params)
+
+    def _copy_stmt(self, table: sa.Table, keep: sa.Table, ident: str, version: int) -> Stmt:
+        """A copy of row ``ident`` of ``table`` at ``version`` into ``keep`` (none if it is
+        at another; nothing if ``keep`` has it already)."""
+        copy = _copy_of(table, keep, self._core.dialect)
+        params = {"u_tenant": self.tenant_id, "u_id": ident, "m_version": version}
+        return self._core.message_sql.built_once(copy).stmt(params, COUNT)
 
     def _update_op(
         self,
@@ -408,34 +423,59 @@ class Resource:
         *,
         expected_version: int | None = None,
         kind: str | None = None,
+        keep: sa.Table | None = None,
     ) -> Op[dict[str, Any]]:
         """Set ``changes`` on a row with a version, bumped and stamped, as an operation: one
         UPDATE ... RETURNING (:meth:`_set_stmt`, the kind and version matched when given);
         the row as updated, its columns by name.
 
+        ``keep``: a table with the same columns that gets the row as it was (its
+        history), in the same write: then the row's version is read first when none is
+        expected, and the update made only at that version (read again if another write
+        came first), so each version is kept once.
+
         ``NotFound`` (of ``kind``, else of this resource's kind) without such a row, or one
         of another ``kind``; ``Conflict`` when it is not at ``expected_version`` (then a
         second statement reads its version, in the same write)."""
-        match = {"kind": kind, "version": expected_version}
-        update = self._set_stmt(
-            table, ident, changes, {k: v for k, v in match.items() if v is not None}, bump=True
-        )
-        sql = self._core.message_sql
-        current = sql.compiled(_version_of(table))
-        check = {"tenant_id": self.tenant_id, "id": ident}
+        sql, pg = self._core.message_sql, self._core.dialect.name == "postgresql"
+        current = Stmt(sql.compiled(_version_of(table)), {"tenant_id": self.tenant_id, "id": ident})
 
-        def steps() -> Steps[list[Any]]:
-            rows: list[Any] = yield update
-            if rows:
-                return rows
-            found: list[Any] = yield Stmt(current, check)
+        def check(found: list[Any]) -> int:
             if not found or (kind is not None and found[0][1] != kind):
                 raise NotFound(kind or self.kind, ident)
-            self._check_version({"id": ident, "version": found[0][0]}, expected_version)
-            raise AssertionError("the UPDATE found the row it reads")  # pragma: no cover
+            return int(found[0][0])
 
-        rows = yield Write(what, steps)
-        return sql.named_row(table, rows[0])
+        while True:
+            seen = expected_version
+            if keep is not None and seen is None:
+                seen = check((yield Read(what, single(current))))
+            match = {"kind": kind, "version": seen}
+            update = self._set_stmt(
+                table,
+                ident,
+                changes,
+                {k: v for k, v in match.items() if v is not None},
+                bump=True,
+                keep=keep,
+            )
+            copy = None
+            if keep is not None and not pg:
+                assert seen is not None
+                copy = self._copy_stmt(table, keep, ident, seen)
+
+            def steps(update: Stmt = update, copy: Stmt | None = copy) -> Steps[list[Any]]:
+                if copy is not None:
+                    yield copy
+                rows: list[Any] = yield update
+                if rows or (expected_version is None and keep is not None):
+                    return rows  # (none: another write came first; read the version again)
+                version = check((yield current))
+                self._check_version({"id": ident, "version": version}, expected_version)
+                raise AssertionError("the UPDATE found the row it reads")  # pragma: no cover
+
+            rows = yield Write(what, steps)
+            if rows:
+                return sql.named_row(table, rows[0])
 
     def _read_in_session(
         self, table: sa.Table, ident: str, session_id: str, kind: str | None
@@ -462,25 +502,3 @@ class Resource:
                 current_version=row["version"],
                 requested_version=expected_version,
             )
-
-    def _update_versioned(
-        self,
-        conn: Connection,
-        table: sa.Table,
-        ident: str,
-        expected_version: int | None,
-        changes: dict[str, Any],
-        *,
-        keep: sa.Table | None = None,
-    ) -> dict[str, Any]:
-        """Apply ``changes`` to a row with a version: checked, bumped, stamped; returns the new row.
-
-        ``keep``: a table with the same columns that gets the row as it was (its history).
-        """
-        row = self._get_row(conn, table, ident, for_update=True)
-        self._check_version(row, expected_version)
-        if keep is not None:
-            conn.execute(sa.insert(keep).values(dict(row)))
-        changes = {**changes, "version": row["version"] + 1, "updated_at": utcnow_micros()}
-        update_row(conn, table, self.tenant_id, ident, changes)
-        return {**row, **changes}

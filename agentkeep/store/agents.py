@@ -18,7 +18,7 @@ from agentkeep.models import Agent, Page
 from agentkeep.models.common import Order, check_limit, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_by_id, row_times
 from agentkeep.store._listing import Filters
-from agentkeep.store._steps import Op, Read, Steps, Stmt, Write, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
 from agentkeep.store.schema import agent_versions as vt
 from agentkeep.store.schema import agents as t
@@ -43,6 +43,7 @@ class Agents(Resource):
 
     kind = "agent"
 
+    @op
     def create(
         self,
         *,
@@ -54,8 +55,9 @@ class Agents(Resource):
         metadata: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
         id: str | None = None,
-    ) -> Agent:
-        """Create an agent; ``extra`` keeps any other settings (temperature, ...)."""
+    ) -> Op[Agent]:
+        """Create an agent; ``extra`` keeps any other settings (temperature, ...). One
+        statement."""
         values = {
             "tenant_id": self.tenant_id,
             "id": (require_str(id, "id", max_len=64) if id is not None else new_id("asst")),
@@ -70,8 +72,9 @@ class Agents(Resource):
         }
         now = utcnow_micros()
         values["created_at"] = values["updated_at"] = now
-        with self._core.write("creating an agent") as conn:
-            conn.execute(sa.insert(t).values(values))
+        sql = self._core.message_sql
+        insert = Stmt(sql.insert_row(t), sql.insert_params(t, values), COUNT)
+        yield Write("creating an agent", single(insert))
         return _to_agent(values)
 
     @op
@@ -153,6 +156,7 @@ class Agents(Resource):
         items = items[:limit]
         return Page(items=items, has_more=has_more, first_id=None, last_id=None)
 
+    @op
     def update(
         self,
         agent_id: str,
@@ -165,8 +169,12 @@ class Agents(Resource):
         tools: list[dict[str, Any]] = UNSET,
         metadata: dict[str, str] = UNSET,
         extra: dict[str, Any] = UNSET,
-    ) -> Agent:
-        """Change the given fields; with ``expected_version``, only if nobody changed it since."""
+    ) -> Op[Agent]:
+        """Change the given fields; with ``expected_version``, only if nobody changed it since.
+
+        The agent as it was is kept (``versions``) in the same write: one statement on
+        PostgreSQL, two on SQLite, after a read of its version when none is expected.
+        """
         changes: dict[str, Any] = {}
         if model is not UNSET:
             changes["model"] = require_str(model, "model")
@@ -182,10 +190,10 @@ class Agents(Resource):
             changes["metadata"] = check_metadata(metadata)
         if extra is not UNSET:
             changes["extra"] = check_object(extra, "extra")
-        with self._core.write("updating an agent") as conn:
-            return _to_agent(
-                self._update_versioned(conn, t, agent_id, expected_version, changes, keep=vt)
-            )
+        row = yield from self._update_op(
+            t, agent_id, "updating an agent", changes, expected_version=expected_version, keep=vt
+        )
+        return _to_agent(row)
 
     @op
     def delete(self, agent_id: str) -> Op[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import openai
 import pytest
@@ -196,3 +198,35 @@ def test_idempotency_key_makes_a_retried_create_safe(client: openai.OpenAI) -> N
         first.id,
         other.id,
     ]
+
+
+def test_concurrent_tool_resources_modifies_all_land(tenant: Tenant) -> None:
+    """A thread's ``tool_resources`` is merged into its extra by a read and a write at the
+    version read: writers racing on one thread each land (a lost race reads again), and
+    every change is one version."""
+    thread = tenant.client().beta.threads.create(metadata={"kept": "yes"})
+    failures: list[BaseException] = []
+    writers, each = 6, 4
+
+    def modify(n: int) -> None:
+        client = tenant.client()
+        try:
+            for i in range(each):
+                client.beta.threads.update(
+                    thread.id,
+                    tool_resources={"code_interpreter": {"file_ids": [f"file-{n}-{i}"]}},
+                )
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=modify, args=(n,)) for n in range(writers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not failures, failures
+    final = tenant.client().with_raw_response.beta.threads.retrieve(thread.id)
+    assert final.headers["etag"] == f'"{1 + writers * each}"'
+    parsed = final.parse()
+    assert parsed.metadata == {"kept": "yes"}
+    assert parsed.tool_resources is not None and parsed.tool_resources.code_interpreter is not None

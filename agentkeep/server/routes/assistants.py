@@ -11,7 +11,7 @@ from agentkeep.models import Agent
 from agentkeep.server.bodies import CreateAssistant, ModifyAssistant
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import retry_on_conflict
+from agentkeep.server.lookup import aretry_on_conflict
 from agentkeep.server.pagination import Pagination
 from agentkeep.server.schemas import DOCS
 from agentkeep.server.versions import ExpectedVersion, versioned
@@ -36,8 +36,9 @@ def _extra(body: CreateAssistant | ModifyAssistant) -> dict[str, Any]:
 
 
 @router.post("", summary="Create an assistant", response_model=None, responses=DOCS["assistant"])
-def create_assistant(body: CreateAssistant, store: TenantStore) -> JSONResponse:
-    agent = store.agents.create(
+async def create_assistant(body: CreateAssistant, store: TenantStore) -> JSONResponse:
+    agent = await arun_op(  # one INSERT on the store's async path
+        store.agents.create,
         model=body.model,
         name=body.name,
         description=body.description,
@@ -115,7 +116,7 @@ def list_assistant_versions(
     response_model=None,
     responses=DOCS["assistant"],
 )
-def modify_assistant(
+async def modify_assistant(
     assistant_id: str,
     body: ModifyAssistant,
     store: TenantStore,
@@ -134,21 +135,24 @@ def modify_assistant(
     cleared = [n for n in ASSISTANT_EXTRA_FIELDS if n in given and getattr(body, n) is None]
     extra_changes = _extra(body)
 
-    def merge() -> Agent:
+    async def merge() -> Agent:
         if not (extra_changes or cleared):
-            return store.agents.update(assistant_id, expected_version=expected, **changes)
-        with store.transaction():
-            # read under the row's lock until we commit: one change, one version
-            current = store.agents.get(assistant_id, lock=True)
-            extra = {k: v for k, v in current.extra.items() if k not in cleared}
-            return store.agents.update(
-                assistant_id,
-                expected_version=current.version if expected is None else expected,
-                extra={**extra, **extra_changes},
-                **changes,
+            return await arun_op(
+                store.agents.update, assistant_id, expected_version=expected, **changes
             )
+        # The extra is read, then written only at the version read (else read again): one
+        # change, one version, nothing another writer set is lost.
+        current = await arun_op(store.agents.get, assistant_id)
+        extra = {k: v for k, v in current.extra.items() if k not in cleared}
+        return await arun_op(
+            store.agents.update,
+            assistant_id,
+            expected_version=current.version if expected is None else expected,
+            extra={**extra, **extra_changes},
+            **changes,
+        )
 
-    agent = retry_on_conflict(merge, attempts=1 if expected is not None else 5)
+    agent = await aretry_on_conflict(merge, once=expected is not None)
     return versioned(assistant_object(agent), agent.version)
 
 

@@ -103,7 +103,7 @@ async def modify_thread(
             **changes,
         )
 
-    thread = await aretry_on_conflict(update, attempts=1 if expected is not None else 5)
+    thread = await aretry_on_conflict(update, once=expected is not None)
     return versioned(thread_object(thread), thread.version)
 
 
