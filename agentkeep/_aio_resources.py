@@ -472,7 +472,7 @@ class AsyncMessages:
         order: Order = "asc",
     ) -> Page[Message]:
         """Messages of a session in ``seq`` order, or across sessions (by id) when no session is given."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
             session_id,
             role=role,
@@ -524,7 +524,7 @@ class AsyncMessages:
         content: str | builtins.list[dict[str, Any]] = UNSET,
     ) -> Message:
         """Change a message's metadata, extra fields or content; its place stays."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.update, message_id, metadata=metadata, extra=extra, content=content
         )
 

@@ -93,8 +93,8 @@ def test_an_exhausted_pool_is_store_unavailable(
         failed: list[BaseException] = []
 
         def other_thread() -> None:
-            try:  # a read through SQLAlchemy's pool (sessions.list reads on the driver's own)
-                store.messages.list(role="user")
+            try:  # a read through SQLAlchemy's pool (most reads are on the driver's own)
+                store.usage.rollup("model")
             except BaseException as exc:
                 failed.append(exc)
 

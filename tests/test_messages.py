@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from _errors import check_in_session_not_found, check_not_found
+from _statements import sent_statements, verbs, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, NewMessage, NotFound, Store
 
@@ -301,3 +305,88 @@ async def test_a_message_of_a_session_is_read_in_one_look_with_every_field(store
     with pytest.raises(InvalidInput) as bad:
         store.messages.in_session("", thread.id)
     assert bad.value.field == "message_id"
+
+
+async def test_an_update_is_one_write_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker thread: the copies for the snapshots that cover the message and its
+    UPDATE are one write (one statement on PostgreSQL, two on SQLite); the snapshot keeps
+    the message as it was, the session its place."""
+    s = store.sessions.create()
+    made = store.messages.append_many(
+        s.id, [{"role": "user", "content": f"m{i}"} for i in range(3)]
+    )
+    snapshot = store.snapshots.create(s.id)
+    no_worker_threads(monkeypatch, "messages.update")
+    with sent_statements(store) as sent:
+        changed = await astore.messages.update(
+            made[1].id, content="edited", metadata={"k": "v"}, extra={"x": [1]}
+        )
+    pg = store.url.startswith("postgresql")
+    assert verbs(work(sent)) == (["WITH"] if pg else ["INSERT", "UPDATE"]), work(sent)
+    assert (changed.text, changed.metadata, changed.extra, changed.seq) == (
+        "edited",
+        {"k": "v"},
+        {"x": [1]},
+        2,
+    )
+    assert await astore.messages.get(made[1].id) == changed
+    assert [m.text for m in store.snapshots.messages(snapshot.id)] == ["m0", "m1", "m2"]
+    again = await astore.messages.update(made[1].id, metadata={})
+    assert (again.text, again.metadata) == ("edited", {})
+    assert [m.text for m in store.snapshots.messages(snapshot.id)] == ["m0", "m1", "m2"]
+    assert await astore.messages.update(made[0].id) == made[0]  # nothing to change: a read
+    with pytest.raises(NotFound):
+        await astore.messages.update("msg_missing", metadata={})
+    other = AsyncStore(store.tenant(store.tenant_id + "_other"))
+    with pytest.raises(NotFound):
+        await other.messages.update(made[1].id, content="theirs")
+    assert store.messages.get(made[1].id) == again
+
+
+async def test_a_filtered_listing_is_one_read_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``messages.list`` with filters: the sync API's pages, one statement each (and one
+    that the session exists under an empty first page), no worker thread; a content type is matched as text (``%`` and ``_`` are no wildcards); a
+    session that does not exist is NotFound."""
+    s = store.sessions.create()
+    other = store.sessions.create()
+    run = store.runs.create("a", session_id=s.id)
+    store.messages.append_many(
+        s.id,
+        [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "u"}}]},
+            {"role": "assistant", "content": "ok", "run_id": run.id, "agent_id": "a1"},
+            {"role": "user", "content": "more"},
+        ],
+    )
+    store.messages.append(other.id, "user", "elsewhere")
+    no_worker_threads(monkeypatch, "messages.list")
+    queries: list[dict[str, Any]] = [
+        {"session_id": s.id, "role": "user"},
+        {"session_id": s.id, "role": "assistant", "order": "desc", "limit": 1},
+        {"session_id": s.id, "content_type": "image_url"},
+        {"session_id": s.id, "content_type": "image%"},
+        {"session_id": s.id, "content_type": "image_ur_"},
+        {"role": "user"},
+        {"agent_id": "a1"},
+        {"session_id": s.id, "after_seq": 2},
+        {"session_id": s.id, "role": "user", "limit": 1},
+    ]
+    for query in queries:
+        with sent_statements(store) as sent:
+            page = await astore.messages.list(**query)
+        checked = not page.items and "session_id" in query  # an empty page: is there one
+        assert len(work(sent)) == (2 if checked else 1), (query, work(sent))
+        expected = store.messages.list(**query)
+        assert (page.items, page.has_more) == (expected.items, expected.has_more), query
+    assert [m.text for m in (await astore.messages.list(s.id, role="user")).items] == ["hi", "more"]
+    assert (await astore.messages.list(s.id, content_type="image%")).items == []
+    first = await astore.messages.list(s.id, role="user", limit=1)
+    rest = await astore.messages.list(s.id, role="user", after=first.last_id)
+    assert [m.text for m in rest.items] == ["more"] and not rest.has_more
+    with pytest.raises(NotFound):
+        await astore.messages.list("sess_missing", role="user")

@@ -30,7 +30,6 @@ __all__ = [
     "row_by_id",
     "row_times",
     "time_range",
-    "update_row_returning",
 ]
 
 Row = Mapping[Any, Any]
@@ -193,33 +192,6 @@ def _version_of(table: sa.Table) -> sa.Select[Any]:
     )
 
 
-@functools.cache
-def _update_by_id(table: sa.Table) -> sa.Update:
-    """An UPDATE of a row of ``table`` by tenant and id, built once per table.
-
-    Its SET clause is the columns of the parameters it is executed with (each
-    set of columns compiled once, then cached by SQLAlchemy).
-    """
-    return sa.update(table).where(
-        table.c.tenant_id == sa.bindparam("u_tenant"), table.c.id == sa.bindparam("u_id")
-    )
-
-
-@functools.cache
-def _update_by_id_returning(table: sa.Table) -> sa.Update:
-    """:func:`_update_by_id` giving back the row as updated."""
-    return _update_by_id(table).returning(*table.c)
-
-
-def update_row_returning(
-    conn: Connection, table: sa.Table, tenant_id: str, ident: str, changes: Mapping[str, Any]
-) -> Row | None:
-    """Set ``changes`` (column: value; ``sa.null()`` for SQL NULL) on one row; the whole row
-    as updated (None: no such row). The statement is built once per table."""
-    params = {**changes, "u_tenant": tenant_id, "u_id": ident}
-    return conn.execute(_update_by_id_returning(table), params).mappings().first()
-
-
 class Resource:
     """Base of the entity stores: the core and the tenant they act for."""
 
@@ -368,16 +340,18 @@ class Resource:
         match: Mapping[str, Any],
         *,
         bump: bool = False,
-        keep: sa.Table | None = None,
+        before: Any = None,
+        before_params: Mapping[str, Any] | None = None,
     ) -> Stmt:
         """An UPDATE ... RETURNING of row ``ident`` of ``table`` that sets ``changes`` (with
         ``bump``, also the version up by one and ``updated_at`` now) only while its columns
         hold ``match``'s values; compiled once per shape (the columns set and matched).
 
         A JSON column is bound as its text (:meth:`MessageSQL.json_param`), None as SQL
-        NULL (so ``IS NULL`` filters find it), as rows are inserted. ``keep``: on
-        PostgreSQL, the row as it was is copied there in the same statement (a CTE); on
-        SQLite that is :meth:`_copy_stmt`, run first."""
+        NULL (so ``IS NULL`` filters find it), as rows are inserted. ``before``: a
+        data-modifying statement (built once; its parameters ``before_params``) made a
+        CTE of the UPDATE on PostgreSQL, where the own connections are in autocommit
+        (it sees the row as it was); elsewhere the caller runs it first, in the write."""
         names, matched = tuple(sorted(changes)), tuple(sorted(match))
         sql, pg = self._core.message_sql, self._core.dialect.name == "postgresql"
 
@@ -397,14 +371,15 @@ class Resource:
                 values["version"] = table.c.version + 1
                 values["updated_at"] = sa.bindparam("u_now", type_=sa.BigInteger)
             stmt = sa.update(table).where(*where).values(values).returning(*table.c)
-            if keep is not None and pg:
-                stmt = stmt.add_cte(_copy_of(table, keep, self._core.dialect).cte("kept"))
+            if before is not None and pg:
+                stmt = stmt.add_cte(before.cte("before"))
             return stmt
 
         params = {f"v_{n}": v for n, v in json_texts(table, changes).items()}
         params.update({f"m_{m}": v for m, v in match.items()})
         params.update(u_tenant=self.tenant_id, u_id=ident, u_now=utcnow_micros())
-        key = ("set", table.name, names, matched, bump, keep is not None and pg)
+        params.update(before_params or {})
+        key = ("set", table.name, names, matched, bump, before if pg else None)
         return sql.shaped(key, build).stmt(params)
 
     def _copy_stmt(self, table: sa.Table, keep: sa.Table, ident: str, version: int) -> Stmt:
@@ -456,7 +431,7 @@ class Resource:
                 changes,
                 {k: v for k, v in match.items() if v is not None},
                 bump=True,
-                keep=keep,
+                before=None if keep is None else _copy_of(table, keep, self._core.dialect),
             )
             copy = None
             if keep is not None and not pg:

@@ -40,9 +40,6 @@ from agentkeep.store._base import (
     Resource,
     Row,
     check_page,
-    paginate,
-    time_range,
-    update_row_returning,
 )
 from agentkeep.store._construct import (
     all_fields,
@@ -54,7 +51,8 @@ from agentkeep.store._construct import (
     set_private,
 )
 from agentkeep.store._content import check_role, check_text, content_types, normalize_content
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Write, op, run_steps
+from agentkeep.store._listing import Filters, like_escaped
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Write, op, operation, run_steps
 from agentkeep.store._validate import UNSET, check_object, json_text, opt_text, require_str
 from agentkeep.store.message_sql import (
     Appended,
@@ -68,7 +66,7 @@ from agentkeep.store.message_sql import (
 from agentkeep.store.schema import messages as t
 from agentkeep.store.schema import sessions as st
 from agentkeep.store.sessions import session_values
-from agentkeep.store.snapshot_content import KEEP_FOR_SNAPSHOTS, keep_for_snapshots
+from agentkeep.store.snapshot_content import KEEP_FOR_SNAPSHOTS
 
 __all__ = ["Messages"]
 
@@ -604,6 +602,7 @@ class Messages(Resource):
         """
         return to_message((yield from self._read_in_session(t, message_id, session_id, kind)))
 
+    @op
     def update(
         self,
         message_id: str,
@@ -611,10 +610,11 @@ class Messages(Resource):
         metadata: dict[str, str] = UNSET,
         extra: dict[str, Any] = UNSET,
         content: str | list[dict[str, Any]] = UNSET,
-    ) -> Message:
+    ) -> Op[Message]:
         """Change a message's metadata, extra fields or content; its place stays.
 
-        Snapshots taken before keep the message as it was.
+        Snapshots taken before keep the message as it was: one write, the copies for
+        them and the UPDATE (one statement on PostgreSQL, two on SQLite).
         """
         changes: dict[str, Any] = {}
         if metadata is not UNSET:
@@ -624,14 +624,30 @@ class Messages(Resource):
         if content is not UNSET:
             changes["content"] = normalize_content(content)
             changes["content_types"] = content_types(changes["content"])
-        with self._core.write("updating a message") as conn:
-            if not changes:
-                return to_message(self._get_row(conn, t, message_id))
-            keep_for_snapshots(conn, self.tenant_id, message_id)  # copies nothing if none
-            row = update_row_returning(conn, t, self.tenant_id, message_id, changes)
-            if row is None:
+        if not changes:
+            return to_message((yield from self._read_row(t, message_id, "reading a message")))
+        sql, pg = self._core.message_sql, self._core.dialect.name == "postgresql"
+        kept = {"k_tenant": self.tenant_id, "k_message": message_id, "k_now": utcnow_micros()}
+        update = self._set_stmt(
+            t,
+            message_id,
+            changes,
+            {},
+            before=KEEP_FOR_SNAPSHOTS if pg else None,
+            before_params=kept if pg else None,
+        )
+        keep = None if pg else sql.built_once(KEEP_FOR_SNAPSHOTS).stmt(kept, COUNT)
+
+        def steps() -> Steps[list[Any]]:
+            if keep is not None:
+                yield keep  # copies nothing when no snapshot covers it
+            rows: list[Any] = yield update
+            if not rows:
                 raise NotFound(self.kind, message_id)
-            return to_message(row)
+            return rows
+
+        rows = yield Write("updating a message", steps)
+        return to_message(sql.named_row(t, rows[0]))
 
     @op
     def delete(self, message_id: str) -> Op[None]:
@@ -657,6 +673,7 @@ class Messages(Resource):
 
         yield Write("deleting a message", steps)
 
+    @op
     def list(
         self,
         session_id: str | None = None,
@@ -672,43 +689,54 @@ class Messages(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "asc",
-    ) -> Page[Message]:
-        """Messages of a session in ``seq`` order, or across sessions (by id) when no session is given."""
+    ) -> Op[Page[Message]]:
+        """Messages of a session in ``seq`` order, or across sessions (by id) when no session is given.
+
+        One read (a second for an empty first page of a session: is there one), its
+        statement compiled once per set of filters.
+        """
         plain = (role, content_type, agent_id, created_after, created_before, after_seq)
         if session_id is not None and plain == (None,) * 6:  # what the service's list asks
-            return self.page(
-                session_id, run_id=run_id, limit=limit, after=after, before=before, order=order
+            return (
+                yield from operation(
+                    self.page,
+                    session_id,
+                    run_id=run_id,
+                    limit=limit,
+                    after=after,
+                    before=before,
+                    order=order,
+                )
             )
-        where: list[sa.ColumnElement[bool]] = []
-        if session_id is not None:
-            where.append(t.c.session_id == session_id)
+        where = Filters()
+        where.equal((t.c.session_id, session_id), (t.c.run_id, run_id), (t.c.agent_id, agent_id))
         if role is not None:
-            where.append(t.c.role == check_role(role))
+            where.equal((t.c.role, check_role(role)))
         if content_type is not None:
-            where.append(t.c.content_types.contains(f",{content_type},", autoescape=True))
-        if run_id is not None:
-            where.append(t.c.run_id == run_id)
-        if agent_id is not None:
-            where.append(t.c.agent_id == agent_id)
+            if not isinstance(content_type, str):
+                raise InvalidInput("must be a string", field="content_type")
+            pattern = like_escaped(f",{content_type},")
+            where.add(lambda p: t.c.content_types.contains(p, escape="/"), {"ctype": pattern})
         if after_seq is not None:
-            where.append(t.c.seq > after_seq)
-        where += time_range(t.c.created_at, created_after, created_before)
-        with self._core.read() as conn:
-            page = paginate(
-                conn,
-                t,
-                where,
-                to_message,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-                sort=t.c.seq if session_id is not None else None,
-            )
-            if session_id is not None and not page.items and after is None and before is None:
-                self._require_session(session_id)
-            return page
+            where.add(t.c.seq.__gt__, {"after_seq": after_seq})
+        where.between(t.c.created_at, created_after, created_before)
+        page = yield from self._page_op(
+            t,
+            where,
+            to_message,
+            what="listing messages",
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+            sort=t.c.seq if session_id is not None else None,
+        )
+        if session_id is not None and not page.items and after is None and before is None:
+            tenant, sql = self.tenant_id, self._core.message_sql
+            found = yield Read("reading a session", lambda: sql.exists(tenant, session_id))
+            if not found:
+                raise NotFound("session", session_id)
+        return page
 
     @op
     def page(

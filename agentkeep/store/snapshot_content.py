@@ -23,12 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from agentkeep.models.common import utcnow_micros
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import snapshot_messages as kt
 from agentkeep.store.schema import snapshots as st
 
-__all__ = ["KEEP_FOR_SNAPSHOTS", "keep_for_snapshots", "snapshot_rows"]
+__all__ = ["KEEP_FOR_SNAPSHOTS", "snapshot_rows"]
 
 _COPIED = (
     "session_id",
@@ -44,7 +43,7 @@ _COPIED = (
 
 
 def _keep_statement() -> sa.Insert:
-    """``keep_for_snapshots``' statement: built once, its values bound at each call."""
+    """:data:`KEEP_FOR_SNAPSHOTS`: built once, its values bound at each call."""
     kept = (
         sa.select(sa.literal(1))
         .select_from(kt)
@@ -84,19 +83,10 @@ def _keep_statement() -> sa.Insert:
     return sa.insert(kt).from_select(columns, source)
 
 
-#: ``keep_for_snapshots``' INSERT, its parameters ``k_tenant``, ``k_message`` and ``k_now``.
+#: A copy of message ``k_message`` as it is now for every snapshot covering it that lacks it,
+#: made in the write about to change or delete the message (parameters ``k_tenant``,
+#: ``k_message``, ``k_now``).
 KEEP_FOR_SNAPSHOTS = _keep_statement()
-
-
-def keep_for_snapshots(conn: Connection, tenant_id: str, message_id: str) -> int:
-    """Copy message ``message_id`` as it is now for every snapshot covering it that lacks it.
-
-    Call inside the transaction that is about to change or delete the
-    message; returns how many copies were made.
-    """
-    params = {"k_tenant": tenant_id, "k_message": message_id, "k_now": utcnow_micros()}
-    result = conn.execute(KEEP_FOR_SNAPSHOTS, params)
-    return int(result.rowcount or 0)
 
 
 def snapshot_rows(conn: Connection, tenant_id: str, snapshot_id: str) -> list[dict[str, Any]]:

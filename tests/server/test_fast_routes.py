@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 import agentkeep
 from agentkeep.config import Settings
 from agentkeep.server import create_app
+from agentkeep.store.api_keys import DEFAULT_TENANT
 
 
 @pytest.fixture
@@ -362,13 +363,30 @@ def test_deleting_threads_conversations_and_assistants_and_listing_assistants(
 
 
 def test_modifying_threads_and_conversations_and_listing_runs_take_no_worker_thread(
-    http: TestClient, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str
+    db_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     """A thread's or a conversation's modify is one statement of that kind on the store's
     async path (a read before it when ``tool_resources`` is merged into the thread's
     extra); a thread's runs are listed there too. No anyio worker thread, and on
     PostgreSQL none at all. A stale ``If-Match`` is a 409 and changes nothing; the other
-    kind's id is a 404."""
+    kind's id is a 404. (Rate limiting off: the runs are waited for on the store.)"""
+    store = agentkeep.connect(db_url, auto_migrate=True)
+    mine = store.tenant(DEFAULT_TENANT)
+    client = TestClient(create_app(Settings(api_keys="k", rate_limit_enabled=False), store=store))
+    with client as http:
+        http.headers["Authorization"] = "Bearer k"
+        _modify_and_list(http, mine, request, monkeypatch, backend)
+        monkeypatch.undo()  # the app's shutdown may use worker threads
+    store.close()
+
+
+def _modify_and_list(
+    http: TestClient,
+    mine: agentkeep.Store,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+) -> None:
     tools = {"code_interpreter": {"file_ids": ["f1"]}}
     thread = http.post("/v1/threads", json={"tool_resources": tools}).json()["id"]
     conversation = http.post("/v1/conversations", json={"metadata": {"a": "1"}}).json()["id"]
@@ -379,7 +397,7 @@ def test_modifying_threads_and_conversations_and_listing_runs_take_no_worker_thr
         assert made.status_code == 200, made.text
         runs.append(made.json()["id"])
         deadline = time.monotonic() + WAIT_S
-        while http.get(f"/v1/threads/{thread}/runs/{runs[-1]}").json()["status"] != "failed":
+        while mine.runs.get(runs[-1]).status != "failed":
             assert time.monotonic() < deadline, "the run did not fail"
             time.sleep(0.01)
     request.getfixturevalue("no_worker_threads")
@@ -426,3 +444,43 @@ def test_modifying_threads_and_conversations_and_listing_runs_take_no_worker_thr
     for missing in ("thread_missing", conversation):
         gone = http.get(f"/v1/threads/{missing}/runs")
         assert gone.status_code == 404 and "No thread found" in gone.text, gone.text
+
+
+def test_modifying_and_deleting_messages_and_items_take_no_worker_thread(
+    http: TestClient, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread's message is modified and deleted, a conversation's item deleted, on the
+    store's async path: no worker thread at all. A message of another thread, or a
+    conversation's item at the thread route, is a 404 and stays."""
+    turns = {"messages": [{"role": "user", "content": f"m{i}"} for i in range(2)]}
+    thread = http.post("/v1/threads", json=turns).json()["id"]
+    other = http.post("/v1/threads", json=turns).json()["id"]
+    conversation = http.post(
+        "/v1/conversations", json={"items": [{"role": "user", "content": "x"}] * 2}
+    ).json()["id"]
+    messages = http.get(f"/v1/threads/{thread}/messages", params={"order": "asc"}).json()["data"]
+    items = http.get(f"/v1/conversations/{conversation}/items", params={"order": "asc"}).json()
+    request.getfixturevalue("no_worker_threads")
+    monkeypatch.setattr(asyncio, "to_thread", _refuse)
+
+    first = messages[0]["id"]
+    changed = http.post(f"/v1/threads/{thread}/messages/{first}", json={"metadata": {"k": "v"}})
+    assert changed.status_code == 200 and changed.json()["metadata"] == {"k": "v"}, changed.text
+    wrong = http.post(f"/v1/threads/{other}/messages/{first}", json={"metadata": {}})
+    assert wrong.status_code == 404, wrong.text
+    gone = http.delete(f"/v1/threads/{other}/messages/{first}")
+    assert gone.status_code == 404, gone.text
+    gone = http.delete(f"/v1/threads/{conversation}/messages/{items['data'][0]['id']}")
+    assert gone.status_code == 404, gone.text
+    done = http.delete(f"/v1/threads/{thread}/messages/{first}")
+    assert done.status_code == 200 and done.json()["deleted"] is True, done.text
+    assert http.delete(f"/v1/threads/{thread}/messages/{first}").status_code == 404
+    left = http.get(f"/v1/threads/{thread}/messages").json()["data"]
+    assert [m["id"] for m in left] == [messages[1]["id"]]
+
+    item = items["data"][0]["id"]
+    removed = http.delete(f"/v1/conversations/{conversation}/items/{item}")
+    assert removed.status_code == 200 and removed.json()["id"] == conversation, removed.text
+    assert http.delete(f"/v1/conversations/{conversation}/items/{item}").status_code == 404
+    kept = http.get(f"/v1/conversations/{conversation}/items").json()["data"]
+    assert [i["id"] for i in kept] == [items["data"][1]["id"]]

@@ -10,7 +10,7 @@ from agentkeep._aio_util import arun_op
 from agentkeep.server.bodies import CreateItems
 from agentkeep.server.deps import TenantStore
 from agentkeep.server.json_response import JSONResponse
-from agentkeep.server.lookup import amessage_in, get_conversation, message_in
+from agentkeep.server.lookup import aget_conversation, amessage_in
 from agentkeep.server.pagination import Pagination, session_page
 from agentkeep.server.routes.conversations import item_rows, items_field
 from agentkeep.server.routes.messages import IdempotencyKey
@@ -79,9 +79,9 @@ async def retrieve_item(
 @router.delete(
     "/{item_id}", summary="Delete an item", response_model=None, responses=DOCS["conversation"]
 )
-def delete_item(conversation_id: str, item_id: str, store: TenantStore) -> JSONResponse:
-    with store.transaction():
-        message_in(store, "conversation", conversation_id, "item", item_id)
-        store.messages.delete(item_id)
-        conversation = get_conversation(store, conversation_id)
+async def delete_item(conversation_id: str, item_id: str, store: TenantStore) -> JSONResponse:
+    # The conversation's item (one read), its delete (one write), the conversation as left.
+    await amessage_in(store, "conversation", conversation_id, "item", item_id)
+    await arun_op(store.messages.delete, item_id)
+    conversation = await aget_conversation(store, conversation_id)
     return JSONResponse(conversation_object(conversation))

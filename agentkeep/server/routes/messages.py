@@ -16,7 +16,6 @@ from agentkeep.server.lookup import (
     active_run_error,
     amessage_in,
     expired_now,
-    message_in,
 )
 from agentkeep.server.pagination import Pagination, session_page
 from agentkeep.server.routes.threads import new_message
@@ -93,21 +92,20 @@ async def retrieve_message(thread_id: str, message_id: str, store: TenantStore) 
 @router.post(
     "/{message_id}", summary="Modify a message", response_model=None, responses=DOCS["message"]
 )
-def modify_message(
+async def modify_message(
     thread_id: str, message_id: str, body: ModifyMessage, store: TenantStore
 ) -> JSONResponse:
-    with store.transaction():
-        message = message_in(store, "thread", thread_id, "message", message_id)
-        if "metadata" in body.model_fields_set:
-            message = store.messages.update(message_id, metadata=body.metadata or {})
+    # The thread's message (one read), then its update (one write) on the store's async path.
+    message = await amessage_in(store, "thread", thread_id, "message", message_id)
+    if "metadata" in body.model_fields_set:
+        message = await arun_op(store.messages.update, message_id, metadata=body.metadata or {})
     return JSONResponse(message_object(message))
 
 
 @router.delete(
     "/{message_id}", summary="Delete a message", response_model=None, responses=DOCS["deleted"]
 )
-def delete_message(thread_id: str, message_id: str, store: TenantStore) -> JSONResponse:
-    with store.transaction():
-        message_in(store, "thread", thread_id, "message", message_id)
-        store.messages.delete(message_id)
+async def delete_message(thread_id: str, message_id: str, store: TenantStore) -> JSONResponse:
+    await amessage_in(store, "thread", thread_id, "message", message_id)
+    await arun_op(store.messages.delete, message_id)
     return JSONResponse(deleted_object(message_id, "thread.message.deleted"))
