@@ -1328,7 +1328,7 @@ class AsyncSnapshots:
         order: Order = "desc",
     ) -> Page[Snapshot]:
         """A session's snapshots, newest first by default."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list, session_id, limit=limit, after=after, before=before, order=order
         )
 

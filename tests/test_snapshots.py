@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from _statements import sent_statements, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, Message, NotFound, Store
 
@@ -200,3 +202,31 @@ async def test_async_snapshot_messages(astore: AsyncStore) -> None:
     snap = await astore.snapshots.create(s.id)
     await astore.messages.update(m.id, content="bye")
     assert _texts(await astore.snapshots.messages(snap.id)) == ["hi"]
+
+
+async def test_a_sessions_snapshots_are_listed_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync API's pages, one statement each (and one that the session exists under an
+    empty first page), no worker thread; a session that does not exist is NotFound."""
+    s = store.sessions.create()
+    empty = store.sessions.create()
+    store.messages.append(s.id, "user", "hi")
+    made = [store.snapshots.create(s.id, label=f"l{i}") for i in range(3)]
+    no_worker_threads(monkeypatch, "snapshots.list")
+    with sent_statements(store) as sent:
+        first = await astore.snapshots.list(s.id, limit=2)
+    assert len(work(sent)) == 1, work(sent)
+    assert [x.id for x in first.items] == [made[2].id, made[1].id] and first.has_more
+    rest = await astore.snapshots.list(s.id, after=first.last_id)
+    assert [x.id for x in rest.items] == [made[0].id] and not rest.has_more
+    oldest = await astore.snapshots.list(s.id, order="asc", limit=1)
+    assert oldest.items == store.snapshots.list(s.id, order="asc", limit=1).items
+    with sent_statements(store) as sent:
+        none = await astore.snapshots.list(empty.id)
+    assert none.items == [] and len(work(sent)) == 2, work(sent)
+    with pytest.raises(NotFound):
+        await astore.snapshots.list("sess_missing")
+    with pytest.raises(InvalidInput) as bad:
+        await astore.snapshots.list(s.id, order="sideways")  # type: ignore[arg-type]
+    assert bad.value.field == "order"

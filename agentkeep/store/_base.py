@@ -26,7 +26,6 @@ __all__ = [
     "json_texts",
     "keys_in",
     "page_of",
-    "paginate",
     "row_by_id",
     "row_times",
     "time_range",
@@ -88,37 +87,6 @@ def time_range(
     if before is not None:
         out.append(column < to_micros(before))
     return out
-
-
-def paginate(
-    conn: Connection,
-    table: sa.Table,
-    where: Sequence[sa.ColumnElement[bool]],
-    to_model: Callable[[Row], T],
-    *,
-    tenant_id: str,
-    limit: int,
-    after: str | None,
-    before: str | None,
-    order: Order,
-    sort: sa.Column[Any] | None = None,
-    columns: Sequence[sa.ColumnElement[Any]] | None = None,
-    offset: int = 0,
-) -> Page[T]:
-    """One page of ``table`` in ``sort`` order (default: id) with id cursors.
-
-    ``after`` continues past an id in the listing's order; ``before`` returns
-    the page that comes just before an id. ``offset`` skips that many rows
-    first, in the database (for APIs that page by offset, like curio's).
-    """
-    check_page(limit, offset, order)
-    listing = Listing(table, sort, order, after, before, offset)
-    params = listing.params(tenant_id, limit)
-    for field, ident in listing.cursors():
-        if conn.execute(cursor_row(table), {"tenant_id": tenant_id, "id": ident}).first() is None:
-            raise listing.unknown(field, ident)
-    stmt = listing.select(where, columns)
-    return page_of(list(conn.execute(stmt, params).mappings()), limit, listing.reverse, to_model)
 
 
 def page_of(
@@ -292,8 +260,13 @@ class Resource:
         sort: sa.Column[Any] | None = None,
         offset: int = 0,
     ) -> Op[Page[T]]:
-        """One page of this tenant's rows of ``table`` (see :func:`paginate`) as an operation:
-        one read, its statement compiled once per shape (filters set, sort, cursors)."""
+        """One page of this tenant's rows of ``table`` in ``sort`` order (default: id), with
+        id cursors, as an operation: one read, its statement compiled once per shape
+        (filters set, sort, cursors).
+
+        ``after`` continues past an id in the listing's order; ``before`` returns the page
+        that comes just before an id. ``offset`` skips that many rows first, in the
+        database (for APIs that page by offset, like curio's)."""
         check_page(limit, offset, order)
         sql = self._core.message_sql
         listing = Listing(table, sort, order, after, before, offset)

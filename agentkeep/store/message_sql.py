@@ -728,7 +728,7 @@ class MessageSQL:
         kind: str | None = None,
     ) -> Steps[tuple[list[StoredRow], bool, bool] | str]:
         """One page of a session's messages in ``seq`` order (``forward``: ascending), as
-        ``paginate`` pages a listing: the rows (one more than ``limit`` when there are more),
+        ``Resource._page_op`` pages a listing: the rows (one more than ``limit`` when there are more),
         whether they were read in reverse (``before`` without ``after``: the rows closest
         to it, to be put back in order) and whether the session exists (asked only of an
         empty first page), and is of ``kind`` when given (read with the rows, in the same
@@ -774,7 +774,7 @@ class MessageSQL:
         conds: list[sa.ColumnElement[bool]] = [t.c.tenant_id == b("t"), t.c.session_id == b("s")]
         if run:
             conds.append(t.c.run_id == b("r"))
-        # Past a cursor in the listing's order, (seq, id) as paginate compares them: the
+        # Past a cursor in the listing's order, (seq, id) as ``Resource._page_op`` compares them: the
         # seq bound alone lets the (tenant, session, seq) index find the start.
         for field, used, greater in (("a", after, forward), ("b", before, not forward)):
             if not used:
@@ -845,7 +845,7 @@ class MessageSQL:
         before: str | None,
         limit: int,
     ) -> Steps[list[dict[str, Any]]]:
-        """One page of ``table``'s rows whose columns equal ``where``, as ``paginate`` pages a
+        """One page of ``table``'s rows whose columns equal ``where``, as ``Resource._page_op`` pages a
         listing: in ``sort`` order (``forward``: ascending; ties by id), past the id cursors
         ``after`` and ``before`` (without ``after``, the rows closest to it, read in reverse:
         :func:`~agentkeep.store._base.page_of` puts them back), ``limit + 1`` rows, by

@@ -19,8 +19,10 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Message, Page, Snapshot
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, paginate, row_times
-from agentkeep.store._steps import Op, op
+from agentkeep.store._base import Resource, row_times
+from agentkeep.store._listing import Filters
+from agentkeep.store._run_checks import check_ref
+from agentkeep.store._steps import Op, Read, op
 from agentkeep.store._validate import check_object, opt_text, require_str
 from agentkeep.store.messages import to_message
 from agentkeep.store.schema import sessions as st
@@ -105,6 +107,7 @@ class Snapshots(Resource):
             self._get_row(conn, t, snapshot_id)
             return [to_message(r) for r in snapshot_rows(conn, self.tenant_id, snapshot_id)]
 
+    @op
     def list(
         self,
         session_id: str,
@@ -113,29 +116,29 @@ class Snapshots(Resource):
         after: str | None = None,
         before: str | None = None,
         order: Order = "desc",
-    ) -> Page[Snapshot]:
-        """A session's snapshots, newest first by default."""
-        with self._core.read() as conn:
-            page = paginate(
-                conn,
-                t,
-                [t.c.session_id == session_id],
-                to_snapshot,
-                tenant_id=self.tenant_id,
-                limit=limit,
-                after=after,
-                before=before,
-                order=order,
-            )
-            if not page.items and after is None and before is None:
-                found = conn.execute(
-                    sa.select(st.c.id).where(
-                        st.c.tenant_id == self.tenant_id, st.c.id == session_id
-                    )
-                ).first()
-                if found is None:
-                    raise NotFound("session", session_id)
-            return page
+    ) -> Op[Page[Snapshot]]:
+        """A session's snapshots, newest first by default.
+
+        One read (a second for an empty first page: is there such a session), its
+        statement compiled once per shape.
+        """
+        where = Filters()
+        where.equal((t.c.session_id, check_ref(session_id, "session_id")))
+        page = yield from self._page_op(
+            t,
+            where,
+            to_snapshot,
+            what="listing snapshots",
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+        )
+        if not page.items and after is None and before is None:
+            tenant, sql = self.tenant_id, self._core.message_sql
+            if not (yield Read("reading a session", lambda: sql.exists(tenant, session_id))):
+                raise NotFound("session", session_id)
+        return page
 
     @op
     def delete(self, snapshot_id: str) -> Op[None]:
