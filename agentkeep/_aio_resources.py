@@ -1401,7 +1401,7 @@ class AsyncResponses:
 
     async def context(self, response_id: str) -> builtins.list[dict[str, Any]]:
         """Every item of the chain that ends with ``response_id``, oldest first."""
-        return await asyncio.to_thread(self.sync.context, response_id)
+        return await arun_op(self.sync.context, response_id)
 
     async def create(
         self,
@@ -1501,7 +1501,7 @@ class AsyncResponses:
         self, response_id: str, *, kind: str | None = None
     ) -> builtins.list[dict[str, Any]]:
         """The response's items in order (``kind``: ``input``, ``output`` or both)."""
-        return await asyncio.to_thread(self.sync.items, response_id, kind=kind)
+        return await arun_op(self.sync.items, response_id, kind=kind)
 
     async def list_items(
         self,

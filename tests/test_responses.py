@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _paging import check_every_page
-from _statements import engine_calls, sent_statements
+from _statements import engine_calls, sent_statements, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.store.schema import response_events, response_items, responses
@@ -489,3 +490,39 @@ async def test_every_page_of_a_responses_items_is_its_slice_sync_and_async(
     for missing in ("resp_missing", other.id):
         with pytest.raises(NotFound):
             await astore.responses.list_items(missing)
+
+
+async def test_a_chains_items_are_read_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Responses request with ``previous_response_id`` reads: the chain's items
+    and a response's own, each one read (the response's expiry, then one statement), the
+    sync API's answers, no worker thread; an expired link ends the chain."""
+    first = _turn(store, 1)
+    second = _turn(store, 2, first)
+    third = _turn(store, 3, second)
+    no_worker_threads(monkeypatch, "responses.context")
+    with sent_statements(store) as sent:
+        chain = await astore.responses.context(third)
+    assert len(work(sent)) == 2, work(sent)
+    assert (
+        _texts(chain)
+        == ["q1", "a1", "q2", "a2", "q3", "a3"]
+        == _texts(store.responses.context(third))
+    )
+    assert _texts(await astore.responses.items(second)) == ["q2", "a2"]
+    assert _texts(await astore.responses.items(second, kind="output")) == ["a2"]
+    with store._core.write() as conn:  # the first link expires
+        conn.execute(
+            sa.update(responses)
+            .where(responses.c.tenant_id == store.tenant_id, responses.c.id == first)
+            .values(expires_at=1)
+        )
+    assert _texts(await astore.responses.context(third)) == ["q2", "a2", "q3", "a3"]
+    with pytest.raises(NotFound):
+        await astore.responses.context(first)
+    with pytest.raises(NotFound):
+        await astore.responses.items(first)
+    with pytest.raises(InvalidInput) as bad:
+        await astore.responses.items(second, kind="both")
+    assert bad.value.field == "kind"

@@ -104,6 +104,41 @@ def _live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[dict[str, 
     return row
 
 
+def _items_statement(of_kind: bool) -> sa.Select[Any]:
+    """A response's items in order (``:k`` their kind, when ``of_kind``)."""
+    where = [it.c.tenant_id == sa.bindparam("t"), it.c.response_id == sa.bindparam("r")]
+    if of_kind:
+        where.append(it.c.kind == sa.bindparam("k"))
+    return sa.select(it.c.item).where(*where).order_by(it.c.position)
+
+
+def _context_statement() -> sa.Select[Any]:
+    """The items of the chain of responses that ends with ``:r`` (back through
+    ``previous_response_id`` while they live at ``:now``), oldest first."""
+    mine = t.c.tenant_id == sa.bindparam("t")
+    chain = (
+        sa.select(t.c.id, t.c.previous_response_id, sa.literal(0).label("depth"))
+        .where(mine, t.c.id == sa.bindparam("r"))
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        sa.select(t.c.id, t.c.previous_response_id, chain.c.depth + 1).where(
+            mine,
+            t.c.id == chain.c.previous_response_id,
+            t.c.expires_at > sa.bindparam("now", type_=sa.BigInteger),
+        )
+    )
+    return (
+        sa.select(it.c.item)
+        .join(chain, it.c.response_id == chain.c.id)
+        .where(it.c.tenant_id == sa.bindparam("t"))
+        .order_by(chain.c.depth.desc(), it.c.position)
+    )
+
+
+_CONTEXT = _context_statement()
+
+
 def _check_live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[None]:
     """``NotFound`` as :func:`_require_live`, read from the response's expiry alone: the
     check of a read of its events or items."""
@@ -418,15 +453,28 @@ class Responses(Resource):
 
     # -- items ---------------------------------------------------------------------------
 
-    def items(self, response_id: str, *, kind: str | None = None) -> builtins.list[dict[str, Any]]:
-        """The response's items in order (``kind``: ``input``, ``output`` or both)."""
-        where = [it.c.tenant_id == self.tenant_id, it.c.response_id == response_id]
-        if kind is not None:
-            where.append(it.c.kind == check_choice(kind, ("input", "output"), "kind"))
-        with self._core.read() as conn:
-            self._live_row(conn, response_id)
-            rows = conn.execute(sa.select(it.c.item).where(*where).order_by(it.c.position))
-            return [dict(r.item) for r in rows]
+    @op
+    def items(
+        self, response_id: str, *, kind: str | None = None
+    ) -> Op[builtins.list[dict[str, Any]]]:
+        """The response's items in order (``kind``: ``input``, ``output`` or both).
+
+        One read: the response's expiry, then its items (compiled once per kind or none).
+        """
+        check_ref(response_id, "response_id")
+        of_kind = kind is not None
+        kind = check_choice(kind, ("input", "output"), "kind") if of_kind else None
+        tenant, sql = self.tenant_id, self._core.message_sql
+        read = sql.shaped(("response_items", of_kind), lambda: _items_statement(of_kind))
+        stmt = read.stmt({"t": tenant, "r": response_id, "k": kind})
+
+        def steps() -> Steps[builtins.list[Any]]:
+            yield from _check_live(sql, tenant, response_id)
+            rows: builtins.list[Any] = yield stmt
+            return rows
+
+        rows = yield Read("reading response items", steps)
+        return [dict(sql.load_json(r[0])) for r in rows]
 
     @op
     def list_items(
@@ -468,33 +516,27 @@ class Responses(Resource):
         rows = yield Read("reading response items", steps)
         return page_of(rows, limit, before is not None and after is None, _item_of)
 
-    def context(self, response_id: str) -> builtins.list[dict[str, Any]]:
+    @op
+    def context(self, response_id: str) -> Op[builtins.list[dict[str, Any]]]:
         """Every item of the chain that ends with ``response_id``, oldest first.
 
         The chain follows ``previous_response_id`` back to its start (or to an
         expired or deleted response); ``NotFound`` if ``response_id`` itself is gone.
+        One read: the response's expiry, then the chain's items in one statement.
         """
-        with self._core.read() as conn:
-            self._live_row(conn, response_id)
-            chain = (
-                sa.select(t.c.id, t.c.previous_response_id, sa.literal(0).label("depth"))
-                .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
-                .cte("chain", recursive=True)
-            )
-            chain = chain.union_all(
-                sa.select(t.c.id, t.c.previous_response_id, chain.c.depth + 1).where(
-                    t.c.tenant_id == self.tenant_id,
-                    t.c.id == chain.c.previous_response_id,
-                    t.c.expires_at > utcnow_micros(),
-                )
-            )
-            rows = conn.execute(
-                sa.select(it.c.item)
-                .join(chain, it.c.response_id == chain.c.id)
-                .where(it.c.tenant_id == self.tenant_id)
-                .order_by(chain.c.depth.desc(), it.c.position)
-            )
-            return [dict(r.item) for r in rows]
+        check_ref(response_id, "response_id")
+        tenant, sql = self.tenant_id, self._core.message_sql
+        stmt = sql.built_once(_CONTEXT).stmt(
+            {"t": tenant, "r": response_id, "now": utcnow_micros()}
+        )
+
+        def steps() -> Steps[builtins.list[Any]]:
+            yield from _check_live(sql, tenant, response_id)
+            rows: builtins.list[Any] = yield stmt
+            return rows
+
+        rows = yield Read("reading a response's context", steps)
+        return [dict(sql.load_json(r[0])) for r in rows]
 
     def find_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (those of live responses; unknown ids are left out)."""
