@@ -1239,11 +1239,11 @@ class AsyncPrices:
 
     async def get(self, model: str, *, provider: str | None = None) -> Price:
         """The stored price of ``model`` (of ``provider``, else the any-provider one)."""
-        return await asyncio.to_thread(self.sync.get, model, provider=provider)
+        return await arun_op(self.sync.get, model, provider=provider)
 
     async def list(self) -> builtins.list[Price]:
         """Every stored price of this tenant, by model then provider."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.list,
         )
 

@@ -9,7 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from _statements import sent_statements
+from _statements import sent_statements, work
+from _threads import no_worker_threads
 
 import agentkeep
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
@@ -276,3 +277,22 @@ async def test_async_prices(astore: AsyncStore) -> None:
     usage = await astore.usage.record(provider="acme", model=HOUSE, input_tokens=3)
     assert usage.cost_usd == 3
     assert (await astore.prices.recompute(model=HOUSE)).rows == 1
+
+
+async def test_prices_are_read_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``get`` and ``list`` are one statement each on the store's own connections, the
+    sync API's answers, no worker thread."""
+    store.prices.set(HOUSE, input=1, output=2)
+    store.prices.set(HOUSE, input=3, output=4, provider="acme")
+    no_worker_threads(monkeypatch, "prices")
+    with sent_statements(store) as sent:
+        got = await astore.prices.get(HOUSE, provider="acme")
+    assert len(work(sent)) == 1 and got == store.prices.get(HOUSE, provider="acme")
+    assert (got.input, got.output, got.provider) == (3, 4, "acme")
+    assert (await astore.prices.get(HOUSE)).input == 1
+    listed = await astore.prices.list()
+    assert listed == store.prices.list() and [p.provider for p in listed] == [None, "acme"]
+    with pytest.raises(NotFound):
+        await astore.prices.get("no-such-model")

@@ -53,6 +53,7 @@ from agentkeep.models.common import from_micros, to_micros, utcnow_micros
 from agentkeep.store import usage_days
 from agentkeep.store._base import Resource
 from agentkeep.store._prices import price_from_table, to_nano
+from agentkeep.store._steps import Op, Read, Stmt, op, single
 from agentkeep.store._validate import require_str
 from agentkeep.store.schema import llm_usage as ut
 from agentkeep.store.schema import prices as t
@@ -291,6 +292,16 @@ def price_from(row: Any, price_file: PriceFile | None, values: Mapping[str, Any]
     }
 
 
+_ONE = sa.select(t).where(
+    t.c.tenant_id == sa.bindparam("tenant_id"),
+    t.c.provider == sa.bindparam("provider"),
+    t.c.model == sa.bindparam("model"),
+)
+_ALL = (
+    sa.select(t).where(t.c.tenant_id == sa.bindparam("tenant_id")).order_by(t.c.model, t.c.provider)
+)
+
+
 class Prices(Resource):
     """``store.prices``: the user's price table of this tenant (see the module docstring)."""
 
@@ -351,32 +362,26 @@ class Prices(Resource):
                 )
         return _to_price(row)
 
-    def get(self, model: str, *, provider: str | None = None) -> Price:
+    @op
+    def get(self, model: str, *, provider: str | None = None) -> Op[Price]:
         """The stored price of ``model`` (of ``provider``, else the any-provider one)."""
         key = _ANY if provider is None else provider
-        with self._core.read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t).where(
-                        t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
+        sql = self._core.message_sql
+        read = Stmt(
+            sql.compiled(_ONE), {"tenant_id": self.tenant_id, "provider": key, "model": model}
+        )
+        found = yield Read("reading a price", single(read))
+        if not found:
             raise NotFound("price", model if provider is None else f"{provider}/{model}")
-        return _to_price(row)
+        return _to_price(sql.named_row(t, found[0]))
 
-    def list(self) -> builtins.list[Price]:
+    @op
+    def list(self) -> Op[builtins.list[Price]]:
         """Every stored price of this tenant, by model then provider."""
-        with self._core.read() as conn:
-            rows = conn.execute(
-                sa.select(t)
-                .where(t.c.tenant_id == self.tenant_id)
-                .order_by(t.c.model, t.c.provider)
-            ).mappings()
-            return [_to_price(r) for r in rows]
+        sql = self._core.message_sql
+        read = Stmt(sql.compiled(_ALL), {"tenant_id": self.tenant_id})
+        rows = yield Read("listing prices", single(read))
+        return [_to_price(sql.named_row(t, r)) for r in rows]
 
     def delete(self, model: str, *, provider: str | None = None) -> None:
         """Remove a stored price: the model falls back to the file or the maintained table."""
