@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from _errors import check_not_found
 from _statements import sent_statements, verbs, work
-from _threads import no_worker_threads
+from _threads import in_threads, no_worker_threads
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
 
@@ -286,22 +284,7 @@ def test_racing_changes_each_keep_the_version_they_replaced(store: Store) -> Non
     version it read, or read again), and the history holds every version once."""
     agent = store.agents.create(model="m", name="v1")
     n = 6
-    start = threading.Barrier(n)
-    errors: list[BaseException] = []
-
-    def change(i: int) -> None:
-        start.wait()
-        try:
-            store.agents.update(agent.id, name=f"by{i}")
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=change, args=(i,)) for i in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    in_threads(n, lambda i: store.agents.update(agent.id, name=f"by{i}"))
     versions = store.agents.versions(agent.id, limit=100, order="asc").items
     assert [v.version for v in versions] == list(range(1, n + 2))
     assert versions[0].name == "v1"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from _statements import sent_statements, work
-from _threads import no_worker_threads
+from _threads import in_threads, no_worker_threads
 
 from agentkeep import AsyncStore, Conflict, InvalidInput, NotFound, Store
 
@@ -193,22 +193,7 @@ def test_concurrent_puts_without_a_version_each_count_once(store: Store) -> None
     """A put without ``expected_version`` is one upsert: writers racing on a new document
     all land, each raising its version by one, none seeing a Conflict."""
     n = 8
-    start = threading.Barrier(n)
-    errors: list[BaseException] = []
-
-    def put(i: int) -> None:
-        start.wait()
-        try:
-            store.state.put("race", "doc", {"by": i})
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=put, args=(i,)) for i in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    in_threads(n, lambda i: store.state.put("race", "doc", {"by": i}))
     assert store.state.get("race", "doc").version == n
 
 

@@ -286,6 +286,17 @@ class Resource:
         rows = yield Read(what, steps)
         return page_of([sql.named_row(table, r) for r in rows], limit, listing.reverse, to_model)
 
+    def _session_page_op(
+        self, session_id: str, page: Page[T], after: str | None, before: str | None
+    ) -> Op[Page[T]]:
+        """``page``, a listing's page of one session's rows; when it is an empty first page,
+        after a read that the session exists (``NotFound`` otherwise)."""
+        if not page.items and after is None and before is None:
+            tenant, sql = self.tenant_id, self._core.message_sql
+            if not (yield Read("reading a session", lambda: sql.exists(tenant, session_id))):
+                raise NotFound("session", session_id)
+        return page
+
     def _count_op(self, table: sa.Table, filters: Filters, what: str) -> Op[int]:
         """How many of this tenant's rows of ``table`` pass ``filters``: one read."""
 

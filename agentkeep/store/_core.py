@@ -104,9 +104,6 @@ class Core:
         self.limits = RecordLimits()
         """Size limits of media and session records (``AGENTKEEP_MEDIA_MAX_BYTES``, ...)."""
 
-    def _current(self) -> Connection | None:
-        return self._local.conn
-
     def connection(self) -> Connection | None:
         """The connection of this thread's open ``write()`` or ``read()`` block (None: none)."""
         return self._local.conn
@@ -223,7 +220,7 @@ class Core:
 
     @contextmanager
     def _write(self, what: str, savepoints: bool | None = None) -> Iterator[Connection]:
-        current = self._current()
+        current = self.connection()
         if current is not None:
             if not self._local.writing:
                 raise Conflict(
@@ -314,7 +311,7 @@ class Core:
 
     @contextmanager
     def _read(self, what: str, batches: bool = False) -> Iterator[Connection]:
-        current = self._current()
+        current = self.connection()
         if current is not None:
             self._check_not_failed(what)
             yield current

@@ -731,12 +731,9 @@ class Messages(Resource):
             order=order,
             sort=t.c.seq if session_id is not None else None,
         )
-        if session_id is not None and not page.items and after is None and before is None:
-            tenant, sql = self.tenant_id, self._core.message_sql
-            found = yield Read("reading a session", lambda: sql.exists(tenant, session_id))
-            if not found:
-                raise NotFound("session", session_id)
-        return page
+        if session_id is None:
+            return page
+        return (yield from self._session_page_op(session_id, page, after, before))
 
     @op
     def page(

@@ -467,13 +467,21 @@ class Responses(Resource):
         tenant, sql = self.tenant_id, self._core.message_sql
         read = sql.shaped(("response_items", of_kind), lambda: _items_statement(of_kind))
         stmt = read.stmt({"t": tenant, "r": response_id, "k": kind})
+        return (yield from self._live_items(response_id, stmt, "reading response items"))
+
+    def _live_items(
+        self, response_id: str, stmt: Stmt, what: str
+    ) -> Op[builtins.list[dict[str, Any]]]:
+        """The items ``stmt`` reads (their JSON first), in a read that checks first that the
+        response lives (``NotFound`` otherwise)."""
+        tenant, sql = self.tenant_id, self._core.message_sql
 
         def steps() -> Steps[builtins.list[Any]]:
             yield from _check_live(sql, tenant, response_id)
             rows: builtins.list[Any] = yield stmt
             return rows
 
-        rows = yield Read("reading response items", steps)
+        rows = yield Read(what, steps)
         return [dict(sql.load_json(r[0])) for r in rows]
 
     @op
@@ -529,14 +537,7 @@ class Responses(Resource):
         stmt = sql.built_once(_CONTEXT).stmt(
             {"t": tenant, "r": response_id, "now": utcnow_micros()}
         )
-
-        def steps() -> Steps[builtins.list[Any]]:
-            yield from _check_live(sql, tenant, response_id)
-            rows: builtins.list[Any] = yield stmt
-            return rows
-
-        rows = yield Read("reading a response's context", steps)
-        return [dict(sql.load_json(r[0])) for r in rows]
+        return (yield from self._live_items(response_id, stmt, "reading a response's context"))
 
     def find_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (those of live responses; unknown ids are left out)."""

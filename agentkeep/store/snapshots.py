@@ -22,7 +22,7 @@ from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, row_times
 from agentkeep.store._listing import Filters
 from agentkeep.store._run_checks import check_ref
-from agentkeep.store._steps import Op, Read, op
+from agentkeep.store._steps import Op, op
 from agentkeep.store._validate import check_object, opt_text, require_str
 from agentkeep.store.messages import to_message
 from agentkeep.store.schema import sessions as st
@@ -134,11 +134,7 @@ class Snapshots(Resource):
             before=before,
             order=order,
         )
-        if not page.items and after is None and before is None:
-            tenant, sql = self.tenant_id, self._core.message_sql
-            if not (yield Read("reading a session", lambda: sql.exists(tenant, session_id))):
-                raise NotFound("session", session_id)
-        return page
+        return (yield from self._session_page_op(session_id, page, after, before))
 
     @op
     def delete(self, snapshot_id: str) -> Op[None]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import httpx
 import openai
 import pytest
+from _threads import in_threads
 from live import LiveService, Tenant
 
 pytestmark = pytest.mark.slow
@@ -205,26 +204,16 @@ def test_concurrent_tool_resources_modifies_all_land(tenant: Tenant) -> None:
     version read: writers racing on one thread each land (a lost race reads again), and
     every change is one version."""
     thread = tenant.client().beta.threads.create(metadata={"kept": "yes"})
-    failures: list[BaseException] = []
     writers, each = 6, 4
 
     def modify(n: int) -> None:
         client = tenant.client()
-        try:
-            for i in range(each):
-                client.beta.threads.update(
-                    thread.id,
-                    tool_resources={"code_interpreter": {"file_ids": [f"file-{n}-{i}"]}},
-                )
-        except BaseException as exc:
-            failures.append(exc)
+        for i in range(each):
+            client.beta.threads.update(
+                thread.id, tool_resources={"code_interpreter": {"file_ids": [f"file-{n}-{i}"]}}
+            )
 
-    threads = [threading.Thread(target=modify, args=(n,)) for n in range(writers)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not failures, failures
+    in_threads(writers, modify)
     final = tenant.client().with_raw_response.beta.threads.retrieve(thread.id)
     assert final.headers["etag"] == f'"{1 + writers * each}"'
     parsed = final.parse()
