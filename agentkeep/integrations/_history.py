@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from agentkeep.aio import AsyncStore
 from agentkeep.models import Message
 from agentkeep.models.common import MAX_LIMIT
 from agentkeep.store import Store
-from agentkeep.store._steps import Op
+from agentkeep.store._steps import Op, operation
 from agentkeep.store.messages import Messages
 
 __all__ = ["alast_messages", "last_messages"]
@@ -30,16 +28,16 @@ async def alast_messages(store: AsyncStore, session_id: str, n: int | None) -> l
 def _last(messages: Messages, session_id: str, n: int | None) -> Op[list[Message]]:
     """The one implementation of both: ``messages.recent``'s operation, or ``messages.page``'s
     newest first, page after page (each method's generator: ``store._steps.op``)."""
-    recent: Any = getattr(messages.recent, "op")  # noqa: B009
-    page: Any = getattr(messages.page, "op")  # noqa: B009
     out: list[Message]
     if n is not None and n <= MAX_LIMIT:
-        out = yield from recent(messages, session_id, n)
+        out = yield from operation(messages.recent, session_id, n)
         return out
     out = []
     after: str | None = None
     while n is None or len(out) < n:
-        found = yield from page(messages, session_id, limit=MAX_LIMIT, after=after, order="desc")
+        found = yield from operation(
+            messages.page, session_id, limit=MAX_LIMIT, after=after, order="desc"
+        )
         out.extend(found.items)
         if not found.has_more:
             break

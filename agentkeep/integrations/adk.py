@@ -61,7 +61,7 @@ from agentkeep.models import Message  # noqa: E402
 from agentkeep.models import Session as StoredSession  # noqa: E402
 from agentkeep.models.common import MAX_LIMIT, utcnow_micros  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
-from agentkeep.store._steps import Op  # noqa: E402
+from agentkeep.store._steps import Op, operation  # noqa: E402
 from agentkeep.store.messages import _from_rows  # noqa: E402
 from agentkeep.store.sessions import session_values  # noqa: E402
 
@@ -278,12 +278,13 @@ class AgentkeepSessionService(BaseSessionService):
         """The last ``n`` events at or after ``after``, oldest first: newest pages until done
         (``messages.page``'s operation, page after page)."""
         messages = self.store.messages
-        page_op: Any = getattr(messages.page, "op")  # noqa: B009 (the method's generator)
         out: list[Event] = []
         cursor: str | None = None
         while n is None or len(out) < n:
             size = MAX_LIMIT if n is None else min(MAX_LIMIT, n - len(out))
-            page = yield from page_op(messages, session_id, limit=size, after=cursor, order="desc")
+            page = yield from operation(
+                messages.page, session_id, limit=size, after=cursor, order="desc"
+            )
             for message in page.items:
                 event = _event(message)
                 if after is not None and event.timestamp < after:

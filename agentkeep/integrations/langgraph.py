@@ -23,7 +23,6 @@ messages. Needs
 from __future__ import annotations
 
 import builtins
-import functools
 import random
 import threading
 from collections import OrderedDict
@@ -52,7 +51,7 @@ from agentkeep.errors import NotFound  # noqa: E402
 from agentkeep.integrations._apis import sync_and_async  # noqa: E402
 from agentkeep.integrations.langgraph_store import AgentkeepStore  # noqa: E402
 from agentkeep.store import Store  # noqa: E402
-from agentkeep.store._steps import Op  # noqa: E402
+from agentkeep.store._steps import Op, operation  # noqa: E402
 from agentkeep.store.checkpoints import (  # noqa: E402
     Blob,
     ChannelBlob,
@@ -233,23 +232,30 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         values: dict[str, Any] = saved.pop("channel_values")
         meta = get_serializable_checkpoint_metadata(config, metadata)
         checkpoints = self.store.checkpoints
-        store_put = functools.partial(
-            getattr(checkpoints.put, "op"),  # noqa: B009 (the method's generator: store._steps.op)
-            checkpoints,
-            thread_id,
-            ns,
-            checkpoint["id"],
-            checkpoint=Blob(*self.serde.dumps_typed(saved)),
-            metadata=Blob(*self.serde.dumps_typed(meta)),
-            channel_versions={ch: str(v) for ch, v in checkpoint["channel_versions"].items()},
-            parent_checkpoint_id=conf.get("checkpoint_id"),
-            run_id=str(meta["run_id"]) if meta.get("run_id") is not None else None,
-        )
+        stored_checkpoint = Blob(*self.serde.dumps_typed(saved))
+        stored_metadata = Blob(*self.serde.dumps_typed(meta))
+        versions = {ch: str(v) for ch, v in checkpoint["channel_versions"].items()}
+        run_id = str(meta["run_id"]) if meta.get("run_id") is not None else None
+
+        def store_put(blobs: list[ChannelBlob]) -> Op[bool]:
+            return operation(
+                checkpoints.put,
+                thread_id,
+                ns,
+                checkpoint["id"],
+                checkpoint=stored_checkpoint,
+                metadata=stored_metadata,
+                channel_versions=versions,
+                blobs=blobs,
+                parent_checkpoint_id=conf.get("checkpoint_id"),
+                run_id=run_id,
+            )
+
         blobs = [
             self._blob(thread_id, ns, ch, str(v), values, True) for ch, v in new_versions.items()
         ]
         try:
-            all_new = yield from store_put(blobs=blobs)
+            all_new = yield from store_put(blobs)
         except NotFound:
             # A base value is gone (its thread was deleted or pruned elsewhere): store in full.
             self._lists.drop_thread(thread_id)
@@ -257,7 +263,7 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                 self._blob(thread_id, ns, ch, str(v), values, False)
                 for ch, v in new_versions.items()
             ]
-            all_new = yield from store_put(blobs=blobs)
+            all_new = yield from store_put(blobs)
         if all_new:  # the stored values are these: remember those that are not lists
             for blob in blobs:
                 if type(values.get(blob.channel)) is not list:
@@ -345,8 +351,8 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
         conf = config["configurable"]
         held = _Held(self._lists)
         checkpoints = self.store.checkpoints
-        stored = yield from getattr(checkpoints.get, "op")(  # noqa: B009 (as in _put)
-            checkpoints,
+        stored = yield from operation(
+            checkpoints.get,
             str(conf["thread_id"]),
             conf.get("checkpoint_ns", ""),
             get_checkpoint_id(config),
@@ -460,8 +466,8 @@ class AgentkeepSaver(BaseCheckpointSaver[str]):
                     if blob.type != "empty":
                         values[channel] = loads(blob)
                     continue
-                again = yield from getattr(checkpoints.get, "op")(  # noqa: B009 (as in _put)
-                    checkpoints, stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id
+                again = yield from operation(
+                    checkpoints.get, stored.thread_id, stored.checkpoint_ns, stored.checkpoint_id
                 )
                 parts = again.channels.get(channel) if again is not None else None
                 if parts is None:

@@ -373,6 +373,33 @@ class Resource:
         params = {"u_tenant": self.tenant_id, "u_id": ident, "m_version": version}
         return self._core.message_sql.built_once(copy).stmt(params, COUNT)
 
+    def _change_op(
+        self,
+        table: sa.Table,
+        ident: str,
+        reading: str,
+        writing: str,
+        decide: Callable[[dict[str, Any]], dict[str, Any] | None],
+        seen: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Op[tuple[dict[str, Any], bool]]:
+        """Read row ``ident`` of ``table``, and write what ``decide(row)`` gives (None:
+        nothing) only while the row still holds ``seen(row)``'s values (its version, say);
+        when another write came first, read it again and decide anew. The row as it ends
+        up (its columns by name), and whether this wrote it.
+
+        A read and an update, without a lock held between them (PostgreSQL's own
+        connections are in autocommit): two racing changes cannot both apply."""
+        sql = self._core.message_sql
+        while True:
+            row = yield from self._read_row(table, ident, reading)
+            changes = decide(row)
+            if changes is None:
+                return row, False
+            update = self._set_stmt(table, ident, changes, seen(row))
+            rows = yield Write(writing, single(update))
+            if rows:
+                return sql.named_row(table, rows[0]), True
+
     def _update_op(
         self,
         table: sa.Table,

@@ -39,7 +39,6 @@ from agentkeep.store._listing import Filters
 from agentkeep.store._steps import Op, Read, op, single
 from agentkeep.store._validate import check_object, json_text, opt_text
 from agentkeep.store.dialects.base import Listener, lock_key
-from agentkeep.store.message_sql import columns_of
 from agentkeep.store.schema import event_bookmarks as bt
 from agentkeep.store.schema import events as t
 from agentkeep.store.schema import runs as rt
@@ -521,14 +520,7 @@ class Events(Resource):
             }
             read = sql.shaped(("events", where.shape()), build).stmt(params)
         rows = yield Read("reading events", single(read))
-        names = columns_of(t)[0]
-        load = sql.load_json
-        events = []
-        for row in rows:
-            data = dict(zip(names, row, strict=True))
-            data["data"] = load(data["data"])
-            events.append(_event(data))
-        return events
+        return [_event(sql.named_row(t, row)) for row in rows]
 
     @op
     def latest_bookmark(self) -> Op[int]:

@@ -124,13 +124,13 @@ def _upserted(stmt: Any) -> Any:
 
 @functools.cache
 def upsert_one() -> Any:
-    """SQLite: put one item (``:value`` its JSON text) written at ``:at``."""
+    """SQLite: put one item (``:value_json`` its JSON text) written at ``:at``."""
     at = b("at", type_=sa.BigInteger)
     values = {
         "tenant_id": b("tenant_id", type_=sa.String),
         "namespace": b("namespace"),
         "key": b("key"),
-        "value": b("value_json"),
+        "value": b("value_json", type_=sa.Text),
         "created_at": at,
         "updated_at": at,
         "ttl_minutes": b("ttl"),

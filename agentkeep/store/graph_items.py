@@ -394,7 +394,7 @@ class GraphItems(Resource):
             {"tenant_id": self.tenant_id, "namespace": ns, "key": _check_key(key), "at": at}
         )
         rows = yield Read("reading a graph store item", single(read))
-        found = yield from self._refreshed(rows, refresh_ttl, at)
+        found = yield from self._refreshed(self._named(rows), refresh_ttl, at)
         return next(iter(found), None)
 
     @op
@@ -421,10 +421,10 @@ class GraphItems(Resource):
         if prefix:
             params.update(gsql.prefix_params(prefix))
 
-        def steps() -> Steps[list[Any]]:
+        def steps() -> Steps[list[dict[str, Any]]]:
             if not flt:
                 rows: list[Any] = yield page.stmt({**params, "limit": limit, "offset": offset})
-                return rows
+                return self._named(rows)
             return (yield from self._filtered(page, params, flt, limit, offset))
 
         rows = yield Read("searching graph store items", steps)
@@ -433,15 +433,16 @@ class GraphItems(Resource):
 
     def _filtered(
         self, page: Shaped, params: dict[str, Any], flt: dict[str, Any], limit: int, offset: int
-    ) -> Steps[list[Any]]:
-        """The rows meeting ``flt``, past the first ``offset`` of them: read a page at a time."""
-        found: list[Any] = []
-        skip, read, value = offset, 0, self._value_index
+    ) -> Steps[list[dict[str, Any]]]:
+        """The rows meeting ``flt``, past the first ``offset`` of them (by column name): read
+        a page at a time."""
+        found: list[dict[str, Any]] = []
+        skip, read = offset, 0
         while True:
             rows: list[Any] = yield page.stmt({**params, "limit": _PAGE, "offset": read})
             read += len(rows)
-            for row in rows:
-                if not matches(self._core.message_sql.load_any(row[value]), flt):
+            for row in self._named(rows):
+                if not matches(row["value"], flt):
                     continue
                 if skip:
                     skip -= 1
@@ -452,11 +453,16 @@ class GraphItems(Resource):
             if len(rows) < _PAGE:
                 return found
 
-    def _refreshed(self, rows: list[Any], refresh: bool, at: int) -> Op[list[StoredItem]]:
-        """The rows (every column, as the driver returns them) as items; with ``refresh``,
-        those with a TTL expire a TTL from ``at``."""
-        sql = self._core.message_sql
-        named = [sql.named_row(t, r) for r in rows]
+    def _named(self, rows: list[Any]) -> list[dict[str, Any]]:
+        """Rows of every column as the driver returns them, by column name (values loaded)."""
+        named_row = self._core.message_sql.named_row
+        return [named_row(t, r) for r in rows]
+
+    def _refreshed(
+        self, named: list[dict[str, Any]], refresh: bool, at: int
+    ) -> Op[list[StoredItem]]:
+        """The rows (by column name) as items; with ``refresh``, those with a TTL expire a
+        TTL from ``at``."""
         renewed = {
             (r["namespace"], r["key"]): at + round(r["ttl_minutes"] * 60_000_000)
             for r in named
@@ -531,10 +537,6 @@ class GraphItems(Resource):
     @property
     def _pg(self) -> bool:
         return bool(self._core.dialect.name == "postgresql")
-
-    @property
-    def _value_index(self) -> int:
-        return list(t.c.keys()).index("value")
 
     def _sql(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Shaped:
         """A statement of :mod:`graph_item_sql`, compiled once for the store's dialect."""

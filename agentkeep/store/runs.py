@@ -39,7 +39,7 @@ from agentkeep.store._run_checks import (
     check_ref,
     check_text,
 )
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, check_tools, require_str
 from agentkeep.store.message_sql import const
 from agentkeep.store.schema import agents as at
@@ -490,23 +490,18 @@ class Runs(Resource):
         decide: Callable[[dict[str, Any]], dict[str, Any] | None],
     ) -> Op[tuple[Run, bool]]:
         """Read the run, and write what ``decide(row)`` gives (None: nothing) only while the
-        run is at the version read; when another write came first, read it again (then
-        ``Conflict`` if it is no longer at ``expected_version``). The run as it ends up,
-        and whether this wrote it.
+        run is at the version read, else read it again (then ``Conflict`` if it is no longer
+        at ``expected_version``): ``Resource._change_op``. The run as it ends up, and
+        whether this wrote it."""
 
-        A read and an update, without a lock held between them (PostgreSQL's own
-        connections are in autocommit): two racing changes cannot both apply."""
-        sql = self._core.message_sql
-        while True:
-            row = yield from self._read_row(t, run_id, "reading a run")
+        def checked(row: dict[str, Any]) -> dict[str, Any] | None:
             self._check_version(row, expected_version)
-            changes = decide(row)
-            if changes is None:
-                return to_run(row), False
-            update = self._set_stmt(t, run_id, changes, {"version": row["version"]})
-            rows = yield Write(what, single(update))
-            if rows:
-                return to_run(sql.named_row(t, rows[0])), True
+            return decide(row)
+
+        row, wrote = yield from self._change_op(
+            t, run_id, "reading a run", what, checked, lambda row: {"version": row["version"]}
+        )
+        return to_run(row), wrote
 
     @op
     def add_usage(

@@ -28,7 +28,7 @@ from agentkeep.store._run_checks import (
     check_ref,
     check_text,
 )
-from agentkeep.store._steps import COUNT, Op, Steps, Stmt, Write, op, operation, single
+from agentkeep.store._steps import COUNT, Op, Steps, Stmt, Write, op, operation
 from agentkeep.store._validate import UNSET, require_str
 from agentkeep.store.schema import run_steps as stt
 from agentkeep.store.schema import runs as rt
@@ -221,19 +221,24 @@ class ToolCalls(Resource):
         given = _result_changes(state, output, is_error)
         actor = check_text(by, "by", 256)
         remark = check_text(note, "note", 4096)
-        while True:
-            row = yield from self._read_row(t, call_id, "reading a tool call")
+
+        def decide(row: dict[str, Any]) -> dict[str, Any] | None:
             current = row["state"]
             if state == current:
-                return to_call(row)
+                return None
             if state not in TOOL_CALL_TRANSITIONS[current]:
                 raise InvalidTransition("tool_call", call_id, current, state)
-            changes = {**given, **_state_changes(row, state, actor, remark)}
-            seen = {"state": current, "updated_at": row["updated_at"]}
-            update = self._set_stmt(t, call_id, changes, seen)
-            rows = yield Write("changing a tool call's state", single(update))
-            if rows:  # else another change came first: read the call again
-                return to_call(self._core.message_sql.named_row(t, rows[0]))
+            return {**given, **_state_changes(row, state, actor, remark)}
+
+        row, _ = yield from self._change_op(
+            t,
+            call_id,
+            "reading a tool call",
+            "changing a tool call's state",
+            decide,
+            lambda row: {"state": row["state"], "updated_at": row["updated_at"]},
+        )
+        return to_call(row)
 
     @op
     def require_approval(
