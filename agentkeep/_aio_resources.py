@@ -1464,7 +1464,7 @@ class AsyncResponses:
 
     async def find_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (those of live responses; unknown ids are left out)."""
-        return await asyncio.to_thread(self.sync.find_items, item_ids)
+        return await arun_op(self.sync.find_items, item_ids)
 
     async def finish(
         self,

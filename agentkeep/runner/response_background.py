@@ -25,7 +25,7 @@ from agentkeep.errors import NotFound
 from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
 from agentkeep.runner.response_run import Db, ResponseRun, ResponseWrites, internal_error
-from agentkeep.runner.responses import prepare_stored
+from agentkeep.runner.responses import aprepare_stored
 from agentkeep.runner.upstream import ChatClient
 from agentkeep.store import Store
 from agentkeep.wire.responses import end_events
@@ -57,7 +57,7 @@ async def run_background(
         if client is None:
             await _fail(db, store, response.id, "no upstream LLM is configured")
             return
-        prepared = await db(prepare_stored, store, response)
+        prepared = await aprepare_stored(store, response)
         run = ResponseRun(
             store,
             client,

@@ -1,6 +1,6 @@
 """Responses: what a request means before the model is called, and what is stored after.
 
-:func:`prepare` (blocking; call it from a thread) checks the request's state
+:func:`prepare` (or :func:`aprepare`, on the store's async connections) checks the request's state
 fields, reads the context — the whole chain before ``previous_response_id``
 (one recursive query; its ``instructions`` are not carried over) or the
 items of ``conversation`` — resolves item references and builds the
@@ -27,6 +27,7 @@ from agentkeep.models.responses import StoredResponse
 from agentkeep.runner import notify
 from agentkeep.runner.response_prompt import chat_request
 from agentkeep.store import Store
+from agentkeep.store._steps import Op, operation
 from agentkeep.store.responses import DEFAULT_TTL_SECONDS
 from agentkeep.wire.objects import item_input, item_object
 from agentkeep.wire.responses import CreateResponse, echo_params, input_items, response_object
@@ -38,10 +39,11 @@ __all__ = [
     "Prepared",
     "PreviousResponseNotFound",
     "Settling",
+    "aprepare",
+    "aprepare_stored",
     "create_row",
     "prepare",
     "prepare_stored",
-    "reads_store",
     "settle",
     "store_response_events",
     "usage_row",
@@ -98,9 +100,9 @@ def _conversation_id(value: str | dict[str, Any] | None) -> str | None:
     return ident
 
 
-def _conversation_items(store: Store, conversation_id: str) -> list[dict[str, Any]]:
+def _conversation_items(store: Store, conversation_id: str) -> Op[list[dict[str, Any]]]:
     try:
-        session = store.sessions.get(conversation_id)
+        session = yield from operation(store.sessions.get, conversation_id)
     except NotFound:
         raise NotFound("conversation", conversation_id) from None
     if session.kind != "conversation":
@@ -108,19 +110,21 @@ def _conversation_items(store: Store, conversation_id: str) -> list[dict[str, An
     out: list[dict[str, Any]] = []
     after: str | None = None
     while True:
-        page = store.messages.list(conversation_id, limit=_PAGE, after=after, order="asc")
+        page = yield from operation(
+            store.messages.list, conversation_id, limit=_PAGE, after=after, order="asc"
+        )
         out.extend(item_object(m) for m in page.items)
         if not page.has_more:
             return out
         after = page.last_id
 
 
-def _resolve(store: Store, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _resolve(store: Store, items: list[dict[str, Any]]) -> Op[list[dict[str, Any]]]:
     """Item references replaced by (copies of) the items they name."""
     wanted = [i["id"] for i in items if i["type"] == "item_reference"]
     if not wanted:
         return items
-    found = store.responses.find_items(wanted)
+    found = yield from operation(store.responses.find_items, wanted)
     out = []
     for index, item in enumerate(items):
         if item["type"] != "item_reference":
@@ -129,7 +133,7 @@ def _resolve(store: Store, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         target = found.get(item["id"])
         if target is None:
             try:
-                target = item_object(store.messages.get(item["id"]))
+                target = item_object((yield from operation(store.messages.get, item["id"])))
             except NotFound:
                 raise InvalidInput(
                     f"no item with id {item['id']!r}", field=f"input[{index}].id"
@@ -139,16 +143,17 @@ def _resolve(store: Store, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def reads_store(body: CreateResponse) -> bool:
-    """Whether :func:`prepare` reads the store for ``body`` (else it is pure computation)."""
-    if body.previous_response_id or body.conversation is not None:
-        return True
-    items = body.input if isinstance(body.input, list) else []
-    return any(isinstance(i, dict) and i.get("type") == "item_reference" for i in items)
-
-
 def prepare(store: Store, body: CreateResponse, *, ttl_seconds: float) -> Prepared:
     """Check ``body``, read its context and build the upstream request."""
+    return store._core.run_op(_prepare(store, body, ttl_seconds))
+
+
+async def aprepare(store: Store, body: CreateResponse, *, ttl_seconds: float) -> Prepared:
+    """:func:`prepare` on the store's async connections (no worker thread)."""
+    return await store._core.arun_op(_prepare(store, body, ttl_seconds))
+
+
+def _prepare(store: Store, body: CreateResponse, ttl_seconds: float) -> Op[Prepared]:
     conversation_id = _conversation_id(body.conversation)
     if conversation_id and body.previous_response_id:
         raise InvalidInput(
@@ -160,12 +165,12 @@ def prepare(store: Store, body: CreateResponse, *, ttl_seconds: float) -> Prepar
     prior: list[dict[str, Any]] = []
     if body.previous_response_id:
         try:
-            prior = store.responses.context(body.previous_response_id)
+            prior = yield from operation(store.responses.context, body.previous_response_id)
         except NotFound:
             raise PreviousResponseNotFound(body.previous_response_id) from None
     elif conversation_id:
-        prior = _conversation_items(store, conversation_id)
-    items = _resolve(store, items)
+        prior = yield from _conversation_items(store, conversation_id)
+    items = yield from _resolve(store, items)
     if not items and not prior:
         raise InvalidInput("is required: give at least one input item", field="input")
     chat = chat_request(body, prior + items)
@@ -195,6 +200,15 @@ def prepare(store: Store, body: CreateResponse, *, ttl_seconds: float) -> Prepar
 
 def prepare_stored(store: Store, response: StoredResponse) -> Prepared:
     """A stored (queued background) response, ready to run: its request rebuilt from its rows."""
+    return store._core.run_op(_prepare_stored(store, response))
+
+
+async def aprepare_stored(store: Store, response: StoredResponse) -> Prepared:
+    """:func:`prepare_stored` on the store's async connections (no worker thread)."""
+    return await store._core.arun_op(_prepare_stored(store, response))
+
+
+def _prepare_stored(store: Store, response: StoredResponse) -> Op[Prepared]:
     p = response.params
     body = CreateResponse(
         model=response.model,
@@ -211,15 +225,15 @@ def prepare_stored(store: Store, response: StoredResponse) -> Prepared:
         previous_response_id=response.previous_response_id,
         conversation=response.conversation_id,
     )
-    items = store.responses.items(response.id, kind="input")
+    items = yield from operation(store.responses.items, response.id, kind="input")
     prior: list[dict[str, Any]] = []
     if response.previous_response_id:
         try:
-            prior = store.responses.context(response.previous_response_id)
+            prior = yield from operation(store.responses.context, response.previous_response_id)
         except NotFound:
             prior = []  # the earlier response expired or was deleted since: run on what is left
     elif response.conversation_id:
-        prior = _conversation_items(store, response.conversation_id)
+        prior = yield from _conversation_items(store, response.conversation_id)
     chat = chat_request(body, prior + items)
     return Prepared(body=body, response=response, input=items, chat=chat)
 

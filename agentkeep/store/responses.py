@@ -13,6 +13,7 @@ same at every length and never copies history. A response is visible until
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -137,6 +138,23 @@ def _context_statement() -> sa.Select[Any]:
 
 
 _CONTEXT = _context_statement()
+
+#: Ids a statement of :func:`_find_statement` looks up at most (a power of two).
+_FIND_MAX = 64
+
+
+def _find_statement(size: int) -> sa.Select[Any]:
+    """Items of live responses (at ``:now``) by id, of ``size`` ids ``:i0`` ... (``:t``)."""
+    ids = [sa.bindparam(f"i{n}", type_=sa.String()) for n in range(size)]
+    return (
+        sa.select(it.c.id, it.c.item)
+        .join(t, sa.and_(t.c.tenant_id == it.c.tenant_id, t.c.id == it.c.response_id))
+        .where(
+            it.c.tenant_id == sa.bindparam("t"),
+            it.c.id.in_(ids),
+            t.c.expires_at > sa.bindparam("now", type_=t.c.expires_at.type),
+        )
+    )
 
 
 def _check_live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[None]:
@@ -539,22 +557,35 @@ class Responses(Resource):
         )
         return (yield from self._live_items(response_id, stmt, "reading a response's context"))
 
-    def find_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Stored items by id (those of live responses; unknown ids are left out)."""
+    @op
+    def find_items(self, item_ids: Iterable[str]) -> Op[dict[str, dict[str, Any]]]:
+        """Stored items by id (those of live responses; unknown ids are left out).
+
+        One read: the ids in lists of a few fixed lengths (padded with the last id), each
+        length's statement compiled once.
+        """
         ids = sorted({check_ref(i, "item_id") for i in item_ids})
         if not ids:
             return {}
-        with self._core.read() as conn:
-            rows = conn.execute(
-                sa.select(it.c.id, it.c.item)
-                .join(t, sa.and_(t.c.tenant_id == it.c.tenant_id, t.c.id == it.c.response_id))
-                .where(
-                    it.c.tenant_id == self.tenant_id,
-                    it.c.id.in_(ids),
-                    t.c.expires_at > utcnow_micros(),
+        tenant, sql, now = self.tenant_id, self._core.message_sql, utcnow_micros()
+
+        def steps() -> Steps[dict[str, dict[str, Any]]]:
+            found: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(ids), _FIND_MAX):
+                chunk = ids[start : start + _FIND_MAX]
+                size = 1 << (len(chunk) - 1).bit_length()  # 1, 2, 4, ... _FIND_MAX
+                read = sql.shaped(
+                    ("response_find_items", size), functools.partial(_find_statement, size)
                 )
-            )
-            return {r.id: dict(r.item) for r in rows}
+                params: dict[str, Any] = {
+                    f"i{n}": chunk[min(n, len(chunk) - 1)] for n in range(size)
+                }
+                rows = yield read.stmt({**params, "t": tenant, "now": now})
+                found.update((ident, dict(sql.load_json(item))) for ident, item in rows)
+            return found
+
+        result: dict[str, dict[str, Any]] = yield Read("reading response items", steps)
+        return result
 
     # -- events --------------------------------------------------------------------------
 

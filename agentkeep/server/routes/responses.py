@@ -19,9 +19,8 @@ from agentkeep.runner import notify
 from agentkeep.runner.response_run import ResponseRun, ResponseWrites
 from agentkeep.runner.responses import (
     PreviousResponseNotFound,
+    aprepare,
     create_row,
-    prepare,
-    reads_store,
 )
 from agentkeep.runner.upstream import ChatClient, UpstreamError
 from agentkeep.server.deps import TenantStore, service_state
@@ -229,10 +228,7 @@ async def create_response(body: CreateResponse, request: Request, store: TenantS
     client = _client(request)
     try:
         ttl = settings.responses_ttl_seconds
-        if reads_store(body):
-            prepared = await _db(prepare, store, body, ttl_seconds=ttl)
-        else:  # nothing to read: no thread hop
-            prepared = prepare(store, body, ttl_seconds=ttl)
+        prepared = await aprepare(store, body, ttl_seconds=ttl)  # its reads on the event loop
     except PreviousResponseNotFound as exc:
         message = str(exc).split(": ", 1)[-1]
         raise ApiError(
