@@ -1817,37 +1817,37 @@ class AsyncHistory:
 
     async def compressions(self, session_id: str) -> builtins.list[CompressionRecord]:
         """The session's compression records, oldest first (KODE's ``loadCompressionRecords``)."""
-        return await asyncio.to_thread(self.sync.compressions, session_id)
+        return await arun_op(self.sync.compressions, session_id)
 
     async def delete(self, session_id: str, *, kind: str | None = None) -> int:
         """Delete the session's records (of one ``kind`` if given); how many went."""
-        return await asyncio.to_thread(self.sync.delete, session_id, kind=kind)
+        return await arun_op(self.sync.delete, session_id, kind=kind)
 
     async def recovered_files(self, session_id: str) -> builtins.list[RecoveredFile]:
         """The session's recovered files, oldest first (KODE's ``loadRecoveredFiles``)."""
-        return await asyncio.to_thread(self.sync.recovered_files, session_id)
+        return await arun_op(self.sync.recovered_files, session_id)
 
     async def save_compression(
         self, session_id: str, record: CompressionRecord | dict[str, Any]
     ) -> CompressionRecord:
         """Store a compression record (KODE's ``saveCompressionRecord``)."""
-        return await asyncio.to_thread(self.sync.save_compression, session_id, record)
+        return await arun_op(self.sync.save_compression, session_id, record)
 
     async def save_recovered_file(
         self, session_id: str, file: RecoveredFile | dict[str, Any]
     ) -> RecoveredFile:
         """Store a recovered file (KODE's ``saveRecoveredFile``); the same ``path`` replaces it."""
-        return await asyncio.to_thread(self.sync.save_recovered_file, session_id, file)
+        return await arun_op(self.sync.save_recovered_file, session_id, file)
 
     async def save_window(
         self, session_id: str, window: HistoryWindow | dict[str, Any]
     ) -> HistoryWindow:
         """Store a history window (KODE's ``saveHistoryWindow``); the same ``id`` replaces it."""
-        return await asyncio.to_thread(self.sync.save_window, session_id, window)
+        return await arun_op(self.sync.save_window, session_id, window)
 
     async def windows(self, session_id: str) -> builtins.list[HistoryWindow]:
         """The session's history windows, oldest first (KODE's ``loadHistoryWindows``)."""
-        return await asyncio.to_thread(self.sync.windows, session_id)
+        return await arun_op(self.sync.windows, session_id)
 
 
 class AsyncMediaCache:
@@ -1859,23 +1859,23 @@ class AsyncMediaCache:
 
     async def delete(self, session_id: str, key: str) -> None:
         """Delete one record; ``NotFound`` if there is none."""
-        return await asyncio.to_thread(self.sync.delete, session_id, key)
+        return await arun_op(self.sync.delete, session_id, key)
 
     async def get(self, session_id: str, key: str) -> MediaCacheRecord:
         """One record with its bytes; ``NotFound`` if there is none."""
-        return await asyncio.to_thread(self.sync.get, session_id, key)
+        return await arun_op(self.sync.get, session_id, key)
 
     async def list(
         self, session_id: str, *, with_data: bool = False
     ) -> builtins.list[MediaCacheRecord]:
         """The session's records, oldest first (KODE's ``loadMediaCache``); bytes only if asked."""
-        return await asyncio.to_thread(self.sync.list, session_id, with_data=with_data)
+        return await arun_op(self.sync.list, session_id, with_data=with_data)
 
     async def put(
         self, session_id: str, record: MediaCacheRecord | dict[str, Any]
     ) -> MediaCacheRecord:
-        """Add one record, or replace the one with its ``key``."""
-        return await asyncio.to_thread(self.sync.put, session_id, record)
+        """Add one record, or replace the one with its ``key``: one statement, made only"""
+        return await arun_op(self.sync.put, session_id, record)
 
     async def save(
         self, session_id: str, records: Sequence[MediaCacheRecord | dict[str, Any]]

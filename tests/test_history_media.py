@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from _statements import sent_statements, work
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.config import RecordLimits, Settings
@@ -232,6 +234,77 @@ async def test_the_async_twins(store: Store, session_id: str) -> None:
         session_id, {"key": "k", "provider": "p", "mime_type": "a/b", "data": PNG}
     )
     assert (await astore.media.get(session_id, "k")).data == PNG
+
+
+async def test_each_record_call_is_one_statement_on_the_async_connections(
+    store: Store, session_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving a record is one statement (an upsert made only while the session exists:
+    one write on PostgreSQL's autocommit connections), and so is each read and delete;
+    the async API runs them with no worker thread. Saving again replaces the record
+    and keeps when it was first stored."""
+    astore = AsyncStore(store)
+    no_worker_threads(monkeypatch, "history and media records")
+    with sent_statements(store) as sent:
+        await astore.history.save_window(session_id, _window("w1", T0, "first"))
+    assert len(work(sent)) == 1, work(sent)
+    with sent_statements(store) as sent:
+        await astore.history.save_window(session_id, _window("w1", T0, "again"))
+        windows = await astore.history.windows(session_id)
+    assert len(work(sent)) == 2, work(sent)
+    assert [(w.id, w.messages[0]["content"][0]["text"]) for w in windows] == [("w1", "again")]
+    compression = CompressionRecord(
+        id="c1",
+        window_id="w1",
+        config=CompressionConfig(model="m", prompt="Summarize", threshold=0.8),
+        summary="s",
+        ratio=0.5,
+        recovered_files=[],
+        timestamp=T0,
+    )
+    await astore.history.save_compression(session_id, compression)
+    assert [c.id for c in await astore.history.compressions(session_id)] == ["c1"]
+    file = RecoveredFile(path="/a.py", content="x", mtime=T0, timestamp=T0)
+    await astore.history.save_recovered_file(session_id, file)
+    assert await astore.history.recovered_files(session_id) == [file]
+    first = await astore.media.put(
+        session_id, {"key": "k", "provider": "p", "mime_type": "a/b", "data": PNG}
+    )
+    with sent_statements(store) as sent:
+        again = await astore.media.put(
+            session_id, {"key": "k", "provider": "q", "mime_type": "a/b", "data": PNG[:4]}
+        )
+        listed = await astore.media.list(session_id, with_data=True)
+        got = await astore.media.get(session_id, "k")
+    assert len(work(sent)) == 3, work(sent)
+    assert again.provider == "q" and listed == [got] and got.data == PNG[:4]
+    assert got.created_at == first.created_at  # kept from the first put
+    assert (await astore.media.list(session_id))[0].data is None
+    assert await astore.history.delete(session_id, kind="compression") == 1
+    assert await astore.history.delete(session_id) == 2
+    await astore.media.delete(session_id, "k")
+    with pytest.raises(NotFound):
+        await astore.media.delete(session_id, "k")
+    with pytest.raises(NotFound):
+        await astore.media.get(session_id, "k")
+    gone = store.sessions.create().id
+    store.sessions.delete(gone)
+    with pytest.raises(NotFound) as missing:
+        await astore.history.save_window(gone, _window("w2", T0))
+    assert missing.value.kind == "session"
+    with pytest.raises(NotFound):
+        await astore.media.put(
+            gone, {"key": "k", "provider": "p", "mime_type": "a/b", "size_bytes": 1}
+        )
+    with pytest.raises(InvalidInput) as bad:
+        await astore.history.delete(session_id, kind="other")
+    assert bad.value.field == "kind"
+    with store._core.engine.connect() as conn:  # nothing of the missing session was written
+        for table in (media_cache, session_records):
+            stray = conn.execute(
+                sa.select(sa.func.count()).where(table.c.session_id == gone)
+            ).scalar_one()
+            assert stray == 0, table.name
 
 
 def test_limits_from_the_environment() -> None:

@@ -14,11 +14,12 @@ and nothing is written.
 from __future__ import annotations
 
 import builtins
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import CompressionRecord, HistoryWindow, RecoveredFile
@@ -26,6 +27,8 @@ from agentkeep.models.common import to_micros, utcnow_micros
 from agentkeep.store._base import Resource
 from agentkeep.store._records import as_model, json_size, utc
 from agentkeep.store._run_checks import check_ref
+from agentkeep.store._steps import COUNT, Op, Read, Write, op, single
+from agentkeep.store.message_sql import MessageSQL, dump_json
 from agentkeep.store.schema import session_records as t
 from agentkeep.store.schema import sessions as st
 
@@ -41,13 +44,34 @@ KINDS: dict[str, tuple[type[BaseModel], str]] = {
 """Each kind of record: its model and the field that keys it."""
 
 
-def require_session(conn: Connection, tenant_id: str, session_id: str) -> None:
-    """``NotFound`` unless the session exists (records belong to one)."""
-    found = conn.execute(
-        sa.select(st.c.id).where(st.c.tenant_id == tenant_id, st.c.id == session_id)
-    ).first()
-    if found is None:
-        raise NotFound("session", session_id)
+def session_upsert(
+    sql: MessageSQL,
+    dialect_insert: Callable[[sa.Table], Any],
+    table: sa.Table,
+    keys: Sequence[str],
+    kept: Sequence[str] = (),
+) -> sa.ClauseElement:
+    """An upsert of one row of a session's ``table`` (each column bound by its name, JSON
+    ones as their text), made only while the session exists: it returns a row, else none
+    (``NotFound``). One statement, so one write on PostgreSQL's autocommit connections;
+    the row with the same ``keys`` is replaced but for its ``kept`` columns."""
+    exists = sa.exists().where(
+        st.c.tenant_id == sa.bindparam("tenant_id"), st.c.id == sa.bindparam("session_id")
+    )
+    names = [c.name for c in table.c]
+    values = [
+        sql.json_param(c.name)
+        if isinstance(c.type, sa.JSON)
+        else sa.bindparam(c.name, type_=c.type)
+        for c in table.c
+    ]
+    insert = dialect_insert(table).from_select(names, sa.select(*values).where(exists))
+    same = [*keys, *kept]
+    upsert: sa.ClauseElement = insert.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={n: insert.excluded[n] for n in names if n not in same},
+    ).returning(sa.literal_column("1"))
+    return upsert
 
 
 class History(Resource):
@@ -55,88 +79,115 @@ class History(Resource):
 
     kind = "session record"
 
-    def save_window(self, session_id: str, window: HistoryWindow | dict[str, Any]) -> HistoryWindow:
+    @op
+    def save_window(
+        self, session_id: str, window: HistoryWindow | dict[str, Any]
+    ) -> Op[HistoryWindow]:
         """Store a history window (KODE's ``saveHistoryWindow``); the same ``id`` replaces it."""
-        return self._save("history_window", HistoryWindow, session_id, window, "window")
+        return (
+            yield from self._save(HistoryWindow, "history_window", session_id, window, "window")
+        )
 
-    def windows(self, session_id: str) -> builtins.list[HistoryWindow]:
+    @op
+    def windows(self, session_id: str) -> Op[builtins.list[HistoryWindow]]:
         """The session's history windows, oldest first (KODE's ``loadHistoryWindows``)."""
-        return self._load("history_window", HistoryWindow, session_id)
+        return (yield from self._load(HistoryWindow, "history_window", session_id))
 
+    @op
     def save_compression(
         self, session_id: str, record: CompressionRecord | dict[str, Any]
-    ) -> CompressionRecord:
+    ) -> Op[CompressionRecord]:
         """Store a compression record (KODE's ``saveCompressionRecord``)."""
-        return self._save("compression", CompressionRecord, session_id, record, "record")
+        return (
+            yield from self._save(CompressionRecord, "compression", session_id, record, "record")
+        )
 
-    def compressions(self, session_id: str) -> builtins.list[CompressionRecord]:
+    @op
+    def compressions(self, session_id: str) -> Op[builtins.list[CompressionRecord]]:
         """The session's compression records, oldest first (KODE's ``loadCompressionRecords``)."""
-        return self._load("compression", CompressionRecord, session_id)
+        return (yield from self._load(CompressionRecord, "compression", session_id))
 
+    @op
     def save_recovered_file(
         self, session_id: str, file: RecoveredFile | dict[str, Any]
-    ) -> RecoveredFile:
+    ) -> Op[RecoveredFile]:
         """Store a recovered file (KODE's ``saveRecoveredFile``); the same ``path`` replaces it."""
-        return self._save("recovered_file", RecoveredFile, session_id, file, "file")
+        return (yield from self._save(RecoveredFile, "recovered_file", session_id, file, "file"))
 
-    def recovered_files(self, session_id: str) -> builtins.list[RecoveredFile]:
+    @op
+    def recovered_files(self, session_id: str) -> Op[builtins.list[RecoveredFile]]:
         """The session's recovered files, oldest first (KODE's ``loadRecoveredFiles``)."""
-        return self._load("recovered_file", RecoveredFile, session_id)
+        return (yield from self._load(RecoveredFile, "recovered_file", session_id))
 
-    def delete(self, session_id: str, *, kind: str | None = None) -> int:
+    @op
+    def delete(self, session_id: str, *, kind: str | None = None) -> Op[int]:
         """Delete the session's records (of one ``kind`` if given); how many went."""
         check_ref(session_id, "session_id")
-        where = [t.c.tenant_id == self.tenant_id, t.c.session_id == session_id]
-        if kind is not None:
-            if kind not in KINDS:
-                raise InvalidInput(f"must be one of {', '.join(KINDS)}", field="kind")
-            where.append(t.c.kind == kind)
-        with self._core.write("deleting session records") as conn:
-            return int(conn.execute(sa.delete(t).where(*where)).rowcount)
+        if kind is not None and kind not in KINDS:
+            raise InvalidInput(f"must be one of {', '.join(KINDS)}", field="kind")
+        sql = self._core.message_sql
+        shape = sql.shaped(
+            ("session_records_delete", kind is not None),
+            functools.partial(_delete, kind is not None),
+        )
+        params = {"tenant_id": self.tenant_id, "session_id": session_id, "kind": kind}
+        gone: int = yield Write("deleting session records", single(shape.stmt(params, COUNT)))
+        return gone
 
-    # -- internals ----------------------------------------------------------------------
+    # -- the operations (the async API runs them too) ------------------------------------
 
-    def _save(self, kind: str, model: type[M], session_id: str, value: Any, field: str) -> M:
+    def _save(self, model: type[M], kind: str, session_id: str, value: Any, field: str) -> Op[M]:
+        """Store a record of ``kind``: one statement, made only while the session exists."""
         check_ref(session_id, "session_id")
         record = as_model(model, value, field)
         data = record.model_dump(mode="json")
         size = json_size(
             data, field, self._core.limits.record_max_bytes, "AGENTKEEP_RECORD_MAX_BYTES"
         )
-        ident = str(getattr(record, KINDS[kind][1]))
-        recorded = to_micros(utc(cast(Any, record).timestamp))
         now = utcnow_micros()
-        insert = self._core.dialect.insert(t)
-        stmt = insert.values(
-            tenant_id=self.tenant_id,
-            session_id=session_id,
-            kind=kind,
-            id=ident,
-            value=data,
-            size_bytes=size,
-            recorded_at=recorded,
-            created_at=now,
-            updated_at=now,
-        ).on_conflict_do_update(
-            index_elements=[t.c.tenant_id, t.c.session_id, t.c.kind, t.c.id],
-            set_={
-                "value": insert.excluded.value,
-                "size_bytes": insert.excluded.size_bytes,
-                "recorded_at": insert.excluded.recorded_at,
-                "updated_at": insert.excluded.updated_at,
-            },
+        params = {
+            "tenant_id": self.tenant_id,
+            "session_id": session_id,
+            "kind": kind,
+            "id": str(getattr(record, KINDS[kind][1])),
+            "value": dump_json(data),
+            "size_bytes": size,
+            "recorded_at": to_micros(utc(cast(Any, record).timestamp)),
+            "created_at": now,
+            "updated_at": now,
+        }
+        sql, insert = self._core.message_sql, self._core.dialect.insert
+        shape = sql.shaped(
+            "session_records_save",
+            lambda: session_upsert(sql, insert, t, _KEYS, kept=("created_at",)),
         )
-        with self._core.write("saving a session record") as conn:
-            require_session(conn, self.tenant_id, session_id)
-            conn.execute(stmt)
+        saved = yield Write("saving a session record", single(shape.stmt(params)))
+        if not saved:
+            raise NotFound("session", session_id)
         return model.model_validate(data, strict=False)
 
-    def _load(self, kind: str, model: type[M], session_id: str) -> builtins.list[M]:
+    def _load(self, model: type[M], kind: str, session_id: str) -> Op[builtins.list[M]]:
+        """The session's records of ``kind``, oldest first (none without the session)."""
         check_ref(session_id, "session_id")
-        stmt = (
-            sa.select(t.c.value)
-            .where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id, t.c.kind == kind)
-            .order_by(t.c.recorded_at, t.c.id)
-        )
-        with self._core.read() as conn:
-            return [model.model_validate(v, strict=False) for (v,) in conn.execute(stmt)]
+        sql = self._core.message_sql
+        params = {"tenant_id": self.tenant_id, "session_id": session_id, "kind": kind}
+        rows = yield Read("reading session records", single(sql.built_once(_LOAD).stmt(params)))
+        return [model.model_validate(sql.load_json(v), strict=False) for (v,) in rows]
+
+
+_KEYS = ("tenant_id", "session_id", "kind", "id")
+_OF_SESSION = (
+    t.c.tenant_id == sa.bindparam("tenant_id"),
+    t.c.session_id == sa.bindparam("session_id"),
+)
+_LOAD = (
+    sa.select(t.c.value)
+    .where(*_OF_SESSION, t.c.kind == sa.bindparam("kind"))
+    .order_by(t.c.recorded_at, t.c.id)
+)
+
+
+def _delete(of_kind: bool) -> sa.Delete:
+    """A session's records (of ``:kind`` when ``of_kind``)."""
+    stmt = sa.delete(t).where(*_OF_SESSION)
+    return stmt.where(t.c.kind == sa.bindparam("kind")) if of_kind else stmt

@@ -24,12 +24,24 @@ from agentkeep.models.common import from_micros, to_micros, utcnow_micros
 from agentkeep.store._base import Resource
 from agentkeep.store._records import as_model, check_size, utc
 from agentkeep.store._run_checks import check_ref
-from agentkeep.store.history import require_session
+from agentkeep.store._steps import COUNT, Op, Read, Write, op, single
+from agentkeep.store.history import session_upsert
 from agentkeep.store.schema import media_cache as t
+from agentkeep.store.schema import sessions as st
 
 __all__ = ["MediaCache"]
 
 _LISTED = [c for c in t.c if c.name != "data"]
+_KEYS = ("tenant_id", "session_id", "key")
+_OF_SESSION = (
+    t.c.tenant_id == sa.bindparam("tenant_id"),
+    t.c.session_id == sa.bindparam("session_id"),
+)
+_LIST = sa.select(*_LISTED).where(*_OF_SESSION).order_by(t.c.created_at, t.c.key)
+_LIST_WITH_DATA = sa.select(*t.c).where(*_OF_SESSION).order_by(t.c.created_at, t.c.key)
+_OF_KEY = (*_OF_SESSION, t.c.key == sa.bindparam("key"))
+_GET = sa.select(*t.c).where(*_OF_KEY)
+_DELETE = sa.delete(t).where(*_OF_KEY)
 
 
 def _to_record(row: Mapping[Any, Any], *, with_data: bool = True) -> MediaCacheRecord:
@@ -67,7 +79,11 @@ class MediaCache(Resource):
             dup = next(k for k in keys if keys.count(k) > 1)
             raise InvalidInput(f"key {dup!r} is given twice", field="records")
         with self._core.write("saving a media cache") as conn:
-            require_session(conn, self.tenant_id, session_id)
+            found = conn.execute(
+                sa.select(st.c.id).where(st.c.tenant_id == self.tenant_id, st.c.id == session_id)
+            ).first()
+            if found is None:
+                raise NotFound("session", session_id)
             conn.execute(
                 sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
             )
@@ -75,61 +91,64 @@ class MediaCache(Resource):
                 conn.execute(sa.insert(t), rows)
         return [_to_record(row) for row in rows]
 
-    def put(self, session_id: str, record: MediaCacheRecord | dict[str, Any]) -> MediaCacheRecord:
-        """Add one record, or replace the one with its ``key``."""
+    @op
+    def put(
+        self, session_id: str, record: MediaCacheRecord | dict[str, Any]
+    ) -> Op[MediaCacheRecord]:
+        """Add one record, or replace the one with its ``key``: one statement, made only
+        while the session exists."""
         check_ref(session_id, "session_id")
         row = self._row(session_id, record, "record")
-        insert = self._core.dialect.insert(t)
-        keys = {"tenant_id", "session_id", "key", "created_at"}
-        stmt = insert.values(row).on_conflict_do_update(
-            index_elements=[t.c.tenant_id, t.c.session_id, t.c.key],
-            set_={c.name: insert.excluded[c.name] for c in t.c if c.name not in keys},
+        sql, insert = self._core.message_sql, self._core.dialect.insert
+        shape = sql.shaped(
+            "media_cache_put",
+            lambda: session_upsert(sql, insert, t, _KEYS, kept=("created_at",)),
         )
-        with self._core.write("saving a media cache record") as conn:
-            require_session(conn, self.tenant_id, session_id)
-            conn.execute(stmt)
+        saved = yield Write("saving a media cache record", single(shape.stmt(row)))
+        if not saved:
+            raise NotFound("session", session_id)
         return _to_record(row)
 
-    def list(self, session_id: str, *, with_data: bool = False) -> builtins.list[MediaCacheRecord]:
+    @op
+    def list(
+        self, session_id: str, *, with_data: bool = False
+    ) -> Op[builtins.list[MediaCacheRecord]]:
         """The session's records, oldest first (KODE's ``loadMediaCache``); bytes only if asked."""
         check_ref(session_id, "session_id")
         if not isinstance(with_data, bool):
             raise InvalidInput("must be a boolean", field="with_data")
-        columns = list(t.c) if with_data else _LISTED
-        stmt = (
-            sa.select(*columns)
-            .where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
-            .order_by(t.c.created_at, t.c.key)
-        )
-        with self._core.read() as conn:
-            rows = conn.execute(stmt).mappings().all()
-        return [_to_record(r, with_data=with_data) for r in rows]
+        columns = builtins.list(t.c) if with_data else _LISTED
+        sql = self._core.message_sql
+        listing = _LIST_WITH_DATA if with_data else _LIST
+        params = {"tenant_id": self.tenant_id, "session_id": session_id}
+        rows = yield Read("reading a media cache", single(sql.built_once(listing).stmt(params)))
+        names = [c.name for c in columns]
+        return [_to_record(dict(zip(names, r, strict=True)), with_data=with_data) for r in rows]
 
-    def get(self, session_id: str, key: str) -> MediaCacheRecord:
+    @op
+    def get(self, session_id: str, key: str) -> Op[MediaCacheRecord]:
         """One record with its bytes; ``NotFound`` if there is none."""
         check_ref(session_id, "session_id")
         check_ref(key, "key")
-        stmt = sa.select(t).where(
-            t.c.tenant_id == self.tenant_id, t.c.session_id == session_id, t.c.key == key
-        )
-        with self._core.read() as conn:
-            row = conn.execute(stmt).mappings().first()
-        if row is None:
+        sql = self._core.message_sql
+        params = {"tenant_id": self.tenant_id, "session_id": session_id, "key": key}
+        rows = yield Read("reading a media cache record", single(sql.built_once(_GET).stmt(params)))
+        if not rows:
             raise NotFound("media cache record", f"{session_id}/{key}")
-        return _to_record(row)
+        return _to_record(dict(zip(t.c.keys(), rows[0], strict=True)))
 
-    def delete(self, session_id: str, key: str) -> None:
+    @op
+    def delete(self, session_id: str, key: str) -> Op[None]:
         """Delete one record; ``NotFound`` if there is none."""
         check_ref(session_id, "session_id")
         check_ref(key, "key")
-        with self._core.write("deleting a media cache record") as conn:
-            gone = conn.execute(
-                sa.delete(t).where(
-                    t.c.tenant_id == self.tenant_id, t.c.session_id == session_id, t.c.key == key
-                )
-            )
-            if gone.rowcount == 0:
-                raise NotFound("media cache record", f"{session_id}/{key}")
+        sql = self._core.message_sql
+        params = {"tenant_id": self.tenant_id, "session_id": session_id, "key": key}
+        gone = yield Write(
+            "deleting a media cache record", single(sql.built_once(_DELETE).stmt(params, COUNT))
+        )
+        if gone == 0:
+            raise NotFound("media cache record", f"{session_id}/{key}")
 
     def _row(self, session_id: str, value: Any, field: str) -> dict[str, Any]:
         record = as_model(MediaCacheRecord, value, field)
