@@ -200,7 +200,7 @@ class AsyncAgents:
         order: Order = "desc",
     ) -> Page[Agent]:
         """The agent's versions, the current one included, newest first by default."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.versions, agent_id, limit=limit, after_version=after_version, order=order
         )
 

@@ -241,6 +241,36 @@ async def test_async_versions(astore: AsyncStore) -> None:
     assert [v.version for v in await astore.agents.versions(a.id)] == [2, 1]
 
 
+async def test_versions_are_one_read_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page of an agent's versions, both ways, as the sync API pages them: one read
+    of two statements (the agent, then its kept versions), no worker thread."""
+    a = store.agents.create(model="m", name="v1")
+    for i in range(2, 6):
+        store.agents.update(a.id, name=f"v{i}")
+    no_worker_threads(monkeypatch, "agents.versions")
+    for order in ("desc", "asc"):
+        seen: list[int] = []
+        after: int | None = None
+        while True:
+            with sent_statements(store) as sent:
+                page = await astore.agents.versions(a.id, limit=2, after_version=after, order=order)
+            assert verbs(sent) == ["SELECT", "SELECT"], work(sent)
+            assert page == store.agents.versions(a.id, limit=2, after_version=after, order=order)
+            seen += [v.version for v in page.items]
+            assert [v.name for v in page.items] == [f"v{v.version}" for v in page.items]
+            if not page.has_more:
+                break
+            after = page.items[-1].version
+        assert seen == ([5, 4, 3, 2, 1] if order == "desc" else [1, 2, 3, 4, 5])
+    with pytest.raises(NotFound):
+        await astore.agents.versions("asst_missing")
+    with pytest.raises(InvalidInput) as bad:
+        await astore.agents.versions(a.id, order="up")  # type: ignore[arg-type]
+    assert bad.value.field == "order"
+
+
 async def test_get_reads_every_version_as_its_writes_returned_sync_and_async(
     store: Store,
 ) -> None:

@@ -7,6 +7,8 @@ version is the ``agents`` row), so ``get(id, version=N)`` and
 
 from __future__ import annotations
 
+import builtins
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +22,7 @@ from agentkeep.store._base import Resource, Row, row_by_id, row_times
 from agentkeep.store._listing import Filters
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import UNSET, check_object, check_tools, opt_text, require_str
+from agentkeep.store.message_sql import b, const
 from agentkeep.store.schema import agent_versions as vt
 from agentkeep.store.schema import agents as t
 
@@ -32,6 +35,17 @@ _VERSION = sa.select(vt).where(
     vt.c.id == sa.bindparam("id"),
     vt.c.version == sa.bindparam("version"),
 )
+
+
+def _versions(descending: bool, after: bool) -> sa.Select[Any]:
+    """The kept versions of agent ``:a`` (``:t``), ``:n`` of them, after version ``:v``
+    in the order when ``after``."""
+    where = [vt.c.tenant_id == sa.bindparam("t"), vt.c.id == sa.bindparam("a")]
+    if after:
+        v = sa.bindparam("v", type_=sa.Integer())
+        where.append(vt.c.version < v if descending else vt.c.version > v)
+    order = vt.c.version.desc() if descending else vt.c.version.asc()
+    return sa.select(vt).where(*where).order_by(order).limit(b("n")).offset(const(0))
 
 
 def _to_agent(row: Row) -> Agent:
@@ -109,6 +123,7 @@ class Agents(Resource):
         row = yield (Write("locking an agent", steps) if lock else Read("reading an agent", steps))
         return _to_agent(row)
 
+    @op
     def versions(
         self,
         agent_id: str,
@@ -116,13 +131,14 @@ class Agents(Resource):
         limit: int = 20,
         after_version: int | None = None,
         order: Order = "desc",
-    ) -> Page[Agent]:
+    ) -> Op[Page[Agent]]:
         """The agent's versions, the current one included, newest first by default.
 
         Each item is the agent as it was at ``item.version`` (``updated_at``:
         when that version was made). Page on with
         ``after_version=page.items[-1].version``. Versions made before the
-        upgrade that added this history (revision 0007) were not kept.
+        upgrade that added this history (revision 0007) were not kept. One read
+        (the agent, then its kept versions), compiled once per order.
         """
         check_limit(limit)
         if after_version is not None and (
@@ -131,21 +147,26 @@ class Agents(Resource):
             raise InvalidInput("must be an integer", field="after_version")
         if order not in ("asc", "desc"):
             raise InvalidInput("must be 'asc' or 'desc'", field="order")
-        conds = [vt.c.tenant_id == self.tenant_id, vt.c.id == agent_id]
-        if after_version is not None:
-            conds.append(
-                vt.c.version < after_version if order == "desc" else vt.c.version > after_version
-            )
-        stmt = (
-            sa.select(vt)
-            .where(*conds)
-            .order_by(vt.c.version.desc() if order == "desc" else vt.c.version.asc())
-            .limit(limit + 1)
+        sql = self._core.message_sql
+        current = Stmt(
+            sql.compiled(row_by_id(t, False)), {"tenant_id": self.tenant_id, "id": agent_id}
         )
-        with self._core.read() as conn:
-            current = self._get_row(conn, t, agent_id)
-            older = [_to_agent(r) for r in conn.execute(stmt).mappings()]
-        cur = _to_agent(current)
+        shape = sql.shaped(
+            ("agent_versions", order, after_version is not None),
+            functools.partial(_versions, order == "desc", after_version is not None),
+        )
+        params = {"t": self.tenant_id, "a": agent_id, "v": after_version, "n": limit + 1}
+
+        def steps() -> Steps[tuple[dict[str, Any], builtins.list[dict[str, Any]]]]:
+            found = yield current
+            if not found:
+                raise NotFound("agent", agent_id)
+            rows = yield shape.stmt(params)
+            return sql.named_row(t, found[0]), [sql.named_row(vt, r) for r in rows]
+
+        row, kept = yield Read("reading an agent's versions", steps)
+        older = [_to_agent(r) for r in kept]
+        cur = _to_agent(row)
         in_range = after_version is None or (
             cur.version < after_version if order == "desc" else cur.version > after_version
         )
