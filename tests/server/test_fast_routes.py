@@ -202,7 +202,7 @@ def test_adding_conversation_items_takes_no_worker_thread(
 def test_retrieving_assistants_sessions_messages_and_items_takes_no_worker_thread(
     http: TestClient, request: pytest.FixtureRequest
 ) -> None:
-    """An assistant (at a version too), a thread, a conversation, a thread's message and
+    """An assistant (at a version too, and its versions), a thread, a conversation, a thread's message and
     a conversation's item are each one read on the loop; 404s name the session first,
     then the message or item."""
     thread = http.post("/v1/threads", json={"metadata": {"k": "v"}}).json()
@@ -221,6 +221,13 @@ def test_retrieving_assistants_sessions_messages_and_items_takes_no_worker_threa
     assert got.status_code == 200 and got.json() == assistant
     got = http.get(f"/v1/assistants/{assistant['id']}")
     assert got.json()["name"] == "v2" and got.headers["etag"] == '"2"'
+    versions = http.get(f"/v1/assistants/{assistant['id']}/versions", params={"limit": 1})
+    assert [(v["version"], v["name"]) for v in versions.json()["data"]] == [(2, "v2")]
+    assert versions.json()["has_more"] is True
+    versions = http.get(
+        f"/v1/assistants/{assistant['id']}/versions", params={"after": 2, "limit": 1}
+    )
+    assert [(v["version"], v["name"]) for v in versions.json()["data"]] == [(1, "v1")]
     got = http.get(f"/v1/threads/{thread['id']}")
     assert got.status_code == 200 and got.json() == thread
     assert got.headers["etag"] == '"1"'
@@ -233,6 +240,7 @@ def test_retrieving_assistants_sessions_messages_and_items_takes_no_worker_threa
         http,
         [
             ("/v1/assistants/asst_missing", "assistant"),
+            ("/v1/assistants/asst_missing/versions", "assistant"),
             (f"/v1/assistants/{assistant['id']}?version=3", "assistant version"),
             (f"/v1/threads/{conversation['id']}", "thread"),
             (f"/v1/conversations/{thread['id']}", "conversation"),

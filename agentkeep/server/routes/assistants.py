@@ -89,7 +89,7 @@ def _versioned(agent: Agent) -> dict[str, Any]:
     summary="List an assistant's versions (agentkeep extension)",
     response_model=None,
 )
-def list_assistant_versions(
+async def list_assistant_versions(
     assistant_id: str,
     store: TenantStore,
     limit: Annotated[int, Query(ge=1, le=100, description="Versions to return, 1 to 100.")] = 20,
@@ -103,7 +103,9 @@ def list_assistant_versions(
     ``first_id`` / ``last_id`` are the first and last version numbers (as strings);
     pass ``last_id`` as ``after`` for the next page.
     """
-    page = store.agents.versions(assistant_id, limit=limit, order=order, after_version=after)
+    page = await arun_op(
+        store.agents.versions, assistant_id, limit=limit, order=order, after_version=after
+    )
     out = list_object(page, _versioned)
     if page.items:
         out["first_id"], out["last_id"] = str(page.items[0].version), str(page.items[-1].version)
