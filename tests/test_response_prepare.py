@@ -152,8 +152,11 @@ async def test_a_queued_response_is_rebuilt_from_its_rows_on_the_async_connectio
         background=True,
         previous_response_id=first,
     )
-    sync = prepare_stored(store, queued)
-    no_worker_threads(monkeypatch, "aprepare_stored")
-    prepared = await aprepare_stored(astore.sync, queued)
-    assert _chat_texts(prepared.chat) == _chat_texts(sync.chat) == ["q1", "a1", "later"]
-    assert [i["id"] for i in prepared.input] == ["msg_q"]
+    try:
+        sync = prepare_stored(store, queued)
+        no_worker_threads(monkeypatch, "aprepare_stored")
+        prepared = await aprepare_stored(astore.sync, queued)
+        assert _chat_texts(prepared.chat) == _chat_texts(sync.chat) == ["q1", "a1", "later"]
+        assert [i["id"] for i in prepared.input] == ["msg_q"]
+    finally:  # not left queued: the queue of every tenant is claimed by later tests
+        store.responses.delete(queued.id)
