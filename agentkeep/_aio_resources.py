@@ -849,7 +849,7 @@ class AsyncEvents:
         data: dict[str, Any] | None = None,
     ) -> Event:
         """Append one event; returns it with its bookmark."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.append,
             type,
             run_id=run_id,
@@ -861,13 +861,13 @@ class AsyncEvents:
 
     async def append_many(self, events: Sequence[Mapping[str, Any]]) -> builtins.list[Event]:
         """Append several events (dicts of ``append``'s arguments) in one transaction, in order."""
-        return await asyncio.to_thread(self.sync.append_many, events)
+        return await arun_op(self.sync.append_many, events)
 
     async def append_many_linked(
         self, events: Sequence[Mapping[str, Any]], runs: Collection[str]
     ) -> LinkedEvents:
         """:meth:`append_many`, and the bookmark of each of ``runs``' last event before these."""
-        return await asyncio.to_thread(self.sync.append_many_linked, events, runs)
+        return await arun_op(self.sync.append_many_linked, events, runs)
 
     def follow(
         self,

@@ -605,3 +605,89 @@ async def test_events_are_read_on_the_async_connections(
     with pytest.raises(InvalidInput) as bad:
         await astore.events.list(channel="nope")
     assert bad.value.field == "channel"
+
+
+async def test_appends_are_one_transaction_on_the_async_connections(
+    store: Store, astore: AsyncStore, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``append``, ``append_many`` and ``append_many_linked`` run on the event loop: one
+    transaction (BEGIN ... COMMIT around the statements on PostgreSQL's autocommit
+    connections), the events as the sync API would write them, no worker thread."""
+    thread = store.sessions.create(kind="thread")
+    run = store.runs.create("asst_x", session_id=thread.id)
+    first = store.events.append("thread.run.created", run_id=run.id)
+    no_worker_threads(monkeypatch, "events.append")
+    with sent_statements(store) as sent:
+        one = await astore.events.append("custom", run_id=run.id, data={"k": 1})
+    verbs = [v for s in sent if (v := s.split(None, 1)[0].upper()) != "SET"]  # (a new connection)
+    if backend == "postgres":  # the run looked up with the tenant's event lock taken
+        assert verbs == ["BEGIN", "SELECT", "UPDATE", "INSERT", "COMMIT"], sent
+    assert (one.bookmark, one.session_id, one.agent_id) == (first.bookmark + 1, thread.id, "asst_x")
+    many = await astore.events.append_many(
+        [{"type": "a", "session_id": thread.id}, {"type": "b", "channel": "monitor"}]
+    )
+    linked = await astore.events.append_many_linked(
+        [{"type": "c", "run_id": run.id}, {"type": "d", "run_id": run.id}], [run.id]
+    )
+    assert linked.before == {run.id: one.bookmark}
+    assert [e.bookmark for e in [*many, *linked.events]] == list(
+        range(one.bookmark + 1, one.bookmark + 5)
+    )
+    assert store.events.list(limit=100) == [first, one, *many, *linked.events]
+    assert await astore.events.append_many([]) == []
+    fresh = astore.tenant(store.tenant_id + "_fresh")  # a tenant's first events
+    assert [e.bookmark for e in await fresh.events.append_many([{"type": "x"}] * 3)] == [1, 2, 3]
+
+
+async def test_a_failed_async_append_writes_nothing_and_holds_no_lock(
+    store: Store, astore: AsyncStore, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that is missing is found after the run's lookup took the tenant's event
+    lock: the transaction rolls back (nothing written, the lock released, no connection
+    left idle in it), and the next appends of this process and of another go on."""
+    run = store.runs.create("asst_x")
+    store.events.append("x")
+    no_worker_threads(monkeypatch, "events.append")
+    for _ in range(3):  # more than once: the connection that failed is used again
+        with pytest.raises(NotFound) as err:
+            await astore.events.append("custom", run_id=run.id, session_id="sess_missing")
+        assert err.value.kind == "session"
+        with pytest.raises(InvalidInput):
+            await astore.events.append("not a type")
+    if backend == "postgres":
+        with store._core.engine.connect() as conn:
+            stuck = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%'"
+                )
+            ).scalar()
+        assert stuck == 0
+    done = threading.Event()
+    other = threading.Thread(
+        target=lambda: (store.events.append("y", run_id=run.id), done.set()), daemon=True
+    )
+    other.start()
+    other.join(timeout=60)
+    assert done.is_set(), "an append of another connection waited on the failed one's lock"
+    ours = await astore.events.append("z", run_id=run.id)
+    assert [e.type for e in store.events.list(limit=10)] == ["x", "y", "z"]
+    assert ours.bookmark == 3
+
+
+async def test_concurrent_async_appends_get_unique_gapless_bookmarks(
+    store: Store, astore: AsyncStore
+) -> None:
+    """32 tasks appending at once (grouped into shared commits on SQLite, one connection
+    each on PostgreSQL): every bookmark once, each task's events in its own order."""
+    store.events.append("x")
+
+    async def task(tag: int) -> None:
+        for i in range(10):
+            await astore.events.append("custom", data={"t": tag, "i": i})
+
+    await asyncio.gather(*(task(n) for n in range(32)))
+    events = store.events.list(limit=1000)
+    assert [e.bookmark for e in events] == list(range(1, 322))
+    for tag in range(32):
+        assert [e.data["i"] for e in events if e.data.get("t") == tag] == list(range(10))

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from agentkeep.config import RecordLimits
 from agentkeep.errors import AgentkeepError, Conflict
 from agentkeep.store._errors import translating
-from agentkeep.store._steps import Op, Read, Steps, Write, run_steps
+from agentkeep.store._steps import Op, Read, Steps, Write, bracketed, run_steps
 from agentkeep.store.dialects import Dialect
 from agentkeep.store.dialects.base import AsyncConnections
 from agentkeep.store.message_sql import MessageSQL
@@ -373,7 +373,12 @@ class Core:
                 result: T = done.value
                 return result
             value, error = None, None
-            work = functools.partial(_run_new_steps, request.steps)
+            steps = request.steps
+            # (inside a transaction, its statements are in one already)
+            own_atomic = type(request) is Write and request.atomic and self._local.conn is None
+            if own_atomic and self.own.autocommit:
+                steps = bracketed(steps)
+            work = functools.partial(_run_new_steps, steps)
             try:
                 if type(request) is Read:
                     value = self.run_read(request.what, work)
@@ -426,6 +431,8 @@ class Core:
                     value = await aio.read(request.what, request.steps)
                 elif isinstance(request, Write) and request.cascades and not self.own.cascades:
                     value = await asyncio.to_thread(self._write_cascading, request)
+                elif type(request) is Write and request.atomic and aio.autocommit:
+                    value = await aio.write(request.what, bracketed(request.steps))
                 else:
                     value = await aio.write(request.what, request.steps)
                 ok = True

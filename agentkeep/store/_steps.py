@@ -21,6 +21,8 @@ from collections.abc import Callable, Generator
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 __all__ = [
+    "BEGIN",
+    "COMMIT",
     "COUNT",
     "MANY",
     "ROWS",
@@ -30,6 +32,7 @@ __all__ = [
     "Stmt",
     "Write",
     "arun_steps",
+    "bracketed",
     "op",
     "operation",
     "run_steps",
@@ -68,6 +71,10 @@ class Write(NamedTuple):
     #: The statements delete rows that others point to (``ON DELETE CASCADE``): they
     #: run only on connections that enforce foreign keys (``OwnConnections.cascades``).
     cascades: bool = False
+    #: The statements commit together on every backend: on autocommit connections
+    #: (PostgreSQL's own) they run between BEGIN and COMMIT (:func:`bracketed`), which
+    #: also lets a lock taken by one hold for the rest.
+    atomic: bool = False
 
 
 class Read(NamedTuple):
@@ -79,6 +86,24 @@ class Read(NamedTuple):
 
 #: An operation: yields reads and writes, returns its result.
 Op = Generator[Write | Read, Any, T]
+
+
+BEGIN = Stmt("BEGIN", None, COUNT)
+COMMIT = Stmt("COMMIT", None, COUNT)
+
+
+def bracketed(steps: Callable[[], Steps[T]]) -> Callable[[], Steps[T]]:
+    """``steps`` as one transaction on an autocommit connection: BEGIN first, COMMIT
+    last. If they fail, the connection is left in the transaction: its holder rolls it
+    back (``PostgresConnections``)."""
+
+    def inside() -> Steps[T]:
+        yield BEGIN
+        result = yield from steps()
+        yield COMMIT
+        return result
+
+    return inside
 
 
 def run_steps(cur: Any, steps: Steps[T]) -> T:

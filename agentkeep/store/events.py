@@ -36,7 +36,7 @@ from agentkeep.models.common import check_limit, from_micros, utcnow_micros
 from agentkeep.store._base import Resource
 from agentkeep.store._construct import constructor
 from agentkeep.store._listing import Filters
-from agentkeep.store._steps import Op, Read, op, single
+from agentkeep.store._steps import COUNT, MANY, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import check_object, json_text, opt_text
 from agentkeep.store.dialects.base import Listener, lock_key
 from agentkeep.store.schema import event_bookmarks as bt
@@ -264,8 +264,38 @@ def _ids_params(tenant_id: str, ids: Collection[str]) -> dict[str, Any]:
     return params
 
 
-_SESSIONS = sa.select(st.c.id).where(
-    st.c.tenant_id == sa.bindparam("tenant_id"), st.c.id.in_(sa.bindparam("ids", expanding=True))
+@functools.lru_cache(maxsize=64)
+def _sessions_statement(n: int) -> sa.Select[Any]:
+    """Which of ``n`` sessions exist (parameters ``tenant_id`` and :func:`_ids`)."""
+    return sa.select(st.c.id).where(
+        st.c.tenant_id == sa.bindparam("tenant_id"), st.c.id.in_(_ids(n))
+    )
+
+
+@functools.cache
+def _serialize_statement(
+    serializing_of: Callable[..., sa.ColumnElement[Any] | None],
+) -> sa.Select[Any] | None:
+    """The statement that makes the transaction the tenant's only event writer
+    (``Dialect.serializing``, parameter ``lock_key``); None where writers are serialized
+    already (SQLite)."""
+    locking = serializing_of(sa.bindparam("lock_key", type_=sa.BigInteger()))
+    return None if locking is None else sa.select(locking)
+
+
+@functools.cache
+def _notify_statement(
+    notifying_of: Callable[..., sa.ColumnElement[Any] | None],
+) -> sa.Select[Any] | None:
+    """``Dialect.notify`` as a statement (parameters ``n_channel``, ``n_payload``); None
+    where the dialect has no notifications."""
+    channel: sa.BindParameter[str] = sa.bindparam("n_channel", type_=sa.String())
+    notifying = notifying_of(channel, sa.bindparam("n_payload", type_=sa.Text()))
+    return None if notifying is None else sa.select(notifying)
+
+
+_MAX_BOOKMARK = sa.select(sa.func.coalesce(sa.func.max(t.c.bookmark), 0)).where(
+    t.c.tenant_id == sa.bindparam("tenant_id")
 )
 
 
@@ -305,6 +335,7 @@ class Events(Resource):
             "data": data,
         }
 
+    @op
     def append(
         self,
         type: str,
@@ -314,7 +345,7 @@ class Events(Resource):
         agent_id: str | None = None,
         channel: str = "progress",
         data: dict[str, Any] | None = None,
-    ) -> Event:
+    ) -> Op[Event]:
         """Append one event; returns it with its bookmark.
 
         A run's session and agent are copied onto the event when not given.
@@ -331,23 +362,31 @@ class Events(Resource):
             },
             "",
         )
-        return self._write([row]).events[0]
+        written = yield from self._write([row])
+        return written.events[0]
 
-    def append_many(self, events: Sequence[Mapping[str, Any]]) -> list[Event]:
+    @op
+    def append_many(self, events: Sequence[Mapping[str, Any]]) -> Op[list[Event]]:
         """Append several events (dicts of ``append``'s arguments) in one transaction, in order."""
         rows = self._prepare_all(events)
-        return self._write(rows).events if rows else []
+        if not rows:
+            return []
+        written = yield from self._write(rows)
+        return written.events
 
+    @op
     def append_many_linked(
         self, events: Sequence[Mapping[str, Any]], runs: Collection[str]
-    ) -> LinkedEvents:
+    ) -> Op[LinkedEvents]:
         """:meth:`append_many`, and the bookmark of each of ``runs``' last event before these.
 
         For handing committed events to a run's live readers in this process
         without their reading them back (see :class:`LinkedEvents`).
         """
         rows = self._prepare_all(events)
-        return self._write(rows, runs) if rows else LinkedEvents([], {})
+        if not rows:
+            return LinkedEvents([], {})
+        return (yield from self._write(rows, runs))
 
     def _prepare_all(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
@@ -359,42 +398,53 @@ class Events(Resource):
             rows.append(self._prepare(item, f"events[{i}]."))
         return rows
 
-    def _write(self, rows: list[dict[str, Any]], runs: Collection[str] = ()) -> LinkedEvents:
-        dialect = self._core.dialect
+    def _write(self, rows: list[dict[str, Any]], runs: Collection[str] = ()) -> Op[LinkedEvents]:
+        """One write of ``rows`` (a transaction on every backend: ``Write.atomic``)."""
+        linked: LinkedEvents = yield Write(
+            "appending an event", lambda: self._write_steps(rows, runs), atomic=True
+        )
+        return linked
+
+    def _write_steps(
+        self, rows: list[dict[str, Any]], runs: Collection[str]
+    ) -> Steps[LinkedEvents]:
+        dialect, sql = self._core.dialect, self._core.message_sql
         before: dict[str, int] = {}
-        with self._core.write("appending an event") as conn:
-            # The bookmark row's UPDATE below would serialize the writers by itself, but
-            # PostgreSQL queues them on the advisory lock faster: 64 streamed runs took
-            # 1.3 s with it and 1.5-1.6 s without (benchmarks.streams, 2026-12-06). The
-            # lookup of the events' runs takes it when there are runs to look up.
-            locked, lasts = self._resolve_references(conn, rows)
-            if not locked:
-                dialect.serialize_appends(conn, self.tenant_id, "events")
-            if runs:
-                before.update(dict.fromkeys(runs, 0))
-                if lasts is not None and lasts.keys() >= set(runs):  # read with the lookup
-                    before.update((r, b) for r in runs if (b := lasts[r]) is not None)
-                else:
-                    found = self._run_compiled(
-                        conn, _runs_last_statement(len(runs)), _ids_params(self.tenant_id, runs)
-                    )
-                    before.update((r, int(b)) for r, b in found)
-            last = self._take_bookmarks(conn, rows)
-            now = utcnow_micros()
-            for i, r in enumerate(rows, start=last - len(rows) + 1):
-                r["bookmark"] = i
-                r["created_at"] = now
-            self._insert_rows(conn, t, rows)
+        # The bookmark row's UPDATE below would serialize the writers by itself, but
+        # PostgreSQL queues them on the advisory lock faster: 64 streamed runs took
+        # 1.3 s with it and 1.5-1.6 s without (benchmarks.streams, 2026-12-06). The
+        # lookup of the events' runs takes it when there are runs to look up.
+        locked, lasts = yield from self._resolve_references(rows)
+        if not locked:
+            lock = _serialize_statement(dialect.serializing)
+            if lock is not None:
+                yield Stmt(sql.compiled(lock), {"lock_key": lock_key(self.tenant_id, "events")})
+        if runs:
+            before.update(dict.fromkeys(runs, 0))
+            if lasts is not None and lasts.keys() >= set(runs):  # read with the lookup
+                before.update((r, b) for r in runs if (b := lasts[r]) is not None)
+            else:
+                found = yield Stmt(
+                    sql.compiled(_runs_last_statement(len(runs))),
+                    _ids_params(self.tenant_id, runs),
+                )
+                before.update((r, int(b)) for r, b in found)
+        last = yield from self._take_bookmarks(rows)
+        now = utcnow_micros()
+        for i, r in enumerate(rows, start=last - len(rows) + 1):
+            r["bookmark"] = i
+            r["created_at"] = now
+        yield Stmt(sql.insert_row(t), [sql.insert_params(t, r) for r in rows], MANY)
         return LinkedEvents([_event(dict(r)) for r in rows], before)
 
-    def _take_bookmarks(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+    def _take_bookmarks(self, rows: list[dict[str, Any]]) -> Steps[int]:
         """Reserve a bookmark for each of ``rows``; the last one. Never reuses one, even
         of deleted events.
 
         The listeners of the tenant's events channel are notified at commit (where the
         dialect can, by the same statement), with a :class:`Notice` of the rows' runs.
         """
-        dialect = self._core.dialect
+        dialect, sql = self._core.dialect, self._core.message_sql
         channel = events_channel(self.tenant_id)
         take, notifies = _take_bookmarks_statement(dialect.notifying)
         n = len(rows)
@@ -402,27 +452,26 @@ class Events(Resource):
         if dialect.supports_listen:
             tail = Notice.tail({r["run_id"] for r in rows if r["run_id"] is not None})
         params = {"b_tenant_id": self.tenant_id, "b_n": n, "b_channel": channel, "b_tail": tail}
-        last = self._run_compiled(conn, take, params).scalar()
-        if last is None:  # the tenant's first events
-            last = self._max_bookmark(conn) + n
-            conn.execute(sa.insert(bt).values(tenant_id=self.tenant_id, last_bookmark=last))
+        found = yield Stmt(sql.compiled(take), params)
+        if not found:  # the tenant's first events
+            mine = {"tenant_id": self.tenant_id}
+            got = yield sql.built_once(_MAX_BOOKMARK).stmt(mine)  # (a literal 0: not compiled())
+            last = int(got[0][0]) + n
+            yield Stmt(sql.insert_row(bt), {**mine, "last_bookmark": last}, COUNT)
             notifies = False
+        else:
+            last = int(found[0][0])
         if not notifies:
-            dialect.notify(conn, channel, f"{last}{tail}")
-        return int(last)
-
-    def _max_bookmark(self, conn: sa.Connection) -> int:
-        return int(
-            conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(t.c.bookmark), 0)).where(
-                    t.c.tenant_id == self.tenant_id
+            notify = _notify_statement(dialect.notifying)
+            if notify is not None:
+                yield Stmt(
+                    sql.compiled(notify), {"n_channel": channel, "n_payload": f"{last}{tail}"}
                 )
-            ).scalar_one()
-        )
+        return last
 
     def _resolve_references(
-        self, conn: sa.Connection, rows: list[dict[str, Any]]
-    ) -> tuple[bool, dict[str, int | None] | None]:
+        self, rows: list[dict[str, Any]]
+    ) -> Steps[tuple[bool, dict[str, int | None] | None]]:
         """Check that the runs and sessions exist; copy a run's session and agent.
 
         First, True when the lookup also made the transaction the tenant's only event
@@ -430,6 +479,7 @@ class Events(Resource):
         the statement that takes its lock. Then, where the lookup read them (see
         ``_runs_statement``), the bookmark of each run's last event (None: none yet).
         """
+        sql = self._core.message_sql
         run_ids = {r["run_id"] for r in rows if r["run_id"] is not None}
         runs: dict[str, Any] = {}
         locked = False
@@ -439,7 +489,8 @@ class Events(Resource):
             params = _ids_params(self.tenant_id, run_ids)
             if locked:  # SQLite's statement takes no lock (its writers are serialized already)
                 params["lock_key"] = lock_key(self.tenant_id, "events")
-            runs = {r[0]: r for r in self._run_compiled(conn, lookup, params)}
+            found = yield Stmt(sql.compiled(lookup), params)
+            runs = {r[0]: r for r in found}
             if not locked:
                 lasts = {ident: None if r[3] is None else int(r[3]) for ident, r in runs.items()}
             missing = sorted(run_ids - set(runs))
@@ -452,15 +503,17 @@ class Events(Resource):
             run = runs.get(r["run_id"])
             if run is not None:
                 if r["session_id"] is None:
-                    r["session_id"] = run.session_id
+                    r["session_id"] = run[1]
                 if r["agent_id"] is None:
-                    r["agent_id"] = run.agent_id
-            if r["session_id"] is not None and (run is None or r["session_id"] != run.session_id):
+                    r["agent_id"] = run[2]
+            if r["session_id"] is not None and (run is None or r["session_id"] != run[1]):
                 session_ids.add(r["session_id"])
         if session_ids:
-            params = {"tenant_id": self.tenant_id, "ids": list(session_ids)}
-            found_ids = set(conn.execute(_SESSIONS, params).scalars())
-            missing = sorted(session_ids - found_ids)
+            found = yield Stmt(
+                sql.compiled(_sessions_statement(len(session_ids))),
+                _ids_params(self.tenant_id, session_ids),
+            )
+            missing = sorted(session_ids - {r[0] for r in found})
             if missing:
                 raise NotFound("session", missing[0])
         return locked, lasts

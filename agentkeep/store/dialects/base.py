@@ -68,6 +68,9 @@ class OwnConnections:
     #: Whether writes here enforce foreign keys, so a delete takes the rows that
     #: point to the deleted one with it (``Write.cascades``).
     cascades = True
+    #: Whether each statement commits alone here: a write of several statements that
+    #: must commit together is then bracketed (``Write.atomic``, ``_steps.bracketed``).
+    autocommit = False
 
     def write(self, what: str, work: Callable[[Any], T]) -> T:
         raise NotImplementedError
@@ -85,6 +88,9 @@ class AsyncConnections(Protocol):
     ``await write(what, steps)`` runs ``steps()`` (``_steps.Steps``) in a
     write committed before it returns; ``read`` in a read.
     """
+
+    #: As ``OwnConnections.autocommit``.
+    autocommit: bool
 
     async def write(self, what: str, steps: Callable[[], Steps[Any]]) -> Any: ...
 

@@ -341,6 +341,13 @@ class _PgConn:
         except (OSError, ValueError):
             return False
 
+    def roll_back(self) -> None:
+        """End the transaction a failed bracketed write (``_steps.bracketed``) left open,
+        so the connection can be kept; one that cannot is closed by its holder."""
+        if self.pgconn.status == _OK and self.pgconn.transaction_status != _IDLE:
+            with contextlib.suppress(psycopg.Error):
+                self.cur.execute("ROLLBACK")
+
     def close(self) -> None:
         self.cur.connection.close()
 
@@ -365,6 +372,8 @@ class PostgresConnections(OwnConnections):
     when it returns. A cursor per statement (``conn.execute``) costs ~15 µs of
     a ~300 µs read.
     """
+
+    autocommit = True
 
     def __init__(self, dialect: PostgresDialect) -> None:
         self._conninfo = dialect.conninfo()
@@ -418,6 +427,7 @@ class PostgresConnections(OwnConnections):
             try:
                 result = work(kept.cur)
             except BaseException:
+                kept.roll_back()
                 if not kept.usable():
                     with contextlib.suppress(Exception):
                         kept.close()

@@ -134,6 +134,13 @@ class _Kept:
         except (OSError, ValueError):
             return False
 
+    async def roll_back(self) -> None:
+        """End the transaction a failed bracketed write (``_steps.bracketed``) left open,
+        so the connection can be kept; one that cannot is closed."""
+        if self.pgconn.status == _OK and self.pgconn.transaction_status != _IDLE:
+            with contextlib.suppress(psycopg.Error):
+                await self.cur.execute("ROLLBACK")
+
     def close(self) -> None:
         """Close without awaiting (the socket goes; the loop may be gone).
 
@@ -155,6 +162,8 @@ class _LoopConnections:
 
 class PostgresAsyncConnections:
     """Async autocommit connections per event loop (see the module)."""
+
+    autocommit = True
 
     def __init__(
         self, conninfo: str, *, synchronous_commit: str | None, size: int, timeout: float = 30.0
@@ -221,6 +230,7 @@ class PostgresAsyncConnections:
                 try:
                     result = await arun_steps(kept.cur, steps())
                 except BaseException:
+                    await kept.roll_back()
                     if kept.usable() and not self._closed:
                         mine.idle.append(kept)
                     else:

@@ -225,6 +225,8 @@ def _job_error(exc: Exception, what: str) -> Exception:
 class SQLiteAsyncConnections:
     """The async API's reads and writes on one SQLite database (see the module)."""
 
+    autocommit = False  # each write is a transaction (or a savepoint of one)
+
     def __init__(
         self,
         write: Callable[[str, Callable[[Any], Any]], Any],
