@@ -89,14 +89,14 @@ def emit_runs(
         for kind, data in events
     ]
     watched = {run.id for run, _ in batches if notify.watched(run.id)}
-    with store.transaction(savepoints=False):
-        if not watched:
-            written = store.events.append_many(rows)
-            store.after_commit(functools.partial(notify.notify, *{run.id for run, _ in batches}))
-            return written
-        linked = store.events.append_many_linked(rows, watched)
-        store.after_commit(functools.partial(notify.hand_over, linked.events, linked.before))
-        return linked.events
+    # One write (its own transaction, or the caller's): the hook runs once it commits.
+    if not watched:
+        written = store.events.append_many(rows)
+        store.after_commit(functools.partial(notify.notify, *{run.id for run, _ in batches}))
+        return written
+    linked = store.events.append_many_linked(rows, watched)
+    store.after_commit(functools.partial(notify.hand_over, linked.events, linked.before))
+    return linked.events
 
 
 _Batch = tuple[Store, Run, Sequence[tuple[str, dict[str, Any]]]]
