@@ -1881,4 +1881,4 @@ class AsyncMediaCache:
         self, session_id: str, records: Sequence[MediaCacheRecord | dict[str, Any]]
     ) -> builtins.list[MediaCacheRecord]:
         """Replace the session's whole cache with ``records`` (KODE's ``saveMediaCache``)."""
-        return await asyncio.to_thread(self.sync.save, session_id, records)
+        return await arun_op(self.sync.save, session_id, records)

@@ -204,6 +204,35 @@ def test_media_over_the_limit_or_malformed_is_refused_whole(
         store.media.put("sess_missing", ok)
 
 
+async def test_saving_a_media_cache_is_one_transaction_on_the_async_connections(
+    store: Store, session_id: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``media.save`` replaces the cache in one transaction (the session's check, the
+    delete, the insert; BEGIN and COMMIT around them on PostgreSQL's autocommit
+    connections), with no worker thread: a row the database refuses (PostgreSQL stores no
+    NUL character) leaves the cache as it was."""
+    astore = AsyncStore(store)
+    kept = {"key": "kept", "provider": "p", "mime_type": "a/b", "data": PNG}
+    no_worker_threads(monkeypatch, "media.save")
+    with sent_statements(store) as sent:
+        saved = await astore.media.save(session_id, [kept, {**kept, "key": "two"}])
+    assert [r.key for r in saved] == ["kept", "two"]
+    if backend == "postgres":
+        verbs = [v for s in sent if (v := s.split(None, 1)[0].upper()) != "SET"]
+        assert verbs[0] == "BEGIN" and verbs[-1] == "COMMIT", sent
+    listed = await astore.media.list(session_id, with_data=True)
+    assert [(r.key, r.data) for r in listed] == [("kept", PNG), ("two", PNG)]
+    if backend == "postgres":
+        new = {"key": "new", "provider": "p", "mime_type": "a/b", "size_bytes": 1}
+        with pytest.raises(InvalidInput):
+            await astore.media.save(session_id, [new, {**new, "key": "bad", "provider": "a\x00b"}])
+        assert [r.key for r in await astore.media.list(session_id)] == ["kept", "two"]
+    assert await astore.media.save(session_id, []) == []
+    assert await astore.media.list(session_id) == []
+    with pytest.raises(NotFound):
+        await astore.media.save("sess_missing", [kept])
+
+
 def test_records_go_with_their_session_and_their_user(store: Store) -> None:
     for user in ("ada", "bob"):
         sid = store.sessions.create(user_id=user).id

@@ -24,10 +24,9 @@ from agentkeep.models.common import from_micros, to_micros, utcnow_micros
 from agentkeep.store._base import Resource
 from agentkeep.store._records import as_model, check_size, utc
 from agentkeep.store._run_checks import check_ref
-from agentkeep.store._steps import COUNT, Op, Read, Write, op, single
+from agentkeep.store._steps import COUNT, MANY, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store.history import session_upsert
 from agentkeep.store.schema import media_cache as t
-from agentkeep.store.schema import sessions as st
 
 __all__ = ["MediaCache"]
 
@@ -42,6 +41,7 @@ _LIST_WITH_DATA = sa.select(*t.c).where(*_OF_SESSION).order_by(t.c.created_at, t
 _OF_KEY = (*_OF_SESSION, t.c.key == sa.bindparam("key"))
 _GET = sa.select(*t.c).where(*_OF_KEY)
 _DELETE = sa.delete(t).where(*_OF_KEY)
+_CLEAR = sa.delete(t).where(*_OF_SESSION)
 
 
 def _to_record(row: Mapping[Any, Any], *, with_data: bool = True) -> MediaCacheRecord:
@@ -63,12 +63,14 @@ class MediaCache(Resource):
 
     kind = "media cache record"
 
+    @op
     def save(
         self, session_id: str, records: Sequence[MediaCacheRecord | dict[str, Any]]
-    ) -> builtins.list[MediaCacheRecord]:
+    ) -> Op[builtins.list[MediaCacheRecord]]:
         """Replace the session's whole cache with ``records`` (KODE's ``saveMediaCache``).
 
-        Every record is checked before anything is written; one transaction.
+        Every record is checked before anything is written; one transaction (the
+        session's check, the delete and the insert).
         """
         check_ref(session_id, "session_id")
         if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
@@ -78,17 +80,18 @@ class MediaCache(Resource):
         if len(set(keys)) != len(keys):
             dup = next(k for k in keys if keys.count(k) > 1)
             raise InvalidInput(f"key {dup!r} is given twice", field="records")
-        with self._core.write("saving a media cache") as conn:
-            found = conn.execute(
-                sa.select(st.c.id).where(st.c.tenant_id == self.tenant_id, st.c.id == session_id)
-            ).first()
-            if found is None:
+        sql = self._core.message_sql
+        mine = {"tenant_id": self.tenant_id, "session_id": session_id}
+
+        def steps() -> Steps[None]:
+            found = yield Stmt(sql.session_exists, {"t": self.tenant_id, "s": session_id})
+            if not found:
                 raise NotFound("session", session_id)
-            conn.execute(
-                sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.session_id == session_id)
-            )
+            yield sql.built_once(_CLEAR).stmt(mine, COUNT)
             if rows:
-                conn.execute(sa.insert(t), rows)
+                yield Stmt(sql.insert_row(t), [sql.insert_params(t, r) for r in rows], MANY)
+
+        yield Write("saving a media cache", steps, atomic=True)
         return [_to_record(row) for row in rows]
 
     @op
