@@ -1448,7 +1448,7 @@ class AsyncResponses:
 
     async def delete(self, response_id: str) -> None:
         """Delete the response, its items and its events (a later one that points here keeps its own items)."""
-        return await asyncio.to_thread(self.sync.delete, response_id)
+        return await arun_op(self.sync.delete, response_id)
 
     async def events(
         self, response_id: str, *, after: int = -1, limit: int = 1000

@@ -526,3 +526,42 @@ async def test_a_chains_items_are_read_on_the_async_connections(
     with pytest.raises(InvalidInput) as bad:
         await astore.responses.items(second, kind="both")
     assert bad.value.field == "kind"
+
+
+async def test_a_response_is_deleted_in_one_transaction_on_the_async_connections(
+    store: Store, astore: AsyncStore, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``responses.delete``: the row taken, then its events, items and row deleted, in one
+    transaction (BEGIN ... COMMIT on PostgreSQL's autocommit connections), no worker
+    thread; a later response of the chain keeps its own items; gone or expired: NotFound."""
+    first = _turn(store, 1)
+    second = _turn(store, 2, first)
+    store.responses.append_events(first, [{"type": "response.created", "sequence_number": 0}])
+    no_worker_threads(monkeypatch, "responses.delete")
+    with sent_statements(store) as sent:
+        await astore.responses.delete(first)
+    verbs = [v for s in sent if (v := s.split(None, 1)[0].upper()) != "SET"]
+    # (SQLite's trace may report a statement again as it runs its foreign keys' actions)
+    deletes = [s.split()[2] for s in sent if s.upper().startswith("DELETE")]
+    assert sorted(set(deletes)) == ["response_events", "response_items", "responses"], sent
+    if backend == "postgres":
+        assert (verbs[0], verbs[-1]) == ("BEGIN", "COMMIT") and "FOR UPDATE" in sent[-5], sent
+    with store._core.engine.connect() as conn:
+        for table in (responses, response_items, response_events):
+            column = table.c.id if table is responses else table.c.response_id
+            left = conn.execute(sa.select(sa.func.count()).where(column == first)).scalar()
+            assert left == 0, table.name
+    assert _texts(await astore.responses.items(second)) == ["q2", "a2"]
+    with pytest.raises(NotFound):
+        await astore.responses.delete(first)
+    with store._core.write() as conn:  # the second expires
+        conn.execute(
+            sa.update(responses)
+            .where(responses.c.tenant_id == store.tenant_id, responses.c.id == second)
+            .values(expires_at=1)
+        )
+    with pytest.raises(NotFound):
+        await astore.responses.delete(second)
+    with pytest.raises(InvalidInput) as bad:
+        await astore.responses.delete("")
+    assert bad.value.field == "response_id"

@@ -34,7 +34,7 @@ from agentkeep.models.responses import (
 from agentkeep.store._base import Resource, Row, check_page, keys_in, page_of, row_times
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import check_choice, check_ref, check_text
-from agentkeep.store._steps import Op, Read, Steps, Stmt, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import check_object, require_str
 from agentkeep.store.events import Notice, events_channel
 from agentkeep.store.message_sql import MessageSQL, b, const
@@ -71,6 +71,12 @@ def _notice() -> str:
 _ROW = sa.select(*t.c).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
 _EXPIRES_AT = t.c.keys().index("expires_at")  # in a row of _ROW
 _EXPIRES = sa.select(t.c.expires_at).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
+_EXPIRES_LOCKED = _EXPIRES.with_for_update()
+#: A response's events, items and row (``:t``, ``:r``), in that order.
+_DELETES = tuple(
+    sa.delete(table).where(table.c.tenant_id == b("t"), table.c[column] == b("r"))
+    for table, column in ((et, "response_id"), (it, "response_id"), (t, "id"))
+)
 _EVENTS = (
     sa.select(et.c.sequence_number, et.c.type, et.c.data, et.c.created_at)
     .where(et.c.tenant_id == b("t"), et.c.response_id == b("r"), et.c.sequence_number > b("a"))
@@ -457,17 +463,24 @@ class Responses(Resource):
                 self._store_end_events(conn, [ended], events)
         return ended
 
-    def delete(self, response_id: str) -> None:
-        """Delete the response, its items and its events (a later one that points here keeps its own items)."""
-        with self._core.write("deleting a response") as conn:
-            self._live_row(conn, response_id, lock=True)
-            for table in (et, it):
-                conn.execute(
-                    sa.delete(table).where(
-                        table.c.tenant_id == self.tenant_id, table.c.response_id == response_id
-                    )
-                )
-            conn.execute(sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.id == response_id))
+    @op
+    def delete(self, response_id: str) -> Op[None]:
+        """Delete the response, its items and its events (a later one that points here keeps its own items).
+
+        One transaction: the response's row taken (``FOR UPDATE`` on PostgreSQL, so a
+        concurrent write of its events or its end waits), then the three deletes.
+        """
+        check_ref(response_id, "response_id")
+        sql = self._core.message_sql
+        params = {"t": self.tenant_id, "r": response_id}
+
+        def steps() -> Steps[None]:
+            found = yield Stmt(sql.compiled(_EXPIRES_LOCKED), params)
+            _require_live(response_id, found[0][0] if found else None)
+            for stmt in _DELETES:
+                yield Stmt(sql.compiled(stmt), params, COUNT)
+
+        yield Write("deleting a response", steps, atomic=True)
 
     # -- items ---------------------------------------------------------------------------
 

@@ -299,7 +299,8 @@ def test_listing_and_retrieving_run_steps_takes_no_worker_thread(
 def test_listing_a_responses_input_items_takes_no_worker_thread(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``GET /v1/responses/{id}/input_items`` is one read on the loop, in item order."""
+    """``GET /v1/responses/{id}/input_items`` is one read on the loop, in item order; its
+    ``DELETE`` is one write on the loop."""
     store = agentkeep.connect(db_url, auto_migrate=True)
     items = [
         {"id": f"msg_{9 - i}", "type": "message", "role": "user", "content": str(i)}
@@ -324,6 +325,14 @@ def test_listing_a_responses_input_items_takes_no_worker_thread(
             _assert_not_found(http, [("/v1/responses/resp_missing/input_items", "response")])
             bad = http.get(url, params={"after": "msg_missing"})
             assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
+            gone = http.delete(f"/v1/responses/{response.id}")  # one transaction, on the loop
+            assert gone.status_code == 200, gone.text
+            assert gone.json() == {"id": response.id, "object": "response", "deleted": True}
+            _assert_not_found(
+                http, [(f"/v1/responses/{response.id}", "response"), (url, "response")]
+            )
+            again = http.delete(f"/v1/responses/{response.id}")
+            assert again.status_code == 404, again.text
     store.close()
 
 

@@ -282,8 +282,8 @@ async def retrieve_response(
 
 
 @router.delete("/{response_id}", summary="Delete a model response", response_model=None)
-def delete_response(response_id: str, store: TenantStore) -> JSONResponse:
-    store.responses.delete(response_id)
+async def delete_response(response_id: str, store: TenantStore) -> JSONResponse:
+    await arun_op(store.responses.delete, response_id)
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
 
