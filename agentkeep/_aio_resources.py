@@ -1300,7 +1300,7 @@ class AsyncSnapshots:
         id: str | None = None,
     ) -> Snapshot:
         """Save a point of a session: ``seq`` (default: its last message) and a state."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.create,
             session_id,
             label=label,
@@ -1334,7 +1334,7 @@ class AsyncSnapshots:
 
     async def messages(self, snapshot_id: str) -> builtins.list[Message]:
         """The snapshot's messages as they were when it was taken, in seq order."""
-        return await asyncio.to_thread(self.sync.messages, snapshot_id)
+        return await arun_op(self.sync.messages, snapshot_id)
 
 
 class AsyncStateDocs:

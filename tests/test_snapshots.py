@@ -230,3 +230,40 @@ async def test_a_sessions_snapshots_are_listed_on_the_async_connections(
     with pytest.raises(InvalidInput) as bad:
         await astore.snapshots.list(s.id, order="sideways")  # type: ignore[arg-type]
     assert bad.value.field == "order"
+
+
+async def test_a_snapshot_is_taken_and_read_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking a snapshot is one write of two statements (the session's point, the insert);
+    reading its messages one read of three (the snapshot, the live messages up to its
+    seq, the rows it kept), the sync API's answers, no worker thread."""
+    s = store.sessions.create()
+    store.sessions.update(s.id, state={"step": 1})
+    first = store.messages.append(s.id, "user", "one")
+    store.messages.append(s.id, "assistant", "two")
+    no_worker_threads(monkeypatch, "snapshots")
+    with sent_statements(store) as sent:
+        snap = await astore.snapshots.create(s.id, label="l", metadata={"k": "v"})
+    assert [v.split(None, 1)[0].upper() for v in work(sent)] == ["SELECT", "INSERT"], sent
+    assert (snap.seq, snap.state, snap.label, snap.metadata) == (2, {"step": 1}, "l", {"k": "v"})
+    assert await astore.snapshots.get(snap.id) == snap == store.snapshots.get(snap.id)
+    at_one = await astore.snapshots.create(s.id, seq=1, state={"mine": True})
+    assert (at_one.seq, at_one.state) == (1, {"mine": True})
+    store.messages.update(first.id, content="edited")
+    store.messages.append(s.id, "user", "three")
+    with sent_statements(store) as sent:
+        kept = await astore.snapshots.messages(snap.id)
+    assert len(work(sent)) == 3, work(sent)
+    assert _texts(kept) == ["one", "two"] and kept == store.snapshots.messages(snap.id)
+    assert _texts(await astore.snapshots.messages(at_one.id)) == ["one"]
+    with pytest.raises(InvalidInput) as bad:
+        await astore.snapshots.create(s.id, seq=9)
+    assert bad.value.field == "seq"
+    with pytest.raises(NotFound) as missing:
+        await astore.snapshots.create("sess_missing")
+    assert missing.value.kind == "session"
+    with pytest.raises(NotFound) as missing:
+        await astore.snapshots.messages("snap_missing")
+    assert missing.value.kind == "snapshot"
+    assert [x.id for x in store.snapshots.list(s.id).items] == [at_one.id, snap.id]

@@ -15,13 +15,14 @@ from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, Row, row_times
+from agentkeep.store._core import run_on
 from agentkeep.store._listing import Filters, like_escaped, sort_key
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
 from agentkeep.store.schema import snapshots as st
-from agentkeep.store.snapshot_content import snapshot_rows
+from agentkeep.store.snapshot_content import snapshot_steps
 
 __all__ = ["SESSION_FIELDS", "Sessions", "session_values"]
 
@@ -459,7 +460,8 @@ class Sessions(Resource):
         From a snapshot: its messages as they were when it was taken.
         """
         if snapshot_id is not None:
-            rows = snapshot_rows(conn, self.tenant_id, snapshot_id)
+            sql = self._core.message_sql
+            rows = run_on(conn, snapshot_steps(sql, self.tenant_id, snapshot_id)) or []
         else:
             rows = [
                 dict(r)

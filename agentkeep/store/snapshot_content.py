@@ -21,13 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
+from agentkeep.store._steps import Steps, Stmt
+from agentkeep.store.message_sql import MessageSQL
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import snapshot_messages as kt
 from agentkeep.store.schema import snapshots as st
 
-__all__ = ["KEEP_FOR_SNAPSHOTS", "snapshot_rows"]
+__all__ = ["KEEP_FOR_SNAPSHOTS", "snapshot_steps"]
 
 _COPIED = (
     "session_id",
@@ -89,26 +90,32 @@ def _keep_statement() -> sa.Insert:
 KEEP_FOR_SNAPSHOTS = _keep_statement()
 
 
-def snapshot_rows(conn: Connection, tenant_id: str, snapshot_id: str) -> list[dict[str, Any]]:
-    """The message rows (``messages`` columns) of a snapshot as it was taken, in seq order."""
-    snap = conn.execute(
-        sa.select(st.c.session_id, st.c.seq).where(
-            st.c.tenant_id == tenant_id, st.c.id == snapshot_id
-        )
-    ).one()
-    rows = {
-        r["seq"]: dict(r)
-        for r in conn.execute(
-            sa.select(mt).where(
-                mt.c.tenant_id == tenant_id,
-                mt.c.session_id == snap.session_id,
-                mt.c.seq <= snap.seq,
-            )
-        ).mappings()
-    }
-    for kept in conn.execute(
-        sa.select(kt).where(kt.c.tenant_id == tenant_id, kt.c.snapshot_id == snapshot_id)
-    ).mappings():
+_SNAPSHOT = sa.select(st.c.session_id, st.c.seq).where(
+    st.c.tenant_id == sa.bindparam("t"), st.c.id == sa.bindparam("i")
+)
+_LIVE = sa.select(mt).where(
+    mt.c.tenant_id == sa.bindparam("t"),
+    mt.c.session_id == sa.bindparam("s"),
+    mt.c.seq <= sa.bindparam("q", type_=sa.BigInteger()),
+)
+_KEPT = sa.select(kt).where(
+    kt.c.tenant_id == sa.bindparam("t"), kt.c.snapshot_id == sa.bindparam("i")
+)
+
+
+def snapshot_steps(
+    sql: MessageSQL, tenant_id: str, snapshot_id: str
+) -> Steps[list[dict[str, Any]] | None]:
+    """The message rows (``messages`` columns, by name) of a snapshot as it was taken, in
+    seq order; None if there is no such snapshot. Three statements, compiled once."""
+    found = yield Stmt(sql.compiled(_SNAPSHOT), {"t": tenant_id, "i": snapshot_id})
+    if not found:
+        return None
+    session_id, at_seq = found[0]
+    live = yield Stmt(sql.compiled(_LIVE), {"t": tenant_id, "s": session_id, "q": at_seq})
+    rows = {r["seq"]: r for r in (sql.named_row(mt, values) for values in live)}
+    for values in (yield Stmt(sql.compiled(_KEPT), {"t": tenant_id, "i": snapshot_id})):
+        kept = sql.named_row(kt, values)
         row = {name: kept[name] for name in _COPIED}
         row.update(
             tenant_id=tenant_id,

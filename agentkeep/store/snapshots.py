@@ -22,14 +22,19 @@ from agentkeep.models.common import Order, check_metadata, utcnow_micros
 from agentkeep.store._base import Resource, row_times
 from agentkeep.store._listing import Filters
 from agentkeep.store._run_checks import check_ref
-from agentkeep.store._steps import Op, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import check_object, opt_text, require_str
 from agentkeep.store.messages import to_message
 from agentkeep.store.schema import sessions as st
 from agentkeep.store.schema import snapshots as t
-from agentkeep.store.snapshot_content import snapshot_rows
+from agentkeep.store.snapshot_content import snapshot_steps
 
 __all__ = ["Snapshots"]
+
+
+_POINT = sa.select(st.c.last_seq, st.c.state).where(
+    st.c.tenant_id == sa.bindparam("t"), st.c.id == sa.bindparam("s")
+)
 
 
 def to_snapshot(row: Mapping[str, Any]) -> Snapshot:
@@ -41,6 +46,7 @@ class Snapshots(Resource):
 
     kind = "snapshot"
 
+    @op
     def create(
         self,
         session_id: str,
@@ -50,11 +56,12 @@ class Snapshots(Resource):
         seq: int | None = None,
         metadata: dict[str, str] | None = None,
         id: str | None = None,
-    ) -> Snapshot:
+    ) -> Op[Snapshot]:
         """Save a point of a session: ``seq`` (default: its last message) and a state.
 
         ``state`` defaults to the session's current state; ``seq`` may not be
-        past the session's ``last_seq``.
+        past the session's ``last_seq``. One write: the session's point read, then the
+        snapshot inserted.
         """
         if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
             raise InvalidInput("must be a non-negative integer", field="seq")
@@ -71,41 +78,50 @@ class Snapshots(Resource):
                 json.dumps(values["state"])
             except (TypeError, ValueError) as exc:
                 raise InvalidInput(f"must be JSON-serializable ({exc})", field="state") from exc
-        with self._core.write("creating a snapshot") as conn:
-            session = conn.execute(
-                sa.select(st.c.last_seq, st.c.state).where(
-                    st.c.tenant_id == self.tenant_id, st.c.id == session_id
-                )
-            ).first()
-            if session is None:
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[dict[str, Any]]:
+            found = yield Stmt(sql.compiled(_POINT), {"t": tenant, "s": session_id})
+            if not found:
                 raise NotFound("session", session_id)
-            if seq is None:
-                seq = int(session.last_seq)
-            elif seq > session.last_seq:
+            last_seq, current = found[0]
+            at = int(last_seq) if seq is None else seq
+            if at > last_seq:
                 raise InvalidInput(
-                    f"session {session_id!r} has no message at seq {seq} (last is {session.last_seq})",
+                    f"session {session_id!r} has no message at seq {at} (last is {last_seq})",
                     field="seq",
                 )
-            values["seq"] = seq
-            values.setdefault("state", dict(session.state))
-            values["created_at"] = utcnow_micros()
-            conn.execute(sa.insert(t).values(values))
-        return to_snapshot(values)
+            row = {**values, "seq": at, "created_at": utcnow_micros()}
+            row.setdefault("state", dict(sql.load_any(current)))
+            # (no lock held between the two: on PostgreSQL's autocommit connections each
+            # commits alone, as the read and insert of a transaction at READ COMMITTED would)
+            yield Stmt(sql.insert_row(t), sql.insert_params(t, row), COUNT)
+            return row
+
+        created = yield Write("creating a snapshot", steps)
+        return to_snapshot(created)
 
     @op
     def get(self, snapshot_id: str) -> Op[Snapshot]:
         """A snapshot by id; one statement, compiled once per dialect."""
         return to_snapshot((yield from self._read_row(t, snapshot_id, "reading a snapshot")))
 
-    def messages(self, snapshot_id: str) -> builtins.list[Message]:
+    @op
+    def messages(self, snapshot_id: str) -> Op[builtins.list[Message]]:
         """The snapshot's messages as they were when it was taken, in seq order.
 
         Messages edited or deleted since come back as they were; messages
-        appended since are not there.
+        appended since are not there. One read of three statements.
         """
-        with self._core.read() as conn:
-            self._get_row(conn, t, snapshot_id)
-            return [to_message(r) for r in snapshot_rows(conn, self.tenant_id, snapshot_id)]
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[builtins.list[dict[str, Any]] | None]:
+            return snapshot_steps(sql, tenant, snapshot_id)
+
+        rows = yield Read("reading a snapshot's messages", steps)
+        if rows is None:
+            raise NotFound("snapshot", snapshot_id)
+        return [to_message(r) for r in rows]
 
     @op
     def list(
