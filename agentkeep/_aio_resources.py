@@ -594,9 +594,7 @@ class AsyncRuns:
         self, *, statuses: Sequence[str] = ("queued",), all_tenants: bool = False
     ) -> bool:
         """Whether a run of this tenant (``all_tenants``: of any) waits in ``statuses`` to be"""
-        return await asyncio.to_thread(
-            self.sync.claimable, statuses=statuses, all_tenants=all_tenants
-        )
+        return await arun_op(self.sync.claimable, statuses=statuses, all_tenants=all_tenants)
 
     async def create(
         self,
@@ -1804,8 +1802,8 @@ class AsyncRateLimits:
         return await arun_op(self.sync.hit, key, limit=limit, window_ms=window_ms, now=now)
 
     async def reset(self, key: str) -> None:
-        """Forget ``key``'s count (its next request starts a new window)."""
-        return await asyncio.to_thread(self.sync.reset, key)
+        """Forget ``key``'s count (its next request starts a new window). One statement."""
+        return await arun_op(self.sync.reset, key)
 
 
 class AsyncHistory:

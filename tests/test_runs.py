@@ -785,6 +785,24 @@ def test_claimable_says_whether_a_run_waits_to_be_claimed(own_db: Store) -> None
     assert bad.value.field == "statuses"
 
 
+async def test_claimable_is_one_read_on_the_async_connections(
+    own_db: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll of a worker built on the async API: one statement, no worker thread."""
+    mine = own_db.tenant("t_aclaimable")
+    amine = AsyncStore(mine)
+    no_worker_threads(monkeypatch, "runs.claimable")
+    assert not await amine.runs.claimable()
+    queued = mine.runs.create("asst_x")
+    with sent_statements(own_db) as sent:
+        assert await amine.runs.claimable()
+    assert len(work(sent)) == 1, work(sent)
+    assert await amine.tenant("t_other").runs.claimable(all_tenants=True)
+    assert not await amine.tenant("t_other").runs.claimable()
+    mine.runs.claim_many("w", 5, all_tenants=True)
+    assert not await amine.runs.claimable() and queued.status == "queued"
+
+
 def test_an_idle_workers_poll_does_not_wait_for_another_processes_write_lock(
     tmp_path: Path,
 ) -> None:

@@ -20,7 +20,7 @@ from agentkeep.errors import InvalidInput
 from agentkeep.models import RateLimitHit
 from agentkeep.models.common import from_micros, to_micros, utcnow_micros
 from agentkeep.store._base import Resource
-from agentkeep.store._steps import Op, Steps, Stmt, Write, op
+from agentkeep.store._steps import COUNT, Op, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import require_str
 from agentkeep.store.message_sql import MessageSQL, b, const
 from agentkeep.store.schema import rate_limits as t
@@ -28,6 +28,7 @@ from agentkeep.store.schema import rate_limits as t
 __all__ = ["RateLimits"]
 
 _MAX_WINDOW_MS = 86_400_000 * 366
+_RESET = sa.delete(t).where(t.c.tenant_id == sa.bindparam("t"), t.c.key == sa.bindparam("k"))
 
 
 def _positive_int(value: object, field: str, maximum: int) -> int:
@@ -110,8 +111,11 @@ class RateLimits(Resource):
             now=moment,
         )
 
-    def reset(self, key: str) -> None:
-        """Forget ``key``'s count (its next request starts a new window)."""
+    @op
+    def reset(self, key: str) -> Op[None]:
+        """Forget ``key``'s count (its next request starts a new window). One statement."""
         name = require_str(key, "key", max_len=128)
-        with self._core.write("resetting a rate limit") as conn:
-            conn.execute(sa.delete(t).where(t.c.tenant_id == self.tenant_id, t.c.key == name))
+        stmt = Stmt(
+            self._core.message_sql.compiled(_RESET), {"t": self.tenant_id, "k": name}, COUNT
+        )
+        yield Write("resetting a rate limit", single(stmt))

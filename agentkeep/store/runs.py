@@ -39,7 +39,7 @@ from agentkeep.store._run_checks import (
     check_ref,
     check_text,
 )
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import UNSET, check_object, check_tools, require_str
 from agentkeep.store.message_sql import const
 from agentkeep.store.schema import agents as at
@@ -591,9 +591,10 @@ class Runs(Resource):
             raise InvalidInput("must be a boolean", field="all_tenants")
         return self._claim(worker_id, statuses, None if all_tenants else self.tenant_id, limit)
 
+    @op
     def claimable(
         self, *, statuses: Sequence[str] = ("queued",), all_tenants: bool = False
-    ) -> bool:
+    ) -> Op[bool]:
         """Whether a run of this tenant (``all_tenants``: of any) waits in ``statuses`` to be
         claimed. A read: a worker that asks before it opens the transaction of its claims
         takes no write lock while the queue is empty."""
@@ -601,7 +602,11 @@ class Runs(Resource):
         if not isinstance(all_tenants, bool):
             raise InvalidInput("must be a boolean", field="all_tenants")
         stmt, params = self._pick(wanted, None if all_tenants else self.tenant_id, 1, locked=False)
-        return self._first_compiled("looking for a run to claim", stmt, params) is not None
+        found = yield Read(
+            "looking for a run to claim",
+            single(Stmt(self._core.message_sql.compiled(stmt), params)),
+        )
+        return bool(found)
 
     def fail_interrupted(
         self,
@@ -710,7 +715,7 @@ class Runs(Resource):
         """The statement and parameters that read (tenant, id) of the oldest ``limit`` runs
         in ``statuses`` (of ``tenant_id``; None: of any tenant); ``locked``: skipping and
         locking rows other claims hold. The statement every worker's poll sends: built
-        once per shape, to be run compiled once (``_run_compiled``, ``_first_compiled``)."""
+        once per shape, to be run compiled once (``_run_compiled``; ``claimable``'s read)."""
         params: dict[str, Any] = {"p_limit": limit}
         if tenant_id is not None:
             params["p_tenant"] = tenant_id
