@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from _statements import sent_statements, work
 from _threads import no_worker_threads
 
+import agentkeep
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.models import Event
 from agentkeep.store.dialects import Listener
@@ -691,3 +693,30 @@ async def test_concurrent_async_appends_get_unique_gapless_bookmarks(
     assert [e.bookmark for e in events] == list(range(1, 322))
     for tag in range(32):
         assert [e.data["i"] for e in events if e.data.get("t") == tag] == list(range(10))
+
+
+def test_a_failed_atomic_write_rolls_its_connection_back_and_keeps_it(postgres_url: str) -> None:
+    """On PostgreSQL's autocommit connections a bracketed write that fails midway (a
+    session found missing after the event lock was taken) is rolled back on the
+    connection, which is kept: the next statement runs on the same server process,
+    outside any transaction. (SQLite's writes are transactions of the driver's own.)"""
+    root = agentkeep.connect(postgres_url)
+    store = root.tenant(f"t_{uuid.uuid4().hex[:12]}")
+    run = store.runs.create("asst_x")
+
+    def backend_pid() -> tuple[int, str]:
+        return store._core.run_read(
+            "pid",
+            lambda cur: cur.execute(
+                "SELECT pg_backend_pid(), "
+                "(SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid())"
+            ).fetchone(),
+        )
+
+    before = backend_pid()
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            store.events.append("custom", run_id=run.id, session_id="sess_missing")
+        assert backend_pid() == before
+    assert store.events.append("custom", run_id=run.id).bookmark == 1
+    root.close()

@@ -63,7 +63,9 @@ class Write(NamedTuple):
 
     Several statements commit together on SQLite (its writes are one
     transaction) and inside ``store.transaction()``; PostgreSQL's own
-    connections are in autocommit, where a write is one statement.
+    connections are in autocommit, where each statement commits alone unless
+    the write is ``atomic`` (then ``BEGIN`` ... ``COMMIT`` around them: two
+    round trips more, so a write that can be one statement is written as one).
     """
 
     what: str

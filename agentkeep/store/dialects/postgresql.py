@@ -53,6 +53,8 @@ __all__ = ["PostgresDialect"]
 T = TypeVar("T")
 Cursor = psycopg.Cursor[Any]
 _IDLE = pq.TransactionStatus.IDLE
+#: Inside a transaction, between statements (a failed bracketed write leaves it so).
+_IN_TRANSACTION = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 _OK = pq.ConnStatus.OK
 _TEXT_ARRAY = ARRAY(sa.Text)
 ERASURE_LOCK_TIMEOUT_S = 30  # how long an erasure's VACUUM FULL waits for each table's lock
@@ -344,7 +346,7 @@ class _PgConn:
     def roll_back(self) -> None:
         """End the transaction a failed bracketed write (``_steps.bracketed``) left open,
         so the connection can be kept; one that cannot is closed by its holder."""
-        if self.pgconn.status == _OK and self.pgconn.transaction_status != _IDLE:
+        if self.pgconn.status == _OK and self.pgconn.transaction_status in _IN_TRANSACTION:
             with contextlib.suppress(psycopg.Error):
                 self.cur.execute("ROLLBACK")
 

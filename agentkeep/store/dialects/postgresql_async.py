@@ -36,6 +36,8 @@ from agentkeep.store._steps import Steps, arun_steps
 __all__ = ["PostgresAsyncConnections"]
 
 _IDLE = pq.TransactionStatus.IDLE
+#: Inside a transaction, between statements (a failed bracketed write leaves it so).
+_IN_TRANSACTION = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 _OK = pq.ConnStatus.OK
 
 
@@ -137,7 +139,7 @@ class _Kept:
     async def roll_back(self) -> None:
         """End the transaction a failed bracketed write (``_steps.bracketed``) left open,
         so the connection can be kept; one that cannot is closed."""
-        if self.pgconn.status == _OK and self.pgconn.transaction_status != _IDLE:
+        if self.pgconn.status == _OK and self.pgconn.transaction_status in _IN_TRANSACTION:
             with contextlib.suppress(psycopg.Error):
                 await self.cur.execute("ROLLBACK")
 
