@@ -19,17 +19,23 @@ WAIT_S = 60.0
 """The longest a test waits for another thread to get somewhere before it fails."""
 
 
+def server_sessions(store: Store, condition: str) -> int:
+    """How many sessions of ``store``'s PostgreSQL database meet ``condition`` (SQL over
+    ``pg_stat_activity``): waiting for a lock, left idle in a transaction."""
+    with store._core.engine.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                f"WHERE datname = current_database() AND {condition}"
+            )
+        ).scalar()
+    return int(found or 0)
+
+
 def waits_for_a_lock(store: Store, thread: threading.Thread) -> bool:
     """Whether ``thread`` is stopped on the store's write lock (or PostgreSQL's row lock)."""
     if store.url.startswith("postgresql"):
-        with store._core.engine.connect() as conn:
-            waiting = conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-            ).scalar()
-        return bool(waiting)
+        return bool(server_sessions(store, "wait_event_type = 'Lock'"))
     frame = sys._current_frames().get(thread.ident or -1)
     # SQLite: one writer per process; a waiting writer's innermost Python frame is the
     # ``with`` that acquires the write lock (the acquire itself is C).

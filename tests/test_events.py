@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _statements import sent_statements, work
-from _threads import no_worker_threads
+from _threads import no_worker_threads, server_sessions
 
 import agentkeep
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
@@ -657,14 +657,7 @@ async def test_a_failed_async_append_writes_nothing_and_holds_no_lock(
         with pytest.raises(InvalidInput):
             await astore.events.append("not a type")
     if backend == "postgres":
-        with store._core.engine.connect() as conn:
-            stuck = conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state LIKE 'idle in transaction%'"
-                )
-            ).scalar()
-        assert stuck == 0
+        assert server_sessions(store, "state LIKE 'idle in transaction%'") == 0
     done = threading.Event()
     other = threading.Thread(
         target=lambda: (store.events.append("y", run_id=run.id), done.set()), daemon=True

@@ -38,6 +38,18 @@ def _window(ident: str, at: datetime, text: str = "hello") -> HistoryWindow:
     )
 
 
+def _compression(ident: str, recovered_files: list[str] | None = None) -> CompressionRecord:
+    return CompressionRecord(
+        id=ident,
+        window_id="w1",
+        config=CompressionConfig(model="gpt-4o-mini", prompt="Summarize", threshold=0.8),
+        summary="They talked.",
+        ratio=0.25,
+        recovered_files=recovered_files or [],
+        timestamp=T0,
+    )
+
+
 @pytest.fixture
 def session_id(store: Store) -> str:
     return store.sessions.create(user_id="ada").id
@@ -69,15 +81,7 @@ def test_history_windows_round_trip_in_time_order(store: Store, session_id: str)
 
 
 def test_compressions_and_recovered_files(store: Store, session_id: str) -> None:
-    record = CompressionRecord(
-        id="c1",
-        window_id="w1",
-        config=CompressionConfig(model="gpt-4o-mini", prompt="Summarize", threshold=0.8),
-        summary="They talked.",
-        ratio=0.25,
-        recovered_files=["src/app.py"],
-        timestamp=T0,
-    )
+    record = _compression("c1", ["src/app.py"])
     assert store.history.save_compression(session_id, record) == record
     assert store.history.compressions(session_id) == [record]
     file = RecoveredFile(path="src/app.py", content="print('hi')\n", mtime=T0, timestamp=T0)
@@ -282,15 +286,7 @@ async def test_each_record_call_is_one_statement_on_the_async_connections(
         windows = await astore.history.windows(session_id)
     assert len(work(sent)) == 2, work(sent)
     assert [(w.id, w.messages[0]["content"][0]["text"]) for w in windows] == [("w1", "again")]
-    compression = CompressionRecord(
-        id="c1",
-        window_id="w1",
-        config=CompressionConfig(model="m", prompt="Summarize", threshold=0.8),
-        summary="s",
-        ratio=0.5,
-        recovered_files=[],
-        timestamp=T0,
-    )
+    compression = _compression("c1")
     await astore.history.save_compression(session_id, compression)
     assert [c.id for c in await astore.history.compressions(session_id)] == ["c1"]
     file = RecoveredFile(path="/a.py", content="x", mtime=T0, timestamp=T0)

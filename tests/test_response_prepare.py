@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _response_items import message_item as _msg
 from _statements import sent_statements, work
 from _threads import no_worker_threads
 
@@ -18,15 +19,6 @@ from agentkeep.runner.responses import (
     prepare_stored,
 )
 from agentkeep.wire.responses import CreateResponse
-
-
-def _msg(ident: str, text: str, role: str = "user") -> dict[str, Any]:
-    return {
-        "id": ident,
-        "type": "message",
-        "role": role,
-        "content": [{"type": "input_text", "text": text}],
-    }
 
 
 def _chat_texts(chat: dict[str, Any]) -> list[str]:

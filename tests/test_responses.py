@@ -10,20 +10,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from _paging import check_every_page
+from _response_items import message_item as _msg
 from _statements import engine_calls, sent_statements, work
 from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.store.schema import response_events, response_items, responses
-
-
-def _msg(ident: str, text: str, role: str = "user") -> dict[str, Any]:
-    return {
-        "id": ident,
-        "type": "message",
-        "role": role,
-        "content": [{"type": "input_text", "text": text}],
-    }
 
 
 def _turn(store: Store, n: int, previous: str | None = None, **kwargs: Any) -> str:

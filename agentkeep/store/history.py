@@ -25,6 +25,7 @@ from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import CompressionRecord, HistoryWindow, RecoveredFile
 from agentkeep.models.common import to_micros, utcnow_micros
 from agentkeep.store._base import Resource
+from agentkeep.store._core import Core
 from agentkeep.store._records import as_model, json_size, utc
 from agentkeep.store._run_checks import check_ref
 from agentkeep.store._steps import COUNT, Op, Read, Write, op, single
@@ -72,6 +73,22 @@ def session_upsert(
         set_={n: insert.excluded[n] for n in names if n not in same},
     ).returning(sa.literal_column("1"))
     return upsert
+
+
+def upsert_in_session(
+    core: Core, table: sa.Table, keys: Sequence[str], row: dict[str, Any], what: str
+) -> Op[None]:
+    """Write ``row`` of a session's ``table`` by :func:`session_upsert` (compiled once per
+    table; the row with the same ``keys`` replaced but for when it was first stored):
+    ``NotFound`` if the session is not there."""
+    sql, insert = core.message_sql, core.dialect.insert
+    shape = sql.shaped(
+        ("session_upsert", table.name),
+        lambda: session_upsert(sql, insert, table, keys, kept=("created_at",)),
+    )
+    saved = yield Write(what, single(shape.stmt(row)))
+    if not saved:
+        raise NotFound("session", row["session_id"])
 
 
 class History(Resource):
@@ -156,14 +173,7 @@ class History(Resource):
             "created_at": now,
             "updated_at": now,
         }
-        sql, insert = self._core.message_sql, self._core.dialect.insert
-        shape = sql.shaped(
-            "session_records_save",
-            lambda: session_upsert(sql, insert, t, _KEYS, kept=("created_at",)),
-        )
-        saved = yield Write("saving a session record", single(shape.stmt(params)))
-        if not saved:
-            raise NotFound("session", session_id)
+        yield from upsert_in_session(self._core, t, _KEYS, params, "saving a session record")
         return model.model_validate(data, strict=False)
 
     def _load(self, model: type[M], kind: str, session_id: str) -> Op[builtins.list[M]]:

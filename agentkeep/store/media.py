@@ -25,7 +25,7 @@ from agentkeep.store._base import Resource
 from agentkeep.store._records import as_model, check_size, utc
 from agentkeep.store._run_checks import check_ref
 from agentkeep.store._steps import COUNT, MANY, Op, Read, Steps, Stmt, Write, op, single
-from agentkeep.store.history import session_upsert
+from agentkeep.store.history import upsert_in_session
 from agentkeep.store.schema import media_cache as t
 
 __all__ = ["MediaCache"]
@@ -102,14 +102,7 @@ class MediaCache(Resource):
         while the session exists."""
         check_ref(session_id, "session_id")
         row = self._row(session_id, record, "record")
-        sql, insert = self._core.message_sql, self._core.dialect.insert
-        shape = sql.shaped(
-            "media_cache_put",
-            lambda: session_upsert(sql, insert, t, _KEYS, kept=("created_at",)),
-        )
-        saved = yield Write("saving a media cache record", single(shape.stmt(row)))
-        if not saved:
-            raise NotFound("session", session_id)
+        yield from upsert_in_session(self._core, t, _KEYS, row, "saving a media cache record")
         return _to_record(row)
 
     @op
