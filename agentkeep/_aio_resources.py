@@ -288,7 +288,7 @@ class AsyncSessions:
         metadata: dict[str, str] | None = None,
     ) -> Session:
         """A new session holding the history up to ``at_seq``, or a snapshot's messages."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.fork,
             session_id,
             at_seq=at_seq,
@@ -299,7 +299,7 @@ class AsyncSessions:
 
     async def fork_many(self, forks: Sequence[Mapping[str, Any]]) -> builtins.list[Session]:
         """Fork several sessions in one transaction: all of them, or none."""
-        return await asyncio.to_thread(self.sync.fork_many, forks)
+        return await arun_op(self.sync.fork_many, forks)
 
     async def get(self, session_id: str, *, lock: bool = False) -> Session:
         """A session by id."""

@@ -296,6 +296,57 @@ async def test_fork_many_async(astore: AsyncStore) -> None:
     assert [f.message_count for f in forks] == [1, 0]
 
 
+async def test_forks_are_one_transaction_on_the_async_connections(
+    store: Store, astore: AsyncStore, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fork`` and ``fork_many`` on the event loop: one transaction (BEGIN ... COMMIT on
+    PostgreSQL's autocommit connections, the parent read FOR NO KEY UPDATE), the copies
+    whole (content blocks, metadata, extra, run and agent) under ids of their own; a
+    failing fork of many leaves nothing written."""
+    parent = store.sessions.create(title="p", metadata={"k": "v"})
+    store.sessions.update(parent.id, state={"step": 1})
+    store.messages.append(parent.id, "user", "plain")
+    store.messages.append(
+        parent.id,
+        "assistant",
+        [{"type": "text", "text": "rich"}, {"type": "image_url", "image_url": {"url": "u"}}],
+        metadata={"m": "1"},
+        extra={"e": [1, 2]},
+        agent_id="asst_x",
+    )
+    store.messages.append(parent.id, "user", "third")
+    snap = store.snapshots.create(parent.id, seq=2, state={"snap": True})
+    no_worker_threads(monkeypatch, "sessions.fork")
+    with sent_statements(store) as sent:
+        fork = await astore.sessions.fork(parent.id, at_seq=2, title="f")
+    if backend == "postgres":
+        verbs = [v for s in sent if (v := s.split(None, 1)[0].upper()) != "SET"]
+        assert (verbs[0], verbs[-1]) == ("BEGIN", "COMMIT"), sent
+        assert any("FOR NO KEY UPDATE" in s for s in sent), sent
+    assert (fork.parent_id, fork.fork_seq, fork.message_count, fork.title) == (parent.id, 2, 2, "f")
+    assert (fork.metadata, fork.state, fork.last_seq) == ({"k": "v"}, {"step": 1}, 2)
+    assert await astore.sessions.get(fork.id) == fork
+    theirs, ours = store.messages.recent(parent.id, 2 + 1)[:2], store.messages.recent(fork.id)
+    fields = ("seq", "role", "content", "metadata", "extra", "agent_id", "created_at")
+    assert [[getattr(m, f) for f in fields] for m in ours] == [
+        [getattr(m, f) for f in fields] for m in theirs
+    ]
+    assert {m.id for m in ours}.isdisjoint(m.id for m in theirs)
+    from_snap = await astore.sessions.fork(parent.id, snapshot_id=snap.id)
+    assert (from_snap.fork_seq, from_snap.state, from_snap.message_count) == (2, {"snap": True}, 2)
+    before = store.sessions.count()
+    with pytest.raises(NotFound):
+        await astore.sessions.fork_many([{"session_id": parent.id}, {"session_id": "sess_x"}])
+    with pytest.raises(InvalidInput) as bad:
+        await astore.sessions.fork_many(
+            [{"session_id": parent.id}, {"session_id": parent.id, "at_seq": 9}]
+        )
+    assert bad.value.field == "forks[1].at_seq"
+    assert store.sessions.count() == before  # nothing of the first forks written
+    both = await astore.sessions.fork_many([{"session_id": parent.id}, {"session_id": fork.id}])
+    assert [f.message_count for f in both] == [3, 2]
+
+
 async def test_a_created_session_reads_back_as_returned_sync_and_async(store: Store) -> None:
     """``sessions.create`` binds its row itself (one INSERT, on the async path too): what
     it returns is what is stored, JSON columns included; a taken id is a Conflict that

@@ -51,12 +51,6 @@ def _run_new_steps(steps: Callable[[], Steps[T]], cur: Any) -> T:
     return run_steps(cur, steps())
 
 
-def run_on(conn: Connection, steps: Steps[T]) -> T:
-    """``steps`` on the connection of a SQLAlchemy transaction (its driver cursor): an
-    operation's statements inside a write not yet written as one."""
-    return run_steps(_cursor(conn), steps)
-
-
 def _cursor(conn: Connection) -> Any:
     """A driver cursor on the connection of a SQLAlchemy transaction."""
     driver = conn.connection.driver_connection

@@ -8,20 +8,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
 from agentkeep.models import Page, Session
 from agentkeep.models.common import Order, check_metadata, utcnow_micros
-from agentkeep.store._base import Resource, Row, row_times
-from agentkeep.store._core import run_on
+from agentkeep.store._base import Resource, Row, row_by_id, row_times
 from agentkeep.store._listing import Filters, like_escaped, sort_key
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
+from agentkeep.store._steps import COUNT, MANY, Op, Read, Steps, Stmt, Write, op
 from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
-from agentkeep.store.schema import snapshots as st
+from agentkeep.store.schema import snapshots as snap_t
 from agentkeep.store.snapshot_content import snapshot_steps
 
 __all__ = ["SESSION_FIELDS", "Sessions", "session_values"]
@@ -29,6 +27,22 @@ __all__ = ["SESSION_FIELDS", "Sessions", "session_values"]
 _KIND_PREFIX = {"session": "sess", "thread": "thread", "conversation": "conv"}
 _FORK_FIELDS = frozenset(("session_id", "at_seq", "snapshot_id", "title", "metadata"))
 _MAX_FORKS = 1000
+#: A fork to make: session id, at_seq, snapshot id, title, metadata, the field prefix.
+_ForkPlan = tuple[str, int | None, str | None, Any, dict[str, str] | None, str]
+#: A snapshot's seq, state and session (``:t``, ``:i``).
+_SNAPSHOT_POINT = sa.select(snap_t.c.seq, snap_t.c.state, snap_t.c.session_id).where(
+    snap_t.c.tenant_id == sa.bindparam("t"), snap_t.c.id == sa.bindparam("i")
+)
+#: A session's messages up to seq ``:q`` (``:t``, ``:s``), in seq order.
+_UP_TO = (
+    sa.select(mt)
+    .where(
+        mt.c.tenant_id == sa.bindparam("t"),
+        mt.c.session_id == sa.bindparam("s"),
+        mt.c.seq <= sa.bindparam("q", type_=sa.BigInteger()),
+    )
+    .order_by(mt.c.seq)
+)
 
 
 def _fork_point(at_seq: Any, snapshot_id: Any, where: str) -> tuple[int | None, str | None]:
@@ -341,6 +355,7 @@ class Sessions(Resource):
         )
         return (yield from self._count_op(t, where, "counting sessions"))
 
+    @op
     def fork(
         self,
         session_id: str,
@@ -349,20 +364,22 @@ class Sessions(Resource):
         snapshot_id: str | None = None,
         title: str | None = UNSET,
         metadata: dict[str, str] | None = None,
-    ) -> Session:
+    ) -> Op[Session]:
         """A new session holding the history up to ``at_seq``, or a snapshot's messages.
 
         With neither, the whole history. The parent is not changed and later
         appends to either do not reach the other; ``parent_id`` and
         ``fork_seq`` record the lineage. A snapshot's state becomes the
         fork's state, and its messages are the snapshot's as they were when
-        it was taken, whatever was edited or deleted since.
+        it was taken, whatever was edited or deleted since. One transaction.
         """
         point = _fork_point(at_seq, snapshot_id, "")
-        with self._core.write("forking a session") as conn:
-            return to_session(self._fork(conn, session_id, *point, title, metadata, ""))
+        plan = (session_id, *point, title, metadata, "")
+        made = yield from self._forks([plan], "forking a session")
+        return made[0]
 
-    def fork_many(self, forks: Sequence[Mapping[str, Any]]) -> builtins.list[Session]:
+    @op
+    def fork_many(self, forks: Sequence[Mapping[str, Any]]) -> Op[builtins.list[Session]]:
         """Fork several sessions in one transaction: all of them, or none.
 
         Each item takes ``fork``'s arguments: ``{"session_id": ..., "at_seq":
@@ -376,7 +393,7 @@ class Sessions(Resource):
             raise InvalidInput("must be a list of forks", field="forks")
         if len(forks) > _MAX_FORKS:
             raise InvalidInput(f"at most {_MAX_FORKS} forks in one call", field="forks")
-        plans = []
+        plans: builtins.list[_ForkPlan] = []
         for i, item in enumerate(forks):
             where = f"forks[{i}]."
             if not isinstance(item, Mapping):
@@ -388,25 +405,48 @@ class Sessions(Resource):
             point = _fork_point(item.get("at_seq"), item.get("snapshot_id"), where)
             title = item.get("title", UNSET)
             plans.append((session_id, *point, title, item.get("metadata"), where))
-        with self._core.write("forking sessions") as conn:
-            made = [self._fork(conn, *plan) for plan in plans]
+        return (yield from self._forks(plans, "forking sessions"))
+
+    def _forks(self, plans: Sequence[_ForkPlan], what: str) -> Op[builtins.list[Session]]:
+        """Write every fork of ``plans`` in one transaction (``Write.atomic``)."""
+
+        def steps() -> Steps[builtins.list[dict[str, Any]]]:
+            made = []
+            for plan in plans:
+                made.append((yield from self._fork(*plan)))
+            return made
+
+        made: builtins.list[dict[str, Any]] = yield Write(what, steps, atomic=True)
         return [to_session(row) for row in made]
 
     def _fork(
         self,
-        conn: Connection,
         session_id: str,
         at_seq: int | None,
         snapshot_id: str | None,
         title: str | None,
         metadata: dict[str, str] | None,
         where: str,
-    ) -> dict[str, Any]:
-        """Write one fork of ``session_id`` in the open transaction; its row."""
-        parent = self._get_row(conn, t, session_id, for_update=True)
+    ) -> Steps[dict[str, Any]]:
+        """One fork of ``session_id`` in the open transaction: its row.
+
+        The parent is read ``FOR NO KEY UPDATE`` on PostgreSQL (its messages do not
+        change under the copy); then the snapshot's point, the messages (the
+        snapshot's as taken, else the live ones up to ``at_seq``), the fork's row and
+        the copies, with ids of their own.
+        """
+        sql, tenant = self._core.message_sql, self.tenant_id
+        parent_of = sql.compiled(row_by_id(t, self._core.dialect.skip_locked))
+        found = yield Stmt(parent_of, {"tenant_id": tenant, "id": session_id})
+        if not found:
+            raise NotFound(self.kind, session_id)
+        parent = sql.named_row(t, found[0])
         state = dict(parent["state"])
         if snapshot_id is not None:
-            at_seq, state = self._snapshot_point(conn, session_id, snapshot_id)
+            point = yield Stmt(sql.compiled(_SNAPSHOT_POINT), {"t": tenant, "i": snapshot_id})
+            if not point or point[0][2] != session_id:
+                raise NotFound("snapshot", snapshot_id)
+            at_seq, state = int(point[0][0]), dict(sql.load_any(point[0][1]))
         if at_seq is None:
             at_seq = parent["last_seq"]
         if at_seq > parent["last_seq"]:
@@ -414,6 +454,11 @@ class Sessions(Resource):
                 f"session {session_id!r} has no message at seq {at_seq} (last is {parent['last_seq']})",
                 field=where + "at_seq",
             )
+        if snapshot_id is not None:
+            rows = (yield from snapshot_steps(sql, tenant, snapshot_id)) or []
+        else:
+            live = yield Stmt(sql.compiled(_UP_TO), {"t": tenant, "s": session_id, "q": at_seq})
+            rows = [sql.named_row(mt, values) for values in live]
         now = utcnow_micros()
         child: dict[str, Any] = {
             **parent,
@@ -430,55 +475,12 @@ class Sessions(Resource):
             "created_at": now,
             "updated_at": now,
             "last_activity_at": now,
+            "message_count": len(rows),
         }
-        child["message_count"] = self._copy_messages(conn, session_id, at_seq, child, snapshot_id)
-        return child
-
-    def _snapshot_point(
-        self, conn: Connection, session_id: str, snapshot_id: str
-    ) -> tuple[int, dict[str, Any]]:
-        """The seq and state of a snapshot of ``session_id``."""
-        snap = conn.execute(
-            sa.select(st.c.seq, st.c.state, st.c.session_id).where(
-                st.c.tenant_id == self.tenant_id, st.c.id == snapshot_id
-            )
-        ).first()
-        if snap is None or snap.session_id != session_id:
-            raise NotFound("snapshot", snapshot_id)
-        return snap.seq, dict(snap.state)
-
-    def _copy_messages(
-        self,
-        conn: Connection,
-        session_id: str,
-        at_seq: int,
-        child: dict[str, Any],
-        snapshot_id: str | None = None,
-    ) -> int:
-        """Write ``child`` with copies of the parent's messages up to ``at_seq``; how many.
-
-        From a snapshot: its messages as they were when it was taken.
-        """
-        if snapshot_id is not None:
-            sql = self._core.message_sql
-            rows = run_on(conn, snapshot_steps(sql, self.tenant_id, snapshot_id)) or []
-        else:
-            rows = [
-                dict(r)
-                for r in conn.execute(
-                    sa.select(mt)
-                    .where(
-                        mt.c.tenant_id == self.tenant_id,
-                        mt.c.session_id == session_id,
-                        mt.c.seq <= at_seq,
-                    )
-                    .order_by(mt.c.seq)
-                ).mappings()
-            ]
-        conn.execute(sa.insert(t).values({**child, "message_count": len(rows)}))
+        yield Stmt(sql.insert_row(t), sql.insert_params(t, child), COUNT)
         for r in rows:
             r["id"] = new_id("msg")
             r["session_id"] = child["id"]
         if rows:
-            conn.execute(sa.insert(mt), rows)
-        return len(rows)
+            yield Stmt(sql.insert_row(mt), [sql.insert_params(mt, r) for r in rows], MANY)
+        return child
