@@ -1233,7 +1233,7 @@ class AsyncPrices:
 
     async def delete(self, model: str, *, provider: str | None = None) -> None:
         """Remove a stored price: the model falls back to the file or the maintained table."""
-        return await asyncio.to_thread(self.sync.delete, model, provider=provider)
+        return await arun_op(self.sync.delete, model, provider=provider)
 
     async def get(self, model: str, *, provider: str | None = None) -> Price:
         """The stored price of ``model`` (of ``provider``, else the any-provider one)."""
@@ -1269,7 +1269,7 @@ class AsyncPrices:
         provider: str | None = None,
     ) -> Price:
         """Set (or replace) the per-token USD prices of ``model`` (of ``provider``, else any)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.set,
             model,
             input=input,

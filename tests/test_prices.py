@@ -296,3 +296,41 @@ async def test_prices_are_read_on_the_async_connections(
     assert listed == store.prices.list() and [p.provider for p in listed] == [None, "acme"]
     with pytest.raises(NotFound):
         await astore.prices.get("no-such-model")
+
+
+async def test_prices_are_set_and_deleted_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``set`` is one statement (an upsert: version 1, then one more at each set, the first
+    ``created_at`` kept) and so is ``delete``, no worker thread; the calls after each are
+    priced by what it left."""
+    no_worker_threads(monkeypatch, "prices.set")
+    with sent_statements(store) as sent:
+        first = await astore.prices.set(HOUSE, input=1, output="0.5", cached_input=Decimal("0.1"))
+    assert len(work(sent)) == 1, work(sent)
+    assert (first.version, first.input, first.output, first.cached_input) == (
+        1,
+        Decimal(1),
+        Decimal("0.5"),
+        Decimal("0.1"),
+    )
+    assert first == store.prices.get(HOUSE)
+    second = await astore.prices.set(HOUSE, input=2, output=2)
+    assert (second.version, second.created_at, second.cached_input) == (2, first.created_at, None)
+    assert second.updated_at >= first.updated_at and second == store.prices.get(HOUSE)
+    other = await astore.prices.set(HOUSE, input=9, output=9, provider="acme")
+    assert other.version == 1 and store.prices.get(HOUSE).version == 2
+    usage = await astore.usage.record(provider="other", model=HOUSE, input_tokens=3)
+    assert usage.cost_usd == 6
+    with sent_statements(store) as sent:
+        await astore.prices.delete(HOUSE)
+    assert len(work(sent)) == 1, work(sent)
+    with pytest.raises(NotFound):
+        await astore.prices.delete(HOUSE)
+    assert (
+        await astore.usage.record(provider="other", model=HOUSE, input_tokens=3)
+    ).cost_usd is None
+    with pytest.raises(InvalidInput) as bad:
+        await astore.prices.set(HOUSE, input=-1, output=1)
+    assert bad.value.field == "input"
+    assert [p.provider for p in store.prices.list()] == ["acme"]

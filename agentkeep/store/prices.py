@@ -37,7 +37,7 @@ import math
 import os
 import threading
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -53,7 +53,7 @@ from agentkeep.models.common import from_micros, to_micros, utcnow_micros
 from agentkeep.store import usage_days
 from agentkeep.store._base import Resource
 from agentkeep.store._prices import price_from_table, to_nano
-from agentkeep.store._steps import Op, Read, Stmt, op, single
+from agentkeep.store._steps import COUNT, Op, Read, Stmt, Write, op, single
 from agentkeep.store._validate import require_str
 from agentkeep.store.schema import llm_usage as ut
 from agentkeep.store.schema import prices as t
@@ -302,11 +302,41 @@ _ALL = (
 )
 
 
+_DELETE = sa.delete(t).where(
+    t.c.tenant_id == sa.bindparam("tenant_id"),
+    t.c.provider == sa.bindparam("provider"),
+    t.c.model == sa.bindparam("model"),
+)
+
+
+def _set_statement(insert: Callable[[sa.Table], Any]) -> sa.ClauseElement:
+    """``Prices.set``'s upsert: version 1 for a new price, else one more, its ``created_at``
+    kept (parameters by column name, ``now`` for both times)."""
+    now = sa.bindparam("now", type_=sa.BigInteger())
+    names = ("tenant_id", "provider", "model", *_FIELDS)
+    stmt = insert(t).values(
+        **{n: sa.bindparam(n, type_=t.c[n].type) for n in names},
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    upsert: sa.ClauseElement = stmt.on_conflict_do_update(
+        index_elements=list(t.primary_key),
+        set_={
+            **{n: stmt.excluded[n] for n in _FIELDS},
+            "version": t.c.version + 1,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    ).returning(*t.c)
+    return upsert
+
+
 class Prices(Resource):
     """``store.prices``: the user's price table of this tenant (see the module docstring)."""
 
     kind = "price"
 
+    @op
     def set(
         self,
         model: str,
@@ -316,12 +346,13 @@ class Prices(Resource):
         cached_input: Decimal | float | str | None = None,
         reasoning: Decimal | float | str | None = None,
         provider: str | None = None,
-    ) -> Price:
+    ) -> Op[Price]:
         """Set (or replace) the per-token USD prices of ``model`` (of ``provider``, else any).
 
         Calls recorded from now on are priced with them; ``recompute`` reprices
         calls recorded before. A transaction of another connection that read this
         model's price already prices its calls with the price it read until it ends.
+        One statement (an upsert that raises the version and keeps ``created_at``).
         """
         model = require_str(model, "model", max_len=256)
         key = _ANY if provider is None else require_str(provider, "provider", max_len=128)
@@ -335,32 +366,13 @@ class Prices(Resource):
             )
         }
         stored = {k: (None if v is None else format(v, "f")) for k, v in values.items()}
-        now = utcnow_micros()
-        with self._core.write("setting a price") as conn:
-            self._core.forget_prices()
-            old = conn.execute(
-                sa.select(t.c.version, t.c.created_at).where(
-                    t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model
-                )
-            ).first()
-            row = {
-                "tenant_id": self.tenant_id,
-                "provider": key,
-                "model": model,
-                **stored,
-                "version": 1 if old is None else old.version + 1,
-                "created_at": now if old is None else old.created_at,
-                "updated_at": now,
-            }
-            if old is None:
-                conn.execute(sa.insert(t).values(row))
-            else:
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model)
-                    .values(row)
-                )
-        return _to_price(row)
+        self._core.forget_prices()  # (the open transaction's, if any: it changes them)
+        sql = self._core.message_sql
+        params: dict[str, Any] = {"tenant_id": self.tenant_id, "provider": key, "model": model}
+        params.update(stored, now=utcnow_micros())
+        upsert = sql.shaped("price_set", lambda: _set_statement(self._core.dialect.insert))
+        rows = yield Write("setting a price", single(upsert.stmt(params)))
+        return _to_price(sql.named_row(t, rows[0]))
 
     @op
     def get(self, model: str, *, provider: str | None = None) -> Op[Price]:
@@ -383,17 +395,15 @@ class Prices(Resource):
         rows = yield Read("listing prices", single(read))
         return [_to_price(sql.named_row(t, r)) for r in rows]
 
-    def delete(self, model: str, *, provider: str | None = None) -> None:
+    @op
+    def delete(self, model: str, *, provider: str | None = None) -> Op[None]:
         """Remove a stored price: the model falls back to the file or the maintained table."""
         key = _ANY if provider is None else provider
-        with self._core.write("deleting a price") as conn:
-            self._core.forget_prices()
-            done = conn.execute(
-                sa.delete(t).where(
-                    t.c.tenant_id == self.tenant_id, t.c.provider == key, t.c.model == model
-                )
-            )
-        if done.rowcount == 0:
+        self._core.forget_prices()
+        sql = self._core.message_sql
+        params = {"tenant_id": self.tenant_id, "provider": key, "model": model}
+        gone = yield Write("deleting a price", single(Stmt(sql.compiled(_DELETE), params, COUNT)))
+        if gone == 0:
             raise NotFound("price", model if provider is None else f"{provider}/{model}")
 
     def recompute(
