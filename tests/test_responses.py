@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from _paging import check_every_page
 from _response_items import message_item as _msg
 from _statements import engine_calls, sent_statements, work
-from _threads import no_worker_threads
+from _threads import WAIT_S, no_worker_threads, until_it_waits
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.store.schema import response_events, response_items, responses
@@ -557,3 +558,50 @@ async def test_a_response_is_deleted_in_one_transaction_on_the_async_connections
     with pytest.raises(InvalidInput) as bad:
         await astore.responses.delete("")
     assert bad.value.field == "response_id"
+
+
+def test_a_cancel_racing_a_batch_of_events_numbers_its_end_after_it(store: Store) -> None:
+    """A background response is cancelled while its run stores a batch of events (the row
+    held FOR KEY SHARE until that commits): the cancel waits for the batch and numbers its
+    last event after it. It took the row FOR NO KEY UPDATE, which does not wait for a
+    KEY SHARE: both wrote the same sequence number, and the cancel failed on the key."""
+    queued = store.responses.create(
+        model="m",
+        input_items=[],
+        status="queued",
+        background=True,
+        events=[{"type": "e", "sequence_number": n} for n in (0, 1)],
+    )
+    batch_in = threading.Event()
+    release = threading.Event()
+    done: list[Any] = []
+
+    def run_batch() -> None:  # the run's flush: stored, held open, then committed
+        with store.transaction():
+            store.responses.append_events(queued.id, [{"type": "delta", "sequence_number": 2}])
+            batch_in.set()
+            release.wait(WAIT_S)
+
+    def cancel() -> None:
+        try:
+            done.append(store.responses.set_status(queued.id, "cancelled", events=_ends))
+        except Exception as exc:
+            done.append(exc)
+
+    batch = threading.Thread(target=run_batch)
+    batch.start()
+    assert batch_in.wait(WAIT_S)
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    until_it_waits(store, canceller, lambda: bool(done), "the cancel")
+    release.set()
+    batch.join(WAIT_S)
+    canceller.join(WAIT_S)
+    assert len(done) == 1 and not isinstance(done[0], Exception), done
+    assert done[0].status == "cancelled"
+    assert [(e.sequence_number, e.type) for e in store.responses.events(queued.id)] == [
+        (0, "e"),
+        (1, "e"),
+        (2, "delta"),
+        (3, "end.cancelled"),
+    ]

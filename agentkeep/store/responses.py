@@ -70,6 +70,7 @@ def _notice() -> str:
 # (``MessageSQL.compiled``).
 _ROW = sa.select(*t.c).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
 _EXPIRES_AT = t.c.keys().index("expires_at")  # in a row of _ROW
+_ROW_FOR_UPDATE = _ROW.with_for_update()  # (conflicts with FOR KEY SHARE; SQLite: no clause)
 _EXPIRES = sa.select(t.c.expires_at).where(t.c.tenant_id == b("t"), t.c.id == b("r"))
 _EXPIRES_LOCKED = _EXPIRES.with_for_update()
 #: A response's events, items and row (``:t``, ``:r``), in that order.
@@ -360,8 +361,8 @@ class Responses(Resource):
         row, output = yield Read("reading a response", steps)
         return to_response(row), output
 
-    def _live_row(self, conn: Connection, response_id: str, *, lock: bool = False) -> Row:
-        row = self._get_row(conn, t, check_ref(response_id, "response_id"), for_update=lock)
+    def _live_row(self, conn: Connection, response_id: str) -> Row:
+        row = self._get_row(conn, t, check_ref(response_id, "response_id"))
         _require_live(response_id, row["expires_at"])
         return row
 
@@ -449,7 +450,13 @@ class Responses(Resource):
         """
         status = _status(status)
         with self._core.write("changing a response's status") as conn:
-            row = self._live_row(conn, response_id, lock=True)
+            # FOR UPDATE, not FOR NO KEY UPDATE: a batch of the run's events being stored
+            # holds the row FOR KEY SHARE (append_events_many), and the end event must be
+            # numbered after that batch, or the batch must see the status it ended with.
+            params = {"t": self.tenant_id, "r": check_ref(response_id, "response_id")}
+            row = conn.execute(_ROW_FOR_UPDATE, params).mappings().first()
+            _require_live(response_id, None if row is None else row["expires_at"])
+            assert row is not None
             if row["status"] in TERMINAL_RESPONSE_STATUSES:
                 return to_response(row)
             changes = {"status": status, "updated_at": utcnow_micros()}
