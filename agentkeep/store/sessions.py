@@ -20,7 +20,7 @@ from agentkeep.store._validate import UNSET, check_object, opt_text, require_str
 from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import sessions as t
 from agentkeep.store.schema import snapshots as snap_t
-from agentkeep.store.snapshot_content import snapshot_steps
+from agentkeep.store.snapshot_content import messages_up_to, snapshot_rows_at
 
 __all__ = ["SESSION_FIELDS", "Sessions", "session_values"]
 
@@ -32,16 +32,6 @@ _ForkPlan = tuple[str, int | None, str | None, Any, dict[str, str] | None, str]
 #: A snapshot's seq, state and session (``:t``, ``:i``).
 _SNAPSHOT_POINT = sa.select(snap_t.c.seq, snap_t.c.state, snap_t.c.session_id).where(
     snap_t.c.tenant_id == sa.bindparam("t"), snap_t.c.id == sa.bindparam("i")
-)
-#: A session's messages up to seq ``:q`` (``:t``, ``:s``), in seq order.
-_UP_TO = (
-    sa.select(mt)
-    .where(
-        mt.c.tenant_id == sa.bindparam("t"),
-        mt.c.session_id == sa.bindparam("s"),
-        mt.c.seq <= sa.bindparam("q", type_=sa.BigInteger()),
-    )
-    .order_by(mt.c.seq)
 )
 
 
@@ -454,11 +444,10 @@ class Sessions(Resource):
                 f"session {session_id!r} has no message at seq {at_seq} (last is {parent['last_seq']})",
                 field=where + "at_seq",
             )
-        if snapshot_id is not None:
-            rows = (yield from snapshot_steps(sql, tenant, snapshot_id)) or []
+        if snapshot_id is not None:  # (its point read above: not read again)
+            rows = yield from snapshot_rows_at(sql, tenant, snapshot_id, session_id, at_seq)
         else:
-            live = yield Stmt(sql.compiled(_UP_TO), {"t": tenant, "s": session_id, "q": at_seq})
-            rows = [sql.named_row(mt, values) for values in live]
+            rows = yield from messages_up_to(sql, tenant, session_id, at_seq)
         now = utcnow_micros()
         child: dict[str, Any] = {
             **parent,

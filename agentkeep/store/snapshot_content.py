@@ -28,7 +28,7 @@ from agentkeep.store.schema import messages as mt
 from agentkeep.store.schema import snapshot_messages as kt
 from agentkeep.store.schema import snapshots as st
 
-__all__ = ["KEEP_FOR_SNAPSHOTS", "snapshot_steps"]
+__all__ = ["KEEP_FOR_SNAPSHOTS", "messages_up_to", "snapshot_rows_at", "snapshot_steps"]
 
 _COPIED = (
     "session_id",
@@ -93,14 +93,29 @@ KEEP_FOR_SNAPSHOTS = _keep_statement()
 _SNAPSHOT = sa.select(st.c.session_id, st.c.seq).where(
     st.c.tenant_id == sa.bindparam("t"), st.c.id == sa.bindparam("i")
 )
-_LIVE = sa.select(mt).where(
-    mt.c.tenant_id == sa.bindparam("t"),
-    mt.c.session_id == sa.bindparam("s"),
-    mt.c.seq <= sa.bindparam("q", type_=sa.BigInteger()),
+#: A session's live messages up to seq ``:q`` (``:t``, ``:s``), in seq order.
+MESSAGES_UP_TO = (
+    sa.select(mt)
+    .where(
+        mt.c.tenant_id == sa.bindparam("t"),
+        mt.c.session_id == sa.bindparam("s"),
+        mt.c.seq <= sa.bindparam("q", type_=sa.BigInteger()),
+    )
+    .order_by(mt.c.seq)
 )
 _KEPT = sa.select(kt).where(
     kt.c.tenant_id == sa.bindparam("t"), kt.c.snapshot_id == sa.bindparam("i")
 )
+
+
+def messages_up_to(
+    sql: MessageSQL, tenant_id: str, session_id: str, at_seq: int
+) -> Steps[list[dict[str, Any]]]:
+    """The rows (``messages`` columns, by name) of a session's live messages up to
+    ``at_seq``, in seq order: one statement, compiled once."""
+    params = {"t": tenant_id, "s": session_id, "q": at_seq}
+    live = yield Stmt(sql.compiled(MESSAGES_UP_TO), params)
+    return [sql.named_row(mt, values) for values in live]
 
 
 def snapshot_steps(
@@ -112,8 +127,15 @@ def snapshot_steps(
     if not found:
         return None
     session_id, at_seq = found[0]
-    live = yield Stmt(sql.compiled(_LIVE), {"t": tenant_id, "s": session_id, "q": at_seq})
-    rows = {r["seq"]: r for r in (sql.named_row(mt, values) for values in live)}
+    return (yield from snapshot_rows_at(sql, tenant_id, snapshot_id, session_id, at_seq))
+
+
+def snapshot_rows_at(
+    sql: MessageSQL, tenant_id: str, snapshot_id: str, session_id: str, at_seq: int
+) -> Steps[list[dict[str, Any]]]:
+    """:func:`snapshot_steps` for a snapshot whose session and seq were read already (a
+    fork's): the live messages up to its seq, the rows it kept put in their place."""
+    rows = {r["seq"]: r for r in (yield from messages_up_to(sql, tenant_id, session_id, at_seq))}
     for values in (yield Stmt(sql.compiled(_KEPT), {"t": tenant_id, "i": snapshot_id})):
         kept = sql.named_row(kt, values)
         row = {name: kept[name] for name in _COPIED}
