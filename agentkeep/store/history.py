@@ -45,17 +45,16 @@ KINDS: dict[str, tuple[type[BaseModel], str]] = {
 """Each kind of record: its model and the field that keys it."""
 
 
-def session_upsert(
+def _session_upsert(
     sql: MessageSQL,
     dialect_insert: Callable[[sa.Table], Any],
     table: sa.Table,
     keys: Sequence[str],
-    kept: Sequence[str] = (),
 ) -> sa.ClauseElement:
     """An upsert of one row of a session's ``table`` (each column bound by its name, JSON
     ones as their text), made only while the session exists: it returns a row, else none
     (``NotFound``). One statement, so one write on PostgreSQL's autocommit connections;
-    the row with the same ``keys`` is replaced but for its ``kept`` columns."""
+    the row with the same ``keys`` is replaced but for its ``created_at``."""
     exists = sa.exists().where(
         st.c.tenant_id == sa.bindparam("tenant_id"), st.c.id == sa.bindparam("session_id")
     )
@@ -67,7 +66,7 @@ def session_upsert(
         for c in table.c
     ]
     insert = dialect_insert(table).from_select(names, sa.select(*values).where(exists))
-    same = [*keys, *kept]
+    same = [*keys, "created_at"]
     upsert: sa.ClauseElement = insert.on_conflict_do_update(
         index_elements=[table.c[k] for k in keys],
         set_={n: insert.excluded[n] for n in names if n not in same},
@@ -78,13 +77,13 @@ def session_upsert(
 def upsert_in_session(
     core: Core, table: sa.Table, keys: Sequence[str], row: dict[str, Any], what: str
 ) -> Op[None]:
-    """Write ``row`` of a session's ``table`` by :func:`session_upsert` (compiled once per
+    """Write ``row`` of a session's ``table`` by :func:`_session_upsert` (compiled once per
     table; the row with the same ``keys`` replaced but for when it was first stored):
     ``NotFound`` if the session is not there."""
     sql, insert = core.message_sql, core.dialect.insert
     shape = sql.shaped(
         ("session_upsert", table.name),
-        lambda: session_upsert(sql, insert, table, keys, kept=("created_at",)),
+        lambda: _session_upsert(sql, insert, table, keys),
     )
     saved = yield Write(what, single(shape.stmt(row)))
     if not saved:

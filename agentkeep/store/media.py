@@ -113,12 +113,11 @@ class MediaCache(Resource):
         check_ref(session_id, "session_id")
         if not isinstance(with_data, bool):
             raise InvalidInput("must be a boolean", field="with_data")
-        columns = builtins.list(t.c) if with_data else _LISTED
         sql = self._core.message_sql
         listing = _LIST_WITH_DATA if with_data else _LIST
         params = {"tenant_id": self.tenant_id, "session_id": session_id}
         rows = yield Read("reading a media cache", single(sql.built_once(listing).stmt(params)))
-        names = [c.name for c in columns]
+        names = listing.selected_columns.keys()
         return [_to_record(dict(zip(names, r, strict=True)), with_data=with_data) for r in rows]
 
     @op
@@ -131,7 +130,7 @@ class MediaCache(Resource):
         rows = yield Read("reading a media cache record", single(sql.built_once(_GET).stmt(params)))
         if not rows:
             raise NotFound("media cache record", f"{session_id}/{key}")
-        return _to_record(dict(zip(t.c.keys(), rows[0], strict=True)))
+        return _to_record(sql.named_row(t, rows[0]))
 
     @op
     def delete(self, session_id: str, key: str) -> Op[None]:
