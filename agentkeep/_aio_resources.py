@@ -1387,15 +1387,15 @@ class AsyncResponses:
 
     async def append_events(self, response_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         """Store stream events; each is the event as sent, with ``type`` and ``sequence_number``."""
-        return await asyncio.to_thread(self.sync.append_events, response_id, events)
+        return await arun_op(self.sync.append_events, response_id, events)
 
     async def append_events_many(self, events: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Store the stream events of several responses (response id -> its events) in one write."""
-        return await asyncio.to_thread(self.sync.append_events_many, events)
+        return await arun_op(self.sync.append_events_many, events)
 
     async def claim_next_any_tenant(self, worker_id: str) -> StoredResponse | None:
         """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``)."""
-        return await asyncio.to_thread(self.sync.claim_next_any_tenant, worker_id)
+        return await arun_op(self.sync.claim_next_any_tenant, worker_id)
 
     async def context(self, response_id: str) -> builtins.list[dict[str, Any]]:
         """Every item of the chain that ends with ``response_id``, oldest first."""
@@ -1423,7 +1423,7 @@ class AsyncResponses:
         worker_id: str | None = None,
     ) -> StoredResponse:
         """Store a response with its input items (and, if it already ended, its output)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.create,
             model=model,
             input_items=input_items,
@@ -1458,7 +1458,7 @@ class AsyncResponses:
         self, worker_ids: Sequence[str], message: str, *, events: EndEvents | None = None
     ) -> int:
         """Fail every tenant's in-progress responses of workers that are gone; how many."""
-        return await asyncio.to_thread(self.sync.fail_abandoned, worker_ids, message, events=events)
+        return await arun_op(self.sync.fail_abandoned, worker_ids, message, events=events)
 
     async def find_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (those of live responses; unknown ids are left out)."""
@@ -1478,7 +1478,7 @@ class AsyncResponses:
         end_events: EndEvents | None = None,
     ) -> StoredResponse | None:
         """End a queued or in-progress response with its output items."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.finish,
             response_id,
             status=status,
@@ -1524,7 +1524,7 @@ class AsyncResponses:
 
     async def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
         """Delete the responses past ``expires_at`` (this tenant's, or every tenant's); how many."""
-        return await asyncio.to_thread(self.sync.purge_expired, all_tenants=all_tenants, now=now)
+        return await arun_op(self.sync.purge_expired, all_tenants=all_tenants, now=now)
 
     async def retrieve(
         self, response_id: str
@@ -1536,7 +1536,7 @@ class AsyncResponses:
         self, response_id: str, status: str, *, events: EndEvents | None = None
     ) -> StoredResponse:
         """Move an open (queued or in-progress) response to ``status``; an ended one is returned unchanged."""
-        return await asyncio.to_thread(self.sync.set_status, response_id, status, events=events)
+        return await arun_op(self.sync.set_status, response_id, status, events=events)
 
 
 class AsyncStats:

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from _paging import check_every_page
 from _response_items import message_item as _msg
-from _statements import engine_calls, sent_statements, work
+from _statements import sent_statements, work
 from _threads import WAIT_S, no_worker_threads, until_it_waits
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
@@ -60,15 +60,16 @@ def test_create_get_items_and_delete(store: Store) -> None:
 
 
 def test_a_response_ended_at_once_stores_its_input_and_output_in_one_insert(
-    store: Store,
+    store: Store, backend: str
 ) -> None:
     """A non-streamed answer is stored ended (the settle's ``_store_new``): its input and
-    output items are one statement, numbered in order across both. Counted as SQLAlchemy's
-    calls: SQLite runs an ``executemany`` once per row."""
-    with engine_calls(store) as statements:
+    output items are one statement (one ``executemany``: PostgreSQL's driver sends it as
+    one call, SQLite's trace shows it once per row), numbered in order across both."""
+    with sent_statements(store) as statements:
         ident = _turn(store, 1)
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO RESPONSE_ITEMS")]
-    assert len(inserts) == 1
+    inserts = [s for s in statements if s.upper().startswith("INSERT INTO RESPONSE_ITEMS")]
+    assert len({s.split(" VALUES ")[0] for s in inserts}) == 1  # (SQLite's shows the values)
+    assert len(inserts) == (1 if backend == "postgres" else 2)
     rows = store.responses.items(ident)
     assert [(i["id"], _texts([i])) for i in rows] == [("msg_in1", ["q1"]), ("msg_out1", ["a1"])]
     assert _texts(store.responses.items(ident, kind="output")) == ["a1"]
@@ -558,6 +559,128 @@ async def test_a_response_is_deleted_in_one_transaction_on_the_async_connections
     with pytest.raises(InvalidInput) as bad:
         await astore.responses.delete("")
     assert bad.value.field == "response_id"
+
+
+async def test_a_responses_writes_run_on_the_async_connections(
+    store: Store, astore: AsyncStore, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the Responses API writes, awaited with no worker thread: a response stored with
+    its first events, events of one and of several responses, its end with its last events,
+    a cancel, the sweeps of abandoned and expired responses; each one transaction, read
+    back as the sync API reads it. On PostgreSQL the notice of the events rides in a
+    statement the write sends anyway: no ``pg_notify`` round trip of its own."""
+    worker = f"w-{uuid.uuid4().hex}"
+    no_worker_threads(monkeypatch, "the responses' writes")
+    first = [{"type": "response.created", "sequence_number": 0}]
+    with sent_statements(store) as sent:
+        created = await astore.responses.create(
+            model="m", input_items=[_msg("msg_q", "q")], events=first, worker_id=worker
+        )
+    if backend == "postgres":
+        sent = [s for s in sent if not s.upper().startswith("SET ")]  # a new connection's
+        assert [s.split(None, 1)[0].upper() for s in sent] == [
+            "BEGIN",
+            "INSERT",
+            "INSERT",
+            "INSERT",
+            "COMMIT",
+        ], sent
+        assert "pg_notify" in sent[1] and not any("pg_notify" in s for s in sent[2:]), sent
+    assert store.responses.get(created.id) == created
+    other = await astore.responses.create(model="m", input_items=[], worker_id=worker)
+    await astore.responses.append_events(created.id, [{"type": "delta", "sequence_number": 1}])
+    with sent_statements(store) as sent:
+        await astore.responses.append_events_many(
+            {
+                created.id: [{"type": "delta", "sequence_number": 2}],
+                other.id: [{"type": "response.created", "sequence_number": 0}],
+            }
+        )
+    if backend == "postgres":
+        sent = [s for s in sent if not s.upper().startswith("SET ")]
+        assert [s.split(None, 1)[0].upper() for s in sent] == [
+            "BEGIN",
+            "SELECT",
+            "INSERT",
+            "COMMIT",
+        ], sent
+        assert "FOR KEY SHARE" in sent[1] and "pg_notify" in sent[1], sent
+    with pytest.raises(NotFound):  # all or nothing
+        await astore.responses.append_events_many(
+            {
+                created.id: [{"type": "delta", "sequence_number": 3}],
+                "resp_missing": [{"type": "delta", "sequence_number": 0}],
+            }
+        )
+
+    def last(ended: Any) -> list[dict[str, Any]]:
+        return [{"type": "response.completed", "sequence_number": 3, "status": ended.status}]
+
+    ended = await astore.responses.finish(
+        created.id,
+        status="completed",
+        output_items=[_msg("msg_a", "a", "assistant")],
+        usage={"input_tokens": 2},
+        cost_usd=Decimal("0.5"),
+        events=last,
+        end_events=_ends,
+    )
+    assert ended is not None and ended == store.responses.get(created.id)
+    assert ended.usage == {"input_tokens": 2} and ended.cost_usd == Decimal("0.5")
+    assert ended.error is None and ended.completed_at is not None
+    assert _texts(store.responses.items(created.id)) == ["q", "a"]
+    events = store.responses.events(created.id)
+    assert [(e.sequence_number, e.type) for e in events] == [
+        (0, "response.created"),
+        (1, "delta"),
+        (2, "delta"),
+        (3, "response.completed"),
+        (4, "end.completed"),
+    ]
+    assert events[3].data["status"] == "completed" and events[4].data["output"] == ["msg_a"]
+    assert await astore.responses.finish(created.id, status="failed") is None  # ended already
+    assert (await astore.responses.set_status(created.id, "cancelled")).status == "completed"
+    cancelled = await astore.responses.set_status(other.id, "cancelled", events=_ends)
+    assert cancelled.status == "cancelled" == store.responses.get(other.id).status
+    assert [e.type for e in store.responses.events(other.id)] == [
+        "response.created",
+        "end.cancelled",
+    ]
+    abandoned = await astore.responses.create(model="m", input_items=[], worker_id=worker)
+    assert await astore.responses.fail_abandoned([worker], "gone", events=_ends) == 1
+    failed = store.responses.get(abandoned.id)
+    assert failed.status == "failed" and failed.error == {"code": "server_error", "message": "gone"}
+    assert [e.data["error"] for e in store.responses.events(abandoned.id)] == [failed.error]
+    assert await astore.responses.fail_abandoned([worker], "gone") == 0
+    with pytest.raises(NotFound):
+        await astore.responses.finish("resp_missing", status="completed")
+    later = datetime.now(UTC) + timedelta(days=31)
+    assert await astore.responses.purge_expired(now=later) == 3
+    for gone in (created, other, abandoned):
+        with pytest.raises(NotFound):
+            store.responses.get(gone.id)
+    with store._core.engine.connect() as conn:
+        for table in (responses, response_items, response_events):
+            column = table.c.id if table is responses else table.c.response_id
+            ids = [created.id, other.id, abandoned.id]
+            assert conn.execute(sa.select(sa.func.count()).where(column.in_(ids))).scalar() == 0
+    assert await astore.responses.purge_expired(now=later) == 0
+
+
+async def test_a_queued_response_is_claimed_on_the_async_connections(
+    own_db: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background worker's claim, awaited with no worker thread: the oldest queued
+    response of any tenant, then none."""
+    store = own_db.tenant(f"t_{uuid.uuid4().hex[:8]}")
+    astore = AsyncStore(store)
+    queued = store.responses.create(model="m", input_items=[], status="queued", background=True)
+    no_worker_threads(monkeypatch, "responses.claim_next_any_tenant")
+    claimed = await AsyncStore(own_db.tenant("other")).responses.claim_next_any_tenant("w1")
+    assert claimed is not None and claimed.id == queued.id and claimed.tenant_id == store.tenant_id
+    assert claimed.status == "in_progress" and claimed.worker_id == "w1"
+    assert claimed == store.responses.get(queued.id)
+    assert await astore.responses.claim_next_any_tenant("w2") is None
 
 
 def test_a_cancel_racing_a_batch_of_events_numbers_its_end_after_it(store: Store) -> None:

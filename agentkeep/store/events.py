@@ -284,7 +284,7 @@ def _serialize_statement(
 
 
 @functools.cache
-def _notify_statement(
+def notify_statement(
     notifying_of: Callable[..., sa.ColumnElement[Any] | None],
 ) -> sa.Select[Any] | None:
     """``Dialect.notify`` as a statement (parameters ``n_channel``, ``n_payload``); None
@@ -462,7 +462,7 @@ class Events(Resource):
         else:
             last = int(found[0][0])
         if not notifies:
-            notify = _notify_statement(dialect.notifying)
+            notify = notify_statement(dialect.notifying)
             if notify is not None:
                 yield Stmt(
                     sql.compiled(notify), {"n_channel": channel, "n_payload": f"{last}{tail}"}

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.ids import new_id
@@ -31,13 +30,13 @@ from agentkeep.models.responses import (
     ResponseEvent,
     StoredResponse,
 )
-from agentkeep.store._base import Resource, Row, check_page, keys_in, page_of, row_times
+from agentkeep.store._base import Resource, Row, check_page, page_of, row_times
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._run_checks import check_choice, check_ref, check_text
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op
+from agentkeep.store._steps import COUNT, MANY, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import check_object, require_str
-from agentkeep.store.events import Notice, events_channel
-from agentkeep.store.message_sql import MessageSQL, b, const
+from agentkeep.store.events import Notice, events_channel, notify_statement
+from agentkeep.store.message_sql import MessageSQL, Shaped, b, const, dump_json
 from agentkeep.store.schema import response_events as et
 from agentkeep.store.schema import response_items as it
 from agentkeep.store.schema import responses as t
@@ -46,6 +45,7 @@ __all__ = ["DEFAULT_TTL_SECONDS", "EndEvents", "Responses"]
 
 DEFAULT_TTL_SECONDS = 30 * 24 * 3600.0
 _OPEN = ("queued", "in_progress")
+T = TypeVar("T")
 
 EndEvents = Callable[
     [StoredResponse, builtins.list[dict[str, Any]], int], Sequence[Mapping[str, Any]]
@@ -92,6 +92,120 @@ _OUTPUT = (
 )
 
 
+_COLUMNS = len(t.c)
+_LAST_EVENT = sa.select(sa.func.max(et.c.sequence_number)).where(
+    et.c.tenant_id == b("t"), et.c.response_id == b("r")
+)
+#: A response's status changed (``:t``, ``:r``; ``:v_status``, ``:v_now``).
+_SET_STATUS = (
+    sa.update(t)
+    .where(t.c.tenant_id == b("t"), t.c.id == b("r"))
+    .values(status=b("v_status"), updated_at=b("v_now", type_=sa.BigInteger))
+)
+#: A queued response taken by a worker (``:t``, ``:r``; ``:v_worker``, ``:v_now``): its row.
+_CLAIM = (
+    sa.update(t)
+    .where(t.c.tenant_id == b("t"), t.c.id == b("r"))
+    .values(
+        status=const("in_progress"),
+        worker_id=b("v_worker"),
+        updated_at=b("v_now", type_=sa.BigInteger),
+    )
+    .returning(*t.c)
+)
+#: A JSON column's parameter, bound as its JSON text (``MessageSQL.json_param``).
+JsonParam = Callable[[str], sa.ColumnElement[Any]]
+
+
+def _fail_statement(json: JsonParam) -> sa.Update:
+    """A response failed by a sweep (``:t``, ``:r``; ``:v_error`` its JSON, ``:v_now``)."""
+    return (
+        sa.update(t)
+        .where(t.c.tenant_id == b("t"), t.c.id == b("r"))
+        .values(
+            status=const("failed"),
+            error=json("v_error"),
+            updated_at=b("v_now", type_=sa.BigInteger),
+        )
+    )
+
+
+def _finish_statement(json: JsonParam, notice: sa.ColumnElement[Any] | None) -> sa.Update:
+    """The end of an open, live response (``:t``, ``:r``, at ``:v_now``; its new values
+    ``:v_*``, JSON ones as their text): its row, where its output items start (after the
+    items it has), and ``notice`` when given (sent at commit)."""
+    items_so_far = (
+        sa.select(sa.func.count())
+        .where(it.c.tenant_id == b("t"), it.c.response_id == b("r"))
+        .scalar_subquery()
+    )
+    now = b("v_now", type_=sa.BigInteger)
+    returned = [*t.c, items_so_far.label("_items")]
+    return (
+        sa.update(t)
+        .where(
+            t.c.tenant_id == b("t"),
+            t.c.id == b("r"),
+            t.c.status.in_([const(s) for s in _OPEN]),
+            t.c.expires_at > now,
+        )
+        .values(
+            status=b("v_status"),
+            usage=json("v_usage"),
+            error=json("v_error"),
+            incomplete_details=json("v_incomplete"),
+            cost_nano_usd=b("v_cost", type_=sa.BigInteger),
+            updated_at=now,
+            completed_at=b("v_completed", type_=sa.BigInteger),
+        )
+        .returning(*returned, *([] if notice is None else [notice]))
+    )
+
+
+def _parents_statement(size: int, notice: sa.ColumnElement[Any] | None) -> sa.Select[Any]:
+    """The id and status of ``size`` responses ``:i0`` ... (``:t``), taken ``FOR KEY SHARE``
+    (PostgreSQL: a delete waits for the events written after this, and an end, which locks
+    ``FOR UPDATE``, too); ``notice`` when given."""
+    ids = [sa.bindparam(f"i{n}", type_=sa.String()) for n in range(size)]
+    stmt = sa.select(t.c.id, t.c.status).where(t.c.tenant_id == b("t"), t.c.id.in_(ids))
+    if notice is not None:
+        stmt = stmt.add_columns(notice)
+    return stmt.with_for_update(read=True, key_share=True)
+
+
+def _abandoned_statement(size: int) -> sa.Select[Any]:
+    """Every tenant's in-progress responses of ``size`` workers ``:w0`` ..., locked (exactly
+    the rows read are failed)."""
+    workers = [sa.bindparam(f"w{n}", type_=sa.String()) for n in range(size)]
+    return (
+        sa.select(*t.c)
+        .where(t.c.status == const("in_progress"), t.c.worker_id.in_(workers))
+        .with_for_update()
+    )
+
+
+def _expired_statement(all_tenants: bool, first: bool) -> sa.Select[Any]:
+    """The responses past ``:cut`` (of tenant ``:t`` unless ``all_tenants``): the first
+    one (a look before the write), or all of them, locked (another sweep skips them)."""
+    stmt = sa.select(t.c.tenant_id, t.c.id).where(t.c.expires_at <= b("cut", type_=sa.BigInteger))
+    if not all_tenants:
+        stmt = stmt.where(t.c.tenant_id == b("t"))
+    if first:
+        return stmt.limit(const(1)).offset(const(0))
+    return stmt.with_for_update(skip_locked=True)
+
+
+def _padded(prefix: str, values: Sequence[str]) -> tuple[int, dict[str, Any]]:
+    """``values`` (at most ``_FIND_MAX``) as the parameters ``prefix0`` ... of a list of a
+    power-of-two length, padded with the last value: that length and the parameters."""
+    size = 1 << (len(values) - 1).bit_length()
+    return size, {f"{prefix}{n}": values[min(n, len(values) - 1)] for n in range(size)}
+
+
+def _chunks(values: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    return (values[i : i + size] for i in range(0, len(values), size))
+
+
 def _item_of(row: Row) -> dict[str, Any]:
     return dict(row["item"])
 
@@ -107,7 +221,13 @@ def _live(sql: MessageSQL, tenant_id: str, response_id: str) -> Steps[dict[str, 
     """The response's row, its columns by name; ``NotFound`` as :func:`_require_live`."""
     found = yield Stmt(sql.compiled(_ROW), {"t": tenant_id, "r": response_id})
     _require_live(response_id, found[0][_EXPIRES_AT] if found else None)
-    row = sql.named_row(t, found[0])
+    return _response_row(sql, found[0])
+
+
+def _response_row(sql: MessageSQL, values: Sequence[Any]) -> dict[str, Any]:
+    """A response's row as the driver returned it (every column, then perhaps more: those
+    are left out), its columns by name."""
+    row = sql.named_row(t, values[:_COLUMNS])
     row["background"] = bool(row["background"])  # SQLite's driver gives 0 or 1
     return row
 
@@ -221,6 +341,7 @@ _QUEUED = (
     .offset(const(0))
 )
 """The oldest queued background response: the poll of every worker, and its claim."""
+_QUEUED_LOCKED = _QUEUED.with_for_update(skip_locked=True)
 
 
 class Responses(Resource):
@@ -228,6 +349,7 @@ class Responses(Resource):
 
     kind = "response"
 
+    @op
     def create(
         self,
         *,
@@ -248,7 +370,7 @@ class Responses(Resource):
         id: str | None = None,
         events: Sequence[Mapping[str, Any]] = (),
         worker_id: str | None = None,
-    ) -> StoredResponse:
+    ) -> Op[StoredResponse]:
         """Store a response with its input items (and, if it already ended, its output).
 
         Items are wire items, each with its ``id`` and ``type``. The response
@@ -289,48 +411,67 @@ class Responses(Resource):
         inputs = _items(input_items, "input_items")
         outputs = _items(output_items, "output_items")
         event_rows = self._event_rows(row["id"], events)
-        with self._core.write("storing a response") as conn:
+        sql = self._core.message_sql
+
+        def steps() -> Steps[None]:
             # The notice of its events rides in the insert of the row (no round trip).
-            notice = self._notice_if(bool(event_rows))
-            conn.execute(sa.insert(t).returning(*notice) if notice else sa.insert(t), row)
-            self._insert_items(conn, row["id"], 0, ("input", inputs), ("output", outputs))
+            insert = self._notifying(("responses.insert",), sql.insert_of(t).returning)
+            notified = insert is not None and bool(event_rows)
+            params = sql.insert_params(t, row)
+            if notified:
+                assert insert is not None
+                yield insert.stmt({**params, **self._notice_params(self.tenant_id)})
+            else:
+                yield Stmt(sql.insert_row(t), params, COUNT)
+            yield from self._item_steps(row["id"], 0, ("input", inputs), ("output", outputs))
             if event_rows:  # the row is this write's own: no need to look for it
-                self._insert_events(conn, event_rows, notified=bool(notice))
+                yield from self._event_steps(event_rows, notified=notified)
+
+        yield Write("storing a response", steps, atomic=True)
         return to_response(row)
 
-    def _notice_if(self, wanted: bool) -> builtins.list[sa.ColumnElement[Any]]:
-        """The notice of this tenant's events, when ``wanted``, as an expression a write that
-        runs anyway returns (sent at commit); none where notices are not expressions (SQLite),
-        or not ``wanted``: then ``_insert_events`` sends it, if anything."""
-        if not wanted:
-            return []
-        channel, payload = events_channel(self.tenant_id), _notice()
-        notice = self._core.dialect.notifying(sa.literal(channel), sa.literal(payload))
-        return [] if notice is None else [notice]
+    def _notifying(
+        self, key: Hashable, returning: Callable[..., sa.ClauseElement]
+    ) -> Shaped | None:
+        """The statement ``returning(notice)`` makes, the notice of this tenant's events
+        (``:n_channel``, ``:n_payload``: :meth:`_notice_params`) its expression, compiled
+        once per ``key``; None where notices are not expressions (SQLite)."""
+        channel = sa.bindparam("n_channel", type_=sa.String())
+        notice = self._core.dialect.notifying(channel, sa.bindparam("n_payload", type_=sa.Text()))
+        if notice is None:
+            return None
+        return self._core.message_sql.shaped(key, lambda: returning(notice))
 
-    def _insert_items(
+    @staticmethod
+    def _notice_params(tenant_id: str) -> dict[str, str]:
+        return {"n_channel": events_channel(tenant_id), "n_payload": _notice()}
+
+    def _item_steps(
         self,
-        conn: Connection,
         response_id: str,
         start: int,
         *groups: tuple[str, builtins.list[dict[str, Any]]],
-    ) -> None:
-        """Insert ``groups`` of items (their kind, then the items) in order from ``start``:
-        one statement for them all (a response's input and output are one, not two)."""
+    ) -> Steps[None]:
+        """Insert ``groups`` of items (their kind, then the items) in order from ``start``."""
+        sql = self._core.message_sql
         rows = [
-            {
-                "tenant_id": self.tenant_id,
-                "id": item["id"],
-                "response_id": response_id,
-                "position": position,
-                "kind": kind,
-                "item": item,
-            }
+            sql.insert_params(
+                it,
+                {
+                    "tenant_id": self.tenant_id,
+                    "id": item["id"],
+                    "response_id": response_id,
+                    "position": position,
+                    "kind": kind,
+                    "item": item,
+                },
+            )
             for position, (kind, item) in enumerate(
                 ((kind, item) for kind, items in groups for item in items), start
             )
         ]
-        self._insert_rows(conn, it, rows)
+        if rows:
+            yield Stmt(sql.insert_row(it), rows, MANY)
 
     @op
     def get(self, response_id: str) -> Op[StoredResponse]:
@@ -361,11 +502,7 @@ class Responses(Resource):
         row, output = yield Read("reading a response", steps)
         return to_response(row), output
 
-    def _live_row(self, conn: Connection, response_id: str) -> Row:
-        row = self._get_row(conn, t, check_ref(response_id, "response_id"))
-        _require_live(response_id, row["expires_at"])
-        return row
-
+    @op
     def finish(
         self,
         response_id: str,
@@ -378,7 +515,7 @@ class Responses(Resource):
         cost_usd: Decimal | None = None,
         events: Callable[[StoredResponse], Sequence[Mapping[str, Any]]] | None = None,
         end_events: EndEvents | None = None,
-    ) -> StoredResponse | None:
+    ) -> Op[StoredResponse | None]:
         """End a queued or in-progress response with its output items.
 
         Returns ``None`` (and writes nothing) when the response already ended,
@@ -389,59 +526,58 @@ class Responses(Resource):
         :meth:`set_status` takes them): events numbered after the last one
         stored, ``events`` included, for an end whose numbers the caller does
         not know.
+
+        One write: one statement ends the response and locks it, returning its row,
+        where its output items start and (PostgreSQL, with ``events``) the notice of
+        its events; then the items and the events.
         """
         check_ref(response_id, "response_id")
         status = _status(status)
         outputs = _items(output_items, "output_items")
         cost = check_cost(cost_usd)
         now = utcnow_micros()
-        changes = {
-            "status": status,
-            "usage": _opt_object(usage, "usage"),
-            "error": _opt_object(error, "error"),
-            "incomplete_details": _opt_object(incomplete_details, "incomplete_details"),
-            "cost_nano_usd": to_nano(cost) if cost is not None else None,
-            "updated_at": now,
-            "completed_at": now if status == "completed" else None,
+        params = {
+            "t": self.tenant_id,
+            "r": response_id,
+            "v_status": status,
+            "v_usage": dump_json(_opt_object(usage, "usage")),
+            "v_error": dump_json(_opt_object(error, "error")),
+            "v_incomplete": dump_json(_opt_object(incomplete_details, "incomplete_details")),
+            "v_cost": to_nano(cost) if cost is not None else None,
+            "v_now": now,
+            "v_completed": now if status == "completed" else None,
         }
-        with self._core.write("finishing a response") as conn:
-            # One statement ends an open, live response and locks it: it returns the row,
-            # where its output items start (after the items it has) and, when it will have
-            # events, their notice (no round trip of its own; sent at commit, and only then).
-            items_so_far = (
-                sa.select(sa.func.count())
-                .where(it.c.tenant_id == self.tenant_id, it.c.response_id == response_id)
-                .scalar_subquery()
-            )
-            notice = self._notice_if(events is not None)
-            update = (
-                sa.update(t)
-                .where(
-                    t.c.tenant_id == self.tenant_id,
-                    t.c.id == response_id,
-                    t.c.status.in_(_OPEN),
-                    t.c.expires_at > now,
-                )
-                .values(changes)
-                .returning(*t.c, items_so_far.label("_items"), *notice)
-            )
-            found = conn.execute(update).mappings().first()
-            if found is None:
-                self._live_row(conn, response_id)  # NotFound: it is not there, or expired
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[StoredResponse | None]:
+            build = functools.partial(_finish_statement, sql.json_param)
+            end = self._notifying(("responses.finish",), build) if events else None
+            notified = end is not None
+            if end is None:
+                end = sql.shaped(("responses.finish", None), lambda: build(None))
+                found = yield end.stmt(params)
+            else:
+                found = yield end.stmt({**params, **self._notice_params(tenant)})
+            if not found:
+                yield from _check_live(sql, tenant, response_id)  # NotFound: gone, expired
                 return None  # it had ended already (cancelled, failed by a sweep)
-            ended = to_response({**found, **changes})
-            self._insert_items(conn, response_id, found["_items"], ("output", outputs))
+            ended = to_response(_response_row(sql, found[0]))
+            yield from self._item_steps(response_id, found[0][_COLUMNS], ("output", outputs))
             # The row is locked by this write: its events need no look for it.
             event_rows = [] if events is None else self._event_rows(response_id, events(ended))
             if event_rows:
-                self._insert_events(conn, event_rows, notified=bool(notice))
+                yield from self._event_steps(event_rows, notified=notified)
             if end_events is not None:
-                self._store_end_events(conn, [ended], end_events)
+                yield from self._end_event_steps([ended], end_events)
+            return ended
+
+        ended: StoredResponse | None = yield Write("finishing a response", steps, atomic=True)
         return ended
 
+    @op
     def set_status(
         self, response_id: str, status: str, *, events: EndEvents | None = None
-    ) -> StoredResponse:
+    ) -> Op[StoredResponse]:
         """Move an open (queued or in-progress) response to ``status``; an ended one is returned unchanged.
 
         ``events`` (for an ending ``status``): the response's last stream
@@ -449,25 +585,27 @@ class Responses(Resource):
         sees it end.
         """
         status = _status(status)
-        with self._core.write("changing a response's status") as conn:
+        tenant, sql = self.tenant_id, self._core.message_sql
+        params = {"t": tenant, "r": check_ref(response_id, "response_id")}
+
+        def steps() -> Steps[StoredResponse]:
             # FOR UPDATE, not FOR NO KEY UPDATE: a batch of the run's events being stored
             # holds the row FOR KEY SHARE (append_events_many), and the end event must be
             # numbered after that batch, or the batch must see the status it ended with.
-            params = {"t": self.tenant_id, "r": check_ref(response_id, "response_id")}
-            row = conn.execute(_ROW_FOR_UPDATE, params).mappings().first()
-            _require_live(response_id, None if row is None else row["expires_at"])
-            assert row is not None
+            found = yield Stmt(sql.compiled(_ROW_FOR_UPDATE), params)
+            _require_live(response_id, found[0][_EXPIRES_AT] if found else None)
+            row = _response_row(sql, found[0])
             if row["status"] in TERMINAL_RESPONSE_STATUSES:
                 return to_response(row)
             changes = {"status": status, "updated_at": utcnow_micros()}
-            conn.execute(
-                sa.update(t)
-                .where(t.c.tenant_id == self.tenant_id, t.c.id == response_id)
-                .values(changes)
-            )
+            values = {"v_status": status, "v_now": changes["updated_at"]}
+            yield Stmt(sql.compiled(_SET_STATUS), {**params, **values}, COUNT)
             ended = to_response({**row, **changes})
             if events is not None and status in TERMINAL_RESPONSE_STATUSES:
-                self._store_end_events(conn, [ended], events)
+                yield from self._end_event_steps([ended], events)
+            return ended
+
+        ended: StoredResponse = yield Write("changing a response's status", steps, atomic=True)
         return ended
 
     @op
@@ -591,15 +729,11 @@ class Responses(Resource):
 
         def steps() -> Steps[dict[str, dict[str, Any]]]:
             found: dict[str, dict[str, Any]] = {}
-            for start in range(0, len(ids), _FIND_MAX):
-                chunk = ids[start : start + _FIND_MAX]
-                size = 1 << (len(chunk) - 1).bit_length()  # 1, 2, 4, ... _FIND_MAX
+            for chunk in _chunks(ids, _FIND_MAX):
+                size, params = _padded("i", chunk)  # size: 1, 2, 4, ... _FIND_MAX
                 read = sql.shaped(
                     ("response_find_items", size), functools.partial(_find_statement, size)
                 )
-                params: dict[str, Any] = {
-                    f"i{n}": chunk[min(n, len(chunk) - 1)] for n in range(size)
-                }
                 rows = yield read.stmt({**params, "t": tenant, "now": now})
                 found.update((ident, dict(sql.load_json(item))) for ident, item in rows)
             return found
@@ -609,11 +743,13 @@ class Responses(Resource):
 
     # -- events --------------------------------------------------------------------------
 
-    def append_events(self, response_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+    @op
+    def append_events(self, response_id: str, events: Sequence[Mapping[str, Any]]) -> Op[None]:
         """Store stream events; each is the event as sent, with ``type`` and ``sequence_number``."""
-        self.append_events_many({response_id: events})
+        yield from self._append_events({response_id: events})
 
-    def append_events_many(self, events: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    @op
+    def append_events_many(self, events: Mapping[str, Sequence[Mapping[str, Any]]]) -> Op[None]:
         """Store the stream events of several responses (response id -> its events) in one write.
 
         All or nothing: ``NotFound`` (and nothing stored) if any of the
@@ -621,31 +757,46 @@ class Responses(Resource):
         are dropped: its stream ended with the event stored when it ended
         (a cancel, a sweep), and a late batch of its run must not follow it
         (nor take its sequence numbers).
+
+        One write: the responses' status (a statement per 64, which on PostgreSQL also
+        sends the notice of the events at commit), then the events.
         """
+        yield from self._append_events(events)
+
+    def _append_events(self, events: Mapping[str, Sequence[Mapping[str, Any]]]) -> Op[None]:
         rows = [row for rid, batch in events.items() for row in self._event_rows(rid, batch)]
         if not rows:
             return
         ids = sorted({row["response_id"] for row in rows})
-        with self._core.write("storing response events") as conn:
-            # A response deleted meanwhile is NotFound (not a foreign-key Conflict);
-            # FOR KEY SHARE makes a concurrent delete wait for these events, and a
-            # concurrent end (set_status, fail_abandoned lock FOR UPDATE) too: then
-            # this reads the status it ended with.
-            parents = sa.select(t.c.id, t.c.status).where(
-                t.c.tenant_id == self.tenant_id, t.c.id.in_(ids)
-            )
-            if self._core.dialect.skip_locked:
-                parents = parents.with_for_update(read=True, key_share=True)
-            # The notice of these events rides in this read (PostgreSQL: no round trip of
-            # its own); sent at commit, and only then.
-            notice = self._notice_if(True)
-            found = {r.id: r.status for r in conn.execute(parents.add_columns(*notice))}
+        tenant, sql = self.tenant_id, self._core.message_sql
+
+        def steps() -> Steps[None]:
+            # A response deleted meanwhile is NotFound (not a foreign-key Conflict); the
+            # rows are taken FOR KEY SHARE: then a concurrent end is read as it ended.
+            found: dict[str, str] = {}
+            notified = False
+            for chunk in _chunks(ids, _FIND_MAX):
+                size, params = _padded("i", chunk)
+                read = self._notifying(
+                    ("responses.parents", size), functools.partial(_parents_statement, size)
+                )
+                notified = read is not None
+                if read is None:
+                    read = sql.shaped(
+                        ("responses.parents", size, None),
+                        functools.partial(_parents_statement, size, None),
+                    )
+                else:
+                    params.update(self._notice_params(tenant))
+                found.update((r[0], r[1]) for r in (yield read.stmt({**params, "t": tenant})))
             for response_id in ids:
                 if response_id not in found:
                     raise NotFound(self.kind, response_id)
-            rows = [r for r in rows if found[r["response_id"]] not in TERMINAL_RESPONSE_STATUSES]
-            if rows:
-                self._insert_events(conn, rows, notified=bool(notice))
+            live = [r for r in rows if found[r["response_id"]] not in TERMINAL_RESPONSE_STATUSES]
+            if live:
+                yield from self._event_steps(live, notified=notified)
+
+        yield Write("storing response events", steps, atomic=True)
 
     def _event_rows(
         self,
@@ -675,39 +826,26 @@ class Responses(Resource):
             )
         return rows
 
-    def _store_end_events(
-        self, conn: Connection, ended: builtins.list[StoredResponse], events: EndEvents
-    ) -> None:
+    def _end_event_steps(
+        self, ended: builtins.list[StoredResponse], events: EndEvents
+    ) -> Steps[None]:
         """Store ``events`` of each ended response (of any tenant), numbered after its last."""
-        keys = [(r.tenant_id, r.id) for r in ended]
-        last = dict.fromkeys(keys, -1)
-        outputs: dict[tuple[str, str], builtins.list[dict[str, Any]]] = {k: [] for k in keys}
-        for chunk in (keys[i : i + 100] for i in range(0, len(keys), 100)):  # bound parameters
-            numbers = conn.execute(
-                sa.select(et.c.tenant_id, et.c.response_id, sa.func.max(et.c.sequence_number))
-                .where(keys_in((et.c.tenant_id, et.c.response_id), chunk))
-                .group_by(et.c.tenant_id, et.c.response_id)
-            )
-            for tenant_id, response_id, number in numbers:
-                last[(tenant_id, response_id)] = number
-            items = conn.execute(
-                sa.select(it.c.tenant_id, it.c.response_id, it.c.item)
-                .where(keys_in((it.c.tenant_id, it.c.response_id), chunk), it.c.kind == "output")
-                .order_by(it.c.tenant_id, it.c.response_id, it.c.position)
-            )
-            for tenant_id, response_id, item in items:
-                outputs[(tenant_id, response_id)].append(dict(item))
+        sql = self._core.message_sql
         rows = []
         for response in ended:
-            key = (response.tenant_id, response.id)
-            made = events(response, outputs[key], last[key] + 1)
+            params = {"t": response.tenant_id, "r": response.id}
+            last = yield Stmt(sql.compiled(_LAST_EVENT), params)
+            found = yield Stmt(sql.compiled(_OUTPUT), params)
+            outputs = [dict(sql.load_any(r[0])) for r in found]
+            number = -1 if last[0][0] is None else int(last[0][0])
+            made = events(response, outputs, number + 1)
             rows += self._event_rows(response.id, made, tenant_id=response.tenant_id)
         if rows:
-            self._insert_events(conn, rows)
+            yield from self._event_steps(rows)
 
-    def _insert_events(
-        self, conn: Connection, rows: builtins.list[dict[str, Any]], *, notified: bool = False
-    ) -> None:
+    def _event_steps(
+        self, rows: builtins.list[dict[str, Any]], *, notified: bool = False
+    ) -> Steps[None]:
         """Insert stream event rows (of any tenant), and tell other processes' streams.
 
         Each tenant's events channel gets a notice that names no run
@@ -715,10 +853,12 @@ class Responses(Resource):
         are not tied to a run, the Responses streams among them, and no run's
         (``RemoteEvents``). ``notified``: this write has sent it already.
         """
-        self._insert_rows(conn, et, rows)
-        if not notified:
+        sql = self._core.message_sql
+        yield Stmt(sql.insert_row(et), [sql.insert_params(et, r) for r in rows], MANY)
+        notify = None if notified else notify_statement(self._core.dialect.notifying)
+        if notify is not None:
             for tenant_id in sorted({row["tenant_id"] for row in rows}):
-                self._core.dialect.notify(conn, events_channel(tenant_id), _notice())
+                yield Stmt(sql.compiled(notify), self._notice_params(tenant_id))
 
     @op
     def events(
@@ -750,78 +890,99 @@ class Responses(Resource):
 
     # -- the background queue and expiry --------------------------------------------------
 
-    def claim_next_any_tenant(self, worker_id: str) -> StoredResponse | None:
-        """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``)."""
-        worker = require_str(worker_id, "worker_id", max_len=128)
-        if self._first_compiled("looking for a response to run", _QUEUED, {}) is None:
-            return None
-        pick = _QUEUED
-        with self._core.write("claiming a response") as conn:
-            if self._core.dialect.skip_locked:
-                pick = pick.with_for_update(skip_locked=True)
-            found = conn.execute(pick).first()
-            if found is None:
-                return None
-            changes = {"status": "in_progress", "worker_id": worker, "updated_at": utcnow_micros()}
-            conn.execute(
-                sa.update(t)
-                .where(t.c.tenant_id == found.tenant_id, t.c.id == found.id)
-                .values(changes)
-            )
-            row = conn.execute(
-                sa.select(t).where(t.c.tenant_id == found.tenant_id, t.c.id == found.id)
-            ).mappings()
-            return to_response(row.one())
+    @op
+    def claim_next_any_tenant(self, worker_id: str) -> Op[StoredResponse | None]:
+        """Take the oldest queued background response of any tenant (``in_progress``, ``worker_id``).
 
+        A read first (the poll every worker makes takes no write lock for nothing), then
+        one write: the response picked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and taken.
+        """
+        worker = require_str(worker_id, "worker_id", max_len=128)
+        sql = self._core.message_sql
+        if not (
+            yield Read("looking for a response to run", single(Stmt(sql.compiled(_QUEUED), {})))
+        ):
+            return None
+
+        def steps() -> Steps[StoredResponse | None]:
+            found = yield Stmt(sql.compiled(_QUEUED_LOCKED), {})
+            if not found:
+                return None
+            tenant, ident = found[0]
+            params = {"t": tenant, "r": ident, "v_worker": worker, "v_now": utcnow_micros()}
+            row = yield Stmt(sql.compiled(_CLAIM), params)
+            return to_response(_response_row(sql, row[0]))
+
+        claimed: StoredResponse | None = yield Write("claiming a response", steps, atomic=True)
+        return claimed
+
+    @op
     def fail_abandoned(
         self, worker_ids: Sequence[str], message: str, *, events: EndEvents | None = None
-    ) -> int:
+    ) -> Op[int]:
         """Fail every tenant's in-progress responses of workers that are gone; how many.
 
         ``events``: each failed response's last stream events, stored in the
         same write (so a follower of its stream sees it end).
         """
-        if not worker_ids:
+        workers = sorted({require_str(w, "worker_id", max_len=128) for w in worker_ids})
+        if not workers:
             return 0
-        pick = sa.select(t).where(t.c.status == "in_progress", t.c.worker_id.in_(list(worker_ids)))
-        if self._core.dialect.skip_locked:  # exactly the rows read are failed
-            pick = pick.with_for_update()
-        with self._core.write("failing abandoned responses") as conn:
-            rows = list(conn.execute(pick).mappings())
+        sql = self._core.message_sql
+        error = {"code": "server_error", "message": message}
+
+        def steps() -> Steps[int]:
+            rows: builtins.list[dict[str, Any]] = []
+            for chunk in _chunks(workers, _FIND_MAX):
+                size, params = _padded("w", chunk)
+                read = sql.shaped(
+                    ("responses.abandoned", size), functools.partial(_abandoned_statement, size)
+                )
+                rows += [_response_row(sql, r) for r in (yield read.stmt(params))]
             if not rows:
                 return 0
-            changes = {
-                "status": "failed",
-                "error": {"code": "server_error", "message": message},
-                "updated_at": utcnow_micros(),
-            }
-            keys = [(r["tenant_id"], r["id"]) for r in rows]
-            for chunk in (keys[i : i + 100] for i in range(0, len(keys), 100)):
-                conn.execute(
-                    sa.update(t).where(keys_in((t.c.tenant_id, t.c.id), chunk)).values(changes)
-                )
+            now = utcnow_micros()
+            values = {"v_error": dump_json(error), "v_now": now}
+            fails = [{"t": r["tenant_id"], "r": r["id"], **values} for r in rows]
+            fail = sql.shaped("responses.fail", lambda: _fail_statement(sql.json_param))
+            yield Stmt(fail.sql, fails, MANY)
             if events is not None:
-                self._store_end_events(conn, [to_response({**r, **changes}) for r in rows], events)
+                changes = {"status": "failed", "error": error, "updated_at": now}
+                failed = [to_response({**r, **changes}) for r in rows]
+                yield from self._end_event_steps(failed, events)
             return len(rows)
 
-    def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> int:
-        """Delete the responses past ``expires_at`` (this tenant's, or every tenant's); how many."""
+        failed: int = yield Write("failing abandoned responses", steps, atomic=True)
+        return failed
+
+    @op
+    def purge_expired(self, *, all_tenants: bool = False, now: datetime | None = None) -> Op[int]:
+        """Delete the responses past ``expires_at`` (this tenant's, or every tenant's); how many.
+
+        A read first (the periodic sweep never takes the write lock for nothing); then one
+        write: the expired responses (those another sweep holds skipped), and each one's
+        events, items and row deleted by its key.
+        """
         cutoff = utcnow_micros() if now is None else int(now.timestamp() * 1_000_000)
-        where = [t.c.expires_at <= cutoff]
-        if not all_tenants:
-            where.append(t.c.tenant_id == self.tenant_id)
-        pick = sa.select(t.c.tenant_id, t.c.id).where(*where)
-        with self._core.read("looking for expired responses") as conn:
-            if conn.execute(pick.limit(1)).first() is None:
-                return 0  # the periodic sweep never takes the write lock for nothing
-        with self._core.write("purging expired responses") as conn:
-            gone = list(conn.execute(pick))
-            for table in (et, it):
-                for tenant_id, ident in gone:
-                    conn.execute(
-                        sa.delete(table).where(
-                            table.c.tenant_id == tenant_id, table.c.response_id == ident
-                        )
-                    )
-            conn.execute(sa.delete(t).where(*where))
+        sql = self._core.message_sql
+        params = {"cut": cutoff, "t": self.tenant_id}
+        first = sql.shaped(
+            ("responses.expired", all_tenants, True),
+            functools.partial(_expired_statement, all_tenants, True),
+        )
+        if not (yield Read("looking for expired responses", single(first.stmt(params)))):
+            return 0
+
+        def steps() -> Steps[int]:
+            pick = sql.shaped(
+                ("responses.expired", all_tenants, False),
+                functools.partial(_expired_statement, all_tenants, False),
+            )
+            gone = [{"t": tenant, "r": ident} for tenant, ident in (yield pick.stmt(params))]
+            if gone:
+                for stmt in _DELETES:
+                    yield Stmt(sql.compiled(stmt), gone, MANY)
             return len(gone)
+
+        purged: int = yield Write("purging expired responses", steps, atomic=True)
+        return purged
