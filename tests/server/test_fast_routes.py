@@ -336,6 +336,37 @@ def test_listing_a_responses_input_items_takes_no_worker_thread(
     store.close()
 
 
+def test_cancelling_a_background_response_takes_no_worker_thread(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``POST /v1/responses/{id}/cancel`` on the loop: a running background response ends
+    cancelled with its stream's last event; an ended one is answered unchanged; a
+    synchronous one is a 400 naming ``response_id``; an unknown one a 404."""
+    store = agentkeep.connect(db_url, auto_migrate=True)
+    mine = store.tenant("acme")
+    # (in progress, with no worker: the app's own worker would claim a queued one)
+    queued = mine.responses.create(model="m", input_items=[], background=True)
+    direct = mine.responses.create(model="m", input_items=[], status="completed")
+    with TestClient(create_app(Settings(api_keys="acme:k"), store=store)) as http:
+        http.headers["Authorization"] = "Bearer k"
+        with monkeypatch.context() as refusing:
+            refusing.setattr(anyio.to_thread, "run_sync", _refuse)
+            cancelled = http.post(f"/v1/responses/{queued.id}/cancel")
+            assert cancelled.status_code == 200, cancelled.text
+            assert cancelled.json()["status"] == "cancelled"
+            again = http.post(f"/v1/responses/{queued.id}/cancel")
+            assert again.status_code == 200 and again.json()["status"] == "cancelled"
+            sync = http.post(f"/v1/responses/{direct.id}/cancel")
+            assert sync.status_code == 400 and sync.json()["error"]["param"] == "response_id"
+            missing = http.post("/v1/responses/resp_missing/cancel")
+            assert missing.status_code == 404, missing.text
+    assert mine.responses.get(queued.id).status == "cancelled"
+    assert mine.responses.get(direct.id).status == "completed"
+    last = mine.responses.events(queued.id)[-1]
+    assert last.data["response"]["status"] == "cancelled", last  # the stream's end
+    store.close()
+
+
 def test_deleting_threads_conversations_and_assistants_and_listing_assistants(
     http: TestClient, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:

@@ -108,10 +108,6 @@ def _upstream_failure(error: UpstreamError) -> ApiError:
     return ApiError(502, error.message, type="server_error", code=error.code)
 
 
-def _stored(store: Store, response_id: str) -> dict[str, Any]:
-    return response_object(*store.responses.retrieve(response_id))
-
-
 async def _streamable(store: Store, response_id: str) -> None:
     """A 400 for a response that has no stream to resume: neither streamed nor background."""
     stored = await arun_op(store.responses.get, response_id)
@@ -288,15 +284,16 @@ async def delete_response(response_id: str, store: TenantStore) -> JSONResponse:
 
 
 @router.post("/{response_id}/cancel", summary="Cancel a background response", response_model=None)
-def cancel_response(response_id: str, store: TenantStore) -> JSONResponse:
-    with store.transaction():
-        current = store.responses.get(response_id)
-        if not current.background:
-            raise ApiError(400, "Cannot cancel a synchronous response.", param="response_id")
-        # Its stream's last event, with the status: a follower sees it end.
-        store.responses.set_status(response_id, "cancelled", events=end_events)
+async def cancel_response(response_id: str, store: TenantStore) -> JSONResponse:
+    # On the store's async path: whether it runs in the background is set when it is
+    # created, so it is read before the write (which answers 404 if it is gone since).
+    current = await arun_op(store.responses.get, response_id)
+    if not current.background:
+        raise ApiError(400, "Cannot cancel a synchronous response.", param="response_id")
+    # Its stream's last event, with the status: a follower sees it end.
+    await arun_op(store.responses.set_status, response_id, "cancelled", events=end_events)
     notify.notify()
-    return JSONResponse(_stored(store, response_id))
+    return JSONResponse(response_object(*await arun_op(store.responses.retrieve, response_id)))
 
 
 @router.get("/{response_id}/input_items", summary="List input items", response_model=None)
