@@ -572,7 +572,7 @@ class AsyncRuns:
         all_tenants: bool = False,
     ) -> builtins.list[Run]:
         """Up to ``limit`` of the oldest claimable runs, oldest first, as :meth:`claim_next`"""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.claim_many, worker_id, limit, statuses=statuses, all_tenants=all_tenants
         )
 
@@ -580,15 +580,13 @@ class AsyncRuns:
         self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
     ) -> Run | None:
         """Take the oldest run of this tenant in ``statuses`` and move it to ``in_progress``."""
-        return await asyncio.to_thread(self.sync.claim_next, worker_id, statuses=statuses)
+        return await arun_op(self.sync.claim_next, worker_id, statuses=statuses)
 
     async def claim_next_any_tenant(
         self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
     ) -> Run | None:
         """:meth:`claim_next` across every tenant of the database (for the service's worker)."""
-        return await asyncio.to_thread(
-            self.sync.claim_next_any_tenant, worker_id, statuses=statuses
-        )
+        return await arun_op(self.sync.claim_next_any_tenant, worker_id, statuses=statuses)
 
     async def claimable(
         self, *, statuses: Sequence[str] = ("queued",), all_tenants: bool = False
@@ -660,7 +658,7 @@ class AsyncRuns:
         all_tenants: bool = False,
     ) -> builtins.list[Run]:
         """Mark runs left ``in_progress`` or ``cancelling`` as ``failed`` (start-up recovery)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.fail_interrupted,
             worker_id=worker_id,
             message=message,
@@ -710,9 +708,7 @@ class AsyncRuns:
         self, *, now: datetime | None = None, all_tenants: bool = False, limit: int = 100
     ) -> builtins.list[Run]:
         """Runs in ``requires_action`` whose ``extra["expires_at"]`` (Unix seconds) has passed."""
-        return await asyncio.to_thread(
-            self.sync.past_expiry, now=now, all_tenants=all_tenants, limit=limit
-        )
+        return await arun_op(self.sync.past_expiry, now=now, all_tenants=all_tenants, limit=limit)
 
     async def transition(
         self,

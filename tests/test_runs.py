@@ -713,6 +713,49 @@ async def test_async_runs(astore: AsyncStore) -> None:
         await astore.runs.get(run.id)
 
 
+async def test_a_workers_claims_and_sweeps_run_on_the_async_connections(
+    own_db: Store, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a worker's loop awaits, with no worker thread: its claims (the poll, then one
+    write that picks and takes the runs), the recovery of runs left in flight, the runs
+    past their expiry; each answers as the sync API does."""
+    a, b = own_db.tenant("tenant_a"), own_db.tenant("tenant_b")
+    aa, ab = AsyncStore(a), AsyncStore(b)
+    first = b.runs.create("x")
+    while datetime.now(UTC) <= first.created_at:  # the others are made later
+        time.sleep(0.0001)
+    second, third = a.runs.create("x"), a.runs.create("x")
+    no_worker_threads(monkeypatch, "the worker's claims and sweeps")
+    with sent_statements(own_db) as sent:
+        claimed = await aa.runs.claim_next_any_tenant("w1")
+    assert claimed is not None and (claimed.id, claimed.tenant_id) == (first.id, "tenant_b")
+    assert claimed == b.runs.get(first.id) and claimed.worker_id == "w1"
+    if backend == "postgres":  # the poll, then BEGIN, the pick, the claim, COMMIT
+        shown = [s.split(None, 1)[0].upper() for s in sent if not s.upper().startswith("SET ")]
+        assert shown == ["SELECT", "BEGIN", "SELECT", "UPDATE", "COMMIT"], sent
+        assert "SKIP LOCKED" in [s for s in sent if s.startswith("SELECT")][1], sent
+    assert [r.id for r in await aa.runs.claim_many("w2", 5)] == [second.id, third.id]
+    assert await aa.runs.claim_next("w2") is None
+    assert await ab.runs.claim_many("w2", 5, all_tenants=True) == []
+    waiting = a.runs.create("x", status="in_progress", extra={"expires_at": 1})
+    a.runs.transition(waiting.id, "requires_action")
+    assert [r.id for r in await aa.runs.past_expiry()] == [waiting.id]
+    assert await ab.runs.past_expiry() == []
+    assert [r.id for r in await ab.runs.past_expiry(all_tenants=True)] == [waiting.id]
+    early = datetime.fromtimestamp(0.5, UTC)
+    assert await aa.runs.past_expiry(now=early) == []
+    failed = await aa.runs.fail_interrupted(worker_id="w2", message="gone")
+    assert [r.id for r in failed] == [second.id, third.id]
+    assert failed[0] == a.runs.get(second.id)
+    assert failed[0].status == "failed" and failed[0].required_action is None
+    assert failed[0].last_error == {"code": "server_error", "message": "gone"}
+    assert await aa.runs.fail_interrupted() == []  # b's run is another tenant's
+    assert [r.id for r in await aa.runs.fail_interrupted(all_tenants=True)] == [first.id]
+    with pytest.raises(InvalidInput) as bad:
+        await aa.runs.claim_many("w", 0)
+    assert bad.value.field == "limit"
+
+
 def test_active_in_session_answers_both_questions_in_one_read(store: Store) -> None:
     thread = store.sessions.create(kind="thread")
     assert store.runs.active_in_session(thread.id) is None

@@ -39,9 +39,9 @@ from agentkeep.store._run_checks import (
     check_ref,
     check_text,
 )
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, operation, single
 from agentkeep.store._validate import UNSET, check_object, check_tools, require_str
-from agentkeep.store.message_sql import const
+from agentkeep.store.message_sql import MessageSQL, const, dump_json
 from agentkeep.store.schema import agents as at
 from agentkeep.store.schema import runs as t
 
@@ -158,6 +158,44 @@ def _claim_statement(statuses: tuple[str, ...]) -> sa.Update:
             version=t.c.version + 1,
         )
         .returning(*t.c)
+    )
+
+
+def _fail_statement(sql: MessageSQL, of_tenant: bool, of_worker: bool) -> sa.Update:
+    """Interrupted runs failed (``Runs.fail_interrupted``): of tenant ``:f_tenant`` when
+    ``of_tenant``, of worker ``:f_worker`` when ``of_worker``; ``:f_error`` the error's
+    JSON, ``:f_now``. Returns them."""
+    now = sa.bindparam("f_now", type_=sa.BigInteger())
+    fail = sa.update(t).where(_status_in(_INTERRUPTED))
+    if of_tenant:
+        fail = fail.where(t.c.tenant_id == sa.bindparam("f_tenant"))
+    if of_worker:
+        fail = fail.where(t.c.worker_id == sa.bindparam("f_worker"))
+    return fail.values(
+        status=const("failed"),
+        last_error=sql.json_param("f_error"),
+        required_action=sa.null(),
+        finished_at=now,
+        updated_at=now,
+        version=t.c.version + 1,
+    ).returning(*t.c)
+
+
+def _expired_statement(all_tenants: bool) -> sa.Select[Any]:
+    """Runs in ``requires_action`` whose ``extra["expires_at"]`` is at most ``:x_cutoff``
+    (of tenant ``:x_tenant`` unless ``all_tenants``), the oldest ``:x_limit``."""
+    where = [
+        t.c.status == const("requires_action"),
+        t.c.extra["expires_at"].as_float() <= sa.bindparam("x_cutoff", type_=sa.Float()),
+    ]
+    if not all_tenants:
+        where.append(t.c.tenant_id == sa.bindparam("x_tenant"))
+    return (
+        sa.select(*t.c)
+        .where(*where)
+        .order_by(t.c.created_at, t.c.id)
+        .limit(sa.bindparam("x_limit"))
+        .offset(const(0))
     )
 
 
@@ -556,22 +594,27 @@ class Runs(Resource):
         check_ref(run_id, "run_id")
         yield from self._delete_row(t, run_id, "deleting a run")
 
-    def claim_next(self, worker_id: str, *, statuses: Sequence[str] = ("queued",)) -> Run | None:
+    @op
+    def claim_next(
+        self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
+    ) -> Op[Run | None]:
         """Take the oldest run of this tenant in ``statuses`` and move it to ``in_progress``.
 
         Atomic: concurrent workers (threads or processes) never claim the same
         run. Returns None when there is nothing to claim.
         """
-        runs = self._claim(worker_id, statuses, self.tenant_id, 1)
+        runs = yield from self._claim(worker_id, statuses, self.tenant_id, 1)
         return runs[0] if runs else None
 
+    @op
     def claim_next_any_tenant(
         self, worker_id: str, *, statuses: Sequence[str] = ("queued",)
-    ) -> Run | None:
+    ) -> Op[Run | None]:
         """:meth:`claim_next` across every tenant of the database (for the service's worker)."""
-        runs = self._claim(worker_id, statuses, None, 1)
+        runs = yield from self._claim(worker_id, statuses, None, 1)
         return runs[0] if runs else None
 
+    @op
     def claim_many(
         self,
         worker_id: str,
@@ -579,7 +622,7 @@ class Runs(Resource):
         *,
         statuses: Sequence[str] = ("queued",),
         all_tenants: bool = False,
-    ) -> builtins.list[Run]:
+    ) -> Op[builtins.list[Run]]:
         """Up to ``limit`` of the oldest claimable runs, oldest first, as :meth:`claim_next`
         takes one: in one transaction, never a run another worker claims.
 
@@ -589,7 +632,8 @@ class Runs(Resource):
             raise InvalidInput("must be an integer from 1 to 1000", field="limit")
         if not isinstance(all_tenants, bool):
             raise InvalidInput("must be a boolean", field="all_tenants")
-        return self._claim(worker_id, statuses, None if all_tenants else self.tenant_id, limit)
+        tenant = None if all_tenants else self.tenant_id
+        return (yield from self._claim(worker_id, statuses, tenant, limit))
 
     @op
     def claimable(
@@ -608,55 +652,40 @@ class Runs(Resource):
         )
         return bool(found)
 
+    @op
     def fail_interrupted(
         self,
         *,
         worker_id: str | None = None,
         message: str = INTERRUPTED_MESSAGE,
         all_tenants: bool = False,
-    ) -> builtins.list[Run]:
+    ) -> Op[builtins.list[Run]]:
         """Mark runs left ``in_progress`` or ``cancelling`` as ``failed`` (start-up recovery).
 
         Only ``worker_id``'s runs when given (so one restarting worker leaves
         its live peers alone), else every such run. ``last_error`` gets code
         ``server_error`` and ``message``. With ``all_tenants``, every tenant's
-        runs, not only this tenant's.
+        runs, not only this tenant's. One statement.
         """
         worker = check_text(worker_id, "worker_id", 128)
         text = require_str(message, "message", max_len=4096)
         if not isinstance(all_tenants, bool):
             raise InvalidInput("must be a boolean", field="all_tenants")
+        sql = self._core.message_sql
         now = utcnow_micros()
-        where: builtins.list[sa.ColumnElement[bool]] = [t.c.status.in_(_INTERRUPTED)]
-        if not all_tenants:
-            where.append(t.c.tenant_id == self.tenant_id)
-        if worker is not None:
-            where.append(t.c.worker_id == worker)
-        with self._core.write("failing interrupted runs") as conn:
-            rows = (
-                conn.execute(
-                    sa.update(t)
-                    .where(*where)
-                    .values(
-                        status="failed",
-                        last_error={"code": "server_error", "message": text},
-                        required_action=sa.null(),
-                        finished_at=now,
-                        updated_at=now,
-                        version=t.c.version + 1,
-                    )
-                    .returning(*t.c)
-                )
-                .mappings()
-                .all()
-            )
-        runs = [to_run(r) for r in rows]
+        error = dump_json({"code": "server_error", "message": text})
+        params = {"f_tenant": self.tenant_id, "f_worker": worker, "f_now": now, "f_error": error}
+        shape = (not all_tenants, worker is not None)
+        fail = sql.shaped(("runs.fail_interrupted", *shape), lambda: _fail_statement(sql, *shape))
+        rows = yield Write("failing interrupted runs", single(fail.stmt(params)))
+        runs = [to_run(sql.named_row(t, r)) for r in rows]
         runs.sort(key=lambda r: (r.created_at, r.id))
         return runs
 
+    @op
     def past_expiry(
         self, *, now: datetime | None = None, all_tenants: bool = False, limit: int = 100
-    ) -> builtins.list[Run]:
+    ) -> Op[builtins.list[Run]]:
         """Runs in ``requires_action`` whose ``extra["expires_at"]`` (Unix seconds) has passed.
 
         Oldest first, at most ``limit``; with ``all_tenants``, every tenant's. The
@@ -670,43 +699,46 @@ class Runs(Resource):
             raise InvalidInput("must be a datetime", field="now")
         micros = to_micros(now) if now is not None else None
         cutoff = (micros if micros is not None else utcnow_micros()) / 1_000_000
-        where: builtins.list[sa.ColumnElement[bool]] = [
-            t.c.status == "requires_action",
-            t.c.extra["expires_at"].as_float() <= cutoff,
-        ]
-        if not all_tenants:
-            where.append(t.c.tenant_id == self.tenant_id)
-        stmt = sa.select(t).where(*where).order_by(t.c.created_at, t.c.id).limit(limit)
-        with self._core.read("looking for runs past their expiry") as conn:
-            return [to_run(r) for r in conn.execute(stmt).mappings().all()]
+        sql = self._core.message_sql
+        read = sql.shaped(
+            ("runs.past_expiry", all_tenants), lambda: _expired_statement(all_tenants)
+        )
+        params = {"x_cutoff": cutoff, "x_tenant": self.tenant_id, "x_limit": limit}
+        rows = yield Read("looking for runs past their expiry", single(read.stmt(params)))
+        return [to_run(sql.named_row(t, r)) for r in rows]
 
     # -- internals ------------------------------------------------------------------
 
     def _claim(
         self, worker_id: str, statuses: Sequence[str], tenant_id: str | None, limit: int
-    ) -> builtins.list[Run]:
+    ) -> Op[builtins.list[Run]]:
+        """The claims, one write: the oldest ``limit`` runs picked (``FOR UPDATE SKIP LOCKED``
+        on PostgreSQL: never one another claim holds), each moved to ``in_progress``."""
         worker = require_str(worker_id, "worker_id", max_len=128)
         wanted = check_choices(statuses, _CLAIMABLE, "statuses")
         # Idle polling never takes the write lock; inside a transaction the caller chose to
         # write already.
-        if not self._core.in_transaction() and not self.claimable(
-            statuses=wanted, all_tenants=tenant_id is None
+        if not self._core.in_transaction() and not (
+            yield from operation(self.claimable, statuses=wanted, all_tenants=tenant_id is None)
         ):
             return []
-        with self._core.write("claiming a run") as conn:
-            stmt, params = self._pick(
-                wanted, tenant_id, limit, locked=self._core.dialect.skip_locked
-            )
-            found = self._run_compiled(conn, stmt, params).all()
+        sql = self._core.message_sql
+        stmt, params = self._pick(wanted, tenant_id, limit, locked=self._core.dialect.skip_locked)
+        claim = sql.built_once(_claim_statement(tuple(wanted)))
+
+        def steps() -> Steps[builtins.list[Run]]:
+            found = yield Stmt(sql.compiled(stmt), params)
             now = utcnow_micros()
             claimed = []
-            claim = _claim_statement(tuple(wanted))
             for tenant, ident in found:
-                params = {"c_tenant": tenant, "c_id": ident, "c_worker": worker, "c_now": now}
-                row = conn.execute(claim, params).mappings().first()
-                if row is not None:
-                    claimed.append(to_run(row))
+                values = {"c_tenant": tenant, "c_id": ident, "c_worker": worker, "c_now": now}
+                rows = yield claim.stmt(values)
+                if rows:
+                    claimed.append(to_run(sql.named_row(t, rows[0])))
             return claimed
+
+        runs: builtins.list[Run] = yield Write("claiming a run", steps, atomic=True)
+        return runs
 
     @staticmethod
     def _pick(
