@@ -22,10 +22,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from agentkeep._aio_util import arun_op
 from agentkeep.models import TERMINAL_RUN_STATUSES, Event
 from agentkeep.runner import notify, ops
 from agentkeep.server.deps import service_state
@@ -109,15 +109,15 @@ def _chunk(events: list[Event]) -> bytes:
 
 
 async def _read(store: Store, run_id: str, after: int) -> list[Event]:
-    # anyio's worker threads, as the routes' (asyncio's default pool has cpu + 4 threads)
-    read = functools.partial(
+    # On the store's async path (one read, no worker thread), as the routes'.
+    events: list[Event] = await arun_op(
         store.events.list, run_id=run_id, after_bookmark=after, limit=READ_BATCH
     )
-    return await anyio.to_thread.run_sync(read)
+    return events
 
 
 async def _stopped(store: Store, run_id: str) -> bool:
-    run = await anyio.to_thread.run_sync(store.runs.get, run_id)
+    run = await arun_op(store.runs.get, run_id)
     return run.status in TERMINAL_RUN_STATUSES or run.status == "requires_action"
 
 

@@ -493,6 +493,38 @@ def _modify_and_list(
         gone = http.get(f"/v1/threads/{missing}/runs")
         assert gone.status_code == 404 and "No thread found" in gone.text, gone.text
 
+    run = runs[-1]  # a run's modify, and the replay of its events, on the loop too
+    changed = http.post(f"/v1/threads/{thread}/runs/{run}", json={"metadata": {"r": "1"}})
+    assert changed.status_code == 200 and changed.json()["metadata"] == {"r": "1"}, changed.text
+    assert mine.runs.get(run).metadata == {"r": "1"}
+    version = changed.headers["etag"]
+    stale = http.post(
+        f"/v1/threads/{thread}/runs/{run}", json={"metadata": {}}, headers={"If-Match": '"1"'}
+    )
+    assert stale.status_code == 409 and mine.runs.get(run).metadata == {"r": "1"}, stale.text
+    same = http.post(f"/v1/threads/{thread}/runs/{run}", json={})
+    assert same.status_code == 200 and same.headers["etag"] == version, same.text
+    wrong = http.post(f"/v1/threads/{other_thread(http)}/runs/{run}", json={"metadata": {}})
+    assert wrong.status_code == 404 and "No run found" in wrong.text, wrong.text
+    replay = http.get(f"/v1/threads/{thread}/runs/{run}/events")
+    assert replay.status_code == 200, replay.text
+    names = [
+        line[len("event: ") :] for line in replay.text.splitlines() if line.startswith("event: ")
+    ]
+    assert names[0] == "thread.run.created" and names[-2:] == ["thread.run.failed", "done"], names
+    bad = http.get(f"/v1/threads/{thread}/runs/{run}/events", headers={"Last-Event-ID": "x"})
+    assert bad.status_code == 400, bad.text
+    gone = http.get(f"/v1/threads/{thread}/runs/run_missing/events")
+    assert gone.status_code == 404, gone.text
+
+
+def other_thread(http: TestClient) -> str:
+    """A new thread's id."""
+    made = http.post("/v1/threads", json={})
+    assert made.status_code == 200, made.text
+    thread: str = made.json()["id"]
+    return thread
+
 
 def test_modifying_and_deleting_messages_and_items_take_no_worker_thread(
     http: TestClient, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch

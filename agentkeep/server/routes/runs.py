@@ -313,7 +313,7 @@ async def retrieve_run(
 
 
 @router.post("/v1/threads/{thread_id}/runs/{run_id}", summary="Modify a run")
-def modify_run(
+async def modify_run(
     thread_id: str,
     run_id: str,
     body: ModifyRun,
@@ -321,15 +321,17 @@ def modify_run(
     response: Response,
     expected: ExpectedVersion,
 ) -> dict[str, Any]:
-    with store.transaction():
-        run = _get_run(store, thread_id, run_id)
-        given = "metadata" in body.model_fields_set
-        if given or expected is not None:
-            run = store.runs.update(
-                run_id,
-                expected_version=expected,
-                metadata=(body.metadata or {}) if given else UNSET,
-            )
+    # On the store's async path: the run's thread never changes, so it is checked by a read
+    # before the update (which checks ``If-Match`` against the version it changes).
+    run = await _aget_run(store, thread_id, run_id)
+    given = "metadata" in body.model_fields_set
+    if given or expected is not None:
+        run = await arun_op(
+            store.runs.update,
+            run_id,
+            expected_version=expected,
+            metadata=(body.metadata or {}) if given else UNSET,
+        )
     set_etag(response, run.version)
     return run_object(run)
 
@@ -397,7 +399,7 @@ def submit_tool_outputs(
     summary="Resume a run's stream (agentkeep extension; the same as /events)",
     response_class=StreamingResponse,
 )
-def run_events(
+async def run_events(
     thread_id: str,
     run_id: str,
     store: TenantStore,
@@ -406,7 +408,7 @@ def run_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-sent events of the run after ``after`` (or ``Last-Event-ID``), then live until it stops."""
-    _get_run(store, thread_id, run_id)
+    await _aget_run(store, thread_id, run_id)
     start = after
     if start is None and last_event_id:
         try:
