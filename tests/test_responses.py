@@ -409,6 +409,10 @@ def test_bad_input_names_the_field(store: Store) -> None:
     with pytest.raises(InvalidInput) as status:
         store.responses.create(model="m", input_items=[], status="done")
     assert status.value.field == "status"
+    for ttl in (0, -1, float("nan"), float("inf"), 1e300, True, "60"):
+        with pytest.raises(InvalidInput) as bad_ttl:
+            store.responses.create(model="m", input_items=[], ttl_seconds=ttl)  # type: ignore[arg-type]
+        assert bad_ttl.value.field == "ttl_seconds", ttl
     with pytest.raises(NotFound):
         store.responses.context("resp_missing")
 

@@ -44,6 +44,7 @@ from agentkeep.store.schema import responses as t
 __all__ = ["DEFAULT_TTL_SECONDS", "EndEvents", "Responses"]
 
 DEFAULT_TTL_SECONDS = 30 * 24 * 3600.0
+_TTL_MAX_S = 100 * 365 * 24 * 3600  # a hundred years: past it, a time is not a BIGINT of µs
 _OPEN = ("queued", "in_progress")
 T = TypeVar("T")
 
@@ -325,6 +326,15 @@ def _items(value: Any, field: str) -> list[dict[str, Any]]:
     return out
 
 
+def _check_ttl(value: Any) -> int:
+    """A time to live in seconds, as microseconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput("must be a number of seconds", field="ttl_seconds")
+    if not 0 < value <= _TTL_MAX_S:  # (NaN too)
+        raise InvalidInput(f"must be positive, at most {_TTL_MAX_S}", field="ttl_seconds")
+    return int(value * 1_000_000)
+
+
 def _status(value: Any) -> str:
     return check_choice(value, RESPONSE_STATUSES, "status")
 
@@ -381,10 +391,7 @@ class Responses(Resource):
         """
         now = utcnow_micros()
         status = _status(status)
-        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
-            raise InvalidInput("must be a number of seconds", field="ttl_seconds")
-        if ttl_seconds <= 0:
-            raise InvalidInput("must be positive", field="ttl_seconds")
+        ttl = _check_ttl(ttl_seconds)
         if not isinstance(background, bool):
             raise InvalidInput("must be a boolean", field="background")
         cost = check_cost(cost_usd)
@@ -406,29 +413,35 @@ class Responses(Resource):
             "created_at": now,
             "updated_at": now,
             "completed_at": now if status == "completed" else None,
-            "expires_at": now + int(ttl_seconds * 1_000_000),
+            "expires_at": now + ttl,
         }
         inputs = _items(input_items, "input_items")
         outputs = _items(output_items, "output_items")
         event_rows = self._event_rows(row["id"], events)
-        sql = self._core.message_sql
-
-        def steps() -> Steps[None]:
-            # The notice of its events rides in the insert of the row (no round trip).
-            insert = self._notifying(("responses.insert",), sql.insert_of(t).returning)
-            notified = insert is not None and bool(event_rows)
-            params = sql.insert_params(t, row)
-            if notified:
-                assert insert is not None
-                yield insert.stmt({**params, **self._notice_params(self.tenant_id)})
-            else:
-                yield Stmt(sql.insert_row(t), params, COUNT)
-            yield from self._item_steps(row["id"], 0, ("input", inputs), ("output", outputs))
-            if event_rows:  # the row is this write's own: no need to look for it
-                yield from self._event_steps(event_rows, notified=notified)
-
+        steps = functools.partial(self._insert_steps, row, inputs, outputs, event_rows)
         yield Write("storing a response", steps, atomic=True)
         return to_response(row)
+
+    def _insert_steps(
+        self,
+        row: dict[str, Any],
+        inputs: builtins.list[dict[str, Any]],
+        outputs: builtins.list[dict[str, Any]],
+        event_rows: builtins.list[dict[str, Any]],
+    ) -> Steps[None]:
+        """A new response's row, then its items and its first events."""
+        sql = self._core.message_sql
+        # The notice of its events rides in the insert of the row (no round trip).
+        insert = self._notifying(("responses.insert",), sql.insert_of(t).returning)
+        notified = insert is not None and bool(event_rows)
+        params = sql.insert_params(t, row)
+        if insert is not None and notified:
+            yield insert.stmt({**params, **self._notice_params(self.tenant_id)})
+        else:
+            yield Stmt(sql.insert_row(t), params, COUNT)
+        yield from self._item_steps(row["id"], 0, ("input", inputs), ("output", outputs))
+        if event_rows:  # the row is this write's own: no need to look for it
+            yield from self._event_steps(event_rows, notified=notified)
 
     def _notifying(
         self, key: Hashable, returning: Callable[..., sa.ClauseElement]
