@@ -1064,7 +1064,7 @@ class AsyncUsage:
         created_before: datetime | None = None,
     ) -> dict[str, float | None]:
         """Latency percentiles in ms (p50, p75, p90, p95, p99) of the calls the filters select."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.latency,
             agent_id=agent_id,
             session_id=session_id,
@@ -1176,7 +1176,7 @@ class AsyncUsage:
         created_before: datetime | None = None,
     ) -> builtins.list[UsageRollup]:
         """Usage summed per day (UTC, ``YYYY-MM-DD``), model, agent, user or provider."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.rollup,
             by,
             agent_id=agent_id,
@@ -1205,7 +1205,7 @@ class AsyncUsage:
         created_before: datetime | None = None,
     ) -> dict[str, builtins.list[UsageRollup]]:
         """``{key: rollup(key, ...)}`` for each key of ``by``, from one read of the rows."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.rollups,
             by,
             agent_id=agent_id,
@@ -1550,7 +1550,7 @@ class AsyncStats:
         created_before: datetime | None = None,
     ) -> StatsModel:
         """Runs, LLM calls, tokens, cost, latency, tools, messages, snapshots, sessions."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.get, agent_id, created_after=created_after, created_before=created_before
         )
 
@@ -1608,7 +1608,7 @@ class AsyncCheckpoints:
 
     async def prune(self, thread_ids: Sequence[str], *, keep_latest: bool = True) -> None:
         """Keep only the newest checkpoint of each namespace of the threads (with its"""
-        return await asyncio.to_thread(self.sync.prune, thread_ids, keep_latest=keep_latest)
+        return await arun_op(self.sync.prune, thread_ids, keep_latest=keep_latest)
 
     async def put(
         self,

@@ -49,6 +49,8 @@ from agentkeep.config import Settings
 from agentkeep.models.common import to_micros
 from agentkeep.server import create_app
 from agentkeep.store import Store
+from agentkeep.store._steps import Op, Read
+from agentkeep.store.usage import _merge
 
 TENANT = "bench"
 KEY = "bench-dashboard-key"
@@ -224,9 +226,12 @@ def figures_ratio(store: Store, repeat: int) -> None:
     keys = ["day", "model", "agent", "user"]
     span = [(to_micros(start), to_micros(end))]
 
+    def rows_summed() -> Op[object]:
+        rows = yield Read("summing usage", lambda: store.usage._rows(keys, [], span))
+        return {k: _merge(rows, k) for k in keys}
+
     def from_rows() -> object:
-        with store._core.read() as conn:
-            return store.usage._from_rows(conn, keys, [], span)
+        return store._core.run_op(rows_summed())
 
     def from_days() -> object:
         return store.usage.rollups(keys, created_after=start, created_before=end)  # type: ignore[arg-type]
@@ -272,7 +277,8 @@ def run_backend(
         if seed_only:
             store.close()
             return
-        settings = Settings(database_url=url, api_keys=f"{TENANT}:{KEY}")
+        # (no daily backup mid-measurement)
+        settings = Settings(database_url=url, api_keys=f"{TENANT}:{KEY}", backup_enabled=False)
         older = store.messages.list(ids["long_session"], order="desc", limit=50).last_id
         deep = store.sessions.list(sort="created_at", limit=1000).last_id
         pages = {

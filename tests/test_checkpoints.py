@@ -245,3 +245,63 @@ async def test_a_listing_is_one_read_on_the_async_connections(
         await astore.checkpoints.list(thread_id="t1")
     assert len(work(sent)) == 1 + 2 * 2, work(sent)  # the page; per namespace chains, writes
     assert await AsyncStore(store.tenant(store.tenant_id + "_x")).checkpoints.list() == []
+
+
+async def test_a_prune_keeps_each_namespaces_newest_checkpoint_and_the_values_it_reads(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prune`` (the async API's, with no worker thread): of each namespace of the threads
+    the newest checkpoint stays, with its writes and every value its channels are built
+    from (a delta's bases too); the older checkpoints, their writes and the values nothing
+    reads go. Other threads stay; ``keep_latest=False`` deletes the threads whole."""
+    assert _put(store, "c1", [_full("messages", "1", b"a"), _full("count", "1", b"\x01")])
+    assert _put(store, "c2", [_delta("messages", "2", b"b", "1", 1), _full("count", "2", b"\x02")])
+    store.checkpoints.put(
+        "t1",
+        "",
+        "c3",
+        checkpoint=Blob("json", b"c3"),
+        metadata=Blob("json", b"{}"),
+        channel_versions={"messages": "3", "count": "2"},
+        blobs=[_delta("messages", "3", b"c", "2", 2)],
+    )
+    _writes(store, "t1", "c1", b"old")
+    _writes(store, "t1", "c3", b"new")
+    assert _put(store, "s1", [_full("notes", "1", b"n")], ns="sub")
+    assert _put(store, "c1", [_full("messages", "1", b"other")], thread="t2")
+    newest = store.checkpoints.get("t1", "", "c3")
+    assert newest is not None and [p.value.data for p in newest.channels["messages"]] == [
+        b"a",
+        b"b",
+        b"c",
+    ]
+    no_worker_threads(monkeypatch, "checkpoints.prune")
+
+    await astore.checkpoints.prune(["t1"])
+    assert await astore.checkpoints.get("t1", "", "c3") == newest
+    assert await astore.checkpoints.get("t1", "", "c2") is None
+    assert await astore.checkpoints.get("t1", "", "c1") is None
+    assert (await astore.checkpoints.get("t1", "sub", "s1")) is not None
+    with store._core.engine.connect() as conn:
+        kept = conn.execute(
+            sa.select(tb.c.checkpoint_ns, tb.c.channel, tb.c.version).where(
+                tb.c.tenant_id == store.tenant_id, tb.c.thread_id == "t1"
+            )
+        ).all()
+    assert sorted(kept) == [
+        ("", "count", "2"),
+        ("", "messages", "1"),
+        ("", "messages", "2"),
+        ("", "messages", "3"),
+        ("sub", "notes", "1"),
+    ]
+    assert _rows(store, "t1") == {"blobs": 5, "writes": 1, "checkpoints": 2}
+    assert _rows(store, "t2") == {"blobs": 1, "writes": 0, "checkpoints": 1}
+    await astore.checkpoints.prune(["t1"])  # again: nothing more to prune
+    assert _rows(store, "t1") == {"blobs": 5, "writes": 1, "checkpoints": 2}
+
+    await astore.checkpoints.prune(["t2"], keep_latest=False)
+    assert _rows(store, "t2") == {"blobs": 0, "writes": 0, "checkpoints": 0}
+    assert await astore.checkpoints.get("t1", "", "c3") == newest
+    with pytest.raises(InvalidInput, match="thread_ids"):
+        await astore.checkpoints.prune([""])

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from agentkeep import AsyncStore, InvalidInput, Store
+from agentkeep.store._steps import Op, Read
 from agentkeep.store.schema import tool_calls
 from agentkeep.store.stats import percentiles
 
@@ -173,8 +174,14 @@ def test_percentiles_helper_agrees_with_percentile_cont_on_postgres(_postgres_st
     for v in (3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5):
         store.usage.record(provider="p", model="m", latency_ms=v)
     where = [u.c.tenant_id == store.tenant_id]
+    sql = store._core.message_sql
+
+    def read() -> Op[dict[str, float | None]]:
+        found = yield Read("percentiles", lambda: percentiles(sql, u.c.latency_ms, where))
+        return found
+
+    ours = store._core.run_op(read())
     with store._core.read() as conn:
-        ours = percentiles(conn, u.c.latency_ms, where)
         for name, p in (("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
             theirs = conn.execute(
                 sa.select(sa.func.percentile_cont(p).within_group(u.c.latency_ms)).where(*where)

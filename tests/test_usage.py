@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from _threads import no_worker_threads
 
 from agentkeep import AsyncStore, InvalidInput, NotFound, Store
 from agentkeep.store._prices import price_from_table, price_version
@@ -409,3 +410,47 @@ def test_a_pricing_failure_leaves_the_cost_unknown(
     u = store.usage.record(**GPT4O, input_tokens=10)
     assert (u.cost_usd, u.cost_source) == (None, None)
     assert store.usage.get(u.id).cost_usd is None
+
+
+async def test_the_reports_are_read_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``usage.rollup``, ``rollups`` and ``latency`` and ``stats.get`` of the async API, with
+    no worker thread: each one read, answering as the sync API does over whole days
+    (usage_days) and their edges (usage rows), with and without a session filter."""
+    d1 = datetime(2025, 3, 1, 10, tzinfo=UTC)
+    d2 = datetime(2025, 3, 2, 10, tzinfo=UTC)
+    for i, (when, agent) in enumerate([(d1, "a"), (d1, "b"), (d2, "a"), (d2, None)]):
+        store.usage.record(
+            **GPT4O,
+            agent_id=agent,
+            input_tokens=10 * (i + 1),
+            latency_ms=100 * (i + 1),
+            created_at=when,
+            status="error" if i == 3 else "success",
+        )
+    session = store.sessions.create().id
+    store.usage.record(provider="p", model="m", session_id=session, created_at=d2)
+    no_worker_threads(monkeypatch, "the reports")
+    edge = datetime(2025, 3, 1, 12, tzinfo=UTC)  # a partial first day: rows, then days
+    for window in ({}, {"created_after": edge}, {"created_after": d1, "created_before": d2}):
+        for key in ("day", "model", "agent"):
+            assert await astore.usage.rollup(key, **window) == store.usage.rollup(key, **window)  # type: ignore[arg-type]
+        together = await astore.usage.rollups(["day", "provider"], **window)
+        assert together == store.usage.rollups(["day", "provider"], **window)
+        assert await astore.usage.latency(**window) == store.usage.latency(**window)
+        assert await astore.stats.get(**window) == store.stats.get(**window)
+        assert await astore.stats.get("a", **window) == store.stats.get("a", **window)
+    [by_session] = await astore.usage.rollup("model", session_id=session)
+    assert (by_session.key, by_session.calls, by_session.cost_usd) == ("m", 1, None)
+    days = await astore.usage.rollup("day")
+    assert [(r.key, r.calls, r.error_calls) for r in days] == [
+        ("2025-03-01", 2, 0),
+        ("2025-03-02", 3, 1),
+    ]
+    assert (await astore.usage.latency(agent_id="a"))["p50"] == 200.0
+    stats = await astore.stats.get("a")
+    assert (stats.llm_calls, stats.input_tokens) == (2, 40)
+    with pytest.raises(InvalidInput) as bad:
+        await astore.usage.rollup("week")  # type: ignore[arg-type]
+    assert bad.value.field == "by"

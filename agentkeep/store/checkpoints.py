@@ -29,16 +29,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models.common import check_limit, utcnow_micros
 from agentkeep.store._base import Resource, keys_in
 from agentkeep.store._listing import Filters
-from agentkeep.store._steps import COUNT, Op, Read, Steps, Write, op
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Write, op, operation
 from agentkeep.store._validate import require_str
 from agentkeep.store.checkpoint_sql import CheckpointSQL
-from agentkeep.store.message_sql import dump_json
+from agentkeep.store.message_sql import dump_json, named
 from agentkeep.store.schema import graph_checkpoint_blobs as tb
 from agentkeep.store.schema import graph_checkpoint_writes as tw
 from agentkeep.store.schema import graph_checkpoints as tc
@@ -446,22 +445,6 @@ class Checkpoints(Resource):
             (thread, ns, cid, parent, type_, data, meta_type, meta), versions, _parts(chain), writes
         )
 
-    @staticmethod
-    def _chain_rows(
-        conn: Connection, key: dict[str, str], wanted: Iterable[tuple[str, str]]
-    ) -> list[Any]:
-        """The value rows behind each wanted (channel, version), base first, in one query."""
-        wanted = set(wanted)
-        if not wanted:
-            return []
-        params = {
-            **key,
-            "channels": sorted({c for c, _ in wanted}),
-            "versions": sorted({v for _, v in wanted}),
-        }
-        rows = conn.execute(_CHAIN, params).mappings()
-        return [r for r in rows if (r["channel"], r["tip"]) in wanted]
-
     # --- whole threads ------------------------------------------------------------------
 
     @op
@@ -510,63 +493,57 @@ class Checkpoints(Resource):
         statements = _thread_copies(_sql(self._core).pg)
         yield from self._each(statements, params, "copying a checkpoint thread")
 
-    def prune(self, thread_ids: Sequence[str], *, keep_latest: bool = True) -> None:
+    @op
+    def prune(self, thread_ids: Sequence[str], *, keep_latest: bool = True) -> Op[None]:
         """Keep only the newest checkpoint of each namespace of the threads (with its
-        writes and the values it reads), or with ``keep_latest=False`` delete them all."""
+        writes and the values it reads), or with ``keep_latest=False`` delete them all.
+
+        One write per thread (its reads and deletes in one transaction).
+        """
         threads = [_thread(t, "thread_ids") for t in thread_ids]
         for thread_id in threads:
             if not keep_latest:
-                self.delete_thread(thread_id)
+                yield from operation(self.delete_thread, thread_id)
                 continue
-            with self._core.write("pruning a checkpoint thread") as conn:
-                self._prune_thread(conn, thread_id)
+            steps = functools.partial(self._prune_steps, thread_id)
+            yield Write("pruning a checkpoint thread", steps, atomic=True)
 
-    def _prune_thread(self, conn: Connection, thread_id: str) -> None:
+    def _prune_steps(self, thread_id: str) -> Steps[None]:
+        sql = self._core.message_sql
         mine = [tc.c.tenant_id == self.tenant_id, tc.c.thread_id == thread_id]
-        latest = {
-            ns: cid
-            for ns, cid in conn.execute(
-                sa.select(tc.c.checkpoint_ns, sa.func.max(tc.c.checkpoint_id))
-                .where(*mine)
-                .group_by(tc.c.checkpoint_ns)
-            )
-        }
-        for ns, cid in latest.items():
-            row = conn.execute(
-                sa.select(tc.c.channel_versions).where(
-                    *mine, tc.c.checkpoint_ns == ns, tc.c.checkpoint_id == cid
+        newest = (
+            sa.select(tc.c.checkpoint_ns, sa.func.max(tc.c.checkpoint_id))
+            .where(*mine)
+            .group_by(tc.c.checkpoint_ns)
+        )
+        for ns, cid in (yield sql.adhoc(newest)):
+            of_newest = (*mine, tc.c.checkpoint_ns == ns, tc.c.checkpoint_id == cid)
+            found = yield sql.adhoc(sa.select(tc.c.channel_versions).where(*of_newest))
+            versions = {(ch, str(v)) for ch, v in sql.load_any(found[0][0]).items()}
+            key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": ns}
+            keep = set()
+            if versions:
+                chain = _CHAIN.params(
+                    **key,
+                    channels=sorted({c for c, _ in versions}),
+                    versions=sorted({v for _, v in versions}),
                 )
-            ).scalar_one()
-            keep = self._chain_versions(
-                conn, thread_id, ns, {(ch, str(v)) for ch, v in row.items()}
+                keep = {
+                    (r["channel"], r["version"])
+                    for r in named(chain, (yield sql.adhoc(chain)))
+                    if (r["channel"], r["tip"]) in versions
+                }
+            older = (*mine, tc.c.checkpoint_ns == ns, tc.c.checkpoint_id != cid)
+            yield sql.adhoc(sa.delete(tc).where(*older), COUNT)
+            writes = (*self._where(tw, thread_id, ns), tw.c.checkpoint_id != cid)
+            yield sql.adhoc(sa.delete(tw).where(*writes), COUNT)
+            stored = yield sql.adhoc(
+                sa.select(tb.c.channel, tb.c.version).where(*self._where(tb, thread_id, ns))
             )
-            conn.execute(
-                sa.delete(tc).where(*mine, tc.c.checkpoint_ns == ns, tc.c.checkpoint_id != cid)
-            )
-            conn.execute(
-                sa.delete(tw).where(*self._where(tw, thread_id, ns), tw.c.checkpoint_id != cid)
-            )
-            stale = [
-                (ch, v)
-                for ch, v in conn.execute(
-                    sa.select(tb.c.channel, tb.c.version).where(*self._where(tb, thread_id, ns))
-                )
-                if (ch, v) not in keep
-            ]
+            stale = [(ch, v) for ch, v in stored if (ch, v) not in keep]
             for start in range(0, len(stale), 500):
-                conn.execute(
-                    sa.delete(tb).where(
-                        *self._where(tb, thread_id, ns),
-                        keys_in((tb.c.channel, tb.c.version), stale[start : start + 500]),
-                    )
-                )
-
-    def _chain_versions(
-        self, conn: Connection, thread_id: str, ns: str, wanted: set[tuple[str, str]]
-    ) -> set[tuple[str, str]]:
-        """The (channel, version) rows the wanted values are built from."""
-        key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": ns}
-        return {(r["channel"], r["version"]) for r in self._chain_rows(conn, key, wanted)}
+                chunk = keys_in((tb.c.channel, tb.c.version), stale[start : start + 500])
+                yield sql.adhoc(sa.delete(tb).where(*self._where(tb, thread_id, ns), chunk), COUNT)
 
     @op
     def list(

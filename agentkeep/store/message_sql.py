@@ -78,7 +78,14 @@ __all__ = [
     "dump_content",
     "dump_json",
     "dump_str",
+    "named",
 ]
+
+
+def named(stmt: sa.Select[Any], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The rows of ``stmt`` as the driver returned them, by the names of its columns."""
+    names = [str(c.key) for c in stmt.selected_columns]
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 @functools.cache
@@ -638,6 +645,28 @@ class MessageSQL:
             fixed = {k: v for k, v in compiled.params.items() if v is not None}
             found = self._shaped[key] = Shaped(str(compiled), processors, fixed)
         return found
+
+    def adhoc(self, stmt: sa.ClauseElement, result: int = ROWS) -> Stmt:
+        """``stmt`` with the values it holds, compiled at this call: for a report, whose
+        statements take too many shapes to keep (its lists are written out, each value
+        goes through its type's bind processor). Rows come as the driver gives them
+        (:func:`named`)."""
+        dialect = self.sa_dialect
+        compiled = stmt.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        expanded = compiled.construct_expanded_state()
+        params = dict(expanded.parameters)
+        binds = compiled.binds
+        for name in params:
+            # (a list's values are named after it: ``status_1`` gives ``status_1_1``, ...)
+            bind = binds.get(name)
+            if bind is None:
+                bind = binds.get(name.rpartition("_")[0])
+            if bind is not None:
+                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if process is not None:
+                    params[name] = process(params[name])
+        return Stmt(expanded.statement, params, result)
 
     def built_once(self, stmt: sa.ClauseElement) -> Shaped:
         """:meth:`shaped` for a statement built once (its own key): unlike :meth:`compiled`,

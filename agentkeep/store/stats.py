@@ -19,13 +19,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection
 
 from agentkeep.models import Stats as StatsModel
 from agentkeep.models import ToolStats
 from agentkeep.store._base import Resource, time_range
 from agentkeep.store._prices import from_nano
+from agentkeep.store._steps import Op, Read, Steps, op
 from agentkeep.store._validate import opt_text
+from agentkeep.store.message_sql import MessageSQL
 from agentkeep.store.schema import llm_usage, messages, runs, sessions, snapshots, tool_calls
 
 __all__ = ["PERCENTILES", "Stats", "StatsModel", "percentiles"]
@@ -34,11 +35,11 @@ PERCENTILES: dict[str, float] = {"p50": 0.50, "p75": 0.75, "p90": 0.90, "p95": 0
 
 
 def percentiles(
-    conn: Connection,
+    sql: MessageSQL,
     column: sa.ColumnElement[Any],
     where: list[sa.ColumnElement[bool]],
     wanted: dict[str, float] = PERCENTILES,
-) -> dict[str, float | None]:
+) -> Steps[dict[str, float | None]]:
     """Interpolated percentiles of a numeric column, without loading the rows.
 
     PostgreSQL: one ``percentile_cont`` aggregate (one scan). SQLite, which
@@ -47,14 +48,14 @@ def percentiles(
     ``percentile_cont`` does.
     """
     conds = [*where, column.is_not(None)]
-    if conn.dialect.name == "postgresql":
+    if sql.sa_dialect.name == "postgresql":
         fractions = postgresql.array([sa.literal(p, sa.Float()) for p in wanted.values()])
         cont = sa.func.percentile_cont(fractions, type_=postgresql.ARRAY(sa.Float()))
-        got = conn.execute(sa.select(cont.within_group(column)).where(*conds)).scalar()
+        got = (yield sql.adhoc(sa.select(cont.within_group(column)).where(*conds)))[0][0]
         if got is None:
             return dict.fromkeys(wanted)
         return {name: float(v) for name, v in zip(wanted, got, strict=True)}
-    n = int(conn.execute(sa.select(sa.func.count()).where(*conds)).scalar() or 0)
+    n = int((yield sql.adhoc(sa.select(sa.func.count()).where(*conds)))[0][0] or 0)
     if n == 0:
         return dict.fromkeys(wanted)
     ranks: dict[str, tuple[int, int, float]] = {}
@@ -68,12 +69,8 @@ def percentiles(
         .where(*conds)
         .subquery()
     )
-    found = {
-        int(rn): float(value)
-        for value, rn in conn.execute(
-            sa.select(ordered.c.value, ordered.c.rn).where(ordered.c.rn.in_(needed))
-        )
-    }
+    at_ranks = sa.select(ordered.c.value, ordered.c.rn).where(ordered.c.rn.in_(needed))
+    found = {int(rn): float(value) for value, rn in (yield sql.adhoc(at_ranks))}
     out: dict[str, float | None] = {}
     for name, (lo, hi, frac) in ranks.items():
         out[name] = found[lo] + (found[hi] - found[lo]) * frac
@@ -85,20 +82,21 @@ class Stats(Resource):
 
     kind = "stats"
 
+    @op
     def get(
         self,
         agent_id: str | None = None,
         *,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
-    ) -> StatsModel:
+    ) -> Op[StatsModel]:
         """Runs, LLM calls, tokens, cost, latency, tools, messages, snapshots, sessions.
 
         ``created_after`` / ``created_before``: only what was created in that
-        window (runs, calls, tool calls, messages, snapshots and sessions).
+        window (runs, calls, tool calls, messages, snapshots and sessions). One read.
         """
         agent_id = opt_text(agent_id, "agent_id", 256)
-        tenant = self.tenant_id
+        tenant, sql = self.tenant_id, self._core.message_sql
 
         def scope(table: sa.Table, *, by_agent: bool = True) -> list[sa.ColumnElement[bool]]:
             conds: list[sa.ColumnElement[bool]] = [table.c.tenant_id == tenant]
@@ -106,15 +104,15 @@ class Stats(Resource):
                 conds.append(table.c.agent_id == agent_id)
             return conds + time_range(table.c.created_at, created_after, created_before)
 
-        with self._core.read("computing stats") as conn:
+        def steps() -> Steps[dict[str, Any]]:
             figures: dict[str, Any] = {
                 "agent_id": agent_id,
-                **_run_figures(conn, scope(runs)),
-                **_usage_figures(conn, scope(llm_usage)),
-                **_tool_figures(conn, scope(tool_calls)),
+                **(yield from _run_figures(sql, scope(runs))),
+                **(yield from _usage_figures(sql, scope(llm_usage))),
+                **(yield from _tool_figures(sql, scope(tool_calls))),
             }
             sess_where = scope(sessions)
-            figures["sessions"] = _count(conn, sessions, sess_where)
+            figures["sessions"] = yield from _count(sql, sessions, sess_where)
             messages_where = scope(messages, by_agent=False)
             snapshots_where = scope(snapshots, by_agent=False)
             if agent_id is not None:
@@ -126,8 +124,11 @@ class Stats(Resource):
                     )
                 )
                 snapshots_where.append(snapshots.c.session_id.in_(agent_sessions))
-            figures["messages"] = _count(conn, messages, messages_where)
-            figures["snapshots"] = _count(conn, snapshots, snapshots_where)
+            figures["messages"] = yield from _count(sql, messages, messages_where)
+            figures["snapshots"] = yield from _count(sql, snapshots, snapshots_where)
+            return figures
+
+        figures = yield Read("computing stats", steps)
         sessions_n = figures["sessions"]
         figures["avg_messages_per_session"] = (
             figures["messages"] / sessions_n if sessions_n else 0.0
@@ -135,15 +136,14 @@ class Stats(Resource):
         return StatsModel(**figures)
 
 
-def _count(conn: Connection, table: sa.Table, where: list[sa.ColumnElement[bool]]) -> int:
-    return int(
-        conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar() or 0
-    )
+def _count(sql: MessageSQL, table: sa.Table, where: list[sa.ColumnElement[bool]]) -> Steps[int]:
+    found = yield sql.adhoc(sa.select(sa.func.count()).select_from(table).where(*where))
+    return int(found[0][0] or 0)
 
 
-def _run_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[str, Any]:
+def _run_figures(sql: MessageSQL, where: list[sa.ColumnElement[bool]]) -> Steps[dict[str, Any]]:
     r = runs
-    total, completed, failed, cancelled, avg_iter = conn.execute(
+    found = yield sql.adhoc(
         sa.select(
             sa.func.count(),
             sa.func.sum(sa.case((r.c.status == "completed", 1), else_=0)),
@@ -151,7 +151,8 @@ def _run_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[
             sa.func.sum(sa.case((r.c.status == "cancelled", 1), else_=0)),
             sa.func.avg(r.c.iterations),
         ).where(*where)
-    ).one()
+    )
+    total, completed, failed, cancelled, avg_iter = found[0]
     return {
         "total_runs": int(total),
         "completed_runs": int(completed or 0),
@@ -161,9 +162,9 @@ def _run_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[
     }
 
 
-def _usage_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[str, Any]:
+def _usage_figures(sql: MessageSQL, where: list[sa.ColumnElement[bool]]) -> Steps[dict[str, Any]]:
     u = llm_usage
-    row = conn.execute(
+    found = yield sql.adhoc(
         sa.select(
             sa.func.count(),
             sa.func.sum(u.c.input_tokens),
@@ -173,7 +174,8 @@ def _usage_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dic
             sa.func.sum(u.c.cost_nano_usd),
             sa.func.sum(sa.case((u.c.cost_nano_usd.is_(None), 1), else_=0)),
         ).where(*where)
-    ).one()
+    )
+    row = found[0]
     calls = int(row[0])
     input_tokens, output_tokens, cached, reasoning = (int(v or 0) for v in row[1:5])
     cost_nano, unpriced = row[5], int(row[6] or 0)
@@ -183,6 +185,7 @@ def _usage_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dic
     else:
         cost = None if calls else Decimal(0).scaleb(-9)
     priced = calls - unpriced
+    latency = yield from percentiles(sql, u.c.latency_ms, where)
     return {
         "llm_calls": calls,
         "input_tokens": input_tokens,
@@ -194,13 +197,30 @@ def _usage_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dic
         "avg_input_tokens_per_call": input_tokens / calls if calls else None,
         "avg_output_tokens_per_call": output_tokens / calls if calls else None,
         "avg_cost_per_call_usd": from_nano(int(cost_nano) // priced) if priced else None,
-        "latency_ms": percentiles(conn, u.c.latency_ms, where),
+        "latency_ms": latency,
     }
 
 
-def _tool_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict[str, Any]:
+def _tool_figures(sql: MessageSQL, where: list[sa.ColumnElement[bool]]) -> Steps[dict[str, Any]]:
     tc = tool_calls
     failed = sa.or_(tc.c.is_error.is_(True), tc.c.state == "failed")
+    per_tool = yield sql.adhoc(
+        sa.select(
+            tc.c.name,
+            sa.func.count(),
+            sa.func.sum(sa.case((failed, 1), else_=0)),
+            sa.func.avg(tc.c.duration_ms),
+        )
+        .where(*where)
+        .group_by(tc.c.name)
+        .order_by(tc.c.name)
+    )
+    per_state = yield sql.adhoc(
+        sa.select(tc.c.state, sa.func.count())
+        .where(*where)
+        .group_by(tc.c.state)
+        .order_by(tc.c.state)
+    )
     tools = [
         ToolStats(
             name=name,
@@ -208,27 +228,9 @@ def _tool_figures(conn: Connection, where: list[sa.ColumnElement[bool]]) -> dict
             errors=int(errors or 0),
             avg_duration_ms=float(avg) if avg is not None else None,
         )
-        for name, calls, errors, avg in conn.execute(
-            sa.select(
-                tc.c.name,
-                sa.func.count(),
-                sa.func.sum(sa.case((failed, 1), else_=0)),
-                sa.func.avg(tc.c.duration_ms),
-            )
-            .where(*where)
-            .group_by(tc.c.name)
-            .order_by(tc.c.name)
-        )
+        for name, calls, errors, avg in per_tool
     ]
-    by_state = {
-        str(state): int(n)
-        for state, n in conn.execute(
-            sa.select(tc.c.state, sa.func.count())
-            .where(*where)
-            .group_by(tc.c.state)
-            .order_by(tc.c.state)
-        )
-    }
+    by_state = {str(state): int(n) for state, n in per_state}
     return {
         "tools": tools,
         "tool_calls_by_state": by_state,

@@ -29,7 +29,6 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from agentkeep.errors import InvalidInput
 from agentkeep.ids import new_id
@@ -41,6 +40,7 @@ from agentkeep.store._listing import Filters
 from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import check_object, opt_text, require_str
+from agentkeep.store.message_sql import named
 from agentkeep.store.prices import STORED_PRICE, price_from, stored_params
 from agentkeep.store.schema import llm_usage as t
 from agentkeep.store.schema import prices as prices_table
@@ -432,6 +432,7 @@ class Usage(Resource):
             )
         )
 
+    @op
     def rollup(
         self,
         by: RollupKey,
@@ -445,7 +446,7 @@ class Usage(Resource):
         status: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
-    ) -> builtins.list[UsageRollup]:
+    ) -> Op[builtins.list[UsageRollup]]:
         """Usage summed per day (UTC, ``YYYY-MM-DD``), model, agent, user or provider.
 
         Groups come in ascending key order, the group of rows without a key
@@ -462,8 +463,9 @@ class Usage(Resource):
             "model": model,
             "status": status,
         }
-        return self._grouped([by], filters, created_after, created_before)[by]
+        return (yield from self._grouped([by], filters, created_after, created_before))[by]
 
+    @op
     def rollups(
         self,
         by: Sequence[RollupKey],
@@ -477,7 +479,7 @@ class Usage(Resource):
         status: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
-    ) -> dict[str, builtins.list[UsageRollup]]:
+    ) -> Op[dict[str, builtins.list[UsageRollup]]]:
         """``{key: rollup(key, ...)}`` for each key of ``by``, from one read of the rows.
 
         The rows are grouped by all the keys at once and summed per key here:
@@ -498,7 +500,7 @@ class Usage(Resource):
             "model": model,
             "status": status,
         }
-        return self._grouped(keys, filters, created_after, created_before)
+        return (yield from self._grouped(keys, filters, created_after, created_before))
 
     def _grouped(
         self,
@@ -506,11 +508,11 @@ class Usage(Resource):
         filters: dict[str, str | None],
         created_after: datetime | None,
         created_before: datetime | None,
-    ) -> dict[str, builtins.list[UsageRollup]]:
+    ) -> Op[dict[str, builtins.list[UsageRollup]]]:
         """Each key's rollup: whole days from usage_days, the partial days' edges from rows.
 
         With a session or run filter (which usage_days does not keep) every
-        call comes from the usage rows.
+        call comes from the usage rows. One read.
         """
         where = self._where(**filters, created_after=None, created_before=None).bound()
         for name, value in (("created_after", created_after), ("created_before", created_before)):
@@ -522,28 +524,31 @@ class Usage(Resource):
         end = None if before is None else before // usage_days.DAY_MICROS  # the day after the last
         if first is not None and end is not None and first >= end:
             daily = False  # no whole day in the window
-        with self._core.read() as conn:
+
+        def steps() -> Steps[builtins.list[dict[str, Any]]]:
             if not daily:
-                return self._from_rows(conn, keys, where, [(after, before)])
+                return (yield from self._rows(keys, where, [(after, before)]))
             edges: builtins.list[tuple[int | None, int | None]] = []
             if after is not None and first is not None and after < first * usage_days.DAY_MICROS:
                 edges.append((after, first * usage_days.DAY_MICROS))
             if before is not None and end is not None and end * usage_days.DAY_MICROS < before:
                 edges.append((end * usage_days.DAY_MICROS, before))
-            rows = self._from_days(conn, keys, filters, first, end)
-            rows += self._rows(conn, keys, where, edges)
+            rows = yield from self._from_days(keys, filters, first, end)
+            return rows + (yield from self._rows(keys, where, edges))
+
+        rows = yield Read("summing usage", steps)
         return {k: _merge(rows, k) for k in keys}
 
     def _rows(
         self,
-        conn: Connection,
         keys: Sequence[str],
         where: builtins.list[sa.ColumnElement[bool]],
         spans: Sequence[tuple[int | None, int | None]],
-    ) -> builtins.list[Mapping[Any, Any]]:
+    ) -> Steps[builtins.list[dict[str, Any]]]:
         """Usage rows in each ``[start, end)`` of micros (None: open), grouped by every key."""
+        sql = self._core.message_sql
         columns = [_rollup_key(k, f"k_{k}") for k in keys]
-        rows: builtins.list[Mapping[Any, Any]] = []
+        rows: builtins.list[dict[str, Any]] = []
         for start, end in spans:
             span = [] if start is None else [t.c.created_at >= start]
             span += [] if end is None else [t.c.created_at < end]
@@ -552,27 +557,16 @@ class Usage(Resource):
                 .where(t.c.tenant_id == self.tenant_id, *where, *span)
                 .group_by(*columns)
             )
-            rows += list(conn.execute(stmt).mappings())
+            rows += named(stmt, (yield sql.adhoc(stmt)))
         return rows
-
-    def _from_rows(
-        self,
-        conn: Connection,
-        keys: Sequence[str],
-        where: builtins.list[sa.ColumnElement[bool]],
-        spans: Sequence[tuple[int | None, int | None]],
-    ) -> dict[str, builtins.list[UsageRollup]]:
-        rows = self._rows(conn, keys, where, spans)
-        return {k: _merge(rows, k) for k in keys}
 
     def _from_days(
         self,
-        conn: Connection,
         keys: Sequence[str],
         filters: dict[str, str | None],
         first: int | None,
         end: int | None,
-    ) -> builtins.list[Mapping[Any, Any]]:
+    ) -> Steps[builtins.list[dict[str, Any]]]:
         """The groups of usage_days in the days ``[first, end)`` (None: open), grouped by every key."""
         d = usage_days_t
         where = [d.c.tenant_id == self.tenant_id]
@@ -581,8 +575,9 @@ class Usage(Resource):
         where += [] if end is None else [d.c.day < end]
         columns = [_rollup_key(k, f"k_{k}", d) for k in keys]
         stmt = sa.select(*columns, *_daily_sums()).where(*where).group_by(*columns)
-        return list(conn.execute(stmt).mappings())
+        return named(stmt, (yield self._core.message_sql.adhoc(stmt)))
 
+    @op
     def latency(
         self,
         *,
@@ -595,7 +590,7 @@ class Usage(Resource):
         status: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
-    ) -> dict[str, float | None]:
+    ) -> Op[dict[str, float | None]]:
         """Latency percentiles in ms (p50, p75, p90, p95, p99) of the calls the filters select.
 
         Over the calls that reported a latency, interpolated as ``store.stats``
@@ -612,5 +607,9 @@ class Usage(Resource):
             created_after=created_after,
             created_before=created_before,
         ).bound()
-        with self._core.read("computing latency percentiles") as conn:
-            return percentiles(conn, t.c.latency_ms, [t.c.tenant_id == self.tenant_id, *where])
+        sql, column = self._core.message_sql, t.c.latency_ms
+        mine = [t.c.tenant_id == self.tenant_id, *where]
+        found: dict[str, float | None] = yield Read(
+            "computing latency percentiles", lambda: percentiles(sql, column, mine)
+        )
+        return found
