@@ -167,6 +167,9 @@ def running_service(
         "AGENTKEEP_DATABASE_URL": url,
         "AGENTKEEP_API_KEYS": f"{TENANT}:{API_KEY}",
         "AGENTKEEP_RATE_LIMIT_ENABLED": "0",  # the load would be refused at 100 requests/min
+        # No daily backup in the middle of a measurement (nor in the checkout's ./data).
+        "AGENTKEEP_BACKUP_ENABLED": "false",
+        "AGENTKEEP_BACKUP_DIR": str(Path(log_dir) / "backups"),
         **env,
     }
     environ.pop("DATABASE_URL", None)
@@ -435,7 +438,12 @@ def statements(url: str, ref_url: str) -> dict[str, dict[str, float]]:
     with agentkeep.connect(url, auto_migrate=True) as root:
         _, key = create_key(root, tenant=TENANT, name="bench")
     settings = Settings.from_env(
-        {**os.environ, "AGENTKEEP_DATABASE_URL": url, "AGENTKEEP_RATE_LIMIT_ENABLED": "0"}
+        {
+            **os.environ,
+            "AGENTKEEP_DATABASE_URL": url,
+            "AGENTKEEP_RATE_LIMIT_ENABLED": "0",
+            "AGENTKEEP_BACKUP_ENABLED": "false",  # no daily backup mid-measurement
+        }
     )
     os.environ.update(REFERENCE_DATABASE_URL=ref_url, REFERENCE_API_KEY=API_KEY)
     import benchmarks.reference_app as reference

@@ -286,6 +286,7 @@ def statements_per_run(url: str, upstream: str, tokens: int, n: int = 3) -> floa
         "AGENTKEEP_DATABASE_URL": url,
         "AGENTKEEP_API_KEYS": f"bench:{API_KEY}",
         "AGENTKEEP_RATE_LIMIT_ENABLED": "0",  # the load would be refused at 100 requests/min
+        "AGENTKEEP_BACKUP_ENABLED": "false",  # no daily backup mid-measurement
         "AGENTKEEP_LLM_BASE_URL": upstream + "/v1",
         "AGENTKEEP_AUTO_MIGRATE": "1",  # a new database of its own (PostgreSQL too)
     }

@@ -18,6 +18,7 @@ from psycopg import sql
 
 import agentkeep
 from agentkeep import AsyncStore, Store
+from agentkeep.lifecycle.schedule import BackupScheduler
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 POSTGRES_URL = os.environ.get(
@@ -58,6 +59,25 @@ class PostgresServer:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+@pytest.fixture(autouse=True)
+def _no_daily_backup_in_process() -> Iterator[None]:
+    """An app a test starts in this process does not start the daily backup scheduler.
+
+    Its default slot is 02:00, and a scheduler that starts within ten minutes after
+    its slot takes that backup at once (a service restarted at 02:01 still backs up):
+    every app a test starts in that window would back up the test's database, into
+    ``./data/backups`` of the checkout, while the test runs. The schedule's tests run
+    it themselves (``run_slot``) or in a service process that asks for it
+    (``AGENTKEEP_BACKUP_ENABLED``; ``tests/server/live.py`` turns it off otherwise).
+    """
+    # Its own patch, not the ``monkeypatch`` fixture: an autouse fixture that took that
+    # would set it up before the test's other fixtures, and so undo the test's patches
+    # only after those fixtures' teardown (an app's shutdown under a test's refusals).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BackupScheduler, "start", lambda self: None)
+        yield
 
 
 @pytest.fixture(scope="session")

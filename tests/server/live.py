@@ -123,6 +123,11 @@ class LiveService:
                 # Tests of a failing upstream see its first answer; those of the retries
                 # (test_upstream_retries.py) turn them on.
                 "AGENTKEEP_LLM_MAX_RETRIES": "0",
+                # The daily backup's scheduler takes its slot at once when it starts up
+                # to ten minutes after it (02:00 by default): a service started then would
+                # back up while its test runs. Tests of the schedule turn it on.
+                "AGENTKEEP_BACKUP_ENABLED": "false",
+                "AGENTKEEP_BACKUP_DIR": str(self.log_path.parent / "backups"),
                 "PYTHONUNBUFFERED": "1",
             }
         )
