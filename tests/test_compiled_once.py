@@ -34,3 +34,49 @@ def test_a_runs_claims_steps_and_events_are_compiled_once(store: Store) -> None:
         assert linked.before == {r.id: 0 for r in runs}
         assert not store.runs.claimable()
     assert rendered == []
+
+
+def test_a_reports_statements_are_compiled_once_per_structure_with_each_calls_values(
+    store: Store,
+) -> None:
+    """The reports' statements (``MessageSQL.adhoc``) are compiled once per structure and
+    given each call's values: another tenant, window or list of the same structure reads
+    its own rows, and a new structure is a new compile; lists are written out."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from agentkeep.store.message_sql import named
+    from agentkeep.store.schema import llm_usage as u
+
+    other = store.tenant(store.tenant_id + "_b")
+    early, late = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC)
+    for s, n in ((store, 2), (other, 3)):
+        for i in range(n):
+            s.usage.record(provider="p", model=f"m{i}", created_at=late if i else early)
+    sql = store._core.message_sql
+
+    def calls(tenant: str, models: list[str]) -> int:
+        stmt = (
+            sa.select(sa.func.count().label("n"))
+            .select_from(u)
+            .where(u.c.tenant_id == tenant, u.c.model.in_(models))
+        )
+        found = store._core.run_read("counting", lambda cur: cur.execute(*_sent(stmt)).fetchall())
+        return int(named(stmt, found)[0]["n"])
+
+    def _sent(stmt: sa.Select[tuple[int]]) -> tuple[str, object]:
+        made = sql.adhoc(stmt)
+        return made.sql, made.params
+
+    assert calls(store.tenant_id, ["m0", "m1"]) == 2
+    kept = len(sql._adhoc)
+    assert calls(other.tenant_id, ["m0", "m1"]) == 2
+    assert calls(other.tenant_id, ["m2", "m1"]) == 2  # another list of the same length
+    assert calls(other.tenant_id, ["m9", "m1"]) == 1
+    assert len(sql._adhoc) == kept  # the same structure: no new compile
+    assert calls(other.tenant_id, ["m0", "m1", "m2"]) == 3  # a longer list: its own values
+    assert calls(store.tenant_id, ["m0"]) == 1
+    windows = [store.usage.rollup("model", created_after=d) for d in (early, late)]
+    assert [[r.key for r in w] for w in windows] == [["m0", "m1"], ["m1"]]
+    assert [[r.key for r in other.usage.rollup("model", created_before=late)]] == [["m0"]]

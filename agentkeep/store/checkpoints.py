@@ -523,14 +523,14 @@ class Checkpoints(Resource):
             key = {"tenant_id": self.tenant_id, "thread_id": thread_id, "checkpoint_ns": ns}
             keep = set()
             if versions:
-                chain = _CHAIN.params(
+                wanted = {
                     **key,
-                    channels=sorted({c for c, _ in versions}),
-                    versions=sorted({v for _, v in versions}),
-                )
+                    "channels": sorted({c for c, _ in versions}),
+                    "versions": sorted({v for _, v in versions}),
+                }
                 keep = {
                     (r["channel"], r["version"])
-                    for r in named(chain, (yield sql.adhoc(chain)))
+                    for r in named(_CHAIN, (yield sql.adhoc(_CHAIN, values=wanted)))
                     if (r["channel"], r["tip"]) in versions
                 }
             older = (*mine, tc.c.checkpoint_ns == ns, tc.c.checkpoint_id != cid)

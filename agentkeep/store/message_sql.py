@@ -445,6 +445,8 @@ def compile_sql(stmt: sa.ClauseElement, dialect: SADialect) -> str:
 
 
 _MAX_CHUNK = 128
+#: The report statements :meth:`MessageSQL.adhoc` keeps compiled (emptied when full).
+_ADHOC_MAX = 512
 
 
 def chunks(n: int) -> Iterator[tuple[int, int]]:
@@ -561,6 +563,7 @@ class MessageSQL:
         self._insert_session: str | None = None
         self._of_session: dict[sa.Table, str] = {}
         self._listings: dict[tuple[sa.Table, tuple[str, ...], str, bool, bool, bool], str] = {}
+        self._adhoc: dict[Any, tuple[SQLCompiler, dict[str, Callable[[Any], Any]]]] = {}
 
     def compile(self, stmt: sa.ClauseElement) -> str:
         return compile_sql(stmt, self.sa_dialect)
@@ -646,27 +649,54 @@ class MessageSQL:
             found = self._shaped[key] = Shaped(str(compiled), processors, fixed)
         return found
 
-    def adhoc(self, stmt: sa.ClauseElement, result: int = ROWS) -> Stmt:
-        """``stmt`` with the values it holds, compiled at this call: for a report, whose
-        statements take too many shapes to keep (its lists are written out, each value
-        goes through its type's bind processor). Rows come as the driver gives them
-        (:func:`named`)."""
-        dialect = self.sa_dialect
-        compiled = stmt.compile(dialect=dialect)
-        assert isinstance(compiled, SQLCompiler)
-        expanded = compiled.construct_expanded_state()
-        params = dict(expanded.parameters)
-        binds = compiled.binds
-        for name in params:
+    def adhoc(
+        self, stmt: sa.ClauseElement, result: int = ROWS, values: Mapping[str, Any] | None = None
+    ) -> Stmt:
+        """``stmt`` with the values it holds (and ``values`` of its named parameters): for a
+        report, whose statements take too many shapes to name (its lists are written out
+        at the call, each value goes through its type's bind processor). Rows come as the
+        driver gives them (:func:`named`).
+
+        Compiled once per structure, as SQLAlchemy's own execution does (its cache key,
+        the values apart; at most ``_ADHOC_MAX`` kept): compiling a report's statements
+        again at every call cost more than running them.
+        """
+        key = stmt._generate_cache_key()
+        if key is None:  # (a statement SQLAlchemy does not cache either)
+            compiled, processors = self._adhoc_compile(stmt, None)
+            params = compiled.construct_params(values)
+        else:
+            found = self._adhoc.get(key.key)
+            if found is None:
+                if len(self._adhoc) >= _ADHOC_MAX:
+                    self._adhoc.clear()
+                found = self._adhoc[key.key] = self._adhoc_compile(stmt, key)
+            compiled, processors = found
+            params = compiled.construct_params(values, extracted_parameters=key.bindparams)
+        expanded = compiled.construct_expanded_state(params)
+        sent = dict(expanded.parameters)
+        for name, value in sent.items():
             # (a list's values are named after it: ``status_1`` gives ``status_1_1``, ...)
-            bind = binds.get(name)
-            if bind is None:
-                bind = binds.get(name.rpartition("_")[0])
-            if bind is not None:
-                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-                if process is not None:
-                    params[name] = process(params[name])
-        return Stmt(expanded.statement, params, result)
+            process = processors.get(name) or processors.get(name.rpartition("_")[0])
+            if process is not None:
+                sent[name] = process(value)
+        return Stmt(expanded.statement, sent, result)
+
+    def _adhoc_compile(
+        self, stmt: sa.ClauseElement, key: Any
+    ) -> tuple[SQLCompiler, dict[str, Callable[[Any], Any]]]:
+        """``stmt`` compiled (with its cache ``key``, which lets the statements of the same
+        structure give it their values), and the bind processors of its parameters that
+        have one."""
+        dialect = self.sa_dialect
+        compiled = dialect.statement_compiler(dialect, stmt, cache_key=key)
+        assert isinstance(compiled, SQLCompiler)
+        processors: dict[str, Callable[[Any], Any]] = {
+            name: process
+            for name, bind in compiled.binds.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        return compiled, processors
 
     def built_once(self, stmt: sa.ClauseElement) -> Shaped:
         """:meth:`shaped` for a statement built once (its own key): unlike :meth:`compiled`,
