@@ -97,38 +97,25 @@ _COLUMNS = len(t.c)
 _LAST_EVENT = sa.select(sa.func.max(et.c.sequence_number)).where(
     et.c.tenant_id == b("t"), et.c.response_id == b("r")
 )
-#: A response's status changed (``:t``, ``:r``; ``:v_status``, ``:v_now``).
-_SET_STATUS = (
-    sa.update(t)
-    .where(t.c.tenant_id == b("t"), t.c.id == b("r"))
-    .values(status=b("v_status"), updated_at=b("v_now", type_=sa.BigInteger))
-)
-#: A queued response taken by a worker (``:t``, ``:r``; ``:v_worker``, ``:v_now``): its row.
-_CLAIM = (
-    sa.update(t)
-    .where(t.c.tenant_id == b("t"), t.c.id == b("r"))
-    .values(
-        status=const("in_progress"),
-        worker_id=b("v_worker"),
-        updated_at=b("v_now", type_=sa.BigInteger),
-    )
-    .returning(*t.c)
-)
+
+
+def _changed(**values: Any) -> sa.Update:
+    """The response ``:t``, ``:r`` changed to ``values`` at ``:v_now``."""
+    mine = (t.c.tenant_id == b("t"), t.c.id == b("r"))
+    return sa.update(t).where(*mine).values(updated_at=b("v_now", type_=sa.BigInteger), **values)
+
+
+#: A response's status changed (``:v_status``).
+_SET_STATUS = _changed(status=b("v_status"))
+#: A queued response taken by a worker (``:v_worker``): its row.
+_CLAIM = _changed(status=const("in_progress"), worker_id=b("v_worker")).returning(*t.c)
 #: A JSON column's parameter, bound as its JSON text (``MessageSQL.json_param``).
 JsonParam = Callable[[str], sa.ColumnElement[Any]]
 
 
 def _fail_statement(json: JsonParam) -> sa.Update:
-    """A response failed by a sweep (``:t``, ``:r``; ``:v_error`` its JSON, ``:v_now``)."""
-    return (
-        sa.update(t)
-        .where(t.c.tenant_id == b("t"), t.c.id == b("r"))
-        .values(
-            status=const("failed"),
-            error=json("v_error"),
-            updated_at=b("v_now", type_=sa.BigInteger),
-        )
-    )
+    """A response failed by a sweep (``:v_error`` its JSON)."""
+    return _changed(status=const("failed"), error=json("v_error"))
 
 
 def _finish_statement(json: JsonParam, notice: sa.ColumnElement[Any] | None) -> sa.Update:
