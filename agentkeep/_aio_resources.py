@@ -1250,7 +1250,7 @@ class AsyncPrices:
         dry_run: bool = False,
     ) -> RecomputeReport:
         """Price recorded calls again with today's tables (the user's, then the maintained one)."""
-        return await asyncio.to_thread(
+        return await arun_op(
             self.sync.recompute, since=since, until=until, model=model, dry_run=dry_run
         )
 

@@ -334,3 +334,32 @@ async def test_prices_are_set_and_deleted_on_the_async_connections(
         await astore.prices.set(HOUSE, input=-1, output=1)
     assert bad.value.field == "input"
     assert [p.provider for p in store.prices.list()] == ["acme"]
+
+
+async def test_a_recompute_of_several_batches_runs_on_the_async_connections(
+    store: Store, astore: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prices.recompute`` of the async API, with no worker thread: its batches (500 rows
+    each, one write each; two here) reprice the calls and move their days' totals, as the
+    usage rows then sum them; a dry run counts and writes nothing."""
+    import agentkeep.store.prices as prices_module
+
+    monkeypatch.setattr(prices_module, "_BATCH", 3)  # 7 rows: three batches
+    calls = [_call(store) for _ in range(6)] + [_call(store, model="house-llm-2")]
+    store.prices.set(HOUSE, input="0.000001", output="0.000001")
+    no_worker_threads(monkeypatch, "prices.recompute")
+    dry = await astore.prices.recompute(dry_run=True)
+    assert (dry.rows, dry.changed, dry.by_source) == (
+        7,
+        6,
+        {"user": 6, "price_table": 0, "unpriced": 1},
+    )
+    assert [(await astore.usage.get(c.id)).cost_usd for c in calls] == [None] * 7
+    done = await astore.prices.recompute()
+    assert (done.rows, done.changed) == (7, 6)
+    costs = [(await astore.usage.get(c.id)).cost_usd for c in calls]
+    assert costs == [Decimal("0.0013")] * 6 + [None]
+    [house, other] = await astore.usage.rollup("model")
+    assert (house.key, house.cost_usd, house.unpriced_calls) == (HOUSE, Decimal("0.0078"), 0)
+    assert (other.key, other.cost_usd, other.unpriced_calls) == ("house-llm-2", None, 1)
+    assert (await astore.prices.recompute()).changed == 0

@@ -30,6 +30,7 @@ reasoning ones (billed at ``reasoning``, else ``output``).
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import json
 import logging
@@ -37,15 +38,14 @@ import math
 import os
 import threading
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
 
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.models import Price, RecomputeReport
@@ -53,8 +53,9 @@ from agentkeep.models.common import from_micros, to_micros, utcnow_micros
 from agentkeep.store import usage_days
 from agentkeep.store._base import Resource
 from agentkeep.store._prices import price_from_table, to_nano
-from agentkeep.store._steps import COUNT, Op, Read, Stmt, Write, op, single
+from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import require_str
+from agentkeep.store.message_sql import named
 from agentkeep.store.schema import llm_usage as ut
 from agentkeep.store.schema import prices as t
 
@@ -63,7 +64,6 @@ __all__ = [
     "PriceFile",
     "Prices",
     "TokenPrices",
-    "price_call",
     "price_from",
     "stored_params",
 ]
@@ -211,47 +211,15 @@ STORED_PRICE = (
 )
 
 
-def _stored(
-    conn: Connection,
-    tenant_id: str,
-    provider: str,
-    model: str,
-    known: dict[tuple[str, str, str], Any] | None,
-) -> Any:
-    """The user's price of ``model`` for ``provider`` (None: none); read once per ``known``."""
-    key = (tenant_id, provider, model)
-    if known is not None and key in known:
-        return known[key]
-    row = conn.execute(STORED_PRICE, stored_params(tenant_id, provider, model)).mappings().first()
-    if known is not None:
-        known[key] = row
-    return row
-
-
-def price_call(
-    conn: Connection,
-    tenant_id: str,
-    price_file: PriceFile | None,
-    values: dict[str, Any],
-    known: dict[tuple[str, str, str], Any] | None = None,
-) -> dict[str, Any]:
-    """The cost columns of a usage row without a caller's cost (see the module docstring).
-
-    ``known``: the stored prices read already, filled as they are read (the
-    calls priced in one transaction read each model's price once).
-    """
-    row = _stored(conn, tenant_id, values["provider"], values["model"], known)
-    return price_from(row, price_file, values)
-
-
 def stored_params(tenant_id: str, provider: str, model: str) -> dict[str, Any]:
     """The parameters of :data:`STORED_PRICE` for a call of ``model`` by ``provider``."""
     return {"tenant_id": tenant_id, "model": model, "provider": provider, "any_provider": _ANY}
 
 
 def price_from(row: Any, price_file: PriceFile | None, values: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`price_call` with the user's stored price read already (``row``, by column
-    name: :data:`STORED_PRICE`'s; None: none)."""
+    """The cost columns of a usage row without a caller's cost (see the module docstring),
+    given the user's stored price of its model (``row``, by column name:
+    :data:`STORED_PRICE`'s; None: none)."""
     provider, model = values["provider"], values["model"]
     tokens = {
         "input_tokens": values["input_tokens"],
@@ -406,6 +374,7 @@ class Prices(Resource):
         if gone == 0:
             raise NotFound("price", model if provider is None else f"{provider}/{model}")
 
+    @op
     def recompute(
         self,
         *,
@@ -413,7 +382,7 @@ class Prices(Resource):
         until: datetime | None = None,
         model: str | None = None,
         dry_run: bool = False,
-    ) -> RecomputeReport:
+    ) -> Op[RecomputeReport]:
         """Price recorded calls again with today's tables (the user's, then the maintained one).
 
         Covers this tenant's usage rows created in ``[since, until)`` (all by
@@ -428,46 +397,57 @@ class Prices(Resource):
         by_source = {"user": 0, "price_table": 0, "unpriced": 0}
         after = ""
         while True:
-            with self._core.write("recomputing costs") as conn:
-                batch = list(
-                    conn.execute(
-                        sa.select(*_RECOMPUTE_COLUMNS)
-                        .where(*where, ut.c.id > after)
-                        .order_by(ut.c.id)
-                        .limit(_BATCH)
-                    ).mappings()
-                )
-                changed += self._reprice(conn, batch, by_source, dry_run)
-            rows += len(batch)
-            if len(batch) < _BATCH:
+            steps = functools.partial(self._reprice_steps, where, after, dry_run)
+            batch: _Repriced = yield Write("recomputing costs", steps, atomic=True)
+            rows += batch.rows
+            changed += batch.changed
+            for source, n in batch.by_source.items():
+                by_source[source] += n
+            if batch.rows < _BATCH:
                 break
-            after = batch[-1]["id"]
+            after = batch.last_id
         return RecomputeReport(rows=rows, changed=changed, by_source=by_source)
 
-    def _reprice(
-        self,
-        conn: Connection,
-        batch: Sequence[RowMapping],
-        by_source: dict[str, int],
-        dry_run: bool,
-    ) -> int:
-        """Price each row of ``batch`` again; store the new costs unless ``dry_run``."""
+    def _reprice_steps(
+        self, where: builtins.list[sa.ColumnElement[bool]], after: str, dry_run: bool
+    ) -> Steps[_Repriced]:
+        """A batch of the rows after ``after``, each priced again; the new costs stored (and
+        moved in their days' totals) unless ``dry_run``. Each model's price is read once."""
+        sql, tenant = self._core.message_sql, self.tenant_id
+        pick = sa.select(*_RECOMPUTE_COLUMNS).where(*where, ut.c.id > after)
+        pick = pick.order_by(ut.c.id).limit(_BATCH)
+        batch = named(pick, (yield sql.adhoc(pick)))
+        upsert = sql.compiled(usage_days.upsert_sql(self._core.dialect.name))
+        known: dict[tuple[str, str], Any] = {}
+        by_source = {"user": 0, "price_table": 0, "unpriced": 0}
         changed = 0
-        known: dict[tuple[str, str, str], Any] = {}  # a batch reads each model's price once
         for row in batch:
-            cost = price_call(conn, self.tenant_id, self._core.price_file, dict(row), known)
+            key = (row["provider"], row["model"])
+            if key not in known:
+                found = yield sql.built_once(STORED_PRICE).stmt(stored_params(tenant, *key))
+                known[key] = sql.named_row(t, found[0]) if found else None
+            cost = price_from(known[key], self._core.price_file, row)
             by_source[cost["cost_source"] or "unpriced"] += 1
             if all(cost[k] == row[k] for k in cost):
                 continue
             changed += 1
             if not dry_run:
-                conn.execute(
-                    sa.update(ut)
-                    .where(ut.c.tenant_id == self.tenant_id, ut.c.id == row["id"])
-                    .values(cost)
-                )
-                usage_days.reprice_call(conn, row, cost["cost_nano_usd"])
-        return changed
+                mine = (ut.c.tenant_id == tenant, ut.c.id == row["id"])
+                yield sql.adhoc(sa.update(ut).where(*mine).values(cost), COUNT)
+                moved = usage_days.repriced(row, cost["cost_nano_usd"])
+                if moved is not None:
+                    yield Stmt(upsert, moved, COUNT)
+        last = batch[-1]["id"] if batch else after
+        return _Repriced(len(batch), changed, by_source, last)
+
+
+class _Repriced(NamedTuple):
+    """What one batch of a recompute did."""
+
+    rows: int
+    changed: int
+    by_source: dict[str, int]
+    last_id: str
 
 
 _RECOMPUTE_COLUMNS = [

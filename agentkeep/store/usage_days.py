@@ -7,7 +7,7 @@ same transaction as whatever writes those rows:
 
 - ``usage.record`` adds its call (:func:`add_calls`: one upsert per day row for all the
   calls of its transaction, made just before it commits);
-- ``prices.recompute`` moves a repriced call's cost (:func:`reprice_call`);
+- ``prices.recompute`` moves a repriced call's cost (:func:`repriced`);
 - ``erase_user`` recomputes the days of the rows it scrubs (:func:`refresh`);
 - a copy, import or restore recomputes what it wrote (:func:`refresh`,
   :func:`refresh_all`): the table is never exported, copied or dumped.
@@ -44,7 +44,7 @@ __all__ = [
     "drift",
     "refresh",
     "refresh_all",
-    "reprice_call",
+    "repriced",
     "upsert_sql",
 ]
 
@@ -145,14 +145,16 @@ def add_calls(calls: Sequence[tuple[Connection, Mapping[str, Any]]]) -> None:
         _upsert(conn, sums)
 
 
-def reprice_call(conn: Connection, row: Mapping[Any, Any], new_cost: int | None) -> None:
-    """Move a usage row's cost in its day from ``row["cost_nano_usd"]`` to ``new_cost``."""
+def repriced(row: Mapping[Any, Any], new_cost: int | None) -> dict[str, Any] | None:
+    """The parameters of :func:`upsert_sql` that move a usage row's cost in its day from
+    ``row["cost_nano_usd"]`` to ``new_cost`` (None: nothing moves)."""
     old_cost = row["cost_nano_usd"]
     deltas = dict.fromkeys(SUMS, 0)
     deltas["cost_nano_usd"] = (new_cost or 0) - (old_cost or 0)
     deltas["unpriced_calls"] = (new_cost is None) - (old_cost is None)
     if deltas["cost_nano_usd"] or deltas["unpriced_calls"]:
-        _upsert(conn, {**_group(row), **deltas})
+        return {**_group(row), **deltas}
+    return None
 
 
 def _sums_sql() -> list[sa.ColumnElement[Any]]:
