@@ -55,7 +55,7 @@ from agentkeep.store._base import Resource
 from agentkeep.store._prices import price_from_table, to_nano
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import require_str
-from agentkeep.store.message_sql import named
+from agentkeep.store.message_sql import MessageSQL, named
 from agentkeep.store.schema import llm_usage as ut
 from agentkeep.store.schema import prices as t
 
@@ -66,6 +66,7 @@ __all__ = [
     "TokenPrices",
     "price_from",
     "stored_params",
+    "stored_price",
 ]
 
 log = logging.getLogger("agentkeep.prices")
@@ -214,6 +215,13 @@ STORED_PRICE = (
 def stored_params(tenant_id: str, provider: str, model: str) -> dict[str, Any]:
     """The parameters of :data:`STORED_PRICE` for a call of ``model`` by ``provider``."""
     return {"tenant_id": tenant_id, "model": model, "provider": provider, "any_provider": _ANY}
+
+
+def stored_price(sql: MessageSQL, tenant_id: str, provider: str, model: str) -> Steps[Any]:
+    """The user's stored price of a call of ``model`` by ``provider`` (its row by column
+    name; None: none): one statement, compiled once."""
+    found = yield sql.built_once(STORED_PRICE).stmt(stored_params(tenant_id, provider, model))
+    return sql.named_row(t, found[0]) if found else None
 
 
 def price_from(row: Any, price_file: PriceFile | None, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -424,16 +432,15 @@ class Prices(Resource):
         for row in batch:
             key = (row["provider"], row["model"])
             if key not in known:
-                found = yield sql.built_once(STORED_PRICE).stmt(stored_params(tenant, *key))
-                known[key] = sql.named_row(t, found[0]) if found else None
+                known[key] = yield from stored_price(sql, tenant, *key)
             cost = price_from(known[key], self._core.price_file, row)
             by_source[cost["cost_source"] or "unpriced"] += 1
             if all(cost[k] == row[k] for k in cost):
                 continue
             changed += 1
             if not dry_run:
-                mine = (ut.c.tenant_id == tenant, ut.c.id == row["id"])
-                yield sql.adhoc(sa.update(ut).where(*mine).values(cost), COUNT)
+                mine = {"r_tenant": tenant, "r_id": row["id"]}
+                yield Stmt(sql.compiled(_REPRICE), {**cost, **mine}, COUNT)
                 moved = usage_days.repriced(row, cost["cost_nano_usd"])
                 if moved is not None:
                     yield Stmt(upsert, moved, COUNT)
@@ -449,6 +456,18 @@ class _Repriced(NamedTuple):
     by_source: dict[str, int]
     last_id: str
 
+
+#: A usage row's cost columns set again (``Prices.recompute``; ``:r_tenant``, ``:r_id``).
+_REPRICE = (
+    sa.update(ut)
+    .where(ut.c.tenant_id == sa.bindparam("r_tenant"), ut.c.id == sa.bindparam("r_id"))
+    .values(
+        {
+            name: sa.bindparam(name, type_=ut.c[name].type)
+            for name in ("cost_nano_usd", "cost_source", "price_version")
+        }
+    )
+)
 
 _RECOMPUTE_COLUMNS = [
     ut.c.tenant_id,

@@ -22,6 +22,7 @@ rows. Either way the sums are those of the rows.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -41,9 +42,8 @@ from agentkeep.store._prices import check_cost, from_nano, to_nano
 from agentkeep.store._steps import COUNT, Op, Read, Steps, Stmt, Write, op, single
 from agentkeep.store._validate import check_object, opt_text, require_str
 from agentkeep.store.message_sql import named
-from agentkeep.store.prices import STORED_PRICE, price_from, stored_params
+from agentkeep.store.prices import price_from, stored_price
 from agentkeep.store.schema import llm_usage as t
-from agentkeep.store.schema import prices as prices_table
 from agentkeep.store.schema import usage_days as usage_days_t
 from agentkeep.store.stats import percentiles
 from agentkeep.store.usage_days import day_sql
@@ -326,9 +326,8 @@ class Usage(Resource):
         if known is not None and key in known:
             return known[key]
         sql = self._core.message_sql
-        read = sql.built_once(STORED_PRICE).stmt(stored_params(self.tenant_id, provider, model))
-        found = yield Read("reading a price", single(read))
-        row = sql.named_row(prices_table, found[0]) if found else None
+        read = functools.partial(stored_price, sql, self.tenant_id, provider, model)
+        row = yield Read("reading a price", read)
         if known is not None:
             known[key] = row
         return row
