@@ -169,39 +169,6 @@ class Resource:
         self._core = core
         self.tenant_id = tenant_id
 
-    def _insert_rows(
-        self, conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """Insert ``rows`` (a value for every column of ``table``, by name) in the write of
-        ``conn``, as the dialect's one-row INSERT of the table compiled once, its JSON
-        columns bound as their text.
-
-        For the rows every run and response writes (usage, events, items): a driver SQL
-        statement skips SQLAlchemy's per-call compile-cache lookup and bind processing
-        (measured on SQLite: 21 µs a row against 39 for ``conn.execute(insert(table))``),
-        and is still seen by SQLAlchemy's events and counted as a statement.
-        """
-        if rows:
-            sql = self._core.message_sql
-            params = [sql.insert_params(table, row) for row in rows]
-            conn.exec_driver_sql(sql.insert_row(table), params)
-
-    def _run_compiled(
-        self, conn: Connection, stmt: sa.ClauseElement, params: Mapping[str, Any] | None = None
-    ) -> sa.CursorResult[*tuple[Any, ...]]:
-        """``stmt`` on ``conn``, compiled once for the dialect and sent as driver SQL (still
-        seen by SQLAlchemy's events): for the statements every run sends (its events, the
-        worker's claims), where SQLAlchemy's per-call cache lookup, and the new rendering
-        an expanding parameter takes, cost more than the statement."""
-        return conn.exec_driver_sql(self._core.message_sql.compiled(stmt), params)
-
-    def _first_compiled(self, what: str, stmt: sa.ClauseElement, params: Mapping[str, Any]) -> Any:
-        """The first row of ``stmt``, compiled once, read on the store's own connections (a
-        transaction's, inside one), as the message reads are: no pool checkout, ``BEGIN``
-        and ``ROLLBACK`` around it. For the polls every worker makes after each run."""
-        sql = self._core.message_sql.compiled(stmt)
-        return self._core.run_read(what, lambda cur: cur.execute(sql, params).fetchone())
-
     def _get_row(
         self, conn: Connection, table: sa.Table, ident: str, *, for_update: bool = False
     ) -> Row:

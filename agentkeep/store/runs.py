@@ -747,7 +747,7 @@ class Runs(Resource):
         """The statement and parameters that read (tenant, id) of the oldest ``limit`` runs
         in ``statuses`` (of ``tenant_id``; None: of any tenant); ``locked``: skipping and
         locking rows other claims hold. The statement every worker's poll sends: built
-        once per shape, to be run compiled once (``_run_compiled``; ``claimable``'s read)."""
+        once per shape, to be run compiled once (the claims' and ``claimable``'s reads)."""
         params: dict[str, Any] = {"p_limit": limit}
         if tenant_id is not None:
             params["p_tenant"] = tenant_id
